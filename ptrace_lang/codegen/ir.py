@@ -1,0 +1,245 @@
+"""The IR: real BPF instructions over virtual registers, plus labels.
+
+Lowering (codegen/lower.py) emits a flat list of these per program. Operands are either a
+``VReg`` (allocated later by codegen/regalloc.py) or a ``PReg`` (a fixed machine register,
+used for helper arguments r1-r5, the return value r0 and the frame pointer r10).
+
+Stack memory used by lowering is addressed as ``PReg(10)`` plus a concrete negative offset
+handed out by ``Frame`` (codegen/frame.py); the register allocator places its spill slots
+below ``Frame.depth``.
+
+Every instruction carries the source span of the script construct it came from, so the
+disassembler and verifier error mapping can name the script line.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Union
+
+from ptrace_lang.errors import NO_SPAN, Span
+
+
+@dataclass(frozen=True)
+class VReg:
+    id: int
+
+    def __str__(self) -> str:
+        return f"%{self.id}"
+
+
+@dataclass(frozen=True)
+class PReg:
+    n: int
+
+    def __str__(self) -> str:
+        return f"r{self.n}"
+
+
+R0, R1, R2, R3, R4, R5, R6, R7, R8, R9, R10 = (PReg(i) for i in range(11))
+ARG_REGS = (R1, R2, R3, R4, R5)
+CALLER_SAVED = (R0, R1, R2, R3, R4, R5)   # clobbered by every helper call
+CALLEE_SAVED = (R6, R7, R8, R9)           # preserved across helper calls
+FP = R10
+
+Reg = Union[VReg, PReg]
+Operand = Union[VReg, PReg, int]
+
+# ALU operation names (BPF_ALU/BPF_ALU64 op codes)
+ALU_OPS = ("add", "sub", "mul", "div", "sdiv", "mod", "smod", "or", "and", "lsh", "rsh",
+           "neg", "xor", "mov", "arsh")
+# Conditional jump names (BPF_JMP op codes)
+JMP_OPS = ("jeq", "jne", "jgt", "jge", "jlt", "jle", "jsgt", "jsge", "jslt", "jsle", "jset")
+
+
+@dataclass
+class Insn:
+    span: Span = field(default=NO_SPAN, kw_only=True, compare=False)
+
+
+@dataclass
+class Alu(Insn):
+    """dst = dst <op> src   (op "mov": dst = src; op "neg": dst = -dst, src ignored).
+
+    width 64 -> BPF_ALU64, width 32 -> BPF_ALU (zero-extends the result).
+    ``src`` is a register or a signed 32-bit immediate.
+    """
+
+    op: str
+    dst: Reg
+    src: Operand = 0
+    width: int = 64
+
+
+@dataclass
+class LoadImm64(Insn):
+    """dst = 64-bit immediate (BPF_LD | BPF_IMM | BPF_DW, two instruction slots)."""
+
+    dst: Reg
+    value: int
+
+
+@dataclass
+class LoadMapFd(Insn):
+    """dst = address of map ``map_name`` (ld_imm64 with src=BPF_PSEUDO_MAP_FD).
+
+    The map fd is filled in at load time: the encoder records a relocation.
+    """
+
+    dst: Reg
+    map_name: str
+
+
+@dataclass
+class Load(Insn):
+    """dst = *(u<size*8> *)(base + off)   (BPF_LDX | BPF_MEM); size in bytes 1/2/4/8."""
+
+    dst: Reg
+    base: Reg
+    off: int
+    size: int = 8
+
+
+@dataclass
+class Store(Insn):
+    """*(u<size*8> *)(base + off) = src   (BPF_STX if src is a register, BPF_ST if immediate)."""
+
+    base: Reg
+    off: int
+    src: Operand
+    size: int = 8
+
+
+@dataclass
+class AtomicAdd(Insn):
+    """lock *(u<size*8> *)(base + off) += src   (BPF_STX | BPF_ATOMIC, BPF_ADD); size 4 or 8."""
+
+    base: Reg
+    off: int
+    src: Reg
+    size: int = 8
+
+
+@dataclass
+class Endian(Insn):
+    """dst = byte-swap(dst) to ``bits`` (16/32/64): to_be True -> BPF_TO_BE, else BPF_TO_LE."""
+
+    dst: Reg
+    bits: int
+    to_be: bool = True
+
+
+@dataclass
+class Label(Insn):
+    name: str
+
+
+@dataclass
+class Jump(Insn):
+    """goto label."""
+
+    target: str
+
+
+@dataclass
+class CondJump(Insn):
+    """if (a <op> b) goto target. width 64 -> BPF_JMP, 32 -> BPF_JMP32; b register or imm32."""
+
+    op: str
+    a: Reg
+    b: Operand
+    target: str
+    width: int = 64
+
+
+@dataclass
+class Call(Insn):
+    """Call BPF helper ``helper`` (its number). Reads r1..r<nargs>, writes r0, clobbers r1-r5."""
+
+    helper: int
+    nargs: int
+
+
+@dataclass
+class Exit(Insn):
+    """return r0."""
+
+
+@dataclass
+class Comment(Insn):
+    """No code; kept for ``-d ir`` readability."""
+
+    text: str
+
+
+def uses(insn: Insn) -> list[Reg]:
+    """Registers read by ``insn``."""
+    if isinstance(insn, Alu):
+        out = [] if insn.op == "mov" else [insn.dst]
+        if insn.op != "neg" and isinstance(insn.src, (VReg, PReg)):
+            out.append(insn.src)
+        return out
+    if isinstance(insn, Load):
+        return [insn.base]
+    if isinstance(insn, Store):
+        return [insn.base] + ([insn.src] if isinstance(insn.src, (VReg, PReg)) else [])
+    if isinstance(insn, AtomicAdd):
+        return [insn.base, insn.src]
+    if isinstance(insn, Endian):
+        return [insn.dst]
+    if isinstance(insn, CondJump):
+        return [insn.a] + ([insn.b] if isinstance(insn.b, (VReg, PReg)) else [])
+    if isinstance(insn, Call):
+        return list(ARG_REGS[: insn.nargs])
+    if isinstance(insn, Exit):
+        return [R0]
+    return []
+
+
+def defs(insn: Insn) -> list[Reg]:
+    """Registers written by ``insn`` (a call writes r0 and clobbers r1-r5)."""
+    if isinstance(insn, (Alu, LoadImm64, LoadMapFd, Load, Endian)):
+        return [insn.dst]
+    if isinstance(insn, Call):
+        return list(CALLER_SAVED)
+    return []
+
+
+def _fmt(o: Operand) -> str:
+    return str(o) if not isinstance(o, int) else str(o)
+
+
+def format_insn(insn: Insn) -> str:
+    """One line of ``-d ir`` output."""
+    if isinstance(insn, Alu):
+        if insn.op == "neg":
+            return f"{insn.dst} = -{insn.dst}" + (" (32)" if insn.width == 32 else "")
+        sym = {"add": "+=", "sub": "-=", "mul": "*=", "div": "/=", "sdiv": "s/=", "mod": "%=",
+               "smod": "s%=", "or": "|=", "and": "&=", "lsh": "<<=", "rsh": ">>=", "xor": "^=",
+               "mov": "=", "arsh": "s>>="}[insn.op]
+        return f"{insn.dst} {sym} {_fmt(insn.src)}" + (" (32)" if insn.width == 32 else "")
+    if isinstance(insn, LoadImm64):
+        return f"{insn.dst} = {insn.value:#x} ll"
+    if isinstance(insn, LoadMapFd):
+        return f"{insn.dst} = map[{insn.map_name}]"
+    if isinstance(insn, Load):
+        return f"{insn.dst} = *(u{insn.size * 8} *)({insn.base} {insn.off:+d})"
+    if isinstance(insn, Store):
+        return f"*(u{insn.size * 8} *)({insn.base} {insn.off:+d}) = {_fmt(insn.src)}"
+    if isinstance(insn, AtomicAdd):
+        return f"lock *(u{insn.size * 8} *)({insn.base} {insn.off:+d}) += {insn.src}"
+    if isinstance(insn, Endian):
+        return f"{insn.dst} = {'be' if insn.to_be else 'le'}{insn.bits} {insn.dst}"
+    if isinstance(insn, Label):
+        return f"{insn.name}:"
+    if isinstance(insn, Jump):
+        return f"goto {insn.target}"
+    if isinstance(insn, CondJump):
+        return f"if {insn.a} {insn.op} {_fmt(insn.b)} goto {insn.target}" + (
+            " (32)" if insn.width == 32 else "")
+    if isinstance(insn, Call):
+        return f"call {insn.helper} ({insn.nargs} args)"
+    if isinstance(insn, Exit):
+        return "exit"
+    if isinstance(insn, Comment):
+        return f"; {insn.text}"
+    return repr(insn)

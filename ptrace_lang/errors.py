@@ -1,0 +1,109 @@
+"""Source spans and the errors a user can cause, rendered in bpftrace's format.
+
+    stdin:1:14-15: ERROR: syntax error, unexpected ;
+    BEGIN { $x = ; }
+                 ~
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class Span:
+    """A region of one source file. Lines and columns are 1-based; end_col is exclusive."""
+
+    file: str
+    line: int
+    col: int
+    end_line: int
+    end_col: int
+
+    def join(self, other: "Span | None") -> "Span":
+        if other is None or other is NO_SPAN:
+            return self
+        if self is NO_SPAN:
+            return other
+        start = min((self.line, self.col), (other.line, other.col))
+        end = max((self.end_line, self.end_col), (other.end_line, other.end_col))
+        return Span(self.file, start[0], start[1], end[0], end[1])
+
+
+NO_SPAN = Span("", 0, 0, 0, 0)
+
+
+@dataclass
+class Diagnostic:
+    message: str
+    span: Span = NO_SPAN
+    hints: list[str] = field(default_factory=list)
+    severity: str = "ERROR"  # or "WARNING"
+
+
+class SourceRegistry:
+    """Maps file names to their text so diagnostics can quote the line."""
+
+    def __init__(self) -> None:
+        self._texts: dict[str, list[str]] = {}
+
+    def add(self, name: str, text: str) -> None:
+        self._texts[name] = text.split("\n")
+
+    def line(self, name: str, lineno: int) -> str | None:
+        lines = self._texts.get(name)
+        if lines is None or not 1 <= lineno <= len(lines):
+            return None
+        return lines[lineno - 1]
+
+
+SOURCES = SourceRegistry()
+
+
+def render(diag: Diagnostic, sources: SourceRegistry = SOURCES) -> str:
+    """Render one diagnostic as bpftrace does: header, source line, ~ markers, hints."""
+    sp = diag.span
+    out = []
+    if sp is NO_SPAN or sp.line == 0:
+        out.append(f"{diag.severity}: {diag.message}")
+    else:
+        end_col = sp.end_col if sp.end_line == sp.line else None
+        src = sources.line(sp.file, sp.line)
+        if end_col is None:
+            end_col = (len(src) + 1) if src is not None else sp.col + 1
+        if end_col <= sp.col:
+            end_col = sp.col + 1
+        out.append(f"{sp.file}:{sp.line}:{sp.col}-{end_col}: {diag.severity}: {diag.message}")
+        if src is not None:
+            out.append(src)
+            marker = "".join("\t" if c == "\t" else " " for c in src[: sp.col - 1])
+            out.append(marker + "~" * (end_col - sp.col))
+    for hint in diag.hints:
+        out.append(f"HINT: {hint}")
+    return "\n".join(out)
+
+
+class PtraceError(Exception):
+    """Any error the user caused; carries one or more diagnostics. Never shown as a traceback."""
+
+    def __init__(self, message: str, span: Span = NO_SPAN, hints: list[str] | None = None,
+                 diagnostics: list[Diagnostic] | None = None) -> None:
+        super().__init__(message)
+        if diagnostics is None:
+            diagnostics = [Diagnostic(message, span, list(hints or []))]
+        self.diagnostics = diagnostics
+
+    def render(self, sources: SourceRegistry = SOURCES) -> str:
+        return "\n".join(render(d, sources) for d in self.diagnostics)
+
+
+class CompileError(PtraceError):
+    """A parse or semantic error in the script."""
+
+
+class NotSupportedYet(CompileError):
+    def __init__(self, what: str, span: Span = NO_SPAN) -> None:
+        super().__init__(f"{what} is not supported yet", span)
+
+
+class RuntimeFailure(PtraceError):
+    """Loading, attaching or running failed (verifier rejection, missing probe, permissions)."""

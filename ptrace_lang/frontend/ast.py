@@ -1,0 +1,429 @@
+"""AST nodes: plain dataclasses carrying source spans.
+
+Semantic analysis annotates expressions in place (``Expr.type``); nothing else mutates the tree.
+Every node has a keyword-only ``span``; expression nodes also a keyword-only ``type``.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Union
+
+from ptrace_lang.errors import NO_SPAN, Span
+
+
+@dataclass
+class Node:
+    span: Span = field(default=NO_SPAN, kw_only=True, repr=False, compare=False)
+
+
+# ---------------------------------------------------------------- types written in scripts
+
+
+@dataclass
+class TypeName(Node):
+    """A type as written: ``uint8``, ``string``, ``struct task_struct *``, ``int8[4]``.
+
+    ``name`` holds the base name including any ``struct ``/``union ``/``enum `` prefix.
+    """
+
+    name: str
+    pointer_depth: int = 0
+    array_len: int | None = None
+
+
+# ---------------------------------------------------------------- expressions
+
+
+@dataclass
+class Expr(Node):
+    type: Any = field(default=None, kw_only=True, repr=False, compare=False)
+
+
+@dataclass
+class IntLit(Expr):
+    value: int
+
+
+@dataclass
+class StrLit(Expr):
+    value: str  # escapes already decoded
+
+
+@dataclass
+class BoolLit(Expr):
+    value: bool
+
+
+@dataclass
+class Builtin(Expr):
+    """A builtin variable: ``pid``, ``comm``, ``args``, ``arg0``, ``retval``, ``probe`` ..."""
+
+    name: str
+
+
+@dataclass
+class PositionalParam(Expr):
+    """``$1`` .. ``$N``."""
+
+    index: int
+
+
+@dataclass
+class ParamCount(Expr):
+    """``$#``."""
+
+
+@dataclass
+class Var(Expr):
+    """A scratch variable ``$name`` (name without the ``$``)."""
+
+    name: str
+
+
+@dataclass
+class MapRef(Expr):
+    """``@name`` or ``@name[k1, k2]``; ``name`` is "" for the anonymous map ``@``.
+
+    ``keys`` is None when the map is used without a key.
+    """
+
+    name: str
+    keys: list[Expr] | None = None
+
+
+@dataclass
+class Call(Expr):
+    """A function call ``name(args)``; also builtins written as calls (``comm()``)."""
+
+    name: str
+    args: list[Expr] = field(default_factory=list)
+
+
+@dataclass
+class Binary(Expr):
+    """``left op right``; op is the operator text (``+``, ``==``, ``&&`` ...)."""
+
+    op: str
+    left: Expr
+    right: Expr
+
+
+@dataclass
+class Unary(Expr):
+    """``op operand``; op in ``- ! ~ * &`` (``*`` dereference, ``&`` address-of)."""
+
+    op: str
+    operand: Expr
+
+
+@dataclass
+class IncDec(Expr):
+    """``x++``, ``++x``, ``x--``, ``--x`` on a variable or map element."""
+
+    op: str  # "++" or "--"
+    target: Expr
+    prefix: bool
+
+
+@dataclass
+class Ternary(Expr):
+    cond: Expr
+    then: Expr
+    orelse: Expr
+
+
+@dataclass
+class FieldAccess(Expr):
+    """``base.field`` (arrow=False) or ``base->field`` (arrow=True)."""
+
+    base: Expr
+    field_name: str
+    arrow: bool = False
+
+
+@dataclass
+class Index(Expr):
+    """``base[index]`` on a pointer, array or tuple (tuple index must be a literal)."""
+
+    base: Expr
+    index: Expr
+
+
+@dataclass
+class TupleIndex(Expr):
+    """``tuple.0``."""
+
+    base: Expr
+    index: int
+
+
+@dataclass
+class TupleExpr(Expr):
+    elems: list[Expr]
+
+
+@dataclass
+class RecordExpr(Expr):
+    """``(x = 1, y = 2)``."""
+
+    fields: list[tuple[str, Expr]]
+
+
+@dataclass
+class Cast(Expr):
+    to: TypeName
+    operand: Expr
+
+
+@dataclass
+class Sizeof(Expr):
+    """``sizeof(T)`` or ``sizeof(expr)``: exactly one of ``of_type``/``of_expr`` is set."""
+
+    of_type: TypeName | None = None
+    of_expr: Expr | None = None
+
+
+@dataclass
+class Offsetof(Expr):
+    of_type: TypeName
+    fields: list[str]
+
+
+@dataclass
+class BlockExpr(Expr):
+    """``{ stmt; ...; expr }`` used as a value."""
+
+    stmts: list["Stmt"]
+    value: Expr
+
+
+# ---------------------------------------------------------------- statements
+
+
+@dataclass
+class Stmt(Node):
+    pass
+
+
+@dataclass
+class ExprStmt(Stmt):
+    expr: Expr
+
+
+@dataclass
+class Assign(Stmt):
+    """``target = value`` or a compound ``target op= value`` (op is e.g. "+", None for plain)."""
+
+    target: Expr  # Var, MapRef, FieldAccess ...
+    value: Expr
+    op: str | None = None
+
+
+@dataclass
+class Let(Stmt):
+    """``let $x [: type] [= value];``"""
+
+    var: Var
+    declared: TypeName | None = None
+    value: Expr | None = None
+
+
+@dataclass
+class Block(Stmt):
+    stmts: list[Stmt] = field(default_factory=list)
+
+
+@dataclass
+class If(Stmt):
+    cond: Expr
+    then: Block
+    orelse: Block | None = None  # an ``else if`` is an If inside this Block
+
+
+@dataclass
+class Unroll(Stmt):
+    count: Expr
+    body: Block
+
+
+@dataclass
+class While(Stmt):
+    cond: Expr
+    body: Block
+
+
+@dataclass
+class ForMap(Stmt):
+    """``for ($kv : @map) { }``"""
+
+    var: Var
+    map: MapRef
+    body: Block
+
+
+@dataclass
+class ForRange(Stmt):
+    """``for ($i : start..end) { }`` (end exclusive)."""
+
+    var: Var
+    start: Expr
+    end: Expr
+    body: Block
+
+
+@dataclass
+class Break(Stmt):
+    pass
+
+
+@dataclass
+class Continue(Stmt):
+    pass
+
+
+@dataclass
+class Return(Stmt):
+    value: Expr | None = None
+
+
+# ---------------------------------------------------------------- top level
+
+
+@dataclass
+class AttachPoint(Node):
+    """One attach point as written, e.g. ``tracepoint:syscalls:sys_enter_*``.
+
+    ``provider`` is the first component as written (``t``, ``tracepoint``, ``BEGIN``...);
+    ``parts`` the remaining ``:``-separated components (quotes kept off, ``$N`` kept as text).
+    Providers interpret ``parts``; the grammar does not.
+    """
+
+    raw: str
+    provider: str
+    parts: list[str] = field(default_factory=list)
+
+
+@dataclass
+class Probe(Node):
+    attach_points: list[AttachPoint]
+    predicate: Expr | None
+    body: Block
+
+
+@dataclass
+class ConfigItem(Node):
+    key: str
+    value: Expr
+
+
+@dataclass
+class Config(Node):
+    items: list[ConfigItem]
+
+
+@dataclass
+class Import(Node):
+    path: str
+
+
+@dataclass
+class MacroDef(Node):
+    """``macro name($a, @b, c) { ... }``; params keep their sigil (``$a``, ``@b``, ``c``)."""
+
+    name: str
+    params: list[str]
+    body: Block
+
+
+@dataclass
+class MapDecl(Node):
+    """``let @m = hash(N);``"""
+
+    name: str
+    kind: str
+    size: int
+
+
+@dataclass
+class CDefinition(Node):
+    """C text passed through: ``struct x { ... };``, ``#include <...>``, ``#define A 1`` ..."""
+
+    kind: str  # "struct" | "union" | "enum" | "include" | "define" | "ifdef" | "other"
+    text: str
+
+
+@dataclass
+class Program(Node):
+    c_definitions: list[CDefinition] = field(default_factory=list)
+    config: Config | None = None
+    imports: list[Import] = field(default_factory=list)
+    macros: list[MacroDef] = field(default_factory=list)
+    map_decls: list[MapDecl] = field(default_factory=list)
+    probes: list[Probe] = field(default_factory=list)
+
+
+AnyNode = Union[Expr, Stmt, Probe, Program]
+
+
+def children(node: Node):
+    """Yield the direct child nodes of ``node`` (in source order)."""
+    for name in node.__dataclass_fields__:
+        if name in ("span", "type"):
+            continue
+        value = getattr(node, name)
+        if isinstance(value, Node):
+            yield value
+        elif isinstance(value, list):
+            for item in value:
+                if isinstance(item, Node):
+                    yield item
+                elif isinstance(item, tuple):
+                    for sub in item:
+                        if isinstance(sub, Node):
+                            yield sub
+
+
+def walk(node: Node):
+    """Pre-order traversal of ``node`` and all its descendants."""
+    stack = [node]
+    while stack:
+        cur = stack.pop()
+        yield cur
+        stack.extend(reversed(list(children(cur))))
+
+
+def dump(node: Any, indent: int = 0) -> str:
+    """A readable tree, for ``-d ast``."""
+    pad = "  " * indent
+    if isinstance(node, list):
+        return "\n".join(dump(n, indent) for n in node)
+    if not isinstance(node, Node):
+        return pad + repr(node)
+    scalars = []
+    kids = []
+    for name in node.__dataclass_fields__:
+        if name in ("span", "type"):
+            continue
+        value = getattr(node, name)
+        if isinstance(value, Node) or (isinstance(value, list) and value and
+                                       any(isinstance(v, (Node, tuple)) for v in value)):
+            kids.append((name, value))
+        elif value is not None and value != []:
+            scalars.append(f"{name}={value!r}")
+    head = f"{pad}{type(node).__name__}"
+    if scalars:
+        head += " " + " ".join(scalars)
+    if getattr(node, "type", None) is not None:
+        head += f" :: {node.type}"
+    lines = [head]
+    for name, value in kids:
+        if isinstance(value, Node):
+            lines.append(dump(value, indent + 1))
+        else:
+            for item in value:
+                if isinstance(item, tuple):
+                    lines.append(f"{pad}  {item[0]}:")
+                    lines.append(dump(item[1], indent + 2))
+                else:
+                    lines.append(dump(item, indent + 1))
+    return "\n".join(lines)

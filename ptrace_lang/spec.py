@@ -1,0 +1,135 @@
+"""ObjectSpec: what the compiler hands the runtime. Plain data, no file descriptors.
+
+The compiler (frontend -> sema -> codegen) produces one ``ObjectSpec``; the runtime creates
+the maps, loads the programs (patching map fds into ``map_relocs``), attaches every
+``AttachSpec``, runs ``begin`` programs with BPF_PROG_TEST_RUN, consumes the ring buffer
+(records described by ``EventSpec``), and at exit reads and prints the user maps described
+by ``UserMapSpec``.
+
+Value layouts (all little-endian, as the kernel stores them):
+
+* ``Field`` describes one value inside a key, a record or a map value: offset, size and a
+  ``kind``: "int" (signed per ``signed``), "bool", "str" (NUL-padded bytes of ``size``),
+  "tuple" (``fields`` holds its members), "record" (``fields`` with names), "buf"
+  (u8 length + bytes), "ksym"/"usym" (u64 address), "kstack"/"ustack" (u64 stack id),
+  "probe" (u64 probe id: index into ``ObjectSpec.probe_names``), "none".
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from ptrace_lang.errors import NO_SPAN, Span
+
+# ring buffer record kinds: the first 8 bytes of every record are (kind: u32, id: u32)
+EV_PRINTF = 1      # id = index into ObjectSpec.events; payload laid out by EventSpec.args
+EV_PRINT_VALUE = 2  # id = index into ObjectSpec.events; payload is one value (EventSpec.args[0])
+EV_EXIT = 3        # payload: i64 exit code
+EV_TIME = 4        # id = index into ObjectSpec.events (fmt only); payload: none (user space reads the clock)
+EV_PRINT_MAP = 5   # id = index into ObjectSpec.user_maps; payload: i64 top, i64 div
+EV_CLEAR_MAP = 6   # id = index into ObjectSpec.user_maps (clear from user space, after printing)
+EV_ZERO_MAP = 7    # id = index into ObjectSpec.user_maps
+
+RECORD_HEADER = 8
+
+
+@dataclass
+class Field:
+    kind: str
+    offset: int
+    size: int
+    signed: bool = False
+    name: str = ""
+    fields: list["Field"] = field(default_factory=list)
+
+
+@dataclass
+class MapSpec:
+    """A kernel map to create. ``name`` is unique within the object (≤ 15 chars sent to the kernel)."""
+
+    name: str
+    map_type: int          # BPF_MAP_TYPE_*
+    key_size: int
+    value_size: int
+    max_entries: int
+    flags: int = 0
+
+
+@dataclass
+class UserMapSpec:
+    """A script map (``@name``), how to read it and how to print it.
+
+    ``kind``: "count" "sum" "min" "max" "avg" "stats" "hist" "lhist" "value".
+    ``kernel_map`` names the MapSpec holding it. For scalar maps ``key`` is None and the kernel
+    key is a u64 0. hist/lhist maps use the script key followed by a u64 bucket index.
+    Aggregation values are per-CPU and merged when read:
+      count/sum: i64 per CPU, summed. min/max: (i64 value, u64 seen) per CPU.
+      avg/stats: (i64 count, i64 total) per CPU. hist/lhist: u64 count per CPU per bucket.
+    ``value`` describes a "value" map's stored value (not per-CPU).
+    """
+
+    name: str                   # as the user wrote it, with the "@": "@", "@x"
+    kind: str
+    kernel_map: str
+    key: Field | None = None    # the script-level key (a tuple key is one Field of kind "tuple")
+    value: Field | None = None
+    signed: bool = True         # sum/min/max/avg/stats: interpret as signed
+    hist_k: int = 0
+    lhist: tuple[int, int, int] | None = None   # (min, max, step)
+
+
+@dataclass
+class EventSpec:
+    """A printf/print/time/... call site. ``args`` are laid out after the 8-byte record header."""
+
+    kind: int                   # EV_*
+    fmt: str = ""
+    args: list[Field] = field(default_factory=list)
+    span: Span = NO_SPAN
+
+
+@dataclass
+class ProgramSpec:
+    name: str
+    prog_type: int               # BPF_PROG_TYPE_*
+    insns: bytes                 # encoded instructions, map fd slots zero
+    map_relocs: list[tuple[int, str]] = field(default_factory=list)  # (insn index, map name)
+    spans: list[Span] = field(default_factory=list)                  # one per instruction slot
+    expected_attach_type: int = 0
+    asm: str = ""                # disassembly with source lines, for -d asm and error mapping
+
+
+@dataclass
+class AttachSpec:
+    """One attach point of one program. ``provider`` selects the attacher.
+
+    ``target`` is provider-specific: tracepoint "subsys:event"; interval/profile
+    (unit, value) as a string "hz:99" / "ms:100"; begin/end unused.
+    ``cookie`` is the BPF cookie the program reads to recover ``probe``.
+    """
+
+    provider: str      # "begin" "end" "tracepoint" "interval" "profile" ...
+    program: str       # ProgramSpec.name
+    target: str = ""
+    cookie: int = 0
+    probe_name: str = ""  # full probe name as bpftrace prints it, e.g. "tracepoint:syscalls:sys_enter_read"
+    span: Span = NO_SPAN
+
+
+@dataclass
+class ObjectSpec:
+    maps: list[MapSpec] = field(default_factory=list)
+    programs: list[ProgramSpec] = field(default_factory=list)
+    attachments: list[AttachSpec] = field(default_factory=list)  # begin/end in declaration order
+    user_maps: list[UserMapSpec] = field(default_factory=list)
+    events: list[EventSpec] = field(default_factory=list)
+    probe_names: list[str] = field(default_factory=list)   # indexed by probe id / cookie
+    ringbuf_map: str = "ringbuf"
+    counters_map: str = "counters"   # per-CPU array of u64: see COUNTER_* below
+    config: dict = field(default_factory=dict)
+
+
+# per-CPU counters kept by every program, reported at exit when non-zero
+COUNTER_LOST_EVENTS = 0     # ring buffer reserve failed
+COUNTER_MAP_FULL = 1        # a map update failed (map full)
+COUNTER_READ_FAILED = 2     # a probe_read helper failed
+NUM_COUNTERS = 4
