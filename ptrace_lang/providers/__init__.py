@@ -1,0 +1,95 @@
+"""Probe providers, one module each, registered in ``PROVIDERS`` under every name they answer to.
+
+A provider turns an attach point as written into concrete ``Target``s (compile time), says
+which program type runs there and which builtins the probe context offers, and attaches a
+loaded program to a target (run time; kernel modules are imported only inside ``attach``).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from ptrace_lang.errors import CompileError, NotSupportedYet
+from ptrace_lang.frontend import ast
+
+
+@dataclass
+class Target:
+    provider: str            # canonical provider name
+    probe_name: str          # the name bpftrace prints for ``probe``
+    target: str              # what the attacher needs (provider-specific)
+    share_key: object = None # targets of one block with equal keys can share one program
+    args: object = None      # sema.types.ArgsT for tracepoints
+
+
+@dataclass
+class Options:
+    """Compile-time knowledge a provider may need."""
+
+    positional: list[str] = field(default_factory=list)
+    missing_probes: str = "error"
+
+
+class Provider:
+    name = ""
+    aliases: tuple[str, ...] = ()
+    prog_type_name = ""          # key into kernel.sys BPF_PROG_TYPE_*
+    builtins: frozenset[str] = frozenset()   # context builtins beyond the common ones
+    runs_by_test_run = False     # begin/end
+
+    def expand(self, ap: ast.AttachPoint, opts: Options) -> list[Target]:
+        raise NotImplementedError
+
+    def attach(self, target: Target, prog_fd: int, cookie: int) -> list:
+        """Attach and return objects with ``close()`` that detach it."""
+        raise NotImplementedError
+
+
+PROVIDERS: dict[str, Provider] = {}
+
+# providers the dialect has but a later piece of work brings
+_LATER = {"kprobe", "k", "kretprobe", "kr", "uprobe", "u", "uretprobe", "ur", "usdt", "U",
+          "rawtracepoint", "rt", "software", "s", "hardware", "h", "watchpoint", "w",
+          "fentry", "f", "fexit", "fr", "kfunc", "kretfunc", "iter", "it", "self", "asyncwatchpoint"}
+
+
+def register(provider: Provider) -> Provider:
+    for n in (provider.name, *provider.aliases):
+        PROVIDERS[n.lower()] = provider
+    return provider
+
+
+def lookup(ap: ast.AttachPoint) -> Provider:
+    p = PROVIDERS.get(ap.provider.lower())
+    if p is not None:
+        return p
+    if ap.provider.lower() in {x.lower() for x in _LATER}:
+        raise NotSupportedYet(f"probe type '{ap.provider}'", ap.span)
+    raise CompileError(f"Invalid probe type: {ap.provider}", ap.span)
+
+
+def substitute_positional(text: str, opts: Options, span) -> str:
+    """Replace ``$N`` in an attach point component by the N-th positional parameter."""
+    if "$" not in text:
+        return text
+    out, i = [], 0
+    while i < len(text):
+        if text[i] == "$" and i + 1 < len(text) and text[i + 1].isdigit():
+            j = i + 1
+            while j < len(text) and text[j].isdigit():
+                j += 1
+            n = int(text[i + 1:j])
+            if n < 1 or n > len(opts.positional):
+                raise CompileError(f"Positional parameter ${n} is not set", span)
+            out.append(opts.positional[n - 1])
+            i = j
+        else:
+            out.append(text[i])
+            i += 1
+    return "".join(out)
+
+
+def _load_all() -> None:
+    from ptrace_lang.providers import begin_end, interval, tracepoint  # noqa: F401
+
+
+_load_all()

@@ -1,0 +1,299 @@
+"""Allocated IR (PRegs only) -> BPF instructions, plus a small IR peephole optimiser.
+
+``emit`` drops Labels and Comments, resolves symbolic jumps to pc-relative offsets (an
+ld_imm64 counts as two slots), records a relocation for every ``LoadMapFd`` and keeps one
+source span per instruction slot.
+
+``peephole`` works on IR with virtual or physical registers and preserves semantics exactly;
+it only deletes or retargets jumps, deletes unreachable code, self-moves and unused labels. It
+never moves an instruction across a label.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+from ptrace_lang.bpf import opcodes as op
+from ptrace_lang.bpf.insn import Instruction, ld_imm64
+from ptrace_lang.codegen import ir
+from ptrace_lang.errors import Span
+
+# --------------------------------------------------------------------------------------------
+# peephole
+
+
+_INVERSE = {"jeq": "jne", "jne": "jeq", "jgt": "jle", "jle": "jgt", "jge": "jlt", "jlt": "jge",
+            "jsgt": "jsle", "jsle": "jsgt", "jsge": "jslt", "jslt": "jsge"}
+
+
+class _Removed(ir.Comment):
+    """Placeholder for an instruction deleted during a peephole round."""
+
+
+def is_self_move(insn: ir.Insn) -> bool:
+    """``r = r`` (64-bit; a 32-bit self move zero-extends and is kept)."""
+    return (isinstance(insn, ir.Alu) and insn.op == "mov" and insn.width == 64
+            and isinstance(insn.src, (ir.VReg, ir.PReg)) and insn.src == insn.dst)
+
+
+def _is_code(insn: ir.Insn) -> bool:
+    return not isinstance(insn, (ir.Label, ir.Comment))
+
+
+def _label_index(insns: list[ir.Insn]) -> dict[str, int]:
+    out = {}
+    for i, ins in enumerate(insns):
+        if isinstance(ins, ir.Label):
+            if ins.name in out:
+                raise ValueError(f"duplicate label {ins.name!r}")
+            out[ins.name] = i
+    return out
+
+
+def _next_code(insns: list[ir.Insn], i: int) -> int:
+    """Index of the first real instruction at or after ``i`` (len(insns) if none)."""
+    while i < len(insns) and not _is_code(insns[i]):
+        i += 1
+    return i
+
+
+def _labels_between(insns: list[ir.Insn], start: int, end: int) -> set[str]:
+    return {ins.name for ins in insns[start:end] if isinstance(ins, ir.Label)}
+
+
+def _reachable(insns: list[ir.Insn], labels: dict[str, int]) -> list[bool]:
+    seen = [False] * len(insns)
+    work = [0] if insns else []
+    while work:
+        i = work.pop()
+        while i < len(insns) and not seen[i]:
+            seen[i] = True
+            ins = insns[i]
+            if isinstance(ins, ir.Jump):
+                i = labels[ins.target]
+                continue
+            if isinstance(ins, ir.CondJump):
+                work.append(labels[ins.target])
+            elif isinstance(ins, ir.Exit):
+                break
+            i += 1
+    return seen
+
+
+def _check_labels(insns: list[ir.Insn], labels: dict[str, int]) -> None:
+    for ins in insns:
+        if isinstance(ins, (ir.Jump, ir.CondJump)) and ins.target not in labels:
+            raise ValueError(f"jump to undefined label {ins.target!r}")
+
+
+def _peephole_round(insns: list[ir.Insn]) -> tuple[list[ir.Insn], bool]:
+    labels = _label_index(insns)
+    _check_labels(insns, labels)
+    changed = False
+    out = list(insns)
+    n = len(out)
+
+    # 1. jump threading: a jump to a label whose first instruction is "goto M" jumps to M.
+    def final_target(name: str) -> str:
+        seen = {name}
+        while True:
+            j = _next_code(out, labels[name])
+            if j < n and isinstance(out[j], ir.Jump) and out[j].target not in seen:
+                name = out[j].target
+                seen.add(name)
+            else:
+                return name
+
+    for i, ins in enumerate(out):
+        if isinstance(ins, (ir.Jump, ir.CondJump)):
+            t = final_target(ins.target)
+            if t != ins.target:
+                out[i] = replace(ins, target=t)
+                changed = True
+
+    # 2. jumps to the next instruction; "if c goto L1; goto L2; L1:" -> "if !c goto L2; L1:"
+    i = 0
+    while i < n:
+        ins = out[i]
+        if isinstance(ins, (ir.Jump, ir.CondJump)):
+            j = _next_code(out, i + 1)
+            if ins.target in _labels_between(out, i + 1, j):
+                out[i] = _Removed("", span=ins.span)
+                changed = True
+            elif (isinstance(ins, ir.CondJump) and ins.op in _INVERSE and j < n
+                  and isinstance(out[j], ir.Jump)
+                  and not _labels_between(out, i + 1, j)):
+                k = _next_code(out, j + 1)
+                if ins.target in _labels_between(out, j + 1, k):
+                    out[i] = replace(ins, op=_INVERSE[ins.op], target=out[j].target)
+                    out[j] = _Removed("", span=out[j].span)
+                    changed = True
+        i += 1
+
+    # 3. self moves
+    for i, ins in enumerate(out):
+        if is_self_move(ins):
+            out[i] = _Removed("", span=ins.span)
+            changed = True
+
+    # 4. unreachable code, unreferenced labels, placeholder comments
+    reach = _reachable(out, labels)
+    referenced = {ins.target for k, ins in enumerate(out)
+                  if reach[k] and isinstance(ins, (ir.Jump, ir.CondJump))}
+    result = []
+    for k, ins in enumerate(out):
+        if isinstance(ins, ir.Label):
+            if ins.name not in referenced:
+                changed = True
+                continue
+        elif isinstance(ins, _Removed):
+            continue
+        elif isinstance(ins, ir.Comment):
+            pass
+        elif not reach[k]:
+            changed = True
+            continue
+        result.append(ins)
+    return result, changed
+
+
+def peephole(insns: list[ir.Insn]) -> list[ir.Insn]:
+    """Semantics-preserving jump/move clean-up; returns a new list."""
+    out = list(insns)
+    for _ in range(100):
+        out, changed = _peephole_round(out)
+        if not changed:
+            break
+    return out
+
+
+# --------------------------------------------------------------------------------------------
+# encoding
+
+
+@dataclass
+class Emitted:
+    insns: list[Instruction]
+    spans: list[Span]
+    map_relocs: list[tuple[int, str]]   # (instruction index of the ld_imm64, map name)
+
+
+def _reg(r: object, what: str) -> int:
+    if isinstance(r, ir.PReg):
+        if not 0 <= r.n <= 10:
+            raise ValueError(f"bad register {r} as {what}")
+        return r.n
+    raise ValueError(f"{what} is not a machine register: {r!r} (run register allocation first)")
+
+
+def _imm(v: int, signed_only: bool, what: str) -> int:
+    lo = -(1 << 31)
+    hi = (1 << 31) if signed_only else (1 << 32)
+    if not lo <= v < hi:
+        raise ValueError(f"{what} immediate {v} out of range")
+    return v - (1 << 32) if v >= (1 << 31) else v
+
+
+def _slots(ins: ir.Insn) -> int:
+    if isinstance(ins, (ir.LoadImm64, ir.LoadMapFd)):
+        return 2
+    return 0 if isinstance(ins, (ir.Label, ir.Comment)) else 1
+
+
+def emit(insns: list[ir.Insn], optimize: bool = True) -> Emitted:
+    """Encode allocated IR. ``optimize`` runs ``peephole`` first."""
+    if optimize:
+        insns = peephole(insns)
+    # pass 1: slot index of every label
+    pos: dict[str, int] = {}
+    pc = 0
+    for ins in insns:
+        if isinstance(ins, ir.Label):
+            if ins.name in pos:
+                raise ValueError(f"duplicate label {ins.name!r}")
+            pos[ins.name] = pc
+        pc += _slots(ins)
+
+    out: list[Instruction] = []
+    spans: list[Span] = []
+    relocs: list[tuple[int, str]] = []
+
+    def jump_off(target: str) -> int:
+        if target not in pos:
+            raise ValueError(f"jump to undefined label {target!r}")
+        off = pos[target] - (len(out) + 1)
+        if not -(1 << 15) <= off < (1 << 15):
+            raise ValueError(f"jump offset {off} to {target!r} out of range")
+        return off
+
+    for ins in insns:
+        start = len(out)
+        if isinstance(ins, (ir.Label, ir.Comment)):
+            continue
+        if isinstance(ins, ir.Alu):
+            if ins.op not in op.ALU_OP_CODES:
+                raise ValueError(f"unknown ALU op {ins.op!r}")
+            code, off = op.ALU_OP_CODES[ins.op]
+            cls = op.BPF_ALU64 if ins.width == 64 else op.BPF_ALU
+            if ins.width not in (32, 64):
+                raise ValueError(f"bad ALU width {ins.width}")
+            dst = _reg(ins.dst, "ALU destination")
+            if ins.op == "neg":
+                out.append(Instruction(cls | code | op.BPF_K, dst, 0, off, 0))
+            elif isinstance(ins.src, int):
+                imm = _imm(ins.src, ins.width == 64, f"ALU{ins.width} {ins.op}")
+                out.append(Instruction(cls | code | op.BPF_K, dst, 0, off, imm))
+            else:
+                out.append(Instruction(cls | code | op.BPF_X, dst, _reg(ins.src, "ALU source"),
+                                       off, 0))
+        elif isinstance(ins, ir.LoadImm64):
+            out.extend(ld_imm64(_reg(ins.dst, "ld_imm64 destination"), ins.value))
+        elif isinstance(ins, ir.LoadMapFd):
+            relocs.append((len(out), ins.map_name))
+            out.extend(ld_imm64(_reg(ins.dst, "map destination"), 0, op.BPF_PSEUDO_MAP_FD))
+        elif isinstance(ins, ir.Load):
+            size = op.SIZE_CODES[ins.size]
+            out.append(Instruction(op.BPF_LDX | op.BPF_MEM | size, _reg(ins.dst, "load dst"),
+                                   _reg(ins.base, "load base"), ins.off, 0))
+        elif isinstance(ins, ir.Store):
+            size = op.SIZE_CODES[ins.size]
+            base = _reg(ins.base, "store base")
+            if isinstance(ins.src, int):
+                imm = _imm(ins.src, ins.size == 8, "store")
+                out.append(Instruction(op.BPF_ST | op.BPF_MEM | size, base, 0, ins.off, imm))
+            else:
+                out.append(Instruction(op.BPF_STX | op.BPF_MEM | size, base,
+                                       _reg(ins.src, "store source"), ins.off, 0))
+        elif isinstance(ins, ir.AtomicAdd):
+            if ins.size not in (4, 8):
+                raise ValueError(f"atomic add of size {ins.size}")
+            size = op.SIZE_CODES[ins.size]
+            out.append(Instruction(op.BPF_STX | op.BPF_ATOMIC | size, _reg(ins.base, "base"),
+                                   _reg(ins.src, "atomic source"), ins.off, op.BPF_ADD))
+        elif isinstance(ins, ir.Endian):
+            if ins.bits not in (16, 32, 64):
+                raise ValueError(f"byte swap of {ins.bits} bits")
+            src = op.BPF_TO_BE if ins.to_be else op.BPF_TO_LE
+            out.append(Instruction(op.BPF_ALU | op.BPF_END | src, _reg(ins.dst, "endian"),
+                                   0, 0, ins.bits))
+        elif isinstance(ins, ir.Jump):
+            out.append(Instruction(op.BPF_JMP | op.BPF_JA, 0, 0, jump_off(ins.target), 0))
+        elif isinstance(ins, ir.CondJump):
+            if ins.op not in op.JMP_OP_CODES:
+                raise ValueError(f"unknown jump op {ins.op!r}")
+            cls = op.BPF_JMP if ins.width == 64 else op.BPF_JMP32
+            code = cls | op.JMP_OP_CODES[ins.op]
+            a = _reg(ins.a, "jump operand")
+            off = jump_off(ins.target)
+            if isinstance(ins.b, int):
+                imm = _imm(ins.b, ins.width == 64, "jump")
+                out.append(Instruction(code | op.BPF_K, a, 0, off, imm))
+            else:
+                out.append(Instruction(code | op.BPF_X, a, _reg(ins.b, "jump operand"), off, 0))
+        elif isinstance(ins, ir.Call):
+            out.append(Instruction(op.BPF_JMP | op.BPF_CALL, 0, 0, 0, ins.helper))
+        elif isinstance(ins, ir.Exit):
+            out.append(Instruction(op.BPF_JMP | op.BPF_EXIT, 0, 0, 0, 0))
+        else:
+            raise ValueError(f"cannot encode {ins!r}")
+        spans.extend([ins.span] * (len(out) - start))
+    return Emitted(out, spans, relocs)

@@ -1,0 +1,1060 @@
+"""Lowering: one typed probe body (for one group of attach points) -> IR.
+
+Values are either scalars in virtual registers, or byte strings in memory (strings, tuples)
+written straight to where they are needed: a map key slot, a ring buffer record, a variable's
+stack slot (``expr_into``). Conditions lower to branches (``cond``), not to 0/1 values.
+
+Kernel maps used by every object: ``ringbuf`` (events), ``counters`` (per-CPU u64 array:
+spec.COUNTER_*), ``globals`` (array, slot 0 = start time for ``elapsed``).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ptrace_lang import spec as S
+from ptrace_lang.codegen import ir
+from ptrace_lang.codegen.frame import Frame
+from ptrace_lang.codegen.ir import FP, R0, R1, R2, R3, R4, R5, VReg
+from ptrace_lang.errors import CompileError, NotSupportedYet, Span
+from ptrace_lang.frontend import ast
+from ptrace_lang.sema.analyze import MapInfo, field_type, is_signed
+from ptrace_lang.sema.types import (
+    PROBE, AggT, ArgsT, BoolT, IntT, StrT, TupleT, Type,
+)
+
+# helper numbers (enum bpf_func_id)
+H_MAP_LOOKUP, H_MAP_UPDATE, H_MAP_DELETE = 1, 2, 3
+H_KTIME_NS, H_PRANDOM, H_SMP_ID = 5, 7, 8
+H_PID_TGID, H_UID_GID, H_COMM = 14, 15, 16
+H_PROBE_READ_STR, H_CGROUP_ID = 45, 80
+H_PROBE_READ_KERNEL, H_PROBE_READ_KERNEL_STR = 113, 115
+H_RINGBUF_RESERVE, H_RINGBUF_SUBMIT = 131, 132
+H_ATTACH_COOKIE = 174
+
+BPF_ANY, BPF_NOEXIST = 0, 1
+
+CMP_OPS = {"==": "jeq", "!=": "jne", ">": "jgt", ">=": "jge", "<": "jlt", "<=": "jle"}
+SIGNED_CMP = {"jgt": "jsgt", "jge": "jsge", "jlt": "jslt", "jle": "jsle"}
+NEGATE = {"jeq": "jne", "jne": "jeq", "jgt": "jle", "jge": "jlt", "jlt": "jge", "jle": "jgt",
+          "jsgt": "jsle", "jsge": "jslt", "jslt": "jsge", "jsle": "jsgt"}
+ARITH = {"+": "add", "-": "sub", "*": "mul", "/": "div", "%": "mod", "&": "and", "|": "or",
+         "^": "xor", "<<": "lsh", ">>": "rsh"}
+
+
+def kernel_map_name(user_name: str) -> str:
+    """``@`` -> ``m_``, ``@x`` -> ``m_x`` (kernel names: 15 chars, [A-Za-z0-9_.])."""
+    return "m_" + user_name[1:]
+
+
+@dataclass
+class MapLayout:
+    """How a script map is kept in the kernel."""
+
+    info: MapInfo
+    kernel_name: str
+    key_size: int        # script key bytes (8 for scalar maps), before any hist bucket
+    value_size: int
+    percpu: bool
+
+    @property
+    def agg(self) -> AggT | None:
+        vt = self.info.value_type
+        return vt if isinstance(vt, AggT) else None
+
+    @property
+    def kernel_key_size(self) -> int:
+        a = self.agg
+        return self.key_size + (8 if a is not None and a.kind in ("hist", "lhist") else 0)
+
+
+def map_layout(info: MapInfo) -> MapLayout:
+    key_size = info.key_type.size() if info.key_type is not None else 8
+    vt = info.value_type
+    if isinstance(vt, AggT):
+        value_size = {"count": 8, "sum": 8, "min": 16, "max": 16, "avg": 16, "stats": 16,
+                      "hist": 8, "lhist": 8}[vt.kind]
+        return MapLayout(info, kernel_map_name(info.name), key_size, value_size, True)
+    return MapLayout(info, kernel_map_name(info.name), key_size, max(vt.size(), 8), False)
+
+
+class Lowering:
+    """Builds the IR of one program."""
+
+    def __init__(self, *, maps: dict[str, MapLayout], events: list[S.EventSpec],
+                 user_map_index: dict[str, int], args: ArgsT | None, probe_ids: list[int],
+                 positional: list[str], var_types: dict[str, Type], max_strlen: int,
+                 uses_cookie: bool) -> None:
+        self.maps = maps
+        self.events = events
+        self.user_map_index = user_map_index
+        self.args = args
+        self.probe_ids = probe_ids
+        self.positional = positional
+        self.max_strlen = max_strlen
+        self.uses_cookie = uses_cookie
+        self.insns: list[ir.Insn] = []
+        self.frame = Frame()
+        self.next_vreg = 0
+        self.next_label = 0
+        self.span: Span | None = None
+        self.vars: dict[str, object] = {}   # name -> VReg (scalars) or int stack offset
+        self.var_types = var_types
+        self.loops: list[tuple[str, str]] = []   # (continue label, break label)
+        self.ctx = self.vreg()
+        self.exit_label = self.label("exit")
+
+    # ------------------------------------------------------------------ emission helpers
+    def vreg(self) -> VReg:
+        self.next_vreg += 1
+        return VReg(self.next_vreg)
+
+    def label(self, hint: str = "L") -> str:
+        self.next_label += 1
+        return f"{hint}_{self.next_label}"
+
+    def emit(self, insn: ir.Insn) -> None:
+        if self.span is not None:
+            insn.span = self.span
+        self.insns.append(insn)
+
+    def mov(self, dst, src, width: int = 64) -> None:
+        self.emit(ir.Alu("mov", dst, src, width))
+
+    def const(self, value: int) -> VReg:
+        r = self.vreg()
+        if -(1 << 31) <= value < (1 << 31):
+            self.mov(r, value)
+        else:
+            self.emit(ir.LoadImm64(r, value & ((1 << 64) - 1)))
+        return r
+
+    def call(self, helper: int, *args) -> None:
+        """Call a helper with ``args`` (VReg, int, ("fp", off), ("map", name), ("ptr", reg, off))."""
+        for preg, a in zip(ir.ARG_REGS, args):
+            if isinstance(a, tuple) and a[0] == "fp":
+                self.mov(preg, FP)
+                self.emit(ir.Alu("add", preg, a[1]))
+            elif isinstance(a, tuple) and a[0] == "map":
+                self.emit(ir.LoadMapFd(preg, a[1]))
+            elif isinstance(a, tuple) and a[0] == "ptr":
+                self.mov(preg, a[1])
+                if a[2]:
+                    self.emit(ir.Alu("add", preg, a[2]))
+            elif isinstance(a, int):
+                if -(1 << 31) <= a < (1 << 31):
+                    self.mov(preg, a)
+                else:
+                    self.emit(ir.LoadImm64(preg, a))
+            else:
+                self.mov(preg, a)
+        self.emit(ir.Call(helper, len(args)))
+
+    def result(self) -> VReg:
+        r = self.vreg()
+        self.mov(r, R0)
+        return r
+
+    def at(self, node: ast.Node):
+        """Context manager-free span setter: returns the previous span to restore."""
+        prev = self.span
+        if node.span.line:
+            self.span = node.span
+        return prev
+
+    # ------------------------------------------------------------------ program
+    def lower_probe(self, probe: ast.Probe) -> list[ir.Insn]:
+        self.span = probe.span
+        self.mov(self.ctx, R1)
+        for name, typ in self.var_types.items():
+            if not typ.is_int and typ != PROBE:
+                self.vars[name] = self.frame.alloc(typ.size(), probe.span)
+        if probe.predicate is not None:
+            prev = self.at(probe.predicate)
+            self.cond(probe.predicate, self.exit_label)
+            self.span = prev
+        self.block(probe.body)
+        self.span = probe.span
+        self.emit(ir.Label(self.exit_label))
+        self.mov(R0, 0)
+        self.emit(ir.Exit())
+        return self.insns
+
+    def block(self, block: ast.Block) -> None:
+        for s in block.stmts:
+            mark = self.frame.mark()
+            prev = self.at(s)
+            self.stmt(s)
+            self.span = prev
+            self.frame.release(mark)
+
+    def stmt(self, s: ast.Stmt) -> None:
+        if isinstance(s, ast.ExprStmt):
+            self.expr_stmt(s.expr)
+        elif isinstance(s, ast.Assign):
+            self.assign(s)
+        elif isinstance(s, ast.Let):
+            if s.value is not None:
+                self.assign_var(s.var, s.value)
+            elif isinstance(self.vars.get(s.var.name), int):
+                self.zero_mem(FP, self.vars[s.var.name], s.var.type.size())
+            else:
+                self.mov(self.var_reg(s.var.name), 0)
+        elif isinstance(s, ast.Block):
+            self.block(s)
+        elif isinstance(s, ast.If):
+            orelse = self.label("else")
+            end = self.label("endif")
+            self.cond(s.cond, orelse)
+            self.block(s.then)
+            if s.orelse is not None:
+                self.emit(ir.Jump(end))
+            self.emit(ir.Label(orelse))
+            if s.orelse is not None:
+                self.block(s.orelse)
+                self.emit(ir.Label(end))
+        elif isinstance(s, ast.While):
+            top, end = self.label("while"), self.label("endwhile")
+            self.emit(ir.Label(top))
+            self.cond(s.cond, end)
+            self.loops.append((top, end))
+            self.block(s.body)
+            self.loops.pop()
+            self.emit(ir.Jump(top))
+            self.emit(ir.Label(end))
+        elif isinstance(s, ast.Unroll):
+            n = self.const_value(s.count)
+            for _ in range(n):
+                self.block(s.body)
+        elif isinstance(s, ast.Break):
+            self.emit(ir.Jump(self.loops[-1][1]))
+        elif isinstance(s, ast.Continue):
+            self.emit(ir.Jump(self.loops[-1][0]))
+        elif isinstance(s, ast.Return):
+            self.emit(ir.Jump(self.exit_label))
+        else:
+            raise NotSupportedYet(type(s).__name__, s.span)
+
+    def const_value(self, e: ast.Expr) -> int:
+        if isinstance(e, ast.IntLit):
+            return e.value
+        if isinstance(e, ast.PositionalParam):
+            v = self.positional_value(e.index)
+            return v if isinstance(v, int) else 0
+        if isinstance(e, ast.Unary) and e.op == "-":
+            return -self.const_value(e.operand)
+        raise CompileError("expected a constant", e.span)
+
+    def positional_value(self, n: int) -> int | str:
+        if n < 1 or n > len(self.positional):
+            return 0
+        try:
+            return int(self.positional[n - 1], 0)
+        except ValueError:
+            return self.positional[n - 1]
+
+    # ------------------------------------------------------------------ variables
+    def var_reg(self, name: str) -> VReg:
+        r = self.vars.get(name)
+        if r is None:
+            r = self.vars[name] = self.vreg()
+        return r
+
+    def assign_var(self, var: ast.Var, value: ast.Expr) -> None:
+        typ = self.var_types.get(var.name, var.type)
+        if typ is not None and (typ.is_int or typ == PROBE):
+            v = self.scalar(value)
+            self.mov(self.var_reg(var.name), v)
+        else:
+            self.expr_into(value, FP, self.vars[var.name], typ)
+
+    def assign(self, s: ast.Assign) -> None:
+        t = s.target
+        if isinstance(t, ast.Var):
+            if s.op is None:
+                self.assign_var(t, s.value)
+            else:
+                reg = self.var_reg(t.name)
+                v = self.binop(s.op, reg, s.value, is_signed(t.type) and is_signed(s.value.type))
+                self.mov(reg, v)
+            return
+        assert isinstance(t, ast.MapRef)
+        layout = self.maps["@" + t.name]
+        if s.op is None and isinstance(s.value, ast.Call) and layout.agg is not None:
+            self.aggregate(t, layout, s.value)
+        elif s.op is not None:
+            if s.op in ("+", "-"):
+                v = self.scalar(s.value)
+                if s.op == "-":
+                    n = self.vreg()
+                    self.mov(n, v)
+                    self.emit(ir.Alu("neg", n))
+                    v = n
+                self.map_add(t, layout, v)
+            else:
+                cur = self.map_read_scalar(t, layout)
+                v = self.binop(s.op, cur, s.value, True)
+                self.map_store(t, layout, lambda base, off: self.emit(ir.Store(base, off, v, 8)))
+        else:
+            vt = layout.info.value_type
+            if vt.is_int or vt == PROBE:
+                v = self.scalar(s.value)
+                self.map_store(t, layout, lambda base, off: self.emit(ir.Store(base, off, v, 8)))
+            else:
+                self.map_store(t, layout, lambda base, off: self.expr_into(s.value, base, off, vt))
+
+    # ------------------------------------------------------------------ statements that are calls
+    def expr_stmt(self, e: ast.Expr) -> None:
+        if isinstance(e, ast.Call):
+            handler = getattr(self, "stmt_" + e.name, None)
+            if handler is not None:
+                handler(e)
+                return
+        if isinstance(e, ast.IncDec):
+            if isinstance(e.target, ast.MapRef):
+                layout = self.maps["@" + e.target.name]
+                self.map_add(e.target, layout, self.const(1 if e.op == "++" else -1))
+                return
+        if e.type is not None and (e.type.is_int or e.type == PROBE):
+            self.scalar(e)
+        elif isinstance(e, ast.Call):
+            self.scalar_or_discard(e)
+        else:
+            mark = self.frame.mark()
+            off = self.frame.alloc(e.type.size(), e.span)
+            self.expr_into(e, FP, off, e.type)
+            self.frame.release(mark)
+
+    def scalar_or_discard(self, e: ast.Expr) -> None:
+        self.scalar(e)
+
+    def stmt_printf(self, e: ast.Call) -> None:
+        args = e.args[1:]
+        self.record(S.EV_PRINTF, e.args[0].value, args, e.span)
+
+    def stmt_print(self, e: ast.Call) -> None:
+        first = e.args[0]
+        if isinstance(first, ast.MapRef) and first.keys is None and isinstance(first.type, AggT) or (
+                isinstance(first, ast.MapRef) and first.keys is None
+                and self.maps["@" + first.name].info.keyed):
+            top = self.const_value(e.args[1]) if len(e.args) > 1 else 0
+            div = self.const_value(e.args[2]) if len(e.args) > 2 else 1
+            idx = self.user_map_index["@" + first.name]
+            rec = self.reserve(S.RECORD_HEADER + 16)
+            self.header(rec, S.EV_PRINT_MAP, idx)
+            self.emit(ir.Store(rec, 8, self.const(top), 8))
+            self.emit(ir.Store(rec, 16, self.const(div), 8))
+            self.submit(rec)
+            return
+        self.record(S.EV_PRINT_VALUE, "", [first], e.span)
+
+    def stmt_time(self, e: ast.Call) -> None:
+        fmt = e.args[0].value if e.args else "%H:%M:%S\n"
+        self.record(S.EV_TIME, fmt, [], e.span)
+
+    def stmt_exit(self, e: ast.Call) -> None:
+        code = self.scalar(e.args[0]) if e.args else None
+        rec = self.reserve(S.RECORD_HEADER + 8)
+        self.header(rec, S.EV_EXIT, 0)
+        self.emit(ir.Store(rec, 8, code if code is not None else 0, 8))
+        self.submit(rec)
+        self.emit(ir.Jump(self.exit_label))
+
+    def stmt_delete(self, e: ast.Call) -> None:
+        ref = e.args[0]
+        layout = self.maps["@" + ref.name]
+        if layout.agg is not None and layout.agg.kind in ("hist", "lhist"):
+            raise NotSupportedYet("delete() on a hist/lhist map", e.span)
+        key = self.build_key(ref, layout)
+        self.call(H_MAP_DELETE, ("map", layout.kernel_name), ("fp", key))
+
+    def _map_event(self, kind: int, e: ast.Call) -> None:
+        idx = self.user_map_index["@" + e.args[0].name]
+        rec = self.reserve(S.RECORD_HEADER)
+        self.header(rec, kind, idx)
+        self.submit(rec)
+
+    def stmt_clear(self, e: ast.Call) -> None:
+        self._map_event(S.EV_CLEAR_MAP, e)
+
+    def stmt_zero(self, e: ast.Call) -> None:
+        self._map_event(S.EV_ZERO_MAP, e)
+
+    # ------------------------------------------------------------------ ring buffer records
+    def reserve(self, size: int) -> VReg | None:
+        """Reserve a record; on failure count a lost event and skip to ``self._skip``."""
+        self.call(H_RINGBUF_RESERVE, ("map", "ringbuf"), size, 0)
+        rec = self.result()
+        self._skip = self.label("lost")
+        self._done = self.label("sent")
+        self.emit(ir.CondJump("jeq", rec, 0, self._skip))
+        return rec
+
+    def header(self, rec: VReg, kind: int, ident: int) -> None:
+        self.emit(ir.Store(rec, 0, kind, 4))
+        self.emit(ir.Store(rec, 4, ident, 4))
+
+    def submit(self, rec: VReg) -> None:
+        skip, done = self._skip, self._done
+        self.call(H_RINGBUF_SUBMIT, rec, 0)
+        self.emit(ir.Jump(done))
+        self.emit(ir.Label(skip))
+        self.count_error(S.COUNTER_LOST_EVENTS)
+        self.emit(ir.Label(done))
+
+    def record(self, kind: int, fmt: str, args: list[ast.Expr], span: Span) -> None:
+        fields, off = [], S.RECORD_HEADER
+        for a in args:
+            f = value_field(a.type, off)
+            fields.append(f)
+            off += a.type.size()
+        ev_id = len(self.events)
+        self.events.append(S.EventSpec(kind, fmt, fields, span))
+        # scalars are computed before reserving so no helper runs while a record is open
+        # except those writing into it (strings)
+        scalars = [self.scalar(a) if (a.type.is_int or a.type == PROBE) else None for a in args]
+        rec = self.reserve(off)
+        self.header(rec, kind, ev_id)
+        for a, f, v in zip(args, fields, scalars):
+            if v is not None:
+                self.emit(ir.Store(rec, f.offset, v, 8))
+            else:
+                self.expr_into(a, rec, f.offset, a.type)
+        self.submit(rec)
+
+    def count_error(self, which: int) -> None:
+        slot = self.frame.alloc(8)
+        self.emit(ir.Store(FP, slot, which, 8))
+        self.call(H_MAP_LOOKUP, ("map", "counters"), ("fp", slot))
+        v = self.result()
+        skip = self.label("nocounter")
+        self.emit(ir.CondJump("jeq", v, 0, skip))
+        t = self.vreg()
+        self.emit(ir.Load(t, v, 0, 8))
+        self.emit(ir.Alu("add", t, 1))
+        self.emit(ir.Store(v, 0, t, 8))
+        self.emit(ir.Label(skip))
+
+    # ------------------------------------------------------------------ maps
+    def build_key(self, ref: ast.MapRef, layout: MapLayout, extra: int = 0) -> int:
+        """Write the key of ``ref`` into a fresh stack slot (plus ``extra`` bytes); return its offset."""
+        off = self.frame.alloc(layout.key_size + extra, ref.span)
+        if ref.keys is None:
+            self.emit(ir.Store(FP, off, 0, 8))
+            return off
+        kt = layout.info.key_type
+        if len(ref.keys) == 1:
+            self.expr_into(ref.keys[0], FP, off, kt)
+        else:
+            tup = ast.TupleExpr(ref.keys, span=ref.span, type=TupleT(tuple(k.type for k in ref.keys)))
+            self.expr_into(tup, FP, off, kt)
+        return off
+
+    def lookup(self, layout: MapLayout, key_off: int) -> VReg:
+        self.call(H_MAP_LOOKUP, ("map", layout.kernel_name), ("fp", key_off))
+        return self.result()
+
+    def update(self, layout: MapLayout, key_off: int, val_off: int, flags: int = BPF_ANY) -> None:
+        self.call(H_MAP_UPDATE, ("map", layout.kernel_name), ("fp", key_off), ("fp", val_off), flags)
+        ok = self.label("updated")
+        self.emit(ir.CondJump("jsge", R0, 0, ok))
+        self.count_error(S.COUNTER_MAP_FULL)
+        self.emit(ir.Label(ok))
+
+    def map_store(self, ref: ast.MapRef, layout: MapLayout, write_value) -> None:
+        key = self.build_key(ref, layout)
+        val = self.frame.alloc(layout.value_size, ref.span)
+        write_value(FP, val)
+        self.update(layout, key, val)
+
+    def map_add(self, ref: ast.MapRef, layout: MapLayout, delta: VReg) -> None:
+        """Atomically add ``delta`` to an integer value map entry, creating it if missing."""
+        key = self.build_key(ref, layout)
+        v = self.lookup(layout, key)
+        hit, done = self.label("hit"), self.label("added")
+        self.emit(ir.CondJump("jne", v, 0, hit))
+        val = self.frame.alloc(8, ref.span)
+        self.emit(ir.Store(FP, val, 0, 8))
+        self.call(H_MAP_UPDATE, ("map", layout.kernel_name), ("fp", key), ("fp", val), BPF_NOEXIST)
+        v2 = self.lookup(layout, key)
+        self.emit(ir.CondJump("jne", v2, 0, hit + "_2"))
+        self.count_error(S.COUNTER_MAP_FULL)
+        self.emit(ir.Jump(done))
+        self.emit(ir.Label(hit + "_2"))
+        self.emit(ir.AtomicAdd(v2, 0, delta, 8))
+        self.emit(ir.Jump(done))
+        self.emit(ir.Label(hit))
+        self.emit(ir.AtomicAdd(v, 0, delta, 8))
+        self.emit(ir.Label(done))
+
+    def map_read_scalar(self, ref: ast.MapRef, layout: MapLayout) -> VReg:
+        key = self.build_key(ref, layout)
+        v = self.lookup(layout, key)
+        out = self.vreg()
+        miss, done = self.label("miss"), self.label("read")
+        self.emit(ir.CondJump("jeq", v, 0, miss))
+        self.emit(ir.Load(out, v, 0, 8))
+        self.emit(ir.Jump(done))
+        self.emit(ir.Label(miss))
+        self.mov(out, 0)
+        self.emit(ir.Label(done))
+        return out
+
+    def map_read_into(self, ref: ast.MapRef, layout: MapLayout, base, off: int, typ: Type) -> None:
+        key = self.build_key(ref, layout)
+        v = self.lookup(layout, key)
+        miss, done = self.label("miss"), self.label("read")
+        self.emit(ir.CondJump("jeq", v, 0, miss))
+        src_size = layout.info.value_type.size()
+        self.copy_mem(base, off, v, 0, min(src_size, typ.size()))
+        if typ.size() > src_size:
+            self.zero_mem(base, off + src_size, typ.size() - src_size)
+        self.emit(ir.Jump(done))
+        self.emit(ir.Label(miss))
+        self.zero_mem(base, off, typ.size())
+        self.emit(ir.Label(done))
+
+    def aggregate(self, ref: ast.MapRef, layout: MapLayout, call: ast.Call) -> None:
+        agg = layout.agg
+        kind = agg.kind
+        value = self.scalar(call.args[0]) if call.args else None
+        extra = 8 if kind in ("hist", "lhist") else 0
+        if kind == "hist":
+            bucket = self.hist_bucket(value, agg.hist_k)
+        elif kind == "lhist":
+            bucket = self.lhist_bucket(value, *agg.lhist)
+        key = self.build_key(ref, layout, extra)
+        if extra:
+            self.emit(ir.Store(FP, key + layout.key_size, bucket, 8))
+        v = self.lookup(layout, key)
+        miss, done = self.label("miss"), self.label("agg")
+        self.emit(ir.CondJump("jeq", v, 0, miss))
+        t = self.vreg()
+        if kind in ("count", "hist", "lhist"):
+            self.emit(ir.Load(t, v, 0, 8))
+            self.emit(ir.Alu("add", t, 1))
+            self.emit(ir.Store(v, 0, t, 8))
+        elif kind == "sum":
+            self.emit(ir.Load(t, v, 0, 8))
+            self.emit(ir.Alu("add", t, value))
+            self.emit(ir.Store(v, 0, t, 8))
+        elif kind in ("avg", "stats"):
+            self.emit(ir.Load(t, v, 0, 8))
+            self.emit(ir.Alu("add", t, 1))
+            self.emit(ir.Store(v, 0, t, 8))
+            t2 = self.vreg()
+            self.emit(ir.Load(t2, v, 8, 8))
+            self.emit(ir.Alu("add", t2, value))
+            self.emit(ir.Store(v, 8, t2, 8))
+        elif kind in ("min", "max"):
+            store = self.label("set")
+            self.emit(ir.Load(t, v, 8, 8))
+            self.emit(ir.CondJump("jeq", t, 0, store))
+            cur = self.vreg()
+            self.emit(ir.Load(cur, v, 0, 8))
+            op = ("jsle" if agg.signed else "jle") if kind == "min" else ("jsge" if agg.signed else "jge")
+            # keep the current value when it is already <= (min) / >= (max) the new one
+            self.emit(ir.CondJump(op, cur, value, done))
+            self.emit(ir.Label(store))
+            self.emit(ir.Store(v, 0, value, 8))
+            self.emit(ir.Store(v, 8, 1, 8))
+        self.emit(ir.Jump(done))
+        self.emit(ir.Label(miss))
+        val = self.frame.alloc(layout.value_size, call.span)
+        if kind in ("count", "hist", "lhist"):
+            self.emit(ir.Store(FP, val, 1, 8))
+        elif kind == "sum":
+            self.emit(ir.Store(FP, val, value, 8))
+        elif kind in ("avg", "stats"):
+            self.emit(ir.Store(FP, val, 1, 8))
+            self.emit(ir.Store(FP, val + 8, value, 8))
+        else:
+            self.emit(ir.Store(FP, val, value, 8))
+            self.emit(ir.Store(FP, val + 8, 1, 8))
+        self.update(layout, key, val)
+        self.emit(ir.Label(done))
+
+    def hist_bucket(self, value: VReg, k: int) -> VReg:
+        """Bucket index as runtime.format.hist_index defines it: 0 negative, 1 zero,
+        then 2 + floor(log2 v) for k = 0 (with 2^k linear sub-buckets per power of two)."""
+        out = self.vreg()
+        done = self.label("bucket")
+        self.mov(out, 0)
+        self.emit(ir.CondJump("jslt", value, 0, done))
+        self.mov(out, 1)
+        self.emit(ir.CondJump("jeq", value, 0, done))
+        # log2 by binary search
+        v = self.vreg()
+        self.mov(v, value)
+        lg = self.vreg()
+        self.mov(lg, 0)
+        for shift in (32, 16, 8, 4, 2, 1):
+            skip = self.label("lg")
+            if shift == 32:
+                lim = self.const((1 << 32) - 1)
+                self.emit(ir.CondJump("jle", v, lim, skip))
+            else:
+                self.emit(ir.CondJump("jle", v, (1 << shift) - 1, skip))
+            self.emit(ir.Alu("rsh", v, shift))
+            self.emit(ir.Alu("add", lg, shift))
+            self.emit(ir.Label(skip))
+        if k == 0:
+            self.mov(out, lg)
+            self.emit(ir.Alu("add", out, 2))
+        else:
+            # index = 2 + (lg < k ? v_exact : k-linear): see runtime.format.hist_index
+            from ptrace_lang.runtime.format import HIST_K_LOWERING
+            HIST_K_LOWERING(self, value, lg, k, out)
+        self.emit(ir.Label(done))
+        return out
+
+    def lhist_bucket(self, value: VReg, lo: int, hi: int, step: int) -> VReg:
+        out = self.vreg()
+        done = self.label("bucket")
+        nb = (hi - lo + step - 1) // step
+        self.mov(out, 0)
+        self.emit(ir.CondJump("jslt", value, lo, done))
+        self.mov(out, nb + 1)
+        self.emit(ir.CondJump("jsge", value, hi, done))
+        self.mov(out, value)
+        if lo:
+            self.emit(ir.Alu("sub", out, lo))
+        if step != 1:
+            self.emit(ir.Alu("div", out, step))
+        self.emit(ir.Alu("add", out, 1))
+        self.emit(ir.Label(done))
+        return out
+
+    # ------------------------------------------------------------------ memory helpers
+    def zero_mem(self, base, off: int, size: int) -> None:
+        for o in range(0, size, 8):
+            self.emit(ir.Store(base, off + o, 0, 8 if size - o >= 8 else 1))
+
+    def copy_mem(self, dst, dst_off: int, src, src_off: int, size: int) -> None:
+        t = self.vreg()
+        for o in range(0, size, 8):
+            self.emit(ir.Load(t, src, src_off + o, 8))
+            self.emit(ir.Store(dst, dst_off + o, t, 8))
+
+    def store_bytes(self, base, off: int, data: bytes, size: int) -> None:
+        data = data[:size].ljust((size + 7) // 8 * 8, b"\0")
+        for o in range(0, len(data), 8):
+            chunk = data[o:o + 8]
+            if chunk == b"\0" * 8:
+                self.emit(ir.Store(base, off + o, 0, 8))
+                continue
+            lo = int.from_bytes(chunk[:4], "little", signed=True)
+            hi = int.from_bytes(chunk[4:], "little", signed=True)
+            self.emit(ir.Store(base, off + o, lo, 4))
+            self.emit(ir.Store(base, off + o + 4, hi, 4))
+
+    # ------------------------------------------------------------------ values into memory
+    def expr_into(self, e: ast.Expr, base, off: int, typ: Type) -> None:
+        """Write the value of ``e`` at ``base + off`` laid out as ``typ`` (typ.size() bytes)."""
+        prev = self.at(e)
+        try:
+            self._expr_into(e, base, off, typ)
+        finally:
+            self.span = prev
+
+    def _expr_into(self, e: ast.Expr, base, off: int, typ: Type) -> None:
+        et = e.type
+        if et.is_int or et == PROBE:
+            self.emit(ir.Store(base, off, self.scalar(e), 8))
+            return
+        if isinstance(et, TupleT):
+            dst_elems = typ.elems if isinstance(typ, TupleT) else et.elems
+            offs = TupleT(tuple(dst_elems)).offsets()
+            if isinstance(e, ast.TupleExpr):
+                for x, dt, o in zip(e.elems, dst_elems, offs):
+                    self.expr_into(x, base, off + o, dt)
+                return
+            src_base, src_off = self.mem_of(e)
+            src_offs = et.offsets()
+            for st, dt, so, do in zip(et.elems, dst_elems, src_offs, offs):
+                self.copy_value(base, off + do, dt, src_base, src_off + so, st)
+            return
+        if isinstance(et, StrT):
+            size = typ.size() if isinstance(typ, StrT) else et.size()
+            self.string_into(e, base, off, size)
+            return
+        raise NotSupportedYet(f"values of type '{et}' here", e.span)
+
+    def copy_value(self, dst, dst_off, dt: Type, src, src_off, st: Type) -> None:
+        n = min(dt.size(), st.size())
+        self.copy_mem(dst, dst_off, src, src_off, n)
+        if dt.size() > n:
+            self.zero_mem(dst, dst_off + n, dt.size() - n)
+
+    def mem_of(self, e: ast.Expr) -> tuple[object, int]:
+        """Memory holding the (non-scalar) value of ``e``: a variable's slot or a new temporary."""
+        if isinstance(e, ast.Var) and isinstance(self.vars.get(e.name), int):
+            return FP, self.vars[e.name]
+        off = self.frame.alloc(e.type.size(), e.span)
+        self.expr_into(e, FP, off, e.type)
+        return FP, off
+
+    def string_into(self, e: ast.Expr, base, off: int, size: int) -> None:
+        et = e.type
+        if isinstance(e, ast.StrLit):
+            self.store_bytes(base, off, e.value.encode() + b"\0", size)
+        elif isinstance(e, ast.PositionalParam):
+            v = self.positional_value(e.index)
+            self.store_bytes(base, off, str(v).encode() + b"\0", size)
+        elif isinstance(e, ast.Builtin) and e.name == "comm" or (
+                isinstance(e, ast.Call) and e.name == "comm"):
+            n = min(16, size)
+            self.call(H_COMM, ("ptr", base, off) if base != FP else ("fp", off), n)
+            if size > 16:
+                self.zero_mem(base, off + 16, size - 16)
+        elif isinstance(e, ast.Var):
+            src_off = self.vars[e.name]
+            self.copy_value(base, off, StrT(size), FP, src_off, et)
+        elif isinstance(e, ast.MapRef):
+            layout = self.maps["@" + e.name]
+            self.map_read_into(e, layout, base, off, StrT(size))
+        elif isinstance(e, ast.Call) and e.name == "str":
+            self.str_call_into(e, base, off, size)
+        elif isinstance(e, ast.FieldAccess) and isinstance(e.base.type, ArgsT):
+            self.args_string_into(e, base, off, size, zero=True)
+        elif isinstance(e, ast.TupleIndex):
+            src_base, src_off = self.mem_of(e.base)
+            o = e.base.type.offsets()[e.index]
+            self.copy_value(base, off, StrT(size), src_base, src_off + o, et)
+        elif isinstance(e, ast.Ternary):
+            orelse, end = self.label("telse"), self.label("tend")
+            self.cond(e.cond, orelse)
+            self.string_into(e.then, base, off, size)
+            self.emit(ir.Jump(end))
+            self.emit(ir.Label(orelse))
+            self.string_into(e.orelse, base, off, size)
+            self.emit(ir.Label(end))
+        else:
+            raise NotSupportedYet(f"string expression '{type(e).__name__}'", e.span)
+
+    def ptr_arg(self, base, off):
+        return ("fp", off) if base == FP else ("ptr", base, off)
+
+    def checked_read(self, helper: int, base, off: int, size: int, src) -> None:
+        self.call(helper, self.ptr_arg(base, off), size, src)
+        ok = self.label("readok")
+        self.emit(ir.CondJump("jsge", R0, 0, ok))
+        self.count_error(S.COUNTER_READ_FAILED)
+        self.emit(ir.Label(ok))
+
+    def str_call_into(self, e: ast.Call, base, off: int, size: int) -> None:
+        arg = e.args[0]
+        if isinstance(arg.type, StrT):
+            self.string_into(arg, base, off, size)
+            return
+        n = e.type.length
+        # zero first: the helper leaves bytes after the NUL as they were, and strings are
+        # compared byte for byte as map keys
+        self.zero_mem(base, off, size)
+        if isinstance(arg, ast.FieldAccess) and isinstance(arg.base.type, ArgsT):
+            f = arg.base.type.field(arg.field_name)
+            if f.data_loc:
+                self.args_string_into(arg, base, off, min(n, size), zero=False)
+                return
+        ptr = self.scalar(arg)
+        self.checked_read(H_PROBE_READ_STR, base, off, min(n, size), ptr)
+
+    def args_string_into(self, e: ast.FieldAccess, base, off: int, size: int, zero: bool) -> None:
+        f = e.base.type.field(e.field_name)
+        if zero:
+            self.zero_mem(base, off, size)
+        if f.data_loc:
+            loc = self.vreg()
+            self.emit(ir.Load(loc, self.ctx, f.offset, 4))
+            self.emit(ir.Alu("and", loc, 0xFFFF))
+            src = self.vreg()
+            self.mov(src, self.ctx)
+            self.emit(ir.Alu("add", src, loc))
+            self.checked_read(H_PROBE_READ_KERNEL_STR, base, off, size, src)
+        else:
+            src = self.vreg()
+            self.mov(src, self.ctx)
+            self.emit(ir.Alu("add", src, f.offset))
+            n = min(size, f.size)
+            self.checked_read(H_PROBE_READ_KERNEL, base, off, n, src)
+
+    # ------------------------------------------------------------------ scalars
+    def scalar(self, e: ast.Expr) -> VReg:
+        prev = self.at(e)
+        try:
+            return self._scalar(e)
+        finally:
+            self.span = prev
+
+    def _scalar(self, e: ast.Expr) -> VReg:
+        if isinstance(e, ast.IntLit):
+            return self.const(e.value)
+        if isinstance(e, ast.BoolLit):
+            return self.const(int(e.value))
+        if isinstance(e, ast.PositionalParam):
+            v = self.positional_value(e.index)
+            return self.const(v if isinstance(v, int) else 0)
+        if isinstance(e, ast.ParamCount):
+            return self.const(len(self.positional))
+        if isinstance(e, ast.Var):
+            return self.var_reg(e.name)
+        if isinstance(e, ast.Builtin):
+            return self.builtin(e.name, e)
+        if isinstance(e, ast.Call):
+            if not e.args and e.name in ("pid", "tid", "uid", "gid", "nsecs", "elapsed", "cpu",
+                                         "rand", "cgroup", "probe"):
+                return self.builtin(e.name, e)
+            if e.type is not None and (e.type.is_int or e.type == PROBE):
+                raise NotSupportedYet(f"the function '{e.name}' as a value", e.span)
+            self.expr_stmt(e)
+            return self.const(0)
+        if isinstance(e, ast.MapRef):
+            return self.map_read_scalar(e, self.maps["@" + e.name])
+        if isinstance(e, ast.Binary):
+            if e.op in ("==", "!=", "<", "<=", ">", ">=", "&&", "||"):
+                return self.cond_value(e)
+            a = self.scalar(e.left)
+            return self.binop(e.op, a, e.right, is_signed(e.left.type) and is_signed(e.right.type))
+        if isinstance(e, ast.Unary):
+            if e.op == "!":
+                return self.cond_value(e)
+            v = self.scalar(e.operand)
+            out = self.vreg()
+            self.mov(out, v)
+            if e.op == "-":
+                self.emit(ir.Alu("neg", out))
+            elif e.op == "~":
+                self.emit(ir.Alu("xor", out, -1))
+            return out
+        if isinstance(e, ast.IncDec):
+            if isinstance(e.target, ast.Var):
+                reg = self.var_reg(e.target.name)
+                old = None
+                if not e.prefix:
+                    old = self.vreg()
+                    self.mov(old, reg)
+                self.emit(ir.Alu("add" if e.op == "++" else "sub", reg, 1))
+                return reg if e.prefix else old
+            layout = self.maps["@" + e.target.name]
+            self.map_add(e.target, layout, self.const(1 if e.op == "++" else -1))
+            return self.const(0)
+        if isinstance(e, ast.Ternary):
+            out = self.vreg()
+            orelse, end = self.label("telse"), self.label("tend")
+            self.cond(e.cond, orelse)
+            self.mov(out, self.scalar(e.then))
+            self.emit(ir.Jump(end))
+            self.emit(ir.Label(orelse))
+            self.mov(out, self.scalar(e.orelse))
+            self.emit(ir.Label(end))
+            return out
+        if isinstance(e, ast.FieldAccess) and isinstance(e.base.type, ArgsT):
+            return self.args_field(e)
+        if isinstance(e, ast.TupleIndex):
+            src_base, src_off = self.mem_of(e.base)
+            out = self.vreg()
+            self.emit(ir.Load(out, src_base, src_off + e.base.type.offsets()[e.index], 8))
+            return out
+        if isinstance(e, ast.Cast):
+            v = self.scalar(e.operand)
+            return self.truncate(v, e.type)
+        raise NotSupportedYet(f"the expression '{type(e).__name__}' as a value", e.span)
+
+    def truncate(self, v: VReg, t: Type) -> VReg:
+        if not isinstance(t, IntT) or t.bits == 64:
+            if isinstance(t, BoolT):
+                out = self.vreg()
+                skip = self.label("bool")
+                self.mov(out, 0)
+                self.emit(ir.CondJump("jeq", v, 0, skip))
+                self.mov(out, 1)
+                self.emit(ir.Label(skip))
+                return out
+            return v
+        out = self.vreg()
+        self.mov(out, v)
+        shift = 64 - t.bits
+        if t.signed:
+            self.emit(ir.Alu("lsh", out, shift))
+            self.emit(ir.Alu("arsh", out, shift))
+        elif t.bits == 32:
+            self.mov(out, out, 32)
+        else:
+            self.emit(ir.Alu("and", out, (1 << t.bits) - 1))
+        return out
+
+    def binop(self, op: str, a: VReg, right: ast.Expr, signed: bool) -> VReg:
+        out = self.vreg()
+        self.mov(out, a)
+        if isinstance(right, ast.IntLit) and -(1 << 31) <= right.value < (1 << 31):
+            b = right.value
+        else:
+            b = self.scalar(right)
+        name = ARITH[op]
+        if signed and name == "div":
+            name = "sdiv"
+        elif signed and name == "mod":
+            name = "smod"
+        elif signed and name == "rsh":
+            name = "arsh"
+        self.emit(ir.Alu(name, out, b))
+        return out
+
+    def builtin(self, name: str, e: ast.Expr) -> VReg:
+        if name in ("pid", "tid"):
+            self.call(H_PID_TGID)
+            out = self.result()
+            if name == "pid":
+                self.emit(ir.Alu("rsh", out, 32))
+            else:
+                self.mov(out, out, 32)
+            return out
+        if name in ("uid", "gid"):
+            self.call(H_UID_GID)
+            out = self.result()
+            if name == "gid":
+                self.emit(ir.Alu("rsh", out, 32))
+            else:
+                self.mov(out, out, 32)
+            return out
+        if name == "nsecs":
+            self.call(H_KTIME_NS)
+            return self.result()
+        if name == "elapsed":
+            self.call(H_KTIME_NS)
+            now = self.result()
+            slot = self.frame.alloc(8)
+            self.emit(ir.Store(FP, slot, 0, 4))
+            self.call(H_MAP_LOOKUP, ("map", "globals"), ("fp", slot))
+            g = self.result()
+            out = self.vreg()
+            self.mov(out, now)
+            skip = self.label("noglobals")
+            self.emit(ir.CondJump("jeq", g, 0, skip))
+            start = self.vreg()
+            self.emit(ir.Load(start, g, 0, 8))
+            self.emit(ir.Alu("sub", out, start))
+            self.emit(ir.Label(skip))
+            return out
+        if name == "cpu":
+            self.call(H_SMP_ID)
+            return self.result()
+        if name == "rand":
+            self.call(H_PRANDOM)
+            return self.result()
+        if name == "cgroup":
+            self.call(H_CGROUP_ID)
+            return self.result()
+        if name == "probe":
+            if self.uses_cookie:
+                self.call(H_ATTACH_COOKIE, self.ctx)
+                return self.result()
+            return self.const(self.probe_ids[0])
+        raise NotSupportedYet(f"the builtin '{name}' as a value", e.span)
+
+    def args_field(self, e: ast.FieldAccess) -> VReg:
+        f = e.base.type.field(e.field_name)
+        t = field_type(f, self.max_strlen)
+        if not (t.is_int):
+            raise NotSupportedYet(f"using args.{e.field_name} ({f.type_text}) as an integer", e.span)
+        size = f.size if f.size in (1, 2, 4, 8) else 8
+        out = self.vreg()
+        self.emit(ir.Load(out, self.ctx, f.offset, size))
+        if f.signed and size < 8:
+            shift = 64 - size * 8
+            self.emit(ir.Alu("lsh", out, shift))
+            self.emit(ir.Alu("arsh", out, shift))
+        return out
+
+    # ------------------------------------------------------------------ conditions
+    def cond_value(self, e: ast.Expr) -> VReg:
+        out = self.vreg()
+        false = self.label("false")
+        self.mov(out, 0)
+        self.cond(e, false)
+        self.mov(out, 1)
+        self.emit(ir.Label(false))
+        return out
+
+    def cond(self, e: ast.Expr, false_label: str) -> None:
+        """Fall through when ``e`` is true, jump to ``false_label`` when it is false."""
+        prev = self.at(e)
+        try:
+            self._cond(e, false_label)
+        finally:
+            self.span = prev
+
+    def _cond(self, e: ast.Expr, false_label: str) -> None:
+        if isinstance(e, ast.Unary) and e.op == "!":
+            true = self.label("not")
+            self.cond(e.operand, true)
+            self.emit(ir.Jump(false_label))
+            self.emit(ir.Label(true))
+            return
+        if isinstance(e, ast.Binary) and e.op == "&&":
+            self.cond(e.left, false_label)
+            self.cond(e.right, false_label)
+            return
+        if isinstance(e, ast.Binary) and e.op == "||":
+            right, true = self.label("or"), self.label("ortrue")
+            self.cond(e.left, right)
+            self.emit(ir.Jump(true))
+            self.emit(ir.Label(right))
+            self.cond(e.right, false_label)
+            self.emit(ir.Label(true))
+            return
+        if isinstance(e, ast.Binary) and e.op in CMP_OPS:
+            if isinstance(e.left.type, StrT):
+                self.string_compare(e, false_label)
+                return
+            op = CMP_OPS[e.op]
+            if op in SIGNED_CMP and is_signed(e.left.type) and is_signed(e.right.type):
+                op = SIGNED_CMP[op]
+            a = self.scalar(e.left)
+            if isinstance(e.right, ast.IntLit) and -(1 << 31) <= e.right.value < (1 << 31):
+                b = e.right.value
+            else:
+                b = self.scalar(e.right)
+            self.emit(ir.CondJump(NEGATE[op], a, b, false_label))
+            return
+        if isinstance(e, ast.BoolLit):
+            if not e.value:
+                self.emit(ir.Jump(false_label))
+            return
+        v = self.scalar(e)
+        self.emit(ir.CondJump("jeq", v, 0, false_label))
+
+    def string_compare(self, e: ast.Binary, false_label: str) -> None:
+        """Byte-wise compare of two strings up to the first NUL (8 bytes at a time)."""
+        size = max(e.left.type.size(), e.right.type.size())
+        mark = self.frame.mark()
+        la = self.frame.alloc(size, e.span)
+        self.expr_into(e.left, FP, la, StrT(size))
+        lb = self.frame.alloc(size, e.span)
+        self.expr_into(e.right, FP, lb, StrT(size))
+        # values are NUL-padded to the slot size, so comparing whole words is exact
+        differ = false_label if e.op == "==" else self.label("strne")
+        a, b = self.vreg(), self.vreg()
+        for o in range(0, size, 8):
+            self.emit(ir.Load(a, FP, la + o, 8))
+            self.emit(ir.Load(b, FP, lb + o, 8))
+            self.emit(ir.CondJump("jne", a, b, differ))
+        if e.op == "!=":
+            self.emit(ir.Jump(false_label))
+            self.emit(ir.Label(differ))
+        self.frame.release(mark)
+
+
+def value_field(t: Type, off: int, name: str = "") -> S.Field:
+    """How a value of type ``t`` at ``off`` is laid out, for the runtime to decode."""
+    if isinstance(t, BoolT):
+        return S.Field("bool", off, 8, name=name)
+    if isinstance(t, IntT):
+        return S.Field("int", off, 8, signed=t.signed, name=name)
+    if t == PROBE:
+        return S.Field("probe", off, 8, name=name)
+    if isinstance(t, StrT):
+        return S.Field("str", off, t.size(), name=name)
+    if isinstance(t, TupleT):
+        subs = [value_field(et, o) for et, o in zip(t.elems, t.offsets())]
+        return S.Field("tuple", off, t.size(), fields=subs, name=name)
+    raise NotSupportedYet(f"values of type '{t}' in events or maps")

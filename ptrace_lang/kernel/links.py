@@ -1,0 +1,117 @@
+"""Attaching programs: perf-event links and raw tracepoints."""
+
+from __future__ import annotations
+
+import ctypes
+import errno
+import os
+
+from . import perf as _perf
+from .sys import (
+    BPF_LINK_CREATE,
+    BPF_PERF_EVENT,
+    BPF_RAW_TRACEPOINT_OPEN,
+    LinkCreateAttr,
+    RawTracepointOpenAttr,
+    bpf,
+)
+
+__all__ = ["Link", "attach_perf_event", "raw_tracepoint_open"]
+
+
+class Link:
+    """An attachment.  ``fd`` is the bpf_link fd (or, on the legacy ioctl path,
+    the perf fd itself).  close() closes the link and the perf fd it owns."""
+
+    __slots__ = ("fd", "perf_fd", "kind", "name")
+
+    def __init__(self, fd: int, perf_fd: int = -1, kind: str = "", name: str = ""):
+        self.fd = fd
+        self.perf_fd = perf_fd
+        self.kind = kind
+        self.name = name
+
+    def fileno(self) -> int:
+        return self.fd
+
+    @property
+    def closed(self) -> bool:
+        return self.fd < 0 and self.perf_fd < 0
+
+    def fds(self) -> list[int]:
+        """Open fds owned by this link, in the order close() closes them."""
+        return [fd for fd in (self.fd, self.perf_fd) if fd >= 0]
+
+    def detach_fds(self) -> list[int]:
+        """Hand the fds over to the caller (who must close them); the Link
+        becomes closed without closing anything."""
+        fds = self.fds()
+        self.fd = self.perf_fd = -1
+        return fds
+
+    def close(self) -> None:
+        """Close the link first (stops the program), then the perf fd."""
+        for fd in self.detach_fds():
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+
+    def __enter__(self) -> "Link":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"<Link {self.kind} {self.name} fd={self.fd} perf_fd={self.perf_fd}>"
+
+
+# None: unknown yet; False: kernel has no perf links (pre-5.15)
+_perf_link_supported: bool | None = None
+
+
+def attach_perf_event(prog_fd: int, perf_fd: int, cookie: int = 0) -> Link:
+    """Attach prog to a perf event fd via BPF_LINK_CREATE(BPF_PERF_EVENT) with
+    a bpf_cookie; falls back to PERF_EVENT_IOC_SET_BPF + ENABLE where perf
+    links are unsupported (EINVAL on kernels < 5.15), in which case a
+    non-zero cookie is an error.
+
+    On success the returned Link owns perf_fd (closes it on close()); on
+    failure perf_fd is left open for the caller."""
+    global _perf_link_supported
+    if _perf_link_supported is not False:
+        attr = LinkCreateAttr(prog_fd=prog_fd, target_fd=perf_fd, attach_type=BPF_PERF_EVENT,
+                              bpf_cookie=cookie & 0xFFFFFFFFFFFFFFFF)
+        try:
+            fd = bpf(BPF_LINK_CREATE, attr)
+        except OSError as e:
+            if e.errno != errno.EINVAL or _perf_link_supported or cookie:
+                raise
+            # maybe an old kernel without perf links: try the legacy ioctl;
+            # if that fails too, the EINVAL was about our arguments
+            try:
+                _perf.ioctl_set_bpf(perf_fd, prog_fd)
+            except OSError:
+                raise e from None
+            _perf_link_supported = False
+            _perf.ioctl_enable(perf_fd)
+            return Link(perf_fd, -1, "perf_event_ioctl")
+        _perf_link_supported = True
+        return Link(fd, perf_fd, "perf_event")
+    if cookie:
+        raise OSError(errno.EOPNOTSUPP,
+                      "bpf cookies need BPF_LINK_CREATE for perf events (kernel >= 5.15)")
+    _perf.ioctl_set_bpf(perf_fd, prog_fd)
+    _perf.ioctl_enable(perf_fd)
+    return Link(perf_fd, -1, "perf_event_ioctl")
+
+
+def raw_tracepoint_open(prog_fd: int, name: str) -> Link:
+    """BPF_RAW_TRACEPOINT_OPEN: attach a raw tracepoint (or tp_btf/fentry etc.
+    when name is empty and the program carries attach_btf_id)."""
+    nbuf = ctypes.create_string_buffer(name.encode()) if name else None
+    attr = RawTracepointOpenAttr(prog_fd=prog_fd,
+                                 name=ctypes.addressof(nbuf) if nbuf is not None else 0)
+    fd = bpf(BPF_RAW_TRACEPOINT_OPEN, attr)
+    return Link(fd, -1, "raw_tracepoint", name)

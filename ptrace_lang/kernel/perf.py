@@ -1,0 +1,107 @@
+"""perf_event_open(2) for tracepoints, software and hardware events, + ioctls."""
+
+from __future__ import annotations
+
+import fcntl
+
+from .sys import (
+    PERF_ATTR_FLAG_FREQ,
+    PerfEventAttr,
+    perf_event_open,
+)
+
+__all__ = [
+    "tracepoint_event",
+    "software_event",
+    "hardware_event",
+    "open_event",
+    "ioctl_enable",
+    "ioctl_disable",
+    "ioctl_set_bpf",
+]
+
+# enum perf_type_id
+PERF_TYPE_HARDWARE = 0
+PERF_TYPE_SOFTWARE = 1
+PERF_TYPE_TRACEPOINT = 2
+PERF_TYPE_HW_CACHE = 3
+PERF_TYPE_RAW = 4
+PERF_TYPE_BREAKPOINT = 5
+
+# enum perf_hw_id
+PERF_COUNT_HW_CPU_CYCLES = 0
+PERF_COUNT_HW_INSTRUCTIONS = 1
+PERF_COUNT_HW_CACHE_REFERENCES = 2
+PERF_COUNT_HW_CACHE_MISSES = 3
+PERF_COUNT_HW_BRANCH_INSTRUCTIONS = 4
+PERF_COUNT_HW_BRANCH_MISSES = 5
+PERF_COUNT_HW_BUS_CYCLES = 6
+PERF_COUNT_HW_STALLED_CYCLES_FRONTEND = 7
+PERF_COUNT_HW_STALLED_CYCLES_BACKEND = 8
+PERF_COUNT_HW_REF_CPU_CYCLES = 9
+
+# enum perf_sw_ids
+PERF_COUNT_SW_CPU_CLOCK = 0
+PERF_COUNT_SW_TASK_CLOCK = 1
+PERF_COUNT_SW_PAGE_FAULTS = 2
+PERF_COUNT_SW_CONTEXT_SWITCHES = 3
+PERF_COUNT_SW_CPU_MIGRATIONS = 4
+PERF_COUNT_SW_PAGE_FAULTS_MIN = 5
+PERF_COUNT_SW_PAGE_FAULTS_MAJ = 6
+PERF_COUNT_SW_ALIGNMENT_FAULTS = 7
+PERF_COUNT_SW_EMULATION_FAULTS = 8
+PERF_COUNT_SW_DUMMY = 9
+PERF_COUNT_SW_BPF_OUTPUT = 10
+PERF_COUNT_SW_CGROUP_SWITCHES = 11
+
+# ioctl requests: _IO('$', n) / _IOW('$', 8, __u32)
+PERF_EVENT_IOC_ENABLE = 0x2400
+PERF_EVENT_IOC_DISABLE = 0x2401
+PERF_EVENT_IOC_SET_BPF = 0x40042408
+
+
+def open_event(type_: int, config: int, cpu: int = -1, pid: int = -1,
+               period: int | None = None, freq: int | None = None,
+               wakeup_events: int = 1, flags: int = 0) -> int:
+    """Generic perf_event_open.  freq (samples/s) wins over period; with
+    neither, sample_period is 1.  ``flags`` are extra PERF_ATTR_FLAG_* bits."""
+    attr = PerfEventAttr(type=type_, config=config, wakeup_events=wakeup_events)
+    attr.size = 0  # filled in by perf_event_open
+    if freq is not None:
+        attr.flags = flags | PERF_ATTR_FLAG_FREQ
+        attr.sample_period = freq  # union with sample_freq
+    else:
+        attr.flags = flags
+        attr.sample_period = 1 if period is None else period
+    return perf_event_open(attr, pid, cpu)
+
+
+def tracepoint_event(tp_id: int, cpu: int = 0, pid: int = -1) -> int:
+    """A perf event for tracefs event id tp_id.  An attached BPF program runs
+    on every CPU whatever ``cpu`` says (it hangs off the trace event itself)."""
+    return open_event(PERF_TYPE_TRACEPOINT, tp_id, cpu=cpu, pid=pid, period=1)
+
+
+def software_event(config: int, cpu: int, pid: int = -1, period: int | None = None,
+                   freq: int | None = None) -> int:
+    """PERF_TYPE_SOFTWARE event (PERF_COUNT_SW_*)."""
+    return open_event(PERF_TYPE_SOFTWARE, config, cpu=cpu, pid=pid, period=period, freq=freq)
+
+
+def hardware_event(config: int, cpu: int, pid: int = -1, period: int | None = None,
+                   freq: int | None = None) -> int:
+    """PERF_TYPE_HARDWARE event (PERF_COUNT_HW_*).  Fails with ENOENT/EOPNOTSUPP
+    where there is no PMU (e.g. most VMs)."""
+    return open_event(PERF_TYPE_HARDWARE, config, cpu=cpu, pid=pid, period=period, freq=freq)
+
+
+def ioctl_enable(fd: int) -> None:
+    fcntl.ioctl(fd, PERF_EVENT_IOC_ENABLE, 0)
+
+
+def ioctl_disable(fd: int) -> None:
+    fcntl.ioctl(fd, PERF_EVENT_IOC_DISABLE, 0)
+
+
+def ioctl_set_bpf(fd: int, prog_fd: int) -> None:
+    fcntl.ioctl(fd, PERF_EVENT_IOC_SET_BPF, prog_fd)

@@ -1,0 +1,243 @@
+"""BPF programs: load (with verifier log on failure), test-run, info, stats."""
+
+from __future__ import annotations
+
+import ctypes
+import errno
+import os
+import re
+
+from .sys import (
+    BPF_ENABLE_STATS,
+    BPF_OBJ_GET_INFO_BY_FD,
+    BPF_PROG_LOAD,
+    BPF_PROG_TEST_RUN,
+    BPF_STATS_RUN_TIME,
+    EnableStatsAttr,
+    ObjGetInfoAttr,
+    ProgInfo,
+    ProgLoadAttr,
+    ProgTestRunAttr,
+    bpf,
+    bpf_errno,
+)
+from .maps import _obj_name
+
+__all__ = [
+    "VerifierError",
+    "load_program",
+    "load_program_with_log",
+    "test_run",
+    "prog_info",
+    "enable_stats",
+]
+
+LOG_START = 1 << 20
+LOG_MAX = 64 << 20
+
+_INSN_LINE = re.compile(r"^(\d+): \(")
+# trailing statistics lines that carry no information about the failure
+_NOISE = (
+    "processed ",
+    "verification time ",
+    "stack depth ",
+    "mark_read ",
+)
+
+
+def _summary(log: str) -> tuple[str, int]:
+    """(last meaningful line, its index in log.splitlines())."""
+    lines = log.splitlines()
+    for i in range(len(lines) - 1, -1, -1):
+        line = lines[i].strip()
+        if not line or line.startswith(_NOISE):
+            continue
+        return line, i
+    return "", len(lines)
+
+
+def _insn_index(log: str, upto: int) -> int | None:
+    lines = log.splitlines()
+    for i in range(min(upto, len(lines) - 1), -1, -1):
+        m = _INSN_LINE.match(lines[i])
+        if m:
+            return int(m.group(1))
+    return None
+
+
+class VerifierError(OSError):
+    """Program load failed; ``log`` holds the whole verifier log.
+
+    ``summary`` is the last meaningful log line (the error itself) and
+    ``insn_index`` the instruction the verifier was at when it gave up (None
+    if the log names none).
+    """
+
+    def __init__(self, err: int, log: str, prog_name: str = ""):
+        self.log = log
+        self.summary, at = _summary(log)
+        self.insn_index = _insn_index(log, at)
+        where = f" at insn {self.insn_index}" if self.insn_index is not None else ""
+        what = f" {prog_name!r}" if prog_name else ""
+        msg = f"bpf(BPF_PROG_LOAD){what}: {os.strerror(err)}{where}: {self.summary}"
+        super().__init__(err, msg)
+
+    def __reduce__(self):
+        return (type(self), (self.errno, self.log))
+
+
+def _load(prog_type: int, insns: bytes, license: str, name: str,
+          expected_attach_type: int, log_level: int, attach_btf_id: int,
+          prog_flags: int, attach_prog_fd: int, kern_version: int,
+          fd_array: bytes | None, log_size: int) -> tuple[int, str, int]:
+    """One BPF_PROG_LOAD; returns (fd or -errno, log text, log_true_size)."""
+    if len(insns) % 8:
+        raise ValueError(f"insns length {len(insns)} is not a multiple of 8")
+    code = ctypes.create_string_buffer(bytes(insns), len(insns))
+    lic = ctypes.create_string_buffer(license.encode())
+    attr = ProgLoadAttr(
+        prog_type=prog_type,
+        insn_cnt=len(insns) // 8,
+        insns=ctypes.addressof(code),
+        license=ctypes.addressof(lic),
+        kern_version=kern_version,
+        prog_flags=prog_flags,
+        prog_name=_obj_name(name),
+        expected_attach_type=expected_attach_type,
+        attach_btf_id=attach_btf_id,
+        attach_prog_fd=attach_prog_fd,
+    )
+    fa = None
+    if fd_array:
+        fa = ctypes.create_string_buffer(bytes(fd_array), len(fd_array))
+        attr.fd_array = ctypes.addressof(fa)
+    buf = None
+    if log_level:
+        buf = ctypes.create_string_buffer(log_size)
+        attr.log_level = log_level
+        attr.log_size = log_size
+        attr.log_buf = ctypes.addressof(buf)
+    r = bpf_errno(BPF_PROG_LOAD, attr)
+    log = buf.value.decode(errors="replace") if buf is not None else ""
+    del fa
+    return r, log, attr.log_true_size
+
+
+def load_program_with_log(prog_type: int, insns: bytes, license: str = "GPL", name: str = "",
+                          expected_attach_type: int = 0, log_level: int = 1,
+                          attach_btf_id: int = 0, *, prog_flags: int = 0,
+                          attach_prog_fd: int = 0, kern_version: int = 0,
+                          fd_array: bytes | None = None) -> tuple[int, str]:
+    """Load with the verifier log on (level max(1, log_level)); return (fd, log).
+
+    The log buffer starts at 1 MiB and grows on ENOSPC up to 64 MiB.  Raises
+    VerifierError (with the log) when the kernel rejects the program, or a
+    plain OSError when it failed without saying anything.
+    """
+    log_level = max(1, log_level)
+    size = LOG_START
+    while True:
+        r, log, true_size = _load(prog_type, insns, license, name, expected_attach_type,
+                                  log_level, attach_btf_id, prog_flags, attach_prog_fd,
+                                  kern_version, fd_array, size)
+        if r >= 0:
+            return r, log
+        if r == -errno.ENOSPC and size < LOG_MAX:
+            # log truncated: grow (kernels >= 6.4 tell us the size needed)
+            size = min(LOG_MAX, max(size * 4, true_size + 1))
+            continue
+        if log.strip():
+            raise VerifierError(-r, log, name)
+        raise OSError(-r, f"bpf(BPF_PROG_LOAD): {os.strerror(-r)}")
+
+
+def load_program(prog_type: int, insns: bytes, license: str = "GPL", name: str = "",
+                 expected_attach_type: int = 0, log_level: int = 0,
+                 attach_btf_id: int = 0, *, prog_flags: int = 0,
+                 attach_prog_fd: int = 0, kern_version: int = 0,
+                 fd_array: bytes | None = None) -> int:
+    """Load a program and return its fd.
+
+    Tries once without a log (fast path); if that fails, loads again with the
+    verifier log on and raises VerifierError carrying it.  With log_level > 0
+    it loads with the log from the start (the log is dropped on success; use
+    load_program_with_log to get it).
+    """
+    if log_level <= 0:
+        r, _, _ = _load(prog_type, insns, license, name, expected_attach_type, 0,
+                        attach_btf_id, prog_flags, attach_prog_fd, kern_version, fd_array, 0)
+        if r >= 0:
+            return r
+        first_err = -r
+    else:
+        first_err = 0
+    try:
+        fd, _ = load_program_with_log(prog_type, insns, license, name, expected_attach_type,
+                                      log_level, attach_btf_id, prog_flags=prog_flags,
+                                      attach_prog_fd=attach_prog_fd, kern_version=kern_version,
+                                      fd_array=fd_array)
+    except VerifierError:
+        raise
+    except OSError as e:
+        if first_err and e.errno != first_err:
+            raise OSError(first_err, f"bpf(BPF_PROG_LOAD): {os.strerror(first_err)}") from e
+        raise
+    return fd
+
+
+def test_run(prog_fd: int, ctx_in: bytes = b"", data_in: bytes = b"", repeat: int = 1,
+             flags: int = 0, cpu: int = 0) -> int:
+    """BPF_PROG_TEST_RUN; returns the program's return value.
+
+    repeat <= 1 is sent as 0 (the kernel treats 0 as 1), so this works for
+    raw tracepoint programs, which reject any repeat (pass ctx_in there, e.g.
+    8 * nargs zero bytes, and no data_in).
+    """
+    cbuf = ctypes.create_string_buffer(bytes(ctx_in), len(ctx_in)) if ctx_in else None
+    dbuf = ctypes.create_string_buffer(bytes(data_in), len(data_in)) if data_in else None
+    attr = ProgTestRunAttr(
+        prog_fd=prog_fd,
+        repeat=repeat if repeat > 1 else 0,
+        flags=flags,
+        cpu=cpu,
+    )
+    if cbuf is not None:
+        attr.ctx_in = ctypes.addressof(cbuf)
+        attr.ctx_size_in = len(ctx_in)
+    if dbuf is not None:
+        attr.data_in = ctypes.addressof(dbuf)
+        attr.data_size_in = len(data_in)
+    bpf(BPF_PROG_TEST_RUN, attr)
+    return attr.retval
+
+
+def prog_info(fd: int) -> dict:
+    """BPF_OBJ_GET_INFO_BY_FD on a program fd."""
+    info = ProgInfo()
+    attr = ObjGetInfoAttr(bpf_fd=fd, info_len=ctypes.sizeof(info), info=ctypes.addressof(info))
+    bpf(BPF_OBJ_GET_INFO_BY_FD, attr)
+    return {
+        "type": info.type,
+        "id": info.id,
+        "tag": bytes(info.tag).hex(),
+        "name": info.name.decode(errors="replace"),
+        "run_time_ns": info.run_time_ns,
+        "run_cnt": info.run_cnt,
+        "recursion_misses": info.recursion_misses,
+        "xlated_prog_len": info.xlated_prog_len,
+        "jited_prog_len": info.jited_prog_len,
+        "verified_insns": info.verified_insns,
+        "nr_map_ids": info.nr_map_ids,
+        "load_time": info.load_time,
+        "created_by_uid": info.created_by_uid,
+        "gpl_compatible": bool(info.gpl_compatible & 1),
+        "btf_id": info.btf_id,
+        "attach_btf_id": info.attach_btf_id,
+        "attach_btf_obj_id": info.attach_btf_obj_id,
+    }
+
+
+def enable_stats() -> int:
+    """BPF_ENABLE_STATS(BPF_STATS_RUN_TIME): run_cnt / run_time_ns are
+    collected for every program while the returned fd stays open."""
+    return bpf(BPF_ENABLE_STATS, EnableStatsAttr(type=BPF_STATS_RUN_TIME))

@@ -1,0 +1,97 @@
+"""interval: and profile: — timer perf events (cpu-clock) on one CPU or on every CPU."""
+from __future__ import annotations
+
+import re
+
+from ptrace_lang.errors import CompileError
+from ptrace_lang.providers import Provider, Target, register, substitute_positional
+
+_UNIT_NS = {"ns": 1, "us": 1_000, "ms": 1_000_000, "s": 1_000_000_000}
+_UNITS = ("hz", "s", "ms", "us", "ns")
+
+
+def parse_rate(ap, opts) -> tuple[str, int]:
+    """``interval:s:1`` / ``interval:1s`` / ``profile:hz:99`` -> ("hz"|"ns", value)."""
+    parts = [substitute_positional(p, opts, ap.span) for p in ap.parts]
+    if len(parts) == 2:
+        unit, value = parts
+    elif len(parts) == 1:
+        m = re.fullmatch(r"(\d+)([a-z]+)", parts[0])
+        if not m:
+            raise CompileError(f"Invalid rate of {ap.provider} probe: {parts[0]!r}", ap.span,
+                               hints=[f"write {ap.provider}:s:1, {ap.provider}:1s or {ap.provider}:hz:99"])
+        value, unit = m.group(2), m.group(1)
+        unit, value = value, unit
+    else:
+        raise CompileError(f"{ap.provider} probe needs a unit and a rate, e.g. {ap.provider}:s:1", ap.span)
+    if unit not in _UNITS:
+        raise CompileError(f"Invalid unit '{unit}' in {ap.provider} probe", ap.span,
+                           hints=["units: " + ", ".join(_UNITS)])
+    try:
+        n = int(value, 0)
+    except ValueError:
+        raise CompileError(f"Invalid rate '{value}' in {ap.provider} probe", ap.span) from None
+    if n <= 0:
+        raise CompileError(f"The rate of {ap.provider} probe must be positive", ap.span)
+    if unit == "hz":
+        return unit, n
+    return "ns", n * _UNIT_NS[unit]
+
+
+class _Timer(Provider):
+    prog_type_name = "BPF_PROG_TYPE_PERF_EVENT"
+    every_cpu = False
+
+    def expand(self, ap, opts):
+        unit, n = parse_rate(ap, opts)
+        shown = ":".join(substitute_positional(p, opts, ap.span) for p in ap.parts)
+        return [Target(self.name, f"{self.name}:{shown}", f"{unit}:{n}", share_key=self.name)]
+
+    def attach(self, target, prog_fd, cookie):
+        from ptrace_lang.kernel import links, maps, perf
+
+        unit, n = target.target.split(":")
+        n = int(n)
+        cpus = range(maps.possible_cpus()) if self.every_cpu else [0]
+        out = []
+        try:
+            for cpu in online_cpus(cpus):
+                fd = perf.software_event(perf.PERF_COUNT_SW_CPU_CLOCK, cpu=cpu,
+                                         period=None if unit == "hz" else n,
+                                         freq=n if unit == "hz" else None)
+                out.append(links.attach_perf_event(prog_fd, fd, cookie))
+        except BaseException:
+            for link in out:
+                link.close()
+            raise
+        return out
+
+
+def online_cpus(candidates) -> list[int]:
+    try:
+        text = open("/sys/devices/system/cpu/online").read().strip()
+    except OSError:
+        return list(candidates)
+    online = set()
+    for part in text.split(","):
+        if "-" in part:
+            a, b = part.split("-")
+            online.update(range(int(a), int(b) + 1))
+        elif part:
+            online.add(int(part))
+    return [c for c in candidates if c in online]
+
+
+class Interval(_Timer):
+    name = "interval"
+    aliases = ("i",)
+
+
+class Profile(_Timer):
+    name = "profile"
+    aliases = ("p",)
+    every_cpu = True
+
+
+register(Interval())
+register(Profile())

@@ -1,0 +1,725 @@
+"""Semantic analysis: resolve names, infer and check types, collect maps.
+
+``analyze(program, probes, opts)`` annotates every expression's ``type`` in place and returns
+the map table. It runs the probes twice: the first pass learns map types from assignments
+anywhere in the script (a map may be read in a probe declared before the one assigning it),
+the second reports errors.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from ptrace_lang.errors import CompileError, Diagnostic, NotSupportedYet, Span
+from ptrace_lang.frontend import ast
+from ptrace_lang.sema.types import (
+    BOOL, COMM, INT64, INT_TYPE_NAMES, PROBE, UINT32, UINT64, VOID, AggT, ArgsT, BoolT, IntT,
+    StrT, TupleT, Type, compatible, widen,
+)
+
+# builtin variables available in every probe: name -> type
+COMMON_BUILTINS: dict[str, Type] = {
+    "pid": UINT32, "tid": UINT32, "uid": UINT32, "gid": UINT32, "nsecs": UINT64,
+    "elapsed": UINT64, "cpu": UINT32, "comm": COMM, "probe": PROBE, "rand": UINT32,
+    "cgroup": UINT64,
+}
+# builtins of the dialect that later work brings (refused with "not supported yet")
+LATER_BUILTINS = {
+    "kstack", "ustack", "arg0", "arg1", "arg2", "arg3", "arg4", "arg5", "arg6", "arg7", "arg8",
+    "arg9", "retval", "func", "curtask", "cpid", "username", "jiffies", "ncpus", "usermode",
+    "ppid", "numaid", "sarg0", "sarg1", "sarg2",
+}
+AGGREGATIONS = {"count": 0, "sum": 1, "avg": 1, "min": 1, "max": 1, "stats": 1, "hist": (1, 2),
+                "lhist": 4}
+# functions of the dialect that later work brings
+LATER_FUNCTIONS = {
+    "join", "cat", "errorf", "warnf", "debugf", "buf", "ksym", "usym", "kaddr", "uaddr", "kptr",
+    "uptr", "reg", "path", "strncmp", "strcontains", "strftime", "strerror", "strlen", "strstr",
+    "ntop", "pton", "macaddr", "cgroupid", "cgroup_path", "bswap", "has_key", "len",
+    "syscall_name", "signal_name", "system", "signal", "override", "kstack", "ustack", "nsecs",
+    "percpu_kaddr", "skboutput", "unwatch", "socket_cookie",
+}
+MAX_STRLEN_DEFAULT = 64
+
+
+@dataclass
+class MapInfo:
+    name: str
+    key_type: Type | None
+    value_type: Type
+    span: Span
+    keyed: bool = False
+
+
+@dataclass
+class Scope:
+    vars: dict[str, Type] = field(default_factory=dict)
+
+
+@dataclass
+class ProbeContext:
+    """What a probe body can see: the builtins of its provider and its ``args`` type."""
+
+    provider: str
+    builtins: frozenset
+    args: ArgsT | None = None
+
+
+@dataclass
+class SemaResult:
+    maps: dict[str, MapInfo]
+    var_types: dict[int, dict[str, Type]] = field(default_factory=dict)
+
+
+class _Analyzer:
+    def __init__(self, positional: list[str], max_strlen: int) -> None:
+        self.positional = positional
+        self.max_strlen = max_strlen
+        self.maps: dict[str, MapInfo] = {}
+        self.final = False
+        self.errors: list[Diagnostic] = []
+        self.scopes: list[Scope] = []
+        self.ctx: ProbeContext | None = None
+        self.loop_depth = 0
+
+    # ------------------------------------------------------------------ errors
+    def error(self, message: str, span: Span, hints: list[str] | None = None) -> None:
+        if self.final:
+            self.errors.append(Diagnostic(message, span, list(hints or [])))
+
+    # ------------------------------------------------------------------ scopes
+    def lookup_var(self, name: str) -> Type | None:
+        for scope in reversed(self.scopes):
+            if name in scope.vars:
+                return scope.vars[name]
+        return None
+
+    def bind_var(self, name: str, typ: Type, span: Span, declare_here: bool = False) -> None:
+        for scope in reversed(self.scopes):
+            if name in scope.vars:
+                old = scope.vars[name]
+                if not compatible(old, typ):
+                    self.error(f"Type mismatch for ${name}: trying to assign value of type '{typ}' "
+                               f"when variable already has a type '{old}'", span)
+                else:
+                    scope.vars[name] = widen(old, typ)
+                return
+        (self.scopes[-1] if declare_here else self.scopes[0]).vars[name] = typ
+
+    # ------------------------------------------------------------------ maps
+    def assign_map(self, ref: ast.MapRef, value_type: Type, span: Span) -> None:
+        key_type = self.key_type(ref)
+        name = "@" + ref.name
+        info = self.maps.get(name)
+        if info is None:
+            self.maps[name] = MapInfo(name, key_type, value_type, ref.span, keyed=ref.keys is not None)
+            return
+        if isinstance(info.value_type, AggT) or isinstance(value_type, AggT):
+            if info.value_type != value_type and not (
+                    isinstance(info.value_type, AggT) and isinstance(value_type, AggT)
+                    and info.value_type.kind == value_type.kind
+                    and info.value_type.kind not in ("hist", "lhist")):
+                self.error(f"Type mismatch for {name}: trying to assign value of type '{value_type}' "
+                           f"when map already has a type '{info.value_type}'", span)
+        elif not compatible(info.value_type, value_type):
+            self.error(f"Type mismatch for {name}: trying to assign value of type '{value_type}' "
+                       f"when map already has a type '{info.value_type}'", span)
+        else:
+            info.value_type = widen(info.value_type, value_type)
+        self.check_key(info, ref, key_type)
+
+    def check_key(self, info: MapInfo, ref: ast.MapRef, key_type: Type | None) -> None:
+        if (info.key_type is None) != (key_type is None):
+            if key_type is None:
+                self.error(f"{info.name} used as a map without an explicit key (scalar map), "
+                           "previously used with a key", ref.span)
+            else:
+                self.error(f"{info.name} used as a map with an explicit key (non-scalar map), "
+                           "previously used without a key", ref.span)
+        elif key_type is not None and info.key_type is not None:
+            if not compatible(info.key_type, key_type):
+                self.error(f"Argument mismatch for {info.name}: trying to access with arguments: "
+                           f"'{key_type}' when map expects arguments: '{info.key_type}'", ref.span)
+            else:
+                info.key_type = widen(info.key_type, key_type)
+
+    def key_type(self, ref: ast.MapRef) -> Type | None:
+        if ref.keys is None:
+            return None
+        types = [self.expr(k) for k in ref.keys]
+        for k, t in zip(ref.keys, types):
+            if not (t.is_int or isinstance(t, (StrT, TupleT)) or t == PROBE):
+                self.error(f"{t} cannot be used as a map key", k.span)
+        return types[0] if len(types) == 1 else TupleT(tuple(types))
+
+    def read_map(self, ref: ast.MapRef) -> Type:
+        name = "@" + ref.name
+        key_type = self.key_type(ref)
+        info = self.maps.get(name)
+        if info is None:
+            self.error(f"Undefined map: {name}", ref.span)
+            return INT64
+        self.check_key(info, ref, key_type)
+        if isinstance(info.value_type, AggT):
+            if info.value_type.kind in ("count", "sum", "min", "max", "avg"):
+                raise NotSupportedYet(f"reading the value of a {info.value_type.kind}() map", ref.span)
+            self.error(f"The value of {name} ({info.value_type.kind}) cannot be used in an expression",
+                       ref.span)
+            return INT64
+        return info.value_type
+
+    # ------------------------------------------------------------------ probes
+    def probe(self, probe: ast.Probe, ctx: ProbeContext) -> dict[str, Type]:
+        self.ctx = ctx
+        self.scopes = [Scope()]
+        if probe.predicate is not None:
+            t = self.expr(probe.predicate)
+            if not t.is_int:
+                self.error(f"Invalid type for predicate: {t}", probe.predicate.span)
+        self.block(probe.body, new_scope=False)
+        return self.scopes[0].vars
+
+    def block(self, block: ast.Block, new_scope: bool = True) -> None:
+        if new_scope:
+            self.scopes.append(Scope())
+        for s in block.stmts:
+            self.stmt(s)
+        if new_scope:
+            self.scopes.pop()
+
+    def stmt(self, s: ast.Stmt) -> None:
+        if isinstance(s, ast.ExprStmt):
+            e = s.expr
+            if isinstance(e, ast.Call) and e.name in AGGREGATIONS:
+                self.error(f"{e.name}() should be directly assigned to a map", e.span)
+            self.expr(e, statement=True)
+        elif isinstance(s, ast.Assign):
+            self.assign(s)
+        elif isinstance(s, ast.Let):
+            declared = self.type_name(s.declared) if s.declared is not None else None
+            vt = self.expr(s.value) if s.value is not None else None
+            if declared is not None and vt is not None and not compatible(declared, vt):
+                self.error(f"Type mismatch for ${s.var.name}: trying to assign value of type '{vt}' "
+                           f"when variable already has a type '{declared}'", s.span)
+            typ = declared or vt
+            if typ is None:
+                self.error(f"Variable ${s.var.name} needs a type or a value", s.span)
+                typ = INT64
+            self.scopes[-1].vars[s.var.name] = typ
+            s.var.type = typ
+        elif isinstance(s, ast.Block):
+            self.block(s)
+        elif isinstance(s, ast.If):
+            t = self.expr(s.cond)
+            if not t.is_int:
+                self.error(f"Invalid condition in if(): {t}", s.cond.span)
+            self.block(s.then)
+            if s.orelse is not None:
+                self.block(s.orelse)
+        elif isinstance(s, ast.While):
+            t = self.expr(s.cond)
+            if not t.is_int:
+                self.error(f"Invalid condition in while(): {t}", s.cond.span)
+            self.loop_depth += 1
+            self.block(s.body)
+            self.loop_depth -= 1
+        elif isinstance(s, ast.Unroll):
+            if not isinstance(s.count, ast.IntLit) and not isinstance(s.count, ast.PositionalParam):
+                self.error("unroll() count must be an integer literal", s.count.span)
+            else:
+                n = self.const_int(s.count)
+                if n is None or not 1 <= n <= 100:
+                    self.error("unroll() count must be between 1 and 100", s.count.span)
+            self.block(s.body)
+        elif isinstance(s, (ast.Break, ast.Continue)):
+            if self.loop_depth == 0:
+                self.error(f"'{'break' if isinstance(s, ast.Break) else 'continue'}' "
+                           "outside of a loop", s.span)
+        elif isinstance(s, ast.Return):
+            if s.value is not None:
+                raise NotSupportedYet("return with a value", s.span)
+        elif isinstance(s, (ast.ForMap, ast.ForRange)):
+            raise NotSupportedYet("for loops", s.span)
+        else:
+            raise NotSupportedYet(type(s).__name__, s.span)
+
+    def assign(self, s: ast.Assign) -> None:
+        target = s.target
+        if isinstance(target, ast.MapRef):
+            if s.op is None and isinstance(s.value, ast.Call) and s.value.name in AGGREGATIONS:
+                self.assign_map(target, self.aggregation(s.value), s.span)
+                return
+            if s.op is not None:
+                info = self.maps.get("@" + target.name)
+                vt = self.expr(s.value)
+                if not vt.is_int:
+                    self.error(f"Compound assignment needs an integer, got '{vt}'", s.value.span)
+                if info is not None and isinstance(info.value_type, AggT):
+                    raise NotSupportedYet("compound assignment to an aggregation map", s.span)
+                self.assign_map(target, INT64, s.span)
+                target.type = INT64
+                return
+            vt = self.expr(s.value)
+            if vt == VOID:
+                self.error("Cannot assign a value of type 'none'", s.value.span)
+                return
+            self.assign_map(target, vt, s.span)
+            target.type = self.maps["@" + target.name].value_type
+        elif isinstance(target, ast.Var):
+            vt = self.expr(s.value)
+            if s.op is not None:
+                old = self.lookup_var(target.name)
+                if old is None:
+                    self.error(f"Undefined or undeclared variable: ${target.name}", target.span)
+                    return
+                if not (old.is_int and vt.is_int):
+                    self.error(f"Compound assignment needs integers, got '{old}' and '{vt}'", s.span)
+                target.type = old
+                return
+            if vt == VOID:
+                self.error("Cannot assign a value of type 'none'", s.value.span)
+                return
+            if isinstance(vt, AggT):
+                self.error("aggregations can only be assigned to maps", s.value.span)
+                return
+            self.bind_var(target.name, vt, s.span)
+            target.type = self.lookup_var(target.name)
+        else:
+            self.error("Can only assign to variables and maps", target.span)
+
+    def aggregation(self, call: ast.Call) -> AggT:
+        want = AGGREGATIONS[call.name]
+        n = len(call.args)
+        ok = n in want if isinstance(want, tuple) else n == want
+        if not ok:
+            sig = {"count": "count()", "sum": "sum(int)", "avg": "avg(int)", "min": "min(int)",
+                   "max": "max(int)", "stats": "stats(int)", "hist": "hist(int[, int k])",
+                   "lhist": "lhist(int value, int min, int max, int step)"}[call.name]
+            self.error(f"{call.name}() takes {want if not isinstance(want, tuple) else '1 or 2'} "
+                       f"argument{'s' if want != 1 else ''} ({n} provided)", call.span, [sig])
+        types = [self.expr(a) for a in call.args]
+        for a, t in zip(call.args, types):
+            if not t.is_int:
+                self.error(f"{call.name}() expects an integer argument, got '{t}'", a.span)
+        signed = bool(types) and isinstance(types[0], IntT) and types[0].signed
+        call.type = VOID
+        if call.name == "hist":
+            k = 0
+            if n == 2:
+                kv = self.const_int(call.args[1])
+                if kv is None or not 0 <= kv <= 5:
+                    self.error("hist() second argument must be a literal between 0 and 5",
+                               call.args[1].span)
+                else:
+                    k = kv
+            return AggT("hist", signed, hist_k=k)
+        if call.name == "lhist":
+            vals = [self.const_int(a) for a in call.args[1:]] if n == 4 else []
+            if n == 4:
+                if any(v is None for v in vals):
+                    self.error("lhist() min, max and step must be integer literals", call.span)
+                    return AggT("lhist", signed, lhist=(0, 1, 1))
+                lo, hi, step = vals
+                if lo < 0:
+                    self.error("lhist() min must be non-negative", call.args[1].span)
+                elif hi <= lo:
+                    self.error("lhist() max must be greater than min", call.args[2].span)
+                elif step <= 0:
+                    self.error("lhist() step must be >= 1", call.args[3].span)
+                elif (hi - lo) // step > 1000:
+                    self.error("lhist() too many buckets, maximum is 1000", call.span)
+                return AggT("lhist", signed, lhist=(lo, hi, step))
+            return AggT("lhist", signed, lhist=(0, 1, 1))
+        return AggT(call.name, signed if call.name != "count" else False)
+
+    def const_int(self, e: ast.Expr) -> int | None:
+        if isinstance(e, ast.IntLit):
+            return e.value
+        if isinstance(e, ast.PositionalParam):
+            v = self.positional_value(e.index)
+            return v if isinstance(v, int) else None
+        if isinstance(e, ast.Unary) and e.op == "-":
+            v = self.const_int(e.operand)
+            return -v if v is not None else None
+        return None
+
+    def positional_value(self, n: int) -> int | str:
+        if n < 1 or n > len(self.positional):
+            return 0
+        text = self.positional[n - 1]
+        try:
+            return int(text, 0)
+        except ValueError:
+            return text
+
+    def type_name(self, tn: ast.TypeName) -> Type:
+        if tn.pointer_depth:
+            raise NotSupportedYet("pointer types", tn.span)
+        if tn.name == "string":
+            base: Type = StrT(tn.array_len or self.max_strlen)
+            return base
+        base = INT_TYPE_NAMES.get(tn.name)
+        if base is None:
+            if tn.name.startswith(("struct ", "union ", "enum ")):
+                raise NotSupportedYet(f"type '{tn.name}'", tn.span)
+            self.error(f"Unknown type: '{tn.name}'", tn.span)
+            return INT64
+        if tn.array_len is not None:
+            raise NotSupportedYet("array types", tn.span)
+        return base
+
+    # ------------------------------------------------------------------ expressions
+    def expr(self, e: ast.Expr, statement: bool = False) -> Type:
+        t = self._expr(e, statement)
+        e.type = t
+        return t
+
+    def _expr(self, e: ast.Expr, statement: bool) -> Type:
+        if isinstance(e, ast.IntLit):
+            return INT64 if e.value < (1 << 63) else UINT64
+        if isinstance(e, ast.BoolLit):
+            return BOOL
+        if isinstance(e, ast.StrLit):
+            return StrT(len(e.value.encode()) + 1)
+        if isinstance(e, ast.PositionalParam):
+            v = self.positional_value(e.index)
+            return INT64 if isinstance(v, int) else StrT(len(v.encode()) + 1)
+        if isinstance(e, ast.ParamCount):
+            return INT64
+        if isinstance(e, ast.Var):
+            t = self.lookup_var(e.name)
+            if t is None:
+                self.error(f"Undefined or undeclared variable: ${e.name}", e.span)
+                return INT64
+            return t
+        if isinstance(e, ast.Builtin):
+            return self.builtin(e.name, e.span)
+        if isinstance(e, ast.MapRef):
+            return self.read_map(e)
+        if isinstance(e, ast.Binary):
+            return self.binary(e)
+        if isinstance(e, ast.Unary):
+            if e.op in ("*", "&"):
+                raise NotSupportedYet(f"the unary '{e.op}' operator", e.span)
+            t = self.expr(e.operand)
+            if not t.is_int:
+                self.error(f"Invalid type for unary operator '{e.op}': {t}", e.span)
+            if e.op == "!":
+                return BOOL
+            if e.op == "-":
+                return IntT(64, True)
+            return IntT(64, isinstance(t, IntT) and t.signed)
+        if isinstance(e, ast.IncDec):
+            if isinstance(e.target, ast.Var):
+                t = self.lookup_var(e.target.name)
+                if t is None:
+                    self.error(f"Undefined or undeclared variable: ${e.target.name}", e.target.span)
+                    return INT64
+                if not t.is_int:
+                    self.error(f"The {e.op} operator needs an integer variable", e.span)
+                e.target.type = t
+                return t
+            if isinstance(e.target, ast.MapRef):
+                info = self.maps.get("@" + e.target.name)
+                if info is not None and isinstance(info.value_type, AggT):
+                    raise NotSupportedYet(f"{e.op} on an aggregation map", e.span)
+                if not statement:
+                    raise NotSupportedYet(f"using the value of {e.op} on a map", e.span)
+                self.assign_map(e.target, INT64, e.span)
+                e.target.type = INT64
+                return INT64
+            self.error(f"The {e.op} operator needs a variable or a map", e.span)
+            return INT64
+        if isinstance(e, ast.Ternary):
+            c = self.expr(e.cond)
+            if not c.is_int:
+                self.error(f"Invalid condition in ternary: {c}", e.cond.span)
+            a, b = self.expr(e.then), self.expr(e.orelse)
+            if not compatible(a, b):
+                self.error(f"Ternary operator must return the same type: have '{a}' and '{b}'", e.span)
+                return a
+            if a.is_int and b.is_int:
+                return IntT(64, (not isinstance(a, IntT) or a.signed) and (not isinstance(b, IntT) or b.signed))
+            return widen(a, b)
+        if isinstance(e, ast.FieldAccess):
+            return self.field_access(e)
+        if isinstance(e, ast.TupleExpr):
+            types = [self.expr(x) for x in e.elems]
+            for x, t in zip(e.elems, types):
+                if t == VOID or isinstance(t, (AggT, ArgsT)):
+                    self.error(f"Invalid tuple element of type '{t}'", x.span)
+            return TupleT(tuple(types))
+        if isinstance(e, ast.TupleIndex):
+            t = self.expr(e.base)
+            if not isinstance(t, TupleT):
+                self.error(f"Can not access index '{e.index}' on expression of type '{t}'", e.span)
+                return INT64
+            if not 0 <= e.index < len(t.elems):
+                self.error(f"Invalid tuple index: {e.index}. Found {len(t.elems)} elements in tuple.",
+                           e.span)
+                return INT64
+            return t.elems[e.index]
+        if isinstance(e, ast.Cast):
+            target = self.type_name(e.to)
+            t = self.expr(e.operand)
+            if not (target.is_int and t.is_int):
+                raise NotSupportedYet(f"casting '{t}' to '{target}'", e.span)
+            return target
+        if isinstance(e, ast.Call):
+            return self.call(e, statement)
+        if isinstance(e, ast.Index):
+            raise NotSupportedYet("indexing with []", e.span)
+        raise NotSupportedYet(f"the expression '{type(e).__name__}'", e.span)
+
+    def builtin(self, name: str, span: Span) -> Type:
+        if name in COMMON_BUILTINS:
+            return COMMON_BUILTINS[name]
+        if name == "args":
+            if self.ctx is None or "args" not in self.ctx.builtins:
+                self.error(f"The args builtin can not be used with '{self.ctx.provider}' probes", span)
+                return INT64
+            return self.ctx.args
+        if name in LATER_BUILTINS:
+            raise NotSupportedYet(f"the builtin '{name}'", span)
+        self.error(f"Unknown identifier: '{name}'", span)
+        return INT64
+
+    def field_access(self, e: ast.FieldAccess) -> Type:
+        base = self.expr(e.base)
+        if isinstance(base, ArgsT):
+            f = base.field(e.field_name)
+            if f is None:
+                self.error(f"Struct/union of type '{base}' does not contain a field named "
+                           f"'{e.field_name}'", e.span)
+                return INT64
+            return field_type(f, self.max_strlen)
+        if isinstance(base, TupleT):
+            self.error(f"Can not access field '{e.field_name}' on a tuple; use .0, .1, ...", e.span)
+            return INT64
+        raise NotSupportedYet(f"field access on '{base}'", e.span)
+
+    def binary(self, e: ast.Binary) -> Type:
+        a, b = self.expr(e.left), self.expr(e.right)
+        if e.op in ("&&", "||"):
+            for side, t in ((e.left, a), (e.right, b)):
+                if not t.is_int:
+                    self.error(f"Invalid type for logical operator '{e.op}': {t}", side.span)
+            return BOOL
+        if isinstance(a, StrT) or isinstance(b, StrT):
+            if e.op in ("==", "!=") and isinstance(a, StrT) and isinstance(b, StrT):
+                return BOOL
+            self.error(f"Type mismatch for '{e.op}': comparing '{a}' with '{b}'", e.span)
+            return BOOL if e.op in ("==", "!=", "<", "<=", ">", ">=") else INT64
+        if not (a.is_int and b.is_int):
+            self.error(f"Type mismatch for '{e.op}': comparing '{a}' with '{b}'", e.span)
+            return INT64
+        if e.op in ("==", "!=", "<", "<=", ">", ">="):
+            return BOOL
+        signed = is_signed(a) and is_signed(b)
+        return IntT(64, signed)
+
+    def call(self, e: ast.Call, statement: bool) -> Type:
+        name = e.name
+        if name in AGGREGATIONS:
+            self.error(f"{name}() should be directly assigned to a map", e.span)
+            for a in e.args:
+                self.expr(a)
+            return VOID
+        if name in COMMON_BUILTINS and not e.args:
+            return COMMON_BUILTINS[name]
+        fn = getattr(self, "fn_" + name, None)
+        if fn is not None:
+            return fn(e)
+        if name in LATER_FUNCTIONS:
+            raise NotSupportedYet(f"the function '{name}'", e.span)
+        if name in LATER_BUILTINS or name == "args":
+            raise NotSupportedYet(f"the builtin '{name}'", e.span)
+        self.error(f"Unknown function: '{name}'", e.span)
+        return VOID
+
+    def nargs(self, e: ast.Call, lo: int, hi: int, signature: str) -> bool:
+        n = len(e.args)
+        if lo <= n <= hi:
+            return True
+        if lo == hi:
+            want = f"{lo} argument{'s' if lo != 1 else ''}"
+        else:
+            want = f"between {lo} and {hi} arguments"
+        self.error(f"{e.name}() requires {want} ({n} provided)", e.span, [signature])
+        return False
+
+    def fn_printf(self, e: ast.Call) -> Type:
+        if not e.args or not isinstance(e.args[0], ast.StrLit):
+            self.error("printf() requires a string literal as its first argument", e.span,
+                       ['printf(const char *fmt, ...)'])
+            for a in e.args:
+                self.expr(a)
+            return VOID
+        self.expr(e.args[0])
+        types = [self.expr(a) for a in e.args[1:]]
+        check_format(self, e.name, e.args[0], e.args[1:], types)
+        return VOID
+
+    def fn_print(self, e: ast.Call) -> Type:
+        if not e.args:
+            self.error("print() requires at least 1 argument (0 provided)", e.span,
+                       ["print(@map[, top[, div]]) or print(value)"])
+            return VOID
+        first = e.args[0]
+        if isinstance(first, ast.MapRef) and first.keys is None and "@" + first.name in self.maps \
+                and (isinstance(self.maps["@" + first.name].value_type, AggT)
+                     or self.maps["@" + first.name].keyed):
+            first.type = self.maps["@" + first.name].value_type
+            self.nargs(e, 1, 3, "print(@map[, top[, div]])")
+            for a in e.args[1:]:
+                if self.const_int(a) is None:
+                    self.error("print(): top and div must be integer literals", a.span)
+                a.type = INT64
+            return VOID
+        if len(e.args) > 1:
+            self.error("print() with a value takes 1 argument", e.span,
+                       ["print(@map[, top[, div]]) or print(value)"])
+        t = self.expr(first)
+        if t == VOID or isinstance(t, ArgsT):
+            self.error(f"print() can not print a value of type '{t}'", first.span)
+        return VOID
+
+    def fn_time(self, e: ast.Call) -> Type:
+        if self.nargs(e, 0, 1, "time([const char *fmt])") and e.args:
+            if not isinstance(e.args[0], ast.StrLit):
+                self.error("time() requires a string literal", e.args[0].span)
+            self.expr(e.args[0])
+        return VOID
+
+    def fn_exit(self, e: ast.Call) -> Type:
+        if self.nargs(e, 0, 1, "exit([int code])") and e.args:
+            t = self.expr(e.args[0])
+            if not t.is_int:
+                self.error(f"exit() expects an integer exit code, got '{t}'", e.args[0].span)
+        return VOID
+
+    def fn_str(self, e: ast.Call) -> Type:
+        if not self.nargs(e, 1, 2, "str(char *s[, int length])"):
+            return StrT(self.max_strlen)
+        t = self.expr(e.args[0])
+        size = self.max_strlen
+        if len(e.args) == 2:
+            n = self.const_int(e.args[1])
+            self.expr(e.args[1])
+            if n is None:
+                raise NotSupportedYet("str() with a non-constant length", e.args[1].span)
+            if n <= 0:
+                self.error("str() length must be positive", e.args[1].span)
+            else:
+                size = min(n + 1, self.max_strlen) if n < self.max_strlen else self.max_strlen
+        if isinstance(t, StrT):
+            return StrT(min(t.length, size))
+        if not t.is_int:
+            self.error(f"str() expects a pointer or an integer address, got '{t}'", e.args[0].span)
+        return StrT(size)
+
+    def fn_delete(self, e: ast.Call) -> Type:
+        if len(e.args) == 1 and isinstance(e.args[0], ast.MapRef) and e.args[0].keys is not None:
+            ref = e.args[0]
+        elif len(e.args) == 2 and isinstance(e.args[0], ast.MapRef) and e.args[0].keys is None:
+            ref = ast.MapRef(e.args[0].name, [e.args[1]], span=e.args[0].span.join(e.args[1].span))
+            e.args = [ref]
+        elif len(e.args) == 1 and isinstance(e.args[0], ast.MapRef):
+            ref = e.args[0]
+        else:
+            self.error("delete() expects a map and a key", e.span, ["delete(@map, key) or delete(@map[key])"])
+            return VOID
+        info = self.maps.get("@" + ref.name)
+        if info is None:
+            self.error(f"Undefined map: @{ref.name}", ref.span)
+            return VOID
+        self.check_key(info, ref, self.key_type(ref))
+        ref.type = info.value_type
+        return VOID
+
+    def _whole_map(self, e: ast.Call) -> Type:
+        if len(e.args) != 1 or not isinstance(e.args[0], ast.MapRef) or e.args[0].keys is not None:
+            self.error(f"{e.name}() expects a map argument", e.span, [f"{e.name}(@map)"])
+            return VOID
+        ref = e.args[0]
+        info = self.maps.get("@" + ref.name)
+        if info is None:
+            self.error(f"Undefined map: @{ref.name}", ref.span)
+            return VOID
+        ref.type = info.value_type
+        return VOID
+
+    fn_clear = _whole_map
+    fn_zero = _whole_map
+
+
+def is_signed(t: Type) -> bool:
+    return isinstance(t, IntT) and t.signed or isinstance(t, BoolT)
+
+
+def field_type(f, max_strlen: int) -> Type:
+    """The script type of a tracepoint format field."""
+    text = f.type_text
+    if f.data_loc:
+        return StrT(max_strlen) if "char" in text else UINT64
+    if f.array_len is not None and "char" in text:
+        return StrT(f.array_len)
+    if f.array_len is not None:
+        raise_later = UINT64
+        return raise_later
+    if f.is_pointer:
+        return UINT64
+    if f.size in (1, 2, 4, 8):
+        return IntT(f.size * 8, bool(f.signed))
+    return UINT64
+
+
+def check_format(an: _Analyzer, fname: str, fmt_node: ast.StrLit, args: list[ast.Expr],
+                 types: list[Type]) -> None:
+    from ptrace_lang.runtime.printf import arg_class, parse_format
+
+    try:
+        specs = parse_format(fmt_node.value)
+    except ValueError as err:
+        an.error(f"{fname}: {err}", fmt_node.span)
+        return
+    if len(specs) > len(args):
+        an.error(f"{fname}: Not enough arguments for format string ({len(args)} supplied, "
+                 f"{len(specs)} expected)", fmt_node.span.join(args[-1].span if args else None))
+        return
+    if len(specs) < len(args):
+        an.error(f"{fname}: Too many arguments for format string ({len(args)} supplied, "
+                 f"{len(specs)} expected)", args[len(specs)].span.join(args[-1].span))
+        return
+    for spec, arg, t in zip(specs, args, types):
+        cls = arg_class(spec)
+        if t == VOID or isinstance(t, (AggT, ArgsT)):
+            an.error(f"{fname}: can not print a value of type '{t}'", arg.span)
+        elif cls in ("int", "char", "ptr") and not (t.is_int or t == PROBE):
+            an.error(f"{fname}: %{spec.conv} specifier expects a value of type integer "
+                     f"('{t}' supplied)", arg.span)
+        elif cls == "buf":
+            raise NotSupportedYet(f"the %{spec.conv} specifier", fmt_node.span)
+        elif cls == "float":
+            an.error(f"{fname}: %{spec.conv} is not supported: there are no floating point values",
+                     fmt_node.span)
+
+
+def analyze(program: ast.Program, probe_contexts: list[list[ProbeContext]], positional: list[str],
+            max_strlen: int = MAX_STRLEN_DEFAULT) -> SemaResult:
+    """Type-check ``program``. ``probe_contexts[i]`` lists the distinct contexts of probe i
+    (one per group of attach points whose ``args`` layouts differ)."""
+    an = _Analyzer(positional, max_strlen)
+    result = SemaResult(an.maps)
+    for final in (False, True):
+        an.final = final
+        for i, probe in enumerate(program.probes):
+            for ctx in probe_contexts[i]:
+                try:
+                    result.var_types[id(probe)] = an.probe(probe, ctx)
+                except NotSupportedYet:
+                    if final:
+                        raise
+                    break
+    if an.errors:
+        raise CompileError(an.errors[0].message, diagnostics=an.errors)
+    return result

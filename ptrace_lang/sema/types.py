@@ -1,0 +1,175 @@
+"""Types of values in scripts. Frozen dataclasses; ``str()`` gives bpftrace's spelling."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+class Type:
+    def size(self) -> int:
+        """Bytes this value occupies in a key, record or map value (ints always take 8)."""
+        raise NotImplementedError
+
+    @property
+    def is_int(self) -> bool:
+        return False
+
+
+@dataclass(frozen=True)
+class IntT(Type):
+    bits: int = 64
+    signed: bool = True
+
+    def size(self) -> int:
+        return 8
+
+    @property
+    def is_int(self) -> bool:
+        return True
+
+    def __str__(self) -> str:
+        return f"{'' if self.signed else 'u'}int{self.bits}"
+
+
+@dataclass(frozen=True)
+class BoolT(Type):
+    def size(self) -> int:
+        return 8
+
+    @property
+    def is_int(self) -> bool:  # bools take part in arithmetic and conditions like ints
+        return True
+
+    def __str__(self) -> str:
+        return "bool"
+
+
+@dataclass(frozen=True)
+class StrT(Type):
+    """A NUL-terminated string in a buffer of ``length`` bytes (bpftrace's string[N])."""
+
+    length: int
+
+    def size(self) -> int:
+        return (self.length + 7) // 8 * 8
+
+    def __str__(self) -> str:
+        return f"string[{self.length}]"
+
+
+@dataclass(frozen=True)
+class TupleT(Type):
+    elems: tuple
+
+    def size(self) -> int:
+        return sum(e.size() for e in self.elems)
+
+    def offsets(self) -> list[int]:
+        out, off = [], 0
+        for e in self.elems:
+            out.append(off)
+            off += e.size()
+        return out
+
+    def __str__(self) -> str:
+        return "(" + ",".join(str(e) for e in self.elems) + ")"
+
+
+@dataclass(frozen=True)
+class ProbeT(Type):
+    """The ``probe`` builtin: a probe id, printed as the probe's name."""
+
+    def size(self) -> int:
+        return 8
+
+    def __str__(self) -> str:
+        return "probe"
+
+
+@dataclass(frozen=True)
+class VoidT(Type):
+    def size(self) -> int:
+        return 0
+
+    def __str__(self) -> str:
+        return "none"
+
+
+@dataclass(frozen=True)
+class ArgsT(Type):
+    """The tracepoint ``args`` struct: ``fields`` maps name -> TpField (offset, size, signed...)."""
+
+    name: str
+    fields: tuple  # tuple of (name, TpField)
+
+    def field(self, name: str):
+        for fname, f in self.fields:
+            if fname == name:
+                return f
+        return None
+
+    def size(self) -> int:
+        return 8
+
+    def __str__(self) -> str:
+        return f"struct {self.name}_args"
+
+
+@dataclass(frozen=True)
+class AggT(Type):
+    """A map value produced by an aggregation function."""
+
+    kind: str                 # count sum min max avg stats hist lhist
+    signed: bool = True
+    hist_k: int = 0
+    lhist: tuple | None = None
+
+    def size(self) -> int:
+        return 8
+
+    def __str__(self) -> str:
+        return {"count": "count_t", "sum": "sum_t", "min": "min_t", "max": "max_t",
+                "avg": "avg_t", "stats": "stats_t", "hist": "hist_t", "lhist": "lhist_t"}[self.kind]
+
+
+INT64 = IntT(64, True)
+UINT64 = IntT(64, False)
+UINT32 = IntT(32, False)
+INT32 = IntT(32, True)
+BOOL = BoolT()
+VOID = VoidT()
+PROBE = ProbeT()
+COMM = StrT(16)
+
+INT_TYPE_NAMES = {
+    "int8": IntT(8, True), "int16": IntT(16, True), "int32": IntT(32, True), "int64": IntT(64, True),
+    "uint8": IntT(8, False), "uint16": IntT(16, False), "uint32": IntT(32, False),
+    "uint64": IntT(64, False), "bool": BOOL,
+    "char": IntT(8, True), "short": IntT(16, True), "int": IntT(32, True), "long": IntT(64, True),
+    "unsigned char": IntT(8, False), "unsigned short": IntT(16, False),
+    "unsigned int": IntT(32, False), "unsigned long": IntT(64, False),
+    "u8": IntT(8, False), "u16": IntT(16, False), "u32": IntT(32, False), "u64": IntT(64, False),
+    "s8": IntT(8, True), "s16": IntT(16, True), "s32": IntT(32, True), "s64": IntT(64, True),
+    "size_t": IntT(64, False), "pid_t": IntT(32, True), "uid_t": IntT(32, False),
+}
+
+
+def compatible(a: Type, b: Type) -> bool:
+    """Can a value of type ``b`` be stored where ``a`` is stored (map values, variables)?"""
+    if a.is_int and b.is_int:
+        return True
+    if isinstance(a, StrT) and isinstance(b, StrT):
+        return True
+    if isinstance(a, TupleT) and isinstance(b, TupleT):
+        return len(a.elems) == len(b.elems) and all(compatible(x, y) for x, y in zip(a.elems, b.elems))
+    return a == b
+
+
+def widen(a: Type, b: Type) -> Type:
+    """The type that holds values of both ``a`` and ``b`` (for compatible types)."""
+    if isinstance(a, StrT) and isinstance(b, StrT):
+        return a if a.length >= b.length else b
+    if isinstance(a, TupleT) and isinstance(b, TupleT):
+        return TupleT(tuple(widen(x, y) for x, y in zip(a.elems, b.elems)))
+    if isinstance(a, IntT) and isinstance(b, IntT):
+        return IntT(max(a.bits, b.bits), a.signed or b.signed)
+    return a
