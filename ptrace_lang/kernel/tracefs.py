@@ -1,0 +1,211 @@
+"""tracefs: find it, list tracepoints, read event ids and formats."""
+
+from __future__ import annotations
+
+import ctypes
+import fnmatch
+import os
+import re
+from dataclasses import dataclass
+
+__all__ = ["tracefs_root", "list_tracepoints", "event_id", "event_format", "TpField"]
+
+_CANDIDATES = ("/sys/kernel/tracing", "/sys/kernel/debug/tracing")
+_root: str | None = None
+
+
+def _mounted_tracefs() -> list[str]:
+    out = []
+    try:
+        with open("/proc/mounts") as f:
+            for line in f:
+                parts = line.split()
+                if len(parts) >= 3 and parts[2] == "tracefs":
+                    out.append(parts[1].replace("\\040", " "))
+    except OSError:
+        pass
+    return out
+
+
+def _usable(path: str) -> bool:
+    return os.path.isdir(os.path.join(path, "events"))
+
+
+def _mount_tracefs(target: str) -> bool:
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.mount.argtypes = [ctypes.c_char_p] * 4 + [ctypes.c_ulong, ctypes.c_void_p]
+    return libc.mount(b"nodev", target.encode(), b"tracefs", 0, None) == 0
+
+
+def tracefs_root() -> str:
+    """Path of a usable tracefs mount; mounts one at /sys/kernel/tracing if
+    none is mounted, falls back to /sys/kernel/debug/tracing."""
+    global _root
+    if _root is not None and _usable(_root):
+        return _root
+    mounts = _mounted_tracefs()
+    for path in sorted(mounts, key=lambda p: p != _CANDIDATES[0]):
+        if _usable(path):
+            _root = path
+            return path
+    if os.path.isdir(_CANDIDATES[0]) and _mount_tracefs(_CANDIDATES[0]) \
+            and _usable(_CANDIDATES[0]):
+        _root = _CANDIDATES[0]
+        return _root
+    # debugfs automounts tracefs under tracing/ on access
+    if _usable(_CANDIDATES[1]):
+        _root = _CANDIDATES[1]
+        return _root
+    raise FileNotFoundError(2, "tracefs not found (mount -t tracefs nodev /sys/kernel/tracing)")
+
+
+def _events_dir() -> str:
+    return os.path.join(tracefs_root(), "events")
+
+
+def _has_magic(s: str) -> bool:
+    return any(c in s for c in "*?[")
+
+
+def _subdirs(path: str) -> list[str]:
+    try:
+        with os.scandir(path) as it:
+            return [e.name for e in it if e.is_dir()]
+    except (FileNotFoundError, NotADirectoryError):
+        return []
+
+
+def list_tracepoints(pattern: str = "*:*") -> list[str]:
+    """Sorted "subsys:event" names matching pattern.
+
+    With a colon, the subsystem and event parts are globbed separately
+    (fnmatch); without one, the glob is matched against "subsys:event".
+    """
+    events = _events_dir()
+    if ":" in pattern:
+        sub_pat, ev_pat = pattern.split(":", 1)
+        whole = None
+    else:
+        sub_pat, ev_pat, whole = "*", "*", pattern
+    if _has_magic(sub_pat):
+        subs = [s for s in _subdirs(events) if fnmatch.fnmatchcase(s, sub_pat)]
+    else:
+        subs = [sub_pat]
+    out = []
+    for sub in subs:
+        evs = _subdirs(os.path.join(events, sub))
+        if whole is not None:
+            out.extend(n for n in (f"{sub}:{e}" for e in evs) if fnmatch.fnmatchcase(n, whole))
+        elif _has_magic(ev_pat):
+            out.extend(f"{sub}:{e}" for e in evs if fnmatch.fnmatchcase(e, ev_pat))
+        elif ev_pat in evs:
+            out.append(f"{sub}:{ev_pat}")
+    out.sort()
+    return out
+
+
+def _event_path(subsys: str, event: str, leaf: str) -> str:
+    if "/" in subsys or "/" in event or subsys in ("", ".", "..") or event in ("", ".", ".."):
+        raise ValueError(f"bad tracepoint name {subsys}:{event}")
+    return os.path.join(_events_dir(), subsys, event, leaf)
+
+
+def event_id(subsys: str, event: str) -> int:
+    """The perf tracepoint id of subsys:event (FileNotFoundError if none)."""
+    with open(_event_path(subsys, event, "id")) as f:
+        return int(f.read())
+
+
+@dataclass
+class TpField:
+    """One field of a tracepoint's record, as tracefs' format file says.
+
+    type_text is the C element type with any ``__data_loc`` prefix and array
+    brackets removed ("char", "unsigned int", "char *"); data_loc marks a
+    ``__data_loc T[]`` field (a u32: length << 16 | offset of the data);
+    array_len is the fixed array length (0 for a flexible ``T[]`` that is not
+    data_loc), None when not an array.  decl is the raw declaration.
+    """
+    name: str
+    type_text: str
+    offset: int
+    size: int
+    signed: bool
+    data_loc: bool
+    array_len: int | None
+    is_pointer: bool
+    decl: str = ""
+    rel_loc: bool = False
+
+
+_FIELD = re.compile(
+    r"^\s*field:(?P<decl>[^;]*);\s*offset:(?P<off>\d+);\s*size:(?P<size>\d+);"
+    r"(?:\s*signed:(?P<signed>-?\d+);)?")
+_DECL = re.compile(r"^(?P<type>.*?)(?P<name>[A-Za-z_][A-Za-z0-9_]*)\s*(?P<arr>\[[^\]]*\])?\s*$")
+_ELEM_SIZES = {
+    "char": 1, "signed char": 1, "unsigned char": 1, "u8": 1, "s8": 1, "__u8": 1, "__s8": 1,
+    "bool": 1, "_Bool": 1,
+    "short": 2, "unsigned short": 2, "u16": 2, "s16": 2, "__u16": 2, "__s16": 2,
+    "int": 4, "unsigned int": 4, "u32": 4, "s32": 4, "__u32": 4, "__s32": 4, "pid_t": 4,
+    "long": 8, "unsigned long": 8, "u64": 8, "s64": 8, "__u64": 8, "__s64": 8,
+    "long long": 8, "unsigned long long": 8, "size_t": 8,
+}
+
+
+def _parse_field(line: str) -> TpField | None:
+    m = _FIELD.match(line)
+    if not m:
+        return None
+    decl = m.group("decl").strip()
+    offset, size = int(m.group("off")), int(m.group("size"))
+    signed = m.group("signed") not in (None, "0")
+    data_loc = rel_loc = False
+    body = decl
+    if body.startswith("__data_loc "):
+        data_loc, body = True, body[len("__data_loc "):]
+    elif body.startswith("__rel_loc "):
+        rel_loc, body = True, body[len("__rel_loc "):]
+    # "__data_loc char[] name": brackets sit on the type, not the name
+    arr_txt = None
+    d = _DECL.match(body)
+    if d is None:
+        return TpField(body, body, offset, size, signed, data_loc, None, False, decl, rel_loc)
+    type_text = d.group("type").strip()
+    name = d.group("name")
+    if d.group("arr"):
+        arr_txt = d.group("arr")[1:-1].strip()
+    if type_text.endswith("]"):
+        i = type_text.rindex("[")
+        arr_txt = arr_txt if arr_txt is not None else type_text[i + 1:-1].strip()
+        type_text = type_text[:i].strip()
+    type_text = re.sub(r"\s+", " ", type_text)
+    type_text = re.sub(r"\s*\*", " *", type_text).replace("* *", "**")
+    array_len = None
+    if arr_txt is not None and not (data_loc or rel_loc):
+        if arr_txt == "":
+            array_len = 0
+        elif arr_txt.isdigit():
+            array_len = int(arr_txt)
+        else:  # an unexpanded macro: derive from the sizes
+            esz = _ELEM_SIZES.get(type_text)
+            if "*" in type_text:
+                esz = 8
+            array_len = size // esz if esz else None
+    is_pointer = "*" in type_text
+    return TpField(name, type_text, offset, size, signed, data_loc, array_len, is_pointer,
+                   decl, rel_loc)
+
+
+def event_format(subsys: str, event: str) -> list[TpField]:
+    """Fields of subsys:event's record, common_* fields skipped."""
+    with open(_event_path(subsys, event, "format")) as f:
+        text = f.read()
+    fields = []
+    for line in text.splitlines():
+        if "field:" not in line:
+            continue
+        fld = _parse_field(line)
+        if fld is None or fld.name.startswith("common_"):
+            continue
+        fields.append(fld)
+    return fields
