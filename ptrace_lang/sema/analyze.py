@@ -68,6 +68,11 @@ class ProbeContext:
 class SemaResult:
     maps: dict[str, MapInfo]
     var_types: dict[int, dict[str, Type]] = field(default_factory=dict)
+    analyzer: object = None
+
+    def retype(self, probe: ast.Probe, ctx: "ProbeContext") -> dict[str, Type]:
+        """Annotate ``probe`` again for one of its contexts (before lowering that context)."""
+        return self.analyzer.probe(probe, ctx)
 
 
 class _Analyzer:
@@ -709,7 +714,7 @@ def analyze(program: ast.Program, probe_contexts: list[list[ProbeContext]], posi
     """Type-check ``program``. ``probe_contexts[i]`` lists the distinct contexts of probe i
     (one per group of attach points whose ``args`` layouts differ)."""
     an = _Analyzer(positional, max_strlen)
-    result = SemaResult(an.maps)
+    result = SemaResult(an.maps, analyzer=an)
     for final in (False, True):
         an.final = final
         for i, probe in enumerate(program.probes):

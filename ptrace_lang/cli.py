@@ -1,0 +1,174 @@
+"""The ``ptrace`` command: bpftrace's flags, bpftrace's error format, never a traceback."""
+from __future__ import annotations
+
+import os
+import sys
+
+USAGE = """\
+USAGE:
+    ptrace [options] filename [args...]
+    ptrace [options] - [args...]
+    ptrace [options] -e 'program' [args...]
+
+OPTIONS:
+    -e PROGRAM     the program to run
+    -q             keep messages quiet (no "Attached N probes")
+    -v             verbose messages (full verifier log on a rejection)
+    -d STAGE       print a compiler stage: ast, types, ir, asm, all (repeat or join with commas)
+    --dry-run      compile and load (passing the kernel verifier), attach nothing
+    -h, --help     show this help message
+    -V, --version  print the version
+
+ENVIRONMENT:
+    BPFTRACE_MAX_MAP_KEYS  [default: 4096] maximum number of keys of a map
+    BPFTRACE_MAX_STRLEN    [default: 64] bytes kept of a string value
+
+EXAMPLES:
+ptrace -e 'BEGIN { printf("hello\\n"); exit(); }'
+ptrace -e 'tracepoint:syscalls:sys_enter_openat { @[comm] = count(); }'
+ptrace script.bt 10 foo
+"""
+
+STAGES = ("ast", "types", "ir", "asm")
+
+
+class UsageError(Exception):
+    pass
+
+
+def parse_args(argv: list[str]) -> dict:
+    opts = {"program": None, "file": None, "quiet": False, "verbose": False, "stages": [],
+            "dry_run": False, "positional": [], "help": False, "version": False}
+    i = 0
+    while i < len(argv):
+        a = argv[i]
+        if opts["program"] is not None or opts["file"] is not None:
+            opts["positional"].append(a)
+        elif a in ("-h", "--help"):
+            opts["help"] = True
+        elif a in ("-V", "--version"):
+            opts["version"] = True
+        elif a == "-q":
+            opts["quiet"] = True
+        elif a == "-v":
+            opts["verbose"] = True
+        elif a == "--dry-run":
+            opts["dry_run"] = True
+        elif a in ("-e", "-d") or (a.startswith(("-e", "-d")) and len(a) > 2):
+            val = a[2:] if len(a) > 2 else None
+            if val is None:
+                i += 1
+                if i >= len(argv):
+                    raise UsageError(f"option '{a}' requires an argument")
+                val = argv[i]
+            if a.startswith("-e"):
+                opts["program"] = val
+            else:
+                for st in val.split(","):
+                    if st == "all":
+                        opts["stages"].extend(STAGES)
+                    elif st in STAGES:
+                        opts["stages"].append(st)
+                    else:
+                        raise UsageError(f"invalid debug stage '{st}' (expected one of: "
+                                         f"{', '.join(STAGES)}, all)")
+        elif a == "--":
+            pass
+        elif a == "-":
+            opts["file"] = "-"
+        elif a.startswith("-") and len(a) > 1 and not a[1:].isdigit():
+            raise UsageError(f"unrecognized option '{a}'")
+        else:
+            opts["file"] = a
+        i += 1
+    return opts
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    try:
+        return _main(argv)
+    except KeyboardInterrupt:
+        return 1
+    except BrokenPipeError:
+        try:
+            sys.stdout = open(os.devnull, "w")
+        except OSError:
+            pass
+        return 1
+
+
+def _main(argv: list[str]) -> int:
+    from ptrace_lang.errors import PtraceError, SOURCES
+
+    try:
+        opts = parse_args(argv)
+    except UsageError as e:
+        sys.stderr.write(f"ERROR: {e}\n\n{USAGE}")
+        return 1
+    if opts["help"]:
+        sys.stdout.write(USAGE)
+        return 0
+    if opts["version"]:
+        from ptrace_lang import __version__
+        sys.stdout.write(f"ptrace v{__version__}\n")
+        return 0
+    if opts["program"] is not None:
+        text, filename = opts["program"], "stdin"
+    elif opts["file"] == "-":
+        text, filename = sys.stdin.read(), "stdin"
+    elif opts["file"] is not None:
+        filename = opts["file"]
+        try:
+            with open(filename, encoding="utf-8", errors="surrogateescape") as f:
+                text = f.read()
+        except OSError as e:
+            sys.stderr.write(f"ERROR: failed to open file '{filename}': {e.strerror}\n")
+            return 1
+    else:
+        sys.stderr.write(f"ERROR: no program given\n\n{USAGE}")
+        return 1
+
+    from ptrace_lang.driver import Options, compile_script
+    try:
+        compiled = compile_script(text, filename, Options(positional=opts["positional"],
+                                                          stages=tuple(opts["stages"])))
+    except PtraceError as e:
+        sys.stderr.write(e.render(SOURCES) + "\n")
+        return 1
+    except RecursionError:
+        sys.stderr.write(f"{filename}: ERROR: the program is nested too deeply\n")
+        return 1
+    except Exception as e:  # an internal error must still not print a traceback
+        return _internal_error(e)
+    for st in STAGES:
+        if st in compiled.dumps:
+            sys.stdout.write(compiled.dumps[st].rstrip("\n") + "\n")
+    sys.stdout.flush()
+
+    if os.geteuid() != 0:
+        sys.stderr.write("ERROR: ptrace needs root (CAP_BPF and CAP_PERFMON) to load programs\n")
+        return 1
+    from ptrace_lang.runtime.session import RunOptions, Session
+    session = Session(compiled.spec, RunOptions(quiet=opts["quiet"], verbose=opts["verbose"],
+                                                dry_run=opts["dry_run"]))
+    try:
+        return session.run()
+    except PtraceError as e:
+        sys.stdout.flush()
+        sys.stderr.write(e.render(SOURCES) + "\n")
+        log = getattr(e, "verifier_log", None)
+        if log and opts["verbose"]:
+            sys.stderr.write(log.rstrip("\n") + "\n")
+        return 1
+    except Exception as e:
+        return _internal_error(e)
+
+
+def _internal_error(e: BaseException) -> int:
+    if os.environ.get("PTRACE_DEBUG"):
+        import traceback
+        traceback.print_exc()
+    sys.stderr.write(f"ERROR: internal error: {type(e).__name__}: {e}\n"
+                     "(set PTRACE_DEBUG=1 for the Python traceback)\n")
+    return 1

@@ -1,0 +1,757 @@
+"""Register allocation for the BPF IR: iterated register coalescing (graph colouring).
+
+Algorithm (George & Appel, "Iterated Register Coalescing", TOPLAS 1996), adapted to BPF:
+
+* Nodes are the virtual registers plus the ten precoloured machine registers r0-r9 (r10, the
+  frame pointer, is never a node and never allocatable). K = 10 colours.
+* Liveness is a backward dataflow fixpoint over the CFG of basic blocks delimited by Labels,
+  Jump, CondJump and Exit, so values live around ``while`` loops (back edges) stay live
+  through the whole loop body.
+* Interference: every register defined by an instruction interferes with everything live
+  after it (for a 64-bit ``mov`` the source is excluded, which makes the move coalescable).
+  Fixed registers need no special casing: a ``Call`` defines r0-r5, so a vreg live across a
+  call interferes with r0-r5 and can only get r6-r9; a vreg defined while ``r1`` holds a
+  helper argument (between ``r1 = %3`` and the call) or while ``r0`` holds a call result
+  interferes with that register.
+* Simplify / conservative coalesce (Briggs for vreg-vreg, George for vreg-precoloured) /
+  freeze / potential spill, then optimistic colouring. The colour choice is biased: towards
+  registers of move partners (weighted by loop depth), away from registers that uncoloured
+  neighbours want, and otherwise r1-r5, r0 before the callee-saved r6-r9.
+* Actual spills are rewritten and the whole thing repeats: a vreg with a single constant
+  definition (``mov imm``, ``ld_imm64``, map fd) is rematerialised at each use; other vregs go
+  to a u64 stack slot: a fresh short-lived temp is reloaded before each use and stored after
+  each def (``x = %s`` / ``%s = x`` become a direct load / store). Temps are never spilled.
+* Spill slots are themselves allocated at the end: slot liveness over the CFG, slots whose
+  live ranges do not overlap share an 8-byte aligned stack slot below ``frame_depth``.
+* After colouring, 64-bit self moves are deleted (that is where coalescing pays off).
+
+Before allocating, the IR is cleaned by ``emit.peephole`` and by dead-code elimination of
+side-effect-free instructions that define an unused vreg.
+"""
+from __future__ import annotations
+
+import heapq
+from dataclasses import dataclass, field, fields, replace
+
+from ptrace_lang.bpf.opcodes import MAX_BPF_STACK
+from ptrace_lang.codegen import ir
+from ptrace_lang.codegen.emit import is_self_move, peephole
+from ptrace_lang.errors import CompileError
+
+K = 10                      # r0..r9
+_PRECOLORED = K             # node ids < K are the machine registers
+_INF_DEGREE = 1 << 40
+_MAX_ROUNDS = 40
+_DEFAULT_ORDER = (1, 2, 3, 4, 5, 0, 6, 7, 8, 9)
+_REG_FIELDS = ("dst", "src", "base", "a", "b")
+
+
+class RegAllocError(CompileError):
+    """The program cannot be allocated (should not happen for well-formed IR)."""
+
+
+# --------------------------------------------------------------------------------------------
+# spill pseudo instructions (turned into plain Load/Store with concrete offsets at the end)
+
+
+@dataclass
+class _SpillLoad(ir.Load):
+    slot: int = -1
+
+
+@dataclass
+class _SpillStore(ir.Store):
+    slot: int = -1
+
+
+# --------------------------------------------------------------------------------------------
+# helpers
+
+
+def _is_reg(x: object) -> bool:
+    return isinstance(x, (ir.VReg, ir.PReg))
+
+
+def _subst(insn: ir.Insn, mapping: dict) -> ir.Insn:
+    """Copy of ``insn`` with registers replaced according to ``mapping``."""
+    changes = {}
+    for f in fields(insn):
+        if f.name in _REG_FIELDS:
+            v = getattr(insn, f.name)
+            if _is_reg(v) and v in mapping:
+                changes[f.name] = mapping[v]
+    return replace(insn, **changes) if changes else insn
+
+
+def _is_move(insn: ir.Insn) -> bool:
+    return (isinstance(insn, ir.Alu) and insn.op == "mov" and insn.width == 64
+            and _is_reg(insn.src) and _is_reg(insn.dst))
+
+
+def _is_pure_def(insn: ir.Insn) -> bool:
+    """An instruction whose only effect is writing its destination register."""
+    return isinstance(insn, (ir.Alu, ir.LoadImm64, ir.LoadMapFd, ir.Load, ir.Endian))
+
+
+def _is_const_def(insn: ir.Insn) -> bool:
+    """A definition that can be recomputed anywhere (rematerialisation)."""
+    if isinstance(insn, (ir.LoadImm64, ir.LoadMapFd)):
+        return True
+    return isinstance(insn, ir.Alu) and insn.op == "mov" and isinstance(insn.src, int)
+
+
+def _check(insns: list[ir.Insn]) -> None:
+    for ins in insns:
+        if not isinstance(ins, ir.Insn) or type(ins) is ir.Insn:
+            raise ValueError(f"not an IR instruction: {ins!r}")
+        for f in _REG_FIELDS:
+            v = getattr(ins, f, None)
+            if isinstance(v, ir.PReg) and not 0 <= v.n <= 10:
+                raise ValueError(f"bad machine register {v} in {ir.format_insn(ins)}")
+        for d in ir.defs(ins):
+            if d == ir.FP:
+                raise ValueError(f"r10 is read-only: {ir.format_insn(ins)}")
+        if isinstance(ins, ir.Call) and not 0 <= ins.nargs <= 5:
+            raise ValueError(f"helper call with {ins.nargs} arguments")
+
+
+def _iter_bits(x: int):
+    while x:
+        low = x & -x
+        yield low.bit_length() - 1
+        x ^= low
+
+
+# --------------------------------------------------------------------------------------------
+# analysis: node numbering, CFG, liveness
+
+
+class _Function:
+    def __init__(self, insns: list[ir.Insn]) -> None:
+        self.insns = insns
+        n = len(insns)
+        self.vregs: list[ir.VReg] = []
+        self.node: dict[ir.Reg, int] = {ir.PReg(i): i for i in range(K)}
+        self.uses: list[list[int]] = [[]] * n
+        self.defs: list[list[int]] = [[]] * n
+        self.moves: list[tuple[int, int] | None] = [None] * n
+        for i, ins in enumerate(insns):
+            u = [self._node(r) for r in ir.uses(ins) if r != ir.FP]
+            d = [self._node(r) for r in ir.defs(ins) if r != ir.FP]
+            self.uses[i] = list(dict.fromkeys(u))
+            self.defs[i] = list(dict.fromkeys(d))
+            if _is_move(ins) and ins.src != ir.FP and ins.src != ins.dst:
+                self.moves[i] = (self.node[ins.dst], self.node[ins.src])
+        self.nnodes = K + len(self.vregs)
+        self._build_cfg()
+        self._loop_depth()
+
+    def _node(self, r: ir.Reg) -> int:
+        nd = self.node.get(r)
+        if nd is None:
+            if not isinstance(r, ir.VReg):
+                raise ValueError(f"bad register {r!r}")
+            nd = K + len(self.vregs)
+            self.node[r] = nd
+            self.vregs.append(r)
+        return nd
+
+    def reg_of(self, nd: int) -> ir.Reg:
+        return ir.PReg(nd) if nd < K else self.vregs[nd - K]
+
+    def _build_cfg(self) -> None:
+        insns = self.insns
+        n = len(insns)
+        labels: dict[str, int] = {}
+        leaders = {0} if n else set()
+        for i, ins in enumerate(insns):
+            if isinstance(ins, ir.Label):
+                labels[ins.name] = i
+                leaders.add(i)
+            elif isinstance(ins, (ir.Jump, ir.CondJump, ir.Exit)) and i + 1 < n:
+                leaders.add(i + 1)
+        starts = sorted(leaders)
+        self.blocks = [(s, starts[k + 1] if k + 1 < len(starts) else n)
+                       for k, s in enumerate(starts)]
+        block_at = {s: b for b, (s, _) in enumerate(self.blocks)}
+        self.block_of_insn = [0] * n
+        for b, (s, e) in enumerate(self.blocks):
+            for i in range(s, e):
+                self.block_of_insn[i] = b
+        self.labels = labels
+        self.succ: list[list[int]] = []
+        for b, (s, e) in enumerate(self.blocks):
+            last = insns[e - 1]
+            out = []
+            if isinstance(last, (ir.Jump, ir.CondJump)):
+                if last.target not in labels:
+                    raise ValueError(f"jump to undefined label {last.target!r}")
+                out.append(block_at[labels[last.target]])
+            if not isinstance(last, (ir.Jump, ir.Exit)) and b + 1 < len(self.blocks):
+                out.append(b + 1)
+            self.succ.append(out)
+
+    def _loop_depth(self) -> None:
+        n = len(self.insns)
+        delta = [0] * (n + 1)
+        for i, ins in enumerate(self.insns):
+            if isinstance(ins, (ir.Jump, ir.CondJump)):
+                j = self.labels[ins.target]
+                if j <= i:          # back edge: [j, i] is a loop body
+                    delta[j] += 1
+                    delta[i + 1] -= 1
+        depth, acc = [0] * n, 0
+        for i in range(n):
+            acc += delta[i]
+            depth[i] = acc
+        self.depth = depth
+
+    def weight(self, i: int) -> float:
+        return 8.0 ** min(self.depth[i], 6)
+
+    def liveness(self) -> list[int]:
+        """Live-out bitset of every block."""
+        nb = len(self.blocks)
+        gen = [0] * nb
+        kill = [0] * nb
+        for b, (s, e) in enumerate(self.blocks):
+            g = k = 0
+            for i in range(e - 1, s - 1, -1):
+                for d in self.defs[i]:
+                    k |= 1 << d
+                    g &= ~(1 << d)
+                for u in self.uses[i]:
+                    g |= 1 << u
+            gen[b], kill[b] = g, k
+        live_in = [0] * nb
+        live_out = [0] * nb
+        changed = True
+        while changed:
+            changed = False
+            for b in range(nb - 1, -1, -1):
+                out = 0
+                for s in self.succ[b]:
+                    out |= live_in[s]
+                new_in = gen[b] | (out & ~kill[b])
+                live_out[b] = out
+                if new_in != live_in[b]:
+                    live_in[b] = new_in
+                    changed = True
+        return live_out
+
+    def live_after(self) -> list[int]:
+        """Live-out bitset of every instruction."""
+        live_out = self.liveness()
+        res = [0] * len(self.insns)
+        for b, (s, e) in enumerate(self.blocks):
+            live = live_out[b]
+            for i in range(e - 1, s - 1, -1):
+                res[i] = live
+                for d in self.defs[i]:
+                    live &= ~(1 << d)
+                for u in self.uses[i]:
+                    live |= 1 << u
+        return res
+
+
+def _eliminate_dead_code(insns: list[ir.Insn]) -> list[ir.Insn]:
+    while True:
+        fn = _Function(insns)
+        after = fn.live_after()
+        dead = set()
+        for i, ins in enumerate(insns):
+            if _is_pure_def(ins) and isinstance(ins.dst, ir.VReg):
+                if not after[i] >> fn.node[ins.dst] & 1:
+                    dead.add(i)
+        if not dead:
+            return insns
+        insns = [ins for i, ins in enumerate(insns) if i not in dead]
+
+
+# --------------------------------------------------------------------------------------------
+# iterated register coalescing
+
+
+class _Colouring:
+    def __init__(self, fn: _Function, nospill: set[int], remat: set[int]) -> None:
+        self.fn = fn
+        n = fn.nnodes
+        self.n = n
+        self.adj: list[set[int]] = [set() for _ in range(n)]
+        self.degree = [_INF_DEGREE if v < K else 0 for v in range(n)]
+        self.move_list: list[set[int]] = [set() for _ in range(n)]
+        self.move_ends: dict[int, tuple[int, int]] = {}
+        self.move_weight: dict[int, float] = {}
+        self.cost = [0.0] * n
+        self.nospill = nospill
+        self.remat = remat
+        self._build()
+
+    # -- build ------------------------------------------------------------------------------
+    def _add_edge(self, u: int, v: int) -> None:
+        if u == v or (u < K and v < K):
+            return
+        if u >= K:
+            if v in self.adj[u]:
+                return
+            self.adj[u].add(v)
+            self.degree[u] += 1
+            if v >= K:
+                self.adj[v].add(u)
+                self.degree[v] += 1
+        else:
+            if u in self.adj[v]:
+                return
+            self.adj[v].add(u)
+            self.degree[v] += 1
+
+    def _interferes(self, u: int, v: int) -> bool:
+        if u < K and v < K:
+            return u != v
+        if v >= K:
+            return u in self.adj[v]
+        return v in self.adj[u]
+
+    def _build(self) -> None:
+        fn = self.fn
+        live_out = fn.liveness()
+        for b, (s, e) in enumerate(fn.blocks):
+            live = live_out[b]
+            for i in range(e - 1, s - 1, -1):
+                uses, defs = fn.uses[i], fn.defs[i]
+                w = fn.weight(i)
+                for r in uses:
+                    self.cost[r] += w
+                for r in defs:
+                    self.cost[r] += w
+                mv = fn.moves[i]
+                if mv is not None:
+                    dst, src = mv
+                    live &= ~(1 << src)
+                    self.move_ends[i] = mv
+                    self.move_weight[i] = w
+                    self.move_list[dst].add(i)
+                    self.move_list[src].add(i)
+                for d in defs:
+                    live |= 1 << d
+                for d in defs:
+                    for l in _iter_bits(live):
+                        self._add_edge(l, d)
+                for d in defs:
+                    live &= ~(1 << d)
+                for u in uses:
+                    live |= 1 << u
+
+    # -- main loop ----------------------------------------------------------------------------
+    def run(self) -> tuple[list[int], set[int]]:
+        n = self.n
+        self.alias = list(range(n))
+        self.coalesced: set[int] = set()
+        self.on_stack: set[int] = set()
+        self.stack: list[int] = []
+        self.simplify_wl: set[int] = set()
+        self.freeze_wl: set[int] = set()
+        self.spill_wl: set[int] = set()
+        self.wl_moves: set[int] = set(self.move_ends)
+        self.active_moves: set[int] = set()
+        self._move_heap = [(-self.move_weight[m], m) for m in self.wl_moves]
+        heapq.heapify(self._move_heap)
+
+        for v in range(K, n):
+            if self.degree[v] >= K:
+                self.spill_wl.add(v)
+            elif self._move_related(v):
+                self.freeze_wl.add(v)
+            else:
+                self.simplify_wl.add(v)
+
+        while True:
+            if self.simplify_wl:
+                self._simplify()
+            elif self.wl_moves:
+                self._coalesce()
+            elif self.freeze_wl:
+                self._freeze()
+            elif self.spill_wl:
+                self._select_spill()
+            else:
+                break
+        return self._assign_colours()
+
+    def _adjacent(self, v: int):
+        return (t for t in self.adj[v] if t not in self.on_stack and t not in self.coalesced)
+
+    def _node_moves(self, v: int) -> set[int]:
+        return {m for m in self.move_list[v] if m in self.active_moves or m in self.wl_moves}
+
+    def _move_related(self, v: int) -> bool:
+        return any(m in self.active_moves or m in self.wl_moves for m in self.move_list[v])
+
+    def _simplify(self) -> None:
+        v = min(self.simplify_wl)
+        self.simplify_wl.discard(v)
+        self.stack.append(v)
+        self.on_stack.add(v)
+        for t in list(self._adjacent(v)):
+            self._decrement_degree(t)
+
+    def _decrement_degree(self, m: int) -> None:
+        if m < K:
+            return
+        d = self.degree[m]
+        self.degree[m] = d - 1
+        if d == K:
+            self._enable_moves([m] + list(self._adjacent(m)))
+            self.spill_wl.discard(m)
+            if self._move_related(m):
+                self.freeze_wl.add(m)
+            else:
+                self.simplify_wl.add(m)
+
+    def _enable_moves(self, nodes) -> None:
+        for v in nodes:
+            for m in self._node_moves(v):
+                if m in self.active_moves:
+                    self.active_moves.discard(m)
+                    self.wl_moves.add(m)
+                    heapq.heappush(self._move_heap, (-self.move_weight[m], m))
+
+    def _get_alias(self, v: int) -> int:
+        while v in self.coalesced:
+            v = self.alias[v]
+        return v
+
+    def _add_worklist(self, u: int) -> None:
+        if u >= K and not self._move_related(u) and self.degree[u] < K:
+            self.freeze_wl.discard(u)
+            self.simplify_wl.add(u)
+
+    def _ok(self, t: int, r: int) -> bool:
+        return self.degree[t] < K or t < K or self._interferes(t, r)
+
+    def _conservative(self, nodes: set[int]) -> bool:
+        k = 0
+        for v in nodes:
+            if self.degree[v] >= K:
+                k += 1
+                if k >= K:
+                    return False
+        return True
+
+    def _coalesce(self) -> None:
+        while True:
+            _, m = heapq.heappop(self._move_heap)
+            if m in self.wl_moves:
+                break
+        self.wl_moves.discard(m)
+        x, y = self.move_ends[m]
+        x, y = self._get_alias(x), self._get_alias(y)
+        if y < K:
+            u, v = y, x
+        else:
+            u, v = x, y
+        if u == v:
+            self._add_worklist(u)
+        elif v < K or self._interferes(u, v):
+            self._add_worklist(u)
+            self._add_worklist(v)
+        elif (u < K and all(self._ok(t, u) for t in self._adjacent(v))) or \
+                (u >= K and self._conservative(set(self._adjacent(u)) | set(self._adjacent(v)))):
+            self._combine(u, v)
+            self._add_worklist(u)
+        else:
+            self.active_moves.add(m)
+
+    def _combine(self, u: int, v: int) -> None:
+        if v in self.freeze_wl:
+            self.freeze_wl.discard(v)
+        else:
+            self.spill_wl.discard(v)
+        self.coalesced.add(v)
+        self.alias[v] = u
+        self.move_list[u] |= self.move_list[v]
+        self._enable_moves([v])
+        for t in list(self._adjacent(v)):
+            self._add_edge(t, u)
+            self._decrement_degree(t)
+        if u >= K and self.degree[u] >= K and u in self.freeze_wl:
+            self.freeze_wl.discard(u)
+            self.spill_wl.add(u)
+        if v in self.nospill and u >= K:
+            self.nospill.add(u)
+
+    def _freeze(self) -> None:
+        u = min(self.freeze_wl)
+        self.freeze_wl.discard(u)
+        self.simplify_wl.add(u)
+        self._freeze_moves(u)
+
+    def _freeze_moves(self, u: int) -> None:
+        for m in self._node_moves(u):
+            x, y = self.move_ends[m]
+            if self._get_alias(y) == self._get_alias(u):
+                v = self._get_alias(x)
+            else:
+                v = self._get_alias(y)
+            self.active_moves.discard(m)
+            self.wl_moves.discard(m)
+            if v >= K and not self._move_related(v) and self.degree[v] < K:
+                self.freeze_wl.discard(v)
+                self.simplify_wl.add(v)
+
+    def _spill_priority(self, v: int) -> float:
+        if v in self.nospill:
+            return float("inf")
+        c = self.cost[v] * (0.5 if v in self.remat else 1.0)
+        return c / max(self.degree[v], 1)
+
+    def _select_spill(self) -> None:
+        v = min(self.spill_wl, key=lambda x: (self._spill_priority(x), x))
+        self.spill_wl.discard(v)
+        self.simplify_wl.add(v)
+        self._freeze_moves(v)
+
+    # -- select --------------------------------------------------------------------------------
+    def _assign_colours(self) -> tuple[list[int], set[int]]:
+        colour = [v if v < K else -1 for v in range(self.n)]
+        spilled: set[int] = set()
+        while self.stack:
+            v = self.stack.pop()
+            self.on_stack.discard(v)
+            ok = set(range(K))
+            for w in self.adj[v]:
+                a = self._get_alias(w)
+                if colour[a] >= 0:
+                    ok.discard(colour[a])
+            if not ok:
+                spilled.add(v)
+                continue
+            colour[v] = self._choose(v, ok, colour)
+        for v in self.coalesced:
+            colour[v] = colour[self._get_alias(v)]
+        return colour, spilled
+
+    def _partners(self, v: int):
+        """(other end, weight) for every move touching ``v`` (after coalescing)."""
+        for m in self.move_list[v]:
+            x, y = self.move_ends[m]
+            x, y = self._get_alias(x), self._get_alias(y)
+            if x == v and y != v:
+                yield y, self.move_weight[m]
+            elif y == v and x != v:
+                yield x, self.move_weight[m]
+
+    def _choose(self, v: int, ok: set[int], colour: list[int]) -> int:
+        score = {c: 0.0 for c in ok}
+        for p, w in self._partners(v):
+            if colour[p] >= 0:
+                if colour[p] in score:
+                    score[colour[p]] += w
+            else:   # partner not coloured yet: look one move further
+                for q, w2 in self._partners(p):
+                    if q != v and colour[q] in score:
+                        score[colour[q]] += min(w, w2) / 2
+        # stay away from registers that uncoloured neighbours would like to have
+        for t in self.adj[v]:
+            a = self._get_alias(t)
+            if a >= K and colour[a] < 0:
+                for q, w in self._partners(a):
+                    if colour[q] in score:
+                        score[colour[q]] -= w / 4
+        best = max(score.values())
+        for c in _DEFAULT_ORDER:
+            if c in score and score[c] == best:
+                return c
+        raise AssertionError("unreachable")
+
+
+# --------------------------------------------------------------------------------------------
+# spill code
+
+
+class _Spiller:
+    def __init__(self, next_vreg: int) -> None:
+        self.next_vreg = next_vreg
+        self.next_slot = 0
+        self.temps: set[ir.VReg] = set()
+
+    def temp(self) -> ir.VReg:
+        v = ir.VReg(self.next_vreg)
+        self.next_vreg += 1
+        self.temps.add(v)
+        return v
+
+    def rewrite(self, insns: list[ir.Insn], spilled: set[ir.VReg],
+                remat: dict[ir.VReg, ir.Insn]) -> list[ir.Insn]:
+        slot = {}
+        for v in sorted(spilled, key=lambda r: r.id):
+            if v not in remat:
+                slot[v] = self.next_slot
+                self.next_slot += 1
+        remat_defs = {id(d) for d in remat.values()}
+        out: list[ir.Insn] = []
+        for ins in insns:
+            if id(ins) in remat_defs:
+                continue                # recomputed at every use instead
+            regs = [getattr(ins, f) for f in _REG_FIELDS if _is_reg(getattr(ins, f, None))]
+            mine = [r for r in dict.fromkeys(regs) if r in spilled]
+            if not mine:
+                out.append(ins)
+                continue
+            sp = ins.span
+            if _is_move(ins):
+                d, s = ins.dst, ins.src
+                if d in slot and s not in spilled:
+                    out.append(_SpillStore(ir.FP, 0, s, 8, slot=slot[d], span=sp))
+                    continue
+                if s in slot and d not in spilled:
+                    out.append(_SpillLoad(d, ir.FP, 0, 8, slot=slot[s], span=sp))
+                    continue
+                if s in remat and d not in spilled:
+                    out.append(replace(remat[s], dst=d))
+                    continue
+            uses = ir.uses(ins)
+            defs = ir.defs(ins)
+            mapping = {}
+            after = []
+            for v in mine:
+                t = self.temp()
+                mapping[v] = t
+                if v in uses:
+                    if v in remat:
+                        out.append(replace(remat[v], dst=t, span=sp))
+                    else:
+                        out.append(_SpillLoad(t, ir.FP, 0, 8, slot=slot[v], span=sp))
+                if v in defs:
+                    if v in remat:
+                        raise AssertionError("rematerialised vreg with a second definition")
+                    after.append(_SpillStore(ir.FP, 0, t, 8, slot=slot[v], span=sp))
+            out.append(_subst(ins, mapping))
+            out.extend(after)
+        return out
+
+
+def _assign_slots(insns: list[ir.Insn], frame_depth: int) -> tuple[list[ir.Insn], int]:
+    """Give every spill slot a stack offset; slots with disjoint live ranges share one."""
+    slots = sorted({ins.slot for ins in insns if isinstance(ins, (_SpillLoad, _SpillStore))})
+    if not slots:
+        return insns, frame_depth
+    fn = _Function(insns)
+    # reuse the block structure; compute slot liveness (bitset over slot ids)
+    nb = len(fn.blocks)
+    gen, kill = [0] * nb, [0] * nb
+    for b, (s, e) in enumerate(fn.blocks):
+        g = k = 0
+        for i in range(e - 1, s - 1, -1):
+            ins = insns[i]
+            if isinstance(ins, _SpillStore):
+                k |= 1 << ins.slot
+                g &= ~(1 << ins.slot)
+            elif isinstance(ins, _SpillLoad):
+                g |= 1 << ins.slot
+        gen[b], kill[b] = g, k
+    live_in = [0] * nb
+    live_out = [0] * nb
+    changed = True
+    while changed:
+        changed = False
+        for b in range(nb - 1, -1, -1):
+            out = 0
+            for s in fn.succ[b]:
+                out |= live_in[s]
+            live_out[b] = out
+            new = gen[b] | (out & ~kill[b])
+            if new != live_in[b]:
+                live_in[b] = new
+                changed = True
+    adj: dict[int, set[int]] = {s: set() for s in slots}
+    for b, (s, e) in enumerate(fn.blocks):
+        live = live_out[b]
+        for i in range(e - 1, s - 1, -1):
+            ins = insns[i]
+            if isinstance(ins, _SpillStore):
+                for t in _iter_bits(live & ~(1 << ins.slot)):
+                    adj[ins.slot].add(t)
+                    adj[t].add(ins.slot)
+                live &= ~(1 << ins.slot)
+            elif isinstance(ins, _SpillLoad):
+                live |= 1 << ins.slot
+    # slots live at entry (read before any store on some path) overlap each other
+    entry = live_in[0] if nb else 0
+    for a in _iter_bits(entry):
+        for b2 in _iter_bits(entry & ~(1 << a)):
+            adj[a].add(b2)
+    where: dict[int, int] = {}
+    for s in slots:
+        used = {where[t] for t in adj[s] if t in where}
+        k = 0
+        while k in used:
+            k += 1
+        where[s] = k
+    base = (frame_depth + 7) & ~7
+    nslots = max(where.values()) + 1
+    depth = base + 8 * nslots
+    if depth > MAX_BPF_STACK:
+        raise RegAllocError(f"program needs {depth} bytes of stack after register spilling, "
+                            f"the BPF limit is {MAX_BPF_STACK}")
+    out = []
+    for ins in insns:
+        if isinstance(ins, _SpillLoad):
+            out.append(ir.Load(ins.dst, ir.FP, -(base + 8 * (where[ins.slot] + 1)), 8,
+                               span=ins.span))
+        elif isinstance(ins, _SpillStore):
+            out.append(ir.Store(ir.FP, -(base + 8 * (where[ins.slot] + 1)), ins.src, 8,
+                                span=ins.span))
+        else:
+            out.append(ins)
+    return out, depth
+
+
+# --------------------------------------------------------------------------------------------
+# entry point
+
+
+def allocate_registers(insns: list[ir.Insn], frame_depth: int) -> tuple[list[ir.Insn], int]:
+    """Map every VReg to r0-r9. Returns (new insns with PRegs only, new frame depth)."""
+    if frame_depth < 0:
+        raise ValueError("frame_depth must be a positive byte count")
+    _check(insns)
+    prog = peephole(list(insns))
+    prog = _eliminate_dead_code(prog)
+    max_id = max((r.id for ins in prog for f in _REG_FIELDS
+                  for r in [getattr(ins, f, None)] if isinstance(r, ir.VReg)), default=-1)
+    spiller = _Spiller(max_id + 1)
+
+    for _ in range(_MAX_ROUNDS):
+        fn = _Function(prog)
+        nospill = {fn.node[t] for t in spiller.temps if t in fn.node}
+        # vregs with exactly one definition that is a constant: rematerialisable
+        def_sites: dict[int, list[int]] = {}
+        for i, ds in enumerate(fn.defs):
+            for d in ds:
+                if d >= K:
+                    def_sites.setdefault(d, []).append(i)
+        remat_nodes = {v for v, sites in def_sites.items()
+                       if len(sites) == 1 and _is_const_def(prog[sites[0]])}
+        col = _Colouring(fn, nospill, remat_nodes)
+        colour, spilled = col.run()
+        if not spilled:
+            break
+        bad = spilled & {fn.node[t] for t in spiller.temps if t in fn.node}
+        if bad:
+            raise RegAllocError("register allocation failed: too many registers are needed "
+                                "at one instruction")
+        spilled_regs = {fn.reg_of(v) for v in spilled}
+        remat = {fn.reg_of(v): prog[def_sites[v][0]] for v in spilled if v in remat_nodes}
+        prog = spiller.rewrite(prog, spilled_regs, remat)
+    else:
+        raise RegAllocError("register allocation did not converge")
+
+    mapping = {fn.reg_of(v): ir.PReg(colour[v]) for v in range(K, fn.nnodes)}
+    out = []
+    for ins in prog:
+        new = _subst(ins, mapping)
+        if is_self_move(new):
+            continue
+        out.append(new)
+    return _assign_slots(out, frame_depth)

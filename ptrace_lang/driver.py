@@ -1,0 +1,194 @@
+"""The compiler as one list of passes: text -> AST -> typed AST -> IR -> BPF -> ObjectSpec.
+
+Nothing here makes a system call except reading tracefs format files for tracepoint
+expansion; loading and attaching are the runtime's.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+
+from ptrace_lang import spec as S
+from ptrace_lang.errors import CompileError, SOURCES, Span
+from ptrace_lang.frontend import ast
+
+DEFAULT_MAX_MAP_KEYS = 4096
+DEFAULT_RINGBUF_BYTES = 16 << 20
+
+# BPF_MAP_TYPE_* / BPF_PROG_TYPE_* values (uapi bpf.h); kept here so compiling needs no kernel module
+MAP_TYPES = {"hash": 1, "array": 2, "percpu_hash": 5, "percpu_array": 6, "ringbuf": 27}
+PROG_TYPES = {"BPF_PROG_TYPE_TRACEPOINT": 5, "BPF_PROG_TYPE_PERF_EVENT": 7,
+              "BPF_PROG_TYPE_RAW_TRACEPOINT": 17, "BPF_PROG_TYPE_KPROBE": 2}
+
+CONFIG_KEYS = {"max_map_keys", "max_strlen", "perf_rb_pages", "missing_probes", "stats_style"}
+
+
+@dataclass
+class Options:
+    positional: list[str] = field(default_factory=list)
+    max_map_keys: int = DEFAULT_MAX_MAP_KEYS
+    max_strlen: int = 64
+    ringbuf_bytes: int = DEFAULT_RINGBUF_BYTES
+    missing_probes: str = "error"
+    stages: tuple[str, ...] = ()     # -d: ast types ir asm
+
+
+@dataclass
+class Compiled:
+    spec: S.ObjectSpec
+    program: ast.Program
+    dumps: dict[str, str] = field(default_factory=dict)
+
+
+def env_options(opts: Options) -> Options:
+    """Apply BPFTRACE_* environment variables (config keys in upper case)."""
+    for key in ("max_map_keys", "max_strlen"):
+        v = os.environ.get("BPFTRACE_" + key.upper())
+        if v:
+            try:
+                setattr(opts, key, int(v, 0))
+            except ValueError:
+                raise CompileError(f"Invalid value for BPFTRACE_{key.upper()}: {v}") from None
+    v = os.environ.get("BPFTRACE_PERF_RB_PAGES")
+    if v:
+        opts.ringbuf_bytes = max(opts.ringbuf_bytes, int(v) * 4096 * max(os.cpu_count() or 1, 1))
+    return opts
+
+
+def apply_config(program: ast.Program, opts: Options) -> None:
+    if program.config is None:
+        return
+    for item in program.config.items:
+        if item.key not in CONFIG_KEYS:
+            raise CompileError(f"Unrecognized config variable: {item.key}", item.span)
+        v = item.value
+        if item.key == "missing_probes":
+            if not isinstance(v, (ast.StrLit, ast.Builtin)):
+                raise CompileError("missing_probes must be \"error\" or \"warn\"", v.span)
+            opts.missing_probes = v.value if isinstance(v, ast.StrLit) else v.name
+            continue
+        if not isinstance(v, ast.IntLit) or v.value <= 0:
+            raise CompileError(f"{item.key} must be a positive integer", v.span)
+        if item.key == "perf_rb_pages":
+            opts.ringbuf_bytes = max(opts.ringbuf_bytes, v.value * 4096 * (os.cpu_count() or 1))
+        elif item.key in ("max_map_keys", "max_strlen"):
+            setattr(opts, item.key, v.value)
+
+
+def _ringbuf_size(n: int) -> int:
+    size = 4096
+    while size < n:
+        size <<= 1
+    return size
+
+
+def compile_script(text: str, filename: str, opts: Options) -> Compiled:
+    from ptrace_lang import providers
+    from ptrace_lang.codegen import lower as L
+    from ptrace_lang.codegen.emit import emit
+    from ptrace_lang.codegen.regalloc import allocate_registers
+    from ptrace_lang.frontend.parser import parse
+    from ptrace_lang.sema.analyze import ProbeContext, analyze
+
+    program = parse(text, filename)
+    dumps: dict[str, str] = {}
+    opts = env_options(opts)
+    apply_config(program, opts)
+    for node in (*program.imports, *program.macros, *program.map_decls):
+        raise CompileError(f"{type(node).__name__} is not supported yet", node.span)
+    for cdef in program.c_definitions:
+        raise CompileError("C definitions are not supported yet", cdef.span)
+    if not program.probes:
+        raise CompileError("No probes in the program", Span(filename, 1, 1, 1, 2))
+
+    popts = providers.Options(positional=opts.positional, missing_probes=opts.missing_probes)
+    # expand every attach point; group the targets of one probe by what their code depends on
+    groups: list[list[tuple[providers.Provider, list[providers.Target], ProbeContext]]] = []
+    for probe in program.probes:
+        by_key: dict[object, tuple] = {}
+        for ap in probe.attach_points:
+            prov = providers.lookup(ap)
+            for t in prov.expand(ap, popts):
+                k = (prov.name, t.share_key)
+                if k not in by_key:
+                    by_key[k] = (prov, [], ProbeContext(prov.name, prov.builtins, t.args))
+                by_key[k][1].append(t)
+        if not by_key:
+            raise CompileError("No attach points matched: the probe would never fire",
+                               probe.attach_points[0].span)
+        groups.append(list(by_key.values()))
+
+    sema = analyze(program, [[g[2] for g in gs] for gs in groups], opts.positional, opts.max_strlen)
+    if "ast" in opts.stages:
+        dumps["ast"] = ast.dump(program)
+
+    obj = S.ObjectSpec()
+    obj.config = {"max_map_keys": opts.max_map_keys}
+    layouts: dict[str, L.MapLayout] = {}
+    for name in sorted(sema.maps):
+        info = sema.maps[name]
+        layout = L.map_layout(info)
+        layouts[name] = layout
+        kind = layout.agg.kind if layout.agg is not None else "value"
+        obj.maps.append(S.MapSpec(layout.kernel_name,
+                                  MAP_TYPES["percpu_hash" if layout.percpu else "hash"],
+                                  layout.kernel_key_size, layout.value_size, opts.max_map_keys))
+        key_field = L.value_field(info.key_type, 0) if info.key_type is not None else None
+        value_field = None if layout.agg is not None else L.value_field(info.value_type, 0)
+        agg = layout.agg
+        obj.user_maps.append(S.UserMapSpec(
+            name, kind, layout.kernel_name, key_field, value_field,
+            signed=agg.signed if agg is not None else True,
+            hist_k=agg.hist_k if agg is not None else 0,
+            lhist=agg.lhist if agg is not None else None))
+    user_map_index = {um.name: i for i, um in enumerate(obj.user_maps)}
+    obj.maps.append(S.MapSpec("ringbuf", MAP_TYPES["ringbuf"], 0, 0, _ringbuf_size(opts.ringbuf_bytes)))
+    obj.maps.append(S.MapSpec("counters", MAP_TYPES["percpu_array"], 4, 8, S.NUM_COUNTERS))
+    obj.maps.append(S.MapSpec("globals", MAP_TYPES["array"], 4, 8, 1))
+
+    ir_dump, asm_dump = [], []
+    for pi, (probe, gs) in enumerate(zip(program.probes, groups)):
+        for gi, (prov, targets, ctx) in enumerate(gs):
+            var_types = sema.retype(probe, ctx)
+            probe_ids = []
+            for t in targets:
+                probe_ids.append(len(obj.probe_names))
+                obj.probe_names.append(t.probe_name)
+            low = L.Lowering(maps=layouts, events=obj.events, user_map_index=user_map_index,
+                             args=ctx.args, probe_ids=probe_ids, positional=opts.positional,
+                             var_types=var_types, max_strlen=opts.max_strlen,
+                             uses_cookie=len(targets) > 1 and not prov.runs_by_test_run)
+            insns = low.lower_probe(probe)
+            if "types" in opts.stages and gi == 0:
+                dumps.setdefault("types", "")
+                dumps["types"] += ast.dump(probe) + "\n"
+            name = f"p{pi}_{gi}_{prov.name}"[:15]
+            if "ir" in opts.stages:
+                from ptrace_lang.codegen.ir import format_insn
+                ir_dump.append(f"; program {name}: {targets[0].probe_name}")
+                ir_dump.extend(("  " if not isinstance(i, L.ir.Label) else "") + format_insn(i)
+                               for i in insns)
+            allocated, depth = allocate_registers(insns, low.frame.max_depth)
+            if depth > 512:
+                raise CompileError(f"The probe needs {depth} bytes of stack, more than BPF's 512",
+                                   low.frame.deepest_span if low.frame.deepest_span.line else probe.span,
+                                   hints=["use shorter strings (config max_strlen) or fewer "
+                                          "string values in one statement"])
+            em = emit(allocated)
+            from ptrace_lang.bpf.insn import encode
+            from ptrace_lang.bpf.disasm import disassemble
+            ps = S.ProgramSpec(name, PROG_TYPES[prov.prog_type_name], encode(em.insns),
+                               list(em.map_relocs), list(em.spans))
+            if "asm" in opts.stages:
+                ps.asm = disassemble(em.insns, em.spans, SOURCES.line,
+                                     {i: n for i, n in em.map_relocs})
+                asm_dump.append(f"; program {name}: {targets[0].probe_name}\n{ps.asm}")
+            obj.programs.append(ps)
+            for t, pid in zip(targets, probe_ids):
+                obj.attachments.append(S.AttachSpec(t.provider, name, t.target, pid, t.probe_name,
+                                                    probe.attach_points[0].span))
+    if ir_dump:
+        dumps["ir"] = "\n".join(ir_dump)
+    if asm_dump:
+        dumps["asm"] = "\n".join(asm_dump)
+    return Compiled(obj, program, dumps)

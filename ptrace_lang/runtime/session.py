@@ -1,0 +1,364 @@
+"""A tracing session: load the ObjectSpec, attach, consume events, print, release.
+
+Order of a run (bpftrace's, with its slow parts removed):
+  create maps -> load programs -> run begin programs (BPF_PROG_TEST_RUN) -> attach the rest
+  -> "Attached N probes" -> print begin's output and then events as they come
+  -> stop (Ctrl-C, SIGTERM, exit(), or a begin/end-only program) -> stop flag set so probes
+  no longer run -> end programs -> print every map -> flush -> release (in parallel).
+Every kernel object is owned by the session and released on every path out of ``run``.
+"""
+from __future__ import annotations
+
+import os
+import select
+import signal
+import struct
+import sys
+import time
+from dataclasses import dataclass, field
+
+from ptrace_lang import spec as S
+from ptrace_lang.errors import SOURCES, RuntimeFailure, Span
+from ptrace_lang.runtime import decode
+
+_HDR = struct.Struct("<II")
+_I64 = struct.Struct("<q")
+_Q2 = struct.Struct("<qq")
+
+
+@dataclass
+class RunOptions:
+    quiet: bool = False
+    verbose: bool = False
+    dry_run: bool = False
+    out: object = None            # text stream for output (default sys.stdout)
+    err: object = None            # text stream for diagnostics (default sys.stderr)
+    stats_style: str = "new"
+
+
+class Stop(Exception):
+    pass
+
+
+@dataclass
+class _Loaded:
+    maps: dict = field(default_factory=dict)       # name -> kernel.maps.Map
+    progs: dict = field(default_factory=dict)      # name -> fd
+    links: list = field(default_factory=list)
+
+
+class Session:
+    def __init__(self, spec: S.ObjectSpec, opts: RunOptions) -> None:
+        self.spec = spec
+        self.opts = opts
+        self.out = opts.out or sys.stdout
+        self.err = opts.err or sys.stderr
+        self.k = _Loaded()
+        self.ringbuf = None
+        self.exit_code = 0
+        self.stopping = False
+        self.pending: list[str] = []
+        self._formatters: dict[int, object] = {}
+        self._decoders: dict[int, object] = {}
+        self._wakeup_r = self._wakeup_w = -1
+
+    # ------------------------------------------------------------------ loading
+    def load(self) -> None:
+        from ptrace_lang.kernel import maps as kmaps
+        from ptrace_lang.kernel import progs as kprogs
+
+        for ms in self.spec.maps:
+            try:
+                self.k.maps[ms.name] = kmaps.Map.create(ms.map_type, ms.key_size, ms.value_size,
+                                                        ms.max_entries, ms.flags, name=ms.name)
+            except OSError as e:
+                raise RuntimeFailure(f"map '{ms.name}': failed to create: {e.strerror or e}") from None
+        for ps in self.spec.programs:
+            code = bytearray(ps.insns)
+            for idx, map_name in ps.map_relocs:
+                struct.pack_into("<i", code, idx * 8 + 4, self.k.maps[map_name].fd)
+            try:
+                fd = kprogs.load_program(ps.prog_type, bytes(code), name=ps.name)
+            except kprogs.VerifierError as e:
+                raise self._verifier_failure(ps, e) from None
+            except OSError as e:
+                raise RuntimeFailure(f"prog '{ps.name}': failed to load: {e.strerror or e}") from None
+            self.k.progs[ps.name] = fd
+        g = self.k.maps.get("globals")
+        if g is not None:
+            g.update(struct.pack("<I", 0), struct.pack("<Q", time.clock_gettime_ns(time.CLOCK_MONOTONIC)))
+
+    def _verifier_failure(self, ps: S.ProgramSpec, e) -> RuntimeFailure:
+        span = None
+        if e.insn_index is not None and 0 <= e.insn_index < len(ps.spans):
+            span = ps.spans[e.insn_index]
+        msg = f"the kernel's verifier rejected probe program '{ps.name}': {e.summary}"
+        hints = []
+        if e.insn_index is not None:
+            hints.append(f"failing instruction #{e.insn_index}; run with -v for the full verifier log")
+        err = RuntimeFailure(msg, span if span is not None and span.line else Span("", 0, 0, 0, 0), hints)
+        err.verifier_log = e.log
+        return err
+
+    # ------------------------------------------------------------------ attaching
+    def run_test(self, prog_name: str) -> None:
+        from ptrace_lang.kernel import progs as kprogs
+
+        kprogs.test_run(self.k.progs[prog_name], ctx_in=bytes(64))
+
+    def attach_all(self) -> int:
+        from ptrace_lang import providers
+
+        count = 0
+        for a in self.spec.attachments:
+            prov = providers.PROVIDERS[a.provider]
+            if prov.runs_by_test_run:
+                count += 1
+                continue
+            target = providers.Target(a.provider, a.probe_name, a.target)
+            try:
+                self.k.links.extend(prov.attach(target, self.k.progs[a.program], a.cookie))
+            except OSError as e:
+                raise RuntimeFailure(f"probe '{a.probe_name}': failed to attach: {e.strerror or e}",
+                                     a.span) from None
+            count += 1
+        return count
+
+    # ------------------------------------------------------------------ events
+    def _on_record(self, mv) -> None:
+        if self.stopping:
+            return
+        kind, ident = _HDR.unpack_from(mv, 0)
+        if kind == S.EV_PRINTF:
+            fmt = self._formatters.get(ident)
+            if fmt is None:
+                fmt = self._formatter(ident)
+            self.pending.append(fmt(self._decoders[ident](mv)))
+        elif kind == S.EV_EXIT:
+            self.exit_code = _I64.unpack_from(mv, 8)[0]
+            self.stopping = True
+        elif kind == S.EV_PRINT_VALUE:
+            from ptrace_lang.runtime.format import format_value
+            if ident not in self._decoders:
+                self._formatter(ident)
+            vals = self._decoders[ident](mv)
+            self.pending.append(format_value(vals[0]) + "\n")
+        elif kind == S.EV_TIME:
+            ev = self.spec.events[ident]
+            self.pending.append(time.strftime(ev.fmt))
+        elif kind == S.EV_PRINT_MAP:
+            top, div = _Q2.unpack_from(mv, 8)
+            self.pending.append(self.format_user_map(self.spec.user_maps[ident], top, div or 1))
+        elif kind == S.EV_CLEAR_MAP:
+            self._flush()
+            self.k.maps[self.spec.user_maps[ident].kernel_map].clear()
+        elif kind == S.EV_ZERO_MAP:
+            self._flush()
+            self.zero_map(self.spec.user_maps[ident])
+
+    def _formatter(self, ident: int):
+        from ptrace_lang.runtime.printf import compile_format
+
+        ev = self.spec.events[ident]
+        self._decoders[ident] = decode.record_decoder(ev, self.spec.probe_names)
+        if ev.kind == S.EV_PRINTF:
+            self._formatters[ident] = compile_format(ev.fmt)
+            return self._formatters[ident]
+        return None
+
+    def _flush(self) -> None:
+        if self.pending:
+            self.out.write("".join(self.pending))
+            self.pending.clear()
+            self.out.flush()
+
+    def drain(self) -> None:
+        if self.ringbuf is not None:
+            self.ringbuf.drain(self._on_record)
+        self._flush()
+
+    # ------------------------------------------------------------------ maps
+    def read_user_map(self, um: S.UserMapSpec):
+        from ptrace_lang.runtime.format import MapData
+
+        kmap = self.k.maps[um.kernel_map]
+        items = kmap.items()
+        names = self.spec.probe_names
+        key_dec = decode.field_decoder(um.key, names) if um.key is not None else None
+        entries: dict = {}
+        ncpu = None
+        for kb, vb in items:
+            if um.kind in ("hist", "lhist"):
+                klen = len(kb) - 8
+                key = key_dec(kb) if key_dec else None
+                bucket = struct.unpack_from("<Q", kb, klen)[0]
+                total = sum(v for v in _percpu_u64(kmap, vb))
+                entries.setdefault(key, {})
+                entries[key][bucket] = entries[key].get(bucket, 0) + total
+                continue
+            key = key_dec(kb) if key_dec else None
+            if um.kind == "value":
+                entries[key] = decode.field_decoder(um.value, names)(vb)
+            elif um.kind in ("count", "sum"):
+                vals = _percpu_i64(kmap, vb, 0)
+                entries[key] = sum(vals) if um.signed else sum(v & ((1 << 64) - 1) for v in vals)
+            elif um.kind in ("avg", "stats"):
+                cnt = sum(_percpu_i64(kmap, vb, 0))
+                tot = sum(_percpu_i64(kmap, vb, 8))
+                entries[key] = (cnt, tot) if um.kind == "stats" else (tot // cnt if cnt else 0)
+                if um.kind == "avg" and cnt:
+                    entries[key] = int(tot / cnt) if um.signed else tot // cnt
+            elif um.kind in ("min", "max"):
+                best = None
+                for chunk in kmap.percpu_values(vb):
+                    v, seen = struct.unpack_from("<qq", chunk, 0)
+                    if not seen:
+                        continue
+                    if best is None or (v < best if um.kind == "min" else v > best):
+                        best = v
+                entries[key] = best if best is not None else 0
+        del ncpu
+        return MapData(um.name, um.kind, list(entries.items()), um.key is not None,
+                       hist_k=um.hist_k, lhist=um.lhist)
+
+    def format_user_map(self, um: S.UserMapSpec, top: int = 0, div: int = 1) -> str:
+        from ptrace_lang.runtime.format import format_map
+
+        return format_map(self.read_user_map(um), top=top, div=div, stats_style=self.opts.stats_style)
+
+    def zero_map(self, um: S.UserMapSpec) -> None:
+        kmap = self.k.maps[um.kernel_map]
+        for kb, vb in kmap.items():
+            kmap.update(kb, bytes(len(vb)))
+
+    def print_maps(self) -> None:
+        parts = []
+        for um in sorted(self.spec.user_maps, key=lambda u: u.name.encode()):
+            text = self.format_user_map(um)
+            if text:
+                parts.append(text)
+        if parts:
+            self.out.write("\n" + "".join(parts))
+        self.out.flush()
+
+    def report_counters(self) -> None:
+        m = self.k.maps.get(self.spec.counters_map)
+        if m is None:
+            return
+        totals = []
+        for i in range(3):
+            raw = m.lookup(struct.pack("<I", i))
+            totals.append(sum(struct.unpack_from("<Q", c)[0] for c in m.percpu_values(raw)) if raw else 0)
+        lost, full, failed = totals
+        if lost:
+            self.err.write(f"Lost {lost} events\n")
+        if full:
+            self.err.write(f"WARNING: {full} map updates failed: a map is full "
+                           f"(raise max_map_keys, now {self.spec.config.get('max_map_keys')})\n")
+        if failed:
+            self.err.write(f"WARNING: {failed} memory reads failed (str() of an invalid address)\n")
+        self.err.flush()
+
+    # ------------------------------------------------------------------ the run
+    def _install_signals(self):
+        r, w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+        self._wakeup_r, self._wakeup_w = r, w
+        self._got_signal = False
+
+        def handler(signum, frame):
+            self._got_signal = True
+
+        old = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
+        old_fd = signal.set_wakeup_fd(w, warn_on_full_buffer=False)
+        return old, old_fd
+
+    def _restore_signals(self, saved) -> None:
+        old, old_fd = saved
+        signal.set_wakeup_fd(old_fd)
+        for s, h in old.items():
+            signal.signal(s, h)
+        for fd in (self._wakeup_r, self._wakeup_w):
+            if fd >= 0:
+                os.close(fd)
+
+    def run(self) -> int:
+        from ptrace_lang.kernel.ringbuf import RingBuffer
+
+        saved = self._install_signals()
+        try:
+            self.load()
+            rb_spec = next(m for m in self.spec.maps if m.name == self.spec.ringbuf_map)
+            self.ringbuf = RingBuffer(self.k.maps[rb_spec.name].fd, rb_spec.max_entries)
+            if self.opts.dry_run:
+                return 0
+            begins = [a for a in self.spec.attachments if a.provider == "begin"]
+            ends = [a for a in self.spec.attachments if a.provider == "end"]
+            others = [a for a in self.spec.attachments if a.provider not in ("begin", "end")]
+            for a in begins:
+                self.run_test(a.program)
+            # hold begin's output until the probes are attached, as bpftrace prints it after
+            # the "Attached" line; an exit() in begin means nothing else needs attaching
+            self.ringbuf.drain(self._on_record)
+            n = self.attach_all() if not self.stopping else len(begins) + len(ends)
+            if not self.opts.quiet:
+                self.err.write(f"Attached {n} probe{'s' if n != 1 else ''}\n")
+                self.err.flush()
+            self._flush()
+            if others and not self.stopping and not self._got_signal:
+                self._loop()
+            # what came before the stop still prints, what came after an exit() does not
+            self.ringbuf.drain(self._on_record)
+            self._flush()
+            self.stopping = False
+            for a in ends:
+                self.run_test(a.program)
+            self.ringbuf.drain(self._on_record)
+            self._flush()
+            self.print_maps()
+            self.report_counters()
+            return self.exit_code
+        finally:
+            self.close()
+            self._restore_signals(saved)
+
+    def _loop(self) -> None:
+        ep = select.epoll()
+        try:
+            ep.register(self.ringbuf.fileno(), select.EPOLLIN)
+            ep.register(self._wakeup_r, select.EPOLLIN)
+            while not self.stopping and not self._got_signal:
+                ep.poll(-1)
+                self.ringbuf.drain(self._on_record)
+                self._flush()
+        finally:
+            ep.close()
+
+    def close(self) -> None:
+        from ptrace_lang.kernel.teardown import close_all
+
+        objs = list(self.k.links)
+        self.k.links.clear()
+        if self.ringbuf is not None:
+            objs.append(self.ringbuf)
+            self.ringbuf = None
+        objs.extend(_FdCloser(fd) for fd in self.k.progs.values())
+        self.k.progs.clear()
+        objs.extend(self.k.maps.values())
+        self.k.maps.clear()
+        close_all(objs)
+
+
+class _FdCloser:
+    def __init__(self, fd: int) -> None:
+        self.fd = fd
+
+    def close(self) -> None:
+        os.close(self.fd)
+
+
+def _percpu_i64(kmap, raw: bytes, off: int) -> list[int]:
+    return [_I64.unpack_from(c, off)[0] for c in kmap.percpu_values(raw)]
+
+
+def _percpu_u64(kmap, raw: bytes) -> list[int]:
+    return [struct.unpack_from("<Q", c, 0)[0] for c in kmap.percpu_values(raw)]
