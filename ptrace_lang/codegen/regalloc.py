@@ -716,7 +716,9 @@ def allocate_registers(insns: list[ir.Insn], frame_depth: int) -> tuple[list[ir.
     if frame_depth < 0:
         raise ValueError("frame_depth must be a positive byte count")
     _check(insns)
-    prog = peephole(list(insns))
+    # "neg" ignores its source operand: drop it so that it cannot name a stray vreg
+    prog = [replace(i, src=0) if isinstance(i, ir.Alu) and i.op == "neg" else i for i in insns]
+    prog = peephole(prog)
     prog = _eliminate_dead_code(prog)
     max_id = max((r.id for ins in prog for f in _REG_FIELDS
                   for r in [getattr(ins, f, None)] if isinstance(r, ir.VReg)), default=-1)
