@@ -1,0 +1,118 @@
+"""Running ptrace as a user would, for the kernel tests: spawn, wait for attach, Ctrl-C, collect."""
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def ptrace_cmd(*args: str) -> list[str]:
+    base = os.environ.get("PTRACE_CMD", "").split() or [sys.executable, "-m", "ptrace_lang"]
+    return [*base, *args]
+
+
+@dataclass
+class Result:
+    rc: int
+    out: str
+    err: str
+
+
+def run(*args: str, stdin: str | None = None, timeout: float = 60) -> Result:
+    """Run ptrace to completion (programs that exit by themselves)."""
+    p = subprocess.run(ptrace_cmd(*args), input=stdin, capture_output=True, text=True,
+                       timeout=timeout, cwd=ROOT)
+    return Result(p.returncode, p.stdout, p.stderr)
+
+
+class Tracer:
+    """A ptrace process in the background; ``wait_attached`` then a workload then ``stop``."""
+
+    def __init__(self, *args: str) -> None:
+        self.p = subprocess.Popen(ptrace_cmd(*args), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                  text=True, cwd=ROOT)
+        self.err_lines: list[str] = []
+        self.out_chunks: list[str] = []
+        self._attached = threading.Event()
+        self._t_err = threading.Thread(target=self._read_err, daemon=True)
+        self._t_out = threading.Thread(target=self._read_out, daemon=True)
+        self._t_err.start()
+        self._t_out.start()
+
+    def _read_err(self) -> None:
+        for line in self.p.stderr:
+            self.err_lines.append(line)
+            if line.startswith("Attached"):
+                self._attached.set()
+        self._attached.set()
+
+    def _read_out(self) -> None:
+        for chunk in iter(lambda: self.p.stdout.read(4096), ""):
+            self.out_chunks.append(chunk)
+
+    def wait_attached(self, timeout: float = 60) -> None:
+        if not self._attached.wait(timeout) or self.p.poll() not in (None, 0):
+            self.stop()
+            raise AssertionError("ptrace did not attach:\n" + "".join(self.err_lines))
+
+    def stop(self, sig: int = signal.SIGINT, timeout: float = 60) -> Result:
+        if self.p.poll() is None:
+            self.p.send_signal(sig)
+        try:
+            rc = self.p.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.p.kill()
+            rc = self.p.wait()
+        self._t_err.join(5)
+        self._t_out.join(5)
+        return Result(rc, "".join(self.out_chunks), "".join(self.err_lines))
+
+    def wait(self, timeout: float = 60) -> Result:
+        try:
+            rc = self.p.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.p.kill()
+            rc = self.p.wait()
+        self._t_err.join(5)
+        self._t_out.join(5)
+        return Result(rc, "".join(self.out_chunks), "".join(self.err_lines))
+
+
+def named_workload(name: str, code: str) -> list[str]:
+    """A python command whose comm is ``name`` (set through prctl before running ``code``)."""
+    prelude = ("import ctypes, os; ctypes.CDLL(None).prctl(15, ctypes.c_char_p(%r), 0, 0, 0); "
+               % name.encode())
+    return [sys.executable, "-c", prelude + code]
+
+
+def bpf_prog_names() -> list[str]:
+    """Names of every BPF program loaded in the kernel now."""
+    from ptrace_lang.kernel import progs, sys as ksys
+
+    names = []
+    cur = 0
+    while True:
+        attr = ksys.GetIdAttr()
+        attr.start_id = cur
+        try:
+            ksys.bpf(ksys.BPF_PROG_GET_NEXT_ID, attr)
+        except OSError:
+            break
+        cur = attr.next_id
+        fa = ksys.GetIdAttr()
+        fa.start_id = cur
+        try:
+            fd = ksys.bpf(ksys.BPF_PROG_GET_FD_BY_ID, fa)
+        except OSError:
+            continue
+        try:
+            names.append(progs.prog_info(fd).get("name", ""))
+        finally:
+            os.close(fd)
+    return names
