@@ -1,0 +1,634 @@
+#!/usr/bin/env python3
+"""Compare ptrace with bpftrace on the same one-liners.
+
+For every one-liner and both tools this measures
+  startup   time from spawn to the attach line (ptrace: `Attached N probes` on
+            stderr, printed after attaching; bpftrace 0.17: `Attaching N probes...`
+            on stdout, printed *before* attaching, which flatters bpftrace a bit)
+  wall      total wall time of `BEGIN { exit(); }`, spawn to reaped
+  rss       peak RSS of the tool process (ru_maxrss from os.wait4)
+  insns     BPF instructions of the tool's programs as the kernel holds them
+            (xlated) and as the verifier walked them (verified_insns)
+  ns/event  BPF run time per program run (kernel BPF stats) over a syscall loop
+  +ns/call  how much slower the loop gets per call with the tool attached (all
+            costs, including the tracepoint itself and perf-buffer wakeups)
+
+The programs belonging to a tool are the ones it holds file descriptors for
+(/proc/PID/fdinfo `prog_id:`); if it holds none, the programs loaded since the
+tool was spawned are used instead (marked `~` in the raw output).
+
+Everything kernel-facing is done here with ctypes (bpf(2)), no bpftool needed.
+Root is required. Run from anywhere: python3 bench/bench.py  (see bench/README.md)
+"""
+
+from __future__ import annotations
+
+import argparse
+import ctypes
+import json
+import os
+import platform
+import re
+import shlex
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+# ---------------------------------------------------------------- one-liners
+
+
+@dataclass
+class OneLiner:
+    key: str
+    program: str
+    workload: str  # "getppid", "read" or "none"
+    fallback: str | None = None  # older spelling, tried if the tool rejects `program`
+    fallback_note: str = ""  # what the older spelling changes, for the table
+
+
+ONE_LINERS = [
+    OneLiner("exit", "BEGIN { exit(); }", "none"),
+    OneLiner("count", "tracepoint:syscalls:sys_enter_getppid { @[comm] = count(); }", "getppid"),
+    OneLiner("hist", "tracepoint:syscalls:sys_enter_read { @bytes = hist(args.count); }", "read",
+             fallback="tracepoint:syscalls:sys_enter_read { @bytes = hist(args->count); }",
+             fallback_note="args->count"),
+    OneLiner("sum_avg", "tracepoint:syscalls:sys_enter_getppid { @s = sum(pid); @a = avg(pid); }", "getppid"),
+    OneLiner("printf", 'tracepoint:syscalls:sys_enter_getppid { printf("%d %s\\n", pid, comm); }', "getppid"),
+]
+
+ATTACH_RE = re.compile(r"^(Attached|Attaching) (\d+) probes?")
+
+# ---------------------------------------------------------------- bpf(2) via ctypes
+
+_SYS_BPF = {"x86_64": 321, "aarch64": 280, "riscv64": 280, "ppc64le": 361, "s390x": 351}.get(platform.machine())
+BPF_PROG_GET_NEXT_ID = 11
+BPF_PROG_GET_FD_BY_ID = 13
+BPF_OBJ_GET_INFO_BY_FD = 15
+BPF_ENABLE_STATS = 32
+BPF_STATS_RUN_TIME = 0
+
+_libc = ctypes.CDLL(None, use_errno=True)
+_libc.syscall.restype = ctypes.c_long
+
+
+class _GetIdAttr(ctypes.Structure):  # start_id / prog_id, next_id, open_flags
+    _fields_ = [("id", ctypes.c_uint32), ("next_id", ctypes.c_uint32), ("open_flags", ctypes.c_uint32)]
+
+
+class _InfoAttr(ctypes.Structure):
+    _fields_ = [("bpf_fd", ctypes.c_uint32), ("info_len", ctypes.c_uint32), ("info", ctypes.c_uint64)]
+
+
+class _EnableStatsAttr(ctypes.Structure):
+    _fields_ = [("type", ctypes.c_uint32)]
+
+
+class BpfProgInfo(ctypes.Structure):
+    """struct bpf_prog_info from linux/bpf.h (fields up to attach_btf_id)."""
+    _fields_ = [
+        ("type", ctypes.c_uint32), ("id", ctypes.c_uint32), ("tag", ctypes.c_uint8 * 8),
+        ("jited_prog_len", ctypes.c_uint32), ("xlated_prog_len", ctypes.c_uint32),
+        ("jited_prog_insns", ctypes.c_uint64), ("xlated_prog_insns", ctypes.c_uint64),
+        ("load_time", ctypes.c_uint64), ("created_by_uid", ctypes.c_uint32),
+        ("nr_map_ids", ctypes.c_uint32), ("map_ids", ctypes.c_uint64),
+        ("name", ctypes.c_char * 16), ("ifindex", ctypes.c_uint32), ("gpl_compatible", ctypes.c_uint32),
+        ("netns_dev", ctypes.c_uint64), ("netns_ino", ctypes.c_uint64),
+        ("nr_jited_ksyms", ctypes.c_uint32), ("nr_jited_func_lens", ctypes.c_uint32),
+        ("jited_ksyms", ctypes.c_uint64), ("jited_func_lens", ctypes.c_uint64),
+        ("btf_id", ctypes.c_uint32), ("func_info_rec_size", ctypes.c_uint32),
+        ("func_info", ctypes.c_uint64), ("nr_func_info", ctypes.c_uint32),
+        ("nr_line_info", ctypes.c_uint32), ("line_info", ctypes.c_uint64),
+        ("jited_line_info", ctypes.c_uint64), ("nr_jited_line_info", ctypes.c_uint32),
+        ("line_info_rec_size", ctypes.c_uint32), ("jited_line_info_rec_size", ctypes.c_uint32),
+        ("nr_prog_tags", ctypes.c_uint32), ("prog_tags", ctypes.c_uint64),
+        ("run_time_ns", ctypes.c_uint64), ("run_cnt", ctypes.c_uint64),
+        ("recursion_misses", ctypes.c_uint64), ("verified_insns", ctypes.c_uint32),
+        ("attach_btf_obj_id", ctypes.c_uint32), ("attach_btf_id", ctypes.c_uint32),
+        ("_pad", ctypes.c_uint32),
+    ]
+
+
+assert ctypes.sizeof(BpfProgInfo) == 232 and BpfProgInfo.run_time_ns.offset == 192
+
+
+def _bpf(cmd: int, attr: ctypes.Structure) -> int:
+    if _SYS_BPF is None:
+        raise OSError(f"bpf(2) syscall number unknown for {platform.machine()}")
+    ret = _libc.syscall(_SYS_BPF, cmd, ctypes.byref(attr), ctypes.sizeof(attr))
+    if ret < 0:
+        err = ctypes.get_errno()
+        raise OSError(err, os.strerror(err))
+    return ret
+
+
+def all_prog_ids() -> set[int]:
+    ids, attr = set(), _GetIdAttr()
+    while True:
+        attr.next_id = 0
+        try:
+            _bpf(BPF_PROG_GET_NEXT_ID, attr)
+        except OSError:  # ENOENT: no more
+            return ids
+        ids.add(attr.next_id)
+        attr.id = attr.next_id
+
+
+def prog_info(prog_id: int) -> BpfProgInfo | None:
+    try:
+        fd = _bpf(BPF_PROG_GET_FD_BY_ID, _GetIdAttr(id=prog_id))
+    except OSError:  # gone already
+        return None
+    try:
+        info = BpfProgInfo()
+        _bpf(BPF_OBJ_GET_INFO_BY_FD, _InfoAttr(bpf_fd=fd, info_len=ctypes.sizeof(info),
+                                                info=ctypes.addressof(info)))
+        return info
+    finally:
+        os.close(fd)
+
+
+def boottime_ns() -> int:
+    return time.clock_gettime_ns(time.CLOCK_BOOTTIME)
+
+
+class BpfStats:
+    """Kernel BPF run-time statistics on while this object lives."""
+
+    def __init__(self):
+        self.fd = None
+        self.sysctl_old = None
+        try:
+            self.fd = _bpf(BPF_ENABLE_STATS, _EnableStatsAttr(type=BPF_STATS_RUN_TIME))
+        except OSError:
+            path = Path("/proc/sys/kernel/bpf_stats_enabled")
+            self.sysctl_old = path.read_text().strip()
+            path.write_text("1\n")
+
+    def close(self):
+        if self.fd is not None:
+            os.close(self.fd)
+            self.fd = None
+        if self.sysctl_old is not None:
+            Path("/proc/sys/kernel/bpf_stats_enabled").write_text(self.sysctl_old + "\n")
+            self.sysctl_old = None
+
+
+def process_tree(pid: int) -> list[int]:
+    pids, todo = [], [pid]
+    while todo:
+        p = todo.pop()
+        pids.append(p)
+        try:
+            for tid in os.listdir(f"/proc/{p}/task"):
+                children = Path(f"/proc/{p}/task/{tid}/children").read_text().split()
+                todo.extend(int(c) for c in children)
+        except OSError:
+            pass
+    return pids
+
+
+def held_prog_ids(pid: int) -> set[int]:
+    """Programs (and links' programs) the process tree of `pid` holds fds for."""
+    ids = set()
+    for p in process_tree(pid):
+        try:
+            names = os.listdir(f"/proc/{p}/fdinfo")
+        except OSError:
+            continue
+        for name in names:
+            try:
+                text = Path(f"/proc/{p}/fdinfo/{name}").read_text()
+            except OSError:
+                continue
+            match = re.search(r"^prog_id:\s*(\d+)", text, re.M)
+            if match:
+                ids.add(int(match.group(1)))
+    return ids
+
+
+# ---------------------------------------------------------------- running a tool
+
+
+class ToolError(Exception):
+    pass
+
+
+@dataclass
+class Tool:
+    name: str
+    argv: list[str]
+    cwd: Path | None = None
+    env: dict | None = None
+
+
+@dataclass
+class Run:
+    startup_s: float | None = None
+    wall_s: float | None = None
+    rss_kb: int | None = None
+    progs: list[dict] = field(default_factory=list)
+    progs_exact: bool = True
+    ns_per_event: float | None = None
+    events: int | None = None
+    extra_ns_per_call: float | None = None
+    program_text: str = ""
+
+
+class Spawned:
+    def __init__(self, tool: Tool, args: list[str]):
+        self.t0 = time.monotonic()
+        self.t0_boot = boottime_ns()
+        self.proc = subprocess.Popen(
+            [*tool.argv, *args], cwd=tool.cwd, env=tool.env, stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        )
+        self.attach_time: float | None = None
+        self.attached = threading.Event()
+        self.out_head: list[str] = []
+        self.err_head: list[str] = []
+        self.out_lines = 0
+        self.status = None
+        self.rusage = None
+        self.end_time = None
+        self.readers = [threading.Thread(target=self._read, args=(s, h), daemon=True)
+                        for s, h in ((self.proc.stdout, self.out_head), (self.proc.stderr, self.err_head))]
+        for r in self.readers:
+            r.start()
+
+    def _read(self, stream, head: list[str]) -> None:
+        for raw in stream:
+            now = time.monotonic()
+            line = raw.decode(errors="replace")
+            if stream is self.proc.stdout:
+                self.out_lines += 1
+            if len(head) < 200:
+                head.append(line)
+            if not self.attached.is_set() and ATTACH_RE.match(line):
+                self.attach_time = now
+                self.attached.set()
+
+    def describe(self) -> str:
+        text = "".join(self.err_head).strip() or "".join(self.out_head).strip()
+        lines = [l for l in text.splitlines() if "RLIMIT_MEMLOCK" not in l]
+        return " | ".join(lines[-3:]) if lines else "(no output)"
+
+    def poll(self) -> bool:
+        if self.status is None:
+            pid, status, rusage = os.wait4(self.proc.pid, os.WNOHANG)
+            if pid:
+                self.end_time = time.monotonic()
+                self.status, self.rusage = status, rusage
+                self.proc.returncode = os.waitstatus_to_exitcode(status)
+        return self.status is not None
+
+    def wait_attached(self, timeout: float) -> float:
+        deadline = time.monotonic() + timeout
+        while not self.attached.wait(0.001):
+            if self.poll():
+                for r in self.readers:
+                    r.join(2)
+                if self.attached.is_set():
+                    break
+                raise ToolError(f"exited with {self.proc.returncode} before attaching: {self.describe()}")
+            if time.monotonic() > deadline:
+                raise ToolError(f"no attach line within {timeout:.0f}s: {self.describe()}")
+        return self.attach_time - self.t0
+
+    def interrupt(self, timeout: float) -> None:
+        """Ctrl-C, repeated every 5 s: a SIGINT that lands while bpftrace 0.17 is
+        still attaching (it prints its line first) can go unnoticed."""
+        self.proc.send_signal(signal.SIGINT)
+        self.wait_exit(timeout, resend=5.0)
+
+    def wait_exit(self, timeout: float, resend: float | None = None) -> None:
+        deadline = time.monotonic() + timeout
+        next_signal = time.monotonic() + resend if resend else None
+        while not self.poll():
+            now = time.monotonic()
+            if now > deadline:
+                self.kill()
+                raise ToolError(f"did not exit within {timeout:.0f}s")
+            if next_signal and now > next_signal:
+                self.proc.send_signal(signal.SIGINT)
+                next_signal = now + resend
+            time.sleep(0.001)
+        for r in self.readers:
+            r.join(5)
+
+    def kill(self) -> None:
+        if not self.poll():
+            self.proc.kill()
+            while not self.poll():
+                time.sleep(0.001)
+
+
+# ---------------------------------------------------------------- workloads
+
+
+def run_workload(kind: str, events: int) -> float:
+    """Run the syscall loop in a child; return its wall time in seconds."""
+    if kind == "getppid":
+        argv = [sys.executable, "-c",
+                f"import os\nfor _ in range({events}): os.getppid()\n"]
+    elif kind == "read":
+        argv = ["dd", "if=/dev/zero", "of=/dev/null", "bs=1", f"count={events}", "status=none"]
+    else:
+        return 0.0
+    t0 = time.monotonic()
+    subprocess.run(argv, check=True, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL)
+    return time.monotonic() - t0
+
+
+def baseline_ns_per_call(kind: str, events: int, repeat: int = 3) -> float:
+    return min(run_workload(kind, events) for _ in range(repeat)) * 1e9 / events
+
+
+# ---------------------------------------------------------------- measuring
+
+
+def measure(tool: Tool, one: OneLiner, program: str, events: int, baseline: dict,
+            timeout: float, kernel: bool) -> Run:
+    run = Run(program_text=program)
+    if kernel and one.workload != "none":
+        # untraced loop right before the traced one: neighbours' load drifts
+        baseline = {one.workload: baseline_ns_per_call(one.workload, events, repeat=2)}
+    before_ids = all_prog_ids() if kernel else set()
+    spawned = Spawned(tool, ["-e", program])
+    try:
+        if one.workload == "none":
+            spawned.wait_exit(timeout)
+            run.wall_s = spawned.end_time - spawned.t0
+            if spawned.proc.returncode != 0:
+                raise ToolError(f"exit code {spawned.proc.returncode}: {spawned.describe()}")
+            if spawned.attach_time is not None:
+                run.startup_s = spawned.attach_time - spawned.t0
+        else:
+            run.startup_s = spawned.wait_attached(timeout)
+            settle_deadline = time.monotonic() + 2.0
+            ids = held_prog_ids(spawned.proc.pid)
+            while not ids and time.monotonic() < settle_deadline:
+                time.sleep(0.01)
+                ids = held_prog_ids(spawned.proc.pid)
+            time.sleep(0.05)  # bpftrace 0.17 prints its line before attaching
+            if kernel:
+                if not ids:
+                    run.progs_exact = False
+                    ids = {i for i in all_prog_ids() - before_ids
+                           if (info := prog_info(i)) and info.load_time >= spawned.t0_boot}
+                infos = [i for i in (prog_info(x) for x in sorted(ids)) if i is not None]
+                run.progs = [{"id": i.id, "name": i.name.decode(errors="replace"), "type": i.type,
+                              "xlated": i.xlated_prog_len // 8, "verified": i.verified_insns,
+                              "jited_bytes": i.jited_prog_len} for i in infos]
+                stats = BpfStats()
+                try:
+                    start = {i.id: (i.run_time_ns, i.run_cnt) for i in infos}
+                    took = run_workload(one.workload, events)
+                    time.sleep(0.05)
+                    d_ns = d_cnt = 0
+                    for pid_ in start:
+                        info = prog_info(pid_)
+                        if info is not None:
+                            d_ns += info.run_time_ns - start[pid_][0]
+                            d_cnt += info.run_cnt - start[pid_][1]
+                finally:
+                    stats.close()
+                if d_cnt:
+                    run.ns_per_event = d_ns / d_cnt
+                    run.events = d_cnt
+                run.extra_ns_per_call = took * 1e9 / events - baseline[one.workload]
+            else:
+                run_workload(one.workload, events)
+            spawned.interrupt(timeout)
+            if spawned.proc.returncode not in (0, -signal.SIGINT, 130):
+                raise ToolError(f"exit code {spawned.proc.returncode} after SIGINT: {spawned.describe()}")
+    finally:
+        spawned.kill()
+    run.rss_kb = spawned.rusage.ru_maxrss if spawned.rusage else None
+    return run
+
+
+def measure_tool(tool: Tool, one: OneLiner, runs: int, events: int, baseline: dict,
+                 timeout: float) -> tuple[list[Run], str | None]:
+    """`runs` measured runs after one warm-up run (page cache, .pyc files)."""
+    program = one.program
+    results: list[Run] = []
+    for attempt in range(runs + 1):
+        try:
+            try:
+                run = measure(tool, one, program, events, baseline, timeout, kernel=attempt > 0)
+            except ToolError as exc:
+                if attempt > 0 or not one.fallback:
+                    raise
+                program = one.fallback
+                try:
+                    run = measure(tool, one, program, events, baseline, timeout, kernel=False)
+                except ToolError as exc2:
+                    raise ToolError(f"{exc2} [with the older spelling; with `{one.program}`: {exc}]") from None
+        except ToolError as exc:
+            return results, str(exc)
+        except OSError as exc:
+            return results, f"{type(exc).__name__}: {exc}"
+        if attempt > 0:
+            results.append(run)
+    return results, None
+
+
+# ---------------------------------------------------------------- summary
+
+
+def median(values):
+    values = [v for v in values if v is not None]
+    return statistics.median(values) if values else None
+
+
+@dataclass
+class Cell:
+    value: float | None
+    text: str
+
+
+def metrics_for(one: OneLiner) -> list[str]:
+    if one.workload == "none":
+        return ["wall", "rss"]
+    return ["startup", "rss", "xlated", "verified", "ns_event", "extra_ns_call"]
+
+
+def summarize(runs: list[Run], one: OneLiner) -> dict[str, Cell]:
+    cells: dict[str, Cell] = {}
+
+    def put(metric, value, fmt):
+        cells[metric] = Cell(value, fmt(value) if value is not None else "n/a")
+
+    if one.workload == "none":
+        put("wall", median(r.wall_s for r in runs), lambda v: f"{v * 1000:.0f} ms")
+    else:
+        put("startup", median(r.startup_s for r in runs), lambda v: f"{v * 1000:.0f} ms")
+    rss = [r.rss_kb for r in runs if r.rss_kb]
+    put("rss", max(rss) / 1024 if rss else None, lambda v: f"{v:.1f} MiB")
+    if one.workload != "none":
+        progs = runs[0].progs if runs else []
+        put("xlated", sum(p["xlated"] for p in progs) if progs else None, lambda v: f"{v:.0f}")
+        put("verified", sum(p["verified"] for p in progs) if progs else None, lambda v: f"{v:.0f}")
+        put("ns_event", median(r.ns_per_event for r in runs), lambda v: f"{v:.0f} ns")
+        put("extra_ns_call", median(r.extra_ns_per_call for r in runs), lambda v: f"{v:.0f} ns")
+    return cells
+
+
+METRIC_TITLES = {
+    "wall": "wall time, spawn to exit",
+    "startup": "startup to attach line",
+    "rss": "peak RSS",
+    "xlated": "BPF insns (xlated)",
+    "verified": "BPF insns verified",
+    "ns_event": "BPF ns/event",
+    "extra_ns_call": "+ns per syscall (end to end)",
+}
+
+
+def ratio(a: Cell | None, b: Cell | None) -> str:
+    if a is None or b is None or a.value is None or b.value is None:
+        return "n/a"
+    if b.value == 0:
+        return "n/a" if a.value else "1.00"
+    return f"{a.value / b.value:.2f}"
+
+
+def markdown_table(results, tools: list[str]) -> str:
+    show_ratio = tools == ["ptrace", "bpftrace"]
+    head = ["one-liner", "metric", *tools] + (["ptrace/bpftrace"] if show_ratio else [])
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for one in ONE_LINERS:
+        per_tool = {t: results[t][one.key]["cells"] for t in tools if one.key in results[t]}
+        if not per_tool:
+            continue
+        for i, metric in enumerate(metrics_for(one)):
+            first = f"`{one.program}`"
+            for t in tools:
+                runs = results[t][one.key]["runs"]
+                if runs and runs[0].program_text != one.program:
+                    first += f" ({t}: `{one.fallback_note or runs[0].program_text}`)"
+            row = [first if i == 0 else "", METRIC_TITLES[metric]]
+            row += [per_tool.get(t, {}).get(metric, Cell(None, "n/a")).text for t in tools]
+            if show_ratio:
+                row.append(ratio(per_tool["ptrace"].get(metric), per_tool["bpftrace"].get(metric)))
+            lines.append("| " + " | ".join(c.replace("|", "\\|") for c in row) + " |")
+    return "\n".join(lines)
+
+
+# ---------------------------------------------------------------- main
+
+
+def ptrace_env() -> dict:
+    # Let Python cache bytecode (.pyc) as an installed ptrace would have it;
+    # PYTHONDONTWRITEBYTECODE=1 would make every start recompile every module.
+    env = dict(os.environ)
+    env.pop("PYTHONDONTWRITEBYTECODE", None)
+    return env
+
+
+def default_ptrace() -> Tool:
+    return Tool("ptrace", [sys.executable, "-m", "ptrace_lang"], cwd=ROOT, env=ptrace_env())
+
+
+def tool_version(tool: Tool) -> str:
+    try:
+        proc = subprocess.run([*tool.argv, "-V"], cwd=tool.cwd, capture_output=True, text=True, timeout=30)
+        return (proc.stdout.strip() or proc.stderr.strip()).splitlines()[-1][:80]
+    except Exception as exc:  # noqa: BLE001 - only for the report
+        return f"unknown ({exc.__class__.__name__})"
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--runs", type=int, default=5,
+                        help="measured runs per one-liner and tool, after one warm-up run (median; default 5)")
+    parser.add_argument("--events", type=int, default=200_000, help="syscalls in the workload loop (default 200000)")
+    parser.add_argument("--ptrace", default=None,
+                        help="command for ptrace (default: python3 -m ptrace_lang in the checkout; "
+                             "e.g. --ptrace ptrace for the installed command)")
+    parser.add_argument("--bpftrace", default="bpftrace", help="command for bpftrace (default: bpftrace)")
+    parser.add_argument("--only", choices=["ptrace", "bpftrace"], help="measure one tool only")
+    parser.add_argument("--filter", help="only one-liners whose key contains this (exit,count,hist,sum_avg,printf)")
+    parser.add_argument("--timeout", type=float, default=60.0, help="seconds allowed to attach and to exit")
+    parser.add_argument("--json", metavar="FILE", help="also write every raw number to FILE")
+    args = parser.parse_args(argv)
+
+    if os.geteuid() != 0:
+        print("bench.py: needs root (BPF programs, BPF stats)", file=sys.stderr)
+        return 2
+
+    tools: list[Tool] = []
+    if args.only != "bpftrace":
+        tools.append(Tool("ptrace", shlex.split(args.ptrace), env=ptrace_env()) if args.ptrace
+                     else default_ptrace())
+    if args.only != "ptrace":
+        argv_b = shlex.split(args.bpftrace)
+        if shutil.which(argv_b[0]) is None:
+            print(f"bench.py: {argv_b[0]} not found; measuring ptrace only", file=sys.stderr)
+        else:
+            tools.append(Tool("bpftrace", argv_b))
+    names = [t.name for t in tools]
+    one_liners = [o for o in ONE_LINERS if not args.filter or args.filter in o.key]
+
+    print(f"# bench: {platform.node()} {platform.release()} {platform.machine()}, {os.cpu_count()} CPUs, "
+          f"{args.runs} runs, {args.events} syscalls per loop")
+    for tool in tools:
+        print(f"#   {tool.name}: {' '.join(tool.argv)}  [{tool_version(tool)}]")
+
+    baseline = {kind: baseline_ns_per_call(kind, args.events) for kind in ("getppid", "read")}
+    print(f"#   untraced loop: getppid {baseline['getppid']:.0f} ns/call, read(1 byte) {baseline['read']:.0f} ns/call")
+    print(flush=True)
+
+    results = {t.name: {} for t in tools}
+    errors = []
+    for one in one_liners:
+        for tool in tools:
+            t0 = time.monotonic()
+            runs, error = measure_tool(tool, one, args.runs, args.events, baseline, args.timeout)
+            cells = summarize(runs, one) if runs else {}
+            results[tool.name][one.key] = {"runs": runs, "cells": cells, "error": error}
+            if error:
+                errors.append(f"{tool.name} `{one.program}`: {error}")
+            progs = runs[0].progs if runs else []
+            prog_text = ", ".join(f"{p['name'] or '?'}:{p['xlated']}/{p['verified']}" for p in progs)
+            if runs and not runs[0].progs_exact:
+                prog_text = "~" + prog_text
+            raw = "; ".join(f"{c.text}" for c in cells.values())
+            used = runs[0].program_text if runs else one.program
+            print(f"{tool.name:8s} {one.key:8s} {time.monotonic() - t0:5.1f}s  {raw or 'n/a'}"
+                  + (f"  progs(name:xlated/verified)=[{prog_text}]" if prog_text else "")
+                  + (f"  [ran: {used}]" if used != one.program else "")
+                  + (f"  ERROR: {error}" if error else ""), flush=True)
+
+    print()
+    print(markdown_table(results, names))
+    if errors:
+        print("\nErrors (n/a above):")
+        for e in errors:
+            print(f"- {e}")
+    print("\nNotes: medians of the runs (after a warm-up run); ratio < 1 means ptrace is smaller/faster. bpftrace 0.17 prints its "
+          "attach line before attaching, ptrace after. BPF ns/event is the kernel's run_time_ns/run_cnt "
+          "summed over the tool's programs (bpf_stats); +ns per syscall is the loop's slowdown per call "
+          "against an untraced run.")
+
+    if args.json:
+        dump = {
+            tool: {key: {"error": v["error"], "runs": [r.__dict__ for r in v["runs"]],
+                         "summary": {m: c.value for m, c in v["cells"].items()}}
+                   for key, v in per.items()}
+            for tool, per in results.items()
+        }
+        Path(args.json).write_text(json.dumps({"baseline_ns_per_call": baseline, "results": dump}, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
