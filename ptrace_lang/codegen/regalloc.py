@@ -18,7 +18,8 @@ Algorithm (George & Appel, "Iterated Register Coalescing", TOPLAS 1996), adapted
   registers of move partners (weighted by loop depth), away from registers that uncoloured
   neighbours want, and otherwise r1-r5, r0 before the callee-saved r6-r9.
 * Actual spills are rewritten and the whole thing repeats: a vreg with a single constant
-  definition (``mov imm``, ``ld_imm64``, map fd) is rematerialised at each use; other vregs go
+  definition (``mov imm``, ``ld_imm64``, map fd) or a frame address (``r10 + imm``) is
+  rematerialised at each use (no stack slot, no store); other vregs go
   to a u64 stack slot: a fresh short-lived temp is reloaded before each use and stored after
   each def (``x = %s`` / ``%s = x`` become a direct load / store). Temps are never spilled.
 * Spill slots are themselves allocated at the end: slot liveness over the CFG, slots whose
@@ -93,11 +94,24 @@ def _is_pure_def(insn: ir.Insn) -> bool:
     return isinstance(insn, (ir.Alu, ir.LoadImm64, ir.LoadMapFd, ir.Load, ir.Endian))
 
 
-def _is_const_def(insn: ir.Insn) -> bool:
-    """A definition that can be recomputed anywhere (rematerialisation)."""
-    if isinstance(insn, (ir.LoadImm64, ir.LoadMapFd)):
-        return True
-    return isinstance(insn, ir.Alu) and insn.op == "mov" and isinstance(insn.src, int)
+def _remat_sequence(insns: list[ir.Insn], sites: list[int]) -> list[ir.Insn] | None:
+    """The definition(s) of a vreg if they can be recomputed anywhere (rematerialisation):
+    a single constant definition (``mov imm``, ``ld_imm64``, map fd) or a frame address
+    (``v = r10; v += imm`` as two adjacent instructions)."""
+    if len(sites) == 1:
+        d = insns[sites[0]]
+        if isinstance(d, (ir.LoadImm64, ir.LoadMapFd)):
+            return [d]
+        if isinstance(d, ir.Alu) and d.op == "mov" and isinstance(d.src, int):
+            return [d]
+        return None
+    if len(sites) == 2 and sites[1] == sites[0] + 1:
+        a, b = insns[sites[0]], insns[sites[1]]
+        if (isinstance(a, ir.Alu) and a.op == "mov" and a.width == 64 and a.src == ir.FP
+                and isinstance(b, ir.Alu) and b.op == "add" and b.width == 64
+                and isinstance(b.src, int) and b.dst == a.dst):
+            return [a, b]
+    return None
 
 
 def _check(insns: list[ir.Insn]) -> None:
@@ -582,13 +596,13 @@ class _Spiller:
         return v
 
     def rewrite(self, insns: list[ir.Insn], spilled: set[ir.VReg],
-                remat: dict[ir.VReg, ir.Insn]) -> list[ir.Insn]:
+                remat: dict[ir.VReg, list[ir.Insn]]) -> list[ir.Insn]:
         slot = {}
         for v in sorted(spilled, key=lambda r: r.id):
             if v not in remat:
                 slot[v] = self.next_slot
                 self.next_slot += 1
-        remat_defs = {id(d) for d in remat.values()}
+        remat_defs = {id(d) for seq in remat.values() for d in seq}
         out: list[ir.Insn] = []
         for ins in insns:
             if id(ins) in remat_defs:
@@ -608,7 +622,7 @@ class _Spiller:
                     out.append(_SpillLoad(d, ir.FP, 0, 8, slot=slot[s], span=sp))
                     continue
                 if s in remat and d not in spilled:
-                    out.append(replace(remat[s], dst=d))
+                    out.extend(replace(r, dst=d, span=sp) for r in remat[s])
                     continue
             uses = ir.uses(ins)
             defs = ir.defs(ins)
@@ -619,7 +633,7 @@ class _Spiller:
                 mapping[v] = t
                 if v in uses:
                     if v in remat:
-                        out.append(replace(remat[v], dst=t, span=sp))
+                        out.extend(replace(r, dst=t, span=sp) for r in remat[v])
                     else:
                         out.append(_SpillLoad(t, ir.FP, 0, 8, slot=slot[v], span=sp))
                 if v in defs:
@@ -727,14 +741,15 @@ def allocate_registers(insns: list[ir.Insn], frame_depth: int) -> tuple[list[ir.
     for _ in range(_MAX_ROUNDS):
         fn = _Function(prog)
         nospill = {fn.node[t] for t in spiller.temps if t in fn.node}
-        # vregs with exactly one definition that is a constant: rematerialisable
+        # vregs whose value can be recomputed at each use instead of going to the stack
         def_sites: dict[int, list[int]] = {}
         for i, ds in enumerate(fn.defs):
             for d in ds:
                 if d >= K:
                     def_sites.setdefault(d, []).append(i)
-        remat_nodes = {v for v, sites in def_sites.items()
-                       if len(sites) == 1 and _is_const_def(prog[sites[0]])}
+        remat_seqs = {v: seq for v, sites in def_sites.items()
+                      if (seq := _remat_sequence(prog, sites)) is not None}
+        remat_nodes = set(remat_seqs)
         col = _Colouring(fn, nospill, remat_nodes)
         colour, spilled = col.run()
         if not spilled:
@@ -744,7 +759,7 @@ def allocate_registers(insns: list[ir.Insn], frame_depth: int) -> tuple[list[ir.
             raise RegAllocError("register allocation failed: too many registers are needed "
                                 "at one instruction")
         spilled_regs = {fn.reg_of(v) for v in spilled}
-        remat = {fn.reg_of(v): prog[def_sites[v][0]] for v in spilled if v in remat_nodes}
+        remat = {fn.reg_of(v): remat_seqs[v] for v in spilled if v in remat_seqs}
         prog = spiller.rewrite(prog, spilled_regs, remat)
     else:
         raise RegAllocError("register allocation did not converge")

@@ -422,6 +422,18 @@ def test_constants_are_rematerialised_not_spilled():
     assert depth == 16
 
 
+def test_frame_addresses_are_rematerialised_not_spilled():
+    prog = [Alu("mov", V(100), R1)]
+    for k in range(7):
+        prog += [Alu("mov", V(k), R10), Alu("add", V(k), -8 * (k + 1))]
+    prog.append(Call(5, 0))
+    for k in range(7):
+        prog += [Alu("mov", R1, V(k)), Alu("mov", R2, V(100)), Call(6, 2)]
+    prog += [Alu("mov", R0, 0), Exit()]
+    out, depth = check_same(prog, frame_depth=56)
+    assert depth == 56
+
+
 def test_stack_depth_unchanged_without_spills_and_aligned_with():
     prog = [Alu("mov", R0, 1), Exit()]
     assert allocate_registers(prog, 13)[1] == 13
