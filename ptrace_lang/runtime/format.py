@@ -81,8 +81,9 @@ class MapData:
     entries: ``[(key, value), ...]`` in the order the kernel returned them (ties in the sort keep
              that order, as bpftrace's do). Scalar maps have one entry whose key is None.
              value: int for count/sum/min/max; int (the average) or ``(count, total)`` for avg;
-             ``(count, total)`` for stats; ``{bucket_index: count}`` for hist and lhist (see
-             hist_index / lhist_index); anything printable for value maps.
+             ``(count, total)`` for stats; ``{bucket_index: count}`` (or a list indexed by bucket)
+             for hist and lhist (see hist_index / lhist_index); anything printable for value
+             maps: int, str, bool, tuple, Record, Stack, bytes (a buffer), list (an array).
     keyed:   False for a scalar map (``@x``), True for ``@x[...]``.
     hist_k:  the k of ``hist(n, k)``.
     lhist:   ``(min, max, step)`` of ``lhist(n, min, max, step)``.
@@ -366,7 +367,7 @@ def _sorted_entries(md: MapData, stats_style: str) -> list:
     elif kind == "stats":
         entries.sort(key=lambda e: stats_average(e[1][0], e[1][1]))
     elif kind in ("hist", "lhist"):
-        entries.sort(key=lambda e: sum(e[1].values()))
+        entries.sort(key=lambda e: sum(e[1].values() if isinstance(e[1], dict) else e[1]))
     elif entries and all(e[1].__class__ is int for e in entries):
         entries.sort(key=lambda e: e[1])
     else:
@@ -376,6 +377,9 @@ def _sorted_entries(md: MapData, stats_style: str) -> list:
 
 def _select(md: MapData, top: int, stats_style: str) -> list:
     entries = _sorted_entries(md, stats_style)
+    if md.kind in ("hist", "lhist"):
+        # Buckets may come as {index: count} or as a list indexed by bucket (an array map's read).
+        entries = [(k, v if isinstance(v, dict) else dict(enumerate(v))) for k, v in entries]
     if md.kind == "stats" and stats_style == STYLE_OLD:
         top = 0  # 0.17 warns that print()'s top and div are ignored on stats maps
     if top and len(entries) > top:

@@ -515,3 +515,12 @@ def test_json_values():
     assert format_value_json(b"a\xff") == '{"type": "value", "data": [97,-1]}\n'
     assert format_value_json(b"a\xff", "old") == '{"type": "value", "data": "a\\\\xff"}\n'
     assert format_value_json(Stack(["f"])) == '{"type": "value", "data": "\\n        f\\n"}\n'
+
+
+def test_hist_buckets_as_list():
+    as_dict = scalar("@h", "hist", hist_of([-1, 3, 5, 2]))
+    as_list = scalar("@h", "hist", [as_dict.entries[0][1].get(i, 0) for i in range(hist_num_buckets())])
+    assert format_map(as_list) == format_map(as_dict)
+    assert format_map_json(as_list) == format_map_json(as_dict)
+    two = keyed("@h", "hist", {1: [0, 0, 5], 2: [0, 1]})
+    assert format_map(two).startswith("@h[2]:\n[0]  ")
