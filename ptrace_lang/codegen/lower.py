@@ -574,15 +574,16 @@ class Lowering:
         self.emit(ir.Label(done))
 
     def hist_bucket(self, value: VReg, k: int) -> VReg:
-        """Bucket index as runtime.format.hist_index defines it: 0 negative, 1 zero,
-        then 2 + floor(log2 v) for k = 0 (with 2^k linear sub-buckets per power of two)."""
+        """Bucket index exactly as runtime.format.hist_index defines it (N = 2^k):
+        v < 0 -> 0; v < N -> v + 1; else with p = floor(log2 v), s = p - k:
+        (s << k) + (v >> s) + 1, which is p + 2 when k = 0."""
         out = self.vreg()
         done = self.label("bucket")
         self.mov(out, 0)
         self.emit(ir.CondJump("jslt", value, 0, done))
-        self.mov(out, 1)
-        self.emit(ir.CondJump("jeq", value, 0, done))
-        # log2 by binary search
+        self.mov(out, value)
+        self.emit(ir.Alu("add", out, 1))
+        self.emit(ir.CondJump("jlt", value, 1 << k, done))
         v = self.vreg()
         self.mov(v, value)
         lg = self.vreg()
@@ -601,20 +602,28 @@ class Lowering:
             self.mov(out, lg)
             self.emit(ir.Alu("add", out, 2))
         else:
-            # index = 2 + (lg < k ? v_exact : k-linear): see runtime.format.hist_index
-            from ptrace_lang.runtime.format import HIST_K_LOWERING
-            HIST_K_LOWERING(self, value, lg, k, out)
+            s = lg
+            self.emit(ir.Alu("sub", s, k))
+            self.mov(out, value)
+            self.emit(ir.Alu("rsh", out, s))
+            self.emit(ir.Alu("add", out, 1))
+            t = self.vreg()
+            self.mov(t, s)
+            self.emit(ir.Alu("lsh", t, k))
+            self.emit(ir.Alu("add", out, t))
         self.emit(ir.Label(done))
         return out
 
     def lhist_bucket(self, value: VReg, lo: int, hi: int, step: int) -> VReg:
+        """Bucket index as runtime.format.lhist_index: v < lo -> 0, v > hi -> n + 1,
+        else (v - lo) / step + 1, with n = (hi - lo) / step."""
         out = self.vreg()
         done = self.label("bucket")
-        nb = (hi - lo + step - 1) // step
+        n = (hi - lo) // step
         self.mov(out, 0)
         self.emit(ir.CondJump("jslt", value, lo, done))
-        self.mov(out, nb + 1)
-        self.emit(ir.CondJump("jsge", value, hi, done))
+        self.mov(out, n + 1)
+        self.emit(ir.CondJump("jsgt", value, hi, done))
         self.mov(out, value)
         if lo:
             self.emit(ir.Alu("sub", out, lo))

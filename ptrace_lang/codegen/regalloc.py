@@ -32,7 +32,7 @@ side-effect-free instructions that define an unused vreg.
 from __future__ import annotations
 
 import heapq
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import dataclass, fields, replace
 
 from ptrace_lang.bpf.opcodes import MAX_BPF_STACK
 from ptrace_lang.codegen import ir

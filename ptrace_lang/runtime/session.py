@@ -232,13 +232,10 @@ class Session:
             kmap.update(kb, bytes(len(vb)))
 
     def print_maps(self) -> None:
-        parts = []
-        for um in sorted(self.spec.user_maps, key=lambda u: u.name.encode()):
-            text = self.format_user_map(um)
-            if text:
-                parts.append(text)
-        if parts:
-            self.out.write("\n" + "".join(parts))
+        from ptrace_lang.runtime.format import EXIT_PREAMBLE, format_maps
+
+        data = [self.read_user_map(um) for um in self.spec.user_maps]
+        self.out.write(EXIT_PREAMBLE + format_maps(data, stats_style=self.opts.stats_style))
         self.out.flush()
 
     def report_counters(self) -> None:

@@ -687,13 +687,12 @@ def check_format(an: _Analyzer, fname: str, fmt_node: ast.StrLit, args: list[ast
     except ValueError as err:
         an.error(f"{fname}: {err}", fmt_node.span)
         return
-    if len(specs) > len(args):
-        an.error(f"{fname}: Not enough arguments for format string ({len(args)} supplied, "
-                 f"{len(specs)} expected)", fmt_node.span.join(args[-1].span if args else None))
-        return
-    if len(specs) < len(args):
-        an.error(f"{fname}: Too many arguments for format string ({len(args)} supplied, "
-                 f"{len(specs)} expected)", args[len(specs)].span.join(args[-1].span))
+    from ptrace_lang.runtime.printf import check_arg_count
+
+    problem = check_arg_count(specs, len(args))
+    if problem is not None:
+        span = fmt_node.span.join(args[-1].span) if args else fmt_node.span
+        an.error(f"{fname}: {problem}", span)
         return
     for spec, arg, t in zip(specs, args, types):
         cls = arg_class(spec)
