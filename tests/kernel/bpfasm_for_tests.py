@@ -109,3 +109,45 @@ def prog(*parts: bytes) -> bytes:
 
 def n_insns(code: bytes) -> int:
     return len(code) // 8
+
+
+ATOMIC = 0xC0
+
+
+def atomic_add64(dst: int, src: int, off: int) -> bytes:
+    """lock *(u64 *)(dst + off) += src"""
+    return insn(STX | ATOMIC | DW, dst, src, off, ADD)
+
+
+class Label(str):
+    """A jump target: put Label("x") in the program, jump with jmp_to(..., "x")."""
+
+
+def jmp_to(op: int, dst: int, imm: int, label: str) -> tuple:
+    return ("jmp", op, dst, imm, label)
+
+
+def assemble(*items) -> bytes:
+    """Concatenate bytes items, resolving jmp_to() targets to Label()s."""
+    pos = 0
+    labels: dict[str, int] = {}
+    for it in items:
+        if isinstance(it, Label):
+            labels[str(it)] = pos
+        elif isinstance(it, tuple):
+            pos += 1
+        else:
+            pos += len(it) // 8
+    out = []
+    pos = 0
+    for it in items:
+        if isinstance(it, Label):
+            continue
+        if isinstance(it, tuple):
+            _, op, dst, imm, label = it
+            out.append(jmp_imm(op, dst, imm, labels[label] - pos - 1))
+            pos += 1
+        else:
+            out.append(it)
+            pos += len(it) // 8
+    return b"".join(out)

@@ -1,0 +1,36 @@
+"""Kernel-layer tests need root and a working bpf(); skip them all otherwise."""
+
+from __future__ import annotations
+
+import os
+import sys
+
+import pytest
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+
+def _skip_reason() -> str | None:
+    if not sys.platform.startswith("linux"):
+        return "kernel tests need Linux"
+    if os.geteuid() != 0:
+        return "kernel tests need root (bpf() and perf_event_open() on tracepoints)"
+    try:
+        from ptrace_lang.kernel import sys as ksys
+        attr = ksys.MapCreateAttr(map_type=ksys.BPF_MAP_TYPE_ARRAY, key_size=4,
+                                  value_size=8, max_entries=1)
+        os.close(ksys.bpf(ksys.BPF_MAP_CREATE, attr))
+    except OSError as e:
+        return f"bpf() is unavailable here: {e}"
+    return None
+
+
+SKIP_REASON = _skip_reason()
+if SKIP_REASON:
+    print(f"\ntests/kernel skipped: {SKIP_REASON}", file=sys.stderr)
+
+
+@pytest.fixture(autouse=True)
+def _require_bpf():
+    if SKIP_REASON:
+        pytest.skip(SKIP_REASON)
