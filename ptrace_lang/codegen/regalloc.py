@@ -754,10 +754,17 @@ def allocate_registers(insns: list[ir.Insn], frame_depth: int) -> tuple[list[ir.
         colour, spilled = col.run()
         if not spilled:
             break
-        bad = spilled & {fn.node[t] for t in spiller.temps if t in fn.node}
+        temp_nodes = {fn.node[t] for t in spiller.temps if t in fn.node}
+        bad = spilled & temp_nodes
         if bad:
-            raise RegAllocError("register allocation failed: too many registers are needed "
-                                "at one instruction")
+            # a spill temp found no register: spill one of its (longer-lived) neighbours
+            spilled -= bad
+            for t in sorted(bad):
+                cands = [v for v in col.adj[t] if v >= K and v not in temp_nodes]
+                if not cands:
+                    raise RegAllocError("register allocation failed: too many registers are "
+                                        "needed at one instruction")
+                spilled.add(min(cands, key=lambda v: (col.cost[v] / len(col.adj[v]), v)))
         spilled_regs = {fn.reg_of(v) for v in spilled}
         remat = {fn.reg_of(v): remat_seqs[v] for v in spilled if v in remat_seqs}
         prog = spiller.rewrite(prog, spilled_regs, remat)

@@ -8,7 +8,7 @@ import pytest
 
 from ptrace_lang.codegen import ir
 from ptrace_lang.codegen.emit import emit, peephole
-from ptrace_lang.codegen.ir import (R0, R1, R2, R3, R4, R5, R10, Alu, AtomicAdd, Call, CondJump,
+from ptrace_lang.codegen.ir import (R0, R1, R2, R3, R10, Alu, AtomicAdd, Call, CondJump,
                                     Endian, Exit, Jump, Label, Load, LoadImm64, LoadMapFd,
                                     PReg, Store, VReg)
 from ptrace_lang.codegen.regalloc import allocate_registers
@@ -533,6 +533,7 @@ class _Gen:
         self.nl = 0
         self.frame_depth = frame_depth
         self.protected: set[VReg] = set()
+        self.final_uses = rng.choice((1, 3, 12))
 
     def vreg(self) -> VReg:
         self.nv += 1
@@ -605,7 +606,12 @@ class _Gen:
             n = r.randrange(0, 6)
             for a in range(n):
                 src = self.operand(defined)
-                o.append(Alu("mov", ir.ARG_REGS[a], src))
+                if r.random() < 0.3:    # computed while earlier argument registers are busy
+                    t = self.vreg()
+                    o.append(Alu("mov", t, src))
+                    o.append(Alu(r.choice(("add", "xor", "mul")), t, self.operand(defined)))
+                    src = t
+                o.append(Alu("mov", ir.ARG_REGS[a], src, width=r.choice((64, 64, 64, 32))))
             o.append(Call(r.randrange(1, 50), n))
             if r.random() < 0.8:
                 v = self.vreg()
@@ -661,7 +667,7 @@ class _Gen:
         # use several live values at the end so that many stay live for a long time
         res = self.vreg()
         self.out.append(Alu("mov", res, 0))
-        for v in self.rng.sample(defined, min(len(defined), 12)):
+        for v in self.rng.sample(defined, min(len(defined), self.final_uses)):
             self.out.append(Alu("xor", res, v))
             self.out.append(Alu("mul", res, 3))
         self.out.append(Alu("mov", R0, res))
