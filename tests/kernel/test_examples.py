@@ -194,12 +194,17 @@ def test_example_passes_verifier(example):
 # ---------------------------------------------------------------- end to end
 
 
+# bpftrace prints two newlines at exit before the maps, even when there are none
+# (a change to print them only when maps exist was proposed upstream); accept both.
+HELLO_OUTPUTS = ("Hello, world!\n", "Hello, world!\n\n\n")
+
+
 def test_hello_exact_output():
     proc = subprocess.run(ptrace_cmd("examples/hello.bt"), cwd=ROOT, capture_output=True,
                           text=True, errors="replace", timeout=60)
     assert_no_traceback(proc.stderr)
     assert proc.returncode == 0, proc.stderr
-    assert proc.stdout == "Hello, world!\n"
+    assert proc.stdout in HELLO_OUTPUTS, repr(proc.stdout)
     assert re.search(r"^Attached 1 probes?$", proc.stderr, re.M), proc.stderr
 
 
@@ -208,7 +213,7 @@ def test_hello_quiet():
                           text=True, errors="replace", timeout=60)
     assert_no_traceback(proc.stderr)
     assert proc.returncode == 0, proc.stderr
-    assert proc.stdout == "Hello, world!\n"
+    assert proc.stdout in HELLO_OUTPUTS, repr(proc.stdout)
     assert "Attached" not in proc.stderr
 
 
