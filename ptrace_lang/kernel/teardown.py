@@ -34,7 +34,7 @@ __all__ = ["close_all", "reap_in_background", "BACKGROUND_THRESHOLD"]
 # more perf event fds than this are handed to a reaper process when
 # background is None (~31 ms each to close synchronously)
 BACKGROUND_THRESHOLD = 8
-_MAX_WORKERS = 64
+_MAX_WORKERS = 128
 
 
 def _is_perf_fd(fd: int) -> bool | None:

@@ -459,3 +459,33 @@ def test_close_all_detaches(background):
             assert _hits(m)[0] == 2
         finally:
             os.close(fd)
+
+
+def test_close_all_many_tracepoints_is_fast():
+    # sys_enter_* programs must exit fast: closing perf events serially costs
+    # ~35 ms each (under the kernel's event_mutex), so close_all hands them
+    # to a background reaper when there are many
+    names = tracefs.list_tracepoints("syscalls:sys_enter_*")[:24]
+    assert len(names) == 24
+    with Map.create(ksys.BPF_MAP_TYPE_ARRAY, 4, 16, 1) as m:
+        fd = progs.load_program(ksys.BPF_PROG_TYPE_TRACEPOINT, _cookie_prog(m.fd, os.getpid()))
+        try:
+            ls = []
+            try:
+                for i, name in enumerate(names):
+                    pfd = perf.tracepoint_event(tracefs.event_id(*name.split(":")))
+                    ls.append(links.attach_perf_event(fd, pfd, cookie=i))
+            except BaseException:
+                teardown.close_all(ls, background=False)
+                raise
+            t0 = time.perf_counter()
+            res = teardown.close_all(ls)
+            dt = time.perf_counter() - t0
+            assert res["background"] is True and res["n_perf"] == 24
+            assert all(lk.closed for lk in ls)
+            assert dt < 0.5, f"close_all took {dt:.2f} s"
+            before = _hits(m)[0]
+            os.getppid()
+            assert _hits(m)[0] == before
+        finally:
+            os.close(fd)
