@@ -61,9 +61,10 @@ def _close_fd(fd: int) -> None:
 
 
 def _close_obj(obj) -> None:
+    # teardown must go on whatever one object does
     try:
         obj.close()
-    except OSError:
+    except Exception:  # noqa: BLE001
         pass
 
 
