@@ -23,8 +23,6 @@ class Link:
     """An attachment.  ``fd`` is the bpf_link fd (or, on the legacy ioctl path,
     the perf fd itself).  close() closes the link and the perf fd it owns."""
 
-    __slots__ = ("fd", "perf_fd", "kind", "name")
-
     def __init__(self, fd: int, perf_fd: int = -1, kind: str = "", name: str = ""):
         self.fd = fd
         self.perf_fd = perf_fd
