@@ -1,12 +1,14 @@
 """Script text -> AST.
 
-``parse(text, filename)`` runs the Lark LALR parser built from ``grammar/ptrace.lark`` (contextual lexer) and turns
+``parse(text, filename)`` runs the LALR(1) parser of ``grammar/ptrace.lark`` (contextual lexer) and turns
 the parse tree into :mod:`ptrace_lang.frontend.ast` nodes with source spans. Every failure is a
 :class:`~ptrace_lang.errors.CompileError` worded like bpftrace's (``syntax error, unexpected ;``); Lark's own
 exceptions never escape.
 
-Startup: lark is imported on the first ``parse`` call, and the analysed grammar (LALR tables) is pickled to
-``$XDG_CACHE_HOME/ptrace-lang`` (or ``~/.cache/ptrace-lang``) so later runs only unpickle it.
+Startup: Lark analyses the grammar only when no cached tables exist (first run after a grammar change); the
+LALR tables are pickled as plain data to ``$XDG_CACHE_HOME/ptrace-lang`` (or ``~/.cache/ptrace-lang``; kept in
+memory only when that is not writable) and run by the small contextual-lexer + LALR driver below, so a
+normal start neither imports lark nor rebuilds anything.
 """
 from __future__ import annotations
 
@@ -28,7 +30,7 @@ BUILTIN_VARIABLES = frozenset("""
 """.split())
 _ARGN = re.compile(r"s?arg[0-9]+")
 
-_TABLES_FORMAT = 1      # bump when the layout of the cached tables changes
+_TABLES_FORMAT = 2      # bump when the layout of the cached tables changes
 
 # Terminals that are only lexed where the parser state accepts them; every other terminal is always lexed.
 # Keywords (string terminals that also match NAME/ATTACH_POINT) are recognised after matching a word, and
@@ -60,7 +62,14 @@ class _Tables:
         self._extra = {t[0]: t for t in self.terminals if t[0] in _CONTEXTUAL}
         self._scanners: dict[frozenset, list] = {}
         self._state_scanner: dict[int, list] = {}
-        self.root_scanner = self._compile(self._base + list(self._extra.values()))
+        self._root_scanner: list | None = None
+
+    @property
+    def root_scanner(self):
+        """Every terminal: used when nothing acceptable matches, to name what was found instead."""
+        if self._root_scanner is None:
+            self._root_scanner = self._compile(self._base + list(self._extra.values()))
+        return self._root_scanner
 
     def _compile(self, terms):
         order = {t[0]: i for i, t in enumerate(self.terminals)}
@@ -98,7 +107,7 @@ def _generate_tables(grammar: str) -> dict:
                             for i, sym in enumerate(rule.expansion)
                             if keep_all or not (sym.is_term and sym.filter_out))
             rule_ids[rule] = len(rules)
-            rules.append((rule.alias or rule.origin.name, rule.origin.name, len(rule.expansion),
+            rules.append((str(rule.alias or rule.origin.name), str(rule.origin.name), len(rule.expansion),
                           bool(rule.options.expand1) and not rule.alias, include))
         return rule_ids[rule]
 
@@ -108,7 +117,7 @@ def _generate_tables(grammar: str) -> dict:
     for s in range(n):
         acts = {}
         for sym, (action, arg) in table.states[s].items():
-            acts[sym] = arg if action.name == "Shift" else -(rule_id(arg) + 1)
+            acts[str(sym)] = int(arg) if action.name == "Shift" else -(rule_id(arg) + 1)
         states.append(acts)
     terms = sorted(lk.terminals, key=lambda t: (-t.priority, -t.pattern.max_width, -len(t.pattern.value), t.name))
     keywords: dict = {}
@@ -124,12 +133,12 @@ def _generate_tables(grammar: str) -> dict:
         "format": _TABLES_FORMAT,
         "states": states,
         "rules": rules,
-        "start": table.start_states["start"],
-        "end": table.end_states["start"],
-        "terminals": [(t.name, t.pattern.to_regexp(), t.pattern.type == "str",
-                       t.pattern.value if t.pattern.type == "str" else None) for t in terms],
-        "keywords": keywords,
-        "ignore": list(lk.ignore_tokens),
+        "start": int(table.start_states["start"]),
+        "end": int(table.end_states["start"]),
+        "terminals": [(str(t.name), str(t.pattern.to_regexp()), t.pattern.type == "str",
+                       str(t.pattern.value) if t.pattern.type == "str" else None) for t in terms],
+        "keywords": {str(k): {str(w): str(n) for w, n in v.items()} for k, v in keywords.items()},
+        "ignore": [str(t) for t in lk.ignore_tokens],
     }
 
 
@@ -347,6 +356,34 @@ def _run(tables: _Tables, text: str) -> Node:
             return node
 
 
+# ---------------------------------------------------------------- public entry point
+
+
+def parse(text: str, filename: str = "stdin") -> ast.Program:
+    """Parse a whole script. Raises CompileError (never anything else) on any bad input."""
+    errors.SOURCES.add(filename, text)
+    src = text
+    if src.startswith("#!"):
+        # A shebang line: blank it out (keeping columns and line numbers intact).
+        nl = src.find("\n")
+        nl = len(src) if nl < 0 else nl
+        src = " " * nl + src[nl:]
+    tables = _get_tables()
+    err: CompileError | None = None
+    try:
+        tree = _run(tables, src)
+    except _LexFailure as e:
+        err = _lex_error(e, src, filename)
+    except _Unexpected as e:
+        err = _syntax_error(tables, e, src, filename)
+    if err is not None:
+        raise err
+    try:
+        return _Builder(filename, text).program(tree)
+    except RecursionError:  # pragma: no cover - the builder is iterative; belt and braces
+        raise CompileError("program is nested too deeply", _eof_span(src, filename)) from None
+
+
 # ---------------------------------------------------------------- syntax errors
 
 
@@ -357,18 +394,14 @@ def _line_col(src: str, pos: int) -> tuple[int, int]:
 
 
 def _pos_span(src: str, filename: str, pos: int, end: int | None = None) -> Span:
-    """From ``pos`` to ``end`` (default: the end of pos's line)."""
+    """From ``pos`` to ``end`` (default and at most: the end of pos's line)."""
     line, col = _line_col(src, pos)
-    if end is None:
-        eol = src.find("\n", pos)
-        end = len(src) if eol < 0 else eol
-        end = max(end, pos + 1)
-    eline, ecol = _line_col(src, end)
-    if eline != line:
-        eol = src.find("\n", pos)
-        eline, ecol = line, (eol if eol >= 0 else len(src)) - (pos - col + 1) + 1
-        ecol = max(ecol, col + 1)
-    return Span(filename, line, col, eline, ecol)
+    eol = src.find("\n", pos)
+    eol = len(src) if eol < 0 else eol
+    if end is None or end > eol:
+        end = eol
+    end = max(end, pos + 1)
+    return Span(filename, line, col, line, col + (end - pos))
 
 
 def _eof_span(src: str, filename: str) -> Span:
@@ -403,7 +436,7 @@ _ORDER = {name: i for i, name in enumerate(
      "ASSIGN", "DOTDOT"])}
 
 
-def _display(parser, name: str, value: str | None = None) -> str:
+def _display(tables: _Tables, name: str, value: str | None = None) -> str:
     if name in ("NAME", "ATTACH_POINT") and value is not None:
         if re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", value):
             if value in BUILTIN_VARIABLES or _ARGN.fullmatch(value):
@@ -411,57 +444,55 @@ def _display(parser, name: str, value: str | None = None) -> str:
             return "identifier"
     if name in _REGEX_DISPLAY:
         return _REGEX_DISPLAY[name]
-    try:
-        term = parser.get_terminal(name)
-    except KeyError:
+    s = tables.strings.get(name)
+    if s is None:
         return name.lower()
-    if term.pattern.type == "str":
-        s = term.pattern.value
-        # bison quotes token names that contain a comma or a quote: expecting ) or ","
-        return f'"{s}"' if ("," in s or "'" in s or "\\" in s) else s
-    return name.lower()
+    # bison quotes token names that contain a comma or a quote: expecting ) or ","
+    return f'"{s}"' if ("," in s or "'" in s or "\\" in s) else s
 
 
-def _expected_after_default_reductions(state, token_type: str) -> list[str] | None:
+def _is_terminal(sym: str) -> bool:
+    return sym == "$END" or sym == "_ELSE" or (sym.isupper() and not sym.startswith("_"))
+
+
+def _expected_after_default_reductions(tables: _Tables, stack: list[int], token_type: str) -> list[str]:
     """bpftrace's bison parser performs default reductions before it notices an error, so its
     "expecting" list is the set of tokens shiftable in the state where no reduction is left.
-    Emulate that on Lark's LALR tables."""
-    try:
-        states = state.parse_conf.states
-        stack = list(state.state_stack)
-    except AttributeError:
-        return None
-    for _ in range(200):
-        actions = states[stack[-1]]
-        reduces: dict = {}
-        for tok, (action, arg) in actions.items():
-            if action.name == "Reduce" and tok.isupper():
-                reduces[arg] = reduces.get(arg, 0) + 1
+    Emulate that on our LALR tables."""
+    states = tables.states
+    work: list[int] | None = list(stack)
+    for _ in range(500):
+        actions = states[work[-1]]
+        reduces: dict[int, int] = {}
+        for act in actions.values():
+            if act < 0:
+                reduces[act] = reduces.get(act, 0) + 1
         if not reduces:
             break
-        rule = max(reduces.items(), key=lambda kv: kv[1])[0]
-        size = len(rule.expansion)
+        act = max(reduces.items(), key=lambda kv: (kv[1], kv[0]))[0]
+        _name, origin, size, _e, _i = tables.rules[-act - 1]
         if size:
-            if size >= len(stack):
-                return None
-            del stack[-size:]
-        goto = states[stack[-1]].get(rule.origin.name)
+            if size >= len(work):
+                break
+            del work[-size:]
+        goto = states[work[-1]].get(origin)
         if goto is None:
-            return None
-        stack.append(goto[1])
-        if token_type in states[stack[-1]]:
-            return None  # the token would be accepted after all: report the original state
-    return [tok for tok, (action, _arg) in states[stack[-1]].items()
-            if action.name == "Shift" and (tok.isupper() or tok == "$END") and not tok.startswith("__")]
+            break
+        work.append(goto)
+        if token_type in states[goto]:
+            work = None  # accepted after all: report the original state
+            break
+    final = states[work[-1]] if work else states[stack[-1]]
+    return [sym for sym, act in final.items() if act >= 0 and _is_terminal(sym)]
 
 
-def _expecting(parser, names) -> str:
+def _expecting(tables: _Tables, names) -> str:
     names = set(names)
     if "LBRACE" in names and "SLASH" in names:
         names = {"LBRACE"}  # after attach points: "," and a predicate are possible too, bpftrace says "{"
     shown: list[str] = []
-    for n in sorted(names, key=lambda n: (_ORDER.get(n, 100), _display(parser, n))):
-        d = _display(parser, n)
+    for n in sorted(names, key=lambda n: (_ORDER.get(n, 100), _display(tables, n))):
+        d = _display(tables, n)
         if d not in shown:
             shown.append(d)
     if not shown or len(shown) > 4:
@@ -469,34 +500,30 @@ def _expecting(parser, names) -> str:
     return ", expecting " + " or ".join(shown)
 
 
-def _unexpected_token(e, src: str, filename: str) -> CompileError:
-    parser = _get_parser()
+def _syntax_error(tables: _Tables, e: _Unexpected, src: str, filename: str) -> CompileError:
     tok = e.token
     if tok.type == "$END":
         what = "end of file"
         span = _eof_span(src, filename)
     else:
-        what = _display(parser, tok.type, str(tok))
+        what = _display(tables, tok.type, str(tok))
         span = _tok_span(tok, filename)
-    expected = None
-    if getattr(e, "state", None) is not None:
-        expected = _expected_after_default_reductions(e.state, tok.type)
-    if expected is None:
-        expected = [n for n in (e.expected or ()) if n.isupper() or n == "$END"]
-    return CompileError(f"syntax error, unexpected {what}{_expecting(parser, expected)}", span)
+    expected = _expected_after_default_reductions(tables, e.stack, tok.type)
+    if tok.type == "$END" and "RBRACE" in expected:
+        expected = ["RBRACE"]  # the input stopped inside a block: the useful hint is the missing "}"
+    return CompileError(f"syntax error, unexpected {what}{_expecting(tables, expected)}", span)
 
 
-def _unexpected_chars(e, src: str, filename: str) -> CompileError:
-    pos = e.pos_in_stream
+def _lex_error(e: _LexFailure, src: str, filename: str) -> CompileError:
+    pos = e.pos
+    if e.message:
+        return CompileError(e.message, _pos_span(src, filename, pos, e.end))
     ch = src[pos] if pos < len(src) else ""
     if ch == '"':
         return CompileError("unterminated string", _pos_span(src, filename, pos))
     if src.startswith("/*", pos):
         return CompileError("end of file during comment", _pos_span(src, filename, pos))
-    if ch.isprintable() and ch not in "\t":
-        shown = ch
-    else:
-        shown = ascii(ch)[1:-1]
+    shown = ch if ch.isprintable() else ascii(ch)[1:-1]
     return CompileError(f"invalid character '{shown}'", _pos_span(src, filename, pos, pos + 1))
 
 
@@ -664,18 +691,16 @@ class _Builder:
 
     @staticmethod
     def nodes(children):
-        from lark import Token
         return [c for c in children if not isinstance(c, Token)]
 
     # -- driver: iterative post-order walk (deeply nested scripts must not hit Python's recursion limit)
 
     def program(self, tree) -> ast.Program:
-        from lark import Tree
         out: list = []
         stack = [(tree, False)]
         while stack:
             node, done = stack.pop()
-            if not isinstance(node, Tree):
+            if not isinstance(node, Node):
                 out.append(node)
                 continue
             if not done:
@@ -779,6 +804,8 @@ class _Builder:
             self.value_tail.add(id(block))
         return block
 
+    t_body = t_block
+
     def t_last_stmt(self, tree, ch):
         return _Last(ch[0])
 
@@ -845,7 +872,6 @@ class _Builder:
     # -- types
 
     def _type(self, tree, ch):
-        from lark import Token
         base = ch[0]
         if isinstance(base, Token):
             name = str(base)
@@ -965,11 +991,26 @@ class _Builder:
     def t_offsetof(self, tree, ch):
         return ast.Offsetof(ch[0], [str(t) for t in ch[1:]], span=self.span(tree))
 
+    def block_value(self, block: ast.Block) -> ast.BlockExpr | None:
+        """``{ stmts; expr }`` as a BlockExpr; a trailing nested block that itself ends in a value counts
+        (``{ $a = 1; { $a + 1 } }``: a "{" at the start of a statement always opens a block)."""
+        if not block.stmts:
+            return None
+        last = block.stmts[-1]
+        if id(block) in self.value_tail and isinstance(last, ast.ExprStmt):
+            return ast.BlockExpr(block.stmts[:-1], last.expr, span=block.span)
+        if isinstance(last, ast.Block):
+            inner = self.block_value(last)
+            if inner is not None:
+                return ast.BlockExpr(block.stmts[:-1], inner, span=block.span)
+        return None
+
     def t_block_expr(self, tree, ch):
-        block = ch[0]
-        if id(block) not in self.value_tail or not isinstance(block.stmts[-1], ast.ExprStmt):
-            raise self.error("a block used as a value must end with an expression (without ';')", block.span)
-        return ast.BlockExpr(block.stmts[:-1], block.stmts[-1].expr, span=self.span(tree))
+        value = self.block_value(ch[0])
+        if value is None:
+            raise self.error("a block used as a value must end with an expression (without ';')", ch[0].span)
+        value.span = self.span(tree)
+        return value
 
     # -- literals
 
