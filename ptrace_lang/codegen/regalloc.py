@@ -37,7 +37,7 @@ from dataclasses import dataclass, fields, replace
 from ptrace_lang.bpf.opcodes import MAX_BPF_STACK
 from ptrace_lang.codegen import ir
 from ptrace_lang.codegen.emit import is_self_move, peephole
-from ptrace_lang.errors import CompileError
+from ptrace_lang.errors import NO_SPAN, CompileError
 
 K = 10                      # r0..r9
 _PRECOLORED = K             # node ids < K are the machine registers
@@ -287,7 +287,7 @@ def _eliminate_dead_code(insns: list[ir.Insn]) -> list[ir.Insn]:
 
 
 class _Colouring:
-    def __init__(self, fn: _Function, nospill: set[int], remat: set[int]) -> None:
+    def __init__(self, fn: _Function, nospill: set[int], cost: list[float]) -> None:
         self.fn = fn
         n = fn.nnodes
         self.n = n
@@ -296,10 +296,9 @@ class _Colouring:
         self.move_list: list[set[int]] = [set() for _ in range(n)]
         self.move_ends: dict[int, tuple[int, int]] = {}
         self.move_weight: dict[int, float] = {}
-        self.cost = [0.0] * n
         self.nospill = nospill
-        self.remat = remat
         self._build()
+        self.cost = cost
 
     # -- build ------------------------------------------------------------------------------
     def _add_edge(self, u: int, v: int) -> None:
@@ -334,10 +333,6 @@ class _Colouring:
             for i in range(e - 1, s - 1, -1):
                 uses, defs = fn.uses[i], fn.defs[i]
                 w = fn.weight(i)
-                for r in uses:
-                    self.cost[r] += w
-                for r in defs:
-                    self.cost[r] += w
                 mv = fn.moves[i]
                 if mv is not None:
                     dst, src = mv
@@ -516,8 +511,7 @@ class _Colouring:
     def _spill_priority(self, v: int) -> float:
         if v in self.nospill:
             return float("inf")
-        c = self.cost[v] * (0.5 if v in self.remat else 1.0)
-        return c / max(self.degree[v], 1)
+        return self.cost[v] / max(self.degree[v], 1)
 
     def _select_spill(self) -> None:
         v = min(self.spill_wl, key=lambda x: (self._spill_priority(x), x))
@@ -583,11 +577,86 @@ class _Colouring:
 # spill code
 
 
+def _spill_plan(fn: _Function, after: list[int],
+                singleton: set[int]) -> tuple[list[float], set[int]]:
+    """Estimated cost of spilling each vreg, and which vregs are spilled by "groups".
+
+    A spilled vreg is kept in one temp per *group*: a run of its uses/defs inside one basic
+    block with no helper call in between. The temp is reloaded (or rematerialised) at the start
+    of a group that reads the value and stored back after the group's last def if the value is
+    still live when the group ends. The cost is the number of reloads and stores, weighted by
+    loop depth. Grouping only helps a vreg that has more than one group or crosses a block
+    boundary; the others (and spill temps, ``singleton``) are spilled around every single
+    instruction, costing one reload per use and one store per def.
+    """
+    n = fn.nnodes
+    group_cost = [0.0] * n
+    plain_cost = [0.0] * n
+    groups = [0] * n
+    crosses = [False] * n
+    for b, (s, e) in enumerate(fn.blocks):
+        open_: dict[int, bool] = {}         # node -> dirty
+        live_in = after[s]
+        for d in fn.defs[s]:
+            live_in &= ~(1 << d)
+        for u in fn.uses[s]:
+            live_in |= 1 << u
+        for v in _iter_bits(live_in >> K):
+            crosses[v + K] = True
+        for i in range(s, e):
+            w = fn.weight(i)
+            if isinstance(fn.insns[i], ir.Call):
+                for v, dirty in open_.items():
+                    if dirty and after[i] >> v & 1:
+                        group_cost[v] += w
+                open_.clear()
+            refs = [v for v in dict.fromkeys(fn.uses[i] + fn.defs[i]) if v >= K]
+            for v in refs:
+                is_use = v in fn.uses[i]
+                is_def = v in fn.defs[i]
+                plain_cost[v] += w * (is_use + is_def)
+                if v not in open_:
+                    open_[v] = False
+                    groups[v] += 1
+                    if is_use:
+                        group_cost[v] += w
+                if is_def:
+                    open_[v] = True
+            for v in refs:
+                if v in open_ and not after[i] >> v & 1:
+                    del open_[v]
+        w = fn.weight(e - 1)
+        for v, dirty in open_.items():
+            if after[e - 1] >> v & 1:
+                crosses[v] = True                   # live out of the block
+                if dirty:
+                    group_cost[v] += w
+    grouped = {v for v in range(K, n)
+               if v not in singleton and (groups[v] > 1 or crosses[v])}
+    cost = [group_cost[v] if v in grouped else plain_cost[v] for v in range(n)]
+    return cost, grouped
+
+
+class _Group:
+    __slots__ = ("temp", "dirty", "lastdef", "positions", "reloads")
+
+    def __init__(self, temp: ir.VReg) -> None:
+        self.temp = temp
+        self.dirty = False
+        self.lastdef = -1
+        self.positions: list[int] = []
+        self.reloads: list[int] = []
+
+
 class _Spiller:
+    """Rewrites a program for a set of spilled vregs (see ``_spill_plan``)."""
+
     def __init__(self, next_vreg: int) -> None:
         self.next_vreg = next_vreg
         self.next_slot = 0
-        self.temps: set[ir.VReg] = set()
+        self.temps: set[ir.VReg] = set()        # every temp made by spilling
+        self.nospill: set[ir.VReg] = set()      # temps of a single instruction
+        self.temp_slot: dict[ir.VReg, int] = {}  # group temp -> slot of the value it caches
 
     def temp(self) -> ir.VReg:
         v = ir.VReg(self.next_vreg)
@@ -595,53 +664,132 @@ class _Spiller:
         self.temps.add(v)
         return v
 
-    def rewrite(self, insns: list[ir.Insn], spilled: set[ir.VReg],
-                remat: dict[ir.VReg, list[ir.Insn]]) -> list[ir.Insn]:
-        slot = {}
+    def rewrite(self, fn: _Function, after: list[int], spilled: set[ir.VReg],
+                grouped: set[ir.VReg], remat: dict[ir.VReg, list[ir.Insn]]) -> list[ir.Insn]:
+        insns = fn.insns
+        slot: dict[ir.VReg, int] = {}
         for v in sorted(spilled, key=lambda r: r.id):
-            if v not in remat:
+            if v in remat:
+                continue
+            if v in self.temp_slot:
+                slot[v] = self.temp_slot[v]     # the temp's value already lives in that slot
+            else:
                 slot[v] = self.next_slot
                 self.next_slot += 1
         remat_defs = {id(d) for seq in remat.values() for d in seq}
+
+        def reload(v: ir.VReg, dst: ir.Reg, sp) -> list[ir.Insn]:
+            if v in remat:
+                return [replace(r, dst=dst, span=sp) for r in remat[v]]
+            return [_SpillLoad(dst, ir.FP, 0, 8, slot=slot[v], span=sp)]
+
         out: list[ir.Insn] = []
-        for ins in insns:
-            if id(ins) in remat_defs:
-                continue                # recomputed at every use instead
-            regs = [getattr(ins, f) for f in _REG_FIELDS if _is_reg(getattr(ins, f, None))]
-            mine = [r for r in dict.fromkeys(regs) if r in spilled]
-            if not mine:
-                out.append(ins)
-                continue
-            sp = ins.span
-            if _is_move(ins):
-                d, s = ins.dst, ins.src
-                if d in slot and s not in spilled:
-                    out.append(_SpillStore(ir.FP, 0, s, 8, slot=slot[d], span=sp))
+        for s, e in fn.blocks:
+            blk: list[ir.Insn | None] = []
+            post: dict[int, list[ir.Insn]] = {}
+            groups: dict[ir.VReg, _Group] = {}
+
+            def close(v: ir.VReg, live: bool) -> None:
+                g = groups.pop(v)
+                if len(g.positions) == 1:
+                    self.nospill.add(g.temp)
+                    pos = g.positions[0]
+                    ins = blk[pos]
+                    if ins is not None and _is_move(ins):
+                        if ins.dst == g.temp and ins.src != g.temp and not g.reloads:
+                            # "%v = x" alone: store x directly
+                            blk[pos] = (_SpillStore(ir.FP, 0, ins.src, 8, slot=slot[v],
+                                                    span=ins.span) if live else None)
+                            return
+                        if ins.src == g.temp and ins.dst != g.temp and not g.dirty:
+                            # "x = %v" alone: reload straight into x
+                            for r in g.reloads:
+                                blk[r] = replace(blk[r], dst=ins.dst)
+                            blk[pos] = None
+                            return
+                if g.dirty and live:
+                    post.setdefault(g.lastdef, []).append(
+                        _SpillStore(ir.FP, 0, g.temp, 8, slot=slot[v], span=blk[g.lastdef].span
+                                    if blk[g.lastdef] is not None else NO_SPAN))
+                if v in slot:
+                    self.temp_slot[g.temp] = slot[v]
+
+            for i in range(s, e):
+                ins = insns[i]
+                if id(ins) in remat_defs:
+                    continue                    # recomputed where needed instead
+                if isinstance(ins, ir.Call):
+                    for v in list(groups):
+                        close(v, bool(after[i] >> fn.node[v] & 1))
+                regs = [getattr(ins, f) for f in _REG_FIELDS if _is_reg(getattr(ins, f, None))]
+                mine = [r for r in dict.fromkeys(regs) if r in spilled]
+                if not mine:
+                    blk.append(ins)
                     continue
-                if s in slot and d not in spilled:
-                    out.append(_SpillLoad(d, ir.FP, 0, 8, slot=slot[s], span=sp))
+                sp = ins.span
+                # a temp's own reload / write-back to the slot that already holds it
+                if isinstance(ins, _SpillLoad) and slot.get(ins.dst) == ins.slot:
                     continue
-                if s in remat and d not in spilled:
-                    out.extend(replace(r, dst=d, span=sp) for r in remat[s])
+                if isinstance(ins, _SpillStore) and slot.get(ins.src) == ins.slot:
                     continue
-            uses = ir.uses(ins)
-            defs = ir.defs(ins)
-            mapping = {}
-            after = []
-            for v in mine:
-                t = self.temp()
-                mapping[v] = t
-                if v in uses:
-                    if v in remat:
-                        out.extend(replace(r, dst=t, span=sp) for r in remat[v])
-                    else:
-                        out.append(_SpillLoad(t, ir.FP, 0, 8, slot=slot[v], span=sp))
-                if v in defs:
-                    if v in remat:
-                        raise AssertionError("rematerialised vreg with a second definition")
-                    after.append(_SpillStore(ir.FP, 0, t, 8, slot=slot[v], span=sp))
-            out.append(_subst(ins, mapping))
-            out.extend(after)
+                single = [v for v in mine if v not in grouped]
+                if single and _is_move(ins) and len(mine) == 1:
+                    d, src = ins.dst, ins.src
+                    if d in slot:
+                        blk.append(_SpillStore(ir.FP, 0, src, 8, slot=slot[d], span=sp))
+                        continue
+                    if src in slot:
+                        blk.append(_SpillLoad(d, ir.FP, 0, 8, slot=slot[src], span=sp))
+                        continue
+                    if src in remat:
+                        blk.extend(replace(r, dst=d, span=sp) for r in remat[src])
+                        continue
+                uses = ir.uses(ins)
+                defs = ir.defs(ins)
+                mapping = {}
+                stores = []
+                touched = []
+                for v in mine:
+                    if v not in grouped:        # around this one instruction
+                        t = self.temp()
+                        self.nospill.add(t)
+                        mapping[v] = t
+                        if v in uses:
+                            blk.extend(reload(v, t, sp))
+                        if v in defs:
+                            if v in remat:
+                                raise AssertionError("rematerialised vreg defined twice")
+                            stores.append(_SpillStore(ir.FP, 0, t, 8, slot=slot[v], span=sp))
+                        continue
+                    g = groups.get(v)
+                    if g is None:
+                        g = groups[v] = _Group(self.temp())
+                        if v in uses:
+                            for r in reload(v, g.temp, sp):
+                                g.reloads.append(len(blk))
+                                blk.append(r)
+                    mapping[v] = g.temp
+                    touched.append(v)
+                pos = len(blk)
+                blk.append(_subst(ins, mapping))
+                if stores:
+                    post[pos] = stores
+                for v in touched:
+                    g = groups[v]
+                    g.positions.append(pos)
+                    if v in defs:
+                        if v in remat:
+                            raise AssertionError("rematerialised vreg defined twice")
+                        g.dirty = True
+                        g.lastdef = pos
+                    if not after[i] >> fn.node[v] & 1:
+                        close(v, False)
+            for v in list(groups):
+                close(v, bool(after[e - 1] >> fn.node[v] & 1))
+            for k, ins in enumerate(blk):
+                if ins is not None:
+                    out.append(ins)
+                out.extend(post.get(k, ()))
         return out
 
 
@@ -740,7 +888,10 @@ def allocate_registers(insns: list[ir.Insn], frame_depth: int) -> tuple[list[ir.
 
     for _ in range(_MAX_ROUNDS):
         fn = _Function(prog)
-        nospill = {fn.node[t] for t in spiller.temps if t in fn.node}
+        after = fn.live_after()
+        temp_nodes = {fn.node[t] for t in spiller.temps if t in fn.node}
+        nospill = {fn.node[t] for t in spiller.nospill if t in fn.node}
+        cost, grouped_nodes = _spill_plan(fn, after, temp_nodes)
         # vregs whose value can be recomputed at each use instead of going to the stack
         def_sites: dict[int, list[int]] = {}
         for i, ds in enumerate(fn.defs):
@@ -749,25 +900,24 @@ def allocate_registers(insns: list[ir.Insn], frame_depth: int) -> tuple[list[ir.
                     def_sites.setdefault(d, []).append(i)
         remat_seqs = {v: seq for v, sites in def_sites.items()
                       if (seq := _remat_sequence(prog, sites)) is not None}
-        remat_nodes = set(remat_seqs)
-        col = _Colouring(fn, nospill, remat_nodes)
+        col = _Colouring(fn, set(nospill), cost)
         colour, spilled = col.run()
         if not spilled:
             break
-        temp_nodes = {fn.node[t] for t in spiller.temps if t in fn.node}
-        bad = spilled & temp_nodes
+        bad = spilled & nospill
         if bad:
-            # a spill temp found no register: spill one of its (longer-lived) neighbours
+            # a temp of a single instruction found no register: spill a longer-lived neighbour
             spilled -= bad
             for t in sorted(bad):
-                cands = [v for v in col.adj[t] if v >= K and v not in temp_nodes]
+                cands = [v for v in col.adj[t] if v >= K and v not in nospill]
                 if not cands:
                     raise RegAllocError("register allocation failed: too many registers are "
                                         "needed at one instruction")
-                spilled.add(min(cands, key=lambda v: (col.cost[v] / len(col.adj[v]), v)))
+                spilled.add(min(cands, key=lambda v: (cost[v] / len(col.adj[v]), v)))
         spilled_regs = {fn.reg_of(v) for v in spilled}
+        grouped = {fn.reg_of(v) for v in spilled & grouped_nodes}
         remat = {fn.reg_of(v): remat_seqs[v] for v in spilled if v in remat_seqs}
-        prog = spiller.rewrite(prog, spilled_regs, remat)
+        prog = spiller.rewrite(fn, after, spilled_regs, grouped, remat)
     else:
         raise RegAllocError("register allocation did not converge")
 

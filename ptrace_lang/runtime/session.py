@@ -142,7 +142,7 @@ class Session:
             if ident not in self._decoders:
                 self._formatter(ident)
             vals = self._decoders[ident](mv)
-            self.pending.append(format_value(vals[0]) + "\n")
+            self.pending.append(format_value(vals[0]))
         elif kind == S.EV_TIME:
             ev = self.spec.events[ident]
             self.pending.append(time.strftime(ev.fmt))
