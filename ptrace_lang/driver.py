@@ -157,7 +157,8 @@ def compile_script(text: str, filename: str, opts: Options) -> Compiled:
             low = L.Lowering(maps=layouts, events=obj.events, user_map_index=user_map_index,
                              args=ctx.args, probe_ids=probe_ids, positional=opts.positional,
                              var_types=var_types, max_strlen=opts.max_strlen,
-                             uses_cookie=len(targets) > 1 and not prov.runs_by_test_run)
+                             uses_cookie=len(targets) > 1 and not prov.runs_by_test_run,
+                             var_spans=sema.var_spans)
             insns = low.lower_probe(probe)
             if "types" in opts.stages and gi == 0:
                 dumps.setdefault("types", "")

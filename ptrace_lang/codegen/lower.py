@@ -83,7 +83,7 @@ class Lowering:
     def __init__(self, *, maps: dict[str, MapLayout], events: list[S.EventSpec],
                  user_map_index: dict[str, int], args: ArgsT | None, probe_ids: list[int],
                  positional: list[str], var_types: dict[str, Type], max_strlen: int,
-                 uses_cookie: bool) -> None:
+                 uses_cookie: bool, var_spans: dict | None = None) -> None:
         self.maps = maps
         self.events = events
         self.user_map_index = user_map_index
@@ -99,6 +99,7 @@ class Lowering:
         self.span: Span | None = None
         self.vars: dict[str, object] = {}   # name -> VReg (scalars) or int stack offset
         self.var_types = var_types
+        self.var_spans = var_spans or {}
         self.loops: list[tuple[str, str]] = []   # (continue label, break label)
         self.ctx = self.vreg()
         self.exit_label = self.label("exit")
@@ -167,7 +168,7 @@ class Lowering:
         self.mov(self.ctx, R1)
         for name, typ in self.var_types.items():
             if not typ.is_int and typ != PROBE:
-                self.vars[name] = self.frame.alloc(typ.size(), probe.span)
+                self.vars[name] = self.frame.alloc(typ.size(), self.var_spans.get(name, probe.span))
         if probe.predicate is not None:
             prev = self.at(probe.predicate)
             self.cond(probe.predicate, self.exit_label)

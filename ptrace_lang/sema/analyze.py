@@ -72,7 +72,12 @@ class SemaResult:
 
     def retype(self, probe: ast.Probe, ctx: "ProbeContext") -> dict[str, Type]:
         """Annotate ``probe`` again for one of its contexts (before lowering that context)."""
+        self.analyzer.var_spans = {}
         return self.analyzer.probe(probe, ctx)
+
+    @property
+    def var_spans(self) -> dict[str, Span]:
+        return self.analyzer.var_spans
 
 
 class _Analyzer:
@@ -85,6 +90,7 @@ class _Analyzer:
         self.scopes: list[Scope] = []
         self.ctx: ProbeContext | None = None
         self.loop_depth = 0
+        self.var_spans: dict[str, Span] = {}   # where each $var is first assigned
 
     # ------------------------------------------------------------------ errors
     def error(self, message: str, span: Span, hints: list[str] | None = None) -> None:
@@ -109,6 +115,7 @@ class _Analyzer:
                     scope.vars[name] = widen(old, typ)
                 return
         (self.scopes[-1] if declare_here else self.scopes[0]).vars[name] = typ
+        self.var_spans.setdefault(name, span)
 
     # ------------------------------------------------------------------ maps
     def assign_map(self, ref: ast.MapRef, value_type: Type, span: Span) -> None:
@@ -193,10 +200,7 @@ class _Analyzer:
 
     def stmt(self, s: ast.Stmt) -> None:
         if isinstance(s, ast.ExprStmt):
-            e = s.expr
-            if isinstance(e, ast.Call) and e.name in AGGREGATIONS:
-                self.error(f"{e.name}() should be directly assigned to a map", e.span)
-            self.expr(e, statement=True)
+            self.expr(s.expr, statement=True)
         elif isinstance(s, ast.Assign):
             self.assign(s)
         elif isinstance(s, ast.Let):
@@ -210,6 +214,7 @@ class _Analyzer:
                 self.error(f"Variable ${s.var.name} needs a type or a value", s.span)
                 typ = INT64
             self.scopes[-1].vars[s.var.name] = typ
+            self.var_spans.setdefault(s.var.name, s.span)
             s.var.type = typ
         elif isinstance(s, ast.Block):
             self.block(s)
@@ -271,6 +276,8 @@ class _Analyzer:
             target.type = self.maps["@" + target.name].value_type
         elif isinstance(target, ast.Var):
             vt = self.expr(s.value)
+            if isinstance(s.value, ast.Call) and s.value.name in AGGREGATIONS:
+                return  # reported: aggregations are assigned to maps only
             if s.op is not None:
                 old = self.lookup_var(target.name)
                 if old is None:
@@ -500,6 +507,11 @@ class _Analyzer:
         if isinstance(base, TupleT):
             self.error(f"Can not access field '{e.field_name}' on a tuple; use .0, .1, ...", e.span)
             return INT64
+        if isinstance(e.base, ast.Builtin) and e.base.name == "args":
+            return INT64   # the misuse of args itself was reported
+        if base.is_int or isinstance(base, StrT):
+            self.error(f"Can not access field '{e.field_name}' on expression of type '{base}'", e.span)
+            return INT64
         raise NotSupportedYet(f"field access on '{base}'", e.span)
 
     def binary(self, e: ast.Binary) -> Type:
@@ -721,7 +733,7 @@ def analyze(program: ast.Program, probe_contexts: list[list[ProbeContext]], posi
                 try:
                     result.var_types[id(probe)] = an.probe(probe, ctx)
                 except NotSupportedYet:
-                    if final:
+                    if final and not an.errors:
                         raise
                     break
     if an.errors:
