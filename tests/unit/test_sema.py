@@ -52,7 +52,7 @@ CASES = [
      "stdin:1:23-34: ERROR: Type mismatch for @x: trying to assign value of type 'sum_t' when map "
      "already has a type 'count_t'"),
     ("BEGIN { $x = count(); }", "stdin:1:14-21: ERROR: count() should be directly assigned to a map\n"
-                               "BEGIN { $x = count(); }\n             ~~~~~~~\n"),
+                               "BEGIN { $x = count(); }\n             ~~~~~~~"),
     ("BEGIN { @x = lhist(1, 10, 5, 1); }", "stdin:1:27-28: ERROR: lhist() max must be greater than min"),
     ('config = { bogus = 1; } BEGIN { }', "ERROR: Unrecognized config variable: bogus"),
     ("BEGIN { if (comm) { } }", "stdin:1:13-17: ERROR: Invalid condition in if(): string[16]"),
@@ -61,7 +61,9 @@ CASES = [
 
 @pytest.mark.parametrize("src,expected", CASES, ids=[c[0] for c in CASES])
 def test_error_message(src, expected):
-    assert expected in error_of(src)
+    text = error_of(src)
+    assert expected in text
+    assert text.count("ERROR:") == 1, text   # one misuse, one error
 
 
 def test_errors_are_all_reported_with_source_line_and_markers():
