@@ -376,12 +376,16 @@ def parse(text: str, filename: str = "stdin") -> ast.Program:
         err = _lex_error(e, src, filename)
     except _Unexpected as e:
         err = _syntax_error(tables, e, src, filename)
+    except Exception as e:  # pragma: no cover - a bug here must still not show the user a traceback
+        err = CompileError(f"internal parser error: {type(e).__name__}: {e}", _eof_span(src, filename))
     if err is not None:
         raise err
     try:
         return _Builder(filename, text).program(tree)
-    except RecursionError:  # pragma: no cover - the builder is iterative; belt and braces
-        raise CompileError("program is nested too deeply", _eof_span(src, filename)) from None
+    except CompileError:
+        raise
+    except Exception as e:  # pragma: no cover - as above
+        raise CompileError(f"internal parser error: {type(e).__name__}: {e}", _eof_span(src, filename)) from None
 
 
 # ---------------------------------------------------------------- syntax errors
@@ -542,6 +546,8 @@ _U64_MAX = 2**64 - 1
 def decode_int(text: str) -> int:
     """Value of an integer or duration literal (durations in nanoseconds). Raises ValueError."""
     m = _HEX.fullmatch(text)
+    if m and len(m.group(1)) > 40:
+        raise OverflowError(text)
     if m:
         if not _INT_SUFFIX.fullmatch(m.group(2)):
             raise ValueError(text)
@@ -550,12 +556,16 @@ def decode_int(text: str) -> int:
         m = _BIN.fullmatch(text)
         if not _INT_SUFFIX.fullmatch(m.group(2)):
             raise ValueError(text)
+        if len(m.group(1)) > 130:
+            raise OverflowError(text)
         value = int(m.group(1).replace("_", ""), 2)
     else:
         m = _DEC.fullmatch(text)
         if not m:
             raise ValueError(text)
         digits, exp, suffix = m.group(1).replace("_", ""), m.group(2), m.group(3)
+        if len(digits.lstrip("0")) > 30:
+            raise OverflowError(text)
         scale = 1
         if suffix in _DURATIONS:
             scale = _DURATIONS[suffix]
@@ -782,6 +792,7 @@ class _Builder:
             word = re.match(r"#\s*(\w+)", text).group(1)
             kind = {"include": "include", "define": "define", "ifdef": "ifdef", "ifndef": "ifdef", "if": "ifdef",
                     "elif": "ifdef", "else": "ifdef", "endif": "ifdef"}.get(word, "other")
+            text = text.rstrip()
         else:
             word = re.match(r"\w+", text).group(0)
             kind = word if word in ("struct", "union", "enum") else "other"
@@ -954,7 +965,10 @@ class _Builder:
         return ast.Var(str(ch[0])[1:], span=self.span(tree))
 
     def t_posparam(self, tree, ch):
-        return ast.PositionalParam(int(str(ch[0])[1:]), span=self.span(tree))
+        digits = str(ch[0])[1:]
+        if len(digits) > 9:
+            raise self.error(f"positional parameter number is too large: {ch[0]}", self.span(tree))
+        return ast.PositionalParam(int(digits), span=self.span(tree))
 
     def t_paramcount(self, tree, ch):
         return ast.ParamCount(span=self.span(tree))

@@ -501,6 +501,10 @@ def test_bad_integer_literals(text):
 def test_integer_too_large():
     assert msg("BEGIN { $x = 18446744073709551616; }").endswith(
         "integer literal is too large: 18446744073709551616")
+    for text in ["9" * 5000, "0x" + "f" * 5000, "0" + "7" * 5000, "1e99999", "0b" + "1" * 5000]:
+        assert "integer literal is too large" in msg(f"BEGIN {{ $x = {text}; }}")
+    assert "positional parameter number is too large" in msg("BEGIN { $x = $" + "9" * 5000 + "; }")
+    assert msg("BEGIN { $x = $t." + "9" * 50 + "; }").startswith("1:17-67: integer literal is too large")
 
 
 @pytest.mark.parametrize("text, value", [
@@ -639,6 +643,7 @@ def _check_no_crash(text: str) -> None:
         parse(text, "fuzz")
     except CompileError as e:
         assert e.diagnostics and e.diagnostics[0].message
+        assert "internal parser error" not in e.diagnostics[0].message, (text, e.diagnostics[0].message)
         e.render()  # rendering never fails either
 
 
