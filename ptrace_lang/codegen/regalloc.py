@@ -17,11 +17,16 @@ Algorithm (George & Appel, "Iterated Register Coalescing", TOPLAS 1996), adapted
   freeze / potential spill, then optimistic colouring. The colour choice is biased: towards
   registers of move partners (weighted by loop depth), away from registers that uncoloured
   neighbours want, and otherwise r1-r5, r0 before the callee-saved r6-r9.
-* Actual spills are rewritten and the whole thing repeats: a vreg with a single constant
+* Actual spills are rewritten and the whole thing repeats. A vreg with a single constant
   definition (``mov imm``, ``ld_imm64``, map fd) or a frame address (``r10 + imm``) is
-  rematerialised at each use (no stack slot, no store); other vregs go
-  to a u64 stack slot: a fresh short-lived temp is reloaded before each use and stored after
-  each def (``x = %s`` / ``%s = x`` become a direct load / store). Temps are never spilled.
+  rematerialised instead of stored; the others get a u64 stack slot. A spilled vreg that
+  lives across a helper call or a block boundary is split into *groups* (runs of its uses and
+  defs inside one basic block with no call in between): each group works on one fresh temp,
+  reloaded at the group's start if it reads the value and stored after the group's last def
+  if the value is still live afterwards (``_spill_plan`` estimates exactly that cost for the
+  spill choice). Other vregs, and group temps that must be spilled again, get a temp per
+  instruction (``x = %s`` / ``%s = x`` become a direct load / store); those one-instruction
+  temps are never spilled.
 * Spill slots are themselves allocated at the end: slot liveness over the CFG, slots whose
   live ranges do not overlap share an 8-byte aligned stack slot below ``frame_depth``.
 * After colouring, 64-bit self moves are deleted (that is where coalescing pays off).
@@ -34,7 +39,6 @@ from __future__ import annotations
 import heapq
 from dataclasses import dataclass, fields, replace
 
-from ptrace_lang.bpf.opcodes import MAX_BPF_STACK
 from ptrace_lang.codegen import ir
 from ptrace_lang.codegen.emit import is_self_move, peephole
 from ptrace_lang.errors import NO_SPAN, CompileError
@@ -852,10 +856,7 @@ def _assign_slots(insns: list[ir.Insn], frame_depth: int) -> tuple[list[ir.Insn]
         where[s] = k
     base = (frame_depth + 7) & ~7
     nslots = max(where.values()) + 1
-    depth = base + 8 * nslots
-    if depth > MAX_BPF_STACK:
-        raise RegAllocError(f"program needs {depth} bytes of stack after register spilling, "
-                            f"the BPF limit is {MAX_BPF_STACK}")
+    depth = base + 8 * nslots       # the caller checks it against MAX_BPF_STACK (512)
     out = []
     for ins in insns:
         if isinstance(ins, _SpillLoad):
@@ -874,7 +875,11 @@ def _assign_slots(insns: list[ir.Insn], frame_depth: int) -> tuple[list[ir.Insn]
 
 
 def allocate_registers(insns: list[ir.Insn], frame_depth: int) -> tuple[list[ir.Insn], int]:
-    """Map every VReg to r0-r9. Returns (new insns with PRegs only, new frame depth)."""
+    """Map every VReg to r0-r9. Returns (new insns with PRegs only, new frame depth).
+
+    The new depth includes the spill slots (8-byte aligned, below ``frame_depth``); it may
+    exceed BPF's 512 bytes, which the caller must report. Labels and Comments are kept.
+    """
     if frame_depth < 0:
         raise ValueError("frame_depth must be a positive byte count")
     _check(insns)
