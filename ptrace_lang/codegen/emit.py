@@ -85,6 +85,70 @@ def _check_labels(insns: list[ir.Insn], labels: dict[str, int]) -> None:
             raise ValueError(f"jump to undefined label {ins.target!r}")
 
 
+def _is_constant_def(ins: ir.Insn) -> bool:
+    if isinstance(ins, (ir.LoadImm64, ir.LoadMapFd)):
+        return True
+    return isinstance(ins, ir.Alu) and ins.op == "mov" and isinstance(ins.src, int)
+
+
+def _hoist_constant_else(out: list) -> bool:
+    """Rewrite, in place (deleted slots become ``_Removed``), every
+
+        if c goto E; <A: straight line, sets x before reading it>; goto J; E: x = K; J:
+    into
+        x = K; if c goto J; <A>; J:
+
+    which saves the ``goto`` (a map read with a default value is lowered like this).
+    """
+    n = len(out)
+    refs: dict[str, int] = {}
+    for ins in out:
+        if isinstance(ins, (ir.Jump, ir.CondJump)):
+            refs[ins.target] = refs.get(ins.target, 0) + 1
+    changed = False
+    for i in range(n):
+        cj = out[i]
+        if not isinstance(cj, ir.CondJump) or refs.get(cj.target) != 1:
+            continue
+        # the A arm: straight-line code up to an unconditional jump
+        j = i + 1
+        while j < n and not isinstance(out[j], (ir.Label, ir.Jump, ir.CondJump, ir.Exit)):
+            j += 1
+        if j >= n or not isinstance(out[j], ir.Jump):
+            continue
+        k = _next_code(out, j + 1)
+        if k >= n or _labels_between(out, j + 1, k) != {cj.target}:
+            continue
+        const = out[k]
+        if not _is_constant_def(const):
+            continue
+        m = _next_code(out, k + 1)
+        if out[j].target not in _labels_between(out, k + 1, m):
+            continue
+        x = const.dst
+        if x == ir.FP or x in ir.uses(cj):
+            continue
+        ok = False
+        for ins in out[i + 1:j]:
+            if x in ir.uses(ins):
+                break
+            if x in ir.defs(ins):
+                ok = not isinstance(ins, ir.Call)
+                break
+        if not ok:
+            continue
+        target = out[j].target
+        out[i] = const
+        out[i + 1:j] = [replace(cj, target=target)] + out[i + 1:j - 1] + [out[j - 1]] \
+            if j - 1 >= i + 1 else [replace(cj, target=target)]
+        return _finish_hoist(out, i, j, k, cj, target)
+    return changed
+
+
+def _finish_hoist(out, i, j, k, cj, target) -> bool:
+    raise NotImplementedError
+
+
 def _peephole_round(insns: list[ir.Insn]) -> tuple[list[ir.Insn], bool]:
     labels = _label_index(insns)
     _check_labels(insns, labels)
@@ -128,6 +192,10 @@ def _peephole_round(insns: list[ir.Insn]) -> tuple[list[ir.Insn], bool]:
                     out[j] = _Removed("", span=out[j].span)
                     changed = True
         i += 1
+
+    # 2b. "if c goto E; A; goto J; E: x = K; J:" -> "x = K; if c goto J; A; J:" when A sets x
+    if _hoist_constant_else(out):
+        changed = True
 
     # 3. self moves
     for i, ins in enumerate(out):

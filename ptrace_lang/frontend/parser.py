@@ -6,7 +6,7 @@ the parse tree into :mod:`ptrace_lang.frontend.ast` nodes with source spans. Eve
 exceptions never escape.
 
 Startup: Lark analyses the grammar only when no cached tables exist (first run after a grammar change); the
-LALR tables are pickled as plain data to ``$XDG_CACHE_HOME/ptrace-lang`` (or ``~/.cache/ptrace-lang``; kept in
+LALR tables are saved as plain data (marshal) to ``$XDG_CACHE_HOME/ptrace-lang`` (or ``~/.cache/ptrace-lang``; kept in
 memory only when that is not writable) and run by the small contextual-lexer + LALR driver below, so a
 normal start neither imports lark nor rebuilds anything.
 """
@@ -30,7 +30,7 @@ BUILTIN_VARIABLES = frozenset("""
 """.split())
 _ARGN = re.compile(r"s?arg[0-9]+")
 
-_TABLES_FORMAT = 2      # bump when the layout of the cached tables changes
+_TABLES_FORMAT = 3      # bump when the layout of the cached tables changes
 
 # Terminals that are only lexed where the parser state accepts them; every other terminal is always lexed.
 # Keywords (string terminals that also match NAME/ATTACH_POINT) are recognised after matching a word, and
@@ -44,8 +44,8 @@ _CONTEXTUAL = frozenset({"ATTACH_POINT", "C_DEF", "PREPROC", "PRED_END", "PTR_CA
 class _Tables:
     """The LALR tables and terminals of grammar/ptrace.lark as plain data.
 
-    Generated with Lark from the grammar (the first run after a grammar change, ~1 s) and pickled to the user
-    cache dir; later runs only unpickle them and never import lark (the driver below runs them).
+    Generated with Lark from the grammar (the first run after a grammar change, ~1 s) and saved in the user
+    cache dir; later runs only load them and never import lark (the driver below runs them).
     """
 
     def __init__(self, data: dict) -> None:
@@ -62,13 +62,18 @@ class _Tables:
         self._extra = {t[0]: t for t in self.terminals if t[0] in _CONTEXTUAL}
         self._scanners: dict[frozenset, list] = {}
         self._state_scanner: dict[int, list] = {}
+        self._base_scanner: list | None = None
         self._root_scanner: list | None = None
+        order = {t[0]: i for i, t in enumerate(self.terminals)}
+        first_base = min(order[t[0]] for t in self._base)
+        assert all(order[name] < first_base for name in self._extra), "contextual terminals must come first"
 
     @property
     def root_scanner(self):
         """Every terminal: used when nothing acceptable matches, to name what was found instead."""
         if self._root_scanner is None:
-            self._root_scanner = self._compile(self._base + list(self._extra.values()))
+            self.scanner(self.start)  # compiles the shared part
+            self._root_scanner = self._compile(list(self._extra.values())) + self._base_scanner
         return self._root_scanner
 
     def _compile(self, terms):
@@ -81,12 +86,20 @@ class _Tables:
         return out
 
     def scanner(self, state: int):
+        """The regexes to try in order at a position, for parser ``state``.
+
+        The state's contextual terminals come first (they precede every other terminal in Lark's order:
+        higher priority, or ATTACH_POINT, first of the priority-0 ones), then the terminals every state
+        shares, compiled once."""
         sc = self._state_scanner.get(state)
         if sc is None:
             key = frozenset(k for k in self.states[state] if k in self._extra)
             sc = self._scanners.get(key)
             if sc is None:
-                sc = self._scanners[key] = self._compile(self._base + [self._extra[k] for k in key])
+                if self._base_scanner is None:
+                    self._base_scanner = self._compile(self._base)
+                extra = self._compile([self._extra[k] for k in key]) if key else []
+                sc = self._scanners[key] = extra + self._base_scanner
             self._state_scanner[state] = sc
         return sc
 
@@ -160,27 +173,31 @@ def _grammar_text() -> str:
 
 
 def _load_tables() -> _Tables:
-    import hashlib
-    import pickle
+    # marshal (built in, no import cost, fast) is enough for plain data; it is Python-version specific, so the
+    # version is part of the file name. The file also holds the grammar text it was built from, compared on load.
+    import marshal
+    import zlib
 
     grammar = _grammar_text()
-    key = hashlib.sha256(grammar.encode("utf-8") + b"\0%d" % _TABLES_FORMAT).hexdigest()[:20]
+    key = "%08x-%d-f%d-py%d%d" % (zlib.crc32(grammar.encode("utf-8")), len(grammar), _TABLES_FORMAT,
+                                 *sys.version_info[:2])
     cdir = _cache_dir()
-    path = os.path.join(cdir, f"tables-{key}.pickle") if cdir else None
+    path = os.path.join(cdir, f"tables-{key}.marshal") if cdir else None
     if path:
         try:
             with open(path, "rb") as f:
-                data = pickle.load(f)
-            if data.get("format") == _TABLES_FORMAT:
+                data = marshal.loads(f.read())  # (marshal.load on a file reads in tiny pieces: 5x slower)
+            if data.get("format") == _TABLES_FORMAT and data.get("grammar") == grammar:
                 return _Tables(data)
         except Exception:  # missing, truncated or foreign: regenerate
             pass
     data = _generate_tables(grammar)
+    data["grammar"] = grammar
     if path:
         tmp = "%s.%d.tmp" % (path, os.getpid())
         try:
             with open(tmp, "wb") as f:
-                pickle.dump(data, f, protocol=4)
+                f.write(marshal.dumps(data))
             os.replace(tmp, path)   # atomic: a concurrent run never sees half a file
         except OSError:
             try:

@@ -9,6 +9,7 @@ Every kernel object is owned by the session and released on every path out of ``
 """
 from __future__ import annotations
 
+import collections
 import os
 import select
 import signal
@@ -61,6 +62,8 @@ class Session:
         self._formatters: dict[int, object] = {}
         self._decoders: dict[int, object] = {}
         self._wakeup_r = self._wakeup_w = -1
+        self._backlog: collections.deque[bytes] = collections.deque()
+        self._backlog_off = 0
 
     # ------------------------------------------------------------------ loading
     def load(self) -> None:
@@ -172,10 +175,34 @@ class Session:
             self.pending.clear()
             self.out.flush()
 
-    def drain(self) -> None:
-        if self.ringbuf is not None:
-            self.ringbuf.drain(self._on_record)
-        self._flush()
+    def _pump(self) -> None:
+        chunk = self.ringbuf.take()
+        if chunk is not None:
+            self._backlog.append(chunk)
+
+    def drain(self, flush: bool = True) -> None:
+        """Format everything committed so far. Ring buffer space is given back in bulk
+        (``take``) between slices of formatting, so a burst waits in our memory, not in
+        the kernel's buffer where it would be lost."""
+        from ptrace_lang.kernel.ringbuf import RingBuffer
+
+        if self.ringbuf is None:
+            return
+        self._pump()
+        backlog = self._backlog
+        while backlog:
+            chunk = backlog[0]
+            off = RingBuffer.records(chunk, self._on_record, self._backlog_off, 8192)
+            if off >= len(chunk):
+                backlog.popleft()
+                self._backlog_off = 0
+            else:
+                self._backlog_off = off
+            self._pump()
+            if flush and len(self.pending) >= 8192:
+                self._flush()
+        if flush:
+            self._flush()
 
     # ------------------------------------------------------------------ maps
     def read_user_map(self, um: S.UserMapSpec):
@@ -295,7 +322,7 @@ class Session:
                 self.run_test(a.program)
             # hold begin's output until the probes are attached, as bpftrace prints it after
             # the "Attached" line; an exit() in begin means nothing else needs attaching
-            self.ringbuf.drain(self._on_record)
+            self.drain(flush=False)
             n = self.attach_all() if not self.stopping else len(begins) + len(ends)
             if not self.opts.quiet:
                 self.err.write(f"Attached {n} probe{'s' if n != 1 else ''}\n")
@@ -304,13 +331,11 @@ class Session:
             if others and not self.stopping and not self._got_signal:
                 self._loop()
             # what came before the stop still prints, what came after an exit() does not
-            self.ringbuf.drain(self._on_record)
-            self._flush()
+            self.drain()
             self.stopping = False
             for a in ends:
                 self.run_test(a.program)
-            self.ringbuf.drain(self._on_record)
-            self._flush()
+            self.drain()
             self.print_maps()
             self.report_counters()
             return self.exit_code
@@ -325,8 +350,7 @@ class Session:
             ep.register(self._wakeup_r, select.EPOLLIN)
             while not self.stopping and not self._got_signal:
                 ep.poll(-1)
-                self.ringbuf.drain(self._on_record)
-                self._flush()
+                self.drain()
         finally:
             ep.close()
 
