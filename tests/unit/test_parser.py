@@ -709,7 +709,7 @@ def test_tables_cached_in_xdg_cache_home(tmp_path, monkeypatch):
     monkeypatch.setattr(P, "_tables", None)
     parse("BEGIN { exit(); }")
     files = os.listdir(tmp_path / "ptrace-lang")
-    assert len(files) == 1 and files[0].startswith("tables-") and files[0].endswith(".pickle")
+    assert len(files) == 1 and files[0].startswith("tables-") and files[0].endswith(".marshal")
     # a second load uses the file (and a corrupt file is regenerated, not fatal)
     monkeypatch.setattr(P, "_tables", None)
     assert P._get_tables().states
