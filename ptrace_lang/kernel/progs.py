@@ -42,6 +42,9 @@ _NOISE = (
     "verification time ",
     "stack depth ",
     "mark_read ",
+    "cur state:",
+    "old state:",
+    "from ",
 )
 
 

@@ -175,3 +175,16 @@ def test_attach_failure_releases_what_was_attached():
     assert "tracepoint not found: nonexistent:event" in r.err
     assert "Traceback" not in r.err
     assert not ours()
+
+
+def test_verifier_rejection_names_the_script_line():
+    src = "BEGIN {\n  $i = 0;\n  while ($i < 10) { @x = count(); }\n}"
+    r = run("--dry-run", "-e", src)
+    assert r.rc == 1
+    first = r.err.splitlines()[0]
+    assert first.startswith("stdin:3:"), r.err
+    assert "verifier rejected" in first and "infinite loop detected" in first
+    assert "  while ($i < 10) { @x = count(); }" in r.err
+    assert "Traceback" not in r.err
+    verbose = run("-v", "--dry-run", "-e", src)
+    assert "processed" in verbose.err and "goto pc-" in verbose.err   # the full log
