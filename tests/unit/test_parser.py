@@ -728,7 +728,9 @@ def test_unwritable_cache_dir_falls_back(tmp_path, monkeypatch):
 
 
 def test_warm_start_does_not_import_lark():
-    parse("BEGIN { }")  # make sure the cache exists
+    if P._cache_dir() is None:
+        pytest.skip("no writable cache directory: tables are rebuilt (with lark) at every start")
+    P._load_tables()  # make sure the cache file exists
     code = ("import sys; from ptrace_lang.frontend.parser import parse; parse('BEGIN { exit(); }'); "
             "print('lark' in sys.modules)")
     env = dict(os.environ)
