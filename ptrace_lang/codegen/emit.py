@@ -137,16 +137,13 @@ def _hoist_constant_else(out: list) -> bool:
                 break
         if not ok:
             continue
-        target = out[j].target
+        arm = out[i + 1:j]
         out[i] = const
-        out[i + 1:j] = [replace(cj, target=target)] + out[i + 1:j - 1] + [out[j - 1]] \
-            if j - 1 >= i + 1 else [replace(cj, target=target)]
-        return _finish_hoist(out, i, j, k, cj, target)
+        out[i + 1] = replace(cj, target=out[j].target)
+        out[i + 2:j + 1] = arm
+        out[k] = _Removed("", span=const.span)
+        changed = True
     return changed
-
-
-def _finish_hoist(out, i, j, k, cj, target) -> bool:
-    raise NotImplementedError
 
 
 def _peephole_round(insns: list[ir.Insn]) -> tuple[list[ir.Insn], bool]:

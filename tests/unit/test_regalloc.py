@@ -513,6 +513,35 @@ def test_peephole_removes_jump_to_next_and_unreachable():
     assert [ir.format_insn(i) for i in peephole(prog)] == ["r0 = 0", "exit"]
 
 
+def test_peephole_hoists_constant_else_arm():
+    # x = lookup ? *lookup : 0   (how a map read with a default is lowered)
+    prog = [
+        Call(99, 0),
+        Alu("mov", V(1), R0),
+        CondJump("jeq", V(1), 0, "miss"),
+        Load(V(2), V(1), 0),
+        Jump("done"),
+        Label("miss"),
+        Alu("mov", V(2), 0),
+        Label("done"),
+        Alu("mov", R0, V(2)),
+        Exit(),
+    ]
+    opt = peephole(prog)
+    assert [ir.format_insn(i) for i in opt] == [
+        "call 99 (0 args)", "%1 = r0", "%2 = 0", "if %1 jeq 0 goto done",
+        "%2 = *(u64 *)(%1 +0)", "done:", "r0 = %2", "exit"]
+    out, _ = check_same(prog)
+    assert len(emit(out).insns) == 6
+    # not when the arm reads x before setting it, or the condition reads x
+    bad = list(prog)
+    bad[3] = Alu("add", V(2), 1)
+    assert len(peephole(bad)) == len(prog)
+    bad = list(prog)
+    bad[2] = CondJump("jeq", V(2), 0, "miss")
+    assert len(peephole(bad)) == len(prog)
+
+
 def test_unknown_label_is_an_error():
     with pytest.raises(ValueError):
         allocate_registers([Jump("nowhere"), Exit()], 0)
@@ -618,6 +647,23 @@ class _Gen:
                 o.append(Alu("mov", v, R0))
                 return defined + [v]
             return defined
+        if k < 0.83:            # x = c ? <value> : <constant>
+            x = self.vreg() if r.random() < 0.7 or not [
+                v for v in defined if v not in self.protected] else self.pick(defined, True)
+            other, end = self.label(), self.label()
+            o.append(CondJump(r.choice(self.CMP), self.pick(defined), self.operand(defined),
+                              other))
+            if r.random() < 0.5:
+                self.stmt(defined, depth + 1)
+            if r.random() < 0.5:
+                o.append(Load(x, self.ctx, r.randrange(0, 64), 8))
+            else:
+                o.append(Alu("mov", x, self.pick(defined)))
+            o.append(Jump(end))
+            o.append(Label(other))
+            o.append(Alu("mov", x, r.choice((0, 1, -1, 77)), width=r.choice((64, 32))))
+            o.append(Label(end))
+            return defined + [x] if x not in defined else defined
         if k < 0.90 and depth < 3:      # if / else
             a = self.pick(defined)
             b = self.operand(defined)
