@@ -44,7 +44,6 @@ from ptrace_lang.codegen.emit import is_self_move, peephole
 from ptrace_lang.errors import NO_SPAN, CompileError
 
 K = 10                      # r0..r9
-_PRECOLORED = K             # node ids < K are the machine registers
 _INF_DEGREE = 1 << 40
 _MAX_ROUNDS = 40
 _DEFAULT_ORDER = (1, 2, 3, 4, 5, 0, 6, 7, 8, 9)
