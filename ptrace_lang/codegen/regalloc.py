@@ -796,6 +796,42 @@ class _Spiller:
         return out
 
 
+def _forward_reloads(insns: list[ir.Insn]) -> list[ir.Insn]:
+    """After colouring: drop a spill reload whose register still holds the slot's value, or
+    turn it into a register move when another register does. Knowledge flows along
+    straight-line code and into the fall-through of a conditional jump (a Label, a possible
+    merge point, forgets everything). Only spill slots are tracked: nothing else writes them.
+    """
+    holders: dict[int, set[ir.Reg]] = {}        # slot -> registers holding its value
+
+    def clobber(r: ir.Reg) -> None:
+        for hs in holders.values():
+            hs.discard(r)
+
+    out: list[ir.Insn] = []
+    for ins in insns:
+        if isinstance(ins, ir.Label):
+            holders.clear()
+        elif isinstance(ins, _SpillLoad):
+            have = holders.get(ins.slot, set())
+            if ins.dst in have:
+                continue                        # the register already holds the value
+            slot = ins.slot
+            if have:
+                ins = ir.Alu("mov", ins.dst, min(have, key=lambda r: r.n), span=ins.span)
+            clobber(ins.dst)
+            holders.setdefault(slot, set()).add(ins.dst)
+        elif isinstance(ins, _SpillStore):
+            holders[ins.slot] = {ins.src}
+        else:
+            for d in ir.defs(ins):
+                clobber(d)
+            if isinstance(ins, (ir.Jump, ir.Exit)):
+                holders.clear()
+        out.append(ins)
+    return out
+
+
 def _assign_slots(insns: list[ir.Insn], frame_depth: int) -> tuple[list[ir.Insn], int]:
     """Give every spill slot a stack offset; slots with disjoint live ranges share one."""
     slots = sorted({ins.slot for ins in insns if isinstance(ins, (_SpillLoad, _SpillStore))})
@@ -932,4 +968,4 @@ def allocate_registers(insns: list[ir.Insn], frame_depth: int) -> tuple[list[ir.
         if is_self_move(new):
             continue
         out.append(new)
-    return _assign_slots(out, frame_depth)
+    return _assign_slots(_forward_reloads(out), frame_depth)

@@ -542,6 +542,27 @@ def test_peephole_hoists_constant_else_arm():
     assert len(peephole(bad)) == len(prog)
 
 
+def test_reloads_forwarded_from_registers_still_holding_the_slot():
+    from ptrace_lang.codegen.regalloc import _forward_reloads, _SpillLoad, _SpillStore
+    prog = [
+        _SpillStore(R10, 0, R1, 8, slot=0),
+        CondJump("jgt", R1, 100, "x"),
+        _SpillLoad(R1, R10, 0, 8, slot=0),      # r1 still holds slot 0: dropped
+        _SpillLoad(R2, R10, 0, 8, slot=0),      # r1 does: becomes r2 = r1
+        Alu("add", R1, 1),
+        _SpillLoad(R3, R10, 0, 8, slot=0),      # r2 still does
+        Call(5, 0),
+        _SpillLoad(R4, R10, 0, 8, slot=0),      # r0-r5 clobbered: real reload
+        Label("x"),
+        _SpillLoad(R1, R10, 0, 8, slot=0),      # merge point: real reload
+        Exit(),
+    ]
+    out = _forward_reloads(prog)
+    assert [ir.format_insn(i) for i in out] == [
+        "*(u64 *)(r10 +0) = r1", "if r1 jgt 100 goto x", "r2 = r1", "r1 += 1", "r3 = r2",
+        "call 5 (0 args)", "r4 = *(u64 *)(r10 +0)", "x:", "r1 = *(u64 *)(r10 +0)", "exit"]
+
+
 def test_unknown_label_is_an_error():
     with pytest.raises(ValueError):
         allocate_registers([Jump("nowhere"), Exit()], 0)
