@@ -8,7 +8,7 @@ import pytest
 
 from ptrace_lang.codegen import ir
 from ptrace_lang.codegen.emit import emit, peephole
-from ptrace_lang.codegen.ir import (R0, R1, R2, R3, R10, Alu, AtomicAdd, Call, CondJump,
+from ptrace_lang.codegen.ir import (R0, R1, R2, R3, R4, R10, Alu, AtomicAdd, Call, CondJump,
                                     Endian, Exit, Jump, Label, Load, LoadImm64, LoadMapFd,
                                     PReg, Store, VReg)
 from ptrace_lang.codegen.regalloc import allocate_registers
