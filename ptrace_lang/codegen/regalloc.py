@@ -285,6 +285,52 @@ def _eliminate_dead_code(insns: list[ir.Insn]) -> list[ir.Insn]:
         insns = [ins for i, ins in enumerate(insns) if i not in dead]
 
 
+_COMMUTATIVE = ("add", "mul", "or", "and", "xor")
+
+
+def _commute_copies(insns: list[ir.Insn]) -> list[ir.Insn]:
+    """``c = a; ...; c op= b`` (commutative op, a still live after it, b dying there) becomes
+    ``...; c = b; c op= a`` so that c can share b's register: the copy then coalesces away.
+    The ``...`` (same basic block) must not touch c nor redefine a."""
+    fn = _Function(insns)
+    after = fn.live_after()
+    drop: set[int] = set()
+    repl: dict[int, list[ir.Insn]] = {}
+    for s, e in fn.blocks:
+        for j in range(s, e):
+            opi = insns[j]
+            if not (isinstance(opi, ir.Alu) and opi.op in _COMMUTATIVE and _is_reg(opi.src)):
+                continue
+            c, b = opi.dst, opi.src
+            if b == c or b == ir.FP:
+                continue
+            live = after[j]
+            if live >> fn.node[b] & 1:
+                continue
+            nc = fn.node[c]
+            i = j - 1
+            while i >= s and i not in drop and nc not in fn.uses[i] and nc not in fn.defs[i]:
+                i -= 1
+            if i < s or i in drop or i in repl or not _is_move(insns[i]) or insns[i].dst != c:
+                continue
+            a = insns[i].src
+            if a == ir.FP or a == b or a == c or not live >> fn.node[a] & 1:
+                continue
+            na = fn.node[a]
+            if any(na in fn.defs[k] for k in range(i + 1, j)):
+                continue
+            drop.add(i)
+            repl[j] = [replace(insns[i], src=b), replace(opi, src=a)]
+    if not drop:
+        return insns
+    out: list[ir.Insn] = []
+    for k, ins in enumerate(insns):
+        if k in drop:
+            continue
+        out.extend(repl.get(k, [ins]))
+    return out
+
+
 # --------------------------------------------------------------------------------------------
 # iterated register coalescing
 
@@ -922,6 +968,7 @@ def allocate_registers(insns: list[ir.Insn], frame_depth: int) -> tuple[list[ir.
     prog = [replace(i, src=0) if isinstance(i, ir.Alu) and i.op == "neg" else i for i in insns]
     prog = peephole(prog)
     prog = _eliminate_dead_code(prog)
+    prog = _commute_copies(prog)
     max_id = max((r.id for ins in prog for f in _REG_FIELDS
                   for r in [getattr(ins, f, None)] if isinstance(r, ir.VReg)), default=-1)
     spiller = _Spiller(max_id + 1)

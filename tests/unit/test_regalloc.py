@@ -563,6 +563,25 @@ def test_reloads_forwarded_from_registers_still_holding_the_slot():
         "call 5 (0 args)", "r4 = *(u64 *)(r10 +0)", "x:", "r1 = *(u64 *)(r10 +0)", "exit"]
 
 
+def test_commutative_copy_is_moved_to_the_dying_operand():
+    # $g = $a + $b * 3 with $a still needed afterwards
+    prog = [
+        Load(V(1), R1, 0),
+        Load(V(2), R1, 8),
+        Alu("mov", V(3), V(1)),
+        Alu("mov", V(4), V(2)),
+        Alu("mul", V(4), 3),
+        Alu("add", V(3), V(4)),
+        Store(R10, -8, V(3)),
+        Alu("mov", R0, V(1)),
+        Exit(),
+    ]
+    out, _ = check_same(prog)
+    assert [ir.format_insn(i) for i in out] == [
+        "r0 = *(u64 *)(r1 +0)", "r1 = *(u64 *)(r1 +8)", "r1 *= 3", "r1 += r0",
+        "*(u64 *)(r10 -8) = r1", "exit"]
+
+
 def test_unknown_label_is_an_error():
     with pytest.raises(ValueError):
         allocate_registers([Jump("nowhere"), Exit()], 0)
@@ -668,7 +687,7 @@ class _Gen:
                 o.append(Alu("mov", v, R0))
                 return defined + [v]
             return defined
-        if k < 0.83:            # x = c ? <value> : <constant>
+        if k < 0.84:            # x = c ? <value> : <constant>
             x = self.vreg() if r.random() < 0.7 or not [
                 v for v in defined if v not in self.protected] else self.pick(defined, True)
             other, end = self.label(), self.label()
@@ -685,7 +704,15 @@ class _Gen:
             o.append(Alu("mov", x, r.choice((0, 1, -1, 77)), width=r.choice((64, 32))))
             o.append(Label(end))
             return defined + [x] if x not in defined else defined
-        if k < 0.90 and depth < 3:      # if / else
+        if k < 0.86:            # c = a; ...; c op= b   (commutable copies)
+            c = self.vreg()
+            o.append(Alu("mov", c, self.pick(defined)))
+            if r.random() < 0.5:
+                defined = self.stmt(defined, depth + 1)
+            o.append(Alu(r.choice(("add", "mul", "or", "and", "xor")), c, self.pick(defined),
+                         width=r.choice((64, 64, 32))))
+            return defined + [c]
+        if k < 0.91 and depth < 3:      # if / else
             a = self.pick(defined)
             b = self.operand(defined)
             if isinstance(b, int) and r.random() < 0.5:
