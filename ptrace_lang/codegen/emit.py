@@ -4,9 +4,12 @@
 ld_imm64 counts as two slots), records a relocation for every ``LoadMapFd`` and keeps one
 source span per instruction slot.
 
-``peephole`` works on IR with virtual or physical registers and preserves semantics exactly;
-it only deletes or retargets jumps, deletes unreachable code, self-moves and unused labels. It
-never moves an instruction across a label.
+``peephole`` works on IR with virtual or physical registers and preserves semantics exactly:
+jump threading, deleting jumps to the next instruction, ``if c goto A; goto B; A:`` ->
+``if !c goto B; A:``, deleting unreachable code, 64-bit self moves and unused labels, and
+hoisting a lone constant else-arm above its branch (``if c goto E; ..x = ..; goto J;
+E: x = K; J:`` -> ``x = K; if c goto J; ..x = ..; J:``). Apart from that last rewrite, whose
+label E has no other user, no instruction moves across a label.
 """
 from __future__ import annotations
 
