@@ -13,7 +13,7 @@ from ptrace_lang.errors import CompileError, SOURCES, Span
 from ptrace_lang.frontend import ast
 
 DEFAULT_MAX_MAP_KEYS = 4096
-DEFAULT_RINGBUF_BYTES = 8 << 20
+DEFAULT_RINGBUF_BYTES = 32 << 20
 
 # BPF_MAP_TYPE_* / BPF_PROG_TYPE_* values (uapi bpf.h); kept here so compiling needs no kernel module
 MAP_TYPES = {"hash": 1, "array": 2, "percpu_hash": 5, "percpu_array": 6, "ringbuf": 27}

@@ -192,7 +192,7 @@ class Session:
         backlog = self._backlog
         while backlog:
             chunk = backlog[0]
-            off = RingBuffer.records(chunk, self._on_record, self._backlog_off, 8192)
+            off = RingBuffer.records(chunk, self._on_record, self._backlog_off, 4096)
             if off >= len(chunk):
                 backlog.popleft()
                 self._backlog_off = 0
@@ -346,7 +346,7 @@ class Session:
     def _loop(self) -> None:
         ep = select.epoll()
         try:
-            ep.register(self.ringbuf.fileno(), select.EPOLLIN)
+            ep.register(self.ringbuf.map_fd, select.EPOLLIN)
             ep.register(self._wakeup_r, select.EPOLLIN)
             while not self.stopping and not self._got_signal:
                 ep.poll(-1)

@@ -53,8 +53,15 @@ class Tracer:
         self._attached.set()
 
     def _read_out(self) -> None:
-        for chunk in iter(lambda: self.p.stdout.read(4096), ""):
-            self.out_chunks.append(chunk)
+        # raw reads: whatever has arrived, not a full 4096 characters
+        import codecs
+        dec = codecs.getincrementaldecoder("utf-8")("replace")
+        fd = self.p.stdout.fileno()
+        while True:
+            data = os.read(fd, 1 << 20)
+            if not data:
+                break
+            self.out_chunks.append(dec.decode(data))
 
     def wait_attached(self, timeout: float = 60) -> None:
         if not self._attached.wait(timeout) or self.p.poll() not in (None, 0):
