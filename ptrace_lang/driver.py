@@ -143,7 +143,7 @@ def compile_script(text: str, filename: str, opts: Options) -> Compiled:
             lhist=agg.lhist if agg is not None else None))
     user_map_index = {um.name: i for i, um in enumerate(obj.user_maps)}
     obj.maps.append(S.MapSpec("ringbuf", MAP_TYPES["ringbuf"], 0, 0, _ringbuf_size(opts.ringbuf_bytes)))
-    obj.maps.append(S.MapSpec("counters", MAP_TYPES["percpu_array"], 4, 8, S.NUM_COUNTERS))
+    obj.maps.append(S.MapSpec("counters", MAP_TYPES["array"], 4, 8 * S.NUM_COUNTERS, 1))
     obj.maps.append(S.MapSpec("globals", MAP_TYPES["array"], 4, 8, 1))
 
     ir_dump, asm_dump = [], []

@@ -124,11 +124,11 @@ class ObjectSpec:
     events: list[EventSpec] = field(default_factory=list)
     probe_names: list[str] = field(default_factory=list)   # indexed by probe id / cookie
     ringbuf_map: str = "ringbuf"
-    counters_map: str = "counters"   # per-CPU array of u64: see COUNTER_* below
+    counters_map: str = "counters"   # array of one value: a u64 per COUNTER_* below
     config: dict = field(default_factory=dict)
 
 
-# per-CPU counters kept by every program, reported at exit when non-zero
+# counters kept by every program (atomic adds on error paths), reported at exit when non-zero
 COUNTER_LOST_EVENTS = 0     # ring buffer reserve failed
 COUNTER_MAP_FULL = 1        # a map update failed (map full)
 COUNTER_READ_FAILED = 2     # a probe_read helper failed

@@ -105,6 +105,8 @@ def format_instruction(insns: list[Instruction], i: int,
         if mode == op.BPF_IMM and op.BPF_SIZE(code) == op.BPF_DW:
             value = ld_imm64_value(insns, i)
             if map_names and i in map_names:
+                if s == op.BPF_PSEUDO_MAP_VALUE:
+                    return f"r{d} = map[{map_names[i]}][0]+{insns[i + 1].imm} ll"
                 return f"r{d} = map[{map_names[i]}] ll"
             if s == op.BPF_PSEUDO_MAP_FD:
                 return f"r{d} = map[fd:{ins.imm}] ll"

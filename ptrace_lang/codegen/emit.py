@@ -317,7 +317,12 @@ def emit(insns: list[ir.Insn], optimize: bool = True) -> Emitted:
             out.extend(ld_imm64(_reg(ins.dst, "ld_imm64 destination"), ins.value))
         elif isinstance(ins, ir.LoadMapFd):
             relocs.append((len(out), ins.map_name))
-            out.extend(ld_imm64(_reg(ins.dst, "map destination"), 0, op.BPF_PSEUDO_MAP_FD))
+            if ins.value_offset is None:
+                out.extend(ld_imm64(_reg(ins.dst, "map destination"), 0, op.BPF_PSEUDO_MAP_FD))
+            else:
+                first, second = ld_imm64(_reg(ins.dst, "map destination"), 0, op.BPF_PSEUDO_MAP_VALUE)
+                second.imm = ins.value_offset
+                out.extend((first, second))
         elif isinstance(ins, ir.Load):
             size = op.SIZE_CODES[ins.size]
             out.append(Instruction(op.BPF_LDX | op.BPF_MEM | size, _reg(ins.dst, "load dst"),

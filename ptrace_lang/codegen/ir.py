@@ -82,11 +82,14 @@ class LoadImm64(Insn):
 class LoadMapFd(Insn):
     """dst = address of map ``map_name`` (ld_imm64 with src=BPF_PSEUDO_MAP_FD).
 
-    The map fd is filled in at load time: the encoder records a relocation.
+    The map fd is filled in at load time: the encoder records a relocation. With
+    ``value_offset`` (array maps only) dst is the address of element 0's value plus the offset,
+    read with plain loads and no helper call.
     """
 
     dst: Reg
     map_name: str
+    value_offset: int | None = None   # set: address of the map's value + offset (BPF_PSEUDO_MAP_VALUE)
 
 
 @dataclass
@@ -220,6 +223,8 @@ def format_insn(insn: Insn) -> str:
     if isinstance(insn, LoadImm64):
         return f"{insn.dst} = {insn.value:#x} ll"
     if isinstance(insn, LoadMapFd):
+        if insn.value_offset is not None:
+            return f"{insn.dst} = &map[{insn.map_name}][0] + {insn.value_offset}"
         return f"{insn.dst} = map[{insn.map_name}]"
     if isinstance(insn, Load):
         return f"{insn.dst} = *(u{insn.size * 8} *)({insn.base} {insn.off:+d})"

@@ -4,8 +4,8 @@ Values are either scalars in virtual registers, or byte strings in memory (strin
 written straight to where they are needed: a map key slot, a ring buffer record, a variable's
 stack slot (``expr_into``). Conditions lower to branches (``cond``), not to 0/1 values.
 
-Kernel maps used by every object: ``ringbuf`` (events), ``counters`` (per-CPU u64 array:
-spec.COUNTER_*), ``globals`` (array, slot 0 = start time for ``elapsed``).
+Kernel maps used by every object: ``ringbuf`` (events), ``counters`` (u64s:
+spec.COUNTER_*, one u64 each in the single value of an array), ``globals`` (array of one value: the start time for ``elapsed``, read without a helper call).
 """
 from __future__ import annotations
 
@@ -32,6 +32,7 @@ H_RINGBUF_RESERVE, H_RINGBUF_SUBMIT = 131, 132
 H_ATTACH_COOKIE = 174
 
 BPF_ANY, BPF_NOEXIST = 0, 1
+GLOBALS_START_NS = 0   # offset in the value of the ``globals`` array
 
 CMP_OPS = {"==": "jeq", "!=": "jne", ">": "jgt", ">=": "jge", "<": "jlt", "<=": "jle"}
 SIGNED_CMP = {"jgt": "jsgt", "jge": "jsge", "jlt": "jslt", "jle": "jsle"}
@@ -423,17 +424,11 @@ class Lowering:
         self.submit(rec)
 
     def count_error(self, which: int) -> None:
-        slot = self.frame.alloc(8)
-        self.emit(ir.Store(FP, slot, which, 8))
-        self.call(H_MAP_LOOKUP, ("map", "counters"), ("fp", slot))
-        v = self.result()
-        skip = self.label("nocounter")
-        self.emit(ir.CondJump("jeq", v, 0, skip))
-        t = self.vreg()
-        self.emit(ir.Load(t, v, 0, 8))
-        self.emit(ir.Alu("add", t, 1))
-        self.emit(ir.Store(v, 0, t, 8))
-        self.emit(ir.Label(skip))
+        """counters[which] += 1: an atomic add straight into the array's value (cold path)."""
+        ptr, one = self.vreg(), self.vreg()
+        self.emit(ir.LoadMapFd(ptr, "counters", which * 8))
+        self.mov(one, 1)
+        self.emit(ir.AtomicAdd(ptr, 0, one, 8))
 
     # ------------------------------------------------------------------ maps
     def build_key(self, ref: ast.MapRef, layout: MapLayout, extra: int = 0) -> int:
@@ -931,19 +926,11 @@ class Lowering:
             return self.result()
         if name == "elapsed":
             self.call(H_KTIME_NS)
-            now = self.result()
-            slot = self.frame.alloc(8)
-            self.emit(ir.Store(FP, slot, 0, 4))
-            self.call(H_MAP_LOOKUP, ("map", "globals"), ("fp", slot))
-            g = self.result()
-            out = self.vreg()
-            self.mov(out, now)
-            skip = self.label("noglobals")
-            self.emit(ir.CondJump("jeq", g, 0, skip))
-            start = self.vreg()
-            self.emit(ir.Load(start, g, 0, 8))
-            self.emit(ir.Alu("sub", out, start))
-            self.emit(ir.Label(skip))
+            out = self.result()
+            g = self.vreg()
+            self.emit(ir.LoadMapFd(g, "globals", GLOBALS_START_NS))
+            self.emit(ir.Load(g, g, 0, 8))
+            self.emit(ir.Alu("sub", out, g))
             return out
         if name == "cpu":
             self.call(H_SMP_ID)

@@ -3,8 +3,9 @@
 Order of a run (bpftrace's, with its slow parts removed):
   create maps -> load programs -> run begin programs (BPF_PROG_TEST_RUN) -> attach the rest
   -> "Attached N probes" -> print begin's output and then events as they come
-  -> stop (Ctrl-C, SIGTERM, exit(), or a begin/end-only program) -> stop flag set so probes
-  no longer run -> end programs -> print every map -> flush -> release (in parallel).
+  -> stop (Ctrl-C, SIGTERM, exit(), or a begin/end-only program) -> detach (links closed in
+  parallel; slow perf-event closes go to a background reaper) -> end programs -> print every
+  map -> flush -> release the rest.
 Every kernel object is owned by the session and released on every path out of ``run``.
 """
 from __future__ import annotations
@@ -269,11 +270,8 @@ class Session:
         m = self.k.maps.get(self.spec.counters_map)
         if m is None:
             return
-        totals = []
-        for i in range(3):
-            raw = m.lookup(struct.pack("<I", i))
-            totals.append(sum(struct.unpack_from("<Q", c)[0] for c in m.percpu_values(raw)) if raw else 0)
-        lost, full, failed = totals
+        raw = m.lookup(struct.pack("<I", 0)) or bytes(8 * S.NUM_COUNTERS)
+        lost, full, failed = struct.unpack_from("<QQQ", raw, 8 * S.COUNTER_LOST_EVENTS)
         if lost:
             self.err.write(f"Lost {lost} events\n")
         if full:
@@ -330,7 +328,10 @@ class Session:
             self._flush()
             if others and not self.stopping and not self._got_signal:
                 self._loop()
-            # what came before the stop still prints, what came after an exit() does not
+            # probes stop here: detaching links is quick when done in parallel (closing the
+            # perf events behind them is slow and is left to the final teardown); what came
+            # before still prints, what came after an exit() does not
+            self.detach()
             self.drain()
             self.stopping = False
             for a in ends:
@@ -353,6 +354,13 @@ class Session:
                 self.drain()
         finally:
             ep.close()
+
+    def detach(self) -> None:
+        """Detach every attached program (perf events closed in the background when many)."""
+        from ptrace_lang.kernel.teardown import close_all
+
+        links, self.k.links = self.k.links, []
+        close_all(links)
 
     def close(self) -> None:
         from ptrace_lang.kernel.teardown import close_all
