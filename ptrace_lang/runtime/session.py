@@ -321,7 +321,8 @@ class Session:
             # hold begin's output until the probes are attached, as bpftrace prints it after
             # the "Attached" line; an exit() in begin means nothing else needs attaching
             self.drain(flush=False)
-            n = self.attach_all() if not self.stopping else len(begins) + len(ends)
+            stop_early = self.stopping or self._got_signal
+            n = self.attach_all() if not stop_early else len(begins) + len(ends)
             if not self.opts.quiet:
                 self.err.write(f"Attached {n} probe{'s' if n != 1 else ''}\n")
                 self.err.flush()

@@ -188,3 +188,15 @@ def test_verifier_rejection_names_the_script_line():
     assert "Traceback" not in r.err
     verbose = run("-v", "--dry-run", "-e", src)
     assert "processed" in verbose.err and "goto pc-" in verbose.err   # the full log
+
+
+@pytest.mark.parametrize("delay", [0.0, 0.05, 0.15, 0.3, 0.6])
+def test_ctrl_c_is_never_lost(delay):
+    """SIGINT at any moment of start-up ends the run cleanly, with nothing left loaded."""
+    import time
+    t = Tracer("-e", "tracepoint:syscalls:sys_enter_getppid { @ = count(); } END { printf(\"end\\n\"); }")
+    time.sleep(delay)
+    r = t.stop(signal.SIGINT, timeout=30)
+    assert r.rc in (0, 1, 130, -signal.SIGINT), r.err
+    assert "Traceback" not in r.err
+    assert not ours()
