@@ -335,9 +335,7 @@ class Lowering:
 
     def stmt_print(self, e: ast.Call) -> None:
         first = e.args[0]
-        if isinstance(first, ast.MapRef) and first.keys is None and isinstance(first.type, AggT) or (
-                isinstance(first, ast.MapRef) and first.keys is None
-                and self.maps["@" + first.name].info.keyed):
+        if isinstance(first, ast.MapRef) and first.keys is None:
             top = self.const_value(e.args[1]) if len(e.args) > 1 else 0
             div = self.const_value(e.args[2]) if len(e.args) > 2 else 1
             idx = self.user_map_index["@" + first.name]
@@ -451,10 +449,12 @@ class Lowering:
 
     def update(self, layout: MapLayout, key_off: int, val_off: int, flags: int = BPF_ANY) -> None:
         self.call(H_MAP_UPDATE, ("map", layout.kernel_name), ("fp", key_off), ("fp", val_off), flags)
-        ok = self.label("updated")
-        self.emit(ir.CondJump("jsge", R0, 0, ok))
-        self.count_error(S.COUNTER_MAP_FULL)
-        self.emit(ir.Label(ok))
+        # counters[MAP_FULL] += (r0 < 0): branchless, one instruction fewer than a test
+        failed, ptr = self.vreg(), self.vreg()
+        self.mov(failed, R0)
+        self.emit(ir.Alu("rsh", failed, 63))
+        self.emit(ir.LoadMapFd(ptr, "counters", S.COUNTER_MAP_FULL * 8))
+        self.emit(ir.AtomicAdd(ptr, 0, failed, 8))
 
     def map_store(self, ref: ast.MapRef, layout: MapLayout, write_value) -> None:
         key = self.build_key(ref, layout)

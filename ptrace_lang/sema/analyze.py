@@ -582,9 +582,7 @@ class _Analyzer:
                        ["print(@map[, top[, div]]) or print(value)"])
             return VOID
         first = e.args[0]
-        if isinstance(first, ast.MapRef) and first.keys is None and "@" + first.name in self.maps \
-                and (isinstance(self.maps["@" + first.name].value_type, AggT)
-                     or self.maps["@" + first.name].keyed):
+        if isinstance(first, ast.MapRef) and first.keys is None and "@" + first.name in self.maps:
             first.type = self.maps["@" + first.name].value_type
             self.nargs(e, 1, 3, "print(@map[, top[, div]])")
             for a in e.args[1:]:
