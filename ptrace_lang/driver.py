@@ -14,6 +14,9 @@ from ptrace_lang.frontend import ast
 
 DEFAULT_MAX_MAP_KEYS = 4096
 DEFAULT_RINGBUF_BYTES = 32 << 20
+# programs whose only events are rare control records (exit, time, clear, print of a map)
+# get a small ring buffer: its pages are mapped into our address space
+SMALL_RINGBUF_BYTES = 256 << 10
 
 # BPF_MAP_TYPE_* / BPF_PROG_TYPE_* values (uapi bpf.h); kept here so compiling needs no kernel module
 MAP_TYPES = {"hash": 1, "array": 2, "percpu_hash": 5, "percpu_array": 6, "ringbuf": 27}
@@ -142,7 +145,8 @@ def compile_script(text: str, filename: str, opts: Options) -> Compiled:
             hist_k=agg.hist_k if agg is not None else 0,
             lhist=agg.lhist if agg is not None else None))
     user_map_index = {um.name: i for i, um in enumerate(obj.user_maps)}
-    obj.maps.append(S.MapSpec("ringbuf", MAP_TYPES["ringbuf"], 0, 0, _ringbuf_size(opts.ringbuf_bytes)))
+    ringbuf = S.MapSpec("ringbuf", MAP_TYPES["ringbuf"], 0, 0, _ringbuf_size(opts.ringbuf_bytes))
+    obj.maps.append(ringbuf)
     obj.maps.append(S.MapSpec("counters", MAP_TYPES["array"], 4, 8 * S.NUM_COUNTERS, 1))
     obj.maps.append(S.MapSpec("globals", MAP_TYPES["array"], 4, 8, 1))
 
@@ -188,6 +192,11 @@ def compile_script(text: str, filename: str, opts: Options) -> Compiled:
             for t, pid in zip(targets, probe_ids):
                 obj.attachments.append(S.AttachSpec(t.provider, name, t.target, pid, t.probe_name,
                                                     probe.attach_points[0].span))
+    if not any(name == "ringbuf" for p in obj.programs for _, name in p.map_relocs):
+        obj.maps.remove(ringbuf)
+        obj.ringbuf_map = ""
+    elif not any(ev.kind in (S.EV_PRINTF, S.EV_PRINT_VALUE) for ev in obj.events):
+        ringbuf.max_entries = _ringbuf_size(min(opts.ringbuf_bytes, SMALL_RINGBUF_BYTES))
     if ir_dump:
         dumps["ir"] = "\n".join(ir_dump)
     if asm_dump:

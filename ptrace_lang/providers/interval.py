@@ -56,9 +56,10 @@ class _Timer(Provider):
         out = []
         try:
             for cpu in online_cpus(cpus):
-                fd = perf.software_event(perf.PERF_COUNT_SW_CPU_CLOCK, cpu=cpu,
-                                         period=None if unit == "hz" else n,
-                                         freq=n if unit == "hz" else None)
+                # cpu-clock counts nanoseconds: a rate becomes a fixed period, which keeps
+                # firing on idle CPUs (frequency mode re-tunes only on ticks idle CPUs skip)
+                period = max(1, 1_000_000_000 // n) if unit == "hz" else n
+                fd = perf.software_event(perf.PERF_COUNT_SW_CPU_CLOCK, cpu=cpu, period=period)
                 out.append(links.attach_perf_event(prog_fd, fd, cookie))
         except BaseException:
             for link in out:

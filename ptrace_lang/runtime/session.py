@@ -309,8 +309,9 @@ class Session:
         saved = self._install_signals()
         try:
             self.load()
-            rb_spec = next(m for m in self.spec.maps if m.name == self.spec.ringbuf_map)
-            self.ringbuf = RingBuffer(self.k.maps[rb_spec.name].fd, rb_spec.max_entries)
+            rb_spec = next((m for m in self.spec.maps if m.name == self.spec.ringbuf_map), None)
+            if rb_spec is not None:
+                self.ringbuf = RingBuffer(self.k.maps[rb_spec.name].fd, rb_spec.max_entries)
             if self.opts.dry_run:
                 return 0
             begins = [a for a in self.spec.attachments if a.provider == "begin"]
@@ -348,7 +349,8 @@ class Session:
     def _loop(self) -> None:
         ep = select.epoll()
         try:
-            ep.register(self.ringbuf.map_fd, select.EPOLLIN)
+            if self.ringbuf is not None:
+                ep.register(self.ringbuf.map_fd, select.EPOLLIN)
             ep.register(self._wakeup_r, select.EPOLLIN)
             while not self.stopping and not self._got_signal:
                 ep.poll(-1)

@@ -119,8 +119,17 @@ def test_tracepoint_wildcards_in_both_parts_and_data_loc_strings():
 
 
 def test_profile_fires_on_every_cpu_and_interval_counts():
-    out = out_of("profile:hz:200 { @[cpu] = count(); } interval:ms:100 { @ticks = count(); } "
-                 "interval:s:1 { exit(); }")
+    # a busy process on each CPU: an idle CPU takes no cpu-clock samples (bpftrace sees the same)
+    spin = "import os, sys, time\nos.sched_setaffinity(0, {int(sys.argv[1])})\nt = time.time()\n" \
+           "while time.time() - t < 3: pass"
+    spinners = [subprocess.Popen([sys.executable, "-c", spin, str(c)]) for c in range(os.cpu_count())]
+    try:
+        out = out_of("profile:hz:200 { @[cpu] = count(); } interval:ms:100 { @ticks = count(); } "
+                     "interval:s:1 { exit(); }")
+    finally:
+        for p in spinners:
+            p.kill()
+            p.wait()
     cpus = {int(c) for c in re.findall(r"^@\[(\d+)\]: \d+$", out, re.M)}
     assert cpus == set(range(os.cpu_count()))
     assert 8 <= int(re.search(r"^@ticks: (\d+)$", out, re.M).group(1)) <= 11
