@@ -109,10 +109,12 @@ def compile_script(text: str, filename: str, opts: Options) -> Compiled:
     groups: list[list[tuple[providers.Provider, list[providers.Target], ProbeContext]]] = []
     for probe in program.probes:
         by_key: dict[object, tuple] = {}
+        uses_args = any(isinstance(n, ast.Builtin) and n.name == "args" for n in ast.walk(probe))
         for ap in probe.attach_points:
             prov = providers.lookup(ap)
             for t in prov.expand(ap, popts):
-                k = (prov.name, t.share_key)
+                # code that never reads args is the same whatever the event's layout
+                k = (prov.name, t.share_key if uses_args else None)
                 if k not in by_key:
                     by_key[k] = (prov, [], ProbeContext(prov.name, prov.builtins, t.args))
                 by_key[k][1].append(t)

@@ -240,21 +240,7 @@ class _Function:
                 for u in self.uses[i]:
                     g |= 1 << u
             gen[b], kill[b] = g, k
-        live_in = [0] * nb
-        live_out = [0] * nb
-        changed = True
-        while changed:
-            changed = False
-            for b in range(nb - 1, -1, -1):
-                out = 0
-                for s in self.succ[b]:
-                    out |= live_in[s]
-                new_in = gen[b] | (out & ~kill[b])
-                live_out[b] = out
-                if new_in != live_in[b]:
-                    live_in[b] = new_in
-                    changed = True
-        return live_out
+        return _backward_fixpoint(self.succ, gen, kill)[1]
 
     def live_after(self) -> list[int]:
         """Live-out bitset of every instruction."""
@@ -878,6 +864,27 @@ def _forward_reloads(insns: list[ir.Insn]) -> list[ir.Insn]:
     return out
 
 
+def _backward_fixpoint(succ: list[list[int]], gen: list[int],
+                       kill: list[int]) -> tuple[list[int], list[int]]:
+    """Live-in and live-out bitsets of blocks from per-block gen/kill bitsets (backward dataflow to a fixpoint)."""
+    nb = len(gen)
+    live_in = [0] * nb
+    live_out = [0] * nb
+    changed = True
+    while changed:
+        changed = False
+        for b in range(nb - 1, -1, -1):
+            out = 0
+            for s in succ[b]:
+                out |= live_in[s]
+            live_out[b] = out
+            new_in = gen[b] | (out & ~kill[b])
+            if new_in != live_in[b]:
+                live_in[b] = new_in
+                changed = True
+    return live_in, live_out
+
+
 def _assign_slots(insns: list[ir.Insn], frame_depth: int) -> tuple[list[ir.Insn], int]:
     """Give every spill slot a stack offset; slots with disjoint live ranges share one."""
     slots = sorted({ins.slot for ins in insns if isinstance(ins, (_SpillLoad, _SpillStore))})
@@ -897,20 +904,7 @@ def _assign_slots(insns: list[ir.Insn], frame_depth: int) -> tuple[list[ir.Insn]
             elif isinstance(ins, _SpillLoad):
                 g |= 1 << ins.slot
         gen[b], kill[b] = g, k
-    live_in = [0] * nb
-    live_out = [0] * nb
-    changed = True
-    while changed:
-        changed = False
-        for b in range(nb - 1, -1, -1):
-            out = 0
-            for s in fn.succ[b]:
-                out |= live_in[s]
-            live_out[b] = out
-            new = gen[b] | (out & ~kill[b])
-            if new != live_in[b]:
-                live_in[b] = new
-                changed = True
+    live_in, live_out = _backward_fixpoint(fn.succ, gen, kill)
     adj: dict[int, set[int]] = {s: set() for s in slots}
     for b, (s, e) in enumerate(fn.blocks):
         live = live_out[b]

@@ -11,7 +11,9 @@ Every kernel object is owned by the session and released on every path out of ``
 from __future__ import annotations
 
 import collections
+import errno
 import os
+import resource
 import select
 import signal
 import struct
@@ -21,6 +23,7 @@ from dataclasses import dataclass, field
 
 from ptrace_lang import spec as S
 from ptrace_lang.errors import SOURCES, RuntimeFailure, Span
+from ptrace_lang.kernel.teardown import close_all   # imported now: teardown must not need a free fd
 from ptrace_lang.runtime import decode
 
 _HDR = struct.Struct("<II")
@@ -84,7 +87,9 @@ class Session:
             try:
                 fd = kprogs.load_program(ps.prog_type, bytes(code), name=ps.name)
             except kprogs.VerifierError as e:
-                raise self._verifier_failure(ps, e) from None
+                if e.summary.strip():
+                    raise self._verifier_failure(ps, e) from None
+                raise RuntimeFailure(f"prog '{ps.name}': failed to load: {os.strerror(e.errno)}") from None
             except OSError as e:
                 raise RuntimeFailure(f"prog '{ps.name}': failed to load: {e.strerror or e}") from None
             self.k.progs[ps.name] = fd
@@ -123,8 +128,12 @@ class Session:
             try:
                 self.k.links.extend(prov.attach(target, self.k.progs[a.program], a.cookie))
             except OSError as e:
+                hints = []
+                if e.errno == errno.EMFILE:
+                    hints.append("every attach point takes two file descriptors: raise the limit "
+                                 "(ulimit -n) or attach fewer probes")
                 raise RuntimeFailure(f"probe '{a.probe_name}': failed to attach: {e.strerror or e}",
-                                     a.span) from None
+                                     a.span, hints) from None
             count += 1
         return count
 
@@ -307,6 +316,7 @@ class Session:
         from ptrace_lang.kernel.ringbuf import RingBuffer
 
         saved = self._install_signals()
+        _raise_fd_limit()
         try:
             self.load()
             rb_spec = next((m for m in self.spec.maps if m.name == self.spec.ringbuf_map), None)
@@ -343,7 +353,10 @@ class Session:
             self.report_counters()
             return self.exit_code
         finally:
-            self.close()
+            try:
+                self.close()
+            except Exception:  # noqa: BLE001 - keep the error that got us here
+                pass
             self._restore_signals(saved)
 
     def _loop(self) -> None:
@@ -360,14 +373,10 @@ class Session:
 
     def detach(self) -> None:
         """Detach every attached program (perf events closed in the background when many)."""
-        from ptrace_lang.kernel.teardown import close_all
-
         links, self.k.links = self.k.links, []
         close_all(links)
 
     def close(self) -> None:
-        from ptrace_lang.kernel.teardown import close_all
-
         objs = list(self.k.links)
         self.k.links.clear()
         if self.ringbuf is not None:
@@ -378,6 +387,16 @@ class Session:
         objs.extend(self.k.maps.values())
         self.k.maps.clear()
         close_all(objs)
+
+
+def _raise_fd_limit() -> None:
+    """Two file descriptors per attach point: take the hard limit, as bpftrace does."""
+    try:
+        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        if soft < hard:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    except (OSError, ValueError):
+        pass
 
 
 class _FdCloser:

@@ -71,14 +71,7 @@ class Tracer:
     def stop(self, sig: int = signal.SIGINT, timeout: float = 60) -> Result:
         if self.p.poll() is None:
             self.p.send_signal(sig)
-        try:
-            rc = self.p.wait(timeout)
-        except subprocess.TimeoutExpired:
-            self.p.kill()
-            rc = self.p.wait()
-        self._t_err.join(5)
-        self._t_out.join(5)
-        return Result(rc, "".join(self.out_chunks), "".join(self.err_lines))
+        return self.wait(timeout)
 
     def wait(self, timeout: float = 60) -> Result:
         try:

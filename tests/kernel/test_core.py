@@ -200,3 +200,24 @@ def test_ctrl_c_is_never_lost(delay):
     assert r.rc in (0, 1, 130, -signal.SIGINT), r.err
     assert "Traceback" not in r.err
     assert not ours()
+
+
+def test_failure_half_way_through_attaching_releases_everything():
+    """Out of file descriptors after some of 300+ tracepoints attached: a clear error, exit 1,
+    and every program and link released."""
+    import resource
+
+    def low_fd_limit():
+        resource.setrlimit(resource.RLIMIT_NOFILE, (80, 80))
+
+    p = subprocess.run([sys.executable, "-m", "ptrace_lang", "-e",
+                        "tracepoint:syscalls:sys_enter_* { @[probe] = count(); }"],
+                       capture_output=True, text=True, timeout=120, preexec_fn=low_fd_limit,
+                       cwd=os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
+    assert p.returncode == 1
+    assert "failed to attach" in p.stderr, p.stderr
+    assert "Traceback" not in p.stderr
+    assert "Attached" not in p.stderr
+    import time
+    time.sleep(0.2)
+    assert not ours()
