@@ -526,6 +526,41 @@ def markdown_table(results, tools: list[str]) -> str:
 # ---------------------------------------------------------------- main
 
 
+MASS_PROGRAM = "tracepoint:syscalls:sys_enter_* { @[probe] = count(); }"
+
+
+def measure_mass(tool: Tool, timeout: float) -> dict:
+    """Attach every syscalls:sys_enter_* tracepoint; time to attached and exit after Ctrl-C.
+    Runs once per tool (bpftrace 0.17 takes tens of seconds to exit here)."""
+    sp = Spawned(tool, ["-e", MASS_PROGRAM])
+    try:
+        attach = sp.wait_attached(timeout)
+        time.sleep(1.0)
+        t_int = time.monotonic()
+        sp.interrupt(max(timeout, 120))
+        return {"attach_s": attach, "exit_s": sp.end_time - t_int,
+                "probes": next((int(m.group(1)) for line in sp.err_head + sp.out_head
+                                for m in [re.search(r"Attach\w* (\d+) probe", line)] if m), None)}
+    except ToolError as exc:
+        sp.kill()
+        return {"error": str(exc)}
+
+
+def mass_table(mass: dict) -> str:
+    tools = list(mass)
+    lines = ["| " + " | ".join(["many probes", "metric", *tools] + (["ptrace/bpftrace"] if len(tools) == 2 else []))
+             + " |", "|" + "---|" * (len(tools) + 2 + (len(tools) == 2))]
+    for key, title in (("attach_s", "spawn to attach line"), ("exit_s", "exit after Ctrl-C")):
+        cells = [f"{mass[t][key] * 1000:.0f} ms" if key in mass[t] else "n/a" for t in tools]
+        row = [f"`{MASS_PROGRAM}` ({mass[tools[0]].get('probes')} probes)" if key == "attach_s" else "",
+               title, *cells]
+        if len(tools) == 2:
+            a, b = (mass[t].get(key) for t in tools)
+            row.append(f"{a / b:.2f}" if a and b else "n/a")
+        lines.append("| " + " | ".join(row) + " |")
+    return "\n".join(lines)
+
+
 def ptrace_env() -> dict:
     # Let Python cache bytecode (.pyc) as an installed ptrace would have it;
     # PYTHONDONTWRITEBYTECODE=1 would make every start recompile every module.
@@ -559,6 +594,8 @@ def main(argv=None) -> int:
     parser.add_argument("--filter", help="only one-liners whose key contains this (exit,count,hist,sum_avg,printf)")
     parser.add_argument("--timeout", type=float, default=60.0, help="seconds allowed to attach and to exit")
     parser.add_argument("--json", metavar="FILE", help="also write every raw number to FILE")
+    parser.add_argument("--no-mass", action="store_true",
+                        help="skip attaching all syscalls:sys_enter_* tracepoints (bpftrace 0.17 needs ~30 s to exit)")
     args = parser.parse_args(argv)
 
     if os.geteuid() != 0:
@@ -608,8 +645,18 @@ def main(argv=None) -> int:
                   + (f"  [ran: {used}]" if used != one.program else "")
                   + (f"  ERROR: {error}" if error else ""), flush=True)
 
+    mass = {}
+    if not args.no_mass and not args.filter:
+        for tool in tools:
+            mass[tool.name] = measure_mass(tool, args.timeout)
+            print(f"{tool.name:8s} mass     {mass[tool.name]}", flush=True)
+            time.sleep(20)  # let the closes of the previous run finish in the kernel
+
     print()
     print(markdown_table(results, names))
+    if mass:
+        print()
+        print(mass_table(mass))
     if errors:
         print("\nErrors (n/a above):")
         for e in errors:

@@ -6,7 +6,7 @@ expansion; loading and attaching are the runtime's.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
+from ptrace_lang.records import dataclass, field
 
 from ptrace_lang import spec as S
 from ptrace_lang.errors import CompileError, SOURCES, Span

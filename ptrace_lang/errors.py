@@ -6,7 +6,7 @@
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from ptrace_lang.records import dataclass, field
 
 
 @dataclass(frozen=True)

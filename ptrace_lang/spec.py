@@ -16,7 +16,7 @@ Value layouts (all little-endian, as the kernel stores them):
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from ptrace_lang.records import dataclass, field
 
 from ptrace_lang.errors import NO_SPAN, Span
 

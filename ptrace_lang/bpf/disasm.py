@@ -11,7 +11,7 @@
 """
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 from ptrace_lang.bpf import opcodes as op
 from ptrace_lang.bpf.helpers import helper_name

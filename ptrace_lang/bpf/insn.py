@@ -15,7 +15,7 @@ list indexes are the kernel's instruction indexes.
 from __future__ import annotations
 
 import struct
-from dataclasses import dataclass
+from ptrace_lang.records import dataclass
 
 from ptrace_lang.bpf import opcodes as op
 

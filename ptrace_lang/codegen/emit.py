@@ -13,7 +13,7 @@ label E has no other user, no instruction moves across a label.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from ptrace_lang.records import dataclass, replace
 
 from ptrace_lang.bpf import opcodes as op
 from ptrace_lang.bpf.insn import Instruction, ld_imm64

@@ -13,8 +13,7 @@ disassembler and verifier error mapping can name the script line.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Union
+from ptrace_lang.records import dataclass, field
 
 from ptrace_lang.errors import NO_SPAN, Span
 
@@ -41,8 +40,8 @@ CALLER_SAVED = (R0, R1, R2, R3, R4, R5)   # clobbered by every helper call
 CALLEE_SAVED = (R6, R7, R8, R9)           # preserved across helper calls
 FP = R10
 
-Reg = Union[VReg, PReg]
-Operand = Union[VReg, PReg, int]
+Reg = VReg | PReg
+Operand = VReg | PReg | int
 
 # ALU operation names (BPF_ALU/BPF_ALU64 op codes)
 ALU_OPS = ("add", "sub", "mul", "div", "sdiv", "mod", "smod", "or", "and", "lsh", "rsh",

@@ -9,7 +9,7 @@ spec.COUNTER_*, one u64 each in the single value of an array), ``globals`` (arra
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from ptrace_lang.records import dataclass
 
 from ptrace_lang import spec as S
 from ptrace_lang.codegen import ir

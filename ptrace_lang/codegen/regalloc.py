@@ -37,7 +37,7 @@ side-effect-free instructions that define an unused vreg.
 from __future__ import annotations
 
 import heapq
-from dataclasses import dataclass, fields, replace
+from ptrace_lang.records import dataclass, fields, replace
 
 from ptrace_lang.codegen import ir
 from ptrace_lang.codegen.emit import is_self_move, peephole

@@ -5,8 +5,7 @@ Every node has a keyword-only ``span``; expression nodes also a keyword-only ``t
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Any, Union
+from ptrace_lang.records import dataclass, field
 
 from ptrace_lang.errors import NO_SPAN, Span
 
@@ -36,7 +35,7 @@ class TypeName(Node):
 
 @dataclass
 class Expr(Node):
-    type: Any = field(default=None, kw_only=True, repr=False, compare=False)
+    type: object = field(default=None, kw_only=True, repr=False, compare=False)
 
 
 @dataclass
@@ -362,7 +361,7 @@ class Program(Node):
     probes: list[Probe] = field(default_factory=list)
 
 
-AnyNode = Union[Expr, Stmt, Probe, Program]
+AnyNode = Expr | Stmt | Probe | Program
 
 
 def children(node: Node):
@@ -392,7 +391,7 @@ def walk(node: Node):
         stack.extend(reversed(list(children(cur))))
 
 
-def dump(node: Any, indent: int = 0) -> str:
+def dump(node: object, indent: int = 0) -> str:
     """A readable tree, for ``-d ast``."""
     pad = "  " * indent
     if isinstance(node, list):

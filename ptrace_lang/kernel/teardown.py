@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import os
 import time
-from concurrent.futures import ThreadPoolExecutor
+import threading
 
 from . import perf as _perf
 
@@ -41,6 +41,7 @@ __all__ = ["close_all", "reap_in_background", "BACKGROUND_THRESHOLD"]
 # background is None (~31 ms each to close synchronously)
 BACKGROUND_THRESHOLD = 8
 _MAX_WORKERS = 128
+_DONE = object()
 
 
 def _is_perf_fd(fd: int) -> bool | None:
@@ -75,9 +76,24 @@ def _run(fn, items: list, parallel: bool) -> None:
         for it in items:
             fn(it)
         return
-    with ThreadPoolExecutor(max_workers=min(_MAX_WORKERS, len(items))) as ex:
-        for _ in ex.map(fn, items):
-            pass
+    # plain threads pulling from one iterator (concurrent.futures costs start-up time)
+    work = iter(items)
+    lock = threading.Lock()
+
+    def worker() -> None:
+        while True:
+            with lock:
+                item = next(work, _DONE)
+            if item is _DONE:
+                return
+            fn(item)
+
+    threads = [threading.Thread(target=worker, daemon=True)
+               for _ in range(min(_MAX_WORKERS, len(items)))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
 
 
 def reap_in_background(fds: list[int]) -> bool:

@@ -6,7 +6,7 @@ import ctypes
 import fnmatch
 import os
 import re
-from dataclasses import dataclass
+from ptrace_lang.records import dataclass
 
 __all__ = ["tracefs_root", "list_tracepoints", "event_id", "event_format", "TpField"]
 

@@ -6,7 +6,7 @@ loaded program to a target (run time; kernel modules are imported only inside ``
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from ptrace_lang.records import dataclass, field
 
 from ptrace_lang.errors import CompileError, NotSupportedYet
 from ptrace_lang.frontend import ast

@@ -5,7 +5,7 @@ Decoders are built once per ``Field`` layout and reused for every record / entry
 from __future__ import annotations
 
 import struct
-from typing import Callable
+from collections.abc import Callable
 
 from ptrace_lang import spec as S
 

@@ -26,8 +26,8 @@ maps themselves, sorted by name.
 from __future__ import annotations
 
 import struct
-from dataclasses import dataclass
-from typing import Iterable, Sequence
+from ptrace_lang.records import dataclass
+from collections.abc import Iterable, Sequence
 
 __all__ = [
     "STYLE_NEW", "STYLE_OLD", "EXIT_PREAMBLE", "MapData", "Stack", "Record",

@@ -21,8 +21,8 @@ str (decoded with errors="surrogateescape"; widths count bytes as C does), bytes
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
-from typing import Callable, Sequence
+from ptrace_lang.records import dataclass
+from collections.abc import Callable, Sequence
 
 from .format import escape_buffer, value_text
 

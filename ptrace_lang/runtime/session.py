@@ -19,7 +19,7 @@ import signal
 import struct
 import sys
 import time
-from dataclasses import dataclass, field
+from ptrace_lang.records import dataclass, field
 
 from ptrace_lang import spec as S
 from ptrace_lang.errors import SOURCES, RuntimeFailure, Span

@@ -7,7 +7,7 @@ the second reports errors.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from ptrace_lang.records import dataclass, field
 
 from ptrace_lang.errors import CompileError, Diagnostic, NotSupportedYet, Span
 from ptrace_lang.frontend import ast

@@ -1,7 +1,7 @@
 """Types of values in scripts. Frozen dataclasses; ``str()`` gives bpftrace's spelling."""
 from __future__ import annotations
 
-from dataclasses import dataclass
+from ptrace_lang.records import dataclass
 
 
 class Type:
