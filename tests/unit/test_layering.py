@@ -1,0 +1,52 @@
+"""The compiler half never imports the kernel half (design: text -> ObjectSpec without syscalls)."""
+from __future__ import annotations
+
+import subprocess
+import sys
+
+
+def test_compiling_imports_no_kernel_module():
+    code = (
+        "import sys\n"
+        "from ptrace_lang.driver import Options, compile_script\n"
+        "c = compile_script('BEGIN { @[comm] = count(); printf(\"%d\\\\n\", pid); exit(); } "
+        "interval:s:1 { print(@); }', 'stdin', Options(stages=('ast', 'ir', 'asm')))\n"
+        "assert c.spec.programs and c.dumps['asm']\n"
+        "print(sorted(m for m in sys.modules if m.startswith('ptrace_lang.kernel') "
+        "or m.startswith('ptrace_lang.runtime.session')))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]", out.stdout
+
+
+def test_records_behave_like_dataclasses():
+    from ptrace_lang.records import dataclass, field, fields, replace
+
+    @dataclass(frozen=True)
+    class P:
+        a: int
+        b: str = "x"
+
+    @dataclass
+    class Q(P.__base__):   # a plain class base works
+        items: list = field(default_factory=list)
+        tag: str = field(default="t", kw_only=True, compare=False)
+
+    p = P(1)
+    assert (p.a, p.b) == (1, "x") and p == P(1, "x") and hash(p) == hash(P(1))
+    assert replace(p, b="y") == P(1, "y")
+    q1, q2 = Q(), Q()
+    assert q1.items is not q2.items and q1 == q2 and Q([1], tag="u") == Q([1])
+    assert [f.name for f in fields(Q)] == ["items", "tag"]
+    try:
+        p.a = 2
+    except AttributeError:
+        pass
+    else:
+        raise AssertionError("frozen record accepted an assignment")
+    try:
+        P()
+    except TypeError as e:
+        assert "missing argument: 'a'" in str(e)
+    else:
+        raise AssertionError("missing argument accepted")
