@@ -104,14 +104,12 @@ def format_instruction(insns: list[Instruction], i: int,
         mode = op.BPF_MODE(code)
         if mode == op.BPF_IMM and op.BPF_SIZE(code) == op.BPF_DW:
             value = ld_imm64_value(insns, i)
-            if map_names and i in map_names:
+            known = map_names.get(i) if map_names else None
+            if s in (op.BPF_PSEUDO_MAP_FD, op.BPF_PSEUDO_MAP_VALUE) or known:
+                where = known or f"fd:{ins.imm}"
                 if s == op.BPF_PSEUDO_MAP_VALUE:
-                    return f"r{d} = map[{map_names[i]}][0]+{insns[i + 1].imm} ll"
-                return f"r{d} = map[{map_names[i]}] ll"
-            if s == op.BPF_PSEUDO_MAP_FD:
-                return f"r{d} = map[fd:{ins.imm}] ll"
-            if s == op.BPF_PSEUDO_MAP_VALUE:
-                return f"r{d} = map[fd:{ins.imm}][0]+{insns[i + 1].imm} ll"
+                    return f"r{d} = map[{where}][0]+{insns[i + 1].imm} ll"
+                return f"r{d} = map[{where}] ll"
             if s == op.BPF_PSEUDO_MAP_IDX:
                 return f"r{d} = map[idx:{ins.imm}] ll"
             return f"r{d} = {value:#x} ll"
