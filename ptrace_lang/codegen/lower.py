@@ -167,9 +167,14 @@ class Lowering:
     def lower_probe(self, probe: ast.Probe) -> list[ir.Insn]:
         self.span = probe.span
         self.mov(self.ctx, R1)
+        # variables start as zero (bpftrace's semantics, and the verifier's rule: nothing is read
+        # before it is written); a zeroing that every path overwrites is dropped by the allocator
         for name, typ in self.var_types.items():
             if not typ.is_int and typ != PROBE:
                 self.vars[name] = self.frame.alloc(typ.size(), self.var_spans.get(name, probe.span))
+                self.zero_mem(FP, self.vars[name], typ.size())
+            else:
+                self.mov(self.var_reg(name), 0)
         if probe.predicate is not None:
             prev = self.at(probe.predicate)
             self.cond(probe.predicate, self.exit_label)
@@ -673,6 +678,20 @@ class Lowering:
                 for x, dt, o in zip(e.elems, dst_elems, offs):
                     self.expr_into(x, base, off + o, dt)
                 return
+            if isinstance(e, ast.MapRef):
+                self.map_read_into(e, self.maps["@" + e.name], base, off, typ)
+                return
+            if isinstance(e, ast.Ternary):
+                orelse, end = self.label("telse"), self.label("tend")
+                self.cond(e.cond, orelse)
+                self.expr_into(e.then, base, off, typ)
+                self.emit(ir.Jump(end))
+                self.emit(ir.Label(orelse))
+                self.expr_into(e.orelse, base, off, typ)
+                self.emit(ir.Label(end))
+                return
+            if not isinstance(e, (ast.Var, ast.TupleIndex)):
+                raise NotSupportedYet(f"a tuple from '{type(e).__name__}'", e.span)
             src_base, src_off = self.mem_of(e)
             src_offs = et.offsets()
             for st, dt, so, do in zip(et.elems, dst_elems, src_offs, offs):
@@ -691,9 +710,13 @@ class Lowering:
             self.zero_mem(dst, dst_off + n, dt.size() - n)
 
     def mem_of(self, e: ast.Expr) -> tuple[object, int]:
-        """Memory holding the (non-scalar) value of ``e``: a variable's slot or a new temporary."""
+        """Memory holding the (non-scalar) value of ``e``: a variable's slot, a member of a tuple
+        held in memory, or a new temporary."""
         if isinstance(e, ast.Var) and isinstance(self.vars.get(e.name), int):
             return FP, self.vars[e.name]
+        if isinstance(e, ast.TupleIndex):
+            b, o = self.mem_of(e.base)
+            return b, o + e.base.type.offsets()[e.index]
         off = self.frame.alloc(e.type.size(), e.span)
         self.expr_into(e, FP, off, e.type)
         return FP, off
