@@ -850,8 +850,8 @@ class Lowering:
             self.mov(out, v)
             if e.op == "-":
                 self.emit(ir.Alu("neg", out))
-            elif e.op == "~":
-                self.emit(ir.Alu("xor", out, -1))
+                return self.truncate(out, e.type)
+            self.emit(ir.Alu("xor", out, -1))
             return out
         if isinstance(e, ast.IncDec):
             if isinstance(e.target, ast.Var):

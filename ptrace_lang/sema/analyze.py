@@ -416,9 +416,10 @@ class _Analyzer:
             if not t.is_int:
                 self.error(f"Invalid type for unary operator '{e.op}': {t}", e.span)
             if e.op == "!":
-                return BOOL
+                return UINT64          # bpftrace: 'unsigned int64'
             if e.op == "-":
-                return IntT(64, True)
+                # negation keeps the operand's width and sign: -(uint8)3 is 253, as in bpftrace
+                return t if isinstance(t, IntT) else INT64
             return IntT(64, isinstance(t, IntT) and t.signed)
         if isinstance(e, ast.IncDec):
             if isinstance(e.target, ast.Var):
@@ -668,7 +669,9 @@ class _Analyzer:
 
 
 def is_signed(t: Type) -> bool:
-    return isinstance(t, IntT) and t.signed or isinstance(t, BoolT)
+    """Signedness in arithmetic and comparisons; results of comparisons and ``!`` are unsigned
+    (bpftrace types them 'unsigned int64')."""
+    return isinstance(t, IntT) and t.signed
 
 
 def field_type(f, max_strlen: int) -> Type:

@@ -152,3 +152,10 @@ def test_sigterm_runs_end_probes_before_maps():
     r = t.stop(signal.SIGTERM)
     assert r.rc == 0, r.err
     assert r.out.index("end 1") < r.out.index("@n:")
+
+
+def test_integer_semantics():
+    # widths and signs as bpftrace types them; division and modulo of signed values as in C
+    out = out_of('BEGIN { $m = -7; $z = 0; printf("%d %d %d %d %d %d %d %d %d\\n", -(uint8)3, !0 <= $m, '
+                 '(uint32)5 - 10 < 0, $m / 2, $m % 3, (int8)200, (uint16)70000, $m >> 1, 1 << 40); exit(); }')
+    assert out.split("\n")[0] == "253 1 0 -3 -1 -56 4464 -4 1099511627776"
