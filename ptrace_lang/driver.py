@@ -13,7 +13,7 @@ from ptrace_lang.errors import CompileError, SOURCES, Span
 from ptrace_lang.frontend import ast
 
 DEFAULT_MAX_MAP_KEYS = 4096
-DEFAULT_RINGBUF_BYTES = 32 << 20
+DEFAULT_RINGBUF_BYTES = 8 << 20
 # programs whose only events are rare control records (exit, time, clear, print of a map)
 # get a small ring buffer: its pages are mapped into our address space
 SMALL_RINGBUF_BYTES = 256 << 10
@@ -54,7 +54,10 @@ def env_options(opts: Options) -> Options:
                 raise CompileError(f"Invalid value for BPFTRACE_{key.upper()}: {v}") from None
     v = os.environ.get("BPFTRACE_PERF_RB_PAGES")
     if v:
-        opts.ringbuf_bytes = max(opts.ringbuf_bytes, int(v) * 4096 * max(os.cpu_count() or 1, 1))
+        try:
+            opts.ringbuf_bytes = _rb_bytes(int(v, 0))
+        except ValueError:
+            raise CompileError(f"Invalid value for BPFTRACE_PERF_RB_PAGES: {v}") from None
     return opts
 
 
@@ -73,9 +76,14 @@ def apply_config(program: ast.Program, opts: Options) -> None:
         if not isinstance(v, ast.IntLit) or v.value <= 0:
             raise CompileError(f"{item.key} must be a positive integer", v.span)
         if item.key == "perf_rb_pages":
-            opts.ringbuf_bytes = max(opts.ringbuf_bytes, v.value * 4096 * (os.cpu_count() or 1))
+            opts.ringbuf_bytes = _rb_bytes(v.value)
         elif item.key in ("max_map_keys", "max_strlen"):
             setattr(opts, item.key, v.value)
+
+
+def _rb_bytes(pages: int) -> int:
+    """bpftrace's perf_rb_pages is per CPU; our one ring buffer gets that much for every CPU."""
+    return max(1, pages) * 4096 * max(os.cpu_count() or 1, 1)
 
 
 def _ringbuf_size(n: int) -> int:
@@ -197,7 +205,8 @@ def compile_script(text: str, filename: str, opts: Options) -> Compiled:
     if not any(name == "ringbuf" for p in obj.programs for _, name in p.map_relocs):
         obj.maps.remove(ringbuf)
         obj.ringbuf_map = ""
-    elif not any(ev.kind in (S.EV_PRINTF, S.EV_PRINT_VALUE) for ev in obj.events):
+    elif (not any(ev.kind in (S.EV_PRINTF, S.EV_PRINT_VALUE) for ev in obj.events)
+          and opts.ringbuf_bytes == DEFAULT_RINGBUF_BYTES):
         ringbuf.max_entries = _ringbuf_size(min(opts.ringbuf_bytes, SMALL_RINGBUF_BYTES))
     if ir_dump:
         dumps["ir"] = "\n".join(ir_dump)

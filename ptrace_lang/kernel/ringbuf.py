@@ -26,7 +26,6 @@ from .sys import BPF_RINGBUF_BUSY_BIT, BPF_RINGBUF_DISCARD_BIT, BPF_RINGBUF_HDR_
 __all__ = ["RingBuffer"]
 
 _U32 = struct.Struct("<I")
-_U64 = struct.Struct("<Q")
 _PAGE = mmap.PAGESIZE
 
 
@@ -52,6 +51,11 @@ class RingBuffer:
         self._cons = memoryview(self._cons_mm)
         self._prod = memoryview(self._prod_mm)
         self._data = self._prod[_PAGE:]
+        # the positions are shared with the kernel: read and write them as single aligned 8-byte
+        # accesses (native 'Q' items), never byte by byte as struct.pack_into/unpack_from do,
+        # or the kernel can see a torn consumer position and refuse reservations
+        self._cons_q = self._cons[:8].cast("Q")
+        self._prod_q = self._prod[:8].cast("Q")
         self._ep = select.epoll()
         self._ep.register(map_fd, select.EPOLLIN)
         self.lost = 0  # not tracked by the kernel for ring buffers; kept for symmetry
@@ -62,7 +66,7 @@ class RingBuffer:
 
     def available(self) -> int:
         """Bytes between the consumer and producer positions."""
-        return _U64.unpack_from(self._prod, 0)[0] - _U64.unpack_from(self._cons, 0)[0]
+        return self._prod_q[0] - self._cons_q[0]
 
     def poll(self, timeout_ms: int = -1) -> bool:
         """Wait up to timeout_ms (-1: forever) for data; return whether any is ready."""
@@ -75,15 +79,14 @@ class RingBuffer:
         """Copy out every committed record (headers included, in order), release their space
         to the producer, and return the copy; None when nothing is committed. Walk the copy
         with ``records()``."""
-        cons_mv = self._cons
         data = self._data
         mask = self._mask
         unpack_hdr = _U32.unpack_from
         busy = BPF_RINGBUF_BUSY_BIT
         len_mask = ~(busy | BPF_RINGBUF_DISCARD_BIT) & 0xFFFFFFFF
         hdr = BPF_RINGBUF_HDR_SZ
-        cons = _U64.unpack_from(cons_mv, 0)[0]
-        prod = _U64.unpack_from(self._prod, 0)[0]
+        cons = self._cons_q[0]
+        prod = self._prod_q[0]
         end = cons
         while end < prod:
             ln = unpack_hdr(data, end & mask)[0]
@@ -98,7 +101,7 @@ class RingBuffer:
             chunk = data[a:a + n].tobytes()
         else:
             chunk = data[a:].tobytes() + data[:a + n - self.size].tobytes()
-        _U64.pack_into(cons_mv, 0, end)
+        self._cons_q[0] = end
         return chunk
 
     @staticmethod
@@ -143,7 +146,7 @@ class RingBuffer:
             return
         self._ep.close()
         self._ep = None
-        for mv in (self._data, self._prod, self._cons):
+        for mv in (self._cons_q, self._prod_q, self._data, self._prod, self._cons):
             try:
                 mv.release()
             except BufferError:
