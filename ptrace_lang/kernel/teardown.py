@@ -38,8 +38,8 @@ from . import perf as _perf
 __all__ = ["close_all", "reap_in_background", "BACKGROUND_THRESHOLD"]
 
 # more perf event fds than this are handed to a reaper process when
-# background is None (~31 ms each to close synchronously)
-BACKGROUND_THRESHOLD = 8
+# background is None (~20-40 ms each to close synchronously; a fork costs ~2 ms)
+BACKGROUND_THRESHOLD = 0
 _MAX_WORKERS = 128
 _DONE = object()
 
