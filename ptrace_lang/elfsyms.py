@@ -1,0 +1,843 @@
+"""What uprobes and USDT probes need from binaries: paths, symbols, file offsets, stapsdt notes.
+
+A small ELF reader of its own (``struct`` over the few tables needed; pyelftools builds an object
+per symbol and costs tens of milliseconds to import), cached per process and keyed by the
+file's identity (device, inode, size, mtime), so a changed binary is read again.
+
+    resolve_binary("libc")                    -> "/usr/lib/x86_64-linux-gnu/libc.so.6"
+    symbol_offset(path, "malloc+4")           -> file offset for a uprobe
+    usdt_notes(path)                          -> [UsdtNote(provider, name, pc, ..., args)]
+    usdt_file_offset(path, note), semaphore_file_offset(path, note)
+
+Library names are resolved as the dynamic loader would (LD_LIBRARY_PATH, /etc/ld.so.cache,
+the default and multiarch directories), after /proc/PID/maps when a pid is given.
+"""
+from __future__ import annotations
+
+import difflib
+import fnmatch
+import os
+import platform
+import re
+import struct
+import sys
+
+from ptrace_lang.records import dataclass, field
+
+__all__ = ["Symbol", "UsdtArg", "UsdtNote", "ElfInfo", "resolve_binary", "symbols",
+           "find_symbols", "symbol_address", "symbol_offset", "vaddr_to_offset", "usdt_notes",
+           "usdt_file_offset", "semaphore_file_offset", "parse_usdt_arg", "canonical_reg",
+           "demangle", "elf_info", "ld_so_cache", "clear_caches"]
+
+# --------------------------------------------------------------------------------------------
+# records
+
+
+@dataclass(frozen=True)
+class Symbol:
+    name: str
+    address: int            # st_value (link-time virtual address)
+    size: int
+    type: str               # 'func', 'object', 'notype', 'tls', 'ifunc', 'common', ...
+    binding: str            # 'local', 'global', 'weak', 'unique'
+
+    @property
+    def demangled(self) -> str:
+        return demangle(self.name)
+
+
+@dataclass(frozen=True)
+class UsdtArg:
+    size: int               # bytes (1, 2, 4, 8)
+    signed: bool
+    kind: str               # 'reg' | 'mem' | 'const' | 'unknown' (text kept for the error)
+    reg: str | None = None          # 'reg': the register as written, without '%' (e.g. 'eax')
+    offset: int = 0                 # 'mem': displacement
+    base_reg: str | None = None     # 'mem': base register (e.g. 'rbp', 'rip'), None if absent
+    index_reg: str | None = None    # 'mem': index register
+    scale: int = 1                  # 'mem': index scale
+    value: int = 0                  # 'const': the immediate
+    symbol: str | None = None       # 'mem': symbol of `sym+off(%rip)` / `sym` forms
+    address: int | None = None      # 'mem' with symbol: link-time vaddr = st_value + offset
+    text: str = ""                  # the operand as it appeared in the note
+
+
+@dataclass(frozen=True)
+class UsdtNote:
+    provider: str
+    name: str
+    pc: int                 # probe address, adjusted for prelink (link-time vaddr)
+    base: int               # address of .stapsdt.base (the note's own when the section is absent)
+    semaphore: int          # semaphore vaddr (adjusted), 0 if none
+    args: tuple = ()        # tuple[UsdtArg, ...]
+    args_text: str = ""
+    note_pc: int = 0        # values as stored in the note, before adjustment
+    note_base: int = 0
+    note_semaphore: int = 0
+
+
+# --------------------------------------------------------------------------------------------
+# ELF reading
+
+_STT = {0: "notype", 1: "object", 2: "func", 3: "section", 4: "file", 5: "common", 6: "tls",
+        10: "ifunc"}
+_STB = {0: "local", 1: "global", 2: "weak", 10: "unique"}
+_FUNC_TYPES = ("func", "ifunc")
+PT_LOAD = 1
+SHT_SYMTAB = 2
+SHT_NOTE = 7
+SHT_NOBITS = 8
+SHT_DYNSYM = 11
+SHF_ALLOC = 2
+
+
+class Section:
+    __slots__ = ("name", "type", "flags", "addr", "offset", "size", "link", "info", "entsize")
+
+    def __init__(self, name, type_, flags, addr, offset, size, link, info, entsize):
+        self.name = name
+        self.type = type_
+        self.flags = flags
+        self.addr = addr
+        self.offset = offset
+        self.size = size
+        self.link = link
+        self.info = info
+        self.entsize = entsize
+
+    def __repr__(self) -> str:
+        return f"Section({self.name!r}, addr={self.addr:#x}, offset={self.offset:#x})"
+
+
+class Segment:
+    __slots__ = ("type", "flags", "offset", "vaddr", "filesz", "memsz")
+
+    def __init__(self, type_, flags, offset, vaddr, filesz, memsz):
+        self.type = type_
+        self.flags = flags
+        self.offset = offset
+        self.vaddr = vaddr
+        self.filesz = filesz
+        self.memsz = memsz
+
+    def __repr__(self) -> str:
+        return (f"Segment(type={self.type}, vaddr={self.vaddr:#x}, offset={self.offset:#x}, "
+                f"memsz={self.memsz:#x})")
+
+
+class ElfInfo:
+    """Headers of one ELF file; symbols and notes are read on first use."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        with open(path, "rb") as f:
+            ident = f.read(64)
+            if len(ident) < 52 or ident[:4] != b"\x7fELF":
+                raise ValueError(f"{path}: not an ELF file")
+            self.is64 = ident[4] == 2
+            self.endian = "<" if ident[5] != 2 else ">"
+            e = self.endian
+            if self.is64:
+                (self.e_type, self.machine, _v, self.entry, phoff, shoff, _fl, _eh, phentsize,
+                 phnum, shentsize, shnum, shstrndx) = struct.unpack_from(e + "HHIQQQIHHHHHH",
+                                                                         ident, 16)
+            else:
+                (self.e_type, self.machine, _v, self.entry, phoff, shoff, _fl, _eh, phentsize,
+                 phnum, shentsize, shnum, shstrndx) = struct.unpack_from(e + "HHIIIIIHHHHHH",
+                                                                         ident, 16)
+            raw_sh = []
+            if shoff:
+                shfmt = e + ("IIQQQQIIQQ" if self.is64 else "IIIIIIIIII")
+                f.seek(shoff)
+                first = f.read(shentsize)
+                if len(first) >= struct.calcsize(shfmt):
+                    s0 = struct.unpack_from(shfmt, first)
+                    if shnum == 0:
+                        shnum = s0[5]          # extended numbering: count in sh_size
+                    if shstrndx == 0xFFFF:
+                        shstrndx = s0[6]       # ... index in sh_link
+                    if phnum == 0xFFFF:
+                        phnum = s0[7]          # ... in sh_info
+                    rest = first + f.read(shentsize * max(shnum - 1, 0))
+                    for i in range(shnum):
+                        if (i + 1) * shentsize > len(rest):
+                            break
+                        raw_sh.append(struct.unpack_from(shfmt, rest, i * shentsize))
+            self.segments: list[Segment] = []
+            if phoff and phnum:
+                f.seek(phoff)
+                data = f.read(phentsize * phnum)
+                for i in range(phnum):
+                    if (i + 1) * phentsize > len(data):
+                        break
+                    if self.is64:
+                        p_type, p_flags, p_off, p_vaddr, _pa, p_filesz, p_memsz, _al = \
+                            struct.unpack_from(e + "IIQQQQQQ", data, i * phentsize)
+                    else:
+                        p_type, p_off, p_vaddr, _pa, p_filesz, p_memsz, p_flags, _al = \
+                            struct.unpack_from(e + "IIIIIIII", data, i * phentsize)
+                    self.segments.append(Segment(p_type, p_flags, p_off, p_vaddr, p_filesz,
+                                                 p_memsz))
+            names = b""
+            if raw_sh and 0 < shstrndx < len(raw_sh):
+                s = raw_sh[shstrndx]
+                f.seek(s[4])
+                names = f.read(s[5])
+            self.sections: list[Section] = []
+            for s in raw_sh:
+                end = names.find(b"\0", s[0])
+                name = names[s[0]:end if end >= 0 else len(names)].decode("utf-8", "replace")
+                self.sections.append(Section(name, s[1], s[2], s[3], s[4], s[5], s[6], s[7],
+                                             s[9]))
+        self._symbols: list[Symbol] | None = None
+        self._by_name: dict[str, list[Symbol]] | None = None
+        self._notes: list[UsdtNote] | None = None
+
+    # -- sections and addresses -----------------------------------------------------------
+    def section(self, name: str) -> Section | None:
+        for s in self.sections:
+            if s.name == name:
+                return s
+        return None
+
+    def _read(self, offset: int, size: int) -> bytes:
+        with open(self.path, "rb") as f:
+            f.seek(offset)
+            return f.read(size)
+
+    def vaddr_to_offset(self, addr: int) -> int:
+        for seg in self.segments:
+            if seg.type == PT_LOAD and seg.vaddr <= addr < seg.vaddr + seg.memsz:
+                return addr - seg.vaddr + seg.offset
+        # No program headers (relocatable object, odd debug file): allocated sections.
+        if not any(seg.type == PT_LOAD for seg in self.segments):
+            for s in self.sections:
+                if s.flags & SHF_ALLOC and s.type != SHT_NOBITS and s.addr <= addr < s.addr + s.size:
+                    return addr - s.addr + s.offset
+        raise LookupError(f"{self.path}: address {addr:#x} is in no loadable segment")
+
+    # -- symbols --------------------------------------------------------------------------
+    def symbols(self) -> list[Symbol]:
+        if self._symbols is None:
+            seen: set[tuple[str, int]] = set()
+            out: list[Symbol] = []
+            # .symtab first: it has the local (static) functions .dynsym lacks
+            for kind in (SHT_SYMTAB, SHT_DYNSYM):
+                for sec in self.sections:
+                    if sec.type == kind:
+                        for sym in self._read_symtab(sec):
+                            key = (sym.name, sym.address)
+                            if key not in seen:
+                                seen.add(key)
+                                out.append(sym)
+            self._symbols = out
+        return self._symbols
+
+    def _read_symtab(self, sec: Section) -> list[Symbol]:
+        if not (0 < sec.link < len(self.sections)) or sec.size == 0:
+            return []
+        strsec = self.sections[sec.link]
+        with open(self.path, "rb") as f:
+            f.seek(sec.offset)
+            data = f.read(sec.size)
+            f.seek(strsec.offset)
+            strtab = f.read(strsec.size)
+        if self.is64:
+            fmt, size = self.endian + "IBBHQQ", 24
+        else:
+            fmt, size = self.endian + "IIIBBH", 16
+        data = data[:len(data) - len(data) % size]
+        out = []
+        find = strtab.find
+        stt, stb = _STT, _STB
+        for rec in struct.iter_unpack(fmt, data):
+            if self.is64:
+                st_name, info, _other, shndx, value, sz = rec
+            else:
+                st_name, value, sz, info, _other, shndx = rec
+            if shndx == 0 or st_name == 0:       # undefined, or nameless (sections)
+                continue
+            end = find(b"\0", st_name)
+            name = strtab[st_name:end if end >= 0 else len(strtab)].decode("utf-8", "replace")
+            if not name:
+                continue
+            t = info & 0xF
+            b = info >> 4
+            out.append(Symbol(name, value, sz, stt.get(t, f"type{t}"), stb.get(b, f"bind{b}")))
+        return out
+
+    def by_name(self) -> dict[str, list[Symbol]]:
+        if self._by_name is None:
+            d: dict[str, list[Symbol]] = {}
+            for s in self.symbols():
+                d.setdefault(s.name, []).append(s)
+            self._by_name = d
+        return self._by_name
+
+    # -- stapsdt notes --------------------------------------------------------------------
+    def usdt_notes(self) -> list[UsdtNote]:
+        if self._notes is None:
+            self._notes = self._read_notes()
+        return self._notes
+
+    def _read_notes(self) -> list[UsdtNote]:
+        secs = [s for s in self.sections if s.name == ".note.stapsdt" and s.type == SHT_NOTE]
+        if not secs:
+            return []
+        base_sec = self.section(".stapsdt.base")
+        e = self.endian
+        asz = 8 if self.is64 else 4
+        afmt = e + ("QQQ" if self.is64 else "III")
+        out: list[UsdtNote] = []
+        for sec in secs:
+            data = self._read(sec.offset, sec.size)
+            pos = 0
+            while pos + 12 <= len(data):
+                namesz, descsz, ntype = struct.unpack_from(e + "III", data, pos)
+                pos += 12
+                name = data[pos:pos + namesz]
+                pos += (namesz + 3) & ~3
+                desc = data[pos:pos + descsz]
+                pos += (descsz + 3) & ~3
+                if ntype != 3 or name.rstrip(b"\0") != b"stapsdt" or len(desc) < 3 * asz:
+                    continue
+                pc, nbase, sem = struct.unpack_from(afmt, desc)
+                strs = desc[3 * asz:].split(b"\0")
+                while len(strs) < 3:
+                    strs.append(b"")
+                provider, pname, argtext = (x.decode("utf-8", "replace") for x in strs[:3])
+                real_pc, real_sem, base = pc, sem, nbase
+                if base_sec is not None:
+                    # prelink may have moved the code: shift by how far .stapsdt.base moved
+                    base = base_sec.addr
+                    real_pc = pc + base - nbase
+                    if sem:
+                        real_sem = sem + base - nbase
+                args = tuple(self._resolve_arg(parse_usdt_arg(a)) for a in argtext.split())
+                out.append(UsdtNote(provider, pname, real_pc, base, real_sem, args, argtext,
+                                    pc, nbase, sem))
+        return out
+
+    def _resolve_arg(self, arg: UsdtArg) -> UsdtArg:
+        if arg.kind != "mem" or arg.symbol is None:
+            return arg
+        for s in self.by_name().get(arg.symbol, ()):
+            return _replace(arg, address=s.address + arg.offset)
+        return arg
+
+
+def _replace(rec, **changes):
+    from ptrace_lang.records import replace
+    return replace(rec, **changes)
+
+
+# --------------------------------------------------------------------------------------------
+# cache
+
+_ELF_CACHE: dict[str, tuple[tuple, ElfInfo]] = {}
+
+
+def elf_info(path: str) -> ElfInfo:
+    """The parsed headers of ``path``, cached while the file's identity is unchanged."""
+    try:
+        st = os.stat(path)
+    except OSError as e:
+        raise LookupError(f"cannot open binary '{path}': {e.strerror}") from None
+    key = (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
+    hit = _ELF_CACHE.get(path)
+    if hit is not None and hit[0] == key:
+        return hit[1]
+    try:
+        info = ElfInfo(path)
+    except OSError as e:
+        raise LookupError(f"cannot read binary '{path}': {e.strerror}") from None
+    except (ValueError, struct.error) as e:
+        raise LookupError(f"'{path}' is not a usable ELF file ({e})") from None
+    _ELF_CACHE[path] = (key, info)
+    return info
+
+
+def clear_caches() -> None:
+    _ELF_CACHE.clear()
+    _LDCACHE.clear()
+
+
+# --------------------------------------------------------------------------------------------
+# symbols and offsets
+
+
+def symbols(path: str) -> list[Symbol]:
+    """Defined symbols of .symtab and .dynsym, deduplicated by (name, address)."""
+    return elf_info(path).symbols()
+
+
+def find_symbols(path: str, pattern: str) -> list[Symbol]:
+    """Function symbols whose name (or demangled name, for C++ patterns) matches ``pattern``
+    (fnmatch: ``*``, ``?``, ``[...]``). One symbol per name; the list is sorted by name."""
+    info = elf_info(path)
+    wild = any(c in pattern for c in "*?[")
+    out: dict[str, Symbol] = {}
+    if not wild:
+        for s in info.by_name().get(pattern, ()):
+            if s.type in _FUNC_TYPES:
+                return [s]
+    cxx = "::" in pattern or "(" in pattern
+    for s in info.symbols():
+        if s.type not in _FUNC_TYPES or s.name in out:
+            continue
+        if fnmatch.fnmatchcase(s.name, pattern) or (
+                cxx and s.name.startswith("_Z") and fnmatch.fnmatchcase(s.demangled, pattern)):
+            out[s.name] = s
+    return sorted(out.values(), key=lambda s: s.name)
+
+
+_FUNC_PLUS = re.compile(r"^(.*?)\s*\+\s*(0[xX][0-9a-fA-F]+|\d+)$")
+
+
+def _lookup(info: ElfInfo, name: str) -> Symbol:
+    cands = info.by_name().get(name)
+    if not cands:
+        # a demangled C++ name ("ns::f(int)")
+        if "::" in name or "(" in name:
+            for s in info.symbols():
+                if s.name.startswith("_Z") and s.demangled == name:
+                    return s
+        names = {s.name for s in info.symbols() if s.type in _FUNC_TYPES}
+        close = difflib.get_close_matches(name, names, n=3, cutoff=0.6)
+        hint = f"; did you mean {', '.join(close)}?" if close else ""
+        raise LookupError(f"symbol '{name}' not found in {info.path}{hint}")
+    rank = {"func": 0, "ifunc": 1}
+    bind = {"global": 0, "weak": 1}
+    return min(cands, key=lambda s: (rank.get(s.type, 2), bind.get(s.binding, 2), s.address == 0))
+
+
+def symbol_address(path: str, name_or_addr: str | int, plus: int = 0) -> int:
+    """The link-time virtual address of ``func``, ``func+off``, ``0xADDR`` or an int, plus ``plus``."""
+    info = elf_info(path)
+    if isinstance(name_or_addr, int):
+        return name_or_addr + plus
+    text = name_or_addr.strip()
+    if re.fullmatch(r"0[xX][0-9a-fA-F]+", text):
+        return int(text, 16) + plus
+    if text.isdigit():
+        return int(text) + plus
+    m = _FUNC_PLUS.match(text)
+    if m and m.group(1):
+        try:
+            return _lookup(info, text).address + plus      # a symbol that really contains '+'
+        except LookupError:
+            pass
+        return _lookup(info, m.group(1)).address + int(m.group(2), 0) + plus
+    return _lookup(info, text).address + plus
+
+
+def symbol_offset(path: str, name_or_addr: str | int, plus: int = 0) -> int:
+    """The file offset a uprobe on ``name_or_addr`` (+ ``plus``) needs: through the PT_LOAD
+    segment containing the address, ``addr - p_vaddr + p_offset``."""
+    return elf_info(path).vaddr_to_offset(symbol_address(path, name_or_addr, plus))
+
+
+def vaddr_to_offset(path: str, addr: int) -> int:
+    return elf_info(path).vaddr_to_offset(addr)
+
+
+# --------------------------------------------------------------------------------------------
+# USDT
+
+
+def usdt_notes(path: str) -> list[UsdtNote]:
+    """The SystemTap SDT probes of ``path`` (``.note.stapsdt``, owner "stapsdt", type 3)."""
+    return elf_info(path).usdt_notes()
+
+
+def usdt_file_offset(path: str, note: UsdtNote) -> int:
+    return elf_info(path).vaddr_to_offset(note.pc)
+
+
+def semaphore_file_offset(path: str, note: UsdtNote) -> int | None:
+    """File offset of the probe's semaphore (the uprobe ``ref_ctr_offset``); None if it has none."""
+    if not note.semaphore:
+        return None
+    return elf_info(path).vaddr_to_offset(note.semaphore)
+
+
+_ARG = re.compile(r"^(?:(-?\d+)@)?(.+)$")
+_REG = r"%([a-z][a-z0-9]*)"
+_NUM = r"-?(?:0[xX][0-9a-fA-F]+|\d+)"
+_MEM = re.compile(r"^(?P<disp>[^()]*)\((?:%(?P<base>[a-z][a-z0-9]*))?"
+                  r"(?:\s*,\s*%(?P<index>[a-z][a-z0-9]*)(?:\s*,\s*(?P<scale>\d+))?)?\)$")
+_SYMDISP = re.compile(r"^(?P<sym>[A-Za-z_.$][\w.$@]*)?\s*(?P<off>[-+]\s*(?:0[xX][0-9a-fA-F]+|\d+))?$")
+
+
+def _int(text: str) -> int:
+    return int(text.replace(" ", ""), 0)
+
+
+def parse_usdt_arg(text: str) -> UsdtArg:
+    """One x86-64 stapsdt argument: ``[-]SIZE@OPERAND`` in GNU assembler (AT&T) syntax.
+
+    ``8@%rax`` reg; ``-4@$5`` const; ``-4@-20(%rbp)``, ``8@8(%rdi,%rsi,8)``, ``4@sym+4(%rip)``,
+    ``8@(,%rax,8)`` mem. A missing size means 8 bytes unsigned. Unparsable operands give
+    kind 'unknown' (the caller reports them when the argument is used)."""
+    m = _ARG.match(text.strip())
+    if not m:
+        return UsdtArg(8, False, "unknown", text=text)
+    size_text, op = m.group(1), m.group(2).strip()
+    size = abs(int(size_text)) if size_text else 8
+    signed = bool(size_text) and size_text.startswith("-")
+    if size == 0:
+        size = 8
+    if op.startswith("%") and re.fullmatch(_REG, op):
+        return UsdtArg(size, signed, "reg", reg=op[1:], text=text)
+    if op.startswith("$"):
+        try:
+            return UsdtArg(size, signed, "const", value=_int(op[1:]), text=text)
+        except ValueError:
+            return UsdtArg(size, signed, "unknown", text=text)
+    mm = _MEM.match(op)
+    if mm:
+        disp = mm.group("disp").strip()
+        sym, off = None, 0
+        if disp:
+            if re.fullmatch(_NUM, disp):
+                off = _int(disp)
+            else:
+                sd = _SYMDISP.match(disp)
+                if not sd or not sd.group("sym"):
+                    return UsdtArg(size, signed, "unknown", text=text)
+                sym = sd.group("sym")
+                off = _int(sd.group("off")) if sd.group("off") else 0
+        if mm.group("base") is None and mm.group("index") is None:
+            return UsdtArg(size, signed, "unknown", text=text)
+        return UsdtArg(size, signed, "mem", offset=off, base_reg=mm.group("base"),
+                       index_reg=mm.group("index"),
+                       scale=int(mm.group("scale")) if mm.group("scale") else 1,
+                       symbol=sym, text=text)
+    # absolute memory: `sym`, `sym+8`, `0x601040`
+    if re.fullmatch(_NUM, op):
+        return UsdtArg(size, signed, "mem", offset=_int(op), address=_int(op), text=text)
+    sd = _SYMDISP.match(op)
+    if sd and sd.group("sym"):
+        off = _int(sd.group("off")) if sd.group("off") else 0
+        return UsdtArg(size, signed, "mem", offset=off, symbol=sd.group("sym"), text=text)
+    return UsdtArg(size, signed, "unknown", text=text)
+
+
+_X86_CANON = {}
+for _full, _subs in {
+    "rax": ("eax", "ax", "al", "ah"), "rbx": ("ebx", "bx", "bl", "bh"),
+    "rcx": ("ecx", "cx", "cl", "ch"), "rdx": ("edx", "dx", "dl", "dh"),
+    "rsi": ("esi", "si", "sil"), "rdi": ("edi", "di", "dil"), "rbp": ("ebp", "bp", "bpl"),
+    "rsp": ("esp", "sp", "spl"), "rip": ("eip", "ip"),
+}.items():
+    _X86_CANON[_full] = _full
+    for _s in _subs:
+        _X86_CANON[_s] = _full
+for _n in range(8, 16):
+    for _suffix in ("", "d", "w", "b", "l"):
+        _X86_CANON[f"r{_n}{_suffix}"] = f"r{_n}"
+
+
+def canonical_reg(name: str) -> str:
+    """The 64-bit x86 register (pt_regs field) a register name is part of: 'eax' -> 'rax',
+    'r8d' -> 'r8'. Unknown names come back unchanged. Note 'ah'/'bh'/... are bits 8-15."""
+    return _X86_CANON.get(name.lstrip("%"), name.lstrip("%"))
+
+
+# --------------------------------------------------------------------------------------------
+# C++ demangling through libstdc++'s __cxa_demangle (no dependency; names stay if unavailable)
+
+_demangler = None
+_demangled: dict[str, str] = {}
+
+
+def demangle(name: str) -> str:
+    if not name.startswith("_Z"):
+        return name
+    hit = _demangled.get(name)
+    if hit is not None:
+        return hit
+    global _demangler
+    if _demangler is None:
+        _demangler = _load_demangler()
+    result = name
+    if _demangler:
+        import ctypes
+        fn, free = _demangler
+        status = ctypes.c_int(0)
+        ptr = fn(name.encode(), None, None, ctypes.byref(status))
+        if ptr:
+            if status.value == 0:
+                result = ctypes.string_at(ptr).decode("utf-8", "replace")
+            free(ptr)
+    _demangled[name] = result
+    return result
+
+
+def _load_demangler():
+    try:
+        import ctypes
+        lib = ctypes.CDLL("libstdc++.so.6")
+        fn = lib.__cxa_demangle
+        fn.restype = ctypes.c_void_p
+        fn.argtypes = [ctypes.c_char_p, ctypes.c_void_p, ctypes.c_void_p,
+                       ctypes.POINTER(ctypes.c_int)]
+        free = ctypes.CDLL(None).free
+        free.argtypes = [ctypes.c_void_p]
+        free.restype = None
+        return fn, free
+    except (OSError, AttributeError):
+        return False
+
+
+# --------------------------------------------------------------------------------------------
+# finding binaries
+
+LD_SO_CACHE = "/etc/ld.so.cache"
+_LDCACHE: dict[str, tuple] = {}
+
+# ld.so.cache entry flags: FLAG_ELF_LIBC6 with the architecture's "required" bits
+_CACHE_FLAGS = {"x86_64": 0x0303, "aarch64": 0x0A03, "ppc64le": 0x0503, "ppc64": 0x0503,
+                "s390x": 0x0403, "i686": 0x0003, "i386": 0x0003, "armv7l": 0x0903}
+
+
+def ld_so_cache(path: str = LD_SO_CACHE) -> list[tuple[str, str, int, int]]:
+    """Entries (soname, path, flags, hwcap) of the loader's cache, in the file's order.
+
+    Reads the ``glibc-ld.so.cache1.1`` format, alone or after the old ``ld.so-1.7.0`` table."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return []
+    key = (st.st_ino, st.st_size, st.st_mtime_ns)
+    hit = _LDCACHE.get(path)
+    if hit is not None and hit[0] == key:
+        return hit[1]
+    try:
+        with open(path, "rb") as f:
+            data = f.read()
+    except OSError:
+        return []
+    entries = _parse_ld_so_cache(data)
+    _LDCACHE[path] = (key, entries)
+    return entries
+
+
+def _parse_ld_so_cache(data: bytes) -> list[tuple[str, str, int, int]]:
+    new_magic = b"glibc-ld.so.cache1.1"
+    start = 0
+    if data.startswith(b"ld.so-1.7.0"):
+        if len(data) < 16:
+            return []
+        (old_n,) = struct.unpack_from("<I", data, 12)     # cache file is in host order
+        start = (16 + old_n * 12 + 7) & ~7
+    if data[start:start + len(new_magic)] != new_magic:
+        return []
+    endian = "<" if sys.byteorder == "little" else ">"
+    nlibs, _strlen = struct.unpack_from(endian + "II", data, start + 20)
+    out = []
+    pos = start + 48
+    for _ in range(nlibs):
+        if pos + 24 > len(data):
+            break
+        flags, k, v, _osv, hwcap = struct.unpack_from(endian + "iIIIQ", data, pos)
+        pos += 24
+        out.append((_cstr(data, start + k), _cstr(data, start + v), flags, hwcap))
+    return out
+
+
+def _cstr(data: bytes, off: int) -> str:
+    end = data.find(b"\0", off)
+    return data[off:end if end >= 0 else len(data)].decode("utf-8", "replace")
+
+
+def _multiarch() -> str:
+    try:
+        import sysconfig
+        ma = sysconfig.get_config_var("MULTIARCH")
+        if ma:
+            return ma
+    except Exception:
+        pass
+    m = platform.machine()
+    return {"x86_64": "x86_64-linux-gnu", "aarch64": "aarch64-linux-gnu",
+            "i686": "i386-linux-gnu"}.get(m, f"{m}-linux-gnu")
+
+
+def default_lib_dirs() -> list[str]:
+    ma = _multiarch()
+    dirs = [f"/lib/{ma}", f"/usr/lib/{ma}", "/lib64", "/usr/lib64", "/lib", "/usr/lib"]
+    return [d for d in dirs if os.path.isdir(d)]
+
+
+def _is_elf(path: str) -> bool:
+    try:
+        with open(path, "rb") as f:
+            return f.read(4) == b"\x7fELF"
+    except OSError:
+        return False
+
+
+def _lib_names(name: str) -> list[str]:
+    """Stems to try for a bare name: 'libc' -> ['libc'], 'c' -> ['c', 'libc']."""
+    stems = [name]
+    if not name.startswith("lib") and ".so" not in name:
+        stems.append("lib" + name)
+    return stems
+
+
+def _name_rank(base: str, stem: str) -> int | None:
+    """How well a file name matches a library stem (lower is better); None if it doesn't."""
+    if base == stem:
+        return 0
+    if ".so" in stem:
+        return None
+    if base.startswith(stem + ".so."):
+        return 1                                   # libc.so.6
+    if base == stem + ".so":
+        return 2                                   # dev symlink (may be a linker script)
+    if base.startswith(stem + "-") and ".so" in base[len(stem):]:
+        return 3                                   # libc-2.31.so
+    return None
+
+
+def _search_dir(d: str, stems: list[str]) -> str | None:
+    try:
+        names = os.listdir(d)
+    except OSError:
+        return None
+    best = None
+    for stem in stems:
+        for n in names:
+            r = _name_rank(n, stem)
+            if r is None:
+                continue
+            p = os.path.join(d, n)
+            if not os.path.isfile(p) or not _is_elf(p):
+                continue
+            cand = (r, len(n), n)         # the soname (libc.so.6) before longer versions
+            if best is None or cand < best[0]:
+                best = (cand, p)
+        if best is not None:
+            return best[1]
+    return None
+
+
+def _maps_paths(pid: int) -> list[str]:
+    out: list[str] = []
+    with open(f"/proc/{pid}/maps") as f:
+        for line in f:
+            parts = line.split(None, 5)
+            if len(parts) == 6:
+                p = parts[5].rstrip("\n")
+                if p.startswith("/") and not p.endswith(" (deleted)") and p not in out:
+                    out.append(p)
+    return out
+
+
+def _in_pid_root(path: str, pid: int | None) -> str:
+    """A path as the process sees it, made reachable from here (containers)."""
+    if pid is None or os.path.exists(path):
+        return path
+    alt = f"/proc/{pid}/root{path}"
+    return alt if os.path.exists(alt) else path
+
+
+def resolve_binary(name_or_path: str, pid: int | None = None) -> str:
+    """The absolute path of a binary or library named in a probe.
+
+    Paths (containing '/') are returned absolute, as given. Bare names: the file the process
+    ``pid`` mapped (``/proc/PID/maps``) wins; then libraries as the dynamic loader finds them
+    (LD_LIBRARY_PATH, /etc/ld.so.cache, default and multiarch dirs) and executables in $PATH —
+    library-looking names (``lib*``, ``*.so*``) search libraries first, others $PATH first.
+    ``libc`` and ``c`` find ``libc.so.6``. Raises LookupError naming everything tried."""
+    name = name_or_path
+    if not name:
+        raise LookupError("empty binary name")
+    if "/" in name:
+        if pid is not None and name.startswith("/") and not os.path.exists(name):
+            alt = _in_pid_root(name, pid)
+            if alt != name:
+                return alt
+        path = os.path.abspath(name)
+        if not os.path.exists(path):
+            raise LookupError(f"binary '{name}' does not exist")
+        return path
+    tried: list[str] = []
+    stems = _lib_names(name)
+
+    if pid is not None:
+        try:
+            mapped = _maps_paths(pid)
+        except OSError as e:
+            tried.append(f"/proc/{pid}/maps ({e.strerror})")
+        else:
+            tried.append(f"/proc/{pid}/maps")
+            best = None
+            for p in mapped:
+                base = os.path.basename(p)
+                for i, stem in enumerate(stems):
+                    r = _name_rank(base, stem)
+                    if r is not None and (best is None or (i, r) < best[0]):
+                        best = ((i, r), p)
+            if best is not None:
+                return _in_pid_root(best[1], pid)
+
+    def search_libs() -> str | None:
+        llp = [d for d in os.environ.get("LD_LIBRARY_PATH", "").replace(";", ":").split(":") if d]
+        if llp:
+            tried.append("LD_LIBRARY_PATH (" + ":".join(llp) + ")")
+            for d in llp:
+                hit = _search_dir(d, stems)
+                if hit:
+                    return os.path.abspath(hit)
+        tried.append(LD_SO_CACHE)
+        hit = _from_ld_cache(stems)
+        if hit:
+            return hit
+        dirs = default_lib_dirs()
+        tried.append(", ".join(dirs))
+        for d in dirs:
+            hit = _search_dir(d, stems)
+            if hit:
+                return hit
+        return None
+
+    def search_path() -> str | None:
+        if ".so" in name:
+            return None
+        dirs = [d for d in os.environ.get("PATH", os.defpath).split(":") if d]
+        tried.append("$PATH (" + ":".join(dirs) + ")")
+        for d in dirs:
+            p = os.path.join(d, name)
+            if os.path.isfile(p) and os.access(p, os.X_OK):
+                return os.path.abspath(p)
+        return None
+
+    order = (search_libs, search_path) if (name.startswith("lib") or ".so" in name) \
+        else (search_path, search_libs)
+    for fn in order:
+        hit = fn()
+        if hit:
+            return hit
+    raise LookupError(f"cannot find binary or library '{name}': tried " + "; ".join(tried))
+
+
+def _from_ld_cache(stems: list[str]) -> str | None:
+    want = _CACHE_FLAGS.get(platform.machine())
+    entries = ld_so_cache()
+    for stem in stems:
+        best = None
+        for i, (soname, path, flags, hwcap) in enumerate(entries):
+            if want is not None and flags != want:
+                continue
+            r = _name_rank(soname, stem)
+            if r is None:
+                continue
+            cand = (r, hwcap != 0, i)     # baseline entries before glibc-hwcaps ones
+            if best is None or cand < best[0]:
+                if os.path.exists(path) and _is_elf(path):
+                    best = (cand, path)
+        if best is not None:
+            return best[1]
+    return None
