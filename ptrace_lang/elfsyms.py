@@ -212,7 +212,8 @@ class ElfInfo:
         # No program headers (relocatable object, odd debug file): allocated sections.
         if not any(seg.type == PT_LOAD for seg in self.segments):
             for s in self.sections:
-                if s.flags & SHF_ALLOC and s.type != SHT_NOBITS and s.addr <= addr < s.addr + s.size:
+                if (s.flags & SHF_ALLOC and s.type != SHT_NOBITS
+                        and s.addr <= addr < s.addr + s.size):
                     return addr - s.addr + s.offset
         raise LookupError(f"{self.path}: address {addr:#x} is in no loadable segment")
 
@@ -412,7 +413,8 @@ def _lookup(info: ElfInfo, name: str) -> Symbol:
 
 
 def symbol_address(path: str, name_or_addr: str | int, plus: int = 0) -> int:
-    """The link-time virtual address of ``func``, ``func+off``, ``0xADDR`` or an int, plus ``plus``."""
+    """The link-time virtual address of ``func``, ``func+off``, ``0xADDR`` or an int, plus
+    ``plus``."""
     info = elf_info(path)
     if isinstance(name_or_addr, int):
         return name_or_addr + plus
@@ -466,7 +468,8 @@ _REG = r"%([a-z][a-z0-9]*)"
 _NUM = r"-?(?:0[xX][0-9a-fA-F]+|\d+)"
 _MEM = re.compile(r"^(?P<disp>[^()]*)\((?:%(?P<base>[a-z][a-z0-9]*))?"
                   r"(?:\s*,\s*%(?P<index>[a-z][a-z0-9]*)(?:\s*,\s*(?P<scale>\d+))?)?\)$")
-_SYMDISP = re.compile(r"^(?P<sym>[A-Za-z_.$][\w.$@]*)?\s*(?P<off>[-+]\s*(?:0[xX][0-9a-fA-F]+|\d+))?$")
+_SYMDISP = re.compile(r"^(?P<sym>[A-Za-z_.$][\w.$@]*)?"
+                      r"\s*(?P<off>[-+]\s*(?:0[xX][0-9a-fA-F]+|\d+))?$")
 
 
 def _int(text: str) -> int:
