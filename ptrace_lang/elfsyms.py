@@ -41,6 +41,10 @@ class Symbol:
     type: str               # 'func', 'object', 'notype', 'tls', 'ifunc', 'common', ...
     binding: str            # 'local', 'global', 'weak', 'unique'
 
+    def __init__(self, name, address, size, type, binding):
+        # direct (tens of thousands are made per large library); records keeps the rest
+        self.__dict__.update(name=name, address=address, size=size, type=type, binding=binding)
+
     @property
     def demangled(self) -> str:
         return demangle(self.name)
@@ -220,23 +224,20 @@ class ElfInfo:
     # -- symbols --------------------------------------------------------------------------
     def symbols(self) -> list[Symbol]:
         if self._symbols is None:
+            # .symtab first: it has the local (static) functions .dynsym lacks. Deduplicated
+            # by (name, address), also within a table (versioned .dynsym names repeat).
             seen: set[tuple[str, int]] = set()
             out: list[Symbol] = []
-            # .symtab first: it has the local (static) functions .dynsym lacks
             for kind in (SHT_SYMTAB, SHT_DYNSYM):
                 for sec in self.sections:
                     if sec.type == kind:
-                        for sym in self._read_symtab(sec):
-                            key = (sym.name, sym.address)
-                            if key not in seen:
-                                seen.add(key)
-                                out.append(sym)
+                        self._read_symtab(sec, seen, out)
             self._symbols = out
         return self._symbols
 
-    def _read_symtab(self, sec: Section) -> list[Symbol]:
+    def _read_symtab(self, sec: Section, seen: set, out: list) -> None:
         if not (0 < sec.link < len(self.sections)) or sec.size == 0:
-            return []
+            return
         strsec = self.sections[sec.link]
         with open(self.path, "rb") as f:
             f.seek(sec.offset)
@@ -248,24 +249,28 @@ class ElfInfo:
         else:
             fmt, size = self.endian + "IIIBBH", 16
         data = data[:len(data) - len(data) % size]
-        out = []
+        append = out.append
+        add = seen.add
         find = strtab.find
-        stt, stb = _STT, _STB
-        for rec in struct.iter_unpack(fmt, data):
-            if self.is64:
-                st_name, info, _other, shndx, value, sz = rec
-            else:
-                st_name, value, sz, info, _other, shndx = rec
+        types = [_STT.get(t, f"type{t}") for t in range(16)]
+        binds = [_STB.get(b, f"bind{b}") for b in range(16)]
+        recs = struct.iter_unpack(fmt, data)
+        if not self.is64:       # to the ELF64 field order
+            recs = ((n, i, o, x, v, z) for n, v, z, i, o, x in recs)
+        for st_name, info, _other, shndx, value, sz in recs:
             if shndx == 0 or st_name == 0:       # undefined, or nameless (sections)
                 continue
             end = find(b"\0", st_name)
-            name = strtab[st_name:end if end >= 0 else len(strtab)].decode("utf-8", "replace")
-            if not name:
+            if end < 0:
+                end = len(strtab)
+            if end == st_name:
                 continue
-            t = info & 0xF
-            b = info >> 4
-            out.append(Symbol(name, value, sz, stt.get(t, f"type{t}"), stb.get(b, f"bind{b}")))
-        return out
+            name = strtab[st_name:end].decode("utf-8", "replace")
+            key = (name, value)
+            if key in seen:
+                continue
+            add(key)
+            append(Symbol(name, value, sz, types[info & 0xF], binds[info >> 4]))
 
     def by_name(self) -> dict[str, list[Symbol]]:
         if self._by_name is None:
@@ -693,6 +698,8 @@ def _name_rank(base: str, stem: str) -> int | None:
     """How well a file name matches a library stem (lower is better); None if it doesn't."""
     if base == stem:
         return 0
+    if stem.endswith(".so"):
+        return 1 if base.startswith(stem + ".") else None     # libc.so -> libc.so.6
     if ".so" in stem:
         return None
     if base.startswith(stem + ".so."):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import platform
+import re
 import shutil
 import struct
 import subprocess
@@ -356,6 +357,46 @@ def test_usdt_prelink_adjustment(built, tmp_path):
     assert moved[1].semaphore == 0
 
 
+def _readelf_notes(path: str) -> list[tuple]:
+    out, cur = [], None
+    for line in _run("readelf", "-nW", path).splitlines():
+        line = line.strip()
+        if "Provider:" in line:
+            cur = [line.split("Provider:", 1)[1].strip()]
+        elif cur is not None and line.startswith("Name:"):
+            cur.append(line.split(":", 1)[1].strip())
+        elif cur is not None and line.startswith("Location:"):
+            cur.extend(int(x, 16) for x in re.findall(r"0x[0-9a-fA-F]+", line))
+        elif cur is not None and line.startswith("Arguments:"):
+            cur.append(line.split(":", 1)[1].strip())
+            out.append(tuple(cur))
+            cur = None
+    return out
+
+
+@needs_binutils
+def test_system_libraries_notes_match_readelf():
+    """Real SDT notes (libstdc++ and libpython carry some on Debian) read as readelf does."""
+    checked = 0
+    for lib in ("libstdc++", "libpython3.11", "libpython3.12", "libc"):
+        try:
+            path = resolve_binary(lib)
+        except LookupError:
+            continue
+        ref = _readelf_notes(path)
+        mine = usdt_notes(path)
+        assert [(n.provider, n.name, n.note_pc, n.note_base, n.note_semaphore, n.args_text)
+                for n in mine] == ref
+        for n in mine:
+            assert all(a.kind != "unknown" for a in n.args), n.args_text
+            assert usdt_file_offset(path, n) == _offset_by_readelf(path, n.pc)
+            if n.semaphore:
+                assert semaphore_file_offset(path, n) == _offset_by_readelf(path, n.semaphore)
+        checked += bool(mine)
+    if not checked:
+        pytest.skip("no system library with stapsdt notes")
+
+
 def test_no_notes(built):
     assert usdt_notes(built["lib"]) == []
 
@@ -419,6 +460,7 @@ def test_resolve_libc_and_malloc():
         assert os.path.realpath(libc) == os.path.realpath(mapped)
     assert resolve_binary("libc.so.6") == libc or not os.path.basename(libc) == "libc.so.6"
     assert resolve_binary("c") == libc
+    assert resolve_binary("libc.so") == libc          # not the linker script libc.so
     assert any(s.name == "malloc" and s.type == "func" for s in symbols(libc))
     assert find_symbols(libc, "malloc")[0].name == "malloc"
     assert symbol_offset(libc, "malloc") > 0
