@@ -14,10 +14,8 @@ the default and multiarch directories), after /proc/PID/maps when a pid is given
 """
 from __future__ import annotations
 
-import difflib
 import fnmatch
 import os
-import platform
 import re
 import struct
 import sys
@@ -25,7 +23,7 @@ import sys
 from ptrace_lang.records import dataclass, field
 
 __all__ = ["Symbol", "UsdtArg", "UsdtNote", "ElfInfo", "resolve_binary", "symbols",
-           "find_symbols", "symbol_address", "symbol_offset", "vaddr_to_offset", "usdt_notes",
+           "find_symbols", "find_usdt", "symbol_address", "symbol_offset", "vaddr_to_offset", "usdt_notes",
            "usdt_file_offset", "semaphore_file_offset", "parse_usdt_arg", "canonical_reg",
            "demangle", "elf_info", "ld_so_cache", "clear_caches"]
 
@@ -408,6 +406,7 @@ def _lookup(info: ElfInfo, name: str) -> Symbol:
             for s in info.symbols():
                 if s.name.startswith("_Z") and s.demangled == name:
                     return s
+        import difflib
         names = {s.name for s in info.symbols() if s.type in _FUNC_TYPES}
         close = difflib.get_close_matches(name, names, n=3, cutoff=0.6)
         hint = f"; did you mean {', '.join(close)}?" if close else ""
@@ -455,6 +454,13 @@ def vaddr_to_offset(path: str, addr: int) -> int:
 def usdt_notes(path: str) -> list[UsdtNote]:
     """The SystemTap SDT probes of ``path`` (``.note.stapsdt``, owner "stapsdt", type 3)."""
     return elf_info(path).usdt_notes()
+
+
+def find_usdt(path: str, provider: str = "*", name: str = "*") -> list[UsdtNote]:
+    """The notes whose provider and name match the fnmatch patterns, in file order (one
+    probe can have several notes: each inlined or duplicated copy of the site is its own)."""
+    return [n for n in usdt_notes(path)
+            if fnmatch.fnmatchcase(n.provider, provider) and fnmatch.fnmatchcase(n.name, name)]
 
 
 def usdt_file_offset(path: str, note: UsdtNote) -> int:
@@ -667,7 +673,7 @@ def _multiarch() -> str:
             return ma
     except Exception:
         pass
-    m = platform.machine()
+    m = os.uname().machine
     return {"x86_64": "x86_64-linux-gnu", "aarch64": "aarch64-linux-gnu",
             "i686": "i386-linux-gnu"}.get(m, f"{m}-linux-gnu")
 
@@ -834,7 +840,7 @@ def resolve_binary(name_or_path: str, pid: int | None = None) -> str:
 
 
 def _from_ld_cache(stems: list[str]) -> str | None:
-    want = _CACHE_FLAGS.get(platform.machine())
+    want = _CACHE_FLAGS.get(os.uname().machine)
     entries = ld_so_cache()
     for stem in stems:
         best = None

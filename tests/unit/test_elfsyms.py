@@ -397,6 +397,13 @@ def test_system_libraries_notes_match_readelf():
         pytest.skip("no system library with stapsdt notes")
 
 
+def test_find_usdt(built):
+    path = built["pie"]
+    assert [n.name for n in elfsyms.find_usdt(path, "myprov", "*")] == ["start", "done"]
+    assert [n.name for n in elfsyms.find_usdt(path, name="do*")] == ["done"]
+    assert elfsyms.find_usdt(path, "other") == []
+
+
 def test_no_notes(built):
     assert usdt_notes(built["lib"]) == []
 
