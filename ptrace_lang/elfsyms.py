@@ -20,7 +20,7 @@ import re
 import struct
 import sys
 
-from ptrace_lang.records import dataclass, field
+from ptrace_lang.records import dataclass, replace
 
 __all__ = ["Symbol", "UsdtArg", "UsdtNote", "ElfInfo", "resolve_binary", "symbols",
            "find_symbols", "find_usdt", "symbol_address", "symbol_offset", "vaddr_to_offset", "usdt_notes",
@@ -326,13 +326,8 @@ class ElfInfo:
         if arg.kind != "mem" or arg.symbol is None:
             return arg
         for s in self.by_name().get(arg.symbol, ()):
-            return _replace(arg, address=s.address + arg.offset)
+            return replace(arg, address=s.address + arg.offset)
         return arg
-
-
-def _replace(rec, **changes):
-    from ptrace_lang.records import replace
-    return replace(rec, **changes)
 
 
 # --------------------------------------------------------------------------------------------

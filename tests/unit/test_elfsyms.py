@@ -22,9 +22,7 @@ GCC = shutil.which("gcc")
 BINUTILS = shutil.which("nm") and shutil.which("readelf")
 X86_64 = platform.machine() == "x86_64"
 
-needs_gcc = pytest.mark.skipif(GCC is None, reason="gcc is not installed: no ELF fixtures")
 needs_binutils = pytest.mark.skipif(not BINUTILS, reason="nm/readelf (binutils) not installed")
-needs_x86 = pytest.mark.skipif(not X86_64, reason="fixtures use x86-64 inline assembly")
 
 if GCC is None:
     print("test_elfsyms: gcc missing, fixture tests skipped", file=sys.stderr)
