@@ -7,17 +7,10 @@ _HERE = os.path.dirname(os.path.abspath(__file__))
 
 
 def _locate(subpackage: str) -> str:
-    installed = os.path.join(_HERE, subpackage)          # never: package-dir maps it elsewhere
-    try:
-        import importlib.util
-        spec = importlib.util.find_spec(f"ptrace_lang.{subpackage}")
-        if spec is not None and spec.submodule_search_locations:
-            return list(spec.submodule_search_locations)[0]
-    except ImportError:
-        pass
+    installed = os.path.join(_HERE, subpackage)          # pip install: ptrace_lang/grammar
     if os.path.isdir(installed):
         return installed
-    return os.path.join(os.path.dirname(_HERE), subpackage)  # running from a checkout
+    return os.path.join(os.path.dirname(_HERE), subpackage)  # a checkout: ./grammar
 
 
 def grammar_dir() -> str:

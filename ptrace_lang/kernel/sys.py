@@ -12,12 +12,11 @@ from __future__ import annotations
 
 import ctypes
 import os
-import platform
 
 # ---------------------------------------------------------------------------
 # syscall numbers
 
-_MACHINE = platform.machine()
+_MACHINE = os.uname().machine
 if _MACHINE in ("x86_64", "amd64"):
     NR_BPF = 321
     NR_PERF_EVENT_OPEN = 298
