@@ -969,6 +969,11 @@ class Lowering:
                 self.call(H_ATTACH_COOKIE, self.ctx)
                 return self.result()
             return self.const(self.probe_ids[0])
+        if name.startswith("arg") and name[3:].isdigit():
+            # raw tracepoint context: an array of u64 arguments
+            out = self.vreg()
+            self.emit(ir.Load(out, self.ctx, 8 * int(name[3:]), 8))
+            return out
         raise NotSupportedYet(f"the builtin '{name}' as a value", e.span)
 
     def args_field(self, e: ast.FieldAccess) -> VReg:

@@ -48,7 +48,7 @@ PROVIDERS: dict[str, Provider] = {}
 
 # providers the dialect has but a later piece of work brings
 _LATER = {"kprobe", "k", "kretprobe", "kr", "uprobe", "u", "uretprobe", "ur", "usdt", "U",
-          "rawtracepoint", "rt", "software", "s", "hardware", "h", "watchpoint", "w",
+          "watchpoint", "w",
           "fentry", "f", "fexit", "fr", "kfunc", "kretfunc", "iter", "it", "self", "asyncwatchpoint"}
 
 
@@ -89,7 +89,9 @@ def substitute_positional(text: str, opts: Options, span) -> str:
 
 
 def _load_all() -> None:
-    from ptrace_lang.providers import begin_end, interval, tracepoint  # noqa: F401
+    from ptrace_lang.providers import (  # noqa: F401
+        begin_end, interval, perf_events, rawtracepoint, tracepoint,
+    )
 
 
 _load_all()

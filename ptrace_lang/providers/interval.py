@@ -1,6 +1,7 @@
 """interval: and profile: — timer perf events (cpu-clock) on one CPU or on every CPU."""
 from __future__ import annotations
 
+import os
 import re
 
 from ptrace_lang.errors import CompileError
@@ -48,24 +49,37 @@ class _Timer(Provider):
         return [Target(self.name, f"{self.name}:{shown}", f"{unit}:{n}", share_key=self.name)]
 
     def attach(self, target, prog_fd, cookie):
-        from ptrace_lang.kernel import links, maps, perf
+        from ptrace_lang.kernel import perf
 
         unit, n = target.target.split(":")
         n = int(n)
-        cpus = range(maps.possible_cpus()) if self.every_cpu else [0]
-        out = []
-        try:
-            for cpu in online_cpus(cpus):
-                # cpu-clock counts nanoseconds: a rate becomes a fixed period, which keeps
-                # firing on idle CPUs (frequency mode re-tunes only on ticks idle CPUs skip)
-                period = max(1, 1_000_000_000 // n) if unit == "hz" else n
-                fd = perf.software_event(perf.PERF_COUNT_SW_CPU_CLOCK, cpu=cpu, period=period)
+        # cpu-clock counts nanoseconds: a rate becomes a fixed period, which keeps firing on
+        # idle CPUs (frequency mode re-tunes only on ticks that idle CPUs skip)
+        period = max(1, 1_000_000_000 // n) if unit == "hz" else n
+        return attach_per_cpu(perf.software_event, perf.PERF_COUNT_SW_CPU_CLOCK, period, prog_fd,
+                              cookie, self.every_cpu)
+
+
+def attach_per_cpu(open_event, config: int, period: int, prog_fd: int, cookie: int,
+                   every_cpu: bool) -> list:
+    """Open a perf event on every online CPU (or CPU 0 only) and attach the program to each."""
+    from ptrace_lang.kernel import links, maps
+
+    cpus = range(maps.possible_cpus()) if every_cpu else [0]
+    out = []
+    try:
+        for cpu in online_cpus(cpus):
+            fd = open_event(config, cpu=cpu, period=period)
+            try:
                 out.append(links.attach_perf_event(prog_fd, fd, cookie))
-        except BaseException:
-            for link in out:
-                link.close()
-            raise
-        return out
+            except BaseException:
+                os.close(fd)
+                raise
+    except BaseException:
+        for link in out:
+            link.close()
+        raise
+    return out
 
 
 def online_cpus(candidates) -> list[int]:

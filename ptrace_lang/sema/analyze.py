@@ -491,6 +491,11 @@ class _Analyzer:
                 self.error(f"The args builtin can not be used with '{self.ctx.provider}' probes", span)
                 return INT64
             return self.ctx.args
+        if self.ctx is not None and name in self.ctx.builtins:
+            return UINT64      # the raw argN of raw tracepoints
+        if name.startswith("arg") and name[3:].isdigit():
+            self.error(f"The {name} builtin can not be used with '{self.ctx.provider}' probes", span)
+            return UINT64
         if name in LATER_BUILTINS:
             raise NotSupportedYet(f"the builtin '{name}'", span)
         self.error(f"Unknown identifier: '{name}'", span)

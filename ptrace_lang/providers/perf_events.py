@@ -1,0 +1,99 @@
+"""software: and hardware: — perf events counted on every CPU, the program run every N events."""
+from __future__ import annotations
+
+from ptrace_lang.errors import CompileError
+from ptrace_lang.providers import Provider, Target, register, substitute_positional
+
+# event name -> (PERF_COUNT_* number, default count); aliases share the entry
+SOFTWARE = {
+    "cpu-clock": (0, 1_000_000), "cpu": (0, 1_000_000),
+    "task-clock": (1, 1_000_000),
+    "page-faults": (2, 100), "faults": (2, 100),
+    "context-switches": (3, 1_000), "cs": (3, 1_000),
+    "cpu-migrations": (4, 1),
+    "minor-faults": (5, 100),
+    "major-faults": (6, 1),
+    "alignment-faults": (7, 1),
+    "emulation-faults": (8, 1),
+    "dummy": (9, 1),
+    "bpf-output": (10, 1),
+}
+HARDWARE = {
+    "cpu-cycles": (0, 1_000_000), "cycles": (0, 1_000_000),
+    "instructions": (1, 1_000_000),
+    "cache-references": (2, 1_000_000),
+    "cache-misses": (3, 1_000_000),
+    "branch-instructions": (4, 100_000), "branches": (4, 100_000),
+    "branch-misses": (5, 100_000),
+    "bus-cycles": (6, 100_000),
+    "frontend-stalls": (7, 1_000_000),
+    "backend-stalls": (8, 1_000_000),
+    "ref-cycles": (9, 1_000_000),
+}
+
+
+def parse_count(text: str) -> int | None:
+    """``1000``, ``0x10``, ``1_000``, ``1e6``."""
+    text = text.replace("_", "")
+    try:
+        return int(text, 0)
+    except ValueError:
+        pass
+    try:
+        value = float(text)
+    except ValueError:
+        return None
+    return int(value) if value.is_integer() else None
+
+
+class _PerfCounter(Provider):
+    prog_type_name = "BPF_PROG_TYPE_PERF_EVENT"
+    events: dict = {}
+
+    def expand(self, ap, opts):
+        parts = [substitute_positional(p, opts, ap.span) for p in ap.parts]
+        if not 1 <= len(parts) <= 2 or not parts[0]:
+            raise CompileError(f"{self.name} probe must be written {self.name}:event[:count]", ap.span)
+        event = parts[0]
+        if event not in self.events:
+            raise CompileError(f"Unknown {self.name} event: {event}", ap.span,
+                               hints=["events: " + ", ".join(sorted(self.events))])
+        config, count = self.events[event]
+        if len(parts) == 2:
+            count = parse_count(parts[1])
+            if count is None:
+                raise CompileError(f"Invalid count '{parts[1]}' in {self.name} probe", ap.span)
+            if count <= 0:
+                raise CompileError(f"The count of a {self.name} probe must be positive", ap.span)
+        name = f"{self.name}:{event}:{count}" if len(parts) == 2 else f"{self.name}:{event}"
+        return [Target(self.name, name, f"{config}:{count}", share_key=self.name)]
+
+    def attach(self, target, prog_fd, cookie):
+        from ptrace_lang.kernel import perf
+        from ptrace_lang.providers.interval import attach_per_cpu
+
+        config, count = (int(x) for x in target.target.split(":"))
+        opener = perf.software_event if self is SOFTWARE_PROVIDER else perf.hardware_event
+        try:
+            return attach_per_cpu(opener, config, count, prog_fd, cookie, every_cpu=True)
+        except OSError as e:
+            if self is HARDWARE_PROVIDER and e.errno in (2, 95, 19):  # ENOENT EOPNOTSUPP ENODEV
+                raise OSError(e.errno, "this machine has no hardware performance counter for "
+                              f"'{target.probe_name}' (no PMU: a VM often has none)") from None
+            raise
+
+
+class Software(_PerfCounter):
+    name = "software"
+    aliases = ("s",)
+    events = SOFTWARE
+
+
+class Hardware(_PerfCounter):
+    name = "hardware"
+    aliases = ("h",)
+    events = HARDWARE
+
+
+SOFTWARE_PROVIDER = register(Software())
+HARDWARE_PROVIDER = register(Hardware())
