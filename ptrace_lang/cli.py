@@ -91,11 +91,13 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         return 1
     except BrokenPipeError:
+        # the reader of our output went away (`ptrace ... | head`): end quietly, as a tool killed
+        # by SIGPIPE would; the session has released everything on its way out
         try:
-            sys.stdout = open(os.devnull, "w")
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         except OSError:
             pass
-        return 1
+        return 0
 
 
 def _main(argv: list[str]) -> int:
@@ -166,6 +168,8 @@ def _main(argv: list[str]) -> int:
 
 
 def _internal_error(e: BaseException) -> int:
+    if isinstance(e, BrokenPipeError):
+        raise e
     if os.environ.get("PTRACE_DEBUG"):
         import traceback
         traceback.print_exc()

@@ -682,13 +682,7 @@ class Lowering:
                 self.map_read_into(e, self.maps["@" + e.name], base, off, typ)
                 return
             if isinstance(e, ast.Ternary):
-                orelse, end = self.label("telse"), self.label("tend")
-                self.cond(e.cond, orelse)
-                self.expr_into(e.then, base, off, typ)
-                self.emit(ir.Jump(end))
-                self.emit(ir.Label(orelse))
-                self.expr_into(e.orelse, base, off, typ)
-                self.emit(ir.Label(end))
+                self.ternary(e, lambda x: self.expr_into(x, base, off, typ))
                 return
             if not isinstance(e, (ast.Var, ast.TupleIndex)):
                 raise NotSupportedYet(f"a tuple from '{type(e).__name__}'", e.span)
@@ -749,13 +743,7 @@ class Lowering:
             o = e.base.type.offsets()[e.index]
             self.copy_value(base, off, StrT(size), src_base, src_off + o, et)
         elif isinstance(e, ast.Ternary):
-            orelse, end = self.label("telse"), self.label("tend")
-            self.cond(e.cond, orelse)
-            self.string_into(e.then, base, off, size)
-            self.emit(ir.Jump(end))
-            self.emit(ir.Label(orelse))
-            self.string_into(e.orelse, base, off, size)
-            self.emit(ir.Label(end))
+            self.ternary(e, lambda x: self.string_into(x, base, off, size))
         else:
             raise NotSupportedYet(f"string expression '{type(e).__name__}'", e.span)
 
@@ -867,13 +855,7 @@ class Lowering:
             return self.const(0)
         if isinstance(e, ast.Ternary):
             out = self.vreg()
-            orelse, end = self.label("telse"), self.label("tend")
-            self.cond(e.cond, orelse)
-            self.mov(out, self.scalar(e.then))
-            self.emit(ir.Jump(end))
-            self.emit(ir.Label(orelse))
-            self.mov(out, self.scalar(e.orelse))
-            self.emit(ir.Label(end))
+            self.ternary(e, lambda x: self.mov(out, self.scalar(x)))
             return out
         if isinstance(e, ast.FieldAccess) and isinstance(e.base.type, ArgsT):
             return self.args_field(e)
@@ -991,6 +973,16 @@ class Lowering:
         return out
 
     # ------------------------------------------------------------------ conditions
+    def ternary(self, e: ast.Ternary, lower_arm) -> None:
+        """``cond ? then : orelse``, lowering each arm with ``lower_arm(expr)``."""
+        orelse, end = self.label("telse"), self.label("tend")
+        self.cond(e.cond, orelse)
+        lower_arm(e.then)
+        self.emit(ir.Jump(end))
+        self.emit(ir.Label(orelse))
+        lower_arm(e.orelse)
+        self.emit(ir.Label(end))
+
     def cond_value(self, e: ast.Expr) -> VReg:
         out = self.vreg()
         false = self.label("false")

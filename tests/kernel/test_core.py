@@ -226,3 +226,28 @@ def test_failure_half_way_through_attaching_releases_everything():
     import time
     time.sleep(0.2)
     assert not ours()
+
+
+def test_output_reader_going_away_ends_the_run_quietly():
+    """`ptrace ... | head -1`: a closed pipe ends the run cleanly, with everything released."""
+    p = subprocess.Popen([sys.executable, "-m", "ptrace_lang", "-q", "-e",
+                          'tracepoint:syscalls:sys_enter_getppid { printf("%d\\n", pid); }'],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                         cwd=os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
+    import time
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and p.poll() is None:
+        os.getppid()
+        time.sleep(0.01)
+        if p.stdout.readable():
+            break
+    first = p.stdout.readline()
+    p.stdout.close()
+    for _ in range(2000):
+        os.getppid()
+    rc = p.wait(30)
+    err = p.stderr.read()
+    assert first.strip().isdigit()
+    assert rc == 0, err
+    assert "Traceback" not in err and "internal error" not in err
+    assert not ours()
