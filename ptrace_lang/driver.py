@@ -172,7 +172,9 @@ def compile_script(text: str, filename: str, opts: Options) -> Compiled:
                              args=ctx.args, probe_ids=probe_ids, positional=opts.positional,
                              var_types=var_types, max_strlen=opts.max_strlen,
                              uses_cookie=len(targets) > 1 and not prov.runs_by_test_run,
-                             var_spans=sema.var_spans)
+                             var_spans=sema.var_spans,
+                             arg_offsets=getattr(prov, "arg_offsets", None),
+                             retval_offset=getattr(prov, "retval_offset", 0))
             insns = low.lower_probe(probe)
             if "types" in opts.stages and gi == 0:
                 dumps.setdefault("types", "")

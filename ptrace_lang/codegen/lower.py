@@ -19,7 +19,7 @@ from ptrace_lang.errors import CompileError, NotSupportedYet, Span
 from ptrace_lang.frontend import ast
 from ptrace_lang.sema.analyze import MapInfo, field_type, is_signed
 from ptrace_lang.sema.types import (
-    PROBE, AggT, ArgsT, BoolT, IntT, StrT, TupleT, Type,
+    FUNC, PROBE, AggT, ArgsT, BoolT, IntT, StrT, TupleT, Type,
 )
 
 # helper numbers (enum bpf_func_id)
@@ -84,7 +84,8 @@ class Lowering:
     def __init__(self, *, maps: dict[str, MapLayout], events: list[S.EventSpec],
                  user_map_index: dict[str, int], args: ArgsT | None, probe_ids: list[int],
                  positional: list[str], var_types: dict[str, Type], max_strlen: int,
-                 uses_cookie: bool, var_spans: dict | None = None) -> None:
+                 uses_cookie: bool, var_spans: dict | None = None,
+                 arg_offsets: tuple | None = None, retval_offset: int = 0) -> None:
         self.maps = maps
         self.events = events
         self.user_map_index = user_map_index
@@ -101,6 +102,8 @@ class Lowering:
         self.vars: dict[str, object] = {}   # name -> VReg (scalars) or int stack offset
         self.var_types = var_types
         self.var_spans = var_spans or {}
+        self.arg_offsets = arg_offsets
+        self.retval_offset = retval_offset
         self.loops: list[tuple[str, str]] = []   # (continue label, break label)
         self.ctx = self.vreg()
         self.exit_label = self.label("exit")
@@ -170,7 +173,7 @@ class Lowering:
         # variables start as zero (bpftrace's semantics, and the verifier's rule: nothing is read
         # before it is written); a zeroing that every path overwrites is dropped by the allocator
         for name, typ in self.var_types.items():
-            if not typ.is_int and typ != PROBE:
+            if not is_scalar(typ):
                 self.vars[name] = self.frame.alloc(typ.size(), self.var_spans.get(name, probe.span))
                 self.zero_mem(FP, self.vars[name], typ.size())
             else:
@@ -268,7 +271,7 @@ class Lowering:
 
     def assign_var(self, var: ast.Var, value: ast.Expr) -> None:
         typ = self.var_types.get(var.name, var.type)
-        if typ is not None and (typ.is_int or typ == PROBE):
+        if typ is not None and is_scalar(typ):
             v = self.scalar(value)
             self.mov(self.var_reg(var.name), v)
         else:
@@ -303,7 +306,7 @@ class Lowering:
                 self.map_store(t, layout, lambda base, off: self.emit(ir.Store(base, off, v, 8)))
         else:
             vt = layout.info.value_type
-            if vt.is_int or vt == PROBE:
+            if is_scalar(vt):
                 v = self.scalar(s.value)
                 self.map_store(t, layout, lambda base, off: self.emit(ir.Store(base, off, v, 8)))
             else:
@@ -321,7 +324,7 @@ class Lowering:
                 layout = self.maps["@" + e.target.name]
                 self.map_add(e.target, layout, self.const(1 if e.op == "++" else -1))
                 return
-        if e.type is not None and (e.type.is_int or e.type == PROBE):
+        if e.type is not None and is_scalar(e.type):
             self.scalar(e)
         elif isinstance(e, ast.Call):
             self.scalar_or_discard(e)
@@ -416,7 +419,7 @@ class Lowering:
         self.events.append(S.EventSpec(kind, fmt, fields, span))
         # scalars are computed before reserving so no helper runs while a record is open
         # except those writing into it (strings)
-        scalars = [self.scalar(a) if (a.type.is_int or a.type == PROBE) else None for a in args]
+        scalars = [self.scalar(a) if is_scalar(a.type) else None for a in args]
         rec = self.reserve(off)
         self.header(rec, kind, ev_id)
         for a, f, v in zip(args, fields, scalars):
@@ -668,7 +671,7 @@ class Lowering:
 
     def _expr_into(self, e: ast.Expr, base, off: int, typ: Type) -> None:
         et = e.type
-        if et.is_int or et == PROBE:
+        if is_scalar(et):
             self.emit(ir.Store(base, off, self.scalar(e), 8))
             return
         if isinstance(et, TupleT):
@@ -819,7 +822,7 @@ class Lowering:
             if not e.args and e.name in ("pid", "tid", "uid", "gid", "nsecs", "elapsed", "cpu",
                                          "rand", "cgroup", "probe"):
                 return self.builtin(e.name, e)
-            if e.type is not None and (e.type.is_int or e.type == PROBE):
+            if e.type is not None and is_scalar(e.type):
                 raise NotSupportedYet(f"the function '{e.name}' as a value", e.span)
             self.expr_stmt(e)
             return self.const(0)
@@ -946,15 +949,21 @@ class Lowering:
         if name == "cgroup":
             self.call(H_CGROUP_ID)
             return self.result()
-        if name == "probe":
+        if name in ("probe", "func"):
             if self.uses_cookie:
                 self.call(H_ATTACH_COOKIE, self.ctx)
                 return self.result()
             return self.const(self.probe_ids[0])
         if name.startswith("arg") and name[3:].isdigit():
-            # raw tracepoint context: an array of u64 arguments
+            # raw tracepoints: an array of u64; kprobe-type programs: argument registers in pt_regs
+            n = int(name[3:])
+            off = self.arg_offsets[n] if self.arg_offsets is not None else 8 * n
             out = self.vreg()
-            self.emit(ir.Load(out, self.ctx, 8 * int(name[3:]), 8))
+            self.emit(ir.Load(out, self.ctx, off, 8))
+            return out
+        if name == "retval":
+            out = self.vreg()
+            self.emit(ir.Load(out, self.ctx, self.retval_offset, 8))
             return out
         raise NotSupportedYet(f"the builtin '{name}' as a value", e.span)
 
@@ -1061,6 +1070,11 @@ class Lowering:
         self.frame.release(mark)
 
 
+def is_scalar(t: Type) -> bool:
+    """Held in a register (an 8-byte value), not in memory."""
+    return t.is_int or t in (PROBE, FUNC)
+
+
 def value_field(t: Type, off: int, name: str = "") -> S.Field:
     """How a value of type ``t`` at ``off`` is laid out, for the runtime to decode."""
     if isinstance(t, BoolT):
@@ -1069,6 +1083,8 @@ def value_field(t: Type, off: int, name: str = "") -> S.Field:
         return S.Field("int", off, 8, signed=t.signed, name=name)
     if t == PROBE:
         return S.Field("probe", off, 8, name=name)
+    if t == FUNC:
+        return S.Field("func", off, 8, name=name)
     if isinstance(t, StrT):
         return S.Field("str", off, t.size(), name=name)
     if isinstance(t, TupleT):

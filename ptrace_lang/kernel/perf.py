@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ctypes
 import fcntl
 
 from .sys import (
@@ -15,6 +16,8 @@ __all__ = [
     "software_event",
     "hardware_event",
     "open_event",
+    "uprobe_event",
+    "probe_pmu",
     "ioctl_enable",
     "ioctl_disable",
     "ioctl_set_bpf",
@@ -93,6 +96,34 @@ def hardware_event(config: int, cpu: int, pid: int = -1, period: int | None = No
     """PERF_TYPE_HARDWARE event (PERF_COUNT_HW_*).  Fails with ENOENT/EOPNOTSUPP
     where there is no PMU (e.g. most VMs)."""
     return open_event(PERF_TYPE_HARDWARE, config, cpu=cpu, pid=pid, period=period, freq=freq)
+
+
+def _pmu_attr(pmu: str, name: str) -> str:
+    with open(f"/sys/bus/event_source/devices/{pmu}/{name}") as f:
+        return f.read().strip()
+
+
+def probe_pmu(pmu: str) -> tuple[int, int]:
+    """(PMU type, bit of the retprobe flag in config) of the ``kprobe``/``uprobe`` PMU.
+    Raises OSError(ENOENT) when the kernel has no such PMU."""
+    kind = int(_pmu_attr(pmu, "type"))
+    fmt = _pmu_attr(pmu, "format/retprobe")          # e.g. "config:0"
+    return kind, int(fmt.split(":", 1)[1].split("-")[0])
+
+
+def uprobe_event(path: str, offset: int, retprobe: bool = False, pid: int = -1,
+                 ref_ctr_offset: int = 0) -> int:
+    """A uprobe (or uretprobe) perf event at file ``offset`` of ``path`` (fd-based: it goes
+    away with the fd). System-wide when pid is -1 (then on cpu 0: a BPF program attached to
+    it runs for every hit, on every CPU)."""
+    kind, ret_bit = probe_pmu("uprobe")
+    buf = ctypes.create_string_buffer(path.encode())
+    attr = PerfEventAttr(type=kind, wakeup_events=1)
+    attr.config = ((1 << ret_bit) if retprobe else 0) | (ref_ctr_offset << 32)
+    attr.config1 = ctypes.addressof(buf)
+    attr.config2 = offset
+    attr.sample_period = 1
+    return perf_event_open(attr, pid, 0 if pid == -1 else -1)
 
 
 def ioctl_enable(fd: int) -> None:

@@ -47,7 +47,7 @@ class Provider:
 PROVIDERS: dict[str, Provider] = {}
 
 # providers the dialect has but a later piece of work brings
-_LATER = {"kprobe", "k", "kretprobe", "kr", "uprobe", "u", "uretprobe", "ur", "usdt", "U",
+_LATER = {"kprobe", "k", "kretprobe", "kr", "usdt", "U",
           "watchpoint", "w",
           "fentry", "f", "fexit", "fr", "kfunc", "kretfunc", "iter", "it", "self", "asyncwatchpoint"}
 
@@ -90,7 +90,7 @@ def substitute_positional(text: str, opts: Options, span) -> str:
 
 def _load_all() -> None:
     from ptrace_lang.providers import (  # noqa: F401
-        begin_end, interval, perf_events, rawtracepoint, tracepoint,
+        begin_end, interval, perf_events, rawtracepoint, tracepoint, uprobe,
     )
 
 

@@ -37,6 +37,12 @@ def field_decoder(f: S.Field, probe_names: list[str], base: int = 0) -> Callable
             i = _U64.unpack_from(buf, off)[0]
             return ProbeName(probe_names[i] if i < len(probe_names) else f"probe#{i}")
         return probe
+    if f.kind == "func":
+        def func(buf, off=off):
+            i = _U64.unpack_from(buf, off)[0]
+            name = probe_names[i] if i < len(probe_names) else f"probe#{i}"
+            return ProbeName(name.rsplit(":", 1)[-1])
+        return func
     if f.kind == "str":
         end = off + f.size
         return lambda buf, off=off, end=end: cstr(bytes(buf[off:end]))

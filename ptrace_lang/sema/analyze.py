@@ -12,7 +12,7 @@ from ptrace_lang.records import dataclass, field
 from ptrace_lang.errors import CompileError, Diagnostic, NotSupportedYet, Span
 from ptrace_lang.frontend import ast
 from ptrace_lang.sema.types import (
-    BOOL, COMM, INT64, INT_TYPE_NAMES, PROBE, UINT32, UINT64, VOID, AggT, ArgsT, BoolT, IntT,
+    BOOL, COMM, FUNC, INT64, INT_TYPE_NAMES, PROBE, UINT32, UINT64, VOID, AggT, ArgsT, BoolT, IntT,
     StrT, TupleT, Type, compatible, widen,
 )
 
@@ -159,7 +159,7 @@ class _Analyzer:
             return None
         types = [self.expr(k) for k in ref.keys]
         for k, t in zip(ref.keys, types):
-            if not (t.is_int or isinstance(t, (StrT, TupleT)) or t == PROBE):
+            if not (t.is_int or isinstance(t, (StrT, TupleT)) or t in (PROBE, FUNC)):
                 self.error(f"{t} cannot be used as a map key", k.span)
         return types[0] if len(types) == 1 else TupleT(tuple(types))
 
@@ -492,8 +492,12 @@ class _Analyzer:
                 return INT64
             return self.ctx.args
         if self.ctx is not None and name in self.ctx.builtins:
-            return UINT64      # the raw argN of raw tracepoints
-        if name.startswith("arg") and name[3:].isdigit():
+            if name == "func":
+                return FUNC
+            if name == "retval":
+                return INT64
+            return UINT64      # argN: raw tracepoint arguments, or argument registers
+        if (name.startswith("arg") and name[3:].isdigit()) or name in ("retval", "func"):
             self.error(f"The {name} builtin can not be used with '{self.ctx.provider}' probes", span)
             return UINT64
         if name in LATER_BUILTINS:
@@ -716,7 +720,7 @@ def check_format(an: _Analyzer, fname: str, fmt_node: ast.StrLit, args: list[ast
         cls = arg_class(spec)
         if t == VOID or isinstance(t, (AggT, ArgsT)):
             an.error(f"{fname}: can not print a value of type '{t}'", arg.span)
-        elif cls in ("int", "char", "ptr") and not (t.is_int or t == PROBE):
+        elif cls in ("int", "char", "ptr") and not t.is_int:
             an.error(f"{fname}: %{spec.conv} specifier expects a value of type integer "
                      f"('{t}' supplied)", arg.span)
         elif cls == "buf":

@@ -86,6 +86,17 @@ class ProbeT(Type):
 
 
 @dataclass(frozen=True)
+class FuncT(Type):
+    """The ``func`` builtin: a probe id, printed as the traced function's name."""
+
+    def size(self) -> int:
+        return 8
+
+    def __str__(self) -> str:
+        return "func"
+
+
+@dataclass(frozen=True)
 class VoidT(Type):
     def size(self) -> int:
         return 0
@@ -138,6 +149,7 @@ INT32 = IntT(32, True)
 BOOL = BoolT()
 VOID = VoidT()
 PROBE = ProbeT()
+FUNC = FuncT()
 COMM = StrT(16)
 
 INT_TYPE_NAMES = {

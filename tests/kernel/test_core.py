@@ -234,17 +234,24 @@ def test_output_reader_going_away_ends_the_run_quietly():
                           'tracepoint:syscalls:sys_enter_getppid { printf("%d\\n", pid); }'],
                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                          cwd=os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
+    import threading
     import time
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline and p.poll() is None:
-        os.getppid()
-        time.sleep(0.01)
-        if p.stdout.readable():
-            break
-    first = p.stdout.readline()
-    p.stdout.close()
-    for _ in range(2000):
-        os.getppid()
+    stop = threading.Event()
+
+    def poke() -> None:            # keep the probe firing until the test is done reading
+        while not stop.is_set():
+            os.getppid()
+            time.sleep(0.005)
+
+    poker = threading.Thread(target=poke, daemon=True)
+    poker.start()
+    try:
+        first = p.stdout.readline()
+        p.stdout.close()
+        time.sleep(0.2)            # more events: the next write finds the pipe closed
+    finally:
+        stop.set()
+        poker.join()
     rc = p.wait(30)
     err = p.stderr.read()
     assert first.strip().isdigit()

@@ -72,3 +72,35 @@ def test_provider_errors(src, message):
     r = run("--dry-run", "-e", src)
     assert r.rc == 1
     assert message in r.err, r.err
+
+
+def test_uprobe_and_uretprobe_on_a_library_function():
+    out, err = traced_workload(
+        "uprobe:libc:getpid /pid == $1/ { @calls[func] = count(); } "
+        "uretprobe:libc:getpid /pid == $1/ { @same = count(); if (retval == pid) { @ok = count(); } }",
+        "for _ in range(10): os.getpid()")
+    assert err.startswith("Attached 2 probes")
+    assert int(re.search(r"^@calls\[getpid\]: (\d+)$", out, re.M).group(1)) >= 10
+    same = int(re.search(r"^@same: (\d+)$", out, re.M).group(1))
+    assert same >= 10 and f"@ok: {same}\n" in out
+
+
+def test_uprobe_arguments_and_wildcards():
+    out, _ = traced_workload(
+        "uprobe:libc:write /pid == $1/ { @len = max(arg2); @calls = count(); } "
+        "uprobe:libc:getpp* /pid == $1/ { @[probe] = count(); }",
+        "fd = os.open('/dev/null', os.O_WRONLY)\nfor n in (3, 123, 7): os.write(fd, b'x' * n)\nos.getppid()")
+    assert "@len: 123\n" in out
+    assert re.search(r"^@\[uprobe:/\S+libc\.so\.6:getppid\]: 1$", out, re.M), out
+
+
+@pytest.mark.parametrize("src,message", [
+    ("uprobe:libc:no_such_function_xyz { }", "ERROR: uprobe: "),
+    ("uprobe:/no/such/binary:main { }", "ERROR: uprobe: "),
+    ("uretprobe:libc:getpid { @ = arg0; }", "ERROR: The arg0 builtin can not be used with 'uretprobe' probes"),
+    ("uprobe:libc:getpid { @ = retval; }", "ERROR: The retval builtin can not be used with 'uprobe' probes"),
+])
+def test_uprobe_errors(src, message):
+    r = run("--dry-run", "-e", src)
+    assert r.rc == 1
+    assert message in r.err and "Traceback" not in r.err, r.err

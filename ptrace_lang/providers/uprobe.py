@@ -1,0 +1,84 @@
+"""uprobe: / uretprobe: — functions of user binaries and libraries, through the uprobe PMU.
+
+``uprobe:/path/bin:func``, ``uprobe:libc:malloc`` (a library name found as the dynamic loader
+would), ``uprobe:bin:func+0x10``, ``uprobe:bin:0x1234`` and wildcards over function symbols.
+Attachments are perf events (fd-based: nothing outlives the tracer). All functions of one block
+share a program; ``probe`` and ``func`` come from the attach cookie.
+"""
+from __future__ import annotations
+
+from ptrace_lang.errors import CompileError
+from ptrace_lang.providers import Provider, Target, register, substitute_positional
+
+# x86-64 struct pt_regs: where the calling convention's argument registers and rax live
+X86_64_ARG_OFFSETS = (112, 104, 96, 88, 72, 64)    # di si dx cx r8 r9
+X86_64_RETVAL_OFFSET = 80                          # ax
+
+
+class Uprobe(Provider):
+    name = "uprobe"
+    aliases = ("u",)
+    prog_type_name = "BPF_PROG_TYPE_KPROBE"
+    builtins = frozenset({f"arg{i}" for i in range(len(X86_64_ARG_OFFSETS))} | {"func"})
+    arg_offsets = X86_64_ARG_OFFSETS
+    retval_offset = X86_64_RETVAL_OFFSET
+    retprobe = False
+
+    def expand(self, ap, opts):
+        from ptrace_lang import elfsyms
+
+        parts = [substitute_positional(p, opts, ap.span) for p in ap.parts]
+        if len(parts) == 3 and parts[1] == "cpp":
+            parts = [parts[0], parts[2]]
+        if len(parts) != 2 or not parts[0] or not parts[1]:
+            raise CompileError(f"{self.name} probe must be written {self.name}:binary:function", ap.span)
+        binary, what = parts
+        try:
+            path = elfsyms.resolve_binary(binary)
+        except LookupError as e:
+            raise CompileError(f"{self.name}: {e}", ap.span) from None
+        targets = []
+        try:
+            if any(c in what for c in "*?["):
+                names = [s.name for s in elfsyms.find_symbols(path, what)]
+                if not names and opts.missing_probes != "warn":
+                    raise CompileError(f"No functions of {path} match '{what}'", ap.span)
+                for sym in names:
+                    targets.append((sym, elfsyms.symbol_offset(path, sym)))
+            else:
+                targets.append((what, elfsyms.symbol_offset(path, what)))
+        except LookupError as e:
+            raise CompileError(f"{self.name}: {e}", ap.span) from None
+        except OSError as e:
+            raise CompileError(f"{self.name}: cannot read {path}: {e.strerror or e}", ap.span) from None
+        return [Target(self.name, f"{self.name}:{path}:{sym}", f"{off}:{path}", share_key=self.name)
+                for sym, off in targets]
+
+    def attach(self, target, prog_fd, cookie):
+        import os
+
+        from ptrace_lang.kernel import links, perf
+
+        off, path = target.target.split(":", 1)
+        fd = perf.uprobe_event(path, int(off), retprobe=self.retprobe)
+        try:
+            return [links.attach_perf_event(prog_fd, fd, cookie)]
+        except BaseException:
+            os.close(fd)
+            raise
+
+
+class Uretprobe(Uprobe):
+    name = "uretprobe"
+    aliases = ("ur",)
+    builtins = frozenset({"retval", "func"})
+    retprobe = True
+
+
+def function_of(probe_name: str) -> str:
+    """The function part of a probe name (for ``func``)."""
+    return probe_name.rsplit(":", 1)[-1]
+
+
+register(Uprobe())
+register(Uretprobe())
