@@ -437,26 +437,33 @@ class Lowering:
         self.emit(ir.AtomicAdd(ptr, 0, one, 8))
 
     # ------------------------------------------------------------------ maps
-    def build_key(self, ref: ast.MapRef, layout: MapLayout, extra: int = 0) -> int:
-        """Write the key of ``ref`` into a fresh stack slot (plus ``extra`` bytes); return its offset."""
-        off = self.frame.alloc(layout.key_size + extra, ref.span)
+    def build_key(self, ref: ast.MapRef, layout: MapLayout, extra: int = 0, base=None) -> int:
+        """Write the key of ``ref`` into a fresh stack slot (plus ``extra`` bytes); return its offset.
+        With ``base`` (a register holding the slot's address) the key is written through it."""
+        off = self.frame.alloc(layout.key_size + extra, ref.span) if base is None else 0
+        base = FP if base is None else base
         if ref.keys is None:
-            self.emit(ir.Store(FP, off, 0, 8))
+            self.emit(ir.Store(base, off, 0, 8))
             return off
         kt = layout.info.key_type
         if len(ref.keys) == 1:
-            self.expr_into(ref.keys[0], FP, off, kt)
+            self.expr_into(ref.keys[0], base, off, kt)
         else:
             tup = ast.TupleExpr(ref.keys, span=ref.span, type=TupleT(tuple(k.type for k in ref.keys)))
-            self.expr_into(tup, FP, off, kt)
+            self.expr_into(tup, base, off, kt)
         return off
 
-    def lookup(self, layout: MapLayout, key_off: int) -> VReg:
-        self.call(H_MAP_LOOKUP, ("map", layout.kernel_name), ("fp", key_off))
+    @staticmethod
+    def key_arg(key):
+        """A key given as a stack offset or as a register holding its address, as a call argument."""
+        return ("fp", key) if isinstance(key, int) else ("ptr", key, 0)
+
+    def lookup(self, layout: MapLayout, key) -> VReg:
+        self.call(H_MAP_LOOKUP, ("map", layout.kernel_name), self.key_arg(key))
         return self.result()
 
-    def update(self, layout: MapLayout, key_off: int, val_off: int, flags: int = BPF_ANY) -> None:
-        self.call(H_MAP_UPDATE, ("map", layout.kernel_name), ("fp", key_off), ("fp", val_off), flags)
+    def update(self, layout: MapLayout, key, val_off: int, flags: int = BPF_ANY) -> None:
+        self.call(H_MAP_UPDATE, ("map", layout.kernel_name), self.key_arg(key), ("fp", val_off), flags)
         # counters[MAP_FULL] += (r0 < 0): branchless, one instruction fewer than a test
         failed, ptr = self.vreg(), self.vreg()
         self.mov(failed, R0)
@@ -526,17 +533,21 @@ class Lowering:
             bucket = self.hist_bucket(value, agg.hist_k)
         elif kind == "lhist":
             bucket = self.lhist_bucket(value, *agg.lhist)
-        key = self.build_key(ref, layout, extra)
+        # the key's address is computed once and kept: the key is written through it and it is
+        # passed to the lookup and, on a miss, to the update
+        key = self.vreg()
+        self.mov(key, FP)
+        self.emit(ir.Alu("add", key, self.frame.alloc(layout.key_size + extra, ref.span)))
+        self.build_key(ref, layout, extra, base=key)
         if extra:
-            self.emit(ir.Store(FP, key + layout.key_size, bucket, 8))
+            self.emit(ir.Store(key, layout.key_size, bucket, 8))
         v = self.lookup(layout, key)
         miss, done = self.label("miss"), self.label("agg")
         self.emit(ir.CondJump("jeq", v, 0, miss))
         t = self.vreg()
         if kind in ("count", "hist", "lhist"):
-            self.emit(ir.Load(t, v, 0, 8))
-            self.emit(ir.Alu("add", t, 1))
-            self.emit(ir.Store(v, 0, t, 8))
+            self.mov(t, 1)
+            self.emit(ir.AtomicAdd(v, 0, t, 8))
         elif kind == "sum":
             self.emit(ir.Load(t, v, 0, 8))
             self.emit(ir.Alu("add", t, value))
