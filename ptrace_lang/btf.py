@@ -26,7 +26,6 @@ import os
 import re
 import struct
 import sys
-from bisect import bisect_left
 from operator import itemgetter
 
 from ptrace_lang.records import dataclass, field

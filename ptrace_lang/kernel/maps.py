@@ -20,13 +20,11 @@ from .sys import (
     BPF_MAP_LOOKUP_ELEM,
     BPF_MAP_UPDATE_BATCH,
     BPF_MAP_UPDATE_ELEM,
-    BPF_OBJ_GET_INFO_BY_FD,
     ENOTSUPP,
     MapBatchAttr,
     MapCreateAttr,
     MapElemAttr,
     MapInfo,
-    ObjGetInfoAttr,
     PERCPU_MAP_TYPES,
     bpf,
     bpf_errno,
@@ -81,9 +79,7 @@ def _obj_name(name: str) -> bytes:
 
 def map_info(fd: int) -> dict:
     """BPF_OBJ_GET_INFO_BY_FD on a map fd."""
-    info = MapInfo()
-    attr = ObjGetInfoAttr(bpf_fd=fd, info_len=ctypes.sizeof(info), info=ctypes.addressof(info))
-    bpf(BPF_OBJ_GET_INFO_BY_FD, attr)
+    info = _s.obj_get_info(fd, MapInfo())
     return {
         "type": info.type,
         "id": info.id,

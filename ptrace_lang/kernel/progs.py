@@ -8,13 +8,12 @@ import os
 import re
 
 from .sys import (
+    obj_get_info,
     BPF_ENABLE_STATS,
-    BPF_OBJ_GET_INFO_BY_FD,
     BPF_PROG_LOAD,
     BPF_PROG_TEST_RUN,
     BPF_STATS_RUN_TIME,
     EnableStatsAttr,
-    ObjGetInfoAttr,
     ProgInfo,
     ProgLoadAttr,
     ProgTestRunAttr,
@@ -216,9 +215,7 @@ def test_run(prog_fd: int, ctx_in: bytes = b"", data_in: bytes = b"", repeat: in
 
 def prog_info(fd: int) -> dict:
     """BPF_OBJ_GET_INFO_BY_FD on a program fd."""
-    info = ProgInfo()
-    attr = ObjGetInfoAttr(bpf_fd=fd, info_len=ctypes.sizeof(info), info=ctypes.addressof(info))
-    bpf(BPF_OBJ_GET_INFO_BY_FD, attr)
+    info = obj_get_info(fd, ProgInfo())
     return {
         "type": info.type,
         "id": info.id,

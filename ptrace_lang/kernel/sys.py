@@ -644,3 +644,10 @@ def perf_event_open(attr: PerfEventAttr, pid: int, cpu: int, group_fd: int = -1,
         err = ctypes.get_errno()
         raise OSError(err, f"perf_event_open: {os.strerror(err)}")
     return ret
+
+
+def obj_get_info(fd: int, info: ctypes.Structure) -> ctypes.Structure:
+    """BPF_OBJ_GET_INFO_BY_FD into ``info`` (a struct bpf_prog_info / bpf_map_info ...)."""
+    attr = ObjGetInfoAttr(bpf_fd=fd, info_len=ctypes.sizeof(info), info=ctypes.addressof(info))
+    bpf(BPF_OBJ_GET_INFO_BY_FD, attr)
+    return info

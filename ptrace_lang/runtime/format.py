@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import struct
 from ptrace_lang.records import dataclass
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 
 __all__ = [
     "STYLE_NEW", "STYLE_OLD", "EXIT_PREAMBLE", "MapData", "Stack", "Record",

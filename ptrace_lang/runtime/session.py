@@ -22,7 +22,7 @@ import time
 from ptrace_lang.records import dataclass, field
 
 from ptrace_lang import spec as S
-from ptrace_lang.errors import SOURCES, RuntimeFailure, Span
+from ptrace_lang.errors import RuntimeFailure, Span
 from ptrace_lang.kernel.teardown import close_all   # imported now: teardown must not need a free fd
 from ptrace_lang.runtime import decode
 
