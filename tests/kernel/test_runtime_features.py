@@ -159,3 +159,8 @@ def test_integer_semantics():
     out = out_of('BEGIN { $m = -7; $z = 0; printf("%d %d %d %d %d %d %d %d %d\\n", -(uint8)3, !0 <= $m, '
                  '(uint32)5 - 10 < 0, $m / 2, $m % 3, (int8)200, (uint16)70000, $m >> 1, 1 << 40); exit(); }')
     assert out.split("\n")[0] == "253 1 0 -3 -1 -56 4464 -4 1099511627776"
+
+
+def test_print_of_a_value_map_and_of_values():
+    out = out_of('BEGIN { @x = 5; print(@x); $t = (1, "b"); print($t); print(7); exit(); }')
+    assert out.startswith("@x: 5\n(1, b)\n7\n")
