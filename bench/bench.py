@@ -4,7 +4,13 @@
 For every one-liner and both tools this measures
   startup   time from spawn to the attach line (ptrace: `Attached N probes` on
             stderr, printed after attaching; bpftrace 0.17: `Attaching N probes...`
-            on stdout, printed *before* attaching, which flatters bpftrace a bit)
+            on stdout, printed *before* attaching, which flatters bpftrace a bit).
+            ptrace's runs after the warm-up find the program in its compile cache;
+  cold      the same with the cache off (PTRACE_NO_CACHE=1): ptrace compiles the script
+            (bpftrace has no cache: its every start is cold, so its startup is shown)
+  first event  time from spawn to the first printf line of a probe that fires all the
+            time (a getppid loop runs throughout): when the probe is really attached,
+            for both tools alike
   wall      total wall time of `BEGIN { exit(); }`, spawn to reaped
   rss       peak RSS of the tool process (ru_maxrss from os.wait4)
   insns     BPF instructions of the tool's programs as the kernel holds them
@@ -62,6 +68,7 @@ ONE_LINERS = [
              fallback_note="args->count"),
     OneLiner("sum_avg", "tracepoint:syscalls:sys_enter_getppid { @s = sum(pid); @a = avg(pid); }", "getppid"),
     OneLiner("printf", 'tracepoint:syscalls:sys_enter_getppid { printf("%d %s\\n", pid, comm); }', "getppid"),
+    OneLiner("first", 'tracepoint:syscalls:sys_enter_getppid { printf("first\\n"); exit(); }', "spin"),
 ]
 
 ATTACH_RE = re.compile(r"^(Attached|Attaching) (\d+) probes?")
@@ -232,6 +239,8 @@ class Tool:
 @dataclass
 class Run:
     startup_s: float | None = None
+    startup_cold_s: float | None = None
+    first_event_s: float | None = None
     wall_s: float | None = None
     rss_kb: int | None = None
     progs: list[dict] = field(default_factory=list)
@@ -251,6 +260,7 @@ class Spawned:
             stdout=subprocess.PIPE, stderr=subprocess.PIPE,
         )
         self.attach_time: float | None = None
+        self.first_line_time: float | None = None
         self.attached = threading.Event()
         self.out_head: list[str] = []
         self.err_head: list[str] = []
@@ -269,6 +279,8 @@ class Spawned:
             line = raw.decode(errors="replace")
             if stream is self.proc.stdout:
                 self.out_lines += 1
+                if self.first_line_time is None and not ATTACH_RE.match(line):
+                    self.first_line_time = now
             if len(head) < 200:
                 head.append(line)
             if not self.attached.is_set() and ATTACH_RE.match(line):
@@ -357,10 +369,23 @@ def baseline_ns_per_call(kind: str, events: int, repeat: int = 3) -> float:
 def measure(tool: Tool, one: OneLiner, program: str, events: int, baseline: dict,
             timeout: float, kernel: bool) -> Run:
     run = Run(program_text=program)
-    if kernel and one.workload != "none":
+    if kernel and one.workload not in ("none", "spin"):
         # untraced loop right before the traced one: neighbours' load drifts
         baseline = {one.workload: baseline_ns_per_call(one.workload, events, repeat=2)}
-    before_ids = all_prog_ids() if kernel else set()
+    before_ids = all_prog_ids()
+    if one.workload == "spin":
+        return measure_first_event(tool, program, timeout, before_ids)
+    if kernel and one.workload != "none":
+        if tool.name == "ptrace":
+            cold = Spawned(Tool(tool.name, tool.argv, tool.cwd, {**(tool.env or os.environ),
+                                                                  "PTRACE_NO_CACHE": "1"}),
+                           ["-e", program])
+            try:
+                run.startup_cold_s = cold.wait_attached(timeout)
+                cold.interrupt(timeout)
+            finally:
+                cold.kill()
+            settle(before_ids)
     spawned = Spawned(tool, ["-e", program])
     try:
         if one.workload == "none":
@@ -411,7 +436,42 @@ def measure(tool: Tool, one: OneLiner, program: str, events: int, baseline: dict
                 raise ToolError(f"exit code {spawned.proc.returncode} after SIGINT: {spawned.describe()}")
     finally:
         spawned.kill()
+        settle(before_ids)
     run.rss_kb = spawned.rusage.ru_maxrss if spawned.rusage else None
+    if run.startup_cold_s is None and tool.name != "ptrace":
+        run.startup_cold_s = run.startup_s      # no compile cache: every start is cold
+    return run
+
+
+def settle(before_ids: set[int], limit: float = 3.0) -> None:
+    """Wait until the programs of the last run are gone from the kernel (ptrace closes its
+    perf events in a background process after exiting): the next start must not queue
+    behind the teardown of the previous one in the kernel's tracepoint locks."""
+    deadline = time.monotonic() + limit
+    while all_prog_ids() - before_ids and time.monotonic() < deadline:
+        time.sleep(0.01)
+    time.sleep(0.05)
+
+
+def measure_first_event(tool: Tool, program: str, timeout: float, before_ids: set[int]) -> Run:
+    run = Run(program_text=program)
+    spinner = subprocess.Popen([sys.executable, "-c", "import os\nwhile True: os.getppid()\n"],
+                               stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL)
+    try:
+        time.sleep(0.05)
+        spawned = Spawned(tool, ["-e", program])
+        try:
+            spawned.wait_exit(timeout)
+            if spawned.first_line_time is None:
+                raise ToolError(f"no printf line before exiting: {spawned.describe()}")
+            run.first_event_s = spawned.first_line_time - spawned.t0
+        finally:
+            spawned.kill()
+        run.rss_kb = spawned.rusage.ru_maxrss if spawned.rusage else None
+    finally:
+        spinner.kill()
+        spinner.wait()
+        settle(before_ids)
     return run
 
 
@@ -458,7 +518,9 @@ class Cell:
 def metrics_for(one: OneLiner) -> list[str]:
     if one.workload == "none":
         return ["wall", "rss"]
-    return ["startup", "rss", "xlated", "verified", "ns_event", "extra_ns_call"]
+    if one.workload == "spin":
+        return ["first_event"]
+    return ["startup", "startup_cold", "rss", "xlated", "verified", "ns_event", "extra_ns_call"]
 
 
 def summarize(runs: list[Run], one: OneLiner) -> dict[str, Cell]:
@@ -469,8 +531,12 @@ def summarize(runs: list[Run], one: OneLiner) -> dict[str, Cell]:
 
     if one.workload == "none":
         put("wall", median(r.wall_s for r in runs), lambda v: f"{v * 1000:.0f} ms")
+    elif one.workload == "spin":
+        put("first_event", median(r.first_event_s for r in runs), lambda v: f"{v * 1000:.0f} ms")
+        return cells
     else:
         put("startup", median(r.startup_s for r in runs), lambda v: f"{v * 1000:.0f} ms")
+        put("startup_cold", median(r.startup_cold_s for r in runs), lambda v: f"{v * 1000:.0f} ms")
     rss = [r.rss_kb for r in runs if r.rss_kb]
     put("rss", max(rss) / 1024 if rss else None, lambda v: f"{v:.1f} MiB")
     if one.workload != "none":
@@ -485,6 +551,8 @@ def summarize(runs: list[Run], one: OneLiner) -> dict[str, Cell]:
 METRIC_TITLES = {
     "wall": "wall time, spawn to exit",
     "startup": "startup to attach line",
+    "startup_cold": "startup, no compile cache",
+    "first_event": "spawn to first event (really attached)",
     "rss": "peak RSS",
     "xlated": "BPF insns (xlated)",
     "verified": "BPF insns verified",

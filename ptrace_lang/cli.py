@@ -131,7 +131,45 @@ def _main(argv: list[str]) -> int:
         sys.stderr.write(f"ERROR: no program given\n\n{USAGE}")
         return 1
 
+    spec = None
+    cache_key = None
+    from ptrace_lang import speccache
+    if not opts["stages"] and speccache.enabled():
+        try:
+            cache_key = speccache.key(text, filename, opts["positional"])
+            spec = speccache.lookup(cache_key)
+        except Exception:  # noqa: BLE001 - the cache only ever saves time
+            cache_key = spec = None
+    if spec is not None:
+        SOURCES.add(filename, text)
+    else:
+        spec = _compile(text, filename, opts, cache_key)
+        if isinstance(spec, int):
+            return spec
+
+    if os.geteuid() != 0:
+        sys.stderr.write("ERROR: ptrace needs root (CAP_BPF and CAP_PERFMON) to load programs\n")
+        return 1
+    from ptrace_lang.runtime.session import RunOptions, Session
+    session = Session(spec, RunOptions(quiet=opts["quiet"], verbose=opts["verbose"],
+                                       dry_run=opts["dry_run"]))
+    try:
+        return session.run()
+    except PtraceError as e:
+        sys.stdout.flush()
+        sys.stderr.write(e.render(SOURCES) + "\n")
+        log = getattr(e, "verifier_log", None)
+        if log and opts["verbose"]:
+            sys.stderr.write(log.rstrip("\n") + "\n")
+        return 1
+    except Exception as e:
+        return _internal_error(e)
+
+
+def _compile(text: str, filename: str, opts: dict, cache_key):
+    """The ObjectSpec of the program (stored in the compile cache), or an exit code."""
     from ptrace_lang.driver import Options, compile_script
+    from ptrace_lang.errors import PtraceError, SOURCES
     try:
         compiled = compile_script(text, filename, Options(positional=opts["positional"],
                                                           stages=tuple(opts["stages"])))
@@ -147,24 +185,13 @@ def _main(argv: list[str]) -> int:
         if st in compiled.dumps:
             sys.stdout.write(compiled.dumps[st].rstrip("\n") + "\n")
     sys.stdout.flush()
-
-    if os.geteuid() != 0:
-        sys.stderr.write("ERROR: ptrace needs root (CAP_BPF and CAP_PERFMON) to load programs\n")
-        return 1
-    from ptrace_lang.runtime.session import RunOptions, Session
-    session = Session(compiled.spec, RunOptions(quiet=opts["quiet"], verbose=opts["verbose"],
-                                                dry_run=opts["dry_run"]))
-    try:
-        return session.run()
-    except PtraceError as e:
-        sys.stdout.flush()
-        sys.stderr.write(e.render(SOURCES) + "\n")
-        log = getattr(e, "verifier_log", None)
-        if log and opts["verbose"]:
-            sys.stderr.write(log.rstrip("\n") + "\n")
-        return 1
-    except Exception as e:
-        return _internal_error(e)
+    if cache_key is not None:
+        from ptrace_lang import speccache
+        try:
+            speccache.store(cache_key, compiled.spec, compiled.deps)
+        except Exception:  # noqa: BLE001 - a read-only or full disk only costs the next start
+            pass
+    return compiled.spec
 
 
 def _internal_error(e: BaseException) -> int:

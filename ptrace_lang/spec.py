@@ -133,3 +133,43 @@ COUNTER_LOST_EVENTS = 0     # ring buffer reserve failed
 COUNTER_MAP_FULL = 1        # a map update failed (map full)
 COUNTER_READ_FAILED = 2     # a probe_read helper failed
 NUM_COUNTERS = 4
+
+
+# ---------------------------------------------------------------- plain data (the compile cache)
+# An ObjectSpec as nested tuples of marshal-able values: a record is ("R", class name, field
+# values...), a tuple ("T", items...), lists and dicts stay lists and dicts (dict keys are plain).
+_RECORD_CLASSES = {c.__name__: c for c in (Field, MapSpec, UserMapSpec, EventSpec, ProgramSpec,
+                                           AttachSpec, ObjectSpec, Span)}
+
+
+def to_plain(v):
+    cls = v.__class__
+    if cls in (int, str, bytes, bool, float) or v is None:
+        return v
+    if cls is list:
+        return [to_plain(x) for x in v]
+    if cls is tuple:
+        return ("T", *(to_plain(x) for x in v))
+    if cls is dict:
+        return {k: to_plain(x) for k, x in v.items()}
+    if _RECORD_CLASSES.get(cls.__name__) is cls:
+        return ("R", cls.__name__, *(to_plain(getattr(v, n)) for n in cls.__dataclass_fields__))
+    raise TypeError(f"cannot store a {cls.__name__} in a compiled program")
+
+
+def from_plain(v):
+    cls = v.__class__
+    if cls is list:
+        return [from_plain(x) for x in v]
+    if cls is dict:
+        return {k: from_plain(x) for k, x in v.items()}
+    if cls is not tuple:
+        return v
+    if v[0] == "T":
+        return tuple(from_plain(x) for x in v[1:])
+    if v[1] == "Span" and v[3] == 0:
+        return NO_SPAN            # compared by identity
+    rcls = _RECORD_CLASSES[v[1]]
+    obj = rcls.__new__(rcls)
+    obj.__dict__.update(zip(rcls.__dataclass_fields__, (from_plain(x) for x in v[2:])))
+    return obj

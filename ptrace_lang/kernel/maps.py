@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import ctypes
 import errno
-import functools
 import os
-import re
 
 from . import sys as _s
 from .sys import (
@@ -62,19 +60,21 @@ def _parse_cpu_list(text: str) -> list[int]:
     return cpus
 
 
-@functools.lru_cache(maxsize=None)
+_possible_cpus: list[int] = []
+
+
 def possible_cpus() -> int:
     """Number of possible CPUs (what the kernel sizes per-CPU map values by)."""
-    with open("/sys/devices/system/cpu/possible") as f:
-        return len(_parse_cpu_list(f.read()))
-
-
-_NAME_BAD = re.compile(r"[^A-Za-z0-9_.]")
+    if not _possible_cpus:
+        with open("/sys/devices/system/cpu/possible") as f:
+            _possible_cpus.append(len(_parse_cpu_list(f.read())))
+    return _possible_cpus[0]
 
 
 def _obj_name(name: str) -> bytes:
     """Kernel object names: <= 15 chars of [A-Za-z0-9_.]."""
-    return _NAME_BAD.sub("_", name)[:_s.BPF_OBJ_NAME_LEN - 1].encode()
+    name = name[:_s.BPF_OBJ_NAME_LEN - 1]
+    return "".join(c if (c.isascii() and c.isalnum()) or c in "_." else "_" for c in name).encode()
 
 
 def map_info(fd: int) -> dict:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import ctypes
 import errno
 import os
-import re
 
 from .sys import (
     obj_get_info,
@@ -34,7 +33,7 @@ __all__ = [
 LOG_START = 1 << 20
 LOG_MAX = 64 << 20
 
-_INSN_LINE = re.compile(r"^(\d+): \(")
+_INSN_LINE = r"^(\d+): \("     # compiled on first use: a successful load needs no re
 # trailing statistics lines that carry no information about the failure
 _NOISE = (
     "processed ",
@@ -59,9 +58,11 @@ def _summary(log: str) -> tuple[str, int]:
 
 
 def _insn_index(log: str, upto: int) -> int | None:
+    import re
+
     lines = log.splitlines()
     for i in range(min(upto, len(lines) - 1), -1, -1):
-        m = _INSN_LINE.match(lines[i])
+        m = re.match(_INSN_LINE, lines[i])
         if m:
             return int(m.group(1))
     return None

@@ -29,9 +29,9 @@ instead of 0.05 s).
 
 from __future__ import annotations
 
+import _thread   # threading costs ~1 ms of start-up; plain threads are all this needs
 import os
 import time
-import threading
 
 from . import perf as _perf
 
@@ -78,22 +78,38 @@ def _run(fn, items: list, parallel: bool) -> None:
         return
     # plain threads pulling from one iterator (concurrent.futures costs start-up time)
     work = iter(items)
-    lock = threading.Lock()
+    lock = _thread.allocate_lock()
+    finished = _thread.allocate_lock()
+    finished.acquire()
+    running = [1]        # the workers, plus this thread until it has started them all
+
+    def done() -> None:
+        with lock:
+            running[0] -= 1
+            if running[0] == 0:
+                finished.release()
 
     def worker() -> None:
-        while True:
-            with lock:
-                item = next(work, _DONE)
-            if item is _DONE:
-                return
-            fn(item)
+        try:
+            while True:
+                with lock:
+                    item = next(work, _DONE)
+                if item is _DONE:
+                    return
+                fn(item)
+        finally:
+            done()
 
-    threads = [threading.Thread(target=worker, daemon=True)
-               for _ in range(min(_MAX_WORKERS, len(items)))]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    for _ in range(min(_MAX_WORKERS, len(items))):
+        with lock:
+            running[0] += 1
+        try:
+            _thread.start_new_thread(worker, ())
+        except RuntimeError:      # no more threads: the ones running (or this one) do the rest
+            done()
+            break
+    worker()                      # this thread works too, and counts itself out when done
+    finished.acquire()
 
 
 def reap_in_background(fds: list[int]) -> bool:

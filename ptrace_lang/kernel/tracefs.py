@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import ctypes
-import fnmatch
 import os
-import re
 from ptrace_lang.records import dataclass
 
 __all__ = ["tracefs_root", "list_tracepoints", "event_id", "event_format", "TpField"]
@@ -81,6 +79,8 @@ def list_tracepoints(pattern: str = "*:*") -> list[str]:
     With a colon, the subsystem and event parts are globbed separately
     (fnmatch); without one, the glob is matched against "subsys:event".
     """
+    import fnmatch
+
     events = _events_dir()
     if ":" in pattern:
         sub_pat, ev_pat = pattern.split(":", 1)
@@ -138,10 +138,11 @@ class TpField:
     rel_loc: bool = False
 
 
-_FIELD = re.compile(
+# regular expressions are compiled on first use (by re's own cache): attaching needs none
+_FIELD = (
     r"^\s*field:(?P<decl>[^;]*);\s*offset:(?P<off>\d+);\s*size:(?P<size>\d+);"
     r"(?:\s*signed:(?P<signed>-?\d+);)?")
-_DECL = re.compile(r"^(?P<type>.*?)(?P<name>[A-Za-z_][A-Za-z0-9_]*)\s*(?P<arr>\[[^\]]*\])?\s*$")
+_DECL = r"^(?P<type>.*?)(?P<name>[A-Za-z_][A-Za-z0-9_]*)\s*(?P<arr>\[[^\]]*\])?\s*$"
 _ELEM_SIZES = {
     "char": 1, "signed char": 1, "unsigned char": 1, "u8": 1, "s8": 1, "__u8": 1, "__s8": 1,
     "bool": 1, "_Bool": 1,
@@ -153,7 +154,9 @@ _ELEM_SIZES = {
 
 
 def _parse_field(line: str) -> TpField | None:
-    m = _FIELD.match(line)
+    import re
+
+    m = re.match(_FIELD, line)
     if not m:
         return None
     decl = m.group("decl").strip()
@@ -167,7 +170,7 @@ def _parse_field(line: str) -> TpField | None:
         rel_loc, body = True, body[len("__rel_loc "):]
     # "__data_loc char[] name": brackets sit on the type, not the name
     arr_txt = None
-    d = _DECL.match(body)
+    d = re.match(_DECL, body)
     if d is None:
         return TpField(body, body, offset, size, signed, data_loc, None, False, decl, rel_loc)
     type_text = d.group("type").strip()

@@ -1,15 +1,20 @@
-"""Probe providers, one module each, registered in ``PROVIDERS`` under every name they answer to.
+"""Probe providers, one module each, listed in ``MODULES`` under every name they answer to.
 
 A provider turns an attach point as written into concrete ``Target``s (compile time), says
 which program type runs there and which builtins the probe context offers, and attaches a
 loaded program to a target (run time; kernel modules are imported only inside ``attach``).
+A provider's module is imported the first time one of its names is asked for (``get``), so a
+run that attaches tracepoints imports the tracepoint provider and no other.
 """
 from __future__ import annotations
 
 from ptrace_lang.records import dataclass, field
 
 from ptrace_lang.errors import CompileError, NotSupportedYet
-from ptrace_lang.frontend import ast
+
+TYPE_CHECKING = False     # (importing typing costs ~3 ms of start-up)
+if TYPE_CHECKING:
+    from ptrace_lang.frontend import ast
 
 
 @dataclass
@@ -27,6 +32,7 @@ class Options:
 
     positional: list[str] = field(default_factory=list)
     missing_probes: str = "error"
+    deps: list[str] = field(default_factory=list)   # files read while expanding (the compile cache checks them)
 
 
 class Provider:
@@ -44,7 +50,17 @@ class Provider:
         raise NotImplementedError
 
 
-PROVIDERS: dict[str, Provider] = {}
+PROVIDERS: dict[str, Provider] = {}     # filled by ``register`` as modules are imported
+
+# every provider name and alias (lower case) -> the module of ptrace_lang.providers defining it
+MODULES = {
+    "begin": "begin_end", "end": "begin_end",
+    "tracepoint": "tracepoint", "t": "tracepoint",
+    "rawtracepoint": "rawtracepoint", "rt": "rawtracepoint",
+    "interval": "interval", "i": "interval", "profile": "interval", "p": "interval",
+    "software": "perf_events", "s": "perf_events", "hardware": "perf_events", "h": "perf_events",
+    "uprobe": "uprobe", "u": "uprobe", "uretprobe": "uprobe", "ur": "uprobe",
+}
 
 # providers the dialect has but a later piece of work brings
 _LATER = {"kprobe", "k", "kretprobe", "kr", "usdt", "U",
@@ -58,8 +74,20 @@ def register(provider: Provider) -> Provider:
     return provider
 
 
+def get(name: str) -> Provider | None:
+    """The provider answering to ``name`` (any case), or None."""
+    key = name.lower()
+    p = PROVIDERS.get(key)
+    if p is None and key in MODULES:
+        import importlib
+
+        importlib.import_module(f"ptrace_lang.providers.{MODULES[key]}")
+        p = PROVIDERS.get(key)
+    return p
+
+
 def lookup(ap: ast.AttachPoint) -> Provider:
-    p = PROVIDERS.get(ap.provider.lower())
+    p = get(ap.provider)
     if p is not None:
         return p
     if ap.provider.lower() in {x.lower() for x in _LATER}:
@@ -87,11 +115,3 @@ def substitute_positional(text: str, opts: Options, span) -> str:
             i += 1
     return "".join(out)
 
-
-def _load_all() -> None:
-    from ptrace_lang.providers import (  # noqa: F401
-        begin_end, interval, perf_events, rawtracepoint, tracepoint, uprobe,
-    )
-
-
-_load_all()

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 from ptrace_lang.errors import CompileError
 from ptrace_lang.providers import Provider, Target, register, substitute_positional
-from ptrace_lang.sema.types import ArgsT
 
 
 class Tracepoint(Provider):
@@ -14,6 +13,7 @@ class Tracepoint(Provider):
 
     def expand(self, ap, opts):
         from ptrace_lang.kernel import tracefs
+        from ptrace_lang.sema.types import ArgsT
 
         parts = [substitute_positional(p, opts, ap.span) for p in ap.parts]
         if len(parts) != 2 or not all(parts):

@@ -37,6 +37,9 @@ class Uprobe(Provider):
             path = elfsyms.resolve_binary(binary)
         except LookupError as e:
             raise CompileError(f"{self.name}: {e}", ap.span) from None
+        opts.deps.append(path)
+        if "/" not in binary:
+            opts.deps.append("/etc/ld.so.cache")
         targets = []
         try:
             if any(c in what for c in "*?["):

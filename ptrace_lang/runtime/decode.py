@@ -5,7 +5,10 @@ Decoders are built once per ``Field`` layout and reused for every record / entry
 from __future__ import annotations
 
 import struct
-from collections.abc import Callable
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Callable
 
 from ptrace_lang import spec as S
 

@@ -10,12 +10,10 @@ Every kernel object is owned by the session and released on every path out of ``
 """
 from __future__ import annotations
 
-import collections
 import errno
 import os
 import resource
 import select
-import signal
 import struct
 import sys
 import time
@@ -26,7 +24,13 @@ from ptrace_lang.errors import RuntimeFailure, Span
 from ptrace_lang.kernel.teardown import close_all   # imported now: teardown must not need a free fd
 from ptrace_lang.runtime import decode
 
+# the signal module's import costs ~2.5 ms of start-up (it builds enums); its C half, already
+# loaded by the interpreter, has everything used here
+import _signal as signal  # noqa: E402
+from _collections import deque  # noqa: E402  (collections costs ~1.5 ms)
+
 _HDR = struct.Struct("<II")
+BACKLOG_LIMIT = 64 << 20     # bytes of records taken from the ring buffer but not yet formatted
 _I64 = struct.Struct("<q")
 _Q2 = struct.Struct("<qq")
 
@@ -66,8 +70,9 @@ class Session:
         self._formatters: dict[int, object] = {}
         self._decoders: dict[int, object] = {}
         self._wakeup_r = self._wakeup_w = -1
-        self._backlog: collections.deque[bytes] = collections.deque()
+        self._backlog: deque[bytes] = deque()
         self._backlog_off = 0
+        self._backlog_bytes = 0
 
     # ------------------------------------------------------------------ loading
     def load(self) -> None:
@@ -120,7 +125,7 @@ class Session:
 
         count = 0
         for a in self.spec.attachments:
-            prov = providers.PROVIDERS[a.provider]
+            prov = providers.get(a.provider)
             if prov.runs_by_test_run:
                 count += 1
                 continue
@@ -186,17 +191,25 @@ class Session:
             self.out.flush()
 
     def _pump(self) -> None:
-        chunk = self.ringbuf.take()
-        if chunk is not None:
-            self._backlog.append(chunk)
+        # the backlog is bounded: when formatting cannot keep up with a flood, the kernel's
+        # buffer fills and its drops are counted (and reported), rather than our memory growing
+        if self._backlog_bytes < BACKLOG_LIMIT:
+            chunk = self.ringbuf.take()
+            if chunk is not None:
+                self._backlog.append(chunk)
+                self._backlog_bytes += len(chunk)
 
     def drain(self, flush: bool = True) -> None:
         """Format everything committed so far. Ring buffer space is given back in bulk
         (``take``) between slices of formatting, so a burst waits in our memory, not in
-        the kernel's buffer where it would be lost."""
+        the kernel's buffer where it would be lost. Returns early when the run is stopping
+        (exit() or a signal) while probes still fire: a flood must not keep it here."""
         from ptrace_lang.kernel.ringbuf import RingBuffer
 
         if self.ringbuf is None:
+            return
+        if self.stopping:
+            self._discard()
             return
         self._pump()
         backlog = self._backlog
@@ -205,14 +218,28 @@ class Session:
             off = RingBuffer.records(chunk, self._on_record, self._backlog_off, 4096)
             if off >= len(chunk):
                 backlog.popleft()
+                self._backlog_bytes -= len(chunk)
                 self._backlog_off = 0
             else:
                 self._backlog_off = off
+            if self.stopping:
+                self._discard()
+                break
+            if flush and self.pending:
+                self._flush()      # a slice at a time: batched, yet never held back
+            if self._got_signal and self.k.links:
+                break              # Ctrl-C: detach first, then format what is left
             self._pump()
-            if flush and len(self.pending) >= 8192:
-                self._flush()
         if flush:
             self._flush()
+
+    def _discard(self) -> None:
+        """After exit(): what the probes recorded later is not printed (as bpftrace)."""
+        self._backlog.clear()
+        self._backlog_bytes = 0
+        self._backlog_off = 0
+        while self.ringbuf.take() is not None:
+            pass
 
     # ------------------------------------------------------------------ maps
     def read_user_map(self, um: S.UserMapSpec):

@@ -24,10 +24,10 @@ class Result:
     err: str
 
 
-def run(*args: str, stdin: str | None = None, timeout: float = 60) -> Result:
-    """Run ptrace to completion (programs that exit by themselves)."""
+def run(*args: str, stdin: str | None = None, timeout: float = 60, env: dict | None = None) -> Result:
+    """Run ptrace to completion (programs that exit by themselves); ``env`` adds variables."""
     p = subprocess.run(ptrace_cmd(*args), input=stdin, capture_output=True, text=True,
-                       timeout=timeout, cwd=ROOT)
+                       timeout=timeout, cwd=ROOT, env={**os.environ, **env} if env else None)
     return Result(p.returncode, p.stdout, p.stderr)
 
 

@@ -203,7 +203,12 @@ def test_ctrl_c_is_never_lost(delay):
     time.sleep(delay)
     r = t.stop(signal.SIGINT, timeout=30)
     assert r.rc in (0, 1, 130, -signal.SIGINT), r.err
-    assert "Traceback" not in r.err
+    if "init_import_site" in r.err:
+        # the signal landed while the interpreter itself was starting (importing `site`),
+        # before any code of ours runs: CPython reports that itself; nothing was loaded yet
+        assert "ptrace_lang" not in r.err
+    else:
+        assert "Traceback" not in r.err
     assert not ours()
 
 
@@ -258,3 +263,30 @@ def test_output_reader_going_away_ends_the_run_quietly():
     assert rc == 0, err
     assert "Traceback" not in err and "internal error" not in err
     assert not ours()
+
+
+def test_compile_cache_gives_the_same_run_and_survives_damage(tmp_path):
+    prog = ('BEGIN { printf("x %d\\n", $1); @m["k"] = $1; } '
+            'tracepoint:syscalls:sys_enter_getppid /pid == 0/ { @c = count(); } '
+            'interval:ms:50 { exit(); }')
+    env = {"XDG_CACHE_HOME": str(tmp_path / "c"), "PTRACE_NO_CACHE": ""}
+    specs = tmp_path / "c" / "ptrace-lang" / "specs"
+    first = run("-e", prog, "7", env=env)
+    assert first.rc == 0 and "x 7\n" in first.out and '@m[k]: 7' in first.out, first
+    (entry,) = specs.iterdir()
+    second = run("-e", prog, "7", env=env)
+    assert (second.rc, second.out, second.err) == (first.rc, first.out, first.err)
+    assert list(specs.iterdir()) == [entry]
+    # other positional parameters are another program, not the cached one
+    other = run("-e", prog, "8", env=env)
+    assert "x 8\n" in other.out and '@m[k]: 8' in other.out, other
+    assert len(list(specs.iterdir())) == 2
+    # a damaged entry is ignored and rewritten
+    entry.write_bytes(b"\x00garbage")
+    again = run("-e", prog, "7", env=env)
+    assert (again.rc, again.out) == (first.rc, first.out)
+    assert entry.read_bytes() != b"\x00garbage"
+    assert ours() == []
+    # PTRACE_NO_CACHE=1 neither reads nor writes entries
+    off = run("-e", prog, "7", env={"XDG_CACHE_HOME": str(tmp_path / "off"), "PTRACE_NO_CACHE": "1"})
+    assert off.out == first.out and not (tmp_path / "off" / "ptrace-lang" / "specs").exists()

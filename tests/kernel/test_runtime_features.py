@@ -9,7 +9,9 @@ import sys
 
 import pytest
 
-from runner import Tracer, run
+import time
+
+from runner import Tracer, named_workload, run
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root to load BPF programs")
 
@@ -164,3 +166,33 @@ def test_integer_semantics():
 def test_print_of_a_value_map_and_of_values():
     out = out_of('BEGIN { @x = 5; print(@x); $t = (1, "b"); print($t); print(7); exit(); }')
     assert out.startswith("@x: 5\n(1, b)\n7\n")
+
+
+@pytest.fixture
+def getppid_flood():
+    """A process calling getppid as fast as it can, for as long as the test runs."""
+    p = subprocess.Popen(named_workload("flood", "import os\nwhile True: os.getppid()\n"))
+    yield p
+    p.kill()
+    p.wait()
+
+
+def test_exit_ends_the_run_while_events_flood_in(getppid_flood):
+    # probes keep firing after exit(): the run must still end (it once kept formatting the
+    # flood and never returned), printing what came before exit() only
+    t = Tracer("-e", 'tracepoint:syscalls:sys_enter_getppid /comm == "flood"/ '
+                     '{ printf("first\\n"); exit(); }')
+    res = t.wait(timeout=60)
+    assert res.rc == 0, res
+    lines = res.out.split("\n")
+    assert lines[0] == "first" and set(lines) <= {"first", ""}, res.out[:200]
+
+
+def test_ctrl_c_ends_the_run_while_events_flood_in(getppid_flood):
+    t = Tracer("-e", 'tracepoint:syscalls:sys_enter_getppid /comm == "flood"/ { printf("e %d\\n", pid); }')
+    t.wait_attached()
+    time.sleep(0.5)
+    res = t.stop(timeout=60)
+    assert res.rc == 0, res
+    lines = res.out.splitlines()
+    assert len(lines) > 100 and {l for l in lines if l} == {f"e {getppid_flood.pid}"}

@@ -1,0 +1,158 @@
+"""A cache of compiled programs: the second run of a script skips the whole compiler.
+
+Compiling is most of ptrace's start-up (importing and running the parser, semantic analysis,
+code generation and register allocation), yet its output, the ``ObjectSpec``, depends only on
+things that can be listed and checked cheaply:
+
+* the script text and file name, the positional parameters and every ``BPFTRACE_*`` variable;
+* the compiler itself (path, size and mtime of every file of the package and grammar);
+* the running kernel: its boot id (tracepoint formats and ids, BTF) and the loaded modules
+  (a module brings tracepoints and functions);
+* files the compile read (``deps``: the binaries of uprobes), by path, size, mtime and inode.
+
+An entry is written after a successful compile and used only when all of these are equal: the
+whole key is stored in the entry and compared, so a stale entry is never used. Entries are plain
+data (marshal: built in, no import cost) in ``$XDG_CACHE_HOME/ptrace-lang/specs`` (or
+``~/.cache``); ``PTRACE_NO_CACHE=1`` turns the cache off. Stages (``-d``) always compile.
+"""
+from __future__ import annotations
+
+import marshal
+import os
+import sys
+
+FORMAT = 1
+MAX_ENTRIES = 200          # oldest entries beyond this are removed when a new one is written
+
+_PKG_DIR = os.path.dirname(os.path.abspath(__file__))
+
+
+def _cache_dir(create: bool) -> str | None:
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    path = os.path.join(base, "ptrace-lang", "specs")
+    if create:
+        try:
+            os.makedirs(path, mode=0o700, exist_ok=True)
+        except OSError:
+            return None
+    return path
+
+
+def _code_fingerprint() -> tuple:
+    """Path, size and mtime of every file the compiler is made of."""
+    from ptrace_lang.resources import grammar_dir
+
+    out = []
+    todo = [_PKG_DIR, grammar_dir()]
+    while todo:
+        d = todo.pop()
+        try:
+            entries = sorted(os.scandir(d), key=lambda e: e.name)
+        except OSError:
+            continue
+        for e in entries:
+            if e.is_dir(follow_symlinks=False):
+                if e.name != "__pycache__":
+                    todo.append(e.path)
+            elif e.name.endswith((".py", ".lark")):
+                st = e.stat()
+                out.append((e.path, st.st_size, st.st_mtime_ns))
+    return tuple(out)
+
+
+def _read(path: str) -> str:
+    try:
+        with open(path, encoding="utf-8", errors="replace") as f:
+            return f.read()
+    except OSError:
+        return ""
+
+
+def _kernel_fingerprint() -> tuple:
+    modules = tuple(sorted(line.split(" ", 1)[0] for line in _read("/proc/modules").splitlines()))
+    return (_read("/proc/sys/kernel/random/boot_id").strip(), os.uname().release, modules)
+
+
+def _dep_state(path: str) -> tuple:
+    try:
+        st = os.stat(path)
+    except OSError:
+        return (path, -1, 0, 0)
+    return (path, st.st_size, st.st_mtime_ns, st.st_ino)
+
+
+def key(text: str, filename: str, positional: list[str]) -> tuple:
+    env = tuple(sorted((k, v) for k, v in os.environ.items() if k.startswith("BPFTRACE_")))
+    return (FORMAT, sys.version_info[:2], text, filename, tuple(positional), env,
+            _code_fingerprint(), _kernel_fingerprint())
+
+
+def _entry_path(k: tuple, create: bool) -> str | None:
+    import zlib
+
+    d = _cache_dir(create)
+    if d is None:
+        return None
+    blob = repr(k).encode("utf-8", "surrogateescape")   # (marshal's bytes vary with object sharing)
+    return os.path.join(d, "%08x-%08x.marshal" % (zlib.crc32(blob), zlib.adler32(blob)))
+
+
+def enabled() -> bool:
+    return os.environ.get("PTRACE_NO_CACHE", "") in ("", "0")
+
+
+def lookup(k: tuple):
+    """The cached ObjectSpec for key ``k``, or None."""
+    path = _entry_path(k, create=False)
+    if path is None:
+        return None
+    try:
+        with open(path, "rb") as f:
+            data = marshal.loads(f.read())
+        stored_key, deps, plain = data
+    except Exception:  # missing, truncated, foreign: compile
+        return None
+    if stored_key != k or any(_dep_state(d[0]) != tuple(d) for d in deps):
+        return None
+    from ptrace_lang.spec import from_plain
+
+    try:
+        return from_plain(plain)
+    except Exception:  # written by another layout of the classes
+        return None
+
+
+def store(k: tuple, spec, deps: list[str]) -> None:
+    from ptrace_lang.spec import to_plain
+
+    path = _entry_path(k, create=True)
+    if path is None:
+        return
+    data = marshal.dumps((k, tuple(_dep_state(d) for d in sorted(set(deps))), to_plain(spec)))
+    tmp = "%s.%d.tmp" % (path, os.getpid())
+    try:
+        with open(tmp, "wb") as f:
+            f.write(data)
+        os.replace(tmp, path)   # atomic: a concurrent run never reads half an entry
+    except OSError:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        return
+    _trim(os.path.dirname(path))
+
+
+def _trim(d: str) -> None:
+    try:
+        entries = [e for e in os.scandir(d) if e.name.endswith(".marshal")]
+    except OSError:
+        return
+    if len(entries) <= MAX_ENTRIES:
+        return
+    entries.sort(key=lambda e: e.stat().st_mtime_ns)
+    for e in entries[: len(entries) - MAX_ENTRIES]:
+        try:
+            os.unlink(e.path)
+        except OSError:
+            pass
