@@ -9,7 +9,7 @@ For every one-liner and both tools this measures
   cold      the same with the cache off (PTRACE_NO_CACHE=1): ptrace compiles the script
             (bpftrace has no cache: its every start is cold, so its startup is shown)
   first event  time from spawn to the first printf line of a probe that fires all the
-            time (a getppid loop runs throughout): when the probe is really attached,
+            time (a getppid every ~0.5 ms throughout): when the probe is really attached,
             for both tools alike
   wall      total wall time of `BEGIN { exit(); }`, spawn to reaped
   rss       peak RSS of the tool process (ru_maxrss from os.wait4)
@@ -455,7 +455,10 @@ def settle(before_ids: set[int], limit: float = 3.0) -> None:
 
 def measure_first_event(tool: Tool, program: str, timeout: float, before_ids: set[int]) -> Run:
     run = Run(program_text=program)
-    spinner = subprocess.Popen([sys.executable, "-c", "import os\nwhile True: os.getppid()\n"],
+    # a getppid every ~0.5 ms: the probe fires within a millisecond of being attached, and the
+    # loop leaves the CPUs to the tool (a busy loop slows both tools' start-up 2-3x here)
+    spinner = subprocess.Popen([sys.executable, "-c",
+                                "import os, time\nwhile True:\n os.getppid()\n time.sleep(0.0005)\n"],
                                stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL)
     try:
         time.sleep(0.05)

@@ -75,10 +75,20 @@ class RingBuffer:
         events = self._ep.poll(timeout_ms / 1000.0 if timeout_ms >= 0 else -1)
         return bool(events) or self.available() > 0
 
-    def take(self) -> bytes | None:
-        """Copy out every committed record (headers included, in order), release their space
-        to the producer, and return the copy; None when nothing is committed. Walk the copy
-        with ``records()``."""
+    def take(self, max_bytes: int = 1 << 62) -> bytes | None:
+        """Copy out the committed records (headers included, in order; about ``max_bytes``
+        of them at most, so a full buffer is handed over in pieces that can be formatted
+        promptly), release their space to the producer, and return the copy; None when
+        nothing is committed. Walk the copy with ``records()``."""
+        return self._advance(max_bytes, copy=True)
+
+    def skip(self) -> int:
+        """Release every committed record unread; return the bytes released."""
+        before = self._cons_q[0]
+        self._advance(1 << 62, copy=False)
+        return self._cons_q[0] - before
+
+    def _advance(self, max_bytes: int, copy: bool) -> bytes | None:
         data = self._data
         mask = self._mask
         unpack_hdr = _U32.unpack_from
@@ -88,12 +98,16 @@ class RingBuffer:
         cons = self._cons_q[0]
         prod = self._prod_q[0]
         end = cons
-        while end < prod:
+        stop = min(prod, cons + max_bytes)
+        while end < stop:
             ln = unpack_hdr(data, end & mask)[0]
             if ln & busy:
                 break
             end += ((ln & len_mask) + hdr + 7) & ~7
         if end == cons:
+            return None
+        if not copy:
+            self._cons_q[0] = end
             return None
         a = cons & mask
         n = end - cons

@@ -27,7 +27,10 @@ from __future__ import annotations
 
 import struct
 from ptrace_lang.records import dataclass
-from collections.abc import Iterable
+
+TYPE_CHECKING = False      # (collections.abc costs start-up time)
+if TYPE_CHECKING:
+    from collections.abc import Iterable
 
 __all__ = [
     "STYLE_NEW", "STYLE_OLD", "EXIT_PREAMBLE", "MapData", "Stack", "Record",

@@ -20,9 +20,11 @@ str (decoded with errors="surrogateescape"; widths count bytes as C does), bytes
 """
 from __future__ import annotations
 
-import re
 from ptrace_lang.records import dataclass
-from collections.abc import Callable, Sequence
+
+TYPE_CHECKING = False      # (collections.abc costs start-up time)
+if TYPE_CHECKING:
+    from collections.abc import Callable, Sequence
 
 from .format import escape_buffer, value_text
 
@@ -59,10 +61,49 @@ class FormatSpec:
         return f"%{self.flags}{self.width}{dot}{self.length}{self.conv}"
 
 
-_SPEC_RE = re.compile(
-    r"%(?P<flags>[-+ #0]*)(?P<width>\d+|\*)?(?:(?P<dot>\.)(?P<prec>\d+|\*)?)?"
-    r"(?P<length>hh|h|ll|l|L|j|z|t|q)?(?P<conv>r[xh]?|[A-Za-z%])?"
-)
+def _scan_spec(fmt: str, at: int) -> tuple[str, str, bool, str, str, str | None, int]:
+    """Scan the conversion at ``fmt[at] == "%"``, as the pattern
+    ``%[-+ #0]*(\\d+|\\*)?(\\.(\\d+|\\*)?)?(hh|h|ll|l|L|j|z|t|q)?(r[xh]?|[A-Za-z%])?`` would
+    (written out by hand: a run that prints needs no ``re``, whose import costs ~8 ms).
+    Returns (flags, width, dot, precision, length, conversion or None, end)."""
+    n = len(fmt)
+    i = at + 1
+
+    def run(i: int, chars: str) -> int:
+        while i < n and fmt[i] in chars:
+            i += 1
+        return i
+
+    j = run(i, "-+ #0")
+    flags, i = fmt[i:j], j
+
+    def number(i: int) -> tuple[str, int]:
+        if i < n and fmt[i] == "*":
+            return "*", i + 1
+        j = run(i, "0123456789")
+        return fmt[i:j], j
+
+    width, i = number(i)
+    dot, prec = False, ""
+    if i < n and fmt[i] == ".":
+        dot = True
+        prec, i = number(i + 1)
+    length = ""
+    for cand in ("hh", "h", "ll", "l", "L", "j", "z", "t", "q"):
+        if fmt.startswith(cand, i):
+            length, i = cand, i + len(cand)
+            break
+    conv = None
+    if i < n:
+        c = fmt[i]
+        if c == "r":
+            conv = fmt[i:i + 2] if i + 1 < n and fmt[i + 1] in "xh" else "r"
+        elif c == "%" or (c.isascii() and c.isalpha()):
+            conv = c
+        if conv is not None:
+            i += len(conv)
+    return flags, width, dot, prec, length, conv, i
+
 
 _ARG_CLASS = {
     "d": "int", "i": "int", "u": "int", "x": "int", "X": "int", "o": "int",
@@ -83,31 +124,28 @@ def _tokens(fmt: str) -> list[str | FormatSpec]:
             literal.append(fmt[pos:])
             break
         literal.append(fmt[pos:at])
-        m = _SPEC_RE.match(fmt, at)
-        assert m is not None  # the pattern matches any "%"
-        conv = m.group("conv")
-        text = m.group(0)
+        flags, width, dot, prec, length, conv, end = _scan_spec(fmt, at)
+        text = fmt[at:end]
         if conv is None:
-            if m.end() >= len(fmt):
+            if end >= len(fmt):
                 raise ValueError(f"incomplete format specifier at end of format string: {text}")
-            raise ValueError(f"unsupported format specifier: {fmt[at:m.end() + 1]}")
+            raise ValueError(f"unsupported format specifier: {fmt[at:end + 1]}")
         if conv == "%":
             literal.append("%")
-            pos = m.end()
+            pos = end
             continue
         if conv not in _ARG_CLASS:
             raise ValueError(f"unsupported format specifier: {conv}")
-        if m.group("width") == "*" or m.group("prec") == "*":
+        if width == "*" or prec == "*":
             raise ValueError(f"unsupported format specifier: {text} (a '*' width or precision is not supported)")
         precision = ""
-        if m.group("dot"):
-            precision = m.group("prec") or "0"
+        if dot:
+            precision = prec or "0"
         if literal:
             out.append("".join(literal))
             literal = []
-        out.append(FormatSpec(conv, m.group("flags"), m.group("width") or "", precision,
-                              m.group("length") or "", at, m.end()))
-        pos = m.end()
+        out.append(FormatSpec(conv, flags, width, precision, length, at, end))
+        pos = end
     tail = "".join(literal)
     if tail:
         out.append(tail)

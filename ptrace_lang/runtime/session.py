@@ -31,6 +31,7 @@ from _collections import deque  # noqa: E402  (collections costs ~1.5 ms)
 
 _HDR = struct.Struct("<II")
 BACKLOG_LIMIT = 64 << 20     # bytes of records taken from the ring buffer but not yet formatted
+TAKE_BYTES = 512 << 10       # taken at a time: the first records of a full buffer print at once
 _I64 = struct.Struct("<q")
 _Q2 = struct.Struct("<qq")
 
@@ -73,6 +74,7 @@ class Session:
         self._backlog: deque[bytes] = deque()
         self._backlog_off = 0
         self._backlog_bytes = 0
+        self._counters_at_stop: tuple[int, int, int] | None = None
 
     # ------------------------------------------------------------------ loading
     def load(self) -> None:
@@ -194,7 +196,7 @@ class Session:
         # the backlog is bounded: when formatting cannot keep up with a flood, the kernel's
         # buffer fills and its drops are counted (and reported), rather than our memory growing
         if self._backlog_bytes < BACKLOG_LIMIT:
-            chunk = self.ringbuf.take()
+            chunk = self.ringbuf.take(TAKE_BYTES)
             if chunk is not None:
                 self._backlog.append(chunk)
                 self._backlog_bytes += len(chunk)
@@ -209,7 +211,10 @@ class Session:
         if self.ringbuf is None:
             return
         if self.stopping:
-            self._discard()
+            if not self.k.links:
+                self._discard()
+            if flush:
+                self._flush()
             return
         self._pump()
         backlog = self._backlog
@@ -223,7 +228,9 @@ class Session:
             else:
                 self._backlog_off = off
             if self.stopping:
-                self._discard()
+                # exit(): what came before it is written below, at once; what the probes
+                # record until they are detached is dropped after detaching (_discard)
+                self._note_counters()
                 break
             if flush and self.pending:
                 self._flush()      # a slice at a time: batched, yet never held back
@@ -234,12 +241,18 @@ class Session:
             self._flush()
 
     def _discard(self) -> None:
-        """After exit(): what the probes recorded later is not printed (as bpftrace)."""
+        """After exit() and detaching: what the probes recorded after the exit() is not
+        printed (as bpftrace), and its space is given back for the end probes' records."""
         self._backlog.clear()
         self._backlog_bytes = 0
         self._backlog_off = 0
-        while self.ringbuf.take() is not None:
-            pass
+        self.ringbuf.skip()
+
+    def _note_counters(self) -> None:
+        """The counters as exit() is seen: records dropped after it, while the probes were
+        still attached, are not losses (they would not have been printed)."""
+        if self._counters_at_stop is None:
+            self._counters_at_stop = self._read_counters()
 
     # ------------------------------------------------------------------ maps
     def read_user_map(self, um: S.UserMapSpec):
@@ -302,12 +315,20 @@ class Session:
         self.out.write(EXIT_PREAMBLE + format_maps(data, stats_style=self.opts.stats_style))
         self.out.flush()
 
-    def report_counters(self) -> None:
+    def _read_counters(self) -> tuple[int, int, int] | None:
         m = self.k.maps.get(self.spec.counters_map)
         if m is None:
-            return
+            return None
         raw = m.lookup(struct.pack("<I", 0)) or bytes(8 * S.NUM_COUNTERS)
-        lost, full, failed = struct.unpack_from("<QQQ", raw, 8 * S.COUNTER_LOST_EVENTS)
+        return struct.unpack_from("<QQQ", raw, 8 * S.COUNTER_LOST_EVENTS)
+
+    def report_counters(self) -> None:
+        counters = self._read_counters()
+        if counters is None:
+            return
+        lost, full, failed = counters
+        if self._counters_at_stop is not None:
+            lost = self._counters_at_stop[0]
         if lost:
             self.err.write(f"Lost {lost} events\n")
         if full:
