@@ -9,13 +9,19 @@ USAGE:
     ptrace [options] filename [args...]
     ptrace [options] - [args...]
     ptrace [options] -e 'program' [args...]
+    ptrace [options] [--repl]      (an interactive session; see docs/repl.md)
 
 OPTIONS:
     -e PROGRAM     the program to run
     -q             keep messages quiet (no "Attached N probes")
     -v             verbose messages (full verifier log on a rejection)
     -d STAGE       print a compiler stage: ast, types, ir, asm, all (repeat or join with commas)
+    -f FORMAT      output format: text (default) or json (NDJSON: one object per line)
+    -o FILE        write the program's output to FILE instead of stdout
+    -B MODE        output buffering: none, line (default: every batch is written at once,
+                   also into a pipe) or full (written when the program ends)
     --dry-run      compile and load (passing the kernel verifier), attach nothing
+    --repl         an interactive session (also with no program on a terminal)
     -h, --help     show this help message
     -V, --version  print the version
 
@@ -30,6 +36,7 @@ ptrace script.bt 10 foo
 """
 
 STAGES = ("ast", "types", "ir", "asm")
+_VALUE_OPTIONS = ("-e", "-d", "-f", "-o", "-B")    # options that take a value ("-e PROG" or "-ePROG")
 
 
 class UsageError(Exception):
@@ -38,7 +45,8 @@ class UsageError(Exception):
 
 def parse_args(argv: list[str]) -> dict:
     opts = {"program": None, "file": None, "quiet": False, "verbose": False, "stages": [],
-            "dry_run": False, "positional": [], "help": False, "version": False}
+            "dry_run": False, "positional": [], "help": False, "version": False, "repl": False,
+            "format": "text", "output": None, "buffering": "line"}
     i = 0
     while i < len(argv):
         a = argv[i]
@@ -54,7 +62,9 @@ def parse_args(argv: list[str]) -> dict:
             opts["verbose"] = True
         elif a == "--dry-run":
             opts["dry_run"] = True
-        elif a in ("-e", "-d") or (a.startswith(("-e", "-d")) and len(a) > 2):
+        elif a == "--repl":
+            opts["repl"] = True
+        elif a[:2] in _VALUE_OPTIONS:
             val = a[2:] if len(a) > 2 else None
             if val is None:
                 i += 1
@@ -63,6 +73,16 @@ def parse_args(argv: list[str]) -> dict:
                 val = argv[i]
             if a.startswith("-e"):
                 opts["program"] = val
+            elif a.startswith("-f"):
+                if val not in ("text", "json"):
+                    raise UsageError(f"invalid output format '{val}' (expected text or json)")
+                opts["format"] = val
+            elif a.startswith("-o"):
+                opts["output"] = val
+            elif a.startswith("-B"):
+                if val not in ("none", "line", "full"):
+                    raise UsageError(f"invalid buffering mode '{val}' (expected none, line or full)")
+                opts["buffering"] = val
             else:
                 for st in val.split(","):
                     if st == "all":
@@ -115,6 +135,10 @@ def _main(argv: list[str]) -> int:
         from ptrace_lang import __version__
         sys.stdout.write(f"ptrace v{__version__}\n")
         return 0
+    if opts["repl"] or (opts["program"] is None and opts["file"] is None
+                        and sys.stdin.isatty() and sys.stdout.isatty()):
+        from ptrace_lang.repl import run_repl
+        return run_repl(opts)
     if opts["program"] is not None:
         text, filename = opts["program"], "stdin"
     elif opts["file"] == "-":
@@ -150,9 +174,17 @@ def _main(argv: list[str]) -> int:
     if os.geteuid() != 0:
         sys.stderr.write("ERROR: ptrace needs root (CAP_BPF and CAP_PERFMON) to load programs\n")
         return 1
+    out = None
+    if opts["output"] is not None:
+        try:
+            out = open(opts["output"], "w", encoding="utf-8", errors="surrogateescape")
+        except OSError as e:
+            sys.stderr.write(f"ERROR: failed to open output file '{opts['output']}': {e.strerror}\n")
+            return 1
     from ptrace_lang.runtime.session import RunOptions, Session
     session = Session(spec, RunOptions(quiet=opts["quiet"], verbose=opts["verbose"],
-                                       dry_run=opts["dry_run"]))
+                                       dry_run=opts["dry_run"], out=out,
+                                       output_format=opts["format"], buffering=opts["buffering"]))
     try:
         return session.run()
     except PtraceError as e:
@@ -164,6 +196,9 @@ def _main(argv: list[str]) -> int:
         return 1
     except Exception as e:
         return _internal_error(e)
+    finally:
+        if out is not None:
+            out.close()
 
 
 def _compile(text: str, filename: str, opts: dict, cache_key):

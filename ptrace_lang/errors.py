@@ -92,6 +92,15 @@ class PtraceError(Exception):
             diagnostics = [Diagnostic(message, span, list(hints or []))]
         self.diagnostics = diagnostics
 
+    @property
+    def span(self) -> Span:
+        """Where the (first) error is: file, line, col, end_line, end_col (1-based)."""
+        return self.diagnostics[0].span if self.diagnostics else NO_SPAN
+
+    @property
+    def message(self) -> str:
+        return self.diagnostics[0].message if self.diagnostics else str(self)
+
     def render(self, sources: SourceRegistry = SOURCES) -> str:
         return "\n".join(render(d, sources) for d in self.diagnostics)
 

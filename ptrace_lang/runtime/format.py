@@ -621,6 +621,17 @@ def format_map_json(md: MapData, top: int = 0, div: int = 1, stats_style: str = 
     return f'{{"type": "{msg_type}", "data": {{{_json_str(md.name)}: {data}}}}}\n'
 
 
+def json_message(msg_type: str, text: str) -> str:
+    """An NDJSON line carrying text: ``{"type": "printf", "data": "hi\\n"}`` (printf, time, ...)."""
+    return f'{{"type": "{msg_type}", "data": {_json_str(text)}}}\n'
+
+
+def json_object(msg_type: str, fields: dict) -> str:
+    """An NDJSON line carrying an object of plain values: ``{"type": "lost_events", "data": {"events": 3}}``."""
+    body = ", ".join(f"{_json_str(k)}: {json_value(v)}" for k, v in fields.items())
+    return f'{{"type": "{msg_type}", "data": {{{body}}}}}\n'
+
+
 def format_value_json(v: object, stats_style: str = STYLE_NEW) -> str:
     """The NDJSON line for ``print(value)``: ``{"type": "value", "data": 5}``."""
     return f'{{"type": "value", "data": {json_value(v, stats_style)}}}\n'

@@ -31,7 +31,7 @@ from _collections import deque  # noqa: E402  (collections costs ~1.5 ms)
 
 _HDR = struct.Struct("<II")
 BACKLOG_LIMIT = 64 << 20     # bytes of records taken from the ring buffer but not yet formatted
-TAKE_BYTES = 512 << 10       # taken at a time: the first records of a full buffer print at once
+TAKE_BYTES = 256 << 10       # the first take of a drain: the first records of a full buffer print at once
 _I64 = struct.Struct("<q")
 _Q2 = struct.Struct("<qq")
 
@@ -44,6 +44,8 @@ class RunOptions:
     out: object = None            # text stream for output (default sys.stdout)
     err: object = None            # text stream for diagnostics (default sys.stderr)
     stats_style: str = "new"
+    output_format: str = "text"   # "text" (bpftrace's) or "json" (NDJSON, one object per line)
+    buffering: str = "line"       # "none"/"line": written as it comes; "full": written at exit
 
 
 class Stop(Exception):
@@ -75,6 +77,7 @@ class Session:
         self._backlog_off = 0
         self._backlog_bytes = 0
         self._counters_at_stop: tuple[int, int, int] | None = None
+        self._got_signal = False
 
     # ------------------------------------------------------------------ loading
     def load(self) -> None:
@@ -158,17 +161,16 @@ class Session:
             self.exit_code = _I64.unpack_from(mv, 8)[0]
             self.stopping = True
         elif kind == S.EV_PRINT_VALUE:
-            from ptrace_lang.runtime.format import format_value
             if ident not in self._decoders:
                 self._formatter(ident)
             vals = self._decoders[ident](mv)
-            self.pending.append(format_value(vals[0]))
+            self.pending.append(self._value_output(vals[0]))
         elif kind == S.EV_TIME:
             ev = self.spec.events[ident]
-            self.pending.append(time.strftime(ev.fmt))
+            self.pending.append(self._time_output(time.strftime(ev.fmt)))
         elif kind == S.EV_PRINT_MAP:
             top, div = _Q2.unpack_from(mv, 8)
-            self.pending.append(self.format_user_map(self.spec.user_maps[ident], top, div or 1))
+            self.pending.append(self._map_output(self.spec.user_maps[ident], top, div or 1))
         elif kind == S.EV_CLEAR_MAP:
             self._flush()
             self.k.maps[self.spec.user_maps[ident].kernel_map].clear()
@@ -182,21 +184,53 @@ class Session:
         ev = self.spec.events[ident]
         self._decoders[ident] = decode.record_decoder(ev, self.spec.probe_names)
         if ev.kind == S.EV_PRINTF:
-            self._formatters[ident] = compile_format(ev.fmt)
+            self._formatters[ident] = self._printf_output(compile_format(ev.fmt))
             return self._formatters[ident]
         return None
+
+    # What a record becomes in ``pending``: text as bpftrace prints it, or an NDJSON line.
+    # (The Python API overrides these to keep plain values.)
+    def _printf_output(self, render):
+        if self.opts.output_format != "json":
+            return render
+        from ptrace_lang.runtime.format import json_message
+
+        return lambda args: json_message("printf", render(args))
+
+    def _value_output(self, value):
+        from ptrace_lang.runtime.format import format_value, format_value_json
+
+        if self.opts.output_format == "json":
+            return format_value_json(value, self.opts.stats_style)
+        return format_value(value)
+
+    def _time_output(self, text: str):
+        if self.opts.output_format == "json":
+            from ptrace_lang.runtime.format import json_message
+
+            return json_message("time", text)
+        return text
+
+    def _map_output(self, um: S.UserMapSpec, top: int, div: int):
+        if self.opts.output_format == "json":
+            from ptrace_lang.runtime.format import format_map_json
+
+            return format_map_json(self.read_user_map(um), top=top, div=div,
+                                   stats_style=self.opts.stats_style)
+        return self.format_user_map(um, top, div)
 
     def _flush(self) -> None:
         if self.pending:
             self.out.write("".join(self.pending))
             self.pending.clear()
-            self.out.flush()
+            if self.opts.buffering != "full":
+                self.out.flush()
 
-    def _pump(self) -> None:
+    def _pump(self, max_bytes: int = 1 << 62) -> None:
         # the backlog is bounded: when formatting cannot keep up with a flood, the kernel's
         # buffer fills and its drops are counted (and reported), rather than our memory growing
         if self._backlog_bytes < BACKLOG_LIMIT:
-            chunk = self.ringbuf.take(TAKE_BYTES)
+            chunk = self.ringbuf.take(max_bytes)
             if chunk is not None:
                 self._backlog.append(chunk)
                 self._backlog_bytes += len(chunk)
@@ -216,7 +250,9 @@ class Session:
             if flush:
                 self._flush()
             return
-        self._pump()
+        # a first piece of bounded size, so that the first records print at once; then all
+        # that is committed at every turn, so that a burst never waits in the kernel's buffer
+        self._pump(TAKE_BYTES)
         backlog = self._backlog
         while backlog:
             chunk = backlog[0]
@@ -312,7 +348,13 @@ class Session:
         from ptrace_lang.runtime.format import EXIT_PREAMBLE, format_maps
 
         data = [self.read_user_map(um) for um in self.spec.user_maps]
-        self.out.write(EXIT_PREAMBLE + format_maps(data, stats_style=self.opts.stats_style))
+        if self.opts.output_format == "json":
+            from ptrace_lang.runtime.format import format_map_json
+
+            # nothing but NDJSON on stdout: no blank lines before the maps
+            self.out.write("".join(format_map_json(md, stats_style=self.opts.stats_style) for md in data))
+        else:
+            self.out.write(EXIT_PREAMBLE + format_maps(data, stats_style=self.opts.stats_style))
         self.out.flush()
 
     def _read_counters(self) -> tuple[int, int, int] | None:
@@ -329,6 +371,15 @@ class Session:
         lost, full, failed = counters
         if self._counters_at_stop is not None:
             lost = self._counters_at_stop[0]
+        if self.opts.output_format == "json":
+            from ptrace_lang.runtime.format import json_object
+
+            if lost:
+                self.out.write(json_object("lost_events", {"events": lost}))
+            if full or failed:
+                self.out.write(json_object("errors", {"map_full": full, "read_failed": failed}))
+            self.out.flush()
+            return
         if lost:
             self.err.write(f"Lost {lost} events\n")
         if full:
@@ -360,43 +411,70 @@ class Session:
             if fd >= 0:
                 os.close(fd)
 
-    def run(self) -> int:
+    def start(self) -> int:
+        """Create the maps, load the programs, run the begin probes and attach the rest;
+        return the number of probes (begin's output is held in ``pending`` until then)."""
         from ptrace_lang.kernel.ringbuf import RingBuffer
 
+        self.load()
+        rb_spec = next((m for m in self.spec.maps if m.name == self.spec.ringbuf_map), None)
+        if rb_spec is not None:
+            self.ringbuf = RingBuffer(self.k.maps[rb_spec.name].fd, rb_spec.max_entries)
+        if self.opts.dry_run:
+            return 0
+        begins = [a for a in self.spec.attachments if a.provider == "begin"]
+        ends = [a for a in self.spec.attachments if a.provider == "end"]
+        for a in begins:
+            self.run_test(a.program)
+        # hold begin's output until the probes are attached, as bpftrace prints it after
+        # the "Attached" line; an exit() in begin means nothing else needs attaching
+        self.drain(flush=False)
+        if self.stopping or self._got_signal:
+            return len(begins) + len(ends)
+        return self.attach_all()
+
+    @property
+    def has_running_probes(self) -> bool:
+        return any(a.provider not in ("begin", "end") for a in self.spec.attachments)
+
+    def finish(self) -> None:
+        """Stop the probes, print what came before, run the end probes."""
+        # detaching links is quick when done in parallel (closing the perf events behind
+        # them is slow and is left to the final teardown); what came before still prints,
+        # what came after an exit() does not
+        self.detach()
+        self.drain()
+        self.stopping = False
+        for a in self.spec.attachments:
+            if a.provider == "end":
+                self.run_test(a.program)
+        self.drain()
+
+    def announce(self, n: int) -> None:
+        """The "Attached N probes" line (an attached_probes object in JSON)."""
+        if self.opts.quiet:
+            return
+        if self.opts.output_format == "json":
+            from ptrace_lang.runtime.format import json_object
+
+            self.out.write(json_object("attached_probes", {"probes": n}))
+            self.out.flush()
+        else:
+            self.err.write(f"Attached {n} probe{'s' if n != 1 else ''}\n")
+            self.err.flush()
+
+    def run(self) -> int:
         saved = self._install_signals()
         _raise_fd_limit()
         try:
-            self.load()
-            rb_spec = next((m for m in self.spec.maps if m.name == self.spec.ringbuf_map), None)
-            if rb_spec is not None:
-                self.ringbuf = RingBuffer(self.k.maps[rb_spec.name].fd, rb_spec.max_entries)
+            n = self.start()
             if self.opts.dry_run:
                 return 0
-            begins = [a for a in self.spec.attachments if a.provider == "begin"]
-            ends = [a for a in self.spec.attachments if a.provider == "end"]
-            others = [a for a in self.spec.attachments if a.provider not in ("begin", "end")]
-            for a in begins:
-                self.run_test(a.program)
-            # hold begin's output until the probes are attached, as bpftrace prints it after
-            # the "Attached" line; an exit() in begin means nothing else needs attaching
-            self.drain(flush=False)
-            stop_early = self.stopping or self._got_signal
-            n = self.attach_all() if not stop_early else len(begins) + len(ends)
-            if not self.opts.quiet:
-                self.err.write(f"Attached {n} probe{'s' if n != 1 else ''}\n")
-                self.err.flush()
+            self.announce(n)
             self._flush()
-            if others and not self.stopping and not self._got_signal:
+            if self.has_running_probes and not self.stopping and not self._got_signal:
                 self._loop()
-            # probes stop here: detaching links is quick when done in parallel (closing the
-            # perf events behind them is slow and is left to the final teardown); what came
-            # before still prints, what came after an exit() does not
-            self.detach()
-            self.drain()
-            self.stopping = False
-            for a in ends:
-                self.run_test(a.program)
-            self.drain()
+            self.finish()
             self.print_maps()
             self.report_counters()
             return self.exit_code

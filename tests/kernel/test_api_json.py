@@ -1,0 +1,179 @@
+"""Machine-readable output (-f json, -o, -B) and the Python API, against the real kernel."""
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+import time
+
+import pytest
+
+from runner import ROOT, Tracer, bpf_prog_names, named_workload, run
+
+pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root to load BPF programs")
+
+
+def ours() -> list[str]:
+    return [n for n in bpf_prog_names() if re.fullmatch(r"p\d+_\d+_.*", n)]
+
+
+def workload(comm: str, calls: int) -> None:
+    subprocess.run(named_workload(comm, f"import os\nfor _ in range({calls}): os.getppid()\n"), check=True)
+
+
+# ---------------------------------------------------------------------------- -f json
+
+JSON_PROG = ('BEGIN { printf("hi %d\\n", 5); printf("no newline"); time("%Y\\n"); print(7); '
+             'print((1, "a")); @x = 1; @c[1, "x"] = count(); @h = hist(5); @s = stats(4); '
+             '@t["k"] = (2, "b"); print(@c); exit(); } END { printf("end\\n"); }')
+
+
+def test_json_output_is_ndjson_in_bpftrace_shapes():
+    r = run("-f", "json", "-e", JSON_PROG)
+    assert r.rc == 0, r.err
+    lines = r.out.split("\n")
+    assert lines[-1] == ""                       # every object ends its line
+    objs = [json.loads(line) for line in lines[:-1]]  # nothing else on stdout
+    year = time.strftime("%Y")
+    assert objs == [
+        {"type": "attached_probes", "data": {"probes": 2}},
+        {"type": "printf", "data": "hi 5\n"},
+        {"type": "printf", "data": "no newline"},
+        {"type": "time", "data": f"{year}\n"},
+        {"type": "value", "data": 7},
+        {"type": "value", "data": [1, "a"]},
+        {"type": "map", "data": {"@c": {"1,x": 1}}},
+        {"type": "printf", "data": "end\n"},
+        {"type": "map", "data": {"@c": {"1,x": 1}}},
+        {"type": "hist", "data": {"@h": [{"min": 4, "max": 7, "count": 1}]}},
+        {"type": "stats", "data": {"@s": {"count": 1, "average": 4, "total": 4}}},
+        {"type": "map", "data": {"@t": {"k": [2, "b"]}}},
+        {"type": "map", "data": {"@x": 1}},
+    ]
+    # spacing as bpftrace prints it
+    assert '{"type": "value", "data": [1,"a"]}' in lines
+    assert "Attached" not in r.err
+
+
+def test_json_quiet_drops_the_attached_object():
+    r = run("-q", "-f", "json", "-e", "BEGIN { @x = 2; exit(); }")
+    assert r.out == '{"type": "map", "data": {"@x": 2}}\n'
+
+
+def test_output_file_and_full_buffering(tmp_path):
+    out = tmp_path / "trace.out"
+    r = run("-o", str(out), "-B", "full", "-e", 'BEGIN { printf("to the file\\n"); @n = 3; exit(); }')
+    assert r.rc == 0 and r.out == ""
+    assert out.read_text() == "to the file\n\n\n@n: 3\n"
+    assert "Attached 1 probe" in r.err
+    bad = run("-o", str(tmp_path / "no" / "such" / "dir"), "-e", "BEGIN { exit(); }")
+    assert bad.rc == 1 and "failed to open output file" in bad.err and "Traceback" not in bad.err
+    for args, msg in ((("-f", "xml"), "invalid output format 'xml'"), (("-B", "some"), "invalid buffering")):
+        r = run(*args, "-e", "BEGIN { exit(); }")
+        assert r.rc == 1 and msg in r.err
+
+
+def test_a_pipe_reader_sees_each_printf_line_as_it_happens():
+    t = Tracer("-e", 'tracepoint:syscalls:sys_enter_getppid /comm == "ptr_prompt"/ '
+                     '{ printf("call %d\\n", pid); }')
+    t.wait_attached()
+    try:
+        seen = []
+        for i in range(3):
+            workload("ptr_prompt", 1)
+            deadline = time.monotonic() + 20
+            while time.monotonic() < deadline:
+                seen = [l for l in "".join(t.out_chunks).splitlines() if l.startswith("call ")]
+                if len(seen) > i:
+                    break
+                time.sleep(0.02)
+            # the line is there while the tracer still runs: not held until exit
+            assert len(seen) == i + 1 and t.p.poll() is None
+    finally:
+        r = t.stop()
+    assert r.rc == 0
+
+
+# ---------------------------------------------------------------------------- Python API
+
+API_SNIPPET = r"""
+import json, os, subprocess, sys, time
+from ptrace_lang import trace, compile, PtraceError
+
+out = {}
+spec = compile('BEGIN { @x = 1; exit(); }')
+out["compiled_programs"] = len(spec.programs)
+try:
+    trace('BEGIN { $x = ; }')
+except PtraceError as e:
+    out["error"] = [e.span.line, e.span.col, e.render().splitlines()[0]]
+
+prog = ('tracepoint:syscalls:sys_enter_getppid /comm == "ptr_api"/ '
+        '{ @[comm] = count(); @h = hist(pid & 0); @t[comm, 1] = sum(2); printf("hi %s\\n", comm); }')
+with trace(prog) as t:
+    subprocess.run([sys.executable, "-c",
+                    "import ctypes, os; ctypes.CDLL(None).prctl(15, b'ptr_api', 0, 0, 0); "
+                    "[os.getppid() for _ in range(5)]"], check=True)
+    out["live"] = {k: (list(v.items()) if isinstance(v, dict) else v) for k, v in t.maps.items()}
+    events = []
+    deadline = time.monotonic() + 20
+    while len(events) < 5 and time.monotonic() < deadline:
+        events += [(e.kind, e.value) for e in t.events(timeout=0.5)]
+    out["events"] = events
+    out["probes"] = t.probes
+out["final"] = t.maps["@"]
+out["exit_code"] = t.exit_code
+
+with trace('BEGIN { print(3); print((1, "a")); exit(); } END { printf("end\\n"); }') as t:
+    first = [(e.kind, e.value) for e in t.events(timeout=1)]
+out["begin_events"] = first
+out["end_events"] = [(e.kind, e.value) for e in t.events(timeout=0)]
+out["exited"] = t.exited
+
+try:
+    with trace('tracepoint:syscalls:sys_enter_getppid { @n = count(); }') as t:
+        raise KeyError("user code failed inside the block")
+except KeyError:
+    out["raised_through"] = True
+print(json.dumps(out))
+"""
+
+
+def test_python_api_end_to_end():
+    p = subprocess.run([sys.executable, "-c", API_SNIPPET], capture_output=True, text=True,
+                       timeout=120, cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert p.returncode == 0, p.stderr
+    out = json.loads(p.stdout)
+    assert out["compiled_programs"] == 1
+    assert out["error"] == [1, 14, "stdin:1:14-15: ERROR: syntax error, unexpected ;"]
+    assert out["probes"] == 1
+    live = out["live"]
+    assert live["@"] == [["ptr_api", 5]]
+    assert live["@h"] == [{"min": 0, "max": 0, "count": 5}]
+    assert live["@t"] == [[["ptr_api", 1], 10]]
+    assert out["events"] == [["printf", "hi ptr_api\n"]] * 5
+    assert out["final"] == {"ptr_api": 5} and out["exit_code"] == 0
+    assert out["begin_events"] == [["value", 3], ["value", [1, "a"]]]
+    assert out["end_events"] == [["printf", "end\n"]] and out["exited"] is True
+    assert out["raised_through"] is True
+    assert ours() == []
+
+
+def test_the_command_does_not_import_the_api():
+    code = ("import sys; import ptrace_lang.cli, ptrace_lang.runtime.session; "
+            "print('ptrace_lang.api' in sys.modules)")
+    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT,
+                       env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert p.stdout.strip() == "False", p.stderr
+
+
+def test_api_example_runs():
+    p = subprocess.run([sys.executable, str(ROOT / "examples" / "api_top_syscalls.py"), "0.5"],
+                       capture_output=True, text=True, timeout=60, cwd=ROOT,
+                       env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert p.returncode == 0, p.stderr
+    rows = [l.split() for l in p.stdout.splitlines() if not l.startswith("event:")]
+    assert rows and all(r[-1].isdigit() for r in rows)
+    assert ours() == []
