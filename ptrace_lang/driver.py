@@ -36,6 +36,9 @@ class Options:
     ringbuf_bytes: int = DEFAULT_RINGBUF_BYTES
     missing_probes: str = "error"
     stages: tuple[str, ...] = ()     # -d: ast types ir asm
+    # script maps listed first, in this order, in ObjectSpec.user_maps (whose indexes the code
+    # of print/clear/zero records carries): the REPL keeps the indexes of loaded programs' maps
+    map_order: tuple[str, ...] = ()
 
 
 @dataclass
@@ -141,7 +144,8 @@ def compile_script(text: str, filename: str, opts: Options) -> Compiled:
     obj = S.ObjectSpec()
     obj.config = {"max_map_keys": opts.max_map_keys}
     layouts: dict[str, L.MapLayout] = {}
-    for name in sorted(sema.maps):
+    first = {n: i for i, n in enumerate(opts.map_order)}
+    for name in sorted(sema.maps, key=lambda n: (first.get(n, len(first)), n)):
         info = sema.maps[name]
         layout = L.map_layout(info)
         layouts[name] = layout
