@@ -31,8 +31,9 @@ HELP = """\
 Type a probe to compile, load and attach it; it joins the probes already running and maps
 persist across entries:
     tracepoint:syscalls:sys_enter_openat { @opens[comm] = count(); }
-Enter inside an open { continues the block. Tab completes probes, tracepoints, kernel
-functions, builtins, functions and maps. Ctrl-C cancels the line; Ctrl-D quits.
+Enter continues an entry inside an open { and after attach points (an empty line ends it).
+Tab completes probes, tracepoints, kernel functions, builtins, functions and maps.
+Ctrl-C cancels the line; Ctrl-D quits.
 BEGIN blocks run once when entered, END blocks run at quit.
 
 Commands (also with a leading dot: .probes):
@@ -96,6 +97,20 @@ def brace_depth(text: str) -> int:
             depth -= 1
         i += 1
     return max(depth, 0)
+
+
+_HEADER_RE = re.compile(r"\s*(?:[A-Za-z_][\w]*:|BEGIN\b|END\b|begin\b|end\b)")
+
+
+def needs_more(text: str) -> bool:
+    """Whether Enter continues the entry: inside an open block, or after a probe's attach
+    points whose block has not begun (``tracepoint:a:b`` then ``{`` on the next line). An
+    empty line ends an entry that is not inside a block."""
+    if brace_depth(text) > 0:
+        return True
+    if not text.strip() or split_command(text) is not None or text.rstrip(" \t").endswith("\n"):
+        return False
+    return "{" not in text and _HEADER_RE.match(text) is not None
 
 
 _COMMAND_RE = re.compile(r"\s*\.?([a-z]+)(?:\s+(.*?))?\s*\Z", re.S)
@@ -368,7 +383,7 @@ class ReplSession(Session):
         for um in self.spec.user_maps:
             if um.name == name:
                 return um
-        known = ", ".join(um.name for um in self.spec.user_maps) or "none yet"
+        known = ", ".join(sorted(um.name for um in self.spec.user_maps)) or "none yet"
         raise ReplError(f"unknown map {name} (maps: {known})")
 
     def format_all_maps(self) -> str:
@@ -416,6 +431,13 @@ class ReplSession(Session):
         except OSError as e:
             raise RuntimeFailure(f"prog '{ps.name}': failed to load: {e.strerror or e}") from None
 
+    def _entry_line(self, line: int) -> str:
+        """A line of the accumulated source as the entry and line in it."""
+        e = next((e for e in reversed(self.entries) if e.first_line <= line), None)
+        if e is None:
+            return f"[line {line}]"
+        return f"[entry {e.number}, line {line - e.first_line + 1}]"
+
     def code_of(self, n: int, stage: str) -> str:
         """The asm or IR of probe #n (the accumulated program compiled again with the dump)."""
         info = self.probes.get(n)
@@ -424,8 +446,10 @@ class ReplSession(Session):
         compiled = self.compile("", stages=(stage,))
         wanted = set(info.programs)
         if stage == "asm":
-            return "\n".join(f"; program {ps.name}: {info.text}\n{ps.asm.rstrip()}"
-                             for ps in compiled.spec.programs if ps.name in wanted) + "\n"
+            text = "\n".join(f"; program {ps.name}: {info.text}\n{ps.asm.rstrip()}"
+                              for ps in compiled.spec.programs if ps.name in wanted) + "\n"
+            return re.sub(r"\[line (\d+)\]$", lambda m: self._entry_line(int(m.group(1))), text,
+                          flags=re.M)
         out, keep = [], False
         for line in compiled.dumps.get("ir", "").splitlines():
             if line.startswith("; program "):
@@ -721,7 +745,7 @@ class Repl:
 
         @Condition
         def open_block() -> bool:
-            return brace_depth(get_app().current_buffer.text) > 0
+            return needs_more(get_app().current_buffer.text)
 
         return PromptSession(
             PROMPT, multiline=open_block, prompt_continuation=CONTINUATION,
@@ -750,6 +774,13 @@ class Repl:
             self.loop.add_signal_handler(signal.SIGTERM, self.end)
             self.loop.add_signal_handler(signal.SIGHUP, self.end)
             self._start_reading()
+            first = self._first_entry()
+            if first:
+                try:
+                    self.add(first)
+                except Exception as e:  # noqa: BLE001
+                    self.show_error(e)
+                self.ending = self.session.stopping
             try:
                 while not self.ending:
                     try:
@@ -783,6 +814,19 @@ class Repl:
         finally:
             s.close()
 
+    def _first_entry(self) -> str:
+        """``ptrace --repl -e PROG`` or ``ptrace --repl FILE``: the program is the first entry."""
+        if self.opts.get("program"):
+            return self.opts["program"]
+        path = self.opts.get("file")
+        if path and path != "-":
+            try:
+                with open(path, encoding="utf-8", errors="surrogateescape") as f:
+                    return f.read().rstrip("\n")
+            except OSError as e:
+                self.error(f"ERROR: failed to open file '{path}': {e.strerror}")
+        return ""
+
     async def handle(self, text: str) -> None:
         if not text.strip():
             return
@@ -806,14 +850,12 @@ class Repl:
             else:
                 self.out(s.code_of(n, name))
         elif name == "print":
-            if args:
-                for a in args:
-                    s.user_map(a)
-                self.out("".join(s.format_user_map(s.user_map(a)) for a in args))
-            elif s.spec.user_maps:
-                self.out(s.format_all_maps())
-            else:
+            names = args or sorted(um.name for um in s.spec.user_maps)
+            ums = [s.user_map(a) for a in names]
+            if not ums:
                 self.out("no maps yet")
+            for um in ums:
+                self.out(s.format_user_map(um) or f"{um.name} is empty")
         elif name in ("clear", "zero"):
             if len(args) != 1:
                 raise ReplError(f"usage: {name} @map")
