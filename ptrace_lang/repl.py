@@ -18,6 +18,7 @@ import os
 import re
 import signal
 import sys
+import time
 
 from ptrace_lang import spec as S
 from ptrace_lang.errors import SOURCES, CompileError, Diagnostic, PtraceError, RuntimeFailure, Span
@@ -66,6 +67,8 @@ _TP_PROVIDERS = ("tracepoint", "t")
 _RAW_PROVIDERS = ("rawtracepoint", "rt")
 _FUNC_PROVIDERS = ("kprobe", "k", "kretprobe", "kr", "fentry", "f", "fexit", "fr", "kfunc", "kretfunc")
 MAX_COMPLETIONS = 400
+DRAIN_SECONDS = 0.05     # longest a drain of the ring buffer keeps the prompt waiting
+TAKE_BYTES = 256 << 10   # records taken from the ring buffer at a time
 
 
 class ReplError(Exception):
@@ -177,10 +180,29 @@ class ReplSession(Session):
         self.accepted: set[str] = set()      # every program name ever loaded
         self.probes: dict[int, ProbeInfo] = {}
 
+    # -------------------------------------------------------------- events
+    def drain(self, flush: bool = True) -> None:
+        # a flood of events must not keep the prompt from being drawn: a drain takes what is
+        # committed for a bounded time, and the loop calls it again while the buffer has more
+        self._drain_until = time.monotonic() + DRAIN_SECONDS
+        super().drain(flush)
+
+    def _pump(self, max_bytes: int = 1 << 62) -> None:
+        if time.monotonic() < getattr(self, "_drain_until", 0):
+            super()._pump(min(max_bytes, TAKE_BYTES))
+
+    def drain_all(self) -> None:
+        """Drain until the ring buffer is empty (the probes are detached), for a few seconds
+        at most."""
+        deadline = time.monotonic() + 5
+        self.drain()
+        while (self.ringbuf is not None and not self.stopping and self.ringbuf.available()
+               and time.monotonic() < deadline):
+            self.drain()
+
     # -------------------------------------------------------------- start
     def open(self) -> None:
         import struct
-        import time
 
         from ptrace_lang.kernel import maps as kmaps
         from ptrace_lang.kernel.ringbuf import RingBuffer
@@ -374,7 +396,7 @@ class ReplSession(Session):
             if fd is not None:
                 os.close(fd)
         info.state = "detached"
-        self.drain()
+        self.drain_all()
         return info
 
     def user_map(self, name: str) -> S.UserMapSpec:
@@ -402,14 +424,14 @@ class ReplSession(Session):
         """Stop every probe, print what came before, run the END probes, print the maps."""
         self.drain()
         self.detach()
-        self.drain()
+        self.drain_all()
         self.stopping = False
         for info in sorted(self.probes.values(), key=lambda i: i.index):
             if info.provider == "end" and info.state == "waiting":
                 for name in info.programs:
                     self.run_test(name)
                 info.state = "ran"
-        self.drain()
+        self.drain_all()
         self.print_maps()
         self.report_counters()
         return self.exit_code
@@ -919,7 +941,6 @@ class Repl:
             raise ReplError(f"watch: '{args[1]}' is not a positive number of seconds")
 
         def render() -> str:
-            import time
             try:
                 body = s.format_user_map(um)
             except Exception as e:  # noqa: BLE001
@@ -949,6 +970,8 @@ class Repl:
         task = self.loop.create_task(refresh())
         try:
             await app.run_async()
+        except EOFError:        # the session is ending (exit() in a probe, SIGTERM)
+            pass
         finally:
             task.cancel()
 
