@@ -598,7 +598,7 @@ _TOKEN = re.compile(r"""
   | (?P<word>[A-Za-z_][\w.*\-/]*(?::[^\s{},]*)+|[A-Za-z_]\w*)
   | (?P<open>\{)
   | (?P<close>\})
-  | (?P<other>[^\s"@$/{}A-Za-z_0-9]+|/|\s+)
+  | (?P<other>[^\s"@$/{}A-Za-z_0-9]+|\s+|.)
 """, re.X | re.S)
 
 STYLE = {

@@ -124,3 +124,14 @@ def test_errors_point_into_the_entry():
     with pytest.raises(PtraceError) as info:
         s.compile("BEGIN { $x = ; }")
     assert info.value.render(SOURCES).startswith("stdin:1:14-15: ERROR: syntax error")
+
+
+def test_highlight_keeps_every_character():
+    import random
+
+    rnd = random.Random(5)
+    alphabet = 'ab1_:@$/*{}"\\\n .e9x-()'
+    for _ in range(500):
+        text = "".join(rnd.choice(alphabet) for _ in range(rnd.randrange(30)))
+        lines = repl.highlight(text)
+        assert "\n".join("".join(t for _, t in line) for line in lines) == text
