@@ -10,9 +10,12 @@ USAGE:
     ptrace [options] - [args...]
     ptrace [options] -e 'program' [args...]
     ptrace [options] [--repl]      (an interactive session; see docs/repl.md)
+    ptrace -l [pattern]            (list probes; -lv with their arguments; see docs/listing.md)
 
 OPTIONS:
     -e PROGRAM     the program to run
+    -l [PATTERN]   list the probes matching PATTERN ('tracepoint:syscalls:*', 'kprobe:vfs_*',
+                   'uprobe:/bin/bash:*'...; all kernel probes without one); -lv adds arguments
     -q             keep messages quiet (no "Attached N probes")
     -v             verbose messages (full verifier log on a rejection)
     -d STAGE       print a compiler stage: ast, types, ir, asm, all (repeat or join with commas)
@@ -33,6 +36,7 @@ EXAMPLES:
 ptrace -e 'BEGIN { printf("hello\\n"); exit(); }'
 ptrace -e 'tracepoint:syscalls:sys_enter_openat { @[comm] = count(); }'
 ptrace script.bt 10 foo
+ptrace -lv 'tracepoint:syscalls:sys_enter_open*'
 """
 
 STAGES = ("ast", "types", "ir", "asm")
@@ -46,7 +50,7 @@ class UsageError(Exception):
 def parse_args(argv: list[str]) -> dict:
     opts = {"program": None, "file": None, "quiet": False, "verbose": False, "stages": [],
             "dry_run": False, "positional": [], "help": False, "version": False, "repl": False,
-            "format": "text", "output": None, "buffering": "line"}
+            "format": "text", "output": None, "buffering": "line", "list": False}
     i = 0
     while i < len(argv):
         a = argv[i]
@@ -60,6 +64,9 @@ def parse_args(argv: list[str]) -> dict:
             opts["quiet"] = True
         elif a == "-v":
             opts["verbose"] = True
+        elif a in ("-l", "-lv", "-vl"):     # the pattern is the next non-option argument
+            opts["list"] = True
+            opts["verbose"] = opts["verbose"] or a != "-l"
         elif a == "--dry-run":
             opts["dry_run"] = True
         elif a == "--repl":
@@ -135,6 +142,17 @@ def _main(argv: list[str]) -> int:
         from ptrace_lang import __version__
         sys.stdout.write(f"ptrace v{__version__}\n")
         return 0
+    if opts["list"]:
+        extra = [a for a in opts["positional"] if a != "-v"]   # `-l PATTERN -v` as bpftrace allows
+        if extra or opts["program"] is not None:
+            sys.stderr.write(f"ERROR: -l takes one pattern and no program\n\n{USAGE}")
+            return 1
+        from ptrace_lang.listing import list_probes
+        try:
+            verbose = opts["verbose"] or "-v" in opts["positional"]
+            return list_probes(opts["file"], verbose, sys.stdout)
+        except Exception as e:
+            return _internal_error(e)
     if opts["repl"] or (opts["program"] is None and opts["file"] is None
                         and sys.stdin.isatty() and sys.stdout.isatty()):
         from ptrace_lang.repl import run_repl
