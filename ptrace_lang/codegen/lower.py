@@ -19,15 +19,25 @@ from ptrace_lang.errors import CompileError, NotSupportedYet, Span
 from ptrace_lang.frontend import ast
 from ptrace_lang.sema.analyze import MapInfo, field_type, is_signed
 from ptrace_lang.sema.types import (
-    FUNC, PROBE, AggT, ArgsT, BoolT, IntT, StrT, TupleT, Type,
+    FUNC, PROBE, AggT, ArgsT, BoolT, IntT, StrT, TupleT, Type, UsdtArgsT,
 )
+
+# struct pt_regs (x86-64) offsets of every register name a USDT note may use
+X86_PT_REGS: dict[str, int] = {}
+for _off, _names in ((0, "r15"), (8, "r14"), (16, "r13"), (24, "r12"), (48, "r11"), (56, "r10"),
+                     (64, "r9"), (72, "r8")):
+    X86_PT_REGS.update({_names: _off, _names + "d": _off, _names + "w": _off, _names + "b": _off})
+for _off, _names in ((32, "rbp ebp bp bpl"), (40, "rbx ebx bx bl"), (80, "rax eax ax al"),
+                     (88, "rcx ecx cx cl"), (96, "rdx edx dx dl"), (104, "rsi esi si sil"),
+                     (112, "rdi edi di dil"), (128, "rip eip"), (152, "rsp esp sp spl")):
+    X86_PT_REGS.update({n: _off for n in _names.split()})
 
 # helper numbers (enum bpf_func_id)
 H_MAP_LOOKUP, H_MAP_UPDATE, H_MAP_DELETE = 1, 2, 3
 H_KTIME_NS, H_PRANDOM, H_SMP_ID = 5, 7, 8
 H_PID_TGID, H_UID_GID, H_COMM = 14, 15, 16
 H_PROBE_READ_STR, H_CGROUP_ID = 45, 80
-H_PROBE_READ_KERNEL, H_PROBE_READ_KERNEL_STR = 113, 115
+H_PROBE_READ_USER, H_PROBE_READ_KERNEL, H_PROBE_READ_KERNEL_STR = 112, 113, 115
 H_RINGBUF_RESERVE, H_RINGBUF_SUBMIT = 131, 132
 H_ATTACH_COOKIE = 174
 
@@ -807,6 +817,45 @@ class Lowering:
             n = min(size, f.size)
             self.checked_read(H_PROBE_READ_KERNEL, base, off, n, src)
 
+    def usdt_arg(self, a, span: Span) -> VReg:
+        """A USDT argument as its note describes it (x86-64): a register of pt_regs, memory at
+        base + index * scale + displacement (read with probe_read_user), or a constant;
+        then cut to its size and sign- or zero-extended to 64 bits."""
+        if a.kind == "const":
+            return self.const(a.value)
+        if a.kind == "reg" and a.reg in X86_PT_REGS:
+            v = self.vreg()
+            self.emit(ir.Load(v, self.ctx, X86_PT_REGS[a.reg], 8))
+        elif (a.kind == "mem" and a.symbol is None and a.base_reg in X86_PT_REGS
+              and a.base_reg not in ("rip", "eip") and (a.index_reg is None or a.index_reg in X86_PT_REGS)):
+            addr = self.vreg()
+            self.emit(ir.Load(addr, self.ctx, X86_PT_REGS[a.base_reg], 8))
+            if a.offset:
+                self.emit(ir.Alu("add", addr, a.offset))
+            if a.index_reg is not None:
+                idx = self.vreg()
+                self.emit(ir.Load(idx, self.ctx, X86_PT_REGS[a.index_reg], 8))
+                if a.scale != 1:
+                    self.emit(ir.Alu("mul", idx, a.scale))
+                self.emit(ir.Alu("add", addr, idx))
+            slot = self.frame.alloc(8, span)
+            self.emit(ir.Store(FP, slot, 0, 8))
+            self.checked_read(H_PROBE_READ_USER, FP, slot, a.size, addr)
+            v = self.vreg()
+            self.emit(ir.Load(v, FP, slot, 8))
+        else:
+            raise NotSupportedYet(f"the USDT argument '{a.text}'", span)
+        if a.size < 8:
+            bits = 64 - 8 * a.size
+            if a.signed:
+                self.emit(ir.Alu("lsh", v, bits))
+                self.emit(ir.Alu("arsh", v, bits))
+            elif a.size == 4:
+                self.emit(ir.Alu("mov", v, v, 32))    # a 32-bit move clears the upper half
+            else:
+                self.emit(ir.Alu("and", v, (1 << (8 * a.size)) - 1))
+        return v
+
     # ------------------------------------------------------------------ scalars
     def scalar(self, e: ast.Expr) -> VReg:
         prev = self.at(e)
@@ -965,6 +1014,8 @@ class Lowering:
                 self.call(H_ATTACH_COOKIE, self.ctx)
                 return self.result()
             return self.const(self.probe_ids[0])
+        if name.startswith("arg") and name[3:].isdigit() and isinstance(self.args, UsdtArgsT):
+            return self.usdt_arg(self.args.args[int(name[3:])], e.span)
         if name.startswith("arg") and name[3:].isdigit():
             # raw tracepoints: an array of u64; kprobe-type programs: argument registers in pt_regs
             n = int(name[3:])

@@ -60,23 +60,24 @@ MODULES = {
     "interval": "interval", "i": "interval", "profile": "interval", "p": "interval",
     "software": "perf_events", "s": "perf_events", "hardware": "perf_events", "h": "perf_events",
     "uprobe": "uprobe", "u": "uprobe", "uretprobe": "uprobe", "ur": "uprobe",
+    "usdt": "usdt", "U": "usdt",      # (case matters for the one-letter aliases: u uprobe, U usdt)
 }
 
 # providers the dialect has but a later piece of work brings
-_LATER = {"kprobe", "k", "kretprobe", "kr", "usdt", "U",
+_LATER = {"kprobe", "k", "kretprobe", "kr",
           "watchpoint", "w",
           "fentry", "f", "fexit", "fr", "kfunc", "kretfunc", "iter", "it", "self", "asyncwatchpoint"}
 
 
 def register(provider: Provider) -> Provider:
     for n in (provider.name, *provider.aliases):
-        PROVIDERS[n.lower()] = provider
+        PROVIDERS[n] = provider
     return provider
 
 
 def get(name: str) -> Provider | None:
     """The provider answering to ``name`` (any case), or None."""
-    key = name.lower()
+    key = name if name in MODULES else name.lower()
     p = PROVIDERS.get(key)
     if p is None and key in MODULES:
         import importlib

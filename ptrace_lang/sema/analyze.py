@@ -13,7 +13,7 @@ from ptrace_lang.errors import CompileError, Diagnostic, NotSupportedYet, Span
 from ptrace_lang.frontend import ast
 from ptrace_lang.sema.types import (
     BOOL, COMM, FUNC, INT64, INT_TYPE_NAMES, PROBE, UINT32, UINT64, VOID, AggT, ArgsT, IntT,
-    StrT, TupleT, Type, compatible, widen,
+    StrT, TupleT, Type, UsdtArgsT, compatible, widen,
 )
 
 # builtin variables available in every probe: name -> type
@@ -496,6 +496,13 @@ class _Analyzer:
                 return FUNC
             if name == "retval":
                 return INT64
+            if isinstance(self.ctx.args, UsdtArgsT):
+                n = int(name[3:])
+                if n >= len(self.ctx.args.args):
+                    self.error(f"{name}: the USDT probe has {len(self.ctx.args.args)} "
+                               f"argument{'s' if len(self.ctx.args.args) != 1 else ''}", span)
+                    return INT64
+                return INT64 if self.ctx.args.args[n].signed else UINT64
             return UINT64      # argN: raw tracepoint arguments, or argument registers
         if (name.startswith("arg") and name[3:].isdigit()) or name in ("retval", "func"):
             self.error(f"The {name} builtin can not be used with '{self.ctx.provider}' probes", span)

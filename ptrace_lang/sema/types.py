@@ -142,6 +142,18 @@ class AggT(Type):
                 "avg": "avg_t", "stats": "stats_t", "hist": "hist_t", "lhist": "lhist_t"}[self.kind]
 
 
+@dataclass(frozen=True)
+class UsdtArgsT(Type):
+    """The arguments of a USDT probe site: ``args`` is a tuple of ``elfsyms.UsdtArg`` (size,
+    signedness and where the value is: a register, memory at a register plus offset, or a
+    constant). The probe's ``argN`` builtins read them."""
+
+    args: tuple
+
+    def size(self) -> int:
+        return 0
+
+
 INT64 = IntT(64, True)
 UINT64 = IntT(64, False)
 UINT32 = IntT(32, False)

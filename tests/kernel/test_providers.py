@@ -1,4 +1,4 @@
-"""software:, hardware: and rawtracepoint: probes, attached for real."""
+"""software:, hardware:, rawtracepoint:, uprobe: and usdt: probes, attached for real."""
 from __future__ import annotations
 
 import os
@@ -104,3 +104,91 @@ def test_uprobe_errors(src, message):
     r = run("--dry-run", "-e", src)
     assert r.rc == 1
     assert message in r.err and "Traceback" not in r.err, r.err
+
+
+USDT_C = r"""
+#define _SDT_HAS_SEMAPHORES 1
+#include <sys/sdt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <unistd.h>
+__attribute__((section(".probes"))) volatile unsigned short
+    app_tick_semaphore, app_mem_semaphore, app_guarded_semaphore;
+struct s { long a; int b; };
+int main(int argc, char **argv) {
+    int n = atoi(argv[1]);
+    long big = 5000000000L;
+    struct s st = { 7, -9 };
+    char buf[8] = "hey";
+    int enabled = 0;
+    getchar();                                   /* held until the tracer is attached */
+    for (int i = 0; i < n; i++) {
+        short neg = -i - 1;
+        DTRACE_PROBE4(app, tick, i, big + i, neg, buf);
+        DTRACE_PROBE2(app, mem, st.a, st.b);
+        if (app_guarded_semaphore) { enabled++; DTRACE_PROBE1(app, guarded, i * 10); }
+    }
+    printf("enabled %d\n", enabled);
+    return 0;
+}
+"""
+
+
+@pytest.fixture(scope="module")
+def usdt_binary(tmp_path_factory):
+    d = tmp_path_factory.mktemp("usdt")
+    (d / "app.c").write_text(USDT_C)
+    p = subprocess.run(["gcc", "-O1", "-o", str(d / "app"), str(d / "app.c")], capture_output=True, text=True)
+    if p.returncode != 0:
+        pytest.skip(f"cannot build a USDT target (sys/sdt.h from systemtap-sdt-dev?): {p.stderr[:200]}")
+    return str(d / "app")
+
+
+def test_usdt_arguments_semaphores_and_wildcards(usdt_binary):
+    prog = (f'usdt:{usdt_binary}:app:tick {{ printf("%d %d %d %s\\n", arg0, arg1, arg2, str(arg3)); }} '
+            f'usdt:{usdt_binary}:mem {{ @mem[arg0, arg1] = count(); }} '
+            f'U:{usdt_binary}:app:gua* {{ @g = count(); @v = sum(arg0); @p[probe] = count(); }}')
+    app = subprocess.Popen([usdt_binary, "3"], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        t = Tracer("-e", prog)
+        t.wait_attached()
+        app.stdin.write("\n")
+        app.stdin.flush()
+        app_out, _ = app.communicate(timeout=60)
+        import time
+        time.sleep(0.2)
+        r = t.stop()
+    finally:
+        if app.poll() is None:
+            app.kill()
+    assert r.rc == 0 and r.err.startswith("Attached 3 probes"), r.err
+    # the semaphore was raised by the kernel while attached: the guarded probe fired
+    assert app_out == "enabled 3\n"
+    lines = [l for l in r.out.splitlines() if l and not l.startswith("@")]
+    assert lines == ["0 5000000000 -1 hey", "1 5000000001 -2 hey", "2 5000000002 -3 hey"]
+    assert "@mem[7, -9]: 3\n" in r.out and "@g: 3\n" in r.out and "@v: 30\n" in r.out
+    assert f"@p[usdt:{usdt_binary}:app:guarded]: 3\n" in r.out
+    # once the uprobes are gone (their perf events are closed in the background after the
+    # tracer exits), the kernel has put the semaphore back to 0
+    import time
+    deadline = time.monotonic() + 30
+    while True:
+        again = subprocess.run([usdt_binary, "1"], input="\n", capture_output=True, text=True, timeout=30)
+        if again.stdout == "enabled 0\n" or time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
+    assert again.stdout == "enabled 0\n"
+
+
+@pytest.mark.parametrize("probe,message", [
+    ("usdt:{bin}:app:nosuch", "No USDT probe of"),
+    ("usdt:{bin}:tick { @ = arg5; }", "arg5: the USDT probe has 4 arguments"),
+    ("usdt:/no/such/binary:x", "ERROR: usdt: "),
+    ("usdt:{bin}", "usdt probe must be written"),
+])
+def test_usdt_errors(usdt_binary, probe, message):
+    src = probe.replace("{bin}", usdt_binary)
+    if "{ " not in src:
+        src += " { @ = count(); }"
+    r = run("--dry-run", "-e", src)
+    assert r.rc == 1 and message in r.err and "Traceback" not in r.err, r.err

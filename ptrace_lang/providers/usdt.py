@@ -1,0 +1,75 @@
+"""usdt: — SystemTap SDT probes (``.note.stapsdt``) of a binary or shared library.
+
+``usdt:PATH:PROBE`` (any provider) or ``usdt:PATH:PROVIDER:PROBE``; both parts may be globs.
+Every note (a probe site: one probe can have several, e.g. when inlined) becomes one uprobe at
+the site's file offset, attached through the uprobe PMU with the site's semaphore as the
+``ref_ctr_offset``: the kernel increments the semaphore in every process that maps the binary
+while the probe is attached (and decrements it after), so ``if (PROBE_ENABLED())`` guards
+open without writing into the process. ``argN`` is read as the note's argument spec says
+(register, memory at register + offset, constant; see ``codegen.lower.usdt_arg``); sites whose
+specs are equal share one program.
+"""
+from __future__ import annotations
+
+from ptrace_lang.errors import CompileError
+from ptrace_lang.providers import Provider, Target, register, substitute_positional
+
+MAX_ARGS = 12       # sys/sdt.h allows up to 12 arguments
+
+
+class Usdt(Provider):
+    name = "usdt"
+    aliases = ("U",)
+    prog_type_name = "BPF_PROG_TYPE_KPROBE"
+    builtins = frozenset({f"arg{i}" for i in range(MAX_ARGS)} | {"func"})
+
+    def expand(self, ap, opts):
+        from ptrace_lang import elfsyms
+        from ptrace_lang.sema.types import UsdtArgsT
+
+        parts = [substitute_positional(p, opts, ap.span) for p in ap.parts]
+        if len(parts) == 2:
+            binary, provider, probe = parts[0], "*", parts[1]
+        elif len(parts) == 3:
+            binary, provider, probe = parts
+        else:
+            raise CompileError("usdt probe must be written usdt:binary:[provider:]probe", ap.span)
+        if not binary or not probe:
+            raise CompileError("usdt probe must be written usdt:binary:[provider:]probe", ap.span)
+        try:
+            path = elfsyms.resolve_binary(binary)
+        except LookupError as e:
+            raise CompileError(f"usdt: {e}", ap.span) from None
+        opts.deps.append(path)
+        if "/" not in binary:
+            opts.deps.append("/etc/ld.so.cache")
+        try:
+            notes = elfsyms.find_usdt(path, provider or "*", probe)
+            sites = [(n, elfsyms.usdt_file_offset(path, n), elfsyms.semaphore_file_offset(path, n) or 0)
+                     for n in notes]
+        except (OSError, ValueError, LookupError) as e:
+            raise CompileError(f"usdt: cannot read the probes of {path}: {e}", ap.span) from None
+        if not sites:
+            if opts.missing_probes == "warn":
+                return []
+            what = f"{provider}:{probe}" if len(parts) == 3 else probe
+            raise CompileError(f"No USDT probe of {path} matches '{what}'", ap.span)
+        return [Target(self.name, f"usdt:{path}:{n.provider}:{n.name}", f"{off}:{sem}:{path}",
+                       share_key=("usdt", n.args), args=UsdtArgsT(tuple(n.args)))
+                for n, off, sem in sites]
+
+    def attach(self, target, prog_fd, cookie):
+        import os
+
+        from ptrace_lang.kernel import links, perf
+
+        off, sem, path = target.target.split(":", 2)
+        fd = perf.uprobe_event(path, int(off), ref_ctr_offset=int(sem))
+        try:
+            return [links.attach_perf_event(prog_fd, fd, cookie)]
+        except BaseException:
+            os.close(fd)
+            raise
+
+
+register(Usdt())
