@@ -28,6 +28,7 @@ EV_TIME = 4        # id = index into ObjectSpec.events (fmt only); payload: none
 EV_PRINT_MAP = 5   # id = index into ObjectSpec.user_maps; payload: i64 top, i64 div
 EV_CLEAR_MAP = 6   # id = index into ObjectSpec.user_maps (clear from user space, after printing)
 EV_ZERO_MAP = 7    # id = index into ObjectSpec.user_maps
+EV_CAT = 8         # like EV_PRINTF; the formatted text names a file whose contents are printed
 
 RECORD_HEADER = 8
 

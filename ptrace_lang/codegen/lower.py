@@ -351,6 +351,9 @@ class Lowering:
         args = e.args[1:]
         self.record(S.EV_PRINTF, e.args[0].value, args, e.span)
 
+    def stmt_cat(self, e: ast.Call) -> None:
+        self.record(S.EV_CAT, e.args[0].value, e.args[1:], e.span)
+
     def stmt_print(self, e: ast.Call) -> None:
         first = e.args[0]
         if isinstance(first, ast.MapRef) and first.keys is None:

@@ -71,6 +71,7 @@ class Session:
         self.stopping = False
         self.pending: list[str] = []
         self._formatters: dict[int, object] = {}
+        self._cat_paths: dict[int, object] = {}
         self._decoders: dict[int, object] = {}
         self._wakeup_r = self._wakeup_w = -1
         self._backlog: deque[bytes] = deque()
@@ -157,6 +158,10 @@ class Session:
             if fmt is None:
                 fmt = self._formatter(ident)
             self.pending.append(fmt(self._decoders[ident](mv)))
+        elif kind == S.EV_CAT:
+            if ident not in self._decoders:
+                self._formatter(ident)
+            self.pending.append(self._cat_output(self._cat_paths[ident](self._decoders[ident](mv))))
         elif kind == S.EV_EXIT:
             self.exit_code = _I64.unpack_from(mv, 8)[0]
             self.stopping = True
@@ -186,7 +191,25 @@ class Session:
         if ev.kind == S.EV_PRINTF:
             self._formatters[ident] = self._printf_output(compile_format(ev.fmt))
             return self._formatters[ident]
+        if ev.kind == S.EV_CAT:
+            self._cat_paths[ident] = compile_format(ev.fmt)
         return None
+
+    def _cat_output(self, path: str):
+        """cat(): the file's contents as they are (as bpftrace: an unreadable file is an error
+        line on stderr and prints nothing)."""
+        try:
+            with open(path, "rb") as f:
+                text = f.read(1 << 20).decode("utf-8", "replace")
+        except OSError as e:
+            self.err.write(f"ERROR: failed to open file '{path}': {e.strerror}\n")
+            self.err.flush()
+            text = ""
+        if self.opts.output_format == "json":
+            from ptrace_lang.runtime.format import json_message
+
+            return json_message("cat", text)
+        return text
 
     # What a record becomes in ``pending``: text as bpftrace prints it, or an NDJSON line.
     # (The Python API overrides these to keep plain values.)

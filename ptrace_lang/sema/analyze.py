@@ -32,7 +32,7 @@ AGGREGATIONS = {"count": 0, "sum": 1, "avg": 1, "min": 1, "max": 1, "stats": 1, 
                 "lhist": 4}
 # functions of the dialect that later work brings
 LATER_FUNCTIONS = {
-    "join", "cat", "errorf", "warnf", "debugf", "buf", "ksym", "usym", "kaddr", "uaddr", "kptr",
+    "join", "errorf", "warnf", "debugf", "buf", "ksym", "usym", "kaddr", "uaddr", "kptr",
     "uptr", "reg", "path", "strncmp", "strcontains", "strftime", "strerror", "strlen", "strstr",
     "ntop", "pton", "macaddr", "cgroupid", "cgroup_path", "bswap", "has_key", "len",
     "syscall_name", "signal_name", "system", "signal", "override", "kstack", "ustack", "nsecs",
@@ -585,6 +585,19 @@ class _Analyzer:
         if not e.args or not isinstance(e.args[0], ast.StrLit):
             self.error("printf() requires a string literal as its first argument", e.span,
                        ['printf(const char *fmt, ...)'])
+            for a in e.args:
+                self.expr(a)
+            return VOID
+        self.expr(e.args[0])
+        types = [self.expr(a) for a in e.args[1:]]
+        check_format(self, e.name, e.args[0], e.args[1:], types)
+        return VOID
+
+    def fn_cat(self, e: ast.Call) -> Type:
+        """cat(fmt, ...): the file named by the formatted string, printed from user space."""
+        if not e.args or not isinstance(e.args[0], ast.StrLit):
+            self.error("cat() requires a string literal as its first argument", e.span,
+                       ['cat(const char *filename, ...)'])
             for a in e.args:
                 self.expr(a)
             return VOID

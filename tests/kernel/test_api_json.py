@@ -57,6 +57,20 @@ def test_json_output_is_ndjson_in_bpftrace_shapes():
     assert "Attached" not in r.err
 
 
+def test_cat_prints_a_file_in_text_and_json(tmp_path):
+    f = tmp_path / "f.txt"
+    f.write_text("line1\nline2")
+    prog = (f'BEGIN {{ cat("{f}"); printf("|after\\n"); cat("{tmp_path}/none%d", 5); '
+            f'printf("|x\\n"); exit(); }}')
+    r = run("-e", prog)
+    assert r.rc == 0 and r.out == "line1\nline2|after\n|x\n\n\n"
+    assert f"ERROR: failed to open file '{tmp_path}/none5': No such file or directory" in r.err
+    r = run("-q", "-f", "json", "-e", prog)
+    assert [json.loads(l) for l in r.out.splitlines()] == [
+        {"type": "cat", "data": "line1\nline2"}, {"type": "printf", "data": "|after\n"},
+        {"type": "cat", "data": ""}, {"type": "printf", "data": "|x\n"}]
+
+
 def test_json_quiet_drops_the_attached_object():
     r = run("-q", "-f", "json", "-e", "BEGIN { @x = 2; exit(); }")
     assert r.out == '{"type": "map", "data": {"@x": 2}}\n'

@@ -14,6 +14,10 @@ def error_of(src: str) -> str:
 
 
 CASES = [
+    ("BEGIN { cat(1); }", "stdin:1:9-15: ERROR: cat() requires a string literal as its first argument\n"
+                          "BEGIN { cat(1); }\n        ~~~~~~\nHINT: cat(const char *filename, ...)"),
+    ('BEGIN { cat("/proc/%d/stat"); }',
+     "stdin:1:13-28: ERROR: cat: not enough arguments for format string (0 supplied, 1 expected)"),
     ('BEGIN { printf("%d\\n", $a); }',
      "stdin:1:24-26: ERROR: Undefined or undeclared variable: $a"),
     ("BEGIN { @x = fake; }", "stdin:1:14-18: ERROR: Unknown identifier: 'fake'"),
