@@ -276,12 +276,6 @@ BPF_RINGBUF_HDR_SZ = 8
 BPF_OBJ_NAME_LEN = 16
 BPF_TAG_SIZE = 8
 
-# pseudo sources of ld_imm64 and calls: the assembler's constants
-from ptrace_lang.bpf.opcodes import (  # noqa: E402,F401
-    BPF_PSEUDO_BTF_ID, BPF_PSEUDO_CALL, BPF_PSEUDO_FUNC, BPF_PSEUDO_KFUNC_CALL, BPF_PSEUDO_MAP_FD,
-    BPF_PSEUDO_MAP_IDX, BPF_PSEUDO_MAP_IDX_VALUE, BPF_PSEUDO_MAP_VALUE,
-)
-
 # perf_event_open flags
 PERF_FLAG_FD_NO_GROUP = 1 << 0
 PERF_FLAG_FD_OUTPUT = 1 << 1
