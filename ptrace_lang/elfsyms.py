@@ -679,7 +679,8 @@ def default_lib_dirs() -> list[str]:
     return [d for d in dirs if os.path.isdir(d)]
 
 
-def _is_elf(path: str) -> bool:
+def is_elf(path: str) -> bool:
+    """Whether ``path`` is a readable file starting with the ELF magic."""
     try:
         with open(path, "rb") as f:
             return f.read(4) == b"\x7fELF"
@@ -724,7 +725,7 @@ def _search_dir(d: str, stems: list[str]) -> str | None:
             if r is None:
                 continue
             p = os.path.join(d, n)
-            if not os.path.isfile(p) or not _is_elf(p):
+            if not os.path.isfile(p) or not is_elf(p):
                 continue
             cand = (r, len(n), n)         # the soname (libc.so.6) before longer versions
             if best is None or cand < best[0]:
@@ -847,7 +848,7 @@ def _from_ld_cache(stems: list[str]) -> str | None:
                 continue
             cand = (r, hwcap != 0, i)     # baseline entries before glibc-hwcaps ones
             if best is None or cand < best[0]:
-                if os.path.exists(path) and _is_elf(path):
+                if os.path.exists(path) and is_elf(path):
                     best = (cand, path)
         if best is not None:
             return best[1]

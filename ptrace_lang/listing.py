@@ -464,7 +464,7 @@ class _Lister:
         if _has_magic(target):
             import glob
             paths = sorted(p for p in glob.glob(target) if os.path.isfile(p))
-            return [os.path.abspath(p) for p in paths if self._is_elf(p)]
+            return [os.path.abspath(p) for p in paths if elfsyms.is_elf(p)]
         try:
             path = elfsyms.resolve_binary(target)
             elfsyms.elf_info(path)
@@ -473,14 +473,6 @@ class _Lister:
         if os.path.isdir(path):
             raise ListingError(f"{prov}: '{target}' is a directory, not a binary")
         return [path]
-
-    @staticmethod
-    def _is_elf(path: str) -> bool:
-        try:
-            with open(path, "rb") as f:
-                return f.read(4) == b"\x7fELF"
-        except OSError:
-            return False
 
     def _list_uprobe(self, prov, rest, explicit, lines) -> None:
         from ptrace_lang import elfsyms

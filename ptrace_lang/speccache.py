@@ -28,14 +28,9 @@ _PKG_DIR = os.path.dirname(os.path.abspath(__file__))
 
 
 def _cache_dir(create: bool) -> str | None:
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    path = os.path.join(base, "ptrace-lang", "specs")
-    if create:
-        try:
-            os.makedirs(path, mode=0o700, exist_ok=True)
-        except OSError:
-            return None
-    return path
+    from ptrace_lang.resources import cache_dir
+
+    return cache_dir("specs", create=create)
 
 
 def _code_fingerprint() -> tuple:
@@ -128,19 +123,11 @@ def store(k: tuple, spec, deps: list[str]) -> None:
     path = _entry_path(k, create=True)
     if path is None:
         return
+    from ptrace_lang.resources import write_atomic
+
     data = marshal.dumps((k, tuple(_dep_state(d) for d in sorted(set(deps))), to_plain(spec)))
-    tmp = "%s.%d.tmp" % (path, os.getpid())
-    try:
-        with open(tmp, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)   # atomic: a concurrent run never reads half an entry
-    except OSError:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        return
-    _trim(os.path.dirname(path))
+    if write_atomic(path, data):       # a concurrent run never reads half an entry
+        _trim(os.path.dirname(path))
 
 
 def _trim(d: str) -> None:

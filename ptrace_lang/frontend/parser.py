@@ -156,13 +156,9 @@ def _generate_tables(grammar: str) -> dict:
 
 
 def _cache_dir() -> str | None:
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    path = os.path.join(base, "ptrace-lang")
-    try:
-        os.makedirs(path, exist_ok=True)
-    except OSError:
-        return None
-    return path if os.access(path, os.W_OK | os.X_OK) else None
+    from ptrace_lang.resources import cache_dir
+
+    return cache_dir()
 
 
 def _grammar_text() -> str:
@@ -194,16 +190,9 @@ def _load_tables() -> _Tables:
     data = _generate_tables(grammar)
     data["grammar"] = grammar
     if path:
-        tmp = "%s.%d.tmp" % (path, os.getpid())
-        try:
-            with open(tmp, "wb") as f:
-                f.write(marshal.dumps(data))
-            os.replace(tmp, path)   # atomic: a concurrent run never sees half a file
-        except OSError:
-            try:
-                os.unlink(tmp)
-            except OSError:
-                pass
+        from ptrace_lang.resources import write_atomic
+
+        write_atomic(path, marshal.dumps(data))
     return _Tables(data)
 
 
