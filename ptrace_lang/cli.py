@@ -16,6 +16,12 @@ OPTIONS:
     -e PROGRAM     the program to run
     -l [PATTERN]   list the probes matching PATTERN ('tracepoint:syscalls:*', 'kprobe:vfs_*',
                    'uprobe:/bin/bash:*'...; all kernel probes without one); -lv adds arguments
+    -p PID         trace process PID: uprobes and USDT probes attach in it only, and the run
+                   ends (END probes, maps printed) when it exits
+    -c 'CMD'       run CMD (split like a shell would, but run without one: no pipes,
+                   redirections or variables) once every probe is attached; uprobes and USDT
+                   probes attach in it only, `cpid` is its pid, the run ends when it exits
+                   (options go before the program: what follows it are its arguments)
     -q             keep messages quiet (no "Attached N probes")
     -v             verbose messages (full verifier log on a rejection)
     -d STAGE       print a compiler stage: ast, types, ir, asm, all (repeat or join with commas)
@@ -37,10 +43,11 @@ ptrace -e 'BEGIN { printf("hello\\n"); exit(); }'
 ptrace -e 'tracepoint:syscalls:sys_enter_openat { @[comm] = count(); }'
 ptrace script.bt 10 foo
 ptrace -lv 'tracepoint:syscalls:sys_enter_open*'
+ptrace -c 'ls -l /tmp' -e 'tracepoint:raw_syscalls:sys_enter /pid == cpid/ { @ = count(); }'
 """
 
 STAGES = ("ast", "types", "ir", "asm")
-_VALUE_OPTIONS = ("-e", "-d", "-f", "-o", "-B")    # options that take a value ("-e PROG" or "-ePROG")
+_VALUE_OPTIONS = ("-e", "-d", "-f", "-o", "-B", "-p", "-c")    # options that take a value ("-e PROG" or "-ePROG")
 
 
 class UsageError(Exception):
@@ -50,7 +57,8 @@ class UsageError(Exception):
 def parse_args(argv: list[str]) -> dict:
     opts = {"program": None, "file": None, "quiet": False, "verbose": False, "stages": [],
             "dry_run": False, "positional": [], "help": False, "version": False, "repl": False,
-            "format": "text", "output": None, "buffering": "line", "list": False}
+            "format": "text", "output": None, "buffering": "line", "list": False,
+            "pid": None, "command": None}
     i = 0
     while i < len(argv):
         a = argv[i]
@@ -86,6 +94,18 @@ def parse_args(argv: list[str]) -> dict:
                 opts["format"] = val
             elif a.startswith("-o"):
                 opts["output"] = val
+            elif a.startswith("-p"):
+                if not val.isdigit() or not val.isascii():
+                    raise UsageError(f"pid '{val}' is not a valid decimal number")
+                opts["pid"] = int(val)
+            elif a.startswith("-c"):
+                import shlex
+                try:
+                    opts["command"] = shlex.split(val)
+                except ValueError as e:
+                    raise UsageError(f"invalid command '{val}': {e}") from None
+                if not opts["command"]:
+                    raise UsageError("the command of -c is empty")
             elif a.startswith("-B"):
                 if val not in ("none", "line", "full"):
                     raise UsageError(f"invalid buffering mode '{val}' (expected none, line or full)")
@@ -108,6 +128,8 @@ def parse_args(argv: list[str]) -> dict:
         else:
             opts["file"] = a
         i += 1
+    if opts["pid"] is not None and opts["command"] is not None:
+        raise UsageError("Cannot use both -c and -p.")
     return opts
 
 
@@ -142,7 +164,12 @@ def _main(argv: list[str]) -> int:
         from ptrace_lang import __version__
         sys.stdout.write(f"ptrace v{__version__}\n")
         return 0
+    traced = opts["pid"] is not None or opts["command"] is not None
     if opts["list"]:
+        if traced:
+            sys.stderr.write("ERROR: -l does not take -p or -c (list a binary's probes with "
+                             "'uprobe:/path:*' or 'usdt:/path:*')\n")
+            return 1
         extra = [a for a in opts["positional"] if a != "-v"]   # `-l PATTERN -v` as bpftrace allows
         if extra or opts["program"] is not None:
             sys.stderr.write(f"ERROR: -l takes one pattern and no program\n\n{USAGE}")
@@ -155,6 +182,9 @@ def _main(argv: list[str]) -> int:
             return _internal_error(e)
     if opts["repl"] or (opts["program"] is None and opts["file"] is None
                         and sys.stdin.isatty() and sys.stdout.isatty()):
+        if traced:
+            sys.stderr.write("ERROR: -p and -c are not supported in the REPL\n")
+            return 1
         from ptrace_lang.repl import run_repl
         return run_repl(opts)
     if opts["program"] is not None:
@@ -173,19 +203,52 @@ def _main(argv: list[str]) -> int:
         sys.stderr.write(f"ERROR: no program given\n\n{USAGE}")
         return 1
 
+    for i, a in enumerate(opts["positional"]):
+        if a in ("-c", "-p"):     # (everything after the program is a positional parameter)
+            sys.stderr.write(f"WARNING: '{a}' after the program is the positional parameter "
+                             f"${i + 1}; options go before the program\n")
+    process = None
+    if traced:
+        # -p: the process must exist; -c: the command is found and its process forked now,
+        # held before its exec (its pid is `cpid`, a constant of the compiled program)
+        from ptrace_lang.runtime.session import TracedProcess, resolve_command
+        try:
+            if opts["pid"] is not None:
+                process = TracedProcess.watch(opts["pid"])
+            else:
+                process = TracedProcess.spawn(opts["command"], resolve_command(opts["command"]))
+        except PtraceError as e:
+            sys.stderr.write(e.render(SOURCES) + "\n")
+            return 1
+        except Exception as e:
+            return _internal_error(e)
+    try:
+        return _compile_and_run(text, filename, opts, process)
+    finally:
+        if process is not None:
+            process.close()     # a child that never ran the command is killed, a running one ended
+
+
+def _compile_and_run(text: str, filename: str, opts: dict, process) -> int:
+    from ptrace_lang.errors import PtraceError, SOURCES
+
     spec = None
     cache_key = None
     from ptrace_lang import speccache
-    if not opts["stages"] and speccache.enabled():
+    # a -c program holds its child's pid (cpid, uprobes attached in it): never cached;
+    # a -p program is cached for that pid only
+    if not opts["stages"] and speccache.enabled() and opts["command"] is None:
         try:
-            cache_key = speccache.key(text, filename, opts["positional"])
+            cache_key = speccache.key(text, filename, opts["positional"], pid=opts["pid"])
             spec = speccache.lookup(cache_key)
         except Exception:  # noqa: BLE001 - the cache only ever saves time
             cache_key = spec = None
     if spec is not None:
         SOURCES.add(filename, text)
     else:
-        spec = _compile(text, filename, opts, cache_key)
+        spec = _compile(text, filename, opts, cache_key,
+                        cpid=process.pid if process is not None and process.child else None,
+                        pid=process.pid if process is not None else None)
         if isinstance(spec, int):
             return spec
 
@@ -202,7 +265,8 @@ def _main(argv: list[str]) -> int:
     from ptrace_lang.runtime.session import RunOptions, Session
     session = Session(spec, RunOptions(quiet=opts["quiet"], verbose=opts["verbose"],
                                        dry_run=opts["dry_run"], out=out,
-                                       output_format=opts["format"], buffering=opts["buffering"]))
+                                       output_format=opts["format"], buffering=opts["buffering"],
+                                       process=process))
     try:
         return session.run()
     except PtraceError as e:
@@ -219,13 +283,15 @@ def _main(argv: list[str]) -> int:
             out.close()
 
 
-def _compile(text: str, filename: str, opts: dict, cache_key):
+def _compile(text: str, filename: str, opts: dict, cache_key, cpid: int | None = None,
+             pid: int | None = None):
     """The ObjectSpec of the program (stored in the compile cache), or an exit code."""
     from ptrace_lang.driver import Options, compile_script
     from ptrace_lang.errors import PtraceError, SOURCES
     try:
         compiled = compile_script(text, filename, Options(positional=opts["positional"],
-                                                          stages=tuple(opts["stages"])))
+                                                          stages=tuple(opts["stages"]),
+                                                          pid=pid, cpid=cpid))
     except PtraceError as e:
         sys.stderr.write(e.render(SOURCES) + "\n")
         return 1

@@ -39,6 +39,9 @@ class Options:
     # script maps listed first, in this order, in ObjectSpec.user_maps (whose indexes the code
     # of print/clear/zero records carries): the REPL keeps the indexes of loaded programs' maps
     map_order: tuple[str, ...] = ()
+    # -p PID / -c CMD: the process uprobes and USDT probes attach in (-c: the held child)
+    pid: int | None = None
+    cpid: int | None = None          # -c: the child's pid, the value of `cpid`
 
 
 @dataclass
@@ -119,6 +122,10 @@ def compile_script(text: str, filename: str, opts: Options) -> Compiled:
         raise CompileError("No probes in the program", Span(filename, 1, 1, 1, 2))
 
     popts = providers.Options(positional=opts.positional, missing_probes=opts.missing_probes)
+    # (attributes the uprobe and usdt providers read: the process to attach in, and the one
+    # whose /proc/PID/maps names libraries — not the -c child, which has not exec'd yet)
+    popts.pid = opts.pid
+    popts.maps_pid = opts.pid if opts.cpid is None else None
     # expand every attach point; group the targets of one probe by what their code depends on
     groups: list[list[tuple[providers.Provider, list[providers.Target], ProbeContext]]] = []
     for probe in program.probes:
@@ -137,7 +144,8 @@ def compile_script(text: str, filename: str, opts: Options) -> Compiled:
                                probe.attach_points[0].span)
         groups.append(list(by_key.values()))
 
-    sema = analyze(program, [[g[2] for g in gs] for gs in groups], opts.positional, opts.max_strlen)
+    sema = analyze(program, [[g[2] for g in gs] for gs in groups], opts.positional, opts.max_strlen,
+                   cpid=opts.cpid)
     if "ast" in opts.stages:
         dumps["ast"] = ast.dump(program)
 
@@ -185,7 +193,8 @@ def compile_script(text: str, filename: str, opts: Options) -> Compiled:
                              uses_cookie=len(targets) > 1 and not prov.runs_by_test_run,
                              var_spans=sema.var_spans,
                              arg_offsets=getattr(prov, "arg_offsets", None),
-                             retval_offset=getattr(prov, "retval_offset", 0))
+                             retval_offset=getattr(prov, "retval_offset", 0),
+                             cpid=opts.cpid)
             insns = low.lower_probe(probe)
             if "types" in opts.stages and gi == 0:
                 dumps.setdefault("types", "")

@@ -4,7 +4,8 @@ Compiling is most of ptrace's start-up (importing and running the parser, semant
 code generation and register allocation), yet its output, the ``ObjectSpec``, depends only on
 things that can be listed and checked cheaply:
 
-* the script text and file name, the positional parameters and every ``BPFTRACE_*`` variable;
+* the script text and file name, the positional parameters, every ``BPFTRACE_*`` variable and
+  the pid of ``-p`` (programs of ``-c`` are not cached: ``cpid`` differs every run);
 * the compiler itself (path, size and mtime of every file of the package and grammar);
 * the running kernel: its boot id (tracepoint formats and ids, BTF) and the loaded modules
   (a module brings tracepoints and functions);
@@ -76,10 +77,16 @@ def _dep_state(path: str) -> tuple:
     return (path, st.st_size, st.st_mtime_ns, st.st_ino)
 
 
-def key(text: str, filename: str, positional: list[str]) -> tuple:
+def key(text: str, filename: str, positional: list[str], pid: int | None = None) -> tuple:
+    """``pid``: the process of -p (its uprobes are attached in it, its libraries found in its
+    maps). A -c program is never cached: its child's pid (``cpid``) is new every run."""
     env = tuple(sorted((k, v) for k, v in os.environ.items() if k.startswith("BPFTRACE_")))
+    process = None
+    if pid is not None:     # the pid and its start time: a reused pid is another process
+        stat = _read(f"/proc/{pid}/stat")
+        process = (pid, tuple(stat[stat.rfind(")") + 1:].split()[19:20]))
     return (FORMAT, sys.version_info[:2], text, filename, tuple(positional), env,
-            _code_fingerprint(), _kernel_fingerprint())
+            _code_fingerprint(), _kernel_fingerprint(), process)
 
 
 def _entry_path(k: tuple, create: bool) -> str | None:

@@ -95,7 +95,8 @@ class Lowering:
                  user_map_index: dict[str, int], args: ArgsT | None, probe_ids: list[int],
                  positional: list[str], var_types: dict[str, Type], max_strlen: int,
                  uses_cookie: bool, var_spans: dict | None = None,
-                 arg_offsets: tuple | None = None, retval_offset: int = 0) -> None:
+                 arg_offsets: tuple | None = None, retval_offset: int = 0,
+                 cpid: int | None = None) -> None:
         self.maps = maps
         self.events = events
         self.user_map_index = user_map_index
@@ -114,6 +115,7 @@ class Lowering:
         self.var_spans = var_spans or {}
         self.arg_offsets = arg_offsets
         self.retval_offset = retval_offset
+        self.cpid = cpid                 # -c: the child's pid, a constant
         self.loops: list[tuple[str, str]] = []   # (continue label, break label)
         self.ctx = self.vreg()
         self.exit_label = self.label("exit")
@@ -976,6 +978,8 @@ class Lowering:
         return out
 
     def builtin(self, name: str, e: ast.Expr) -> VReg:
+        if name == "cpid":
+            return self.const(self.cpid or 0)
         if name in ("pid", "tid"):
             self.call(H_PID_TGID)
             out = self.result()

@@ -3,7 +3,10 @@
 ``uprobe:/path/bin:func``, ``uprobe:libc:malloc`` (a library name found as the dynamic loader
 would), ``uprobe:bin:func+0x10``, ``uprobe:bin:0x1234`` and wildcards over function symbols.
 Attachments are perf events (fd-based: nothing outlives the tracer). All functions of one block
-share a program; ``probe`` and ``func`` come from the attach cookie.
+share a program; ``probe`` and ``func`` come from the attach cookie. With ``-p PID`` / ``-c CMD``
+the perf events are opened for that process only (the kernel installs the breakpoints in its
+memory only; for the ``-c`` child, held before its exec, they follow it into the command's image,
+as uprobes are keyed by inode), and ``-p`` finds library names in ``/proc/PID/maps``.
 """
 from __future__ import annotations
 
@@ -34,12 +37,13 @@ class Uprobe(Provider):
             raise CompileError(f"{self.name} probe must be written {self.name}:binary:function", ap.span)
         binary, what = parts
         try:
-            path = elfsyms.resolve_binary(binary)
+            path = elfsyms.resolve_binary(binary, getattr(opts, "maps_pid", None))
         except LookupError as e:
             raise CompileError(f"{self.name}: {e}", ap.span) from None
         opts.deps.append(path)
         if "/" not in binary:
             opts.deps.append("/etc/ld.so.cache")
+        pid = getattr(opts, "pid", None)
         targets = []
         try:
             if any(c in what for c in "*?["):
@@ -54,7 +58,8 @@ class Uprobe(Provider):
             raise CompileError(f"{self.name}: {e}", ap.span) from None
         except OSError as e:
             raise CompileError(f"{self.name}: cannot read {path}: {e.strerror or e}", ap.span) from None
-        return [Target(self.name, f"{self.name}:{path}:{sym}", f"{off}:{path}", share_key=self.name)
+        pid = -1 if pid is None else pid
+        return [Target(self.name, f"{self.name}:{path}:{sym}", f"{off}:{pid}:{path}", share_key=self.name)
                 for sym, off in targets]
 
     def attach(self, target, prog_fd, cookie):
@@ -62,8 +67,8 @@ class Uprobe(Provider):
 
         from ptrace_lang.kernel import links, perf
 
-        off, path = target.target.split(":", 1)
-        fd = perf.uprobe_event(path, int(off), retprobe=self.retprobe)
+        off, pid, path = target.target.split(":", 2)
+        fd = perf.uprobe_event(path, int(off), retprobe=self.retprobe, pid=int(pid))
         try:
             return [links.attach_perf_event(prog_fd, fd, cookie)]
         except BaseException:

@@ -5,7 +5,8 @@ Every note (a probe site: one probe can have several, e.g. when inlined) becomes
 the site's file offset, attached through the uprobe PMU with the site's semaphore as the
 ``ref_ctr_offset``: the kernel increments the semaphore in every process that maps the binary
 while the probe is attached (and decrements it after), so ``if (PROBE_ENABLED())`` guards
-open without writing into the process. ``argN`` is read as the note's argument spec says
+open without writing into the process. With ``-p PID`` / ``-c CMD`` the uprobes are opened for
+that process only, so only its semaphores are raised. ``argN`` is read as the note's argument spec says
 (register, memory at register + offset, constant; see ``codegen.lower.usdt_arg``); sites whose
 specs are equal share one program.
 """
@@ -37,7 +38,7 @@ class Usdt(Provider):
         if not binary or not probe:
             raise CompileError("usdt probe must be written usdt:binary:[provider:]probe", ap.span)
         try:
-            path = elfsyms.resolve_binary(binary)
+            path = elfsyms.resolve_binary(binary, getattr(opts, "maps_pid", None))
         except LookupError as e:
             raise CompileError(f"usdt: {e}", ap.span) from None
         opts.deps.append(path)
@@ -54,7 +55,9 @@ class Usdt(Provider):
                 return []
             what = f"{provider}:{probe}" if len(parts) == 3 else probe
             raise CompileError(f"No USDT probe of {path} matches '{what}'", ap.span)
-        return [Target(self.name, f"usdt:{path}:{n.provider}:{n.name}", f"{off}:{sem}:{path}",
+        pid = getattr(opts, "pid", None)
+        pid = -1 if pid is None else pid
+        return [Target(self.name, f"usdt:{path}:{n.provider}:{n.name}", f"{off}:{sem}:{pid}:{path}",
                        share_key=("usdt", n.args), args=UsdtArgsT(tuple(n.args)))
                 for n, off, sem in sites]
 
@@ -63,8 +66,8 @@ class Usdt(Provider):
 
         from ptrace_lang.kernel import links, perf
 
-        off, sem, path = target.target.split(":", 2)
-        fd = perf.uprobe_event(path, int(off), ref_ctr_offset=int(sem))
+        off, sem, pid, path = target.target.split(":", 3)
+        fd = perf.uprobe_event(path, int(off), ref_ctr_offset=int(sem), pid=int(pid))
         try:
             return [links.attach_perf_event(prog_fd, fd, cookie)]
         except BaseException:

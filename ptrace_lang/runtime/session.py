@@ -2,8 +2,9 @@
 
 Order of a run (bpftrace's, with its slow parts removed):
   create maps -> load programs -> run begin programs (BPF_PROG_TEST_RUN) -> attach the rest
-  -> "Attached N probes" -> print begin's output and then events as they come
-  -> stop (Ctrl-C, SIGTERM, exit(), or a begin/end-only program) -> detach (links closed in
+  -> "Attached N probes" -> print begin's output -> release the -c command -> events as they
+  come -> stop (Ctrl-C, SIGTERM, exit(), the -p/-c process exiting, or a begin/end-only
+  program) -> end a -c command still running -> detach (links closed in
   parallel; slow perf-event closes go to a background reaper) -> end programs -> print every
   map -> flush -> release the rest.
 Every kernel object is owned by the session and released on every path out of ``run``.
@@ -46,6 +47,7 @@ class RunOptions:
     stats_style: str = "new"
     output_format: str = "text"   # "text" (bpftrace's) or "json" (NDJSON, one object per line)
     buffering: str = "line"       # "none"/"line": written as it comes; "full": written at exit
+    process: object = None        # TracedProcess of -p PID / -c CMD: the run ends when it exits
 
 
 class Stop(Exception):
@@ -79,6 +81,7 @@ class Session:
         self._backlog_bytes = 0
         self._counters_at_stop: tuple[int, int, int] | None = None
         self._got_signal = False
+        self._process_exited = False
 
     # ------------------------------------------------------------------ loading
     def load(self) -> None:
@@ -489,19 +492,30 @@ class Session:
     def run(self) -> int:
         saved = self._install_signals()
         _raise_fd_limit()
+        proc = self.opts.process
         try:
             n = self.start()
             if self.opts.dry_run:
                 return 0
             self.announce(n)
             self._flush()
-            if self.has_running_probes and not self.stopping and not self._got_signal:
+            running = not self.stopping and not self._got_signal
+            if proc is not None and running:
+                # -c: the command runs only now, with every probe in place
+                proc.release()
+            if running and (self.has_running_probes or proc is not None):
                 self._loop()
+            if proc is not None:
+                # -c: a command still running when tracing stops is ended, as bpftrace does
+                # (after a Ctrl-C it got the SIGINT too: it is given a moment to end by itself)
+                proc.stop(after_signal=self._got_signal)
             self.finish()
             self.print_maps()
             self.report_counters()
             return self.exit_code
         finally:
+            if proc is not None:
+                proc.close()      # (a child still held is killed: it never runs the command)
             try:
                 self.close()
             except Exception:  # noqa: BLE001 - keep the error that got us here
@@ -510,13 +524,20 @@ class Session:
 
     def _loop(self) -> None:
         ep = select.epoll()
+        proc = self.opts.process
         try:
             if self.ringbuf is not None:
                 ep.register(self.ringbuf.map_fd, select.EPOLLIN)
             ep.register(self._wakeup_r, select.EPOLLIN)
+            if proc is not None:
+                ep.register(proc.pidfd, select.EPOLLIN)
             while not self.stopping and not self._got_signal:
-                ep.poll(-1)
+                for fd, _ in ep.poll(-1):
+                    if proc is not None and fd == proc.pidfd:
+                        self._process_exited = True
                 self.drain()
+                if self._process_exited:
+                    break      # what it did last is drained after detaching (finish)
         finally:
             ep.close()
 
@@ -536,6 +557,194 @@ class Session:
         objs.extend(self.k.maps.values())
         self.k.maps.clear()
         close_all(objs)
+
+
+class TracedProcess:
+    """The process of ``-p PID`` (watched) or ``-c CMD`` (our child, held before its exec).
+
+    ``pidfd`` becomes readable when the process exits (pidfd_open: it works for any process,
+    and is never confused by a reused pid). The ``-c`` child is forked before anything is
+    compiled or loaded, so it holds none of our BPF or perf fds; it waits on a pipe until
+    ``release`` (or exits at EOF: if we die, it never runs the command), then execs the command
+    directly (no shell). An exec failure comes back through a close-on-exec pipe."""
+
+    def __init__(self, pid: int, pidfd: int, child: bool, argv: list[str] | None = None) -> None:
+        self.pid = pid
+        self.pidfd = pidfd
+        self.child = child
+        self.argv = argv or []
+        self._hold_w = -1
+        self._err_r = -1
+        self._released = False
+        self._reaped = False
+
+    @classmethod
+    def watch(cls, pid: int) -> "TracedProcess":
+        """-p PID: the process must exist."""
+        try:
+            fd = os.pidfd_open(pid)
+        except OSError as e:
+            why = "No such process" if e.errno == errno.ESRCH else (e.strerror or str(e))
+            if e.errno == errno.EINVAL:
+                why += " (not a process id: a thread id?)"
+            raise RuntimeFailure(f"failed to trace pid {pid}: {why}") from None
+        return cls(pid, fd, child=False)
+
+    @classmethod
+    def spawn(cls, argv: list[str], path: str) -> "TracedProcess":
+        """-c CMD: fork the child that will exec ``path`` with ``argv``, held until ``release``."""
+        hold_r, hold_w = os.pipe2(os.O_CLOEXEC)
+        err_r, err_w = os.pipe2(os.O_CLOEXEC)
+        for stream in (sys.stdout, sys.stderr):
+            try:
+                stream.flush()      # nothing buffered may be written twice
+            except (OSError, ValueError):
+                pass
+        try:
+            pid = os.fork()
+        except OSError as e:
+            for fd in (hold_r, hold_w, err_r, err_w):
+                os.close(fd)
+            raise RuntimeFailure(f"Failed to fork child: {e.strerror or e}") from None
+        if pid == 0:   # the child: nothing but system calls until exec, then _exit
+            code = 127
+            try:
+                os.close(hold_w)
+                os.close(err_r)
+                if os.read(hold_r, 1) == b"x":
+                    os.close(hold_r)
+                    # Python ignores SIGPIPE (and SIGXFSZ); the command gets the defaults
+                    for sig in (signal.SIGPIPE, getattr(signal, "SIGXFSZ", None)):
+                        if sig is not None:
+                            signal.signal(sig, signal.SIG_DFL)
+                    os.execv(path, argv)
+                else:
+                    code = 0     # the tracer went away (or stopped) before releasing us
+            except OSError as e:
+                try:
+                    os.write(err_w, str(e.errno or 0).encode())
+                except OSError:
+                    pass
+            except BaseException:  # noqa: BLE001 - a Ctrl-C while held: just go
+                pass
+            os._exit(code)
+        os.close(hold_r)
+        os.close(err_w)
+        try:
+            pidfd = os.pidfd_open(pid)
+        except OSError as e:
+            os.close(hold_w)
+            os.close(err_r)
+            os.kill(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)
+            raise RuntimeFailure(f"Failed to fork child: {e.strerror or e}") from None
+        proc = cls(pid, pidfd, child=True, argv=argv)
+        proc._hold_w, proc._err_r = hold_w, err_r
+        return proc
+
+    def release(self) -> None:
+        """-c: let the child exec the command (once every probe is attached)."""
+        if not self.child or self._released:
+            return
+        self._released = True
+        try:
+            os.write(self._hold_w, b"x")
+        except OSError:
+            pass
+        os.close(self._hold_w)
+        self._hold_w = -1
+        try:
+            data = b""
+            while True:      # EOF when exec closes the pipe (or the child ends)
+                chunk = os.read(self._err_r, 64)
+                if not chunk:
+                    break
+                data += chunk
+        finally:
+            os.close(self._err_r)
+            self._err_r = -1
+        if data:
+            self._reap(block=True)
+            try:
+                why = os.strerror(int(data))
+            except ValueError:
+                why = data.decode(errors="replace")
+            raise RuntimeFailure(f"Failed to run '{self.argv[0]}': {why}")
+
+    def _reap(self, block: bool) -> bool:
+        """Collect the child's exit status; True when it has exited."""
+        if self._reaped:
+            return True
+        try:
+            pid, _ = os.waitpid(self.pid, 0 if block else os.WNOHANG)
+        except ChildProcessError:
+            pid = self.pid
+        if pid == self.pid:
+            self._reaped = True
+        return self._reaped
+
+    def _wait(self, seconds: float) -> bool:
+        """Wait up to ``seconds`` for the child to exit (reaping it); True if it did."""
+        if select.select([self.pidfd], [], [], seconds)[0]:
+            return self._reap(block=True)
+        return self._reap(block=False)
+
+    def stop(self, after_signal: bool = False) -> None:
+        """-c: end the command if tracing stopped first (exit(), Ctrl-C): SIGTERM as bpftrace
+        does, then SIGKILL if it does not go. After a Ctrl-C the terminal sent it the SIGINT
+        too, so it first gets a moment to end by itself."""
+        if not self.child or self._reaped:
+            return
+        if not self._released:
+            self._kill(signal.SIGKILL)
+            self._reap(block=True)
+            return
+        if after_signal and self._wait(0.25):
+            return
+        if self._wait(0):
+            return
+        self._kill(signal.SIGTERM)
+        if self._wait(0.5):
+            return
+        self._kill(signal.SIGKILL)
+        self._reap(block=True)
+
+    def _kill(self, sig: int) -> None:
+        try:
+            signal.pidfd_send_signal(self.pidfd, sig)
+        except (OSError, AttributeError):
+            try:
+                os.kill(self.pid, sig)
+            except OSError:
+                pass
+
+    def close(self) -> None:
+        """Release everything: a child never released is killed (it has not run anything),
+        a running one is stopped, then reaped."""
+        if self.child and not self._reaped:
+            self.stop()
+        for name in ("_hold_w", "_err_r", "pidfd"):
+            fd = getattr(self, name)
+            if fd >= 0:
+                try:
+                    os.close(fd)
+                except OSError:
+                    pass
+                setattr(self, name, -1)
+
+
+def resolve_command(argv: list[str]) -> str:
+    """The executable ``argv[0]`` names, found as execvp would (in $PATH when it has no '/')."""
+    name = argv[0]
+    if "/" in name:
+        candidates = [name]
+    else:
+        dirs = os.environ.get("PATH") or os.defpath
+        candidates = [os.path.join(d or ".", name) for d in dirs.split(":")]
+    for c in candidates:
+        if os.path.isfile(c) and os.access(c, os.X_OK):
+            return c
+    raise RuntimeFailure(f"Failed to fork child: path '{name}' does not exist or is not executable")
 
 
 def _raise_fd_limit() -> None:

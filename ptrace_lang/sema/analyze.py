@@ -25,7 +25,7 @@ COMMON_BUILTINS: dict[str, Type] = {
 # builtins of the dialect that later work brings (refused with "not supported yet")
 LATER_BUILTINS = {
     "kstack", "ustack", "arg0", "arg1", "arg2", "arg3", "arg4", "arg5", "arg6", "arg7", "arg8",
-    "arg9", "retval", "func", "curtask", "cpid", "username", "jiffies", "ncpus", "usermode",
+    "arg9", "retval", "func", "curtask", "username", "jiffies", "ncpus", "usermode",
     "ppid", "numaid", "sarg0", "sarg1", "sarg2",
 }
 AGGREGATIONS = {"count": 0, "sum": 1, "avg": 1, "min": 1, "max": 1, "stats": 1, "hist": (1, 2),
@@ -81,9 +81,10 @@ class SemaResult:
 
 
 class _Analyzer:
-    def __init__(self, positional: list[str], max_strlen: int) -> None:
+    def __init__(self, positional: list[str], max_strlen: int, cpid: int | None = None) -> None:
         self.positional = positional
         self.max_strlen = max_strlen
+        self.cpid = cpid
         self.maps: dict[str, MapInfo] = {}
         self.final = False
         self.errors: list[Diagnostic] = []
@@ -486,6 +487,10 @@ class _Analyzer:
     def builtin(self, name: str, span: Span) -> Type:
         if name in COMMON_BUILTINS:
             return COMMON_BUILTINS[name]
+        if name == "cpid":
+            if self.cpid is None:       # (bpftrace's words)
+                self.error("cpid cannot be used without child command", span)
+            return UINT64
         if name == "args":
             if self.ctx is None or "args" not in self.ctx.builtins:
                 self.error(f"The args builtin can not be used with '{self.ctx.provider}' probes", span)
@@ -751,10 +756,11 @@ def check_format(an: _Analyzer, fname: str, fmt_node: ast.StrLit, args: list[ast
 
 
 def analyze(program: ast.Program, probe_contexts: list[list[ProbeContext]], positional: list[str],
-            max_strlen: int = MAX_STRLEN_DEFAULT) -> SemaResult:
+            max_strlen: int = MAX_STRLEN_DEFAULT, cpid: int | None = None) -> SemaResult:
     """Type-check ``program``. ``probe_contexts[i]`` lists the distinct contexts of probe i
-    (one per group of attach points whose ``args`` layouts differ)."""
-    an = _Analyzer(positional, max_strlen)
+    (one per group of attach points whose ``args`` layouts differ); ``cpid`` is the pid of
+    the -c child (None without -c)."""
+    an = _Analyzer(positional, max_strlen, cpid)
     result = SemaResult(an.maps, analyzer=an)
     for final in (False, True):
         an.final = final

@@ -1,0 +1,249 @@
+"""-p PID and -c CMD: tracing one process, the command's lifetime, `cpid` (root)."""
+from __future__ import annotations
+
+import os
+import re
+import shlex
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from runner import ROOT, bpf_prog_names, ptrace_cmd, run
+
+PY = shlex.quote(sys.executable)
+
+
+def py_cmd(code: str, *args: str) -> str:
+    """A -c command line running ``code`` in Python with ``args``."""
+    return " ".join([PY, "-c", shlex.quote(code), *(shlex.quote(a) for a in args)])
+
+
+def gone(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    return False
+
+
+def test_c_runs_the_command_once_attached_and_ends_with_it():
+    code = ("import os; [os.getpriority(os.PRIO_PROCESS, 0) for _ in range(37)]; "
+            "print('child', os.getpid(), flush=True)")
+    t0 = time.monotonic()
+    r = run("-c", py_cmd(code), "-e",
+            'BEGIN { printf("cpid %d\\n", cpid); } '
+            "tracepoint:syscalls:sys_enter_getpriority /pid == cpid/ { @n = count(); } "
+            'END { printf("end\\n"); }', timeout=30)
+    assert time.monotonic() - t0 < 10          # it ended by itself, with the command
+    assert r.rc == 0, r.err
+    assert r.err.startswith("Attached 3 probes")
+    cpid = int(re.search(r"^cpid (\d+)$", r.out, re.M).group(1))
+    # the child's output (straight to our stdout) comes after begin's, before end's and the maps
+    assert f"cpid {cpid}\nchild {cpid}\nend\n" in r.out
+    assert r.out.endswith("\n@n: 37\n")
+    assert gone(cpid)
+
+
+def test_c_splits_like_a_shell_and_runs_no_shell():
+    r = run("-q", "-c", PY + " -c 'import sys; print(sys.argv[1:])' 'a b' c '$HOME' '>x'",
+            "-e", "BEGIN { }")
+    assert r.rc == 0, r.err
+    assert r.out.startswith("['a b', 'c', '$HOME', '>x']\n")
+
+
+def test_c_finds_the_command_in_path():
+    r = run("-q", "-c", "env PTRACE_TEST_VAR=1 true", "-e", 'END { printf("ok\\n"); }')
+    assert r.rc == 0 and r.out.startswith("ok\n"), r.err
+
+
+def _ours(names) -> list[str]:
+    return sorted(n for n in names if n.startswith(("p20_0_", "p21_0_")))
+
+
+# probes 20 and 21 (program names p20_0_..., p21_0_...): other tests do not load those
+MANY_PROBES = "".join("BEGIN { } " for _ in range(20)) + \
+    "tracepoint:syscalls:sys_enter_getpriority { @ = count(); } END { }"
+
+
+@pytest.mark.parametrize("cmd,message", [
+    ("no_such_command_xyz a b", "ERROR: Failed to fork child: path 'no_such_command_xyz' "
+                                "does not exist or is not executable"),
+    ("/no/such/dir/cmd", "ERROR: Failed to fork child: path '/no/such/dir/cmd' does not exist"),
+    ("{noexec}", "ERROR: Failed to run '{noexec}': Exec format error"),
+])
+def test_c_with_a_command_that_cannot_run(cmd, message, tmp_path):
+    noexec = tmp_path / "noexec"          # executable, but neither ELF nor #! script
+    noexec.write_text("echo hi\n")
+    noexec.chmod(0o755)
+    cmd, message = cmd.replace("{noexec}", str(noexec)), message.replace("{noexec}", str(noexec))
+    before = _ours(bpf_prog_names())
+    r = run("-c", cmd, "-e", MANY_PROBES)
+    assert r.rc == 1 and message in r.err and "Traceback" not in r.err, r.err
+    deadline = time.monotonic() + 5     # (programs go when their last reference does)
+    while _ours(bpf_prog_names()) != before and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert _ours(bpf_prog_names()) == before
+
+
+def test_exit_ends_the_command():
+    r = run("-c", py_cmd("import os, time; print(os.getpid(), flush=True); time.sleep(30)"),
+            "-e", "interval:ms:300 { exit(); }", timeout=20)
+    assert r.rc == 0, r.err
+    assert gone(int(r.out.split()[0]))
+
+
+def test_ctrl_c_from_the_terminal_reaches_the_command_too():
+    # a terminal sends SIGINT to the whole foreground process group: ptrace and its command
+    code = ("import os, signal, time\n"
+            "signal.signal(signal.SIGINT, lambda *a: (print('child got SIGINT', flush=True), os._exit(3)))\n"
+            "print('started', flush=True)\ntime.sleep(30)")
+    p = subprocess.Popen(ptrace_cmd("-c", py_cmd(code), "-e",
+                                    'interval:s:30 { } END { printf("end\\n"); }'),
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT,
+                         start_new_session=True)
+    try:
+        assert p.stdout.readline() == "started\n"
+        t0 = time.monotonic()
+        os.killpg(p.pid, signal.SIGINT)
+        out, err = p.communicate(timeout=20)
+    finally:
+        if p.poll() is None:
+            os.killpg(p.pid, signal.SIGKILL)
+            p.wait()
+    assert time.monotonic() - t0 < 2
+    assert p.returncode == 0, err
+    assert out.startswith("child got SIGINT\nend\n"), out
+
+
+def test_p_ends_when_the_process_exits_and_attaches_uprobes_in_it_only():
+    code = "import os, time\nfor _ in range(25):\n    os.getpid()\n    time.sleep(0.02)\nprint('done')"
+    other = subprocess.Popen([sys.executable, "-c", "import os, time\n"
+                              "t = time.time()\nwhile time.time() - t < 3: os.getpid(); time.sleep(0.001)"])
+    target = subprocess.Popen([sys.executable, "-c", "import sys; sys.stdin.readline()\n" + code],
+                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        from runner import Tracer
+        # `libc` is found in the process's own maps
+        t = Tracer("-p", str(target.pid), "-e",
+                   "uprobe:libc:getpid { @[probe, pid] = count(); } "
+                   'END { printf("end\\n"); }')
+        t.wait_attached()
+        target.stdin.write("\n")
+        target.stdin.flush()
+        assert target.stdout.readline() == "done\n"
+        target.wait(10)
+        t0 = time.monotonic()
+        r = t.wait(20)
+        assert time.monotonic() - t0 < 5
+    finally:
+        for p in (other, target):
+            if p.poll() is None:
+                p.kill()
+            p.wait()
+    assert r.rc == 0, r.err
+    keys = re.findall(r"^@\[uprobe:(\S+):getpid, (\d+)\]: (\d+)$", r.out, re.M)
+    assert len(keys) == 1, r.out                  # the other python is not counted
+    path, pid, n = keys[0]
+    assert "libc.so" in path and int(pid) == target.pid and int(n) >= 25
+    assert r.out.startswith("end\n")
+
+
+def test_uprobe_with_c_counts_the_command_only():
+    other = subprocess.Popen([sys.executable, "-c", "import os, time\n"
+                              "t = time.time()\nwhile time.time() - t < 3: os.getpid(); time.sleep(0.001)"])
+    try:
+        time.sleep(0.1)
+        r = run("-c", py_cmd("import os\nfor _ in range(50): os.getpid()"),
+                "-e", "uprobe:libc:getpid { @[pid == cpid] = count(); }", timeout=30)
+    finally:
+        other.kill()
+        other.wait()
+    assert r.rc == 0, r.err
+    m = re.findall(r"^@\[(\w+)\]: (\d+)$", r.out, re.M)
+    assert len(m) == 1 and m[0][0] == "true" and int(m[0][1]) >= 50, r.out
+
+
+def test_p_errors():
+    r = run("-p", "999999999", "-e", "BEGIN { }")
+    assert r.rc == 1 and r.err == "ERROR: failed to trace pid 999999999: No such process\n", r.err
+    r = run("-p", "12x", "-e", "BEGIN { }")
+    assert r.rc == 1 and r.err.startswith("ERROR: pid '12x' is not a valid decimal number"), r.err
+    r = run("-p", "1", "-c", "true", "-e", "BEGIN { }")
+    assert r.rc == 1 and r.err.startswith("ERROR: Cannot use both -c and -p.\n\nUSAGE:"), r.err
+
+
+def test_cpid_needs_c():
+    r = run("--dry-run", "-e", "BEGIN { print(cpid); }")
+    assert r.rc == 1
+    assert r.err == ("stdin:1:15-19: ERROR: cpid cannot be used without child command\n"
+                     "BEGIN { print(cpid); }\n              ~~~~\n"), r.err
+
+
+def test_dry_run_never_runs_the_command(tmp_path):
+    mark = tmp_path / "ran"
+    r = run("--dry-run", "-c", f"touch {mark}", "-e", "BEGIN { print(cpid); }")
+    assert r.rc == 0, r.err
+    time.sleep(0.1)
+    assert not mark.exists()
+
+
+USDT_APP = r"""
+#define _SDT_HAS_SEMAPHORES 1
+#include <sys/sdt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <unistd.h>
+__attribute__((section(".probes"))) volatile unsigned short app_hit_semaphore;
+int main(int argc, char **argv) {
+    int n = atoi(argv[1]), enabled = 0;
+    for (int i = 0; i < n; i++) {
+        if (app_hit_semaphore) { enabled++; DTRACE_PROBE1(app, hit, i); }
+        usleep(20000);
+    }
+    printf("enabled %d\n", enabled);
+    return 0;
+}
+"""
+
+
+def test_usdt_with_c_raises_the_semaphore_of_the_command_only(tmp_path):
+    (tmp_path / "app.c").write_text(USDT_APP)
+    app = str(tmp_path / "app")
+    p = subprocess.run(["gcc", "-O1", "-o", app, str(tmp_path / "app.c")], capture_output=True, text=True)
+    if p.returncode != 0:
+        pytest.skip(f"cannot build a USDT target (sys/sdt.h from systemtap-sdt-dev?): {p.stderr[:200]}")
+    other = subprocess.Popen([app, "60"], stdout=subprocess.PIPE, text=True)   # ~1.2 s, untraced
+    try:
+        r = run("-c", f"{app} 15", "-e", f"usdt:{app}:app:hit {{ @n = count(); @s = sum(arg0); }}",
+                timeout=30)
+        other_out, _ = other.communicate(timeout=30)
+    finally:
+        if other.poll() is None:
+            other.kill()
+            other.wait()
+    assert r.rc == 0, r.err
+    assert r.out.startswith("enabled 15\n") and "@n: 15\n" in r.out and "@s: 105\n" in r.out, r.out
+    assert other_out == "enabled 0\n"
+
+
+def test_compile_cache_never_reuses_a_cpid_and_keys_p_by_process(tmp_path):
+    env = {"XDG_CACHE_HOME": str(tmp_path), "PTRACE_NO_CACHE": "0"}
+    prog = 'BEGIN { printf("cpid %d\\n", cpid); }'
+    seen = set()
+    for _ in range(2):
+        r = run("-q", "-c", py_cmd("import os; print('child', os.getpid())"), "-e", prog, env=env)
+        assert r.rc == 0, r.err
+        cpid, child = re.findall(r"^(?:cpid|child) (\d+)$", r.out, re.M)
+        assert cpid == child
+        seen.add(cpid)
+    assert len(seen) == 2
+    assert not list((tmp_path / "ptrace-lang" / "specs").glob("*.marshal"))   # -c: nothing stored
+
+    from ptrace_lang import speccache
+    base = speccache.key("BEGIN { }", "stdin", [])
+    assert speccache.key("BEGIN { }", "stdin", [], pid=os.getpid()) != base
+    assert speccache.key("BEGIN { }", "stdin", [], pid=1) != speccache.key("BEGIN { }", "stdin", [],
+                                                                           pid=os.getpid())
