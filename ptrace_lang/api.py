@@ -34,7 +34,8 @@ from ptrace_lang.runtime.session import RunOptions, Session
 class Event:
     """One record of the running program.
 
-    ``kind``: "printf", "time", "cat", "value" (``print(expr)``) or "map" (``print(@m)``).
+    ``kind``: "printf", "time", "cat", "join", "system", "value" (``print(expr)``) or "map"
+    (``print(@m)``).
     ``value``: the plain value: the formatted text for printf and time (the file's text for cat), the value for print,
     ``{"@m": <map as in Trace.maps>}`` for a printed map.
     ``text``: what the ptrace command prints for it.
@@ -73,6 +74,12 @@ class _ApiSession(Session):
 
     def _cat_output(self, path: str):
         return _text_event("cat", super()._cat_output(path))
+
+    def _system_output(self, command: str):
+        return _text_event("system", super()._system_output(command))
+
+    def _join_output(self, text: str):
+        return _text_event("join", text)
 
     def _map_output(self, um, top: int, div: int):
         md = self.read_user_map(um)

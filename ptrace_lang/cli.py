@@ -30,6 +30,7 @@ OPTIONS:
     -B MODE        output buffering: none, line (default: every batch is written at once,
                    also into a pipe) or full (written when the program ends)
     --dry-run      compile and load (passing the kernel verifier), attach nothing
+    --unsafe       allow unsafe functions (system())
     --repl         an interactive session (also with no program on a terminal)
     -h, --help     show this help message
     -V, --version  print the version
@@ -58,7 +59,7 @@ def parse_args(argv: list[str]) -> dict:
     opts = {"program": None, "file": None, "quiet": False, "verbose": False, "stages": [],
             "dry_run": False, "positional": [], "help": False, "version": False, "repl": False,
             "format": "text", "output": None, "buffering": "line", "list": False,
-            "pid": None, "command": None}
+            "pid": None, "command": None, "unsafe": False}
     i = 0
     while i < len(argv):
         a = argv[i]
@@ -75,6 +76,8 @@ def parse_args(argv: list[str]) -> dict:
         elif a in ("-l", "-lv", "-vl"):     # the pattern is the next non-option argument
             opts["list"] = True
             opts["verbose"] = opts["verbose"] or a != "-l"
+        elif a == "--unsafe":
+            opts["unsafe"] = True
         elif a == "--dry-run":
             opts["dry_run"] = True
         elif a == "--repl":
@@ -239,7 +242,8 @@ def _compile_and_run(text: str, filename: str, opts: dict, process) -> int:
     # a -p program is cached for that pid only
     if not opts["stages"] and speccache.enabled() and opts["command"] is None:
         try:
-            cache_key = speccache.key(text, filename, opts["positional"], pid=opts["pid"])
+            cache_key = speccache.key(text, filename, opts["positional"], pid=opts["pid"],
+                                      unsafe=opts["unsafe"])
             spec = speccache.lookup(cache_key)
         except Exception:  # noqa: BLE001 - the cache only ever saves time
             cache_key = spec = None
@@ -291,7 +295,7 @@ def _compile(text: str, filename: str, opts: dict, cache_key, cpid: int | None =
     try:
         compiled = compile_script(text, filename, Options(positional=opts["positional"],
                                                           stages=tuple(opts["stages"]),
-                                                          pid=pid, cpid=cpid))
+                                                          pid=pid, cpid=cpid, unsafe=opts["unsafe"]))
     except PtraceError as e:
         sys.stderr.write(e.render(SOURCES) + "\n")
         return 1

@@ -42,6 +42,7 @@ class Options:
     # -p PID / -c CMD: the process uprobes and USDT probes attach in (-c: the held child)
     pid: int | None = None
     cpid: int | None = None          # -c: the child's pid, the value of `cpid`
+    unsafe: bool = False             # --unsafe: system() and the other unsafe functions allowed
 
 
 @dataclass
@@ -145,7 +146,7 @@ def compile_script(text: str, filename: str, opts: Options) -> Compiled:
         groups.append(list(by_key.values()))
 
     sema = analyze(program, [[g[2] for g in gs] for gs in groups], opts.positional, opts.max_strlen,
-                   cpid=opts.cpid)
+                   cpid=opts.cpid, unsafe=opts.unsafe)
     if "ast" in opts.stages:
         dumps["ast"] = ast.dump(program)
 

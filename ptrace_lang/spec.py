@@ -29,6 +29,9 @@ EV_PRINT_MAP = 5   # id = index into ObjectSpec.user_maps; payload: i64 top, i64
 EV_CLEAR_MAP = 6   # id = index into ObjectSpec.user_maps (clear from user space, after printing)
 EV_ZERO_MAP = 7    # id = index into ObjectSpec.user_maps
 EV_CAT = 8         # like EV_PRINTF; the formatted text names a file whose contents are printed
+EV_SYSTEM = 9      # like EV_PRINTF; the formatted text is a shell command whose output is printed
+EV_JOIN = 10       # fmt = the delimiter; payload: u64 count, then JOIN_MAX strings of equal size
+JOIN_MAX = 16      # elements of the array join() reads
 
 RECORD_HEADER = 8
 

@@ -37,7 +37,7 @@ H_MAP_LOOKUP, H_MAP_UPDATE, H_MAP_DELETE = 1, 2, 3
 H_KTIME_NS, H_PRANDOM, H_SMP_ID = 5, 7, 8
 H_PID_TGID, H_UID_GID, H_COMM = 14, 15, 16
 H_PROBE_READ_STR, H_CGROUP_ID = 45, 80
-H_PROBE_READ_USER, H_PROBE_READ_KERNEL, H_PROBE_READ_KERNEL_STR = 112, 113, 115
+H_PROBE_READ_USER, H_PROBE_READ_KERNEL, H_PROBE_READ_USER_STR, H_PROBE_READ_KERNEL_STR = 112, 113, 114, 115
 H_RINGBUF_RESERVE, H_RINGBUF_SUBMIT = 131, 132
 H_ATTACH_COOKIE = 174
 
@@ -355,6 +355,40 @@ class Lowering:
 
     def stmt_cat(self, e: ast.Call) -> None:
         self.record(S.EV_CAT, e.args[0].value, e.args[1:], e.span)
+
+    def stmt_system(self, e: ast.Call) -> None:
+        self.record(S.EV_SYSTEM, e.args[0].value, e.args[1:], e.span)
+
+    def stmt_join(self, e: ast.Call) -> None:
+        """join(arr[, delim]): up to JOIN_MAX pointers read from the user array, each string
+        read straight into the record; the count of strings read goes first."""
+        size = self.max_strlen
+        delim = e.args[1].value if len(e.args) > 1 else " "
+        fields = [S.Field("int", 8, 8)] + [S.Field("str", 16 + i * size, size)
+                                           for i in range(S.JOIN_MAX)]
+        ev_id = len(self.events)
+        self.events.append(S.EventSpec(S.EV_JOIN, delim, fields, e.span))
+        arr = self.scalar(e.args[0])
+        slot = self.frame.alloc(8, e.span)
+        rec = self.reserve(16 + S.JOIN_MAX * size)
+        self.header(rec, S.EV_JOIN, ev_id)
+        count = self.vreg()
+        self.mov(count, 0)
+        end = self.label("joined")
+        for i in range(S.JOIN_MAX):
+            src = self.vreg()
+            self.mov(src, arr)
+            self.emit(ir.Alu("add", src, 8 * i))
+            self.call(H_PROBE_READ_USER, ("fp", slot), 8, src)
+            self.emit(ir.CondJump("jne", R0, 0, end))
+            p = self.vreg()
+            self.emit(ir.Load(p, FP, slot, 8))
+            self.emit(ir.CondJump("jeq", p, 0, end))
+            self.call(H_PROBE_READ_USER_STR, ("ptr", rec, 16 + i * size), size, p)
+            self.emit(ir.Alu("add", count, 1))
+        self.emit(ir.Label(end))
+        self.emit(ir.Store(rec, 8, count, 8))
+        self.submit(rec)
 
     def stmt_print(self, e: ast.Call) -> None:
         first = e.args[0]

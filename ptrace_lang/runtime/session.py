@@ -161,10 +161,16 @@ class Session:
             if fmt is None:
                 fmt = self._formatter(ident)
             self.pending.append(fmt(self._decoders[ident](mv)))
-        elif kind == S.EV_CAT:
+        elif kind == S.EV_CAT or kind == S.EV_SYSTEM:
             if ident not in self._decoders:
                 self._formatter(ident)
-            self.pending.append(self._cat_output(self._cat_paths[ident](self._decoders[ident](mv))))
+            text = self._cat_paths[ident](self._decoders[ident](mv))
+            self.pending.append(self._cat_output(text) if kind == S.EV_CAT else self._system_output(text))
+        elif kind == S.EV_JOIN:
+            if ident not in self._decoders:
+                self._formatter(ident)
+            vals = self._decoders[ident](mv)
+            self.pending.append(self._join_output(self.spec.events[ident].fmt.join(vals[1:1 + vals[0]])))
         elif kind == S.EV_EXIT:
             self.exit_code = _I64.unpack_from(mv, 8)[0]
             self.stopping = True
@@ -194,7 +200,7 @@ class Session:
         if ev.kind == S.EV_PRINTF:
             self._formatters[ident] = self._printf_output(compile_format(ev.fmt))
             return self._formatters[ident]
-        if ev.kind == S.EV_CAT:
+        if ev.kind in (S.EV_CAT, S.EV_SYSTEM):
             self._cat_paths[ident] = compile_format(ev.fmt)
         return None
 
@@ -213,6 +219,31 @@ class Session:
 
             return json_message("cat", text)
         return text
+
+    def _system_output(self, command: str):
+        """system() (--unsafe): the command run by /bin/sh, its output printed when it ends."""
+        import subprocess
+
+        self._flush()            # what came before prints first
+        try:
+            p = subprocess.run(["/bin/sh", "-c", command], stdin=subprocess.DEVNULL,
+                               stdout=subprocess.PIPE, check=False)
+            text = p.stdout.decode("utf-8", "replace")
+        except OSError as e:
+            self.err.write(f"ERROR: system(): cannot run /bin/sh: {e.strerror}\n")
+            text = ""
+        if self.opts.output_format == "json":
+            from ptrace_lang.runtime.format import json_message
+
+            return json_message("syscall", text)
+        return text
+
+    def _join_output(self, text: str):
+        if self.opts.output_format == "json":
+            from ptrace_lang.runtime.format import json_message
+
+            return json_message("join", text)
+        return text + "\n"
 
     # What a record becomes in ``pending``: text as bpftrace prints it, or an NDJSON line.
     # (The Python API overrides these to keep plain values.)

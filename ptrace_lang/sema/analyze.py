@@ -32,10 +32,10 @@ AGGREGATIONS = {"count": 0, "sum": 1, "avg": 1, "min": 1, "max": 1, "stats": 1, 
                 "lhist": 4}
 # functions of the dialect that later work brings
 LATER_FUNCTIONS = {
-    "join", "errorf", "warnf", "debugf", "buf", "ksym", "usym", "kaddr", "uaddr", "kptr",
+    "errorf", "warnf", "debugf", "buf", "ksym", "usym", "kaddr", "uaddr", "kptr",
     "uptr", "reg", "path", "strncmp", "strcontains", "strftime", "strerror", "strlen", "strstr",
     "ntop", "pton", "macaddr", "cgroupid", "cgroup_path", "bswap", "has_key", "len",
-    "syscall_name", "signal_name", "system", "signal", "override", "kstack", "ustack", "nsecs",
+    "syscall_name", "signal_name", "signal", "override", "kstack", "ustack", "nsecs",
     "percpu_kaddr", "skboutput", "unwatch", "socket_cookie",
 }
 MAX_STRLEN_DEFAULT = 64
@@ -85,6 +85,7 @@ class _Analyzer:
         self.positional = positional
         self.max_strlen = max_strlen
         self.cpid = cpid
+        self.unsafe = False
         self.maps: dict[str, MapInfo] = {}
         self.final = False
         self.errors: list[Diagnostic] = []
@@ -598,17 +599,40 @@ class _Analyzer:
         check_format(self, e.name, e.args[0], e.args[1:], types)
         return VOID
 
-    def fn_cat(self, e: ast.Call) -> Type:
+    def fn_cat(self, e: ast.Call, signature: str = "cat(const char *filename, ...)") -> Type:
         """cat(fmt, ...): the file named by the formatted string, printed from user space."""
         if not e.args or not isinstance(e.args[0], ast.StrLit):
-            self.error("cat() requires a string literal as its first argument", e.span,
-                       ['cat(const char *filename, ...)'])
+            self.error(f"{e.name}() requires a string literal as its first argument", e.span,
+                       [signature])
             for a in e.args:
                 self.expr(a)
             return VOID
         self.expr(e.args[0])
         types = [self.expr(a) for a in e.args[1:]]
         check_format(self, e.name, e.args[0], e.args[1:], types)
+        return VOID
+
+    def fn_system(self, e: ast.Call) -> Type:
+        """system(fmt, ...): the formatted command run by the shell in user space (--unsafe)."""
+        if not self.unsafe:
+            self.error("system() is an unsafe function being used in safe mode", e.span,
+                       ["run with --unsafe to allow it"])
+        return self.fn_cat(e, "system(const char *fmt, ...)")
+
+    def fn_join(self, e: ast.Call) -> Type:
+        """join(char *arr[][, char *delim]): the strings of a NULL-terminated user array."""
+        if not self.nargs(e, 1, 2, "join(char *arr[][, char *delim])"):
+            for a in e.args:
+                self.expr(a)
+            return VOID
+        t = self.expr(e.args[0])
+        if not t.is_int:
+            self.error(f"join() expects an array of strings (a pointer), got '{t}'", e.args[0].span,
+                       ["join(char *arr[][, char *delim])"])
+        if len(e.args) == 2:
+            if not isinstance(e.args[1], ast.StrLit):
+                self.error("join() requires a string literal as its delimiter", e.args[1].span)
+            self.expr(e.args[1])
         return VOID
 
     def fn_print(self, e: ast.Call) -> Type:
@@ -756,11 +780,13 @@ def check_format(an: _Analyzer, fname: str, fmt_node: ast.StrLit, args: list[ast
 
 
 def analyze(program: ast.Program, probe_contexts: list[list[ProbeContext]], positional: list[str],
-            max_strlen: int = MAX_STRLEN_DEFAULT, cpid: int | None = None) -> SemaResult:
+            max_strlen: int = MAX_STRLEN_DEFAULT, cpid: int | None = None,
+            unsafe: bool = False) -> SemaResult:
     """Type-check ``program``. ``probe_contexts[i]`` lists the distinct contexts of probe i
     (one per group of attach points whose ``args`` layouts differ); ``cpid`` is the pid of
     the -c child (None without -c)."""
     an = _Analyzer(positional, max_strlen, cpid)
+    an.unsafe = unsafe
     result = SemaResult(an.maps, analyzer=an)
     for final in (False, True):
         an.final = final

@@ -191,3 +191,40 @@ def test_api_example_runs():
     rows = [l.split() for l in p.stdout.splitlines() if not l.startswith("event:")]
     assert rows and all(r[-1].isdigit() for r in rows)
     assert ours() == []
+
+
+def test_join_and_system_in_text_and_json(tmp_path):
+    import pathlib
+    import tempfile
+    short = pathlib.Path(tempfile.mkdtemp(prefix="pj", dir="/tmp"))   # within max_strlen
+    marker = short / "joinme"
+    marker.write_text("#!/bin/sh\nexit 0\n")
+    marker.chmod(0o755)
+    prog = (f'tracepoint:syscalls:sys_enter_execve /str(args.filename) == "{marker}"/ '
+            '{ join(args.argv); join(args.argv, ","); exit(); }')
+    for fmt in ("text", "json"):
+        t = Tracer("-f", fmt, "-e", prog)   # (with -f json the attach line is on stdout)
+        try:
+            deadline = time.monotonic() + 20
+            while t.p.poll() is None and time.monotonic() < deadline:
+                subprocess.run([str(marker), "a b", "c"], check=True)
+                time.sleep(0.1)
+        finally:
+            r = t.wait(timeout=30)
+        assert r.rc == 0, r.err
+        if fmt == "text":
+            assert r.out.startswith(f"{marker} a b c\n{marker},a b,c\n"), r.out
+        else:
+            objs = [json.loads(l) for l in r.out.splitlines()]
+            assert {"type": "join", "data": f"{marker} a b c"} in objs
+            assert {"type": "join", "data": f"{marker},a b,c"} in objs
+    # system() only with --unsafe (and the compile cache never lets a program compiled with it
+    # run without it)
+    prog = 'BEGIN { system("echo hi %d", 5); printf("after\\n"); exit(); }'
+    ok = run("--unsafe", "-e", prog)
+    assert ok.rc == 0 and ok.out.startswith("hi 5\nafter\n"), ok
+    refused = run("-e", prog)
+    assert refused.rc == 1 and "system() is an unsafe function being used in safe mode" in refused.err
+    js = run("-q", "--unsafe", "-f", "json", "-e", prog)
+    assert js.out.splitlines()[:2] == ['{"type": "syscall", "data": "hi 5\\n"}',
+                                       '{"type": "printf", "data": "after\\n"}']
