@@ -173,6 +173,23 @@ def check_opensnoop() -> None:
     assert f"{pid:<6} {name:<16} {-1:>4} {2:>3} {bad}\n" in out, out
 
 
+def check_execsnoop() -> None:
+    r = Run("execsnoop")
+    name = uniq("es_")
+    # the workload execs /bin/true with a unique argument list (one argument has a space)
+    pid, _ = r.workload(name, "import os, sys\n"
+                        "p = os.fork()\n"
+                        "if p == 0:\n    os.execv('/bin/true', ['/bin/true', sys.argv[1], 'two words'])\n"
+                        "os.waitpid(p, 0)\n", name)
+    out = r.finish(lambda o: name in o)
+    header_check(out, "TIME(ms)   PID   ARGS")
+    mine = [ln for ln in out.splitlines() if ln.endswith(f"/bin/true {name} two words")]
+    assert len(mine) == 1, out
+    assert re.fullmatch(r"\d+ {1,10}\d+ +/bin/true " + re.escape(name) + " two words", mine[0]), mine
+    ms, child = mine[0].split()[:2]
+    assert int(child) != pid and len(mine[0].split(" /bin/true")[0]) == 16, mine
+
+
 def check_killsnoop() -> None:
     r = Run("killsnoop")
     name = uniq("ks_")
