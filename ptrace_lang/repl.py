@@ -324,7 +324,7 @@ class ReplSession(Session):
                     self._create_map(ms, kmaps)
                     created.append(ms.name)
             for ps in fresh:
-                self.k.progs[ps.name] = self._load_program(ps)
+                self.k.progs[ps.name] = self.load_program(ps)
                 loaded.append(ps.name)
             for a in new.attachments:
                 if a.program not in fresh_names:
@@ -435,23 +435,6 @@ class ReplSession(Session):
         self.print_maps()
         self.report_counters()
         return self.exit_code
-
-    def _load_program(self, ps: S.ProgramSpec) -> int:
-        import struct
-
-        from ptrace_lang.kernel import progs as kprogs
-
-        code = bytearray(ps.insns)
-        for idx, map_name in ps.map_relocs:
-            struct.pack_into("<i", code, idx * 8 + 4, self.k.maps[map_name].fd)
-        try:
-            return kprogs.load_program(ps.prog_type, bytes(code), name=ps.name)
-        except kprogs.VerifierError as e:
-            if e.summary.strip():
-                raise self._verifier_failure(ps, e) from None
-            raise RuntimeFailure(f"prog '{ps.name}': failed to load: {os.strerror(e.errno)}") from None
-        except OSError as e:
-            raise RuntimeFailure(f"prog '{ps.name}': failed to load: {e.strerror or e}") from None
 
     def _entry_line(self, line: int) -> str:
         """A line of the accumulated source as the entry and line in it."""

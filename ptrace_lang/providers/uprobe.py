@@ -18,6 +18,21 @@ X86_64_ARG_OFFSETS = (112, 104, 96, 88, 72, 64)    # di si dx cx r8 r9
 X86_64_RETVAL_OFFSET = 80                          # ax
 
 
+def resolve_binary(provider: str, binary: str, opts, span) -> str:
+    """The file a uprobe/USDT attach point names (a path, or a library name found as the dynamic
+    loader would, or in the maps of the -p process), recorded as a dependency of the compile."""
+    from ptrace_lang import elfsyms
+
+    try:
+        path = elfsyms.resolve_binary(binary, getattr(opts, "maps_pid", None))
+    except LookupError as e:
+        raise CompileError(f"{provider}: {e}", span) from None
+    opts.deps.append(path)
+    if "/" not in binary:
+        opts.deps.append("/etc/ld.so.cache")
+    return path
+
+
 class Uprobe(Provider):
     name = "uprobe"
     aliases = ("u",)
@@ -36,13 +51,7 @@ class Uprobe(Provider):
         if len(parts) != 2 or not parts[0] or not parts[1]:
             raise CompileError(f"{self.name} probe must be written {self.name}:binary:function", ap.span)
         binary, what = parts
-        try:
-            path = elfsyms.resolve_binary(binary, getattr(opts, "maps_pid", None))
-        except LookupError as e:
-            raise CompileError(f"{self.name}: {e}", ap.span) from None
-        opts.deps.append(path)
-        if "/" not in binary:
-            opts.deps.append("/etc/ld.so.cache")
+        path = resolve_binary(self.name, binary, opts, ap.span)
         pid = getattr(opts, "pid", None)
         targets = []
         try:

@@ -37,13 +37,9 @@ class Usdt(Provider):
             raise CompileError("usdt probe must be written usdt:binary:[provider:]probe", ap.span)
         if not binary or not probe:
             raise CompileError("usdt probe must be written usdt:binary:[provider:]probe", ap.span)
-        try:
-            path = elfsyms.resolve_binary(binary, getattr(opts, "maps_pid", None))
-        except LookupError as e:
-            raise CompileError(f"usdt: {e}", ap.span) from None
-        opts.deps.append(path)
-        if "/" not in binary:
-            opts.deps.append("/etc/ld.so.cache")
+        from ptrace_lang.providers.uprobe import resolve_binary
+
+        path = resolve_binary(self.name, binary, opts, ap.span)
         try:
             notes = elfsyms.find_usdt(path, provider or "*", probe)
             sites = [(n, elfsyms.usdt_file_offset(path, n), elfsyms.semaphore_file_offset(path, n) or 0)

@@ -86,7 +86,6 @@ class Session:
     # ------------------------------------------------------------------ loading
     def load(self) -> None:
         from ptrace_lang.kernel import maps as kmaps
-        from ptrace_lang.kernel import progs as kprogs
 
         for ms in self.spec.maps:
             try:
@@ -95,18 +94,7 @@ class Session:
             except OSError as e:
                 raise RuntimeFailure(f"map '{ms.name}': failed to create: {e.strerror or e}") from None
         for ps in self.spec.programs:
-            code = bytearray(ps.insns)
-            for idx, map_name in ps.map_relocs:
-                struct.pack_into("<i", code, idx * 8 + 4, self.k.maps[map_name].fd)
-            try:
-                fd = kprogs.load_program(ps.prog_type, bytes(code), name=ps.name)
-            except kprogs.VerifierError as e:
-                if e.summary.strip():
-                    raise self._verifier_failure(ps, e) from None
-                raise RuntimeFailure(f"prog '{ps.name}': failed to load: {os.strerror(e.errno)}") from None
-            except OSError as e:
-                raise RuntimeFailure(f"prog '{ps.name}': failed to load: {e.strerror or e}") from None
-            self.k.progs[ps.name] = fd
+            self.k.progs[ps.name] = self.load_program(ps)
         g = self.k.maps.get("globals")
         if g is not None:
             g.update(struct.pack("<I", 0), struct.pack("<Q", time.clock_gettime_ns(time.CLOCK_MONOTONIC)))
@@ -124,6 +112,23 @@ class Session:
         return err
 
     # ------------------------------------------------------------------ attaching
+    def load_program(self, ps: S.ProgramSpec) -> int:
+        """Load one program, its map references patched with the fds of the maps created;
+        a verifier rejection names the script line (``_verifier_failure``)."""
+        from ptrace_lang.kernel import progs as kprogs
+
+        code = bytearray(ps.insns)
+        for idx, map_name in ps.map_relocs:
+            struct.pack_into("<i", code, idx * 8 + 4, self.k.maps[map_name].fd)
+        try:
+            return kprogs.load_program(ps.prog_type, bytes(code), name=ps.name)
+        except kprogs.VerifierError as e:
+            if e.summary.strip():
+                raise self._verifier_failure(ps, e) from None
+            raise RuntimeFailure(f"prog '{ps.name}': failed to load: {os.strerror(e.errno)}") from None
+        except OSError as e:
+            raise RuntimeFailure(f"prog '{ps.name}': failed to load: {e.strerror or e}") from None
+
     def run_test(self, prog_name: str) -> None:
         from ptrace_lang.kernel import progs as kprogs
 

@@ -588,19 +588,15 @@ class _Analyzer:
         return False
 
     def fn_printf(self, e: ast.Call) -> Type:
-        if not e.args or not isinstance(e.args[0], ast.StrLit):
-            self.error("printf() requires a string literal as its first argument", e.span,
-                       ['printf(const char *fmt, ...)'])
-            for a in e.args:
-                self.expr(a)
-            return VOID
-        self.expr(e.args[0])
-        types = [self.expr(a) for a in e.args[1:]]
-        check_format(self, e.name, e.args[0], e.args[1:], types)
-        return VOID
+        return self.format_call(e, "printf(const char *fmt, ...)")
 
-    def fn_cat(self, e: ast.Call, signature: str = "cat(const char *filename, ...)") -> Type:
+    def fn_cat(self, e: ast.Call) -> Type:
         """cat(fmt, ...): the file named by the formatted string, printed from user space."""
+        return self.format_call(e, "cat(const char *filename, ...)")
+
+    def format_call(self, e: ast.Call, signature: str) -> Type:
+        """A call whose arguments are a format string literal and its values (printf, cat,
+        system): the values are checked against the format."""
         if not e.args or not isinstance(e.args[0], ast.StrLit):
             self.error(f"{e.name}() requires a string literal as its first argument", e.span,
                        [signature])
@@ -617,7 +613,7 @@ class _Analyzer:
         if not self.unsafe:
             self.error("system() is an unsafe function being used in safe mode", e.span,
                        ["run with --unsafe to allow it"])
-        return self.fn_cat(e, "system(const char *fmt, ...)")
+        return self.format_call(e, "system(const char *fmt, ...)")
 
     def fn_join(self, e: ast.Call) -> Type:
         """join(char *arr[][, char *delim]): the strings of a NULL-terminated user array."""
