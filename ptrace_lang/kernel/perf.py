@@ -17,6 +17,7 @@ __all__ = [
     "hardware_event",
     "open_event",
     "uprobe_event",
+    "kprobe_event",
     "probe_pmu",
     "ioctl_enable",
     "ioctl_disable",
@@ -124,6 +125,24 @@ def uprobe_event(path: str, offset: int, retprobe: bool = False, pid: int = -1,
     attr.config2 = offset
     attr.sample_period = 1
     return perf_event_open(attr, pid, 0 if pid == -1 else -1)
+
+
+def kprobe_event(func: str, offset: int = 0, retprobe: bool = False, addr: int = 0) -> int:
+    """A kprobe (or kretprobe) perf event on kernel function ``func`` (``fn`` or ``mod:fn``)
+    at ``offset`` bytes into it, or at the address ``addr`` when ``func`` is empty
+    (fd-based: it goes away with the fd). On cpu 0 for every pid: a BPF program attached to
+    it runs for every hit, on every CPU. Raises OSError(ENOENT) when the kernel has no
+    kprobe PMU."""
+    kind, ret_bit = probe_pmu("kprobe")
+    buf = ctypes.create_string_buffer(func.encode()) if func else None
+    attr = PerfEventAttr(type=kind, wakeup_events=1)
+    attr.config = (1 << ret_bit) if retprobe else 0
+    attr.config1 = ctypes.addressof(buf) if buf is not None else 0     # kprobe_func
+    attr.config2 = offset if buf is not None else addr                   # probe_offset / kprobe_addr
+    attr.sample_period = 1
+    fd = perf_event_open(attr, -1, 0)
+    del buf
+    return fd
 
 
 def ioctl_enable(fd: int) -> None:

@@ -61,11 +61,11 @@ MODULES = {
     "software": "perf_events", "s": "perf_events", "hardware": "perf_events", "h": "perf_events",
     "uprobe": "uprobe", "u": "uprobe", "uretprobe": "uprobe", "ur": "uprobe",
     "usdt": "usdt", "U": "usdt",      # (case matters for the one-letter aliases: u uprobe, U usdt)
+    "kprobe": "kprobe", "k": "kprobe", "kretprobe": "kprobe", "kr": "kprobe",
 }
 
 # providers the dialect has but a later piece of work brings
-_LATER = {"kprobe", "k", "kretprobe", "kr",
-          "watchpoint", "w",
+_LATER = {"watchpoint", "w",
           "fentry", "f", "fexit", "fr", "kfunc", "kretfunc", "iter", "it", "self", "asyncwatchpoint"}
 
 

@@ -1,0 +1,161 @@
+"""The batch of checks run inside the VM (tests/vm/run_vm.py boots the guest and runs this).
+
+Each check starts its workloads held, then ``python -m ptrace_lang`` with a script and the
+workloads' pids as positional parameters, waits for its ``Attached`` line, releases the
+workloads, stops the tracer with SIGINT and records exit status, stdout and stderr.
+Nothing is judged here: tests/vm/test_vm.py checks the results on the host. Results go to
+``--out`` as JSON and, readable on the serial console, between
+``=== PTRACE-VM BEGIN name ===`` / ``=== PTRACE-VM END name rc=N ===`` markers.
+
+Run by hand (on a kernel with kprobes, as root): ``python3 tests/vm/guest_batch.py``.
+"""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+JSON_MARK = "PTRACE-VM-JSON"
+DD = ["dd", "if=/dev/zero", "of=/dev/null", "bs=4567", "count=7"]
+
+# name, ptrace arguments, workload commands. Each workload is started first, held (a shell
+# waiting for a line, then exec'ing the command: the pid stays), its pid passed to ptrace as
+# the next positional parameter ($1, $2...), and released in order after the Attached line.
+# (Filters use pid, not comm: see the comm_compare check.)
+CHECKS = [
+    ("kprobe_argN_func",
+     ["-e", 'kprobe:vfs_read /pid == $1 && arg2 == 4567/ { @reads = count(); '
+            '@funcs[func] = count(); @size = max(arg2); printf("%s read %d bytes in %s\\n", comm, arg2, func); }'],
+     [DD]),
+    ("kretprobe_retval",
+     ["-e", 'kretprobe:vfs_read /pid == $1/ { if (retval == 4567) { @full = count(); } } '
+            'kretprobe:do_sys_openat2 /pid == $2/ { @open[retval] = count(); '
+            'if (retval < 0) { printf("%s failed: %d\\n", func, retval); } }'],
+     [DD, ["cat", "/no/such/file/ptrace-vm"]]),
+    ("kprobe_wildcard",
+     ["-e", 'kprobe:vfs_* /pid == $1/ { @[probe] = count(); } '
+            'kretprobe:vfs_writ* /pid == $1/ { @ret[probe, retval] = count(); }'],
+     [DD]),
+    ("kprobe_offset_module",
+     ["-e", 'kprobe:vfs_read+5 /pid == $1 && arg2 == 4567/ { @[probe] = count(); } '
+            'kprobe:overlay:ovl_read_iter /pid == $2/ { @ovl[probe] = count(); }'],
+     [DD, ["cat", "/etc/hostname"]]),
+    ("kprobe_bad_offset",
+     ["-e", "kprobe:vfs_read+1 { @ = count(); }"],
+     []),
+    # comm compared with a string literal: bpf_get_current_comm leaves the bytes after the
+    # NUL as they were on 6.1 (strscpy, not strscpy_pad), so the code must zero them first
+    ("comm_compare",
+     ["-e", 'kprobe:vfs_read /pid == $1/ { @all = count(); if (comm == "dd") { @dd = count(); } '
+            '@comms[comm] = count(); }'],
+     [DD]),
+]
+
+
+def run_check(py: str, args: list[str], workloads: list[list[str]], timeout: float = 120) -> dict:
+    t0 = time.monotonic()
+    env = {**os.environ, "PYTHONPATH": ROOT, "PTRACE_NO_CACHE": "1"}
+    held = [subprocess.Popen(["sh", "-c", 'read _; exec "$@"', "sh", *cmd], stdin=subprocess.PIPE,
+                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+            for cmd in workloads]
+    p = subprocess.Popen([py, "-m", "ptrace_lang", *args, *(str(w.pid) for w in held)], cwd=ROOT,
+                         env=env, text=True, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE)
+    err_lines: list[str] = []
+    out_chunks: list[str] = []
+    attached = threading.Event()
+
+    def read_err():
+        for line in p.stderr:
+            err_lines.append(line)
+            if line.startswith("Attached"):
+                attached.set()
+        attached.set()
+
+    def read_out():
+        out_chunks.append(p.stdout.read())
+
+    threads = [threading.Thread(target=read_err, daemon=True),
+               threading.Thread(target=read_out, daemon=True)]
+    for t in threads:
+        t.start()
+    ok = attached.wait(timeout)
+    attach_secs = time.monotonic() - t0
+    wl: list[int] = []
+    wl_out: list[str] = []
+    for cmd, w in zip(workloads, held):
+        if ok and p.poll() is None:
+            out, _ = w.communicate("go\n", timeout=60)
+        else:
+            w.kill()
+            out, _ = w.communicate()
+        wl.append(w.returncode)
+        wl_out.append(f"$ {' '.join(cmd)}  (pid {w.pid}, exit status {w.returncode})\n{out}")
+    if p.poll() is None:
+        time.sleep(0.2)
+        p.send_signal(signal.SIGINT)
+    try:
+        rc = p.wait(timeout)
+    except subprocess.TimeoutExpired:
+        p.kill()
+        rc = p.wait()
+        err_lines.append("[guest_batch: the tracer did not stop; killed]\n")
+    for t in threads:
+        t.join(10)
+    return {"rc": rc, "out": "".join(out_chunks), "err": "".join(err_lines),
+            "attach_secs": round(attach_secs, 2), "secs": round(time.monotonic() - t0, 2),
+            "workload_rcs": wl, "workload_out": "".join(wl_out)}
+
+
+def main() -> int:
+    import argparse
+
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--out", help="write the results as JSON here")
+    ap.add_argument("--python", default=sys.executable, help="interpreter for ptrace")
+    ap.add_argument("-k", dest="only", help="run only checks whose name contains this")
+    a = ap.parse_args()
+    t0 = time.monotonic()
+    results = {"kernel": os.uname().release,
+               "kprobe_pmu": os.path.isdir("/sys/bus/event_source/devices/kprobe"),
+               "checks": {}}
+    for name, args, workloads in CHECKS:
+        if a.only and a.only not in name:
+            continue
+        print(f"=== PTRACE-VM BEGIN {name} ===", flush=True)
+        print("$ ptrace " + " ".join(args), flush=True)
+        try:
+            r = run_check(a.python, args, workloads)
+        except Exception as e:   # noqa: BLE001 - recorded, the batch goes on
+            r = {"rc": -1, "out": "", "err": f"[guest_batch: {type(e).__name__}: {e}]\n",
+                 "secs": 0, "attach_secs": 0, "workload_rcs": [], "workload_out": ""}
+        results["checks"][name] = r
+        sys.stdout.write("--- workload ---\n" + r["workload_out"] + "--- stdout ---\n" + r["out"]
+                         + "--- stderr ---\n" + r["err"])
+        print(f"=== PTRACE-VM END {name} rc={r['rc']} attach={r['attach_secs']}s "
+              f"total={r['secs']}s ===", flush=True)
+    results["batch_secs"] = round(time.monotonic() - t0, 2)
+    text = json.dumps(results)
+    written = False
+    if a.out:
+        try:
+            with open(a.out + ".tmp", "w") as f:
+                f.write(text)
+            os.rename(a.out + ".tmp", a.out)
+            written = True
+        except OSError as e:
+            print(f"PTRACE-VM: cannot write {a.out}: {e}", flush=True)
+    if not written:     # the host then reads the results from the console
+        print(f"{JSON_MARK} {text}", flush=True)
+    print(f"PTRACE-VM batch done in {results['batch_secs']}s", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
