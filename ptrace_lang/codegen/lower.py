@@ -22,6 +22,23 @@ from ptrace_lang.sema.types import (
     FUNC, PROBE, AggT, ArgsT, BoolT, IntT, StrT, TupleT, Type, UsdtArgsT,
 )
 
+_comm_padded: list[bool] = []
+
+
+def comm_is_padded() -> bool:
+    """Whether bpf_get_current_comm zero-pads its buffer on the running kernel (it does since
+    Linux 6.4; the compile cache keys on the kernel release)."""
+    if not _comm_padded:
+        import os
+
+        try:
+            major, minor = (int(x) for x in os.uname().release.split(".")[:2])
+            _comm_padded.append((major, minor) >= (6, 4))
+        except ValueError:
+            _comm_padded.append(False)
+    return _comm_padded[0]
+
+
 # struct pt_regs (x86-64) offsets of every register name a USDT note may use
 X86_PT_REGS: dict[str, int] = {}
 for _off, _names in ((0, "r15"), (8, "r14"), (16, "r13"), (24, "r12"), (48, "r11"), (56, "r10"),
@@ -788,6 +805,10 @@ class Lowering:
         elif isinstance(e, ast.Builtin) and e.name == "comm" or (
                 isinstance(e, ast.Call) and e.name == "comm"):
             n = min(16, size)
+            if not comm_is_padded():
+                # before Linux 6.4 the helper leaves the bytes after the NUL as they were, and
+                # strings compare (and key maps) byte for byte
+                self.zero_mem(base, off, n)
             self.call(H_COMM, ("ptr", base, off) if base != FP else ("fp", off), n)
             if size > 16:
                 self.zero_mem(base, off + 16, size - 16)
