@@ -44,7 +44,8 @@ def field_decoder(f: S.Field, probe_names: list[str], base: int = 0) -> Callable
         def func(buf, off=off):
             i = _U64.unpack_from(buf, off)[0]
             name = probe_names[i] if i < len(probe_names) else f"probe#{i}"
-            return ProbeName(name.rsplit(":", 1)[-1])
+            # the function of kprobe:vfs_read+5 is vfs_read
+            return ProbeName(name.rsplit(":", 1)[-1].split("+", 1)[0])
         return func
     if f.kind == "str":
         end = off + f.size

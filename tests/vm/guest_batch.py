@@ -43,7 +43,7 @@ CHECKS = [
             'kretprobe:vfs_writ* /pid == $1/ { @ret[probe, retval] = count(); }'],
      [DD]),
     ("kprobe_offset_module",
-     ["-e", 'kprobe:vfs_read+5 /pid == $1 && arg2 == 4567/ { @[probe] = count(); } '
+     ["-e", 'kprobe:vfs_read+5 /pid == $1 && arg2 == 4567/ { @[probe] = count(); @f[func] = count(); } '
             'kprobe:overlay:ovl_read_iter /pid == $2/ { @ovl[probe] = count(); }'],
      [DD, ["cat", "/etc/hostname"]]),
     ("kprobe_bad_offset",

@@ -89,6 +89,7 @@ def test_offset_and_module_function(vm):
     c = check(vm, "kprobe_offset_module")
     assert c["rc"] == 0 and c["err"].startswith("Attached 2 probes"), shown(c)
     assert "@[kprobe:vfs_read+5]: 7\n" in c["out"], shown(c)
+    assert "@f[vfs_read]: 7\n" in c["out"], shown(c)      # func is the function, without +5
     assert num(r"^@ovl\[kprobe:overlay:ovl_read_iter\]: (\d+)$", c["out"]) >= 1, shown(c)
 
 
