@@ -228,3 +228,28 @@ def test_join_and_system_in_text_and_json(tmp_path):
     js = run("-q", "--unsafe", "-f", "json", "-e", prog)
     assert js.out.splitlines()[:2] == ['{"type": "syscall", "data": "hi 5\\n"}',
                                        '{"type": "printf", "data": "after\\n"}']
+
+
+def test_json_reports_lost_events_and_full_maps():
+    # a one-page ring buffer and a burst of printf: some records are lost, and said so
+    prog = ('config = { perf_rb_pages = 1 } '
+            'tracepoint:syscalls:sys_enter_getppid /comm == "ptr_jlost"/ { printf("%d %s\\n", pid, comm); }')
+    t = Tracer("-f", "json", "-e", prog)
+    deadline = time.monotonic() + 20
+    while not any('"attached_probes"' in c for c in t.out_chunks) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    workload("ptr_jlost", 20000)
+    r = t.stop()
+    assert r.rc == 0, r.err
+    objs = [json.loads(line) for line in r.out.splitlines()]
+    lost = [o for o in objs if o["type"] == "lost_events"]
+    printed = sum(1 for o in objs if o["type"] == "printf")
+    assert len(lost) == 1 and lost[0]["data"]["events"] > 0
+    assert printed + lost[0]["data"]["events"] == 20000
+    # max_map_keys 8 for 20 keys: the failed updates are an "errors" object
+    r2 = run("-f", "json", "-e", 'BEGIN { $i = 0; while ($i < 20) { @m[$i] = 1; $i++; } exit(); }',
+             env={"BPFTRACE_MAX_MAP_KEYS": "8"})
+    objs = [json.loads(line) for line in r2.out.splitlines()]
+    errs = [o for o in objs if o["type"] == "errors"]
+    assert errs == [{"type": "errors", "data": {"map_full": 12, "read_failed": 0}}], r2.out
+    assert len(next(o for o in objs if o["type"] == "map")["data"]["@m"]) == 8
