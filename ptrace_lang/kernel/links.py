@@ -69,6 +69,18 @@ class Link:
 _perf_link_supported: bool | None = None
 
 
+def attach_perf_fd(prog_fd: int, perf_fd: int, cookie: int = 0) -> Link:
+    """``attach_perf_event`` that owns ``perf_fd`` either way: closed if attaching fails."""
+    try:
+        return attach_perf_event(prog_fd, perf_fd, cookie)
+    except BaseException:
+        try:
+            os.close(perf_fd)
+        except OSError:
+            pass
+        raise
+
+
 def attach_perf_event(prog_fd: int, perf_fd: int, cookie: int = 0) -> Link:
     """Attach prog to a perf event fd via BPF_LINK_CREATE(BPF_PERF_EVENT) with
     a bpf_cookie; falls back to PERF_EVENT_IOC_SET_BPF + ENABLE where perf

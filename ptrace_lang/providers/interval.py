@@ -1,7 +1,6 @@
 """interval: and profile: — timer perf events (cpu-clock) on one CPU or on every CPU."""
 from __future__ import annotations
 
-import os
 import re
 
 from ptrace_lang.errors import CompileError
@@ -70,11 +69,7 @@ def attach_per_cpu(open_event, config: int, period: int, prog_fd: int, cookie: i
     try:
         for cpu in online_cpus(cpus):
             fd = open_event(config, cpu=cpu, period=period)
-            try:
-                out.append(links.attach_perf_event(prog_fd, fd, cookie))
-            except BaseException:
-                os.close(fd)
-                raise
+            out.append(links.attach_perf_fd(prog_fd, fd, cookie))
     except BaseException:
         for link in out:
             link.close()

@@ -251,11 +251,7 @@ class Kprobe(Provider):
             if why is None:
                 raise
             raise OSError(e.errno, f"{self.name}: {why}") from None
-        try:
-            return [links.attach_perf_event(prog_fd, fd, cookie)]
-        except BaseException:
-            os.close(fd)
-            raise
+        return [links.attach_perf_fd(prog_fd, fd, cookie)]
 
 
 class Kretprobe(Kprobe):

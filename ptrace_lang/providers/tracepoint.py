@@ -42,15 +42,7 @@ class Tracepoint(Provider):
 
         subsys, event = target.target.split(":", 1)
         fd = perf.tracepoint_event(tracefs.event_id(subsys, event))
-        try:
-            return [links.attach_perf_event(prog_fd, fd, cookie)]
-        except BaseException:
-            import os
-            try:
-                os.close(fd)
-            except OSError:
-                pass
-            raise
+        return [links.attach_perf_fd(prog_fd, fd, cookie)]
 
 
 register(Tracepoint())

@@ -72,17 +72,11 @@ class Uprobe(Provider):
                 for sym, off in targets]
 
     def attach(self, target, prog_fd, cookie):
-        import os
-
         from ptrace_lang.kernel import links, perf
 
         off, pid, path = target.target.split(":", 2)
         fd = perf.uprobe_event(path, int(off), retprobe=self.retprobe, pid=int(pid))
-        try:
-            return [links.attach_perf_event(prog_fd, fd, cookie)]
-        except BaseException:
-            os.close(fd)
-            raise
+        return [links.attach_perf_fd(prog_fd, fd, cookie)]
 
 
 class Uretprobe(Uprobe):

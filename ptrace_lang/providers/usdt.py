@@ -58,17 +58,11 @@ class Usdt(Provider):
                 for n, off, sem in sites]
 
     def attach(self, target, prog_fd, cookie):
-        import os
-
         from ptrace_lang.kernel import links, perf
 
         off, sem, pid, path = target.target.split(":", 3)
         fd = perf.uprobe_event(path, int(off), ref_ctr_offset=int(sem), pid=int(pid))
-        try:
-            return [links.attach_perf_event(prog_fd, fd, cookie)]
-        except BaseException:
-            os.close(fd)
-            raise
+        return [links.attach_perf_fd(prog_fd, fd, cookie)]
 
 
 register(Usdt())
