@@ -249,6 +249,7 @@ def _compile_and_run(text: str, filename: str, opts: dict, process) -> int:
             cache_key = spec = None
     if spec is not None:
         SOURCES.add(filename, text)
+        _print_warnings(spec)
     else:
         spec = _compile(text, filename, opts, cache_key,
                         cpid=process.pid if process is not None and process.child else None,
@@ -314,7 +315,13 @@ def _compile(text: str, filename: str, opts: dict, cache_key, cpid: int | None =
             speccache.store(cache_key, compiled.spec, compiled.deps)
         except Exception:  # noqa: BLE001 - a read-only or full disk only costs the next start
             pass
+    _print_warnings(compiled.spec)
     return compiled.spec
+
+
+def _print_warnings(spec) -> None:
+    for w in spec.config.get("warnings", ()):
+        sys.stderr.write(w + "\n")
 
 
 def _internal_error(e: BaseException) -> int:

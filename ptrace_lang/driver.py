@@ -129,6 +129,7 @@ def compile_script(text: str, filename: str, opts: Options) -> Compiled:
     popts.maps_pid = opts.pid if opts.cpid is None else None
     # expand every attach point; group the targets of one probe by what their code depends on
     groups: list[list[tuple[providers.Provider, list[providers.Target], ProbeContext]]] = []
+    kept = []
     for probe in program.probes:
         by_key: dict[object, tuple] = {}
         uses_args = any(isinstance(n, ast.Builtin) and n.name == "args" for n in ast.walk(probe))
@@ -141,9 +142,16 @@ def compile_script(text: str, filename: str, opts: Options) -> Compiled:
                     by_key[k] = (prov, [], ProbeContext(prov.name, prov.builtins, t.args))
                 by_key[k][1].append(t)
         if not by_key:
+            if popts.warnings and opts.missing_probes == "warn":
+                continue        # every attach point was warned about: the block is left out
             raise CompileError("No attach points matched: the probe would never fire",
                                probe.attach_points[0].span)
+        kept.append(probe)
         groups.append(list(by_key.values()))
+    if not kept:
+        raise CompileError("No probes left to attach: every attach point was missing",
+                           program.probes[0].span)
+    program.probes = kept
 
     sema = analyze(program, [[g[2] for g in gs] for gs in groups], opts.positional, opts.max_strlen,
                    cpid=opts.cpid, unsafe=opts.unsafe)
@@ -152,6 +160,10 @@ def compile_script(text: str, filename: str, opts: Options) -> Compiled:
 
     obj = S.ObjectSpec()
     obj.config = {"max_map_keys": opts.max_map_keys}
+    if popts.warnings:      # rendered now (the compile cache keeps them with the program)
+        from ptrace_lang.errors import render
+
+        obj.config["warnings"] = [render(d) for d in popts.warnings]
     layouts: dict[str, L.MapLayout] = {}
     first = {n: i for i, n in enumerate(opts.map_order)}
     for name in sorted(sema.maps, key=lambda n: (first.get(n, len(first)), n)):

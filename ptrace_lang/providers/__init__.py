@@ -33,6 +33,7 @@ class Options:
     positional: list[str] = field(default_factory=list)
     missing_probes: str = "error"
     deps: list[str] = field(default_factory=list)   # files read while expanding (the compile cache checks them)
+    warnings: list = field(default_factory=list)    # Diagnostics (missing_probes = "warn")
 
 
 class Provider:
@@ -94,6 +95,17 @@ def lookup(ap: ast.AttachPoint) -> Provider:
     if ap.provider.lower() in {x.lower() for x in _LATER}:
         raise NotSupportedYet(f"probe type '{ap.provider}'", ap.span)
     raise CompileError(f"Invalid probe type: {ap.provider}", ap.span)
+
+
+def missing(opts: Options, message: str, span, hints: list[str] | None = None) -> list:
+    """An attach point that matches nothing: a located error, or with ``missing_probes = "warn"``
+    a located warning (printed before anything attaches) and no targets."""
+    if opts.missing_probes == "warn":
+        from ptrace_lang.errors import Diagnostic
+
+        opts.warnings.append(Diagnostic(message + "; skipped", span, severity="WARNING"))
+        return []
+    raise CompileError(message, span, hints=hints)
 
 
 def substitute_positional(text: str, opts: Options, span) -> str:

@@ -18,7 +18,7 @@ from __future__ import annotations
 import os
 
 from ptrace_lang.errors import CompileError
-from ptrace_lang.providers import Provider, Target, register, substitute_positional
+from ptrace_lang.providers import Provider, Target, missing, register, substitute_positional
 from ptrace_lang.providers.uprobe import X86_64_ARG_OFFSETS, X86_64_RETVAL_OFFSET
 
 KPROBE_PMU = "/sys/bus/event_source/devices/kprobe"
@@ -221,15 +221,8 @@ class Kprobe(Provider):
                 if ".part." not in n and not funcs.blacklisted(n) and funcs.attachable(n, m)]
 
     def _missing(self, opts, ap, message: str) -> list:
-        if opts.missing_probes == "warn":
-            import sys
-
-            from ptrace_lang.errors import Diagnostic, render
-            sys.stderr.write(render(Diagnostic(message + "; skipped", ap.span, severity="WARNING"))
-                             + "\n")
-            return []
-        raise CompileError(message, ap.span,
-                           hints=["ptrace -l 'kprobe:PATTERN' lists the traceable functions"])
+        return missing(opts, message, ap.span,
+                       hints=["ptrace -l 'kprobe:PATTERN' lists the traceable functions"])
 
     def attach(self, target, prog_fd, cookie):
         import errno

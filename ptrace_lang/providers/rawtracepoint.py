@@ -9,7 +9,7 @@ from __future__ import annotations
 import fnmatch
 
 from ptrace_lang.errors import CompileError
-from ptrace_lang.providers import Provider, Target, register, substitute_positional
+from ptrace_lang.providers import Provider, Target, missing, register, substitute_positional
 
 RAW_ARGS = frozenset(f"arg{i}" for i in range(12))
 
@@ -37,9 +37,7 @@ class RawTracepoint(Provider):
             raise CompileError(f"cannot read tracepoints: {e.strerror or e}", ap.span) from None
         names = [e for e in events if fnmatch.fnmatchcase(e, pattern)]
         if not names:
-            if opts.missing_probes == "warn":
-                return []
-            raise CompileError(f"raw tracepoint not found: {pattern}", ap.span)
+            return missing(opts, f"raw tracepoint not found: {pattern}", ap.span)
         return [Target(self.name, f"rawtracepoint:{n}", n, share_key=n) for n in names]
 
     def attach(self, target, prog_fd, cookie):

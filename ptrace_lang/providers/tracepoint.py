@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from ptrace_lang.errors import CompileError
-from ptrace_lang.providers import Provider, Target, register, substitute_positional
+from ptrace_lang.providers import Provider, Target, missing, register, substitute_positional
 
 
 class Tracepoint(Provider):
@@ -24,9 +24,7 @@ class Tracepoint(Provider):
         except OSError as e:
             raise CompileError(f"cannot read tracepoints: {e.strerror or e}", ap.span) from None
         if not names:
-            if opts.missing_probes == "warn":
-                return []
-            raise CompileError(f"tracepoint not found: {pattern}", ap.span)
+            return missing(opts, f"tracepoint not found: {pattern}", ap.span)
         out = []
         for name in names:
             subsys, event = name.split(":", 1)

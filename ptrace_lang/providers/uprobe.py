@@ -11,7 +11,7 @@ as uprobes are keyed by inode), and ``-p`` finds library names in ``/proc/PID/ma
 from __future__ import annotations
 
 from ptrace_lang.errors import CompileError
-from ptrace_lang.providers import Provider, Target, register, substitute_positional
+from ptrace_lang.providers import Provider, Target, missing, register, substitute_positional
 
 # x86-64 struct pt_regs: where the calling convention's argument registers and rax live
 X86_64_ARG_OFFSETS = (112, 104, 96, 88, 72, 64)    # di si dx cx r8 r9
@@ -57,8 +57,8 @@ class Uprobe(Provider):
         try:
             if any(c in what for c in "*?["):
                 names = [s.name for s in elfsyms.find_symbols(path, what)]
-                if not names and opts.missing_probes != "warn":
-                    raise CompileError(f"No functions of {path} match '{what}'", ap.span)
+                if not names:
+                    return missing(opts, f"No functions of {path} match '{what}'", ap.span)
                 for sym in names:
                     targets.append((sym, elfsyms.symbol_offset(path, sym)))
             else:

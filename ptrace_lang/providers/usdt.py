@@ -13,7 +13,7 @@ specs are equal share one program.
 from __future__ import annotations
 
 from ptrace_lang.errors import CompileError
-from ptrace_lang.providers import Provider, Target, register, substitute_positional
+from ptrace_lang.providers import Provider, Target, missing, register, substitute_positional
 
 MAX_ARGS = 12       # sys/sdt.h allows up to 12 arguments
 
@@ -47,10 +47,8 @@ class Usdt(Provider):
         except (OSError, ValueError, LookupError) as e:
             raise CompileError(f"usdt: cannot read the probes of {path}: {e}", ap.span) from None
         if not sites:
-            if opts.missing_probes == "warn":
-                return []
             what = f"{provider}:{probe}" if len(parts) == 3 else probe
-            raise CompileError(f"No USDT probe of {path} matches '{what}'", ap.span)
+            return missing(opts, f"No USDT probe of {path} matches '{what}'", ap.span)
         pid = getattr(opts, "pid", None)
         pid = -1 if pid is None else pid
         return [Target(self.name, f"usdt:{path}:{n.provider}:{n.name}", f"{off}:{sem}:{pid}:{path}",

@@ -192,3 +192,21 @@ def test_usdt_errors(usdt_binary, probe, message):
         src += " { @ = count(); }"
     r = run("--dry-run", "-e", src)
     assert r.rc == 1 and message in r.err and "Traceback" not in r.err, r.err
+
+
+def test_missing_probes_warn_skips_the_block_and_says_so_every_run(tmp_path):
+    prog = ('config = { missing_probes = "warn" } tracepoint:nosuch:ev { @a = count(); } '
+            'uprobe:libc:no_such_fn_* { @u = count(); } '
+            'BEGIN { @b = 1; exit(); }')
+    warned = ["stdin:1:38-58: WARNING: tracepoint not found: nosuch:ev; skipped",
+              "WARNING: No functions of "]
+    env = {"XDG_CACHE_HOME": str(tmp_path), "PTRACE_NO_CACHE": ""}
+    for _ in range(2):                      # compiled, then from the compile cache
+        r = run("-e", prog, env=env)
+        assert r.rc == 0 and "@b: 1\n" in r.out and "@a" not in r.out, r
+        assert all(w in r.err for w in warned) and r.err.count("WARNING") == 2, r.err
+        assert r.err.index("WARNING") < r.err.index("Attached 1 probe")
+    assert len(list((tmp_path / "ptrace-lang" / "specs").iterdir())) == 1
+    # without "warn" the first missing one is an error, as before
+    r = run("-e", prog.replace('config = { missing_probes = "warn" } ', ""))
+    assert r.rc == 1 and "ERROR: tracepoint not found: nosuch:ev" in r.err
