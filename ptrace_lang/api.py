@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import select
 import time
+from collections import deque
 
 from ptrace_lang.records import dataclass
 
@@ -61,25 +62,16 @@ def trace(script: str, *args: str, filename: str = "stdin") -> "Trace":
 class _ApiSession(Session):
     """The session, keeping events as ``Event`` objects instead of writing text."""
 
+    def _text_record(self, kind: str, text: str, end: str = ""):
+        return Event(_EVENT_KINDS.get(kind, kind), text, text)
+
     def _printf_output(self, render):
-        return lambda args: _text_event("printf", render(args))
+        return lambda args: self._text_record("printf", render(args))
 
     def _value_output(self, value):
         from ptrace_lang.runtime.format import format_value
 
         return Event("value", plain_value(value), format_value(value))
-
-    def _time_output(self, text: str):
-        return _text_event("time", text)
-
-    def _cat_output(self, path: str):
-        return _text_event("cat", super()._cat_output(path))
-
-    def _system_output(self, command: str):
-        return _text_event("system", super()._system_output(command))
-
-    def _join_output(self, text: str):
-        return _text_event("join", text)
 
     def _map_output(self, um, top: int, div: int):
         md = self.read_user_map(um)
@@ -90,8 +82,7 @@ class _ApiSession(Session):
         self.pending.clear()
 
 
-def _text_event(kind: str, text: str) -> Event:
-    return Event(kind, text, text)
+_EVENT_KINDS = {"syscall": "system"}    # the JSON name of system()'s record -> the Event's
 
 
 class Trace:
@@ -104,7 +95,7 @@ class Trace:
         self.exit_code: int | None = None
         self._final: dict | None = None
         self._session = _ApiSession(self.spec, RunOptions(quiet=True))
-        self._session.events = []
+        self._session.events = deque()
         try:
             self.probes = self._session.start()
             self._session._flush()
@@ -145,7 +136,7 @@ class Trace:
             if not s.events and s.ringbuf is not None and self._final is None:
                 s.drain()
             while s.events:
-                yield s.events.pop(0)
+                yield s.events.popleft()
             if self._final is not None or s.ringbuf is None or s.stopping:
                 return
             wait = -1 if timeout is None else timeout

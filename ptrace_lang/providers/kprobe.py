@@ -18,8 +18,8 @@ from __future__ import annotations
 import os
 
 from ptrace_lang.errors import CompileError
-from ptrace_lang.providers import Provider, Target, missing, register, substitute_positional
-from ptrace_lang.providers.uprobe import X86_64_ARG_OFFSETS, X86_64_RETVAL_OFFSET
+from ptrace_lang.providers import Target, missing, register, substitute_positional
+from ptrace_lang.providers.uprobe import PtRegsProvider
 
 KPROBE_PMU = "/sys/bus/event_source/devices/kprobe"
 NO_KPROBES = "kprobe: this kernel has no kprobe support (no kprobe PMU)"
@@ -135,14 +135,9 @@ class _Functions:
 _cache: list = [None, None]      # [_Functions, the providers.Options it was read for]
 
 
-class Kprobe(Provider):
+class Kprobe(PtRegsProvider):
     name = "kprobe"
     aliases = ("k",)
-    prog_type_name = "BPF_PROG_TYPE_KPROBE"
-    builtins = frozenset({f"arg{i}" for i in range(len(X86_64_ARG_OFFSETS))} | {"func"})
-    arg_offsets = X86_64_ARG_OFFSETS
-    retval_offset = X86_64_RETVAL_OFFSET
-    retprobe = False
 
     def functions(self, opts) -> _Functions:
         """The function lists, read once per compile (``opts`` is the compile's) and shared

@@ -33,14 +33,20 @@ def resolve_binary(provider: str, binary: str, opts, span) -> str:
     return path
 
 
-class Uprobe(Provider):
-    name = "uprobe"
-    aliases = ("u",)
+class PtRegsProvider(Provider):
+    """Probes whose context is the probed task's registers (uprobe, kprobe and their return
+    probes): ``argN`` from the argument registers, ``retval`` from ax."""
+
     prog_type_name = "BPF_PROG_TYPE_KPROBE"
     builtins = frozenset({f"arg{i}" for i in range(len(X86_64_ARG_OFFSETS))} | {"func"})
     arg_offsets = X86_64_ARG_OFFSETS
     retval_offset = X86_64_RETVAL_OFFSET
     retprobe = False
+
+
+class Uprobe(PtRegsProvider):
+    name = "uprobe"
+    aliases = ("u",)
 
     def expand(self, ap, opts):
         from ptrace_lang import elfsyms

@@ -175,7 +175,8 @@ class Session:
             if ident not in self._decoders:
                 self._formatter(ident)
             vals = self._decoders[ident](mv)
-            self.pending.append(self._join_output(self.spec.events[ident].fmt.join(vals[1:1 + vals[0]])))
+            text = self.spec.events[ident].fmt.join(vals[1:1 + vals[0]])
+            self.pending.append(self._text_record("join", text, "\n"))
         elif kind == S.EV_EXIT:
             self.exit_code = _I64.unpack_from(mv, 8)[0]
             self.stopping = True
@@ -186,7 +187,7 @@ class Session:
             self.pending.append(self._value_output(vals[0]))
         elif kind == S.EV_TIME:
             ev = self.spec.events[ident]
-            self.pending.append(self._time_output(time.strftime(ev.fmt)))
+            self.pending.append(self._text_record("time", time.strftime(ev.fmt)))
         elif kind == S.EV_PRINT_MAP:
             top, div = _Q2.unpack_from(mv, 8)
             self.pending.append(self._map_output(self.spec.user_maps[ident], top, div or 1))
@@ -219,11 +220,7 @@ class Session:
             self.err.write(f"ERROR: failed to open file '{path}': {e.strerror}\n")
             self.err.flush()
             text = ""
-        if self.opts.output_format == "json":
-            from ptrace_lang.runtime.format import json_message
-
-            return json_message("cat", text)
-        return text
+        return self._text_record("cat", text)
 
     def _system_output(self, command: str):
         """system() (--unsafe): the command run by /bin/sh, its output printed when it ends."""
@@ -237,27 +234,23 @@ class Session:
         except OSError as e:
             self.err.write(f"ERROR: system(): cannot run /bin/sh: {e.strerror}\n")
             text = ""
-        if self.opts.output_format == "json":
-            from ptrace_lang.runtime.format import json_message
-
-            return json_message("syscall", text)
-        return text
-
-    def _join_output(self, text: str):
-        if self.opts.output_format == "json":
-            from ptrace_lang.runtime.format import json_message
-
-            return json_message("join", text)
-        return text + "\n"
+        return self._text_record("syscall", text)
 
     # What a record becomes in ``pending``: text as bpftrace prints it, or an NDJSON line.
     # (The Python API overrides these to keep plain values.)
+    def _text_record(self, kind: str, text: str, end: str = ""):
+        """A record that is text (printf, time, cat, join, syscall): as it is, followed by
+        ``end``, or ``{"type": kind, "data": text}`` in JSON."""
+        if self.opts.output_format == "json":
+            from ptrace_lang.runtime.format import json_message
+
+            return json_message(kind, text)
+        return text + end
+
     def _printf_output(self, render):
         if self.opts.output_format != "json":
-            return render
-        from ptrace_lang.runtime.format import json_message
-
-        return lambda args: json_message("printf", render(args))
+            return render               # the hot path: the compiled format, nothing around it
+        return lambda args: self._text_record("printf", render(args))
 
     def _value_output(self, value):
         from ptrace_lang.runtime.format import format_value, format_value_json
@@ -265,13 +258,6 @@ class Session:
         if self.opts.output_format == "json":
             return format_value_json(value, self.opts.stats_style)
         return format_value(value)
-
-    def _time_output(self, text: str):
-        if self.opts.output_format == "json":
-            from ptrace_lang.runtime.format import json_message
-
-            return json_message("time", text)
-        return text
 
     def _map_output(self, um: S.UserMapSpec, top: int, div: int):
         if self.opts.output_format == "json":
