@@ -12,7 +12,8 @@ Value layouts (all little-endian, as the kernel stores them):
   ``kind``: "int" (signed per ``signed``), "bool", "str" (NUL-padded bytes of ``size``),
   "tuple" (``fields`` holds its members), "record" (``fields`` with names), "buf"
   (u8 length + bytes), "ksym"/"usym" (u64 address), "kstack"/"ustack" (u64 stack id),
-  "probe" (u64 probe id: index into ``ObjectSpec.probe_names``), "none".
+  "probe" (u64 probe id: index into ``ObjectSpec.probe_names``), "none", "user" (bytes turned
+  into text in user space by ``runtime.uvalues.FORMATTERS[fmt]``, given ``aux``).
 """
 from __future__ import annotations
 
@@ -44,6 +45,8 @@ class Field:
     signed: bool = False
     name: str = ""
     fields: list["Field"] = field(default_factory=list)
+    fmt: str = ""              # kind "user": the formatter's name
+    aux: tuple = ()            # kind "user": plain data for the formatter
 
 
 @dataclass

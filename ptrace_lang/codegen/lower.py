@@ -19,7 +19,7 @@ from ptrace_lang.errors import CompileError, NotSupportedYet, Span
 from ptrace_lang.frontend import ast
 from ptrace_lang.sema.analyze import MapInfo, field_type, is_signed
 from ptrace_lang.sema.types import (
-    FUNC, PROBE, AggT, ArgsT, BoolT, IntT, StrT, TupleT, Type, UsdtArgsT,
+    FUNC, PROBE, AggT, ArgsT, BoolT, IntT, StrT, TupleT, Type, UsdtArgsT, UserT,
 )
 
 _comm_padded: list[bool] = []
@@ -771,6 +771,11 @@ class Lowering:
             for st, dt, so, do in zip(et.elems, dst_elems, src_offs, offs):
                 self.copy_value(base, off + do, dt, src_base, src_off + so, st)
             return
+        if isinstance(e, ast.Call):
+            handler = getattr(self, "into_" + e.name, None)
+            if handler is not None:        # a function whose value is bytes in memory
+                handler(e, base, off, typ)
+                return
         if isinstance(et, StrT):
             size = typ.size() if isinstance(typ, StrT) else et.size()
             self.string_into(e, base, off, size)
@@ -939,6 +944,9 @@ class Lowering:
         if isinstance(e, ast.Builtin):
             return self.builtin(e.name, e)
         if isinstance(e, ast.Call):
+            handler = getattr(self, "call_" + e.name, None)
+            if handler is not None:        # a function whose value is a scalar
+                return handler(e)
             if not e.args and e.name in ("pid", "tid", "uid", "gid", "nsecs", "elapsed", "cpu",
                                          "rand", "cgroup", "probe"):
                 return self.builtin(e.name, e)
@@ -1196,7 +1204,7 @@ class Lowering:
 
 def is_scalar(t: Type) -> bool:
     """Held in a register (an 8-byte value), not in memory."""
-    return t.is_int or t in (PROBE, FUNC)
+    return t.is_int or t in (PROBE, FUNC) or (isinstance(t, UserT) and t.nbytes <= 8)
 
 
 def value_field(t: Type, off: int, name: str = "") -> S.Field:
@@ -1214,4 +1222,6 @@ def value_field(t: Type, off: int, name: str = "") -> S.Field:
     if isinstance(t, TupleT):
         subs = [value_field(et, o) for et, o in zip(t.elems, t.offsets())]
         return S.Field("tuple", off, t.size(), fields=subs, name=name)
+    if isinstance(t, UserT):
+        return S.Field("user", off, t.size(), name=name, fmt=t.kind, aux=t.aux)
     raise NotSupportedYet(f"values of type '{t}' in events or maps")

@@ -50,6 +50,10 @@ def field_decoder(f: S.Field, probe_names: list[str], base: int = 0) -> Callable
     if f.kind == "str":
         end = off + f.size
         return lambda buf, off=off, end=end: cstr(bytes(buf[off:end]))
+    if f.kind == "user":
+        from ptrace_lang.runtime.uvalues import FORMATTERS
+        fmt, aux, end = FORMATTERS[f.fmt], f.aux, off + f.size
+        return lambda buf, off=off, end=end: fmt(bytes(buf[off:end]), aux)
     if f.kind == "tuple":
         subs = [field_decoder(x, probe_names, off) for x in f.fields]
         return lambda buf, subs=subs: tuple(d(buf) for d in subs)

@@ -154,6 +154,25 @@ class UsdtArgsT(Type):
         return 0
 
 
+@dataclass(frozen=True)
+class UserT(Type):
+    """A value the kernel stores as ``nbytes`` raw bytes (an address, a stack id, an errno, an
+    address family and address...) and user space turns into text when it prints it: ``kind``
+    names its formatter in ``runtime.uvalues.FORMATTERS``, ``aux`` is plain data for it (a pid,
+    a format string...), ``name`` is bpftrace's spelling of the type in messages."""
+
+    kind: str
+    nbytes: int = 8
+    aux: tuple = ()
+    name: str = ""
+
+    def size(self) -> int:
+        return (self.nbytes + 7) // 8 * 8
+
+    def __str__(self) -> str:
+        return self.name or self.kind
+
+
 INT64 = IntT(64, True)
 UINT64 = IntT(64, False)
 UINT32 = IntT(32, False)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import fcntl
 import os
 import sys
 
@@ -34,3 +35,18 @@ if SKIP_REASON:
 def _require_bpf():
     if SKIP_REASON:
         pytest.skip(SKIP_REASON)
+
+
+# Kernel tests check that nothing of theirs stays loaded, which a second test run on the same
+# machine (another checkout, a benchmark) would upset: each test holds this lock while it runs.
+_LOCK_PATH = "/tmp/ptrace-kernel-tests.lock"
+
+
+@pytest.fixture(autouse=True)
+def _one_kernel_test_at_a_time():
+    fd = os.open(_LOCK_PATH, os.O_RDWR | os.O_CREAT, 0o666)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
