@@ -79,9 +79,10 @@ def apply_config(program: ast.Program, opts: Options) -> None:
             raise CompileError(f"Unrecognized config variable: {item.key}", item.span)
         v = item.value
         if item.key == "missing_probes":
-            if not isinstance(v, (ast.StrLit, ast.Builtin)):
-                raise CompileError("missing_probes must be \"error\" or \"warn\"", v.span)
-            opts.missing_probes = v.value if isinstance(v, ast.StrLit) else v.name
+            mode = v.value if isinstance(v, ast.StrLit) else v.name if isinstance(v, ast.Builtin) else None
+            if mode not in ("error", "warn", "ignore"):
+                raise CompileError("missing_probes must be \"error\", \"warn\" or \"ignore\"", v.span)
+            opts.missing_probes = mode
             continue
         if not isinstance(v, ast.IntLit) or v.value <= 0:
             raise CompileError(f"{item.key} must be a positive integer", v.span)
@@ -142,7 +143,7 @@ def compile_script(text: str, filename: str, opts: Options) -> Compiled:
                     by_key[k] = (prov, [], ProbeContext(prov.name, prov.builtins, t.args))
                 by_key[k][1].append(t)
         if not by_key:
-            if popts.warnings and opts.missing_probes == "warn":
+            if popts.skipped and opts.missing_probes != "error":
                 continue        # every attach point was warned about: the block is left out
             raise CompileError("No attach points matched: the probe would never fire",
                                probe.attach_points[0].span)

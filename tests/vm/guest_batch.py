@@ -56,6 +56,10 @@ CHECKS = [
             '@comms[comm] = count(); }'],
      [DD]),
 ]
+# the classic kprobe-based tools of tools/, each with its workload
+from guest_tools import TOOL_CHECKS  # noqa: E402
+
+CHECKS += TOOL_CHECKS
 
 
 def run_check(py: str, args: list[str], workloads: list[list[str]], timeout: float = 120) -> dict:

@@ -31,10 +31,16 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))       # the checkout the guest runs
 
 APT_PACKAGES = ("qemu-system-x86", "busybox-static", "cpio")
+# for the tools' checks (tests/vm/guest_tools.py): mkfs.xfs makes an XFS file system for xfsdist;
+# installed by --setup when missing, the checks make do without it
+OPTIONAL_PACKAGES = {"xfsprogs": "mkfs.xfs"}
 QEMU = "qemu-system-x86_64"
 # loaded in this order by the initramfs (virtio PCI transport, 9p over virtio, overlayfs)
 MODULES = ("virtio_ring", "virtio", "virtio_pci_legacy_dev", "virtio_pci_modern_dev", "virtio_pci",
            "netfs", "fscache", "9pnet", "9pnet_virtio", "9p", "overlay")
+# loaded after those when the kernel package has them (the tools' checks need them: loop devices
+# for swap, md and XFS; crc32c for libcrc32c, which xfs needs; md with its linear personality)
+EXTRA_MODULES = ("loop", "crc32c_generic", "libcrc32c", "xfs", "md_mod", "linear")
 KERNEL_PACKAGE_RE = re.compile(r"^linux-image-(6\.1\.0-(\d+)-amd64)$")
 BOOT_TIMEOUT = 300           # seconds for one whole boot + batch + power-off
 MARK = "PTRACE-VM"
@@ -125,6 +131,17 @@ def install_packages() -> bool:
     return bool(ok)
 
 
+def install_optional_packages() -> None:
+    """Packages some checks use when present (a failure only leaves those checks with less)."""
+    missing = [pkg for pkg, cmd in OPTIONAL_PACKAGES.items() if not shutil.which(cmd)]
+    if not missing or os.geteuid() != 0:
+        return
+    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    r = _run(["apt-get", "install", "-y", "--no-install-recommends", *missing], env=env)
+    if r.returncode != 0:
+        log(f"could not install {' '.join(missing)} (optional: the checks that use them do less)")
+
+
 def kernel_candidates() -> list[str]:
     """linux-image-6.1.0-N-amd64 packages apt can fetch, newest first."""
     try:
@@ -144,8 +161,10 @@ def kernel_candidates() -> list[str]:
 
 def fetch_kernel(deb: str | None = None) -> bool:
     if deb is None and manifest() is not None:
-        log(f"kernel already cached: {manifest()['package']} in {kernel_dir()}")
-        return True
+        if manifest().get("extra_wanted") == list(EXTRA_MODULES):
+            log(f"kernel already cached: {manifest()['package']} in {kernel_dir()}")
+            return True
+        log(f"kernel cached without the extra modules ({', '.join(EXTRA_MODULES)}): fetching again")
     os.makedirs(cache_dir(), exist_ok=True)
     with tempfile.TemporaryDirectory(dir=cache_dir(), prefix="dl-") as tmp:
         if deb is None:
@@ -188,8 +207,9 @@ def _install_kernel(deb: str, unpacked: str) -> bool:
     for dirpath, _, files in os.walk(os.path.join(mods_root, release)):
         for f in files:
             for suffix in (".ko", ".ko.xz", ".ko.zst"):
-                if f.endswith(suffix) and f[:-len(suffix)] in MODULES:
-                    found[f[:-len(suffix)]] = os.path.join(dirpath, f)
+                name = f[:-len(suffix)].replace("-", "_")     # md-mod.ko is md_mod
+                if f.endswith(suffix) and name in MODULES + EXTRA_MODULES:
+                    found[name] = os.path.join(dirpath, f)
     missing = [m for m in MODULES if m not in found]
     if missing:
         loud(f"{deb} lacks the modules {', '.join(missing)}: the VM tier will be skipped")
@@ -215,6 +235,7 @@ def _install_kernel(deb: str, unpacked: str) -> bool:
         else:
             shutil.copy(path, dest)
     m = {"package": os.path.basename(deb), "release": release,
+         "extra_modules": [n for n in EXTRA_MODULES if n in found], "extra_wanted": list(EXTRA_MODULES),
          "vmlinuz": os.path.join(kernel_dir(), "vmlinuz"), "fetched": time.strftime("%Y-%m-%d %H:%M:%S")}
     with open(os.path.join(new, "manifest.json"), "w") as f:
         json.dump(m, f, indent=1)
@@ -227,6 +248,7 @@ def _install_kernel(deb: str, unpacked: str) -> bool:
 def setup(deb: str | None = None) -> int:
     t0 = time.monotonic()
     ok_pkgs = install_packages()
+    install_optional_packages()
     ok_kernel = fetch_kernel(deb)
     reason = unavailable()
     if reason:
@@ -281,6 +303,9 @@ echo "@MARK@: init: kernel $($B uname -r), $($B nproc) cpus, uptime $($B cut -d'
 for m in @MODULES@; do
     $B insmod /modules/$m.ko || echo "@MARK@: insmod $m failed"
 done
+for m in @EXTRA_MODULES@; do
+    $B insmod /modules/$m.ko || echo "@MARK@: insmod $m failed (extra module)"
+done
 if ! $B mount -t 9p -o trans=virtio,version=9p2000.L,ro,msize=512000,cache=loose hostroot /hostroot; then
     $B mount -t 9p -o trans=virtio,version=9p2000.L,ro hostroot /hostroot ||
         echo "@MARK@: cannot mount the host's / (9p)"
@@ -326,14 +351,16 @@ def build_initramfs(path: str, python: str, batch_args: list[str], command: str 
     busybox = find_busybox()
     with open(busybox, "rb") as f:
         bb = f.read()
-    init = INIT.replace("@MARK@", MARK).replace("@MODULES@", " ".join(MODULES))
+    extra = [n for n in EXTRA_MODULES if os.path.isfile(os.path.join(kd, "modules", f"{n}.ko"))]
+    init = (INIT.replace("@MARK@", MARK).replace("@MODULES@", " ".join(MODULES))
+            .replace("@EXTRA_MODULES@", " ".join(extra)))
     batch = (BATCH.replace("@COMMAND@", command or GUEST_BATCH).replace("@MARK@", MARK).replace("@ROOT@", _q(ROOT)).replace("@PY@", _q(python))
              .replace("@ARGS@", " ".join(map(_q, batch_args))))
     entries = [("bin", 0o40755, b""), ("dev", 0o40755, b""), ("modules", 0o40755, b""),
                ("dev/console", 0o20600, b"", (5, 1)), ("bin/busybox", 0o100755, bb),
                ("bin/sh", 0o120777, b"busybox"), ("init", 0o100755, init.encode()),
                ("batch.sh", 0o100644, batch.encode())]
-    for m in MODULES:
+    for m in MODULES + tuple(extra):
         with open(os.path.join(kd, "modules", f"{m}.ko"), "rb") as f:
             entries.append((f"modules/{m}.ko", 0o100644, f.read()))
     with open(path, "wb") as f:
