@@ -197,6 +197,19 @@ class Session:
         elif kind == S.EV_ZERO_MAP:
             self._flush()
             self.zero_map(self.spec.user_maps[ident])
+        elif S.EV_ERRORF <= kind <= S.EV_DEBUGF:
+            self._message(kind, ident, mv)
+
+    def _message(self, kind: int, ident: int, mv) -> None:
+        """errorf/warnf/debugf: the formatted text on stderr after the script location."""
+        from ptrace_lang.runtime.ufuncs import message_line
+
+        if ident not in self._decoders:
+            self._formatter(ident)
+        self._flush()                    # what was printed before comes first
+        self.err.write(message_line(kind, self.spec.events[ident], self._cat_paths[ident],
+                                    self._decoders[ident](mv)))
+        self.err.flush()
 
     def _formatter(self, ident: int):
         from ptrace_lang.runtime.printf import compile_format
@@ -206,7 +219,7 @@ class Session:
         if ev.kind == S.EV_PRINTF:
             self._formatters[ident] = self._printf_output(compile_format(ev.fmt))
             return self._formatters[ident]
-        if ev.kind in (S.EV_CAT, S.EV_SYSTEM):
+        if ev.kind in (S.EV_CAT, S.EV_SYSTEM) or S.EV_ERRORF <= ev.kind <= S.EV_DEBUGF:
             self._cat_paths[ident] = compile_format(ev.fmt)
         return None
 

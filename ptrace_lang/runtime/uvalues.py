@@ -35,3 +35,4 @@ def i64(raw: bytes, off: int = 0) -> int:
 
 
 from ptrace_lang.runtime import cvalues  # noqa: E402,F401  (registers ptr/enum/array/struct)
+from ptrace_lang.runtime import ufuncs  # noqa: E402,F401  (registers its formatters)
