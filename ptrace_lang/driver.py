@@ -19,7 +19,8 @@ DEFAULT_RINGBUF_BYTES = 8 << 20
 SMALL_RINGBUF_BYTES = 256 << 10
 
 # BPF_MAP_TYPE_* / BPF_PROG_TYPE_* values (uapi bpf.h); kept here so compiling needs no kernel module
-MAP_TYPES = {"hash": 1, "array": 2, "percpu_hash": 5, "percpu_array": 6, "ringbuf": 27}
+MAP_TYPES = {"hash": 1, "array": 2, "percpu_hash": 5, "percpu_array": 6, "stack_trace": 7,
+             "ringbuf": 27}
 PROG_TYPES = {"BPF_PROG_TYPE_TRACEPOINT": 5, "BPF_PROG_TYPE_PERF_EVENT": 7,
               "BPF_PROG_TYPE_RAW_TRACEPOINT": 17, "BPF_PROG_TYPE_KPROBE": 2}
 
@@ -210,6 +211,10 @@ def compile_script(text: str, filename: str, opts: Options) -> Compiled:
                              retval_offset=getattr(prov, "retval_offset", 0),
                              cpid=opts.cpid)
             insns = low.lower_probe(probe)
+            for sname, vsize in getattr(low, "stack_maps", {}).items():   # kstack/ustack
+                if not any(m.name == sname for m in obj.maps):
+                    obj.maps.append(S.MapSpec(sname, MAP_TYPES["stack_trace"], 4, vsize,
+                                              opts.max_map_keys))
             if "types" in opts.stages and gi == 0:
                 dumps.setdefault("types", "")
                 dumps["types"] += ast.dump(probe) + "\n"
