@@ -218,20 +218,32 @@ def compile_script(text: str, filename: str, opts: Options) -> Compiled:
                 ir_dump.append(f"; program {name}: {targets[0].probe_name}")
                 ir_dump.extend(("  " if not isinstance(i, L.ir.Label) else "") + format_insn(i)
                                for i in insns)
-            allocated, depth = allocate_registers(insns, low.frame.max_depth)
-            if depth > 512:
-                raise CompileError(f"The probe needs {depth} bytes of stack, more than BPF's 512",
-                                   low.frame.deepest_span if low.frame.deepest_span.line else probe.span,
-                                   hints=["use shorter strings (config max_strlen) or fewer "
-                                          "string values in one statement"])
-            em = emit(allocated)
+            if getattr(low, "subprogs", None):
+                if "ir" in opts.stages:
+                    from ptrace_lang.codegen.ir import format_insn
+                    for sb in low.subprogs:
+                        ir_dump.append(f"; function {sb.name}")
+                        ir_dump.extend(("  " if not isinstance(i, L.ir.Label) else "")
+                                       + format_insn(i) for i in sb.insns)
+                from ptrace_lang.codegen.subprogs import link
+                em = link(low, insns, probe.span)
+            else:
+                allocated, depth = allocate_registers(insns, low.frame.max_depth)
+                if depth > 512:
+                    raise CompileError(f"The probe needs {depth} bytes of stack, more than BPF's 512",
+                                       low.frame.deepest_span if low.frame.deepest_span.line else probe.span,
+                                       hints=["use shorter strings (config max_strlen) or fewer "
+                                              "string values in one statement"])
+                em = emit(allocated)
             from ptrace_lang.bpf.insn import encode
             from ptrace_lang.bpf.disasm import disassemble
             ps = S.ProgramSpec(name, PROG_TYPES[prov.prog_type_name], encode(em.insns),
                                list(em.map_relocs), list(em.spans))
+            ps.functions = list(getattr(em, "functions", []))
             if "asm" in opts.stages:
                 ps.asm = disassemble(em.insns, em.spans, SOURCES.line,
-                                     {i: n for i, n in em.map_relocs})
+                                     {i: n for i, n in em.map_relocs},
+                                     functions={start: n for start, n, _ in ps.functions})
                 asm_dump.append(f"; program {name}: {targets[0].probe_name}\n{ps.asm}")
             obj.programs.append(ps)
             for t, pid in zip(targets, probe_ids):

@@ -120,14 +120,36 @@ class Session:
         code = bytearray(ps.insns)
         for idx, map_name in ps.map_relocs:
             struct.pack_into("<i", code, idx * 8 + 4, self.k.maps[map_name].fd)
+        func_info = None
+        if getattr(ps, "functions", None):
+            func_info = self._func_info(ps)
         try:
-            return kprogs.load_program(ps.prog_type, bytes(code), name=ps.name)
+            return kprogs.load_program(ps.prog_type, bytes(code), name=ps.name,
+                                       func_info=func_info)
         except kprogs.VerifierError as e:
             if e.summary.strip():
                 raise self._verifier_failure(ps, e) from None
             raise RuntimeFailure(f"prog '{ps.name}': failed to load: {os.strerror(e.errno)}") from None
         except OSError as e:
             raise RuntimeFailure(f"prog '{ps.name}': failed to load: {e.strerror or e}") from None
+        finally:
+            if func_info is not None:       # the program keeps its own reference to the BTF
+                os.close(func_info[0])
+
+    def _func_info(self, ps: S.ProgramSpec) -> tuple[int, bytes]:
+        """The BTF object describing the functions of a program with callbacks, and its
+        func_info records (the caller closes the BTF fd once the program is loaded)."""
+        from ptrace_lang.bpf import funcbtf
+        from ptrace_lang.kernel import progs as kprogs
+
+        funcs = [(ps.name.replace(".", "_"), 1)] + [(n, k) for _, n, k in ps.functions]
+        blob, type_ids = funcbtf.func_btf(funcs)
+        try:
+            fd = kprogs.load_btf(blob)
+        except OSError as e:
+            raise RuntimeFailure(f"prog '{ps.name}': failed to load the BTF of its functions: "
+                                 f"{e.strerror or e}") from None
+        return fd, funcbtf.func_info([0] + [start for start, _, _ in ps.functions], type_ids)
 
     def run_test(self, prog_name: str) -> None:
         from ptrace_lang.kernel import progs as kprogs
