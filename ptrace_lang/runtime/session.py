@@ -65,6 +65,8 @@ class Session:
     def __init__(self, spec: S.ObjectSpec, opts: RunOptions) -> None:
         self.spec = spec
         self.opts = opts
+        if "stats_style" in spec.config:        # config = { stats_style = "old" }
+            opts.stats_style = spec.config["stats_style"]
         self.out = opts.out or sys.stdout
         self.err = opts.err or sys.stderr
         self.k = _Loaded()
@@ -124,7 +126,8 @@ class Session:
         if getattr(ps, "functions", None):
             func_info = self._func_info(ps)
         try:
-            return kprogs.load_program(ps.prog_type, bytes(code), name=ps.name,
+            return kprogs.load_program(ps.prog_type, bytes(code),
+                                       self.spec.config.get("license", "GPL"), name=ps.name,
                                        func_info=func_info)
         except kprogs.VerifierError as e:
             if e.summary.strip():
@@ -237,7 +240,7 @@ class Session:
         line on stderr and prints nothing)."""
         try:
             with open(path, "rb") as f:
-                text = f.read(1 << 20).decode("utf-8", "replace")
+                text = f.read(self.spec.config.get("max_cat_bytes", 10240)).decode("utf-8", "replace")
         except OSError as e:
             self.err.write(f"ERROR: failed to open file '{path}': {e.strerror}\n")
             self.err.flush()
@@ -554,7 +557,8 @@ class Session:
                 # (after a Ctrl-C it got the SIGINT too: it is given a moment to end by itself)
                 proc.stop(after_signal=self._got_signal)
             self.finish()
-            self.print_maps()
+            if self.spec.config.get("print_maps_on_exit", True):
+                self.print_maps()
             self.report_counters()
             return self.exit_code
         finally:
