@@ -16,6 +16,7 @@ from ptrace_lang.codegen import ir
 from ptrace_lang.codegen.frame import Frame
 from ptrace_lang.codegen.lower_funcs import FuncsLowering
 from ptrace_lang.codegen.ir import FP, R0, R1, VReg
+from ptrace_lang.codegen.lower_loops import LoopsLowering
 from ptrace_lang.codegen.lower_symbols import SymbolsLowering
 from ptrace_lang.codegen.lower_types import TypesLowering, c_value_field, str_helper
 from ptrace_lang.errors import CompileError, NotSupportedYet, Span
@@ -108,7 +109,7 @@ def map_layout(info: MapInfo) -> MapLayout:
     return MapLayout(info, kernel_map_name(info.name), key_size, max(vt.size(), 8), False)
 
 
-class Lowering(TypesLowering, FuncsLowering, SymbolsLowering):
+class Lowering(TypesLowering, FuncsLowering, SymbolsLowering, LoopsLowering):
     """Builds the IR of one program."""
 
     def __init__(self, *, maps: dict[str, MapLayout], events: list[S.EventSpec],
@@ -272,9 +273,14 @@ class Lowering(TypesLowering, FuncsLowering, SymbolsLowering):
         elif isinstance(s, ast.Continue):
             self.emit(ir.Jump(self.loops[-1][0]))
         elif isinstance(s, ast.Return):
+            if s.value is not None:
+                self.scalar(s.value)    # evaluated for its effects; a probe returns 0
             self.emit(ir.Jump(self.exit_label))
         else:
-            raise NotSupportedYet(type(s).__name__, s.span)
+            handler = getattr(self, "lower_" + type(s).__name__, None)
+            if handler is None:
+                raise NotSupportedYet(type(s).__name__, s.span)
+            handler(s)
 
     def const_value(self, e: ast.Expr) -> int:
         if isinstance(e, ast.IntLit):

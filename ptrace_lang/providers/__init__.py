@@ -34,7 +34,6 @@ class Options:
     missing_probes: str = "error"
     deps: list[str] = field(default_factory=list)   # files read while expanding (the compile cache checks them)
     warnings: list = field(default_factory=list)    # Diagnostics (missing_probes = "warn")
-    skipped: int = 0           # attach points left out (missing_probes = "warn" or "ignore")
 
 
 class Provider:
@@ -101,12 +100,10 @@ def lookup(ap: ast.AttachPoint) -> Provider:
 def missing(opts: Options, message: str, span, hints: list[str] | None = None) -> list:
     """An attach point that matches nothing: a located error, or with ``missing_probes = "warn"``
     a located warning (printed before anything attaches) and no targets."""
-    if opts.missing_probes in ("warn", "ignore"):
-        opts.skipped += 1
-        if opts.missing_probes == "warn":
-            from ptrace_lang.errors import Diagnostic
+    if opts.missing_probes == "warn":
+        from ptrace_lang.errors import Diagnostic
 
-            opts.warnings.append(Diagnostic(message + "; skipped", span, severity="WARNING"))
+        opts.warnings.append(Diagnostic(message + "; skipped", span, severity="WARNING"))
         return []
     raise CompileError(message, span, hints=hints)
 

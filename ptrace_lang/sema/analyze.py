@@ -14,6 +14,7 @@ from ptrace_lang.frontend import ast
 from ptrace_lang.sema.fn_funcs import FuncsMixin
 from ptrace_lang.sema.fn_symbols import SymbolsAnalyzer
 from ptrace_lang.sema.fn_types import TypesMixin
+from ptrace_lang.sema.stmts import StmtsAnalysis
 from ptrace_lang.sema.types import (
     BOOL, COMM, FUNC, INT64, INT_TYPE_NAMES, PROBE, UINT32, UINT64, VOID, AggT, ArgsT, IntT,
     StrT, TupleT, Type, UsdtArgsT, UserT, compatible, widen,
@@ -34,7 +35,7 @@ AGGREGATIONS = {"count": 0, "sum": 1, "avg": 1, "min": 1, "max": 1, "stats": 1, 
                 "lhist": 4}
 # functions of the dialect that later work brings
 LATER_FUNCTIONS = {
-    "buf", "path", "len",
+    "buf", "path",
     "percpu_kaddr", "skboutput", "unwatch", "socket_cookie",
 }
 MAX_STRLEN_DEFAULT = 64
@@ -79,7 +80,7 @@ class SemaResult:
         return self.analyzer.var_spans
 
 
-class _Analyzer(TypesMixin, FuncsMixin, SymbolsAnalyzer):
+class _Analyzer(TypesMixin, FuncsMixin, SymbolsAnalyzer, StmtsAnalysis):
     def __init__(self, positional: list[str], max_strlen: int, cpid: int | None = None) -> None:
         self.positional = positional
         self.max_strlen = max_strlen
@@ -246,13 +247,11 @@ class _Analyzer(TypesMixin, FuncsMixin, SymbolsAnalyzer):
             if self.loop_depth == 0:
                 self.error(f"'{'break' if isinstance(s, ast.Break) else 'continue'}' "
                            "outside of a loop", s.span)
-        elif isinstance(s, ast.Return):
-            if s.value is not None:
-                raise NotSupportedYet("return with a value", s.span)
-        elif isinstance(s, (ast.ForMap, ast.ForRange)):
-            raise NotSupportedYet("for loops", s.span)
         else:
-            raise NotSupportedYet(type(s).__name__, s.span)
+            handler = getattr(self, "stmt_" + type(s).__name__, None)
+            if handler is None:
+                raise NotSupportedYet(type(s).__name__, s.span)
+            handler(s)
 
     def assign(self, s: ast.Assign) -> None:
         target = s.target
