@@ -197,6 +197,9 @@ class Session:
         elif kind == S.EV_ZERO_MAP:
             self._flush()
             self.zero_map(self.spec.user_maps[ident])
+        elif kind == S.EV_WARNING:
+            self._flush()
+            sys.stderr.write(self.spec.events[ident].fmt)
 
     def _formatter(self, ident: int):
         from ptrace_lang.runtime.printf import compile_format

@@ -11,8 +11,10 @@ from ptrace_lang.records import dataclass, field
 
 from ptrace_lang.errors import CompileError, Diagnostic, NotSupportedYet, Span
 from ptrace_lang.frontend import ast
+from ptrace_lang.sema.fn_values import ValuesSema
 from ptrace_lang.sema.types import (
-    BOOL, COMM, FUNC, INT64, INT_TYPE_NAMES, PROBE, UINT32, UINT64, VOID, AggT, ArgsT, IntT,
+    BOOL, COMM, FUNC, INT64, INT_TYPE_NAMES, PROBE, UINT32, UINT64, VOID, AggT, ArgsT, BufT,
+    IntArrayT, IntT,
     StrT, TupleT, Type, UsdtArgsT, compatible, widen,
 )
 
@@ -32,7 +34,7 @@ AGGREGATIONS = {"count": 0, "sum": 1, "avg": 1, "min": 1, "max": 1, "stats": 1, 
                 "lhist": 4}
 # functions of the dialect that later work brings
 LATER_FUNCTIONS = {
-    "errorf", "warnf", "debugf", "buf", "ksym", "usym", "kaddr", "uaddr", "kptr",
+    "errorf", "warnf", "debugf", "ksym", "usym", "kaddr", "uaddr", "kptr",
     "uptr", "reg", "path", "strncmp", "strcontains", "strftime", "strerror", "strlen", "strstr",
     "ntop", "pton", "macaddr", "cgroupid", "cgroup_path", "bswap", "has_key", "len",
     "syscall_name", "signal_name", "signal", "override", "kstack", "ustack", "nsecs",
@@ -80,7 +82,7 @@ class SemaResult:
         return self.analyzer.var_spans
 
 
-class _Analyzer:
+class _Analyzer(ValuesSema):
     def __init__(self, positional: list[str], max_strlen: int, cpid: int | None = None) -> None:
         self.positional = positional
         self.max_strlen = max_strlen
@@ -161,9 +163,11 @@ class _Analyzer:
             return None
         types = [self.expr(k) for k in ref.keys]
         for k, t in zip(ref.keys, types):
-            if not (t.is_int or isinstance(t, (StrT, TupleT)) or t in (PROBE, FUNC)):
+            if not (t.is_int or isinstance(t, (StrT, TupleT, BufT, IntArrayT)) or t in (PROBE, FUNC)):
                 self.error(f"{t} cannot be used as a map key", k.span)
-        return types[0] if len(types) == 1 else TupleT(tuple(types))
+        t = types[0] if len(types) == 1 else TupleT(tuple(types))
+        self.check_key_size(t, ref)
+        return t
 
     def read_map(self, ref: ast.MapRef) -> Type:
         name = "@" + ref.name
@@ -473,7 +477,12 @@ class _Analyzer:
                            e.span)
                 return INT64
             return t.elems[e.index]
+        if isinstance(e, ast.RecordExpr):
+            return self.record_expr(e)
         if isinstance(e, ast.Cast):
+            vt = self.cast_expr(e)
+            if vt is not None:
+                return vt
             target = self.type_name(e.to)
             t = self.expr(e.operand)
             if not (target.is_int and t.is_int):
@@ -482,6 +491,9 @@ class _Analyzer:
         if isinstance(e, ast.Call):
             return self.call(e, statement)
         if isinstance(e, ast.Index):
+            t = self.tuple_subscript(e)
+            if t is not None:
+                return t
             raise NotSupportedYet("indexing with []", e.span)
         raise NotSupportedYet(f"the expression '{type(e).__name__}'", e.span)
 
@@ -528,8 +540,7 @@ class _Analyzer:
                 return INT64
             return field_type(f, self.max_strlen)
         if isinstance(base, TupleT):
-            self.error(f"Can not access field '{e.field_name}' on a tuple; use .0, .1, ...", e.span)
-            return INT64
+            return self.record_field(e, base)
         if isinstance(e.base, ast.Builtin) and e.base.name == "args":
             return INT64   # the misuse of args itself was reported
         if base.is_int or isinstance(base, StrT):
@@ -544,6 +555,9 @@ class _Analyzer:
                 if not t.is_int:
                     self.error(f"Invalid type for logical operator '{e.op}': {t}", side.span)
             return BOOL
+        mt = self.memory_compare(e, a, b)
+        if mt is not None:
+            return mt
         if isinstance(a, StrT) or isinstance(b, StrT):
             if e.op in ("==", "!=") and isinstance(a, StrT) and isinstance(b, StrT):
                 return BOOL
@@ -768,8 +782,9 @@ def check_format(an: _Analyzer, fname: str, fmt_node: ast.StrLit, args: list[ast
         elif cls in ("int", "char", "ptr") and not t.is_int:
             an.error(f"{fname}: %{spec.conv} specifier expects a value of type integer "
                      f"('{t}' supplied)", arg.span)
-        elif cls == "buf":
-            raise NotSupportedYet(f"the %{spec.conv} specifier", fmt_node.span)
+        elif cls == "buf" and not isinstance(t, BufT):
+            an.error(f"{fname}: %{spec.conv} specifier expects a value of type buffer "
+                     f"('{t}' supplied)", arg.span, ["buf(void *data, [int64 length])"])
         elif cls == "float":
             an.error(f"{fname}: %{spec.conv} is not supported: there are no floating point values",
                      fmt_node.span)
