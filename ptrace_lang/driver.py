@@ -185,6 +185,7 @@ def compile_script(text: str, filename: str, opts: Options) -> Compiled:
     obj.maps.append(S.MapSpec("globals", MAP_TYPES["array"], 4, 8, 1))
 
     ir_dump, asm_dump = [], []
+    scratch_bytes = 0      # the per-CPU scratch value big temporaries live in (lower_values)
     for pi, (probe, gs) in enumerate(zip(program.probes, groups)):
         for gi, (prov, targets, ctx) in enumerate(gs):
             var_types = sema.retype(probe, ctx)
@@ -205,6 +206,13 @@ def compile_script(text: str, filename: str, opts: Options) -> Compiled:
                 if not any(m.name == sname for m in obj.maps):
                     obj.maps.append(S.MapSpec(sname, MAP_TYPES["stack_trace"], 4, vsize,
                                               opts.max_map_keys))
+            scratch_bytes = max(scratch_bytes, low.frame.scratch_max)
+            if low.frame.scratch_max > L.SCRATCH_LIMIT:
+                raise CompileError(f"The probe needs {low.frame.scratch_max} bytes of scratch "
+                                   f"memory for its values, more than the {L.SCRATCH_LIMIT} a "
+                                   "per-CPU map value holds", probe.span,
+                                   hints=["use shorter strings (config max_strlen) or fewer "
+                                          "string values in one statement"])
             if "types" in opts.stages and gi == 0:
                 dumps.setdefault("types", "")
                 dumps["types"] += ast.dump(probe) + "\n"
@@ -245,6 +253,8 @@ def compile_script(text: str, filename: str, opts: Options) -> Compiled:
             for t, pid in zip(targets, probe_ids):
                 obj.attachments.append(S.AttachSpec(t.provider, name, t.target, pid, t.probe_name,
                                                     probe.attach_points[0].span))
+    if scratch_bytes:
+        obj.maps.append(S.MapSpec(L.SCRATCH_MAP, MAP_TYPES["percpu_array"], 4, scratch_bytes, 1))
     config.check_limits(obj, opts.settings)
     if not any(name == "ringbuf" for p in obj.programs for _, name in p.map_relocs):
         obj.maps.remove(ringbuf)

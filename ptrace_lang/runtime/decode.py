@@ -57,6 +57,9 @@ def field_decoder(f: S.Field, probe_names: list[str], base: int = 0) -> Callable
     if f.kind == "tuple":
         subs = [field_decoder(x, probe_names, off) for x in f.fields]
         return lambda buf, subs=subs: tuple(d(buf) for d in subs)
+    if f.kind in ("record", "buf", "intarray"):
+        from ptrace_lang.runtime.values import value_decoder
+        return value_decoder(f, probe_names, off, field_decoder)
     raise ValueError(f"cannot decode field kind {f.kind}")
 
 

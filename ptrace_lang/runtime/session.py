@@ -228,6 +228,9 @@ class Session:
             self.zero_map(self.spec.user_maps[ident])
         elif S.EV_ERRORF <= kind <= S.EV_DEBUGF:
             self._message(kind, ident, mv)
+        elif kind == S.EV_WARNING:
+            self._flush()
+            sys.stderr.write(self.spec.events[ident].fmt)
 
     def _message(self, kind: int, ident: int, mv) -> None:
         """errorf/warnf/debugf: the formatted text on stderr after the script location."""

@@ -14,9 +14,11 @@ from ptrace_lang.frontend import ast
 from ptrace_lang.sema.fn_funcs import FuncsMixin
 from ptrace_lang.sema.fn_symbols import SymbolsAnalyzer
 from ptrace_lang.sema.fn_types import TypesMixin
+from ptrace_lang.sema.fn_values import ValuesSema
 from ptrace_lang.sema.stmts import StmtsAnalysis
 from ptrace_lang.sema.types import (
-    BOOL, COMM, FUNC, INT64, INT_TYPE_NAMES, PROBE, UINT32, UINT64, VOID, AggT, ArgsT, IntT,
+    BOOL, COMM, FUNC, INT64, INT_TYPE_NAMES, PROBE, UINT32, UINT64, VOID, AggT, ArgsT, BufT,
+    IntArrayT, IntT,
     StrT, TupleT, Type, UsdtArgsT, UserT, compatible, widen,
 )
 
@@ -35,7 +37,7 @@ AGGREGATIONS = {"count": 0, "sum": 1, "avg": 1, "min": 1, "max": 1, "stats": 1, 
                 "lhist": 4}
 # functions of the dialect that later work brings
 LATER_FUNCTIONS = {
-    "buf", "path",
+    "path",
     "percpu_kaddr", "skboutput", "unwatch", "socket_cookie",
 }
 MAX_STRLEN_DEFAULT = 64
@@ -80,7 +82,7 @@ class SemaResult:
         return self.analyzer.var_spans
 
 
-class _Analyzer(TypesMixin, FuncsMixin, SymbolsAnalyzer, StmtsAnalysis):
+class _Analyzer(TypesMixin, FuncsMixin, SymbolsAnalyzer, StmtsAnalysis, ValuesSema):
     def __init__(self, positional: list[str], max_strlen: int, cpid: int | None = None) -> None:
         self.positional = positional
         self.max_strlen = max_strlen
@@ -161,9 +163,12 @@ class _Analyzer(TypesMixin, FuncsMixin, SymbolsAnalyzer, StmtsAnalysis):
             return None
         types = [self.expr(k) for k in ref.keys]
         for k, t in zip(ref.keys, types):
-            if not (t.is_int or isinstance(t, (StrT, TupleT, UserT)) or t in (PROBE, FUNC)):
+            if not (t.is_int or isinstance(t, (StrT, TupleT, UserT, BufT, IntArrayT))
+                    or t in (PROBE, FUNC)):
                 self.error(f"{t} cannot be used as a map key", k.span)
-        return types[0] if len(types) == 1 else TupleT(tuple(types))
+        t = types[0] if len(types) == 1 else TupleT(tuple(types))
+        self.check_key_size(t, ref)
+        return t
 
     def read_map(self, ref: ast.MapRef) -> Type:
         name = "@" + ref.name
@@ -475,8 +480,13 @@ class _Analyzer(TypesMixin, FuncsMixin, SymbolsAnalyzer, StmtsAnalysis):
                            e.span)
                 return INT64
             return t.elems[e.index]
+        if isinstance(e, ast.RecordExpr):
+            return self.record_expr(e)
         if isinstance(e, ast.Cast):
-            return self.cast_expr(e)
+            vt = ValuesSema.cast_expr(self, e)      # integer and int-array casts
+            if vt is not None:
+                return vt
+            return TypesMixin.cast_expr(self, e)    # pointers, structs, enums
         if isinstance(e, ast.Sizeof):
             return self.sizeof_expr(e)
         if isinstance(e, ast.Offsetof):
@@ -542,8 +552,7 @@ class _Analyzer(TypesMixin, FuncsMixin, SymbolsAnalyzer, StmtsAnalysis):
         if c is not None:
             return c
         if isinstance(base, TupleT):
-            self.error(f"Can not access field '{e.field_name}' on a tuple; use .0, .1, ...", e.span)
-            return INT64
+            return self.record_field(e, base)
         if isinstance(e.base, ast.Builtin) and e.base.name == "args":
             return INT64   # the misuse of args itself was reported
         if base.is_int or isinstance(base, StrT):
@@ -558,6 +567,9 @@ class _Analyzer(TypesMixin, FuncsMixin, SymbolsAnalyzer, StmtsAnalysis):
                 if not t.is_int:
                     self.error(f"Invalid type for logical operator '{e.op}': {t}", side.span)
             return BOOL
+        mt = self.memory_compare(e, a, b)
+        if mt is not None:
+            return mt
         if isinstance(a, StrT) or isinstance(b, StrT):
             if e.op in ("==", "!=") and isinstance(a, StrT) and isinstance(b, StrT):
                 return BOOL
@@ -792,8 +804,9 @@ def check_format(an: _Analyzer, fname: str, fmt_node: ast.StrLit, args: list[ast
         elif cls in ("int", "char", "ptr") and not t.is_int:
             an.error(f"{fname}: %{spec.conv} specifier expects a value of type integer "
                      f"('{t}' supplied)", arg.span)
-        elif cls == "buf":
-            raise NotSupportedYet(f"the %{spec.conv} specifier", fmt_node.span)
+        elif cls == "buf" and not isinstance(t, BufT):
+            an.error(f"{fname}: %{spec.conv} specifier expects a value of type buffer "
+                     f"('{t}' supplied)", arg.span, ["buf(void *data, [int64 length])"])
         elif cls == "float":
             an.error(f"{fname}: %{spec.conv} is not supported: there are no floating point values",
                      fmt_node.span)
