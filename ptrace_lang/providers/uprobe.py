@@ -69,8 +69,8 @@ class Uprobe(PtRegsProvider):
                     targets.append((sym, elfsyms.symbol_offset(path, sym)))
             else:
                 targets.append((what, elfsyms.symbol_offset(path, what)))
-        except LookupError as e:
-            raise CompileError(f"{self.name}: {e}", ap.span) from None
+        except LookupError as e:        # a missing symbol: a missing probe (missing_probes)
+            return missing(opts, f"{self.name}: {e}", ap.span)
         except OSError as e:
             raise CompileError(f"{self.name}: cannot read {path}: {e.strerror or e}", ap.span) from None
         pid = -1 if pid is None else pid

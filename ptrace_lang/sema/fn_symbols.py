@@ -125,11 +125,11 @@ class SymbolsAnalyzer:
 
     def fn_kptr(self, e: ast.Call) -> Type:
         ok = self._address_arg(e, "kptr(pointer or integer)")
-        return e.args[0].type if ok else UINT64
+        return _in_space(e.args[0].type, False) if ok else UINT64
 
     def fn_uptr(self, e: ast.Call) -> Type:
         ok = self._address_arg(e, "uptr(pointer or integer)")
-        return e.args[0].type if ok else UINT64
+        return _in_space(e.args[0].type, True) if ok else UINT64
 
     # ---------------------------------------------------------------- kaddr / uaddr / reg
     def _literal_arg(self, e: ast.Call, sig: str) -> str | None:
@@ -207,3 +207,10 @@ class SymbolsAnalyzer:
             self.error(f"'{name}' is not a valid register on this architecture (x86_64)", e.span,
                        ["valid registers: " + ", ".join(PT_REGS)])
         return UINT64
+
+
+def _in_space(t: Type, user: bool) -> Type:
+    """kptr()/uptr() of a pointer: the same pointer, its reads from kernel/user memory."""
+    from ptrace_lang.sema.types import PtrT
+
+    return PtrT(t.target, user) if isinstance(t, PtrT) else t
