@@ -136,6 +136,10 @@ UNIX = ["python3", "-c", "import socket\na, b = socket.socketpair()\n"
         "a.sendall(b'ptrace-undump\\n')\nassert b.recv(100) == b'ptrace-undump\\n'\n"]
 
 
+# /proc/loadavg before and after two of loads' per-second lines
+LOADAVG = sh("cat /proc/loadavg\nsleep 2.2\ncat /proc/loadavg")
+
+
 def tool(name: str) -> list[str]:
     return [f"tools/{name}.bt"]
 
@@ -156,4 +160,7 @@ TOOL_CHECKS = [
     ("tool_tcpretrans", tool("tcpretrans"), [TCP]),
     ("tool_tcpsynbl", tool("tcpsynbl"), [TCP]),
     ("tool_undump", tool("undump"), [UNIX]),
+    # not a kprobe tool, but kaddr("avenrun") needs a data symbol in /proc/kallsyms
+    # (CONFIG_KALLSYMS_ALL), which the development kernel lacks and Debian's has
+    ("tool_loads", tool("loads"), [LOADAVG]),
 ]
