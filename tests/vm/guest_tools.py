@@ -31,25 +31,30 @@ DD = ["dd", "if=/dev/zero", "of=/dev/null", "bs=4567", "count=7"]
 # dd's 7 reads and writes, then a pause so that vfsstat's per-second print comes after them
 DD_PAUSE = sh("dd if=/dev/zero of=/dev/null bs=4567 count=7 2>/dev/null\nsleep 1.3")
 
-# 16 MiB of anonymous memory written, pushed out to swap (MADV_PAGEOUT), read back: swap-ins
+# swap on a loop device; a process in a memory cgroup of 24 MiB writes 48 MiB of its own
+# anonymous memory (the kernel swaps out what does not fit), then reads it all back: swap-ins
+CGROUP = """grep -q ' /sys/fs/cgroup cgroup2 ' /proc/mounts || mount -t cgroup2 none /sys/fs/cgroup
+echo +memory > /sys/fs/cgroup/cgroup.subtree_control
+"""
 SWAP = sh(f"""
-{loop("64M", "/tmp/ptrace-swap.img")}mkswap "$L" >/dev/null
+{loop("96M", "/tmp/ptrace-swap.img")}mkswap "$L" >/dev/null
 swapon "$L"
+{CGROUP}mkdir -p /sys/fs/cgroup/ptrace-swap
+echo 24M > /sys/fs/cgroup/ptrace-swap/memory.max
+echo $$ > /sys/fs/cgroup/ptrace-swap/cgroup.procs
 exec python3 -c '
 import mmap
-n = 16 << 20
-m = mmap.mmap(-1, n)
-m.write(b"x" * n)
-m.madvise(21)                       # MADV_PAGEOUT
+n, chunk = 48 << 20, b"x" * (1 << 20)
+m = mmap.mmap(-1, n, flags=mmap.MAP_PRIVATE)
+for i in range(0, n, len(chunk)):
+    m[i:i + len(chunk)] = chunk
 assert m[::4096] == b"x" * (n // 4096)
 '
 """)
 
 # dd in a memory cgroup of 32 MiB without swap asks for a 64 MiB buffer: the OOM killer kills it
-OOM = sh("""
-grep -q ' /sys/fs/cgroup cgroup2 ' /proc/mounts || mount -t cgroup2 none /sys/fs/cgroup
-echo +memory > /sys/fs/cgroup/cgroup.subtree_control
-mkdir -p /sys/fs/cgroup/ptrace-oom
+OOM = sh(f"""
+{CGROUP}mkdir -p /sys/fs/cgroup/ptrace-oom
 echo 32M > /sys/fs/cgroup/ptrace-oom/memory.max
 echo 0 > /sys/fs/cgroup/ptrace-oom/memory.swap.max
 echo $$ > /sys/fs/cgroup/ptrace-oom/cgroup.procs
@@ -70,6 +75,7 @@ echo none > metadata_version
 echo linear > level
 echo 1 > raid_disks
 cat /sys/block/${{L#/dev/}}/dev > new_dev
+echo 0 > dev-${{L#/dev/}}/slot
 echo 16384 > dev-${{L#/dev/}}/size
 echo active > array_state
 cd /
@@ -126,7 +132,8 @@ a = socket.create_connection(full.getsockname())
 b = socket.socket()
 b.setblocking(False)
 b.connect_ex(full.getsockname())
-print("full", full.getsockname()[1], "dropped", b.getsockname()[1], flush=True)
+print("full", full.getsockname()[1], "queued", a.getsockname()[1], "dropped", b.getsockname()[1],
+      flush=True)
 time.sleep(1.6)
 '
 """)

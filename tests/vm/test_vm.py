@@ -1,38 +1,17 @@
 """The second-kernel tier: real kprobes and kretprobes on Debian's 6.1 kernel under qemu.
 
-One boot for the whole module (tests/vm/run_vm.py runs tests/vm/guest_batch.py in the guest);
+One boot for the whole session (conftest.py; tests/vm/run_vm.py runs tests/vm/guest_batch.py in the guest);
 each test checks one script's output. Without qemu or the kernel (``tests/vm/run_vm.py
 --setup`` fetches them; the tests never install anything) every test skips, saying why, loudly.
 """
 from __future__ import annotations
 
-import os
 import re
-import sys
-import warnings
 
 import pytest
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-import run_vm  # noqa: E402
-
-
-@pytest.fixture(scope="module")
-def vm():
-    reason = run_vm.unavailable()
-    if reason:
-        msg = f"VM tier SKIPPED: {reason}"
-        print(f"\n{'!' * 78}\n{msg}\n{'!' * 78}", file=sys.stderr)
-        warnings.warn(msg)
-        pytest.skip(msg)
-    r = run_vm.boot()
-    sys.stderr.write(f"\nVM tier: {r['kernel']}: boot + batch + power-off {r['boot_secs']}s\n")
-    if r["results"] is None:
-        tail = "\n".join(r["console"].splitlines()[-60:])
-        pytest.fail(f"the guest returned no results (qemu exit status {r['qemu_rc']}"
-                    f"{', timed out' if r['timed_out'] else ''}); console:\n{tail}", pytrace=False)
-    return r
+# the ``vm`` fixture (one boot for the session) is in conftest.py
 
 
 def check(vm, name: str) -> dict:
