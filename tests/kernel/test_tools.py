@@ -629,6 +629,7 @@ def check_loads() -> None:
 
 THREAD_C = r"""
 #include <pthread.h>
+#include <stdio.h>
 void *ptrace_thread_main(void *arg) { return arg; }
 int main(void)
 {
@@ -638,6 +639,7 @@ int main(void)
             return 1;
         pthread_join(t, 0);
     }
+    getchar();      /* alive until told: the tracer names the start function from its maps */
     return 0;
 }
 """
@@ -653,7 +655,11 @@ def check_threadsnoop() -> None:
         Path(exe + ".c").write_text(THREAD_C)
         subprocess.run([gcc, "-O0", "-pthread", "-o", exe, exe + ".c"], check=True)
         r = Run("threadsnoop")
-        p = subprocess.run([exe])
+        p = subprocess.Popen([exe], stdin=subprocess.PIPE)
+        end = time.monotonic() + 10
+        while time.monotonic() < end and r.out().count(f" {name} ") < 2:
+            time.sleep(0.05)
+        p.communicate(b"\n", timeout=10)
         assert p.returncode == 0
         out = r.finish(lambda o: out_has(o, " ptrace_thread_main\n", 2))
     header_check(out, "TIME                PID COMM             FUNC")
@@ -701,7 +707,8 @@ def check_tcpdrop() -> None:
     want = f"127.0.0.1:{dport:<6} {'127.0.0.1':>39}:{sport:<6} ESTABLISHED"
     out = r.finish(lambda o: want in o)
     header_check(out, "Tracing tcp drops. Hit Ctrl-C to end.",
-                 "TIME     PID      COMM             SADDR:SPORT           DADDR:DPORT           STATE")
+                 "TIME     PID      COMM             SADDR:SPORT           DADDR:DPORT           "
+                 "STATE   ")
     lines = out.splitlines()
     i = next((k for k, ln in enumerate(lines) if ln.endswith(want)), None)
     assert i is not None, out

@@ -42,7 +42,7 @@ MODULES = ("virtio_ring", "virtio", "virtio_pci_legacy_dev", "virtio_pci_modern_
 # for swap, md and XFS; crc32c for libcrc32c, which xfs needs; md with its linear personality)
 EXTRA_MODULES = ("loop", "crc32c_generic", "libcrc32c", "xfs", "md_mod", "linear")
 KERNEL_PACKAGE_RE = re.compile(r"^linux-image-(6\.1\.0-(\d+)-amd64)$")
-BOOT_TIMEOUT = 300           # seconds for one whole boot + batch + power-off
+BOOT_TIMEOUT = 600           # seconds for one whole boot + batch + power-off (~3.5 min; more on busy CPUs)
 MARK = "PTRACE-VM"
 
 
