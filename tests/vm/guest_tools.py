@@ -85,7 +85,7 @@ exec dd if=/dev/zero of=/dev/md99 bs=4k count=1 conv=fsync
 # an XFS file system on a loop device: open, write, fsync, read (mkfs.xfs from the host's
 # xfsprogs; without it the tool is only attached)
 XFS = sh("""
-if ! command -v mkfs.xfs >/dev/null; then echo "no mkfs.xfs: no XFS file system"; exit 0; fi
+if ! command -v mkfs.xfs >/dev/null; then echo "mkfs.xfs:" "not found"; exit 0; fi
 truncate -s 300M /tmp/ptrace-xfs.img
 mkfs.xfs -q /tmp/ptrace-xfs.img
 mkdir -p /mnt/ptrace-xfs
