@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import struct
 from bisect import bisect_right
+from time import monotonic
 
 from ptrace_lang.runtime.format import Stack
 from ptrace_lang.runtime.uvalues import formatter
@@ -28,6 +29,7 @@ from ptrace_lang.runtime.uvalues import formatter
 KALLSYMS = "/proc/kallsyms"
 BPF_MAP_TYPE_STACK_TRACE = 7
 _ADDR = struct.Struct("<Q")
+PROCESS_TTL = 2.0       # seconds a process's mappings are trusted (pids are reused)
 UNSIZED_REACH = 4096    # how far past a symbol without a size an address is still its
 _ID_PID = struct.Struct("<qQ")
 
@@ -244,6 +246,7 @@ class _ProcessMaps:
 
     def __init__(self, pid: int) -> None:
         self.pid = pid
+        self.when = 0.0
         self.maps: list[tuple[int, int, int, str]] = []
         self.starts: list[int] = []
         self.alive = True
@@ -292,8 +295,10 @@ def usym_lookup(addr: int, pid: int) -> tuple[str, int, str] | None:
     """(name, offset, file) of a user address in process ``pid``; None if unknown (the process
     is gone, or the address is in no symbol of a mapped file)."""
     pm = _PROCS.get(pid)
-    if pm is None:
+    now = monotonic()
+    if pm is None or now - pm.when > PROCESS_TTL:
         pm = _PROCS[pid] = _ProcessMaps(pid)
+        pm.when = now
     m = pm.find(addr)
     if m is None or not m[3].startswith("/"):
         return None

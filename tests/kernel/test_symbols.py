@@ -235,3 +235,22 @@ def test_reg_outside_pt_regs_probes_is_an_error():
     r = run("-e", 'tracepoint:syscalls:sys_enter_read { @ = reg("ip"); }')
     assert r.rc == 1
     assert 'ERROR: reg can not be used with "tracepoint" probes' in r.err
+
+
+def test_kstack_in_the_repl(tmp_path):
+    # the REPL creates its maps itself: its stack maps must be where stacks are read from
+    from test_repl import COMM, _getppid, _start
+
+    t = _start(tmp_path, "--repl")
+    try:
+        t.expect(r"ptrace>")
+        t.send(f'tracepoint:syscalls:sys_enter_getppid /comm == "{COMM}"/ '
+               '{ @s[kstack(2)] = count(); }\r')
+        t.expect(r"Attached 1 probe \(#0\)")
+        _getppid(4)
+        t.send("print @s\r")
+        t.expect(r"@s\[\n        [\w.]+\+\d+\n        [\w.]+\+\d+\n\]: 4\n")
+        t.send("quit\r")
+        assert t.wait() == 0
+    finally:
+        t.close()
