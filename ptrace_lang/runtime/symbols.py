@@ -33,6 +33,18 @@ PROCESS_TTL = 2.0       # seconds a process's mappings are trusted (pids are reu
 UNSIZED_REACH = 4096    # how far past a symbol without a size an address is still its
 _ID_PID = struct.Struct("<qQ")
 
+class TabStack(Stack):
+    """perf mode: ``<hex address> func+off`` frames after a tab."""
+
+    prefix = "\t"
+
+
+class RawStack(Stack):
+    """raw mode: the addresses in hex."""
+
+    prefix = ""
+
+
 # the session's kernel maps (name -> kernel.maps.Map), for reading stack traces
 _MAPS: dict = {}
 
@@ -351,27 +363,25 @@ def stack_addresses(map_name: str, stack_id: int) -> list[int]:
 
 
 def format_stack(addrs: list[int], mode: str, user_pid: int | None = None):
-    """A stack as bpftrace prints it: a ``Stack`` (frames ``func+off``, indented by the
-    output's style) in bpftrace mode; text (``\\n`` then a line per frame) in perf and raw
-    modes. An empty stack prints as nothing."""
-    if not addrs:
-        return ""
+    """A stack as bpftrace prints it (``\\n`` then a line per frame; nothing when empty):
+    frames ``func+off`` indented by the output's style (bpftrace mode), ``<hex> func+off``
+    after a tab (perf mode; user frames add ``(file)``), or hex addresses (raw mode)."""
     if mode == "raw":
-        return "\n" + "".join(f"{a:x}\n" for a in addrs)
+        return RawStack(f"{a:x}" for a in addrs)
     if user_pid is None:
         frames = [ksym_text(a, True) for a in addrs]
         if mode == "perf":
-            return "\n" + "".join(f"\t{a:x} {f}\n" for a, f in zip(addrs, frames))
+            return TabStack(f"{a:x} {f}" for a, f in zip(addrs, frames))
         return Stack(frames)
     if mode == "perf":
         lines = []
         for a in addrs:
             hit = usym_lookup(a, user_pid)
             if hit is None:
-                lines.append(f"\t{a:x} 0x{a:x} ([unknown])\n")
+                lines.append(f"{a:x} 0x{a:x} ([unknown])")
             else:
-                lines.append(f"\t{a:x} {hit[0]}+{hit[1]} ({hit[2]})\n")
-        return "\n" + "".join(lines)
+                lines.append(f"{a:x} {hit[0]}+{hit[1]} ({hit[2]})")
+        return TabStack(lines)
     return Stack([usym_text(a, user_pid, True) for a in addrs])
 
 

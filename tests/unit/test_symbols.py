@@ -12,7 +12,9 @@ from ptrace_lang import spec as S
 from ptrace_lang.driver import Options, compile_script
 from ptrace_lang.errors import SOURCES, PtraceError
 from ptrace_lang.runtime import symbols
-from ptrace_lang.runtime.format import STYLE_OLD, MapData, Stack, format_map, format_value
+from ptrace_lang.runtime.format import (
+    STYLE_OLD, MapData, Stack, format_map, format_map_json, format_value, value_text,
+)
 from ptrace_lang.runtime.printf import compile_format
 from ptrace_lang.runtime.uvalues import FORMATTERS
 
@@ -108,18 +110,27 @@ def test_kstack_bpftrace_mode_in_map_keys_printf_and_print(stack_map):
 
 
 def test_kstack_perf_and_raw_modes(stack_map):
-    assert kstack(5, "perf") == ("\n\tffffffff81001005 do_one_initcall+5\n"
-                                 "\tffffffff81002010 helper.isra.0+16\n"
-                                 "\tffffffffc0300001 ext4_lookup+1\n")
-    assert kstack(5, "raw") == "\nffffffff81001005\nffffffff81002010\nffffffffc0300001\n"
-    md = MapData("@p", "count", [(kstack(5, "perf"), 2)], keyed=True)
-    assert format_map(md).startswith("@p[\n\tffffffff81001005 do_one_initcall+5\n")
+    perf = kstack(5, "perf")
+    assert value_text(perf) == ("\n\tffffffff81001005 do_one_initcall+5\n"
+                                "\tffffffff81002010 helper.isra.0+16\n"
+                                "\tffffffffc0300001 ext4_lookup+1\n")
+    raw = kstack(5, "raw")
+    assert value_text(raw) == "\nffffffff81001005\nffffffff81002010\nffffffffc0300001\n"
+    for style in ("new", STYLE_OLD):            # the same in both output flavours
+        md = MapData("@p", "count", [(perf, 2)], keyed=True)
+        assert format_map(md, stats_style=style).startswith("@p[\n\tffffffff81001005 do_one_initcall+5\n")
+        md = MapData("@r", "count", [(raw, 2)], keyed=True)
+        assert format_map(md, stats_style=style).startswith("@r[\nffffffff81001005\n")
+    # JSON keys keep the perf layout's spaces
+    md = MapData("@p", "count", [(perf, 2)], keyed=True)
+    assert '"\\n\\tffffffff81001005 do_one_initcall+5\\n' in format_map_json(md)
 
 
 def test_no_stack_prints_as_nothing(stack_map):
     # -EFAULT (a kernel stack sampled in user mode) and an id the map does not hold
-    assert kstack(-14) == ""
-    assert kstack(9) == ""
+    assert value_text(kstack(-14)) == ""
+    assert value_text(kstack(9)) == ""
+    assert value_text(kstack(9, "perf")) == ""
     assert format_map(MapData("@", "count", [(kstack(-14), 7)], keyed=True)) == "@[]: 7\n"
 
 
@@ -146,7 +157,7 @@ def test_user_stack_perf_mode_names_the_file_and_unknown_frames(monkeypatch):
     addr = libc_function("getpid")
     monkeypatch.setattr(symbols, "_MAPS", {"ustack_127": FakeStackMap({1: [addr, 0x10]})})
     raw = struct.pack("<qQ", 1, os.getpid())
-    text = FORMATTERS["ustack"](raw, ("perf", 127, "ustack_127"))
+    text = value_text(FORMATTERS["ustack"](raw, ("perf", 127, "ustack_127")))
     lines = text.split("\n")
     assert lines[0] == ""
     assert lines[1].startswith(f"\t{addr:x} ") and "getpid+0 (/" in lines[1] and "libc" in lines[1]
