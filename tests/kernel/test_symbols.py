@@ -278,3 +278,29 @@ def test_kstack_in_the_repl(tmp_path):
         assert t.wait() == 0
     finally:
         t.close()
+
+
+def test_stacks_in_tracepoint_and_raw_tracepoint_programs():
+    # bpf_get_stackid has its own variant per program type; the user stack's top frame is
+    # libc's getppid, named from libc's symbols (or its separate debug file)
+    from runner import Tracer, named_workload
+
+    t = Tracer("-e", 'tracepoint:syscalls:sys_enter_getppid /comm == "symwork"/ '
+               "{ @t[kstack(3)] = count(); @u[ustack(1)] = count(); }"
+               ' rawtracepoint:sys_enter /comm == "symwork" && arg1 == 110/ { @r[kstack(2)] = count(); }')
+    t.wait_attached()
+    # the workload lives on while the maps print: its user addresses are resolved then
+    w = subprocess.Popen(named_workload("symwork", "import time; [os.getppid() for _ in range(5)];"
+                                                   " time.sleep(10)"))
+    try:
+        time.sleep(1.5)
+    finally:
+        r = t.stop()
+        w.kill()
+        w.wait()
+    assert r.rc == 0, r.err
+    tp = stack_entries(r.out, "@t")
+    assert any(count >= 5 and any("syscall" in f for f in frames) for frames, count in tp), r.out
+    assert stack_entries(r.out, "@r"), r.out
+    user = stack_entries(r.out, "@u")
+    assert any(re.fullmatch(r"        (__GI___)?getppid\+\d+", frames[0]) for frames, _ in user), r.out
