@@ -184,15 +184,10 @@ class SymbolsAnalyzer:
                        e.span)
             return UINT64
         path = paths.pop()
-        try:
-            info = elfsyms.elf_info(path)
-            cands = info.by_name().get(name)
+        try:      # (functions first among symbols of one name, as for uprobes)
+            e.address = elfsyms.symbol_address(path, name)
         except LookupError:
-            cands = None
-        if not cands:
             self.error(f"Could not resolve symbol: {path}:{name}", e.span)
-            return UINT64
-        e.address = cands[0].address
         return UINT64
 
     def fn_reg(self, e: ast.Call) -> Type:
