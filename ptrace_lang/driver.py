@@ -46,6 +46,7 @@ class Options:
     unsafe: bool = False             # --unsafe: system() and the other unsafe functions allowed
     # every config variable set by the script or the environment (ptrace_lang.config.KEYS)
     settings: dict = field(default_factory=dict)
+    stack_mode: str | None = None    # config stack_mode / BPFTRACE_STACK_MODE: kstack/ustack's default
 
 
 @dataclass
@@ -71,7 +72,7 @@ def apply_settings(opts: Options, values: dict) -> None:
     for key, value in values.items():
         if key == "perf_rb_pages":
             opts.ringbuf_bytes = _rb_bytes(value)
-        elif key in ("max_map_keys", "max_strlen", "missing_probes"):
+        elif key in ("max_map_keys", "max_strlen", "missing_probes", "stack_mode"):
             setattr(opts, key, value)
         opts.settings[key] = value
 
@@ -140,6 +141,9 @@ def compile_script(text: str, filename: str, opts: Options) -> Compiled:
                            program.probes[0].span)
     program.probes = kept
 
+    from ptrace_lang.sema import fn_symbols
+
+    fn_symbols.CONFIG_STACK_MODE = opts.stack_mode
     sema = analyze(program, [[g[2] for g in gs] for gs in groups], opts.positional, opts.max_strlen,
                    cpid=opts.cpid, unsafe=opts.unsafe)
     if "ast" in opts.stages:

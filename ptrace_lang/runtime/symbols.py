@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import struct
 from bisect import bisect_right
+from time import monotonic
 
 from ptrace_lang.runtime.format import Stack
 from ptrace_lang.runtime.uvalues import formatter
@@ -28,8 +29,21 @@ from ptrace_lang.runtime.uvalues import formatter
 KALLSYMS = "/proc/kallsyms"
 BPF_MAP_TYPE_STACK_TRACE = 7
 _ADDR = struct.Struct("<Q")
+PROCESS_TTL = 2.0       # seconds a process's mappings are trusted (pids are reused)
 UNSIZED_REACH = 4096    # how far past a symbol without a size an address is still its
 _ID_PID = struct.Struct("<qQ")
+
+class TabStack(Stack):
+    """perf mode: ``<hex address> func+off`` frames after a tab."""
+
+    prefix = "\t"
+
+
+class RawStack(Stack):
+    """raw mode: the addresses in hex."""
+
+    prefix = ""
+
 
 # the session's kernel maps (name -> kernel.maps.Map), for reading stack traces
 _MAPS: dict = {}
@@ -244,6 +258,7 @@ class _ProcessMaps:
 
     def __init__(self, pid: int) -> None:
         self.pid = pid
+        self.when = 0.0
         self.maps: list[tuple[int, int, int, str]] = []
         self.starts: list[int] = []
         self.alive = True
@@ -292,8 +307,10 @@ def usym_lookup(addr: int, pid: int) -> tuple[str, int, str] | None:
     """(name, offset, file) of a user address in process ``pid``; None if unknown (the process
     is gone, or the address is in no symbol of a mapped file)."""
     pm = _PROCS.get(pid)
-    if pm is None:
+    now = monotonic()
+    if pm is None or now - pm.when > PROCESS_TTL:
         pm = _PROCS[pid] = _ProcessMaps(pid)
+        pm.when = now
     m = pm.find(addr)
     if m is None or not m[3].startswith("/"):
         return None
@@ -346,27 +363,25 @@ def stack_addresses(map_name: str, stack_id: int) -> list[int]:
 
 
 def format_stack(addrs: list[int], mode: str, user_pid: int | None = None):
-    """A stack as bpftrace prints it: a ``Stack`` (frames ``func+off``, indented by the
-    output's style) in bpftrace mode; text (``\\n`` then a line per frame) in perf and raw
-    modes. An empty stack prints as nothing."""
-    if not addrs:
-        return ""
+    """A stack as bpftrace prints it (``\\n`` then a line per frame; nothing when empty):
+    frames ``func+off`` indented by the output's style (bpftrace mode), ``<hex> func+off``
+    after a tab (perf mode; user frames add ``(file)``), or hex addresses (raw mode)."""
     if mode == "raw":
-        return "\n" + "".join(f"{a:x}\n" for a in addrs)
+        return RawStack(f"{a:x}" for a in addrs)
     if user_pid is None:
         frames = [ksym_text(a, True) for a in addrs]
         if mode == "perf":
-            return "\n" + "".join(f"\t{a:x} {f}\n" for a, f in zip(addrs, frames))
+            return TabStack(f"{a:x} {f}" for a, f in zip(addrs, frames))
         return Stack(frames)
     if mode == "perf":
         lines = []
         for a in addrs:
             hit = usym_lookup(a, user_pid)
             if hit is None:
-                lines.append(f"\t{a:x} 0x{a:x} ([unknown])\n")
+                lines.append(f"{a:x} 0x{a:x} ([unknown])")
             else:
-                lines.append(f"\t{a:x} {hit[0]}+{hit[1]} ({hit[2]})\n")
-        return "\n" + "".join(lines)
+                lines.append(f"{a:x} {hit[0]}+{hit[1]} ({hit[2]})")
+        return TabStack(lines)
     return Stack([usym_text(a, user_pid, True) for a in addrs])
 
 

@@ -26,6 +26,8 @@ PT_REGS = {
 REG_PROVIDERS = {"kprobe", "kretprobe", "uprobe", "uretprobe", "usdt", "profile", "interval",
                  "software", "hardware", "watchpoint"}
 UADDR_PROVIDERS = {"uprobe", "uretprobe", "usdt"}
+# the script's config stack_mode, set by the driver before analysis (None: not configured)
+CONFIG_STACK_MODE: str | None = None
 KSYM = UserT("ksym", 8, (), "ksym")
 USYM = UserT("usym", 16, (), "usym")
 
@@ -46,12 +48,9 @@ def _arg_kind(t: Type | None, e: ast.Expr) -> str:
 class SymbolsAnalyzer:
     """Mixin of ``sema.analyze._Analyzer``."""
 
-    # the config key stack_mode (set by whoever reads the config), else bpftrace's default
-    stack_mode: str | None = None
-
     def default_stack_mode(self) -> str:
-        if self.stack_mode:
-            return self.stack_mode
+        if CONFIG_STACK_MODE:
+            return CONFIG_STACK_MODE
         import os
 
         mode = os.environ.get("BPFTRACE_STACK_MODE")
@@ -185,15 +184,10 @@ class SymbolsAnalyzer:
                        e.span)
             return UINT64
         path = paths.pop()
-        try:
-            info = elfsyms.elf_info(path)
-            cands = info.by_name().get(name)
+        try:      # (functions first among symbols of one name, as for uprobes)
+            e.address = elfsyms.symbol_address(path, name)
         except LookupError:
-            cands = None
-        if not cands:
             self.error(f"Could not resolve symbol: {path}:{name}", e.span)
-            return UINT64
-        e.address = cands[0].address
         return UINT64
 
     def fn_reg(self, e: ast.Call) -> Type:
