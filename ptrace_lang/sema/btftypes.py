@@ -320,8 +320,24 @@ def field(t: StructT, name: str) -> Field | None:
     if got is None:
         return None
     bit_off, bits, plain = got
-    typ = from_plain(plain) if isinstance(plain, tuple) else plain
+    typ = from_plain(plain) if isinstance(plain, tuple) else complete(plain)
     return make_field(name, bit_off, bits, typ)
+
+
+def complete(t: Type) -> Type:
+    """A script struct used before its definition ended (``struct node *next`` inside
+    ``struct node``) has size 0; give the finished definition instead."""
+    if isinstance(t, PtrT):
+        c = complete(t.target)
+        return t if c is t.target else PtrT(c, t.user)
+    if isinstance(t, ArrayT):
+        c = complete(t.elem)
+        return t if c is t.elem else ArrayT(c, t.n)
+    if isinstance(t, StructT) and not t.nbytes and len(t.src) > 1 and t.src[0] == "c":
+        rec = _SCRIPT.records.get(t.src[1])
+        if rec is not None:
+            return rec[0]
+    return t
 
 
 def make_field(name: str, bit_off: int, bits: int, typ: Type) -> Field:
@@ -408,10 +424,12 @@ def raw_tracepoint_params(event: str, module: str | None = None) -> list | None:
 
 class ScriptTypes:
     """Struct/union/enum definitions and typedefs written in the script being compiled
-    (``sema.cdefs`` fills it). They take precedence over the kernel's types of the same name."""
+    (``sema.cdefs`` fills it). They take precedence over the kernel's types of the same name.
+    A script struct's ``src`` is ("c", key), its key in ``records``."""
 
     def __init__(self) -> None:
-        self.records: dict[str, tuple] = {}   # "struct foo" -> (StructT, [(name, bit_off, bits, Type)])
+        # "struct foo" -> (StructT, [(name, bit offset, bits, Type)], alignment)
+        self.records: dict[str, tuple] = {}
         self.enums: dict[str, EnumT] = {}
         self.typedefs: dict[str, Type] = {}
         self.constants: dict[str, int] = {}   # enumerator names
@@ -424,13 +442,10 @@ class ScriptTypes:
         return self.typedefs.get(spelling)
 
     def field(self, t: StructT, name: str):
-        rec = self.records.get(f"{t.kind} {t.name}")
-        if rec is None:
-            return None
-        return _find_member(rec[1], name, self)
+        return _find_member(self.fields(t), name, self)
 
     def fields(self, t: StructT) -> list:
-        rec = self.records.get(f"{t.kind} {t.name}")
+        rec = self.records.get(t.src[1]) if len(t.src) > 1 else None
         return [] if rec is None else rec[1]
 
 

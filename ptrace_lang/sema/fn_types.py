@@ -110,7 +110,7 @@ class TypesMixin:
                 self.error(f"Can not access field '{e.field_name}' on type '{base}'. "
                            "Try dereferencing it first, or using '->'", e.span)
                 return INT64
-            st = base.target
+            st = btftypes.complete(base.target)
             if not isinstance(st, StructT):
                 self.error(f"Can not access field '{e.field_name}' on expression of type "
                            f"'{base}'", e.span)
@@ -150,6 +150,7 @@ class TypesMixin:
         t = self.expr(e.operand)
         if isinstance(t, PtrT):
             e.c_user = t.user
+            t = btftypes.complete(t)
             if t.target == VOID:
                 self.error(f"Can not dereference a pointer of type '{t}'", e.span)
                 return INT64
@@ -181,6 +182,7 @@ class TypesMixin:
                        f"{kind_word(it)}.", e.index.span)
         if isinstance(t, PtrT):
             e.c_user = t.user
+            t = btftypes.complete(t)
             if t.target == VOID:
                 self.error(f"Can not index a pointer of type '{t}'", e.span)
                 return INT64
