@@ -13,7 +13,7 @@ from ptrace_lang.errors import CompileError, Diagnostic, NotSupportedYet, Span
 from ptrace_lang.frontend import ast
 from ptrace_lang.sema.fn_types import TypesMixin
 from ptrace_lang.sema.types import (
-    BOOL, COMM, FUNC, INT64, INT_TYPE_NAMES, PROBE, UINT32, UINT64, VOID, AggT, ArgsT, IntT,
+    EnumT, PtrT, BOOL, COMM, FUNC, INT64, INT_TYPE_NAMES, PROBE, UINT32, UINT64, VOID, AggT, ArgsT, IntT,
     StrT, TupleT, Type, UsdtArgsT, compatible, widen,
 )
 
@@ -455,6 +455,8 @@ class _Analyzer(TypesMixin):
             a, b = self.expr(e.then), self.expr(e.orelse)
             if not compatible(a, b):
                 self.error(f"Ternary operator must return the same type: have '{a}' and '{b}'", e.span)
+                return a
+            if a == b and isinstance(a, (PtrT, EnumT)):      # pointers keep their type
                 return a
             if a.is_int and b.is_int:
                 return IntT(64, (not isinstance(a, IntT) or a.signed) and (not isinstance(b, IntT) or b.signed))
