@@ -232,6 +232,11 @@ class TypesLowering:
             return self.parent_tgid(e)
         return None
 
+    def call_kptr(self, e: ast.Call) -> VReg:
+        return self.scalar(e.args[0])
+
+    call_uptr = call_kptr
+
     def call_curtask(self, e: ast.Call) -> VReg:
         return self.c_builtin("curtask", e)
 
@@ -282,7 +287,7 @@ def struct_layout(t: StructT, depth: int = 0) -> tuple:
     signed, sub), ...) where kind is "int", "ptr", "str", "array", "struct" or "enum"."""
     if depth > 6:
         return ()
-    names = _member_names(t)
+    names = btftypes.member_names(t)
     out = []
     for n in names:
         f = btftypes.field(t, n)
@@ -305,20 +310,3 @@ def struct_layout(t: StructT, depth: int = 0) -> tuple:
             out.append((n, "array", f.offset, c_sizeof(ft), isinstance(ft.elem, IntT) and
                         ft.elem.signed, (c_sizeof(ft.elem), ft.n)))
     return tuple(out)
-
-
-def _member_names(t: StructT) -> list:
-    """Member names of a struct in declaration order (anonymous members flattened)."""
-    if t.src and t.src[0] == "c":
-        out = []
-        scope = btftypes.script_types()
-        for n, _, _, ft in scope.fields(t):
-            if n:
-                out.append(n)
-            elif isinstance(ft, StructT):
-                out.extend(_member_names(ft))
-        return out
-    btf = btftypes.vmlinux() if len(t.src) < 3 else btftypes._btf(t.src[2])
-    if btf is None or not t.src:
-        return []
-    return [m[0] for m in btf.members(t.src[1]) if m[0]]

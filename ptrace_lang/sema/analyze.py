@@ -33,8 +33,7 @@ AGGREGATIONS = {"count": 0, "sum": 1, "avg": 1, "min": 1, "max": 1, "stats": 1, 
                 "lhist": 4}
 # functions of the dialect that later work brings
 LATER_FUNCTIONS = {
-    "errorf", "warnf", "debugf", "buf", "ksym", "usym", "kaddr", "uaddr", "kptr",
-    "uptr", "reg", "path", "strncmp", "strcontains", "strftime", "strerror", "strlen", "strstr",
+    "errorf", "warnf", "debugf", "buf", "ksym", "usym", "kaddr", "uaddr", "reg", "path", "strncmp", "strcontains", "strftime", "strerror", "strlen", "strstr",
     "ntop", "pton", "macaddr", "cgroupid", "cgroup_path", "bswap", "has_key", "len",
     "syscall_name", "signal_name", "signal", "override", "kstack", "ustack", "nsecs",
     "percpu_kaddr", "skboutput", "unwatch", "socket_cookie",

@@ -11,6 +11,7 @@ Stable API (used by sema, codegen and the providers that type their ``args``):
                                             volatile/type tags skipped; char arrays -> StrT)
     field(t: StructT, name) -> Field | None one member (anonymous members searched), its byte
                                             offset, type and bitfield (shift, bits) or None
+    member_names(t: StructT) -> [name]      members in declaration order (anonymous flattened)
     func_params(func, module=None) -> [(name, Type)] | None   a kernel function's parameters
     func_return(func, module=None) -> Type | None
     raw_tracepoint_params(event, module=None) -> [(name, Type)] | None
@@ -35,7 +36,7 @@ from ptrace_lang.sema.types import (
     BOOL, VOID, ArrayT, EnumT, IntT, PtrT, StrT, StructT, Type,
 )
 
-__all__ = ["Field", "struct_type", "enum_type", "lookup_type", "type_from_btf", "field",
+__all__ = ["Field", "member_names", "struct_type", "enum_type", "lookup_type", "type_from_btf", "field",
            "func_params", "func_return", "raw_tracepoint_params", "flush", "vmlinux",
            "define_script_types", "script_types"]
 
@@ -322,6 +323,26 @@ def field(t: StructT, name: str) -> Field | None:
     bit_off, bits, plain = got
     typ = from_plain(plain) if isinstance(plain, tuple) else complete(plain)
     return make_field(name, bit_off, bits, typ)
+
+
+def member_names(t: StructT) -> list:
+    """Names of a struct's members in declaration order, anonymous members flattened."""
+    if not t.src:
+        return []
+    if t.src[0] == "c":
+        out = []
+        for n, _, _, ft in _SCRIPT.fields(t):
+            if n:
+                out.append(n)
+            elif isinstance(ft, StructT):
+                out.extend(member_names(ft))
+        return out
+
+    def compute():
+        btf = _btf(t.src[2] if len(t.src) > 2 else None)
+        return [] if btf is None else [m[0] for m in btf.members(t.src[1]) if m[0]]
+
+    return list(_STORE.get(("M", t.src), compute))
 
 
 def complete(t: Type) -> Type:

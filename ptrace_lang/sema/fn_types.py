@@ -267,6 +267,28 @@ class TypesMixin:
         self.nargs(e, 0, 0, "ppid()")
         return UINT32
 
+    def fn_kptr(self, e: ast.Call) -> Type:
+        """kptr(p): p as a pointer into kernel memory (reads through it use probe_read_kernel)."""
+        return self._address_space(e, False)
+
+    def fn_uptr(self, e: ast.Call) -> Type:
+        """uptr(p): p as a pointer into the process's memory (probe_read_user)."""
+        return self._address_space(e, True)
+
+    def _address_space(self, e: ast.Call, user: bool) -> Type:
+        if not self.nargs(e, 1, 1, f"{e.name}(int|pointer p)"):
+            for a in e.args:
+                self.expr(a)
+            return UINT64
+        t = self.expr(e.args[0])
+        if isinstance(t, PtrT):
+            return PtrT(t.target, user)
+        if not t.is_int:
+            self.error(f"{e.name}() expects an integer or a pointer, got '{t}'", e.args[0].span,
+                       [f"{e.name}(int|pointer p)"])
+            return UINT64
+        return PtrT(VOID, user)
+
     def c_builtin(self, name: str, span: Span) -> Type | None:
         if name == "curtask":
             return self.task_type()

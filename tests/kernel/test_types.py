@@ -122,3 +122,27 @@ def test_script_struct_through_a_uprobe_argument(tmp_path):
         "[1,-2,3]",
         "{ .x = -5, .y = 6, .name = second, .flags = 2, .mode = 17, .vals = [7,8,9], .next = 0 }",
     ]
+
+
+STRING_C = r"""
+#include <string.h>
+#include <unistd.h>
+__attribute__((noipa)) int greet(const char *s, int *n) { return s[0] + *n; }
+int main(void) { int n = 41; char buf[32]; strcpy(buf, "hello there"); usleep(300000);
+                 return greet(buf, &n) > 1000; }
+"""
+
+
+@pytest.mark.skipif(shutil.which("gcc") is None, reason="gcc is needed to build the uprobe target")
+def test_user_pointers_from_casts_and_uptr(tmp_path):
+    src = tmp_path / "s.c"
+    src.write_text(STRING_C)
+    binary = tmp_path / "s"
+    subprocess.run(["gcc", "-O1", "-o", str(binary), str(src)], check=True)
+    r = run("-c", str(binary), "-e",
+            f'uprobe:{binary}:greet {{ printf("%s %d %d %s\\n", str(uptr(arg0)), *(int32 *)arg1, '
+            '*uptr((int32 *)arg1), str(kptr(arg0))); exit(); }')
+    assert r.rc == 0, r.err
+    # read as a kernel pointer, the user address fails: counted, and an empty string
+    assert r.out.split("\n")[0] == "hello there 41 41 "
+    assert "1 memory reads failed" in r.err or "memory read" in r.err, r.err
