@@ -254,6 +254,22 @@ class TypesMixin:
         e.value = off
         return UINT64
 
+    def tp_pointer_type(self, args: ArgsT, f) -> Type | None:
+        """A tracepoint field that points to a struct/union (``struct __kernel_timespec *
+        rqtp``) as a typed pointer, so ``args.rqtp->tv_sec`` works; the arguments of syscall
+        tracepoints are user pointers. None for other fields."""
+        if not f.is_pointer or f.array_len is not None or f.data_loc:
+            return None
+        words = f.type_text.replace("*", " ").split()
+        stars = f.type_text.count("*")
+        words = [w for w in words if w not in ("const", "volatile")]
+        if stars != 1 or len(words) != 2 or words[0] not in ("struct", "union"):
+            return None
+        st = btftypes.lookup_type(f"{words[0]} {words[1]}")
+        if not isinstance(st, StructT):
+            return None
+        return PtrT(st, args.name.startswith(("sys_enter_", "sys_exit_")))
+
     # ------------------------------------------------------------------ builtins
     def task_type(self) -> Type:
         st = btftypes.struct_type(TASK_STRUCT)
