@@ -36,6 +36,17 @@ def str_helper(t: Type) -> int | None:
     return None
 
 
+def in_memory(e: ast.Expr) -> bool:
+    """A member or element of a struct/array value held in a variable (on the stack)."""
+    if isinstance(e, ast.Var):
+        return isinstance(e.type, (StructT, ArrayT))
+    if isinstance(e, ast.FieldAccess) and hasattr(e, "c_field") and not e.arrow:
+        return in_memory(e.base)
+    if isinstance(e, ast.Index) and hasattr(e, "c_user") and isinstance(e.base.type, ArrayT):
+        return in_memory(e.base)
+    return False
+
+
 def is_located(e: ast.Expr) -> bool:
     """An expression whose value is read from memory at a computed address."""
     if isinstance(e, ast.FieldAccess):
@@ -83,6 +94,19 @@ class TypesLowering:
             return r, o, e.c_user
         raise NotSupportedYet(f"the address of '{type(e).__name__}'", e.span)
 
+    def stack_place(self, e: ast.Expr) -> tuple:
+        """(base, offset) of a member/element of a struct or array held in a variable."""
+        if isinstance(e, ast.Var):
+            return self.mem_of(e)
+        if isinstance(e, ast.FieldAccess):
+            b, o = self.stack_place(e.base)
+            return b, o + e.c_field.offset
+        n = self.const_index(e.index)
+        if n is None or not 0 <= n < e.base.type.n:
+            raise NotSupportedYet("a variable index into an array held in a variable", e.span)
+        b, o = self.stack_place(e.base)
+        return b, o + n * c_sizeof(e.base.type.elem)
+
     def const_index(self, e: ast.Expr) -> int | None:
         if isinstance(e, ast.IntLit) and -(1 << 28) < e.value < (1 << 28):
             return e.value
@@ -99,17 +123,21 @@ class TypesLowering:
     def read_scalar(self, e: ast.Expr) -> VReg:
         """An integer, enum or pointer member/element: read its bytes, then sign-extend or cut
         out the bitfield."""
-        a, o, user = self.addr_of(e)
         f = getattr(e, "c_field", None)
         t = e.type
         bitfield = f.bitfield if f is not None else None
         size = f.type.bits // 8 if bitfield else c_sizeof(t)
         if size not in (1, 2, 4, 8):
             size = 8
-        slot = self.frame.alloc(8, e.span)
-        self.checked_read(read_helper(user), FP, slot, size, self.source(a, o))
         v = self.vreg()
-        self.emit(ir.Load(v, FP, slot, size))
+        if in_memory(e):
+            b, o = self.stack_place(e)
+            self.emit(ir.Load(v, b, o, size))
+        else:
+            a, o, user = self.addr_of(e)
+            slot = self.frame.alloc(8, e.span)
+            self.checked_read(read_helper(user), FP, slot, size, self.source(a, o))
+            self.emit(ir.Load(v, FP, slot, size))
         if bitfield:
             shift, bits = bitfield
             if shift:
@@ -131,10 +159,18 @@ class TypesLowering:
     def read_into(self, e: ast.Expr, base, off: int, typ: Type) -> None:
         """A string (char array), array or struct member: its bytes copied to ``base + off``,
         the rest of the destination zeroed."""
-        a, o, user = self.addr_of(e)
         n = c_sizeof(e.type)
         dst = typ.size() if typ is not None else e.type.size()
         n = min(n, dst)
+        if in_memory(e):
+            b, o = self.stack_place(e)
+            self.zero_mem(base, off, dst)
+            t = self.vreg()
+            for i in range(n):          # byte by byte: members need not be 8-byte aligned
+                self.emit(ir.Load(t, b, o + i, 1))
+                self.emit(ir.Store(base, off + i, t, 1))
+            return
+        a, o, user = self.addr_of(e)
         if n < dst:
             self.zero_mem(base, off, dst)
         if n > 0:
@@ -143,8 +179,11 @@ class TypesLowering:
     # ------------------------------------------------------------------ hooks from Lowering
     def c_scalar(self, e: ast.Expr) -> VReg | None:
         """The value of ``e`` if it is one of the C-typed forms, else None."""
-        if is_located(e) and not isinstance(e.type, (StructT, ArrayT, StrT)):
+        if (is_located(e) or in_memory(e)) and not isinstance(e.type, (StructT, ArrayT, StrT)):
             return self.read_scalar(e)
+        if isinstance(e, ast.Unary) and e.op == "&":
+            a, o, _ = self.addr_of(e.operand)
+            return self.source(a, o)
         if isinstance(e, (ast.Sizeof, ast.Offsetof)):
             return self.const(e.value)
         if isinstance(e, ast.Binary) and e.op in ("+", "-"):
@@ -175,8 +214,13 @@ class TypesLowering:
 
     def c_into(self, e: ast.Expr, base, off: int, typ: Type) -> bool:
         """Write a located string/array/struct value; False when ``e`` is not one."""
-        if is_located(e) and isinstance(e.type, (StructT, ArrayT, StrT)):
+        if (is_located(e) or in_memory(e) and not isinstance(e, ast.Var)) and \
+                isinstance(e.type, (StructT, ArrayT, StrT)):
             self.read_into(e, base, off, typ)
+            return True
+        if isinstance(e, ast.Var) and isinstance(e.type, (StructT, ArrayT)):
+            b, o = self.mem_of(e)
+            self.copy_value(base, off, typ or e.type, b, o, e.type)
             return True
         return False
 
@@ -187,6 +231,11 @@ class TypesLowering:
         if name == "ppid":
             return self.parent_tgid(e)
         return None
+
+    def call_kptr(self, e: ast.Call) -> VReg:
+        return self.scalar(e.args[0])
+
+    call_uptr = call_kptr
 
     def call_curtask(self, e: ast.Call) -> VReg:
         return self.c_builtin("curtask", e)
@@ -238,7 +287,7 @@ def struct_layout(t: StructT, depth: int = 0) -> tuple:
     signed, sub), ...) where kind is "int", "ptr", "str", "array", "struct" or "enum"."""
     if depth > 6:
         return ()
-    names = _member_names(t)
+    names = btftypes.member_names(t)
     out = []
     for n in names:
         f = btftypes.field(t, n)
@@ -261,20 +310,3 @@ def struct_layout(t: StructT, depth: int = 0) -> tuple:
             out.append((n, "array", f.offset, c_sizeof(ft), isinstance(ft.elem, IntT) and
                         ft.elem.signed, (c_sizeof(ft.elem), ft.n)))
     return tuple(out)
-
-
-def _member_names(t: StructT) -> list:
-    """Member names of a struct in declaration order (anonymous members flattened)."""
-    if t.src and t.src[0] == "c":
-        out = []
-        scope = btftypes.script_types()
-        for n, _, _, ft in scope.fields(t):
-            if n:
-                out.append(n)
-            elif isinstance(ft, StructT):
-                out.extend(_member_names(ft))
-        return out
-    btf = btftypes.vmlinux() if len(t.src) < 3 else btftypes._btf(t.src[2])
-    if btf is None or not t.src:
-        return []
-    return [m[0] for m in btf.members(t.src[1]) if m[0]]

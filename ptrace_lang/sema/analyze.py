@@ -17,9 +17,8 @@ from ptrace_lang.sema.fn_types import TypesMixin
 from ptrace_lang.sema.fn_values import ValuesSema
 from ptrace_lang.sema.stmts import StmtsAnalysis
 from ptrace_lang.sema.types import (
-    BOOL, COMM, FUNC, INT64, INT_TYPE_NAMES, PROBE, UINT32, UINT64, VOID, AggT, ArgsT, BufT,
-    IntArrayT, IntT,
-    StrT, TupleT, Type, UsdtArgsT, UserT, compatible, widen,
+    EnumT, PtrT, BOOL, COMM, FUNC, INT64, INT_TYPE_NAMES, PROBE, UINT32, UINT64, VOID, AggT, ArgsT,
+    BufT, IntArrayT, IntT, StrT, TupleT, Type, UsdtArgsT, UserT, compatible, widen,
 )
 
 # builtin variables available in every probe: name -> type
@@ -459,6 +458,8 @@ class _Analyzer(TypesMixin, FuncsMixin, SymbolsAnalyzer, StmtsAnalysis, ValuesSe
             if not compatible(a, b):
                 self.error(f"Ternary operator must return the same type: have '{a}' and '{b}'", e.span)
                 return a
+            if a == b and isinstance(a, (PtrT, EnumT)):      # pointers keep their type
+                return a
             if a.is_int and b.is_int:
                 return IntT(64, (not isinstance(a, IntT) or a.signed) and (not isinstance(b, IntT) or b.signed))
             return widen(a, b)
@@ -547,7 +548,7 @@ class _Analyzer(TypesMixin, FuncsMixin, SymbolsAnalyzer, StmtsAnalysis, ValuesSe
                 self.error(f"Struct/union of type '{base}' does not contain a field named "
                            f"'{e.field_name}'", e.span)
                 return INT64
-            return field_type(f, self.max_strlen)
+            return self.tp_pointer_type(base, f) or field_type(f, self.max_strlen)
         c = self.member_access(e, base)
         if c is not None:
             return c

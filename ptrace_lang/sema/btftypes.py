@@ -11,6 +11,8 @@ Stable API (used by sema, codegen and the providers that type their ``args``):
                                             volatile/type tags skipped; char arrays -> StrT)
     field(t: StructT, name) -> Field | None one member (anonymous members searched), its byte
                                             offset, type and bitfield (shift, bits) or None
+    member_names(t: StructT) -> [name]      members in declaration order (anonymous flattened)
+    enumerator(name) -> (value, EnumT) | None   a kernel enum's member by name (TCP_CLOSE...)
     func_params(func, module=None) -> [(name, Type)] | None   a kernel function's parameters
     func_return(func, module=None) -> Type | None
     raw_tracepoint_params(event, module=None) -> [(name, Type)] | None
@@ -35,7 +37,7 @@ from ptrace_lang.sema.types import (
     BOOL, VOID, ArrayT, EnumT, IntT, PtrT, StrT, StructT, Type,
 )
 
-__all__ = ["Field", "struct_type", "enum_type", "lookup_type", "type_from_btf", "field",
+__all__ = ["Field", "member_names", "enumerator", "struct_type", "enum_type", "lookup_type", "type_from_btf", "field",
            "func_params", "func_return", "raw_tracepoint_params", "flush", "vmlinux",
            "define_script_types", "script_types"]
 
@@ -115,7 +117,17 @@ class _Store:
                 boot = f.read().strip()
         except OSError:
             boot = "-"
-        return f"{st.st_size:x}-{int(st.st_mtime):x}-{boot[:8]}"
+        # the code that wrote the answers is part of the key: another checkout or version
+        # of this module (their encoding may differ) keeps a file of its own
+        code = 0
+        here = os.path.dirname(os.path.abspath(__file__))
+        for name in ("btftypes.py", "types.py"):
+            try:
+                cs = os.stat(os.path.join(here, name))
+                code = (code * 1000003 + cs.st_size * 31 + cs.st_mtime_ns) % (1 << 40)
+            except OSError:
+                pass
+        return f"{st.st_size:x}-{int(st.st_mtime):x}-{boot[:8]}-{code:x}"
 
     def load(self) -> dict:
         if self.answers is None:
@@ -145,6 +157,8 @@ class _Store:
         if key in answers:
             return answers[key]
         value = compute()
+        if None in _BTFS and _BTFS[None] is None:
+            return value            # BTF could not be read: an answer not worth keeping
         answers[key] = value
         self.dirty = True
         return value
@@ -320,8 +334,85 @@ def field(t: StructT, name: str) -> Field | None:
     if got is None:
         return None
     bit_off, bits, plain = got
-    typ = from_plain(plain) if isinstance(plain, tuple) else plain
+    typ = from_plain(plain) if isinstance(plain, tuple) else complete(plain)
     return make_field(name, bit_off, bits, typ)
+
+
+def member_names(t: StructT) -> list:
+    """Names of a struct's members in declaration order, anonymous members flattened."""
+    if not t.src:
+        return []
+    if t.src[0] == "c":
+        out = []
+        for n, _, _, ft in _SCRIPT.fields(t):
+            if n:
+                out.append(n)
+            elif isinstance(ft, StructT):
+                out.extend(member_names(ft))
+        return out
+
+    def compute():
+        btf = _btf(t.src[2] if len(t.src) > 2 else None)
+        return [] if btf is None else [m[0] for m in btf.members(t.src[1]) if m[0]]
+
+    return list(_STORE.get(("M", t.src), compute))
+
+
+def _find_enumerator(name: str):
+    """Search the BTF type section for an ENUM/ENUM64 entry whose name is ``name``: the
+    string's offset is found in the string section, then its word among the enum records."""
+    import struct as _struct
+    from bisect import bisect_right
+
+    from ptrace_lang import btf as B
+
+    btf = vmlinux()
+    if btf is None:
+        return None
+    offsets = btf._name_offsets(name.encode())
+    if not offsets:
+        return None
+    raw = btf._data[btf._tstart:btf._tend]
+    offs = btf._offs
+    for off in offsets:
+        pat = _struct.pack(btf._order + "I", off)
+        p = raw.find(pat)
+        while p >= 0:
+            if p % 4 == 0:
+                word = p // 4
+                i = bisect_right(offs, word) - 1
+                o = offs[i]
+                info = btf._w[o + 1]
+                kind = (info >> 24) & 0x1F
+                step = 2 if kind == B.KIND_ENUM else 3 if kind == B.KIND_ENUM64 else 0
+                if step and word > o + 2 and (word - o - 3) % step == 0:
+                    t = btf.get(btf._first + i)
+                    e = type_from_btf(btf, t.id)
+                    return (t.values[name], to_plain(e))
+            p = raw.find(pat, p + 1)
+    return None
+
+
+def enumerator(name: str):
+    """(value, EnumT) of a kernel enum member called ``name``, or None."""
+    got = _STORE.get(("N", name), lambda: _find_enumerator(name))
+    return None if got is None else (got[0], from_plain(got[1]))
+
+
+def complete(t: Type) -> Type:
+    """A script struct used before its definition ended (``struct node *next`` inside
+    ``struct node``) has size 0; give the finished definition instead."""
+    if isinstance(t, PtrT):
+        c = complete(t.target)
+        return t if c is t.target else PtrT(c, t.user)
+    if isinstance(t, ArrayT):
+        c = complete(t.elem)
+        return t if c is t.elem else ArrayT(c, t.n)
+    if isinstance(t, StructT) and not t.nbytes and len(t.src) > 1 and t.src[0] == "c":
+        rec = _SCRIPT.records.get(t.src[1])
+        if rec is not None:
+            return rec[0]
+    return t
 
 
 def make_field(name: str, bit_off: int, bits: int, typ: Type) -> Field:
@@ -408,10 +499,12 @@ def raw_tracepoint_params(event: str, module: str | None = None) -> list | None:
 
 class ScriptTypes:
     """Struct/union/enum definitions and typedefs written in the script being compiled
-    (``sema.cdefs`` fills it). They take precedence over the kernel's types of the same name."""
+    (``sema.cdefs`` fills it). They take precedence over the kernel's types of the same name.
+    A script struct's ``src`` is ("c", key), its key in ``records``."""
 
     def __init__(self) -> None:
-        self.records: dict[str, tuple] = {}   # "struct foo" -> (StructT, [(name, bit_off, bits, Type)])
+        # "struct foo" -> (StructT, [(name, bit offset, bits, Type)], alignment)
+        self.records: dict[str, tuple] = {}
         self.enums: dict[str, EnumT] = {}
         self.typedefs: dict[str, Type] = {}
         self.constants: dict[str, int] = {}   # enumerator names
@@ -424,13 +517,10 @@ class ScriptTypes:
         return self.typedefs.get(spelling)
 
     def field(self, t: StructT, name: str):
-        rec = self.records.get(f"{t.kind} {t.name}")
-        if rec is None:
-            return None
-        return _find_member(rec[1], name, self)
+        return _find_member(self.fields(t), name, self)
 
     def fields(self, t: StructT) -> list:
-        rec = self.records.get(f"{t.kind} {t.name}")
+        rec = self.records.get(t.src[1]) if len(t.src) > 1 else None
         return [] if rec is None else rec[1]
 
 

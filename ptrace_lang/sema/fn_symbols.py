@@ -124,11 +124,11 @@ class SymbolsAnalyzer:
 
     def fn_kptr(self, e: ast.Call) -> Type:
         ok = self._address_arg(e, "kptr(pointer or integer)")
-        return _in_space(e.args[0].type, False) if ok else UINT64
+        return e.args[0].type if ok else UINT64
 
     def fn_uptr(self, e: ast.Call) -> Type:
         ok = self._address_arg(e, "uptr(pointer or integer)")
-        return _in_space(e.args[0].type, True) if ok else UINT64
+        return e.args[0].type if ok else UINT64
 
     # ---------------------------------------------------------------- kaddr / uaddr / reg
     def _literal_arg(self, e: ast.Call, sig: str) -> str | None:
@@ -202,9 +202,3 @@ class SymbolsAnalyzer:
                        ["valid registers: " + ", ".join(PT_REGS)])
         return UINT64
 
-
-def _in_space(t: Type, user: bool) -> Type:
-    """kptr()/uptr() of a pointer: the same pointer, its reads from kernel/user memory."""
-    from ptrace_lang.sema.types import PtrT
-
-    return PtrT(t.target, user) if isinstance(t, PtrT) else t
