@@ -331,6 +331,9 @@ class FuncsMixin:
         if not self.unsafe:
             self.error("signal() is an unsafe function being used in safe mode", e.span,
                        ["run with --unsafe to allow it"])
+        if self.ctx is not None and self.ctx.provider in ("begin", "end"):
+            self.error(f"signal() can not be used in {self.ctx.provider.upper()}: there is no "
+                       "traced process to signal", e.span, [SIG["signal"]])
         if not self.nargs(e, 1, 1, SIG["signal"]):
             for a in e.args:
                 self.expr(a)
