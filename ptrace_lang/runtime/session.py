@@ -201,15 +201,16 @@ class Session:
             self._message(kind, ident, mv)
 
     def _message(self, kind: int, ident: int, mv) -> None:
-        """errorf/warnf/debugf: the formatted text on stderr after the script location."""
-        from ptrace_lang.runtime.ufuncs import message_line
+        """errorf/warnf/debugf: the formatted text for stderr after the script location, kept
+        in order with the output around it (``_flush``)."""
+        from ptrace_lang.runtime.ufuncs import StderrText, message_line
 
         if ident not in self._decoders:
             self._formatter(ident)
-        self._flush()                    # what was printed before comes first
-        self.err.write(message_line(kind, self.spec.events[ident], self._cat_paths[ident],
-                                    self._decoders[ident](mv)))
-        self.err.flush()
+        self.pending.append(StderrText(message_line(kind, self.spec.events[ident],
+                                                    self._cat_paths[ident],
+                                                    self._decoders[ident](mv))))
+        self._stderr_pending = True
 
     def _formatter(self, ident: int):
         from ptrace_lang.runtime.printf import compile_format
@@ -280,7 +281,14 @@ class Session:
                                    stats_style=self.opts.stats_style)
         return self.format_user_map(um, top, div)
 
+    _stderr_pending = False      # pending holds errorf/warnf/debugf lines (ufuncs.StderrText)
+
     def _flush(self) -> None:
+        if self._stderr_pending:
+            from ptrace_lang.runtime.ufuncs import flush_mixed
+
+            self._stderr_pending = False
+            flush_mixed(self.pending, self.out, self.err)
         if self.pending:
             self.out.write("".join(self.pending))
             self.pending.clear()
