@@ -784,6 +784,8 @@ class Lowering(FuncsLowering):
             size = typ.size() if isinstance(typ, StrT) else et.size()
             self.string_into(e, base, off, size)
             return
+        if isinstance(et, UserT) and self.user_value_into(e, base, off, typ):
+            return
         raise NotSupportedYet(f"values of type '{et}' here", e.span)
 
     def copy_value(self, dst, dst_off, dt: Type, src, src_off, st: Type) -> None:
