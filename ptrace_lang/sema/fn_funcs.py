@@ -301,6 +301,9 @@ class FuncsMixin:
             self.error("cgroupid() requires a string literal", a.span, [SIG["cgroupid"]])
             return UINT64
         if self.final:
+            # the compile cache checks the path's inode (the cgroup id) before reusing a program
+            if a.value not in self.__dict__.setdefault("deps", []):
+                self.deps.append(a.value)
             try:
                 cgroup_id_of(a.value)
             except OSError as err:

@@ -76,7 +76,10 @@ def test_values_computed_in_the_kernel_and_printed():
 
 
 WORKLOAD = r'''
-import os, signal, time
+import os, signal, sys, time
+if len(sys.argv) > 1:          # join the test's cgroup first
+    with open(sys.argv[1] + "/cgroup.procs", "w") as f:
+        f.write(str(os.getpid()))
 got = []
 signal.signal(signal.SIGUSR1, lambda s, f: got.append(s))
 t = time.time()
@@ -122,13 +125,37 @@ profile:hz:199 /comm == "fnwork"/ { @mode[usermode] = count(); }
 '''
 
 
+def cgroup2_mount() -> str | None:
+    with open("/proc/self/mounts") as f:
+        for line in f:
+            parts = line.split()
+            if parts[2] == "cgroup2":
+                return parts[1]
+    return None
+
+
 def test_functions_on_real_events_and_signal_delivery():
-    t = Tracer("--unsafe", "-e", SCRIPT)
-    t.wait_attached()
-    w = subprocess.run(named_workload("fnwork", WORKLOAD), capture_output=True, text=True,
-                       timeout=60)
-    time.sleep(0.3)
-    r = t.stop()
+    script, cg = SCRIPT, None
+    v2 = cgroup2_mount()
+    if v2 is not None:
+        # cgroupid() of a new cgroup (a compile-time constant) selects the workload's events;
+        # cgroup_path() names it
+        cg = os.path.join(v2, f"ptrace_funcs_{os.getpid()}")
+        os.mkdir(cg)
+        script += ('tracepoint:syscalls:sys_enter_openat /cgroup == cgroupid("%s")/ '
+                   '{ printf("CG %%d %%s\\n", cgroup, cgroup_path(cgroup, "unified")); }' % cg)
+    try:
+        t = Tracer("--unsafe", "-e", script)
+        t.wait_attached()
+        w = subprocess.run(named_workload("fnwork", WORKLOAD) + ([cg] if cg else []),
+                           capture_output=True, text=True, timeout=60)
+        time.sleep(0.3)
+        r = t.stop()
+        if cg is not None:
+            ino = os.stat(cg).st_ino
+    finally:
+        if cg is not None:
+            os.rmdir(cg)
     assert r.rc == 0, r.err
     assert "Traceback" not in r.err
     # the signal reached the workload: its handler ran
@@ -153,6 +180,10 @@ def test_functions_on_real_events_and_signal_delivery():
     assert re.search(r"^@sys\[openat\]: \d+$", r.out, re.M), r.out
     assert re.search(r"^@sys\[rt_sigaction\]: \d+$", r.out, re.M)
     assert re.search(r"^@sys\[exit_group\]: 1$", r.out, re.M), r.out
+    if cg is not None:
+        assert f"CG {ino} unified:/{os.path.basename(cg)}\n" in r.out, r.out
+    else:
+        print("cgroupid()/cgroup_path() of a workload not checked: no cgroup2 mount")
     # the workload spins in user space at the end: profile samples see user mode
     assert re.search(r"^@mode\[1\]: \d+$", r.out, re.M), r.out
     assert re.search(r"^@sys\[kill\]: 1$", r.out, re.M), r.out
