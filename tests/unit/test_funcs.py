@@ -193,6 +193,10 @@ def test_unsafe_function_errors(src, first):
     ' ntop(args.daddr_v6), ntop(args.family, args.saddr_v6)); }',
     'tracepoint:syscalls:sys_enter_openat { printf("%s\\n", macaddr(args.filename)); }',
     'profile:hz:99 { @[usermode, usermode()] = count(); }',
+    # every builtin is callable as a function
+    'BEGIN { @[pid(), tid(), uid(), gid(), cpu(), elapsed(), cgroup(), rand(), nsecs(), probe(),'
+    ' jiffies(), ncpus(), numaid(), username(), comm()] = count(); }',
+    'interval:s:1 { @[usermode()] = count(); }',
 ])
 def test_compiles(src):
     if "/sys/fs/cgroup" in src and not os.path.isdir("/sys/fs/cgroup"):
