@@ -105,6 +105,9 @@ class Session:
             span = ps.spans[e.insn_index]
         msg = f"the kernel's verifier rejected probe program '{ps.name}': {e.summary}"
         hints = []
+        if "bpf_override_return" in e.summary:      # override(): a kernel build option
+            hints.append("override() needs a kernel built with CONFIG_BPF_KPROBE_OVERRIDE "
+                         "(and CONFIG_FUNCTION_ERROR_INJECTION)")
         if e.insn_index is not None:
             hints.append(f"failing instruction #{e.insn_index}; run with -v for the full verifier log")
         err = RuntimeFailure(msg, span if span is not None and span.line else Span("", 0, 0, 0, 0), hints)

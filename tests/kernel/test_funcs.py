@@ -220,4 +220,5 @@ def test_kernel_side_programs_pass_the_verifier():
         assert r.rc == 1
         assert r.err.startswith("stdin:1:19-31: ERROR: the kernel's verifier rejected probe program")
         assert "bpf_override_return" in r.err
+        assert "HINT: override() needs a kernel built with CONFIG_BPF_KPROBE_OVERRIDE" in r.err
         assert "Traceback" not in r.err
