@@ -229,9 +229,6 @@ class FuncsLowering:
         self.emit(ir.Alu("add", src, f.offset))
         self.checked_read(H_PROBE_READ_KERNEL, base, off, n, src)
 
-    def call_ntop(self, e: ast.Call) -> ir.VReg:
-        return self.scalar(e.args[0])             # ntop(int): the IPv4 address itself
-
     def into_ntop(self, e: ast.Call, base, off: int, typ) -> None:
         addr = e.args[-1]
         af = self.scalar(e.args[0]) if len(e.args) == 2 else None

@@ -62,11 +62,6 @@ def fmt_username(raw: bytes, aux: tuple) -> str:
         return str(uid)
 
 
-@formatter("inet4")
-def fmt_inet4(raw: bytes, aux: tuple) -> str:
-    return ".".join(str(b) for b in raw[:4])
-
-
 @formatter("inet")
 def fmt_inet(raw: bytes, aux: tuple) -> str:
     import socket

@@ -182,7 +182,8 @@ def test_unsafe_function_errors(src, first):
     'BEGIN { printf("%s %s %s %s\\n", strftime("%H:%M:%S.%f", nsecs(boot)), strerror(2),'
     ' syscall_name(1), signal_name(9)); }',
     'BEGIN { printf("%s %s %s %s\\n", ntop(0x0100007f), ntop(2, 0x0100007f), ntop(pton("::1")),'
-    ' ntop(10, pton("fe80::1"))); print(pton("1.2.3.4")); @p = pton("::2"); }',
+    ' ntop(10, pton("fe80::1"))); print(pton("1.2.3.4")); @p = pton("::2");'
+    ' @n = ntop(1); @n = ntop(pton("::1")); $v = ntop(2, 1); $v = ntop(pton("1.2.3.4")); }',
     'BEGIN { @m[1] = 1; printf("%d %d %d %d\\n", bswap((uint16)1), bswap((uint32)1), bswap(1),'
     ' has_key(@m, 1)); }',
     'BEGIN { print(cgroupid("/sys/fs/cgroup")); print(cgroup_path(cgroup)); print(cgroup_path(1, "u*")); }',
@@ -251,7 +252,8 @@ def test_formatters():
     assert FORMATTERS["signal_name"](q(29), ()) == "SIGIO"
     assert FORMATTERS["signal_name"](q(36), ()) == "SIGRTMIN+2"
     assert FORMATTERS["signal_name"](q(99), ()) == "99"
-    assert FORMATTERS["inet4"](q(0x0100007F), ()) == "127.0.0.1"
+    assert FORMATTERS["inet"](q(2) + q(0x0100007F) + q(0), ()) == "127.0.0.1"
+    assert FORMATTERS["inet"](q(99) + q(0) + q(0), ()) == ""
     assert FORMATTERS["inet"](q(2) + b"\x0a\0\0\x01" + b"\0" * 12, ()) == "10.0.0.1"
     assert FORMATTERS["inet"](q(10) + b"\0" * 15 + b"\x01", ()) == "::1"
     assert FORMATTERS["bytes"](b"\x01\x02\x03\x04\0\0\0\0", (4,)) == "[1,2,3,4]"
