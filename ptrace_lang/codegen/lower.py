@@ -829,6 +829,8 @@ class Lowering(TypesLowering, FuncsLowering, SymbolsLowering, LoopsLowering, Val
                 src_base, src_off = self.mem_of(e)
                 self.copy_value(base, off, typ, src_base, src_off, et)
                 return
+        if isinstance(et, UserT) and self.user_value_into(e, base, off, typ):
+            return
         raise NotSupportedYet(f"values of type '{et}' here", e.span)
 
     def copy_value(self, dst, dst_off, dt: Type, src, src_off, st: Type) -> None:

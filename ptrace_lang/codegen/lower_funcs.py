@@ -70,6 +70,20 @@ class FuncsLowering:
         self.mov(out, 1)
         self.emit(ir.Label(end))
 
+    def user_value_into(self, e: ast.Expr, base, off: int, typ) -> bool:
+        """A UserT value held in memory (wider than a register) copied from a variable, a
+        map, a tuple member or a ternary; False when ``e`` is none of those."""
+        if isinstance(e, (ast.Var, ast.TupleIndex)):
+            src_base, src_off = self.mem_of(e)
+            self.copy_value(base, off, typ, src_base, src_off, e.type)
+        elif isinstance(e, ast.MapRef):
+            self.map_read_into(e, self.maps["@" + e.name], base, off, typ)
+        elif isinstance(e, ast.Ternary):
+            self.ternary(e, lambda x: self.expr_into(x, base, off, typ))
+        else:
+            return False
+        return True
+
     # ------------------------------------------------------------------ strings
     def call_strlen(self, e: ast.Call) -> ir.VReg:
         base, off, n = self._str_mem(e.args[0])
@@ -144,33 +158,7 @@ class FuncsLowering:
             else:
                 self.emit(ir.Jump(hit))
         else:
-            nbase, noff, nlen = self._str_mem(needle)
-            # for (i = 0; i < hlen; i++) for (j = 0; ; j++) { ... }: the verifier walks the
-            # iterations; the stack offsets are bounded by the compares before each load
-            j, k, p, c, h = self.vreg(), self.vreg(), self.vreg(), self.vreg(), self.vreg()
-            outer, inner, step = self.label("outer"), self.label("inner"), self.label("step")
-            self.emit(ir.Label(outer))
-            self.emit(ir.CondJump("jge", idx, hlen, miss))
-            self.mov(j, 0)
-            self.emit(ir.Label(inner))
-            self.emit(ir.CondJump("jge", j, nlen, hit))
-            self.mov(p, nbase)
-            self.emit(ir.Alu("add", p, j))
-            self.emit(ir.Load(c, p, noff, 1))
-            self.emit(ir.CondJump("jeq", c, 0, hit))
-            self.mov(k, idx)
-            self.emit(ir.Alu("add", k, j))
-            self.emit(ir.CondJump("jge", k, hlen, miss))
-            self.mov(p, hbase)
-            self.emit(ir.Alu("add", p, k))
-            self.emit(ir.Load(h, p, hoff, 1))
-            self.emit(ir.CondJump("jne", h, c, step))
-            self.emit(ir.Alu("add", j, 1))
-            self.emit(ir.Jump(inner))
-            self.emit(ir.Label(step))
-            self.emit(ir.CondJump("jeq", h, 0, miss))        # the haystack ended
-            self.emit(ir.Alu("add", idx, 1))
-            self.emit(ir.Jump(outer))
+            self._search_loop(hbase, hoff, hlen, needle, idx, hit, miss)
         self.emit(ir.Label(miss))
         self.mov(found, 0)
         self.mov(idx, -1)
@@ -179,6 +167,41 @@ class FuncsLowering:
         self.mov(found, 1)
         self.emit(ir.Label(end))
         return found, idx
+
+    def _search_loop(self, hbase, hoff: int, hlen: int, needle: ast.Expr, idx, hit: str,
+                     miss: str) -> None:
+        """A needle known only at run time: a loop over the haystack's positions (``idx``)
+        whose body compares the needle's bytes, unrolled over the needle's buffer. The
+        haystack is read at a variable stack offset, bounded by a compare before each read,
+        so the verifier walks one iteration per position."""
+        nbase, noff, nlen = self._str_mem(needle)
+        c, h, q = self.vreg(), self.vreg(), self.vreg()
+        outer, step = self.label("outer"), self.label("step")
+        self.emit(ir.Load(c, nbase, noff, 1))
+        self.emit(ir.CondJump("jeq", c, 0, hit))          # the empty needle is at 0
+        self.emit(ir.Label(outer))
+        self.emit(ir.CondJump("jge", idx, hlen, miss))
+        self.mov(q, hbase)
+        self.emit(ir.Alu("add", q, idx))
+        self.emit(ir.Load(h, q, hoff, 1))
+        self.emit(ir.CondJump("jeq", h, 0, miss))         # the haystack ended
+        for j in range(nlen):
+            if j:
+                self.emit(ir.Load(c, nbase, noff + j, 1))
+                self.emit(ir.CondJump("jeq", c, 0, hit))  # the whole needle matched
+                if j >= hlen:
+                    self.emit(ir.Jump(step))              # past the haystack's buffer
+                    break
+                self.emit(ir.CondJump("jge", idx, hlen - j, step))
+                self.emit(ir.Load(h, q, hoff + j, 1))
+            else:
+                self.emit(ir.Load(c, nbase, noff, 1))
+            self.emit(ir.CondJump("jne", h, c, step))
+        else:
+            self.emit(ir.Jump(hit))                        # a needle filling its buffer
+        self.emit(ir.Label(step))
+        self.emit(ir.Alu("add", idx, 1))
+        self.emit(ir.Jump(outer))
 
     def call_strcontains(self, e: ast.Call) -> ir.VReg:
         return self._strsearch(e)[0]
@@ -205,9 +228,6 @@ class FuncsLowering:
         self.mov(src, self.ctx)
         self.emit(ir.Alu("add", src, f.offset))
         self.checked_read(H_PROBE_READ_KERNEL, base, off, n, src)
-
-    def call_ntop(self, e: ast.Call) -> ir.VReg:
-        return self.scalar(e.args[0])             # ntop(int): the IPv4 address itself
 
     def into_ntop(self, e: ast.Call, base, off: int, typ) -> None:
         addr = e.args[-1]

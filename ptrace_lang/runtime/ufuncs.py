@@ -62,11 +62,6 @@ def fmt_username(raw: bytes, aux: tuple) -> str:
         return str(uid)
 
 
-@formatter("inet4")
-def fmt_inet4(raw: bytes, aux: tuple) -> str:
-    return ".".join(str(b) for b in raw[:4])
-
-
 @formatter("inet")
 def fmt_inet(raw: bytes, aux: tuple) -> str:
     import socket
@@ -224,3 +219,27 @@ def message_line(kind: int, ev, render, args) -> str:
         end = f"-{sp.end_col}" if sp.end_line == sp.line else ""
         return f"{sp.file}:{sp.line}:{sp.col}{end}: {level}: {text}\n"
     return f"{level}: {text}\n"
+
+
+class StderrText(str):
+    """A line of errorf/warnf/debugf waiting in the session's output for stderr."""
+
+
+def flush_mixed(pending: list, out, err) -> None:
+    """Write ``pending`` in order: runs of output to ``out``, StderrText lines to ``err``
+    (both flushed so the two streams interleave as the events came); empties the list."""
+    run: list = []
+    for item in pending:
+        if isinstance(item, StderrText):
+            if run:
+                out.write("".join(run))
+                out.flush()
+                run.clear()
+            err.write(item)
+            err.flush()
+        else:
+            run.append(item)
+    pending.clear()
+    if run:
+        out.write("".join(run))
+        out.flush()

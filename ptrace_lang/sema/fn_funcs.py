@@ -16,7 +16,6 @@ STRERROR = UserT("strerror", 8, (), "strerror_t")
 SYSCALL_NAME = UserT("syscall_name", 8, (), "syscall_name_t")
 SIGNAL_NAME = UserT("signal_name", 8, (), "signal_name_t")
 USERNAME = UserT("username", 8, (), "username")
-INET4 = UserT("inet4", 8, (), "inet")         # ntop(int): the address in the low 4 bytes
 INET = UserT("inet", 24, (), "inet")           # u64 family, then 16 address bytes
 MACADDR = UserT("macaddr", 8, (), "mac_address")
 CGROUP_PATH = "cgroup_path_t"
@@ -221,7 +220,7 @@ class FuncsMixin:
     def fn_ntop(self, e: ast.Call) -> Type:
         ts = self._checked(e, 1, 2)
         if ts is None:
-            return INET4
+            return INET
         addr_i = len(e.args) - 1
         if len(e.args) == 2:
             self._want_int(e, 0, ts[0], "an address family")
@@ -229,10 +228,10 @@ class FuncsMixin:
         if self._byte_source(e, addr_i, t, (4, 16)):
             return INET
         if t.is_int:
-            return INET4 if len(e.args) == 1 else INET
+            return INET
         self.error(f"ntop() expects an integer or an array of 4 or 16 bytes as its address, "
                    f"got '{t}'", e.args[addr_i].span, [SIG["ntop"]])
-        return INET4
+        return INET
 
     def fn_pton(self, e: ast.Call) -> Type:
         ts = self._checked(e, 1, 1)
@@ -310,6 +309,9 @@ class FuncsMixin:
             self.error("cgroupid() requires a string literal", a.span, [SIG["cgroupid"]])
             return UINT64
         if self.final:
+            # the compile cache checks the path's inode (the cgroup id) before reusing a program
+            if a.value not in self.__dict__.setdefault("deps", []):
+                self.deps.append(a.value)
             try:
                 cgroup_id_of(a.value)
             except OSError as err:
@@ -340,6 +342,9 @@ class FuncsMixin:
         if not self.unsafe:
             self.error("signal() is an unsafe function being used in safe mode", e.span,
                        ["run with --unsafe to allow it"])
+        if self.ctx is not None and self.ctx.provider in ("begin", "end"):
+            self.error(f"signal() can not be used in {self.ctx.provider.upper()}: there is no "
+                       "traced process to signal", e.span, [SIG["signal"]])
         if not self.nargs(e, 1, 1, SIG["signal"]):
             for a in e.args:
                 self.expr(a)
