@@ -233,12 +233,7 @@ class Lowering(LoopsLowering):
         elif isinstance(s, ast.Assign):
             self.assign(s)
         elif isinstance(s, ast.Let):
-            if s.value is not None:
-                self.assign_var(s.var, s.value)
-            elif isinstance(self.vars.get(s.var.name), int):
-                self.zero_mem(FP, self.vars[s.var.name], s.var.type.size())
-            else:
-                self.mov(self.var_reg(s.var.name), 0)
+            self.lower_let(s)
         elif isinstance(s, ast.Block):
             self.block(s)
         elif isinstance(s, ast.If):
@@ -308,6 +303,9 @@ class Lowering(LoopsLowering):
         typ = self.var_types.get(var.name, var.type)
         if typ is not None and is_scalar(typ):
             v = self.scalar(value)
+            vt = value.type
+            if isinstance(typ, IntT) and isinstance(vt, IntT) and vt.bits > typ.bits:
+                v = self.truncate(v, typ)     # into a variable declared narrower (let $x: uint8)
             self.mov(self.var_reg(var.name), v)
         else:
             self.expr_into(value, FP, self.vars[var.name], typ)
@@ -320,6 +318,8 @@ class Lowering(LoopsLowering):
             else:
                 reg = self.var_reg(t.name)
                 v = self.binop(s.op, reg, s.value, is_signed(t.type) and is_signed(s.value.type))
+                if isinstance(t.type, IntT) and t.type.bits < 64:
+                    v = self.truncate(v, t.type)    # the variable keeps its width
                 self.mov(reg, v)
             return
         assert isinstance(t, ast.MapRef)
@@ -754,6 +754,10 @@ class Lowering(LoopsLowering):
 
     def _expr_into(self, e: ast.Expr, base, off: int, typ: Type) -> None:
         et = e.type
+        handler = getattr(self, "into_node_" + type(e).__name__, None)
+        if handler is not None:
+            handler(e, base, off, typ)
+            return
         if is_scalar(et):
             self.emit(ir.Store(base, off, self.scalar(e), 8))
             return
@@ -1004,6 +1008,9 @@ class Lowering(LoopsLowering):
         if isinstance(e, ast.Cast):
             v = self.scalar(e.operand)
             return self.truncate(v, e.type)
+        handler = getattr(self, "scalar_" + type(e).__name__, None)
+        if handler is not None:
+            return handler(e)
         raise NotSupportedYet(f"the expression '{type(e).__name__}' as a value", e.span)
 
     def truncate(self, v: VReg, t: Type) -> VReg:

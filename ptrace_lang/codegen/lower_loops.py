@@ -291,3 +291,33 @@ class LoopsLowering:
         self.emit(ir.LoadFuncAddr(f, 0, func=name))
         self.call(H_FOR_EACH_MAP_ELEM, ("map", layout.kernel_name), f, 0, 0)
         return self.result()
+
+    # ------------------------------------------------------------------ let, block expressions
+    def lower_let(self, s: ast.Let) -> None:
+        from ptrace_lang.codegen.lower import is_scalar
+
+        name = s.var.name
+        if s.value is not None:
+            self.assign_var(s.var, s.value)
+            return
+        typ = s.var.type or self.var_types.get(name)
+        if typ is None:
+            return
+        if is_scalar(typ):
+            self.mov(self.var_reg(name), 0)
+        else:
+            self.zero_mem(FP, self.vars[name], typ.size())
+
+    def _block_stmts(self, stmts) -> None:
+        for st in stmts:
+            prev = self.at(st)
+            self.stmt(st)
+            self.span = prev
+
+    def scalar_BlockExpr(self, e: ast.BlockExpr) -> VReg:
+        self._block_stmts(e.stmts)
+        return self.scalar(e.value)
+
+    def into_node_BlockExpr(self, e: ast.BlockExpr, base, off: int, typ) -> None:
+        self._block_stmts(e.stmts)
+        self.expr_into(e.value, base, off, typ)
