@@ -98,7 +98,11 @@ def compile_script(text: str, filename: str, opts: Options) -> Compiled:
     program = parse(text, filename)
     dumps: dict[str, str] = {}
     apply_config(program, opts)
-    for node in (*program.imports, *program.macros, *program.map_decls):
+    from ptrace_lang.frontend.macros import expand_macros, resolve_imports
+
+    resolve_imports(program, filename)
+    expand_macros(program)
+    for node in program.map_decls:
         raise CompileError(f"{type(node).__name__} is not supported yet", node.span)
     for cdef in program.c_definitions:
         raise CompileError("C definitions are not supported yet", cdef.span)

@@ -349,6 +349,10 @@ class Lowering(LoopsLowering):
 
     # ------------------------------------------------------------------ statements that are calls
     def expr_stmt(self, e: ast.Expr) -> None:
+        if isinstance(e, ast.BlockExpr):          # its value is discarded
+            self._block_stmts(e.stmts)
+            self.expr_stmt(e.value)
+            return
         if isinstance(e, ast.Call):
             handler = getattr(self, "stmt_" + e.name, None)
             if handler is not None:

@@ -100,6 +100,10 @@ class _Analyzer(StmtsAnalysis):
     # ------------------------------------------------------------------ errors
     def error(self, message: str, span: Span, hints: list[str] | None = None) -> None:
         if self.final:
+            if "`" in message:       # a variable local to a macro body (frontend.macros)
+                from ptrace_lang.frontend.macros import unmangle
+
+                message = unmangle(message)
             self.errors.append(Diagnostic(message, span, list(hints or [])))
 
     # ------------------------------------------------------------------ scopes
