@@ -98,9 +98,10 @@ def compile_script(text: str, filename: str, opts: Options) -> Compiled:
     program = parse(text, filename)
     dumps: dict[str, str] = {}
     apply_config(program, opts)
-    from ptrace_lang.frontend.macros import expand_macros, resolve_imports
+    from ptrace_lang.frontend.macros import auto_imports, expand_macros, resolve_imports
 
-    resolve_imports(program, filename)
+    imported = resolve_imports(program, filename)
+    imported += auto_imports(program, filename)
     expand_macros(program)
     for node in program.map_decls:
         raise CompileError(f"{type(node).__name__} is not supported yet", node.span)
@@ -255,4 +256,4 @@ def compile_script(text: str, filename: str, opts: Options) -> Compiled:
         dumps["ir"] = "\n".join(ir_dump)
     if asm_dump:
         dumps["asm"] = "\n".join(asm_dump)
-    return Compiled(obj, program, dumps, popts.deps)
+    return Compiled(obj, program, dumps, popts.deps + imported)

@@ -41,10 +41,11 @@ def unmangle(text: str) -> str:
     return text
 
 
-def resolve_imports(program: ast.Program, filename: str, stdlib: str | None = None) -> None:
-    """Merge every imported file (recursively, each once) into ``program``."""
+def resolve_imports(program: ast.Program, filename: str, stdlib: str | None = None) -> list[str]:
+    """Merge every imported file (recursively, each once) into ``program``; returns their paths
+    (the compile cache checks them: a changed import compiles again)."""
     if not program.imports:
-        return
+        return []
     from ptrace_lang.frontend.parser import parse
 
     if stdlib is None:
@@ -54,6 +55,7 @@ def resolve_imports(program: ast.Program, filename: str, stdlib: str | None = No
     main = os.path.realpath(filename) if os.path.isfile(filename) else None
     seen = {main} if main else set()
     queue = [(imp, _base_dir(filename)) for imp in program.imports]
+    files: list[str] = []
     while queue:
         imp, base = queue.pop(0)
         path = _find(imp.path, base, stdlib)
@@ -65,6 +67,7 @@ def resolve_imports(program: ast.Program, filename: str, stdlib: str | None = No
         if real in seen:
             continue
         seen.add(real)
+        files.append(real)
         try:
             with open(path, encoding="utf-8") as f:
                 text = f.read()
@@ -81,6 +84,7 @@ def resolve_imports(program: ast.Program, filename: str, stdlib: str | None = No
         program.probes.extend(sub.probes)
         queue.extend((i, os.path.dirname(path)) for i in sub.imports)
     program.imports = []
+    return files
 
 
 def _base_dir(filename: str) -> str:
@@ -257,3 +261,29 @@ class _Expander:
                 setattr(n, name, [self._substitute(x, exprs) if isinstance(x, ast.Node) else x
                                   for x in v])
         return n
+
+
+# builtins of the dialect written in the language itself, in the stdlib: a script that calls
+# one gets its module imported, unless the compiler has the builtin (sema's fn_<name>) or the
+# script defines a macro of that name
+STDLIB_BUILTINS = {"signal_name": "signal.bt"}
+
+
+def auto_imports(program: ast.Program, filename: str) -> list[str]:
+    from ptrace_lang.errors import NO_SPAN
+    from ptrace_lang.sema.analyze import _Analyzer
+
+    defined = {m.name for m in program.macros}
+    needed = set()
+    for probe in program.probes:
+        for n in ast.walk(probe):
+            if (isinstance(n, ast.Call) and n.name in STDLIB_BUILTINS and n.name not in defined
+                    and not hasattr(_Analyzer, "fn_" + n.name)):
+                needed.add(STDLIB_BUILTINS[n.name])
+    if needed:
+        from ptrace_lang.resources import stdlib_dir
+
+        program.imports = [ast.Import(os.path.join(stdlib_dir(), f), span=NO_SPAN)
+                           for f in sorted(needed)]
+        return resolve_imports(program, filename)
+    return []
