@@ -182,3 +182,29 @@ def test_config_missing_probes_ignore_and_license():
 def test_nothing_stays_loaded_after_loops():
     out_of("BEGIN { @m[1] = 1; for ($kv : @m) { for ($i : 0..2) { @n[$i] = $kv.1; } } exit(); }")
     assert not [n for n in bpf_prog_names() if n.startswith("p0_0_")]
+
+
+def test_while_unroll_string_values_and_exit_in_a_loop():
+    out = out_of('BEGIN { @s["a"] = "x1"; @s["b"] = "y22"; $i = 0; $t = 0; '
+                 'while ($i < 10) { $i++; if ($i == 3) { continue; } if ($i == 6) { break; } '
+                 '$t += $i; } unroll(3) { $t++; } printf("t=%d\\n", $t); '
+                 'for ($kv : @s) { printf("%s=%s\\n", $kv.0, $kv.1); } '
+                 'for ($j : 0..5) { if ($j == 2) { exit(); } printf("e%d\\n", $j); } '
+                 'printf("after\\n"); }')
+    assert "t=15\n" in out
+    assert "a=x1\n" in out and "b=y22\n" in out
+    assert "e0\ne1\n" in out and "e2" not in out and "after" not in out
+
+
+def test_probe_builtin_inside_a_loop_body_reads_the_cookie():
+    # two tracepoints share one program: `probe` comes from the attach cookie, read through
+    # the probe's context pointer that the loop body gets from its caller
+    import shlex
+
+    r = run("-c", shlex.join(named_workload("stmtcookie", "import os; os.getppid(); os.getpid()")),
+            "-e", 'tracepoint:syscalls:sys_enter_getppid, tracepoint:syscalls:sys_enter_getpid '
+                  '/comm == "stmtcookie"/ { for ($i : 0..2) { @[probe, $i] = count(); } }')
+    assert r.rc == 0, r.err
+    for tp in ("getpid", "getppid"):
+        for i in (0, 1):
+            assert f"@[tracepoint:syscalls:sys_enter_{tp}, {i}]: 1\n" in r.out
