@@ -144,6 +144,12 @@ LET_ERRORS = [
      "stdin:1:24-32: ERROR: Type mismatch for $x: trying to assign value of type 'string[2]' "
      "when variable already has a type 'uint8'"),
     ("BEGIN { let $x: foo_t = 1; }", "stdin:1:17-22: ERROR: Unknown type: 'foo_t'"),
+    ("BEGIN { let $x = 1; { let $x = 2; } }",
+     "stdin:1:23-33: ERROR: Variable $x was already declared. Variable shadowing is not allowed."),
+    ("BEGIN { $x = 1; let $x = 2; }",
+     "stdin:1:17-27: ERROR: Variable $x was already declared. Variable shadowing is not allowed."),
+    ("BEGIN { for ($x : 1..10) { let $x = 1; } }",
+     "stdin:1:28-38: ERROR: Variable $x was already declared. Variable shadowing is not allowed."),
 ]
 
 
@@ -157,6 +163,10 @@ def test_typed_variable_keeps_its_type():
     assert "$y" not in c.dumps["types"] or "uint8" in c.dumps["types"]
     an = c.program.probes[0].body.stmts
     assert an[2].value.type.bits == 8        # $y = $x reads a uint8
+
+
+def test_sibling_blocks_may_declare_the_same_name():
+    assert compile_("BEGIN { if (1) { let $x = 1; } else { let $x = 2; } }").spec.programs
 
 
 def test_block_expression_value_and_scope():
