@@ -46,6 +46,19 @@ class Subprogram:
     parent: int = -1
 
 
+def possible_cpus() -> int:
+    """How many CPUs can hold a per-CPU value (the kernel's possible CPUs, not just the online
+    ones; the compile cache keys on the boot, so this is read at compile time)."""
+    try:
+        with open("/sys/devices/system/cpu/possible") as f:
+            text = f.read().strip()
+        return max(int(part.split("-")[-1]) for part in text.split(",")) + 1
+    except (OSError, ValueError):
+        import os
+
+        return os.cpu_count() or 1
+
+
 def used_vars(node: ast.Node) -> tuple[set[str], set[str]]:
     """($vars read or written in ``node``, $vars assigned in it)."""
     used, assigned = set(), set()
@@ -195,10 +208,8 @@ class LoopsLowering:
         """The value of a count/sum/min/max/avg entry as a script reads it: summed (count, sum)
         or combined (min, max; avg = sum / count) over every CPU's slot with
         bpf_map_lookup_percpu_elem."""
-        import os
-
         agg: AggT = layout.agg
-        ncpus = os.cpu_count() or 1
+        ncpus = possible_cpus()
         total, cnt = self.vreg(), self.vreg()
         self.mov(total, 0)
         self.mov(cnt, 0)

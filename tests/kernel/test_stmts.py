@@ -208,3 +208,8 @@ def test_probe_builtin_inside_a_loop_body_reads_the_cookie():
     for tp in ("getpid", "getppid"):
         for i in (0, 1):
             assert f"@[tracepoint:syscalls:sys_enter_{tp}, {i}]: 1\n" in r.out
+
+
+def test_config_stats_style_old():
+    out = out_of('config = { stats_style = old } BEGIN { @s = stats(2); @s = stats(4); exit(); }')
+    assert "@s: count 2, average 3, total 6\n" in out
