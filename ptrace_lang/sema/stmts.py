@@ -41,6 +41,12 @@ class StmtsAnalysis:
                        f"for (${s.var.name} : @{ref.name})", ref.span)
         info = self.maps.get("@" + ref.name)
         kv: Type = TupleT((INT64, INT64))
+        if info is None and not self.final:
+            # the map is assigned in a later probe: learn the rest of this one in the second
+            # pass, when the types of $kv are known (analyze() skips the probe for now)
+            from ptrace_lang.errors import NotSupportedYet
+
+            raise NotSupportedYet("a loop over a map assigned later", ref.span)
         if info is None:
             self.error(f"Undefined map: @{ref.name}", ref.span)
         elif info.key_type is None:

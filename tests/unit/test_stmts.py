@@ -362,3 +362,9 @@ def test_stdlib_modules_compile_and_name_macros_are_balanced():
 def test_signal_name_is_a_stdlib_macro_imported_on_use():
     c = compile_("BEGIN { @x[signal_name(15)] = 1; }")
     assert any(d.endswith("signal.bt") for d in c.deps)
+
+
+def test_loop_over_a_map_assigned_in_a_later_probe():
+    c = compile_('END { for ($kv : @m) { @y[$kv.0] = $kv.1; } } BEGIN { @m["a"] = "b"; }')
+    um = {u.name: u for u in c.spec.user_maps}
+    assert um["@y"].key.kind == "str" and um["@y"].value.kind == "str"
