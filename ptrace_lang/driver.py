@@ -106,7 +106,12 @@ def compile_script(text: str, filename: str, opts: Options) -> Compiled:
     program = parse(text, filename)
     dumps: dict[str, str] = {}
     apply_config(program, opts)
-    for node in (*program.imports, *program.macros, *program.map_decls):
+    from ptrace_lang.frontend.macros import auto_imports, expand_macros, resolve_imports
+
+    imported = resolve_imports(program, filename)
+    imported += auto_imports(program, filename)
+    expand_macros(program)
+    for node in program.map_decls:
         raise CompileError(f"{type(node).__name__} is not supported yet", node.span)
     from ptrace_lang.sema import cdefs      # struct/union/enum, typedef, #define, #include
 
@@ -283,4 +288,4 @@ def compile_script(text: str, filename: str, opts: Options) -> Compiled:
         dumps["ir"] = "\n".join(ir_dump)
     if asm_dump:
         dumps["asm"] = "\n".join(asm_dump)
-    return Compiled(obj, program, dumps, popts.deps)
+    return Compiled(obj, program, dumps, popts.deps + imported)

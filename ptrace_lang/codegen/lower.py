@@ -313,6 +313,9 @@ class Lowering(TypesLowering, FuncsLowering, SymbolsLowering, LoopsLowering, Val
         typ = self.var_types.get(var.name, var.type)
         if typ is not None and is_scalar(typ):
             v = self.scalar(value)
+            vt = value.type
+            if isinstance(typ, IntT) and isinstance(vt, IntT) and vt.bits > typ.bits:
+                v = self.truncate(v, typ)     # into a variable declared narrower (let $x: uint8)
             self.mov(self.var_reg(var.name), v)
         else:
             self.expr_into(value, *self.vars[var.name], typ)
@@ -325,6 +328,8 @@ class Lowering(TypesLowering, FuncsLowering, SymbolsLowering, LoopsLowering, Val
             else:
                 reg = self.var_reg(t.name)
                 v = self.binop(s.op, reg, s.value, is_signed(t.type) and is_signed(s.value.type))
+                if isinstance(t.type, IntT) and t.type.bits < 64:
+                    v = self.truncate(v, t.type)    # the variable keeps its width
                 self.mov(reg, v)
             return
         assert isinstance(t, ast.MapRef)
@@ -354,6 +359,10 @@ class Lowering(TypesLowering, FuncsLowering, SymbolsLowering, LoopsLowering, Val
 
     # ------------------------------------------------------------------ statements that are calls
     def expr_stmt(self, e: ast.Expr) -> None:
+        if isinstance(e, ast.BlockExpr):          # its value is discarded
+            self._block_stmts(e.stmts)
+            self.expr_stmt(e.value)
+            return
         if isinstance(e, ast.Call):
             handler = getattr(self, "stmt_" + e.name, None)
             if handler is not None:
@@ -766,6 +775,10 @@ class Lowering(TypesLowering, FuncsLowering, SymbolsLowering, LoopsLowering, Val
 
     def _expr_into(self, e: ast.Expr, base, off: int, typ: Type) -> None:
         et = e.type
+        handler = getattr(self, "into_node_" + type(e).__name__, None)
+        if handler is not None:
+            handler(e, base, off, typ)
+            return
         if is_scalar(et):
             self.emit(ir.Store(base, off, self.scalar(e), 8))
             return
@@ -1055,6 +1068,9 @@ class Lowering(TypesLowering, FuncsLowering, SymbolsLowering, LoopsLowering, Val
                 return self.intarray_to_int(e)
             v = self.scalar(e.operand)
             return self.truncate(v, e.type)
+        handler = getattr(self, "scalar_" + type(e).__name__, None)
+        if handler is not None:
+            return handler(e)
         raise NotSupportedYet(f"the expression '{type(e).__name__}' as a value", e.span)
 
     def truncate(self, v: VReg, t: Type) -> VReg:

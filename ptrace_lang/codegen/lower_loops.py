@@ -46,6 +46,19 @@ class Subprogram:
     parent: int = -1
 
 
+def possible_cpus() -> int:
+    """How many CPUs can hold a per-CPU value (the kernel's possible CPUs, not just the online
+    ones; the compile cache keys on the boot, so this is read at compile time)."""
+    try:
+        with open("/sys/devices/system/cpu/possible") as f:
+            text = f.read().strip()
+        return max(int(part.split("-")[-1]) for part in text.split(",")) + 1
+    except (OSError, ValueError):
+        import os
+
+        return os.cpu_count() or 1
+
+
 def used_vars(node: ast.Node) -> tuple[set[str], set[str]]:
     """($vars read or written in ``node``, $vars assigned in it)."""
     used, assigned = set(), set()
@@ -91,7 +104,7 @@ class LoopsLowering:
             if self._is_scalar(typ):
                 self.emit(ir.Store(FP, ctxs + o, self.vars[name], 8))
             else:
-                self.copy_mem(FP, ctxs + o, FP, self.vars[name], typ.size())
+                self.copy_mem(FP, ctxs + o, *self.vars[name], typ.size())
         return ctxs, passed, assigned
 
     def _after_call(self, ctxs: int, passed, assigned) -> None:
@@ -101,7 +114,7 @@ class LoopsLowering:
             if self._is_scalar(typ):
                 self.emit(ir.Load(self.vars[name], FP, ctxs + o, 8))
             else:
-                self.copy_mem(FP, self.vars[name], FP, ctxs + o, typ.size())
+                self.copy_mem(*self.vars[name], FP, ctxs + o, typ.size())
         flag = self.vreg()
         self.emit(ir.Load(flag, FP, ctxs + FLAG_OFF, 8))
         self.emit(ir.CondJump("jne", flag, 0, self.exit_label))
@@ -135,7 +148,8 @@ class LoopsLowering:
                 r = self.vars[vname] = self.vreg()
                 self.emit(ir.Load(r, cstruct, o, 8))
             else:
-                slot = self.vars[vname] = self.frame.alloc(typ.size(), body.span)
+                slot = self.frame.alloc(typ.size(), body.span)
+                self.vars[vname] = (FP, slot)          # memory values: (base, offset)
                 self.copy_mem(FP, slot, cstruct, o, typ.size())
         cont, brk, ret = self.label("next"), self.label("stop"), self.label("leave")
         self.exit_label = ret
@@ -151,7 +165,7 @@ class LoopsLowering:
                 if self._is_scalar(typ):
                     self.emit(ir.Store(cstruct, o, self.vars[vname], 8))
                 else:
-                    self.copy_mem(cstruct, o, FP, self.vars[vname], typ.size())
+                    self.copy_mem(cstruct, o, *self.vars[vname], typ.size())
             self.mov(R0, rv)
             self.emit(ir.Exit())
         # a return from the probe (return, exit()): raise the flag, stop
@@ -175,7 +189,8 @@ class LoopsLowering:
 
         def prologue(args):
             key, value = args[1], args[2]
-            slot = self.vars[s.var.name] = self.frame.alloc(kv_type.size(), s.span)
+            slot = self.frame.alloc(kv_type.size(), s.span)
+            self.vars[s.var.name] = (FP, slot)
             koff, voff = kv_type.offsets()
             kt, vt = kv_type.elems
             self.copy_mem(FP, slot + koff, key, 0, kt.size())
@@ -195,10 +210,8 @@ class LoopsLowering:
         """The value of a count/sum/min/max/avg entry as a script reads it: summed (count, sum)
         or combined (min, max; avg = sum / count) over every CPU's slot with
         bpf_map_lookup_percpu_elem."""
-        import os
-
         agg: AggT = layout.agg
-        ncpus = os.cpu_count() or 1
+        ncpus = possible_cpus()
         total, cnt = self.vreg(), self.vreg()
         self.mov(total, 0)
         self.mov(cnt, 0)
@@ -291,3 +304,33 @@ class LoopsLowering:
         self.emit(ir.LoadFuncAddr(f, 0, func=name))
         self.call(H_FOR_EACH_MAP_ELEM, ("map", layout.kernel_name), f, 0, 0)
         return self.result()
+
+    # ------------------------------------------------------------------ let, block expressions
+    def lower_let(self, s: ast.Let) -> None:
+        from ptrace_lang.codegen.lower import is_scalar
+
+        name = s.var.name
+        if s.value is not None:
+            self.assign_var(s.var, s.value)
+            return
+        typ = s.var.type or self.var_types.get(name)
+        if typ is None:
+            return
+        if is_scalar(typ):
+            self.mov(self.var_reg(name), 0)
+        else:
+            self.zero_mem(FP, self.vars[name], typ.size())
+
+    def _block_stmts(self, stmts) -> None:
+        for st in stmts:
+            prev = self.at(st)
+            self.stmt(st)
+            self.span = prev
+
+    def scalar_BlockExpr(self, e: ast.BlockExpr) -> VReg:
+        self._block_stmts(e.stmts)
+        return self.scalar(e.value)
+
+    def into_node_BlockExpr(self, e: ast.BlockExpr, base, off: int, typ) -> None:
+        self._block_stmts(e.stmts)
+        self.expr_into(e.value, base, off, typ)

@@ -94,10 +94,16 @@ class _Analyzer(TypesMixin, FuncsMixin, SymbolsAnalyzer, StmtsAnalysis, ValuesSe
         self.ctx: ProbeContext | None = None
         self.loop_depth = 0
         self.var_spans: dict[str, Span] = {}   # where each $var is first assigned
+        self.typed_vars: set[str] = set()       # declared with a type (let $x: T): never widened
+        self.block_locals: dict[str, Type] = {}  # let in an inner block: its slot lives all probe
 
     # ------------------------------------------------------------------ errors
     def error(self, message: str, span: Span, hints: list[str] | None = None) -> None:
         if self.final:
+            if "`" in message:       # a variable local to a macro body (frontend.macros)
+                from ptrace_lang.frontend.macros import unmangle
+
+                message = unmangle(message)
             self.errors.append(Diagnostic(message, span, list(hints or [])))
 
     # ------------------------------------------------------------------ scopes
@@ -114,7 +120,7 @@ class _Analyzer(TypesMixin, FuncsMixin, SymbolsAnalyzer, StmtsAnalysis, ValuesSe
                 if not compatible(old, typ):
                     self.error(f"Type mismatch for ${name}: trying to assign value of type '{typ}' "
                                f"when variable already has a type '{old}'", span)
-                else:
+                elif name not in self.typed_vars:
                     scope.vars[name] = widen(old, typ)
                 return
         (self.scopes[-1] if declare_here else self.scopes[0]).vars[name] = typ
@@ -190,12 +196,14 @@ class _Analyzer(TypesMixin, FuncsMixin, SymbolsAnalyzer, StmtsAnalysis, ValuesSe
         self.ctx = ctx
         self.cur_probe = probe
         self.scopes = [Scope()]
+        self.typed_vars = set()
+        self.block_locals = {}
         if probe.predicate is not None:
             t = self.expr(probe.predicate)
             if not t.is_int:
                 self.error(f"Invalid type for predicate: {t}", probe.predicate.span)
         self.block(probe.body, new_scope=False)
-        return self.scopes[0].vars
+        return {**self.block_locals, **self.scopes[0].vars}
 
     def block(self, block: ast.Block, new_scope: bool = True) -> None:
         if new_scope:
@@ -211,18 +219,7 @@ class _Analyzer(TypesMixin, FuncsMixin, SymbolsAnalyzer, StmtsAnalysis, ValuesSe
         elif isinstance(s, ast.Assign):
             self.assign(s)
         elif isinstance(s, ast.Let):
-            declared = self.type_name(s.declared) if s.declared is not None else None
-            vt = self.expr(s.value) if s.value is not None else None
-            if declared is not None and vt is not None and not compatible(declared, vt):
-                self.error(f"Type mismatch for ${s.var.name}: trying to assign value of type '{vt}' "
-                           f"when variable already has a type '{declared}'", s.span)
-            typ = declared or vt
-            if typ is None:
-                self.error(f"Variable ${s.var.name} needs a type or a value", s.span)
-                typ = INT64
-            self.scopes[-1].vars[s.var.name] = typ
-            self.var_spans.setdefault(s.var.name, s.span)
-            s.var.type = typ
+            self.let(s)
         elif isinstance(s, ast.Block):
             self.block(s)
         elif isinstance(s, ast.If):
@@ -496,6 +493,9 @@ class _Analyzer(TypesMixin, FuncsMixin, SymbolsAnalyzer, StmtsAnalysis, ValuesSe
             return self.call(e, statement)
         if isinstance(e, ast.Index):
             return self.index_expr(e)
+        handler = getattr(self, "expr_" + type(e).__name__, None)
+        if handler is not None:
+            return handler(e)
         raise NotSupportedYet(f"the expression '{type(e).__name__}'", e.span)
 
     def builtin(self, name: str, span: Span) -> Type:
