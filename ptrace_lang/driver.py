@@ -25,7 +25,8 @@ PROG_TYPES = {"BPF_PROG_TYPE_TRACEPOINT": 5, "BPF_PROG_TYPE_PERF_EVENT": 7,
 
 BPF_F_NO_PREALLOC = 1
 
-CONFIG_KEYS = {"max_map_keys", "max_strlen", "perf_rb_pages", "missing_probes", "stats_style"}
+CONFIG_KEYS = {"max_map_keys", "max_strlen", "perf_rb_pages", "missing_probes", "stats_style",
+               "str_trunc_trailer"}
 
 
 @dataclass
@@ -43,6 +44,7 @@ class Options:
     pid: int | None = None
     cpid: int | None = None          # -c: the child's pid, the value of `cpid`
     unsafe: bool = False             # --unsafe: system() and the other unsafe functions allowed
+    str_trunc_trailer: str = ".."    # printed after a string read from memory that was cut
 
 
 @dataclass
@@ -62,6 +64,9 @@ def env_options(opts: Options) -> Options:
                 setattr(opts, key, int(v, 0))
             except ValueError:
                 raise CompileError(f"Invalid value for BPFTRACE_{key.upper()}: {v}") from None
+    v = os.environ.get("BPFTRACE_STR_TRUNC_TRAILER")
+    if v is not None:
+        opts.str_trunc_trailer = v
     v = os.environ.get("BPFTRACE_PERF_RB_PAGES")
     if v:
         try:
@@ -78,6 +83,11 @@ def apply_config(program: ast.Program, opts: Options) -> None:
         if item.key not in CONFIG_KEYS:
             raise CompileError(f"Unrecognized config variable: {item.key}", item.span)
         v = item.value
+        if item.key == "str_trunc_trailer":
+            if not isinstance(v, ast.StrLit):
+                raise CompileError("str_trunc_trailer must be a string", v.span)
+            opts.str_trunc_trailer = v.value
+            continue
         if item.key == "missing_probes":
             if not isinstance(v, (ast.StrLit, ast.Builtin)):
                 raise CompileError("missing_probes must be \"error\" or \"warn\"", v.span)
@@ -153,6 +163,7 @@ def compile_script(text: str, filename: str, opts: Options) -> Compiled:
                            program.probes[0].span)
     program.probes = kept
 
+    L.STR_TRUNC_TRAILER[0] = opts.str_trunc_trailer
     sema = analyze(program, [[g[2] for g in gs] for gs in groups], opts.positional, opts.max_strlen,
                    cpid=opts.cpid, unsafe=opts.unsafe)
     if "ast" in opts.stages:

@@ -13,7 +13,9 @@ from ptrace_lang.records import dataclass
 
 from ptrace_lang import spec as S
 from ptrace_lang.codegen import ir
-from ptrace_lang.codegen.lower_values import SCRATCH_LIMIT, SCRATCH_MAP, Frames, ValuesLowering  # noqa: F401
+from ptrace_lang.codegen.lower_values import (  # noqa: F401
+    SCRATCH_LIMIT, SCRATCH_MAP, STR_TRUNC_TRAILER, Frames, ValuesLowering, str_field,
+)
 from ptrace_lang.codegen.ir import FP, R0, R1, VReg
 from ptrace_lang.errors import CompileError, NotSupportedYet, Span
 from ptrace_lang.frontend import ast
@@ -826,7 +828,7 @@ class Lowering(ValuesLowering):
     def string_into(self, e: ast.Expr, base, off: int, size: int) -> None:
         et = e.type
         if isinstance(e, ast.StrLit):
-            self.store_bytes(base, off, e.value.encode() + b"\0", size)
+            self.store_bytes(base, off, e.value.encode("utf-8", "surrogateescape") + b"\0", size)
         elif isinstance(e, ast.PositionalParam):
             v = self.positional_value(e.index)
             self.store_bytes(base, off, str(v).encode() + b"\0", size)
@@ -873,6 +875,11 @@ class Lowering(ValuesLowering):
         arg = e.args[0]
         if isinstance(arg.type, StrT):
             self.string_into(arg, base, off, size)
+            keep = e.type.length - 1     # str(s, n) of a string: cut after n characters
+            if keep < arg.type.length - 1 and keep < size:
+                word = min(size, (keep + 7) // 8 * 8)
+                self.zero_mem_bytes(base, off + keep, word - keep)
+                self.zero_mem(base, off + word, size - word)
             return
         n = e.type.length
         # zero first: the helper leaves bytes after the NUL as they were, and strings are
@@ -1224,7 +1231,7 @@ def value_field(t: Type, off: int, name: str = "") -> S.Field:
     if t == FUNC:
         return S.Field("func", off, 8, name=name)
     if isinstance(t, StrT):
-        return S.Field("str", off, t.size(), name=name)
+        return str_field(t, off, name)
     if isinstance(t, TupleT):
         names = t.names or ("",) * len(t.elems)
         subs = [value_field(et, o, n) for et, o, n in zip(t.elems, t.offsets(), names)]

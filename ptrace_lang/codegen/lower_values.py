@@ -264,6 +264,18 @@ class ValuesLowering:
         self.submit(rec)
 
 
+# config str_trunc_trailer (set by the driver for the script being compiled)
+STR_TRUNC_TRAILER = [".."]
+
+
+def str_field(t: StrT, off: int, name: str = "") -> S.Field:
+    """A string's layout for the runtime; a string read from memory (str(), a tracepoint's
+    string) carries its length and the trailer printed after it when it filled its buffer."""
+    if t.trunc and STR_TRUNC_TRAILER[0]:
+        return S.Field("str", off, t.size(), name=name, aux=(t.length, STR_TRUNC_TRAILER[0]))
+    return S.Field("str", off, t.size(), name=name)
+
+
 _sdiv: list[bool] = []
 
 
@@ -273,6 +285,9 @@ def has_sdiv() -> bool:
     if not _sdiv:
         import os
 
+        if os.environ.get("PTRACE_NO_SDIV"):     # tests: the code for older kernels
+            _sdiv.append(False)
+            return False
         try:
             major, minor = (int(x) for x in os.uname().release.split(".")[:2])
             _sdiv.append((major, minor) >= (6, 6))

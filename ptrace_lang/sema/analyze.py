@@ -397,7 +397,7 @@ class _Analyzer(ValuesSema):
         if isinstance(e, ast.BoolLit):
             return BOOL
         if isinstance(e, ast.StrLit):
-            return StrT(len(e.value.encode()) + 1)
+            return StrT(len(e.value.encode("utf-8", "surrogateescape")) + 1)
         if isinstance(e, ast.PositionalParam):
             v = self.positional_value(e.index)
             return INT64 if isinstance(v, int) else StrT(len(v.encode()) + 1)
@@ -696,10 +696,10 @@ class _Analyzer(ValuesSema):
             else:
                 size = min(n + 1, self.max_strlen) if n < self.max_strlen else self.max_strlen
         if isinstance(t, StrT):
-            return StrT(min(t.length, size))
+            return StrT(min(t.length, size), t.trunc)
         if not t.is_int:
             self.error(f"str() expects a pointer or an integer address, got '{t}'", e.args[0].span)
-        return StrT(size)
+        return StrT(size, trunc=True)
 
     def fn_delete(self, e: ast.Call) -> Type:
         if len(e.args) == 1 and isinstance(e.args[0], ast.MapRef) and e.args[0].keys is not None:
@@ -746,7 +746,7 @@ def field_type(f, max_strlen: int) -> Type:
     """The script type of a tracepoint format field."""
     text = f.type_text
     if f.data_loc:
-        return StrT(max_strlen) if "char" in text else UINT64
+        return StrT(max_strlen, trunc=True) if "char" in text else UINT64
     if f.array_len is not None and "char" in text:
         return StrT(f.array_len)
     if f.array_len is not None:

@@ -50,13 +50,27 @@ class ValuesSema:
         t = self.expr(e.base)
         if not isinstance(t, TupleT):
             return None
-        n = self.const_int(e.index)
+        n = self.const_expr(e.index)
         if n is None:
             self.error("The index of a tuple must be an integer constant", e.index.span)
             return INT64
         e.__class__ = ast.TupleIndex     # same fields (base, index); lowered as t.N
         e.index = n
         return self.expr(e)
+
+    def const_expr(self, e: ast.Expr) -> int | None:
+        """The value of an integer expression made of literals (``1 - 1``), else None."""
+        v = self.const_int(e)
+        if v is not None or not isinstance(e, ast.Binary):
+            return v
+        a, b = self.const_expr(e.left), self.const_expr(e.right)
+        if a is None or b is None:
+            return None
+        ops = {"+": lambda: a + b, "-": lambda: a - b, "*": lambda: a * b,
+               "/": lambda: int(a / b) if b else None, "%": lambda: a % b if b else None,
+               "<<": lambda: a << b, ">>": lambda: a >> b, "&": lambda: a & b,
+               "|": lambda: a | b, "^": lambda: a ^ b}
+        return ops[e.op]() if e.op in ops else None
 
     # ------------------------------------------------------------------ buf()
     def fn_buf(self, e: ast.Call) -> Type:
