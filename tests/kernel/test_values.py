@@ -130,11 +130,14 @@ tracepoint:syscalls:sys_enter_openat /pid == cpid/ {
     if ($s == str(args.filename)) { @same = count(); }
     @tup[(1, $s)] = 1;
     @b = buf(args.filename, 1000);
+    printf("cut %s|%s\n", str(args.filename, 10), str(args.filename, 2000));
   }
 }''' % path
     r = run("-q", "-c", f"{shutil.which('cat')} {path}", "-e", src + "\nEND { printf(\"%r|\\n\", @b); }")
     assert r.rc == 0, r.err
     assert f"open {path}\n" in r.out
+    # a read string cut by its length gets the trailer (str_trunc_trailer), a whole one none
+    assert f"cut {path[:10]}..|{path}\n" in r.out
     assert f"@[{path}]: 1\n" in r.out
     assert f"]: {path}\n" in r.out               # @last[pid]
     assert f"@tup[1, {path}]: 1\n" in r.out

@@ -189,3 +189,18 @@ def test_records_tuples_buffers_and_arrays_decode_as_printed():
     a = decode.record_decoder(evs[2], [])(bytes(arr))[0]
     assert a == [-2, -1, -1, -1] and format_value(a) == "[-2,-1,-1,-1]\n"
     assert hash(a) == hash((-2, -1, -1, -1))     # usable in a map key
+
+
+def test_strings_read_from_memory_get_the_trailer_when_cut():
+    from ptrace_lang.runtime import decode
+
+    ev = next(ev for ev in compiled('BEGIN { printf("%s %s\\n", str(0, 4), "abcd"); }').spec.events
+              if ev.kind == S.EV_PRINTF)
+    read, literal = ev.args
+    assert read.aux == (5, "..") and literal.aux == ()
+    dec = decode.field_decoder(read, [], 0)
+    assert dec(bytes(read.offset) + b"abcd\0\0\0\0") == "abcd.."     # filled: cut
+    assert dec(bytes(read.offset) + b"abc\0\0\0\0\0") == "abc"
+    ev = next(ev for ev in compiled('config = { str_trunc_trailer = "" } BEGIN { printf("%s", str(0)); }'
+                                    ).spec.events if ev.kind == S.EV_PRINTF)
+    assert ev.args[0].aux == ()
