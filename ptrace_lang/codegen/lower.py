@@ -1001,7 +1001,7 @@ class Lowering(ValuesLowering):
                 self.emit(ir.Alu("neg", out))
                 return self.truncate(out, e.type)
             self.emit(ir.Alu("xor", out, -1))
-            return out
+            return self.truncate(out, e.type)
         if isinstance(e, ast.IncDec):
             if isinstance(e.target, ast.Var):
                 reg = self.var_reg(e.target.name)

@@ -426,7 +426,8 @@ class _Analyzer(ValuesSema):
             if e.op == "-":
                 # negation keeps the operand's width and sign: -(uint8)3 is 253, as in bpftrace
                 return t if isinstance(t, IntT) else INT64
-            return IntT(64, isinstance(t, IntT) and t.signed)
+            # ~ keeps the operand's width too: ~(uint8)0 is 255, as in bpftrace
+            return t if isinstance(t, IntT) else IntT(64, False)
         if isinstance(e, ast.IncDec):
             if isinstance(e.target, ast.Var):
                 t = self.lookup_var(e.target.name)

@@ -134,8 +134,6 @@ class ValuesSema:
             return base
         if isinstance(base, (IntT, BoolT)) and t.is_int:
             return base
-        if isinstance(base, BoolT) and isinstance(t, StrT):
-            return base
         self.error(f"Cannot cast from '{t}' to '{tn.name}'", e.span)
         return base
 

@@ -38,6 +38,7 @@ BEGIN {
   print(true); print(1 == 1); print((true, false));
   $z = 0;
   printf("%d %d\n", 10 / $z, 10 % $z);
+  printf("%d %d %d\n", ~(uint8)0, ~0, ~(uint32)1);
   if ($t == (1, "two", (3, 4))) { printf("teq "); }
   if ($t != (1, "two", (3, 5))) { printf("tne "); }
   if (buf("ab", 2) == buf("ab", 2)) { printf("beq "); }
@@ -66,6 +67,7 @@ true
 true
 (true, false)
 1 1
+255 -1 4294967294
 teq tne beq req
 
 

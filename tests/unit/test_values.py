@@ -35,7 +35,8 @@ def test_types_of_values():
     t = var_types('BEGIN { $r = (x = 1, y = "ab"); $x = $r.x; $y = $r.y; $t = (1, "a", (2, 3)); '
                   '$i = $t[2]; $j = (1, 2)[1 - 1]; $one = (7,); $b = buf("abcd", 3); '
                   '$a = (uint8[4])(uint32)7; $n = (uint32)$a; $c = (int8)300; $u = (uint16)-1; '
-                  '$s = (int8[2])(int16)5; $bb = true; $cmp = (1, "a") == (1, "b"); }')
+                  '$s = (int8[2])(int16)5; $bb = true; $cmp = (1, "a") == (1, "b"); '
+                  '$inv = ~(uint8)0; $neg = -(int16)1; }')
     assert t["r"] == "record { int64 x, string[3] y }"
     assert t["x"] == "int64" and t["y"] == "string[3]"
     assert t["t"] == "(int64,string[2],(int64,int64))"
@@ -46,6 +47,7 @@ def test_types_of_values():
     assert t["c"] == "int8" and t["u"] == "uint16"
     assert t["s"] == "int8[2]"
     assert t["bb"] == "bool" and t["cmp"] == "bool"
+    assert t["inv"] == "uint8" and t["neg"] == "int16"
 
 
 def test_records_with_fields_in_another_order_are_the_same_type():
