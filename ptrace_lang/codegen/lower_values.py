@@ -182,7 +182,10 @@ class ValuesLowering:
         from ptrace_lang.sema.types import widen
 
         lt, rt = e.left.type, e.right.type
-        typ = widen(lt, rt) if not isinstance(lt, StrT) else StrT(max(lt.size(), rt.size()))
+        if isinstance(lt, StrT):
+            self.string_equal(e, false_label)
+            return
+        typ = widen(lt, rt)
         size = typ.size()
         mark = self.frame.mark()
         la, lo = self.alloc_mem(size, e.span)
@@ -194,6 +197,45 @@ class ValuesLowering:
         for o in range(0, size, 8):
             self.emit(ir.Load(a, la, lo + o, 8))
             self.emit(ir.Load(b, lb, lbo + o, 8))
+            self.emit(ir.CondJump("jne", a, b, differ))
+        if e.op == "!=":
+            self.emit(ir.Jump(false_label))
+            self.emit(ir.Label(differ))
+        self.frame.release(mark)
+
+    def string_equal(self, e: ast.Binary, false_label: str) -> None:
+        """Two strings are equal when their words agree up to the shorter buffer's end: both are
+        zero-padded after their NUL, and the shorter one's NUL is inside its buffer. A literal
+        side is compared as constants, a variable in place; nothing is copied to compare."""
+        mark = self.frame.mark()
+        sides = []
+        for x in (e.left, e.right):
+            if isinstance(x, ast.StrLit):
+                data = x.value.encode("utf-8", "surrogateescape") + b"\0"
+                sides.append(data.ljust((len(data) + 7) // 8 * 8, b"\0"))
+            else:
+                sides.append(self.mem_of(x))
+        size = min(len(s) if isinstance(s, bytes) else t.size()
+                   for s, t in zip(sides, (e.left.type, e.right.type)))
+        differ = false_label if e.op == "==" else self.label("strne")
+        if isinstance(sides[0], bytes) and isinstance(sides[1], bytes):
+            if (sides[0].rstrip(b"\0") == sides[1].rstrip(b"\0")) != (e.op == "=="):
+                self.emit(ir.Jump(false_label))
+            self.frame.release(mark)
+            return
+        if isinstance(sides[0], bytes):
+            sides.reverse()
+        a, b = self.vreg(), self.vreg()
+        for o in range(0, size, 8):
+            self.emit(ir.Load(a, sides[0][0], sides[0][1] + o, 8))
+            if isinstance(sides[1], bytes):
+                word = int.from_bytes(sides[1][o:o + 8], "little", signed=True)
+                if -(1 << 31) <= word < (1 << 31):
+                    self.emit(ir.CondJump("jne", a, word, differ))
+                    continue
+                self.emit(ir.LoadImm64(b, word & ((1 << 64) - 1)))
+            else:
+                self.emit(ir.Load(b, sides[1][0], sides[1][1] + o, 8))
             self.emit(ir.CondJump("jne", a, b, differ))
         if e.op == "!=":
             self.emit(ir.Jump(false_label))
