@@ -257,7 +257,8 @@ def compile_script(text: str, filename: str, opts: Options) -> Compiled:
                 obj.attachments.append(S.AttachSpec(t.provider, name, t.target, pid, t.probe_name,
                                                     probe.attach_points[0].span))
     if scratch_bytes:
-        obj.maps.append(S.MapSpec(L.SCRATCH_MAP, MAP_TYPES["percpu_array"], 4, scratch_bytes, 1))
+        # always the largest size, so that a REPL entry needing more finds the same map loaded
+        obj.maps.append(S.MapSpec(L.SCRATCH_MAP, MAP_TYPES["percpu_array"], 4, L.SCRATCH_LIMIT, 1))
     if not any(name == "ringbuf" for p in obj.programs for _, name in p.map_relocs):
         obj.maps.remove(ringbuf)
         obj.ringbuf_map = ""
