@@ -1026,7 +1026,7 @@ class Lowering(ValuesLowering):
             self.emit(ir.Load(out, src_base, src_off + e.base.type.offsets()[e.index], 8))
             return out
         if isinstance(e, ast.Cast):
-            if isinstance(e.operand.type, IntArrayT):
+            if isinstance(e.operand.type, (IntArrayT, StrT)):
                 return self.intarray_to_int(e)
             v = self.scalar(e.operand)
             return self.truncate(v, e.type)
@@ -1240,7 +1240,7 @@ def value_field(t: Type, off: int, name: str = "") -> S.Field:
         return S.Field("buf", off, t.size(), name=name)
     if isinstance(t, IntArrayT):
         return S.Field("intarray", off, t.size(), signed=t.elem.signed, name=name,
-                       aux=(t.elem.bits // 8, t.count))
+                       aux=(t.elem.bits // 8, t.count, t.boolean))
     if isinstance(t, UserT):
         return S.Field("user", off, t.size(), name=name, fmt=t.kind, aux=t.aux)
     raise NotSupportedYet(f"values of type '{t}' in events or maps")

@@ -164,8 +164,13 @@ class ValuesLowering:
                 break
 
     def intarray_to_int(self, e: ast.Cast) -> VReg:
-        """(uint32)arr: the array's bytes read back as one integer."""
+        """(uint32)arr: the array's bytes read back as one integer; (bool)str: whether the
+        string is not empty."""
         sb, so = self.mem_of(e.operand)
+        if isinstance(e.operand.type, StrT):
+            first = self.vreg()
+            self.emit(ir.Load(first, sb, so, 1))
+            return self.truncate(first, e.type)
         nbytes = e.operand.type.elem.bits // 8 * e.operand.type.count
         out = self.vreg()
         self.emit(ir.Load(out, sb, so, nbytes if nbytes in (1, 2, 4, 8) else 8))

@@ -22,9 +22,11 @@ def value_decoder(f, probe_names, off: int, field_decoder):
             return bytes(buf[off + 8:off + 8 + n])
         return buffer
     if f.kind == "intarray":
-        width, count = f.aux
+        width, count, boolean = f.aux
         code = {1: "b", 2: "h", 4: "i", 8: "q"}[width]
         st = struct.Struct("<" + str(count) + (code if f.signed else code.upper()))
+        if boolean:
+            return lambda buf, off=off: IntArray(bool(x) for x in st.unpack_from(buf, off))
         return lambda buf, off=off: IntArray(st.unpack_from(buf, off))
     raise ValueError(f"cannot decode field kind {f.kind}")
 

@@ -422,7 +422,7 @@ class _Analyzer(ValuesSema):
             if not t.is_int:
                 self.error(f"Invalid type for unary operator '{e.op}': {t}", e.span)
             if e.op == "!":
-                return UINT64          # bpftrace: 'unsigned int64'
+                return BOOL            # the newest bpftrace: print(!0) is true (0.17: 1)
             if e.op == "-":
                 # negation keeps the operand's width and sign: -(uint8)3 is 253, as in bpftrace
                 return t if isinstance(t, IntT) else INT64

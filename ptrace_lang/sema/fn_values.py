@@ -110,10 +110,13 @@ class ValuesSema:
     def cast_expr(self, e: ast.Cast) -> Type:
         tn = e.to
         base = INT_TYPE_NAMES.get(tn.name)
-        if tn.pointer_depth or base is None or isinstance(base, BoolT) and tn.array_len is not None:
+        if tn.pointer_depth or base is None:
             return None     # not a value cast this module handles
         t = self.expr(e.operand)
+        is_bool = isinstance(base, BoolT)
         if tn.array_len is not None or getattr(tn, "array_auto", False):
+            if is_bool:
+                base = IntT(8, False)
             # (uint8[4])x: the bytes of an integer seen as an array, and back
             if not (t.is_int or isinstance(t, IntArrayT)):
                 self.error(f"Cannot cast from '{t}' to '{tn.name}[]'", e.span)
@@ -122,7 +125,7 @@ class ValuesSema:
             if t.is_int and isinstance(t, IntT):
                 src_bytes = t.bits // 8
             count = tn.array_len if tn.array_len is not None else src_bytes // (base.bits // 8)
-            arr = IntArrayT(base, count)
+            arr = IntArrayT(base, count, is_bool)
             if base.bits // 8 * count != src_bytes:
                 self.error(f"Cannot cast from '{t}' to '{arr}': the sizes differ "
                            f"({src_bytes} and {base.bits // 8 * count} bytes)", e.span)
@@ -133,6 +136,8 @@ class ValuesSema:
                 self.error(f"Cannot cast from '{t}' to '{tn.name}': the sizes differ", e.span)
             return base
         if isinstance(base, (IntT, BoolT)) and t.is_int:
+            return base
+        if is_bool and isinstance(t, StrT):      # (bool)"": false, (bool)"a": true
             return base
         self.error(f"Cannot cast from '{t}' to '{tn.name}'", e.span)
         return base

@@ -225,12 +225,13 @@ class IntArrayT(Type):
 
     elem: IntT
     count: int
+    boolean: bool = False    # bool[N]: one byte per element, printed true/false
 
     def size(self) -> int:
         return (self.elem.bits // 8 * self.count + 7) // 8 * 8
 
     def __str__(self) -> str:
-        return f"{self.elem}[{self.count}]"
+        return f"{'bool' if self.boolean else self.elem}[{self.count}]"
 
 
 def compatible(a: Type, b: Type) -> bool:

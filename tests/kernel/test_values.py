@@ -39,6 +39,8 @@ BEGIN {
   $z = 0;
   printf("%d %d\n", 10 / $z, 10 % $z);
   printf("%d %d %d\n", ~(uint8)0, ~0, ~(uint32)1);
+  print((!0, !10)); print(((bool)"hello", (bool)"")); print(((int64)true, (bool)7));
+  @ba = (bool[2])(uint16)1; @bk[true] = false;
   if ($t == (1, "two", (3, 4))) { printf("teq "); }
   if ($t != (1, "two", (3, 5))) { printf("tne "); }
   if (buf("ab", 2) == buf("ab", 2)) { printf("beq "); }
@@ -68,10 +70,15 @@ true
 (true, false)
 1 1
 255 -1 4294967294
+(true, false)
+(true, false)
+(1, true)
 teq tne beq req
 
 
 @b[ab\x00c]: x\x02
+@ba: [true,false]
+@bk[true]: false
 @ia[[1,2,3,4]]: 1
 @rec: { .a = 0, .b = str }
 @rk[{ .k = 1, .l = m }]: { .n = 2 }

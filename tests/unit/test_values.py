@@ -36,7 +36,8 @@ def test_types_of_values():
                   '$i = $t[2]; $j = (1, 2)[1 - 1]; $one = (7,); $b = buf("abcd", 3); '
                   '$a = (uint8[4])(uint32)7; $n = (uint32)$a; $c = (int8)300; $u = (uint16)-1; '
                   '$s = (int8[2])(int16)5; $bb = true; $cmp = (1, "a") == (1, "b"); '
-                  '$inv = ~(uint8)0; $neg = -(int16)1; }')
+                  '$inv = ~(uint8)0; $neg = -(int16)1; $not = !5; $sb = (bool)"a"; '
+                  '$ba = (bool[2])(uint16)1; }')
     assert t["r"] == "record { int64 x, string[3] y }"
     assert t["x"] == "int64" and t["y"] == "string[3]"
     assert t["t"] == "(int64,string[2],(int64,int64))"
@@ -48,6 +49,7 @@ def test_types_of_values():
     assert t["s"] == "int8[2]"
     assert t["bb"] == "bool" and t["cmp"] == "bool"
     assert t["inv"] == "uint8" and t["neg"] == "int16"
+    assert t["not"] == "bool" and t["sb"] == "bool" and t["ba"] == "bool[2]"
 
 
 def test_records_with_fields_in_another_order_are_the_same_type():
