@@ -171,10 +171,11 @@ def compile_script(text: str, filename: str, opts: Options) -> Compiled:
 
     obj = S.ObjectSpec()
     obj.config = {"max_map_keys": opts.max_map_keys}
-    if popts.warnings:      # rendered now (the compile cache keeps them with the program)
+    warnings = popts.warnings + getattr(sema.analyzer, "warnings", [])
+    if warnings:      # rendered now (the compile cache keeps them with the program)
         from ptrace_lang.errors import render
 
-        obj.config["warnings"] = [render(d) for d in popts.warnings]
+        obj.config["warnings"] = [render(d) for d in warnings]
     layouts: dict[str, L.MapLayout] = {}
     first = {n: i for i, n in enumerate(opts.map_order)}
     for name in sorted(sema.maps, key=lambda n: (first.get(n, len(first)), n)):

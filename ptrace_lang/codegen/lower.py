@@ -19,7 +19,7 @@ from ptrace_lang.codegen.lower_values import (  # noqa: F401
 from ptrace_lang.codegen.ir import FP, R0, R1, VReg
 from ptrace_lang.errors import CompileError, NotSupportedYet, Span
 from ptrace_lang.frontend import ast
-from ptrace_lang.sema.analyze import MapInfo, field_type, is_signed
+from ptrace_lang.sema.analyze import MapInfo, field_type, is_signed, signed_pair
 from ptrace_lang.sema.types import (
     FUNC, PROBE, AggT, ArgsT, BoolT, BufT, IntArrayT, IntT, StrT, TupleT, Type, UsdtArgsT, UserT,
 )
@@ -316,7 +316,7 @@ class Lowering(ValuesLowering):
                 self.assign_var(t, s.value)
             else:
                 reg = self.var_reg(t.name)
-                v = self.binop(s.op, reg, s.value, is_signed(t.type) and is_signed(s.value.type))
+                v = self.binop(s.op, reg, s.value, signed_pair(t.type, s.value.type))
                 self.mov(reg, v)
             return
         assert isinstance(t, ast.MapRef)
@@ -990,7 +990,7 @@ class Lowering(ValuesLowering):
             if e.op in ("==", "!=", "<", "<=", ">", ">=", "&&", "||"):
                 return self.cond_value(e)
             a = self.scalar(e.left)
-            return self.binop(e.op, a, e.right, is_signed(e.left.type) and is_signed(e.right.type))
+            return self.binop(e.op, a, e.right, signed_pair(e.left.type, e.right.type))
         if isinstance(e, ast.Unary):
             if e.op == "!":
                 return self.cond_value(e)
@@ -1198,7 +1198,7 @@ class Lowering(ValuesLowering):
                 self.memory_compare(e, false_label)
                 return
             op = CMP_OPS[e.op]
-            if op in SIGNED_CMP and is_signed(e.left.type) and is_signed(e.right.type):
+            if op in SIGNED_CMP and signed_pair(e.left.type, e.right.type):
                 op = SIGNED_CMP[op]
             a = self.scalar(e.left)
             if isinstance(e.right, ast.IntLit) and -(1 << 31) <= e.right.value < (1 << 31):

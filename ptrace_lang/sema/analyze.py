@@ -567,9 +567,10 @@ class _Analyzer(ValuesSema):
         if not (a.is_int and b.is_int):
             self.error(f"Type mismatch for '{e.op}': comparing '{a}' with '{b}'", e.span)
             return INT64
+        self.sign_warning(e, a, b)
         if e.op in ("==", "!=", "<", "<=", ">", ">="):
             return BOOL
-        signed = is_signed(a) and is_signed(b)
+        signed = signed_pair(a, b)
         return IntT(64, signed)
 
     def call(self, e: ast.Call, statement: bool) -> Type:
@@ -735,6 +736,19 @@ class _Analyzer(ValuesSema):
 
     fn_clear = _whole_map
     fn_zero = _whole_map
+
+
+def signed_pair(a: Type, b: Type) -> bool:
+    """Whether an operation on ``a`` and ``b`` is signed: both signed, or one signed and the
+    other an unsigned narrower than 64 bits (its values all fit int64, as the newest bpftrace
+    promotes it). With a uint64 and a signed operand it is unsigned."""
+    sa, sb = is_signed(a), is_signed(b)
+    if sa and sb:
+        return True
+    if sa != sb:
+        u = b if sa else a
+        return not isinstance(u, IntT) or u.bits < 64
+    return False
 
 
 def is_signed(t: Type) -> bool:

@@ -142,6 +142,34 @@ class ValuesSema:
         self.error(f"Cannot cast from '{t}' to '{tn.name}'", e.span)
         return base
 
+    # ------------------------------------------------------------------ signedness
+    def sign_warning(self, e: ast.Binary, a: Type, b: Type) -> None:
+        """bpftrace's warning for a uint64 meeting a signed operand (the operation is then
+        unsigned), unless the signed side is a constant >= 0."""
+        if e.op in ("&&", "||", "&", "|", "^", "<<", ">>") or not (a.is_int and b.is_int):
+            return
+        from ptrace_lang.sema.analyze import is_signed, signed_pair
+
+        if is_signed(a) == is_signed(b) or signed_pair(a, b):
+            return
+        signed_side = e.left if is_signed(a) else e.right
+        v = self.const_expr(signed_side)
+        if v is not None and v >= 0:
+            return
+        what = "comparison of" if e.op in ("==", "!=", "<", "<=", ">", ">=") else "arithmetic on"
+        self.warn(f"{what} integers of different signs: '{a}' and '{b}' can lead to "
+                  "undefined behavior", e.span)
+
+    def warn(self, message: str, span) -> None:
+        if not self.final:
+            return
+        from ptrace_lang.errors import Diagnostic
+
+        warnings = self.__dict__.setdefault("warnings", [])
+        d = Diagnostic(message, span, [], "WARNING")
+        if all((w.message, w.span) != (message, span) for w in warnings):
+            warnings.append(d)
+
     # ------------------------------------------------------------------ map keys
     def check_key_size(self, t: Type, ref: ast.MapRef) -> None:
         if t is not None and t.size() > MAX_KEY_BYTES:

@@ -208,3 +208,24 @@ def test_strings_read_from_memory_get_the_trailer_when_cut():
     ev = next(ev for ev in compiled('config = { str_trunc_trailer = "" } BEGIN { printf("%s", str(0)); }'
                                     ).spec.events if ev.kind == S.EV_PRINTF)
     assert ev.args[0].aux == ()
+
+
+def test_mixed_signedness_warns_as_bpftrace_unless_provably_safe():
+    spec = compiled("BEGIN { $a = -1; $b = (uint64)1; if ($a < $b) { } $c = $a + $b; "
+                    "$d = $b > 0; $e = pid > -1; $f = (uint32)1 * $a; $g = $b - 5; }").spec
+    assert spec.config["warnings"] == [
+        "stdin:1:38-45: WARNING: comparison of integers of different signs: 'int64' and 'uint64' "
+        "can lead to undefined behavior\n"
+        "BEGIN { $a = -1; $b = (uint64)1; if ($a < $b) { } $c = $a + $b; $d = $b > 0; "
+        "$e = pid > -1; $f = (uint32)1 * $a; $g = $b - 5; }\n"
+        "                                     ~~~~~~~",
+        "stdin:1:56-63: WARNING: arithmetic on integers of different signs: 'int64' and 'uint64' "
+        "can lead to undefined behavior\n"
+        "BEGIN { $a = -1; $b = (uint64)1; if ($a < $b) { } $c = $a + $b; $d = $b > 0; "
+        "$e = pid > -1; $f = (uint32)1 * $a; $g = $b - 5; }\n"
+        "                                                       ~~~~~~~",
+    ]
+    t = var_types("BEGIN { $a = -1; $b = (uint64)1; $c = $a + $b; $f = (uint32)1 * $a; "
+                  "$g = pid - 100; $h = (uint32)1 + (uint8)2; }")
+    # a narrower unsigned meets a signed operand as an int64 (all its values fit)
+    assert t["c"] == "uint64" and t["f"] == "int64" and t["g"] == "int64" and t["h"] == "uint64"
