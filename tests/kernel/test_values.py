@@ -63,7 +63,7 @@ a\x00\xffz
 44 -56 65535 -1 4294967295 255
 -3 -1 1 4 9223372036854775804
 -1 1
-1 1 0 1
+1 0 0 1
 1000 1000000 16 8 2000000000 3000000
 true
 true
@@ -95,7 +95,11 @@ def test_values_print_as_bpftrace_prints_them(tmp_path):
     # division by zero: 1, and bpftrace's located warning, once per event and place
     line = '  printf("%d %d\\n", 10 / $z, 10 % $z);'
     n = VALUES.split("\n").index(line) + 1
+    cmp_line = '  printf("%d %d %d %d\\n", -1 < 1, (uint32)1 < (int32)-1, -1 < (uint64)1, (int8)-1 == (int64)-1);'
+    c = VALUES.split("\n").index(cmp_line) + 1
     assert r.err == (
+        f"{script}:{c}:58-72: WARNING: comparison of integers of different signs: 'int64' and "
+        f"'uint64' can lead to undefined behavior\n{cmp_line}\n" + " " * 57 + "~" * 14 + "\n"
         f"{script}:{n}:21-28: WARNING: Divide or modulo by 0 detected. This can lead to unexpected "
         f"results. 1 is being used as the result.\n{line}\n" + " " * 20 + "~" * 7 + "\n"
         f"{script}:{n}:30-37: WARNING: Divide or modulo by 0 detected. This can lead to unexpected "
