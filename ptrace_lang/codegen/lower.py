@@ -206,7 +206,8 @@ class Lowering(ValuesLowering):
         for name, typ in self.var_types.items():
             if not is_scalar(typ):
                 self.vars[name] = self.alloc_mem(typ.size(), self.var_spans.get(name, probe.span))
-                self.zero_mem(*self.vars[name], typ.size())
+                if not self.assigned_first(name, probe):
+                    self.zero_mem(*self.vars[name], typ.size())
             else:
                 self.mov(self.var_reg(name), 0)
         if probe.predicate is not None:
@@ -509,6 +510,10 @@ class Lowering(ValuesLowering):
         """Write the key of ``ref`` into a fresh stack slot (plus ``extra`` bytes); return its offset.
         With ``base`` (a register holding the slot's address) the key is written through it."""
         off = 0
+        if base is None and not extra:
+            in_place = self.var_as_key(ref, layout)
+            if in_place is not None:
+                return in_place
         if base is None:
             base, off = self.alloc_mem(layout.key_size + extra, ref.span)
             if base != FP:      # a key in scratch memory: passed by its address
@@ -613,8 +618,12 @@ class Lowering(ValuesLowering):
             bucket = self.lhist_bucket(value, *agg.lhist)
         # the key's address is computed once and kept: the key is written through it and it is
         # passed to the lookup and, on a miss, to the update
-        key = self.address_of(*self.alloc_mem(layout.key_size + extra, ref.span))
-        self.build_key(ref, layout, extra, base=key)
+        key = self.var_as_key(ref, layout) if not extra else None
+        if key is None:
+            key = self.address_of(*self.alloc_mem(layout.key_size + extra, ref.span))
+            self.build_key(ref, layout, extra, base=key)
+        elif isinstance(key, int):
+            key = self.address_of(FP, key)
         if extra:
             self.emit(ir.Store(key, layout.key_size, bucket, 8))
         v = self.lookup(layout, key)

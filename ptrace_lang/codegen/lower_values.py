@@ -68,6 +68,33 @@ class ValuesLowering:
             self._scratch = self.vreg()
         return self._scratch, self.frame.salloc(size)
 
+    def assigned_first(self, name: str, probe: ast.Probe) -> bool:
+        """Whether the first top-level statement that mentions ``$name`` assigns all of it
+        (``$s = ...`` not reading it): then zeroing its memory at the start is wasted."""
+        if probe.predicate is not None and _mentions(probe.predicate, name):
+            return False
+        for s in probe.body.stmts:
+            if not _mentions(s, name):
+                continue
+            if isinstance(s, ast.Assign) and s.op is None and isinstance(s.target, ast.Var):
+                return s.target.name == name and not _mentions(s.value, name)
+            if isinstance(s, ast.Let) and s.var.name == name and s.value is not None:
+                return not _mentions(s.value, name)
+            return False
+        return False
+
+    def var_as_key(self, ref: ast.MapRef, layout) -> object:
+        """``@m[$s]`` with ``$s`` held in memory in exactly the key's layout: the variable's own
+        bytes are the key (no copy). Returns a stack offset or an address register, or None."""
+        if ref.keys is None or len(ref.keys) != 1:
+            return None
+        k = ref.keys[0]
+        slot = self.vars.get(k.name) if isinstance(k, ast.Var) else None
+        if not isinstance(slot, tuple) or k.type != layout.info.key_type:
+            return None
+        base, off = slot
+        return off if base == FP else self.address_of(base, off)
+
     def address_of(self, base, off: int) -> VReg:
         r = self.vreg()
         self.mov(r, base)
@@ -81,12 +108,15 @@ class ValuesLowering:
         if self._scratch is None:
             return
         body, self.insns = self.insns, []
+        saved = self.span
+        self.span = None
         key = self.frame.alloc(8)
         self.emit(ir.Store(FP, key, 0, 8))
         self.call(H_MAP_LOOKUP, ("map", SCRATCH_MAP), ("fp", key))
         self.mov(self._scratch, R0)
         self.emit(ir.CondJump("jeq", self._scratch, 0, self.exit_label))
         self.insns = body[:at] + self.insns + body[at:]
+        self.span = saved
 
     # ------------------------------------------------------------------ records
     def record_into(self, e: ast.RecordExpr, base, off: int, typ: Type) -> None:
@@ -321,6 +351,10 @@ def str_field(t: StrT, off: int, name: str = "") -> S.Field:
     if t.trunc and STR_TRUNC_TRAILER[0]:
         return S.Field("str", off, t.size(), name=name, aux=(t.length, STR_TRUNC_TRAILER[0]))
     return S.Field("str", off, t.size(), name=name)
+
+
+def _mentions(node: ast.Node, name: str) -> bool:
+    return any(isinstance(n, ast.Var) and n.name == name for n in ast.walk(node))
 
 
 _sdiv: list[bool] = []

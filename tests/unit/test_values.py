@@ -115,8 +115,8 @@ ERRORS = [
      "config = { max_strlen = 40000 } BEGIN { @[str(0)] = 1; exit(); }\n"
      "                                        ~~~~~~~~~\n"
      "HINT: use a shorter string as the key: str(ptr, len) or config max_strlen"),
-    ("config = { max_strlen = 20000 } BEGIN { $s = str(0); @[$s] = 1; }",
-     "stdin:1:33-66: ERROR: The probe needs 40000 bytes of scratch memory for its values, more "
+    ("config = { max_strlen = 20000 } BEGIN { $s = str(0); $t = str(1); }",
+     "stdin:1:33-68: ERROR: The probe needs 40000 bytes of scratch memory for its values, more "
      "than the 32768 a per-CPU map value holds"),
 ]
 
