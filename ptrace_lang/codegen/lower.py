@@ -317,7 +317,7 @@ class Lowering(ValuesLowering):
                 self.assign_var(t, s.value)
             else:
                 reg = self.var_reg(t.name)
-                v = self.binop(s.op, reg, s.value, signed_pair(t.type, s.value.type))
+                v = self.binop(s.op, reg, s.value, signed_pair(t.type, s.value.type, None, s.value))
                 self.mov(reg, v)
             return
         assert isinstance(t, ast.MapRef)
@@ -999,7 +999,7 @@ class Lowering(ValuesLowering):
             if e.op in ("==", "!=", "<", "<=", ">", ">=", "&&", "||"):
                 return self.cond_value(e)
             a = self.scalar(e.left)
-            return self.binop(e.op, a, e.right, signed_pair(e.left.type, e.right.type))
+            return self.binop(e.op, a, e.right, signed_pair(e.left.type, e.right.type, e.left, e.right))
         if isinstance(e, ast.Unary):
             if e.op == "!":
                 return self.cond_value(e)
@@ -1207,7 +1207,7 @@ class Lowering(ValuesLowering):
                 self.memory_compare(e, false_label)
                 return
             op = CMP_OPS[e.op]
-            if op in SIGNED_CMP and signed_pair(e.left.type, e.right.type):
+            if op in SIGNED_CMP and signed_pair(e.left.type, e.right.type, e.left, e.right):
                 op = SIGNED_CMP[op]
             a = self.scalar(e.left)
             if isinstance(e.right, ast.IntLit) and -(1 << 31) <= e.right.value < (1 << 31):

@@ -570,7 +570,7 @@ class _Analyzer(ValuesSema):
         self.sign_warning(e, a, b)
         if e.op in ("==", "!=", "<", "<=", ">", ">="):
             return BOOL
-        signed = signed_pair(a, b)
+        signed = signed_pair(a, b, e.left, e.right)
         return IntT(64, signed)
 
     def call(self, e: ast.Call, statement: bool) -> Type:
@@ -738,10 +738,17 @@ class _Analyzer(ValuesSema):
     fn_zero = _whole_map
 
 
-def signed_pair(a: Type, b: Type) -> bool:
-    """Whether an operation on ``a`` and ``b`` is signed: both signed, or one signed and the
-    other an unsigned narrower than 64 bits (its values all fit int64, as the newest bpftrace
-    promotes it). With a uint64 and a signed operand it is unsigned."""
+def signed_pair(a: Type, b: Type, left=None, right=None) -> bool:
+    """Whether an operation on ``a`` and ``b`` (the expressions ``left``, ``right`` when known)
+    is signed. A literal >= 0 takes the other side's signedness (the newest bpftrace types it
+    as the smallest unsigned type that holds it): ``(uint32)5 - 10`` is unsigned, ``$m / 2``
+    signed. Otherwise: both signed, or one signed and the other an unsigned narrower than 64
+    bits (its values all fit int64, as the newest bpftrace promotes it): signed; a uint64 with
+    a signed operand: unsigned."""
+    if _nonneg_literal(right):
+        return is_signed(a)
+    if _nonneg_literal(left):
+        return is_signed(b)
     sa, sb = is_signed(a), is_signed(b)
     if sa and sb:
         return True
@@ -749,6 +756,10 @@ def signed_pair(a: Type, b: Type) -> bool:
         u = b if sa else a
         return not isinstance(u, IntT) or u.bits < 64
     return False
+
+
+def _nonneg_literal(e) -> bool:
+    return isinstance(e, ast.IntLit) and e.value >= 0
 
 
 def is_signed(t: Type) -> bool:

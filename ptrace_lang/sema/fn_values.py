@@ -150,7 +150,7 @@ class ValuesSema:
             return
         from ptrace_lang.sema.analyze import is_signed, signed_pair
 
-        if is_signed(a) == is_signed(b) or signed_pair(a, b):
+        if is_signed(a) == is_signed(b) or signed_pair(a, b, e.left, e.right):
             return
         signed_side = e.left if is_signed(a) else e.right
         v = self.const_expr(signed_side)

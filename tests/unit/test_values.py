@@ -227,5 +227,8 @@ def test_mixed_signedness_warns_as_bpftrace_unless_provably_safe():
     ]
     t = var_types("BEGIN { $a = -1; $b = (uint64)1; $c = $a + $b; $f = (uint32)1 * $a; "
                   "$g = pid - 100; $h = (uint32)1 + (uint8)2; }")
-    # a narrower unsigned meets a signed operand as an int64 (all its values fit)
-    assert t["c"] == "uint64" and t["f"] == "int64" and t["g"] == "int64" and t["h"] == "uint64"
+    # a narrower unsigned meets a signed operand as an int64 (all its values fit); a literal
+    # >= 0 takes the other side's signedness
+    assert t["c"] == "uint64" and t["f"] == "int64" and t["g"] == "uint64" and t["h"] == "uint64"
+    t = var_types("BEGIN { $m = -7; $a = $m / 2; $b = (uint32)5 - 10; $c = 5 - 10; $d = pid + -1; }")
+    assert t["a"] == "int64" and t["b"] == "uint64" and t["c"] == "int64" and t["d"] == "int64"
