@@ -1034,6 +1034,8 @@ class Lowering(ValuesLowering):
             out = self.vreg()
             self.emit(ir.Load(out, src_base, src_off + e.base.type.offsets()[e.index], 8))
             return out
+        if isinstance(e, ast.Index) and getattr(e, "array_index", None) is not None:
+            return self.intarray_element(e)
         if isinstance(e, ast.Cast):
             if isinstance(e.operand.type, (IntArrayT, StrT)):
                 return self.intarray_to_int(e)

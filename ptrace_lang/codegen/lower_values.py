@@ -193,6 +193,18 @@ class ValuesLowering:
                 self.emit(ir.Store(base, off, v, w))
                 break
 
+    def intarray_element(self, e: ast.Index) -> VReg:
+        t: IntArrayT = e.base.type
+        sb, so = self.mem_of(e.base)
+        width = t.elem.bits // 8
+        out = self.vreg()
+        self.emit(ir.Load(out, sb, so + e.array_index * width, width))
+        if t.elem.signed and width < 8:
+            shift = 64 - 8 * width
+            self.emit(ir.Alu("lsh", out, shift))
+            self.emit(ir.Alu("arsh", out, shift))
+        return out
+
     def intarray_to_int(self, e: ast.Cast) -> VReg:
         """(uint32)arr: the array's bytes read back as one integer; (bool)str: whether the
         string is not empty."""

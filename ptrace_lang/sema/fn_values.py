@@ -48,6 +48,8 @@ class ValuesSema:
     def tuple_subscript(self, e: ast.Index) -> Type | None:
         """``t[1]`` on a tuple (a constant index) is ``t.1``: the node becomes a TupleIndex."""
         t = self.expr(e.base)
+        if isinstance(t, IntArrayT):
+            return self.intarray_subscript(e, t)
         if not isinstance(t, TupleT):
             return None
         n = self.const_expr(e.index)
@@ -71,6 +73,19 @@ class ValuesSema:
                "<<": lambda: a << b, ">>": lambda: a >> b, "&": lambda: a & b,
                "|": lambda: a | b, "^": lambda: a ^ b}
         return ops[e.op]() if e.op in ops else None
+
+    def intarray_subscript(self, e: ast.Index, t: IntArrayT) -> Type:
+        """``a[i]`` of an integer array, ``i`` a constant in range."""
+        self.expr(e.index)
+        n = self.const_expr(e.index)
+        if n is None:
+            self.error("The index of an integer array must be an integer constant", e.index.span)
+            return INT64
+        if not 0 <= n < t.count:
+            self.error(f"Index {n} is out of bounds for '{t}'", e.index.span)
+            return INT64
+        e.array_index = n       # lowered by lower_values.intarray_element
+        return BOOL if t.boolean else t.elem
 
     # ------------------------------------------------------------------ buf()
     def fn_buf(self, e: ast.Call) -> Type:

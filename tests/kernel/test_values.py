@@ -41,6 +41,7 @@ BEGIN {
   printf("%d %d %d\n", ~(uint8)0, ~0, ~(uint32)1);
   print((!0, !10)); print(((bool)"hello", (bool)"")); print(((int64)true, (bool)7));
   @ba = (bool[2])(uint16)1; @bk[true] = false;
+  $i8 = (int8[8])12345; printf("%x %x %d\n", $i8[0], $i8[1], (uint64)$i8); print((int8[])(int32)12345);
   if ($t == (1, "two", (3, 4))) { printf("teq "); }
   if ($t != (1, "two", (3, 5))) { printf("tne "); }
   if (buf("ab", 2) == buf("ab", 2)) { printf("beq "); }
@@ -73,6 +74,8 @@ true
 (true, false)
 (true, false)
 (1, true)
+39 30 12345
+[57,48,0,0]
 teq tne beq req
 
 

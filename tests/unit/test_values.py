@@ -37,7 +37,8 @@ def test_types_of_values():
                   '$a = (uint8[4])(uint32)7; $n = (uint32)$a; $c = (int8)300; $u = (uint16)-1; '
                   '$s = (int8[2])(int16)5; $bb = true; $cmp = (1, "a") == (1, "b"); '
                   '$inv = ~(uint8)0; $neg = -(int16)1; $not = !5; $sb = (bool)"a"; '
-                  '$ba = (bool[2])(uint16)1; }')
+                  '$ba = (bool[2])(uint16)1; $auto = (int16[])(uint64)1; $el = $auto[3]; '
+                  '$bel = $ba[1]; }')
     assert t["r"] == "record { int64 x, string[3] y }"
     assert t["x"] == "int64" and t["y"] == "string[3]"
     assert t["t"] == "(int64,string[2],(int64,int64))"
@@ -50,6 +51,7 @@ def test_types_of_values():
     assert t["bb"] == "bool" and t["cmp"] == "bool"
     assert t["inv"] == "uint8" and t["neg"] == "int16"
     assert t["not"] == "bool" and t["sb"] == "bool" and t["ba"] == "bool[2]"
+    assert t["auto"] == "int16[4]" and t["el"] == "int16" and t["bel"] == "bool"
 
 
 def test_records_with_fields_in_another_order_are_the_same_type():
@@ -101,6 +103,10 @@ ERRORS = [
      "stdin:1:13-31: ERROR: Type mismatch for '==': comparing 'buffer[1]' with 'string[2]'"),
     ("BEGIN { $t = (1, 2); $i = 1; print($t[$i]); }",
      "stdin:1:39-41: ERROR: The index of a tuple must be an integer constant"),
+    ("BEGIN { $a = (int8[8])12345; print($a[8]); }",
+     "stdin:1:39-40: ERROR: Index 8 is out of bounds for 'int8[8]'"),
+    ("BEGIN { $a = (int8[8])12345; $i = 1; print($a[$i]); }",
+     "stdin:1:47-49: ERROR: The index of an integer array must be an integer constant"),
     ("BEGIN { $t = (1, 2); print($t[5]); }",
      "stdin:1:28-33: ERROR: Invalid tuple index: 5. Found 2 elements in tuple."),
     ("BEGIN { $r = (x = 1, y = 2); $r = (y = 3, z = 4); }",
