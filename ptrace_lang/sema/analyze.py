@@ -12,6 +12,7 @@ from ptrace_lang.records import dataclass, field
 from ptrace_lang.errors import CompileError, Diagnostic, NotSupportedYet, Span
 from ptrace_lang.frontend import ast
 from ptrace_lang.sema.fn_funcs import FuncsMixin
+from ptrace_lang.sema.fn_symbols import SymbolsAnalyzer
 from ptrace_lang.sema.types import (
     BOOL, COMM, FUNC, INT64, INT_TYPE_NAMES, PROBE, UINT32, UINT64, VOID, AggT, ArgsT, IntT,
     StrT, TupleT, Type, UsdtArgsT, UserT, compatible, widen,
@@ -25,15 +26,14 @@ COMMON_BUILTINS: dict[str, Type] = {
 }
 # builtins of the dialect that later work brings (refused with "not supported yet")
 LATER_BUILTINS = {
-    "kstack", "ustack", "arg0", "arg1", "arg2", "arg3", "arg4", "arg5", "arg6", "arg7", "arg8",
+    "arg0", "arg1", "arg2", "arg3", "arg4", "arg5", "arg6", "arg7", "arg8",
     "arg9", "retval", "func", "curtask", "ppid", "sarg0", "sarg1", "sarg2",
 }
 AGGREGATIONS = {"count": 0, "sum": 1, "avg": 1, "min": 1, "max": 1, "stats": 1, "hist": (1, 2),
                 "lhist": 4}
 # functions of the dialect that later work brings
 LATER_FUNCTIONS = {
-    "buf", "ksym", "usym", "kaddr", "uaddr", "kptr",
-    "uptr", "reg", "path", "len", "kstack", "ustack",
+    "buf", "path", "len",
     "percpu_kaddr", "skboutput", "unwatch", "socket_cookie",
 }
 MAX_STRLEN_DEFAULT = 64
@@ -78,7 +78,7 @@ class SemaResult:
         return self.analyzer.var_spans
 
 
-class _Analyzer(FuncsMixin):
+class _Analyzer(FuncsMixin, SymbolsAnalyzer):
     def __init__(self, positional: list[str], max_strlen: int, cpid: int | None = None) -> None:
         self.positional = positional
         self.max_strlen = max_strlen
@@ -182,6 +182,7 @@ class _Analyzer(FuncsMixin):
     # ------------------------------------------------------------------ probes
     def probe(self, probe: ast.Probe, ctx: ProbeContext) -> dict[str, Type]:
         self.ctx = ctx
+        self.cur_probe = probe
         self.scopes = [Scope()]
         if probe.predicate is not None:
             t = self.expr(probe.predicate)
@@ -511,9 +512,9 @@ class _Analyzer(FuncsMixin):
         if (name.startswith("arg") and name[3:].isdigit()) or name in ("retval", "func"):
             self.error(f"The {name} builtin can not be used with '{self.ctx.provider}' probes", span)
             return UINT64
-        bi = getattr(self, "bi_" + name, None)
-        if bi is not None:
-            return bi(span)
+        fn = getattr(self, "builtin_" + name, None)
+        if fn is not None:          # builtins of mixins (kstack, ustack, username...)
+            return fn(span)
         if name in LATER_BUILTINS:
             raise NotSupportedYet(f"the builtin '{name}'", span)
         self.error(f"Unknown identifier: '{name}'", span)
@@ -727,7 +728,7 @@ class _Analyzer(FuncsMixin):
 
 def is_builtin_name(an, name: str) -> bool:
     return (name in COMMON_BUILTINS or name in ("cpid", "func", "retval") or name in LATER_BUILTINS
-            or hasattr(an, "bi_" + name) or (name.startswith("arg") and name[3:].isdigit()))
+            or hasattr(an, "builtin_" + name) or (name.startswith("arg") and name[3:].isdigit()))
 
 
 def is_signed(t: Type) -> bool:
