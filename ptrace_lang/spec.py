@@ -33,6 +33,9 @@ EV_CAT = 8         # like EV_PRINTF; the formatted text names a file whose conte
 EV_SYSTEM = 9      # like EV_PRINTF; the formatted text is a shell command whose output is printed
 EV_WARNING = 32    # fmt: a located warning rendered at compile time, written to stderr
 EV_JOIN = 10       # fmt = the delimiter; payload: u64 count, then JOIN_MAX strings of equal size
+EV_ERRORF = 21     # like EV_PRINTF; printed on stderr as "file:L:C-E: ERROR: text"
+EV_WARNF = 22      # like EV_PRINTF; printed on stderr as "file:L:C-E: WARNING: text"
+EV_DEBUGF = 23     # like EV_PRINTF; printed on stderr as "file:L:C-E: DEBUG: text"
 JOIN_MAX = 16      # elements of the array join() reads
 
 RECORD_HEADER = 8
@@ -140,6 +143,7 @@ class ObjectSpec:
 COUNTER_LOST_EVENTS = 0     # ring buffer reserve failed
 COUNTER_MAP_FULL = 1        # a map update failed (map full)
 COUNTER_READ_FAILED = 2     # a probe_read helper failed
+COUNTER_STACK_FAILED = 3    # bpf_get_stackid failed (other than "no stack here"): kstack/ustack
 NUM_COUNTERS = 4
 
 

@@ -13,10 +13,12 @@ from ptrace_lang.records import dataclass
 
 from ptrace_lang import spec as S
 from ptrace_lang.codegen import ir
+from ptrace_lang.codegen.lower_funcs import FuncsLowering
 from ptrace_lang.codegen.lower_values import (  # noqa: F401
     SCRATCH_LIMIT, SCRATCH_MAP, STR_TRUNC_TRAILER, Frames, ValuesLowering, str_field,
 )
 from ptrace_lang.codegen.ir import FP, R0, R1, VReg
+from ptrace_lang.codegen.lower_symbols import SymbolsLowering
 from ptrace_lang.errors import CompileError, NotSupportedYet, Span
 from ptrace_lang.frontend import ast
 from ptrace_lang.sema.analyze import MapInfo, field_type, is_signed, signed_pair
@@ -107,7 +109,7 @@ def map_layout(info: MapInfo) -> MapLayout:
     return MapLayout(info, kernel_map_name(info.name), key_size, max(vt.size(), 8), False)
 
 
-class Lowering(ValuesLowering):
+class Lowering(FuncsLowering, SymbolsLowering, ValuesLowering):
     """Builds the IR of one program."""
 
     def __init__(self, *, maps: dict[str, MapLayout], events: list[S.EventSpec],
@@ -791,11 +793,25 @@ class Lowering(ValuesLowering):
             src_base, src_off = self.mem_of(e)
             self.tuple_copy(base, off, typ if isinstance(typ, TupleT) else et, src_base, src_off, et)
             return
-        if isinstance(e, ast.Call):
+        if isinstance(e, (ast.Call, ast.Builtin)):
             handler = getattr(self, "into_" + e.name, None)
             if handler is not None:        # a function whose value is bytes in memory
                 handler(e, base, off, typ)
                 return
+            if isinstance(e, ast.Call) and not e.args and e.name not in ("comm", "str"):
+                # a builtin called as a function
+                self._expr_into(ast.Builtin(e.name, span=e.span, type=et), base, off, typ)
+                return
+        if isinstance(et, UserT):
+            if isinstance(e, ast.MapRef):
+                self.map_read_into(e, self.maps["@" + e.name], base, off, typ)
+                return
+            if isinstance(e, ast.Ternary):
+                self.ternary(e, lambda x: self.expr_into(x, base, off, typ))
+                return
+            src_base, src_off = self.mem_of(e)
+            self.copy_value(base, off, typ, src_base, src_off, et)
+            return
         if isinstance(et, StrT):
             size = typ.size() if isinstance(typ, StrT) else et.size()
             self.string_into(e, base, off, size)
@@ -986,9 +1002,8 @@ class Lowering(ValuesLowering):
             handler = getattr(self, "call_" + e.name, None)
             if handler is not None:        # a function whose value is a scalar
                 return handler(e)
-            if not e.args and e.name in ("pid", "tid", "uid", "gid", "nsecs", "elapsed", "cpu",
-                                         "rand", "cgroup", "probe"):
-                return self.builtin(e.name, e)
+            if not e.args and e.type is not None and is_scalar(e.type):
+                return self.builtin(e.name, e)      # a builtin called as a function: pid()
             if e.type is not None and is_scalar(e.type):
                 raise NotSupportedYet(f"the function '{e.name}' as a value", e.span)
             self.expr_stmt(e)
@@ -1085,6 +1100,9 @@ class Lowering(ValuesLowering):
         return out
 
     def builtin(self, name: str, e: ast.Expr) -> VReg:
+        handler = getattr(self, "builtin_" + name, None)
+        if handler is not None:            # builtins of mixins (kstack...)
+            return handler(e)
         if name == "cpid":
             return self.const(self.cpid or 0)
         if name in ("pid", "tid"):

@@ -11,11 +11,12 @@ from ptrace_lang.records import dataclass, field
 
 from ptrace_lang.errors import CompileError, Diagnostic, NotSupportedYet, Span
 from ptrace_lang.frontend import ast
+from ptrace_lang.sema.fn_funcs import FuncsMixin
+from ptrace_lang.sema.fn_symbols import SymbolsAnalyzer
 from ptrace_lang.sema.fn_values import ValuesSema
 from ptrace_lang.sema.types import (
     BOOL, COMM, FUNC, INT64, INT_TYPE_NAMES, PROBE, UINT32, UINT64, VOID, AggT, ArgsT, BufT,
-    IntArrayT, IntT,
-    StrT, TupleT, Type, UsdtArgsT, compatible, widen,
+    IntArrayT, IntT, StrT, TupleT, Type, UsdtArgsT, UserT, compatible, widen,
 )
 
 # builtin variables available in every probe: name -> type
@@ -26,18 +27,14 @@ COMMON_BUILTINS: dict[str, Type] = {
 }
 # builtins of the dialect that later work brings (refused with "not supported yet")
 LATER_BUILTINS = {
-    "kstack", "ustack", "arg0", "arg1", "arg2", "arg3", "arg4", "arg5", "arg6", "arg7", "arg8",
-    "arg9", "retval", "func", "curtask", "username", "jiffies", "ncpus", "usermode",
-    "ppid", "numaid", "sarg0", "sarg1", "sarg2",
+    "arg0", "arg1", "arg2", "arg3", "arg4", "arg5", "arg6", "arg7", "arg8",
+    "arg9", "retval", "func", "curtask", "ppid", "sarg0", "sarg1", "sarg2",
 }
 AGGREGATIONS = {"count": 0, "sum": 1, "avg": 1, "min": 1, "max": 1, "stats": 1, "hist": (1, 2),
                 "lhist": 4}
 # functions of the dialect that later work brings
 LATER_FUNCTIONS = {
-    "errorf", "warnf", "debugf", "ksym", "usym", "kaddr", "uaddr", "kptr",
-    "uptr", "reg", "path", "strncmp", "strcontains", "strftime", "strerror", "strlen", "strstr",
-    "ntop", "pton", "macaddr", "cgroupid", "cgroup_path", "bswap", "has_key", "len",
-    "syscall_name", "signal_name", "signal", "override", "kstack", "ustack", "nsecs",
+    "path", "len",
     "percpu_kaddr", "skboutput", "unwatch", "socket_cookie",
 }
 MAX_STRLEN_DEFAULT = 64
@@ -82,7 +79,7 @@ class SemaResult:
         return self.analyzer.var_spans
 
 
-class _Analyzer(ValuesSema):
+class _Analyzer(FuncsMixin, SymbolsAnalyzer, ValuesSema):
     def __init__(self, positional: list[str], max_strlen: int, cpid: int | None = None) -> None:
         self.positional = positional
         self.max_strlen = max_strlen
@@ -163,7 +160,8 @@ class _Analyzer(ValuesSema):
             return None
         types = [self.expr(k) for k in ref.keys]
         for k, t in zip(ref.keys, types):
-            if not (t.is_int or isinstance(t, (StrT, TupleT, BufT, IntArrayT)) or t in (PROBE, FUNC)):
+            if not (t.is_int or isinstance(t, (StrT, TupleT, UserT, BufT, IntArrayT))
+                    or t in (PROBE, FUNC)):
                 self.error(f"{t} cannot be used as a map key", k.span)
         t = types[0] if len(types) == 1 else TupleT(tuple(types))
         self.check_key_size(t, ref)
@@ -188,6 +186,7 @@ class _Analyzer(ValuesSema):
     # ------------------------------------------------------------------ probes
     def probe(self, probe: ast.Probe, ctx: ProbeContext) -> dict[str, Type]:
         self.ctx = ctx
+        self.cur_probe = probe
         self.scopes = [Scope()]
         if probe.predicate is not None:
             t = self.expr(probe.predicate)
@@ -526,6 +525,9 @@ class _Analyzer(ValuesSema):
         if (name.startswith("arg") and name[3:].isdigit()) or name in ("retval", "func"):
             self.error(f"The {name} builtin can not be used with '{self.ctx.provider}' probes", span)
             return UINT64
+        fn = getattr(self, "builtin_" + name, None)
+        if fn is not None:          # builtins of mixins (kstack, ustack, username...)
+            return fn(span)
         if name in LATER_BUILTINS:
             raise NotSupportedYet(f"the builtin '{name}'", span)
         self.error(f"Unknown identifier: '{name}'", span)
@@ -585,6 +587,8 @@ class _Analyzer(ValuesSema):
         fn = getattr(self, "fn_" + name, None)
         if fn is not None:
             return fn(e)
+        if not e.args and is_builtin_name(self, name):     # every builtin is callable: comm()
+            return self.builtin(name, e.span)
         if name in LATER_FUNCTIONS:
             raise NotSupportedYet(f"the function '{name}'", e.span)
         if name in LATER_BUILTINS or name == "args":
@@ -760,6 +764,11 @@ def signed_pair(a: Type, b: Type, left=None, right=None) -> bool:
 
 def _nonneg_literal(e) -> bool:
     return isinstance(e, ast.IntLit) and e.value >= 0
+
+
+def is_builtin_name(an, name: str) -> bool:
+    return (name in COMMON_BUILTINS or name in ("cpid", "func", "retval") or name in LATER_BUILTINS
+            or hasattr(an, "builtin_" + name) or (name.startswith("arg") and name[3:].isdigit()))
 
 
 def is_signed(t: Type) -> bool:
