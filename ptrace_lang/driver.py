@@ -47,6 +47,7 @@ class Options:
     # every config variable set by the script or the environment (ptrace_lang.config.KEYS)
     settings: dict = field(default_factory=dict)
     stack_mode: str | None = None    # config stack_mode / BPFTRACE_STACK_MODE: kstack/ustack's default
+    str_trunc_trailer: str = ".."    # printed after a string read from memory that was cut
 
 
 @dataclass
@@ -72,7 +73,8 @@ def apply_settings(opts: Options, values: dict) -> None:
     for key, value in values.items():
         if key == "perf_rb_pages":
             opts.ringbuf_bytes = _rb_bytes(value)
-        elif key in ("max_map_keys", "max_strlen", "missing_probes", "stack_mode"):
+        elif key in ("max_map_keys", "max_strlen", "missing_probes", "stack_mode",
+                     "str_trunc_trailer"):
             setattr(opts, key, value)
         opts.settings[key] = value
 
@@ -157,6 +159,7 @@ def compile_script(text: str, filename: str, opts: Options) -> Compiled:
                            program.probes[0].span)
     program.probes = kept
 
+    L.STR_TRUNC_TRAILER[0] = opts.str_trunc_trailer
     from ptrace_lang.sema import fn_symbols
 
     fn_symbols.CONFIG_STACK_MODE = opts.stack_mode
@@ -173,10 +176,11 @@ def compile_script(text: str, filename: str, opts: Options) -> Compiled:
                       if k in config.RUNTIME_KEYS)
     if opts.missing_probes == "ignore":
         popts.warnings.clear()
-    if popts.warnings:      # rendered now (the compile cache keeps them with the program)
+    warnings = popts.warnings + getattr(sema.analyzer, "warnings", [])
+    if warnings:      # rendered now (the compile cache keeps them with the program)
         from ptrace_lang.errors import render
 
-        obj.config["warnings"] = [render(d) for d in popts.warnings]
+        obj.config["warnings"] = [render(d) for d in warnings]
     layouts: dict[str, L.MapLayout] = {}
     first = {n: i for i, n in enumerate(opts.map_order)}
     for name in sorted(sema.maps, key=lambda n: (first.get(n, len(first)), n)):
@@ -223,10 +227,6 @@ def compile_script(text: str, filename: str, opts: Options) -> Compiled:
                              retval_offset=getattr(prov, "retval_offset", 0),
                              cpid=opts.cpid)
             insns = low.lower_probe(probe)
-            for sname, vsize in getattr(low, "stack_maps", {}).items():   # kstack/ustack
-                if not any(m.name == sname for m in obj.maps):
-                    obj.maps.append(S.MapSpec(sname, MAP_TYPES["stack_trace"], 4, vsize,
-                                              opts.max_map_keys))
             scratch_bytes = max(scratch_bytes, low.frame.scratch_max)
             if low.frame.scratch_max > L.SCRATCH_LIMIT:
                 raise CompileError(f"The probe needs {low.frame.scratch_max} bytes of scratch "
@@ -234,6 +234,10 @@ def compile_script(text: str, filename: str, opts: Options) -> Compiled:
                                    "per-CPU map value holds", probe.span,
                                    hints=["use shorter strings (config max_strlen) or fewer "
                                           "string values in one statement"])
+            for sname, vsize in getattr(low, "stack_maps", {}).items():   # kstack/ustack
+                if not any(m.name == sname for m in obj.maps):
+                    obj.maps.append(S.MapSpec(sname, MAP_TYPES["stack_trace"], 4, vsize,
+                                              opts.max_map_keys))
             if "types" in opts.stages and gi == 0:
                 dumps.setdefault("types", "")
                 dumps["types"] += ast.dump(probe) + "\n"
@@ -275,7 +279,8 @@ def compile_script(text: str, filename: str, opts: Options) -> Compiled:
                 obj.attachments.append(S.AttachSpec(t.provider, name, t.target, pid, t.probe_name,
                                                     probe.attach_points[0].span))
     if scratch_bytes:
-        obj.maps.append(S.MapSpec(L.SCRATCH_MAP, MAP_TYPES["percpu_array"], 4, scratch_bytes, 1))
+        # always the largest size, so that a REPL entry needing more finds the same map loaded
+        obj.maps.append(S.MapSpec(L.SCRATCH_MAP, MAP_TYPES["percpu_array"], 4, L.SCRATCH_LIMIT, 1))
     config.check_limits(obj, opts.settings)
     if not any(name == "ringbuf" for p in obj.programs for _, name in p.map_relocs):
         obj.maps.remove(ringbuf)

@@ -13,16 +13,17 @@ from ptrace_lang.records import dataclass
 
 from ptrace_lang import spec as S
 from ptrace_lang.codegen import ir
-from ptrace_lang.codegen.frame import Frame
 from ptrace_lang.codegen.lower_funcs import FuncsLowering
-from ptrace_lang.codegen.lower_values import SCRATCH_LIMIT, SCRATCH_MAP, Frames, ValuesLowering  # noqa: F401
+from ptrace_lang.codegen.lower_values import (  # noqa: F401
+    SCRATCH_LIMIT, SCRATCH_MAP, STR_TRUNC_TRAILER, Frames, ValuesLowering, str_field,
+)
 from ptrace_lang.codegen.ir import FP, R0, R1, VReg
 from ptrace_lang.codegen.lower_loops import LoopsLowering
 from ptrace_lang.codegen.lower_symbols import SymbolsLowering
 from ptrace_lang.codegen.lower_types import TypesLowering, c_value_field, str_helper
 from ptrace_lang.errors import CompileError, NotSupportedYet, Span
 from ptrace_lang.frontend import ast
-from ptrace_lang.sema.analyze import MapInfo, field_type, is_signed
+from ptrace_lang.sema.analyze import MapInfo, field_type, is_signed, signed_pair
 from ptrace_lang.sema.types import (
     FUNC, PROBE, AggT, ArgsT, BoolT, BufT, IntArrayT, IntT, StrT, TupleT, Type, UsdtArgsT, UserT,
 )
@@ -209,7 +210,8 @@ class Lowering(TypesLowering, FuncsLowering, SymbolsLowering, LoopsLowering, Val
         for name, typ in self.var_types.items():
             if not is_scalar(typ):
                 self.vars[name] = self.alloc_mem(typ.size(), self.var_spans.get(name, probe.span))
-                self.zero_mem(*self.vars[name], typ.size())
+                if not self.assigned_first(name, probe):
+                    self.zero_mem(*self.vars[name], typ.size())
             else:
                 self.mov(self.var_reg(name), 0)
         if probe.predicate is not None:
@@ -327,7 +329,7 @@ class Lowering(TypesLowering, FuncsLowering, SymbolsLowering, LoopsLowering, Val
                 self.assign_var(t, s.value)
             else:
                 reg = self.var_reg(t.name)
-                v = self.binop(s.op, reg, s.value, is_signed(t.type) and is_signed(s.value.type))
+                v = self.binop(s.op, reg, s.value, signed_pair(t.type, s.value.type, None, s.value))
                 if isinstance(t.type, IntT) and t.type.bits < 64:
                     v = self.truncate(v, t.type)    # the variable keeps its width
                 self.mov(reg, v)
@@ -526,6 +528,10 @@ class Lowering(TypesLowering, FuncsLowering, SymbolsLowering, LoopsLowering, Val
         """Write the key of ``ref`` into a fresh stack slot (plus ``extra`` bytes); return its offset.
         With ``base`` (a register holding the slot's address) the key is written through it."""
         off = 0
+        if base is None and not extra:
+            in_place = self.var_as_key(ref, layout)
+            if in_place is not None:
+                return in_place
         if base is None:
             base, off = self.alloc_mem(layout.key_size + extra, ref.span)
             if base != FP:      # a key in scratch memory: passed by its address
@@ -630,8 +636,12 @@ class Lowering(TypesLowering, FuncsLowering, SymbolsLowering, LoopsLowering, Val
             bucket = self.lhist_bucket(value, *agg.lhist)
         # the key's address is computed once and kept: the key is written through it and it is
         # passed to the lookup and, on a miss, to the update
-        key = self.address_of(*self.alloc_mem(layout.key_size + extra, ref.span))
-        self.build_key(ref, layout, extra, base=key)
+        key = self.var_as_key(ref, layout) if not extra else None
+        if key is None:
+            key = self.address_of(*self.alloc_mem(layout.key_size + extra, ref.span))
+            self.build_key(ref, layout, extra, base=key)
+        elif isinstance(key, int):
+            key = self.address_of(FP, key)
         if extra:
             self.emit(ir.Store(key, layout.key_size, bucket, 8))
         v = self.lookup(layout, key)
@@ -867,7 +877,7 @@ class Lowering(TypesLowering, FuncsLowering, SymbolsLowering, LoopsLowering, Val
     def string_into(self, e: ast.Expr, base, off: int, size: int) -> None:
         et = e.type
         if isinstance(e, ast.StrLit):
-            self.store_bytes(base, off, e.value.encode() + b"\0", size)
+            self.store_bytes(base, off, e.value.encode("utf-8", "surrogateescape") + b"\0", size)
         elif isinstance(e, ast.PositionalParam):
             v = self.positional_value(e.index)
             self.store_bytes(base, off, str(v).encode() + b"\0", size)
@@ -914,6 +924,11 @@ class Lowering(TypesLowering, FuncsLowering, SymbolsLowering, LoopsLowering, Val
         arg = e.args[0]
         if isinstance(arg.type, StrT):
             self.string_into(arg, base, off, size)
+            keep = e.type.length - 1     # str(s, n) of a string: cut after n characters
+            if keep < arg.type.length - 1 and keep < size:
+                word = min(size, (keep + 7) // 8 * 8)
+                self.zero_mem_bytes(base, off + keep, word - keep)
+                self.zero_mem(base, off + word, size - word)
             return
         n = e.type.length
         # zero first: the helper leaves bytes after the NUL as they were, and strings are
@@ -1028,7 +1043,7 @@ class Lowering(TypesLowering, FuncsLowering, SymbolsLowering, LoopsLowering, Val
             if e.op in ("==", "!=", "<", "<=", ">", ">=", "&&", "||"):
                 return self.cond_value(e)
             a = self.scalar(e.left)
-            return self.binop(e.op, a, e.right, is_signed(e.left.type) and is_signed(e.right.type))
+            return self.binop(e.op, a, e.right, signed_pair(e.left.type, e.right.type, e.left, e.right))
         if isinstance(e, ast.Unary):
             if e.op == "!":
                 return self.cond_value(e)
@@ -1039,7 +1054,7 @@ class Lowering(TypesLowering, FuncsLowering, SymbolsLowering, LoopsLowering, Val
                 self.emit(ir.Alu("neg", out))
                 return self.truncate(out, e.type)
             self.emit(ir.Alu("xor", out, -1))
-            return out
+            return self.truncate(out, e.type)
         if isinstance(e, ast.IncDec):
             if isinstance(e.target, ast.Var):
                 reg = self.var_reg(e.target.name)
@@ -1063,8 +1078,10 @@ class Lowering(TypesLowering, FuncsLowering, SymbolsLowering, LoopsLowering, Val
             out = self.vreg()
             self.emit(ir.Load(out, src_base, src_off + e.base.type.offsets()[e.index], 8))
             return out
+        if isinstance(e, ast.Index) and getattr(e, "array_index", None) is not None:
+            return self.intarray_element(e)
         if isinstance(e, ast.Cast):
-            if isinstance(e.operand.type, IntArrayT):
+            if isinstance(e.operand.type, (IntArrayT, StrT)):
                 return self.intarray_to_int(e)
             v = self.scalar(e.operand)
             return self.truncate(v, e.type)
@@ -1248,7 +1265,7 @@ class Lowering(TypesLowering, FuncsLowering, SymbolsLowering, LoopsLowering, Val
                 self.memory_compare(e, false_label)
                 return
             op = CMP_OPS[e.op]
-            if op in SIGNED_CMP and is_signed(e.left.type) and is_signed(e.right.type):
+            if op in SIGNED_CMP and signed_pair(e.left.type, e.right.type, e.left, e.right):
                 op = SIGNED_CMP[op]
             a = self.scalar(e.left)
             if isinstance(e.right, ast.IntLit) and -(1 << 31) <= e.right.value < (1 << 31):
@@ -1284,7 +1301,7 @@ def value_field(t: Type, off: int, name: str = "") -> S.Field:
     if t == FUNC:
         return S.Field("func", off, 8, name=name)
     if isinstance(t, StrT):
-        return S.Field("str", off, t.size(), name=name)
+        return str_field(t, off, name)
     if isinstance(t, TupleT):
         names = t.names or ("",) * len(t.elems)
         subs = [value_field(et, o, n) for et, o, n in zip(t.elems, t.offsets(), names)]
@@ -1293,7 +1310,7 @@ def value_field(t: Type, off: int, name: str = "") -> S.Field:
         return S.Field("buf", off, t.size(), name=name)
     if isinstance(t, IntArrayT):
         return S.Field("intarray", off, t.size(), signed=t.elem.signed, name=name,
-                       aux=(t.elem.bits // 8, t.count))
+                       aux=(t.elem.bits // 8, t.count, t.boolean))
     if isinstance(t, UserT):
         return S.Field("user", off, t.size(), name=name, fmt=t.kind, aux=t.aux)
     raise NotSupportedYet(f"values of type '{t}' in events or maps")

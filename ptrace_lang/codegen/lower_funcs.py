@@ -70,20 +70,6 @@ class FuncsLowering:
         self.mov(out, 1)
         self.emit(ir.Label(end))
 
-    def user_value_into(self, e: ast.Expr, base, off: int, typ) -> bool:
-        """A UserT value held in memory (wider than a register) copied from a variable, a
-        map, a tuple member or a ternary; False when ``e`` is none of those."""
-        if isinstance(e, (ast.Var, ast.TupleIndex)):
-            src_base, src_off = self.mem_of(e)
-            self.copy_value(base, off, typ, src_base, src_off, e.type)
-        elif isinstance(e, ast.MapRef):
-            self.map_read_into(e, self.maps["@" + e.name], base, off, typ)
-        elif isinstance(e, ast.Ternary):
-            self.ternary(e, lambda x: self.expr_into(x, base, off, typ))
-        else:
-            return False
-        return True
-
     # ------------------------------------------------------------------ strings
     def call_strlen(self, e: ast.Call) -> ir.VReg:
         base, off, n = self._str_mem(e.args[0])

@@ -68,6 +68,33 @@ class ValuesLowering:
             self._scratch = self.vreg()
         return self._scratch, self.frame.salloc(size)
 
+    def assigned_first(self, name: str, probe: ast.Probe) -> bool:
+        """Whether the first top-level statement that mentions ``$name`` assigns all of it
+        (``$s = ...`` not reading it): then zeroing its memory at the start is wasted."""
+        if probe.predicate is not None and _mentions(probe.predicate, name):
+            return False
+        for s in probe.body.stmts:
+            if not _mentions(s, name):
+                continue
+            if isinstance(s, ast.Assign) and s.op is None and isinstance(s.target, ast.Var):
+                return s.target.name == name and not _mentions(s.value, name)
+            if isinstance(s, ast.Let) and s.var.name == name and s.value is not None:
+                return not _mentions(s.value, name)
+            return False
+        return False
+
+    def var_as_key(self, ref: ast.MapRef, layout) -> object:
+        """``@m[$s]`` with ``$s`` held in memory in exactly the key's layout: the variable's own
+        bytes are the key (no copy). Returns a stack offset or an address register, or None."""
+        if ref.keys is None or len(ref.keys) != 1:
+            return None
+        k = ref.keys[0]
+        slot = self.vars.get(k.name) if isinstance(k, ast.Var) else None
+        if not isinstance(slot, tuple) or k.type != layout.info.key_type:
+            return None
+        base, off = slot
+        return off if base == FP else self.address_of(base, off)
+
     def address_of(self, base, off: int) -> VReg:
         r = self.vreg()
         self.mov(r, base)
@@ -81,12 +108,15 @@ class ValuesLowering:
         if self._scratch is None:
             return
         body, self.insns = self.insns, []
+        saved = self.span
+        self.span = None
         key = self.frame.alloc(8)
         self.emit(ir.Store(FP, key, 0, 8))
         self.call(H_MAP_LOOKUP, ("map", SCRATCH_MAP), ("fp", key))
         self.mov(self._scratch, R0)
         self.emit(ir.CondJump("jeq", self._scratch, 0, self.exit_label))
         self.insns = body[:at] + self.insns + body[at:]
+        self.span = saved
 
     # ------------------------------------------------------------------ records
     def record_into(self, e: ast.RecordExpr, base, off: int, typ: Type) -> None:
@@ -163,9 +193,26 @@ class ValuesLowering:
                 self.emit(ir.Store(base, off, v, w))
                 break
 
+    def intarray_element(self, e: ast.Index) -> VReg:
+        t: IntArrayT = e.base.type
+        sb, so = self.mem_of(e.base)
+        width = t.elem.bits // 8
+        out = self.vreg()
+        self.emit(ir.Load(out, sb, so + e.array_index * width, width))
+        if t.elem.signed and width < 8:
+            shift = 64 - 8 * width
+            self.emit(ir.Alu("lsh", out, shift))
+            self.emit(ir.Alu("arsh", out, shift))
+        return out
+
     def intarray_to_int(self, e: ast.Cast) -> VReg:
-        """(uint32)arr: the array's bytes read back as one integer."""
+        """(uint32)arr: the array's bytes read back as one integer; (bool)str: whether the
+        string is not empty."""
         sb, so = self.mem_of(e.operand)
+        if isinstance(e.operand.type, StrT):
+            first = self.vreg()
+            self.emit(ir.Load(first, sb, so, 1))
+            return self.truncate(first, e.type)
         nbytes = e.operand.type.elem.bits // 8 * e.operand.type.count
         out = self.vreg()
         self.emit(ir.Load(out, sb, so, nbytes if nbytes in (1, 2, 4, 8) else 8))
@@ -182,7 +229,10 @@ class ValuesLowering:
         from ptrace_lang.sema.types import widen
 
         lt, rt = e.left.type, e.right.type
-        typ = widen(lt, rt) if not isinstance(lt, StrT) else StrT(max(lt.size(), rt.size()))
+        if isinstance(lt, StrT):
+            self.string_equal(e, false_label)
+            return
+        typ = widen(lt, rt)
         size = typ.size()
         mark = self.frame.mark()
         la, lo = self.alloc_mem(size, e.span)
@@ -194,6 +244,45 @@ class ValuesLowering:
         for o in range(0, size, 8):
             self.emit(ir.Load(a, la, lo + o, 8))
             self.emit(ir.Load(b, lb, lbo + o, 8))
+            self.emit(ir.CondJump("jne", a, b, differ))
+        if e.op == "!=":
+            self.emit(ir.Jump(false_label))
+            self.emit(ir.Label(differ))
+        self.frame.release(mark)
+
+    def string_equal(self, e: ast.Binary, false_label: str) -> None:
+        """Two strings are equal when their words agree up to the shorter buffer's end: both are
+        zero-padded after their NUL, and the shorter one's NUL is inside its buffer. A literal
+        side is compared as constants, a variable in place; nothing is copied to compare."""
+        mark = self.frame.mark()
+        sides = []
+        for x in (e.left, e.right):
+            if isinstance(x, ast.StrLit):
+                data = x.value.encode("utf-8", "surrogateescape") + b"\0"
+                sides.append(data.ljust((len(data) + 7) // 8 * 8, b"\0"))
+            else:
+                sides.append(self.mem_of(x))
+        size = min(len(s) if isinstance(s, bytes) else t.size()
+                   for s, t in zip(sides, (e.left.type, e.right.type)))
+        differ = false_label if e.op == "==" else self.label("strne")
+        if isinstance(sides[0], bytes) and isinstance(sides[1], bytes):
+            if (sides[0].rstrip(b"\0") == sides[1].rstrip(b"\0")) != (e.op == "=="):
+                self.emit(ir.Jump(false_label))
+            self.frame.release(mark)
+            return
+        if isinstance(sides[0], bytes):
+            sides.reverse()
+        a, b = self.vreg(), self.vreg()
+        for o in range(0, size, 8):
+            self.emit(ir.Load(a, sides[0][0], sides[0][1] + o, 8))
+            if isinstance(sides[1], bytes):
+                word = int.from_bytes(sides[1][o:o + 8], "little", signed=True)
+                if -(1 << 31) <= word < (1 << 31):
+                    self.emit(ir.CondJump("jne", a, word, differ))
+                    continue
+                self.emit(ir.LoadImm64(b, word & ((1 << 64) - 1)))
+            else:
+                self.emit(ir.Load(b, sides[1][0], sides[1][1] + o, 8))
             self.emit(ir.CondJump("jne", a, b, differ))
         if e.op == "!=":
             self.emit(ir.Jump(false_label))
@@ -264,6 +353,22 @@ class ValuesLowering:
         self.submit(rec)
 
 
+# config str_trunc_trailer (set by the driver for the script being compiled)
+STR_TRUNC_TRAILER = [".."]
+
+
+def str_field(t: StrT, off: int, name: str = "") -> S.Field:
+    """A string's layout for the runtime; a string read from memory (str(), a tracepoint's
+    string) carries its length and the trailer printed after it when it filled its buffer."""
+    if t.trunc and STR_TRUNC_TRAILER[0]:
+        return S.Field("str", off, t.size(), name=name, aux=(t.length, STR_TRUNC_TRAILER[0]))
+    return S.Field("str", off, t.size(), name=name)
+
+
+def _mentions(node: ast.Node, name: str) -> bool:
+    return any(isinstance(n, ast.Var) and n.name == name for n in ast.walk(node))
+
+
 _sdiv: list[bool] = []
 
 
@@ -273,6 +378,9 @@ def has_sdiv() -> bool:
     if not _sdiv:
         import os
 
+        if os.environ.get("PTRACE_NO_SDIV"):     # tests: the code for older kernels
+            _sdiv.append(False)
+            return False
         try:
             major, minor = (int(x) for x in os.uname().release.split(".")[:2])
             _sdiv.append((major, minor) >= (6, 6))

@@ -229,11 +229,13 @@ class Session:
         elif kind == S.EV_ZERO_MAP:
             self._flush()
             self.zero_map(self.spec.user_maps[ident])
+        elif kind == S.EV_WARNING:          # a located run-time warning (lower_values)
+            from ptrace_lang.runtime.ufuncs import StderrText
+
+            self.pending.append(StderrText(self.spec.events[ident].fmt))
+            self._stderr_pending = True
         elif S.EV_ERRORF <= kind <= S.EV_DEBUGF:
             self._message(kind, ident, mv)
-        elif kind == S.EV_WARNING:
-            self._flush()
-            sys.stderr.write(self.spec.events[ident].fmt)
 
     def _message(self, kind: int, ident: int, mv) -> None:
         """errorf/warnf/debugf: the formatted text for stderr after the script location, kept

@@ -22,8 +22,33 @@ def value_decoder(f, probe_names, off: int, field_decoder):
             return bytes(buf[off + 8:off + 8 + n])
         return buffer
     if f.kind == "intarray":
-        width, count = f.aux
+        width, count, boolean = f.aux
         code = {1: "b", 2: "h", 4: "i", 8: "q"}[width]
         st = struct.Struct("<" + str(count) + (code if f.signed else code.upper()))
-        return lambda buf, off=off: list(st.unpack_from(buf, off))
+        if boolean:
+            return lambda buf, off=off: IntArray(bool(x) for x in st.unpack_from(buf, off))
+        return lambda buf, off=off: IntArray(st.unpack_from(buf, off))
     raise ValueError(f"cannot decode field kind {f.kind}")
+
+
+def truncating_str(off: int, aux: tuple):
+    """A str() value: the text up to its NUL, plus ``trailer`` when it has ``length - 1`` bytes
+    (the most a read into its buffer keeps: the string was probably cut)."""
+    length, trailer = aux
+    end = off + length
+
+    def text(buf):
+        raw = bytes(buf[off:end])
+        i = raw.find(b"\0")
+        if i >= 0:
+            raw = raw[:i]
+        s = raw.decode("utf-8", "backslashreplace")
+        return s + trailer if len(raw) >= length - 1 else s
+    return text
+
+
+class IntArray(list):
+    """An integer array value: printed ``[1,2,3]``, usable as (part of) a map key."""
+
+    def __hash__(self):
+        return hash(tuple(self))

@@ -394,7 +394,7 @@ class _Analyzer(TypesMixin, FuncsMixin, SymbolsAnalyzer, StmtsAnalysis, ValuesSe
         if isinstance(e, ast.BoolLit):
             return BOOL
         if isinstance(e, ast.StrLit):
-            return StrT(len(e.value.encode()) + 1)
+            return StrT(len(e.value.encode("utf-8", "surrogateescape")) + 1)
         if isinstance(e, ast.PositionalParam):
             v = self.positional_value(e.index)
             return INT64 if isinstance(v, int) else StrT(len(v.encode()) + 1)
@@ -421,11 +421,12 @@ class _Analyzer(TypesMixin, FuncsMixin, SymbolsAnalyzer, StmtsAnalysis, ValuesSe
             if not t.is_int:
                 self.error(f"Invalid type for unary operator '{e.op}': {t}", e.span)
             if e.op == "!":
-                return UINT64          # bpftrace: 'unsigned int64'
+                return BOOL            # the newest bpftrace: print(!0) is true (0.17: 1)
             if e.op == "-":
                 # negation keeps the operand's width and sign: -(uint8)3 is 253, as in bpftrace
                 return t if isinstance(t, IntT) else INT64
-            return IntT(64, isinstance(t, IntT) and t.signed)
+            # ~ keeps the operand's width too: ~(uint8)0 is 255, as in bpftrace
+            return t if isinstance(t, IntT) else IntT(64, False)
         if isinstance(e, ast.IncDec):
             if isinstance(e.target, ast.Var):
                 t = self.lookup_var(e.target.name)
@@ -492,7 +493,10 @@ class _Analyzer(TypesMixin, FuncsMixin, SymbolsAnalyzer, StmtsAnalysis, ValuesSe
         if isinstance(e, ast.Call):
             return self.call(e, statement)
         if isinstance(e, ast.Index):
-            return self.index_expr(e)
+            t = self.tuple_subscript(e)         # tuples and integer arrays (fn_values)
+            if t is not None:
+                return t
+            return self.index_expr(e)           # pointers and C arrays (fn_types)
         handler = getattr(self, "expr_" + type(e).__name__, None)
         if handler is not None:
             return handler(e)
@@ -579,12 +583,13 @@ class _Analyzer(TypesMixin, FuncsMixin, SymbolsAnalyzer, StmtsAnalysis, ValuesSe
         if not (a.is_int and b.is_int):
             self.error(f"Type mismatch for '{e.op}': comparing '{a}' with '{b}'", e.span)
             return INT64
+        self.sign_warning(e, a, b)
         if e.op in ("==", "!=", "<", "<=", ">", ">="):
             return BOOL
         p = self.pointer_binary(e, a, b)
         if p is not None:
             return p
-        signed = is_signed(a) and is_signed(b)
+        signed = signed_pair(a, b, e.left, e.right)
         return IntT(64, signed)
 
     def call(self, e: ast.Call, statement: bool) -> Type:
@@ -714,10 +719,10 @@ class _Analyzer(TypesMixin, FuncsMixin, SymbolsAnalyzer, StmtsAnalysis, ValuesSe
             else:
                 size = min(n + 1, self.max_strlen) if n < self.max_strlen else self.max_strlen
         if isinstance(t, StrT):
-            return StrT(min(t.length, size))
+            return StrT(min(t.length, size), t.trunc)
         if not t.is_int:
             self.error(f"str() expects a pointer or an integer address, got '{t}'", e.args[0].span)
-        return StrT(size)
+        return StrT(size, trunc=True)
 
     def fn_delete(self, e: ast.Call) -> Type:
         if len(e.args) == 1 and isinstance(e.args[0], ast.MapRef) and e.args[0].keys is not None:
@@ -754,9 +759,33 @@ class _Analyzer(TypesMixin, FuncsMixin, SymbolsAnalyzer, StmtsAnalysis, ValuesSe
     fn_zero = _whole_map
 
 
+def signed_pair(a: Type, b: Type, left=None, right=None) -> bool:
+    """Whether an operation on ``a`` and ``b`` (the expressions ``left``, ``right`` when known)
+    is signed. A literal >= 0 takes the other side's signedness (the newest bpftrace types it
+    as the smallest unsigned type that holds it): ``(uint32)5 - 10`` is unsigned, ``$m / 2``
+    signed. Otherwise: both signed, or one signed and the other an unsigned narrower than 64
+    bits (its values all fit int64, as the newest bpftrace promotes it): signed; a uint64 with
+    a signed operand: unsigned."""
+    if _nonneg_literal(right):
+        return is_signed(a)
+    if _nonneg_literal(left):
+        return is_signed(b)
+    sa, sb = is_signed(a), is_signed(b)
+    if sa and sb:
+        return True
+    if sa != sb:
+        u = b if sa else a
+        return not isinstance(u, IntT) or u.bits < 64
+    return False
+
+
+def _nonneg_literal(e) -> bool:
+    return isinstance(e, ast.IntLit) and e.value >= 0
+
+
 def is_builtin_name(an, name: str) -> bool:
     return (name in COMMON_BUILTINS or name in ("cpid", "func", "retval") or name in LATER_BUILTINS
-            or hasattr(an, "bi_" + name) or (name.startswith("arg") and name[3:].isdigit()))
+            or hasattr(an, "builtin_" + name) or (name.startswith("arg") and name[3:].isdigit()))
 
 
 def is_signed(t: Type) -> bool:
@@ -769,7 +798,7 @@ def field_type(f, max_strlen: int) -> Type:
     """The script type of a tracepoint format field."""
     text = f.type_text
     if f.data_loc:
-        return StrT(max_strlen) if "char" in text else UINT64
+        return StrT(max_strlen, trunc=True) if "char" in text else UINT64
     if f.array_len is not None and "char" in text:
         return StrT(f.array_len)
     if f.array_len is not None:

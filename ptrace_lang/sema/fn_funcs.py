@@ -2,7 +2,7 @@
 ``username jiffies ncpus numaid usermode`` and ``nsecs(clock)`` (dialect.md §2/§3).
 
 ``FuncsMixin`` is a base of ``sema.analyze._Analyzer``: ``fn_<name>(call)`` checks a call and
-returns its type; ``bi_<name>(span)`` types a builtin variable. Values user space turns into
+returns its type; ``builtin_<name>(span)`` types a builtin variable. Values user space turns into
 text are ``UserT``s whose formatters live in ``runtime.ufuncs``.
 """
 from __future__ import annotations
@@ -116,7 +116,7 @@ def cgroup_id_of(path: str) -> int:
 
 
 class FuncsMixin:
-    """fn_* / bi_* methods for _Analyzer (see the module doc)."""
+    """fn_* / builtin_* methods for _Analyzer (see the module doc)."""
 
     # ------------------------------------------------------------------ helpers
     def _args_types(self, e: ast.Call) -> list[Type]:
@@ -389,19 +389,19 @@ class FuncsMixin:
             a.type = UINT64
         return UINT64
 
-    def bi_username(self, span) -> Type:
+    def builtin_username(self, span) -> Type:
         return USERNAME
 
-    def bi_jiffies(self, span) -> Type:
+    def builtin_jiffies(self, span) -> Type:
         return UINT64
 
-    def bi_ncpus(self, span) -> Type:
+    def builtin_ncpus(self, span) -> Type:
         return UINT64
 
-    def bi_numaid(self, span) -> Type:
+    def builtin_numaid(self, span) -> Type:
         return UINT32
 
-    def bi_usermode(self, span) -> Type:
+    def builtin_usermode(self, span) -> Type:
         if self.ctx is not None and self.ctx.provider not in PT_REGS_PROVIDERS:
             self.error(f"The usermode builtin can not be used with '{self.ctx.provider}' probes",
                        span)

@@ -48,15 +48,44 @@ class ValuesSema:
     def tuple_subscript(self, e: ast.Index) -> Type | None:
         """``t[1]`` on a tuple (a constant index) is ``t.1``: the node becomes a TupleIndex."""
         t = self.expr(e.base)
+        if isinstance(t, IntArrayT):
+            return self.intarray_subscript(e, t)
         if not isinstance(t, TupleT):
             return None
-        n = self.const_int(e.index)
+        n = self.const_expr(e.index)
         if n is None:
             self.error("The index of a tuple must be an integer constant", e.index.span)
             return INT64
         e.__class__ = ast.TupleIndex     # same fields (base, index); lowered as t.N
         e.index = n
         return self.expr(e)
+
+    def const_expr(self, e: ast.Expr) -> int | None:
+        """The value of an integer expression made of literals (``1 - 1``), else None."""
+        v = self.const_int(e)
+        if v is not None or not isinstance(e, ast.Binary):
+            return v
+        a, b = self.const_expr(e.left), self.const_expr(e.right)
+        if a is None or b is None:
+            return None
+        ops = {"+": lambda: a + b, "-": lambda: a - b, "*": lambda: a * b,
+               "/": lambda: int(a / b) if b else None, "%": lambda: a % b if b else None,
+               "<<": lambda: a << b, ">>": lambda: a >> b, "&": lambda: a & b,
+               "|": lambda: a | b, "^": lambda: a ^ b}
+        return ops[e.op]() if e.op in ops else None
+
+    def intarray_subscript(self, e: ast.Index, t: IntArrayT) -> Type:
+        """``a[i]`` of an integer array, ``i`` a constant in range."""
+        self.expr(e.index)
+        n = self.const_expr(e.index)
+        if n is None:
+            self.error("The index of an integer array must be an integer constant", e.index.span)
+            return INT64
+        if not 0 <= n < t.count:
+            self.error(f"Index {n} is out of bounds for '{t}'", e.index.span)
+            return INT64
+        e.array_index = n       # lowered by lower_values.intarray_element
+        return BOOL if t.boolean else t.elem
 
     # ------------------------------------------------------------------ buf()
     def fn_buf(self, e: ast.Call) -> Type:
@@ -96,10 +125,13 @@ class ValuesSema:
     def cast_expr(self, e: ast.Cast) -> Type:
         tn = e.to
         base = INT_TYPE_NAMES.get(tn.name)
-        if tn.pointer_depth or base is None or isinstance(base, BoolT) and tn.array_len is not None:
+        if tn.pointer_depth or base is None:
             return None     # not a value cast this module handles
         t = self.expr(e.operand)
+        is_bool = isinstance(base, BoolT)
         if tn.array_len is not None or getattr(tn, "array_auto", False):
+            if is_bool:
+                base = IntT(8, False)
             # (uint8[4])x: the bytes of an integer seen as an array, and back
             if not (t.is_int or isinstance(t, IntArrayT)):
                 self.error(f"Cannot cast from '{t}' to '{tn.name}[]'", e.span)
@@ -108,7 +140,7 @@ class ValuesSema:
             if t.is_int and isinstance(t, IntT):
                 src_bytes = t.bits // 8
             count = tn.array_len if tn.array_len is not None else src_bytes // (base.bits // 8)
-            arr = IntArrayT(base, count)
+            arr = IntArrayT(base, count, is_bool)
             if base.bits // 8 * count != src_bytes:
                 self.error(f"Cannot cast from '{t}' to '{arr}': the sizes differ "
                            f"({src_bytes} and {base.bits // 8 * count} bytes)", e.span)
@@ -120,10 +152,38 @@ class ValuesSema:
             return base
         if isinstance(base, (IntT, BoolT)) and t.is_int:
             return base
-        if isinstance(base, BoolT) and isinstance(t, StrT):
+        if is_bool and isinstance(t, StrT):      # (bool)"": false, (bool)"a": true
             return base
         self.error(f"Cannot cast from '{t}' to '{tn.name}'", e.span)
         return base
+
+    # ------------------------------------------------------------------ signedness
+    def sign_warning(self, e: ast.Binary, a: Type, b: Type) -> None:
+        """bpftrace's warning for a uint64 meeting a signed operand (the operation is then
+        unsigned), unless the signed side is a constant >= 0."""
+        if e.op in ("&&", "||", "&", "|", "^", "<<", ">>") or not (a.is_int and b.is_int):
+            return
+        from ptrace_lang.sema.analyze import is_signed, signed_pair
+
+        if is_signed(a) == is_signed(b) or signed_pair(a, b, e.left, e.right):
+            return
+        signed_side = e.left if is_signed(a) else e.right
+        v = self.const_expr(signed_side)
+        if v is not None and v >= 0:
+            return
+        what = "comparison of" if e.op in ("==", "!=", "<", "<=", ">", ">=") else "arithmetic on"
+        self.warn(f"{what} integers of different signs: '{a}' and '{b}' can lead to "
+                  "undefined behavior", e.span)
+
+    def warn(self, message: str, span) -> None:
+        if not self.final:
+            return
+        from ptrace_lang.errors import Diagnostic
+
+        warnings = self.__dict__.setdefault("warnings", [])
+        d = Diagnostic(message, span, [], "WARNING")
+        if all((w.message, w.span) != (message, span) for w in warnings):
+            warnings.append(d)
 
     # ------------------------------------------------------------------ map keys
     def check_key_size(self, t: Type, ref: ast.MapRef) -> None:

@@ -48,6 +48,7 @@ class StrT(Type):
     """A NUL-terminated string in a buffer of ``length`` bytes (bpftrace's string[N])."""
 
     length: int
+    trunc: bool = False     # read from memory: may have been cut at length - 1 (printed with a trailer)
 
     def size(self) -> int:
         return (self.length + 7) // 8 * 8
@@ -317,12 +318,13 @@ class IntArrayT(Type):
 
     elem: IntT
     count: int
+    boolean: bool = False    # bool[N]: one byte per element, printed true/false
 
     def size(self) -> int:
         return (self.elem.bits // 8 * self.count + 7) // 8 * 8
 
     def __str__(self) -> str:
-        return f"{self.elem}[{self.count}]"
+        return f"{'bool' if self.boolean else self.elem}[{self.count}]"
 
 
 def compatible(a: Type, b: Type) -> bool:
@@ -345,7 +347,7 @@ def compatible(a: Type, b: Type) -> bool:
 def widen(a: Type, b: Type) -> Type:
     """The type that holds values of both ``a`` and ``b`` (for compatible types)."""
     if isinstance(a, StrT) and isinstance(b, StrT):
-        return a if a.length >= b.length else b
+        return StrT(max(a.length, b.length), a.trunc or b.trunc)
     if isinstance(a, BufT) and isinstance(b, BufT):
         return a if a.length >= b.length else b
     if isinstance(a, TupleT) and isinstance(b, TupleT):

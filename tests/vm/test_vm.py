@@ -102,6 +102,18 @@ def test_loops_are_callbacks_the_6_1_verifier_takes(vm):
     assert num(r"^key 4567 count (\d+)$", c["out"]) == total, shown(c)
 
 
+def test_values_on_6_1(vm):
+    """No sdiv/smod on 6.1: signed / and % by the portable sequence; division by zero is 1 with
+    its warning; 1024-byte strings live in scratch memory (docs/values.md)."""
+    c = check(vm, "values_6_1")
+    assert c["rc"] == 0, shown(c)
+    assert "div -3 -1 -3 1 3 -1 1\n" in c["out"], shown(c)
+    assert "WARNING: Divide or modulo by 0 detected." in c["err"], shown(c)
+    assert "eq /etc/hostname /et..\n" in c["out"], shown(c)
+    assert "@opens[/etc/hostname]: 1\n" in c["out"], shown(c)
+    assert "@t: (/etc/hostname, { .x = 1 })\n" in c["out"], shown(c)
+
+
 def test_fentry_fexit(vm):
     pytest.skip("fentry/fexit are not implemented yet (issue 4, item 6): no fentry/fexit scripts "
                 "run in the VM")
