@@ -715,10 +715,12 @@ def check_tcpdrop() -> None:
     # PID and COMM: whoever was on the CPU (the sender, on loopback; or a softirq thread)
     assert re.fullmatch(TIME_RE + r" \d+ +.{16} " + re.escape(f"{'127.0.0.1':>39}:{want}"),
                         lines[i]), lines[i]
-    # the kernel stack follows: TCP's input path, one tab-indented frame a line
+    # the kernel stack follows as bpftrace prints it: an empty line, then one frame a line,
+    # indented by 8 spaces: TCP's input path
+    assert lines[i + 1] == "", lines[i:]
     stack = []
-    for ln in lines[i + 1:]:
-        if not ln.startswith("\t"):
+    for ln in lines[i + 2:]:
+        if not ln.startswith(" " * 8):
             break
         stack.append(ln.strip())
     assert stack and all(re.fullmatch(r"[\w.]+\+\d+", f) for f in stack), stack
