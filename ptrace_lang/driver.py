@@ -20,7 +20,8 @@ DEFAULT_RINGBUF_BYTES = 8 << 20
 SMALL_RINGBUF_BYTES = 256 << 10
 
 # BPF_MAP_TYPE_* / BPF_PROG_TYPE_* values (uapi bpf.h); kept here so compiling needs no kernel module
-MAP_TYPES = {"hash": 1, "array": 2, "percpu_hash": 5, "percpu_array": 6, "ringbuf": 27}
+MAP_TYPES = {"hash": 1, "array": 2, "percpu_hash": 5, "percpu_array": 6, "stack_trace": 7,
+             "ringbuf": 27}
 PROG_TYPES = {"BPF_PROG_TYPE_TRACEPOINT": 5, "BPF_PROG_TYPE_PERF_EVENT": 7,
               "BPF_PROG_TYPE_RAW_TRACEPOINT": 17, "BPF_PROG_TYPE_KPROBE": 2}
 
@@ -43,6 +44,7 @@ class Options:
     pid: int | None = None
     cpid: int | None = None          # -c: the child's pid, the value of `cpid`
     unsafe: bool = False             # --unsafe: system() and the other unsafe functions allowed
+    stack_mode: str | None = None    # config stack_mode / BPFTRACE_STACK_MODE: kstack/ustack's default
     # every config variable set by the script or the environment (ptrace_lang.config.KEYS)
     settings: dict = field(default_factory=dict)
 
@@ -70,7 +72,7 @@ def apply_settings(opts: Options, values: dict) -> None:
     for key, value in values.items():
         if key == "perf_rb_pages":
             opts.ringbuf_bytes = _rb_bytes(value)
-        elif key in ("max_map_keys", "max_strlen", "missing_probes"):
+        elif key in ("max_map_keys", "max_strlen", "missing_probes", "stack_mode"):
             setattr(opts, key, value)
         opts.settings[key] = value
 
@@ -144,6 +146,9 @@ def compile_script(text: str, filename: str, opts: Options) -> Compiled:
                            program.probes[0].span)
     program.probes = kept
 
+    from ptrace_lang.sema import fn_symbols
+
+    fn_symbols.CONFIG_STACK_MODE = opts.stack_mode
     sema = analyze(program, [[g[2] for g in gs] for gs in groups], opts.positional, opts.max_strlen,
                    cpid=opts.cpid, unsafe=opts.unsafe)
     if "ast" in opts.stages:
@@ -205,6 +210,10 @@ def compile_script(text: str, filename: str, opts: Options) -> Compiled:
                              retval_offset=getattr(prov, "retval_offset", 0),
                              cpid=opts.cpid)
             insns = low.lower_probe(probe)
+            for sname, vsize in getattr(low, "stack_maps", {}).items():   # kstack/ustack
+                if not any(m.name == sname for m in obj.maps):
+                    obj.maps.append(S.MapSpec(sname, MAP_TYPES["stack_trace"], 4, vsize,
+                                              opts.max_map_keys))
             if "types" in opts.stages and gi == 0:
                 dumps.setdefault("types", "")
                 dumps["types"] += ast.dump(probe) + "\n"
