@@ -159,10 +159,9 @@ def test_let_errors(src, expected):
 
 
 def test_typed_variable_keeps_its_type():
-    c = compile_("BEGIN { let $x: uint8 = 1; $x = 1000; $y = $x; }", stages=("types",))
-    assert "$y" not in c.dumps["types"] or "uint8" in c.dumps["types"]
+    c = compile_("BEGIN { let $x: uint8 = 1; $x = 1000; $y = $x; }")
     an = c.program.probes[0].body.stmts
-    assert an[2].value.type.bits == 8        # $y = $x reads a uint8
+    assert an[2].value.type.bits == 8 and not an[2].value.type.signed   # $y = $x reads a uint8
 
 
 def test_sibling_blocks_may_declare_the_same_name():
@@ -331,7 +330,7 @@ def test_imports_once_relative_then_stdlib(tmp_path):
     files = resolve_imports(prog, str(main))
     assert [os.path.basename(f) for f in files] == ["a.bt", "errno.bt", "b.bt"]
     c = compile_script(main.read_text(), str(main), Options())
-    assert sorted(c.deps)[:3] == sorted(files)[:3] or set(files) <= set(c.deps)
+    assert set(files) <= set(c.deps)
 
 
 def test_import_errors(tmp_path):
