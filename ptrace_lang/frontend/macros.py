@@ -298,8 +298,11 @@ def auto_imports(program: ast.Program, filename: str) -> list[str]:
         for n in ast.walk(root):
             if isinstance(n, (ast.Call, ast.Builtin)) and n.name not in defined:
                 wanted.add(n.name)
-    wanted -= set(COMMON_BUILTINS) | set(AGGREGATIONS)
-    wanted = {w for w in wanted if not hasattr(_Analyzer, "fn_" + w)}
+    from ptrace_lang.frontend.parser import BUILTIN_VARIABLES
+
+    wanted -= set(COMMON_BUILTINS) | set(AGGREGATIONS) | BUILTIN_VARIABLES
+    wanted = {w for w in wanted if not hasattr(_Analyzer, "fn_" + w)
+              and not (w.startswith(("arg", "sarg")) and w.lstrip("sarg").isdigit())}
     if not wanted:
         return []
     stdlib = stdlib_dir()
