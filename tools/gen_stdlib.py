@@ -70,10 +70,9 @@ def main() -> None:
     # signals
     sigs = sorted({(int(s), s.name) for s in signal.Signals if not s.name.startswith("SIGRT")
                    and s.name not in ("SIGIOT", "SIGPOLL", "SIGCLD")})
-    write("signal.bt", header("signal.bt", "signal numbers (SIG* constants) and their names")
-          + constants(sigs) + "macro SIGRTMIN() { 34 }\nmacro SIGRTMAX() { 64 }\n\n"
-          + name_macro("signal_name", "s", sigs,
-                       'signal_name(s): "SIGKILL" for 9; "" when unknown (real-time signals too)'))
+    write("signal.bt", header("signal.bt", "signal numbers (SIG* constants)")
+          + constants(sigs) + "macro SIGRTMIN() { 34 }\nmacro SIGRTMAX() { 64 }\n"
+          + "// (the names: the builtin signal_name(s), formatted in user space)\n")
     # socket families, types, protocols
     fams = sorted({(getattr(socket, n), n) for n in dir(socket) if n.startswith("AF_")
                    and isinstance(getattr(socket, n), int)})

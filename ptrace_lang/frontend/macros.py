@@ -263,27 +263,52 @@ class _Expander:
         return n
 
 
-# builtins of the dialect written in the language itself, in the stdlib: a script that calls
-# one gets its module imported, unless the compiler has the builtin (sema's fn_<name>) or the
-# script defines a macro of that name
-STDLIB_BUILTINS = {"signal_name": "signal.bt"}
+def stdlib_index(stdlib: str) -> dict[str, str]:
+    """Every macro the standard library defines: name -> its file."""
+    import re
+
+    index: dict[str, str] = {}
+    try:
+        files = sorted(f for f in os.listdir(stdlib) if f.endswith(".bt"))
+    except OSError:
+        return index
+    for f in files:
+        try:
+            with open(os.path.join(stdlib, f), encoding="utf-8") as fh:
+                text = fh.read()
+        except OSError:
+            continue
+        for m in re.finditer(r"^macro\s+([A-Za-z_]\w*)\s*\(", text, re.M):
+            index.setdefault(m.group(1), f)
+    return index
 
 
 def auto_imports(program: ast.Program, filename: str) -> list[str]:
+    """The standard library is there without an import, as in the newest bpftrace: a name
+    used as a call or a bare identifier that is none of the compiler's builtins nor a macro of
+    the script, and that a stdlib module defines, imports that module (``errno_name(e)``,
+    ``ENOENT``, ``tcp_state_name(s)`` ...)."""
     from ptrace_lang.errors import NO_SPAN
-    from ptrace_lang.sema.analyze import _Analyzer
+    from ptrace_lang.resources import stdlib_dir
+    from ptrace_lang.sema.analyze import AGGREGATIONS, COMMON_BUILTINS, _Analyzer
 
     defined = {m.name for m in program.macros}
-    needed = set()
-    for probe in program.probes:
-        for n in ast.walk(probe):
-            if (isinstance(n, ast.Call) and n.name in STDLIB_BUILTINS and n.name not in defined
-                    and not hasattr(_Analyzer, "fn_" + n.name)):
-                needed.add(STDLIB_BUILTINS[n.name])
-    if needed:
-        from ptrace_lang.resources import stdlib_dir
+    wanted = set()
+    for root in [*program.probes, *program.macros]:
+        for n in ast.walk(root):
+            if isinstance(n, (ast.Call, ast.Builtin)) and n.name not in defined:
+                wanted.add(n.name)
+    from ptrace_lang.frontend.parser import BUILTIN_VARIABLES
 
-        program.imports = [ast.Import(os.path.join(stdlib_dir(), f), span=NO_SPAN)
-                           for f in sorted(needed)]
-        return resolve_imports(program, filename)
-    return []
+    wanted -= set(COMMON_BUILTINS) | set(AGGREGATIONS) | BUILTIN_VARIABLES
+    wanted = {w for w in wanted if not hasattr(_Analyzer, "fn_" + w)
+              and not (w.startswith(("arg", "sarg")) and w.lstrip("sarg").isdigit())}
+    if not wanted:
+        return []
+    stdlib = stdlib_dir()
+    index = stdlib_index(stdlib)
+    needed = sorted({index[w] for w in wanted if w in index})
+    if not needed:
+        return []
+    program.imports = [ast.Import(os.path.join(stdlib, f), span=NO_SPAN) for f in needed]
+    return resolve_imports(program, filename)
