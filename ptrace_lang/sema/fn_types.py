@@ -284,26 +284,30 @@ class TypesMixin:
         return UINT32
 
     def fn_kptr(self, e: ast.Call) -> Type:
-        """kptr(p): p as a pointer into kernel memory (reads through it use probe_read_kernel)."""
+        """kptr(p): a pointer p as a pointer into kernel memory (reads through it use
+        probe_read_kernel); an integer stays an integer."""
         return self._address_space(e, False)
 
     def fn_uptr(self, e: ast.Call) -> Type:
-        """uptr(p): p as a pointer into the process's memory (probe_read_user)."""
+        """uptr(p): a pointer p as a pointer into the process's memory (probe_read_user)."""
         return self._address_space(e, True)
 
     def _address_space(self, e: ast.Call, user: bool) -> Type:
-        if not self.nargs(e, 1, 1, f"{e.name}(int|pointer p)"):
-            for a in e.args:
-                self.expr(a)
-            return UINT64
-        t = self.expr(e.args[0])
+        check = getattr(self, "_address_arg", None)      # the argument check of fn_symbols
+        if check is not None:
+            if not check(e, f"{e.name}(pointer or integer)"):
+                return UINT64
+            t = e.args[0].type
+        else:
+            if not self.nargs(e, 1, 1, f"{e.name}(pointer or integer)"):
+                return UINT64
+            t = self.expr(e.args[0])
+            if not t.is_int:
+                self.error(f"{e.name}() expects an integer or pointer argument", e.span)
+                return UINT64
         if isinstance(t, PtrT):
             return PtrT(t.target, user)
-        if not t.is_int:
-            self.error(f"{e.name}() expects an integer or a pointer, got '{t}'", e.args[0].span,
-                       [f"{e.name}(int|pointer p)"])
-            return UINT64
-        return PtrT(VOID, user)
+        return t
 
     def c_builtin(self, name: str, span: Span) -> Type | None:
         if name == "curtask":
