@@ -270,6 +270,14 @@ class TypesMixin:
             return None
         return PtrT(st, args.name.startswith(("sys_enter_", "sys_exit_")))
 
+    def _byte_source(self, e: ast.Call, i: int, t: Type, sizes: tuple) -> bool:
+        """Byte arrays of C types (``unsigned char[16]`` members such as skc_v6_daddr's
+        u6_addr8, ``uint8[4]``) count as byte sources for ntop()/macaddr() (fn_funcs)."""
+        if isinstance(t, ArrayT) and isinstance(t.elem, IntT) and t.elem.bits == 8:
+            return t.n in sizes
+        nxt = getattr(super(), "_byte_source", None)
+        return nxt(e, i, t, sizes) if nxt is not None else False
+
     # ------------------------------------------------------------------ builtins
     def task_type(self) -> Type:
         st = btftypes.struct_type(TASK_STRUCT)
@@ -284,26 +292,30 @@ class TypesMixin:
         return UINT32
 
     def fn_kptr(self, e: ast.Call) -> Type:
-        """kptr(p): p as a pointer into kernel memory (reads through it use probe_read_kernel)."""
+        """kptr(p): a pointer p as a pointer into kernel memory (reads through it use
+        probe_read_kernel); an integer stays an integer."""
         return self._address_space(e, False)
 
     def fn_uptr(self, e: ast.Call) -> Type:
-        """uptr(p): p as a pointer into the process's memory (probe_read_user)."""
+        """uptr(p): a pointer p as a pointer into the process's memory (probe_read_user)."""
         return self._address_space(e, True)
 
     def _address_space(self, e: ast.Call, user: bool) -> Type:
-        if not self.nargs(e, 1, 1, f"{e.name}(int|pointer p)"):
-            for a in e.args:
-                self.expr(a)
-            return UINT64
-        t = self.expr(e.args[0])
+        check = getattr(self, "_address_arg", None)      # the argument check of fn_symbols
+        if check is not None:
+            if not check(e, f"{e.name}(pointer or integer)"):
+                return UINT64
+            t = e.args[0].type
+        else:
+            if not self.nargs(e, 1, 1, f"{e.name}(pointer or integer)"):
+                return UINT64
+            t = self.expr(e.args[0])
+            if not t.is_int:
+                self.error(f"{e.name}() expects an integer or pointer argument", e.span)
+                return UINT64
         if isinstance(t, PtrT):
             return PtrT(t.target, user)
-        if not t.is_int:
-            self.error(f"{e.name}() expects an integer or a pointer, got '{t}'", e.args[0].span,
-                       [f"{e.name}(int|pointer p)"])
-            return UINT64
-        return PtrT(VOID, user)
+        return t
 
     def c_builtin(self, name: str, span: Span) -> Type | None:
         if name == "curtask":

@@ -215,7 +215,7 @@ ERRORS = [
     ('BEGIN { @ = usym("a"); }',
      "stdin:1:18-21: ERROR: usym() expects an integer or pointer argument (string provided)"),
     ('BEGIN { @ = kptr("a"); }',
-     "stdin:1:18-21: ERROR: kptr() expects an integer or a pointer, got 'string[2]'"),  # fn_types
+     "stdin:1:18-21: ERROR: kptr() expects an integer or pointer argument (string provided)"),
     ("config = { stack_mode = foo } BEGIN { }",
      "stdin:1:25-28: ERROR: Invalid value for stack_mode: foo. Valid values: bpftrace, perf, raw"),
 ]
