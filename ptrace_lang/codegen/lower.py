@@ -513,7 +513,9 @@ class Lowering(TypesLowering, FuncsLowering, SymbolsLowering, LoopsLowering, Val
             if v is not None:
                 self.emit(ir.Store(rec, f.offset, v, 8))
             else:
+                self.record_base = rec   # user space reads up to the NUL: no padding needed
                 self.expr_into(a, rec, f.offset, a.type)
+                self.record_base = None
         self.submit(rec)
 
     def count_error(self, which: int) -> None:
@@ -932,8 +934,10 @@ class Lowering(TypesLowering, FuncsLowering, SymbolsLowering, LoopsLowering, Val
             return
         n = e.type.length
         # zero first: the helper leaves bytes after the NUL as they were, and strings are
-        # compared byte for byte as map keys
-        self.zero_mem(base, off, size)
+        # compared byte for byte as map keys (not in a ring buffer record: user space stops at
+        # the NUL, and a failed read zeroes the buffer)
+        if base is not self.record_base:
+            self.zero_mem(base, off, size)
         if isinstance(arg, ast.FieldAccess) and isinstance(arg.base.type, ArgsT):
             f = arg.base.type.field(arg.field_name)
             if f.data_loc:

@@ -58,6 +58,7 @@ class ValuesLowering:
     """Methods mixed into ``Lowering`` (``self`` is a ``Lowering``)."""
 
     _scratch: VReg | None = None
+    record_base = None      # the ring buffer record being written (no zero padding needed)
 
     # ------------------------------------------------------------------ scratch memory
     def alloc_mem(self, size: int, span: Span = NO_SPAN) -> tuple[object, int]:
@@ -144,7 +145,8 @@ class ValuesLowering:
         room = typ.length if isinstance(typ, BufT) else t.length
         n = min(t.length, room)
         src = e.args[0]
-        self.zero_mem(base, off + 8, (room + 7) // 8 * 8)
+        if base is not self.record_base:     # keys and comparisons see the bytes past the length
+            self.zero_mem(base, off + 8, (room + 7) // 8 * 8)
         if isinstance(src.type, (StrT, IntArrayT)):
             sb, so = self.mem_of(src)
             copy = min((n + 7) // 8 * 8, src.type.size())

@@ -238,3 +238,17 @@ def test_mixed_signedness_warns_as_bpftrace_unless_provably_safe():
     assert t["c"] == "uint64" and t["f"] == "int64" and t["g"] == "uint64" and t["h"] == "uint64"
     t = var_types("BEGIN { $m = -7; $a = $m / 2; $b = (uint32)5 - 10; $c = 5 - 10; $d = pid + -1; }")
     assert t["a"] == "int64" and t["b"] == "uint64" and t["c"] == "int64" and t["d"] == "int64"
+
+
+def test_long_string_code_stays_small():
+    """No copies or padding where none is needed: a str() read straight into a printf record,
+    a variable used in place as a key and compared in place with a literal."""
+    def size(src):
+        spec = compiled("config = { max_strlen = 1024 } " + src).spec
+        return sum(len(p.insns) for p in spec.programs) // 8
+
+    assert size('tracepoint:syscalls:sys_enter_openat { printf("%s\\n", str(args.filename)); }') < 60
+    keyed = size("tracepoint:syscalls:sys_enter_openat { $s = str(args.filename); @[$s] = count(); "
+                 'if ($s == "/etc/passwd") { @p = count(); } }')
+    # one zeroing of the 1024-byte buffer (128 stores) before the read, no other copy
+    assert keyed < 128 + 120
