@@ -600,8 +600,9 @@ def check_runqlen() -> None:
     out = r.finish()
     assert out.startswith("Sampling run queue length at 99 Hertz... Hit Ctrl-C to end.\n"), out
     b = hist_of(out, "@runqlen:")
-    # ~60 samples on that CPU while both spin; other CPUs mostly see empty queues
-    assert b.get(1, 0) >= 20, out
+    # ~60 samples on that CPU while both spin see one task waiting (more when other work
+    # shares the CPU): queues of one or more
+    assert sum(c for lo, c in b.items() if lo >= 1) >= 20, out
     assert sum(b.values()) >= 50, out
 
 
