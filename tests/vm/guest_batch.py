@@ -61,7 +61,8 @@ CHECKS = [
      ["-e", 'config = { max_strlen = 1024 } '
             'BEGIN { $a = -7; $b = 2; $c = -2; $m = 7; $z = 0; '
             'printf("div %d %d %d %d %d %d %d\\n", $a / $b, $a % $b, $m / $c, $m % $c, $a / $c, '
-            '$a % $c, $m / $z); } '
+            '$a % $c, $m / $z); $l = str(0); for ($i : 0..2) { $l = "in loop"; } '
+            'printf("loop %s\\n", $l); } '
             'tracepoint:syscalls:sys_enter_openat /pid == $1/ { $s = str(args.filename); '
             '@opens[$s] = count(); if ($s == "/etc/hostname") { '
             'printf("eq %s %s\\n", $s, str(args.filename, 3)); @t = ($s, (x = 1)); } }'],

@@ -123,6 +123,7 @@ def test_values_on_6_1(vm):
     assert "div -3 -1 -3 1 3 -1 1\n" in c["out"], shown(c)
     assert "WARNING: Divide or modulo by 0 detected." in c["err"], shown(c)
     assert "eq /etc/hostname /et..\n" in c["out"], shown(c)
+    assert "loop in loop\n" in c["out"], shown(c)     # a big variable used in a loop body
     assert "@opens[/etc/hostname]: 1\n" in c["out"], shown(c)
     assert "@t: (/etc/hostname, { .x = 1 })\n" in c["out"], shown(c)
 
