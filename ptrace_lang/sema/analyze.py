@@ -13,11 +13,12 @@ from ptrace_lang.errors import CompileError, Diagnostic, NotSupportedYet, Span
 from ptrace_lang.frontend import ast
 from ptrace_lang.sema.fn_funcs import FuncsMixin
 from ptrace_lang.sema.fn_symbols import SymbolsAnalyzer
+from ptrace_lang.sema.fn_types import TypesMixin
 from ptrace_lang.sema.stmts import StmtsAnalysis
 from ptrace_lang.sema.fn_values import ValuesSema
 from ptrace_lang.sema.types import (
-    BOOL, COMM, FUNC, INT64, INT_TYPE_NAMES, PROBE, UINT32, UINT64, VOID, AggT, ArgsT, BufT,
-    IntArrayT, IntT, StrT, TupleT, Type, UsdtArgsT, UserT, compatible, widen,
+    EnumT, PtrT, BOOL, COMM, FUNC, INT64, INT_TYPE_NAMES, PROBE, UINT32, UINT64, VOID, AggT, ArgsT,
+    BufT, IntArrayT, IntT, StrT, TupleT, Type, UsdtArgsT, UserT, compatible, widen,
 )
 
 # builtin variables available in every probe: name -> type
@@ -29,7 +30,7 @@ COMMON_BUILTINS: dict[str, Type] = {
 # builtins of the dialect that later work brings (refused with "not supported yet")
 LATER_BUILTINS = {
     "arg0", "arg1", "arg2", "arg3", "arg4", "arg5", "arg6", "arg7", "arg8",
-    "arg9", "retval", "func", "curtask", "ppid", "sarg0", "sarg1", "sarg2",
+    "arg9", "retval", "func", "sarg0", "sarg1", "sarg2",
 }
 AGGREGATIONS = {"count": 0, "sum": 1, "avg": 1, "min": 1, "max": 1, "stats": 1, "hist": (1, 2),
                 "lhist": 4}
@@ -80,7 +81,7 @@ class SemaResult:
         return self.analyzer.var_spans
 
 
-class _Analyzer(FuncsMixin, SymbolsAnalyzer, StmtsAnalysis, ValuesSema):
+class _Analyzer(TypesMixin, FuncsMixin, SymbolsAnalyzer, StmtsAnalysis, ValuesSema):
     def __init__(self, positional: list[str], max_strlen: int, cpid: int | None = None) -> None:
         self.positional = positional
         self.max_strlen = max_strlen
@@ -365,8 +366,9 @@ class _Analyzer(FuncsMixin, SymbolsAnalyzer, StmtsAnalysis, ValuesSema):
             return text
 
     def type_name(self, tn: ast.TypeName) -> Type:
-        if tn.pointer_depth:
-            raise NotSupportedYet("pointer types", tn.span)
+        if (tn.pointer_depth or tn.name.startswith(("struct ", "union ", "enum "))
+                or (tn.name not in INT_TYPE_NAMES and tn.name != "string")):
+            return self.c_type(tn)
         if tn.name == "string":
             base: Type = StrT(tn.array_len or self.max_strlen)
             return base
@@ -411,8 +413,10 @@ class _Analyzer(FuncsMixin, SymbolsAnalyzer, StmtsAnalysis, ValuesSema):
         if isinstance(e, ast.Binary):
             return self.binary(e)
         if isinstance(e, ast.Unary):
-            if e.op in ("*", "&"):
-                raise NotSupportedYet(f"the unary '{e.op}' operator", e.span)
+            if e.op == "*":
+                return self.deref(e)
+            if e.op == "&":
+                return self.address_of(e)
             t = self.expr(e.operand)
             if not t.is_int:
                 self.error(f"Invalid type for unary operator '{e.op}': {t}", e.span)
@@ -452,6 +456,8 @@ class _Analyzer(FuncsMixin, SymbolsAnalyzer, StmtsAnalysis, ValuesSema):
             if not compatible(a, b):
                 self.error(f"Ternary operator must return the same type: have '{a}' and '{b}'", e.span)
                 return a
+            if a == b and isinstance(a, (PtrT, EnumT)):      # pointers keep their type
+                return a
             if a.is_int and b.is_int:
                 return IntT(64, (not isinstance(a, IntT) or a.signed) and (not isinstance(b, IntT) or b.signed))
             return widen(a, b)
@@ -476,21 +482,21 @@ class _Analyzer(FuncsMixin, SymbolsAnalyzer, StmtsAnalysis, ValuesSema):
         if isinstance(e, ast.RecordExpr):
             return self.record_expr(e)
         if isinstance(e, ast.Cast):
-            vt = self.cast_expr(e)
+            vt = self.value_cast(e)        # integer, bool and integer-array casts (fn_values)
             if vt is not None:
                 return vt
-            target = self.type_name(e.to)
-            t = self.expr(e.operand)
-            if not (target.is_int and t.is_int):
-                raise NotSupportedYet(f"casting '{t}' to '{target}'", e.span)
-            return target
+            return self.cast_expr(e)
+        if isinstance(e, ast.Sizeof):
+            return self.sizeof_expr(e)
+        if isinstance(e, ast.Offsetof):
+            return self.offsetof_expr(e)
         if isinstance(e, ast.Call):
             return self.call(e, statement)
         if isinstance(e, ast.Index):
-            t = self.tuple_subscript(e)
+            t = self.tuple_subscript(e)    # tuples and integer arrays (fn_values)
             if t is not None:
                 return t
-            raise NotSupportedYet("indexing with []", e.span)
+            return self.index_expr(e)
         handler = getattr(self, "expr_" + type(e).__name__, None)
         if handler is not None:
             return handler(e)
@@ -503,6 +509,9 @@ class _Analyzer(FuncsMixin, SymbolsAnalyzer, StmtsAnalysis, ValuesSema):
             if self.cpid is None:       # (bpftrace's words)
                 self.error("cpid cannot be used without child command", span)
             return UINT64
+        c = self.c_builtin(name, span)
+        if c is not None:
+            return c
         if name == "args":
             if self.ctx is None or "args" not in self.ctx.builtins:
                 self.error(f"The args builtin can not be used with '{self.ctx.provider}' probes", span)
@@ -540,7 +549,10 @@ class _Analyzer(FuncsMixin, SymbolsAnalyzer, StmtsAnalysis, ValuesSema):
                 self.error(f"Struct/union of type '{base}' does not contain a field named "
                            f"'{e.field_name}'", e.span)
                 return INT64
-            return field_type(f, self.max_strlen)
+            return self.tp_pointer_type(base, f) or field_type(f, self.max_strlen)
+        c = self.member_access(e, base)
+        if c is not None:
+            return c
         if isinstance(base, TupleT):
             return self.record_field(e, base)
         if isinstance(e.base, ast.Builtin) and e.base.name == "args":
@@ -571,6 +583,9 @@ class _Analyzer(FuncsMixin, SymbolsAnalyzer, StmtsAnalysis, ValuesSema):
         self.sign_warning(e, a, b)
         if e.op in ("==", "!=", "<", "<=", ">", ">="):
             return BOOL
+        p = self.pointer_binary(e, a, b)
+        if p is not None:
+            return p
         signed = signed_pair(a, b, e.left, e.right)
         return IntT(64, signed)
 
