@@ -44,10 +44,10 @@ class Options:
     pid: int | None = None
     cpid: int | None = None          # -c: the child's pid, the value of `cpid`
     unsafe: bool = False             # --unsafe: system() and the other unsafe functions allowed
-    # every config variable set by the script or the environment (ptrace_lang.config.KEYS)
-    settings: dict = field(default_factory=dict)
     stack_mode: str | None = None    # config stack_mode / BPFTRACE_STACK_MODE: kstack/ustack's default
     str_trunc_trailer: str = ".."    # printed after a string read from memory that was cut
+    # every config variable set by the script or the environment (ptrace_lang.config.KEYS)
+    settings: dict = field(default_factory=dict)
 
 
 @dataclass

@@ -18,9 +18,9 @@ from ptrace_lang.codegen.lower_values import (  # noqa: F401
     SCRATCH_LIMIT, SCRATCH_MAP, STR_TRUNC_TRAILER, Frames, ValuesLowering, str_field,
 )
 from ptrace_lang.codegen.ir import FP, R0, R1, VReg
+from ptrace_lang.codegen.lower_types import TypesLowering, c_value_field, str_helper
 from ptrace_lang.codegen.lower_loops import LoopsLowering
 from ptrace_lang.codegen.lower_symbols import SymbolsLowering
-from ptrace_lang.codegen.lower_types import TypesLowering, c_value_field, str_helper
 from ptrace_lang.errors import CompileError, NotSupportedYet, Span
 from ptrace_lang.frontend import ast
 from ptrace_lang.sema.analyze import MapInfo, field_type, is_signed, signed_pair
@@ -240,12 +240,7 @@ class Lowering(TypesLowering, FuncsLowering, SymbolsLowering, LoopsLowering, Val
         elif isinstance(s, ast.Assign):
             self.assign(s)
         elif isinstance(s, ast.Let):
-            if s.value is not None:
-                self.assign_var(s.var, s.value)
-            elif isinstance(self.vars.get(s.var.name), tuple):
-                self.zero_mem(*self.vars[s.var.name], s.var.type.size())
-            else:
-                self.mov(self.var_reg(s.var.name), 0)
+            self.lower_let(s)
         elif isinstance(s, ast.Block):
             self.block(s)
         elif isinstance(s, ast.If):
@@ -854,8 +849,6 @@ class Lowering(TypesLowering, FuncsLowering, SymbolsLowering, LoopsLowering, Val
                 src_base, src_off = self.mem_of(e)
                 self.copy_value(base, off, typ, src_base, src_off, et)
                 return
-        if isinstance(et, UserT) and self.user_value_into(e, base, off, typ):
-            return
         raise NotSupportedYet(f"values of type '{et}' here", e.span)
 
     def copy_value(self, dst, dst_off, dt: Type, src, src_off, st: Type) -> None:
@@ -1198,9 +1191,6 @@ class Lowering(TypesLowering, FuncsLowering, SymbolsLowering, LoopsLowering, Val
         got = self.c_builtin(name, e)
         if got is not None:
             return got
-        handler = getattr(self, "builtin_" + name, None)
-        if handler is not None:
-            return handler(e)
         raise NotSupportedYet(f"the builtin '{name}' as a value", e.span)
 
     def args_field(self, e: ast.FieldAccess) -> VReg:

@@ -63,7 +63,9 @@ class ValuesLowering:
     # ------------------------------------------------------------------ scratch memory
     def alloc_mem(self, size: int, span: Span = NO_SPAN) -> tuple[object, int]:
         """Memory for a value of ``size`` bytes: a stack slot, or a slot of the scratch value."""
-        if size <= ON_STACK_LIMIT:
+        if size <= ON_STACK_LIMIT or not isinstance(self.frame, Frames):
+            # (a loop body is a function of its own, with a plain frame: its values stay on the
+            # stack, as the scratch address is the probe's)
             return FP, self.frame.alloc(size, span)
         if self._scratch is None:
             self._scratch = self.vreg()

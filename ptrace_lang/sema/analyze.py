@@ -14,8 +14,8 @@ from ptrace_lang.frontend import ast
 from ptrace_lang.sema.fn_funcs import FuncsMixin
 from ptrace_lang.sema.fn_symbols import SymbolsAnalyzer
 from ptrace_lang.sema.fn_types import TypesMixin
-from ptrace_lang.sema.fn_values import ValuesSema
 from ptrace_lang.sema.stmts import StmtsAnalysis
+from ptrace_lang.sema.fn_values import ValuesSema
 from ptrace_lang.sema.types import (
     EnumT, PtrT, BOOL, COMM, FUNC, INT64, INT_TYPE_NAMES, PROBE, UINT32, UINT64, VOID, AggT, ArgsT,
     BufT, IntArrayT, IntT, StrT, TupleT, Type, UsdtArgsT, UserT, compatible, widen,
@@ -482,10 +482,10 @@ class _Analyzer(TypesMixin, FuncsMixin, SymbolsAnalyzer, StmtsAnalysis, ValuesSe
         if isinstance(e, ast.RecordExpr):
             return self.record_expr(e)
         if isinstance(e, ast.Cast):
-            vt = ValuesSema.cast_expr(self, e)      # integer and int-array casts
+            vt = self.value_cast(e)        # integer, bool and integer-array casts (fn_values)
             if vt is not None:
                 return vt
-            return TypesMixin.cast_expr(self, e)    # pointers, structs, enums
+            return self.cast_expr(e)
         if isinstance(e, ast.Sizeof):
             return self.sizeof_expr(e)
         if isinstance(e, ast.Offsetof):
@@ -493,10 +493,10 @@ class _Analyzer(TypesMixin, FuncsMixin, SymbolsAnalyzer, StmtsAnalysis, ValuesSe
         if isinstance(e, ast.Call):
             return self.call(e, statement)
         if isinstance(e, ast.Index):
-            t = self.tuple_subscript(e)         # tuples and integer arrays (fn_values)
+            t = self.tuple_subscript(e)    # tuples and integer arrays (fn_values)
             if t is not None:
                 return t
-            return self.index_expr(e)           # pointers and C arrays (fn_types)
+            return self.index_expr(e)
         handler = getattr(self, "expr_" + type(e).__name__, None)
         if handler is not None:
             return handler(e)
@@ -533,11 +533,8 @@ class _Analyzer(TypesMixin, FuncsMixin, SymbolsAnalyzer, StmtsAnalysis, ValuesSe
         if (name.startswith("arg") and name[3:].isdigit()) or name in ("retval", "func"):
             self.error(f"The {name} builtin can not be used with '{self.ctx.provider}' probes", span)
             return UINT64
-        bi = getattr(self, "bi_" + name, None)
-        if bi is not None:
-            return bi(span)
         fn = getattr(self, "builtin_" + name, None)
-        if fn is not None:          # builtins of mixins (kstack, ustack...)
+        if fn is not None:          # builtins of mixins (kstack, ustack, username...)
             return fn(span)
         if name in LATER_BUILTINS:
             raise NotSupportedYet(f"the builtin '{name}'", span)

@@ -122,7 +122,7 @@ class ValuesSema:
         return BufT(size)
 
     # ------------------------------------------------------------------ casts
-    def cast_expr(self, e: ast.Cast) -> Type:
+    def value_cast(self, e: ast.Cast) -> Type | None:
         tn = e.to
         base = INT_TYPE_NAMES.get(tn.name)
         if tn.pointer_depth or base is None:
@@ -134,7 +134,7 @@ class ValuesSema:
                 base = IntT(8, False)
             # (uint8[4])x: the bytes of an integer seen as an array, and back
             if not (t.is_int or isinstance(t, IntArrayT)):
-                self.error(f"Cannot cast from '{t}' to '{tn.name}[]'", e.span)
+                self.error(f'Cannot cast from "{t}" to "{tn.name}[]"', e.span)
                 return IntArrayT(base, 1)
             src_bytes = 8 if t.is_int else t.elem.bits // 8 * t.count
             if t.is_int and isinstance(t, IntT):
@@ -142,19 +142,19 @@ class ValuesSema:
             count = tn.array_len if tn.array_len is not None else src_bytes // (base.bits // 8)
             arr = IntArrayT(base, count, is_bool)
             if base.bits // 8 * count != src_bytes:
-                self.error(f"Cannot cast from '{t}' to '{arr}': the sizes differ "
+                self.error(f'Cannot cast from "{t}" to "{arr}": the sizes differ '
                            f"({src_bytes} and {base.bits // 8 * count} bytes)", e.span)
             return arr
         if isinstance(t, IntArrayT):
             nbytes = t.elem.bits // 8 * t.count
             if not isinstance(base, IntT) or base.bits // 8 != nbytes:
-                self.error(f"Cannot cast from '{t}' to '{tn.name}': the sizes differ", e.span)
+                self.error(f'Cannot cast from "{t}" to "{tn.name}": the sizes differ', e.span)
             return base
         if isinstance(base, (IntT, BoolT)) and t.is_int:
             return base
         if is_bool and isinstance(t, StrT):      # (bool)"": false, (bool)"a": true
             return base
-        self.error(f"Cannot cast from '{t}' to '{tn.name}'", e.span)
+        self.error(f'Cannot cast from "{t}" to "{tn.name}"', e.span)
         return base
 
     # ------------------------------------------------------------------ signedness

@@ -171,3 +171,14 @@ def test_signed_division_without_the_v4_instructions():
     r = run("-q", "-e", src, env={"PTRACE_NO_SDIV": "1", "PTRACE_NO_CACHE": "1"})
     assert r.rc == 0, r.err
     assert r.out.split("\n")[0] == "-3 -1 -3 1 3 -1 -2 3"
+
+
+def test_long_strings_inside_loop_bodies():
+    """A loop body is a function of its own: a big variable is passed by its address and used
+    and changed in place, also in a nested loop."""
+    r = run("-q", "-e", 'config = { max_strlen = 1024 } BEGIN { $s = str(0); $t = "outer"; '
+            'for ($i : 0..2) { printf("%d [%s] %s\\n", $i, $s, $t); $s = "changed in loop"; '
+            'for ($j : 0..1) { printf(" %s\\n", $s); } } print($s); exit(); }')
+    assert r.rc == 0, r.err
+    assert r.out.startswith("0 [] outer\n changed in loop\n1 [changed in loop] outer\n"
+                            " changed in loop\nchanged in loop\n"), r.out

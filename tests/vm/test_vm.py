@@ -94,14 +94,6 @@ def test_comm_compares_equal_on_6_1(vm):
     assert dict(comms).get("dd") == str(dd) and sum(int(v) for _, v in comms) == total, shown(c)
 
 
-def test_loops_are_callbacks_the_6_1_verifier_takes(vm):
-    c = check(vm, "loops_callbacks")
-    assert c["rc"] == 0, shown(c)
-    total = num(r"^total (\d+) len 3$", c["out"])
-    assert total >= 7, shown(c)
-    assert num(r"^key 4567 count (\d+)$", c["out"]) == total, shown(c)
-
-
 def test_values_on_6_1(vm):
     """No sdiv/smod on 6.1: signed / and % by the portable sequence; division by zero is 1 with
     its warning; 1024-byte strings live in scratch memory (docs/values.md)."""
@@ -110,8 +102,17 @@ def test_values_on_6_1(vm):
     assert "div -3 -1 -3 1 3 -1 1\n" in c["out"], shown(c)
     assert "WARNING: Divide or modulo by 0 detected." in c["err"], shown(c)
     assert "eq /etc/hostname /et..\n" in c["out"], shown(c)
+    assert "loop in loop\n" in c["out"], shown(c)     # a big variable used in a loop body
     assert "@opens[/etc/hostname]: 1\n" in c["out"], shown(c)
     assert "@t: (/etc/hostname, { .x = 1 })\n" in c["out"], shown(c)
+
+
+def test_loops_are_callbacks_the_6_1_verifier_takes(vm):
+    c = check(vm, "loops_callbacks")
+    assert c["rc"] == 0, shown(c)
+    total = num(r"^total (\d+) len 3$", c["out"])
+    assert total >= 7, shown(c)
+    assert num(r"^key 4567 count (\d+)$", c["out"]) == total, shown(c)
 
 
 def test_fentry_fexit(vm):
