@@ -16,7 +16,7 @@ from ptrace_lang.codegen import ir
 from ptrace_lang.codegen.ir import FP, R0
 from ptrace_lang.errors import NotSupportedYet
 from ptrace_lang.frontend import ast
-from ptrace_lang.sema.fn_funcs import SIGNALS, array_field, c_member_bytes, cgroup_id_of, pton_bytes
+from ptrace_lang.sema.fn_funcs import SIGNALS, array_field, cgroup_id_of, pton_bytes
 from ptrace_lang.sema.types import IntT, StrT, UserT
 
 H_NUMA_NODE_ID = 42
@@ -227,9 +227,6 @@ class FuncsLowering:
         elif isinstance(addr.type, UserT) and addr.type.kind == "bytes":
             self.expr_into(addr, base, off + 8, addr.type)
             default_af = AF_INET if addr.type.nbytes == 4 else AF_INET6
-        elif c_member_bytes(addr):         # a byte array in a kernel struct: its bytes
-            self.expr_into(addr, base, off + 8, addr.type)
-            default_af = AF_INET if addr.type.size() == 4 else AF_INET6
         else:
             v = self.scalar(addr)
             self.emit(ir.Store(base, off + 8, v, 8))

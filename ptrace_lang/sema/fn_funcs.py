@@ -73,13 +73,6 @@ def array_field(e: ast.Expr):
     return None
 
 
-def c_member_bytes(e: ast.Expr) -> bool:
-    """Is ``e`` a char/byte array member of a C struct (its bytes read as they are)?"""
-    from ptrace_lang.sema.types import ArrayT, StrT
-
-    return getattr(e, "c_user", None) is not None and isinstance(e.type, (StrT, ArrayT))
-
-
 def pton_bytes(text: str) -> bytes | None:
     import socket
 
@@ -213,8 +206,6 @@ class FuncsMixin:
             return n in sizes
         if isinstance(t, UserT) and t.kind == "bytes":
             return t.nbytes in sizes
-        if c_member_bytes(a):          # a byte array member of a kernel struct (u6_addr8)
-            return t.size() in sizes
         return False
 
     def fn_ntop(self, e: ast.Call) -> Type:

@@ -201,4 +201,3 @@ class SymbolsAnalyzer:
             self.error(f"'{name}' is not a valid register on this architecture (x86_64)", e.span,
                        ["valid registers: " + ", ".join(PT_REGS)])
         return UINT64
-
