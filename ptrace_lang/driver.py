@@ -43,6 +43,8 @@ class Options:
     pid: int | None = None
     cpid: int | None = None          # -c: the child's pid, the value of `cpid`
     unsafe: bool = False             # --unsafe: system() and the other unsafe functions allowed
+    include_dirs: tuple[str, ...] = ()   # -I DIR: the search path of #include (ptrace_lang.includes)
+    includes: tuple[str, ...] = ()       # --include FILE: headers included before the program
 
 
 @dataclass
@@ -117,6 +119,13 @@ def compile_script(text: str, filename: str, opts: Options) -> Compiled:
     apply_config(program, opts)
     for node in (*program.imports, *program.macros, *program.map_decls):
         raise CompileError(f"{type(node).__name__} is not supported yet", node.span)
+    if program.c_definitions or opts.includes:
+        from ptrace_lang.includes import resolve_all
+
+        # every header is found first (-I, --include): a missing one is a located error
+        headers = resolve_all(program, filename, opts.include_dirs, opts.includes)
+    else:
+        headers = []
     for cdef in program.c_definitions:
         raise CompileError("C definitions are not supported yet", cdef.span)
     if not program.probes:
@@ -247,4 +256,4 @@ def compile_script(text: str, filename: str, opts: Options) -> Compiled:
         dumps["ir"] = "\n".join(ir_dump)
     if asm_dump:
         dumps["asm"] = "\n".join(asm_dump)
-    return Compiled(obj, program, dumps, popts.deps)
+    return Compiled(obj, program, dumps, popts.deps + headers)

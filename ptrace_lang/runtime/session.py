@@ -48,6 +48,7 @@ class RunOptions:
     output_format: str = "text"   # "text" (bpftrace's) or "json" (NDJSON, one object per line)
     buffering: str = "line"       # "none"/"line": written as it comes; "full": written at exit
     process: object = None        # TracedProcess of -p PID / -c CMD: the run ends when it exits
+    warnings: bool = True         # False: --no-warnings (no WARNING lines)
 
 
 class Stop(Exception):
@@ -82,6 +83,8 @@ class Session:
         self._counters_at_stop: tuple[int, int, int] | None = None
         self._got_signal = False
         self._process_exited = False
+        self._self_probes: dict = {}      # signal number -> programs of self:signal probes
+        self._self_pending: list = []     # signals received, their probes not run yet
 
     # ------------------------------------------------------------------ loading
     def load(self) -> None:
@@ -430,6 +433,8 @@ class Session:
             return
         if lost:
             self.err.write(f"Lost {lost} events\n")
+        if not self.opts.warnings:
+            full = failed = 0
         if full:
             self.err.write(f"WARNING: {full} map updates failed: a map is full "
                            f"(raise max_map_keys, now {self.spec.config.get('max_map_keys')})\n")
@@ -447,6 +452,18 @@ class Session:
             self._got_signal = True
 
         old = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
+        # self:signal:SIG... probes: the signal runs their programs (in the loop, not here)
+        self._self_probes = {}
+        for a in self.spec.attachments:
+            if a.provider == "self":
+                self._self_probes.setdefault(int(a.target), []).append(a.program)
+        self._self_pending = []
+
+        def self_handler(signum, frame):
+            self._self_pending.append(signum)
+
+        for sig in self._self_probes:
+            old[sig] = signal.signal(sig, self_handler)
         old_fd = signal.set_wakeup_fd(w, warn_on_full_buffer=False)
         return old, old_fd
 
@@ -557,11 +574,20 @@ class Session:
                 for fd, _ in ep.poll(-1):
                     if proc is not None and fd == proc.pidfd:
                         self._process_exited = True
+                if self._self_pending:
+                    self.run_self_probes()
                 self.drain()
                 if self._process_exited:
                     break      # what it did last is drained after detaching (finish)
         finally:
             ep.close()
+
+    def run_self_probes(self) -> None:
+        """Run the programs of the self:signal probes whose signal arrived (once per signal)."""
+        pending, self._self_pending = self._self_pending, []
+        for sig in pending:
+            for prog in self._self_probes.get(sig, ()):
+                self.run_test(prog)
 
     def detach(self) -> None:
         """Detach every attached program (perf events closed in the background when many)."""
@@ -765,8 +791,32 @@ def resolve_command(argv: list[str]) -> str:
         candidates = [os.path.join(d or ".", name) for d in dirs.split(":")]
     for c in candidates:
         if os.path.isfile(c) and os.access(c, os.X_OK):
+            why = _not_runnable(c)
+            if why:     # found now, before anything is attached, rather than by a failed exec
+                raise RuntimeFailure(f"Failed to fork child: path '{name}' cannot be run: {why}")
             return c
     raise RuntimeFailure(f"Failed to fork child: path '{name}' does not exist or is not executable")
+
+
+def _not_runnable(path: str) -> str:
+    """Why execv would refuse ``path`` (an executable file): not an ELF binary nor a `#!`
+    script, or a script whose interpreter is missing; "" when it looks runnable."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(256)
+    except OSError as e:
+        return e.strerror or str(e)
+    if head.startswith(b"\x7fELF"):
+        return ""
+    if head.startswith(b"#!"):
+        words = head[2:].split(b"\n", 1)[0].split()
+        interp = words[0].decode(errors="replace") if words else ""
+        if not interp:
+            return "its #! line names no interpreter"
+        if not (os.path.isfile(interp) and os.access(interp, os.X_OK)):
+            return f"its interpreter '{interp}' does not exist or is not executable"
+        return ""
+    return "not an ELF executable nor a #! script (exec format error)"
 
 
 def _raise_fd_limit() -> None:
