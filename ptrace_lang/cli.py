@@ -212,6 +212,16 @@ def _main(argv: list[str]) -> int:
         from ptrace_lang import __version__
         sys.stdout.write(f"ptrace v{__version__}\n")
         return 0
+    if opts["info"]:
+        if os.geteuid() != 0:
+            sys.stderr.write("ERROR: --info needs root (it loads programs to see what the kernel allows)\n")
+            return 1
+        from ptrace_lang.info import report
+        try:
+            sys.stdout.write(report() + "\n")
+        except Exception as e:
+            return _internal_error(e)
+        return 0
     traced = opts["pid"] is not None or opts["command"] is not None
     if opts["list"]:
         if traced:

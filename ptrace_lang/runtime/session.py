@@ -83,6 +83,7 @@ class Session:
         self._counters_at_stop: tuple[int, int, int] | None = None
         self._got_signal = False
         self._process_exited = False
+        self._group_types: dict = {}      # program -> expected_attach_type of a one-link attach
         self._self_probes: dict = {}      # signal number -> programs of self:signal probes
         self._self_pending: list = []     # signals received, their probes not run yet
 
@@ -96,8 +97,9 @@ class Session:
                                                         ms.max_entries, ms.flags, name=ms.name)
             except OSError as e:
                 raise RuntimeFailure(f"map '{ms.name}': failed to create: {e.strerror or e}") from None
+        types = {} if self.opts.dry_run else self._group_attach_types()
         for ps in self.spec.programs:
-            self.k.progs[ps.name] = self.load_program(ps)
+            self.k.progs[ps.name] = self.load_program(ps, types.get(ps.name))
         g = self.k.maps.get("globals")
         if g is not None:
             g.update(struct.pack("<I", 0), struct.pack("<Q", time.clock_gettime_ns(time.CLOCK_MONOTONIC)))
@@ -115,7 +117,25 @@ class Session:
         return err
 
     # ------------------------------------------------------------------ attaching
-    def load_program(self, ps: S.ProgramSpec) -> int:
+    def _group_attach_types(self) -> dict:
+        """Program name -> the expected_attach_type its provider wants for all its targets at
+        once (``Provider.group_attach_type``: kprobe_multi), for programs whose provider has one."""
+        from ptrace_lang import providers
+
+        by_prog: dict = {}
+        for a in self.spec.attachments:
+            by_prog.setdefault(a.program, []).append(a)
+        out = {}
+        for name, atts in by_prog.items():
+            fn = getattr(providers.get(atts[0].provider), "group_attach_type", None)
+            if fn is not None:
+                t = fn([a.target for a in atts])
+                if t:
+                    out[name] = t
+        self._group_types = out
+        return out
+
+    def load_program(self, ps: S.ProgramSpec, expected_attach_type: int | None = None) -> int:
         """Load one program, its map references patched with the fds of the maps created;
         a verifier rejection names the script line (``_verifier_failure``)."""
         from ptrace_lang.kernel import progs as kprogs
@@ -123,8 +143,11 @@ class Session:
         code = bytearray(ps.insns)
         for idx, map_name in ps.map_relocs:
             struct.pack_into("<i", code, idx * 8 + 4, self.k.maps[map_name].fd)
+        if expected_attach_type is None:
+            expected_attach_type = ps.expected_attach_type
         try:
-            return kprogs.load_program(ps.prog_type, bytes(code), name=ps.name)
+            return kprogs.load_program(ps.prog_type, bytes(code), name=ps.name,
+                                       expected_attach_type=expected_attach_type)
         except kprogs.VerifierError as e:
             if e.summary.strip():
                 raise self._verifier_failure(ps, e) from None
@@ -141,7 +164,26 @@ class Session:
         from ptrace_lang import providers
 
         count = 0
+        grouped = set()
+        for name in self._group_types:
+            # all targets of the program in one link (kprobe_multi); if the kernel refuses the
+            # link, the program is loaded again for the one-by-one path below
+            atts = [a for a in self.spec.attachments if a.program == name]
+            prov = providers.get(atts[0].provider)
+            try:
+                self.k.links.extend(prov.attach_group([a.target for a in atts], self.k.progs[name],
+                                                      [a.cookie for a in atts]))
+            except OSError:
+                ps = next(p for p in self.spec.programs if p.name == name)
+                old_fd = self.k.progs[name]
+                self.k.progs[name] = self.load_program(ps, 0)
+                os.close(old_fd)
+                continue
+            grouped.add(name)
+            count += len(atts)
         for a in self.spec.attachments:
+            if a.program in grouped:
+                continue
             prov = providers.get(a.provider)
             if prov.runs_by_test_run:
                 count += 1
