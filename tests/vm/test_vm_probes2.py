@@ -64,6 +64,9 @@ def test_kprobe_multi_detection_matches_the_kernel(vm):
 
 @pytest.mark.parametrize("name", ["probes2_kprobe_multi", "probes2_kprobe_perf"])
 def test_wildcard_probe_and_func_are_right_on_either_path(vm, name):
+    if name == "probes2_kprobe_perf" and vm["results"]["kprobe_multi"] is not True:
+        pytest.skip("this guest kernel has no kprobe_multi: probes2_kprobe_multi already ran the "
+                    "per-function path (a 6.12 kernel in PTRACE_VM_CACHE runs both)")
     c = check(vm, name)
     assert c["rc"] == 0, shown(c)
     attached = num(r"^Attached (\d+) probes$", c["err"])
@@ -78,6 +81,9 @@ def test_wildcard_probe_and_func_are_right_on_either_path(vm, name):
 
 
 def test_multi_and_perf_paths_print_the_same(vm):
+    if vm["results"]["kprobe_multi"] is not True:
+        pytest.skip("this guest kernel has no kprobe_multi (Debian 12's 6.1: no CONFIG_FPROBE); "
+                    "a 6.12 kernel in PTRACE_VM_CACHE compares the two paths")
     a, b = check(vm, "probes2_kprobe_multi"), check(vm, "probes2_kprobe_perf")
     assert num(r"^Attached (\d+) probes$", a["err"]) == num(r"^Attached (\d+) probes$", b["err"])
     keys = lambda c: sorted(re.findall(r"^@\[(kprobe:vfs_(?:read|write))\]", c["out"], re.M))  # noqa: E731
