@@ -106,6 +106,9 @@ class ProgramSpec:
     spans: list[Span] = field(default_factory=list)                  # one per instruction slot
     expected_attach_type: int = 0
     asm: str = ""                # disassembly with source lines, for -d asm and error mapping
+    # subprograms (loop bodies as callbacks): (first instruction, name, argument count); the
+    # loader describes them in BTF (bpf.funcbtf), which the verifier requires for callbacks
+    functions: list[tuple[int, str, int]] = field(default_factory=list)
 
 
 @dataclass

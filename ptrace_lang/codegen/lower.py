@@ -16,6 +16,8 @@ from ptrace_lang.codegen import ir
 from ptrace_lang.codegen.frame import Frame
 from ptrace_lang.codegen.lower_funcs import FuncsLowering
 from ptrace_lang.codegen.ir import FP, R0, R1, VReg
+from ptrace_lang.codegen.lower_types import TypesLowering, c_value_field, str_helper
+from ptrace_lang.codegen.lower_loops import LoopsLowering
 from ptrace_lang.codegen.lower_symbols import SymbolsLowering
 from ptrace_lang.errors import CompileError, NotSupportedYet, Span
 from ptrace_lang.frontend import ast
@@ -107,7 +109,7 @@ def map_layout(info: MapInfo) -> MapLayout:
     return MapLayout(info, kernel_map_name(info.name), key_size, max(vt.size(), 8), False)
 
 
-class Lowering(FuncsLowering, SymbolsLowering):
+class Lowering(TypesLowering, FuncsLowering, SymbolsLowering, LoopsLowering):
     """Builds the IR of one program."""
 
     def __init__(self, *, maps: dict[str, MapLayout], events: list[S.EventSpec],
@@ -234,12 +236,7 @@ class Lowering(FuncsLowering, SymbolsLowering):
         elif isinstance(s, ast.Assign):
             self.assign(s)
         elif isinstance(s, ast.Let):
-            if s.value is not None:
-                self.assign_var(s.var, s.value)
-            elif isinstance(self.vars.get(s.var.name), int):
-                self.zero_mem(FP, self.vars[s.var.name], s.var.type.size())
-            else:
-                self.mov(self.var_reg(s.var.name), 0)
+            self.lower_let(s)
         elif isinstance(s, ast.Block):
             self.block(s)
         elif isinstance(s, ast.If):
@@ -271,9 +268,14 @@ class Lowering(FuncsLowering, SymbolsLowering):
         elif isinstance(s, ast.Continue):
             self.emit(ir.Jump(self.loops[-1][0]))
         elif isinstance(s, ast.Return):
+            if s.value is not None:
+                self.scalar(s.value)    # evaluated for its effects; a probe returns 0
             self.emit(ir.Jump(self.exit_label))
         else:
-            raise NotSupportedYet(type(s).__name__, s.span)
+            handler = getattr(self, "lower_" + type(s).__name__, None)
+            if handler is None:
+                raise NotSupportedYet(type(s).__name__, s.span)
+            handler(s)
 
     def const_value(self, e: ast.Expr) -> int:
         if isinstance(e, ast.IntLit):
@@ -304,6 +306,9 @@ class Lowering(FuncsLowering, SymbolsLowering):
         typ = self.var_types.get(var.name, var.type)
         if typ is not None and is_scalar(typ):
             v = self.scalar(value)
+            vt = value.type
+            if isinstance(typ, IntT) and isinstance(vt, IntT) and vt.bits > typ.bits:
+                v = self.truncate(v, typ)     # into a variable declared narrower (let $x: uint8)
             self.mov(self.var_reg(var.name), v)
         else:
             self.expr_into(value, FP, self.vars[var.name], typ)
@@ -316,6 +321,8 @@ class Lowering(FuncsLowering, SymbolsLowering):
             else:
                 reg = self.var_reg(t.name)
                 v = self.binop(s.op, reg, s.value, is_signed(t.type) and is_signed(s.value.type))
+                if isinstance(t.type, IntT) and t.type.bits < 64:
+                    v = self.truncate(v, t.type)    # the variable keeps its width
                 self.mov(reg, v)
             return
         assert isinstance(t, ast.MapRef)
@@ -345,6 +352,10 @@ class Lowering(FuncsLowering, SymbolsLowering):
 
     # ------------------------------------------------------------------ statements that are calls
     def expr_stmt(self, e: ast.Expr) -> None:
+        if isinstance(e, ast.BlockExpr):          # its value is discarded
+            self._block_stmts(e.stmts)
+            self.expr_stmt(e.value)
+            return
         if isinstance(e, ast.Call):
             handler = getattr(self, "stmt_" + e.name, None)
             if handler is not None:
@@ -750,6 +761,10 @@ class Lowering(FuncsLowering, SymbolsLowering):
 
     def _expr_into(self, e: ast.Expr, base, off: int, typ: Type) -> None:
         et = e.type
+        handler = getattr(self, "into_node_" + type(e).__name__, None)
+        if handler is not None:
+            handler(e, base, off, typ)
+            return
         if is_scalar(et):
             self.emit(ir.Store(base, off, self.scalar(e), 8))
             return
@@ -782,6 +797,8 @@ class Lowering(FuncsLowering, SymbolsLowering):
                 # a builtin called as a function
                 self._expr_into(ast.Builtin(e.name, span=e.span, type=et), base, off, typ)
                 return
+        if self.c_into(e, base, off, typ):
+            return
         if isinstance(et, UserT):
             if isinstance(e, ast.MapRef):
                 self.map_read_into(e, self.maps["@" + e.name], base, off, typ)
@@ -849,7 +866,7 @@ class Lowering(FuncsLowering, SymbolsLowering):
             self.copy_value(base, off, StrT(size), src_base, src_off + o, et)
         elif isinstance(e, ast.Ternary):
             self.ternary(e, lambda x: self.string_into(x, base, off, size))
-        else:
+        elif not self.c_into(e, base, off, StrT(size)):
             raise NotSupportedYet(f"string expression '{type(e).__name__}'", e.span)
 
     def ptr_arg(self, base, off):
@@ -877,7 +894,7 @@ class Lowering(FuncsLowering, SymbolsLowering):
                 self.args_string_into(arg, base, off, min(n, size), zero=False)
                 return
         ptr = self.scalar(arg)
-        self.checked_read(H_PROBE_READ_STR, base, off, min(n, size), ptr)
+        self.checked_read(str_helper(arg.type) or H_PROBE_READ_STR, base, off, min(n, size), ptr)
 
     def args_string_into(self, e: ast.FieldAccess, base, off: int, size: int, zero: bool) -> None:
         f = e.base.type.field(e.field_name)
@@ -946,6 +963,11 @@ class Lowering(FuncsLowering, SymbolsLowering):
             self.span = prev
 
     def _scalar(self, e: ast.Expr) -> VReg:
+        if isinstance(e, (ast.FieldAccess, ast.Unary, ast.Index, ast.Binary, ast.Sizeof,
+                          ast.Offsetof)):
+            got = self.c_scalar(e)
+            if got is not None:
+                return got
         if isinstance(e, ast.IntLit):
             return self.const(e.value)
         if isinstance(e, ast.BoolLit):
@@ -1013,6 +1035,9 @@ class Lowering(FuncsLowering, SymbolsLowering):
         if isinstance(e, ast.Cast):
             v = self.scalar(e.operand)
             return self.truncate(v, e.type)
+        handler = getattr(self, "scalar_" + type(e).__name__, None)
+        if handler is not None:
+            return handler(e)
         raise NotSupportedYet(f"the expression '{type(e).__name__}' as a value", e.span)
 
     def truncate(self, v: VReg, t: Type) -> VReg:
@@ -1115,6 +1140,9 @@ class Lowering(FuncsLowering, SymbolsLowering):
             out = self.vreg()
             self.emit(ir.Load(out, self.ctx, self.retval_offset, 8))
             return out
+        got = self.c_builtin(name, e)
+        if got is not None:
+            return got
         raise NotSupportedYet(f"the builtin '{name}' as a value", e.span)
 
     def args_field(self, e: ast.FieldAccess) -> VReg:
@@ -1227,6 +1255,9 @@ def is_scalar(t: Type) -> bool:
 
 def value_field(t: Type, off: int, name: str = "") -> S.Field:
     """How a value of type ``t`` at ``off`` is laid out, for the runtime to decode."""
+    c = c_value_field(t, off, name)
+    if c is not None:
+        return c
     if isinstance(t, BoolT):
         return S.Field("bool", off, 8, name=name)
     if isinstance(t, IntT):

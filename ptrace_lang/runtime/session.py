@@ -66,6 +66,8 @@ class Session:
     def __init__(self, spec: S.ObjectSpec, opts: RunOptions) -> None:
         self.spec = spec
         self.opts = opts
+        if "stats_style" in spec.config:        # config = { stats_style = "old" }
+            opts.stats_style = spec.config["stats_style"]
         self.out = opts.out or sys.stdout
         self.err = opts.err or sys.stderr
         self.k = _Loaded()
@@ -152,15 +154,37 @@ class Session:
             struct.pack_into("<i", code, idx * 8 + 4, self.k.maps[map_name].fd)
         if expected_attach_type is None:
             expected_attach_type = ps.expected_attach_type
+        func_info = None
+        if getattr(ps, "functions", None):
+            func_info = self._func_info(ps)
         try:
-            return kprogs.load_program(ps.prog_type, bytes(code), name=ps.name,
-                                       expected_attach_type=expected_attach_type)
+            return kprogs.load_program(ps.prog_type, bytes(code),
+                                       self.spec.config.get("license", "GPL"), name=ps.name,
+                                       func_info=func_info, expected_attach_type=expected_attach_type)
         except kprogs.VerifierError as e:
             if e.summary.strip():
                 raise self._verifier_failure(ps, e) from None
             raise RuntimeFailure(f"prog '{ps.name}': failed to load: {os.strerror(e.errno)}") from None
         except OSError as e:
             raise RuntimeFailure(f"prog '{ps.name}': failed to load: {e.strerror or e}") from None
+        finally:
+            if func_info is not None:       # the program keeps its own reference to the BTF
+                os.close(func_info[0])
+
+    def _func_info(self, ps: S.ProgramSpec) -> tuple[int, bytes]:
+        """The BTF object describing the functions of a program with callbacks, and its
+        func_info records (the caller closes the BTF fd once the program is loaded)."""
+        from ptrace_lang.bpf import funcbtf
+        from ptrace_lang.kernel import progs as kprogs
+
+        funcs = [(ps.name.replace(".", "_"), 1)] + [(n, k) for _, n, k in ps.functions]
+        blob, type_ids = funcbtf.func_btf(funcs)
+        try:
+            fd = kprogs.load_btf(blob)
+        except OSError as e:
+            raise RuntimeFailure(f"prog '{ps.name}': failed to load the BTF of its functions: "
+                                 f"{e.strerror or e}") from None
+        return fd, funcbtf.func_info([0] + [start for start, _, _ in ps.functions], type_ids)
 
     def run_test(self, prog_name: str) -> None:
         from ptrace_lang.kernel import progs as kprogs
@@ -281,7 +305,7 @@ class Session:
         line on stderr and prints nothing)."""
         try:
             with open(path, "rb") as f:
-                text = f.read(1 << 20).decode("utf-8", "replace")
+                text = f.read(self.spec.config.get("max_cat_bytes", 10240)).decode("utf-8", "replace")
         except OSError as e:
             self.err.write(f"ERROR: failed to open file '{path}': {e.strerror}\n")
             self.err.flush()
@@ -623,7 +647,8 @@ class Session:
                 # (after a Ctrl-C it got the SIGINT too: it is given a moment to end by itself)
                 proc.stop(after_signal=self._got_signal)
             self.finish()
-            self.print_maps()
+            if self.spec.config.get("print_maps_on_exit", True):
+                self.print_maps()
             self.report_counters()
             return self.exit_code
         finally:

@@ -13,8 +13,10 @@ from ptrace_lang.errors import CompileError, Diagnostic, NotSupportedYet, Span
 from ptrace_lang.frontend import ast
 from ptrace_lang.sema.fn_funcs import FuncsMixin
 from ptrace_lang.sema.fn_symbols import SymbolsAnalyzer
+from ptrace_lang.sema.fn_types import TypesMixin
+from ptrace_lang.sema.stmts import StmtsAnalysis
 from ptrace_lang.sema.types import (
-    BOOL, COMM, FUNC, INT64, INT_TYPE_NAMES, PROBE, UINT32, UINT64, VOID, AggT, ArgsT, IntT,
+    EnumT, PtrT, BOOL, COMM, FUNC, INT64, INT_TYPE_NAMES, PROBE, UINT32, UINT64, VOID, AggT, ArgsT, IntT,
     StrT, TupleT, Type, UsdtArgsT, UserT, compatible, widen,
 )
 
@@ -27,13 +29,13 @@ COMMON_BUILTINS: dict[str, Type] = {
 # builtins of the dialect that later work brings (refused with "not supported yet")
 LATER_BUILTINS = {
     "arg0", "arg1", "arg2", "arg3", "arg4", "arg5", "arg6", "arg7", "arg8",
-    "arg9", "retval", "func", "curtask", "ppid", "sarg0", "sarg1", "sarg2",
+    "arg9", "retval", "func", "sarg0", "sarg1", "sarg2",
 }
 AGGREGATIONS = {"count": 0, "sum": 1, "avg": 1, "min": 1, "max": 1, "stats": 1, "hist": (1, 2),
                 "lhist": 4}
 # functions of the dialect that later work brings
 LATER_FUNCTIONS = {
-    "buf", "path", "len",
+    "buf", "path",
     "percpu_kaddr", "skboutput", "unwatch", "socket_cookie",
 }
 MAX_STRLEN_DEFAULT = 64
@@ -78,7 +80,7 @@ class SemaResult:
         return self.analyzer.var_spans
 
 
-class _Analyzer(FuncsMixin, SymbolsAnalyzer):
+class _Analyzer(TypesMixin, FuncsMixin, SymbolsAnalyzer, StmtsAnalysis):
     def __init__(self, positional: list[str], max_strlen: int, cpid: int | None = None) -> None:
         self.positional = positional
         self.max_strlen = max_strlen
@@ -91,10 +93,16 @@ class _Analyzer(FuncsMixin, SymbolsAnalyzer):
         self.ctx: ProbeContext | None = None
         self.loop_depth = 0
         self.var_spans: dict[str, Span] = {}   # where each $var is first assigned
+        self.typed_vars: set[str] = set()       # declared with a type (let $x: T): never widened
+        self.block_locals: dict[str, Type] = {}  # let in an inner block: its slot lives all probe
 
     # ------------------------------------------------------------------ errors
     def error(self, message: str, span: Span, hints: list[str] | None = None) -> None:
         if self.final:
+            if "`" in message:       # a variable local to a macro body (frontend.macros)
+                from ptrace_lang.frontend.macros import unmangle
+
+                message = unmangle(message)
             self.errors.append(Diagnostic(message, span, list(hints or [])))
 
     # ------------------------------------------------------------------ scopes
@@ -111,7 +119,7 @@ class _Analyzer(FuncsMixin, SymbolsAnalyzer):
                 if not compatible(old, typ):
                     self.error(f"Type mismatch for ${name}: trying to assign value of type '{typ}' "
                                f"when variable already has a type '{old}'", span)
-                else:
+                elif name not in self.typed_vars:
                     scope.vars[name] = widen(old, typ)
                 return
         (self.scopes[-1] if declare_here else self.scopes[0]).vars[name] = typ
@@ -184,12 +192,14 @@ class _Analyzer(FuncsMixin, SymbolsAnalyzer):
         self.ctx = ctx
         self.cur_probe = probe
         self.scopes = [Scope()]
+        self.typed_vars = set()
+        self.block_locals = {}
         if probe.predicate is not None:
             t = self.expr(probe.predicate)
             if not t.is_int:
                 self.error(f"Invalid type for predicate: {t}", probe.predicate.span)
         self.block(probe.body, new_scope=False)
-        return self.scopes[0].vars
+        return {**self.block_locals, **self.scopes[0].vars}
 
     def block(self, block: ast.Block, new_scope: bool = True) -> None:
         if new_scope:
@@ -205,18 +215,7 @@ class _Analyzer(FuncsMixin, SymbolsAnalyzer):
         elif isinstance(s, ast.Assign):
             self.assign(s)
         elif isinstance(s, ast.Let):
-            declared = self.type_name(s.declared) if s.declared is not None else None
-            vt = self.expr(s.value) if s.value is not None else None
-            if declared is not None and vt is not None and not compatible(declared, vt):
-                self.error(f"Type mismatch for ${s.var.name}: trying to assign value of type '{vt}' "
-                           f"when variable already has a type '{declared}'", s.span)
-            typ = declared or vt
-            if typ is None:
-                self.error(f"Variable ${s.var.name} needs a type or a value", s.span)
-                typ = INT64
-            self.scopes[-1].vars[s.var.name] = typ
-            self.var_spans.setdefault(s.var.name, s.span)
-            s.var.type = typ
+            self.let(s)
         elif isinstance(s, ast.Block):
             self.block(s)
         elif isinstance(s, ast.If):
@@ -245,13 +244,11 @@ class _Analyzer(FuncsMixin, SymbolsAnalyzer):
             if self.loop_depth == 0:
                 self.error(f"'{'break' if isinstance(s, ast.Break) else 'continue'}' "
                            "outside of a loop", s.span)
-        elif isinstance(s, ast.Return):
-            if s.value is not None:
-                raise NotSupportedYet("return with a value", s.span)
-        elif isinstance(s, (ast.ForMap, ast.ForRange)):
-            raise NotSupportedYet("for loops", s.span)
         else:
-            raise NotSupportedYet(type(s).__name__, s.span)
+            handler = getattr(self, "stmt_" + type(s).__name__, None)
+            if handler is None:
+                raise NotSupportedYet(type(s).__name__, s.span)
+            handler(s)
 
     def assign(self, s: ast.Assign) -> None:
         target = s.target
@@ -365,8 +362,9 @@ class _Analyzer(FuncsMixin, SymbolsAnalyzer):
             return text
 
     def type_name(self, tn: ast.TypeName) -> Type:
-        if tn.pointer_depth:
-            raise NotSupportedYet("pointer types", tn.span)
+        if (tn.pointer_depth or tn.name.startswith(("struct ", "union ", "enum "))
+                or (tn.name not in INT_TYPE_NAMES and tn.name != "string")):
+            return self.c_type(tn)
         if tn.name == "string":
             base: Type = StrT(tn.array_len or self.max_strlen)
             return base
@@ -411,8 +409,10 @@ class _Analyzer(FuncsMixin, SymbolsAnalyzer):
         if isinstance(e, ast.Binary):
             return self.binary(e)
         if isinstance(e, ast.Unary):
-            if e.op in ("*", "&"):
-                raise NotSupportedYet(f"the unary '{e.op}' operator", e.span)
+            if e.op == "*":
+                return self.deref(e)
+            if e.op == "&":
+                return self.address_of(e)
             t = self.expr(e.operand)
             if not t.is_int:
                 self.error(f"Invalid type for unary operator '{e.op}': {t}", e.span)
@@ -451,6 +451,8 @@ class _Analyzer(FuncsMixin, SymbolsAnalyzer):
             if not compatible(a, b):
                 self.error(f"Ternary operator must return the same type: have '{a}' and '{b}'", e.span)
                 return a
+            if a == b and isinstance(a, (PtrT, EnumT)):      # pointers keep their type
+                return a
             if a.is_int and b.is_int:
                 return IntT(64, (not isinstance(a, IntT) or a.signed) and (not isinstance(b, IntT) or b.signed))
             return widen(a, b)
@@ -473,15 +475,18 @@ class _Analyzer(FuncsMixin, SymbolsAnalyzer):
                 return INT64
             return t.elems[e.index]
         if isinstance(e, ast.Cast):
-            target = self.type_name(e.to)
-            t = self.expr(e.operand)
-            if not (target.is_int and t.is_int):
-                raise NotSupportedYet(f"casting '{t}' to '{target}'", e.span)
-            return target
+            return self.cast_expr(e)
+        if isinstance(e, ast.Sizeof):
+            return self.sizeof_expr(e)
+        if isinstance(e, ast.Offsetof):
+            return self.offsetof_expr(e)
         if isinstance(e, ast.Call):
             return self.call(e, statement)
         if isinstance(e, ast.Index):
-            raise NotSupportedYet("indexing with []", e.span)
+            return self.index_expr(e)
+        handler = getattr(self, "expr_" + type(e).__name__, None)
+        if handler is not None:
+            return handler(e)
         raise NotSupportedYet(f"the expression '{type(e).__name__}'", e.span)
 
     def builtin(self, name: str, span: Span) -> Type:
@@ -491,6 +496,9 @@ class _Analyzer(FuncsMixin, SymbolsAnalyzer):
             if self.cpid is None:       # (bpftrace's words)
                 self.error("cpid cannot be used without child command", span)
             return UINT64
+        c = self.c_builtin(name, span)
+        if c is not None:
+            return c
         if name == "args":
             if self.ctx is None or "args" not in self.ctx.builtins:
                 self.error(f"The args builtin can not be used with '{self.ctx.provider}' probes", span)
@@ -528,7 +536,10 @@ class _Analyzer(FuncsMixin, SymbolsAnalyzer):
                 self.error(f"Struct/union of type '{base}' does not contain a field named "
                            f"'{e.field_name}'", e.span)
                 return INT64
-            return field_type(f, self.max_strlen)
+            return self.tp_pointer_type(base, f) or field_type(f, self.max_strlen)
+        c = self.member_access(e, base)
+        if c is not None:
+            return c
         if isinstance(base, TupleT):
             self.error(f"Can not access field '{e.field_name}' on a tuple; use .0, .1, ...", e.span)
             return INT64
@@ -556,6 +567,9 @@ class _Analyzer(FuncsMixin, SymbolsAnalyzer):
             return INT64
         if e.op in ("==", "!=", "<", "<=", ">", ">="):
             return BOOL
+        p = self.pointer_binary(e, a, b)
+        if p is not None:
+            return p
         signed = is_signed(a) and is_signed(b)
         return IntT(64, signed)
 

@@ -289,3 +289,18 @@ def test_k_is_accepted_and_counting_stays_on():
     assert r.rc == 0 and r.out.startswith("k\n"), r
     r = run("-kk", "-q", "-e", 'BEGIN { exit(); }')
     assert r.rc == 0, r
+
+
+def test_I_reads_the_users_header(tmp_path):
+    inc = tmp_path / "inc"
+    inc.mkdir()
+    (inc / "mine.h").write_text('#define MAGIC 42\n#include "more.h"\nstruct pt { int x; int y; };\n')
+    (inc / "more.h").write_text("#define OTHER 7\n")
+    prog = ('#include "mine.h"\n#include <linux/sched.h>\n'
+            'BEGIN { printf("%d %d %d %d\\n", MAGIC, OTHER, sizeof(struct pt), TASK_RUNNING); exit(); }')
+    r = run("-I", str(inc), "-e", prog)
+    assert r.rc == 0 and r.out.startswith("42 7 8 0\n"), r
+    r = run("-e", prog)
+    assert r.rc == 1 and "stdin:1:1-18: ERROR: include file 'mine.h' not found" in r.err, r.err
+    r = run("--include", str(inc / "mine.h"), "-e", 'BEGIN { printf("%d\\n", MAGIC); exit(); }')
+    assert r.rc == 0 and r.out.startswith("42\n"), r

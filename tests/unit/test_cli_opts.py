@@ -77,22 +77,31 @@ def _ptrace(*args, cwd=ROOT):
 
 
 def test_include_search_path_and_missing_header(tmp_path):
+    from ptrace_lang.driver import Options, compile_script
+    from ptrace_lang.errors import CompileError
+
     (tmp_path / "inc").mkdir()
-    (tmp_path / "inc" / "mine.h").write_text("#define X 1\n")
-    prog = '#include "mine.h"\nBEGIN { exit(); }'
-    r = _ptrace("--dry-run", "-e", prog)
+    (tmp_path / "inc" / "mine.h").write_text('#define MAGIC 42\n#include "more.h"\n'
+                                             "struct pt { int x; int y; };\n")
+    (tmp_path / "inc" / "more.h").write_text("#define OTHER 7\n")
+    prog = '#include "mine.h"\nBEGIN { printf("%d %d %d\\n", MAGIC, OTHER, sizeof(struct pt)); }'
+    r = _ptrace("--dry-run", "-e", prog, cwd=tmp_path)
     assert r.returncode == 1
     lines = r.stderr.splitlines()
     assert lines[0] == "stdin:1:1-18: ERROR: include file 'mine.h' not found", r.stderr
     assert any(line.startswith("HINT: searched: ") for line in lines), r.stderr
     assert "HINT: add a directory to the search path with -I DIR" in lines, r.stderr
-    # with -I the header is found: what follows is the next stage's answer, not "not found"
-    r = _ptrace("--dry-run", "-I", str(tmp_path / "inc"), "-e", prog)
-    assert "not found" not in r.stderr, r.stderr
-    r = _ptrace("--dry-run", "-e", "#include <no_such_header_p2.h>\nBEGIN { exit(); }")
-    assert "ERROR: include file 'no_such_header_p2.h' not found" in r.stderr
-    r = _ptrace("--dry-run", "-e", "#include <stdio.h>\nBEGIN { exit(); }")   # a system header
-    assert "not found" not in r.stderr, r.stderr
+    # with -I the header (and the one it includes, next to it) is read: its #defines and types
+    c = compile_script(prog, "stdin", Options(include_dirs=(str(tmp_path / "inc"),)))
+    assert sorted(os.path.basename(d) for d in c.deps if d.endswith(".h")) == ["mine.h", "more.h"]
+    with pytest.raises(CompileError, match="include file 'mine.h' not found"):
+        compile_script(prog, "stdin", Options())
+    # a kernel/system header that is not installed stays a directive: types come from BTF
+    compile_script("#include <no_such_dir_p2/x.h>\nBEGIN { exit(); }", "stdin", Options())
+    # --include of the user's header
+    c = compile_script('BEGIN { printf("%d\\n", MAGIC); }', "stdin",
+                       Options(includes=(str(tmp_path / "inc" / "mine.h"),)))
+    assert any(d.endswith("mine.h") for d in c.deps)
 
 
 def test_include_option(tmp_path):

@@ -78,9 +78,6 @@ def test_errors_are_all_reported_with_source_line_and_markers():
 
 LATER = [
     ("fentry:foo { }", "stdin:1:1-11: ERROR: probe type 'fentry' is not supported yet"),
-    ("BEGIN { for ($i : 0..3) { } }", "stdin:1:9-28: ERROR: for loops is not supported yet"),
-    ("BEGIN { @x = (struct foo *)1; }", "ERROR: pointer types is not supported yet"),
-    ("struct foo { int a; }; BEGIN { }", "ERROR: C definitions are not supported yet"),
 ]
 
 

@@ -115,6 +115,14 @@ def test_comm_compares_equal_on_6_1(vm):
     assert dict(comms).get("dd") == str(dd) and sum(int(v) for _, v in comms) == total, shown(c)
 
 
+def test_loops_are_callbacks_the_6_1_verifier_takes(vm):
+    c = check(vm, "loops_callbacks")
+    assert c["rc"] == 0, shown(c)
+    total = num(r"^total (\d+) len 3$", c["out"])
+    assert total >= 7, shown(c)
+    assert num(r"^key 4567 count (\d+)$", c["out"]) == total, shown(c)
+
+
 def test_fentry_fexit(vm):
     pytest.skip("fentry/fexit are not implemented yet (issue 4, item 6): no fentry/fexit scripts "
                 "run in the VM")
