@@ -44,6 +44,8 @@ class Options:
     pid: int | None = None
     cpid: int | None = None          # -c: the child's pid, the value of `cpid`
     unsafe: bool = False             # --unsafe: system() and the other unsafe functions allowed
+    include_dirs: tuple[str, ...] = ()   # -I DIR: the search path of #include (ptrace_lang.includes)
+    includes: tuple[str, ...] = ()       # --include FILE: headers included before the program
     stack_mode: str | None = None    # config stack_mode / BPFTRACE_STACK_MODE: kstack/ustack's default
     str_trunc_trailer: str = ".."    # printed after a string read from memory that was cut
     # every config variable set by the script or the environment (ptrace_lang.config.KEYS)
@@ -115,6 +117,13 @@ def compile_script(text: str, filename: str, opts: Options) -> Compiled:
     expand_macros(program)
     for node in program.map_decls:
         raise CompileError(f"{type(node).__name__} is not supported yet", node.span)
+    headers: list = []
+    if program.c_definitions or opts.includes:
+        from ptrace_lang.includes import expand_includes
+
+        # -I DIR / --include FILE: the script's own headers are read in place of their
+        # #include lines (system and kernel headers stay directives: types come from BTF)
+        headers = expand_includes(program, filename, opts.include_dirs, opts.includes)
     from ptrace_lang.sema import cdefs      # struct/union/enum, typedef, #define, #include
 
     if program.c_definitions:
@@ -293,4 +302,4 @@ def compile_script(text: str, filename: str, opts: Options) -> Compiled:
         dumps["ir"] = "\n".join(ir_dump)
     if asm_dump:
         dumps["asm"] = "\n".join(asm_dump)
-    return Compiled(obj, program, dumps, popts.deps + imported)
+    return Compiled(obj, program, dumps, popts.deps + imported + headers)

@@ -63,11 +63,12 @@ MODULES = {
     "uprobe": "uprobe", "u": "uprobe", "uretprobe": "uprobe", "ur": "uprobe",
     "usdt": "usdt", "U": "usdt",      # (case matters for the one-letter aliases: u uprobe, U usdt)
     "kprobe": "kprobe", "k": "kprobe", "kretprobe": "kprobe", "kr": "kprobe",
+    "watchpoint": "watchpoint", "w": "watchpoint",
+    "self": "self_signal",
 }
 
 # providers the dialect has but a later piece of work brings
-_LATER = {"watchpoint", "w",
-          "fentry", "f", "fexit", "fr", "kfunc", "kretfunc", "iter", "it", "self", "asyncwatchpoint"}
+_LATER = {"fentry", "f", "fexit", "fr", "kfunc", "kretfunc", "iter", "it", "asyncwatchpoint"}
 
 
 def register(provider: Provider) -> Provider:
