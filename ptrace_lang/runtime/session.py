@@ -120,14 +120,31 @@ class Session:
         code = bytearray(ps.insns)
         for idx, map_name in ps.map_relocs:
             struct.pack_into("<i", code, idx * 8 + 4, self.k.maps[map_name].fd)
+        btf_fd = -1
         try:
-            return kprogs.load_program(ps.prog_type, bytes(code), name=ps.name)
-        except kprogs.VerifierError as e:
-            if e.summary.strip():
-                raise self._verifier_failure(ps, e) from None
-            raise RuntimeFailure(f"prog '{ps.name}': failed to load: {os.strerror(e.errno)}") from None
+            if ps.attach_btf_module:
+                from ptrace_lang.kernel.btfobj import module_btf_fd
+
+                btf_fd = module_btf_fd(ps.attach_btf_module)
+            return kprogs.load_program(ps.prog_type, bytes(code), name=ps.name,
+                                       expected_attach_type=ps.expected_attach_type,
+                                       attach_btf_id=ps.attach_btf_id,
+                                       attach_prog_fd=max(btf_fd, 0))
         except OSError as e:
+            if ps.attach_btf_id:    # BTF-bound programs: the provider explains a refusal
+                from ptrace_lang.providers.fentry import load_failure
+
+                why = load_failure(ps, e)
+                if why is not None:
+                    raise RuntimeFailure(why) from None
+            if isinstance(e, kprogs.VerifierError):
+                if e.summary.strip():
+                    raise self._verifier_failure(ps, e) from None
+                raise RuntimeFailure(f"prog '{ps.name}': failed to load: {os.strerror(e.errno)}") from None
             raise RuntimeFailure(f"prog '{ps.name}': failed to load: {e.strerror or e}") from None
+        finally:
+            if btf_fd >= 0:
+                os.close(btf_fd)
 
     def run_test(self, prog_name: str) -> None:
         from ptrace_lang.kernel import progs as kprogs
