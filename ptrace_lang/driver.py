@@ -122,14 +122,24 @@ def compile_script(text: str, filename: str, opts: Options) -> Compiled:
     from ptrace_lang.frontend.parser import parse
     from ptrace_lang.sema.analyze import ProbeContext, analyze
 
+    from ptrace_lang.sema import btftypes
+
+    if "#if" in text:
+        from ptrace_lang.sema.cdefs import preprocess
+
+        text = preprocess(text)
     program = parse(text, filename)
     dumps: dict[str, str] = {}
     opts = env_options(opts)
     apply_config(program, opts)
     for node in (*program.imports, *program.macros, *program.map_decls):
         raise CompileError(f"{type(node).__name__} is not supported yet", node.span)
-    for cdef in program.c_definitions:
-        raise CompileError("C definitions are not supported yet", cdef.span)
+    if program.c_definitions:       # struct/union/enum, typedef, #define, #include
+        from ptrace_lang.sema import cdefs
+
+        cdefs.substitute(program, cdefs.load(program))
+    else:
+        btftypes.define_script_types(None)
     if not program.probes:
         raise CompileError("No probes in the program", Span(filename, 1, 1, 1, 2))
 
@@ -267,6 +277,7 @@ def compile_script(text: str, filename: str, opts: Options) -> Compiled:
     elif (not any(ev.kind in (S.EV_PRINTF, S.EV_PRINT_VALUE) for ev in obj.events)
           and opts.ringbuf_bytes == DEFAULT_RINGBUF_BYTES):
         ringbuf.max_entries = _ringbuf_size(min(opts.ringbuf_bytes, SMALL_RINGBUF_BYTES))
+    btftypes.flush()        # kernel types resolved by this compile, for the next one
     if ir_dump:
         dumps["ir"] = "\n".join(ir_dump)
     if asm_dump:

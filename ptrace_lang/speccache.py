@@ -92,13 +92,19 @@ def key(text: str, filename: str, positional: list[str], pid: int | None = None,
 
 
 def _entry_path(k: tuple, create: bool) -> str | None:
-    import zlib
-
     d = _cache_dir(create)
     if d is None:
         return None
     blob = repr(k).encode("utf-8", "surrogateescape")   # (marshal's bytes vary with object sharing)
-    return os.path.join(d, "%08x-%08x.marshal" % (zlib.crc32(blob), zlib.adler32(blob)))
+    # the key's bytes as one big number, reduced modulo two primes: two 61/59-bit digests
+    # computed in C without importing zlib or hashlib (a shared library each); entries store
+    # their whole key, so a collision is only a miss
+    n = int.from_bytes(blob, "little")
+    return os.path.join(d, "%016x-%015x.marshal" % (n % _P61, n % _P59))
+
+
+_P61 = (1 << 61) - 1
+_P59 = (1 << 59) - 55
 
 
 def enabled() -> bool:

@@ -15,6 +15,7 @@ from ptrace_lang import spec as S
 from ptrace_lang.codegen import ir
 from ptrace_lang.codegen.frame import Frame
 from ptrace_lang.codegen.ir import FP, R0, R1, VReg
+from ptrace_lang.codegen.lower_types import TypesLowering, c_value_field, str_helper
 from ptrace_lang.errors import CompileError, NotSupportedYet, Span
 from ptrace_lang.frontend import ast
 from ptrace_lang.sema.analyze import MapInfo, field_type, is_signed
@@ -105,7 +106,7 @@ def map_layout(info: MapInfo) -> MapLayout:
     return MapLayout(info, kernel_map_name(info.name), key_size, max(vt.size(), 8), False)
 
 
-class Lowering:
+class Lowering(TypesLowering):
     """Builds the IR of one program."""
 
     def __init__(self, *, maps: dict[str, MapLayout], events: list[S.EventSpec],
@@ -776,6 +777,8 @@ class Lowering:
             if handler is not None:        # a function whose value is bytes in memory
                 handler(e, base, off, typ)
                 return
+        if self.c_into(e, base, off, typ):
+            return
         if isinstance(et, StrT):
             size = typ.size() if isinstance(typ, StrT) else et.size()
             self.string_into(e, base, off, size)
@@ -833,7 +836,7 @@ class Lowering:
             self.copy_value(base, off, StrT(size), src_base, src_off + o, et)
         elif isinstance(e, ast.Ternary):
             self.ternary(e, lambda x: self.string_into(x, base, off, size))
-        else:
+        elif not self.c_into(e, base, off, StrT(size)):
             raise NotSupportedYet(f"string expression '{type(e).__name__}'", e.span)
 
     def ptr_arg(self, base, off):
@@ -861,7 +864,7 @@ class Lowering:
                 self.args_string_into(arg, base, off, min(n, size), zero=False)
                 return
         ptr = self.scalar(arg)
-        self.checked_read(H_PROBE_READ_STR, base, off, min(n, size), ptr)
+        self.checked_read(str_helper(arg.type) or H_PROBE_READ_STR, base, off, min(n, size), ptr)
 
     def args_string_into(self, e: ast.FieldAccess, base, off: int, size: int, zero: bool) -> None:
         f = e.base.type.field(e.field_name)
@@ -930,6 +933,11 @@ class Lowering:
             self.span = prev
 
     def _scalar(self, e: ast.Expr) -> VReg:
+        if isinstance(e, (ast.FieldAccess, ast.Unary, ast.Index, ast.Binary, ast.Sizeof,
+                          ast.Offsetof)):
+            got = self.c_scalar(e)
+            if got is not None:
+                return got
         if isinstance(e, ast.IntLit):
             return self.const(e.value)
         if isinstance(e, ast.BoolLit):
@@ -1097,6 +1105,9 @@ class Lowering:
             out = self.vreg()
             self.emit(ir.Load(out, self.ctx, self.retval_offset, 8))
             return out
+        got = self.c_builtin(name, e)
+        if got is not None:
+            return got
         raise NotSupportedYet(f"the builtin '{name}' as a value", e.span)
 
     def args_field(self, e: ast.FieldAccess) -> VReg:
@@ -1209,6 +1220,9 @@ def is_scalar(t: Type) -> bool:
 
 def value_field(t: Type, off: int, name: str = "") -> S.Field:
     """How a value of type ``t`` at ``off`` is laid out, for the runtime to decode."""
+    c = c_value_field(t, off, name)
+    if c is not None:
+        return c
     if isinstance(t, BoolT):
         return S.Field("bool", off, 8, name=name)
     if isinstance(t, IntT):

@@ -99,9 +99,8 @@ def get(name: str) -> Provider | None:
     key = name if name in MODULES else name.lower()
     p = PROVIDERS.get(key)
     if p is None and key in MODULES:
-        import importlib
-
-        importlib.import_module(f"ptrace_lang.providers.{MODULES[key]}")
+        # (importlib itself would cost a millisecond at start-up)
+        __import__(f"ptrace_lang.providers.{MODULES[key]}")
         p = PROVIDERS.get(key)
     return p
 

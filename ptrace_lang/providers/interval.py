@@ -1,8 +1,6 @@
 """interval: and profile: — timer perf events (cpu-clock) on one CPU or on every CPU."""
 from __future__ import annotations
 
-import re
-
 from ptrace_lang.errors import CompileError
 from ptrace_lang.providers import Provider, Target, register, substitute_positional
 
@@ -16,6 +14,8 @@ def parse_rate(ap, opts) -> tuple[str, int]:
     if len(parts) == 2:
         unit, value = parts
     elif len(parts) == 1:
+        import re
+
         m = re.fullmatch(r"(\d+)([a-z]+)", parts[0])
         if not m:
             raise CompileError(f"Invalid rate of {ap.provider} probe: {parts[0]!r}", ap.span,

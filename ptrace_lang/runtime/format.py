@@ -304,8 +304,9 @@ def value_text(v: object, stack_indent: int = 8) -> str:
         return ""
     if isinstance(v, float):
         return f"{v:g}"
-    if isinstance(v, int):  # int subclasses (IntEnum...)
-        return str(int(v))
+    if isinstance(v, int):  # int subclasses (IntEnum...; pointers and enums have text())
+        text = getattr(v, "text", None)
+        return text() if text is not None else str(int(v))
     if isinstance(v, tuple):  # namedtuple
         return "(" + ", ".join(value_text(e, stack_indent) for e in v) + ")"
     return str(v)

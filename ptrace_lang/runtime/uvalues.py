@@ -32,3 +32,6 @@ def u64(raw: bytes, off: int = 0) -> int:
 
 def i64(raw: bytes, off: int = 0) -> int:
     return _I64.unpack_from(raw, off)[0]
+
+
+from ptrace_lang.runtime import cvalues  # noqa: E402,F401  (registers ptr/enum/array/struct)

@@ -11,8 +11,9 @@ from ptrace_lang.records import dataclass, field
 
 from ptrace_lang.errors import CompileError, Diagnostic, NotSupportedYet, Span
 from ptrace_lang.frontend import ast
+from ptrace_lang.sema.fn_types import TypesMixin
 from ptrace_lang.sema.types import (
-    BOOL, COMM, FUNC, INT64, INT_TYPE_NAMES, PROBE, UINT32, UINT64, VOID, AggT, ArgsT, IntT,
+    EnumT, PtrT, BOOL, COMM, FUNC, INT64, INT_TYPE_NAMES, PROBE, UINT32, UINT64, VOID, AggT, ArgsT, IntT,
     StrT, TupleT, Type, UsdtArgsT, compatible, widen,
 )
 
@@ -25,15 +26,14 @@ COMMON_BUILTINS: dict[str, Type] = {
 # builtins of the dialect that later work brings (refused with "not supported yet")
 LATER_BUILTINS = {
     "kstack", "ustack", "arg0", "arg1", "arg2", "arg3", "arg4", "arg5", "arg6", "arg7", "arg8",
-    "arg9", "retval", "func", "curtask", "username", "jiffies", "ncpus", "usermode",
-    "ppid", "numaid", "sarg0", "sarg1", "sarg2",
+    "arg9", "retval", "func", "username", "jiffies", "ncpus", "usermode",
+    "numaid", "sarg0", "sarg1", "sarg2",
 }
 AGGREGATIONS = {"count": 0, "sum": 1, "avg": 1, "min": 1, "max": 1, "stats": 1, "hist": (1, 2),
                 "lhist": 4}
 # functions of the dialect that later work brings
 LATER_FUNCTIONS = {
-    "errorf", "warnf", "debugf", "buf", "ksym", "usym", "kaddr", "uaddr", "kptr",
-    "uptr", "reg", "path", "strncmp", "strcontains", "strftime", "strerror", "strlen", "strstr",
+    "errorf", "warnf", "debugf", "buf", "ksym", "usym", "kaddr", "uaddr", "reg", "path", "strncmp", "strcontains", "strftime", "strerror", "strlen", "strstr",
     "ntop", "pton", "macaddr", "cgroupid", "cgroup_path", "bswap", "has_key", "len",
     "syscall_name", "signal_name", "signal", "override", "kstack", "ustack", "nsecs",
     "percpu_kaddr", "skboutput", "unwatch", "socket_cookie",
@@ -80,7 +80,7 @@ class SemaResult:
         return self.analyzer.var_spans
 
 
-class _Analyzer:
+class _Analyzer(TypesMixin):
     def __init__(self, positional: list[str], max_strlen: int, cpid: int | None = None) -> None:
         self.positional = positional
         self.max_strlen = max_strlen
@@ -366,8 +366,9 @@ class _Analyzer:
             return text
 
     def type_name(self, tn: ast.TypeName) -> Type:
-        if tn.pointer_depth:
-            raise NotSupportedYet("pointer types", tn.span)
+        if (tn.pointer_depth or tn.name.startswith(("struct ", "union ", "enum "))
+                or (tn.name not in INT_TYPE_NAMES and tn.name != "string")):
+            return self.c_type(tn)
         if tn.name == "string":
             base: Type = StrT(tn.array_len or self.max_strlen)
             return base
@@ -412,8 +413,10 @@ class _Analyzer:
         if isinstance(e, ast.Binary):
             return self.binary(e)
         if isinstance(e, ast.Unary):
-            if e.op in ("*", "&"):
-                raise NotSupportedYet(f"the unary '{e.op}' operator", e.span)
+            if e.op == "*":
+                return self.deref(e)
+            if e.op == "&":
+                return self.address_of(e)
             t = self.expr(e.operand)
             if not t.is_int:
                 self.error(f"Invalid type for unary operator '{e.op}': {t}", e.span)
@@ -452,6 +455,8 @@ class _Analyzer:
             if not compatible(a, b):
                 self.error(f"Ternary operator must return the same type: have '{a}' and '{b}'", e.span)
                 return a
+            if a == b and isinstance(a, (PtrT, EnumT)):      # pointers keep their type
+                return a
             if a.is_int and b.is_int:
                 return IntT(64, (not isinstance(a, IntT) or a.signed) and (not isinstance(b, IntT) or b.signed))
             return widen(a, b)
@@ -474,15 +479,15 @@ class _Analyzer:
                 return INT64
             return t.elems[e.index]
         if isinstance(e, ast.Cast):
-            target = self.type_name(e.to)
-            t = self.expr(e.operand)
-            if not (target.is_int and t.is_int):
-                raise NotSupportedYet(f"casting '{t}' to '{target}'", e.span)
-            return target
+            return self.cast_expr(e)
+        if isinstance(e, ast.Sizeof):
+            return self.sizeof_expr(e)
+        if isinstance(e, ast.Offsetof):
+            return self.offsetof_expr(e)
         if isinstance(e, ast.Call):
             return self.call(e, statement)
         if isinstance(e, ast.Index):
-            raise NotSupportedYet("indexing with []", e.span)
+            return self.index_expr(e)
         raise NotSupportedYet(f"the expression '{type(e).__name__}'", e.span)
 
     def builtin(self, name: str, span: Span) -> Type:
@@ -492,6 +497,9 @@ class _Analyzer:
             if self.cpid is None:       # (bpftrace's words)
                 self.error("cpid cannot be used without child command", span)
             return UINT64
+        c = self.c_builtin(name, span)
+        if c is not None:
+            return c
         if name == "args":
             if self.ctx is None or "args" not in self.ctx.builtins:
                 self.error(f"The args builtin can not be used with '{self.ctx.provider}' probes", span)
@@ -527,6 +535,9 @@ class _Analyzer:
                            f"'{e.field_name}'", e.span)
                 return INT64
             return field_type(f, self.max_strlen)
+        c = self.member_access(e, base)
+        if c is not None:
+            return c
         if isinstance(base, TupleT):
             self.error(f"Can not access field '{e.field_name}' on a tuple; use .0, .1, ...", e.span)
             return INT64
@@ -554,6 +565,9 @@ class _Analyzer:
             return INT64
         if e.op in ("==", "!=", "<", "<=", ">", ">="):
             return BOOL
+        p = self.pointer_binary(e, a, b)
+        if p is not None:
+            return p
         signed = is_signed(a) and is_signed(b)
         return IntT(64, signed)
 

@@ -173,6 +173,99 @@ class UserT(Type):
         return self.name or self.kind
 
 
+@dataclass(frozen=True)
+class PtrT(Type):
+    """A pointer: a 64-bit address of a ``target`` value. ``user`` is its address space: True
+    for user memory (uprobe/usdt arguments, ``uptr()``), False for kernel memory; reads through
+    it use bpf_probe_read_user or bpf_probe_read_kernel accordingly. Pointers take part in
+    arithmetic and comparisons like unsigned integers and print in hex."""
+
+    target: Type
+    user: bool = False
+
+    def size(self) -> int:
+        return 8
+
+    @property
+    def is_int(self) -> bool:
+        return True
+
+    def __str__(self) -> str:
+        return f"{self.target} *" if not isinstance(self.target, PtrT) else f"{self.target}*"
+
+
+@dataclass(frozen=True)
+class StructT(Type):
+    """A struct or union (``kind``) of ``nbytes`` bytes. Its fields are resolved lazily, one by
+    one, by ``sema.btftypes.field(t, name)``: ``src`` says where they come from, ("btf", type
+    id) for the kernel's BTF or ("c", name) for a definition written in the script."""
+
+    kind: str
+    name: str
+    nbytes: int
+    src: tuple = ()
+
+    def size(self) -> int:
+        return (self.nbytes + 7) // 8 * 8
+
+    def __str__(self) -> str:
+        return f"{self.kind} {self.name}" if self.name else f"{self.kind} {{...}}"
+
+
+@dataclass(frozen=True)
+class ArrayT(Type):
+    """``n`` elements of ``elem`` (arrays of char are StrT instead)."""
+
+    elem: Type
+    n: int
+
+    def size(self) -> int:
+        return (c_sizeof(self) + 7) // 8 * 8
+
+    def __str__(self) -> str:
+        return f"{self.elem}[{self.n}]"
+
+
+@dataclass(frozen=True)
+class EnumT(Type):
+    """An enum: an integer of ``bits`` whose values have names (``values``: (name, value)
+    pairs). Printed with ``%s`` or print(), a value shows as its enumerator's name."""
+
+    name: str
+    bits: int = 32
+    signed: bool = False
+    values: tuple = ()
+
+    def size(self) -> int:
+        return 8
+
+    @property
+    def is_int(self) -> bool:
+        return True
+
+    def __str__(self) -> str:
+        return f"enum {self.name}" if self.name else "enum {...}"
+
+
+def c_sizeof(t: Type) -> int:
+    """The size of ``t`` as C lays it out in memory (not the 8-byte slot a value takes)."""
+    if isinstance(t, (IntT, EnumT)):
+        return t.bits // 8
+    if isinstance(t, BoolT):
+        return 1
+    if isinstance(t, PtrT):
+        return 8
+    if isinstance(t, StructT):
+        return t.nbytes
+    if isinstance(t, ArrayT):
+        return c_sizeof(t.elem) * t.n
+    if isinstance(t, StrT):
+        return t.length
+    if isinstance(t, TupleT):
+        return t.size()
+    return t.size()
+
+
 INT64 = IntT(64, True)
 UINT64 = IntT(64, False)
 UINT32 = IntT(32, False)

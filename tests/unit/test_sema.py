@@ -81,8 +81,6 @@ LATER = [
     ("BEGIN { @x = kstack; }", "stdin:1:14-20: ERROR: the builtin 'kstack' is not supported yet"),
     ("BEGIN { @x = ksym(1); }", "stdin:1:14-21: ERROR: the function 'ksym' is not supported yet"),
     ("BEGIN { for ($i : 0..3) { } }", "stdin:1:9-28: ERROR: for loops is not supported yet"),
-    ("BEGIN { @x = (struct foo *)1; }", "ERROR: pointer types is not supported yet"),
-    ("struct foo { int a; }; BEGIN { }", "ERROR: C definitions are not supported yet"),
 ]
 
 
