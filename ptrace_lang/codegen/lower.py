@@ -114,7 +114,7 @@ class Lowering(TypesLowering):
                  positional: list[str], var_types: dict[str, Type], max_strlen: int,
                  uses_cookie: bool, var_spans: dict | None = None,
                  arg_offsets: tuple | None = None, retval_offset: int = 0,
-                 cpid: int | None = None) -> None:
+                 cpid: int | None = None, ctx_guard: int | None = None) -> None:
         self.maps = maps
         self.events = events
         self.user_map_index = user_map_index
@@ -134,6 +134,9 @@ class Lowering(TypesLowering):
         self.arg_offsets = arg_offsets
         self.retval_offset = retval_offset
         self.cpid = cpid                 # -c: the child's pid, a constant
+        # iter: the ctx slot of the object iterated over; the program ends at once when it is
+        # NULL (the iterator's last call)
+        self.ctx_guard = ctx_guard
         self.loops: list[tuple[str, str]] = []   # (continue label, break label)
         self.ctx = self.vreg()
         self.exit_label = self.label("exit")
@@ -200,6 +203,10 @@ class Lowering(TypesLowering):
     def lower_probe(self, probe: ast.Probe) -> list[ir.Insn]:
         self.span = probe.span
         self.mov(self.ctx, R1)
+        if self.ctx_guard is not None:
+            obj = self.vreg()
+            self.emit(ir.Load(obj, self.ctx, self.ctx_guard, 8))
+            self.emit(ir.CondJump("jeq", obj, 0, self.exit_label))
         # variables start as zero (bpftrace's semantics, and the verifier's rule: nothing is read
         # before it is written); a zeroing that every path overwrites is dropped by the allocator
         for name, typ in self.var_types.items():
@@ -1122,6 +1129,15 @@ class Lowering(TypesLowering):
             shift = 64 - size * 8
             self.emit(ir.Alu("lsh", out, shift))
             self.emit(ir.Alu("arsh", out, shift))
+        if getattr(f, "ctype", None) is not None and f.is_pointer:
+            # a BTF-typed pointer from the context (fentry, tp_btf, iter) may be one the
+            # verifier calls "or null": comparing it with 0 makes it usable in arithmetic
+            null, done = self.label("null"), self.label("nonnull")
+            self.emit(ir.CondJump("jeq", out, 0, null))
+            self.emit(ir.Jump(done))
+            self.emit(ir.Label(null))
+            self.mov(out, 0)
+            self.emit(ir.Label(done))
         return out
 
     # ------------------------------------------------------------------ conditions

@@ -30,10 +30,42 @@ def _has_magic(s: str) -> bool:
     return "*" in s or "?" in s or "[" in s
 
 
-def proto_fields(btf, params) -> tuple[tuple, int]:
+_BtfField = None
+
+
+def _field_class():
+    """``tracefs.TpField`` plus ``ctype``: the parameter's script type (integers, enums and
+    typed pointers from ``sema.btftypes``), which sema's ``field_type`` prefers."""
+    global _BtfField
+    if _BtfField is None:
+        from ptrace_lang.kernel.tracefs import TpField
+        from ptrace_lang.records import dataclass
+
+        @dataclass
+        class BtfField(TpField):
+            ctype: object = None
+
+        _BtfField = BtfField
+    return _BtfField
+
+
+def _script_type(btf, tid: int, module: str | None):
+    from ptrace_lang.sema.types import EnumT, IntT, PtrT
+
+    try:
+        from ptrace_lang.sema.btftypes import type_from_btf
+
+        t = type_from_btf(btf, tid, False, module)
+    except Exception:  # noqa: BLE001 - untyped (u64) then
+        return None
+    return t if isinstance(t, (IntT, PtrT, EnumT)) or t.is_int else None
+
+
+def proto_fields(btf, params, module: str | None = None) -> tuple[tuple, int]:
     """(ArgsT fields for ``params`` [(name, type id)] laid out as u64 slots, slots used)."""
     from ptrace_lang import btf as B
-    from ptrace_lang.kernel.tracefs import TpField
+
+    TpField = _field_class()
 
     fields, slot = [], 0
     for i, (name, tid) in enumerate(params):
@@ -51,7 +83,8 @@ def proto_fields(btf, params) -> tuple[tuple, int]:
             text = "?"
         fields.append((name or f"arg{i}",
                        TpField(name or f"arg{i}", text, 8 * slot, size if size in (1, 2, 4, 8) else 8,
-                               signed, False, None, is_ptr)))
+                               signed, False, None, is_ptr,
+                               ctype=_script_type(btf, tid, module) if r else None)))
         slot += max(1, (size + 7) // 8)
     return tuple(fields), slot
 
@@ -149,7 +182,8 @@ class Fentry(Provider):
             btf = ix.btf
             fid = ix.funcs[f]
             proto = btf.get(btf.get(fid).proto)
-            fields, slots = proto_fields(btf, proto.params)
+            fields, slots = proto_fields(btf, proto.params,
+                                         None if ix.module == "vmlinux" else ix.module)
             shown = f"{ix.module}:{f}" if module is not None or ix.module != "vmlinux" else f
             ret_off = 8 * slots
             if uses_args:

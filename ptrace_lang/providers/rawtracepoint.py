@@ -54,7 +54,8 @@ def btf_args(index, event: str):
             named = b.get(b.get(stub).proto).params[1:]
             if len(named) == len(params):
                 params = [(n, t) for (n, _), (_, t) in zip(named, params)]
-        fields, _ = proto_fields(b, [(n or f"arg{i}", t) for i, (n, t) in enumerate(params)])
+        fields, _ = proto_fields(b, [(n or f"arg{i}", t) for i, (n, t) in enumerate(params)],
+                                 None if index.module == "vmlinux" else index.module)
         return tid, fields
     except (B.BTFError, AttributeError, TypeError):
         return None

@@ -500,7 +500,20 @@ class Session:
 
     @property
     def has_running_probes(self) -> bool:
-        return any(a.provider not in ("begin", "end") for a in self.spec.attachments)
+        # (iter probes run once, in run_iterators, and need no event loop)
+        return any(a.provider not in ("begin", "end", "iter") for a in self.spec.attachments)
+
+    def run_iterators(self) -> None:
+        """iter: probes: read each iterator to its end (its program runs once per object)."""
+        for link in list(self.k.links):
+            run = getattr(link, "run", None)
+            if run is None:
+                continue
+            try:
+                run()
+            except OSError as e:
+                raise RuntimeFailure(f"iterator: {e.strerror or e}") from None
+            self.drain()
 
     def finish(self) -> None:
         """Stop the probes, print what came before, run the end probes."""
@@ -542,6 +555,9 @@ class Session:
             if proc is not None and running:
                 # -c: the command runs only now, with every probe in place
                 proc.release()
+            if running:
+                self.run_iterators()
+                running = not self.stopping and not self._got_signal
             if running and (self.has_running_probes or proc is not None):
                 self._loop()
             if proc is not None:
