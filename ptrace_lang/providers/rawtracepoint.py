@@ -11,8 +11,8 @@ A block that reads only ``argN`` is a plain raw tracepoint program attached by n
 arguments are u64 scalars). A block that reads ``args`` is a tp_btf program
 (BPF_PROG_TYPE_TRACING, BPF_TRACE_RAW_TP, bound to the ``btf_trace_<event>`` typedef): the
 kernel checks every argument's type, and ``args.name`` reads the argument as the event's
-prototype types it (names from the ``__probestub_`` function where the kernel has one,
-``arg0``.. otherwise). Each attach point gets its own program: attach cookies need kernel
+prototype types it (names from the ``__probestub_`` or ``__bpf_trace_`` function of the
+event, ``arg0``.. when BTF has neither). Each attach point gets its own program: attach cookies need kernel
 6.10 for raw tracepoints, and the program's ``probe`` is a constant.
 """
 from __future__ import annotations
@@ -49,7 +49,10 @@ def btf_args(index, event: str):
             return None
         proto = b.get(b.resolve(b.get(b.resolve(tid)).target))
         params = list(proto.params[1:])           # (the first is the tracepoint's void *__data)
+        # names: the __probestub_<event> function (6.8+), else __bpf_trace_<event>
         stub = index.rawtps.get(event)
+        if stub is None:
+            stub = index.funcs.get("__bpf_trace_" + event)
         if stub is not None:
             named = b.get(b.get(stub).proto).params[1:]
             if len(named) == len(params):
