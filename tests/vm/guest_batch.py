@@ -61,7 +61,7 @@ CHECKS = [
     ("fexit_retval",
      ["-e", 'fexit:vfs_read /pid == $1/ { if (retval == 4567) { @full = count(); } } '
             'fr:do_sys_openat2 /pid == $2/ { @open[retval] = count(); '
-            'if (retval < 0) { printf("%s failed: %d %s\\n", func, retval, str(args.filename)); } }'],
+            'if (retval < 0) { printf("%s failed: %d %s\\n", func, retval, str(uptr(args.filename))); } }'],
      [DD, ["cat", "/no/such/file/ptrace-vm"]]),
     ("fentry_wildcard",
      ["-e", 'fentry:vfs_rea* /pid == $1/ { @[probe] = count(); } '
