@@ -185,7 +185,7 @@ def plain_value(v: object) -> object:
     if isinstance(v, Record):
         return {k: plain_value(e) for k, e in v.fields}
     if isinstance(v, Stack):
-        return list(v.frames)
+        return tuple(v.frames)      # (hashable: stacks are map keys)
     if isinstance(v, tuple):
         return tuple(plain_value(e) for e in v)
     if isinstance(v, list):

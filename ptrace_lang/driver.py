@@ -19,14 +19,16 @@ DEFAULT_RINGBUF_BYTES = 8 << 20
 SMALL_RINGBUF_BYTES = 256 << 10
 
 # BPF_MAP_TYPE_* / BPF_PROG_TYPE_* values (uapi bpf.h); kept here so compiling needs no kernel module
-MAP_TYPES = {"hash": 1, "array": 2, "percpu_hash": 5, "percpu_array": 6, "ringbuf": 27}
+MAP_TYPES = {"hash": 1, "array": 2, "percpu_hash": 5, "percpu_array": 6, "stack_trace": 7,
+             "ringbuf": 27}
 PROG_TYPES = {"BPF_PROG_TYPE_TRACEPOINT": 5, "BPF_PROG_TYPE_PERF_EVENT": 7,
               "BPF_PROG_TYPE_RAW_TRACEPOINT": 17, "BPF_PROG_TYPE_KPROBE": 2,
               "BPF_PROG_TYPE_TRACING": 26}
 
 BPF_F_NO_PREALLOC = 1
 
-CONFIG_KEYS = {"max_map_keys", "max_strlen", "perf_rb_pages", "missing_probes", "stats_style"}
+CONFIG_KEYS = {"max_map_keys", "max_strlen", "perf_rb_pages", "missing_probes", "stats_style",
+               "stack_mode"}
 
 
 @dataclass
@@ -44,6 +46,7 @@ class Options:
     pid: int | None = None
     cpid: int | None = None          # -c: the child's pid, the value of `cpid`
     unsafe: bool = False             # --unsafe: system() and the other unsafe functions allowed
+    stack_mode: str | None = None    # config stack_mode / BPFTRACE_STACK_MODE: kstack/ustack's default
 
 
 @dataclass
@@ -83,6 +86,12 @@ def apply_config(program: ast.Program, opts: Options) -> None:
             if not isinstance(v, (ast.StrLit, ast.Builtin)):
                 raise CompileError("missing_probes must be \"error\" or \"warn\"", v.span)
             opts.missing_probes = v.value if isinstance(v, ast.StrLit) else v.name
+            continue
+        if item.key == "stack_mode":
+            mode = v.value if isinstance(v, ast.StrLit) else getattr(v, "name", None)
+            if mode not in ("bpftrace", "perf", "raw"):
+                raise CompileError("stack_mode must be bpftrace, perf or raw", v.span)
+            opts.stack_mode = mode
             continue
         if not isinstance(v, ast.IntLit) or v.value <= 0:
             raise CompileError(f"{item.key} must be a positive integer", v.span)
@@ -177,6 +186,9 @@ def compile_script(text: str, filename: str, opts: Options) -> Compiled:
                            program.probes[0].span)
     program.probes = kept
 
+    from ptrace_lang.sema import fn_symbols
+
+    fn_symbols.CONFIG_STACK_MODE = opts.stack_mode
     sema = analyze(program, [[g[2] for g in gs] for gs in groups], opts.positional, opts.max_strlen,
                    cpid=opts.cpid, unsafe=opts.unsafe)
     if "ast" in opts.stages:
@@ -234,6 +246,10 @@ def compile_script(text: str, filename: str, opts: Options) -> Compiled:
                                 "retval_offset": getattr(prov, "retval_offset", 0),
                                 **prov.lowering_options(targets[0])})
             insns = low.lower_probe(probe)
+            for sname, vsize in getattr(low, "stack_maps", {}).items():   # kstack/ustack
+                if not any(m.name == sname for m in obj.maps):
+                    obj.maps.append(S.MapSpec(sname, MAP_TYPES["stack_trace"], 4, vsize,
+                                              opts.max_map_keys))
             if "types" in opts.stages and gi == 0:
                 dumps.setdefault("types", "")
                 dumps["types"] += ast.dump(probe) + "\n"

@@ -221,6 +221,10 @@ class ReplSession(Session):
                                                     ms.max_entries, ms.flags, name=ms.name)
         except OSError as e:
             raise RuntimeFailure(f"map '{ms.name}': failed to create: {e.strerror or e}") from None
+        if ms.map_type == 7:        # a stack trace map: kstack/ustack values are read from it
+            from ptrace_lang.runtime.symbols import use_maps
+
+            use_maps(self.k.maps)
 
     # -------------------------------------------------------------- entries
     def compile(self, text: str, stages: tuple[str, ...] = ()):

@@ -144,6 +144,7 @@ class ObjectSpec:
 COUNTER_LOST_EVENTS = 0     # ring buffer reserve failed
 COUNTER_MAP_FULL = 1        # a map update failed (map full)
 COUNTER_READ_FAILED = 2     # a probe_read helper failed
+COUNTER_STACK_FAILED = 3    # bpf_get_stackid failed (other than "no stack here"): kstack/ustack
 NUM_COUNTERS = 4
 
 

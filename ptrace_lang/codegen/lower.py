@@ -15,6 +15,7 @@ from ptrace_lang import spec as S
 from ptrace_lang.codegen import ir
 from ptrace_lang.codegen.frame import Frame
 from ptrace_lang.codegen.ir import FP, R0, R1, VReg
+from ptrace_lang.codegen.lower_symbols import SymbolsLowering
 from ptrace_lang.codegen.lower_types import TypesLowering, c_value_field, str_helper
 from ptrace_lang.errors import CompileError, NotSupportedYet, Span
 from ptrace_lang.frontend import ast
@@ -106,7 +107,7 @@ def map_layout(info: MapInfo) -> MapLayout:
     return MapLayout(info, kernel_map_name(info.name), key_size, max(vt.size(), 8), False)
 
 
-class Lowering(TypesLowering):
+class Lowering(TypesLowering, SymbolsLowering):
     """Builds the IR of one program."""
 
     def __init__(self, *, maps: dict[str, MapLayout], events: list[S.EventSpec],
@@ -779,12 +780,22 @@ class Lowering(TypesLowering):
             for st, dt, so, do in zip(et.elems, dst_elems, src_offs, offs):
                 self.copy_value(base, off + do, dt, src_base, src_off + so, st)
             return
-        if isinstance(e, ast.Call):
+        if isinstance(e, (ast.Call, ast.Builtin)):
             handler = getattr(self, "into_" + e.name, None)
             if handler is not None:        # a function whose value is bytes in memory
                 handler(e, base, off, typ)
                 return
         if self.c_into(e, base, off, typ):
+            return
+        if isinstance(et, UserT):
+            if isinstance(e, ast.MapRef):
+                self.map_read_into(e, self.maps["@" + e.name], base, off, typ)
+                return
+            if isinstance(e, ast.Ternary):
+                self.ternary(e, lambda x: self.expr_into(x, base, off, typ))
+                return
+            src_base, src_off = self.mem_of(e)
+            self.copy_value(base, off, typ, src_base, src_off, et)
             return
         if isinstance(et, StrT):
             size = typ.size() if isinstance(typ, StrT) else et.size()
@@ -1056,6 +1067,9 @@ class Lowering(TypesLowering):
         return out
 
     def builtin(self, name: str, e: ast.Expr) -> VReg:
+        handler = getattr(self, "builtin_" + name, None)
+        if handler is not None:            # builtins of mixins (kstack...)
+            return handler(e)
         if name == "cpid":
             return self.const(self.cpid or 0)
         if name in ("pid", "tid"):

@@ -55,9 +55,13 @@ _BAR_WIDTH = 52
 
 @dataclass(frozen=True)
 class Stack:
-    """A resolved kstack/ustack: one string per frame (``func+off`` or ``0x...``)."""
+    """A resolved kstack/ustack: one string per frame (``func+off`` or ``0x...``).
+
+    ``prefix`` (a class attribute) is what goes before each frame: None for the output's
+    indentation (bpftrace mode), else fixed text (a tab in perf mode, nothing in raw mode)."""
 
     frames: tuple[str, ...]
+    prefix = None
 
     def __init__(self, frames: Iterable[str]):
         object.__setattr__(self, "frames", tuple(frames))
@@ -290,7 +294,9 @@ def value_text(v: object, stack_indent: int = 8) -> str:
     if cls is tuple:
         return "(" + ", ".join(value_text(e, stack_indent) for e in v) + ")"  # type: ignore[union-attr]
     if isinstance(v, Stack):
-        pad = " " * stack_indent
+        if not v.frames:
+            return ""
+        pad = " " * stack_indent if v.prefix is None else v.prefix
         return "\n" + "".join(f"{pad}{frame}\n" for frame in v.frames)
     if isinstance(v, Record):
         if not v.fields:
@@ -558,7 +564,8 @@ def _json_key(key: object, stats_style: str) -> str:
         s = value_text(key)
         if len(s) >= 2 and s[0] == "(" and s[-1] == ")":
             s = s[1:-1]
-        s = s.replace(" ", "")
+        if not (isinstance(key, Stack) and key.prefix is not None):   # (perf-mode frames)
+            s = s.replace(" ", "")
     return _json_str(s)
 
 

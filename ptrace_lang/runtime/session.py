@@ -95,6 +95,10 @@ class Session:
                 raise RuntimeFailure(f"map '{ms.name}': failed to create: {e.strerror or e}") from None
         for ps in self.spec.programs:
             self.k.progs[ps.name] = self.load_program(ps)
+        if any(ms.map_type == 7 for ms in self.spec.maps):     # kstack/ustack: printed from there
+            from ptrace_lang.runtime.symbols import use_maps
+
+            use_maps(self.k.maps)
         g = self.k.maps.get("globals")
         if g is not None:
             g.update(struct.pack("<I", 0), struct.pack("<Q", time.clock_gettime_ns(time.CLOCK_MONOTONIC)))
@@ -433,6 +437,10 @@ class Session:
         counters = self._read_counters()
         if counters is None:
             return
+        if any(ms.map_type == 7 for ms in self.spec.maps):
+            from ptrace_lang.runtime.symbols import report_stack_failures
+
+            report_stack_failures(self)
         lost, full, failed = counters
         if self._counters_at_stop is not None:
             lost = self._counters_at_stop[0]

@@ -34,4 +34,6 @@ def i64(raw: bytes, off: int = 0) -> int:
     return _I64.unpack_from(raw, off)[0]
 
 
+# formatters registered by their modules (imported last: they use ``formatter`` above)
 from ptrace_lang.runtime import cvalues  # noqa: E402,F401  (registers ptr/enum/array/struct)
+from ptrace_lang.runtime import symbols  # noqa: E402,F401  (kstack ustack ksym usym)

@@ -11,10 +11,11 @@ from ptrace_lang.records import dataclass, field
 
 from ptrace_lang.errors import CompileError, Diagnostic, NotSupportedYet, Span
 from ptrace_lang.frontend import ast
+from ptrace_lang.sema.fn_symbols import SymbolsAnalyzer
 from ptrace_lang.sema.fn_types import TypesMixin
 from ptrace_lang.sema.types import (
     EnumT, PtrT, BOOL, COMM, FUNC, INT64, INT_TYPE_NAMES, PROBE, UINT32, UINT64, VOID, AggT, ArgsT, IntT,
-    StrT, TupleT, Type, UsdtArgsT, compatible, widen,
+    StrT, TupleT, Type, UsdtArgsT, UserT, compatible, widen,
 )
 
 # builtin variables available in every probe: name -> type
@@ -25,7 +26,7 @@ COMMON_BUILTINS: dict[str, Type] = {
 }
 # builtins of the dialect that later work brings (refused with "not supported yet")
 LATER_BUILTINS = {
-    "kstack", "ustack", "arg0", "arg1", "arg2", "arg3", "arg4", "arg5", "arg6", "arg7", "arg8",
+    "arg0", "arg1", "arg2", "arg3", "arg4", "arg5", "arg6", "arg7", "arg8",
     "arg9", "retval", "func", "username", "jiffies", "ncpus", "usermode",
     "numaid", "sarg0", "sarg1", "sarg2",
 }
@@ -33,9 +34,9 @@ AGGREGATIONS = {"count": 0, "sum": 1, "avg": 1, "min": 1, "max": 1, "stats": 1, 
                 "lhist": 4}
 # functions of the dialect that later work brings
 LATER_FUNCTIONS = {
-    "errorf", "warnf", "debugf", "buf", "ksym", "usym", "kaddr", "uaddr", "reg", "path", "strncmp", "strcontains", "strftime", "strerror", "strlen", "strstr",
+    "errorf", "warnf", "debugf", "buf", "path", "strncmp", "strcontains", "strftime", "strerror", "strlen", "strstr",
     "ntop", "pton", "macaddr", "cgroupid", "cgroup_path", "bswap", "has_key", "len",
-    "syscall_name", "signal_name", "signal", "override", "kstack", "ustack", "nsecs",
+    "syscall_name", "signal_name", "signal", "override", "nsecs",
     "percpu_kaddr", "skboutput", "unwatch", "socket_cookie",
 }
 MAX_STRLEN_DEFAULT = 64
@@ -80,7 +81,7 @@ class SemaResult:
         return self.analyzer.var_spans
 
 
-class _Analyzer(TypesMixin):
+class _Analyzer(TypesMixin, SymbolsAnalyzer):
     def __init__(self, positional: list[str], max_strlen: int, cpid: int | None = None) -> None:
         self.positional = positional
         self.max_strlen = max_strlen
@@ -161,7 +162,7 @@ class _Analyzer(TypesMixin):
             return None
         types = [self.expr(k) for k in ref.keys]
         for k, t in zip(ref.keys, types):
-            if not (t.is_int or isinstance(t, (StrT, TupleT)) or t in (PROBE, FUNC)):
+            if not (t.is_int or isinstance(t, (StrT, TupleT, UserT)) or t in (PROBE, FUNC)):
                 self.error(f"{t} cannot be used as a map key", k.span)
         return types[0] if len(types) == 1 else TupleT(tuple(types))
 
@@ -184,6 +185,7 @@ class _Analyzer(TypesMixin):
     # ------------------------------------------------------------------ probes
     def probe(self, probe: ast.Probe, ctx: ProbeContext) -> dict[str, Type]:
         self.ctx = ctx
+        self.cur_probe = probe
         self.scopes = [Scope()]
         if probe.predicate is not None:
             t = self.expr(probe.predicate)
@@ -523,6 +525,9 @@ class _Analyzer(TypesMixin):
         if (name.startswith("arg") and name[3:].isdigit()) or name in ("retval", "func"):
             self.error(f"The {name} builtin can not be used with '{self.ctx.provider}' probes", span)
             return UINT64
+        fn = getattr(self, "builtin_" + name, None)
+        if fn is not None:          # builtins of mixins (kstack, ustack...)
+            return fn(span)
         if name in LATER_BUILTINS:
             raise NotSupportedYet(f"the builtin '{name}'", span)
         self.error(f"Unknown identifier: '{name}'", span)
