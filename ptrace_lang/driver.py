@@ -143,12 +143,13 @@ def compile_script(text: str, filename: str, opts: Options) -> Compiled:
     apply_config(program, opts)
     for node in (*program.imports, *program.macros, *program.map_decls):
         raise CompileError(f"{type(node).__name__} is not supported yet", node.span)
-    if program.c_definitions:       # struct/union/enum, typedef, #define, #include
-        from ptrace_lang.sema import cdefs
+    from ptrace_lang.sema import cdefs      # struct/union/enum, typedef, #define, #include
 
+    if program.c_definitions:
         cdefs.substitute(program, cdefs.load(program))
     else:
         btftypes.define_script_types(None)
+        cdefs.substitute(program, {})      # kernel enum members used by name
     if not program.probes:
         raise CompileError("No probes in the program", Span(filename, 1, 1, 1, 2))
 

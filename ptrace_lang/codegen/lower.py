@@ -15,8 +15,8 @@ from ptrace_lang import spec as S
 from ptrace_lang.codegen import ir
 from ptrace_lang.codegen.frame import Frame
 from ptrace_lang.codegen.ir import FP, R0, R1, VReg
-from ptrace_lang.codegen.lower_symbols import SymbolsLowering
 from ptrace_lang.codegen.lower_types import TypesLowering, c_value_field, str_helper
+from ptrace_lang.codegen.lower_symbols import SymbolsLowering
 from ptrace_lang.errors import CompileError, NotSupportedYet, Span
 from ptrace_lang.frontend import ast
 from ptrace_lang.sema.analyze import MapInfo, field_type, is_signed

@@ -541,7 +541,7 @@ class _Analyzer(TypesMixin, SymbolsAnalyzer):
                 self.error(f"Struct/union of type '{base}' does not contain a field named "
                            f"'{e.field_name}'", e.span)
                 return INT64
-            return field_type(f, self.max_strlen)
+            return self.tp_pointer_type(base, f) or field_type(f, self.max_strlen)
         c = self.member_access(e, base)
         if c is not None:
             return c

@@ -12,6 +12,7 @@ Stable API (used by sema, codegen and the providers that type their ``args``):
     field(t: StructT, name) -> Field | None one member (anonymous members searched), its byte
                                             offset, type and bitfield (shift, bits) or None
     member_names(t: StructT) -> [name]      members in declaration order (anonymous flattened)
+    enumerator(name) -> (value, EnumT) | None   a kernel enum's member by name (TCP_CLOSE...)
     func_params(func, module=None) -> [(name, Type)] | None   a kernel function's parameters
     func_return(func, module=None) -> Type | None
     raw_tracepoint_params(event, module=None) -> [(name, Type)] | None
@@ -36,7 +37,7 @@ from ptrace_lang.sema.types import (
     BOOL, VOID, ArrayT, EnumT, IntT, PtrT, StrT, StructT, Type,
 )
 
-__all__ = ["Field", "member_names", "struct_type", "enum_type", "lookup_type", "type_from_btf", "field",
+__all__ = ["Field", "member_names", "enumerator", "struct_type", "enum_type", "lookup_type", "type_from_btf", "field",
            "func_params", "func_return", "raw_tracepoint_params", "flush", "vmlinux",
            "define_script_types", "script_types"]
 
@@ -116,7 +117,17 @@ class _Store:
                 boot = f.read().strip()
         except OSError:
             boot = "-"
-        return f"{st.st_size:x}-{int(st.st_mtime):x}-{boot[:8]}"
+        # the code that wrote the answers is part of the key: another checkout or version
+        # of this module (their encoding may differ) keeps a file of its own
+        code = 0
+        here = os.path.dirname(os.path.abspath(__file__))
+        for name in ("btftypes.py", "types.py"):
+            try:
+                cs = os.stat(os.path.join(here, name))
+                code = (code * 1000003 + cs.st_size * 31 + cs.st_mtime_ns) % (1 << 40)
+            except OSError:
+                pass
+        return f"{st.st_size:x}-{int(st.st_mtime):x}-{boot[:8]}-{code:x}"
 
     def load(self) -> dict:
         if self.answers is None:
@@ -146,6 +157,8 @@ class _Store:
         if key in answers:
             return answers[key]
         value = compute()
+        if None in _BTFS and _BTFS[None] is None:
+            return value            # BTF could not be read: an answer not worth keeping
         answers[key] = value
         self.dirty = True
         return value
@@ -343,6 +356,47 @@ def member_names(t: StructT) -> list:
         return [] if btf is None else [m[0] for m in btf.members(t.src[1]) if m[0]]
 
     return list(_STORE.get(("M", t.src), compute))
+
+
+def _find_enumerator(name: str):
+    """Search the BTF type section for an ENUM/ENUM64 entry whose name is ``name``: the
+    string's offset is found in the string section, then its word among the enum records."""
+    import struct as _struct
+    from bisect import bisect_right
+
+    from ptrace_lang import btf as B
+
+    btf = vmlinux()
+    if btf is None:
+        return None
+    offsets = btf._name_offsets(name.encode())
+    if not offsets:
+        return None
+    raw = btf._data[btf._tstart:btf._tend]
+    offs = btf._offs
+    for off in offsets:
+        pat = _struct.pack(btf._order + "I", off)
+        p = raw.find(pat)
+        while p >= 0:
+            if p % 4 == 0:
+                word = p // 4
+                i = bisect_right(offs, word) - 1
+                o = offs[i]
+                info = btf._w[o + 1]
+                kind = (info >> 24) & 0x1F
+                step = 2 if kind == B.KIND_ENUM else 3 if kind == B.KIND_ENUM64 else 0
+                if step and word > o + 2 and (word - o - 3) % step == 0:
+                    t = btf.get(btf._first + i)
+                    e = type_from_btf(btf, t.id)
+                    return (t.values[name], to_plain(e))
+            p = raw.find(pat, p + 1)
+    return None
+
+
+def enumerator(name: str):
+    """(value, EnumT) of a kernel enum member called ``name``, or None."""
+    got = _STORE.get(("N", name), lambda: _find_enumerator(name))
+    return None if got is None else (got[0], from_plain(got[1]))
 
 
 def complete(t: Type) -> Type:

@@ -25,6 +25,34 @@ from ptrace_lang.sema.types import (
 
 PREDEFINED = ("BPFTRACE_HAVE_BTF",)
 
+# Macros of kernel headers that scripts use but BTF cannot carry (BTF describes types and
+# enums, not #defines): defined when the script #includes one of the headers.
+_TASK_STATES = {
+    "TASK_RUNNING": 0x0, "TASK_INTERRUPTIBLE": 0x1, "TASK_UNINTERRUPTIBLE": 0x2,
+    "__TASK_STOPPED": 0x4, "__TASK_TRACED": 0x8, "EXIT_DEAD": 0x10, "EXIT_ZOMBIE": 0x20,
+    "TASK_PARKED": 0x40, "TASK_DEAD": 0x80, "TASK_WAKEKILL": 0x100, "TASK_WAKING": 0x200,
+    "TASK_NOLOAD": 0x400, "TASK_NEW": 0x800, "TASK_KILLABLE": 0x102, "TASK_STOPPED": 0x104,
+    "TASK_TRACED": 0x8, "TASK_IDLE": 0x402, "TASK_NORMAL": 0x3, "TASK_REPORT": 0x7f,
+}
+_SOCKET = {
+    "AF_UNSPEC": 0, "AF_UNIX": 1, "AF_LOCAL": 1, "AF_INET": 2, "AF_AX25": 3, "AF_IPX": 4,
+    "AF_APPLETALK": 5, "AF_INET6": 10, "AF_NETLINK": 16, "AF_PACKET": 17, "AF_VSOCK": 40,
+    "AF_XDP": 44, "PF_UNSPEC": 0, "PF_UNIX": 1, "PF_LOCAL": 1, "PF_INET": 2, "PF_INET6": 10,
+    "PF_NETLINK": 16, "PF_PACKET": 17, "SOCK_STREAM": 1, "SOCK_DGRAM": 2, "SOCK_RAW": 3,
+    "SOCK_RDM": 4, "SOCK_SEQPACKET": 5,
+}
+_FCNTL = {
+    "O_RDONLY": 0, "O_WRONLY": 1, "O_RDWR": 2, "O_CREAT": 0o100, "O_EXCL": 0o200,
+    "O_NOCTTY": 0o400, "O_TRUNC": 0o1000, "O_APPEND": 0o2000, "O_NONBLOCK": 0o4000,
+    "O_DIRECTORY": 0o200000, "O_CLOEXEC": 0o2000000,
+}
+HEADER_MACROS = {
+    "linux/sched.h": _TASK_STATES, "linux/socket.h": _SOCKET, "sys/socket.h": _SOCKET,
+    "net/sock.h": _SOCKET, "linux/fcntl.h": _FCNTL, "fcntl.h": _FCNTL,
+    "linux/fs.h": {"FMODE_READ": 0x1, "FMODE_WRITE": 0x2, "FMODE_EXEC": 0x20},
+}
+_INCLUDE = re.compile(r"#\s*include\s*[<\"]([^>\"]+)[>\"]")
+
 _COND = re.compile(r"^[ \t]*#[ \t]*(ifdef|ifndef|if|elif|else|endif)\b(.*)$")
 _DEFINE = re.compile(r"^[ \t]*#[ \t]*define[ \t]+([A-Za-z_]\w*)(?![\w(])[ \t]*(.*)$")
 _DEFINED = re.compile(r"^\s*!?\s*defined\s*\(?\s*([A-Za-z_]\w*)\s*\)?\s*$")
@@ -398,8 +426,14 @@ def load(program: ast.Program) -> dict:
     btftypes.define_script_types(scope)
     defines: dict = {}
     counter = [0]
+    headers: dict = {}
     for cdef in program.c_definitions:
-        if cdef.kind == "include" or cdef.kind == "ifdef":
+        if cdef.kind == "include":
+            m = _INCLUDE.match(cdef.text.strip())
+            if m is not None:
+                headers.update(HEADER_MACROS.get(m.group(1), {}))
+            continue
+        if cdef.kind == "ifdef":
             continue
         if cdef.kind == "define":
             m = _DEFINE.match(cdef.text)
@@ -411,7 +445,8 @@ def load(program: ast.Program) -> dict:
         if cdef.kind == "other" and cdef.text.lstrip().startswith("#"):
             continue        # #pragma, #undef...: nothing to do here
         _Parser(cdef.text, cdef.span, scope, counter).definitions()
-    constants: dict = dict(scope.constants)
+    constants: dict = dict(headers)
+    constants.update(scope.constants)
     constants.update(defines)
     return constants
 
@@ -432,17 +467,34 @@ def _value_expr(name: str, value, span: Span) -> ast.Expr:
     return expr
 
 
+_ARGN = re.compile(r"s?arg[0-9]+")
+
+
+def kernel_enumerator(name: str):
+    """The value of a kernel enum member named like a constant (it has an upper-case letter
+    and is no builtin: TCP_CLOSE, PIDTYPE_TGID, SKB_DROP_REASON_NOT_SPECIFIED), or None."""
+    from ptrace_lang.frontend.parser import BUILTIN_VARIABLES
+
+    if name == name.lower() or name in BUILTIN_VARIABLES or _ARGN.fullmatch(name):
+        return None
+    got = btftypes.enumerator(name)
+    return None if got is None else got[0]
+
+
 def substitute(program: ast.Program, constants: dict) -> None:
-    """Replace identifiers that name a constant with its value, everywhere in the probes."""
-    if not constants:
-        return
-    cache: dict = {}
+    """Replace identifiers that name a constant (``#define``, an enumerator of a script enum,
+    a macro of an included header, or a member of a kernel enum) with its value."""
 
     def fix(value, depth: int = 0):
-        if isinstance(value, ast.Builtin) and value.name in constants and depth < 8:
-            got = _value_expr(value.name, constants[value.name], value.span)
-            rec(got, depth + 1)
-            return got
+        if isinstance(value, ast.Builtin) and depth < 8:
+            if value.name in constants:
+                got = _value_expr(value.name, constants[value.name], value.span)
+                rec(got, depth + 1)
+                return got
+            v = kernel_enumerator(value.name)
+            if v is not None:
+                return ast.IntLit(v, span=value.span)
+            return value
         if isinstance(value, ast.Node):
             rec(value, depth)
         return value
@@ -462,7 +514,6 @@ def substitute(program: ast.Program, constants: dict) -> None:
                         v[i] = tuple(fix(x, depth) if isinstance(x, ast.Node) else x
                                      for x in item)
 
-    del cache
     for probe in program.probes:
         rec(probe)
     for macro in program.macros:

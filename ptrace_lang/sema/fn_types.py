@@ -254,6 +254,22 @@ class TypesMixin:
         e.value = off
         return UINT64
 
+    def tp_pointer_type(self, args: ArgsT, f) -> Type | None:
+        """A tracepoint field that points to a struct/union (``struct __kernel_timespec *
+        rqtp``) as a typed pointer, so ``args.rqtp->tv_sec`` works; the arguments of syscall
+        tracepoints are user pointers. None for other fields."""
+        if not f.is_pointer or f.array_len is not None or f.data_loc:
+            return None
+        words = f.type_text.replace("*", " ").split()
+        stars = f.type_text.count("*")
+        words = [w for w in words if w not in ("const", "volatile")]
+        if stars != 1 or len(words) != 2 or words[0] not in ("struct", "union"):
+            return None
+        st = btftypes.lookup_type(f"{words[0]} {words[1]}")
+        if not isinstance(st, StructT):
+            return None
+        return PtrT(st, args.name.startswith(("sys_enter_", "sys_exit_")))
+
     # ------------------------------------------------------------------ builtins
     def task_type(self) -> Type:
         st = btftypes.struct_type(TASK_STRUCT)
@@ -268,26 +284,30 @@ class TypesMixin:
         return UINT32
 
     def fn_kptr(self, e: ast.Call) -> Type:
-        """kptr(p): p as a pointer into kernel memory (reads through it use probe_read_kernel)."""
+        """kptr(p): a pointer p as a pointer into kernel memory (reads through it use
+        probe_read_kernel); an integer stays an integer."""
         return self._address_space(e, False)
 
     def fn_uptr(self, e: ast.Call) -> Type:
-        """uptr(p): p as a pointer into the process's memory (probe_read_user)."""
+        """uptr(p): a pointer p as a pointer into the process's memory (probe_read_user)."""
         return self._address_space(e, True)
 
     def _address_space(self, e: ast.Call, user: bool) -> Type:
-        if not self.nargs(e, 1, 1, f"{e.name}(int|pointer p)"):
-            for a in e.args:
-                self.expr(a)
-            return UINT64
-        t = self.expr(e.args[0])
+        check = getattr(self, "_address_arg", None)      # the argument check of fn_symbols
+        if check is not None:
+            if not check(e, f"{e.name}(pointer or integer)"):
+                return UINT64
+            t = e.args[0].type
+        else:
+            if not self.nargs(e, 1, 1, f"{e.name}(pointer or integer)"):
+                return UINT64
+            t = self.expr(e.args[0])
+            if not t.is_int:
+                self.error(f"{e.name}() expects an integer or pointer argument", e.span)
+                return UINT64
         if isinstance(t, PtrT):
             return PtrT(t.target, user)
-        if not t.is_int:
-            self.error(f"{e.name}() expects an integer or a pointer, got '{t}'", e.args[0].span,
-                       [f"{e.name}(int|pointer p)"])
-            return UINT64
-        return PtrT(VOID, user)
+        return t
 
     def c_builtin(self, name: str, span: Span) -> Type | None:
         if name == "curtask":

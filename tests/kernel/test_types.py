@@ -140,9 +140,31 @@ def test_user_pointers_from_casts_and_uptr(tmp_path):
     binary = tmp_path / "s"
     subprocess.run(["gcc", "-O1", "-o", str(binary), str(src)], check=True)
     r = run("-c", str(binary), "-e",
-            f'uprobe:{binary}:greet {{ printf("%s %d %d %s\\n", str(uptr(arg0)), *(int32 *)arg1, '
-            '*uptr((int32 *)arg1), str(kptr(arg0))); exit(); }')
+            f'uprobe:{binary}:greet {{ printf("%s %d %d %d\\n", str(uptr(arg0)), *(int32 *)arg1, '
+            '*uptr((int32 *)arg1), *kptr((int32 *)arg1)); exit(); }')
     assert r.rc == 0, r.err
-    # read as a kernel pointer, the user address fails: counted, and an empty string
-    assert r.out.split("\n")[0] == "hello there 41 41 "
+    # read as a kernel pointer, the user address fails: counted, and zero
+    assert r.out.split("\n")[0] == "hello there 41 41 0"
     assert "1 memory reads failed" in r.err or "memory read" in r.err, r.err
+
+
+@needs_btf
+def test_tracepoint_struct_pointer_argument_naptime_style():
+    script = ('#include <linux/time.h>\n#include <linux/sched.h>\n'
+              'tracepoint:syscalls:sys_enter_nanosleep /comm == "typesnap"/ { '
+              '$task = (struct task_struct *)curtask; '
+              'printf("%d %d %d %s\\n", args->rqtp->tv_sec, args->rqtp->tv_nsec, '
+              '$task->real_parent->pid, $task->real_parent->comm); exit(); }')
+    t = Tracer("-e", script)
+    t.wait_attached()
+    w = subprocess.run(named_workload(
+        "typesnap", "import ctypes, os\n"
+        "class TS(ctypes.Structure):\n    _fields_ = [('s', ctypes.c_long), ('ns', ctypes.c_long)]\n"
+        "libc = ctypes.CDLL(None, use_errno=True)\n"
+        "for _ in range(40):\n    libc.syscall(35, ctypes.byref(TS(0, 12345678)), None)  # SYS_nanosleep (x86-64)\n"
+        "print(os.getppid(), open('/proc/%d/comm' % os.getppid()).read().strip())"),
+        capture_output=True, text=True, timeout=30)
+    r = t.wait(30)
+    assert r.rc == 0, r.err
+    ppid, pcomm = w.stdout.split()
+    assert r.out.split("\n")[0] == f"0 12345678 {ppid} {pcomm}"

@@ -226,5 +226,28 @@ def test_error_messages(src, expected):
 
 def test_kptr_uptr_set_the_address_space():
     t = printed_types("BEGIN { print(uptr(1)); print(kptr((uint8 *)1)); print(uptr((uint8 *)1)); }")
-    assert t[0].user is True and t[1].user is False and t[2].user is True
-    assert "kptr() requires 1 argument" in error_of("BEGIN { print(kptr()); }")
+    assert t[0] == IntT(64, True) and t[1].user is False and t[2].user is True
+
+
+@needs_btf
+def test_kernel_enumerators_and_header_macros_by_name():
+    prog = typed("#include <linux/sched.h>\n#include <linux/socket.h>\n"
+                 "BEGIN { @a = TCP_CLOSE; @b = TASK_RUNNING; @c = AF_INET6; @d = PIDTYPE_TGID; }")
+    values = {n.target.name: n.value.value for n in ast.walk(prog.probes[0])
+              if isinstance(n, ast.Assign)}
+    assert values == {"a": 7, "b": 0, "c": 10, "d": 1}
+    # header macros only with their header, as with clang
+    assert "Unknown identifier: 'AF_INET'" in error_of("BEGIN { @a = AF_INET; }")
+
+
+@needs_btf
+def test_syscall_tracepoint_struct_pointers_are_typed_user_pointers():
+    if not os.path.exists("/sys/kernel/tracing/events/syscalls/sys_enter_nanosleep/format"):
+        pytest.skip("no syscalls:sys_enter_nanosleep tracepoint")
+    prog = typed("tracepoint:syscalls:sys_enter_nanosleep { print(args->rqtp->tv_nsec); "
+                 "print(args.rqtp); }")
+    t = printed_types("tracepoint:syscalls:sys_enter_nanosleep { print(args->rqtp->tv_nsec); "
+                      "print(args.rqtp); }")
+    assert t[0] == IntT(64, True)
+    assert t[1] == PtrT(btftypes.struct_type("__kernel_timespec"), True)
+    assert prog.probes
