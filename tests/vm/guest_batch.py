@@ -67,6 +67,10 @@ CHECKS = [
      ["-e", 'fentry:vfs_rea* /pid == $1/ { @[probe] = count(); } '
             'fexit:vfs_writ* /pid == $1/ { @ret[func, retval] = count(); }'],
      [DD]),
+    ("fentry_module",
+     ["-e", 'fentry:overlay:ovl_read_iter /pid == $1/ { @ovl[probe] = count(); @f[func] = count(); } '
+            'fexit:overlay:ovl_read_iter /pid == $1/ { @ret = max(retval); }'],
+     [["cat", "/etc/hostname"]]),
     ("tp_btf_args",
      ["-e", 'rawtracepoint:sched_process_exec /args.p->tgid == $1/ { '
             'printf("exec %s %d\\n", args.p->comm, args.old_pid); }'],

@@ -143,6 +143,15 @@ def test_fentry_fexit_wildcards_one_program_per_function(vm):
     assert num(r"^@ret\[vfs_write, 4567\]: (\d+)$", c["out"]) == 7, shown(c)
 
 
+def test_fentry_fexit_on_a_module_function(vm):
+    """A module's function: the program is loaded with the module's BTF object fd."""
+    c = check(vm, "fentry_module")
+    assert c["rc"] == 0 and c["err"].startswith("Attached 2 probes"), shown(c)
+    assert num(r"^@ovl\[fentry:overlay:ovl_read_iter\]: (\d+)$", c["out"]) >= 1, shown(c)
+    assert num(r"^@f\[ovl_read_iter\]: (\d+)$", c["out"]) >= 1, shown(c)
+    assert num(r"^@ret: (\d+)$", c["out"]) >= 1, shown(c)       # the bytes of /etc/hostname
+
+
 def test_rawtracepoint_btf_typed_args(vm):
     c = check(vm, "tp_btf_args")
     assert c["rc"] == 0 and c["err"].startswith("Attached 1 probe"), shown(c)
