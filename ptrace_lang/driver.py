@@ -192,6 +192,7 @@ def compile_script(text: str, filename: str, opts: Options) -> Compiled:
     fn_symbols.CONFIG_STACK_MODE = opts.stack_mode
     sema = analyze(program, [[g[2] for g in gs] for gs in groups], opts.positional, opts.max_strlen,
                    cpid=opts.cpid, unsafe=opts.unsafe)
+    popts.deps.extend(getattr(sema.analyzer, "deps", ()))   # files sema read (cgroupid paths)
     if "ast" in opts.stages:
         dumps["ast"] = ast.dump(program)
 

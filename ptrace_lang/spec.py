@@ -32,6 +32,9 @@ EV_ZERO_MAP = 7    # id = index into ObjectSpec.user_maps
 EV_CAT = 8         # like EV_PRINTF; the formatted text names a file whose contents are printed
 EV_SYSTEM = 9      # like EV_PRINTF; the formatted text is a shell command whose output is printed
 EV_JOIN = 10       # fmt = the delimiter; payload: u64 count, then JOIN_MAX strings of equal size
+EV_ERRORF = 21     # like EV_PRINTF; printed on stderr as "file:L:C-E: ERROR: text"
+EV_WARNF = 22      # like EV_PRINTF; printed on stderr as "file:L:C-E: WARNING: text"
+EV_DEBUGF = 23     # like EV_PRINTF; printed on stderr as "file:L:C-E: DEBUG: text"
 JOIN_MAX = 16      # elements of the array join() reads
 
 RECORD_HEADER = 8

@@ -14,6 +14,7 @@ from ptrace_lang.records import dataclass
 from ptrace_lang import spec as S
 from ptrace_lang.codegen import ir
 from ptrace_lang.codegen.frame import Frame
+from ptrace_lang.codegen.lower_funcs import FuncsLowering
 from ptrace_lang.codegen.ir import FP, R0, R1, VReg
 from ptrace_lang.codegen.lower_types import TypesLowering, c_value_field, str_helper
 from ptrace_lang.codegen.lower_symbols import SymbolsLowering
@@ -107,7 +108,7 @@ def map_layout(info: MapInfo) -> MapLayout:
     return MapLayout(info, kernel_map_name(info.name), key_size, max(vt.size(), 8), False)
 
 
-class Lowering(TypesLowering, SymbolsLowering):
+class Lowering(TypesLowering, FuncsLowering, SymbolsLowering):
     """Builds the IR of one program."""
 
     def __init__(self, *, maps: dict[str, MapLayout], events: list[S.EventSpec],
@@ -785,6 +786,10 @@ class Lowering(TypesLowering, SymbolsLowering):
             if handler is not None:        # a function whose value is bytes in memory
                 handler(e, base, off, typ)
                 return
+            if isinstance(e, ast.Call) and not e.args and e.name not in ("comm", "str"):
+                # a builtin called as a function
+                self._expr_into(ast.Builtin(e.name, span=e.span, type=et), base, off, typ)
+                return
         if self.c_into(e, base, off, typ):
             return
         if isinstance(et, UserT):
@@ -973,9 +978,8 @@ class Lowering(TypesLowering, SymbolsLowering):
             handler = getattr(self, "call_" + e.name, None)
             if handler is not None:        # a function whose value is a scalar
                 return handler(e)
-            if not e.args and e.name in ("pid", "tid", "uid", "gid", "nsecs", "elapsed", "cpu",
-                                         "rand", "cgroup", "probe"):
-                return self.builtin(e.name, e)
+            if not e.args and e.type is not None and is_scalar(e.type):
+                return self.builtin(e.name, e)      # a builtin called as a function: pid()
             if e.type is not None and is_scalar(e.type):
                 raise NotSupportedYet(f"the function '{e.name}' as a value", e.span)
             self.expr_stmt(e)

@@ -109,6 +109,9 @@ class Session:
             span = ps.spans[e.insn_index]
         msg = f"the kernel's verifier rejected probe program '{ps.name}': {e.summary}"
         hints = []
+        if "bpf_override_return" in e.summary:      # override(): a kernel build option
+            hints.append("override() needs a kernel built with CONFIG_BPF_KPROBE_OVERRIDE "
+                         "(and CONFIG_FUNCTION_ERROR_INJECTION)")
         if e.insn_index is not None:
             hints.append(f"failing instruction #{e.insn_index}; run with -v for the full verifier log")
         err = RuntimeFailure(msg, span if span is not None and span.line else Span("", 0, 0, 0, 0), hints)
@@ -218,6 +221,20 @@ class Session:
         elif kind == S.EV_ZERO_MAP:
             self._flush()
             self.zero_map(self.spec.user_maps[ident])
+        elif S.EV_ERRORF <= kind <= S.EV_DEBUGF:
+            self._message(kind, ident, mv)
+
+    def _message(self, kind: int, ident: int, mv) -> None:
+        """errorf/warnf/debugf: the formatted text for stderr after the script location, kept
+        in order with the output around it (``_flush``)."""
+        from ptrace_lang.runtime.ufuncs import StderrText, message_line
+
+        if ident not in self._decoders:
+            self._formatter(ident)
+        self.pending.append(StderrText(message_line(kind, self.spec.events[ident],
+                                                    self._cat_paths[ident],
+                                                    self._decoders[ident](mv))))
+        self._stderr_pending = True
 
     def _formatter(self, ident: int):
         from ptrace_lang.runtime.printf import compile_format
@@ -227,7 +244,7 @@ class Session:
         if ev.kind == S.EV_PRINTF:
             self._formatters[ident] = self._printf_output(compile_format(ev.fmt))
             return self._formatters[ident]
-        if ev.kind in (S.EV_CAT, S.EV_SYSTEM):
+        if ev.kind in (S.EV_CAT, S.EV_SYSTEM) or S.EV_ERRORF <= ev.kind <= S.EV_DEBUGF:
             self._cat_paths[ident] = compile_format(ev.fmt)
         return None
 
@@ -288,7 +305,14 @@ class Session:
                                    stats_style=self.opts.stats_style)
         return self.format_user_map(um, top, div)
 
+    _stderr_pending = False      # pending holds errorf/warnf/debugf lines (ufuncs.StderrText)
+
     def _flush(self) -> None:
+        if self._stderr_pending:
+            from ptrace_lang.runtime.ufuncs import flush_mixed
+
+            self._stderr_pending = False
+            flush_mixed(self.pending, self.out, self.err)
         if self.pending:
             self.out.write("".join(self.pending))
             self.pending.clear()

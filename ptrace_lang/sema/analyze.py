@@ -11,6 +11,7 @@ from ptrace_lang.records import dataclass, field
 
 from ptrace_lang.errors import CompileError, Diagnostic, NotSupportedYet, Span
 from ptrace_lang.frontend import ast
+from ptrace_lang.sema.fn_funcs import FuncsMixin
 from ptrace_lang.sema.fn_symbols import SymbolsAnalyzer
 from ptrace_lang.sema.fn_types import TypesMixin
 from ptrace_lang.sema.types import (
@@ -27,16 +28,13 @@ COMMON_BUILTINS: dict[str, Type] = {
 # builtins of the dialect that later work brings (refused with "not supported yet")
 LATER_BUILTINS = {
     "arg0", "arg1", "arg2", "arg3", "arg4", "arg5", "arg6", "arg7", "arg8",
-    "arg9", "retval", "func", "username", "jiffies", "ncpus", "usermode",
-    "numaid", "sarg0", "sarg1", "sarg2",
+    "arg9", "retval", "func", "sarg0", "sarg1", "sarg2",
 }
 AGGREGATIONS = {"count": 0, "sum": 1, "avg": 1, "min": 1, "max": 1, "stats": 1, "hist": (1, 2),
                 "lhist": 4}
 # functions of the dialect that later work brings
 LATER_FUNCTIONS = {
-    "errorf", "warnf", "debugf", "buf", "path", "strncmp", "strcontains", "strftime", "strerror", "strlen", "strstr",
-    "ntop", "pton", "macaddr", "cgroupid", "cgroup_path", "bswap", "has_key", "len",
-    "syscall_name", "signal_name", "signal", "override", "nsecs",
+    "buf", "path", "len",
     "percpu_kaddr", "skboutput", "unwatch", "socket_cookie",
 }
 MAX_STRLEN_DEFAULT = 64
@@ -81,7 +79,7 @@ class SemaResult:
         return self.analyzer.var_spans
 
 
-class _Analyzer(TypesMixin, SymbolsAnalyzer):
+class _Analyzer(TypesMixin, FuncsMixin, SymbolsAnalyzer):
     def __init__(self, positional: list[str], max_strlen: int, cpid: int | None = None) -> None:
         self.positional = positional
         self.max_strlen = max_strlen
@@ -526,7 +524,7 @@ class _Analyzer(TypesMixin, SymbolsAnalyzer):
             self.error(f"The {name} builtin can not be used with '{self.ctx.provider}' probes", span)
             return UINT64
         fn = getattr(self, "builtin_" + name, None)
-        if fn is not None:          # builtins of mixins (kstack, ustack...)
+        if fn is not None:          # builtins of mixins (kstack, ustack, username...)
             return fn(span)
         if name in LATER_BUILTINS:
             raise NotSupportedYet(f"the builtin '{name}'", span)
@@ -590,6 +588,8 @@ class _Analyzer(TypesMixin, SymbolsAnalyzer):
         fn = getattr(self, "fn_" + name, None)
         if fn is not None:
             return fn(e)
+        if not e.args and is_builtin_name(self, name):     # every builtin is callable: comm()
+            return self.builtin(name, e.span)
         if name in LATER_FUNCTIONS:
             raise NotSupportedYet(f"the function '{name}'", e.span)
         if name in LATER_BUILTINS or name == "args":
@@ -741,6 +741,11 @@ class _Analyzer(TypesMixin, SymbolsAnalyzer):
 
     fn_clear = _whole_map
     fn_zero = _whole_map
+
+
+def is_builtin_name(an, name: str) -> bool:
+    return (name in COMMON_BUILTINS or name in ("cpid", "func", "retval") or name in LATER_BUILTINS
+            or hasattr(an, "builtin_" + name) or (name.startswith("arg") and name[3:].isdigit()))
 
 
 def is_signed(t: Type) -> bool:

@@ -1,0 +1,362 @@
+"""Lowering of the string, network and miscellaneous functions and of the builtins
+``username jiffies ncpus numaid usermode`` and ``nsecs(clock)`` (see sema/fn_funcs.py).
+
+``FuncsLowering`` is a base of ``codegen.lower.Lowering``: ``call_<name>`` returns a scalar in
+a register, ``into_<name>`` writes a value in memory, ``stmt_<name>`` is a statement,
+``builtin_<name>`` a builtin variable.
+
+String scans are unrolled over the string's buffer (its type's length), except a search for a
+needle that is not a literal, which is a bounded loop over stack offsets (the verifier walks
+its iterations).
+"""
+from __future__ import annotations
+
+from ptrace_lang import spec as S
+from ptrace_lang.codegen import ir
+from ptrace_lang.codegen.ir import FP, R0
+from ptrace_lang.errors import NotSupportedYet
+from ptrace_lang.frontend import ast
+from ptrace_lang.sema.fn_funcs import SIGNALS, array_field, cgroup_id_of, pton_bytes
+from ptrace_lang.sema.types import IntT, StrT, UserT
+
+H_NUMA_NODE_ID = 42
+H_OVERRIDE_RETURN = 58
+H_SEND_SIGNAL = 109
+H_PROBE_READ_USER, H_PROBE_READ_KERNEL = 112, 113
+H_JIFFIES64 = 118
+H_KTIME_BOOT_NS = 125
+H_KTIME_TAI_NS = 208
+H_KTIME_NS = 5
+H_UID_GID = 15
+PT_REGS_CS = 136          # x86-64 struct pt_regs: cs
+AF_INET, AF_INET6 = 2, 10
+
+
+def possible_cpus() -> int:
+    """The number of possible CPUs (/sys/devices/system/cpu/possible: "0-3,5")."""
+    try:
+        with open("/sys/devices/system/cpu/possible") as f:
+            text = f.read().strip()
+    except OSError:
+        import os
+
+        return os.cpu_count() or 1
+    n = 0
+    for part in text.split(","):
+        lo, _, hi = part.partition("-")
+        n += (int(hi) - int(lo) + 1) if hi else 1
+    return n
+
+
+class FuncsLowering:
+    """call_/into_/stmt_/builtin_ methods for Lowering (see the module doc)."""
+
+    # ------------------------------------------------------------------ helpers
+    def _str_mem(self, e: ast.Expr):
+        """(base, offset, length) of a string value in memory."""
+        base, off = self.mem_of(e)
+        return base, off, e.type.length
+
+    def _byte(self, base, off: int) -> ir.VReg:
+        v = self.vreg()
+        self.emit(ir.Load(v, base, off, 1))
+        return v
+
+    def _flag(self, found: str, end: str, out: ir.VReg) -> None:
+        """out = 0 on fall-through, 1 at label ``found``; both continue at ``end``."""
+        self.mov(out, 0)
+        self.emit(ir.Jump(end))
+        self.emit(ir.Label(found))
+        self.mov(out, 1)
+        self.emit(ir.Label(end))
+
+    # ------------------------------------------------------------------ strings
+    def call_strlen(self, e: ast.Call) -> ir.VReg:
+        base, off, n = self._str_mem(e.args[0])
+        out = self.vreg()
+        done = self.label("strlen")
+        self.mov(out, 0)
+        for i in range(n):
+            c = self._byte(base, off + i)
+            self.emit(ir.CondJump("jeq", c, 0, done))
+            self.mov(out, i + 1)
+        self.emit(ir.Label(done))
+        return out
+
+    def call_strncmp(self, e: ast.Call) -> ir.VReg:
+        n = self.const_value(e.args[2])
+        a, b = e.args[0], e.args[1]
+        abase, aoff, alen = self._str_mem(a)
+        blit = b.value.encode() + b"\0" if isinstance(b, ast.StrLit) else None
+        if blit is None:
+            bbase, boff, blen = self._str_mem(b)
+        else:
+            blen = len(blit)
+        out = self.vreg()
+        differ, same, end = self.label("strne"), self.label("streq"), self.label("strncmp")
+        for i in range(n):
+            ca = self._byte(abase, aoff + i) if i < alen else None
+            if blit is not None:
+                cb = blit[i] if i < blen else 0
+            else:
+                cb = self._byte(bbase, boff + i) if i < blen else 0
+            if ca is None:                     # a ended (its buffer): equal only if b has ended
+                if isinstance(cb, int):
+                    if cb != 0:
+                        self.emit(ir.Jump(differ))
+                    else:
+                        self.emit(ir.Jump(same))
+                    break
+                self.emit(ir.CondJump("jne", cb, 0, differ))
+                self.emit(ir.Jump(same))
+                break
+            self.emit(ir.CondJump("jne", ca, cb, differ))
+            self.emit(ir.CondJump("jeq", ca, 0, same))
+        self.emit(ir.Label(same))
+        self.mov(out, 0)
+        self.emit(ir.Jump(end))
+        self.emit(ir.Label(differ))
+        self.mov(out, 1)
+        self.emit(ir.Label(end))
+        return out
+
+    def _strsearch(self, e: ast.Call) -> tuple[ir.VReg, ir.VReg]:
+        """(found 0/1, index or -1) of the first occurrence of args[1] in args[0]."""
+        hbase, hoff, hlen = self._str_mem(e.args[0])
+        needle = e.args[1]
+        found, idx = self.vreg(), self.vreg()
+        hit, miss, end = self.label("found"), self.label("notfound"), self.label("search")
+        self.mov(idx, 0)
+        if isinstance(needle, ast.StrLit):
+            nb = needle.value.encode()
+            if nb:
+                for i in range(hlen - len(nb) + 1):
+                    nxt = self.label("next")
+                    for j, ch in enumerate(nb):
+                        c = self._byte(hbase, hoff + i + j)
+                        if j == 0:
+                            self.emit(ir.CondJump("jeq", c, 0, miss))    # the haystack ended
+                        self.emit(ir.CondJump("jne", c, ch, nxt))
+                    self.mov(idx, i)
+                    self.emit(ir.Jump(hit))
+                    self.emit(ir.Label(nxt))
+                self.emit(ir.Jump(miss))
+            else:
+                self.emit(ir.Jump(hit))
+        else:
+            self._search_loop(hbase, hoff, hlen, needle, idx, hit, miss)
+        self.emit(ir.Label(miss))
+        self.mov(found, 0)
+        self.mov(idx, -1)
+        self.emit(ir.Jump(end))
+        self.emit(ir.Label(hit))
+        self.mov(found, 1)
+        self.emit(ir.Label(end))
+        return found, idx
+
+    def _search_loop(self, hbase, hoff: int, hlen: int, needle: ast.Expr, idx, hit: str,
+                     miss: str) -> None:
+        """A needle known only at run time: a loop over the haystack's positions (``idx``)
+        whose body compares the needle's bytes, unrolled over the needle's buffer. The
+        haystack is read at a variable stack offset, bounded by a compare before each read,
+        so the verifier walks one iteration per position."""
+        nbase, noff, nlen = self._str_mem(needle)
+        c, h, q = self.vreg(), self.vreg(), self.vreg()
+        outer, step = self.label("outer"), self.label("step")
+        self.emit(ir.Load(c, nbase, noff, 1))
+        self.emit(ir.CondJump("jeq", c, 0, hit))          # the empty needle is at 0
+        self.emit(ir.Label(outer))
+        self.emit(ir.CondJump("jge", idx, hlen, miss))
+        self.mov(q, hbase)
+        self.emit(ir.Alu("add", q, idx))
+        self.emit(ir.Load(h, q, hoff, 1))
+        self.emit(ir.CondJump("jeq", h, 0, miss))         # the haystack ended
+        for j in range(nlen):
+            if j:
+                self.emit(ir.Load(c, nbase, noff + j, 1))
+                self.emit(ir.CondJump("jeq", c, 0, hit))  # the whole needle matched
+                if j >= hlen:
+                    self.emit(ir.Jump(step))              # past the haystack's buffer
+                    break
+                self.emit(ir.CondJump("jge", idx, hlen - j, step))
+                self.emit(ir.Load(h, q, hoff + j, 1))
+            else:
+                self.emit(ir.Load(c, nbase, noff, 1))
+            self.emit(ir.CondJump("jne", h, c, step))
+        else:
+            self.emit(ir.Jump(hit))                        # a needle filling its buffer
+        self.emit(ir.Label(step))
+        self.emit(ir.Alu("add", idx, 1))
+        self.emit(ir.Jump(outer))
+
+    def call_strcontains(self, e: ast.Call) -> ir.VReg:
+        return self._strsearch(e)[0]
+
+    def call_strstr(self, e: ast.Call) -> ir.VReg:
+        return self._strsearch(e)[1]
+
+    def call_strftime(self, e: ast.Call) -> ir.VReg:
+        return self.scalar(e.args[1])
+
+    def call_strerror(self, e: ast.Call) -> ir.VReg:
+        return self.scalar(e.args[0])
+
+    call_syscall_name = call_strerror
+    call_signal_name = call_strerror
+
+    def call_cgroup_path(self, e: ast.Call) -> ir.VReg:
+        return self.scalar(e.args[0])
+
+    # ------------------------------------------------------------------ network
+    def _read_ctx_bytes(self, f, base, off: int, n: int) -> None:
+        """``n`` bytes of the tracepoint field ``f`` (a byte array in the context) to base+off."""
+        src = self.vreg()
+        self.mov(src, self.ctx)
+        self.emit(ir.Alu("add", src, f.offset))
+        self.checked_read(H_PROBE_READ_KERNEL, base, off, n, src)
+
+    def into_ntop(self, e: ast.Call, base, off: int, typ) -> None:
+        addr = e.args[-1]
+        af = self.scalar(e.args[0]) if len(e.args) == 2 else None
+        f = array_field(addr)
+        self.zero_mem(base, off + 8, 16)
+        if f is not None:
+            n = min(f.size, 16)
+            self._read_ctx_bytes(f, base, off + 8, n)
+            default_af = AF_INET if n == 4 else AF_INET6
+        elif isinstance(addr.type, UserT) and addr.type.kind == "bytes":
+            self.expr_into(addr, base, off + 8, addr.type)
+            default_af = AF_INET if addr.type.nbytes == 4 else AF_INET6
+        else:
+            v = self.scalar(addr)
+            self.emit(ir.Store(base, off + 8, v, 8))
+            default_af = AF_INET
+        self.emit(ir.Store(base, off, af if af is not None else default_af, 8))
+
+    def call_pton(self, e: ast.Call) -> ir.VReg:
+        """An IPv4 address (4 bytes): a register holding its bytes."""
+        raw = pton_bytes(e.args[0].value) or b""
+        return self.const(int.from_bytes(raw[:8], "little", signed=True))
+
+    def into_pton(self, e: ast.Call, base, off: int, typ) -> None:
+        raw = pton_bytes(e.args[0].value) or b""
+        self.store_bytes(base, off, raw, typ.size() if typ is not None else len(raw))
+
+    def call_macaddr(self, e: ast.Call) -> ir.VReg:
+        a = e.args[0]
+        slot = self.frame.alloc(8, e.span)
+        self.emit(ir.Store(FP, slot, 0, 8))
+        f = array_field(a)
+        out = self.vreg()
+        if f is not None:
+            self._read_ctx_bytes(f, FP, slot, 6)
+            self.emit(ir.Load(out, FP, slot, 8))
+        elif isinstance(a.type, (StrT, UserT)):
+            base, off = self.mem_of(a)
+            self.emit(ir.Load(out, base, off, 8))
+        else:
+            # a pointer: kernel memory, else user memory
+            ptr = self.scalar(a)
+            ok = self.label("macok")
+            self.call(H_PROBE_READ_KERNEL, ("fp", slot), 6, ptr)
+            self.emit(ir.CondJump("jeq", R0, 0, ok))
+            self.checked_read(H_PROBE_READ_USER, FP, slot, 6, ptr)
+            self.emit(ir.Label(ok))
+            self.emit(ir.Load(out, FP, slot, 8))
+        self.emit(ir.Alu("lsh", out, 16))
+        self.emit(ir.Alu("rsh", out, 16))
+        return out
+
+    # ------------------------------------------------------------------ misc
+    def call_bswap(self, e: ast.Call) -> ir.VReg:
+        t = e.args[0].type
+        bits = t.bits if isinstance(t, IntT) else 64
+        v = self.scalar(e.args[0])
+        n = bits // 8
+        out, b = self.vreg(), self.vreg()
+        self.mov(out, 0)
+        for i in range(n):
+            self.mov(b, v)
+            if i:
+                self.emit(ir.Alu("rsh", b, 8 * i))
+            self.emit(ir.Alu("and", b, 0xFF))
+            if n - 1 - i:
+                self.emit(ir.Alu("lsh", b, 8 * (n - 1 - i)))
+            self.emit(ir.Alu("or", out, b))
+        return out
+
+    def call_has_key(self, e: ast.Call) -> ir.VReg:
+        m = e.args[0]
+        layout = self.maps["@" + m.name]
+        if layout.agg is not None and layout.agg.kind in ("hist", "lhist"):
+            raise NotSupportedYet("has_key() on a hist/lhist map", e.span)
+        ref = ast.MapRef(m.name, [e.args[1]], span=e.span)
+        key = self.build_key(ref, layout)
+        v = self.lookup(layout, key)
+        out = self.vreg()
+        yes, end = self.label("haskey"), self.label("haskeyend")
+        self.emit(ir.CondJump("jne", v, 0, yes))
+        self._flag(yes, end, out)
+        return out
+
+    def call_cgroupid(self, e: ast.Call) -> ir.VReg:
+        try:
+            return self.const(cgroup_id_of(e.args[0].value))
+        except OSError:
+            return self.const(0)
+
+    def _message(self, kind: int, e: ast.Call) -> None:
+        self.record(kind, e.args[0].value, e.args[1:], e.span)
+
+    def stmt_errorf(self, e: ast.Call) -> None:
+        self._message(S.EV_ERRORF, e)
+
+    def stmt_warnf(self, e: ast.Call) -> None:
+        self._message(S.EV_WARNF, e)
+
+    def stmt_debugf(self, e: ast.Call) -> None:
+        self._message(S.EV_DEBUGF, e)
+
+    def stmt_signal(self, e: ast.Call) -> None:
+        a = e.args[0]
+        if isinstance(a, ast.StrLit) or (isinstance(a, ast.Builtin) and a.name.startswith("SIG")):
+            name = a.value if isinstance(a, ast.StrLit) else a.name
+            sig = SIGNALS["SIG" + name if not name.startswith("SIG") else name]
+            self.call(H_SEND_SIGNAL, sig)
+        else:
+            self.call(H_SEND_SIGNAL, self.scalar(a))
+
+    def stmt_override(self, e: ast.Call) -> None:
+        self.call(H_OVERRIDE_RETURN, self.ctx, self.scalar(e.args[0]))
+
+    # ------------------------------------------------------------------ builtins
+    def call_nsecs(self, e: ast.Call) -> ir.VReg:
+        clock = e.args[0].name if e.args else "monotonic"
+        self.call({"monotonic": H_KTIME_NS, "boot": H_KTIME_BOOT_NS, "tai": H_KTIME_TAI_NS}[clock])
+        return self.result()
+
+    def builtin_username(self, e) -> ir.VReg:
+        self.call(H_UID_GID)
+        out = self.result()
+        self.mov(out, out, 32)
+        return out
+
+    def builtin_jiffies(self, e) -> ir.VReg:
+        self.call(H_JIFFIES64)
+        return self.result()
+
+    def builtin_ncpus(self, e) -> ir.VReg:
+        return self.const(possible_cpus())
+
+    def builtin_numaid(self, e) -> ir.VReg:
+        self.call(H_NUMA_NODE_ID)
+        return self.result()
+
+    def builtin_usermode(self, e) -> ir.VReg:
+        out = self.vreg()
+        self.emit(ir.Load(out, self.ctx, PT_REGS_CS, 8))
+        self.emit(ir.Alu("and", out, 3))
+        yes, end = self.label("user"), self.label("userend")
+        self.emit(ir.CondJump("jeq", out, 3, yes))
+        self._flag(yes, end, out)
+        return out

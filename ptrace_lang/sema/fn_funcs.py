@@ -1,0 +1,399 @@
+"""Semantic analysis of the string, network and miscellaneous functions and of the builtins
+``username jiffies ncpus numaid usermode`` and ``nsecs(clock)`` (dialect.md §2/§3).
+
+``FuncsMixin`` is a base of ``sema.analyze._Analyzer``: ``fn_<name>(call)`` checks a call and
+returns its type; ``builtin_<name>(span)`` types a builtin variable. Values user space turns into
+text are ``UserT``s whose formatters live in ``runtime.ufuncs``.
+"""
+from __future__ import annotations
+
+from ptrace_lang.frontend import ast
+from ptrace_lang.sema.types import (
+    BOOL, INT64, UINT32, UINT64, VOID, IntT, StrT, Type, UserT,
+)
+
+STRERROR = UserT("strerror", 8, (), "strerror_t")
+SYSCALL_NAME = UserT("syscall_name", 8, (), "syscall_name_t")
+SIGNAL_NAME = UserT("signal_name", 8, (), "signal_name_t")
+USERNAME = UserT("username", 8, (), "username")
+INET = UserT("inet", 24, (), "inet")           # u64 family, then 16 address bytes
+MACADDR = UserT("macaddr", 8, (), "mac_address")
+CGROUP_PATH = "cgroup_path_t"
+UINT8 = IntT(8, False)
+
+# providers whose context holds the interrupted registers (struct pt_regs first)
+PT_REGS_PROVIDERS = frozenset({"kprobe", "kretprobe", "uprobe", "uretprobe", "usdt", "profile",
+                               "interval", "software", "hardware"})
+NSECS_CLOCKS = ("monotonic", "boot", "tai")
+
+# signal names accepted by signal() and printed by signal_name() (x86-64 numbering)
+SIGNALS = {
+    "SIGHUP": 1, "SIGINT": 2, "SIGQUIT": 3, "SIGILL": 4, "SIGTRAP": 5, "SIGABRT": 6, "SIGIOT": 6,
+    "SIGBUS": 7, "SIGFPE": 8, "SIGKILL": 9, "SIGUSR1": 10, "SIGSEGV": 11, "SIGUSR2": 12,
+    "SIGPIPE": 13, "SIGALRM": 14, "SIGTERM": 15, "SIGSTKFLT": 16, "SIGCHLD": 17, "SIGCONT": 18,
+    "SIGSTOP": 19, "SIGTSTP": 20, "SIGTTIN": 21, "SIGTTOU": 22, "SIGURG": 23, "SIGXCPU": 24,
+    "SIGXFSZ": 25, "SIGVTALRM": 26, "SIGPROF": 27, "SIGWINCH": 28, "SIGIO": 29, "SIGPOLL": 29,
+    "SIGPWR": 30, "SIGSYS": 31,
+}
+
+SIG = {
+    "strncmp": "strncmp(string s1, string s2, int n)",
+    "strcontains": "strcontains(string haystack, string needle)",
+    "strlen": "strlen(string s)",
+    "strstr": "strstr(string haystack, string needle)",
+    "strftime": "strftime(const char *fmt, int nsecs)",
+    "strerror": "strerror(int errno)",
+    "syscall_name": "syscall_name(int id)",
+    "signal_name": "signal_name(int sig)",
+    "ntop": "ntop([int af, ]int|uint8[4]|uint8[16] addr)",
+    "pton": 'pton(const char *addr) with a literal "1.2.3.4" or "::1"',
+    "macaddr": "macaddr(uint8[6] mac | pointer)",
+    "bswap": "bswap(int n)",
+    "has_key": "has_key(@map, key)",
+    "cgroupid": 'cgroupid(const char *path) with a literal path',
+    "cgroup_path": "cgroup_path(int cgroupid[, const char *filter])",
+    "errorf": "errorf(const char *fmt, ...)",
+    "warnf": "warnf(const char *fmt, ...)",
+    "debugf": "debugf(const char *fmt, ...)",
+    "signal": 'signal(int sig | "SIGNAME")',
+    "override": "override(int rc)",
+    "nsecs": "nsecs([monotonic|boot|tai])",
+}
+
+
+def array_field(e: ast.Expr):
+    """The tracepoint format field when ``e`` is ``args.f`` naming a non-char byte array, else
+    None (such fields are read as bytes by ntop/macaddr)."""
+    from ptrace_lang.sema.types import ArgsT
+
+    if isinstance(e, ast.FieldAccess) and isinstance(e.base.type, ArgsT):
+        f = e.base.type.field(e.field_name)
+        if f is not None and f.array_len is not None and not f.data_loc:
+            return f
+    return None
+
+
+def pton_bytes(text: str) -> bytes | None:
+    import socket
+
+    for af in (socket.AF_INET, socket.AF_INET6):
+        try:
+            return socket.inet_pton(af, text)
+        except OSError:
+            continue
+    return None
+
+
+def cgroup_id_of(path: str) -> int:
+    """The cgroup id of a cgroupfs directory, as the kernel reports it
+    (``bpf_get_current_cgroup_id``): the 8-byte file handle name_to_handle_at(2) gives,
+    which on cgroup2 is the directory's inode number. OSError when the path is not there."""
+    import ctypes
+    import os
+    import struct
+
+    st = os.stat(path)
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        buf = ctypes.create_string_buffer(8 + 128)
+        struct.pack_into("<I", buf, 0, 128)          # handle_bytes
+        mount_id = ctypes.c_int()
+        AT_FDCWD = -100
+        if libc.name_to_handle_at(AT_FDCWD, path.encode(), buf, ctypes.byref(mount_id), 0) == 0:
+            nbytes = struct.unpack_from("<I", buf, 0)[0]
+            if nbytes == 8:
+                return struct.unpack_from("<Q", buf, 8)[0]
+    except (OSError, AttributeError):
+        pass
+    return st.st_ino
+
+
+class FuncsMixin:
+    """fn_* / builtin_* methods for _Analyzer (see the module doc)."""
+
+    # ------------------------------------------------------------------ helpers
+    def _args_types(self, e: ast.Call) -> list[Type]:
+        return [self.expr(a) for a in e.args]
+
+    def _want_int(self, e: ast.Call, i: int, t: Type, what: str = "an integer") -> bool:
+        if t.is_int:
+            return True
+        self.error(f"{e.name}() expects {what} as argument {i + 1}, got '{t}'", e.args[i].span,
+                   [SIG[e.name]])
+        return False
+
+    def _want_str(self, e: ast.Call, i: int, t: Type) -> bool:
+        if isinstance(t, StrT):
+            return True
+        self.error(f"{e.name}() expects a string as argument {i + 1}, got '{t}'", e.args[i].span,
+                   [SIG[e.name]])
+        return False
+
+    def _checked(self, e: ast.Call, lo: int, hi: int) -> list[Type] | None:
+        """Argument count check, then the arguments' types (None when the count is wrong)."""
+        if not self.nargs(e, lo, hi, SIG[e.name]):
+            for a in e.args:
+                self.expr(a)
+            return None
+        return self._args_types(e)
+
+    # ------------------------------------------------------------------ strings
+    def fn_strncmp(self, e: ast.Call) -> Type:
+        ts = self._checked(e, 3, 3)
+        if ts is None:
+            return INT64
+        self._want_str(e, 0, ts[0]) and self._want_str(e, 1, ts[1])
+        n = self.const_int(e.args[2])
+        if n is None:
+            self.error("strncmp() requires an integer literal as its length", e.args[2].span,
+                       [SIG["strncmp"]])
+        elif n < 0:
+            self.error("strncmp() length must be non-negative", e.args[2].span, [SIG["strncmp"]])
+        return INT64
+
+    def _two_strings(self, e: ast.Call, result: Type) -> Type:
+        ts = self._checked(e, 2, 2)
+        if ts is not None:
+            self._want_str(e, 0, ts[0]) and self._want_str(e, 1, ts[1])
+        return result
+
+    def fn_strcontains(self, e: ast.Call) -> Type:
+        return self._two_strings(e, BOOL)
+
+    def fn_strstr(self, e: ast.Call) -> Type:
+        return self._two_strings(e, INT64)
+
+    def fn_strlen(self, e: ast.Call) -> Type:
+        ts = self._checked(e, 1, 1)
+        if ts is not None:
+            self._want_str(e, 0, ts[0])
+        return UINT64
+
+    def fn_strftime(self, e: ast.Call) -> Type:
+        ts = self._checked(e, 2, 2)
+        if ts is None:
+            return UserT("strftime", 8, ("",), "timestamp")
+        if not isinstance(e.args[0], ast.StrLit):
+            self.error("strftime() requires a string literal as its format", e.args[0].span,
+                       [SIG["strftime"]])
+            return UserT("strftime", 8, ("",), "timestamp")
+        self._want_int(e, 1, ts[1])
+        return UserT("strftime", 8, (e.args[0].value,), "timestamp")
+
+    def _one_int(self, e: ast.Call, result: Type) -> Type:
+        ts = self._checked(e, 1, 1)
+        if ts is not None:
+            self._want_int(e, 0, ts[0])
+        return result
+
+    def fn_strerror(self, e: ast.Call) -> Type:
+        return self._one_int(e, STRERROR)
+
+    def fn_syscall_name(self, e: ast.Call) -> Type:
+        return self._one_int(e, SYSCALL_NAME)
+
+    def fn_signal_name(self, e: ast.Call) -> Type:
+        return self._one_int(e, SIGNAL_NAME)
+
+    # ------------------------------------------------------------------ network
+    def _byte_source(self, e: ast.Call, i: int, t: Type, sizes: tuple) -> bool:
+        """Is argument i a byte array of one of ``sizes`` (a tracepoint array field, a pton()
+        value or a string value)?"""
+        a = e.args[i]
+        f = array_field(a)
+        if f is not None:
+            n = f.size
+            return n in sizes
+        if isinstance(t, UserT) and t.kind == "bytes":
+            return t.nbytes in sizes
+        return False
+
+    def fn_ntop(self, e: ast.Call) -> Type:
+        ts = self._checked(e, 1, 2)
+        if ts is None:
+            return INET
+        addr_i = len(e.args) - 1
+        if len(e.args) == 2:
+            self._want_int(e, 0, ts[0], "an address family")
+        t = ts[addr_i]
+        if self._byte_source(e, addr_i, t, (4, 16)):
+            return INET
+        if t.is_int:
+            return INET
+        self.error(f"ntop() expects an integer or an array of 4 or 16 bytes as its address, "
+                   f"got '{t}'", e.args[addr_i].span, [SIG["ntop"]])
+        return INET
+
+    def fn_pton(self, e: ast.Call) -> Type:
+        ts = self._checked(e, 1, 1)
+        if ts is None:
+            return UserT("bytes", 4, (4,), "uint8[4]")
+        if not isinstance(e.args[0], ast.StrLit):
+            self.error("pton() requires a string literal", e.args[0].span, [SIG["pton"]])
+            return UserT("bytes", 4, (4,), "uint8[4]")
+        raw = pton_bytes(e.args[0].value)
+        if raw is None:
+            self.error(f"pton() expects an IPv4 or IPv6 address, got '{e.args[0].value}'",
+                       e.args[0].span, [SIG["pton"]])
+            return UserT("bytes", 4, (4,), "uint8[4]")
+        return UserT("bytes", len(raw), (len(raw),), f"uint8[{len(raw)}]")
+
+    def fn_macaddr(self, e: ast.Call) -> Type:
+        ts = self._checked(e, 1, 1)
+        if ts is None:
+            return MACADDR
+        a, t = e.args[0], ts[0]
+        f = array_field(a)
+        if isinstance(a, ast.StrLit):
+            self.error("macaddr() does not support literal string arguments", e.span, [SIG["macaddr"]])
+        elif f is not None:
+            if f.size < 6:
+                self.error("macaddr() argument must be 6 bytes in size", e.span, [SIG["macaddr"]])
+        elif isinstance(t, UserT) and t.kind == "bytes":
+            if t.nbytes != 6:
+                self.error("macaddr() argument must be 6 bytes in size", e.span, [SIG["macaddr"]])
+        elif isinstance(t, StrT):
+            if t.length < 6:
+                self.error("macaddr() argument must be 6 bytes in size", e.span, [SIG["macaddr"]])
+        elif not t.is_int:
+            self.error(f"macaddr() expects an array of 6 bytes or a pointer, got '{t}'", a.span,
+                       [SIG["macaddr"]])
+        return MACADDR
+
+    # ------------------------------------------------------------------ misc
+    def fn_bswap(self, e: ast.Call) -> Type:
+        ts = self._checked(e, 1, 1)
+        if ts is None or not self._want_int(e, 0, ts[0]):
+            return UINT64
+        bits = ts[0].bits if isinstance(ts[0], IntT) else 64
+        return IntT(bits, False)
+
+    def fn_has_key(self, e: ast.Call) -> Type:
+        if len(e.args) != 2 or not isinstance(e.args[0], ast.MapRef) or e.args[0].keys is not None:
+            self.error("has_key() expects a map and a key", e.span, [SIG["has_key"]])
+            for a in e.args:
+                if not isinstance(a, ast.MapRef):
+                    self.expr(a)
+            return BOOL
+        m = e.args[0]
+        info = self.maps.get("@" + m.name)
+        if info is None:
+            self.error(f"Undefined map: @{m.name}", m.span)
+            self.expr(e.args[1])
+            return BOOL
+        ref = ast.MapRef(m.name, [e.args[1]], span=m.span.join(e.args[1].span))
+        if info.key_type is None:
+            self.error(f"has_key() needs a map with a key: @{m.name} is a scalar map", m.span,
+                       [SIG["has_key"]])
+            self.expr(e.args[1])
+            return BOOL
+        self.check_key(info, ref, self.key_type(ref))
+        m.type = info.value_type
+        return BOOL
+
+    def fn_cgroupid(self, e: ast.Call) -> Type:
+        ts = self._checked(e, 1, 1)
+        if ts is None:
+            return UINT64
+        a = e.args[0]
+        if not isinstance(a, ast.StrLit):
+            self.error("cgroupid() requires a string literal", a.span, [SIG["cgroupid"]])
+            return UINT64
+        if self.final:
+            # the compile cache checks the path's inode (the cgroup id) before reusing a program
+            if a.value not in self.__dict__.setdefault("deps", []):
+                self.deps.append(a.value)
+            try:
+                cgroup_id_of(a.value)
+            except OSError as err:
+                self.error(f"cgroupid(): cannot resolve cgroup '{a.value}': {err.strerror}", a.span)
+        return UINT64
+
+    def fn_cgroup_path(self, e: ast.Call) -> Type:
+        ts = self._checked(e, 1, 2)
+        filt = ""
+        if ts is not None:
+            self._want_int(e, 0, ts[0])
+            if len(e.args) == 2:
+                if isinstance(e.args[1], ast.StrLit):
+                    filt = e.args[1].value
+                else:
+                    self.error("cgroup_path() requires a string literal as its filter",
+                               e.args[1].span, [SIG["cgroup_path"]])
+        return UserT("cgroup_path", 8, (filt,), CGROUP_PATH)
+
+    def _message_call(self, e: ast.Call) -> Type:
+        return self.format_call(e, SIG[e.name])
+
+    fn_errorf = _message_call
+    fn_warnf = _message_call
+    fn_debugf = _message_call
+
+    def fn_signal(self, e: ast.Call) -> Type:
+        if not self.unsafe:
+            self.error("signal() is an unsafe function being used in safe mode", e.span,
+                       ["run with --unsafe to allow it"])
+        if self.ctx is not None and self.ctx.provider in ("begin", "end"):
+            self.error(f"signal() can not be used in {self.ctx.provider.upper()}: there is no "
+                       "traced process to signal", e.span, [SIG["signal"]])
+        if not self.nargs(e, 1, 1, SIG["signal"]):
+            for a in e.args:
+                self.expr(a)
+            return VOID
+        a = e.args[0]
+        if isinstance(a, ast.StrLit) or (isinstance(a, ast.Builtin) and a.name.startswith("SIG")):
+            name = a.value if isinstance(a, ast.StrLit) else a.name
+            if not name.startswith("SIG"):
+                name = "SIG" + name
+            if name not in SIGNALS:
+                self.error(f"signal(): unknown signal '{name}'", a.span, [SIG["signal"]])
+            a.type = INT64
+            return VOID
+        t = self.expr(a)
+        if not self._want_int(e, 0, t, "a signal number or name"):
+            return VOID
+        n = self.const_int(a)
+        if n is not None and not 1 <= n <= 64:
+            self.error(f"signal(): invalid signal number {n}", a.span, [SIG["signal"]])
+        return VOID
+
+    def fn_override(self, e: ast.Call) -> Type:
+        if not self.unsafe:
+            self.error("override() is an unsafe function being used in safe mode", e.span,
+                       ["run with --unsafe to allow it"])
+        if self.ctx is not None and self.ctx.provider != "kprobe":
+            self.error("override() can only be used in kprobe probes", e.span, [SIG["override"]])
+        ts = self._checked(e, 1, 1)
+        if ts is not None:
+            self._want_int(e, 0, ts[0])
+        return VOID
+
+    # ------------------------------------------------------------------ builtins
+    def fn_nsecs(self, e: ast.Call) -> Type:
+        if not self.nargs(e, 0, 1, SIG["nsecs"]):
+            return UINT64
+        if e.args:
+            a = e.args[0]
+            clock = a.name if isinstance(a, ast.Builtin) else None
+            if clock not in NSECS_CLOCKS:
+                self.error("nsecs() expects a clock: monotonic, boot or tai", a.span, [SIG["nsecs"]])
+            a.type = UINT64
+        return UINT64
+
+    def builtin_username(self, span) -> Type:
+        return USERNAME
+
+    def builtin_jiffies(self, span) -> Type:
+        return UINT64
+
+    def builtin_ncpus(self, span) -> Type:
+        return UINT64
+
+    def builtin_numaid(self, span) -> Type:
+        return UINT32
+
+    def builtin_usermode(self, span) -> Type:
+        if self.ctx is not None and self.ctx.provider not in PT_REGS_PROVIDERS:
+            self.error(f"The usermode builtin can not be used with '{self.ctx.provider}' probes",
+                       span)
+        return UINT8
