@@ -36,5 +36,5 @@ def i64(raw: bytes, off: int = 0) -> int:
 
 # formatters registered by their modules (imported last: they use ``formatter`` above)
 from ptrace_lang.runtime import symbols  # noqa: E402,F401  (kstack ustack ksym usym)
-from ptrace_lang.runtime import cvalues  # noqa: E402,F401  (registers ptr/enum/array/struct)
 from ptrace_lang.runtime import ufuncs  # noqa: E402,F401  (strerror ntop strftime ...)
+from ptrace_lang.runtime import cvalues  # noqa: E402,F401  (registers ptr/enum/array/struct)

@@ -235,8 +235,8 @@ def type_from_btf(btf, type_id: int, user: bool = False, module: str | None = No
         return PtrT(type_from_btf(btf, t.target, user, module), tagged_user)
     if isinstance(t, B.Array):
         elem = btf.get(btf.resolve(t.elem))
-        if isinstance(elem, B.Int) and elem.size == 1 and (elem.is_char or "char" in elem.name):
-            return StrT(t.nelems)
+        if isinstance(elem, B.Int) and elem.size == 1 and elem.name == "char":
+            return StrT(t.nelems)       # char[N] is a string; unsigned char[N] is uint8[N]
         return ArrayT(type_from_btf(btf, t.elem, user, module), t.nelems)
     if isinstance(t, (B.Struct, B.Union)):
         src = ("btf", tid) if module is None else ("btf", tid, module)

@@ -357,7 +357,7 @@ class _Parser:
         for _ in range(stars):
             t = PtrT(t, False)
         for n in reversed(dims):
-            if isinstance(t, IntT) and t.bits == 8 and t is not BOOL:
+            if isinstance(t, IntT) and t.bits == 8 and t.signed:     # char[N]: a string
                 t = StrT(n)
             else:
                 t = ArrayT(t, n)

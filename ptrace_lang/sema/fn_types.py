@@ -270,6 +270,14 @@ class TypesMixin:
             return None
         return PtrT(st, args.name.startswith(("sys_enter_", "sys_exit_")))
 
+    def _byte_source(self, e: ast.Call, i: int, t: Type, sizes: tuple) -> bool:
+        """Byte arrays of C types (``unsigned char[16]`` members such as skc_v6_daddr's
+        u6_addr8, ``uint8[4]``) count as byte sources for ntop()/macaddr() (fn_funcs)."""
+        if isinstance(t, ArrayT) and isinstance(t.elem, IntT) and t.elem.bits == 8:
+            return t.n in sizes
+        nxt = getattr(super(), "_byte_source", None)
+        return nxt(e, i, t, sizes) if nxt is not None else False
+
     # ------------------------------------------------------------------ builtins
     def task_type(self) -> Type:
         st = btftypes.struct_type(TASK_STRUCT)

@@ -168,3 +168,29 @@ def test_tracepoint_struct_pointer_argument_naptime_style():
     assert r.rc == 0, r.err
     ppid, pcomm = w.stdout.split()
     assert r.out.split("\n")[0] == f"0 12345678 {ppid} {pcomm}"
+
+
+NTOP_C = r"""
+#include <unistd.h>
+struct a { unsigned char ip[4]; unsigned char ip6[16]; };
+__attribute__((noipa)) int f(struct a *p) { return p->ip[0]; }
+int main(void) {
+  struct a x = { {127, 0, 0, 1}, {0x20, 0x01, 0x0d, 0xb8, 0,0,0,0, 0,0,0,0, 0,0,0,1} };
+  usleep(300000);
+  return f(&x) > 200;
+}
+"""
+
+
+@pytest.mark.skipif(shutil.which("gcc") is None, reason="gcc is needed to build the uprobe target")
+def test_unsigned_char_arrays_are_bytes_for_ntop(tmp_path):
+    src = tmp_path / "n.c"
+    src.write_text(NTOP_C)
+    binary = tmp_path / "n"
+    subprocess.run(["gcc", "-O1", "-o", str(binary), str(src)], check=True)
+    r = run("-c", str(binary), "-e",
+            "struct a { unsigned char ip[4]; unsigned char ip6[16]; }; "
+            f'uprobe:{binary}:f {{ $p = (struct a *)arg0; '
+            'printf("%s %s\\n", ntop($p->ip), ntop($p->ip6)); print($p->ip); exit(); }')
+    assert r.rc == 0, r.err
+    assert r.out.split("\n")[:2] == ["127.0.0.1 2001:db8::1", "[127,0,0,1]"]

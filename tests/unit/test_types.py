@@ -251,3 +251,14 @@ def test_syscall_tracepoint_struct_pointers_are_typed_user_pointers():
     assert t[0] == IntT(64, True)
     assert t[1] == PtrT(btftypes.struct_type("__kernel_timespec"), True)
     assert prog.probes
+
+
+@needs_btf
+def test_char_arrays_are_strings_unsigned_char_arrays_are_bytes():
+    st = btftypes.struct_type("in6_addr")
+    u8 = btftypes.field(btftypes.field(st, "in6_u").type, "u6_addr8").type
+    assert u8 == ArrayT(IntT(8, False), 16)
+    prog = typed("struct a { char s[4]; unsigned char b[4]; }; BEGIN { $p = (struct a *)0; "
+                 "print($p->s); print($p->b); }")
+    t = [n.args[0].type for n in ast.walk(prog.probes[0]) if isinstance(n, ast.Call) and n.name == "print"]
+    assert t == [StrT(4), ArrayT(IntT(8, False), 4)]
