@@ -22,7 +22,7 @@ from ptrace_lang.errors import CompileError, NotSupportedYet, Span
 from ptrace_lang.frontend import ast
 from ptrace_lang.sema.analyze import MapInfo, field_type, is_signed
 from ptrace_lang.sema.types import (
-    FUNC, PROBE, AggT, ArgsT, BoolT, IntT, StrT, TupleT, Type, UsdtArgsT, UserT,
+    FUNC, PROBE, AggT, ArgsT, BoolT, IntT, PtrT, StrT, TupleT, Type, UsdtArgsT, UserT,
 )
 
 _comm_padded: list[bool] = []
@@ -1129,7 +1129,13 @@ class Lowering(TypesLowering, FuncsLowering, SymbolsLowering):
         if name == "retval":
             out = self.vreg()
             self.emit(ir.Load(out, self.ctx, self.retval_offset, 8))
-            return out
+            rt = getattr(self.args, "ret", None)    # fexit: an int's upper half is not set
+            if rt is not None and not rt.is_int:
+                return out
+            if isinstance(rt, PtrT):
+                self.null_checked(out)              # a returned pointer may be NULL
+                return out
+            return self.truncate(out, rt) if rt is not None else out
         got = self.c_builtin(name, e)
         if got is not None:
             return got
@@ -1148,15 +1154,18 @@ class Lowering(TypesLowering, FuncsLowering, SymbolsLowering):
             self.emit(ir.Alu("lsh", out, shift))
             self.emit(ir.Alu("arsh", out, shift))
         if getattr(f, "ctype", None) is not None and f.is_pointer:
-            # a BTF-typed pointer from the context (fentry, tp_btf, iter) may be one the
-            # verifier calls "or null": comparing it with 0 makes it usable in arithmetic
-            null, done = self.label("null"), self.label("nonnull")
-            self.emit(ir.CondJump("jeq", out, 0, null))
-            self.emit(ir.Jump(done))
-            self.emit(ir.Label(null))
-            self.mov(out, 0)
-            self.emit(ir.Label(done))
+            self.null_checked(out)
         return out
+
+    def null_checked(self, out: VReg) -> None:
+        """A BTF-typed pointer read from the context (fentry, fexit, tp_btf, iter) may be one
+        the verifier calls "or null": comparing it with 0 makes it usable in arithmetic."""
+        null, done = self.label("null"), self.label("nonnull")
+        self.emit(ir.CondJump("jeq", out, 0, null))
+        self.emit(ir.Jump(done))
+        self.emit(ir.Label(null))
+        self.mov(out, 0)
+        self.emit(ir.Label(done))
 
     # ------------------------------------------------------------------ conditions
     def ternary(self, e: ast.Ternary, lower_arm) -> None:

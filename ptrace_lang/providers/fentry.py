@@ -89,6 +89,24 @@ def proto_fields(btf, params, module: str | None = None) -> tuple[tuple, int]:
     return tuple(fields), slot
 
 
+_FuncArgsT = None
+
+
+def func_args_type(name: str, fields: tuple, ret):
+    """``ArgsT`` of a function's parameters plus ``ret``: its return type (fexit's retval)."""
+    global _FuncArgsT
+    if _FuncArgsT is None:
+        from ptrace_lang.records import dataclass
+        from ptrace_lang.sema.types import ArgsT
+
+        @dataclass(frozen=True)
+        class FuncArgsT(ArgsT):
+            ret: object = None
+
+        _FuncArgsT = FuncArgsT
+    return _FuncArgsT(name, fields, ret)
+
+
 def layout_key(fields: tuple) -> tuple:
     return tuple((n, f.offset, f.size, f.signed, f.is_pointer, f.type_text) for n, f in fields)
 
@@ -186,12 +204,13 @@ class Fentry(Provider):
                                          None if ix.module == "vmlinux" else ix.module)
             shown = f"{ix.module}:{f}" if module is not None or ix.module != "vmlinux" else f
             ret_off = 8 * slots
-            if uses_args:
-                key = (layout_key(fields), ret_off if self.attach_type == BPF_TRACE_FEXIT else 0)
-            else:
-                key = ret_off if self.attach_type == BPF_TRACE_FEXIT else 0
+            ret = None
+            if self.attach_type == BPF_TRACE_FEXIT and proto.ret:
+                ret = _script_type(btf, proto.ret, None if ix.module == "vmlinux" else ix.module)
+            rkey = (ret_off, str(ret)) if self.attach_type == BPF_TRACE_FEXIT else 0
+            key = (layout_key(fields), rkey) if uses_args else rkey
             out.append(Target(self.name, f"{self.name}:{shown}", shown, share_key=key,
-                              args=ArgsT(f, fields),
+                              args=func_args_type(f, fields, ret),
                               btf={"id": fid, "module": "" if ix.module == "vmlinux" else ix.module,
                                    "retval_offset": ret_off}))
         return out

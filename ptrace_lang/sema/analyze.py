@@ -511,7 +511,8 @@ class _Analyzer(TypesMixin, FuncsMixin, SymbolsAnalyzer):
             if name == "func":
                 return FUNC
             if name == "retval":
-                return INT64
+                # fexit: the function's return type (BTF); otherwise a 64-bit register
+                return getattr(self.ctx.args, "ret", None) or INT64
             if isinstance(self.ctx.args, UsdtArgsT):
                 n = int(name[3:])
                 if n >= len(self.ctx.args.args):

@@ -235,6 +235,20 @@ def test_fentry_args_typed_from_btf():
     assert re.search(r"= \*\(u64 \*\)\(r\d \+32\)", asm)        # retval: after four slots
 
 
+def test_fexit_retval_typed_from_btf():
+    """An int return is sign-extended from its 32 bits (the slot's upper half is not set); a
+    returned pointer is typed (followed with ->) and null-checked; long stays 64 bits."""
+    c = compile_src("fexit:security_file_open { @[retval] = count(); }", stages=("asm",))
+    assert re.search(r"<<= 32\n.*s>>= 32", c.dumps["asm"]), c.dumps["asm"]
+    assert c.spec.user_maps[0].key.signed
+    c = compile_src("fexit:d_alloc { @[retval->d_name.len] = count(); }", stages=("asm",))
+    assert "probe_read_kernel" in c.dumps["asm"]
+    c = compile_src("fexit:vfs_read { @[retval] = count(); }", stages=("asm",))
+    assert "<<= 32" not in c.dumps["asm"]
+    r = run("-e", "fexit:vfs_read { @ = retval->x; }")
+    assert r.rc == 1 and "Traceback" not in r.err, r.err
+
+
 def test_fentry_attach_or_clear_refusal():
     """On a kernel that allows fentry this counts calls; this one refuses: the error names
     the step (the program load, before the verifier) and the function."""

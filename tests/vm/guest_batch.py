@@ -63,6 +63,10 @@ CHECKS = [
             'fr:do_sys_openat2 /pid == $2/ { @open[retval] = count(); '
             'if (retval < 0) { printf("%s failed: %d %s\\n", func, retval, str(uptr(args.filename))); } }'],
      [DD, ["cat", "/no/such/file/ptrace-vm"]]),
+    ("fexit_int_retval",      # an int's upper half is not set in the return slot
+     ["-e", 'fexit:filename_lookup /pid == $1/ { @lookup[retval] = count(); '
+            'if (retval < 0) { printf("%s: %d\\n", func, retval); } }'],
+     [["stat", "/no/such/file/ptrace-vm"]]),
     ("fentry_wildcard",
      ["-e", 'fentry:vfs_rea* /pid == $1/ { @[probe] = count(); } '
             'fexit:vfs_writ* /pid == $1/ { @ret[func, retval] = count(); }'],

@@ -134,6 +134,13 @@ def test_fexit_retval_and_user_string_arg(vm):
     assert re.search(r"^@open\[[3-9]\]: \d+$", c["out"], re.M), shown(c)
 
 
+def test_fexit_int_retval_sign_extended(vm):
+    c = check(vm, "fexit_int_retval")
+    assert c["rc"] == 0 and c["err"].startswith("Attached 1 probe"), shown(c)
+    assert "filename_lookup: -2\n" in c["out"], shown(c)
+    assert num(r"^@lookup\[-2\]: (\d+)$", c["out"]) >= 1, shown(c)
+
+
 def test_fentry_fexit_wildcards_one_program_per_function(vm):
     c = check(vm, "fentry_wildcard")
     assert c["rc"] == 0, shown(c)
