@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 from ptrace_lang.records import dataclass, field, replace
 
+from ptrace_lang import config
 from ptrace_lang import spec as S
 from ptrace_lang.errors import CompileError, SOURCES, Span
 from ptrace_lang.frontend import ast
@@ -27,8 +28,6 @@ PROG_TYPES = {"BPF_PROG_TYPE_TRACEPOINT": 5, "BPF_PROG_TYPE_PERF_EVENT": 7,
 
 BPF_F_NO_PREALLOC = 1
 
-CONFIG_KEYS = {"max_map_keys", "max_strlen", "perf_rb_pages", "missing_probes", "stats_style",
-               "stack_mode"}
 
 
 @dataclass
@@ -47,6 +46,8 @@ class Options:
     cpid: int | None = None          # -c: the child's pid, the value of `cpid`
     unsafe: bool = False             # --unsafe: system() and the other unsafe functions allowed
     stack_mode: str | None = None    # config stack_mode / BPFTRACE_STACK_MODE: kstack/ustack's default
+    # every config variable set by the script or the environment (ptrace_lang.config.KEYS)
+    settings: dict = field(default_factory=dict)
 
 
 @dataclass
@@ -59,46 +60,22 @@ class Compiled:
 
 def env_options(opts: Options) -> Options:
     """Apply BPFTRACE_* environment variables (config keys in upper case)."""
-    for key in ("max_map_keys", "max_strlen"):
-        v = os.environ.get("BPFTRACE_" + key.upper())
-        if v:
-            try:
-                setattr(opts, key, int(v, 0))
-            except ValueError:
-                raise CompileError(f"Invalid value for BPFTRACE_{key.upper()}: {v}") from None
-    v = os.environ.get("BPFTRACE_PERF_RB_PAGES")
-    if v:
-        try:
-            opts.ringbuf_bytes = _rb_bytes(int(v, 0))
-        except ValueError:
-            raise CompileError(f"Invalid value for BPFTRACE_PERF_RB_PAGES: {v}") from None
+    apply_settings(opts, config.from_env(os.environ))
     return opts
 
 
 def apply_config(program: ast.Program, opts: Options) -> None:
-    if program.config is None:
-        return
-    for item in program.config.items:
-        if item.key not in CONFIG_KEYS:
-            raise CompileError(f"Unrecognized config variable: {item.key}", item.span)
-        v = item.value
-        if item.key == "missing_probes":
-            if not isinstance(v, (ast.StrLit, ast.Builtin)):
-                raise CompileError("missing_probes must be \"error\" or \"warn\"", v.span)
-            opts.missing_probes = v.value if isinstance(v, ast.StrLit) else v.name
-            continue
-        if item.key == "stack_mode":
-            mode = v.value if isinstance(v, ast.StrLit) else getattr(v, "name", None)
-            if mode not in ("bpftrace", "perf", "raw"):
-                raise CompileError("stack_mode must be bpftrace, perf or raw", v.span)
-            opts.stack_mode = mode
-            continue
-        if not isinstance(v, ast.IntLit) or v.value <= 0:
-            raise CompileError(f"{item.key} must be a positive integer", v.span)
-        if item.key == "perf_rb_pages":
-            opts.ringbuf_bytes = _rb_bytes(v.value)
-        elif item.key in ("max_map_keys", "max_strlen"):
-            setattr(opts, item.key, v.value)
+    """Apply the script's config block, then the environment (which wins, ptrace_lang.config)."""
+    apply_settings(opts, config.settings(program, os.environ))
+
+
+def apply_settings(opts: Options, values: dict) -> None:
+    for key, value in values.items():
+        if key == "perf_rb_pages":
+            opts.ringbuf_bytes = _rb_bytes(value)
+        elif key in ("max_map_keys", "max_strlen", "missing_probes", "stack_mode"):
+            setattr(opts, key, value)
+        opts.settings[key] = value
 
 
 def _rb_bytes(pages: int) -> int:
@@ -139,9 +116,13 @@ def compile_script(text: str, filename: str, opts: Options) -> Compiled:
         text = preprocess(text)
     program = parse(text, filename)
     dumps: dict[str, str] = {}
-    opts = env_options(opts)
     apply_config(program, opts)
-    for node in (*program.imports, *program.macros, *program.map_decls):
+    from ptrace_lang.frontend.macros import auto_imports, expand_macros, resolve_imports
+
+    imported = resolve_imports(program, filename)
+    imported += auto_imports(program, filename)
+    expand_macros(program)
+    for node in program.map_decls:
         raise CompileError(f"{type(node).__name__} is not supported yet", node.span)
     from ptrace_lang.sema import cdefs      # struct/union/enum, typedef, #define, #include
 
@@ -153,7 +134,10 @@ def compile_script(text: str, filename: str, opts: Options) -> Compiled:
     if not program.probes:
         raise CompileError("No probes in the program", Span(filename, 1, 1, 1, 2))
 
-    popts = providers.Options(positional=opts.positional, missing_probes=opts.missing_probes)
+    # missing_probes = "ignore": as "warn", the warnings dropped
+    popts = providers.Options(positional=opts.positional,
+                              missing_probes="warn" if opts.missing_probes == "ignore"
+                              else opts.missing_probes)
     # (attributes the uprobe and usdt providers read: the process to attach in, and the one
     # whose /proc/PID/maps names libraries — not the -c child, which has not exec'd yet)
     popts.pid = opts.pid
@@ -176,7 +160,7 @@ def compile_script(text: str, filename: str, opts: Options) -> Compiled:
                     by_key[k] = (prov, [], ProbeContext(prov.name, prov.builtins, t.args))
                 by_key[k][1].append(t)
         if not by_key:
-            if popts.warnings and opts.missing_probes == "warn":
+            if popts.warnings and opts.missing_probes in ("warn", "ignore"):
                 continue        # every attach point was warned about: the block is left out
             raise CompileError("No attach points matched: the probe would never fire",
                                probe.attach_points[0].span)
@@ -198,6 +182,11 @@ def compile_script(text: str, filename: str, opts: Options) -> Compiled:
 
     obj = S.ObjectSpec()
     obj.config = {"max_map_keys": opts.max_map_keys}
+    # run-time settings (session: print_maps_on_exit, max_cat_bytes, license, stats_style ...)
+    obj.config.update((k, v) for k, v in opts.settings.items()
+                      if k in config.RUNTIME_KEYS)
+    if opts.missing_probes == "ignore":
+        popts.warnings.clear()
     if popts.warnings:      # rendered now (the compile cache keeps them with the program)
         from ptrace_lang.errors import render
 
@@ -261,20 +250,32 @@ def compile_script(text: str, filename: str, opts: Options) -> Compiled:
                 ir_dump.append(f"; program {name}: {targets[0].probe_name}")
                 ir_dump.extend(("  " if not isinstance(i, L.ir.Label) else "") + format_insn(i)
                                for i in insns)
-            allocated, depth = allocate_registers(insns, low.frame.max_depth)
-            if depth > 512:
-                raise CompileError(f"The probe needs {depth} bytes of stack, more than BPF's 512",
-                                   low.frame.deepest_span if low.frame.deepest_span.line else probe.span,
-                                   hints=["use shorter strings (config max_strlen) or fewer "
-                                          "string values in one statement"])
-            em = emit(allocated)
+            if getattr(low, "subprogs", None):
+                if "ir" in opts.stages:
+                    from ptrace_lang.codegen.ir import format_insn
+                    for sb in low.subprogs:
+                        ir_dump.append(f"; function {sb.name}")
+                        ir_dump.extend(("  " if not isinstance(i, L.ir.Label) else "")
+                                       + format_insn(i) for i in sb.insns)
+                from ptrace_lang.codegen.subprogs import link
+                em = link(low, insns, probe.span)
+            else:
+                allocated, depth = allocate_registers(insns, low.frame.max_depth)
+                if depth > 512:
+                    raise CompileError(f"The probe needs {depth} bytes of stack, more than BPF's 512",
+                                       low.frame.deepest_span if low.frame.deepest_span.line else probe.span,
+                                       hints=["use shorter strings (config max_strlen) or fewer "
+                                              "string values in one statement"])
+                em = emit(allocated)
             from ptrace_lang.bpf.insn import encode
             from ptrace_lang.bpf.disasm import disassemble
             ps = S.ProgramSpec(name, PROG_TYPES[prov.prog_type_name], encode(em.insns),
                                list(em.map_relocs), list(em.spans))
+            ps.functions = list(getattr(em, "functions", []))
             if "asm" in opts.stages:
                 ps.asm = disassemble(em.insns, em.spans, SOURCES.line,
-                                     {i: n for i, n in em.map_relocs})
+                                     {i: n for i, n in em.map_relocs},
+                                     functions={start: n for start, n, _ in ps.functions})
                 asm_dump.append(f"; program {name}: {targets[0].probe_name}\n{ps.asm}")
             if not prov.program_per_target:
                 _set_program_attrs(ps, prov.program_attrs(targets[0]))
@@ -289,6 +290,7 @@ def compile_script(text: str, filename: str, opts: Options) -> Compiled:
                     pname = name
                 obj.attachments.append(S.AttachSpec(t.provider, pname, t.target, pid, t.probe_name,
                                                     probe.attach_points[0].span))
+    config.check_limits(obj, opts.settings)
     if not any(name == "ringbuf" for p in obj.programs for _, name in p.map_relocs):
         obj.maps.remove(ringbuf)
         obj.ringbuf_map = ""
@@ -300,4 +302,4 @@ def compile_script(text: str, filename: str, opts: Options) -> Compiled:
         dumps["ir"] = "\n".join(ir_dump)
     if asm_dump:
         dumps["asm"] = "\n".join(asm_dump)
-    return Compiled(obj, program, dumps, popts.deps)
+    return Compiled(obj, program, dumps, popts.deps + imported)

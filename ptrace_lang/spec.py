@@ -111,6 +111,9 @@ class ProgramSpec:
     # holds it ("" for vmlinux; the loader passes that BTF object's fd)
     attach_btf_id: int = 0
     attach_btf_module: str = ""
+    # subprograms (loop bodies as callbacks): (first instruction, name, argument count); the
+    # loader describes them in BTF (bpf.funcbtf), which the verifier requires for callbacks
+    functions: list[tuple[int, str, int]] = field(default_factory=list)
 
 
 @dataclass

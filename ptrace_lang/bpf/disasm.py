@@ -148,13 +148,16 @@ def format_instruction(insns: list[Instruction], i: int,
 
 def disassemble(insns: list[Instruction], spans: list[Span] | None = None,
                 source_line: Callable[[str, int], str | None] | None = None,
-                map_names: dict[int, str] | None = None, *, opcodes: bool = False) -> str:
+                map_names: dict[int, str] | None = None, *, opcodes: bool = False,
+                functions: dict[int, str] | None = None) -> str:
     """Disassemble a program, one instruction per line, ``   4: r1 = r10``.
 
     ``spans`` (one per instruction slot) plus ``source_line(file, lineno)`` add a
     ``; <source text>   [line N]`` line whenever the source line changes. ``map_names``
     maps the index of a map ld_imm64 to the map's name. ``opcodes=True`` adds the
-    ``(bf)`` opcode column as the verifier log does.
+    ``(bf)`` opcode column as the verifier log does. ``functions`` maps the first
+    instruction of each subprogram to its name: a ``name:`` line opens it, and a callback
+    address (ld_imm64 with BPF_PSEUDO_FUNC) names it.
     """
     lines: list[str] = []
     last_key: tuple[str, int] | None = None
@@ -170,7 +173,13 @@ def disassemble(insns: list[Instruction], spans: list[Span] | None = None,
                     lines.append(f"; {text.strip()}   [line {sp.line}]")
                 else:
                     lines.append(f"; [line {sp.line}]")
+        if functions and i in functions:
+            lines.append(f"{functions[i]}:")
+            last_key = None
         body = format_instruction(insns, i, map_names)
+        if functions and ins.is_ld_imm64 and ins.src == op.BPF_PSEUDO_FUNC:
+            target = i + 1 + ins.imm
+            body = f"r{ins.dst} = func {functions.get(target, f'pc{ins.imm:+d}')}"
         prefix = f"{i:4d}: "
         if opcodes:
             prefix += f"({ins.opcode:02x}) "

@@ -13,7 +13,7 @@ label E has no other user, no instruction moves across a label.
 """
 from __future__ import annotations
 
-from ptrace_lang.records import dataclass, replace
+from ptrace_lang.records import dataclass, field, replace
 
 from ptrace_lang.bpf import opcodes as op
 from ptrace_lang.bpf.insn import Instruction, ld_imm64
@@ -243,6 +243,8 @@ class Emitted:
     insns: list[Instruction]
     spans: list[Span]
     map_relocs: list[tuple[int, str]]   # (instruction index of the ld_imm64, map name)
+    # (instruction index of the ld_imm64, subprogram name): filled in by codegen.subprogs.link
+    func_relocs: list[tuple[int, str]] = field(default_factory=list)
 
 
 def _reg(r: object, what: str) -> int:
@@ -284,6 +286,7 @@ def emit(insns: list[ir.Insn], optimize: bool = True) -> Emitted:
     out: list[Instruction] = []
     spans: list[Span] = []
     relocs: list[tuple[int, str]] = []
+    func_relocs: list[tuple[int, str]] = []
 
     def jump_off(target: str) -> int:
         if target not in pos:
@@ -313,6 +316,9 @@ def emit(insns: list[ir.Insn], optimize: bool = True) -> Emitted:
             else:
                 out.append(Instruction(cls | code | op.BPF_X, dst, _reg(ins.src, "ALU source"),
                                        off, 0))
+        elif isinstance(ins, ir.LoadFuncAddr):
+            func_relocs.append((len(out), ins.func))
+            out.extend(ld_imm64(_reg(ins.dst, "func destination"), 0, op.BPF_PSEUDO_FUNC))
         elif isinstance(ins, ir.LoadImm64):
             out.extend(ld_imm64(_reg(ins.dst, "ld_imm64 destination"), ins.value))
         elif isinstance(ins, ir.LoadMapFd):
@@ -369,4 +375,4 @@ def emit(insns: list[ir.Insn], optimize: bool = True) -> Emitted:
         else:
             raise ValueError(f"cannot encode {ins!r}")
         spans.extend([ins.span] * (len(out) - start))
-    return Emitted(out, spans, relocs)
+    return Emitted(out, spans, relocs, func_relocs)

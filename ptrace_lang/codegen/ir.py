@@ -78,6 +78,15 @@ class LoadImm64(Insn):
 
 
 @dataclass
+class LoadFuncAddr(LoadImm64):
+    """dst = address of the subprogram ``func`` (ld_imm64 with src=BPF_PSEUDO_FUNC), a callback
+    for bpf_loop / bpf_for_each_map_elem; the offset is filled in when functions are linked
+    (codegen/subprogs.py)."""
+
+    func: str = ""
+
+
+@dataclass
 class LoadMapFd(Insn):
     """dst = address of map ``map_name`` (ld_imm64 with src=BPF_PSEUDO_MAP_FD).
 
@@ -219,6 +228,8 @@ def format_insn(insn: Insn) -> str:
                "smod": "s%=", "or": "|=", "and": "&=", "lsh": "<<=", "rsh": ">>=", "xor": "^=",
                "mov": "=", "arsh": "s>>="}[insn.op]
         return f"{insn.dst} {sym} {_fmt(insn.src)}" + (" (32)" if insn.width == 32 else "")
+    if isinstance(insn, LoadFuncAddr):
+        return f"{insn.dst} = func {insn.func}"
     if isinstance(insn, LoadImm64):
         return f"{insn.dst} = {insn.value:#x} ll"
     if isinstance(insn, LoadMapFd):

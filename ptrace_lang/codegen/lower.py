@@ -17,6 +17,7 @@ from ptrace_lang.codegen.frame import Frame
 from ptrace_lang.codegen.lower_funcs import FuncsLowering
 from ptrace_lang.codegen.ir import FP, R0, R1, VReg
 from ptrace_lang.codegen.lower_types import TypesLowering, c_value_field, str_helper
+from ptrace_lang.codegen.lower_loops import LoopsLowering
 from ptrace_lang.codegen.lower_symbols import SymbolsLowering
 from ptrace_lang.errors import CompileError, NotSupportedYet, Span
 from ptrace_lang.frontend import ast
@@ -108,7 +109,7 @@ def map_layout(info: MapInfo) -> MapLayout:
     return MapLayout(info, kernel_map_name(info.name), key_size, max(vt.size(), 8), False)
 
 
-class Lowering(TypesLowering, FuncsLowering, SymbolsLowering):
+class Lowering(TypesLowering, FuncsLowering, SymbolsLowering, LoopsLowering):
     """Builds the IR of one program."""
 
     def __init__(self, *, maps: dict[str, MapLayout], events: list[S.EventSpec],
@@ -242,12 +243,7 @@ class Lowering(TypesLowering, FuncsLowering, SymbolsLowering):
         elif isinstance(s, ast.Assign):
             self.assign(s)
         elif isinstance(s, ast.Let):
-            if s.value is not None:
-                self.assign_var(s.var, s.value)
-            elif isinstance(self.vars.get(s.var.name), int):
-                self.zero_mem(FP, self.vars[s.var.name], s.var.type.size())
-            else:
-                self.mov(self.var_reg(s.var.name), 0)
+            self.lower_let(s)
         elif isinstance(s, ast.Block):
             self.block(s)
         elif isinstance(s, ast.If):
@@ -279,9 +275,14 @@ class Lowering(TypesLowering, FuncsLowering, SymbolsLowering):
         elif isinstance(s, ast.Continue):
             self.emit(ir.Jump(self.loops[-1][0]))
         elif isinstance(s, ast.Return):
+            if s.value is not None:
+                self.scalar(s.value)    # evaluated for its effects; a probe returns 0
             self.emit(ir.Jump(self.exit_label))
         else:
-            raise NotSupportedYet(type(s).__name__, s.span)
+            handler = getattr(self, "lower_" + type(s).__name__, None)
+            if handler is None:
+                raise NotSupportedYet(type(s).__name__, s.span)
+            handler(s)
 
     def const_value(self, e: ast.Expr) -> int:
         if isinstance(e, ast.IntLit):
@@ -312,6 +313,9 @@ class Lowering(TypesLowering, FuncsLowering, SymbolsLowering):
         typ = self.var_types.get(var.name, var.type)
         if typ is not None and is_scalar(typ):
             v = self.scalar(value)
+            vt = value.type
+            if isinstance(typ, IntT) and isinstance(vt, IntT) and vt.bits > typ.bits:
+                v = self.truncate(v, typ)     # into a variable declared narrower (let $x: uint8)
             self.mov(self.var_reg(var.name), v)
         else:
             self.expr_into(value, FP, self.vars[var.name], typ)
@@ -324,6 +328,8 @@ class Lowering(TypesLowering, FuncsLowering, SymbolsLowering):
             else:
                 reg = self.var_reg(t.name)
                 v = self.binop(s.op, reg, s.value, is_signed(t.type) and is_signed(s.value.type))
+                if isinstance(t.type, IntT) and t.type.bits < 64:
+                    v = self.truncate(v, t.type)    # the variable keeps its width
                 self.mov(reg, v)
             return
         assert isinstance(t, ast.MapRef)
@@ -353,6 +359,10 @@ class Lowering(TypesLowering, FuncsLowering, SymbolsLowering):
 
     # ------------------------------------------------------------------ statements that are calls
     def expr_stmt(self, e: ast.Expr) -> None:
+        if isinstance(e, ast.BlockExpr):          # its value is discarded
+            self._block_stmts(e.stmts)
+            self.expr_stmt(e.value)
+            return
         if isinstance(e, ast.Call):
             handler = getattr(self, "stmt_" + e.name, None)
             if handler is not None:
@@ -758,6 +768,10 @@ class Lowering(TypesLowering, FuncsLowering, SymbolsLowering):
 
     def _expr_into(self, e: ast.Expr, base, off: int, typ: Type) -> None:
         et = e.type
+        handler = getattr(self, "into_node_" + type(e).__name__, None)
+        if handler is not None:
+            handler(e, base, off, typ)
+            return
         if is_scalar(et):
             self.emit(ir.Store(base, off, self.scalar(e), 8))
             return
@@ -1028,6 +1042,9 @@ class Lowering(TypesLowering, FuncsLowering, SymbolsLowering):
         if isinstance(e, ast.Cast):
             v = self.scalar(e.operand)
             return self.truncate(v, e.type)
+        handler = getattr(self, "scalar_" + type(e).__name__, None)
+        if handler is not None:
+            return handler(e)
         raise NotSupportedYet(f"the expression '{type(e).__name__}' as a value", e.span)
 
     def truncate(self, v: VReg, t: Type) -> VReg:

@@ -332,6 +332,8 @@ class MacroDef(Node):
     name: str
     params: list[str]
     body: Block
+    # the body as a BlockExpr when it ends in an expression without ';' (the macro's value)
+    value: object = field(default=None, compare=False, repr=False)
 
 
 @dataclass

@@ -782,7 +782,7 @@ class _Builder:
     def t_macro_def(self, tree, ch):
         name = str(ch[0])
         params = [p for p in ch[1:-1] if isinstance(p, str)]
-        return ast.MacroDef(name, params, ch[-1], span=self.span(tree))
+        return ast.MacroDef(name, params, ch[-1], self.block_value(ch[-1]), span=self.span(tree))
 
     def t_macro_param(self, tree, ch):
         return str(ch[0])

@@ -92,7 +92,8 @@ class VerifierError(OSError):
 def _load(prog_type: int, insns: bytes, license: str, name: str,
           expected_attach_type: int, log_level: int, attach_btf_id: int,
           prog_flags: int, attach_prog_fd: int, kern_version: int,
-          fd_array: bytes | None, log_size: int) -> tuple[int, str, int]:
+          fd_array: bytes | None, log_size: int,
+          func_info: tuple[int, bytes] | None = None) -> tuple[int, str, int]:
     """One BPF_PROG_LOAD; returns (fd or -errno, log text, log_true_size)."""
     if len(insns) % 8:
         raise ValueError(f"insns length {len(insns)} is not a multiple of 8")
@@ -114,6 +115,13 @@ def _load(prog_type: int, insns: bytes, license: str, name: str,
     if fd_array:
         fa = ctypes.create_string_buffer(bytes(fd_array), len(fd_array))
         attr.fd_array = ctypes.addressof(fa)
+    fi = None
+    if func_info:       # (BTF fd, bpf_func_info records): a program with subprograms
+        fi = ctypes.create_string_buffer(func_info[1], len(func_info[1]))
+        attr.prog_btf_fd = func_info[0]
+        attr.func_info_rec_size = 8
+        attr.func_info = ctypes.addressof(fi)
+        attr.func_info_cnt = len(func_info[1]) // 8
     buf = None
     if log_level:
         buf = ctypes.create_string_buffer(log_size)
@@ -122,7 +130,7 @@ def _load(prog_type: int, insns: bytes, license: str, name: str,
         attr.log_buf = ctypes.addressof(buf)
     r = bpf_errno(BPF_PROG_LOAD, attr)
     log = buf.value.decode(errors="replace") if buf is not None else ""
-    del fa
+    del fa, fi
     return r, log, attr.log_true_size
 
 
@@ -130,7 +138,8 @@ def load_program_with_log(prog_type: int, insns: bytes, license: str = "GPL", na
                           expected_attach_type: int = 0, log_level: int = 1,
                           attach_btf_id: int = 0, *, prog_flags: int = 0,
                           attach_prog_fd: int = 0, kern_version: int = 0,
-                          fd_array: bytes | None = None) -> tuple[int, str]:
+                          fd_array: bytes | None = None,
+                          func_info: tuple[int, bytes] | None = None) -> tuple[int, str]:
     """Load with the verifier log on (level max(1, log_level)); return (fd, log).
 
     The log buffer starts at 1 MiB and grows on ENOSPC up to 64 MiB.  Raises
@@ -142,7 +151,7 @@ def load_program_with_log(prog_type: int, insns: bytes, license: str = "GPL", na
     while True:
         r, log, true_size = _load(prog_type, insns, license, name, expected_attach_type,
                                   log_level, attach_btf_id, prog_flags, attach_prog_fd,
-                                  kern_version, fd_array, size)
+                                  kern_version, fd_array, size, func_info)
         if r >= 0:
             return r, log
         if r == -errno.ENOSPC and size < LOG_MAX:
@@ -158,7 +167,8 @@ def load_program(prog_type: int, insns: bytes, license: str = "GPL", name: str =
                  expected_attach_type: int = 0, log_level: int = 0,
                  attach_btf_id: int = 0, *, prog_flags: int = 0,
                  attach_prog_fd: int = 0, kern_version: int = 0,
-                 fd_array: bytes | None = None) -> int:
+                 fd_array: bytes | None = None,
+                 func_info: tuple[int, bytes] | None = None) -> int:
     """Load a program and return its fd.
 
     Tries once without a log (fast path); if that fails, loads again with the
@@ -168,7 +178,8 @@ def load_program(prog_type: int, insns: bytes, license: str = "GPL", name: str =
     """
     if log_level <= 0:
         r, _, _ = _load(prog_type, insns, license, name, expected_attach_type, 0,
-                        attach_btf_id, prog_flags, attach_prog_fd, kern_version, fd_array, 0)
+                        attach_btf_id, prog_flags, attach_prog_fd, kern_version, fd_array, 0,
+                        func_info)
         if r >= 0:
             return r
         first_err = -r
@@ -178,7 +189,7 @@ def load_program(prog_type: int, insns: bytes, license: str = "GPL", name: str =
         fd, _ = load_program_with_log(prog_type, insns, license, name, expected_attach_type,
                                       log_level, attach_btf_id, prog_flags=prog_flags,
                                       attach_prog_fd=attach_prog_fd, kern_version=kern_version,
-                                      fd_array=fd_array)
+                                      fd_array=fd_array, func_info=func_info)
     except VerifierError:
         raise
     except OSError as e:
@@ -242,3 +253,24 @@ def enable_stats() -> int:
     """BPF_ENABLE_STATS(BPF_STATS_RUN_TIME): run_cnt / run_time_ns are
     collected for every program while the returned fd stays open."""
     return bpf(BPF_ENABLE_STATS, EnableStatsAttr(type=BPF_STATS_RUN_TIME))
+
+
+class _BtfLoadAttr(ctypes.Structure):
+    _fields_ = [("btf", ctypes.c_uint64), ("btf_log_buf", ctypes.c_uint64),
+                ("btf_size", ctypes.c_uint32), ("btf_log_size", ctypes.c_uint32),
+                ("btf_log_level", ctypes.c_uint32)]
+
+
+def load_btf(blob: bytes) -> int:
+    """BPF_BTF_LOAD: the fd of a BTF object (the functions of a program with subprograms);
+    on failure an OSError carrying the kernel's BTF log."""
+    from ptrace_lang.kernel.sys import BPF_BTF_LOAD
+
+    data = ctypes.create_string_buffer(blob, len(blob))
+    log = ctypes.create_string_buffer(65536)
+    attr = _BtfLoadAttr(btf=ctypes.addressof(data), btf_size=len(blob),
+                        btf_log_buf=ctypes.addressof(log), btf_log_size=65536, btf_log_level=1)
+    r = bpf_errno(BPF_BTF_LOAD, attr)
+    if r < 0:
+        raise OSError(-r, f"bpf(BPF_BTF_LOAD): {os.strerror(-r)}: {log.value.decode(errors='replace').strip()}")
+    return r

@@ -65,6 +65,8 @@ class Session:
     def __init__(self, spec: S.ObjectSpec, opts: RunOptions) -> None:
         self.spec = spec
         self.opts = opts
+        if "stats_style" in spec.config:        # config = { stats_style = "old" }
+            opts.stats_style = spec.config["stats_style"]
         self.out = opts.out or sys.stdout
         self.err = opts.err or sys.stderr
         self.k = _Loaded()
@@ -128,15 +130,19 @@ class Session:
         for idx, map_name in ps.map_relocs:
             struct.pack_into("<i", code, idx * 8 + 4, self.k.maps[map_name].fd)
         btf_fd = -1
+        func_info = None
         try:
+            if getattr(ps, "functions", None):
+                func_info = self._func_info(ps)
             if ps.attach_btf_module:
                 from ptrace_lang.kernel.btfobj import module_btf_fd
 
                 btf_fd = module_btf_fd(ps.attach_btf_module)
-            return kprogs.load_program(ps.prog_type, bytes(code), name=ps.name,
+            return kprogs.load_program(ps.prog_type, bytes(code),
+                                       self.spec.config.get("license", "GPL"), name=ps.name,
                                        expected_attach_type=ps.expected_attach_type,
                                        attach_btf_id=ps.attach_btf_id,
-                                       attach_prog_fd=max(btf_fd, 0))
+                                       attach_prog_fd=max(btf_fd, 0), func_info=func_info)
         except OSError as e:
             if ps.attach_btf_id:    # BTF-bound programs: the provider explains a refusal
                 from ptrace_lang.providers.fentry import load_failure
@@ -152,6 +158,23 @@ class Session:
         finally:
             if btf_fd >= 0:
                 os.close(btf_fd)
+            if func_info is not None:       # the program keeps its own reference to the BTF
+                os.close(func_info[0])
+
+    def _func_info(self, ps: S.ProgramSpec) -> tuple[int, bytes]:
+        """The BTF object describing the functions of a program with callbacks, and its
+        func_info records (the caller closes the BTF fd once the program is loaded)."""
+        from ptrace_lang.bpf import funcbtf
+        from ptrace_lang.kernel import progs as kprogs
+
+        funcs = [(ps.name.replace(".", "_"), 1)] + [(n, k) for _, n, k in ps.functions]
+        blob, type_ids = funcbtf.func_btf(funcs)
+        try:
+            fd = kprogs.load_btf(blob)
+        except OSError as e:
+            raise RuntimeFailure(f"prog '{ps.name}': failed to load the BTF of its functions: "
+                                 f"{e.strerror or e}") from None
+        return fd, funcbtf.func_info([0] + [start for start, _, _ in ps.functions], type_ids)
 
     def run_test(self, prog_name: str) -> None:
         from ptrace_lang.kernel import progs as kprogs
@@ -253,7 +276,7 @@ class Session:
         line on stderr and prints nothing)."""
         try:
             with open(path, "rb") as f:
-                text = f.read(1 << 20).decode("utf-8", "replace")
+                text = f.read(self.spec.config.get("max_cat_bytes", 10240)).decode("utf-8", "replace")
         except OSError as e:
             self.err.write(f"ERROR: failed to open file '{path}': {e.strerror}\n")
             self.err.flush()
@@ -597,7 +620,8 @@ class Session:
                 # (after a Ctrl-C it got the SIGINT too: it is given a moment to end by itself)
                 proc.stop(after_signal=self._got_signal)
             self.finish()
-            self.print_maps()
+            if self.spec.config.get("print_maps_on_exit", True):
+                self.print_maps()
             self.report_counters()
             return self.exit_code
         finally:

@@ -14,6 +14,7 @@ from ptrace_lang.frontend import ast
 from ptrace_lang.sema.fn_funcs import FuncsMixin
 from ptrace_lang.sema.fn_symbols import SymbolsAnalyzer
 from ptrace_lang.sema.fn_types import TypesMixin
+from ptrace_lang.sema.stmts import StmtsAnalysis
 from ptrace_lang.sema.types import (
     EnumT, PtrT, BOOL, COMM, FUNC, INT64, INT_TYPE_NAMES, PROBE, UINT32, UINT64, VOID, AggT, ArgsT, IntT,
     StrT, TupleT, Type, UsdtArgsT, UserT, compatible, widen,
@@ -34,7 +35,7 @@ AGGREGATIONS = {"count": 0, "sum": 1, "avg": 1, "min": 1, "max": 1, "stats": 1, 
                 "lhist": 4}
 # functions of the dialect that later work brings
 LATER_FUNCTIONS = {
-    "buf", "path", "len",
+    "buf", "path",
     "percpu_kaddr", "skboutput", "unwatch", "socket_cookie",
 }
 MAX_STRLEN_DEFAULT = 64
@@ -79,7 +80,7 @@ class SemaResult:
         return self.analyzer.var_spans
 
 
-class _Analyzer(TypesMixin, FuncsMixin, SymbolsAnalyzer):
+class _Analyzer(TypesMixin, FuncsMixin, SymbolsAnalyzer, StmtsAnalysis):
     def __init__(self, positional: list[str], max_strlen: int, cpid: int | None = None) -> None:
         self.positional = positional
         self.max_strlen = max_strlen
@@ -92,10 +93,16 @@ class _Analyzer(TypesMixin, FuncsMixin, SymbolsAnalyzer):
         self.ctx: ProbeContext | None = None
         self.loop_depth = 0
         self.var_spans: dict[str, Span] = {}   # where each $var is first assigned
+        self.typed_vars: set[str] = set()       # declared with a type (let $x: T): never widened
+        self.block_locals: dict[str, Type] = {}  # let in an inner block: its slot lives all probe
 
     # ------------------------------------------------------------------ errors
     def error(self, message: str, span: Span, hints: list[str] | None = None) -> None:
         if self.final:
+            if "`" in message:       # a variable local to a macro body (frontend.macros)
+                from ptrace_lang.frontend.macros import unmangle
+
+                message = unmangle(message)
             self.errors.append(Diagnostic(message, span, list(hints or [])))
 
     # ------------------------------------------------------------------ scopes
@@ -112,7 +119,7 @@ class _Analyzer(TypesMixin, FuncsMixin, SymbolsAnalyzer):
                 if not compatible(old, typ):
                     self.error(f"Type mismatch for ${name}: trying to assign value of type '{typ}' "
                                f"when variable already has a type '{old}'", span)
-                else:
+                elif name not in self.typed_vars:
                     scope.vars[name] = widen(old, typ)
                 return
         (self.scopes[-1] if declare_here else self.scopes[0]).vars[name] = typ
@@ -185,12 +192,14 @@ class _Analyzer(TypesMixin, FuncsMixin, SymbolsAnalyzer):
         self.ctx = ctx
         self.cur_probe = probe
         self.scopes = [Scope()]
+        self.typed_vars = set()
+        self.block_locals = {}
         if probe.predicate is not None:
             t = self.expr(probe.predicate)
             if not t.is_int:
                 self.error(f"Invalid type for predicate: {t}", probe.predicate.span)
         self.block(probe.body, new_scope=False)
-        return self.scopes[0].vars
+        return {**self.block_locals, **self.scopes[0].vars}
 
     def block(self, block: ast.Block, new_scope: bool = True) -> None:
         if new_scope:
@@ -206,18 +215,7 @@ class _Analyzer(TypesMixin, FuncsMixin, SymbolsAnalyzer):
         elif isinstance(s, ast.Assign):
             self.assign(s)
         elif isinstance(s, ast.Let):
-            declared = self.type_name(s.declared) if s.declared is not None else None
-            vt = self.expr(s.value) if s.value is not None else None
-            if declared is not None and vt is not None and not compatible(declared, vt):
-                self.error(f"Type mismatch for ${s.var.name}: trying to assign value of type '{vt}' "
-                           f"when variable already has a type '{declared}'", s.span)
-            typ = declared or vt
-            if typ is None:
-                self.error(f"Variable ${s.var.name} needs a type or a value", s.span)
-                typ = INT64
-            self.scopes[-1].vars[s.var.name] = typ
-            self.var_spans.setdefault(s.var.name, s.span)
-            s.var.type = typ
+            self.let(s)
         elif isinstance(s, ast.Block):
             self.block(s)
         elif isinstance(s, ast.If):
@@ -246,13 +244,11 @@ class _Analyzer(TypesMixin, FuncsMixin, SymbolsAnalyzer):
             if self.loop_depth == 0:
                 self.error(f"'{'break' if isinstance(s, ast.Break) else 'continue'}' "
                            "outside of a loop", s.span)
-        elif isinstance(s, ast.Return):
-            if s.value is not None:
-                raise NotSupportedYet("return with a value", s.span)
-        elif isinstance(s, (ast.ForMap, ast.ForRange)):
-            raise NotSupportedYet("for loops", s.span)
         else:
-            raise NotSupportedYet(type(s).__name__, s.span)
+            handler = getattr(self, "stmt_" + type(s).__name__, None)
+            if handler is None:
+                raise NotSupportedYet(type(s).__name__, s.span)
+            handler(s)
 
     def assign(self, s: ast.Assign) -> None:
         target = s.target
@@ -488,6 +484,9 @@ class _Analyzer(TypesMixin, FuncsMixin, SymbolsAnalyzer):
             return self.call(e, statement)
         if isinstance(e, ast.Index):
             return self.index_expr(e)
+        handler = getattr(self, "expr_" + type(e).__name__, None)
+        if handler is not None:
+            return handler(e)
         raise NotSupportedYet(f"the expression '{type(e).__name__}'", e.span)
 
     def builtin(self, name: str, span: Span) -> Type:

@@ -78,7 +78,6 @@ def test_errors_are_all_reported_with_source_line_and_markers():
 
 LATER = [
     ("fentry:no_such_fn_xyz { }", "stdin:1:1-22: ERROR: fentry: no traceable function 'no_such_fn_xyz'"),
-    ("BEGIN { for ($i : 0..3) { } }", "stdin:1:9-28: ERROR: for loops is not supported yet"),
 ]
 
 

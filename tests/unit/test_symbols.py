@@ -217,7 +217,7 @@ ERRORS = [
     ('BEGIN { @ = kptr("a"); }',
      "stdin:1:18-21: ERROR: kptr() expects an integer or pointer argument (string provided)"),
     ("config = { stack_mode = foo } BEGIN { }",
-     "stdin:1:25-28: ERROR: stack_mode must be bpftrace, perf or raw"),
+     "stdin:1:25-28: ERROR: Invalid value for stack_mode: foo. Valid values: bpftrace, perf, raw"),
 ]
 
 

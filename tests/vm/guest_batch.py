@@ -85,6 +85,14 @@ CHECKS = [
      ["-e", 'kprobe:vfs_read /pid == $1/ { @all = count(); if (comm == "dd") { @dd = count(); } '
             '@comms[comm] = count(); }'],
      [DD]),
+    # for loops and len() are BPF callbacks (bpf_loop, bpf_for_each_map_elem) described in BTF
+    # func_info: 6.1's verifier must take them, in a kprobe program and in end
+    ("loops_callbacks",
+     ["-e", 'kprobe:vfs_read /pid == $1 && arg2 == 4567/ { @n[arg2] = count(); '
+            'for ($i : 0..3) { @r[$i] = count(); } } '
+            'end { $t = 0; for ($kv : @n) { $t += $kv.1; printf("key %d count %d\\n", $kv.0, $kv.1); } '
+            'printf("total %d len %d\\n", $t, len(@r)); clear(@n); clear(@r); }'],
+     [DD]),
 ]
 
 

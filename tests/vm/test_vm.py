@@ -164,3 +164,11 @@ def test_rawtracepoint_btf_typed_args(vm):
     assert c["rc"] == 0 and c["err"].startswith("Attached 1 probe"), shown(c)
     dd = c["workload_out"].split("(pid ", 1)[1].split(",", 1)[0]
     assert f"exec dd {dd}\n" in c["out"], shown(c)
+
+
+def test_loops_are_callbacks_the_6_1_verifier_takes(vm):
+    c = check(vm, "loops_callbacks")
+    assert c["rc"] == 0, shown(c)
+    total = num(r"^total (\d+) len 3$", c["out"])
+    assert total >= 7, shown(c)
+    assert num(r"^key 4567 count (\d+)$", c["out"]) == total, shown(c)
