@@ -46,6 +46,7 @@ class Options:
     cpid: int | None = None          # -c: the child's pid, the value of `cpid`
     unsafe: bool = False             # --unsafe: system() and the other unsafe functions allowed
     stack_mode: str | None = None    # config stack_mode / BPFTRACE_STACK_MODE: kstack/ustack's default
+    str_trunc_trailer: str = ".."    # printed after a string read from memory that was cut
     # every config variable set by the script or the environment (ptrace_lang.config.KEYS)
     settings: dict = field(default_factory=dict)
 
@@ -73,7 +74,8 @@ def apply_settings(opts: Options, values: dict) -> None:
     for key, value in values.items():
         if key == "perf_rb_pages":
             opts.ringbuf_bytes = _rb_bytes(value)
-        elif key in ("max_map_keys", "max_strlen", "missing_probes", "stack_mode"):
+        elif key in ("max_map_keys", "max_strlen", "missing_probes", "stack_mode",
+                     "str_trunc_trailer"):
             setattr(opts, key, value)
         opts.settings[key] = value
 
@@ -171,6 +173,7 @@ def compile_script(text: str, filename: str, opts: Options) -> Compiled:
                            program.probes[0].span)
     program.probes = kept
 
+    L.STR_TRUNC_TRAILER[0] = opts.str_trunc_trailer
     from ptrace_lang.sema import fn_symbols
 
     fn_symbols.CONFIG_STACK_MODE = opts.stack_mode
@@ -187,10 +190,11 @@ def compile_script(text: str, filename: str, opts: Options) -> Compiled:
                       if k in config.RUNTIME_KEYS)
     if opts.missing_probes == "ignore":
         popts.warnings.clear()
-    if popts.warnings:      # rendered now (the compile cache keeps them with the program)
+    warnings = popts.warnings + getattr(sema.analyzer, "warnings", [])
+    if warnings:      # rendered now (the compile cache keeps them with the program)
         from ptrace_lang.errors import render
 
-        obj.config["warnings"] = [render(d) for d in popts.warnings]
+        obj.config["warnings"] = [render(d) for d in warnings]
     layouts: dict[str, L.MapLayout] = {}
     first = {n: i for i, n in enumerate(opts.map_order)}
     for name in sorted(sema.maps, key=lambda n: (first.get(n, len(first)), n)):
@@ -220,6 +224,7 @@ def compile_script(text: str, filename: str, opts: Options) -> Compiled:
     obj.maps.append(S.MapSpec("globals", MAP_TYPES["array"], 4, 8, 1))
 
     ir_dump, asm_dump = [], []
+    scratch_bytes = 0      # the per-CPU scratch value big temporaries live in (lower_values)
     for pi, (probe, gs) in enumerate(zip(program.probes, groups)):
         for gi, (prov, targets, ctx) in enumerate(gs):
             var_types = sema.retype(probe, ctx)
@@ -237,6 +242,13 @@ def compile_script(text: str, filename: str, opts: Options) -> Compiled:
                                 "retval_offset": getattr(prov, "retval_offset", 0),
                                 **prov.lowering_options(targets[0])})
             insns = low.lower_probe(probe)
+            scratch_bytes = max(scratch_bytes, low.frame.scratch_max)
+            if low.frame.scratch_max > L.SCRATCH_LIMIT:
+                raise CompileError(f"The probe needs {low.frame.scratch_max} bytes of scratch "
+                                   f"memory for its values, more than the {L.SCRATCH_LIMIT} a "
+                                   "per-CPU map value holds", probe.span,
+                                   hints=["use shorter strings (config max_strlen) or fewer "
+                                          "string values in one statement"])
             for sname, vsize in getattr(low, "stack_maps", {}).items():   # kstack/ustack
                 if not any(m.name == sname for m in obj.maps):
                     obj.maps.append(S.MapSpec(sname, MAP_TYPES["stack_trace"], 4, vsize,
@@ -290,6 +302,9 @@ def compile_script(text: str, filename: str, opts: Options) -> Compiled:
                     pname = name
                 obj.attachments.append(S.AttachSpec(t.provider, pname, t.target, pid, t.probe_name,
                                                     probe.attach_points[0].span))
+    if scratch_bytes:
+        # always the largest size, so that a REPL entry needing more finds the same map loaded
+        obj.maps.append(S.MapSpec(L.SCRATCH_MAP, MAP_TYPES["percpu_array"], 4, L.SCRATCH_LIMIT, 1))
     config.check_limits(obj, opts.settings)
     if not any(name == "ringbuf" for p in obj.programs for _, name in p.map_relocs):
         obj.maps.remove(ringbuf)

@@ -31,6 +31,7 @@ EV_CLEAR_MAP = 6   # id = index into ObjectSpec.user_maps (clear from user space
 EV_ZERO_MAP = 7    # id = index into ObjectSpec.user_maps
 EV_CAT = 8         # like EV_PRINTF; the formatted text names a file whose contents are printed
 EV_SYSTEM = 9      # like EV_PRINTF; the formatted text is a shell command whose output is printed
+EV_WARNING = 32    # fmt: a located warning rendered at compile time, written to stderr
 EV_JOIN = 10       # fmt = the delimiter; payload: u64 count, then JOIN_MAX strings of equal size
 EV_ERRORF = 21     # like EV_PRINTF; printed on stderr as "file:L:C-E: ERROR: text"
 EV_WARNF = 22      # like EV_PRINTF; printed on stderr as "file:L:C-E: WARNING: text"

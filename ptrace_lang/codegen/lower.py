@@ -13,17 +13,20 @@ from ptrace_lang.records import dataclass
 
 from ptrace_lang import spec as S
 from ptrace_lang.codegen import ir
-from ptrace_lang.codegen.frame import Frame
 from ptrace_lang.codegen.lower_funcs import FuncsLowering
+from ptrace_lang.codegen.lower_values import (  # noqa: F401
+    SCRATCH_LIMIT, SCRATCH_MAP, STR_TRUNC_TRAILER, Frames, ValuesLowering, str_field,
+)
 from ptrace_lang.codegen.ir import FP, R0, R1, VReg
 from ptrace_lang.codegen.lower_types import TypesLowering, c_value_field, str_helper
 from ptrace_lang.codegen.lower_loops import LoopsLowering
 from ptrace_lang.codegen.lower_symbols import SymbolsLowering
 from ptrace_lang.errors import CompileError, NotSupportedYet, Span
 from ptrace_lang.frontend import ast
-from ptrace_lang.sema.analyze import MapInfo, field_type, is_signed
+from ptrace_lang.sema.analyze import MapInfo, field_type, is_signed, signed_pair
 from ptrace_lang.sema.types import (
-    FUNC, PROBE, AggT, ArgsT, BoolT, IntT, PtrT, StrT, TupleT, Type, UsdtArgsT, UserT,
+    FUNC, PROBE, AggT, ArgsT, BoolT, BufT, IntArrayT, IntT, PtrT, StrT, TupleT, Type, UsdtArgsT,
+    UserT,
 )
 
 _comm_padded: list[bool] = []
@@ -109,7 +112,7 @@ def map_layout(info: MapInfo) -> MapLayout:
     return MapLayout(info, kernel_map_name(info.name), key_size, max(vt.size(), 8), False)
 
 
-class Lowering(TypesLowering, FuncsLowering, SymbolsLowering, LoopsLowering):
+class Lowering(TypesLowering, FuncsLowering, SymbolsLowering, LoopsLowering, ValuesLowering):
     """Builds the IR of one program."""
 
     def __init__(self, *, maps: dict[str, MapLayout], events: list[S.EventSpec],
@@ -127,7 +130,7 @@ class Lowering(TypesLowering, FuncsLowering, SymbolsLowering, LoopsLowering):
         self.max_strlen = max_strlen
         self.uses_cookie = uses_cookie
         self.insns: list[ir.Insn] = []
-        self.frame = Frame()
+        self.frame = Frames()
         self.next_vreg = 0
         self.next_label = 0
         self.span: Span | None = None
@@ -214,8 +217,9 @@ class Lowering(TypesLowering, FuncsLowering, SymbolsLowering, LoopsLowering):
         # before it is written); a zeroing that every path overwrites is dropped by the allocator
         for name, typ in self.var_types.items():
             if not is_scalar(typ):
-                self.vars[name] = self.frame.alloc(typ.size(), self.var_spans.get(name, probe.span))
-                self.zero_mem(FP, self.vars[name], typ.size())
+                self.vars[name] = self.alloc_mem(typ.size(), self.var_spans.get(name, probe.span))
+                if not self.assigned_first(name, probe):
+                    self.zero_mem(*self.vars[name], typ.size())
             else:
                 self.mov(self.var_reg(name), 0)
         if probe.predicate is not None:
@@ -227,6 +231,7 @@ class Lowering(TypesLowering, FuncsLowering, SymbolsLowering, LoopsLowering):
         self.emit(ir.Label(self.exit_label))
         self.mov(R0, 0)
         self.emit(ir.Exit())
+        self.finish_scratch()
         return self.insns
 
     def block(self, block: ast.Block) -> None:
@@ -318,7 +323,7 @@ class Lowering(TypesLowering, FuncsLowering, SymbolsLowering, LoopsLowering):
                 v = self.truncate(v, typ)     # into a variable declared narrower (let $x: uint8)
             self.mov(self.var_reg(var.name), v)
         else:
-            self.expr_into(value, FP, self.vars[var.name], typ)
+            self.expr_into(value, *self.vars[var.name], typ)
 
     def assign(self, s: ast.Assign) -> None:
         t = s.target
@@ -327,7 +332,7 @@ class Lowering(TypesLowering, FuncsLowering, SymbolsLowering, LoopsLowering):
                 self.assign_var(t, s.value)
             else:
                 reg = self.var_reg(t.name)
-                v = self.binop(s.op, reg, s.value, is_signed(t.type) and is_signed(s.value.type))
+                v = self.binop(s.op, reg, s.value, signed_pair(t.type, s.value.type, None, s.value))
                 if isinstance(t.type, IntT) and t.type.bits < 64:
                     v = self.truncate(v, t.type)    # the variable keeps its width
                 self.mov(reg, v)
@@ -379,8 +384,7 @@ class Lowering(TypesLowering, FuncsLowering, SymbolsLowering, LoopsLowering):
             self.scalar_or_discard(e)
         else:
             mark = self.frame.mark()
-            off = self.frame.alloc(e.type.size(), e.span)
-            self.expr_into(e, FP, off, e.type)
+            self.expr_into(e, *self.alloc_mem(e.type.size(), e.span), e.type)
             self.frame.release(mark)
 
     def scalar_or_discard(self, e: ast.Expr) -> None:
@@ -459,7 +463,7 @@ class Lowering(TypesLowering, FuncsLowering, SymbolsLowering, LoopsLowering):
         if layout.agg is not None and layout.agg.kind in ("hist", "lhist"):
             raise NotSupportedYet("delete() on a hist/lhist map", e.span)
         key = self.build_key(ref, layout)
-        self.call(H_MAP_DELETE, ("map", layout.kernel_name), ("fp", key))
+        self.call(H_MAP_DELETE, ("map", layout.kernel_name), self.key_arg(key))
 
     def _map_event(self, kind: int, e: ast.Call) -> None:
         idx = self.user_map_index["@" + e.args[0].name]
@@ -512,7 +516,9 @@ class Lowering(TypesLowering, FuncsLowering, SymbolsLowering, LoopsLowering):
             if v is not None:
                 self.emit(ir.Store(rec, f.offset, v, 8))
             else:
+                self.record_base = rec   # user space reads up to the NUL: no padding needed
                 self.expr_into(a, rec, f.offset, a.type)
+                self.record_base = None
         self.submit(rec)
 
     def count_error(self, which: int) -> None:
@@ -526,18 +532,30 @@ class Lowering(TypesLowering, FuncsLowering, SymbolsLowering, LoopsLowering):
     def build_key(self, ref: ast.MapRef, layout: MapLayout, extra: int = 0, base=None) -> int:
         """Write the key of ``ref`` into a fresh stack slot (plus ``extra`` bytes); return its offset.
         With ``base`` (a register holding the slot's address) the key is written through it."""
-        off = self.frame.alloc(layout.key_size + extra, ref.span) if base is None else 0
-        base = FP if base is None else base
+        off = 0
+        if base is None and not extra:
+            in_place = self.var_as_key(ref, layout)
+            if in_place is not None:
+                return in_place
+        if base is None:
+            base, off = self.alloc_mem(layout.key_size + extra, ref.span)
+            if base != FP:      # a key in scratch memory: passed by its address
+                base, off = self.address_of(base, off), 0
+                self._build_key_into(ref, layout, base, off)
+                return base
+        self._build_key_into(ref, layout, base, off)
+        return off
+
+    def _build_key_into(self, ref: ast.MapRef, layout: MapLayout, base, off: int) -> None:
         if ref.keys is None:
             self.emit(ir.Store(base, off, 0, 8))
-            return off
+            return
         kt = layout.info.key_type
         if len(ref.keys) == 1:
             self.expr_into(ref.keys[0], base, off, kt)
         else:
             tup = ast.TupleExpr(ref.keys, span=ref.span, type=TupleT(tuple(k.type for k in ref.keys)))
             self.expr_into(tup, base, off, kt)
-        return off
 
     @staticmethod
     def key_arg(key):
@@ -548,8 +566,10 @@ class Lowering(TypesLowering, FuncsLowering, SymbolsLowering, LoopsLowering):
         self.call(H_MAP_LOOKUP, ("map", layout.kernel_name), self.key_arg(key))
         return self.result()
 
-    def update(self, layout: MapLayout, key, val_off: int, flags: int = BPF_ANY) -> None:
-        self.call(H_MAP_UPDATE, ("map", layout.kernel_name), self.key_arg(key), ("fp", val_off), flags)
+    def update(self, layout: MapLayout, key, val, flags: int = BPF_ANY) -> None:
+        """``val``: a stack offset, or a (base, offset) pair from ``alloc_mem``."""
+        val_arg = ("fp", val) if isinstance(val, int) else self.ptr_arg(*val)
+        self.call(H_MAP_UPDATE, ("map", layout.kernel_name), self.key_arg(key), val_arg, flags)
         # counters[MAP_FULL] += (r0 < 0): branchless, one instruction fewer than a test
         failed, ptr = self.vreg(), self.vreg()
         self.mov(failed, R0)
@@ -559,8 +579,8 @@ class Lowering(TypesLowering, FuncsLowering, SymbolsLowering, LoopsLowering):
 
     def map_store(self, ref: ast.MapRef, layout: MapLayout, write_value) -> None:
         key = self.build_key(ref, layout)
-        val = self.frame.alloc(layout.value_size, ref.span)
-        write_value(FP, val)
+        val = self.alloc_mem(layout.value_size, ref.span)
+        write_value(*val)
         self.update(layout, key, val)
 
     def map_add(self, ref: ast.MapRef, layout: MapLayout, delta: VReg) -> None:
@@ -571,7 +591,7 @@ class Lowering(TypesLowering, FuncsLowering, SymbolsLowering, LoopsLowering):
         self.emit(ir.CondJump("jne", v, 0, hit))
         val = self.frame.alloc(8, ref.span)
         self.emit(ir.Store(FP, val, 0, 8))
-        self.call(H_MAP_UPDATE, ("map", layout.kernel_name), ("fp", key), ("fp", val), BPF_NOEXIST)
+        self.call(H_MAP_UPDATE, ("map", layout.kernel_name), self.key_arg(key), ("fp", val), BPF_NOEXIST)
         v2 = self.lookup(layout, key)
         self.emit(ir.CondJump("jne", v2, 0, hit + "_2"))
         self.count_error(S.COUNTER_MAP_FULL)
@@ -621,10 +641,12 @@ class Lowering(TypesLowering, FuncsLowering, SymbolsLowering, LoopsLowering):
             bucket = self.lhist_bucket(value, *agg.lhist)
         # the key's address is computed once and kept: the key is written through it and it is
         # passed to the lookup and, on a miss, to the update
-        key = self.vreg()
-        self.mov(key, FP)
-        self.emit(ir.Alu("add", key, self.frame.alloc(layout.key_size + extra, ref.span)))
-        self.build_key(ref, layout, extra, base=key)
+        key = self.var_as_key(ref, layout) if not extra else None
+        if key is None:
+            key = self.address_of(*self.alloc_mem(layout.key_size + extra, ref.span))
+            self.build_key(ref, layout, extra, base=key)
+        elif isinstance(key, int):
+            key = self.address_of(FP, key)
         if extra:
             self.emit(ir.Store(key, layout.key_size, bucket, 8))
         v = self.lookup(layout, key)
@@ -775,6 +797,9 @@ class Lowering(TypesLowering, FuncsLowering, SymbolsLowering, LoopsLowering):
         if is_scalar(et):
             self.emit(ir.Store(base, off, self.scalar(e), 8))
             return
+        if isinstance(e, ast.RecordExpr):
+            self.record_into(e, base, off, typ)
+            return
         if isinstance(et, TupleT):
             dst_elems = typ.elems if isinstance(typ, TupleT) else et.elems
             offs = TupleT(tuple(dst_elems)).offsets()
@@ -791,9 +816,7 @@ class Lowering(TypesLowering, FuncsLowering, SymbolsLowering, LoopsLowering):
             if not isinstance(e, (ast.Var, ast.TupleIndex)):
                 raise NotSupportedYet(f"a tuple from '{type(e).__name__}'", e.span)
             src_base, src_off = self.mem_of(e)
-            src_offs = et.offsets()
-            for st, dt, so, do in zip(et.elems, dst_elems, src_offs, offs):
-                self.copy_value(base, off + do, dt, src_base, src_off + so, st)
+            self.tuple_copy(base, off, typ if isinstance(typ, TupleT) else et, src_base, src_off, et)
             return
         if isinstance(e, (ast.Call, ast.Builtin)):
             handler = getattr(self, "into_" + e.name, None)
@@ -820,6 +843,20 @@ class Lowering(TypesLowering, FuncsLowering, SymbolsLowering, LoopsLowering):
             size = typ.size() if isinstance(typ, StrT) else et.size()
             self.string_into(e, base, off, size)
             return
+        if isinstance(e, ast.Cast) and isinstance(et, IntArrayT):
+            self.intarray_into(e, base, off, typ)
+            return
+        if isinstance(et, (BufT, IntArrayT)):
+            if isinstance(e, ast.MapRef):
+                self.map_read_into(e, self.maps["@" + e.name], base, off, typ)
+                return
+            if isinstance(e, ast.Ternary):
+                self.ternary(e, lambda x: self.expr_into(x, base, off, typ))
+                return
+            if isinstance(e, (ast.Var, ast.TupleIndex)):
+                src_base, src_off = self.mem_of(e)
+                self.copy_value(base, off, typ, src_base, src_off, et)
+                return
         raise NotSupportedYet(f"values of type '{et}' here", e.span)
 
     def copy_value(self, dst, dst_off, dt: Type, src, src_off, st: Type) -> None:
@@ -831,19 +868,19 @@ class Lowering(TypesLowering, FuncsLowering, SymbolsLowering, LoopsLowering):
     def mem_of(self, e: ast.Expr) -> tuple[object, int]:
         """Memory holding the (non-scalar) value of ``e``: a variable's slot, a member of a tuple
         held in memory, or a new temporary."""
-        if isinstance(e, ast.Var) and isinstance(self.vars.get(e.name), int):
-            return FP, self.vars[e.name]
+        if isinstance(e, ast.Var) and isinstance(self.vars.get(e.name), tuple):
+            return self.vars[e.name]
         if isinstance(e, ast.TupleIndex):
             b, o = self.mem_of(e.base)
             return b, o + e.base.type.offsets()[e.index]
-        off = self.frame.alloc(e.type.size(), e.span)
-        self.expr_into(e, FP, off, e.type)
-        return FP, off
+        base, off = self.alloc_mem(e.type.size(), e.span)
+        self.expr_into(e, base, off, e.type)
+        return base, off
 
     def string_into(self, e: ast.Expr, base, off: int, size: int) -> None:
         et = e.type
         if isinstance(e, ast.StrLit):
-            self.store_bytes(base, off, e.value.encode() + b"\0", size)
+            self.store_bytes(base, off, e.value.encode("utf-8", "surrogateescape") + b"\0", size)
         elif isinstance(e, ast.PositionalParam):
             v = self.positional_value(e.index)
             self.store_bytes(base, off, str(v).encode() + b"\0", size)
@@ -858,8 +895,8 @@ class Lowering(TypesLowering, FuncsLowering, SymbolsLowering, LoopsLowering):
             if size > 16:
                 self.zero_mem(base, off + 16, size - 16)
         elif isinstance(e, ast.Var):
-            src_off = self.vars[e.name]
-            self.copy_value(base, off, StrT(size), FP, src_off, et)
+            src_base, src_off = self.vars[e.name]
+            self.copy_value(base, off, StrT(size), src_base, src_off, et)
         elif isinstance(e, ast.MapRef):
             layout = self.maps["@" + e.name]
             self.map_read_into(e, layout, base, off, StrT(size))
@@ -890,11 +927,18 @@ class Lowering(TypesLowering, FuncsLowering, SymbolsLowering, LoopsLowering):
         arg = e.args[0]
         if isinstance(arg.type, StrT):
             self.string_into(arg, base, off, size)
+            keep = e.type.length - 1     # str(s, n) of a string: cut after n characters
+            if keep < arg.type.length - 1 and keep < size:
+                word = min(size, (keep + 7) // 8 * 8)
+                self.zero_mem_bytes(base, off + keep, word - keep)
+                self.zero_mem(base, off + word, size - word)
             return
         n = e.type.length
         # zero first: the helper leaves bytes after the NUL as they were, and strings are
-        # compared byte for byte as map keys
-        self.zero_mem(base, off, size)
+        # compared byte for byte as map keys (not in a ring buffer record: user space stops at
+        # the NUL, and a failed read zeroes the buffer)
+        if base is not self.record_base:
+            self.zero_mem(base, off, size)
         if isinstance(arg, ast.FieldAccess) and isinstance(arg.base.type, ArgsT):
             f = arg.base.type.field(arg.field_name)
             if f.data_loc:
@@ -1004,7 +1048,7 @@ class Lowering(TypesLowering, FuncsLowering, SymbolsLowering, LoopsLowering):
             if e.op in ("==", "!=", "<", "<=", ">", ">=", "&&", "||"):
                 return self.cond_value(e)
             a = self.scalar(e.left)
-            return self.binop(e.op, a, e.right, is_signed(e.left.type) and is_signed(e.right.type))
+            return self.binop(e.op, a, e.right, signed_pair(e.left.type, e.right.type, e.left, e.right))
         if isinstance(e, ast.Unary):
             if e.op == "!":
                 return self.cond_value(e)
@@ -1015,7 +1059,7 @@ class Lowering(TypesLowering, FuncsLowering, SymbolsLowering, LoopsLowering):
                 self.emit(ir.Alu("neg", out))
                 return self.truncate(out, e.type)
             self.emit(ir.Alu("xor", out, -1))
-            return out
+            return self.truncate(out, e.type)
         if isinstance(e, ast.IncDec):
             if isinstance(e.target, ast.Var):
                 reg = self.var_reg(e.target.name)
@@ -1039,7 +1083,11 @@ class Lowering(TypesLowering, FuncsLowering, SymbolsLowering, LoopsLowering):
             out = self.vreg()
             self.emit(ir.Load(out, src_base, src_off + e.base.type.offsets()[e.index], 8))
             return out
+        if isinstance(e, ast.Index) and getattr(e, "array_index", None) is not None:
+            return self.intarray_element(e)
         if isinstance(e, ast.Cast):
+            if isinstance(e.operand.type, (IntArrayT, StrT)):
+                return self.intarray_to_int(e)
             v = self.scalar(e.operand)
             return self.truncate(v, e.type)
         handler = getattr(self, "scalar_" + type(e).__name__, None)
@@ -1078,11 +1126,12 @@ class Lowering(TypesLowering, FuncsLowering, SymbolsLowering, LoopsLowering):
         else:
             b = self.scalar(right)
         name = ARITH[op]
-        if signed and name == "div":
-            name = "sdiv"
-        elif signed and name == "mod":
-            name = "smod"
-        elif signed and name == "rsh":
+        if name in ("div", "mod"):
+            if isinstance(b, int) and b == 0:
+                b = self.const(0)    # a literal zero divides through the run-time check too
+            self.divide(name, out, b, signed, self.span)
+            return out
+        if signed and name == "rsh":
             name = "arsh"
         self.emit(ir.Alu(name, out, b))
         return out
@@ -1232,11 +1281,11 @@ class Lowering(TypesLowering, FuncsLowering, SymbolsLowering, LoopsLowering):
             self.emit(ir.Label(true))
             return
         if isinstance(e, ast.Binary) and e.op in CMP_OPS:
-            if isinstance(e.left.type, StrT):
-                self.string_compare(e, false_label)
+            if isinstance(e.left.type, (StrT, TupleT, BufT, IntArrayT)):
+                self.memory_compare(e, false_label)
                 return
             op = CMP_OPS[e.op]
-            if op in SIGNED_CMP and is_signed(e.left.type) and is_signed(e.right.type):
+            if op in SIGNED_CMP and signed_pair(e.left.type, e.right.type, e.left, e.right):
                 op = SIGNED_CMP[op]
             a = self.scalar(e.left)
             if isinstance(e.right, ast.IntLit) and -(1 << 31) <= e.right.value < (1 << 31):
@@ -1251,26 +1300,6 @@ class Lowering(TypesLowering, FuncsLowering, SymbolsLowering, LoopsLowering):
             return
         v = self.scalar(e)
         self.emit(ir.CondJump("jeq", v, 0, false_label))
-
-    def string_compare(self, e: ast.Binary, false_label: str) -> None:
-        """Byte-wise compare of two strings up to the first NUL (8 bytes at a time)."""
-        size = max(e.left.type.size(), e.right.type.size())
-        mark = self.frame.mark()
-        la = self.frame.alloc(size, e.span)
-        self.expr_into(e.left, FP, la, StrT(size))
-        lb = self.frame.alloc(size, e.span)
-        self.expr_into(e.right, FP, lb, StrT(size))
-        # values are NUL-padded to the slot size, so comparing whole words is exact
-        differ = false_label if e.op == "==" else self.label("strne")
-        a, b = self.vreg(), self.vreg()
-        for o in range(0, size, 8):
-            self.emit(ir.Load(a, FP, la + o, 8))
-            self.emit(ir.Load(b, FP, lb + o, 8))
-            self.emit(ir.CondJump("jne", a, b, differ))
-        if e.op == "!=":
-            self.emit(ir.Jump(false_label))
-            self.emit(ir.Label(differ))
-        self.frame.release(mark)
 
 
 def is_scalar(t: Type) -> bool:
@@ -1292,10 +1321,16 @@ def value_field(t: Type, off: int, name: str = "") -> S.Field:
     if t == FUNC:
         return S.Field("func", off, 8, name=name)
     if isinstance(t, StrT):
-        return S.Field("str", off, t.size(), name=name)
+        return str_field(t, off, name)
     if isinstance(t, TupleT):
-        subs = [value_field(et, o) for et, o in zip(t.elems, t.offsets())]
-        return S.Field("tuple", off, t.size(), fields=subs, name=name)
+        names = t.names or ("",) * len(t.elems)
+        subs = [value_field(et, o, n) for et, o, n in zip(t.elems, t.offsets(), names)]
+        return S.Field("record" if t.names else "tuple", off, t.size(), fields=subs, name=name)
+    if isinstance(t, BufT):
+        return S.Field("buf", off, t.size(), name=name)
+    if isinstance(t, IntArrayT):
+        return S.Field("intarray", off, t.size(), signed=t.elem.signed, name=name,
+                       aux=(t.elem.bits // 8, t.count, t.boolean))
     if isinstance(t, UserT):
         return S.Field("user", off, t.size(), name=name, fmt=t.kind, aux=t.aux)
     raise NotSupportedYet(f"values of type '{t}' in events or maps")

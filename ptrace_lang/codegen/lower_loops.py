@@ -96,28 +96,36 @@ class LoopsLowering:
                 continue
             typ = self.var_types[name]
             passed.append((name, off, typ))
-            off += 8 if self._is_scalar(typ) else (typ.size() + 7) // 8 * 8
+            off += 8 if self._is_scalar(typ) or self._by_ref(name) else (typ.size() + 7) // 8 * 8
         ctxs = self.frame.alloc(off, body.span)
         self.emit(ir.Store(FP, ctxs + CTX_OFF, self.ctx, 8))
         self.emit(ir.Store(FP, ctxs + FLAG_OFF, 0, 8))
         for name, o, typ in passed:
             if self._is_scalar(typ):
                 self.emit(ir.Store(FP, ctxs + o, self.vars[name], 8))
+            elif self._by_ref(name):     # a big value: its address (the body works in place)
+                self.emit(ir.Store(FP, ctxs + o, self.address_of(*self.vars[name]), 8))
             else:
-                self.copy_mem(FP, ctxs + o, FP, self.vars[name], typ.size())
+                self.copy_mem(FP, ctxs + o, *self.vars[name], typ.size())
         return ctxs, passed, assigned
 
     def _after_call(self, ctxs: int, passed, assigned) -> None:
         for name, o, typ in passed:
-            if name not in assigned:
+            if name not in assigned or self._by_ref(name):
                 continue
             if self._is_scalar(typ):
                 self.emit(ir.Load(self.vars[name], FP, ctxs + o, 8))
             else:
-                self.copy_mem(FP, self.vars[name], FP, ctxs + o, typ.size())
+                self.copy_mem(*self.vars[name], FP, ctxs + o, typ.size())
         flag = self.vreg()
         self.emit(ir.Load(flag, FP, ctxs + FLAG_OFF, 8))
         self.emit(ir.CondJump("jne", flag, 0, self.exit_label))
+
+    def _by_ref(self, name: str) -> bool:
+        """A variable held outside the stack (the scratch value, or by a caller's address):
+        passed to a loop body by address."""
+        slot = self.vars.get(name)
+        return isinstance(slot, tuple) and slot[0] is not FP
 
     @staticmethod
     def _is_scalar(t) -> bool:
@@ -132,6 +140,7 @@ class LoopsLowering:
         subs = self._subprogs()
         sub = Subprogram(f"{name}_{len(subs)}", nargs=nargs, parent=self.current_fn)
         subs.append(sub)
+        byref = {vname for vname, _, _ in passed if self._by_ref(vname)}
         saved = (self.insns, self.frame, self.vars, self.loops, self.ctx, self.exit_label,
                  self.current_fn, getattr(self, "_skip", None), getattr(self, "_done", None))
         self.insns, self.frame, self.loops = sub.insns, sub.frame, []
@@ -147,8 +156,13 @@ class LoopsLowering:
             if self._is_scalar(typ):
                 r = self.vars[vname] = self.vreg()
                 self.emit(ir.Load(r, cstruct, o, 8))
+            elif vname in byref:
+                r = self.vreg()
+                self.emit(ir.Load(r, cstruct, o, 8))
+                self.vars[vname] = (r, 0)
             else:
-                slot = self.vars[vname] = self.frame.alloc(typ.size(), body.span)
+                slot = self.frame.alloc(typ.size(), body.span)
+                self.vars[vname] = (FP, slot)       # memory variables: (base, offset)
                 self.copy_mem(FP, slot, cstruct, o, typ.size())
         cont, brk, ret = self.label("next"), self.label("stop"), self.label("leave")
         self.exit_label = ret
@@ -159,12 +173,12 @@ class LoopsLowering:
         for label, rv in ((cont, 0), (brk, 1)):
             self.emit(ir.Label(label))
             for vname, o, typ in passed:
-                if vname not in assigned:
+                if vname not in assigned or vname in byref:
                     continue
                 if self._is_scalar(typ):
                     self.emit(ir.Store(cstruct, o, self.vars[vname], 8))
                 else:
-                    self.copy_mem(cstruct, o, FP, self.vars[vname], typ.size())
+                    self.copy_mem(cstruct, o, *self.vars[vname], typ.size())
             self.mov(R0, rv)
             self.emit(ir.Exit())
         # a return from the probe (return, exit()): raise the flag, stop
@@ -188,7 +202,8 @@ class LoopsLowering:
 
         def prologue(args):
             key, value = args[1], args[2]
-            slot = self.vars[s.var.name] = self.frame.alloc(kv_type.size(), s.span)
+            slot = self.frame.alloc(kv_type.size(), s.span)
+            self.vars[s.var.name] = (FP, slot)
             koff, voff = kv_type.offsets()
             kt, vt = kv_type.elems
             self.copy_mem(FP, slot + koff, key, 0, kt.size())
@@ -317,7 +332,7 @@ class LoopsLowering:
         if is_scalar(typ):
             self.mov(self.var_reg(name), 0)
         else:
-            self.zero_mem(FP, self.vars[name], typ.size())
+            self.zero_mem(*self.vars[name], typ.size())
 
     def _block_stmts(self, stmts) -> None:
         for st in stmts:

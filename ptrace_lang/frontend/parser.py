@@ -896,7 +896,10 @@ class _Builder:
             name = base
         depth = sum(1 for c in ch[1:] if isinstance(c, Token) and c.type == "STAR")
         arr = next((c for c in ch[1:] if isinstance(c, int) and not isinstance(c, Token)), None)
-        return ast.TypeName(name, depth, arr, span=self.span(tree))
+        tn = ast.TypeName(name, depth, arr if arr != -1 else None, span=self.span(tree))
+        if arr == -1:
+            tn.array_auto = True      # (uint8[])x: the cast sizes the array (sema.fn_values)
+        return tn
 
     t_type = _type
     t_cast_type = _type
@@ -907,7 +910,7 @@ class _Builder:
         return f"{ch[0]} {ch[1]}"
 
     def t_array_suffix(self, tree, ch):
-        return self.integer(ch[0])
+        return self.integer(ch[0]) if ch else -1     # -1: `int8[]`, the size from the value
 
     def ptr_type(self, tok) -> ast.TypeName:
         inner = str(tok)[1:-1]

@@ -49,6 +49,9 @@ def field_decoder(f: S.Field, probe_names: list[str], base: int = 0) -> Callable
         return func
     if f.kind == "str":
         end = off + f.size
+        if f.aux:               # a string read from memory: a trailer when it filled its buffer
+            from ptrace_lang.runtime.values import truncating_str
+            return truncating_str(off, f.aux)
         return lambda buf, off=off, end=end: cstr(bytes(buf[off:end]))
     if f.kind == "user":
         from ptrace_lang.runtime.uvalues import FORMATTERS
@@ -57,6 +60,9 @@ def field_decoder(f: S.Field, probe_names: list[str], base: int = 0) -> Callable
     if f.kind == "tuple":
         subs = [field_decoder(x, probe_names, off) for x in f.fields]
         return lambda buf, subs=subs: tuple(d(buf) for d in subs)
+    if f.kind in ("record", "buf", "intarray"):
+        from ptrace_lang.runtime.values import value_decoder
+        return value_decoder(f, probe_names, off, field_decoder)
     raise ValueError(f"cannot decode field kind {f.kind}")
 
 

@@ -244,6 +244,11 @@ class Session:
         elif kind == S.EV_ZERO_MAP:
             self._flush()
             self.zero_map(self.spec.user_maps[ident])
+        elif kind == S.EV_WARNING:          # a located run-time warning (lower_values)
+            from ptrace_lang.runtime.ufuncs import StderrText
+
+            self.pending.append(StderrText(self.spec.events[ident].fmt))
+            self._stderr_pending = True
         elif S.EV_ERRORF <= kind <= S.EV_DEBUGF:
             self._message(kind, ident, mv)
 

@@ -15,9 +15,10 @@ from ptrace_lang.sema.fn_funcs import FuncsMixin
 from ptrace_lang.sema.fn_symbols import SymbolsAnalyzer
 from ptrace_lang.sema.fn_types import TypesMixin
 from ptrace_lang.sema.stmts import StmtsAnalysis
+from ptrace_lang.sema.fn_values import ValuesSema
 from ptrace_lang.sema.types import (
-    EnumT, PtrT, BOOL, COMM, FUNC, INT64, INT_TYPE_NAMES, PROBE, UINT32, UINT64, VOID, AggT, ArgsT, IntT,
-    StrT, TupleT, Type, UsdtArgsT, UserT, compatible, widen,
+    EnumT, PtrT, BOOL, COMM, FUNC, INT64, INT_TYPE_NAMES, PROBE, UINT32, UINT64, VOID, AggT, ArgsT,
+    BufT, IntArrayT, IntT, StrT, TupleT, Type, UsdtArgsT, UserT, compatible, widen,
 )
 
 # builtin variables available in every probe: name -> type
@@ -35,7 +36,7 @@ AGGREGATIONS = {"count": 0, "sum": 1, "avg": 1, "min": 1, "max": 1, "stats": 1, 
                 "lhist": 4}
 # functions of the dialect that later work brings
 LATER_FUNCTIONS = {
-    "buf", "path",
+    "path",
     "percpu_kaddr", "skboutput", "unwatch", "socket_cookie",
 }
 MAX_STRLEN_DEFAULT = 64
@@ -80,7 +81,7 @@ class SemaResult:
         return self.analyzer.var_spans
 
 
-class _Analyzer(TypesMixin, FuncsMixin, SymbolsAnalyzer, StmtsAnalysis):
+class _Analyzer(TypesMixin, FuncsMixin, SymbolsAnalyzer, StmtsAnalysis, ValuesSema):
     def __init__(self, positional: list[str], max_strlen: int, cpid: int | None = None) -> None:
         self.positional = positional
         self.max_strlen = max_strlen
@@ -167,9 +168,12 @@ class _Analyzer(TypesMixin, FuncsMixin, SymbolsAnalyzer, StmtsAnalysis):
             return None
         types = [self.expr(k) for k in ref.keys]
         for k, t in zip(ref.keys, types):
-            if not (t.is_int or isinstance(t, (StrT, TupleT, UserT)) or t in (PROBE, FUNC)):
+            if not (t.is_int or isinstance(t, (StrT, TupleT, UserT, BufT, IntArrayT))
+                    or t in (PROBE, FUNC)):
                 self.error(f"{t} cannot be used as a map key", k.span)
-        return types[0] if len(types) == 1 else TupleT(tuple(types))
+        t = types[0] if len(types) == 1 else TupleT(tuple(types))
+        self.check_key_size(t, ref)
+        return t
 
     def read_map(self, ref: ast.MapRef) -> Type:
         name = "@" + ref.name
@@ -390,7 +394,7 @@ class _Analyzer(TypesMixin, FuncsMixin, SymbolsAnalyzer, StmtsAnalysis):
         if isinstance(e, ast.BoolLit):
             return BOOL
         if isinstance(e, ast.StrLit):
-            return StrT(len(e.value.encode()) + 1)
+            return StrT(len(e.value.encode("utf-8", "surrogateescape")) + 1)
         if isinstance(e, ast.PositionalParam):
             v = self.positional_value(e.index)
             return INT64 if isinstance(v, int) else StrT(len(v.encode()) + 1)
@@ -417,11 +421,12 @@ class _Analyzer(TypesMixin, FuncsMixin, SymbolsAnalyzer, StmtsAnalysis):
             if not t.is_int:
                 self.error(f"Invalid type for unary operator '{e.op}': {t}", e.span)
             if e.op == "!":
-                return UINT64          # bpftrace: 'unsigned int64'
+                return BOOL            # the newest bpftrace: print(!0) is true (0.17: 1)
             if e.op == "-":
                 # negation keeps the operand's width and sign: -(uint8)3 is 253, as in bpftrace
                 return t if isinstance(t, IntT) else INT64
-            return IntT(64, isinstance(t, IntT) and t.signed)
+            # ~ keeps the operand's width too: ~(uint8)0 is 255, as in bpftrace
+            return t if isinstance(t, IntT) else IntT(64, False)
         if isinstance(e, ast.IncDec):
             if isinstance(e.target, ast.Var):
                 t = self.lookup_var(e.target.name)
@@ -474,7 +479,12 @@ class _Analyzer(TypesMixin, FuncsMixin, SymbolsAnalyzer, StmtsAnalysis):
                            e.span)
                 return INT64
             return t.elems[e.index]
+        if isinstance(e, ast.RecordExpr):
+            return self.record_expr(e)
         if isinstance(e, ast.Cast):
+            vt = self.value_cast(e)        # integer, bool and integer-array casts (fn_values)
+            if vt is not None:
+                return vt
             return self.cast_expr(e)
         if isinstance(e, ast.Sizeof):
             return self.sizeof_expr(e)
@@ -483,6 +493,9 @@ class _Analyzer(TypesMixin, FuncsMixin, SymbolsAnalyzer, StmtsAnalysis):
         if isinstance(e, ast.Call):
             return self.call(e, statement)
         if isinstance(e, ast.Index):
+            t = self.tuple_subscript(e)    # tuples and integer arrays (fn_values)
+            if t is not None:
+                return t
             return self.index_expr(e)
         handler = getattr(self, "expr_" + type(e).__name__, None)
         if handler is not None:
@@ -544,8 +557,7 @@ class _Analyzer(TypesMixin, FuncsMixin, SymbolsAnalyzer, StmtsAnalysis):
         if c is not None:
             return c
         if isinstance(base, TupleT):
-            self.error(f"Can not access field '{e.field_name}' on a tuple; use .0, .1, ...", e.span)
-            return INT64
+            return self.record_field(e, base)
         if isinstance(e.base, ast.Builtin) and e.base.name == "args":
             return INT64   # the misuse of args itself was reported
         if base.is_int or isinstance(base, StrT):
@@ -560,6 +572,9 @@ class _Analyzer(TypesMixin, FuncsMixin, SymbolsAnalyzer, StmtsAnalysis):
                 if not t.is_int:
                     self.error(f"Invalid type for logical operator '{e.op}': {t}", side.span)
             return BOOL
+        mt = self.memory_compare(e, a, b)
+        if mt is not None:
+            return mt
         if isinstance(a, StrT) or isinstance(b, StrT):
             if e.op in ("==", "!=") and isinstance(a, StrT) and isinstance(b, StrT):
                 return BOOL
@@ -568,12 +583,13 @@ class _Analyzer(TypesMixin, FuncsMixin, SymbolsAnalyzer, StmtsAnalysis):
         if not (a.is_int and b.is_int):
             self.error(f"Type mismatch for '{e.op}': comparing '{a}' with '{b}'", e.span)
             return INT64
+        self.sign_warning(e, a, b)
         if e.op in ("==", "!=", "<", "<=", ">", ">="):
             return BOOL
         p = self.pointer_binary(e, a, b)
         if p is not None:
             return p
-        signed = is_signed(a) and is_signed(b)
+        signed = signed_pair(a, b, e.left, e.right)
         return IntT(64, signed)
 
     def call(self, e: ast.Call, statement: bool) -> Type:
@@ -703,10 +719,10 @@ class _Analyzer(TypesMixin, FuncsMixin, SymbolsAnalyzer, StmtsAnalysis):
             else:
                 size = min(n + 1, self.max_strlen) if n < self.max_strlen else self.max_strlen
         if isinstance(t, StrT):
-            return StrT(min(t.length, size))
+            return StrT(min(t.length, size), t.trunc)
         if not t.is_int:
             self.error(f"str() expects a pointer or an integer address, got '{t}'", e.args[0].span)
-        return StrT(size)
+        return StrT(size, trunc=True)
 
     def fn_delete(self, e: ast.Call) -> Type:
         if len(e.args) == 1 and isinstance(e.args[0], ast.MapRef) and e.args[0].keys is not None:
@@ -743,6 +759,30 @@ class _Analyzer(TypesMixin, FuncsMixin, SymbolsAnalyzer, StmtsAnalysis):
     fn_zero = _whole_map
 
 
+def signed_pair(a: Type, b: Type, left=None, right=None) -> bool:
+    """Whether an operation on ``a`` and ``b`` (the expressions ``left``, ``right`` when known)
+    is signed. A literal >= 0 takes the other side's signedness (the newest bpftrace types it
+    as the smallest unsigned type that holds it): ``(uint32)5 - 10`` is unsigned, ``$m / 2``
+    signed. Otherwise: both signed, or one signed and the other an unsigned narrower than 64
+    bits (its values all fit int64, as the newest bpftrace promotes it): signed; a uint64 with
+    a signed operand: unsigned."""
+    if _nonneg_literal(right):
+        return is_signed(a)
+    if _nonneg_literal(left):
+        return is_signed(b)
+    sa, sb = is_signed(a), is_signed(b)
+    if sa and sb:
+        return True
+    if sa != sb:
+        u = b if sa else a
+        return not isinstance(u, IntT) or u.bits < 64
+    return False
+
+
+def _nonneg_literal(e) -> bool:
+    return isinstance(e, ast.IntLit) and e.value >= 0
+
+
 def is_builtin_name(an, name: str) -> bool:
     return (name in COMMON_BUILTINS or name in ("cpid", "func", "retval") or name in LATER_BUILTINS
             or hasattr(an, "builtin_" + name) or (name.startswith("arg") and name[3:].isdigit()))
@@ -761,7 +801,7 @@ def field_type(f, max_strlen: int) -> Type:
         return ctype
     text = f.type_text
     if f.data_loc:
-        return StrT(max_strlen) if "char" in text else UINT64
+        return StrT(max_strlen, trunc=True) if "char" in text else UINT64
     if f.array_len is not None and "char" in text:
         return StrT(f.array_len)
     if f.array_len is not None:
@@ -797,8 +837,9 @@ def check_format(an: _Analyzer, fname: str, fmt_node: ast.StrLit, args: list[ast
         elif cls in ("int", "char", "ptr") and not t.is_int:
             an.error(f"{fname}: %{spec.conv} specifier expects a value of type integer "
                      f"('{t}' supplied)", arg.span)
-        elif cls == "buf":
-            raise NotSupportedYet(f"the %{spec.conv} specifier", fmt_node.span)
+        elif cls == "buf" and not isinstance(t, BufT):
+            an.error(f"{fname}: %{spec.conv} specifier expects a value of type buffer "
+                     f"('{t}' supplied)", arg.span, ["buf(void *data, [int64 length])"])
         elif cls == "float":
             an.error(f"{fname}: %{spec.conv} is not supported: there are no floating point values",
                      fmt_node.span)

@@ -48,6 +48,7 @@ class StrT(Type):
     """A NUL-terminated string in a buffer of ``length`` bytes (bpftrace's string[N])."""
 
     length: int
+    trunc: bool = False     # read from memory: may have been cut at length - 1 (printed with a trailer)
 
     def size(self) -> int:
         return (self.length + 7) // 8 * 8
@@ -58,7 +59,10 @@ class StrT(Type):
 
 @dataclass(frozen=True)
 class TupleT(Type):
+    """A tuple ``(1, "a")``, or with ``names`` a record ``(x = 1, y = "a")`` (one name per element)."""
+
     elems: tuple
+    names: tuple = ()
 
     def size(self) -> int:
         return sum(e.size() for e in self.elems)
@@ -70,7 +74,12 @@ class TupleT(Type):
             off += e.size()
         return out
 
+    def index_of(self, name: str) -> int | None:
+        return self.names.index(name) if name in self.names else None
+
     def __str__(self) -> str:
+        if self.names:
+            return "record { " + ", ".join(f"{e} {n}" for n, e in zip(self.names, self.elems)) + " }"
         return "(" + ",".join(str(e) for e in self.elems) + ")"
 
 
@@ -289,13 +298,48 @@ INT_TYPE_NAMES = {
 }
 
 
+@dataclass(frozen=True)
+class BufT(Type):
+    """``buf(ptr, n)``: up to ``length`` raw bytes, kept as a u64 count then the bytes (bpftrace's
+    buffer[N]); printed with non-printable bytes as ``\\xNN``."""
+
+    length: int
+
+    def size(self) -> int:
+        return 8 + (self.length + 7) // 8 * 8
+
+    def __str__(self) -> str:
+        return f"buffer[{self.length}]"
+
+
+@dataclass(frozen=True)
+class IntArrayT(Type):
+    """An array of integers (``(uint8[4])$x``): ``count`` elements of ``elem`` packed as in C."""
+
+    elem: IntT
+    count: int
+    boolean: bool = False    # bool[N]: one byte per element, printed true/false
+
+    def size(self) -> int:
+        return (self.elem.bits // 8 * self.count + 7) // 8 * 8
+
+    def __str__(self) -> str:
+        return f"{'bool' if self.boolean else self.elem}[{self.count}]"
+
+
 def compatible(a: Type, b: Type) -> bool:
     """Can a value of type ``b`` be stored where ``a`` is stored (map values, variables)?"""
     if a.is_int and b.is_int:
         return True
     if isinstance(a, StrT) and isinstance(b, StrT):
         return True
+    if isinstance(a, BufT) and isinstance(b, BufT):
+        return True
     if isinstance(a, TupleT) and isinstance(b, TupleT):
+        if a.names != b.names and sorted(a.names) != sorted(b.names):
+            return False
+        if a.names and a.names != b.names:      # a record written with its fields in another order
+            b = TupleT(tuple(b.elems[b.names.index(n)] for n in a.names), a.names)
         return len(a.elems) == len(b.elems) and all(compatible(x, y) for x, y in zip(a.elems, b.elems))
     return a == b
 
@@ -303,9 +347,13 @@ def compatible(a: Type, b: Type) -> bool:
 def widen(a: Type, b: Type) -> Type:
     """The type that holds values of both ``a`` and ``b`` (for compatible types)."""
     if isinstance(a, StrT) and isinstance(b, StrT):
+        return StrT(max(a.length, b.length), a.trunc or b.trunc)
+    if isinstance(a, BufT) and isinstance(b, BufT):
         return a if a.length >= b.length else b
     if isinstance(a, TupleT) and isinstance(b, TupleT):
-        return TupleT(tuple(widen(x, y) for x, y in zip(a.elems, b.elems)))
+        if a.names and a.names != b.names:
+            b = TupleT(tuple(b.elems[b.names.index(n)] for n in a.names), a.names)
+        return TupleT(tuple(widen(x, y) for x, y in zip(a.elems, b.elems)), a.names)
     if isinstance(a, IntT) and isinstance(b, IntT):
         return IntT(max(a.bits, b.bits), a.signed or b.signed)
     return a

@@ -157,10 +157,12 @@ def test_sigterm_runs_end_probes_before_maps():
 
 
 def test_integer_semantics():
-    # widths and signs as bpftrace types them; division and modulo of signed values as in C
+    # widths and signs as bpftrace types them; division and modulo of signed values as in C;
+    # !0 is a bool (the newest bpftrace), which meets a signed value signed: 1 <= -7 is false
+    # (0.17 typed !0 'unsigned int64' and printed 1 here); see docs/values.md
     out = out_of('BEGIN { $m = -7; $z = 0; printf("%d %d %d %d %d %d %d %d %d\\n", -(uint8)3, !0 <= $m, '
                  '(uint32)5 - 10 < 0, $m / 2, $m % 3, (int8)200, (uint16)70000, $m >> 1, 1 << 40); exit(); }')
-    assert out.split("\n")[0] == "253 1 0 -3 -1 -56 4464 -4 1099511627776"
+    assert out.split("\n")[0] == "253 0 0 -3 -1 -56 4464 -4 1099511627776"
 
 
 def test_print_of_a_value_map_and_of_values():

@@ -85,6 +85,18 @@ CHECKS = [
      ["-e", 'kprobe:vfs_read /pid == $1/ { @all = count(); if (comm == "dd") { @dd = count(); } '
             '@comms[comm] = count(); }'],
      [DD]),
+    # values on a kernel without signed division (cpu v4 came in 6.6) and with 1024-byte
+    # strings in per-CPU scratch memory (keys, comparisons, the truncation trailer)
+    ("values_6_1",
+     ["-e", 'config = { max_strlen = 1024 } '
+            'BEGIN { $a = -7; $b = 2; $c = -2; $m = 7; $z = 0; '
+            'printf("div %d %d %d %d %d %d %d\\n", $a / $b, $a % $b, $m / $c, $m % $c, $a / $c, '
+            '$a % $c, $m / $z); $l = str(0); for ($i : 0..2) { $l = "in loop"; } '
+            'printf("loop %s\\n", $l); } '
+            'tracepoint:syscalls:sys_enter_openat /pid == $1/ { $s = str(args.filename); '
+            '@opens[$s] = count(); if ($s == "/etc/hostname") { '
+            'printf("eq %s %s\\n", $s, str(args.filename, 3)); @t = ($s, (x = 1)); } }'],
+     [["cat", "/etc/hostname"]]),
     # for loops and len() are BPF callbacks (bpf_loop, bpf_for_each_map_elem) described in BTF
     # func_info: 6.1's verifier must take them, in a kprobe program and in end
     ("loops_callbacks",

@@ -166,6 +166,19 @@ def test_rawtracepoint_btf_typed_args(vm):
     assert f"exec dd {dd}\n" in c["out"], shown(c)
 
 
+def test_values_on_6_1(vm):
+    """No sdiv/smod on 6.1: signed / and % by the portable sequence; division by zero is 1 with
+    its warning; 1024-byte strings live in scratch memory (docs/values.md)."""
+    c = check(vm, "values_6_1")
+    assert c["rc"] == 0, shown(c)
+    assert "div -3 -1 -3 1 3 -1 1\n" in c["out"], shown(c)
+    assert "WARNING: Divide or modulo by 0 detected." in c["err"], shown(c)
+    assert "eq /etc/hostname /et..\n" in c["out"], shown(c)
+    assert "loop in loop\n" in c["out"], shown(c)     # a big variable used in a loop body
+    assert "@opens[/etc/hostname]: 1\n" in c["out"], shown(c)
+    assert "@t: (/etc/hostname, { .x = 1 })\n" in c["out"], shown(c)
+
+
 def test_loops_are_callbacks_the_6_1_verifier_takes(vm):
     c = check(vm, "loops_callbacks")
     assert c["rc"] == 0, shown(c)
