@@ -154,20 +154,35 @@ class Session:
             struct.pack_into("<i", code, idx * 8 + 4, self.k.maps[map_name].fd)
         if expected_attach_type is None:
             expected_attach_type = ps.expected_attach_type
+        btf_fd = -1
         func_info = None
-        if getattr(ps, "functions", None):
-            func_info = self._func_info(ps)
         try:
+            if getattr(ps, "functions", None):
+                func_info = self._func_info(ps)
+            if ps.attach_btf_module:
+                from ptrace_lang.kernel.btfobj import module_btf_fd
+
+                btf_fd = module_btf_fd(ps.attach_btf_module)
             return kprogs.load_program(ps.prog_type, bytes(code),
                                        self.spec.config.get("license", "GPL"), name=ps.name,
-                                       func_info=func_info, expected_attach_type=expected_attach_type)
-        except kprogs.VerifierError as e:
-            if e.summary.strip():
-                raise self._verifier_failure(ps, e) from None
-            raise RuntimeFailure(f"prog '{ps.name}': failed to load: {os.strerror(e.errno)}") from None
+                                       expected_attach_type=expected_attach_type,
+                                       attach_btf_id=ps.attach_btf_id,
+                                       attach_prog_fd=max(btf_fd, 0), func_info=func_info)
         except OSError as e:
+            if ps.attach_btf_id:    # BTF-bound programs: the provider explains a refusal
+                from ptrace_lang.providers.fentry import load_failure
+
+                why = load_failure(ps, e)
+                if why is not None:
+                    raise RuntimeFailure(why) from None
+            if isinstance(e, kprogs.VerifierError):
+                if e.summary.strip():
+                    raise self._verifier_failure(ps, e) from None
+                raise RuntimeFailure(f"prog '{ps.name}': failed to load: {os.strerror(e.errno)}") from None
             raise RuntimeFailure(f"prog '{ps.name}': failed to load: {e.strerror or e}") from None
         finally:
+            if btf_fd >= 0:
+                os.close(btf_fd)
             if func_info is not None:       # the program keeps its own reference to the BTF
                 os.close(func_info[0])
 
@@ -603,7 +618,20 @@ class Session:
 
     @property
     def has_running_probes(self) -> bool:
-        return any(a.provider not in ("begin", "end") for a in self.spec.attachments)
+        # (iter probes run once, in run_iterators, and need no event loop)
+        return any(a.provider not in ("begin", "end", "iter") for a in self.spec.attachments)
+
+    def run_iterators(self) -> None:
+        """iter: probes: read each iterator to its end (its program runs once per object)."""
+        for link in list(self.k.links):
+            run = getattr(link, "run", None)
+            if run is None:
+                continue
+            try:
+                run()
+            except OSError as e:
+                raise RuntimeFailure(f"iterator: {e.strerror or e}") from None
+            self.drain()
 
     def finish(self) -> None:
         """Stop the probes, print what came before, run the end probes."""
@@ -645,6 +673,9 @@ class Session:
             if proc is not None and running:
                 # -c: the command runs only now, with every probe in place
                 proc.release()
+            if running:
+                self.run_iterators()
+                running = not self.stopping and not self._got_signal
             if running and (self.has_running_probes or proc is not None):
                 self._loop()
             if proc is not None:

@@ -49,6 +49,36 @@ CHECKS = [
     ("kprobe_bad_offset",
      ["-e", "kprobe:vfs_read+1 { @ = count(); }"],
      []),
+    # fentry/fexit (BPF trampolines): BTF-typed args (an integer, a pointer followed through
+    # kernel structs, a user string), retval, func, aliases, and wildcards (one program per
+    # function, probe and func from the link's cookie)
+    ("fentry_args",
+     ["-e", 'fentry:vfs_read /pid == $1 && args.count == 4567/ { @reads = count(); '
+            '@funcs[func] = count(); printf("%s read %d bytes of %s in %s\\n", comm, args.count, '
+            'str(args.file->f_path.dentry->d_name.name), func); } '
+            'kfunc:vfs_write /pid == $1 && args.count == 4567/ { @writes = count(); }'],
+     [DD]),
+    ("fexit_retval",
+     ["-e", 'fexit:vfs_read /pid == $1/ { if (retval == 4567) { @full = count(); } } '
+            'fr:do_sys_openat2 /pid == $2/ { @open[retval] = count(); '
+            'if (retval < 0) { printf("%s failed: %d %s\\n", func, retval, str(uptr(args.filename))); } }'],
+     [DD, ["cat", "/no/such/file/ptrace-vm"]]),
+    ("fexit_int_retval",      # an int's upper half is not set in the return slot
+     ["-e", 'fexit:filename_lookup /pid == $1/ { @lookup[retval] = count(); '
+            'if (retval < 0) { printf("%s: %d\\n", func, retval); } }'],
+     [["stat", "/no/such/file/ptrace-vm"]]),
+    ("fentry_wildcard",
+     ["-e", 'fentry:vfs_rea* /pid == $1/ { @[probe] = count(); } '
+            'fexit:vfs_writ* /pid == $1/ { @ret[func, retval] = count(); }'],
+     [DD]),
+    ("fentry_module",
+     ["-e", 'fentry:overlay:ovl_read_iter /pid == $1/ { @ovl[probe] = count(); @f[func] = count(); } '
+            'fexit:overlay:ovl_read_iter /pid == $1/ { @ret = max(retval); }'],
+     [["cat", "/etc/hostname"]]),
+    ("tp_btf_args",
+     ["-e", 'rawtracepoint:sched_process_exec /args.p->tgid == $1/ { '
+            'printf("exec %s %d\\n", args.p->comm, args.old_pid); }'],
+     [DD]),
     # comm compared with a string literal: bpf_get_current_comm leaves the bytes after the
     # NUL as they were on 6.1 (strscpy, not strscpy_pad), so the code must zero them first
     ("comm_compare",

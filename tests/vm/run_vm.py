@@ -383,7 +383,7 @@ def boot(python: str = sys.executable, batch_args: list[str] | None = None,
         cmd = [QEMU, "-m", "2048", "-smp", "2", "-nographic", "-no-reboot", "-nodefaults",
                "-serial", "stdio", "-monitor", "none", "-net", "none",
                "-kernel", m["vmlinuz"], "-initrd", initrd,
-               "-append", "console=ttyS0 loglevel=1 quiet panic=-1 mitigations=off rdinit=/init",
+               "-append", "console=ttyS0 loglevel=1 quiet panic=-1 no_timer_check mitigations=off rdinit=/init",
                "-virtfs", "local,path=/,mount_tag=hostroot,security_model=none,readonly=on,multidevs=remap",
                "-virtfs", f"local,path={results_dir},mount_tag=results,security_model=none,multidevs=remap"]
         log(f"booting {m['release']} ({m['package']}) under qemu (TCG): the batch of "
