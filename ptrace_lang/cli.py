@@ -21,7 +21,8 @@ OPTIONS:
     -c 'CMD'       run CMD (split like a shell would, but run without one: no pipes,
                    redirections or variables) once every probe is attached; uprobes and USDT
                    probes attach in it only, `cpid` is its pid, the run ends when it exits
-                   (options go before the program: what follows it are its arguments)
+                   (options may come anywhere, as with getopt: after the program too;
+                   `--` ends them, so `-- -5` passes -5 as $1)
     -q             keep messages quiet (no "Attached N probes")
     -v             verbose messages (full verifier log on a rejection)
     -d STAGE       print a compiler stage: ast, types, ir, asm, all (repeat or join with commas)
@@ -31,6 +32,12 @@ OPTIONS:
                    also into a pipe) or full (written when the program ends)
     --dry-run      compile and load (passing the kernel verifier), attach nothing
     --unsafe       allow unsafe functions (system())
+    -k, -kk        accepted as bpftrace's "warn on helper errors": failed reads, full maps and
+                   lost events are always counted and reported at exit (see docs/probes-more.md)
+    -I DIR         add DIR to the search path of `#include "file"` / `#include <file>`
+    --include FILE include FILE before the program (as `#include <FILE>` would)
+    --no-warnings  print no WARNING messages
+    --info         what this kernel supports: program, map and probe types, features
     --repl         an interactive session (also with no program on a terminal)
     -h, --help     show this help message
     -V, --version  print the version
@@ -48,7 +55,14 @@ ptrace -c 'ls -l /tmp' -e 'tracepoint:raw_syscalls:sys_enter /pid == cpid/ { @ =
 """
 
 STAGES = ("ast", "types", "ir", "asm")
-_VALUE_OPTIONS = ("-e", "-d", "-f", "-o", "-B", "-p", "-c")    # options that take a value ("-e PROG" or "-ePROG")
+# short options as getopt(3) reads them: these take a value ("-e PROG" or "-ePROG"), the
+# others are flags that may be grouped ("-qv", "-lv", "-kk")
+_VALUE_SHORT = "edfoBpcI"
+_FLAG_SHORT = "hVqvlk"
+_LONG_FLAGS = {"help": "help", "version": "version", "unsafe": "unsafe", "dry-run": "dry_run",
+               "repl": "repl", "no-warnings": "no_warnings", "info": "info",
+               "usdt-file-activation": "usdt_file_activation"}
+_LONG_VALUES = ("include",)
 
 
 class UsageError(Exception):
@@ -56,84 +70,115 @@ class UsageError(Exception):
 
 
 def parse_args(argv: list[str]) -> dict:
+    """bpftrace's command line as GNU getopt reads it: options are recognized anywhere (also
+    after the program or file: `ptrace script.bt -q`), "--" ends them; the first non-option is
+    the program file unless -e gave the program, the rest are positional parameters."""
     opts = {"program": None, "file": None, "quiet": False, "verbose": False, "stages": [],
             "dry_run": False, "positional": [], "help": False, "version": False, "repl": False,
             "format": "text", "output": None, "buffering": "line", "list": False,
-            "pid": None, "command": None, "unsafe": False}
+            "pid": None, "command": None, "unsafe": False, "helper_checks": 0,
+            "include_dirs": [], "includes": [], "no_warnings": False, "info": False,
+            "usdt_file_activation": False}
+    operands: list[str] = []
     i = 0
     while i < len(argv):
         a = argv[i]
-        if opts["program"] is not None or opts["file"] is not None:
-            opts["positional"].append(a)
-        elif a in ("-h", "--help"):
-            opts["help"] = True
-        elif a in ("-V", "--version"):
-            opts["version"] = True
-        elif a == "-q":
-            opts["quiet"] = True
-        elif a == "-v":
-            opts["verbose"] = True
-        elif a in ("-l", "-lv", "-vl"):     # the pattern is the next non-option argument
-            opts["list"] = True
-            opts["verbose"] = opts["verbose"] or a != "-l"
-        elif a == "--unsafe":
-            opts["unsafe"] = True
-        elif a == "--dry-run":
-            opts["dry_run"] = True
-        elif a == "--repl":
-            opts["repl"] = True
-        elif a[:2] in _VALUE_OPTIONS:
-            val = a[2:] if len(a) > 2 else None
-            if val is None:
-                i += 1
-                if i >= len(argv):
-                    raise UsageError(f"option '{a}' requires an argument")
-                val = argv[i]
-            if a.startswith("-e"):
-                opts["program"] = val
-            elif a.startswith("-f"):
-                if val not in ("text", "json"):
-                    raise UsageError(f"invalid output format '{val}' (expected text or json)")
-                opts["format"] = val
-            elif a.startswith("-o"):
-                opts["output"] = val
-            elif a.startswith("-p"):
-                if not val.isdigit() or not val.isascii():
-                    raise UsageError(f"pid '{val}' is not a valid decimal number")
-                opts["pid"] = int(val)
-            elif a.startswith("-c"):
-                import shlex
-                try:
-                    opts["command"] = shlex.split(val)
-                except ValueError as e:
-                    raise UsageError(f"invalid command '{val}': {e}") from None
-                if not opts["command"]:
-                    raise UsageError("the command of -c is empty")
-            elif a.startswith("-B"):
-                if val not in ("none", "line", "full"):
-                    raise UsageError(f"invalid buffering mode '{val}' (expected none, line or full)")
-                opts["buffering"] = val
-            else:
-                for st in val.split(","):
-                    if st == "all":
-                        opts["stages"].extend(STAGES)
-                    elif st in STAGES:
-                        opts["stages"].append(st)
-                    else:
-                        raise UsageError(f"invalid debug stage '{st}' (expected one of: "
-                                         f"{', '.join(STAGES)}, all)")
-        elif a == "--":
-            pass
-        elif a == "-":
-            opts["file"] = "-"
-        elif a.startswith("-") and len(a) > 1 and not a[1:].isdigit():
-            raise UsageError(f"unrecognized option '{a}'")
-        else:
-            opts["file"] = a
         i += 1
+        if a == "--":
+            operands.extend(argv[i:])
+            break
+        if a.startswith("--"):
+            name, eq, val = a[2:].partition("=")
+            if name in _LONG_FLAGS:
+                if eq:
+                    raise UsageError(f"option '--{name}' doesn't allow an argument")
+                opts[_LONG_FLAGS[name]] = True
+            elif name in _LONG_VALUES:
+                if not eq:
+                    if i >= len(argv):
+                        raise UsageError(f"option '--{name}' requires an argument")
+                    val = argv[i]
+                    i += 1
+                opts["includes"].append(val)
+            else:
+                raise UsageError(f"unrecognized option '{a}'")
+            continue
+        if not a.startswith("-") or a == "-":
+            operands.append(a)
+            continue
+        j = 1
+        while j < len(a):
+            c = a[j]
+            j += 1
+            if c in _VALUE_SHORT:
+                val = a[j:]
+                if not val:
+                    if i >= len(argv):
+                        raise UsageError(f"option requires an argument -- '{c}'")
+                    val = argv[i]
+                    i += 1
+                _value_option(opts, c, val)
+                break
+            if c not in _FLAG_SHORT:
+                hint = (" (a positional parameter that begins with '-' goes after '--')"
+                        if c.isdigit() else "")
+                raise UsageError(f"invalid option -- '{c}'{hint}")
+            if c == "h":
+                opts["help"] = True
+            elif c == "V":
+                opts["version"] = True
+            elif c == "q":
+                opts["quiet"] = True
+            elif c == "v":
+                opts["verbose"] = True
+            elif c == "l":
+                opts["list"] = True
+            else:
+                opts["helper_checks"] += 1
+    if opts["program"] is None and operands:
+        opts["file"] = operands.pop(0)
+    opts["positional"] = operands
     if opts["pid"] is not None and opts["command"] is not None:
         raise UsageError("Cannot use both -c and -p.")
     return opts
+
+
+def _value_option(opts: dict, c: str, val: str) -> None:
+    if c == "e":
+        opts["program"] = val
+    elif c == "f":
+        if val not in ("text", "json"):
+            raise UsageError(f"invalid output format '{val}' (expected text or json)")
+        opts["format"] = val
+    elif c == "o":
+        opts["output"] = val
+    elif c == "p":
+        if not val.isdigit() or not val.isascii():
+            raise UsageError(f"pid '{val}' is not a valid decimal number")
+        opts["pid"] = int(val)
+    elif c == "c":
+        import shlex
+        try:
+            opts["command"] = shlex.split(val)
+        except ValueError as e:
+            raise UsageError(f"invalid command '{val}': {e}") from None
+        if not opts["command"]:
+            raise UsageError("the command of -c is empty")
+    elif c == "B":
+        if val not in ("none", "line", "full"):
+            raise UsageError(f"invalid buffering mode '{val}' (expected none, line or full)")
+        opts["buffering"] = val
+    elif c == "I":
+        opts["include_dirs"].append(val)
+    else:
+        for st in val.split(","):
+            if st == "all":
+                opts["stages"].extend(STAGES)
+            elif st in STAGES:
+                opts["stages"].append(st)
+            else:
+                raise UsageError(f"invalid debug stage '{st}' (expected one of: "
+                                 f"{', '.join(STAGES)}, all)")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -167,20 +212,28 @@ def _main(argv: list[str]) -> int:
         from ptrace_lang import __version__
         sys.stdout.write(f"ptrace v{__version__}\n")
         return 0
+    if opts["info"]:
+        if os.geteuid() != 0:
+            sys.stderr.write("ERROR: --info needs root (it loads programs to see what the kernel allows)\n")
+            return 1
+        from ptrace_lang.info import report
+        try:
+            sys.stdout.write(report() + "\n")
+        except Exception as e:
+            return _internal_error(e)
+        return 0
     traced = opts["pid"] is not None or opts["command"] is not None
     if opts["list"]:
         if traced:
             sys.stderr.write("ERROR: -l does not take -p or -c (list a binary's probes with "
                              "'uprobe:/path:*' or 'usdt:/path:*')\n")
             return 1
-        extra = [a for a in opts["positional"] if a != "-v"]   # `-l PATTERN -v` as bpftrace allows
-        if extra or opts["program"] is not None:
+        if opts["positional"] or opts["program"] is not None:
             sys.stderr.write(f"ERROR: -l takes one pattern and no program\n\n{USAGE}")
             return 1
         from ptrace_lang.listing import list_probes
         try:
-            verbose = opts["verbose"] or "-v" in opts["positional"]
-            return list_probes(opts["file"], verbose, sys.stdout)
+            return list_probes(opts["file"], opts["verbose"], sys.stdout)
         except Exception as e:
             return _internal_error(e)
     if opts["repl"] or (opts["program"] is None and opts["file"] is None
@@ -206,10 +259,6 @@ def _main(argv: list[str]) -> int:
         sys.stderr.write(f"ERROR: no program given\n\n{USAGE}")
         return 1
 
-    for i, a in enumerate(opts["positional"]):
-        if a in ("-c", "-p"):     # (everything after the program is a positional parameter)
-            sys.stderr.write(f"WARNING: '{a}' after the program is the positional parameter "
-                             f"${i + 1}; options go before the program\n")
     process = None
     if traced:
         # -p: the process must exist; -c: the command is found and its process forked now,
@@ -243,13 +292,16 @@ def _compile_and_run(text: str, filename: str, opts: dict, process) -> int:
     if not opts["stages"] and speccache.enabled() and opts["command"] is None:
         try:
             cache_key = speccache.key(text, filename, opts["positional"], pid=opts["pid"],
-                                      unsafe=opts["unsafe"])
+                                      unsafe=opts["unsafe"],
+                                      includes=(*opts["include_dirs"], "--include",
+                                                *opts["includes"])
+                                      if opts["include_dirs"] or opts["includes"] else ())
             spec = speccache.lookup(cache_key)
         except Exception:  # noqa: BLE001 - the cache only ever saves time
             cache_key = spec = None
     if spec is not None:
         SOURCES.add(filename, text)
-        _print_warnings(spec)
+        _print_warnings(spec, opts)
     else:
         spec = _compile(text, filename, opts, cache_key,
                         cpid=process.pid if process is not None and process.child else None,
@@ -271,7 +323,7 @@ def _compile_and_run(text: str, filename: str, opts: dict, process) -> int:
     session = Session(spec, RunOptions(quiet=opts["quiet"], verbose=opts["verbose"],
                                        dry_run=opts["dry_run"], out=out,
                                        output_format=opts["format"], buffering=opts["buffering"],
-                                       process=process))
+                                       process=process, warnings=not opts["no_warnings"]))
     try:
         return session.run()
     except PtraceError as e:
@@ -296,7 +348,9 @@ def _compile(text: str, filename: str, opts: dict, cache_key, cpid: int | None =
     try:
         compiled = compile_script(text, filename, Options(positional=opts["positional"],
                                                           stages=tuple(opts["stages"]),
-                                                          pid=pid, cpid=cpid, unsafe=opts["unsafe"]))
+                                                          pid=pid, cpid=cpid, unsafe=opts["unsafe"],
+                                                          include_dirs=tuple(opts["include_dirs"]),
+                                                          includes=tuple(opts["includes"])))
     except PtraceError as e:
         sys.stderr.write(e.render(SOURCES) + "\n")
         return 1
@@ -315,11 +369,13 @@ def _compile(text: str, filename: str, opts: dict, cache_key, cpid: int | None =
             speccache.store(cache_key, compiled.spec, compiled.deps)
         except Exception:  # noqa: BLE001 - a read-only or full disk only costs the next start
             pass
-    _print_warnings(compiled.spec)
+    _print_warnings(compiled.spec, opts)
     return compiled.spec
 
 
-def _print_warnings(spec) -> None:
+def _print_warnings(spec, opts: dict) -> None:
+    if opts["no_warnings"]:
+        return
     for w in spec.config.get("warnings", ()):
         sys.stderr.write(w + "\n")
 

@@ -6,7 +6,7 @@ expansion; loading and attaching are the runtime's.
 from __future__ import annotations
 
 import os
-from ptrace_lang.records import dataclass, field
+from ptrace_lang.records import dataclass, field, replace
 
 from ptrace_lang import config
 from ptrace_lang import spec as S
@@ -23,7 +23,8 @@ SMALL_RINGBUF_BYTES = 256 << 10
 MAP_TYPES = {"hash": 1, "array": 2, "percpu_hash": 5, "percpu_array": 6, "stack_trace": 7,
              "ringbuf": 27}
 PROG_TYPES = {"BPF_PROG_TYPE_TRACEPOINT": 5, "BPF_PROG_TYPE_PERF_EVENT": 7,
-              "BPF_PROG_TYPE_RAW_TRACEPOINT": 17, "BPF_PROG_TYPE_KPROBE": 2}
+              "BPF_PROG_TYPE_RAW_TRACEPOINT": 17, "BPF_PROG_TYPE_KPROBE": 2,
+              "BPF_PROG_TYPE_TRACING": 26}
 
 BPF_F_NO_PREALLOC = 1
 
@@ -44,6 +45,8 @@ class Options:
     pid: int | None = None
     cpid: int | None = None          # -c: the child's pid, the value of `cpid`
     unsafe: bool = False             # --unsafe: system() and the other unsafe functions allowed
+    include_dirs: tuple[str, ...] = ()   # -I DIR: the search path of #include (ptrace_lang.includes)
+    includes: tuple[str, ...] = ()       # --include FILE: headers included before the program
     stack_mode: str | None = None    # config stack_mode / BPFTRACE_STACK_MODE: kstack/ustack's default
     str_trunc_trailer: str = ".."    # printed after a string read from memory that was cut
     # every config variable set by the script or the environment (ptrace_lang.config.KEYS)
@@ -91,6 +94,16 @@ def _ringbuf_size(n: int) -> int:
     return size
 
 
+def _set_program_attrs(ps: S.ProgramSpec, attrs: dict) -> S.ProgramSpec:
+    """A provider's load attributes (``Provider.program_attrs``) onto a program."""
+    for k, v in attrs.items():
+        if k == "prog_type_name":
+            ps.prog_type = PROG_TYPES[v]
+        else:
+            setattr(ps, k, v)
+    return ps
+
+
 def compile_script(text: str, filename: str, opts: Options) -> Compiled:
     from ptrace_lang import providers
     from ptrace_lang.codegen import lower as L
@@ -115,6 +128,13 @@ def compile_script(text: str, filename: str, opts: Options) -> Compiled:
     expand_macros(program)
     for node in program.map_decls:
         raise CompileError(f"{type(node).__name__} is not supported yet", node.span)
+    headers: list = []
+    if program.c_definitions or opts.includes:
+        from ptrace_lang.includes import expand_includes
+
+        # -I DIR / --include FILE: the script's own headers are read in place of their
+        # #include lines (system and kernel headers stay directives: types come from BTF)
+        headers = expand_includes(program, filename, opts.include_dirs, opts.includes)
     from ptrace_lang.sema import cdefs      # struct/union/enum, typedef, #define, #include
 
     if program.c_definitions:
@@ -139,11 +159,14 @@ def compile_script(text: str, filename: str, opts: Options) -> Compiled:
     for probe in program.probes:
         by_key: dict[object, tuple] = {}
         uses_args = any(isinstance(n, ast.Builtin) and n.name == "args" for n in ast.walk(probe))
+        popts.uses_args = uses_args      # (rawtracepoint: BTF-typed args need a tp_btf program)
         for ap in probe.attach_points:
             prov = providers.lookup(ap)
             for t in prov.expand(ap, popts):
                 # code that never reads args is the same whatever the event's layout
-                k = (prov.name, t.share_key if uses_args else None)
+                # (a provider with a program per target keys its own groups: fexit's retval
+                # slot depends on the function's parameters even when args is not read)
+                k = (prov.name, t.share_key if uses_args or prov.program_per_target else None)
                 if k not in by_key:
                     by_key[k] = (prov, [], ProbeContext(prov.name, prov.builtins, t.args))
                 by_key[k][1].append(t)
@@ -223,9 +246,10 @@ def compile_script(text: str, filename: str, opts: Options) -> Compiled:
                              var_types=var_types, max_strlen=opts.max_strlen,
                              uses_cookie=len(targets) > 1 and not prov.runs_by_test_run,
                              var_spans=sema.var_spans,
-                             arg_offsets=getattr(prov, "arg_offsets", None),
-                             retval_offset=getattr(prov, "retval_offset", 0),
-                             cpid=opts.cpid)
+                             cpid=opts.cpid,
+                             **{"arg_offsets": getattr(prov, "arg_offsets", None),
+                                "retval_offset": getattr(prov, "retval_offset", 0),
+                                **prov.lowering_options(targets[0])})
             insns = low.lower_probe(probe)
             scratch_bytes = max(scratch_bytes, low.frame.scratch_max)
             if low.frame.scratch_max > L.SCRATCH_LIMIT:
@@ -274,9 +298,18 @@ def compile_script(text: str, filename: str, opts: Options) -> Compiled:
                                      {i: n for i, n in em.map_relocs},
                                      functions={start: n for start, n, _ in ps.functions})
                 asm_dump.append(f"; program {name}: {targets[0].probe_name}\n{ps.asm}")
-            obj.programs.append(ps)
-            for t, pid in zip(targets, probe_ids):
-                obj.attachments.append(S.AttachSpec(t.provider, name, t.target, pid, t.probe_name,
+            if not prov.program_per_target:
+                _set_program_attrs(ps, prov.program_attrs(targets[0]))
+                obj.programs.append(ps)
+            for ti, (t, pid) in enumerate(zip(targets, probe_ids)):
+                if prov.program_per_target:
+                    # one code, loaded once per target it is bound to (cookies give probe/func)
+                    pname = f"p{pi}_{gi}_{ti}_{prov.name}"[:15] if len(targets) > 1 else name
+                    obj.programs.append(_set_program_attrs(replace(ps, name=pname),
+                                                           prov.program_attrs(t)))
+                else:
+                    pname = name
+                obj.attachments.append(S.AttachSpec(t.provider, pname, t.target, pid, t.probe_name,
                                                     probe.attach_points[0].span))
     if scratch_bytes:
         # always the largest size, so that a REPL entry needing more finds the same map loaded
@@ -293,4 +326,4 @@ def compile_script(text: str, filename: str, opts: Options) -> Compiled:
         dumps["ir"] = "\n".join(ir_dump)
     if asm_dump:
         dumps["asm"] = "\n".join(asm_dump)
-    return Compiled(obj, program, dumps, popts.deps + imported)
+    return Compiled(obj, program, dumps, popts.deps + imported + headers)

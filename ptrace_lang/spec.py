@@ -107,6 +107,11 @@ class ProgramSpec:
     spans: list[Span] = field(default_factory=list)                  # one per instruction slot
     expected_attach_type: int = 0
     asm: str = ""                # disassembly with source lines, for -d asm and error mapping
+    # BPF_PROG_TYPE_TRACING (fentry/fexit, tp_btf, iter): the BTF id of the function, raw
+    # tracepoint typedef or iterator the program is bound to, and the kernel module whose BTF
+    # holds it ("" for vmlinux; the loader passes that BTF object's fd)
+    attach_btf_id: int = 0
+    attach_btf_module: str = ""
     # subprograms (loop bodies as callbacks): (first instruction, name, argument count); the
     # loader describes them in BTF (bpf.funcbtf), which the verifier requires for callbacks
     functions: list[tuple[int, str, int]] = field(default_factory=list)

@@ -78,17 +78,19 @@ def _dep_state(path: str) -> tuple:
 
 
 def key(text: str, filename: str, positional: list[str], pid: int | None = None,
-        unsafe: bool = False) -> tuple:
+        unsafe: bool = False, includes: tuple = ()) -> tuple:
     """``pid``: the process of -p (its uprobes are attached in it, its libraries found in its
     maps). A -c program is never cached: its child's pid (``cpid``) is new every run.
-    ``unsafe``: --unsafe (a program compiled with it must not run without it)."""
+    ``unsafe``: --unsafe (a program compiled with it must not run without it).
+    ``includes``: -I directories and --include files (they decide which headers are read)."""
     env = tuple(sorted((k, v) for k, v in os.environ.items() if k.startswith("BPFTRACE_")))
     process = None
     if pid is not None:     # the pid and its start time: a reused pid is another process
         stat = _read(f"/proc/{pid}/stat")
         process = (pid, tuple(stat[stat.rfind(")") + 1:].split()[19:20]))
     return (FORMAT, sys.version_info[:2], text, filename, tuple(positional), env,
-            _code_fingerprint(), _kernel_fingerprint(), process, unsafe)
+            _code_fingerprint(), _kernel_fingerprint(), process, unsafe) + \
+        ((tuple(includes),) if includes else ())
 
 
 def _entry_path(k: tuple, create: bool) -> str | None:

@@ -25,7 +25,8 @@ from ptrace_lang.errors import CompileError, NotSupportedYet, Span
 from ptrace_lang.frontend import ast
 from ptrace_lang.sema.analyze import MapInfo, field_type, is_signed, signed_pair
 from ptrace_lang.sema.types import (
-    FUNC, PROBE, AggT, ArgsT, BoolT, BufT, IntArrayT, IntT, StrT, TupleT, Type, UsdtArgsT, UserT,
+    FUNC, PROBE, AggT, ArgsT, BoolT, BufT, IntArrayT, IntT, PtrT, StrT, TupleT, Type, UsdtArgsT,
+    UserT,
 )
 
 _comm_padded: list[bool] = []
@@ -119,7 +120,7 @@ class Lowering(TypesLowering, FuncsLowering, SymbolsLowering, LoopsLowering, Val
                  positional: list[str], var_types: dict[str, Type], max_strlen: int,
                  uses_cookie: bool, var_spans: dict | None = None,
                  arg_offsets: tuple | None = None, retval_offset: int = 0,
-                 cpid: int | None = None) -> None:
+                 cpid: int | None = None, ctx_guard: int | None = None) -> None:
         self.maps = maps
         self.events = events
         self.user_map_index = user_map_index
@@ -139,6 +140,9 @@ class Lowering(TypesLowering, FuncsLowering, SymbolsLowering, LoopsLowering, Val
         self.arg_offsets = arg_offsets
         self.retval_offset = retval_offset
         self.cpid = cpid                 # -c: the child's pid, a constant
+        # iter: the ctx slot of the object iterated over; the program ends at once when it is
+        # NULL (the iterator's last call)
+        self.ctx_guard = ctx_guard
         self.loops: list[tuple[str, str]] = []   # (continue label, break label)
         self.ctx = self.vreg()
         self.exit_label = self.label("exit")
@@ -205,6 +209,10 @@ class Lowering(TypesLowering, FuncsLowering, SymbolsLowering, LoopsLowering, Val
     def lower_probe(self, probe: ast.Probe) -> list[ir.Insn]:
         self.span = probe.span
         self.mov(self.ctx, R1)
+        if self.ctx_guard is not None:
+            obj = self.vreg()
+            self.emit(ir.Load(obj, self.ctx, self.ctx_guard, 8))
+            self.emit(ir.CondJump("jeq", obj, 0, self.exit_label))
         # variables start as zero (bpftrace's semantics, and the verifier's rule: nothing is read
         # before it is written); a zeroing that every path overwrites is dropped by the allocator
         for name, typ in self.var_types.items():
@@ -1187,7 +1195,13 @@ class Lowering(TypesLowering, FuncsLowering, SymbolsLowering, LoopsLowering, Val
         if name == "retval":
             out = self.vreg()
             self.emit(ir.Load(out, self.ctx, self.retval_offset, 8))
-            return out
+            rt = getattr(self.args, "ret", None)    # fexit: an int's upper half is not set
+            if rt is not None and not rt.is_int:
+                return out
+            if isinstance(rt, PtrT):
+                self.null_checked(out)              # a returned pointer may be NULL
+                return out
+            return self.truncate(out, rt) if rt is not None else out
         got = self.c_builtin(name, e)
         if got is not None:
             return got
@@ -1205,7 +1219,19 @@ class Lowering(TypesLowering, FuncsLowering, SymbolsLowering, LoopsLowering, Val
             shift = 64 - size * 8
             self.emit(ir.Alu("lsh", out, shift))
             self.emit(ir.Alu("arsh", out, shift))
+        if getattr(f, "ctype", None) is not None and f.is_pointer:
+            self.null_checked(out)
         return out
+
+    def null_checked(self, out: VReg) -> None:
+        """A BTF-typed pointer read from the context (fentry, fexit, tp_btf, iter) may be one
+        the verifier calls "or null": comparing it with 0 makes it usable in arithmetic."""
+        null, done = self.label("null"), self.label("nonnull")
+        self.emit(ir.CondJump("jeq", out, 0, null))
+        self.emit(ir.Jump(done))
+        self.emit(ir.Label(null))
+        self.mov(out, 0)
+        self.emit(ir.Label(done))
 
     # ------------------------------------------------------------------ conditions
     def ternary(self, e: ast.Ternary, lower_arm) -> None:

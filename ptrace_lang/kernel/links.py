@@ -125,3 +125,49 @@ def raw_tracepoint_open(prog_fd: int, name: str) -> Link:
                                  name=ctypes.addressof(nbuf) if nbuf is not None else 0)
     fd = bpf(BPF_RAW_TRACEPOINT_OPEN, attr)
     return Link(fd, -1, "raw_tracepoint", name)
+
+
+# enum bpf_attach_type; link_create.kprobe_multi.flags
+BPF_TRACE_KPROBE_MULTI = 42
+BPF_F_KPROBE_MULTI_RETURN = 1
+
+
+class _KprobeMultiAttr(ctypes.Structure):
+    """BPF_LINK_CREATE for kprobe_multi (the target union at offset 16)."""
+    _fields_ = [
+        ("prog_fd", ctypes.c_uint32),
+        ("target_fd", ctypes.c_uint32),
+        ("attach_type", ctypes.c_uint32),
+        ("flags", ctypes.c_uint32),
+        ("km_flags", ctypes.c_uint32),
+        ("cnt", ctypes.c_uint32),
+        ("syms", ctypes.c_uint64),
+        ("addrs", ctypes.c_uint64),
+        ("cookies", ctypes.c_uint64),
+    ]
+
+
+def kprobe_multi(prog_fd: int, syms: list[str], cookies: list[int] | None = None,
+                 retprobe: bool = False, name: str = "") -> Link:
+    """One kprobe_multi link (fprobe, kernel >= 5.18) over kernel functions by name, each with
+    its bpf cookie. The program must be loaded with expected_attach_type
+    BPF_TRACE_KPROBE_MULTI. The kernel looks the names up itself: an unknown one fails the
+    whole link (ESRCH/ENOENT); EOPNOTSUPP / EINVAL: the kernel has no kprobe_multi."""
+    n = len(syms)
+    if cookies is not None:
+        # (kernels before 6.0 look names up by bsearch: hand them over sorted, cookies alongside)
+        pairs = sorted(zip(syms, cookies))
+        syms = [p[0] for p in pairs]
+        cookies = [p[1] for p in pairs]
+    else:
+        syms = sorted(syms)
+    bufs = [ctypes.create_string_buffer(s.encode()) for s in syms]
+    ptrs = (ctypes.c_uint64 * n)(*(ctypes.addressof(b) for b in bufs))
+    attr = _KprobeMultiAttr(prog_fd=prog_fd, attach_type=BPF_TRACE_KPROBE_MULTI, cnt=n,
+                            km_flags=BPF_F_KPROBE_MULTI_RETURN if retprobe else 0,
+                            syms=ctypes.addressof(ptrs))
+    if cookies is not None:
+        carr = (ctypes.c_uint64 * n)(*(c & 0xFFFFFFFFFFFFFFFF for c in cookies))
+        attr.cookies = ctypes.addressof(carr)
+    fd = bpf(BPF_LINK_CREATE, attr)
+    return Link(fd, -1, "kprobe_multi", name)

@@ -155,3 +155,23 @@ def ioctl_disable(fd: int) -> None:
 
 def ioctl_set_bpf(fd: int, prog_fd: int) -> None:
     fcntl.ioctl(fd, PERF_EVENT_IOC_SET_BPF, prog_fd)
+
+
+# hw_breakpoint types (uapi/linux/hw_breakpoint.h)
+HW_BREAKPOINT_R = 1
+HW_BREAKPOINT_W = 2
+HW_BREAKPOINT_RW = 3
+HW_BREAKPOINT_X = 4
+
+
+def breakpoint_event(addr: int, length: int, bp_type: int, pid: int = -1, cpu: int = -1) -> int:
+    """A hardware breakpoint (PERF_TYPE_BREAKPOINT) on ``addr``: the event fires on every
+    access of that kind (``bp_type``, HW_BREAKPOINT_*) to ``length`` bytes there, in process
+    ``pid`` (all CPUs) or on ``cpu``."""
+    attr = PerfEventAttr(type=PERF_TYPE_BREAKPOINT, config=0, wakeup_events=1)
+    attr.size = 0
+    attr.sample_period = 1
+    attr.bp_type = bp_type
+    attr.config1 = addr
+    attr.config2 = length
+    return perf_event_open(attr, pid, cpu)

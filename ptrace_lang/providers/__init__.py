@@ -24,6 +24,9 @@ class Target:
     target: str              # what the attacher needs (provider-specific)
     share_key: object = None # targets of one block with equal keys can share one program
     args: object = None      # sema.types.ArgsT for tracepoints
+    # BTF-bound programs (fentry, fexit, tp_btf, iter): provider data for ``program_attrs``
+    # and ``lowering_options`` (the BTF id, module, ctx layout)
+    btf: object = None
 
 
 @dataclass
@@ -42,6 +45,19 @@ class Provider:
     prog_type_name = ""          # key into kernel.sys BPF_PROG_TYPE_*
     builtins: frozenset[str] = frozenset()   # context builtins beyond the common ones
     runs_by_test_run = False     # begin/end
+    # a program is bound to one attach target (BTF-bound programs): the targets of a group
+    # share one compiled code, loaded once per target (``probe``/``func`` from the cookie)
+    program_per_target = False
+
+    def program_attrs(self, target: Target) -> dict:
+        """Load attributes of the program for ``target``: any of ``prog_type_name``,
+        ``expected_attach_type``, ``attach_btf_id``, ``attach_btf_module``."""
+        return {}
+
+    def lowering_options(self, target: Target) -> dict:
+        """Keyword arguments for ``codegen.lower.Lowering`` (``arg_offsets``, ``retval_offset``)
+        that depend on the target (a group's first target stands for the group)."""
+        return {}
 
     def expand(self, ap: ast.AttachPoint, opts: Options) -> list[Target]:
         raise NotImplementedError
@@ -63,11 +79,15 @@ MODULES = {
     "uprobe": "uprobe", "u": "uprobe", "uretprobe": "uprobe", "ur": "uprobe",
     "usdt": "usdt", "U": "usdt",      # (case matters for the one-letter aliases: u uprobe, U usdt)
     "kprobe": "kprobe", "k": "kprobe", "kretprobe": "kprobe", "kr": "kprobe",
+    "watchpoint": "watchpoint", "w": "watchpoint",
+    "self": "self_signal",
+    "fentry": "fentry", "f": "fentry", "kfunc": "fentry",
+    "fexit": "fentry", "fr": "fentry", "kretfunc": "fentry",
+    "iter": "iter", "it": "iter",
 }
 
 # providers the dialect has but a later piece of work brings
-_LATER = {"watchpoint", "w",
-          "fentry", "f", "fexit", "fr", "kfunc", "kretfunc", "iter", "it", "self", "asyncwatchpoint"}
+_LATER = {"asyncwatchpoint"}
 
 
 def register(provider: Provider) -> Provider:

@@ -11,7 +11,14 @@ a warning, and the attach point is skipped).
 Every attachment is a perf event of the kprobe PMU (fd-based: nothing outlives the tracer);
 all functions of one block share one program, ``probe`` and ``func`` come from the attach
 cookie. ``argN`` are the x86-64 argument registers in ``pt_regs`` (as for uprobes),
-``retval`` is rax in a kretprobe. kprobe_multi links (fprobe) are not used yet.
+``retval`` is rax in a kretprobe.
+
+Where the kernel has kprobe_multi (fprobe, 5.18+), a block over several functions (a
+wildcard, a list) attaches with ONE bpf link (BPF_TRACE_KPROBE_MULTI by symbol names, a cookie
+per function): attaching and detaching hundreds of functions takes one system call each
+instead of a perf event per function. The program is then loaded for that link
+(``group_attach_type``); if the kernel refuses the link, the session loads it again and
+attaches function by function. ``PTRACE_NO_KPROBE_MULTI=1`` forces the per-function path.
 """
 from __future__ import annotations
 
@@ -240,6 +247,60 @@ class Kprobe(PtRegsProvider):
                 raise
             raise OSError(e.errno, f"{self.name}: {why}") from None
         return [links.attach_perf_fd(prog_fd, fd, cookie)]
+
+
+    # ---- kprobe_multi: every target of a program in one link
+    def group_attach_type(self, targets: list[str]) -> int:
+        """BPF_TRACE_KPROBE_MULTI when these targets can share one kprobe_multi link (several
+        functions of the core kernel, no offsets, a kernel that has it); 0 otherwise."""
+        if len(targets) < 2 or os.environ.get("PTRACE_NO_KPROBE_MULTI", "") not in ("", "0"):
+            return 0
+        for t in targets:
+            sym, _, off = t.rpartition("+")
+            if off != "0" or ":" in sym:      # (module functions: by name from 6.4 only)
+                return 0
+        from ptrace_lang.kernel import links
+
+        return links.BPF_TRACE_KPROBE_MULTI if kprobe_multi_supported() else 0
+
+    def attach_group(self, targets: list[str], prog_fd: int, cookies: list[int]) -> list:
+        from ptrace_lang.kernel import links
+
+        syms = [t.rpartition("+")[0] for t in targets]
+        return [links.kprobe_multi(prog_fd, syms, cookies, retprobe=self.retprobe,
+                                   name=f"{self.name}:{len(syms)} functions")]
+
+
+_multi: list = []     # [bool] once probed
+
+
+def kprobe_multi_supported() -> bool:
+    """Does this kernel attach kprobe_multi links? Probed once: a trivial program loaded for
+    BPF_TRACE_KPROBE_MULTI and a link over a function name that does not exist — a kernel
+    that has kprobe_multi looks the name up and fails (ESRCH/ENOENT); one without it refuses
+    the attach type (EINVAL) or the feature (EOPNOTSUPP)."""
+    if not _multi:
+        import errno
+
+        from ptrace_lang.kernel import links, progs, sys as ksys
+
+        ok = False
+        try:
+            fd = progs.load_program(ksys.BPF_PROG_TYPE_KPROBE,
+                                    bytes.fromhex("b700000000000000" "9500000000000000"),
+                                    name="ptrace_probe", expected_attach_type=links.BPF_TRACE_KPROBE_MULTI)
+        except OSError:
+            fd = -1
+        if fd >= 0:
+            try:
+                links.kprobe_multi(fd, ["ptrace_lang_no_such_function_"], [0]).close()
+                ok = True
+            except OSError as e:
+                ok = e.errno in (errno.ESRCH, errno.ENOENT)
+            finally:
+                os.close(fd)
+        _multi.append(ok)
+    return _multi[0]
 
 
 class Kretprobe(Kprobe):

@@ -48,6 +48,7 @@ class RunOptions:
     output_format: str = "text"   # "text" (bpftrace's) or "json" (NDJSON, one object per line)
     buffering: str = "line"       # "none"/"line": written as it comes; "full": written at exit
     process: object = None        # TracedProcess of -p PID / -c CMD: the run ends when it exits
+    warnings: bool = True         # False: --no-warnings (no WARNING lines)
 
 
 class Stop(Exception):
@@ -84,6 +85,9 @@ class Session:
         self._counters_at_stop: tuple[int, int, int] | None = None
         self._got_signal = False
         self._process_exited = False
+        self._group_types: dict = {}      # program -> expected_attach_type of a one-link attach
+        self._self_probes: dict = {}      # signal number -> programs of self:signal probes
+        self._self_pending: list = []     # signals received, their probes not run yet
 
     # ------------------------------------------------------------------ loading
     def load(self) -> None:
@@ -95,8 +99,9 @@ class Session:
                                                         ms.max_entries, ms.flags, name=ms.name)
             except OSError as e:
                 raise RuntimeFailure(f"map '{ms.name}': failed to create: {e.strerror or e}") from None
+        types = {} if self.opts.dry_run else self._group_attach_types()
         for ps in self.spec.programs:
-            self.k.progs[ps.name] = self.load_program(ps)
+            self.k.progs[ps.name] = self.load_program(ps, types.get(ps.name))
         if any(ms.map_type == 7 for ms in self.spec.maps):     # kstack/ustack: printed from there
             from ptrace_lang.runtime.symbols import use_maps
 
@@ -121,7 +126,25 @@ class Session:
         return err
 
     # ------------------------------------------------------------------ attaching
-    def load_program(self, ps: S.ProgramSpec) -> int:
+    def _group_attach_types(self) -> dict:
+        """Program name -> the expected_attach_type its provider wants for all its targets at
+        once (``Provider.group_attach_type``: kprobe_multi), for programs whose provider has one."""
+        from ptrace_lang import providers
+
+        by_prog: dict = {}
+        for a in self.spec.attachments:
+            by_prog.setdefault(a.program, []).append(a)
+        out = {}
+        for name, atts in by_prog.items():
+            fn = getattr(providers.get(atts[0].provider), "group_attach_type", None)
+            if fn is not None:
+                t = fn([a.target for a in atts])
+                if t:
+                    out[name] = t
+        self._group_types = out
+        return out
+
+    def load_program(self, ps: S.ProgramSpec, expected_attach_type: int | None = None) -> int:
         """Load one program, its map references patched with the fds of the maps created;
         a verifier rejection names the script line (``_verifier_failure``)."""
         from ptrace_lang.kernel import progs as kprogs
@@ -129,20 +152,37 @@ class Session:
         code = bytearray(ps.insns)
         for idx, map_name in ps.map_relocs:
             struct.pack_into("<i", code, idx * 8 + 4, self.k.maps[map_name].fd)
+        if expected_attach_type is None:
+            expected_attach_type = ps.expected_attach_type
+        btf_fd = -1
         func_info = None
-        if getattr(ps, "functions", None):
-            func_info = self._func_info(ps)
         try:
+            if getattr(ps, "functions", None):
+                func_info = self._func_info(ps)
+            if ps.attach_btf_module:
+                from ptrace_lang.kernel.btfobj import module_btf_fd
+
+                btf_fd = module_btf_fd(ps.attach_btf_module)
             return kprogs.load_program(ps.prog_type, bytes(code),
                                        self.spec.config.get("license", "GPL"), name=ps.name,
-                                       func_info=func_info)
-        except kprogs.VerifierError as e:
-            if e.summary.strip():
-                raise self._verifier_failure(ps, e) from None
-            raise RuntimeFailure(f"prog '{ps.name}': failed to load: {os.strerror(e.errno)}") from None
+                                       expected_attach_type=expected_attach_type,
+                                       attach_btf_id=ps.attach_btf_id,
+                                       attach_prog_fd=max(btf_fd, 0), func_info=func_info)
         except OSError as e:
+            if ps.attach_btf_id:    # BTF-bound programs: the provider explains a refusal
+                from ptrace_lang.providers.fentry import load_failure
+
+                why = load_failure(ps, e)
+                if why is not None:
+                    raise RuntimeFailure(why) from None
+            if isinstance(e, kprogs.VerifierError):
+                if e.summary.strip():
+                    raise self._verifier_failure(ps, e) from None
+                raise RuntimeFailure(f"prog '{ps.name}': failed to load: {os.strerror(e.errno)}") from None
             raise RuntimeFailure(f"prog '{ps.name}': failed to load: {e.strerror or e}") from None
         finally:
+            if btf_fd >= 0:
+                os.close(btf_fd)
             if func_info is not None:       # the program keeps its own reference to the BTF
                 os.close(func_info[0])
 
@@ -170,7 +210,26 @@ class Session:
         from ptrace_lang import providers
 
         count = 0
+        grouped = set()
+        for name in self._group_types:
+            # all targets of the program in one link (kprobe_multi); if the kernel refuses the
+            # link, the program is loaded again for the one-by-one path below
+            atts = [a for a in self.spec.attachments if a.program == name]
+            prov = providers.get(atts[0].provider)
+            try:
+                self.k.links.extend(prov.attach_group([a.target for a in atts], self.k.progs[name],
+                                                      [a.cookie for a in atts]))
+            except OSError:
+                ps = next(p for p in self.spec.programs if p.name == name)
+                old_fd = self.k.progs[name]
+                self.k.progs[name] = self.load_program(ps, 0)
+                os.close(old_fd)
+                continue
+            grouped.add(name)
+            count += len(atts)
         for a in self.spec.attachments:
+            if a.program in grouped:
+                continue
             prov = providers.get(a.provider)
             if prov.runs_by_test_run:
                 count += 1
@@ -492,6 +551,8 @@ class Session:
             return
         if lost:
             self.err.write(f"Lost {lost} events\n")
+        if not self.opts.warnings:
+            full = failed = 0
         if full:
             self.err.write(f"WARNING: {full} map updates failed: a map is full "
                            f"(raise max_map_keys, now {self.spec.config.get('max_map_keys')})\n")
@@ -509,6 +570,18 @@ class Session:
             self._got_signal = True
 
         old = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
+        # self:signal:SIG... probes: the signal runs their programs (in the loop, not here)
+        self._self_probes = {}
+        for a in self.spec.attachments:
+            if a.provider == "self":
+                self._self_probes.setdefault(int(a.target), []).append(a.program)
+        self._self_pending = []
+
+        def self_handler(signum, frame):
+            self._self_pending.append(signum)
+
+        for sig in self._self_probes:
+            old[sig] = signal.signal(sig, self_handler)
         old_fd = signal.set_wakeup_fd(w, warn_on_full_buffer=False)
         return old, old_fd
 
@@ -545,7 +618,20 @@ class Session:
 
     @property
     def has_running_probes(self) -> bool:
-        return any(a.provider not in ("begin", "end") for a in self.spec.attachments)
+        # (iter probes run once, in run_iterators, and need no event loop)
+        return any(a.provider not in ("begin", "end", "iter") for a in self.spec.attachments)
+
+    def run_iterators(self) -> None:
+        """iter: probes: read each iterator to its end (its program runs once per object)."""
+        for link in list(self.k.links):
+            run = getattr(link, "run", None)
+            if run is None:
+                continue
+            try:
+                run()
+            except OSError as e:
+                raise RuntimeFailure(f"iterator: {e.strerror or e}") from None
+            self.drain()
 
     def finish(self) -> None:
         """Stop the probes, print what came before, run the end probes."""
@@ -587,6 +673,9 @@ class Session:
             if proc is not None and running:
                 # -c: the command runs only now, with every probe in place
                 proc.release()
+            if running:
+                self.run_iterators()
+                running = not self.stopping and not self._got_signal
             if running and (self.has_running_probes or proc is not None):
                 self._loop()
             if proc is not None:
@@ -620,11 +709,20 @@ class Session:
                 for fd, _ in ep.poll(-1):
                     if proc is not None and fd == proc.pidfd:
                         self._process_exited = True
+                if self._self_pending:
+                    self.run_self_probes()
                 self.drain()
                 if self._process_exited:
                     break      # what it did last is drained after detaching (finish)
         finally:
             ep.close()
+
+    def run_self_probes(self) -> None:
+        """Run the programs of the self:signal probes whose signal arrived (once per signal)."""
+        pending, self._self_pending = self._self_pending, []
+        for sig in pending:
+            for prog in self._self_probes.get(sig, ()):
+                self.run_test(prog)
 
     def detach(self) -> None:
         """Detach every attached program (perf events closed in the background when many)."""
@@ -828,8 +926,32 @@ def resolve_command(argv: list[str]) -> str:
         candidates = [os.path.join(d or ".", name) for d in dirs.split(":")]
     for c in candidates:
         if os.path.isfile(c) and os.access(c, os.X_OK):
+            why = _not_runnable(c)
+            if why:     # found now, before anything is attached, rather than by a failed exec
+                raise RuntimeFailure(f"Failed to fork child: path '{name}' cannot be run: {why}")
             return c
     raise RuntimeFailure(f"Failed to fork child: path '{name}' does not exist or is not executable")
+
+
+def _not_runnable(path: str) -> str:
+    """Why execv would refuse ``path`` (an executable file): not an ELF binary nor a `#!`
+    script, or a script whose interpreter is missing; "" when it looks runnable."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(256)
+    except OSError as e:
+        return e.strerror or str(e)
+    if head.startswith(b"\x7fELF"):
+        return ""
+    if head.startswith(b"#!"):
+        words = head[2:].split(b"\n", 1)[0].split()
+        interp = words[0].decode(errors="replace") if words else ""
+        if not interp:
+            return "its #! line names no interpreter"
+        if not (os.path.isfile(interp) and os.access(interp, os.X_OK)):
+            return f"its interpreter '{interp}' does not exist or is not executable"
+        return ""
+    return "not an ELF executable nor a #! script (exec format error)"
 
 
 def _raise_fd_limit() -> None:

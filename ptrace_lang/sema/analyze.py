@@ -512,6 +512,8 @@ class _Analyzer(TypesMixin, FuncsMixin, SymbolsAnalyzer, StmtsAnalysis, ValuesSe
         c = self.c_builtin(name, span)
         if c is not None:
             return c
+        if name == "ctx" and self.ctx is not None and "ctx" in self.ctx.builtins:
+            return self.ctx.args      # iter: the iterator's context struct, read like args
         if name == "args":
             if self.ctx is None or "args" not in self.ctx.builtins:
                 self.error(f"The args builtin can not be used with '{self.ctx.provider}' probes", span)
@@ -521,7 +523,8 @@ class _Analyzer(TypesMixin, FuncsMixin, SymbolsAnalyzer, StmtsAnalysis, ValuesSe
             if name == "func":
                 return FUNC
             if name == "retval":
-                return INT64
+                # fexit: the function's return type (BTF); otherwise a 64-bit register
+                return getattr(self.ctx.args, "ret", None) or INT64
             if isinstance(self.ctx.args, UsdtArgsT):
                 n = int(name[3:])
                 if n >= len(self.ctx.args.args):
@@ -793,6 +796,9 @@ def is_signed(t: Type) -> bool:
 
 def field_type(f, max_strlen: int) -> Type:
     """The script type of a tracepoint format field."""
+    ctype = getattr(f, "ctype", None)     # BTF-typed arguments (fentry, tp_btf, iter)
+    if ctype is not None:
+        return ctype
     text = f.type_text
     if f.data_loc:
         return StrT(max_strlen, trunc=True) if "char" in text else UINT64

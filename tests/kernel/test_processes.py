@@ -72,7 +72,9 @@ MANY_PROBES = "".join("BEGIN { } " for _ in range(20)) + \
     ("no_such_command_xyz a b", "ERROR: Failed to fork child: path 'no_such_command_xyz' "
                                 "does not exist or is not executable"),
     ("/no/such/dir/cmd", "ERROR: Failed to fork child: path '/no/such/dir/cmd' does not exist"),
-    ("{noexec}", "ERROR: Failed to run '{noexec}': Exec format error"),
+    # found before anything is attached (no "Attached" line, no BEGIN output)
+    ("{noexec}", "ERROR: Failed to fork child: path '{noexec}' cannot be run: not an ELF "
+                 "executable nor a #! script (exec format error)"),
 ])
 def test_c_with_a_command_that_cannot_run(cmd, message, tmp_path):
     noexec = tmp_path / "noexec"          # executable, but neither ELF nor #! script
@@ -82,6 +84,7 @@ def test_c_with_a_command_that_cannot_run(cmd, message, tmp_path):
     before = _ours(bpf_prog_names())
     r = run("-c", cmd, "-e", MANY_PROBES)
     assert r.rc == 1 and message in r.err and "Traceback" not in r.err, r.err
+    assert "Attached" not in r.err, r.err
     deadline = time.monotonic() + 5     # (programs go when their last reference does)
     while _ours(bpf_prog_names()) != before and time.monotonic() < deadline:
         time.sleep(0.05)

@@ -77,7 +77,7 @@ def test_errors_are_all_reported_with_source_line_and_markers():
 
 
 LATER = [
-    ("fentry:foo { }", "stdin:1:1-11: ERROR: probe type 'fentry' is not supported yet"),
+    ("fentry:no_such_fn_xyz { }", "stdin:1:1-22: ERROR: fentry: no traceable function 'no_such_fn_xyz'"),
 ]
 
 

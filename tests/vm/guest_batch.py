@@ -49,6 +49,36 @@ CHECKS = [
     ("kprobe_bad_offset",
      ["-e", "kprobe:vfs_read+1 { @ = count(); }"],
      []),
+    # fentry/fexit (BPF trampolines): BTF-typed args (an integer, a pointer followed through
+    # kernel structs, a user string), retval, func, aliases, and wildcards (one program per
+    # function, probe and func from the link's cookie)
+    ("fentry_args",
+     ["-e", 'fentry:vfs_read /pid == $1 && args.count == 4567/ { @reads = count(); '
+            '@funcs[func] = count(); printf("%s read %d bytes of %s in %s\\n", comm, args.count, '
+            'str(args.file->f_path.dentry->d_name.name), func); } '
+            'kfunc:vfs_write /pid == $1 && args.count == 4567/ { @writes = count(); }'],
+     [DD]),
+    ("fexit_retval",
+     ["-e", 'fexit:vfs_read /pid == $1/ { if (retval == 4567) { @full = count(); } } '
+            'fr:do_sys_openat2 /pid == $2/ { @open[retval] = count(); '
+            'if (retval < 0) { printf("%s failed: %d %s\\n", func, retval, str(uptr(args.filename))); } }'],
+     [DD, ["cat", "/no/such/file/ptrace-vm"]]),
+    ("fexit_int_retval",      # an int's upper half is not set in the return slot
+     ["-e", 'fexit:filename_lookup /pid == $1/ { @lookup[retval] = count(); '
+            'if (retval < 0) { printf("%s: %d\\n", func, retval); } }'],
+     [["stat", "/no/such/file/ptrace-vm"]]),
+    ("fentry_wildcard",
+     ["-e", 'fentry:vfs_rea* /pid == $1/ { @[probe] = count(); } '
+            'fexit:vfs_writ* /pid == $1/ { @ret[func, retval] = count(); }'],
+     [DD]),
+    ("fentry_module",
+     ["-e", 'fentry:overlay:ovl_read_iter /pid == $1/ { @ovl[probe] = count(); @f[func] = count(); } '
+            'fexit:overlay:ovl_read_iter /pid == $1/ { @ret = max(retval); }'],
+     [["cat", "/etc/hostname"]]),
+    ("tp_btf_args",
+     ["-e", 'rawtracepoint:sched_process_exec /args.p->tgid == $1/ { '
+            'printf("exec %s %d\\n", args.p->comm, args.old_pid); }'],
+     [DD]),
     # comm compared with a string literal: bpf_get_current_comm leaves the bytes after the
     # NUL as they were on 6.1 (strscpy, not strscpy_pad), so the code must zero them first
     ("comm_compare",
@@ -75,16 +105,61 @@ CHECKS = [
             'end { $t = 0; for ($kv : @n) { $t += $kv.1; printf("key %d count %d\\n", $kv.0, $kv.1); } '
             'printf("total %d len %d\\n", $t, len(@r)); clear(@n); clear(@r); }'],
      [DD]),
+    # kprobe_multi (one link for a whole wildcard) where the kernel has it (6.12 with
+    # CONFIG_FPROBE: PTRACE_VM_CACHE with a 6.12 kernel, see docs/probes-more.md), and the same
+    # script forced onto the per-function perf path, to compare attach and teardown times
+    ("probes2_kprobe_multi",
+     ["-e", 'kprobe:vfs_* /pid == $1/ { @[probe] = count(); @f[func] = count(); } '
+            'kretprobe:vfs_read* /pid == $1/ { @r[probe, retval] = count(); } '
+            'kprobe:tcp_* { @tcp = count(); }'],
+     [DD]),
+    ("probes2_kprobe_perf",
+     ["-e", 'kprobe:vfs_* /pid == $1/ { @[probe] = count(); @f[func] = count(); } '
+            'kretprobe:vfs_read* /pid == $1/ { @r[probe, retval] = count(); } '
+            'kprobe:tcp_* { @tcp = count(); }'],
+     [DD], {"env": {"PTRACE_NO_KPROBE_MULTI": "1"}, "needs_multi": True}),
+    # a hardware breakpoint under qemu's TCG: a gcc-built target (built in the guest), the
+    # address of its global from its symbol table, -c; the run ends with the command
+    ("probes2_watchpoint",
+     ["-c", "{wtarget} 20", "-e", "watchpoint:{waddr}:8:w /pid == cpid/ { @w = count(); }"],
+     [], {"wait": True, "prepare": "wtarget"}),
 ]
 # the classic kprobe-based tools of tools/, each with its workload
 from guest_tools import TOOL_CHECKS  # noqa: E402
 
 CHECKS += TOOL_CHECKS
 
+WATCH_C = r"""
+#include <stdlib.h>
+#include <unistd.h>
+volatile long counter_var;
+int main(int argc, char **argv) {
+    int n = argc > 1 ? atoi(argv[1]) : 5;
+    for (int i = 0; i < n; i++) { counter_var = i; usleep(1000); }
+    return 0;
+}
+"""
 
-def run_check(py: str, args: list[str], workloads: list[list[str]], timeout: float = 120) -> dict:
+
+def build_wtarget() -> dict:
+    """Compile the watchpoint target (non-PIE: its global's address is final) in /tmp."""
+    d = "/tmp/ptrace-vm-watch"
+    os.makedirs(d, exist_ok=True)
+    with open(os.path.join(d, "w.c"), "w") as f:
+        f.write(WATCH_C)
+    exe = os.path.join(d, "wtarget")
+    subprocess.run(["gcc", "-O1", "-no-pie", "-o", exe, os.path.join(d, "w.c")], check=True,
+                   capture_output=True)
+    sys.path.insert(0, ROOT)
+    from ptrace_lang import elfsyms
+
+    return {"wtarget": exe, "waddr": hex(elfsyms.symbol_address(exe, "counter_var"))}
+
+
+def run_check(py: str, args: list[str], workloads: list[list[str]], timeout: float = 120,
+              env_extra: dict | None = None, wait: bool = False) -> dict:
     t0 = time.monotonic()
-    env = {**os.environ, "PYTHONPATH": ROOT, "PTRACE_NO_CACHE": "1"}
+    env = {**os.environ, "PYTHONPATH": ROOT, "PTRACE_NO_CACHE": "1", **(env_extra or {})}
     held = [subprocess.Popen(["sh", "-c", 'read _; exec "$@"', "sh", *cmd], stdin=subprocess.PIPE,
                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
             for cmd in workloads]
@@ -121,9 +196,10 @@ def run_check(py: str, args: list[str], workloads: list[list[str]], timeout: flo
             out, _ = w.communicate()
         wl.append(w.returncode)
         wl_out.append(f"$ {' '.join(cmd)}  (pid {w.pid}, exit status {w.returncode})\n{out}")
-    if p.poll() is None:
+    if p.poll() is None and not wait:
         time.sleep(0.2)
         p.send_signal(signal.SIGINT)
+    t_stop = time.monotonic()
     try:
         rc = p.wait(timeout)
     except subprocess.TimeoutExpired:
@@ -134,6 +210,7 @@ def run_check(py: str, args: list[str], workloads: list[list[str]], timeout: flo
         t.join(10)
     return {"rc": rc, "out": "".join(out_chunks), "err": "".join(err_lines),
             "attach_secs": round(attach_secs, 2), "secs": round(time.monotonic() - t0, 2),
+            "stop_secs": round(time.monotonic() - t_stop, 2),
             "workload_rcs": wl, "workload_out": "".join(wl_out)}
 
 
@@ -149,13 +226,32 @@ def main() -> int:
     results = {"kernel": os.uname().release,
                "kprobe_pmu": os.path.isdir("/sys/bus/event_source/devices/kprobe"),
                "checks": {}}
-    for name, args, workloads in CHECKS:
+    try:
+        sys.path.insert(0, ROOT)
+        from ptrace_lang.providers import kprobe
+
+        results["kprobe_multi"] = kprobe.kprobe_multi_supported()
+    except Exception as e:  # noqa: BLE001
+        results["kprobe_multi"] = f"{type(e).__name__}: {e}"
+    prepared: dict = {}
+    for name, args, workloads, *more in CHECKS:
         if a.only and a.only not in name:
             continue
+        opts = more[0] if more else {}
+        if name.startswith("probes2_") and not a.only:
+            continue        # (their own boot: tests/vm/test_vm_probes2.py, run_vm.py -k probes2)
+        if opts.get("needs_multi") and results["kprobe_multi"] is not True:
+            continue        # without kprobe_multi the first check already took this path
         print(f"=== PTRACE-VM BEGIN {name} ===", flush=True)
-        print("$ ptrace " + " ".join(args), flush=True)
         try:
-            r = run_check(a.python, args, workloads)
+            if opts.get("prepare") == "wtarget":
+                if "wtarget" not in prepared:
+                    prepared.update(build_wtarget())
+                args = [x.replace("{wtarget}", prepared["wtarget"]).replace("{waddr}", prepared["waddr"])
+                        for x in args]
+            print("$ ptrace " + " ".join(args), flush=True)
+            r = run_check(a.python, args, workloads, env_extra=opts.get("env"),
+                          wait=opts.get("wait", False))
         except Exception as e:   # noqa: BLE001 - recorded, the batch goes on
             r = {"rc": -1, "out": "", "err": f"[guest_batch: {type(e).__name__}: {e}]\n",
                  "secs": 0, "attach_secs": 0, "workload_rcs": [], "workload_out": ""}

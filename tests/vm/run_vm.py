@@ -73,8 +73,15 @@ def manifest() -> dict | None:
             m = json.load(f)
     except (OSError, ValueError):
         return None
-    files = [m.get("vmlinuz", "")] + [os.path.join(kernel_dir(), "modules", f"{n}.ko") for n in MODULES]
+    files = [m.get("vmlinuz", "")] + [os.path.join(kernel_dir(), "modules", f"{n}.ko")
+                                      for n in cached_modules(m)]
     return m if all(os.path.isfile(f) for f in files) else None
+
+
+def cached_modules(m: dict | None) -> list[str]:
+    """The MODULES the cached kernel has as modules, in load order (a newer kernel, e.g. a
+    6.12 one in another PTRACE_VM_CACHE, has some of them built in, and fscache inside netfs)."""
+    return list((m or {}).get("modules", MODULES))
 
 
 # ------------------------------------------------------------------------------------------
@@ -210,7 +217,13 @@ def _install_kernel(deb: str, unpacked: str) -> bool:
                 name = f[:-len(suffix)].replace("-", "_")     # md-mod.ko is md_mod
                 if f.endswith(suffix) and name in MODULES + EXTRA_MODULES:
                     found[name] = os.path.join(dirpath, f)
-    missing = [m for m in MODULES if m not in found]
+    try:
+        with open(os.path.join(mods_root, release, "modules.builtin")) as f:
+            builtin = {os.path.basename(line.strip()).split(".ko")[0] for line in f}
+    except OSError:
+        builtin = set()
+    merged = {"fscache"} if "netfs" in found else set()     # (6.12: fscache lives in netfs)
+    missing = [m for m in MODULES if m not in found and m not in builtin and m not in merged]
     if missing:
         loud(f"{deb} lacks the modules {', '.join(missing)}: the VM tier will be skipped")
         return False
@@ -235,6 +248,7 @@ def _install_kernel(deb: str, unpacked: str) -> bool:
         else:
             shutil.copy(path, dest)
     m = {"package": os.path.basename(deb), "release": release,
+         "modules": [n for n in MODULES if n in found],
          "extra_modules": [n for n in EXTRA_MODULES if n in found], "extra_wanted": list(EXTRA_MODULES),
          "vmlinuz": os.path.join(kernel_dir(), "vmlinuz"), "fetched": time.strftime("%Y-%m-%d %H:%M:%S")}
     with open(os.path.join(new, "manifest.json"), "w") as f:
@@ -351,8 +365,9 @@ def build_initramfs(path: str, python: str, batch_args: list[str], command: str 
     busybox = find_busybox()
     with open(busybox, "rb") as f:
         bb = f.read()
+    mods = cached_modules(manifest())
     extra = [n for n in EXTRA_MODULES if os.path.isfile(os.path.join(kd, "modules", f"{n}.ko"))]
-    init = (INIT.replace("@MARK@", MARK).replace("@MODULES@", " ".join(MODULES))
+    init = (INIT.replace("@MARK@", MARK).replace("@MODULES@", " ".join(mods))
             .replace("@EXTRA_MODULES@", " ".join(extra)))
     batch = (BATCH.replace("@COMMAND@", command or GUEST_BATCH).replace("@MARK@", MARK).replace("@ROOT@", _q(ROOT)).replace("@PY@", _q(python))
              .replace("@ARGS@", " ".join(map(_q, batch_args))))
@@ -360,7 +375,7 @@ def build_initramfs(path: str, python: str, batch_args: list[str], command: str 
                ("dev/console", 0o20600, b"", (5, 1)), ("bin/busybox", 0o100755, bb),
                ("bin/sh", 0o120777, b"busybox"), ("init", 0o100755, init.encode()),
                ("batch.sh", 0o100644, batch.encode())]
-    for m in MODULES + tuple(extra):
+    for m in mods + extra:
         with open(os.path.join(kd, "modules", f"{m}.ko"), "rb") as f:
             entries.append((f"modules/{m}.ko", 0o100644, f.read()))
     with open(path, "wb") as f:
@@ -395,7 +410,7 @@ def boot(python: str = sys.executable, batch_args: list[str] | None = None,
         cmd = [QEMU, "-m", "2048", "-smp", "2", "-nographic", "-no-reboot", "-nodefaults",
                "-serial", "stdio", "-monitor", "none", "-net", "none",
                "-kernel", m["vmlinuz"], "-initrd", initrd,
-               "-append", "console=ttyS0 loglevel=1 quiet panic=-1 mitigations=off rdinit=/init",
+               "-append", "console=ttyS0 loglevel=1 quiet panic=-1 no_timer_check mitigations=off rdinit=/init",
                "-virtfs", "local,path=/,mount_tag=hostroot,security_model=none,readonly=on,multidevs=remap",
                "-virtfs", f"local,path={results_dir},mount_tag=results,security_model=none,multidevs=remap"]
         log(f"booting {m['release']} ({m['package']}) under qemu (TCG): the batch of "
@@ -480,9 +495,11 @@ def main() -> int:
         print("run_vm: no results from the guest (see the console above)")
         return 1
     print(f"run_vm: guest kernel {res['kernel']}, kprobe PMU: {res['kprobe_pmu']}, "
+          f"kprobe_multi: {res.get('kprobe_multi', '?')}, "
           f"batch {res['batch_secs']}s")
     for name, c in res["checks"].items():
-        print(f"  {name:24} rc={c['rc']}  attach {c['attach_secs']:5.1f}s  total {c['secs']:5.1f}s")
+        print(f"  {name:24} rc={c['rc']}  attach {c['attach_secs']:5.1f}s  total {c['secs']:5.1f}s"
+              + (f"  stop {c['stop_secs']:5.2f}s" if "stop_secs" in c else ""))
     return 0
 
 

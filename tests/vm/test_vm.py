@@ -8,9 +8,6 @@ from __future__ import annotations
 
 import re
 
-import pytest
-
-
 # the ``vm`` fixture (one boot for the session) is in conftest.py
 
 
@@ -94,6 +91,57 @@ def test_comm_compares_equal_on_6_1(vm):
     assert dict(comms).get("dd") == str(dd) and sum(int(v) for _, v in comms) == total, shown(c)
 
 
+def test_fentry_typed_args_func_and_kfunc_alias(vm):
+    c = check(vm, "fentry_args")
+    assert c["rc"] == 0 and c["err"].startswith("Attached 2 probes"), shown(c)
+    assert c["workload_rcs"] == [0], shown(c)
+    # args.count (size_t), a pointer followed through struct file to the dentry's name, func
+    assert c["out"].count("dd read 4567 bytes of zero in vfs_read\n") == 7, shown(c)
+    for line in ("@reads: 7", "@writes: 7", "@funcs[vfs_read]: 7"):
+        assert re.search(rf"^{re.escape(line)}$", c["out"], re.M), shown(c)
+
+
+def test_fexit_retval_and_user_string_arg(vm):
+    c = check(vm, "fexit_retval")
+    assert c["rc"] == 0 and c["err"].startswith("Attached 2 probes"), shown(c)
+    assert "@full: 7\n" in c["out"], shown(c)                 # vfs_read returned 4567, 7 times
+    assert "do_sys_openat2 failed: -2 /no/such/file/ptrace-vm\n" in c["out"], shown(c)
+    assert num(r"^@open\[-2\]: (\d+)$", c["out"]) >= 1, shown(c)
+    assert re.search(r"^@open\[[3-9]\]: \d+$", c["out"], re.M), shown(c)
+
+
+def test_fexit_int_retval_sign_extended(vm):
+    c = check(vm, "fexit_int_retval")
+    assert c["rc"] == 0 and c["err"].startswith("Attached 1 probe"), shown(c)
+    assert "filename_lookup: -2\n" in c["out"], shown(c)
+    assert num(r"^@lookup\[-2\]: (\d+)$", c["out"]) >= 1, shown(c)
+
+
+def test_fentry_fexit_wildcards_one_program_per_function(vm):
+    c = check(vm, "fentry_wildcard")
+    assert c["rc"] == 0, shown(c)
+    n = num(r"^Attached (\d+) probes", c["err"])
+    assert n >= 4, shown(c)
+    assert num(r"^@\[fentry:vfs_read\]: (\d+)$", c["out"]) >= 7, shown(c)
+    assert num(r"^@ret\[vfs_write, 4567\]: (\d+)$", c["out"]) == 7, shown(c)
+
+
+def test_fentry_fexit_on_a_module_function(vm):
+    """A module's function: the program is loaded with the module's BTF object fd."""
+    c = check(vm, "fentry_module")
+    assert c["rc"] == 0 and c["err"].startswith("Attached 2 probes"), shown(c)
+    assert num(r"^@ovl\[fentry:overlay:ovl_read_iter\]: (\d+)$", c["out"]) >= 1, shown(c)
+    assert num(r"^@f\[ovl_read_iter\]: (\d+)$", c["out"]) >= 1, shown(c)
+    assert num(r"^@ret: (\d+)$", c["out"]) >= 1, shown(c)       # the bytes of /etc/hostname
+
+
+def test_rawtracepoint_btf_typed_args(vm):
+    c = check(vm, "tp_btf_args")
+    assert c["rc"] == 0 and c["err"].startswith("Attached 1 probe"), shown(c)
+    dd = c["workload_out"].split("(pid ", 1)[1].split(",", 1)[0]
+    assert f"exec dd {dd}\n" in c["out"], shown(c)
+
+
 def test_values_on_6_1(vm):
     """No sdiv/smod on 6.1: signed / and % by the portable sequence; division by zero is 1 with
     its warning; 1024-byte strings live in scratch memory (docs/values.md)."""
@@ -113,8 +161,3 @@ def test_loops_are_callbacks_the_6_1_verifier_takes(vm):
     total = num(r"^total (\d+) len 3$", c["out"])
     assert total >= 7, shown(c)
     assert num(r"^key 4567 count (\d+)$", c["out"]) == total, shown(c)
-
-
-def test_fentry_fexit(vm):
-    pytest.skip("fentry/fexit are not implemented yet (issue 4, item 6): no fentry/fexit scripts "
-                "run in the VM")

@@ -1,0 +1,124 @@
+"""The command line as bpftrace's getopt reads it, -I / --include resolution (no kernel)."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from ptrace_lang.cli import UsageError, parse_args
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_options_after_the_program_and_file():
+    o = parse_args(["-e", "BEGIN{}", "-q"])
+    assert o["quiet"] and o["program"] == "BEGIN{}" and o["positional"] == []
+    o = parse_args(["script.bt", "-q", "1", "two", "-v"])
+    assert o["file"] == "script.bt" and o["quiet"] and o["verbose"]
+    assert o["positional"] == ["1", "two"]
+
+
+def test_double_dash_ends_options():
+    o = parse_args(["-e", "BEGIN{}", "--", "-q", "-5"])
+    assert not o["quiet"] and o["positional"] == ["-q", "-5"]
+    o = parse_args(["--", "s.bt", "-x"])
+    assert o["file"] == "s.bt" and o["positional"] == ["-x"]
+
+
+def test_a_negative_number_is_an_option_as_in_getopt():
+    with pytest.raises(UsageError, match=r"invalid option -- '5'.*after '--'"):
+        parse_args(["-e", "BEGIN{}", "-5"])
+
+
+def test_grouped_flags_and_attached_values():
+    o = parse_args(["-qv", "-eBEGIN{}", "-kk", "-Iinc", "-I", "inc2"])
+    assert o["quiet"] and o["verbose"] and o["program"] == "BEGIN{}"
+    assert o["helper_checks"] == 2 and o["include_dirs"] == ["inc", "inc2"]
+    o = parse_args(["-lv", "kprobe:*"])
+    assert o["list"] and o["verbose"] and o["file"] == "kprobe:*"
+    o = parse_args(["-l", "tracepoint:*", "-v"])       # bpftrace allows -v after the pattern
+    assert o["list"] and o["verbose"] and o["file"] == "tracepoint:*"
+
+
+def test_long_options():
+    o = parse_args(["--include", "a.h", "--include=b.h", "--no-warnings", "--info", "--unsafe",
+                    "--dry-run", "--usdt-file-activation", "-e", "BEGIN{}"])
+    assert o["includes"] == ["a.h", "b.h"] and o["no_warnings"] and o["info"]
+    assert o["unsafe"] and o["dry_run"] and o["usdt_file_activation"]
+    with pytest.raises(UsageError, match="unrecognized option '--nope'"):
+        parse_args(["--nope"])
+    with pytest.raises(UsageError, match="requires an argument"):
+        parse_args(["--include"])
+    with pytest.raises(UsageError, match="doesn't allow an argument"):
+        parse_args(["--info=1"])
+
+
+def test_value_options_and_errors():
+    o = parse_args(["-e", "x", "-c", "ls -l '/tmp/a b'", "-o", "f", "-B", "none", "-f", "json"])
+    assert o["command"] == ["ls", "-l", "/tmp/a b"] and o["output"] == "f"
+    assert o["buffering"] == "none" and o["format"] == "json"
+    o = parse_args(["-e", "x", "-p", "12"])
+    assert o["pid"] == 12
+    with pytest.raises(UsageError, match="Cannot use both -c and -p"):
+        parse_args(["-e", "x", "-p", "1", "-c", "true"])
+    with pytest.raises(UsageError, match="option requires an argument -- 'e'"):
+        parse_args(["-e"])
+    with pytest.raises(UsageError, match="invalid option -- 'z'"):
+        parse_args(["-z"])
+
+
+def _ptrace(*args, cwd=ROOT):
+    return subprocess.run([sys.executable, "-m", "ptrace_lang", *args], capture_output=True,
+                          text=True, cwd=cwd, env={**os.environ, "PYTHONPATH": str(ROOT),
+                                                   "PTRACE_NO_CACHE": "1"})
+
+
+def test_include_search_path_and_missing_header(tmp_path):
+    from ptrace_lang.driver import Options, compile_script
+    from ptrace_lang.errors import CompileError
+
+    (tmp_path / "inc").mkdir()
+    (tmp_path / "inc" / "mine.h").write_text('#define MAGIC 42\n#include "more.h"\n'
+                                             "struct pt { int x; int y; };\n")
+    (tmp_path / "inc" / "more.h").write_text("#define OTHER 7\n")
+    prog = '#include "mine.h"\nBEGIN { printf("%d %d %d\\n", MAGIC, OTHER, sizeof(struct pt)); }'
+    r = _ptrace("--dry-run", "-e", prog, cwd=tmp_path)
+    assert r.returncode == 1
+    lines = r.stderr.splitlines()
+    assert lines[0] == "stdin:1:1-18: ERROR: include file 'mine.h' not found", r.stderr
+    assert any(line.startswith("HINT: searched: ") for line in lines), r.stderr
+    assert "HINT: add a directory to the search path with -I DIR" in lines, r.stderr
+    # with -I the header (and the one it includes, next to it) is read: its #defines and types
+    c = compile_script(prog, "stdin", Options(include_dirs=(str(tmp_path / "inc"),)))
+    assert sorted(os.path.basename(d) for d in c.deps if d.endswith(".h")) == ["mine.h", "more.h"]
+    with pytest.raises(CompileError, match="include file 'mine.h' not found"):
+        compile_script(prog, "stdin", Options())
+    # a kernel/system header that is not installed stays a directive: types come from BTF
+    compile_script("#include <no_such_dir_p2/x.h>\nBEGIN { exit(); }", "stdin", Options())
+    # --include of the user's header
+    c = compile_script('BEGIN { printf("%d\\n", MAGIC); }', "stdin",
+                       Options(includes=(str(tmp_path / "inc" / "mine.h"),)))
+    assert any(d.endswith("mine.h") for d in c.deps)
+
+
+def test_include_option(tmp_path):
+    r = _ptrace("--dry-run", "--include", "no_such_p2.h", "-e", "BEGIN { exit(); }")
+    assert r.returncode == 1
+    assert r.stderr.startswith("ERROR: --include: file 'no_such_p2.h' not found"), r.stderr
+    from ptrace_lang.includes import find
+    (tmp_path / "x.h").write_text("")
+    path, dirs = find("x.h", False, None, [str(tmp_path)])
+    assert path == str(tmp_path / "x.h") and dirs[0] == str(tmp_path)
+    path, _ = find("x.h", True, str(tmp_path), [])            # "x.h": the script's directory
+    assert path == str(tmp_path / "x.h")
+    path, _ = find("x.h", False, str(tmp_path), [])           # <x.h>: not the script's directory
+    assert path is None
+
+
+def test_help_lists_the_new_options():
+    r = _ptrace("--help")
+    for opt in ("-k, -kk", "-I DIR", "--include FILE", "--no-warnings", "--info"):
+        assert opt in r.stdout
