@@ -1133,6 +1133,8 @@ class Lowering(TypesLowering, FuncsLowering, SymbolsLowering, LoopsLowering, Val
             return out
         if signed and name == "rsh":
             name = "arsh"
+        if isinstance(b, int) and name in ("lsh", "rsh", "arsh"):
+            b &= 63      # as a shift by a register does (the verifier refuses a literal >= 64)
         self.emit(ir.Alu(name, out, b))
         return out
 

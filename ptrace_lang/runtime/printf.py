@@ -129,7 +129,9 @@ def _tokens(fmt: str) -> list[str | FormatSpec]:
         if conv is None:
             if end >= len(fmt):
                 raise ValueError(f"incomplete format specifier at end of format string: {text}")
-            raise ValueError(f"unsupported format specifier: {fmt[at:end + 1]}")
+            bad = "".join(ch if ch.isprintable() else repr(ch)[1:-1]      # "%z\n" shown as written
+                          for ch in fmt[at:end + 1])
+            raise ValueError(f"unsupported format specifier: {bad}")
         if conv == "%":
             literal.append("%")
             pos = end

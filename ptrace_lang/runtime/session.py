@@ -557,7 +557,7 @@ class Session:
             self.err.write(f"WARNING: {full} map updates failed: a map is full "
                            f"(raise max_map_keys, now {self.spec.config.get('max_map_keys')})\n")
         if failed:
-            self.err.write(f"WARNING: {failed} memory reads failed (str() of an invalid address)\n")
+            self.err.write(f"WARNING: {failed} memory reads failed (an invalid address read: str(), a dereference or a field)\n")
         self.err.flush()
 
     # ------------------------------------------------------------------ the run
