@@ -21,13 +21,32 @@ SMALL_RINGBUF_BYTES = 256 << 10
 
 # BPF_MAP_TYPE_* / BPF_PROG_TYPE_* values (uapi bpf.h); kept here so compiling needs no kernel module
 MAP_TYPES = {"hash": 1, "array": 2, "percpu_hash": 5, "percpu_array": 6, "stack_trace": 7,
-             "ringbuf": 27}
+             "lru_hash": 9, "lru_percpu_hash": 10, "ringbuf": 27}
+MAP_DECL_KINDS = ("hash", "lruhash", "percpuhash", "percpulruhash")
 PROG_TYPES = {"BPF_PROG_TYPE_TRACEPOINT": 5, "BPF_PROG_TYPE_PERF_EVENT": 7,
               "BPF_PROG_TYPE_RAW_TRACEPOINT": 17, "BPF_PROG_TYPE_KPROBE": 2,
               "BPF_PROG_TYPE_TRACING": 26}
 
 BPF_F_NO_PREALLOC = 1
 
+
+
+def _map_decls(program, opts) -> dict:
+    """``let @m = KIND(N);`` declarations by map name ("@m"), checked."""
+    out: dict = {}
+    for d in program.map_decls:
+        name = "@" + d.name
+        if opts.settings.get("unstable_map_decl") == "error":
+            raise CompileError("map declarations are disabled (config unstable_map_decl = error)", d.span)
+        if d.kind not in MAP_DECL_KINDS:
+            raise CompileError(f"Invalid map kind: {d.kind}", d.span,
+                               ["map kinds: " + ", ".join(f"{k}(N)" for k in MAP_DECL_KINDS)])
+        if not 1 <= d.size <= 0xFFFFFFFF:
+            raise CompileError(f"{name}: a map holds 1 to 4294967295 entries ({d.size} given)", d.span)
+        if name in out:
+            raise CompileError(f"{name} is declared twice", d.span)
+        out[name] = d
+    return out
 
 
 @dataclass
@@ -126,8 +145,7 @@ def compile_script(text: str, filename: str, opts: Options) -> Compiled:
     imported = resolve_imports(program, filename)
     imported += auto_imports(program, filename)
     expand_macros(program)
-    for node in program.map_decls:
-        raise CompileError(f"{type(node).__name__} is not supported yet", node.span)
+    decls = _map_decls(program, opts)
     headers: list = []
     if program.c_definitions or opts.includes:
         from ptrace_lang.includes import expand_includes
@@ -214,10 +232,21 @@ def compile_script(text: str, filename: str, opts: Options) -> Compiled:
         # per-CPU hash maps are not preallocated: preallocating max_map_keys entries per CPU
         # costs ~3 ms of start-up on 2 CPUs (and grows with the CPU count), while run-time
         # allocation (bpf_mem_alloc, Linux >= 6.1) only costs on a key's first update
-        obj.maps.append(S.MapSpec(layout.kernel_name,
-                                  MAP_TYPES["percpu_hash" if layout.percpu else "hash"],
-                                  layout.kernel_key_size, layout.value_size, opts.max_map_keys,
-                                  BPF_F_NO_PREALLOC if layout.percpu else 0))
+        decl = decls.pop(name, None)
+        map_type = "percpu_hash" if layout.percpu else "hash"
+        entries, flags = opts.max_map_keys, BPF_F_NO_PREALLOC if layout.percpu else 0
+        if decl is not None:     # let @m = hash(N) | lruhash(N) | percpuhash(N) | percpulruhash(N)
+            entries = decl.size
+            if decl.kind.startswith("percpu") and not layout.percpu:
+                raise CompileError(f"{name} is declared {decl.kind}() but holds a value that is not "
+                                   "an aggregation (count(), sum(), avg(), min(), max(), stats(), "
+                                   "hist(), lhist())", decl.span,
+                                   [f"declare it with let {name} = "
+                                    f"{decl.kind[len('percpu'):]}({decl.size});"])
+            if decl.kind.endswith("lruhash"):     # LRU maps are always preallocated
+                map_type, flags = "lru_percpu_hash" if layout.percpu else "lru_hash", 0
+        obj.maps.append(S.MapSpec(layout.kernel_name, MAP_TYPES[map_type],
+                                  layout.kernel_key_size, layout.value_size, entries, flags))
         key_field = L.value_field(info.key_type, 0) if info.key_type is not None else None
         value_field = None if layout.agg is not None else L.value_field(info.value_type, 0)
         agg = layout.agg
@@ -226,6 +255,8 @@ def compile_script(text: str, filename: str, opts: Options) -> Compiled:
             signed=agg.signed if agg is not None else True,
             hist_k=agg.hist_k if agg is not None else 0,
             lhist=agg.lhist if agg is not None else None))
+    for name, decl in decls.items():
+        raise CompileError(f"{name} is declared but never used", decl.span)
     user_map_index = {um.name: i for i, um in enumerate(obj.user_maps)}
     ringbuf = S.MapSpec("ringbuf", MAP_TYPES["ringbuf"], 0, 0, _ringbuf_size(opts.ringbuf_bytes))
     obj.maps.append(ringbuf)

@@ -31,3 +31,32 @@ def test_unknown_printf_conversion_shows_control_characters_escaped():
     msg = error_of('BEGIN { printf("%z\\n", 1); }')
     assert msg.splitlines()[0] == "stdin:1:16-22: ERROR: printf: unsupported format specifier: %z\\n"
     assert msg.splitlines()[1] == 'BEGIN { printf("%z\\n", 1); }'
+
+
+def test_map_declarations_set_the_kernel_map_kind_and_size():
+    # `let @m = hash(N);` (dialect §4) was refused: "MapDecl is not supported yet"
+    from ptrace_lang.driver import MAP_TYPES
+
+    spec = compiled("let @a = hash(2); let @b = lruhash(3); let @c = percpuhash(4); "
+                    "let @d = percpulruhash(5); "
+                    "BEGIN { @a[1] = 1; @b[1] = 1; @c[1] = count(); @d[1] = sum(1); @e[1] = 1; }").spec
+    maps = {um.name: next(m for m in spec.maps if m.name == um.kernel_map) for um in spec.user_maps}
+    got = {n: (m.map_type, m.max_entries) for n, m in maps.items()}
+    assert got["@a"] == (MAP_TYPES["hash"], 2)
+    assert got["@b"] == (MAP_TYPES["lru_hash"], 3)
+    assert got["@c"] == (MAP_TYPES["percpu_hash"], 4)
+    assert got["@d"] == (MAP_TYPES["lru_percpu_hash"], 5)
+    assert got["@e"] == (MAP_TYPES["hash"], 4096)
+    assert maps["@b"].flags == 0 and maps["@d"].flags == 0     # LRU maps cannot skip prealloc
+
+
+@pytest.mark.parametrize("src, msg", [
+    ("let @m = nope(2); BEGIN { @m[1] = 1; }", "stdin:1:1-18: ERROR: Invalid map kind: nope"),
+    ("let @m = hash(0); BEGIN { @m[1] = 1; }", "stdin:1:1-18: ERROR: @m: a map holds 1 to 4294967295 entries (0 given)"),
+    ("let @q = hash(2); BEGIN { @m[1] = 1; }", "stdin:1:1-18: ERROR: @q is declared but never used"),
+    ("let @m = hash(2); let @m = hash(3); BEGIN { @m[1] = 1; }", "stdin:1:19-36: ERROR: @m is declared twice"),
+    ("let @m = percpuhash(2); BEGIN { @m[1] = 1; }",
+     "stdin:1:1-24: ERROR: @m is declared percpuhash() but holds a value that is not an aggregation"),
+])
+def test_map_declaration_errors_are_located(src, msg):
+    assert error_of(src).startswith(msg)
