@@ -707,6 +707,11 @@ class _Analyzer(TypesMixin, FuncsMixin, SymbolsAnalyzer, StmtsAnalysis, ValuesSe
     def fn_str(self, e: ast.Call) -> Type:
         if not self.nargs(e, 1, 2, "str(char *s[, int length])"):
             return StrT(self.max_strlen)
+        a = e.args[0]
+        if isinstance(a, ast.PositionalParam):     # str($1): the argument's text ("" when absent,
+            n = a.index                            # "5" when numeric), as bpftrace does
+            text = self.positional[n - 1] if 1 <= n <= len(self.positional) else ""
+            e.args[0] = ast.StrLit(text, span=a.span)
         t = self.expr(e.args[0])
         size = self.max_strlen
         if len(e.args) == 2:

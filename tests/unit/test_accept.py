@@ -60,3 +60,15 @@ def test_map_declarations_set_the_kernel_map_kind_and_size():
 ])
 def test_map_declaration_errors_are_located(src, msg):
     assert error_of(src).startswith(msg)
+
+
+def test_str_of_a_positional_parameter_is_its_text():
+    # str($1) read memory at address $1 (0 when absent: a failed read; 42 when numeric)
+    from ptrace_lang.frontend import ast
+
+    def str_args(src, *pos):
+        prog = compiled(src, positional=list(pos)).program
+        return [c.args[0] for c in ast.walk(prog) if isinstance(c, ast.Call) and c.name == "str"]
+
+    got = str_args('BEGIN { printf("%s %s\\n", str($1), str($2)); }', "42")
+    assert [(type(a).__name__, a.value) for a in got] == [("StrLit", "42"), ("StrLit", "")]
