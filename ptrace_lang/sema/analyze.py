@@ -423,6 +423,8 @@ class _Analyzer(TypesMixin, FuncsMixin, SymbolsAnalyzer, StmtsAnalysis, ValuesSe
             if e.op == "!":
                 return BOOL            # the newest bpftrace: print(!0) is true (0.17: 1)
             if e.op == "-":
+                if isinstance(e.operand, ast.IntLit) and e.operand.value == 1 << 63:
+                    return INT64       # -9223372036854775808: INT64_MIN, not 2**63 unsigned
                 # negation keeps the operand's width and sign: -(uint8)3 is 253, as in bpftrace
                 return t if isinstance(t, IntT) else INT64
             # ~ keeps the operand's width too: ~(uint8)0 is 255, as in bpftrace

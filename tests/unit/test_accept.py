@@ -72,3 +72,13 @@ def test_str_of_a_positional_parameter_is_its_text():
 
     got = str_args('BEGIN { printf("%s %s\\n", str($1), str($2)); }', "42")
     assert [(type(a).__name__, a.value) for a in got] == [("StrLit", "42"), ("StrLit", "")]
+
+
+def test_int64_min_literal_is_signed():
+    # -9223372036854775808 printed 9223372036854775808: the negated literal stayed uint64
+    from ptrace_lang.frontend import ast
+
+    prog = compiled("BEGIN { $x = -9223372036854775808; $y = -5; }").program
+    types = {n.target.name: str(n.target.type) for n in ast.walk(prog)
+             if isinstance(n, ast.Assign) and isinstance(n.target, ast.Var)}
+    assert types == {"x": "int64", "y": "int64"}
