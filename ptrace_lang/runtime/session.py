@@ -110,6 +110,13 @@ class Session:
         if g is not None:
             g.update(struct.pack("<I", 0), struct.pack("<Q", time.clock_gettime_ns(time.CLOCK_MONOTONIC)))
 
+    def _probe_span(self, ps: S.ProgramSpec):
+        """Where the script wrote the probe of a program (its first attach point)."""
+        for a in self.spec.attachments:
+            if a.program == ps.name and a.span.line:
+                return a.span
+        return S.NO_SPAN
+
     def _verifier_failure(self, ps: S.ProgramSpec, e) -> RuntimeFailure:
         span = None
         if e.insn_index is not None and 0 <= e.insn_index < len(ps.spans):
@@ -174,12 +181,14 @@ class Session:
 
                 why = load_failure(ps, e)
                 if why is not None:
-                    raise RuntimeFailure(why) from None
+                    raise RuntimeFailure(why, self._probe_span(ps)) from None
             if isinstance(e, kprogs.VerifierError):
                 if e.summary.strip():
                     raise self._verifier_failure(ps, e) from None
-                raise RuntimeFailure(f"prog '{ps.name}': failed to load: {os.strerror(e.errno)}") from None
-            raise RuntimeFailure(f"prog '{ps.name}': failed to load: {e.strerror or e}") from None
+                raise RuntimeFailure(f"prog '{ps.name}': failed to load: {os.strerror(e.errno)}",
+                                     self._probe_span(ps)) from None
+            raise RuntimeFailure(f"prog '{ps.name}': failed to load: {e.strerror or e}",
+                                 self._probe_span(ps)) from None
         finally:
             if btf_fd >= 0:
                 os.close(btf_fd)

@@ -257,9 +257,10 @@ def test_fentry_attach_or_clear_refusal():
         assert re.search(r"^@: \d+$", r.out, re.M), r.out
         return
     assert "Traceback" not in r.err
-    assert r.err.strip() == (
-        "ERROR: fentry program for 'vfs_read': this kernel refuses fentry/fexit programs: "
+    assert r.err.splitlines()[0] == (      # located at the probe that could not be loaded
+        "stdin:1:1-16: ERROR: fentry program for 'vfs_read': this kernel refuses fentry/fexit programs: "
         "bpf(BPF_PROG_LOAD) fails with 'Operation not permitted' before its verifier runs"), r.err
+    assert r.err.splitlines()[2] == "~" * 15, r.err
 
 
 @pytest.mark.parametrize("src,message", [
