@@ -535,6 +535,12 @@ class _Analyzer(TypesMixin, FuncsMixin, SymbolsAnalyzer, StmtsAnalysis, ValuesSe
                     return INT64
                 return INT64 if self.ctx.args.args[n].signed else UINT64
             return UINT64      # argN: raw tracepoint arguments, or argument registers
+        if (name.startswith("arg") and name[3:].isdigit() and self.ctx is not None
+                and "arg0" in self.ctx.builtins):   # a probe with argument registers: too high
+            n = sum(1 for b in self.ctx.builtins if b.startswith("arg") and b[3:].isdigit())
+            msg = f"x86_64 doesn't support {name}" if n == 6 else f"{name} is out of range"
+            self.error(msg, span, [f"'{self.ctx.provider}' probes have arg0 to arg{n - 1}"])
+            return UINT64
         if (name.startswith("arg") and name[3:].isdigit()) or name in ("retval", "func"):
             self.error(f"The {name} builtin can not be used with '{self.ctx.provider}' probes", span)
             return UINT64

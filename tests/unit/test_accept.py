@@ -82,3 +82,11 @@ def test_int64_min_literal_is_signed():
     types = {n.target.name: str(n.target.type) for n in ast.walk(prog)
              if isinstance(n, ast.Assign) and isinstance(n.target, ast.Var)}
     assert types == {"x": "int64", "y": "int64"}
+
+
+def test_argument_register_out_of_range_says_so():
+    # arg6 in a kprobe said "The arg6 builtin can not be used with 'kprobe' probes"
+    msg = error_of("kprobe:vfs_read { print(arg6); }")
+    assert msg.splitlines()[0] == "stdin:1:25-29: ERROR: x86_64 doesn't support arg6"
+    assert msg.splitlines()[-1] == "HINT: 'kprobe' probes have arg0 to arg5"
+    assert "can not be used with 'begin'" in error_of("BEGIN { print(arg0); }")
