@@ -183,6 +183,8 @@ def _value_option(opts: dict, c: str, val: str) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
+    if hasattr(sys.stderr, "reconfigure"):     # a script's undecodable bytes, quoted in an
+        sys.stderr.reconfigure(errors="surrogateescape")   # error, are written back as they were
     try:
         return _main(argv)
     except KeyboardInterrupt:

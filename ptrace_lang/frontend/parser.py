@@ -534,6 +534,8 @@ def _lex_error(e: _LexFailure, src: str, filename: str) -> CompileError:
     if src.startswith("/*", pos):
         return CompileError("end of file during comment", _pos_span(src, filename, pos))
     shown = ch if ch.isprintable() else ascii(ch)[1:-1]
+    if "\udc80" <= ch <= "\udcff":        # a byte that is not UTF-8 (read with surrogateescape)
+        shown = f"\\x{ord(ch) - 0xdc00:02x}"
     return CompileError(f"invalid character '{shown}'", _pos_span(src, filename, pos, pos + 1))
 
 

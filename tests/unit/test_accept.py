@@ -90,3 +90,17 @@ def test_argument_register_out_of_range_says_so():
     assert msg.splitlines()[0] == "stdin:1:25-29: ERROR: x86_64 doesn't support arg6"
     assert msg.splitlines()[-1] == "HINT: 'kprobe' probes have arg0 to arg5"
     assert "can not be used with 'begin'" in error_of("BEGIN { print(arg0); }")
+
+
+def test_bytes_that_are_not_utf8_are_shown_as_bytes(tmp_path):
+    # '\udcff' (Python's surrogate escape) was shown for a 0xff byte, in the message and the line
+    import subprocess
+    import sys
+
+    script = tmp_path / "bin.bt"
+    script.write_bytes(b"\xff BEGIN { }\n")
+    p = subprocess.run([sys.executable, "-m", "ptrace_lang", str(script)], capture_output=True)
+    assert p.returncode == 1
+    lines = p.stderr.split(b"\n")
+    assert lines[0] == f"{script}:1:1-2: ERROR: invalid character '\\xff'".encode()
+    assert lines[1] == b"\xff BEGIN { }"
