@@ -237,6 +237,7 @@ def compile_script(text: str, filename: str, opts: Options) -> Compiled:
         entries, flags = opts.max_map_keys, BPF_F_NO_PREALLOC if layout.percpu else 0
         if decl is not None:     # let @m = hash(N) | lruhash(N) | percpuhash(N) | percpulruhash(N)
             entries = decl.size
+            obj.config["declared_maps"] = True
             if decl.kind.startswith("percpu") and not layout.percpu:
                 raise CompileError(f"{name} is declared {decl.kind}() but holds a value that is not "
                                    "an aggregation (count(), sum(), avg(), min(), max(), stats(), "

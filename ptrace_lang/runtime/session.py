@@ -563,8 +563,10 @@ class Session:
         if not self.opts.warnings:
             full = failed = 0
         if full:
+            also = (" or the size of a declared map" if self.spec.config.get("declared_maps")
+                    else "")
             self.err.write(f"WARNING: {full} map updates failed: a map is full "
-                           f"(raise max_map_keys, now {self.spec.config.get('max_map_keys')})\n")
+                           f"(raise max_map_keys, now {self.spec.config.get('max_map_keys')}{also})\n")
         if failed:
             self.err.write(f"WARNING: {failed} memory reads failed (an invalid address read: str(), a dereference or a field)\n")
         self.err.flush()

@@ -36,5 +36,5 @@ def test_declared_maps_shifts_and_failed_reads_run():
     assert sorted(x for x in lines if x.startswith("@h[")) == ["@h[1]: 1", "@h[2]: 2"]   # full at 2
     assert sorted(x for x in lines if x.startswith("@l[")) == ["@l[2]: 2", "@l[3]: 3"]   # LRU evicts
     assert len([x for x in lines if x.startswith("@pl[")]) == 2
-    assert "1 map updates failed" in r.err, r.err
+    assert "1 map updates failed: a map is full (raise max_map_keys, now 4096 or the size of a declared map)" in r.err, r.err
     assert "1 memory reads failed (an invalid address read" in r.err, r.err
