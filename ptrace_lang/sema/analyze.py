@@ -711,10 +711,14 @@ class _Analyzer(TypesMixin, FuncsMixin, SymbolsAnalyzer, StmtsAnalysis, ValuesSe
         size = self.max_strlen
         if len(e.args) == 2:
             n = self.const_int(e.args[1])
-            self.expr(e.args[1])
+            lt = self.expr(e.args[1])
             if n is None:
-                raise NotSupportedYet("str() with a non-constant length", e.args[1].span)
-            if n <= 0:
+                # a length known at run time: at most max_strlen - 1 characters, the read
+                # bounded in the program (lower.str_call_into)
+                if not lt.is_int:
+                    self.error(f"str() expects an integer length, got '{lt}'", e.args[1].span,
+                               ["str(char *s[, int length])"])
+            elif n <= 0:
                 self.error("str() length must be positive", e.args[1].span)
             else:
                 size = min(n + 1, self.max_strlen) if n < self.max_strlen else self.max_strlen
