@@ -1,6 +1,7 @@
 """str() and buf() with a length known only at run time, run for real: a workload writes known
 byte strings of several lengths (and a zero, a huge and a negative length); the tracer prints what
-str(args.buf, args.count) and friends read at sys_enter_write."""
+str(args.buf, args.count) and friends read at sys_enter_write. Its BEGIN probe checks that a for
+loop body's own variables start afresh each iteration (tests/unit/test_loop_scope.py)."""
 from __future__ import annotations
 
 import os
@@ -34,6 +35,18 @@ int main(void) {
 '''
 
 SCRIPT = r'''
+BEGIN {
+  // a for loop body's own variables start afresh each iteration ($y is 0 again when $i is 2)
+  $t = 0;
+  for ($i : 0..4) {
+    if ($i == 1) { $y = 5; }
+    $t += $y;
+    $s = str("abcdef", $i);
+    printf("%s,", $s);
+  }
+  printf(" t=%d\n", $t);
+}
+
 tracepoint:syscalls:sys_enter_write /pid == PID/ {
   $n = (int64)args.count;
   if ($n == 2) { $n = -5; }
@@ -45,6 +58,7 @@ tracepoint:syscalls:sys_enter_write /pid == PID/ {
 
 D63 = ("0123456789" * 7)[:63]
 EXPECTED = [
+    ",a,ab,abc, t=5",
     "s=[abc] n=[abc] b=[abc] v=[hel]",
     "s=[hello] n=[hello] b=[hello] v=[hello]",          # at most count bytes
     "s=[] n=[] b=[] v=[]",                              # zero length: empty
@@ -77,8 +91,8 @@ def test_str_and_buf_with_a_run_time_length(tmp_path):
     r = t.stop()
     assert r.rc == 0, r.err
     lines = r.out.splitlines()
-    assert lines[:7] == EXPECTED, r.out
-    keys = set(lines[7:])
+    assert lines[:8] == EXPECTED, r.out
+    keys = set(lines[8:])
     assert "@k[ab]: 1" in keys and "@k[hell]: 1" in keys and "@k[nul]: 1" in keys
     assert f"@k[{D63}..]: 1" in keys
     assert "@k[]: 3" in keys, r.out
