@@ -925,6 +925,9 @@ class Lowering(TypesLowering, FuncsLowering, SymbolsLowering, LoopsLowering, Val
 
     def str_call_into(self, e: ast.Call, base, off: int, size: int) -> None:
         arg = e.args[0]
+        if len(e.args) == 2 and self.const_len(e) is None:
+            self.str_runtime_len_into(e, base, off, size)
+            return
         if isinstance(arg.type, StrT):
             self.string_into(arg, base, off, size)
             keep = e.type.length - 1     # str(s, n) of a string: cut after n characters
@@ -946,6 +949,51 @@ class Lowering(TypesLowering, FuncsLowering, SymbolsLowering, LoopsLowering, Val
                 return
         ptr = self.scalar(arg)
         self.checked_read(str_helper(arg.type) or H_PROBE_READ_STR, base, off, min(n, size), ptr)
+
+    def str_runtime_len_into(self, e: ast.Call, base, off: int, size: int) -> None:
+        """str(src, len) with a length known at run time: at most len characters (and at most
+        the buffer's size - 1), NUL-terminated; len <= 0 gives the empty string. The size given
+        to the read is clamped so that the verifier sees it bounded."""
+        arg = e.args[0]
+        cap = min(e.type.length, size)
+        if base is not self.record_base:
+            self.zero_mem(base, off, size)
+        if isinstance(arg.type, StrT):      # a string value: cut it while copying it
+            sb, so = self.mem_of(arg)
+            src = self.vreg()
+            if sb == FP:
+                self.mov(src, FP)
+            else:
+                self.mov(src, sb)
+            if so:
+                self.emit(ir.Alu("add", src, so))
+            helper = H_PROBE_READ_KERNEL_STR
+        elif (isinstance(arg, ast.FieldAccess) and isinstance(arg.base.type, ArgsT)
+              and arg.base.type.field(arg.field_name).data_loc):
+            f = arg.base.type.field(arg.field_name)
+            loc = self.vreg()
+            self.emit(ir.Load(loc, self.ctx, f.offset, 4))
+            self.emit(ir.Alu("and", loc, 0xFFFF))
+            src = self.vreg()
+            self.mov(src, self.ctx)
+            self.emit(ir.Alu("add", src, loc))
+            helper = H_PROBE_READ_KERNEL_STR
+        else:
+            src = self.scalar(arg)
+            helper = str_helper(arg.type) or H_PROBE_READ_STR
+        n = self.vreg()
+        self.mov(n, self.scalar(e.args[1]))
+        empty, fits, done = self.label("strempty"), self.label("strfits"), self.label("strdone")
+        self.emit(ir.CondJump("jsle", n, 0, empty))
+        self.emit(ir.CondJump("jle", n, cap - 1, fits))
+        self.mov(n, cap - 1)
+        self.emit(ir.Label(fits))
+        self.emit(ir.Alu("add", n, 1))       # room for the NUL
+        self.checked_read(helper, base, off, n, src)
+        self.emit(ir.Jump(done))
+        self.emit(ir.Label(empty))
+        self.emit(ir.Store(base, off, 0, 1))
+        self.emit(ir.Label(done))
 
     def args_string_into(self, e: ast.FieldAccess, base, off: int, size: int, zero: bool) -> None:
         f = e.base.type.field(e.field_name)

@@ -87,9 +87,12 @@ class LoopsLowering:
         return subs
 
     # ------------------------------------------------------------------ the caller's side
-    def _pass_vars(self, body: ast.Node, local: str):
-        """The context struct: (its offset, [(name, offset in struct, type)], assigned names)."""
+    def _pass_vars(self, body: ast.Node, local: str, fresh=frozenset()):
+        """The context struct: (its offset, [(name, offset in struct, type)], assigned names).
+        ``fresh``: the body's own variables (sema's body_locals): passed as they are (zero, never
+        written back), so each iteration starts them afresh."""
         used, assigned = used_vars(body)
+        assigned = assigned - fresh
         passed, off = [], VARS_OFF
         for name in sorted(used):
             if name == local or name not in self.vars:
@@ -195,7 +198,7 @@ class LoopsLowering:
         self._subprogs()
         layout = self.maps["@" + s.map.name]
         kv_type: TupleT = s.var.type
-        ctxs, passed, assigned = self._pass_vars(s.body, s.var.name)
+        ctxs, passed, assigned = self._pass_vars(s.body, s.var.name, getattr(s, "body_locals", frozenset()))
         var_types = self.var_types
         self.var_types = dict(var_types)
         self.var_types[s.var.name] = kv_type
@@ -277,7 +280,7 @@ class LoopsLowering:
         skip = self.label("norange")
         # an empty range (end <= start) runs no iteration; bpf_loop caps the count
         self.emit(ir.CondJump("jsle", end, start, skip))
-        ctxs, passed, assigned = self._pass_vars(s.body, s.var.name)
+        ctxs, passed, assigned = self._pass_vars(s.body, s.var.name, getattr(s, "body_locals", frozenset()))
         start_off = self.frame.alloc(8, s.span)
         self.emit(ir.Store(FP, start_off, start, 8))
         var_types = self.var_types

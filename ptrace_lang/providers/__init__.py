@@ -127,6 +127,21 @@ def missing(opts: Options, message: str, span, hints: list[str] | None = None) -
     raise CompileError(message, span, hints=hints)
 
 
+def module_and_function(provider, ap, opts: Options, form: str) -> tuple[str | None, str]:
+    """``provider:[module:]what`` (kprobe, fentry...): the module (None when absent) and the
+    rest, positional parameters substituted; a located error showing ``form`` otherwise."""
+    parts = [substitute_positional(p, opts, ap.span) for p in ap.parts]
+    if len(parts) == 1:
+        module, what = None, parts[0]
+    elif len(parts) == 2:
+        module, what = parts
+    else:
+        module, what = None, ""
+    if not what or module == "":
+        raise CompileError(f"{provider.name} probe must be written {form}", ap.span)
+    return module, what
+
+
 def substitute_positional(text: str, opts: Options, span) -> str:
     """Replace ``$N`` in an attach point component by the N-th positional parameter."""
     if "$" not in text:

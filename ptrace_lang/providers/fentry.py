@@ -17,7 +17,7 @@ The BTF helpers here (``proto_fields``) serve rawtracepoint's tp_btf programs an
 from __future__ import annotations
 
 from ptrace_lang.errors import CompileError
-from ptrace_lang.providers import Provider, Target, missing, register, substitute_positional
+from ptrace_lang.providers import Provider, Target, missing, module_and_function, register
 
 BPF_TRACE_RAW_TP = 23
 BPF_TRACE_FENTRY = 24
@@ -167,16 +167,7 @@ class Fentry(Provider):
     def expand(self, ap, opts):
         from ptrace_lang.sema.types import ArgsT
 
-        parts = [substitute_positional(p, opts, ap.span) for p in ap.parts]
-        form = f"{self.name}:[module:]function"
-        if len(parts) == 1:
-            module, fn = None, parts[0]
-        elif len(parts) == 2:
-            module, fn = parts
-        else:
-            raise CompileError(f"{self.name} probe must be written {form}", ap.span)
-        if not fn or module == "":
-            raise CompileError(f"{self.name} probe must be written {form}", ap.span)
+        module, fn = module_and_function(self, ap, opts, f"{self.name}:[module:]function")
         index = functions(opts)
         if not index.indexes():
             raise CompileError(f"{self.name} probes need the kernel's BTF "

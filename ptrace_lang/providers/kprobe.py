@@ -25,7 +25,7 @@ from __future__ import annotations
 import os
 
 from ptrace_lang.errors import CompileError
-from ptrace_lang.providers import Target, missing, register, substitute_positional
+from ptrace_lang.providers import Target, missing, module_and_function, register
 from ptrace_lang.providers.uprobe import PtRegsProvider
 
 KPROBE_PMU = "/sys/bus/event_source/devices/kprobe"
@@ -154,17 +154,9 @@ class Kprobe(PtRegsProvider):
         return _cache[0]
 
     def expand(self, ap, opts):
-        parts = [substitute_positional(p, opts, ap.span) for p in ap.parts]
         form = f"{self.name}:[module:]function[+offset]" if not self.retprobe \
             else f"{self.name}:[module:]function"
-        if len(parts) == 1:
-            module, what = None, parts[0]
-        elif len(parts) == 2:
-            module, what = parts
-        else:
-            raise CompileError(f"{self.name} probe must be written {form}", ap.span)
-        if not what or module == "":
-            raise CompileError(f"{self.name} probe must be written {form}", ap.span)
+        module, what = module_and_function(self, ap, opts, form)
         fn, plus, off_text = what.partition("+")
         offset = 0
         if plus:

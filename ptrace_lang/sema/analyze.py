@@ -96,6 +96,7 @@ class _Analyzer(TypesMixin, FuncsMixin, SymbolsAnalyzer, StmtsAnalysis, ValuesSe
         self.var_spans: dict[str, Span] = {}   # where each $var is first assigned
         self.typed_vars: set[str] = set()       # declared with a type (let $x: T): never widened
         self.block_locals: dict[str, Type] = {}  # let in an inner block: its slot lives all probe
+        self.var_home = 0    # the scope a new $var goes to: 0 (the probe), or a for loop body's
 
     # ------------------------------------------------------------------ errors
     def error(self, message: str, span: Span, hints: list[str] | None = None) -> None:
@@ -123,7 +124,11 @@ class _Analyzer(TypesMixin, FuncsMixin, SymbolsAnalyzer, StmtsAnalysis, ValuesSe
                 elif name not in self.typed_vars:
                     scope.vars[name] = widen(old, typ)
                 return
-        (self.scopes[-1] if declare_here else self.scopes[0]).vars[name] = typ
+        if not declare_here:
+            # in a for loop body (var_home), visible in that body only; its slot is shared
+            # with the other variables of that name (sema/stmts.py)
+            typ = self.loop_local_type(name, typ, span)
+        (self.scopes[-1] if declare_here else self.scopes[self.var_home]).vars[name] = typ
         self.var_spans.setdefault(name, span)
 
     # ------------------------------------------------------------------ maps
@@ -198,6 +203,7 @@ class _Analyzer(TypesMixin, FuncsMixin, SymbolsAnalyzer, StmtsAnalysis, ValuesSe
         self.scopes = [Scope()]
         self.typed_vars = set()
         self.block_locals = {}
+        self.var_home = 0
         if probe.predicate is not None:
             t = self.expr(probe.predicate)
             if not t.is_int:
@@ -724,10 +730,14 @@ class _Analyzer(TypesMixin, FuncsMixin, SymbolsAnalyzer, StmtsAnalysis, ValuesSe
         size = self.max_strlen
         if len(e.args) == 2:
             n = self.const_int(e.args[1])
-            self.expr(e.args[1])
+            lt = self.expr(e.args[1])
             if n is None:
-                raise NotSupportedYet("str() with a non-constant length", e.args[1].span)
-            if n <= 0:
+                # a length known at run time: at most max_strlen - 1 characters, the read
+                # bounded in the program (lower.str_call_into)
+                if not lt.is_int:
+                    self.error(f"str() expects an integer length, got '{lt}'", e.args[1].span,
+                               ["str(char *s[, int length])"])
+            elif n <= 0:
                 self.error("str() length must be positive", e.args[1].span)
             else:
                 size = min(n + 1, self.max_strlen) if n < self.max_strlen else self.max_strlen

@@ -17,11 +17,44 @@ class StmtsAnalysis:
         var.type = typ
         self.scopes.append(Scope({var.name: typ}))
 
-    def _loop_body(self, body: ast.Block) -> None:
+    def _loop_body(self, body: ast.Block, loop=None) -> None:
+        """The body of a for loop, in the scope _loop_var opened. As in the newest bpftrace, a
+        variable first assigned in the body belongs to it: a use after the loop is refused
+        (Undefined or undeclared variable), and each iteration starts it afresh (zero). Its
+        slot still lives all probe (block_locals), one per name: ``loop.body_locals`` tells
+        the lowering not to write it back (lower_loops._pass_vars). Blocks of if/else keep
+        bpftrace 0.17's probe-wide variables."""
         self.loop_depth += 1
-        self.block(body, new_scope=False)
-        self.loop_depth -= 1
-        self.scopes.pop()
+        home = self.var_home
+        self.var_home = len(self.scopes) - 1
+        try:
+            self.block(body, new_scope=False)
+        finally:
+            self.var_home = home
+            self.loop_depth -= 1
+            scope = self.scopes.pop()
+        if loop is not None:
+            mine = {n for n in scope.vars if n != loop.var.name}
+            loop.body_locals = frozenset(mine)
+            for n in mine:
+                self.block_locals[n] = scope.vars[n]
+
+    def loop_local_type(self, name: str, typ: Type, span) -> Type:
+        """The type of a variable first assigned in a loop body: its slot is shared with the
+        variables of that name elsewhere in the probe (other loops, a later probe-wide one),
+        so their types must agree (the slot gets the wider)."""
+        from ptrace_lang.sema.types import compatible, widen
+
+        old = self.block_locals.get(name)
+        if old is None:
+            return typ
+        if not compatible(old, typ):
+            self.error(f"Type mismatch for ${name}: trying to assign value of type '{typ}' "
+                       f"when variable already has a type '{old}'", span)
+            return old
+        typ = widen(old, typ)
+        self.block_locals[name] = typ
+        return typ
 
     def map_element_type(self, ref: ast.MapRef, info) -> Type:
         """The type a script sees for a value of map ``info`` (aggregations as integers)."""
@@ -56,7 +89,7 @@ class StmtsAnalysis:
             kv = TupleT((info.key_type, self.map_element_type(ref, info)))
         ref.type = kv
         self._loop_var(s.var, kv, s.span)
-        self._loop_body(s.body)
+        self._loop_body(s.body, s)
 
     def stmt_ForRange(self, s: ast.ForRange) -> None:
         for e, what in ((s.start, "start"), (s.end, "end")):
@@ -65,7 +98,7 @@ class StmtsAnalysis:
                 self.error(f"Loop range requires an integer for the {what} value, got '{t}'",
                            e.span)
         self._loop_var(s.var, INT64, s.span)
-        self._loop_body(s.body)
+        self._loop_body(s.body, s)
 
     def stmt_Return(self, s: ast.Return) -> None:
         if s.value is not None:

@@ -14,10 +14,8 @@ class Type:
         return False
 
 
-@dataclass(frozen=True)
-class IntT(Type):
-    bits: int = 64
-    signed: bool = True
+class _Word(Type):
+    """A value held in one 8-byte word that takes part in integer arithmetic."""
 
     def size(self) -> int:
         return 8
@@ -25,6 +23,12 @@ class IntT(Type):
     @property
     def is_int(self) -> bool:
         return True
+
+
+@dataclass(frozen=True)
+class IntT(_Word):
+    bits: int = 64
+    signed: bool = True
 
     def __str__(self) -> str:
         return f"{'' if self.signed else 'u'}int{self.bits}"
@@ -183,7 +187,7 @@ class UserT(Type):
 
 
 @dataclass(frozen=True)
-class PtrT(Type):
+class PtrT(_Word):
     """A pointer: a 64-bit address of a ``target`` value. ``user`` is its address space: True
     for user memory (uprobe/usdt arguments, ``uptr()``), False for kernel memory; reads through
     it use bpf_probe_read_user or bpf_probe_read_kernel accordingly. Pointers take part in
@@ -191,13 +195,6 @@ class PtrT(Type):
 
     target: Type
     user: bool = False
-
-    def size(self) -> int:
-        return 8
-
-    @property
-    def is_int(self) -> bool:
-        return True
 
     def __str__(self) -> str:
         return f"{self.target} *" if not isinstance(self.target, PtrT) else f"{self.target}*"

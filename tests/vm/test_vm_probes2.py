@@ -11,30 +11,17 @@ from __future__ import annotations
 import os
 import re
 import sys
-import warnings
 
 import pytest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-import run_vm  # noqa: E402
+from vmboot import boot_or_skip  # noqa: E402
 
 
 @pytest.fixture(scope="module")
 def vm():
-    reason = run_vm.unavailable()
-    if reason:
-        msg = f"VM tier SKIPPED: {reason}"
-        print(f"\n{'!' * 78}\n{msg}\n{'!' * 78}", file=sys.stderr)
-        warnings.warn(msg)
-        pytest.skip(msg)
-    r = run_vm.boot(batch_args=["-k", "probes2"])
-    sys.stderr.write(f"\nVM tier (probes2): {r['kernel']}: boot + batch + power-off {r['boot_secs']}s\n")
-    if r["results"] is None:
-        tail = "\n".join(r["console"].splitlines()[-60:])
-        pytest.fail(f"the guest returned no results (qemu exit status {r['qemu_rc']}); console:\n{tail}",
-                    pytrace=False)
-    return r
+    return boot_or_skip(["-k", "probes2"], " (probes2)")
 
 
 def check(vm, name):
