@@ -271,9 +271,7 @@ class _Analyzer(TypesMixin, FuncsMixin, SymbolsAnalyzer, StmtsAnalysis, ValuesSe
                 vt = self.expr(s.value)
                 if not vt.is_int:
                     self.error(f"Compound assignment needs an integer, got '{vt}'", s.value.span)
-                if info is not None and isinstance(info.value_type, AggT):
-                    raise NotSupportedYet("compound assignment to an aggregation map", s.span)
-                self.assign_map(target, INT64, s.span)
+                self.assign_map(target, INT64, s.span)   # an aggregation map: a type mismatch
                 target.type = INT64
                 return
             vt = self.expr(s.value)
@@ -448,7 +446,9 @@ class _Analyzer(TypesMixin, FuncsMixin, SymbolsAnalyzer, StmtsAnalysis, ValuesSe
             if isinstance(e.target, ast.MapRef):
                 info = self.maps.get("@" + e.target.name)
                 if info is not None and isinstance(info.value_type, AggT):
-                    raise NotSupportedYet(f"{e.op} on an aggregation map", e.span)
+                    self.error(f"The {e.op} operator can not be used on expressions of type "
+                               f"'{info.value_type}'", e.span)
+                    return INT64
                 if not statement:
                     raise NotSupportedYet(f"using the value of {e.op} on a map", e.span)
                 self.assign_map(e.target, INT64, e.span)

@@ -104,3 +104,15 @@ def test_bytes_that_are_not_utf8_are_shown_as_bytes(tmp_path):
     lines = p.stderr.split(b"\n")
     assert lines[0] == f"{script}:1:1-2: ERROR: invalid character '\\xff'".encode()
     assert lines[1] == b"\xff BEGIN { }"
+
+
+@pytest.mark.parametrize("src, msg", [
+    # both said "... is not supported yet", though bpftrace refuses them as type errors
+    ("BEGIN { @x = count(); @x++; }",
+     "stdin:1:23-27: ERROR: The ++ operator can not be used on expressions of type 'count_t'"),
+    ("BEGIN { @x = sum(1); @x += 2; }",
+     "stdin:1:22-29: ERROR: Type mismatch for @x: trying to assign value of type 'int64' when map "
+     "already has a type 'sum_t'"),
+])
+def test_increments_of_aggregation_maps_are_type_errors(src, msg):
+    assert error_of(src).splitlines()[0] == msg
