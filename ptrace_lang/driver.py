@@ -353,6 +353,13 @@ def compile_script(text: str, filename: str, opts: Options) -> Compiled:
     elif (not any(ev.kind in (S.EV_PRINTF, S.EV_PRINT_VALUE) for ev in obj.events)
           and opts.ringbuf_bytes == DEFAULT_RINGBUF_BYTES):
         ringbuf.max_entries = _ringbuf_size(min(opts.ringbuf_bytes, SMALL_RINGBUF_BYTES))
+    if obj.ringbuf_map:
+        # the biggest record must fit (a huge max_strlen): room for two, or none would ever be
+        # reserved and every one of them would be "lost"
+        largest = max((8 + max((f.offset + f.size for f in ev.args), default=0)
+                       for ev in obj.events), default=0)
+        if ringbuf.max_entries < 2 * largest:
+            ringbuf.max_entries = _ringbuf_size(2 * largest)
     btftypes.flush()        # kernel types resolved by this compile, for the next one
     if ir_dump:
         dumps["ir"] = "\n".join(ir_dump)

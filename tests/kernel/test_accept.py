@@ -38,3 +38,12 @@ def test_declared_maps_shifts_and_failed_reads_run():
     assert len([x for x in lines if x.startswith("@pl[")]) == 2
     assert "1 map updates failed: a map is full (raise max_map_keys, now 4096 or the size of a declared map)" in r.err, r.err
     assert "1 memory reads failed (an invalid address read" in r.err, r.err
+
+
+def test_huge_max_strlen_records_are_not_lost():
+    r = run("-q", "-c", "/bin/true", "-e",
+            'tracepoint:syscalls:sys_enter_execve /pid == cpid/ { printf("[%s]\\n", str(args.filename)); }',
+            env={"BPFTRACE_MAX_STRLEN": "9000000"})
+    assert r.rc == 0, r.err
+    assert "[/bin/true]\n" in r.out, (r.out, r.err)
+    assert "Lost" not in r.err, r.err

@@ -116,3 +116,15 @@ def test_bytes_that_are_not_utf8_are_shown_as_bytes(tmp_path):
 ])
 def test_increments_of_aggregation_maps_are_type_errors(src, msg):
     assert error_of(src).splitlines()[0] == msg
+
+
+def test_ring_buffer_holds_the_biggest_record():
+    # BPFTRACE_MAX_STRLEN=9000000: a printf record bigger than the 8 MiB ring buffer could never
+    # be reserved, and every event was reported as lost
+    spec = compiled('tracepoint:syscalls:sys_enter_execve { printf("%s\\n", str(args.filename)); }',
+                    max_strlen=9_000_000).spec
+    rb = next(m for m in spec.maps if m.name == "ringbuf")
+    assert rb.max_entries >= 2 * 9_000_000
+    assert rb.max_entries & (rb.max_entries - 1) == 0       # a power of two, as the kernel wants
+    small = compiled('tracepoint:syscalls:sys_enter_execve { printf("%s\\n", comm); }').spec
+    assert next(m for m in small.maps if m.name == "ringbuf").max_entries == 8 << 20
