@@ -9,7 +9,7 @@ reason). Imported on every compile: no ``re``, no ``typing``.
 """
 from __future__ import annotations
 
-from ptrace_lang.errors import CompileError
+from ptrace_lang.errors import NO_SPAN, CompileError
 
 KEYS: dict[str, tuple] = {
     "cache_user_symbols": (("PER_PROGRAM", "PER_PID", "NONE"), "PER_PROGRAM"),
@@ -57,16 +57,21 @@ def check_limits(obj, values: dict) -> None:
     or makes more attachments than allowed."""
     progs = len(obj.programs)
     limit = values.get("max_bpf_progs", KEYS["max_bpf_progs"][1])
+    # located at the attach point that makes the most attachments (a wildcard, usually)
+    counts: dict = {}
+    for a in obj.attachments:
+        counts[a.span] = counts.get(a.span, 0) + 1
+    span = max(counts, key=counts.get) if counts else NO_SPAN
     if progs > limit:
-        raise CompileError(f"Your program is trying to generate more than {limit} BPF programs, "
-                           f"which exceeds the current limit of {limit}.",
+        raise CompileError(f"Your program is trying to generate more than {progs} BPF programs, "
+                           f"which exceeds the current limit of {limit}.", span,
                            hints=["You can increase the limit through the BPFTRACE_MAX_BPF_PROGS "
                                   "environment variable or the max_bpf_progs config variable."])
     probes = len(obj.attachments)
     limit = values.get("max_probes", KEYS["max_probes"][1])
     if probes > limit:
         raise CompileError(f"Can't attach to {probes} probes because it exceeds the current "
-                           f"limit of {limit} probes.",
+                           f"limit of {limit} probes.", span,
                            hints=["You can increase the limit through the BPFTRACE_MAX_PROBES "
                                   "environment variable or the max_probes config variable."])
 

@@ -220,10 +220,10 @@ CONFIG_ERRORS = [
     ("config = { print_maps_on_exit = 2 } BEGIN { }",
      "stdin:1:33-34: ERROR: Invalid type for print_maps_on_exit. Type: integer. "
      "Expected Type: boolean"),
-    ("config = { max_probes = 1 } BEGIN { } END { }",
-     "ERROR: Can't attach to 2 probes because it exceeds the current limit of 1 probes."),
-    ("config = { max_bpf_progs = 1 } BEGIN { } END { }",
-     "ERROR: Your program is trying to generate more than 1 BPF programs, which exceeds the "
+    ("config = { max_probes = 1 } BEGIN { } END { }",       # located at a probe
+     "stdin:1:29-34: ERROR: Can't attach to 2 probes because it exceeds the current limit of 1 probes."),
+    ("config = { max_bpf_progs = 1 } BEGIN { } END { }",    # bpftrace names the count
+     "stdin:1:32-37: ERROR: Your program is trying to generate more than 2 BPF programs, which exceeds the "
      "current limit of 1."),
 ]
 
