@@ -807,11 +807,7 @@ class Lowering(TypesLowering, FuncsLowering, SymbolsLowering, LoopsLowering, Val
                 for x, dt, o in zip(e.elems, dst_elems, offs):
                     self.expr_into(x, base, off + o, dt)
                 return
-            if isinstance(e, ast.MapRef):
-                self.map_read_into(e, self.maps["@" + e.name], base, off, typ)
-                return
-            if isinstance(e, ast.Ternary):
-                self.ternary(e, lambda x: self.expr_into(x, base, off, typ))
+            if self.map_or_ternary_into(e, base, off, typ):
                 return
             if not isinstance(e, (ast.Var, ast.TupleIndex)):
                 raise NotSupportedYet(f"a tuple from '{type(e).__name__}'", e.span)
@@ -830,11 +826,7 @@ class Lowering(TypesLowering, FuncsLowering, SymbolsLowering, LoopsLowering, Val
         if self.c_into(e, base, off, typ):
             return
         if isinstance(et, UserT):
-            if isinstance(e, ast.MapRef):
-                self.map_read_into(e, self.maps["@" + e.name], base, off, typ)
-                return
-            if isinstance(e, ast.Ternary):
-                self.ternary(e, lambda x: self.expr_into(x, base, off, typ))
+            if self.map_or_ternary_into(e, base, off, typ):
                 return
             src_base, src_off = self.mem_of(e)
             self.copy_value(base, off, typ, src_base, src_off, et)
@@ -847,17 +839,24 @@ class Lowering(TypesLowering, FuncsLowering, SymbolsLowering, LoopsLowering, Val
             self.intarray_into(e, base, off, typ)
             return
         if isinstance(et, (BufT, IntArrayT)):
-            if isinstance(e, ast.MapRef):
-                self.map_read_into(e, self.maps["@" + e.name], base, off, typ)
-                return
-            if isinstance(e, ast.Ternary):
-                self.ternary(e, lambda x: self.expr_into(x, base, off, typ))
+            if self.map_or_ternary_into(e, base, off, typ):
                 return
             if isinstance(e, (ast.Var, ast.TupleIndex)):
                 src_base, src_off = self.mem_of(e)
                 self.copy_value(base, off, typ, src_base, src_off, et)
                 return
         raise NotSupportedYet(f"values of type '{et}' here", e.span)
+
+    def map_or_ternary_into(self, e: ast.Expr, base, off: int, typ: Type) -> bool:
+        """A value held in memory that comes from a map read or a ternary: written at
+        ``base + off``; False for other expressions."""
+        if isinstance(e, ast.MapRef):
+            self.map_read_into(e, self.maps["@" + e.name], base, off, typ)
+            return True
+        if isinstance(e, ast.Ternary):
+            self.ternary(e, lambda x: self.expr_into(x, base, off, typ))
+            return True
+        return False
 
     def copy_value(self, dst, dst_off, dt: Type, src, src_off, st: Type) -> None:
         n = min(dt.size(), st.size())
