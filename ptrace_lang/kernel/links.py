@@ -171,3 +171,44 @@ def kprobe_multi(prog_fd: int, syms: list[str], cookies: list[int] | None = None
         attr.cookies = ctypes.addressof(carr)
     fd = bpf(BPF_LINK_CREATE, attr)
     return Link(fd, -1, "kprobe_multi", name)
+
+
+# enum bpf_attach_type (kernel >= 6.6); link_create.uprobe_multi.flags
+BPF_TRACE_UPROBE_MULTI = 48
+BPF_F_UPROBE_MULTI_RETURN = 1
+
+
+class _UprobeMultiAttr(ctypes.Structure):
+    """BPF_LINK_CREATE for uprobe_multi (the target union at offset 16)."""
+    _fields_ = [
+        ("prog_fd", ctypes.c_uint32),
+        ("target_fd", ctypes.c_uint32),
+        ("attach_type", ctypes.c_uint32),
+        ("flags", ctypes.c_uint32),
+        ("path", ctypes.c_uint64),
+        ("offsets", ctypes.c_uint64),
+        ("ref_ctr_offsets", ctypes.c_uint64),
+        ("cookies", ctypes.c_uint64),
+        ("cnt", ctypes.c_uint32),
+        ("um_flags", ctypes.c_uint32),
+        ("pid", ctypes.c_uint32),
+    ]
+
+
+def uprobe_multi(prog_fd: int, path: str, offsets: list[int], cookies: list[int],
+                 retprobe: bool = False, pid: int = 0, name: str = "") -> Link:
+    """One uprobe_multi link (kernel >= 6.6) over file offsets of one binary, each with its bpf
+    cookie, for every process (``pid`` 0) or one. The program must be loaded with
+    expected_attach_type BPF_TRACE_UPROBE_MULTI. Closing it unregisters all its uprobes at once
+    (per-uprobe perf events each wait for the kernel on close)."""
+    n = len(offsets)
+    pbuf = ctypes.create_string_buffer(path.encode())
+    offs = (ctypes.c_uint64 * n)(*offsets)
+    carr = (ctypes.c_uint64 * n)(*(c & 0xFFFFFFFFFFFFFFFF for c in cookies))
+    attr = _UprobeMultiAttr(prog_fd=prog_fd, attach_type=BPF_TRACE_UPROBE_MULTI,
+                            path=ctypes.addressof(pbuf), offsets=ctypes.addressof(offs),
+                            cookies=ctypes.addressof(carr), cnt=n,
+                            um_flags=BPF_F_UPROBE_MULTI_RETURN if retprobe else 0,
+                            pid=max(pid, 0))
+    fd = bpf(BPF_LINK_CREATE, attr)
+    return Link(fd, -1, "uprobe_multi", name)

@@ -2,8 +2,9 @@
 
 ``uprobe:/path/bin:func``, ``uprobe:libc:malloc`` (a library name found as the dynamic loader
 would), ``uprobe:bin:func+0x10``, ``uprobe:bin:0x1234`` and wildcards over function symbols.
-Attachments are perf events (fd-based: nothing outlives the tracer). All functions of one block
-share a program; ``probe`` and ``func`` come from the attach cookie. With ``-p PID`` / ``-c CMD``
+Attachments are one uprobe_multi link per block and binary where the kernel has it (6.6+; the
+kernel unregisters all its uprobes at once when it is closed), else perf events (fd-based either
+way: nothing outlives the tracer). All functions of one block share a program; ``probe`` and ``func`` come from the attach cookie. With ``-p PID`` / ``-c CMD``
 the perf events are opened for that process only (the kernel installs the breakpoints in its
 memory only; for the ``-c`` child, held before its exec, they follow it into the command's image,
 as uprobes are keyed by inode), and ``-p`` finds library names in ``/proc/PID/maps``.
@@ -83,6 +84,63 @@ class Uprobe(PtRegsProvider):
         off, pid, path = target.target.split(":", 2)
         fd = perf.uprobe_event(path, int(off), retprobe=self.retprobe, pid=int(pid))
         return [links.attach_perf_fd(prog_fd, fd, cookie)]
+
+    # ---- uprobe_multi: the targets of a program in one binary, in one link
+    def group_attach_type(self, targets: list[str]) -> int:
+        """BPF_TRACE_UPROBE_MULTI when these targets (``off:pid:path``) can share one
+        uprobe_multi link: several offsets of one binary for one pid (or all), on a kernel that
+        has it; 0 otherwise (one perf event each)."""
+        import os
+
+        if len(targets) < 2 or os.environ.get("PTRACE_NO_UPROBE_MULTI", "") not in ("", "0"):
+            return 0
+        if len({t.split(":", 1)[1] for t in targets}) != 1:
+            return 0
+        from ptrace_lang.kernel import links
+
+        return links.BPF_TRACE_UPROBE_MULTI if uprobe_multi_supported() else 0
+
+    def attach_group(self, targets: list[str], prog_fd: int, cookies: list[int]) -> list:
+        from ptrace_lang.kernel import links
+
+        _, pid, path = targets[0].split(":", 2)
+        offsets = [int(t.split(":", 1)[0]) for t in targets]
+        return [links.uprobe_multi(prog_fd, path, offsets, cookies, retprobe=self.retprobe,
+                                   pid=int(pid), name=f"{self.name}:{path}:{len(offsets)} offsets")]
+
+
+_multi: list = []     # [bool] once probed
+
+
+def uprobe_multi_supported() -> bool:
+    """Does this kernel attach uprobe_multi links? Probed once: a trivial program loaded for
+    BPF_TRACE_UPROBE_MULTI and a link on a path that does not exist — a kernel that has
+    uprobe_multi looks the path up and fails (ENOENT); one without it refuses the attach type
+    (EINVAL) or the feature (EOPNOTSUPP)."""
+    if not _multi:
+        import errno
+        import os
+
+        from ptrace_lang.kernel import links, progs, sys as ksys
+
+        ok = False
+        try:
+            fd = progs.load_program(ksys.BPF_PROG_TYPE_KPROBE,
+                                    bytes.fromhex("b700000000000000" "9500000000000000"),
+                                    name="ptrace_probe",
+                                    expected_attach_type=links.BPF_TRACE_UPROBE_MULTI)
+        except OSError:
+            fd = -1
+        if fd >= 0:
+            try:
+                links.uprobe_multi(fd, "/nonexistent/ptrace-lang-probe", [0], [0]).close()
+                ok = True
+            except OSError as e:
+                ok = e.errno == errno.ENOENT
+            finally:
+                os.close(fd)
+        _multi.append(ok)
+    return _multi[0]
 
 
 class Uretprobe(Uprobe):

@@ -50,3 +50,14 @@ def test_records_behave_like_dataclasses():
         assert "missing argument: 'a'" in str(e)
     else:
         raise AssertionError("missing argument accepted")
+
+
+def test_test_modules_have_unique_names():
+    """pytest imports test files by base name (no packages under tests/): two files of the same
+    name in tests/unit and tests/kernel stop the whole run at collection."""
+    import collections
+    import pathlib
+
+    root = pathlib.Path(__file__).resolve().parents[1]
+    names = collections.Counter(p.name for p in root.rglob("test_*.py"))
+    assert [n for n, c in names.items() if c > 1] == []

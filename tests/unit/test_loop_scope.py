@@ -1,6 +1,6 @@
 """Variables first assigned in a for loop body belong to the body (the newest bpftrace's rule);
 if/else and while blocks keep bpftrace 0.17's probe-wide variables. No kernel needed; the kernel
-run is in tests/kernel/test_strlen.py (BEGIN of its script)."""
+run is in tests/kernel/test_strlen_run.py (BEGIN of its script)."""
 from __future__ import annotations
 
 import pytest

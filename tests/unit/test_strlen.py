@@ -1,6 +1,6 @@
 """str(ptr, len) with a length known only at run time: its type, its misuse, and the bounded read
 it lowers to (the verifier needs the size register clamped). No kernel needed; the kernel test is
-tests/kernel/test_strlen.py."""
+tests/kernel/test_strlen_run.py."""
 from __future__ import annotations
 
 import pytest
