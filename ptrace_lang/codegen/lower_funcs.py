@@ -24,6 +24,7 @@ H_OVERRIDE_RETURN = 58
 H_SEND_SIGNAL = 109
 H_PROBE_READ_USER, H_PROBE_READ_KERNEL = 112, 113
 H_JIFFIES64 = 118
+H_D_PATH = 147
 H_KTIME_BOOT_NS = 125
 H_KTIME_TAI_NS = 208
 H_KTIME_NS = 5
@@ -360,3 +361,20 @@ class FuncsLowering:
         self.emit(ir.CondJump("jeq", out, 3, yes))
         self._flag(yes, end, out)
         return out
+
+    def into_path(self, e: ast.Call, base, off: int, typ) -> None:
+        """path(p): bpf_d_path writes the NUL-terminated path into the zeroed destination (so
+        it compares and keys by bytes); a null pointer or a failure (a path longer than the
+        buffer) leaves it empty and is counted. (A pointer below 4096 is skipped: a BTF pointer from the context that was
+        null is a plain number past its null check, which the helper must not be given.)"""
+        size = typ.size() if isinstance(typ, StrT) else e.type.size()
+        ptr = self.scalar(e.args[0])
+        self.zero_mem(base, off, size)
+        fail, done = self.label("pathfail"), self.label("pathok")
+        self.emit(ir.CondJump("jlt", ptr, 4096, fail))
+        self.call(H_D_PATH, ptr, self.ptr_arg(base, off), min(size, e.type.length))
+        self.emit(ir.CondJump("jsge", R0, 0, done))
+        self.emit(ir.Label(fail))
+        self.zero_mem(base, off, size)      # (a path too long for the buffer left its tail there)
+        self.count_error(S.COUNTER_READ_FAILED)
+        self.emit(ir.Label(done))

@@ -48,6 +48,7 @@ SIG = {
     "ntop": "ntop([int af, ]int|uint8[4]|uint8[16] addr)",
     "pton": 'pton(const char *addr) with a literal "1.2.3.4" or "::1"',
     "macaddr": "macaddr(uint8[6] mac | pointer)",
+    "path": "path(struct path *path[, int size])",
     "bswap": "bswap(int n)",
     "has_key": "has_key(@map, key)",
     "cgroupid": 'cgroupid(const char *path) with a literal path',
@@ -356,6 +357,29 @@ class FuncsMixin:
         if n is not None and not 1 <= n <= 64:
             self.error(f"signal(): invalid signal number {n}", a.span, [SIG["signal"]])
         return VOID
+
+    def fn_path(self, e: ast.Call) -> Type:
+        """path(struct path *[, size]): the file's full path, written by bpf_d_path, which the
+        kernel allows in fentry/fexit probes of its allow-listed functions and in iter probes."""
+        size = self.max_strlen
+        if not self.nargs(e, 1, 2, SIG["path"]):
+            return StrT(size)
+        t = self.expr(e.args[0])
+        if not t.is_int or t == BOOL:
+            self.error(f"path() expects a pointer to a struct path, got '{t}'", e.args[0].span,
+                       [SIG["path"]])
+        if len(e.args) == 2:
+            self.expr(e.args[1])
+            n = self.const_int(e.args[1])
+            if n is None or n <= 0:
+                self.error("path(): the size must be a positive integer literal", e.args[1].span,
+                           [SIG["path"]])
+            else:
+                size = min(n, 4096)
+        if self.ctx is not None and self.ctx.provider not in ("fentry", "fexit", "iter"):
+            self.error("The path function can only be used with 'fentry', 'fexit', 'iter' probes",
+                       e.span, [SIG["path"]])
+        return StrT(size)
 
     def fn_override(self, e: ast.Call) -> Type:
         if not self.unsafe:
