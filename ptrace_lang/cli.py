@@ -183,6 +183,12 @@ def _value_option(opts: dict, c: str, val: str) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
+    # a Ctrl-C stops a tracer even when it was started with SIGINT ignored (in the background
+    # of a non-interactive shell): until the session installs its handler, one raises
+    # KeyboardInterrupt (nothing is loaded yet), and the session's handler replaces it
+    import _signal
+
+    _signal.signal(_signal.SIGINT, _signal.default_int_handler)
     if hasattr(sys.stderr, "reconfigure"):     # a script's undecodable bytes, quoted in an
         sys.stderr.reconfigure(errors="surrogateescape")   # error, are written back as they were
     try:

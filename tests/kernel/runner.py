@@ -17,6 +17,13 @@ def ptrace_cmd(*args: str) -> list[str]:
     return [*base, *args]
 
 
+def _as_from_a_terminal() -> None:
+    """In the child: SIGINT as a command typed at a terminal has it. A test run started in the
+    background of a non-interactive shell inherits SIGINT ignored, and a Ctrl-C sent before
+    the tracer installs its own handler would then be ignored, not interrupt it."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 @dataclass
 class Result:
     rc: int
@@ -36,7 +43,7 @@ class Tracer:
 
     def __init__(self, *args: str) -> None:
         self.p = subprocess.Popen(ptrace_cmd(*args), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                  text=True, cwd=ROOT)
+                                  text=True, cwd=ROOT, preexec_fn=_as_from_a_terminal)
         self.err_lines: list[str] = []
         self.out_chunks: list[str] = []
         self._attached = threading.Event()
