@@ -9,6 +9,7 @@ import os
 from . import perf as _perf
 from .sys import (
     BPF_LINK_CREATE,
+    BPF_PROG_TYPE_KPROBE,
     BPF_PERF_EVENT,
     BPF_RAW_TRACEPOINT_OPEN,
     LinkCreateAttr,
@@ -212,3 +213,34 @@ def uprobe_multi(prog_fd: int, path: str, offsets: list[int], cookies: list[int]
                             pid=max(pid, 0))
     fd = bpf(BPF_LINK_CREATE, attr)
     return Link(fd, -1, "uprobe_multi", name)
+
+
+_multi_support: dict[int, bool] = {}
+
+
+def multi_link_supported(attach_type: int, try_link, present_errnos: tuple) -> bool:
+    """Does this kernel attach links of ``attach_type`` (kprobe_multi, uprobe_multi)? Probed
+    once per type: a trivial kprobe program loaded for it and ``try_link(prog_fd)`` asked for a
+    link on a target that does not exist. A kernel that has the link type looks the target up
+    and fails with one of ``present_errnos``; one without it refuses the attach type (EINVAL)
+    or the feature (EOPNOTSUPP)."""
+    if attach_type not in _multi_support:
+        from . import progs
+
+        ok = False
+        try:
+            fd = progs.load_program(BPF_PROG_TYPE_KPROBE,
+                                    bytes.fromhex("b700000000000000" "9500000000000000"),
+                                    name="ptrace_probe", expected_attach_type=attach_type)
+        except OSError:
+            fd = -1
+        if fd >= 0:
+            try:
+                try_link(fd).close()
+                ok = True
+            except OSError as e:
+                ok = e.errno in present_errnos
+            finally:
+                os.close(fd)
+        _multi_support[attach_type] = ok
+    return _multi_support[attach_type]

@@ -263,36 +263,17 @@ class Kprobe(PtRegsProvider):
                                    name=f"{self.name}:{len(syms)} functions")]
 
 
-_multi: list = []     # [bool] once probed
-
-
 def kprobe_multi_supported() -> bool:
-    """Does this kernel attach kprobe_multi links? Probed once: a trivial program loaded for
-    BPF_TRACE_KPROBE_MULTI and a link over a function name that does not exist — a kernel
-    that has kprobe_multi looks the name up and fails (ESRCH/ENOENT); one without it refuses
-    the attach type (EINVAL) or the feature (EOPNOTSUPP)."""
-    if not _multi:
-        import errno
+    """Does this kernel attach kprobe_multi links? (One over a function that does not exist
+    fails with ESRCH/ENOENT where it does.)"""
+    import errno
 
-        from ptrace_lang.kernel import links, progs, sys as ksys
+    from ptrace_lang.kernel import links
 
-        ok = False
-        try:
-            fd = progs.load_program(ksys.BPF_PROG_TYPE_KPROBE,
-                                    bytes.fromhex("b700000000000000" "9500000000000000"),
-                                    name="ptrace_probe", expected_attach_type=links.BPF_TRACE_KPROBE_MULTI)
-        except OSError:
-            fd = -1
-        if fd >= 0:
-            try:
-                links.kprobe_multi(fd, ["ptrace_lang_no_such_function_"], [0]).close()
-                ok = True
-            except OSError as e:
-                ok = e.errno in (errno.ESRCH, errno.ENOENT)
-            finally:
-                os.close(fd)
-        _multi.append(ok)
-    return _multi[0]
+    return links.multi_link_supported(
+        links.BPF_TRACE_KPROBE_MULTI,
+        lambda fd: links.kprobe_multi(fd, ["ptrace_lang_no_such_function_"], [0]),
+        (errno.ESRCH, errno.ENOENT))
 
 
 class Kretprobe(Kprobe):

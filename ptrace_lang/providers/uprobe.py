@@ -109,38 +109,17 @@ class Uprobe(PtRegsProvider):
                                    pid=int(pid), name=f"{self.name}:{path}:{len(offsets)} offsets")]
 
 
-_multi: list = []     # [bool] once probed
-
-
 def uprobe_multi_supported() -> bool:
-    """Does this kernel attach uprobe_multi links? Probed once: a trivial program loaded for
-    BPF_TRACE_UPROBE_MULTI and a link on a path that does not exist — a kernel that has
-    uprobe_multi looks the path up and fails (ENOENT); one without it refuses the attach type
-    (EINVAL) or the feature (EOPNOTSUPP)."""
-    if not _multi:
-        import errno
-        import os
+    """Does this kernel attach uprobe_multi links (6.6+)? (One on a path that does not exist
+    fails with ENOENT where it does.)"""
+    import errno
 
-        from ptrace_lang.kernel import links, progs, sys as ksys
+    from ptrace_lang.kernel import links
 
-        ok = False
-        try:
-            fd = progs.load_program(ksys.BPF_PROG_TYPE_KPROBE,
-                                    bytes.fromhex("b700000000000000" "9500000000000000"),
-                                    name="ptrace_probe",
-                                    expected_attach_type=links.BPF_TRACE_UPROBE_MULTI)
-        except OSError:
-            fd = -1
-        if fd >= 0:
-            try:
-                links.uprobe_multi(fd, "/nonexistent/ptrace-lang-probe", [0], [0]).close()
-                ok = True
-            except OSError as e:
-                ok = e.errno == errno.ENOENT
-            finally:
-                os.close(fd)
-        _multi.append(ok)
-    return _multi[0]
+    return links.multi_link_supported(
+        links.BPF_TRACE_UPROBE_MULTI,
+        lambda fd: links.uprobe_multi(fd, "/nonexistent/ptrace-lang-probe", [0], [0]),
+        (errno.ENOENT,))
 
 
 class Uretprobe(Uprobe):
