@@ -19,6 +19,13 @@ def boot_or_skip(batch_args: list[str] | None = None, label: str = "") -> dict:
         warnings.warn(msg)
         pytest.skip(msg)
     r = run_vm.boot(batch_args=batch_args) if batch_args else run_vm.boot()
+    if r["results"] is None and run_vm.died_before_init(r["console"]):
+        # the guest kernel itself died before running a line of ours: boot once more, loudly
+        msg = (f"VM tier{label}: the guest kernel panicked before its init ran; booting again "
+               "(console tail below)\n" + "\n".join(r["console"].splitlines()[-12:]))
+        print(f"\n{'!' * 78}\n{msg}\n{'!' * 78}", file=sys.stderr)
+        warnings.warn(msg.splitlines()[0])
+        r = run_vm.boot(batch_args=batch_args) if batch_args else run_vm.boot()
     sys.stderr.write(f"\nVM tier{label}: {r['kernel']}: boot + batch + power-off {r['boot_secs']}s\n")
     if r["results"] is None:
         tail = "\n".join(r["console"].splitlines()[-60:])
