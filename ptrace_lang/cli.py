@@ -327,6 +327,9 @@ def _compile_and_run(text: str, filename: str, opts: dict, process) -> int:
         except OSError as e:
             sys.stderr.write(f"ERROR: failed to open output file '{opts['output']}': {e.strerror}\n")
             return 1
+    if not opts["dry_run"]:
+        from ptrace_lang.runtime import early
+        early.start(spec)       # the kernel allocates the ring buffer while we import the rest
     from ptrace_lang.runtime.session import RunOptions, Session
     session = Session(spec, RunOptions(quiet=opts["quiet"], verbose=opts["verbose"],
                                        dry_run=opts["dry_run"], out=out,

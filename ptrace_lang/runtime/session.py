@@ -92,9 +92,14 @@ class Session:
     # ------------------------------------------------------------------ loading
     def load(self) -> None:
         from ptrace_lang.kernel import maps as kmaps
+        from ptrace_lang.runtime import early
 
         for ms in self.spec.maps:
             try:
+                made = early.take(ms.name)      # the ring buffer, made while cli imported us
+                if made is not None:
+                    self.k.maps[ms.name], self.ringbuf = made
+                    continue
                 self.k.maps[ms.name] = kmaps.Map.create(ms.map_type, ms.key_size, ms.value_size,
                                                         ms.max_entries, ms.flags, name=ms.name)
             except OSError as e:
@@ -612,7 +617,7 @@ class Session:
 
         self.load()
         rb_spec = next((m for m in self.spec.maps if m.name == self.spec.ringbuf_map), None)
-        if rb_spec is not None:
+        if rb_spec is not None and self.ringbuf is None:
             self.ringbuf = RingBuffer(self.k.maps[rb_spec.name].fd, rb_spec.max_entries)
         if self.opts.dry_run:
             return 0

@@ -1,0 +1,41 @@
+"""The `ptrace` command: a launcher of our own (bin/ptrace), installed by pyproject.toml."""
+from __future__ import annotations
+
+import ast
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+LAUNCHER = ROOT / "bin" / "ptrace"
+
+
+def test_pyproject_installs_the_launcher_as_ptrace():
+    tomllib = pytest.importorskip("tomllib", reason="tomllib is Python 3.11's")
+    conf = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    assert conf["tool"]["setuptools"]["script-files"] == ["bin/ptrace"]
+    # not also a generated wrapper under the same name
+    assert "ptrace" not in conf["project"].get("scripts", {})
+
+
+def test_the_launcher_imports_only_the_cli():
+    text = LAUNCHER.read_text()
+    assert text.startswith("#!python\n")        # pip puts the environment's interpreter there
+    imported = set()
+    for node in ast.walk(ast.parse(text)):
+        if isinstance(node, ast.Import):
+            imported.update(a.name for a in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            imported.add(node.module)
+    assert imported == {"sys", "ptrace_lang.cli"}
+
+
+def test_the_launcher_runs_the_cli():
+    p = subprocess.run([sys.executable, str(LAUNCHER), "-V"], capture_output=True, text=True,
+                       env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"}, timeout=60)
+    assert p.returncode == 0 and p.stdout.startswith("ptrace v"), p.stderr
+    p = subprocess.run([sys.executable, str(LAUNCHER), "-e", "BEGIN { x }"], capture_output=True,
+                       text=True, env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"}, timeout=60)
+    assert p.returncode == 1 and "ERROR" in p.stderr and "Traceback" not in p.stderr
