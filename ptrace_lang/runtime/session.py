@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import errno
 import os
-import resource
 import select
 import struct
 import sys
@@ -22,8 +21,6 @@ from ptrace_lang.records import dataclass, field
 
 from ptrace_lang import spec as S
 from ptrace_lang.errors import RuntimeFailure, Span
-from ptrace_lang.kernel.teardown import close_all   # imported now: teardown must not need a free fd
-from ptrace_lang.runtime import decode
 
 # the signal module's import costs ~2.5 ms of start-up (it builds enums); its C half, already
 # loaded by the interpreter, has everything used here
@@ -326,6 +323,8 @@ class Session:
         from ptrace_lang.runtime.printf import compile_format
 
         ev = self.spec.events[ident]
+        from ptrace_lang.runtime import decode
+
         self._decoders[ident] = decode.record_decoder(ev, self.spec.probe_names)
         if ev.kind == S.EV_PRINTF:
             self._formatters[ident] = self._printf_output(compile_format(ev.fmt))
@@ -471,6 +470,7 @@ class Session:
 
     # ------------------------------------------------------------------ maps
     def read_user_map(self, um: S.UserMapSpec):
+        from ptrace_lang.runtime import decode
         from ptrace_lang.runtime.format import MapData
 
         kmap = self.k.maps[um.kernel_map]
@@ -677,7 +677,8 @@ class Session:
 
     def run(self) -> int:
         saved = self._install_signals()
-        _raise_fd_limit()
+        _raise_fd_limit(2 * len(self.spec.attachments) + len(self.spec.maps)
+                        + len(self.spec.programs) + 64)
         proc = self.opts.process
         try:
             n = self.start()
@@ -743,7 +744,7 @@ class Session:
     def detach(self) -> None:
         """Detach every attached program (perf events closed in the background when many)."""
         links, self.k.links = self.k.links, []
-        close_all(links)
+        _close_all(links)
 
     def close(self) -> None:
         objs = list(self.k.links)
@@ -755,7 +756,7 @@ class Session:
         self.k.progs.clear()
         objs.extend(self.k.maps.values())
         self.k.maps.clear()
-        close_all(objs)
+        _close_all(objs)
 
 
 class TracedProcess:
@@ -970,8 +971,41 @@ def _not_runnable(path: str) -> str:
     return "not an ELF executable nor a #! script (exec format error)"
 
 
-def _raise_fd_limit() -> None:
-    """Two file descriptors per attach point: take the hard limit, as bpftrace does."""
+def _close_all(objs: list) -> None:
+    """``teardown.close_all``, imported only now (it is not needed to start). Out of file
+    descriptors (attaching failed with EMFILE), the import itself needs one: one object is
+    closed first to free it, and should the import still fail, they are closed one by one."""
+    for _ in range(2):
+        try:
+            from ptrace_lang.kernel.teardown import close_all
+        except (ImportError, OSError):
+            if objs:
+                _close_quietly(objs.pop())
+            continue
+        close_all(objs)
+        return
+    for obj in objs:
+        _close_quietly(obj)
+
+
+def _close_quietly(obj) -> None:
+    try:
+        obj.close()
+    except Exception:  # noqa: BLE001 - teardown goes on whatever one object does
+        pass
+
+
+def _raise_fd_limit(needed: int | None = None) -> None:
+    """Two file descriptors per attach point: take the hard limit, as bpftrace does (only
+    when the soft limit could be short: ``needed``, when given, is a generous estimate)."""
+    if needed is not None:
+        try:
+            if needed < os.sysconf("SC_OPEN_MAX"):   # the soft limit, without importing resource
+                return
+        except (OSError, ValueError):
+            pass
+    import resource
+
     try:
         soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
         if soft < hard:
