@@ -3,7 +3,7 @@ program is bound to a function, raw tracepoint or iterator of a module)."""
 
 from __future__ import annotations
 
-import ctypes
+from . import cty as ctypes
 import errno
 import os
 

@@ -10,7 +10,7 @@ Errors are raised as ``OSError(errno, "bpf(BPF_MAP_CREATE): <strerror>")``.
 
 from __future__ import annotations
 
-import ctypes
+from . import cty as ctypes
 import os
 
 # ---------------------------------------------------------------------------
@@ -27,10 +27,7 @@ else:  # pragma: no cover - unsupported architecture
     NR_BPF = -1
     NR_PERF_EVENT_OPEN = -1
 
-_libc = ctypes.CDLL(None, use_errno=True)
-_syscall = _libc.syscall
-_syscall.restype = ctypes.c_long
-_syscall.argtypes = [ctypes.c_long] * 6
+_syscall = ctypes.libc_function("syscall", ctypes.c_long, [ctypes.c_long] * 6)
 
 # ---------------------------------------------------------------------------
 # enum bpf_cmd

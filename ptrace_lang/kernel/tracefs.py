@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import ctypes
+from . import cty as ctypes
 import os
 from ptrace_lang.records import dataclass
 
@@ -30,9 +30,9 @@ def _usable(path: str) -> bool:
 
 
 def _mount_tracefs(target: str) -> bool:
-    libc = ctypes.CDLL(None, use_errno=True)
-    libc.mount.argtypes = [ctypes.c_char_p] * 4 + [ctypes.c_ulong, ctypes.c_void_p]
-    return libc.mount(b"nodev", target.encode(), b"tracefs", 0, None) == 0
+    mount = ctypes.libc_function("mount", ctypes.c_int,
+                                 [ctypes.c_char_p] * 4 + [ctypes.c_ulong, ctypes.c_void_p])
+    return mount(b"nodev", target.encode(), b"tracefs", 0, None) == 0
 
 
 def tracefs_root() -> str:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import ctypes
+from . import cty as ctypes
 import errno
 import os
 

@@ -2,7 +2,8 @@
 
 Start-up time is measured by bench/bench.py, never asserted here; what this guards is the shape
 that makes it fast: from a cached program to the "Attached" line, no compiler module, no `re`
-(whose import pulls in enum, functools and collections: ~5 ms), no lark.
+(whose import pulls in enum, functools and collections: ~5 ms), no ctypes package (the kernel
+layer makes what it needs from _ctypes: kernel/cty.py), no lark.
 """
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ import sys
 from runner import ROOT
 
 NOT_BEFORE_ATTACHED = ("re", "enum", "functools", "collections", "typing", "dataclasses",
-                       "threading", "lark", "elftools")
+                       "threading", "ctypes", "lark", "elftools")
 COMPILER = ("ptrace_lang.frontend", "ptrace_lang.sema", "ptrace_lang.codegen", "ptrace_lang.bpf")
 
 
