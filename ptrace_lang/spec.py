@@ -21,7 +21,8 @@ from ptrace_lang.records import dataclass, field
 
 from ptrace_lang.errors import NO_SPAN, Span
 
-# ring buffer record kinds: the first 8 bytes of every record are (kind: u32, id: u32)
+# ring buffer record kinds: every record starts with an 8-byte header whose first u32 is
+# kind | id << 8 (one store instruction); its other 4 bytes are padding, never written or read
 EV_PRINTF = 1      # id = index into ObjectSpec.events; payload laid out by EventSpec.args
 EV_PRINT_VALUE = 2  # id = index into ObjectSpec.events; payload is one value (EventSpec.args[0])
 EV_EXIT = 3        # payload: i64 exit code
@@ -39,6 +40,7 @@ EV_DEBUGF = 23     # like EV_PRINTF; printed on stderr as "file:L:C-E: DEBUG: te
 JOIN_MAX = 16      # elements of the array join() reads
 
 RECORD_HEADER = 8
+MAX_RECORD_ID = (1 << 23) - 1    # kind | id << 8 is stored as a (sign-extended) 32-bit immediate
 
 
 @dataclass

@@ -21,7 +21,7 @@ from ptrace_lang.codegen.ir import FP, R0, R1, VReg
 from ptrace_lang.codegen.lower_types import TypesLowering, c_value_field, str_helper
 from ptrace_lang.codegen.lower_loops import LoopsLowering
 from ptrace_lang.codegen.lower_symbols import SymbolsLowering
-from ptrace_lang.errors import CompileError, NotSupportedYet, Span
+from ptrace_lang.errors import NO_SPAN, CompileError, NotSupportedYet, Span
 from ptrace_lang.frontend import ast
 from ptrace_lang.sema.analyze import MapInfo, field_type, is_signed, signed_pair
 from ptrace_lang.sema.types import (
@@ -488,8 +488,11 @@ class Lowering(TypesLowering, FuncsLowering, SymbolsLowering, LoopsLowering, Val
         return rec
 
     def header(self, rec: VReg, kind: int, ident: int) -> None:
-        self.emit(ir.Store(rec, 0, kind, 4))
-        self.emit(ir.Store(rec, 4, ident, 4))
+        """The record header (spec.py): kind and id in one 32-bit store."""
+        if not 0 <= ident <= S.MAX_RECORD_ID:
+            raise CompileError(f"too many output statements (more than {S.MAX_RECORD_ID})",
+                               NO_SPAN)
+        self.emit(ir.Store(rec, 0, kind | ident << 8, 4))
 
     def submit(self, rec: VReg) -> None:
         skip, done = self._skip, self._done
@@ -507,12 +510,16 @@ class Lowering(TypesLowering, FuncsLowering, SymbolsLowering, LoopsLowering, Val
             off += a.type.size()
         ev_id = len(self.events)
         self.events.append(S.EventSpec(kind, fmt, fields, span))
-        # scalars are computed before reserving so no helper runs while a record is open
-        # except those writing into it (strings)
-        scalars = [self.scalar(a) if is_scalar(a.type) else None for a in args]
+        # scalars are computed before reserving (an expression may hold statements that write
+        # records of their own), but for builtins: computed into the open record, their helper's
+        # result is stored from r0 as it is (no copy kept across the reserve call)
+        scalars = [self.scalar(a) if is_scalar(a.type) and not isinstance(a, ast.Builtin) else None
+                   for a in args]
         rec = self.reserve(off)
         self.header(rec, kind, ev_id)
         for a, f, v in zip(args, fields, scalars):
+            if v is None and is_scalar(a.type):
+                v = self.scalar(a)
             if v is not None:
                 self.emit(ir.Store(rec, f.offset, v, 8))
             else:

@@ -27,7 +27,7 @@ from ptrace_lang.errors import RuntimeFailure, Span
 import _signal as signal  # noqa: E402
 from _collections import deque  # noqa: E402  (collections costs ~1.5 ms)
 
-_HDR = struct.Struct("<II")
+_HDR = struct.Struct("<I")      # kind | id << 8 (spec.py)
 BACKLOG_LIMIT = 64 << 20     # bytes of records taken from the ring buffer but not yet formatted
 TAKE_BYTES = 256 << 10       # the first take of a drain: the first records of a full buffer print at once
 _I64 = struct.Struct("<q")
@@ -262,7 +262,8 @@ class Session:
     def _on_record(self, mv) -> None:
         if self.stopping:
             return
-        kind, ident = _HDR.unpack_from(mv, 0)
+        head = _HDR.unpack_from(mv, 0)[0]
+        kind, ident = head & 0xFF, head >> 8
         if kind == S.EV_PRINTF:
             fmt = self._formatters.get(ident)
             if fmt is None:
