@@ -136,7 +136,7 @@ def _build(cls, frozen: bool):
         cls.__repr__ = _repr
     if "__eq__" not in cls.__dict__:
         cls.__eq__ = _eq
-    if frozen:
+    if frozen and cls.__dict__.get("__hash__") is None:     # (a class may bring its own)
         cls.__hash__ = _hash
         cls.__setattr__ = _frozen_setattr
     elif "__hash__" not in cls.__dict__:

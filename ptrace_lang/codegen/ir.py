@@ -18,12 +18,20 @@ from ptrace_lang.records import dataclass, field
 from ptrace_lang.errors import NO_SPAN, Span
 
 
+# registers are compared and hashed all through register allocation: by hand, not through
+# the generic field-tuple comparison of records (two thirds of compiling a one-liner otherwise)
 @dataclass(frozen=True)
 class VReg:
     id: int
 
     def __str__(self) -> str:
         return f"%{self.id}"
+
+    def __eq__(self, other) -> bool:
+        return other.__class__ is VReg and other.id == self.id
+
+    def __hash__(self) -> int:
+        return self.id
 
 
 @dataclass(frozen=True)
@@ -32,6 +40,12 @@ class PReg:
 
     def __str__(self) -> str:
         return f"r{self.n}"
+
+    def __eq__(self, other) -> bool:
+        return other.__class__ is PReg and other.n == self.n
+
+    def __hash__(self) -> int:
+        return -16 - self.n
 
 
 R0, R1, R2, R3, R4, R5, R6, R7, R8, R9, R10 = (PReg(i) for i in range(11))

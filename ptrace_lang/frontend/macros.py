@@ -19,7 +19,6 @@ the body is just one). A macro without parameters may be used as a bare identifi
 """
 from __future__ import annotations
 
-import copy
 import os
 
 from ptrace_lang.errors import CompileError
@@ -214,6 +213,8 @@ class _Expander:
         self.count += 1
         suffix = f"{HYGIENE_MARK}{m.name}{HYGIENE_MARK}{self.count}"
         value = getattr(m, "value", None)
+        import copy     # (only scripts with macros pay for it)
+
         body = copy.deepcopy(value if value is not None else m.body)
         self._rename(body, m, var_map, map_map, suffix)
         body = self._substitute(body, exprs)
@@ -250,6 +251,8 @@ class _Expander:
         if not exprs:
             return n
         if isinstance(n, ast.Builtin) and n.name in exprs:
+            import copy
+
             return copy.deepcopy(exprs[n.name])
         for name in n.__dataclass_fields__:
             if name in ("span", "type"):

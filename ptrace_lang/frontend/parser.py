@@ -172,11 +172,11 @@ def _load_tables() -> _Tables:
     # marshal (built in, no import cost, fast) is enough for plain data; it is Python-version specific, so the
     # version is part of the file name. The file also holds the grammar text it was built from, compared on load.
     import marshal
-    import zlib
 
     grammar = _grammar_text()
-    key = "%08x-%d-f%d-py%d%d" % (zlib.crc32(grammar.encode("utf-8")), len(grammar), _TABLES_FORMAT,
-                                 *sys.version_info[:2])
+    # the grammar's bytes as one number modulo a 61-bit prime: a digest without importing zlib
+    digest = int.from_bytes(grammar.encode("utf-8"), "little") % ((1 << 61) - 1)
+    key = "%016x-%d-f%d-py%d%d" % (digest, len(grammar), _TABLES_FORMAT, *sys.version_info[:2])
     cdir = _cache_dir()
     path = os.path.join(cdir, f"tables-{key}.marshal") if cdir else None
     if path:
