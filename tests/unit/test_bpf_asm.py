@@ -299,8 +299,8 @@ def test_disassembly_of_allocated_program_golden():
 
 
 BENCH_ONE_LINERS = {
-    # bench/bench.py's one-liners, compiled whole: their instruction counts are compared with
-XX
+    # bench/bench.py's one-liners, compiled whole: bench compares their instruction counts with
+    # bpftrace's, so a change in the code we generate for them shows here first
     "bench_printf.txt": 'tracepoint:syscalls:sys_enter_getppid { printf("%d %s\\n", pid, comm); }',
     "bench_count.txt": "tracepoint:syscalls:sys_enter_getppid { @[comm] = count(); }",
     "bench_sum_avg.txt": "tracepoint:syscalls:sys_enter_getppid { @s = sum(pid); @a = avg(pid); }",
