@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from . import cty as ctypes
-import fcntl
 
 from .sys import (
     PERF_ATTR_FLAG_FREQ,
@@ -146,14 +145,20 @@ def kprobe_event(func: str, offset: int = 0, retprobe: bool = False, addr: int =
 
 
 def ioctl_enable(fd: int) -> None:
+    import fcntl   # (a C module: loaded only for these ioctls)
+
     fcntl.ioctl(fd, PERF_EVENT_IOC_ENABLE, 0)
 
 
 def ioctl_disable(fd: int) -> None:
+    import fcntl   # (a C module: loaded only for these ioctls)
+
     fcntl.ioctl(fd, PERF_EVENT_IOC_DISABLE, 0)
 
 
 def ioctl_set_bpf(fd: int, prog_fd: int) -> None:
+    import fcntl   # (a C module: loaded only for these ioctls)
+
     fcntl.ioctl(fd, PERF_EVENT_IOC_SET_BPF, prog_fd)
 
 

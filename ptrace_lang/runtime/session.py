@@ -614,11 +614,11 @@ class Session:
     def start(self) -> int:
         """Create the maps, load the programs, run the begin probes and attach the rest;
         return the number of probes (begin's output is held in ``pending`` until then)."""
-        from ptrace_lang.kernel.ringbuf import RingBuffer
-
         self.load()
         rb_spec = next((m for m in self.spec.maps if m.name == self.spec.ringbuf_map), None)
         if rb_spec is not None and self.ringbuf is None:
+            from ptrace_lang.kernel.ringbuf import RingBuffer      # (mmap: only when printing)
+
             self.ringbuf = RingBuffer(self.k.maps[rb_spec.name].fd, rb_spec.max_entries)
         if self.opts.dry_run:
             return 0
