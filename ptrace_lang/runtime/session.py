@@ -46,6 +46,7 @@ class RunOptions:
     buffering: str = "line"       # "none"/"line": written as it comes; "full": written at exit
     process: object = None        # TracedProcess of -p PID / -c CMD: the run ends when it exits
     warnings: bool = True         # False: --no-warnings (no WARNING lines)
+    started: object = None        # called once the probes are attached (cli: gc.enable)
 
 
 class Stop(Exception):
@@ -686,6 +687,8 @@ class Session:
             if self.opts.dry_run:
                 return 0
             self.announce(n)
+            if self.opts.started is not None:
+                self.opts.started()
             self._flush()
             running = not self.stopping and not self._got_signal
             if proc is not None and running:

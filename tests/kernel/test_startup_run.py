@@ -49,3 +49,20 @@ def test_a_cached_start_imports_neither_the_compiler_nor_re(tmp_path):
     assert not [m for m in second if m in NOT_BEFORE_ATTACHED]
     # and the ring buffer was made while the runtime was imported
     assert "ptrace_lang.runtime.early" in second
+
+
+def test_garbage_collection_is_off_while_starting_and_back_on_once_attached():
+    code = ("import gc, sys\n"
+            "from ptrace_lang import cli\n"
+            "import ptrace_lang.runtime.session as s\n"
+            "seen = []\n"
+            "orig = s.Session.load\n"
+            "def load(self):\n"
+            "    seen.append(gc.isenabled())\n"
+            "    orig(self)\n"
+            "s.Session.load = load\n"
+            "rc = cli.main(['-e', 'BEGIN { printf(\"x\\\\n\"); exit(); }'])\n"
+            "print('during load:', seen, 'after:', gc.isenabled(), 'rc:', rc)\n")
+    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60,
+                       env={**os.environ, "PYTHONPATH": str(ROOT)}, cwd="/")
+    assert p.stdout.splitlines()[-1] == "during load: [False] after: True rc: 0", (p.stdout, p.stderr)

@@ -29,7 +29,8 @@ def test_the_launcher_imports_only_the_cli():
             imported.update(a.name for a in node.names)
         elif isinstance(node, ast.ImportFrom):
             imported.add(node.module)
-    assert imported == {"sys", "ptrace_lang.cli"}
+    assert imported == {"gc", "sys", "ptrace_lang.cli"}
+    assert "gc.disable()" in text
 
 
 def test_the_launcher_runs_the_cli():
