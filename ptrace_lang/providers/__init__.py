@@ -66,6 +66,9 @@ class Provider:
         """Attach and return objects with ``close()`` that detach it."""
         raise NotImplementedError
 
+    def warm_up(self) -> None:
+        """Import what ``attach`` will need (called while the kernel makes the ring buffer)."""
+
 
 PROVIDERS: dict[str, Provider] = {}     # filled by ``register`` as modules are imported
 

@@ -35,6 +35,9 @@ class Tracepoint(Provider):
             out.append(Target(self.name, f"tracepoint:{name}", name, share_key=layout, args=args))
         return out
 
+    def warm_up(self):
+        from ptrace_lang.kernel import links, perf, tracefs  # noqa: F401
+
     def attach(self, target, prog_fd, cookie):
         from ptrace_lang.kernel import links, perf, tracefs
 

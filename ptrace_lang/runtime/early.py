@@ -13,8 +13,9 @@ itself. A process that ends before taking it just exits: the kernel frees the ma
 from __future__ import annotations
 
 import _thread
+import sys
 
-__all__ = ["start", "take", "THRESHOLD"]
+__all__ = ["start", "pending", "take", "THRESHOLD"]
 
 # smaller ring buffers are quicker to make than a thread is to start
 THRESHOLD = 1 << 20
@@ -35,6 +36,10 @@ def start(spec) -> None:
     done.acquire()
     box: list = [None, None, None]
 
+    # the worker needs the GIL only for moments between its system calls; with the default
+    # switch interval (5 ms) it would wait that long behind the importing main thread each time
+    interval = sys.getswitchinterval()
+
     def work() -> None:
         try:
             box[0] = kmaps.Map.create(rb.map_type, rb.key_size, rb.value_size, rb.max_entries,
@@ -43,13 +48,21 @@ def start(spec) -> None:
         except BaseException as e:  # noqa: BLE001 - handed to the main thread
             box[2] = e
         finally:
+            sys.setswitchinterval(interval)
             done.release()
 
+    sys.setswitchinterval(1e-4)
     try:
         _thread.start_new_thread(work, ())
     except RuntimeError:       # no thread: Session.load creates it itself
+        sys.setswitchinterval(interval)
         return
     _pending[rb.name] = (done, box)
+
+
+def pending(name: str) -> bool:
+    """Whether ``start`` is making map ``name``."""
+    return name in _pending
 
 
 def take(name: str):

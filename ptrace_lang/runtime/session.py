@@ -92,9 +92,19 @@ class Session:
         from ptrace_lang.kernel import maps as kmaps
         from ptrace_lang.runtime import early
 
-        for ms in self.spec.maps:
+        # the ring buffer cli began making (early) is taken last: the other maps are made, and
+        # the providers' attach code imported, while the kernel is still allocating it
+        pending = [ms for ms in self.spec.maps if early.pending(ms.name)]
+        if pending and not self.opts.dry_run:
+            from ptrace_lang import providers
+
+            for name in {a.provider for a in self.spec.attachments}:
+                prov = providers.get(name)
+                if prov is not None:
+                    prov.warm_up()
+        for ms in [ms for ms in self.spec.maps if ms not in pending] + pending:
             try:
-                made = early.take(ms.name)      # the ring buffer, made while cli imported us
+                made = early.take(ms.name)
                 if made is not None:
                     self.k.maps[ms.name], self.ringbuf = made
                     continue
