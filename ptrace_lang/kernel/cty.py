@@ -11,6 +11,8 @@ Where ``_ctypes`` lacks a name (another Python), everything comes from ctypes it
 """
 from __future__ import annotations
 
+import os
+
 try:
     from _ctypes import (
         FUNCFLAG_CDECL,
@@ -150,3 +152,25 @@ else:
             _LIBC = dlopen(None, RTLD_LOCAL)
         return _prototype(restype, argtypes, FUNCFLAG_CDECL | FUNCFLAG_USE_ERRNO)(
             dlsym(_LIBC, name))
+
+
+_MACHINE = os.uname().machine
+if _MACHINE in ("x86_64", "amd64"):
+    NR_BPF = 321
+    NR_PERF_EVENT_OPEN = 298
+elif _MACHINE in ("aarch64", "arm64"):
+    NR_BPF = 280
+    NR_PERF_EVENT_OPEN = 241
+else:  # pragma: no cover - unsupported architecture
+    NR_BPF = -1
+    NR_PERF_EVENT_OPEN = -1
+
+_SYSCALL = None
+
+
+def syscall():
+    """libc's syscall(2) taking six longs, errno kept (made once)."""
+    global _SYSCALL
+    if _SYSCALL is None:
+        _SYSCALL = libc_function("syscall", c_long, [c_long] * 6)
+    return _SYSCALL

@@ -23,10 +23,21 @@ import struct
 
 from .sys import BPF_RINGBUF_BUSY_BIT, BPF_RINGBUF_DISCARD_BIT, BPF_RINGBUF_HDR_SZ
 
-__all__ = ["RingBuffer"]
+__all__ = ["RingBuffer", "map_areas"]
 
 _U32 = struct.Struct("<I")
 _PAGE = mmap.PAGESIZE
+
+
+def map_areas(map_fd: int, size: int) -> tuple:
+    """The consumer page (read/write) and the producer page plus data (read-only)."""
+    cons = mmap.mmap(map_fd, _PAGE, mmap.MAP_SHARED, mmap.PROT_READ | mmap.PROT_WRITE, offset=0)
+    try:
+        prod = mmap.mmap(map_fd, _PAGE + size, mmap.MAP_SHARED, mmap.PROT_READ, offset=_PAGE)
+    except BaseException:
+        cons.close()
+        raise
+    return cons, prod
 
 
 class RingBuffer:
@@ -34,20 +45,14 @@ class RingBuffer:
     callback as a memoryview into the mapping: it is only valid during the
     callback (copy it with bytes(mv) to keep it)."""
 
-    def __init__(self, map_fd: int, size: int):
+    def __init__(self, map_fd: int, size: int, mappings: tuple | None = None):
+        """``mappings``: the consumer and producer mappings, made already (``map_areas``)."""
         if size <= 0 or size & (size - 1) or size % _PAGE:
             raise ValueError(f"ring buffer size {size} is not a power-of-2 multiple of the page size")
         self.map_fd = map_fd
         self.size = size
         self._mask = size - 1
-        self._cons_mm = mmap.mmap(map_fd, _PAGE, mmap.MAP_SHARED,
-                                  mmap.PROT_READ | mmap.PROT_WRITE, offset=0)
-        try:
-            self._prod_mm = mmap.mmap(map_fd, _PAGE + size, mmap.MAP_SHARED,
-                                      mmap.PROT_READ, offset=_PAGE)
-        except BaseException:
-            self._cons_mm.close()
-            raise
+        self._cons_mm, self._prod_mm = mappings or map_areas(map_fd, size)
         self._cons = memoryview(self._cons_mm)
         self._prod = memoryview(self._prod_mm)
         self._data = self._prod[_PAGE:]

@@ -14,20 +14,12 @@ from . import cty as ctypes
 import os
 
 # ---------------------------------------------------------------------------
-# syscall numbers
+# syscall numbers, and libc's syscall(2) (kernel/cty.py: runtime/early.py uses them before
+# this module is imported)
 
-_MACHINE = os.uname().machine
-if _MACHINE in ("x86_64", "amd64"):
-    NR_BPF = 321
-    NR_PERF_EVENT_OPEN = 298
-elif _MACHINE in ("aarch64", "arm64"):
-    NR_BPF = 280
-    NR_PERF_EVENT_OPEN = 241
-else:  # pragma: no cover - unsupported architecture
-    NR_BPF = -1
-    NR_PERF_EVENT_OPEN = -1
-
-_syscall = ctypes.libc_function("syscall", ctypes.c_long, [ctypes.c_long] * 6)
+NR_BPF = ctypes.NR_BPF
+NR_PERF_EVENT_OPEN = ctypes.NR_PERF_EVENT_OPEN
+_syscall = ctypes.syscall()
 
 # ---------------------------------------------------------------------------
 # enum bpf_cmd
