@@ -300,6 +300,9 @@ def _compile_and_run(text: str, filename: str, opts: dict, process) -> int:
 
     spec = None
     cache_key = None
+    if not opts["dry_run"] and not opts["stages"] and os.geteuid() == 0:
+        from ptrace_lang.runtime import early
+        early.guess(text)       # a printing script's ring buffer, begun before the lookup
     from ptrace_lang import speccache
     # a -c program holds its child's pid (cpid, uprobes attached in it): never cached;
     # a -p program is cached for that pid only

@@ -112,6 +112,7 @@ class Session:
                                                         ms.max_entries, ms.flags, name=ms.name)
             except OSError as e:
                 raise RuntimeFailure(f"map '{ms.name}': failed to create: {e.strerror or e}") from None
+        early.drop_unused()         # a ring buffer guessed and not needed
         types = {} if self.opts.dry_run else self._group_attach_types()
         for ps in self.spec.programs:
             self.k.progs[ps.name] = self.load_program(ps, types.get(ps.name))

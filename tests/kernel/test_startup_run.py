@@ -66,3 +66,77 @@ def test_garbage_collection_is_off_while_starting_and_back_on_once_attached():
     p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60,
                        env={**os.environ, "PYTHONPATH": str(ROOT)}, cwd="/")
     assert p.stdout.splitlines()[-1] == "during load: [False] after: True rc: 0", (p.stdout, p.stderr)
+
+
+def _map_types(pid: int) -> list[int]:
+    """The types of the BPF maps process ``pid`` holds (from /proc/PID/fdinfo), one per map
+    (Python's mmap keeps a dup of the fd it maps: a ring buffer is held three times)."""
+    types = {}
+    for fd in os.listdir(f"/proc/{pid}/fdinfo"):
+        try:
+            with open(f"/proc/{pid}/fdinfo/{fd}") as f:
+                info = f.read()
+        except OSError:
+            continue
+        fields = dict(line.split(":", 1) for line in info.splitlines() if ":" in line)
+        if "map_id" in fields:
+            types[int(fields["map_id"])] = int(fields["map_type"])
+    return sorted(types.values())
+
+
+RINGBUF = 27
+
+
+def test_the_ring_buffer_guessed_from_the_text_is_kept_or_released(tmp_path):
+    """cli begins a printing script's ring buffer before it knows the program (early.guess): a
+    program that prints keeps exactly that one; one whose text only mentions print releases it."""
+    from runner import Tracer
+
+    probe = "tracepoint:syscalls:sys_enter_getppid"
+    for program, want in ((f'{probe} {{ printf("%d\\n", pid); }}', [RINGBUF]),
+                          (f"{probe} {{ @n = count(); }} // no print here", [])):
+        t = Tracer("-e", program)
+        try:
+            t.wait_attached()
+            got = [m for m in _map_types(t.p.pid) if m == RINGBUF]
+        finally:
+            r = t.stop()
+        assert r.rc == 0, r.err
+        assert got == want, (program, got)
+
+
+def test_early_keeps_a_matching_guess_and_releases_a_wrong_one():
+    code = """
+import os
+from ptrace_lang.runtime import early
+from ptrace_lang.driver import Options, compile_script
+
+def ringbufs():
+    ids = set()
+    for fd in os.listdir('/proc/self/fdinfo'):
+        try:
+            info = open(f'/proc/self/fdinfo/{fd}').read()
+        except OSError:
+            continue
+        if 'map_type:\\t27' in info:
+            ids.add(info.split('map_id:')[1].split()[0])
+    return len(ids)
+
+prints = compile_script('BEGIN { printf("x\\\\n"); }', 'stdin', Options()).spec
+quiet = compile_script('BEGIN { @x = 1; }', 'stdin', Options()).spec
+early.guess('BEGIN { printf("x\\\\n"); }')
+assert early.pending('ringbuf')
+early.start(prints)                       # the spec agrees with the guess: kept
+m, rb = early.take('ringbuf')
+assert m.max_entries == early.GUESS_BYTES and ringbufs() == 1
+rb.close(); m.close()
+early.guess('BEGIN { @x = 1; }  // print')
+early.start(quiet)                        # no ring buffer wanted: the guess goes stale
+assert not early.pending('ringbuf')
+early.drop_unused()
+assert ringbufs() == 0
+print('ok')
+"""
+    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60,
+                       env={**os.environ, "PYTHONPATH": str(ROOT)}, cwd="/")
+    assert p.stdout.strip() == "ok", p.stderr[-2000:]

@@ -40,3 +40,14 @@ def test_the_launcher_runs_the_cli():
     p = subprocess.run([sys.executable, str(LAUNCHER), "-e", "BEGIN { x }"], capture_output=True,
                        text=True, env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"}, timeout=60)
     assert p.returncode == 1 and "ERROR" in p.stderr and "Traceback" not in p.stderr
+
+
+def test_the_ring_buffer_early_guesses_is_the_one_a_printing_program_gets():
+    from ptrace_lang.driver import Options, compile_script
+    from ptrace_lang.runtime import early
+
+    for text in ('BEGIN { printf("x\\n"); }', "BEGIN { print(1); }"):
+        spec = compile_script(text, "stdin", Options()).spec
+        (rb,) = [m for m in spec.maps if m.name == spec.ringbuf_map]
+        assert (rb.name, rb.map_type, rb.key_size, rb.value_size, rb.max_entries, rb.flags) == \
+            ("ringbuf", 27, 0, 0, early.GUESS_BYTES, 0)
