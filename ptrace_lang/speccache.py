@@ -6,7 +6,8 @@ things that can be listed and checked cheaply:
 
 * the script text and file name, the positional parameters, every ``BPFTRACE_*`` variable and
   the pid of ``-p`` (programs of ``-c`` are not cached: ``cpid`` differs every run);
-* the compiler itself (path, size and mtime of every file of the package and grammar);
+* the compiler itself (path, size and mtime of every file of the package and grammar; for a
+  package pip installed, the state of its RECORD, rewritten at every install);
 * the running kernel: its boot id (tracepoint formats and ids, BTF) and the loaded modules
   (a module brings tracepoints and functions);
 * files the compile read (``deps``: the binaries of uprobes), by path, size, mtime and inode.
@@ -35,7 +36,11 @@ def _cache_dir(create: bool) -> str | None:
 
 
 def _code_fingerprint() -> tuple:
-    """Path, size and mtime of every file the compiler is made of."""
+    """Path, size and mtime of every file the compiler is made of; for a package installed by
+    pip (not editable), the state of its RECORD instead (``_installed_record``)."""
+    installed = _installed_record()
+    if installed is not None:
+        return installed
     from ptrace_lang.resources import grammar_dir
 
     out = []
@@ -54,6 +59,24 @@ def _code_fingerprint() -> tuple:
                 st = e.stat()
                 out.append((e.path, st.st_size, st.st_mtime_ns))
     return tuple(out)
+
+
+def _installed_record() -> tuple | None:
+    """An installed package's files change only when pip installs it again, and pip then writes
+    a new ``RECORD`` in its ``.dist-info`` (one stat instead of ~90; a file edited in place under
+    site-packages goes unnoticed: PTRACE_NO_CACHE=1). None for a source checkout."""
+    parent = os.path.dirname(_PKG_DIR)
+    if os.path.basename(parent) not in ("site-packages", "dist-packages"):
+        return None
+    try:
+        for e in os.scandir(parent):
+            if e.name.startswith("ptrace_lang-") and e.name.endswith(".dist-info"):
+                record = os.path.join(e.path, "RECORD")
+                st = os.stat(record)
+                return ((record, st.st_size, st.st_mtime_ns, st.st_ino),)
+    except OSError:
+        pass
+    return None
 
 
 def _read(path: str) -> str:

@@ -126,3 +126,23 @@ def test_uprobe_targets_record_the_binary_as_a_dependency():
     assert os.path.realpath(bash) in [os.path.realpath(d) for d in c.deps]
     c = compile_script("uprobe:libc:malloc { @ = count(); }", "stdin", Options())
     assert "/etc/ld.so.cache" in c.deps
+
+
+def test_an_installed_package_is_fingerprinted_by_its_record(tmp_path, monkeypatch):
+    site = tmp_path / "lib" / "site-packages"
+    pkg = site / "ptrace_lang"
+    pkg.mkdir(parents=True)
+    (pkg / "cli.py").write_text("x = 1\n")
+    info = site / "ptrace_lang-0.1.0.dist-info"
+    info.mkdir()
+    (info / "RECORD").write_text("ptrace_lang/cli.py,,\n")
+    monkeypatch.setattr(speccache, "_PKG_DIR", str(pkg))
+    first = speccache._code_fingerprint()
+    assert first == ((str(info / "RECORD"),) + first[0][1:],)
+    # pip installing again writes a new RECORD: another key
+    (info / "RECORD").unlink()
+    (info / "RECORD").write_text("ptrace_lang/cli.py,,\nptrace_lang/new.py,,\n")
+    assert speccache._code_fingerprint() != first
+    # a source checkout (not under site-packages) is fingerprinted file by file
+    monkeypatch.setattr(speccache, "_PKG_DIR", os.path.dirname(os.path.abspath(speccache.__file__)))
+    assert len(speccache._code_fingerprint()) > 20
