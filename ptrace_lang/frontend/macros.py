@@ -148,6 +148,16 @@ class _Expander:
                 return self.expand(call, statement=True)
         if isinstance(n, ast.Expr):
             return self.expr(n)
+        return self._children(n)
+
+    def expr(self, e: ast.Expr) -> ast.Expr:
+        call = self._macro_call(e)
+        if call is not None:
+            return self.expand(call, statement=False)
+        return self._children(e)
+
+    def _children(self, n: ast.Node) -> ast.Node:
+        """Expand the macros in ``n``'s child nodes, in place."""
         for name in n.__dataclass_fields__:
             if name in ("span", "type"):
                 continue
@@ -157,20 +167,6 @@ class _Expander:
             elif isinstance(v, list):
                 setattr(n, name, [self.node(x) if isinstance(x, ast.Node) else x for x in v])
         return n
-
-    def expr(self, e: ast.Expr) -> ast.Expr:
-        call = self._macro_call(e)
-        if call is not None:
-            return self.expand(call, statement=False)
-        for name in e.__dataclass_fields__:
-            if name in ("span", "type"):
-                continue
-            v = getattr(e, name)
-            if isinstance(v, ast.Node):
-                setattr(e, name, self.node(v))
-            elif isinstance(v, list):
-                setattr(e, name, [self.node(x) if isinstance(x, ast.Node) else x for x in v])
-        return e
 
     def _macro_call(self, e) -> ast.Call | None:
         if isinstance(e, ast.Call) and e.name in self.macros:
