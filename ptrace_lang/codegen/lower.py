@@ -976,13 +976,7 @@ class Lowering(TypesLowering, FuncsLowering, SymbolsLowering, LoopsLowering, Val
             helper = H_PROBE_READ_KERNEL_STR
         elif (isinstance(arg, ast.FieldAccess) and isinstance(arg.base.type, ArgsT)
               and arg.base.type.field(arg.field_name).data_loc):
-            f = arg.base.type.field(arg.field_name)
-            loc = self.vreg()
-            self.emit(ir.Load(loc, self.ctx, f.offset, 4))
-            self.emit(ir.Alu("and", loc, 0xFFFF))
-            src = self.vreg()
-            self.mov(src, self.ctx)
-            self.emit(ir.Alu("add", src, loc))
+            src = self.data_loc_address(arg.base.type.field(arg.field_name))
             helper = H_PROBE_READ_KERNEL_STR
         else:
             src = self.scalar(arg)
@@ -1001,18 +995,23 @@ class Lowering(TypesLowering, FuncsLowering, SymbolsLowering, LoopsLowering, Val
         self.emit(ir.Store(base, off, 0, 1))
         self.emit(ir.Label(done))
 
+    def data_loc_address(self, f) -> VReg:
+        """The address of a tracepoint's ``__data_loc`` string: the context plus the low 16
+        bits of the field (its offset in the record; the high 16 are its length)."""
+        loc = self.vreg()
+        self.emit(ir.Load(loc, self.ctx, f.offset, 4))
+        self.emit(ir.Alu("and", loc, 0xFFFF))
+        src = self.vreg()
+        self.mov(src, self.ctx)
+        self.emit(ir.Alu("add", src, loc))
+        return src
+
     def args_string_into(self, e: ast.FieldAccess, base, off: int, size: int, zero: bool) -> None:
         f = e.base.type.field(e.field_name)
         if zero:
             self.zero_mem(base, off, size)
         if f.data_loc:
-            loc = self.vreg()
-            self.emit(ir.Load(loc, self.ctx, f.offset, 4))
-            self.emit(ir.Alu("and", loc, 0xFFFF))
-            src = self.vreg()
-            self.mov(src, self.ctx)
-            self.emit(ir.Alu("add", src, loc))
-            self.checked_read(H_PROBE_READ_KERNEL_STR, base, off, size, src)
+            self.checked_read(H_PROBE_READ_KERNEL_STR, base, off, size, self.data_loc_address(f))
         else:
             src = self.vreg()
             self.mov(src, self.ctx)
