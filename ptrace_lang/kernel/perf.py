@@ -144,22 +144,22 @@ def kprobe_event(func: str, offset: int = 0, retprobe: bool = False, addr: int =
     return fd
 
 
-def ioctl_enable(fd: int) -> None:
-    import fcntl   # (a C module: loaded only for these ioctls)
+def _ioctl(fd: int, request: int, arg: int) -> None:
+    import fcntl   # (a C module: loaded only when an ioctl is made)
 
-    fcntl.ioctl(fd, PERF_EVENT_IOC_ENABLE, 0)
+    fcntl.ioctl(fd, request, arg)
+
+
+def ioctl_enable(fd: int) -> None:
+    _ioctl(fd, PERF_EVENT_IOC_ENABLE, 0)
 
 
 def ioctl_disable(fd: int) -> None:
-    import fcntl   # (a C module: loaded only for these ioctls)
-
-    fcntl.ioctl(fd, PERF_EVENT_IOC_DISABLE, 0)
+    _ioctl(fd, PERF_EVENT_IOC_DISABLE, 0)
 
 
 def ioctl_set_bpf(fd: int, prog_fd: int) -> None:
-    import fcntl   # (a C module: loaded only for these ioctls)
-
-    fcntl.ioctl(fd, PERF_EVENT_IOC_SET_BPF, prog_fd)
+    _ioctl(fd, PERF_EVENT_IOC_SET_BPF, prog_fd)
 
 
 # hw_breakpoint types (uapi/linux/hw_breakpoint.h)
