@@ -22,6 +22,7 @@ itself. A process that ends before taking it just exits: the kernel frees the ma
 from __future__ import annotations
 
 import _thread
+import os
 import sys
 
 __all__ = ["guess", "start", "pending", "take", "drop_unused", "THRESHOLD", "GUESS_BYTES"]
@@ -82,8 +83,6 @@ def _begin(name: str, params: tuple) -> None:
         try:
             fd = syscall(cty.NR_BPF, 0, cty.addressof(attr), 72, 0, 0)   # BPF_MAP_CREATE
             if fd < 0:
-                import os
-
                 err = cty.get_errno()
                 raise OSError(err, f"bpf(BPF_MAP_CREATE): {os.strerror(err)}")
             box[0] = fd
@@ -137,8 +136,6 @@ def drop_unused() -> None:
         for m in mappings or ():
             m.close()
         if fd >= 0:
-            import os
-
             os.close(fd)
 
 
@@ -149,8 +146,6 @@ def _wait(entry) -> tuple:
     done.release()
     fd, mappings, err = box
     if err is not None and fd >= 0:
-        import os
-
         os.close(fd)
         box[0] = fd = -1
     return fd, mappings, err
