@@ -110,17 +110,10 @@ def test_early_keeps_a_matching_guess_and_releases_a_wrong_one():
 import os
 from ptrace_lang.runtime import early
 from ptrace_lang.driver import Options, compile_script
+from test_startup_run import RINGBUF, _map_types
 
 def ringbufs():
-    ids = set()
-    for fd in os.listdir('/proc/self/fdinfo'):
-        try:
-            info = open(f'/proc/self/fdinfo/{fd}').read()
-        except OSError:
-            continue
-        if 'map_type:\\t27' in info:
-            ids.add(info.split('map_id:')[1].split()[0])
-    return len(ids)
+    return _map_types(os.getpid()).count(RINGBUF)
 
 prints = compile_script('BEGIN { printf("x\\\\n"); }', 'stdin', Options()).spec
 quiet = compile_script('BEGIN { @x = 1; }', 'stdin', Options()).spec
@@ -138,5 +131,6 @@ assert ringbufs() == 0
 print('ok')
 """
     p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60,
-                       env={**os.environ, "PYTHONPATH": str(ROOT)}, cwd="/")
+                       env={**os.environ, "PYTHONPATH": f"{ROOT}:{ROOT / 'tests' / 'kernel'}"},
+                       cwd="/")
     assert p.stdout.strip() == "ok", p.stderr[-2000:]
