@@ -244,6 +244,10 @@ def _main(argv: list[str]) -> int:
         if opts["positional"] or opts["program"] is not None:
             sys.stderr.write(f"ERROR: -l takes one pattern and no program\n\n{USAGE}")
             return 1
+        from ptrace_lang.kernel.privilege import NEEDS_ROOT, privileged
+        if not privileged() and not _file_listing(opts["file"]):
+            sys.stderr.write(NEEDS_ROOT)
+            return 1
         from ptrace_lang.listing import list_probes
         try:
             return list_probes(opts["file"], opts["verbose"], sys.stdout)
@@ -300,6 +304,11 @@ def _compile_and_run(text: str, filename: str, opts: dict, process) -> int:
 
     spec = None
     cache_key = None
+    from ptrace_lang.kernel.privilege import NEEDS_ROOT, privileged
+    if not opts["stages"] and not privileged():
+        # said before compiling: a tracepoint's format needs tracefs, which only root mounts
+        sys.stderr.write(NEEDS_ROOT)
+        return 1
     if not opts["dry_run"] and not opts["stages"] and os.geteuid() == 0:
         from ptrace_lang.runtime import early
         early.guess(text)       # a printing script's ring buffer, begun before the lookup
@@ -326,8 +335,8 @@ def _compile_and_run(text: str, filename: str, opts: dict, process) -> int:
         if isinstance(spec, int):
             return spec
 
-    if os.geteuid() != 0:
-        sys.stderr.write("ERROR: ptrace needs root (CAP_BPF and CAP_PERFMON) to load programs\n")
+    if not privileged():
+        sys.stderr.write(NEEDS_ROOT)
         return 1
     out = None
     if opts["output"] is not None:
@@ -392,6 +401,12 @@ def _compile(text: str, filename: str, opts: dict, cache_key, cpid: int | None =
             pass
     _print_warnings(compiled.spec, opts)
     return compiled.spec
+
+
+def _file_listing(pattern: str | None) -> bool:
+    """A -l pattern that only reads a binary's symbols or notes (no kernel, no tracefs)."""
+    return bool(pattern) and pattern.split(":", 1)[0] in ("uprobe", "uretprobe", "usdt") \
+        and ":" in pattern and pattern.split(":")[1] not in ("", "*")
 
 
 def _print_warnings(spec, opts: dict) -> None:

@@ -968,8 +968,9 @@ def run_repl(opts: dict) -> int:
     if not (sys.stdin.isatty() and sys.stdout.isatty()):
         sys.stderr.write("ERROR: the REPL needs a terminal (give a program with -e, a file or -)\n")
         return 1
-    if os.geteuid() != 0:
-        sys.stderr.write("ERROR: ptrace needs root (CAP_BPF and CAP_PERFMON) to load programs\n")
+    from ptrace_lang.kernel.privilege import NEEDS_ROOT, privileged
+    if not privileged():
+        sys.stderr.write(NEEDS_ROOT)
         return 1
     from ptrace_lang.runtime.session import _raise_fd_limit
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from . import cty as ctypes
+import errno
 import os
 from ptrace_lang.records import dataclass
 
@@ -29,10 +30,15 @@ def _usable(path: str) -> bool:
     return os.path.isdir(os.path.join(path, "events"))
 
 
-def _mount_tracefs(target: str) -> bool:
+def _mount_tracefs(target: str) -> int:
+    """mount(2) tracefs at target: 0, or the errno of the failure."""
+    # int mount(const char *source, const char *target, const char *fstype,
+    #           unsigned long flags, const void *data): five arguments
     mount = ctypes.libc_function("mount", ctypes.c_int,
-                                 [ctypes.c_char_p] * 4 + [ctypes.c_ulong, ctypes.c_void_p])
-    return mount(b"nodev", target.encode(), b"tracefs", 0, None) == 0
+                                 [ctypes.c_char_p] * 3 + [ctypes.c_ulong, ctypes.c_void_p])
+    if mount(b"nodev", target.encode(), b"tracefs", 0, None) == 0:
+        return 0
+    return ctypes.get_errno() or 1
 
 
 def tracefs_root() -> str:
@@ -46,14 +52,20 @@ def tracefs_root() -> str:
         if _usable(path):
             _root = path
             return path
-    if os.path.isdir(_CANDIDATES[0]) and _mount_tracefs(_CANDIDATES[0]) \
-            and _usable(_CANDIDATES[0]):
-        _root = _CANDIDATES[0]
-        return _root
+    err = 0
+    if os.path.isdir(_CANDIDATES[0]):
+        err = _mount_tracefs(_CANDIDATES[0])
+        if not err and _usable(_CANDIDATES[0]):
+            _root = _CANDIDATES[0]
+            return _root
     # debugfs automounts tracefs under tracing/ on access
     if _usable(_CANDIDATES[1]):
         _root = _CANDIDATES[1]
         return _root
+    if err in (errno.EPERM, errno.EACCES):
+        raise PermissionError(err, "tracefs is not mounted and mounting it needs root "
+                              "(CAP_SYS_ADMIN): run ptrace as root, or mount it with "
+                              "'mount -t tracefs nodev /sys/kernel/tracing'")
     raise FileNotFoundError(2, "tracefs not found (mount -t tracefs nodev /sys/kernel/tracing)")
 
 
