@@ -23,6 +23,13 @@ def _skip_reason() -> str | None:
         os.close(ksys.bpf(ksys.BPF_MAP_CREATE, attr))
     except OSError as e:
         return f"bpf() is unavailable here: {e}"
+    # on a fresh machine (CI runs the suite as the README's command, tracefs not mounted) the
+    # tests that look at tracefs themselves find it where ptrace mounts it on its first run
+    from ptrace_lang.kernel.tracefs import tracefs_root
+    try:
+        tracefs_root()
+    except OSError as e:
+        return f"tracefs cannot be mounted here: {e}"
     return None
 
 
