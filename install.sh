@@ -97,7 +97,7 @@ if [ "$tests" -eq 1 ]; then
 	# full coverage: USDT tests build probes with <sys/sdt.h>; comparisons run bpftrace 0.17 side by
 	# side. Without them those tests skip, each saying why.
 	missing=""
-	[ -f /usr/include/sys/sdt.h ] || missing="$missing systemtap-sdt-dev"
+	printf "#include <sys/sdt.h>\\n" | cc -E - >/dev/null 2>&1 || missing="$missing systemtap-sdt-dev"
 	command -v bpftrace >/dev/null 2>&1 || missing="$missing bpftrace"
 	command -v cc >/dev/null 2>&1 || missing="$missing gcc libc6-dev"
 	if [ -n "$missing" ]; then
