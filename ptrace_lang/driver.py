@@ -123,7 +123,13 @@ def _set_program_attrs(ps: S.ProgramSpec, attrs: dict) -> S.ProgramSpec:
     return ps
 
 
-def compile_script(text: str, filename: str, opts: Options) -> Compiled:
+def compile_script(text: str, filename: str, opts: Options, machine=None) -> Compiled:
+    """Compile a script for ``machine`` (a ``target.Machine``: the facts and lookups of the
+    machine it will run on; by default the running one)."""
+    if machine is None:
+        from ptrace_lang.kernel.host import running
+
+        machine = running()
     from ptrace_lang import providers
     from ptrace_lang.codegen import lower as L
     from ptrace_lang.codegen.emit import emit
@@ -133,6 +139,7 @@ def compile_script(text: str, filename: str, opts: Options) -> Compiled:
 
     from ptrace_lang.sema import btftypes
 
+    btftypes.use_disk_cache(machine.host.btf_cache)
     if "#if" in text:
         from ptrace_lang.sema.cdefs import preprocess
 
@@ -169,6 +176,7 @@ def compile_script(text: str, filename: str, opts: Options) -> Compiled:
                               else opts.missing_probes)
     # (attributes the uprobe and usdt providers read: the process to attach in, and the one
     # whose /proc/PID/maps names libraries — not the -c child, which has not exec'd yet)
+    popts.host = machine.host
     popts.pid = opts.pid
     popts.maps_pid = opts.pid if opts.cpid is None else None
     # expand every attach point; group the targets of one probe by what their code depends on
@@ -200,12 +208,9 @@ def compile_script(text: str, filename: str, opts: Options) -> Compiled:
                            program.probes[0].span)
     program.probes = kept
 
-    L.STR_TRUNC_TRAILER[0] = opts.str_trunc_trailer
-    from ptrace_lang.sema import fn_symbols
-
-    fn_symbols.CONFIG_STACK_MODE = opts.stack_mode
     sema = analyze(program, [[g[2] for g in gs] for gs in groups], opts.positional, opts.max_strlen,
-                   cpid=opts.cpid, unsafe=opts.unsafe)
+                   cpid=opts.cpid, unsafe=opts.unsafe, host=machine.host,
+                   stack_mode=opts.stack_mode)
     popts.deps.extend(getattr(sema.analyzer, "deps", ()))   # files sema read (cgroupid paths)
     if "ast" in opts.stages:
         dumps["ast"] = ast.dump(program)
@@ -248,8 +253,11 @@ def compile_script(text: str, filename: str, opts: Options) -> Compiled:
                 map_type, flags = "lru_percpu_hash" if layout.percpu else "lru_hash", 0
         obj.maps.append(S.MapSpec(layout.kernel_name, MAP_TYPES[map_type],
                                   layout.kernel_key_size, layout.value_size, entries, flags))
-        key_field = L.value_field(info.key_type, 0) if info.key_type is not None else None
-        value_field = None if layout.agg is not None else L.value_field(info.value_type, 0)
+        trailer = opts.str_trunc_trailer
+        key_field = L.value_field(info.key_type, 0, trailer=trailer) \
+            if info.key_type is not None else None
+        value_field = None if layout.agg is not None \
+            else L.value_field(info.value_type, 0, trailer=trailer)
         agg = layout.agg
         obj.user_maps.append(S.UserMapSpec(
             name, kind, layout.kernel_name, key_field, value_field,
@@ -278,7 +286,8 @@ def compile_script(text: str, filename: str, opts: Options) -> Compiled:
                              var_types=var_types, max_strlen=opts.max_strlen,
                              uses_cookie=len(targets) > 1 and not prov.runs_by_test_run,
                              var_spans=sema.var_spans,
-                             cpid=opts.cpid,
+                             cpid=opts.cpid, target=machine.target,
+                             str_trunc_trailer=opts.str_trunc_trailer,
                              **{"arg_offsets": getattr(prov, "arg_offsets", None),
                                 "retval_offset": getattr(prov, "retval_offset", 0),
                                 **prov.lowering_options(targets[0])})

@@ -10,12 +10,13 @@ spec.COUNTER_*, one u64 each in the single value of an array), ``globals`` (arra
 from __future__ import annotations
 
 from ptrace_lang.records import dataclass
+from ptrace_lang.target import Target
 
 from ptrace_lang import spec as S
 from ptrace_lang.codegen import ir
 from ptrace_lang.codegen.lower_funcs import FuncsLowering
 from ptrace_lang.codegen.lower_values import (  # noqa: F401
-    SCRATCH_LIMIT, SCRATCH_MAP, STR_TRUNC_TRAILER, Frames, ValuesLowering, str_field,
+    SCRATCH_LIMIT, SCRATCH_MAP, Frames, ValuesLowering, str_field,
 )
 from ptrace_lang.codegen.ir import FP, R0, R1, VReg
 from ptrace_lang.codegen.lower_types import TypesLowering, c_value_field, str_helper
@@ -28,23 +29,6 @@ from ptrace_lang.sema.types import (
     FUNC, PROBE, AggT, ArgsT, BoolT, BufT, IntArrayT, IntT, PtrT, StrT, TupleT, Type, UsdtArgsT,
     UserT,
 )
-
-_comm_padded: list[bool] = []
-
-
-def comm_is_padded() -> bool:
-    """Whether bpf_get_current_comm zero-pads its buffer on the running kernel (it does since
-    Linux 6.4; the compile cache keys on the kernel release)."""
-    if not _comm_padded:
-        import os
-
-        try:
-            major, minor = (int(x) for x in os.uname().release.split(".")[:2])
-            _comm_padded.append((major, minor) >= (6, 4))
-        except ValueError:
-            _comm_padded.append(False)
-    return _comm_padded[0]
-
 
 # struct pt_regs (x86-64) offsets of every register name a USDT note may use
 X86_PT_REGS: dict[str, int] = {}
@@ -120,7 +104,10 @@ class Lowering(TypesLowering, FuncsLowering, SymbolsLowering, LoopsLowering, Val
                  positional: list[str], var_types: dict[str, Type], max_strlen: int,
                  uses_cookie: bool, var_spans: dict | None = None,
                  arg_offsets: tuple | None = None, retval_offset: int = 0,
-                 cpid: int | None = None, ctx_guard: int | None = None) -> None:
+                 cpid: int | None = None, ctx_guard: int | None = None,
+                 target: Target | None = None, str_trunc_trailer: str = "..") -> None:
+        self.target = target if target is not None else Target()
+        self.str_trunc_trailer = str_trunc_trailer   # config str_trunc_trailer
         self.maps = maps
         self.events = events
         self.user_map_index = user_map_index
@@ -505,7 +492,7 @@ class Lowering(TypesLowering, FuncsLowering, SymbolsLowering, LoopsLowering, Val
     def record(self, kind: int, fmt: str, args: list[ast.Expr], span: Span) -> None:
         fields, off = [], S.RECORD_HEADER
         for a in args:
-            f = value_field(a.type, off)
+            f = value_field(a.type, off, trailer=self.str_trunc_trailer)
             fields.append(f)
             off += a.type.size()
         ev_id = len(self.events)
@@ -893,7 +880,7 @@ class Lowering(TypesLowering, FuncsLowering, SymbolsLowering, LoopsLowering, Val
         elif isinstance(e, ast.Builtin) and e.name == "comm" or (
                 isinstance(e, ast.Call) and e.name == "comm"):
             n = min(16, size)
-            if not comm_is_padded():
+            if not self.target.comm_padded:
                 # before Linux 6.4 the helper leaves the bytes after the NUL as they were, and
                 # strings compare (and key maps) byte for byte
                 self.zero_mem(base, off, n)
@@ -1362,8 +1349,9 @@ def is_scalar(t: Type) -> bool:
     return t.is_int or t in (PROBE, FUNC) or (isinstance(t, UserT) and t.nbytes <= 8)
 
 
-def value_field(t: Type, off: int, name: str = "") -> S.Field:
-    """How a value of type ``t`` at ``off`` is laid out, for the runtime to decode."""
+def value_field(t: Type, off: int, name: str = "", trailer: str = "..") -> S.Field:
+    """How a value of type ``t`` at ``off`` is laid out, for the runtime to decode (``trailer``:
+    config str_trunc_trailer, printed after a string that filled its buffer)."""
     c = c_value_field(t, off, name)
     if c is not None:
         return c
@@ -1376,10 +1364,10 @@ def value_field(t: Type, off: int, name: str = "") -> S.Field:
     if t == FUNC:
         return S.Field("func", off, 8, name=name)
     if isinstance(t, StrT):
-        return str_field(t, off, name)
+        return str_field(t, off, name, trailer)
     if isinstance(t, TupleT):
         names = t.names or ("",) * len(t.elems)
-        subs = [value_field(et, o, n) for et, o, n in zip(t.elems, t.offsets(), names)]
+        subs = [value_field(et, o, n, trailer) for et, o, n in zip(t.elems, t.offsets(), names)]
         return S.Field("record" if t.names else "tuple", off, t.size(), fields=subs, name=name)
     if isinstance(t, BufT):
         return S.Field("buf", off, t.size(), name=name)

@@ -16,7 +16,7 @@ from ptrace_lang.codegen import ir
 from ptrace_lang.codegen.ir import FP, R0
 from ptrace_lang.errors import NotSupportedYet
 from ptrace_lang.frontend import ast
-from ptrace_lang.sema.fn_funcs import SIGNALS, array_field, cgroup_id_of, pton_bytes
+from ptrace_lang.sema.fn_funcs import SIGNALS, array_field, pton_bytes
 from ptrace_lang.sema.types import IntT, StrT, UserT
 
 H_NUMA_NODE_ID = 42
@@ -31,22 +31,6 @@ H_KTIME_NS = 5
 H_UID_GID = 15
 PT_REGS_CS = 136          # x86-64 struct pt_regs: cs
 AF_INET, AF_INET6 = 2, 10
-
-
-def possible_cpus() -> int:
-    """The number of possible CPUs (/sys/devices/system/cpu/possible: "0-3,5")."""
-    try:
-        with open("/sys/devices/system/cpu/possible") as f:
-            text = f.read().strip()
-    except OSError:
-        import os
-
-        return os.cpu_count() or 1
-    n = 0
-    for part in text.split(","):
-        lo, _, hi = part.partition("-")
-        n += (int(hi) - int(lo) + 1) if hi else 1
-    return n
 
 
 class FuncsLowering:
@@ -301,10 +285,7 @@ class FuncsLowering:
         return out
 
     def call_cgroupid(self, e: ast.Call) -> ir.VReg:
-        try:
-            return self.const(cgroup_id_of(e.args[0].value))
-        except OSError:
-            return self.const(0)
+        return self.const(e.address or 0)     # (sema resolved the path)
 
     def _message(self, kind: int, e: ast.Call) -> None:
         self.record(kind, e.args[0].value, e.args[1:], e.span)
@@ -347,7 +328,7 @@ class FuncsLowering:
         return self.result()
 
     def builtin_ncpus(self, e) -> ir.VReg:
-        return self.const(possible_cpus())
+        return self.const(self.target.ncpus)
 
     def builtin_numaid(self, e) -> ir.VReg:
         self.call(H_NUMA_NODE_ID)

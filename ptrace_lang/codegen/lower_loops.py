@@ -46,19 +46,6 @@ class Subprogram:
     parent: int = -1
 
 
-def possible_cpus() -> int:
-    """How many CPUs can hold a per-CPU value (the kernel's possible CPUs, not just the online
-    ones; the compile cache keys on the boot, so this is read at compile time)."""
-    try:
-        with open("/sys/devices/system/cpu/possible") as f:
-            text = f.read().strip()
-        return max(int(part.split("-")[-1]) for part in text.split(",")) + 1
-    except (OSError, ValueError):
-        import os
-
-        return os.cpu_count() or 1
-
-
 def used_vars(node: ast.Node) -> tuple[set[str], set[str]]:
     """($vars read or written in ``node``, $vars assigned in it)."""
     used, assigned = set(), set()
@@ -227,7 +214,7 @@ class LoopsLowering:
         or combined (min, max; avg = sum / count) over every CPU's slot with
         bpf_map_lookup_percpu_elem."""
         agg: AggT = layout.agg
-        ncpus = possible_cpus()
+        ncpus = self.target.cpu_id_limit
         total, cnt = self.vreg(), self.vreg()
         self.mov(total, 0)
         self.mov(cnt, 0)

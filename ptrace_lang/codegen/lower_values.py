@@ -313,7 +313,7 @@ class ValuesLowering:
         if not signed:
             self.emit(ir.Alu(name, out, b))
             return
-        if has_sdiv():
+        if self.target.sdiv:
             self.emit(ir.Alu("s" + name, out, b))
             return
         # kernels before 6.6 have no signed division: divide the magnitudes, then fix the sign
@@ -357,37 +357,13 @@ class ValuesLowering:
         self.submit(rec)
 
 
-# config str_trunc_trailer (set by the driver for the script being compiled)
-STR_TRUNC_TRAILER = [".."]
-
-
-def str_field(t: StrT, off: int, name: str = "") -> S.Field:
+def str_field(t: StrT, off: int, name: str = "", trailer: str = "..") -> S.Field:
     """A string's layout for the runtime; a string read from memory (str(), a tracepoint's
     string) carries its length and the trailer printed after it when it filled its buffer."""
-    if t.trunc and STR_TRUNC_TRAILER[0]:
-        return S.Field("str", off, t.size(), name=name, aux=(t.length, STR_TRUNC_TRAILER[0]))
+    if t.trunc and trailer:
+        return S.Field("str", off, t.size(), name=name, aux=(t.length, trailer))
     return S.Field("str", off, t.size(), name=name)
 
 
 def _mentions(node: ast.Node, name: str) -> bool:
     return any(isinstance(n, ast.Var) and n.name == name for n in ast.walk(node))
-
-
-_sdiv: list[bool] = []
-
-
-def has_sdiv() -> bool:
-    """BPF's signed division and modulo (cpu v4) exist since Linux 6.6 (the compile cache keys
-    on the kernel release)."""
-    if not _sdiv:
-        import os
-
-        if os.environ.get("PTRACE_NO_SDIV"):     # tests: the code for older kernels
-            _sdiv.append(False)
-            return False
-        try:
-            major, minor = (int(x) for x in os.uname().release.split(".")[:2])
-            _sdiv.append((major, minor) >= (6, 6))
-        except ValueError:
-            _sdiv.append(False)
-    return _sdiv[0]

@@ -46,28 +46,15 @@ def round_up(n: int, align: int) -> int:
     return (n + align - 1) // align * align
 
 
-def _parse_cpu_list(text: str) -> list[int]:
-    cpus: list[int] = []
-    for part in text.strip().split(","):
-        part = part.strip()
-        if not part:
-            continue
-        if "-" in part:
-            lo, hi = part.split("-", 1)
-            cpus.extend(range(int(lo), int(hi) + 1))
-        else:
-            cpus.append(int(part))
-    return cpus
-
-
 _possible_cpus: list[int] = []
 
 
 def possible_cpus() -> int:
     """Number of possible CPUs (what the kernel sizes per-CPU map values by)."""
     if not _possible_cpus:
-        with open("/sys/devices/system/cpu/possible") as f:
-            _possible_cpus.append(len(_parse_cpu_list(f.read())))
+        from ptrace_lang.kernel.host import possible_cpus as cpu_ids
+
+        _possible_cpus.append(len(cpu_ids()))
     return _possible_cpus[0]
 
 

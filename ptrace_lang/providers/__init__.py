@@ -37,6 +37,7 @@ class Options:
     missing_probes: str = "error"
     deps: list[str] = field(default_factory=list)   # files read while expanding (the compile cache checks them)
     warnings: list = field(default_factory=list)    # Diagnostics (missing_probes = "warn")
+    host: object = None     # target.Host: tracepoint formats and other lookups in the machine
 
 
 class Provider:

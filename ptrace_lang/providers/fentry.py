@@ -38,7 +38,7 @@ def _field_class():
     typed pointers from ``sema.btftypes``), which sema's ``field_type`` prefers."""
     global _BtfField
     if _BtfField is None:
-        from ptrace_lang.kernel.tracefs import TpField
+        from ptrace_lang.tpformat import TpField
         from ptrace_lang.records import dataclass
 
         @dataclass

@@ -91,11 +91,9 @@ class RawTracepoint(Provider):
                 if mod_match(index.module):
                     found.extend((index, index.module, e) for e in sorted(index.rawtps) if ev_match(e))
         else:
-            from ptrace_lang.kernel import tracefs
-
             try:
                 # syscalls:* and ftrace:* events are made by ftrace, not tracepoints of their own
-                events = sorted({n.split(":", 1)[1] for n in tracefs.list_tracepoints("*:*")
+                events = sorted({n.split(":", 1)[1] for n in opts.host.list_tracepoints("*:*")
                                  if n.split(":", 1)[0] not in ("syscalls", "ftrace")})
             except OSError as e:
                 raise CompileError(f"cannot read tracepoints: {e.strerror or e}", ap.span) from None

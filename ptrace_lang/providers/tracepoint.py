@@ -12,7 +12,6 @@ class Tracepoint(Provider):
     builtins = frozenset({"args"})
 
     def expand(self, ap, opts):
-        from ptrace_lang.kernel import tracefs
         from ptrace_lang.sema.types import ArgsT
 
         parts = [substitute_positional(p, opts, ap.span) for p in ap.parts]
@@ -20,7 +19,7 @@ class Tracepoint(Provider):
             raise CompileError("tracepoint probe must be written tracepoint:subsystem:event", ap.span)
         pattern = f"{parts[0]}:{parts[1]}"
         try:
-            names = tracefs.list_tracepoints(pattern)
+            names = opts.host.list_tracepoints(pattern)
         except OSError as e:
             raise CompileError(f"cannot read tracepoints: {e.strerror or e}", ap.span) from None
         if not names:
@@ -28,7 +27,7 @@ class Tracepoint(Provider):
         out = []
         for name in names:
             subsys, event = name.split(":", 1)
-            fields = tracefs.event_format(subsys, event)
+            fields = opts.host.event_format(subsys, event)
             layout = tuple((f.name, f.offset, f.size, f.signed, f.data_loc, f.array_len, f.is_pointer,
                             f.type_text) for f in fields)
             args = ArgsT(event, tuple((f.name, f) for f in fields))

@@ -7,6 +7,7 @@ the second reports errors.
 """
 from __future__ import annotations
 
+from ptrace_lang.target import Host
 from ptrace_lang.records import dataclass, field
 
 from ptrace_lang.errors import CompileError, Diagnostic, NotSupportedYet, Span
@@ -838,14 +839,14 @@ def field_type(f, max_strlen: int) -> Type:
 
 def check_format(an: _Analyzer, fname: str, fmt_node: ast.StrLit, args: list[ast.Expr],
                  types: list[Type]) -> None:
-    from ptrace_lang.runtime.printf import arg_class, parse_format
+    from ptrace_lang.fmtspec import arg_class, parse_format
 
     try:
         specs = parse_format(fmt_node.value)
     except ValueError as err:
         an.error(f"{fname}: {err}", fmt_node.span)
         return
-    from ptrace_lang.runtime.printf import check_arg_count
+    from ptrace_lang.fmtspec import check_arg_count
 
     problem = check_arg_count(specs, len(args))
     if problem is not None:
@@ -869,12 +870,16 @@ def check_format(an: _Analyzer, fname: str, fmt_node: ast.StrLit, args: list[ast
 
 def analyze(program: ast.Program, probe_contexts: list[list[ProbeContext]], positional: list[str],
             max_strlen: int = MAX_STRLEN_DEFAULT, cpid: int | None = None,
-            unsafe: bool = False) -> SemaResult:
+            unsafe: bool = False, host: Host | None = None,
+            stack_mode: str | None = None) -> SemaResult:
     """Type-check ``program``. ``probe_contexts[i]`` lists the distinct contexts of probe i
     (one per group of attach points whose ``args`` layouts differ); ``cpid`` is the pid of
-    the -c child (None without -c)."""
+    the -c child (None without -c); ``host`` answers kaddr() and cgroupid() (target.Host);
+    ``stack_mode`` is config stack_mode (kstack/ustack's default mode)."""
     an = _Analyzer(positional, max_strlen, cpid)
     an.unsafe = unsafe
+    an.host = host if host is not None else Host()
+    an.stack_mode = stack_mode
     result = SemaResult(an.maps, analyzer=an)
     for final in (False, True):
         an.final = final

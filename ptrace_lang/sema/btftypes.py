@@ -106,6 +106,7 @@ class _Store:
         self.dirty = False
         self.path: str | None = None
         self.btf_opened = False      # for measurements and tests
+        self.enabled = True          # kept on disk (target.Host.btf_cache)
 
     def _key(self) -> str | None:
         try:
@@ -132,7 +133,7 @@ class _Store:
     def load(self) -> dict:
         if self.answers is None:
             self.answers = {}
-            if os.environ.get("PTRACE_NO_BTF_CACHE"):
+            if not self.enabled:
                 return self.answers
             from ptrace_lang.resources import cache_dir
 
@@ -164,7 +165,7 @@ class _Store:
         return value
 
     def save(self) -> None:
-        if not self.dirty or self.path is None or os.environ.get("PTRACE_NO_BTF_CACHE"):
+        if not self.dirty or self.path is None or not self.enabled:
             return
         import marshal
 
@@ -208,6 +209,11 @@ def _btf(module: str | None):
         except (OSError, BTFError):
             _BTFS[module] = None
     return _BTFS[module]
+
+
+def use_disk_cache(enabled: bool) -> None:
+    """Whether resolved types are kept in the per-kernel cache file (the driver asks the host)."""
+    _STORE.enabled = enabled
 
 
 def flush() -> None:

@@ -85,30 +85,6 @@ def pton_bytes(text: str) -> bytes | None:
     return None
 
 
-def cgroup_id_of(path: str) -> int:
-    """The cgroup id of a cgroupfs directory, as the kernel reports it
-    (``bpf_get_current_cgroup_id``): the 8-byte file handle name_to_handle_at(2) gives,
-    which on cgroup2 is the directory's inode number. OSError when the path is not there."""
-    import ctypes
-    import os
-    import struct
-
-    st = os.stat(path)
-    try:
-        libc = ctypes.CDLL(None, use_errno=True)
-        buf = ctypes.create_string_buffer(8 + 128)
-        struct.pack_into("<I", buf, 0, 128)          # handle_bytes
-        mount_id = ctypes.c_int()
-        AT_FDCWD = -100
-        if libc.name_to_handle_at(AT_FDCWD, path.encode(), buf, ctypes.byref(mount_id), 0) == 0:
-            nbytes = struct.unpack_from("<I", buf, 0)[0]
-            if nbytes == 8:
-                return struct.unpack_from("<Q", buf, 8)[0]
-    except (OSError, AttributeError):
-        pass
-    return st.st_ino
-
-
 class FuncsMixin:
     """fn_* / builtin_* methods for _Analyzer (see the module doc)."""
 
@@ -305,7 +281,7 @@ class FuncsMixin:
             if a.value not in self.__dict__.setdefault("deps", []):
                 self.deps.append(a.value)
             try:
-                cgroup_id_of(a.value)
+                e.address = self.host.cgroup_id(a.value)
             except OSError as err:
                 self.error(f"cgroupid(): cannot resolve cgroup '{a.value}': {err.strerror}", a.span)
         return UINT64

@@ -26,8 +26,6 @@ PT_REGS = {
 REG_PROVIDERS = {"kprobe", "kretprobe", "uprobe", "uretprobe", "usdt", "profile", "interval",
                  "software", "hardware", "watchpoint"}
 UADDR_PROVIDERS = {"uprobe", "uretprobe", "usdt"}
-# the script's config stack_mode, set by the driver before analysis (None: not configured)
-CONFIG_STACK_MODE: str | None = None
 KSYM = UserT("ksym", 8, (), "ksym")
 USYM = UserT("usym", 16, (), "usym")
 
@@ -48,13 +46,10 @@ def _arg_kind(t: Type | None, e: ast.Expr) -> str:
 class SymbolsAnalyzer:
     """Mixin of ``sema.analyze._Analyzer``."""
 
-    def default_stack_mode(self) -> str:
-        if CONFIG_STACK_MODE:
-            return CONFIG_STACK_MODE
-        import os
+    stack_mode: str | None = None      # config stack_mode (analyze() sets it)
 
-        mode = os.environ.get("BPFTRACE_STACK_MODE")
-        return mode if mode in STACK_MODES else "bpftrace"
+    def default_stack_mode(self) -> str:
+        return self.stack_mode if self.stack_mode in STACK_MODES else "bpftrace"
 
     # ---------------------------------------------------------------- kstack / ustack
     def builtin_kstack(self, span) -> Type:
@@ -146,10 +141,8 @@ class SymbolsAnalyzer:
     def fn_kaddr(self, e: ast.Call) -> Type:
         name = self._literal_arg(e, 'kaddr(const char *name)')
         if name is not None and self.final and getattr(e, "address", None) is None:
-            from ptrace_lang.runtime.symbols import kernel_address
-
             try:
-                addr = kernel_address(name)
+                addr = self.host.kernel_address(name)
             except OSError as err:
                 self.error(f"kaddr(): cannot read /proc/kallsyms: {err.strerror or err}", e.span)
                 return UINT64

@@ -222,7 +222,8 @@ def test_types():
 
 
 def test_pton_and_cgroupid_are_constants():
-    from ptrace_lang.sema.fn_funcs import cgroup_id_of, pton_bytes
+    from ptrace_lang.kernel.host import cgroup_id_of
+    from ptrace_lang.sema.fn_funcs import pton_bytes
 
     assert pton_bytes("1.2.3.4") == b"\x01\x02\x03\x04"
     assert pton_bytes("::1") == b"\0" * 15 + b"\x01"

@@ -1,22 +1,5 @@
-"""The compiler half never imports the kernel half (design: text -> ObjectSpec without syscalls)."""
+"""Records and the test tree's own rules (the compiler's layering: test_layering_static.py)."""
 from __future__ import annotations
-
-import subprocess
-import sys
-
-
-def test_compiling_imports_no_kernel_module():
-    code = (
-        "import sys\n"
-        "from ptrace_lang.driver import Options, compile_script\n"
-        "c = compile_script('BEGIN { @[comm] = count(); printf(\"%d\\\\n\", pid); exit(); } "
-        "interval:s:1 { print(@); }', 'stdin', Options(stages=('ast', 'ir', 'asm')))\n"
-        "assert c.spec.programs and c.dumps['asm']\n"
-        "print(sorted(m for m in sys.modules if m.startswith('ptrace_lang.kernel') "
-        "or m.startswith('ptrace_lang.runtime.session')))\n"
-    )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert out.stdout.strip() == "[]", out.stdout
 
 
 def test_records_behave_like_dataclasses():

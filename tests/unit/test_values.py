@@ -161,13 +161,14 @@ def test_division_by_a_value_is_checked_and_warns_where_it_is():
 
 
 def test_signed_division_without_sdiv_is_the_portable_sequence(monkeypatch):
-    from ptrace_lang.codegen import lower_values
+    from recorded_machine import recorded_machine
+
+    from ptrace_lang.driver import Options, compile_script
 
     src = "BEGIN { $a = -7; $b = 2; @q = $a / $b; @r = $a % $b; }"
-    monkeypatch.setattr(lower_values, "_sdiv", [True])
-    with_sdiv = compiled(src, stages=("ir",)).dumps["ir"]
-    monkeypatch.setattr(lower_values, "_sdiv", [False])
-    without = compiled(src, stages=("ir",)).dumps["ir"]
+    with_sdiv, without = (compile_script(src, "stdin", Options(stages=("ir",)),
+                                         machine=recorded_machine(release)).dumps["ir"]
+                          for release in ("6.6.0", "6.5.0"))
     assert "s/=" in with_sdiv and "s%=" in with_sdiv
     assert "s/=" not in without and "s%=" not in without
     assert " /= " in without and " %= " in without
