@@ -1,7 +1,17 @@
-"""The compiler as one list of passes: text -> AST -> typed AST -> IR -> BPF -> ObjectSpec.
+"""The compiler as a list of passes: text -> AST -> typed AST -> IR -> BPF -> ObjectSpec.
 
-Nothing here makes a system call except reading tracefs format files for tracepoint
-expansion; loading and attaching are the runtime's.
+    compile_script(text, filename, opts, machine):
+        program = parse_program(text, filename, opts)          # preprocess, parse, config
+        deps    = resolve_program(program, filename, opts)     # imports, macros, C definitions
+        groups  = expand_attach_points(program, opts, machine)  # targets, grouped by shared code
+        sema    = analyze(...)                                 # types, checked
+        obj     = plan_maps(sema, program, opts)               # kernel maps, user-map layouts
+        compile_group(...) for every group                     # lower, allocate, encode
+        finish_object(obj, opts)                               # scratch and ring-buffer sizes
+
+Each pass takes data and returns data. Nothing here makes a system call: lookups in the
+machine (tracepoint formats, kernel symbols, cgroup ids) go through ``machine.host``
+(target.Host), which the caller supplies; loading and attaching are the runtime's.
 """
 from __future__ import annotations
 
@@ -10,6 +20,7 @@ from ptrace_lang.records import dataclass, field, replace
 
 from ptrace_lang import config
 from ptrace_lang import spec as S
+from ptrace_lang.bpf import uapi as U
 from ptrace_lang.errors import CompileError, SOURCES, Span
 from ptrace_lang.frontend import ast
 
@@ -19,15 +30,12 @@ DEFAULT_RINGBUF_BYTES = 8 << 20
 # get a small ring buffer: its pages are mapped into our address space
 SMALL_RINGBUF_BYTES = 256 << 10
 
-# BPF_MAP_TYPE_* / BPF_PROG_TYPE_* values (uapi bpf.h); kept here so compiling needs no kernel module
-MAP_TYPES = {"hash": 1, "array": 2, "percpu_hash": 5, "percpu_array": 6, "stack_trace": 7,
-             "lru_hash": 9, "lru_percpu_hash": 10, "ringbuf": 27}
+# the map types a program's maps have (uapi bpf.h, named in bpf/uapi.py)
+MAP_TYPES = {"hash": U.BPF_MAP_TYPE_HASH, "array": U.BPF_MAP_TYPE_ARRAY,
+             "percpu_hash": U.BPF_MAP_TYPE_PERCPU_HASH, "percpu_array": U.BPF_MAP_TYPE_PERCPU_ARRAY,
+             "stack_trace": U.BPF_MAP_TYPE_STACK_TRACE, "lru_hash": U.BPF_MAP_TYPE_LRU_HASH,
+             "lru_percpu_hash": U.BPF_MAP_TYPE_LRU_PERCPU_HASH, "ringbuf": U.BPF_MAP_TYPE_RINGBUF}
 MAP_DECL_KINDS = ("hash", "lruhash", "percpuhash", "percpulruhash")
-PROG_TYPES = {"BPF_PROG_TYPE_TRACEPOINT": 5, "BPF_PROG_TYPE_PERF_EVENT": 7,
-              "BPF_PROG_TYPE_RAW_TRACEPOINT": 17, "BPF_PROG_TYPE_KPROBE": 2,
-              "BPF_PROG_TYPE_TRACING": 26}
-
-BPF_F_NO_PREALLOC = 1
 
 
 
@@ -117,7 +125,7 @@ def _set_program_attrs(ps: S.ProgramSpec, attrs: dict) -> S.ProgramSpec:
     """A provider's load attributes (``Provider.program_attrs``) onto a program."""
     for k, v in attrs.items():
         if k == "prog_type_name":
-            ps.prog_type = PROG_TYPES[v]
+            ps.prog_type = getattr(U, v)
         else:
             setattr(ps, k, v)
     return ps
@@ -130,38 +138,67 @@ def compile_script(text: str, filename: str, opts: Options, machine=None) -> Com
         from ptrace_lang.kernel.host import running
 
         machine = running()
-    from ptrace_lang import providers
-    from ptrace_lang.codegen import lower as L
-    from ptrace_lang.codegen.emit import emit
-    from ptrace_lang.codegen.regalloc import allocate_registers
-    from ptrace_lang.frontend.parser import parse
-    from ptrace_lang.sema.analyze import ProbeContext, analyze
-
     from ptrace_lang.sema import btftypes
+    from ptrace_lang.sema.analyze import analyze
 
     btftypes.use_disk_cache(machine.host.btf_cache)
+    program = parse_program(text, filename, opts)
+    deps, decls = resolve_program(program, filename, opts)
+    groups, popts = expand_attach_points(program, opts, machine)
+    sema = analyze(program, [[g[2] for g in gs] for gs in groups], opts.positional, opts.max_strlen,
+                   cpid=opts.cpid, unsafe=opts.unsafe, host=machine.host,
+                   stack_mode=opts.stack_mode)
+    popts.deps.extend(getattr(sema.analyzer, "deps", ()))   # files sema read (cgroupid paths)
+    dumps: dict[str, str] = {}
+    if "ast" in opts.stages:
+        dumps["ast"] = ast.dump(program)
+    if opts.missing_probes == "ignore":
+        popts.warnings.clear()
+    obj, layouts = plan_maps(sema, decls, opts,
+                             popts.warnings + getattr(sema.analyzer, "warnings", []))
+    stages: dict[str, list[str]] = {"types": [], "ir": [], "asm": []}
+    scratch = 0      # the per-CPU scratch value big temporaries live in (lower_values)
+    for pi, (probe, gs) in enumerate(zip(program.probes, groups)):
+        for gi, group in enumerate(gs):
+            scratch = max(scratch, compile_group(obj, layouts, sema, probe, pi, gi, group, opts,
+                                                 machine.target, stages))
+    finish_object(obj, opts, scratch)
+    btftypes.flush()        # kernel types resolved by this compile, for the next one
+    dumps.update((k, "".join(v) if k == "types" else "\n".join(v))
+                 for k, v in stages.items() if v)
+    return Compiled(obj, program, dumps, popts.deps + deps)
+
+
+def parse_program(text: str, filename: str, opts: Options) -> ast.Program:
+    """The script's AST: ``#if`` lines preprocessed, parsed, its config block applied."""
+    from ptrace_lang.frontend.parser import parse
+
     if "#if" in text:
         from ptrace_lang.sema.cdefs import preprocess
 
         text = preprocess(text)
     program = parse(text, filename)
-    dumps: dict[str, str] = {}
     apply_config(program, opts)
-    from ptrace_lang.frontend.macros import auto_imports, expand_macros, resolve_imports
+    return program
 
-    imported = resolve_imports(program, filename)
-    imported += auto_imports(program, filename)
+
+def resolve_program(program: ast.Program, filename: str, opts: Options) -> tuple[list[str], dict]:
+    """Imports (and the standard library's automatic ones) merged in, macros expanded, map
+    declarations checked, C definitions and #includes read, kernel enum names substituted.
+    Returns the files read (the compile cache checks them) and the map declarations."""
+    from ptrace_lang.frontend.macros import auto_imports, expand_macros, resolve_imports
+    from ptrace_lang.sema import btftypes, cdefs
+
+    deps = resolve_imports(program, filename)
+    deps += auto_imports(program, filename)
     expand_macros(program)
     decls = _map_decls(program, opts)
-    headers: list = []
     if program.c_definitions or opts.includes:
         from ptrace_lang.includes import expand_includes
 
         # -I DIR / --include FILE: the script's own headers are read in place of their
         # #include lines (system and kernel headers stay directives: types come from BTF)
-        headers = expand_includes(program, filename, opts.include_dirs, opts.includes)
-    from ptrace_lang.sema import cdefs      # struct/union/enum, typedef, #define, #include
-
+        deps += expand_includes(program, filename, opts.include_dirs, opts.includes)
     if program.c_definitions:
         cdefs.substitute(program, cdefs.load(program))
     else:
@@ -169,18 +206,27 @@ def compile_script(text: str, filename: str, opts: Options, machine=None) -> Com
         cdefs.substitute(program, {})      # kernel enum members used by name
     if not program.probes:
         raise CompileError("No probes in the program", Span(filename, 1, 1, 1, 2))
+    return deps, decls
+
+
+def expand_attach_points(program: ast.Program, opts: Options, machine):
+    """Every attach point expanded into its targets; the targets of one probe grouped by what
+    their code depends on. Returns, per probe kept, its groups ``(provider, targets, context)``,
+    and the providers' options (files read, warnings). Probes whose every attach point is
+    missing (config missing_probes = warn/ignore) are dropped from ``program``."""
+    from ptrace_lang import providers
+    from ptrace_lang.sema.analyze import ProbeContext
 
     # missing_probes = "ignore": as "warn", the warnings dropped
     popts = providers.Options(positional=opts.positional,
                               missing_probes="warn" if opts.missing_probes == "ignore"
                               else opts.missing_probes)
+    popts.host = machine.host
     # (attributes the uprobe and usdt providers read: the process to attach in, and the one
     # whose /proc/PID/maps names libraries — not the -c child, which has not exec'd yet)
-    popts.host = machine.host
     popts.pid = opts.pid
     popts.maps_pid = opts.pid if opts.cpid is None else None
-    # expand every attach point; group the targets of one probe by what their code depends on
-    groups: list[list[tuple[providers.Provider, list[providers.Target], ProbeContext]]] = []
+    groups: list[list[tuple]] = []
     kept = []
     for probe in program.probes:
         by_key: dict[object, tuple] = {}
@@ -207,26 +253,25 @@ def compile_script(text: str, filename: str, opts: Options, machine=None) -> Com
         raise CompileError("No probes left to attach: every attach point was missing",
                            program.probes[0].span)
     program.probes = kept
+    return groups, popts
 
-    sema = analyze(program, [[g[2] for g in gs] for gs in groups], opts.positional, opts.max_strlen,
-                   cpid=opts.cpid, unsafe=opts.unsafe, host=machine.host,
-                   stack_mode=opts.stack_mode)
-    popts.deps.extend(getattr(sema.analyzer, "deps", ()))   # files sema read (cgroupid paths)
-    if "ast" in opts.stages:
-        dumps["ast"] = ast.dump(program)
+
+def plan_maps(sema, decls: dict, opts: Options, warnings: list):
+    """The ObjectSpec's maps: one kernel map per script map (its type and size from its use and
+    its ``let @m = KIND(N)`` declaration), its user-space layout, and the ring buffer, counters
+    and globals every program shares. Returns the ObjectSpec begun and the maps' layouts."""
+    from ptrace_lang.codegen import lower as L
 
     obj = S.ObjectSpec()
     obj.config = {"max_map_keys": opts.max_map_keys}
     # run-time settings (session: print_maps_on_exit, max_cat_bytes, license, stats_style ...)
     obj.config.update((k, v) for k, v in opts.settings.items()
                       if k in config.RUNTIME_KEYS)
-    if opts.missing_probes == "ignore":
-        popts.warnings.clear()
-    warnings = popts.warnings + getattr(sema.analyzer, "warnings", [])
     if warnings:      # rendered now (the compile cache keeps them with the program)
         from ptrace_lang.errors import render
 
         obj.config["warnings"] = [render(d) for d in warnings]
+    decls = dict(decls)
     layouts: dict[str, L.MapLayout] = {}
     first = {n: i for i, n in enumerate(opts.map_order)}
     for name in sorted(sema.maps, key=lambda n: (first.get(n, len(first)), n)):
@@ -239,7 +284,7 @@ def compile_script(text: str, filename: str, opts: Options, machine=None) -> Com
         # allocation (bpf_mem_alloc, Linux >= 6.1) only costs on a key's first update
         decl = decls.pop(name, None)
         map_type = "percpu_hash" if layout.percpu else "hash"
-        entries, flags = opts.max_map_keys, BPF_F_NO_PREALLOC if layout.percpu else 0
+        entries, flags = opts.max_map_keys, U.BPF_F_NO_PREALLOC if layout.percpu else 0
         if decl is not None:     # let @m = hash(N) | lruhash(N) | percpuhash(N) | percpulruhash(N)
             entries = decl.size
             obj.config["declared_maps"] = True
@@ -266,112 +311,129 @@ def compile_script(text: str, filename: str, opts: Options, machine=None) -> Com
             lhist=agg.lhist if agg is not None else None))
     for name, decl in decls.items():
         raise CompileError(f"{name} is declared but never used", decl.span)
-    user_map_index = {um.name: i for i, um in enumerate(obj.user_maps)}
-    ringbuf = S.MapSpec("ringbuf", MAP_TYPES["ringbuf"], 0, 0, _ringbuf_size(opts.ringbuf_bytes))
-    obj.maps.append(ringbuf)
+    obj.maps.append(S.MapSpec("ringbuf", MAP_TYPES["ringbuf"], 0, 0, _ringbuf_size(opts.ringbuf_bytes)))
     obj.maps.append(S.MapSpec("counters", MAP_TYPES["array"], 4, 8 * S.NUM_COUNTERS, 1))
     obj.maps.append(S.MapSpec("globals", MAP_TYPES["array"], 4, 8, 1))
+    return obj, layouts
 
-    ir_dump, asm_dump = [], []
-    scratch_bytes = 0      # the per-CPU scratch value big temporaries live in (lower_values)
-    for pi, (probe, gs) in enumerate(zip(program.probes, groups)):
-        for gi, (prov, targets, ctx) in enumerate(gs):
-            var_types = sema.retype(probe, ctx)
-            probe_ids = []
-            for t in targets:
-                probe_ids.append(len(obj.probe_names))
-                obj.probe_names.append(t.probe_name)
-            low = L.Lowering(maps=layouts, events=obj.events, user_map_index=user_map_index,
-                             args=ctx.args, probe_ids=probe_ids, positional=opts.positional,
-                             var_types=var_types, max_strlen=opts.max_strlen,
-                             uses_cookie=len(targets) > 1 and not prov.runs_by_test_run,
-                             var_spans=sema.var_spans,
-                             cpid=opts.cpid, target=machine.target,
-                             str_trunc_trailer=opts.str_trunc_trailer,
-                             **{"arg_offsets": getattr(prov, "arg_offsets", None),
-                                "retval_offset": getattr(prov, "retval_offset", 0),
-                                **prov.lowering_options(targets[0])})
-            insns = low.lower_probe(probe)
-            scratch_bytes = max(scratch_bytes, low.frame.scratch_max)
-            if low.frame.scratch_max > L.SCRATCH_LIMIT:
-                raise CompileError(f"The probe needs {low.frame.scratch_max} bytes of scratch "
-                                   f"memory for its values, more than the {L.SCRATCH_LIMIT} a "
-                                   "per-CPU map value holds", probe.span,
-                                   hints=["use shorter strings (config max_strlen) or fewer "
-                                          "string values in one statement"])
-            for sname, vsize in getattr(low, "stack_maps", {}).items():   # kstack/ustack
-                if not any(m.name == sname for m in obj.maps):
-                    obj.maps.append(S.MapSpec(sname, MAP_TYPES["stack_trace"], 4, vsize,
-                                              opts.max_map_keys))
-            if "types" in opts.stages and gi == 0:
-                dumps.setdefault("types", "")
-                dumps["types"] += ast.dump(probe) + "\n"
-            name = f"p{pi}_{gi}_{prov.name}"[:15]
-            if "ir" in opts.stages:
-                from ptrace_lang.codegen.ir import format_insn
-                ir_dump.append(f"; program {name}: {targets[0].probe_name}")
-                ir_dump.extend(("  " if not isinstance(i, L.ir.Label) else "") + format_insn(i)
-                               for i in insns)
-            if getattr(low, "subprogs", None):
-                if "ir" in opts.stages:
-                    from ptrace_lang.codegen.ir import format_insn
-                    for sb in low.subprogs:
-                        ir_dump.append(f"; function {sb.name}")
-                        ir_dump.extend(("  " if not isinstance(i, L.ir.Label) else "")
-                                       + format_insn(i) for i in sb.insns)
-                from ptrace_lang.codegen.subprogs import link
-                em = link(low, insns, probe.span)
-            else:
-                allocated, depth = allocate_registers(insns, low.frame.max_depth)
-                if depth > 512:
-                    raise CompileError(f"The probe needs {depth} bytes of stack, more than BPF's 512",
-                                       low.frame.deepest_span if low.frame.deepest_span.line else probe.span,
-                                       hints=["use shorter strings (config max_strlen) or fewer "
-                                              "string values in one statement"])
-                em = emit(allocated)
-            from ptrace_lang.bpf.insn import encode
-            from ptrace_lang.bpf.disasm import disassemble
-            ps = S.ProgramSpec(name, PROG_TYPES[prov.prog_type_name], encode(em.insns),
-                               list(em.map_relocs), list(em.spans))
-            ps.functions = list(getattr(em, "functions", []))
-            if "asm" in opts.stages:
-                ps.asm = disassemble(em.insns, em.spans, SOURCES.line,
-                                     {i: n for i, n in em.map_relocs},
-                                     functions={start: n for start, n, _ in ps.functions})
-                asm_dump.append(f"; program {name}: {targets[0].probe_name}\n{ps.asm}")
-            if not prov.program_per_target:
-                _set_program_attrs(ps, prov.program_attrs(targets[0]))
-                obj.programs.append(ps)
-            for ti, (t, pid) in enumerate(zip(targets, probe_ids)):
-                if prov.program_per_target:
-                    # one code, loaded once per target it is bound to (cookies give probe/func)
-                    pname = f"p{pi}_{gi}_{ti}_{prov.name}"[:15] if len(targets) > 1 else name
-                    obj.programs.append(_set_program_attrs(replace(ps, name=pname),
-                                                           prov.program_attrs(t)))
-                else:
-                    pname = name
-                obj.attachments.append(S.AttachSpec(t.provider, pname, t.target, pid, t.probe_name,
-                                                    probe.attach_points[0].span))
+
+def compile_group(obj: S.ObjectSpec, layouts: dict, sema, probe, pi: int, gi: int, group: tuple,
+                  opts: Options, target, stages: dict) -> int:
+    """One group of a probe's targets (those that share code): lowered to IR, registers and
+    stack allocated, encoded; its programs and attachments added to ``obj``. Returns the
+    scratch memory it needs; ``stages`` collects the -d dumps asked for."""
+    from ptrace_lang.bpf.disasm import disassemble
+    from ptrace_lang.bpf.insn import encode
+    from ptrace_lang.codegen import lower as L
+
+    prov, targets, ctx = group
+    user_map_index = {um.name: i for i, um in enumerate(obj.user_maps)}
+    var_types = sema.retype(probe, ctx)
+    probe_ids = []
+    for t in targets:
+        probe_ids.append(len(obj.probe_names))
+        obj.probe_names.append(t.probe_name)
+    low = L.Lowering(maps=layouts, events=obj.events, user_map_index=user_map_index,
+                     args=ctx.args, probe_ids=probe_ids, positional=opts.positional,
+                     var_types=var_types, max_strlen=opts.max_strlen,
+                     uses_cookie=len(targets) > 1 and not prov.runs_by_test_run,
+                     var_spans=sema.var_spans,
+                     cpid=opts.cpid, target=target,
+                     str_trunc_trailer=opts.str_trunc_trailer,
+                     **{"arg_offsets": getattr(prov, "arg_offsets", None),
+                        "retval_offset": getattr(prov, "retval_offset", 0),
+                        **prov.lowering_options(targets[0])})
+    insns = low.lower_probe(probe)
+    if low.frame.scratch_max > L.SCRATCH_LIMIT:
+        raise CompileError(f"The probe needs {low.frame.scratch_max} bytes of scratch "
+                           f"memory for its values, more than the {L.SCRATCH_LIMIT} a "
+                           "per-CPU map value holds", probe.span,
+                           hints=["use shorter strings (config max_strlen) or fewer "
+                                  "string values in one statement"])
+    for sname, vsize in getattr(low, "stack_maps", {}).items():   # kstack/ustack
+        if not any(m.name == sname for m in obj.maps):
+            obj.maps.append(S.MapSpec(sname, MAP_TYPES["stack_trace"], 4, vsize,
+                                      opts.max_map_keys))
+    if "types" in opts.stages and gi == 0:
+        stages["types"].append(ast.dump(probe) + "\n")
+    name = f"p{pi}_{gi}_{prov.name}"[:15]
+    if "ir" in opts.stages:
+        stages["ir"].extend(_ir_lines(f"program {name}: {targets[0].probe_name}", insns))
+        for sb in getattr(low, "subprogs", None) or ():
+            stages["ir"].extend(_ir_lines(f"function {sb.name}", sb.insns))
+    em = _allocate_and_emit(low, insns, probe)
+    ps = S.ProgramSpec(name, getattr(U, prov.prog_type_name), encode(em.insns),
+                       list(em.map_relocs), list(em.spans))
+    ps.functions = list(getattr(em, "functions", []))
+    if "asm" in opts.stages:
+        ps.asm = disassemble(em.insns, em.spans, SOURCES.line,
+                             {i: n for i, n in em.map_relocs},
+                             functions={start: n for start, n, _ in ps.functions})
+        stages["asm"].append(f"; program {name}: {targets[0].probe_name}\n{ps.asm}")
+    if not prov.program_per_target:
+        _set_program_attrs(ps, prov.program_attrs(targets[0]))
+        obj.programs.append(ps)
+    for ti, (t, pid) in enumerate(zip(targets, probe_ids)):
+        if prov.program_per_target:
+            # one code, loaded once per target it is bound to (cookies give probe/func)
+            pname = f"p{pi}_{gi}_{ti}_{prov.name}"[:15] if len(targets) > 1 else name
+            obj.programs.append(_set_program_attrs(replace(ps, name=pname),
+                                                   prov.program_attrs(t)))
+        else:
+            pname = name
+        obj.attachments.append(S.AttachSpec(t.provider, pname, t.target, pid, t.probe_name,
+                                            probe.attach_points[0].span))
+    return low.frame.scratch_max
+
+
+def _ir_lines(title: str, insns: list) -> list[str]:
+    from ptrace_lang.codegen import ir
+    from ptrace_lang.codegen.ir import format_insn
+
+    return [f"; {title}"] + [("  " if not isinstance(i, ir.Label) else "") + format_insn(i)
+                             for i in insns]
+
+
+def _allocate_and_emit(low, insns: list, probe):
+    """Registers and stack slots allocated (a program with subprograms is linked whole), then
+    the instructions emitted."""
+    if getattr(low, "subprogs", None):
+        from ptrace_lang.codegen.subprogs import link
+
+        return link(low, insns, probe.span)
+    from ptrace_lang.codegen.emit import emit
+    from ptrace_lang.codegen.regalloc import allocate_registers
+
+    allocated, depth = allocate_registers(insns, low.frame.max_depth)
+    if depth > 512:
+        raise CompileError(f"The probe needs {depth} bytes of stack, more than BPF's 512",
+                           low.frame.deepest_span if low.frame.deepest_span.line else probe.span,
+                           hints=["use shorter strings (config max_strlen) or fewer "
+                                  "string values in one statement"])
+    return emit(allocated)
+
+
+def finish_object(obj: S.ObjectSpec, opts: Options, scratch_bytes: int) -> None:
+    """The maps whose size depends on every program: the scratch value, and the ring buffer
+    (dropped when no program writes records, small when only rare control records do, and
+    always big enough for two of the largest record)."""
+    from ptrace_lang.codegen import lower as L
+
     if scratch_bytes:
         # always the largest size, so that a REPL entry needing more finds the same map loaded
         obj.maps.append(S.MapSpec(L.SCRATCH_MAP, MAP_TYPES["percpu_array"], 4, L.SCRATCH_LIMIT, 1))
     config.check_limits(obj, opts.settings)
+    ringbuf = next(m for m in obj.maps if m.name == "ringbuf")
     if not any(name == "ringbuf" for p in obj.programs for _, name in p.map_relocs):
         obj.maps.remove(ringbuf)
         obj.ringbuf_map = ""
-    elif (not any(ev.kind in (S.EV_PRINTF, S.EV_PRINT_VALUE) for ev in obj.events)
-          and opts.ringbuf_bytes == DEFAULT_RINGBUF_BYTES):
+        return
+    if (not any(ev.kind in (S.EV_PRINTF, S.EV_PRINT_VALUE) for ev in obj.events)
+            and opts.ringbuf_bytes == DEFAULT_RINGBUF_BYTES):
         ringbuf.max_entries = _ringbuf_size(min(opts.ringbuf_bytes, SMALL_RINGBUF_BYTES))
-    if obj.ringbuf_map:
-        # the biggest record must fit (a huge max_strlen): room for two, or none would ever be
-        # reserved and every one of them would be "lost"
-        largest = max((8 + max((f.offset + f.size for f in ev.args), default=0)
-                       for ev in obj.events), default=0)
-        if ringbuf.max_entries < 2 * largest:
-            ringbuf.max_entries = _ringbuf_size(2 * largest)
-    btftypes.flush()        # kernel types resolved by this compile, for the next one
-    if ir_dump:
-        dumps["ir"] = "\n".join(ir_dump)
-    if asm_dump:
-        dumps["asm"] = "\n".join(asm_dump)
-    return Compiled(obj, program, dumps, popts.deps + imported + headers)
+    # the biggest record must fit (a huge max_strlen): room for two, or none would ever be
+    # reserved and every one of them would be "lost"
+    largest = max((8 + max((f.offset + f.size for f in ev.args), default=0)
+                   for ev in obj.events), default=0)
+    if ringbuf.max_entries < 2 * largest:
+        ringbuf.max_entries = _ringbuf_size(2 * largest)
