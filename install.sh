@@ -6,8 +6,9 @@
 # interpreter's own site-packages.
 #
 #   ./install.sh            the command:   a venv in PREFIX, `ptrace` linked into BINDIR
-#   ./install.sh --tests    the same, plus what the test suite needs: pytest, and the system
-#                           packages that give it full coverage (see README, "Tests")
+#   ./install.sh --tests    the same, plus what the test suite needs: pytest, llvmlite (the second
+#                           backend), and the system packages that give it full coverage
+#                           (see README, "Tests")
 #
 # As root (tracing needs root): PREFIX=/opt/ptrace-lang, BINDIR=/usr/local/bin (on root's PATH
 # and on sudo's secure_path). As another user: ~/.local/share/ptrace-lang and ~/.local/bin.
@@ -81,7 +82,7 @@ trap 'rm -rf "$src"' EXIT
 tar -C "$here" --exclude=./.git --exclude=./build --exclude='*.egg-info' --exclude=__pycache__ \
 	-cf - . | tar -C "$src" -xf -
 spec="$src"
-[ "$tests" -eq 1 ] && spec="$src[test]"
+[ "$tests" -eq 1 ] && spec="$src[test,llvm]"
 say "installing ptrace-lang into $prefix"
 "$prefix/bin/python" -m pip install -q --disable-pip-version-check "$spec" ||
 	die "pip could not install ptrace-lang into $prefix"
@@ -95,8 +96,11 @@ esac
 
 if [ "$tests" -eq 1 ]; then
 	# full coverage: USDT tests build probes with <sys/sdt.h>; comparisons run bpftrace 0.17 side by
-	# side. Without them those tests skip, each saying why.
+	# side; the exporter's test scrapes with a real Prometheus server, the flame graph's opens the
+	# SVG in headless Chromium. Without them those tests skip, each saying why.
 	missing=""
+	command -v prometheus >/dev/null 2>&1 || missing="$missing prometheus"
+	command -v chromium >/dev/null 2>&1 || missing="$missing chromium"
 	printf "#include <sys/sdt.h>\\n" | cc -E - >/dev/null 2>&1 || missing="$missing systemtap-sdt-dev"
 	command -v bpftrace >/dev/null 2>&1 || missing="$missing bpftrace"
 	command -v cc >/dev/null 2>&1 || missing="$missing gcc libc6-dev"
