@@ -22,7 +22,7 @@ for arg in "$@"; do
 	case $arg in
 	--tests) tests=1 ;;
 	-h | --help)
-		sed -n '2,17p' "$0" | sed 's/^# \{0,1\}//'
+		sed -n '2,16p' "$0" | sed 's/^# \{0,1\}//'
 		exit 0
 		;;
 	*)
