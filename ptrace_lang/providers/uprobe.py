@@ -19,6 +19,13 @@ X86_64_ARG_OFFSETS = (112, 104, 96, 88, 72, 64)    # di si dx cx r8 r9
 X86_64_RETVAL_OFFSET = 80                          # ax
 
 
+def as_written(binary: str, path: str) -> str:
+    """How a probe on ``binary`` is printed (``probe``, -l, the attach line): a path as the user
+    wrote it (``./bash`` stays ``./bash``, ``/bin/bash`` is not made ``/usr/bin/bash``), a
+    library name as the file it was found to be; as bpftrace does."""
+    return binary if "/" in binary else path
+
+
 def resolve_binary(provider: str, binary: str, opts, span) -> str:
     """The file a uprobe/USDT attach point names (a path, or a library name found as the dynamic
     loader would, or in the maps of the -p process), recorded as a dependency of the compile."""
@@ -75,7 +82,8 @@ class Uprobe(PtRegsProvider):
         except OSError as e:
             raise CompileError(f"{self.name}: cannot read {path}: {e.strerror or e}", ap.span) from None
         pid = -1 if pid is None else pid
-        return [Target(self.name, f"{self.name}:{path}:{sym}", f"{off}:{pid}:{path}", share_key=self.name)
+        shown = as_written(binary, path)
+        return [Target(self.name, f"{self.name}:{shown}:{sym}", f"{off}:{pid}:{path}", share_key=self.name)
                 for sym, off in targets]
 
     def attach(self, target, prog_fd, cookie):

@@ -37,7 +37,7 @@ class Usdt(Provider):
             raise CompileError("usdt probe must be written usdt:binary:[provider:]probe", ap.span)
         if not binary or not probe:
             raise CompileError("usdt probe must be written usdt:binary:[provider:]probe", ap.span)
-        from ptrace_lang.providers.uprobe import resolve_binary
+        from ptrace_lang.providers.uprobe import as_written, resolve_binary
 
         path = resolve_binary(self.name, binary, opts, ap.span)
         try:
@@ -51,7 +51,8 @@ class Usdt(Provider):
             return missing(opts, f"No USDT probe of {path} matches '{what}'", ap.span)
         pid = getattr(opts, "pid", None)
         pid = -1 if pid is None else pid
-        return [Target(self.name, f"usdt:{path}:{n.provider}:{n.name}", f"{off}:{sem}:{pid}:{path}",
+        shown = as_written(binary, path)
+        return [Target(self.name, f"usdt:{shown}:{n.provider}:{n.name}", f"{off}:{sem}:{pid}:{path}",
                        share_key=("usdt", n.args), args=UsdtArgsT(tuple(n.args)))
                 for n, off, sem in sites]
 

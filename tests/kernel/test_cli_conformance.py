@@ -1,0 +1,32 @@
+"""bpftrace's command line, probe spellings and output, as scripts and pipelines around them
+rely on them (each test names what bpftrace does)."""
+from __future__ import annotations
+
+import os
+import subprocess
+
+from runner import ptrace_cmd
+
+
+def _run_in(cwd: str, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(ptrace_cmd(*args), capture_output=True, text=True, timeout=60, cwd=cwd,
+                          env={**os.environ, "PYTHONPATH": str(os.path.dirname(os.path.dirname(
+                              os.path.dirname(os.path.abspath(__file__)))))})
+
+
+def test_a_binary_is_printed_as_the_user_wrote_it():
+    # bpftrace resolves ./bash for attaching but prints the attach point as written; /bin/bash
+    # is not turned into /usr/bin/bash (a symlinked /bin)
+    for cwd, binary in (("/bin", "./bash"), ("/", "/bin/bash")):
+        p = _run_in(cwd, "-c", f"{binary} -c true", "-e",
+                    f'uprobe:{binary}:main {{ printf("%s|%s\\n", probe, func); }}')
+        assert p.returncode == 0, p.stderr
+        assert p.stdout.split() == [f"uprobe:{binary}:main|main"], p.stdout
+
+
+def test_a_library_name_is_printed_as_the_file_found():
+    p = _run_in("/", "-c", "/bin/true", "-e",
+                'uprobe:libc:exit { printf("%s\\n", probe); }')
+    assert p.returncode == 0, p.stderr
+    (line,) = p.stdout.split()
+    assert line.startswith("uprobe:/") and line.endswith("libc.so.6:exit"), line
