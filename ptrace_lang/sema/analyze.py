@@ -58,11 +58,16 @@ class Scope:
 
 @dataclass
 class ProbeContext:
-    """What a probe body can see: the builtins of its provider and its ``args`` type."""
+    """What a probe body can see: the builtins of its provider and its ``args`` type; the
+    provider's facts that decide what is allowed (sema does not import providers): ``pt_regs``,
+    the context starts with the task's struct pt_regs (reg(), usermode); ``user_space``, the
+    probed code is a process's (uaddr(), user pointers)."""
 
     provider: str
     builtins: frozenset
     args: ArgsT | None = None
+    pt_regs: bool = False
+    user_space: bool = False
 
 
 @dataclass

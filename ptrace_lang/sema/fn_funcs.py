@@ -21,9 +21,6 @@ MACADDR = UserT("macaddr", 8, (), "mac_address")
 CGROUP_PATH = "cgroup_path_t"
 UINT8 = IntT(8, False)
 
-# providers whose context holds the interrupted registers (struct pt_regs first)
-PT_REGS_PROVIDERS = frozenset({"kprobe", "kretprobe", "uprobe", "uretprobe", "usdt", "profile",
-                               "interval", "software", "hardware"})
 NSECS_CLOCKS = ("monotonic", "boot", "tai")
 
 # signal names accepted by signal() and printed by signal_name() (x86-64 numbering)
@@ -393,7 +390,7 @@ class FuncsMixin:
         return UINT32
 
     def builtin_usermode(self, span) -> Type:
-        if self.ctx is not None and self.ctx.provider not in PT_REGS_PROVIDERS:
+        if self.ctx is not None and not self.ctx.pt_regs:
             self.error(f"The usermode builtin can not be used with '{self.ctx.provider}' probes",
                        span)
         return UINT8
