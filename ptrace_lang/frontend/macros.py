@@ -24,20 +24,9 @@ import os
 from ptrace_lang.errors import CompileError
 from ptrace_lang.frontend import ast
 
+from ptrace_lang.frontend.ast import HYGIENE_MARK, unmangle  # noqa: F401  (macros' names)
+
 MAX_DEPTH = 64
-# a macro's own $x becomes $x`name`N (a character no script can use in a name); messages show $x
-HYGIENE_MARK = "`"
-
-
-def unmangle(text: str) -> str:
-    """A message with the macro-local variable names as the user wrote them."""
-    while HYGIENE_MARK in text:
-        i = text.index(HYGIENE_MARK)
-        j = i + 1
-        while j < len(text) and (text[j].isalnum() or text[j] in "_`"):
-            j += 1
-        text = text[:i] + text[j:]
-    return text
 
 
 def resolve_imports(program: ast.Program, filename: str, stdlib: str | None = None) -> list[str]:

@@ -12,11 +12,13 @@ from ptrace_lang.records import dataclass, field
 
 from ptrace_lang.errors import CompileError, Diagnostic, NotSupportedYet, Span
 from ptrace_lang.frontend import ast
+from ptrace_lang.sema.arith import is_signed, signed_pair  # noqa: F401  (codegen.lower's names)
 from ptrace_lang.sema.fn_funcs import FuncsMixin
 from ptrace_lang.sema.fn_symbols import SymbolsAnalyzer
 from ptrace_lang.sema.fn_types import TypesMixin
 from ptrace_lang.sema.stmts import StmtsAnalysis
 from ptrace_lang.sema.fn_values import ValuesSema
+from ptrace_lang.sema.scope import Scope
 from ptrace_lang.sema.types import (
     EnumT, PtrT, BOOL, COMM, FUNC, INT64, INT_TYPE_NAMES, PROBE, UINT32, UINT64, VOID, AggT, ArgsT,
     BufT, IntArrayT, IntT, StrT, TupleT, Type, UsdtArgsT, UserT, compatible, widen,
@@ -49,11 +51,6 @@ class MapInfo:
     value_type: Type
     span: Span
     keyed: bool = False
-
-
-@dataclass
-class Scope:
-    vars: dict[str, Type] = field(default_factory=dict)
 
 
 @dataclass
@@ -106,10 +103,8 @@ class _Analyzer(TypesMixin, FuncsMixin, SymbolsAnalyzer, StmtsAnalysis, ValuesSe
     # ------------------------------------------------------------------ errors
     def error(self, message: str, span: Span, hints: list[str] | None = None) -> None:
         if self.final:
-            if "`" in message:       # a variable local to a macro body (frontend.macros)
-                from ptrace_lang.frontend.macros import unmangle
-
-                message = unmangle(message)
+            if ast.HYGIENE_MARK in message:   # a variable local to a macro body (frontend.macros)
+                message = ast.unmangle(message)
             self.errors.append(Diagnostic(message, span, list(hints or [])))
 
     # ------------------------------------------------------------------ scopes
@@ -787,39 +782,9 @@ class _Analyzer(TypesMixin, FuncsMixin, SymbolsAnalyzer, StmtsAnalysis, ValuesSe
     fn_zero = _whole_map
 
 
-def signed_pair(a: Type, b: Type, left=None, right=None) -> bool:
-    """Whether an operation on ``a`` and ``b`` (the expressions ``left``, ``right`` when known)
-    is signed. A literal >= 0 takes the other side's signedness (the newest bpftrace types it
-    as the smallest unsigned type that holds it): ``(uint32)5 - 10`` is unsigned, ``$m / 2``
-    signed. Otherwise: both signed, or one signed and the other an unsigned narrower than 64
-    bits (its values all fit int64, as the newest bpftrace promotes it): signed; a uint64 with
-    a signed operand: unsigned."""
-    if _nonneg_literal(right):
-        return is_signed(a)
-    if _nonneg_literal(left):
-        return is_signed(b)
-    sa, sb = is_signed(a), is_signed(b)
-    if sa and sb:
-        return True
-    if sa != sb:
-        u = b if sa else a
-        return not isinstance(u, IntT) or u.bits < 64
-    return False
-
-
-def _nonneg_literal(e) -> bool:
-    return isinstance(e, ast.IntLit) and e.value >= 0
-
-
 def is_builtin_name(an, name: str) -> bool:
     return (name in COMMON_BUILTINS or name in ("cpid", "func", "retval") or name in LATER_BUILTINS
             or hasattr(an, "builtin_" + name) or (name.startswith("arg") and name[3:].isdigit()))
-
-
-def is_signed(t: Type) -> bool:
-    """Signedness in arithmetic and comparisons; results of comparisons and ``!`` are unsigned
-    (bpftrace types them 'unsigned int64')."""
-    return isinstance(t, IntT) and t.signed
 
 
 def field_type(f, max_strlen: int) -> Type:
