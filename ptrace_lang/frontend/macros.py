@@ -278,7 +278,7 @@ def auto_imports(program: ast.Program, filename: str) -> list[str]:
     ``ENOENT``, ``tcp_state_name(s)`` ...)."""
     from ptrace_lang.errors import NO_SPAN
     from ptrace_lang.resources import stdlib_dir
-    from ptrace_lang.sema.analyze import AGGREGATIONS, COMMON_BUILTINS, _Analyzer
+    from ptrace_lang.sema.builtins import is_builtin
 
     defined = {m.name for m in program.macros}
     wanted = set()
@@ -286,11 +286,7 @@ def auto_imports(program: ast.Program, filename: str) -> list[str]:
         for n in ast.walk(root):
             if isinstance(n, (ast.Call, ast.Builtin)) and n.name not in defined:
                 wanted.add(n.name)
-    from ptrace_lang.frontend.parser import BUILTIN_VARIABLES
-
-    wanted -= set(COMMON_BUILTINS) | set(AGGREGATIONS) | BUILTIN_VARIABLES
-    wanted = {w for w in wanted if not hasattr(_Analyzer, "fn_" + w)
-              and not (w.startswith(("arg", "sarg")) and w.lstrip("sarg").isdigit())}
+    wanted = {w for w in wanted if not is_builtin(w)}
     if not wanted:
         return []
     stdlib = stdlib_dir()

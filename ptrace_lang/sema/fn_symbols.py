@@ -10,6 +10,7 @@ Value types (``UserT``, turned into text by ``runtime.symbols``):
 from __future__ import annotations
 
 from ptrace_lang.frontend import ast
+from ptrace_lang.sema import builtins
 from ptrace_lang.sema.types import INT64, UINT64, StrT, Type, UserT
 
 STACK_MODES = ("bpftrace", "perf", "raw")
@@ -180,7 +181,7 @@ class SymbolsAnalyzer:
         return UINT64
 
     def fn_reg(self, e: ast.Call) -> Type:
-        sig = 'reg(const char *name): ' + " ".join(PT_REGS)
+        sig = builtins.signature("reg")      # (it lists PT_REGS)
         name = self._literal_arg(e, sig)
         provider = self.ctx.provider if self.ctx is not None else ""
         if self.ctx is None or not self.ctx.pt_regs:
