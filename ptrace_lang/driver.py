@@ -240,7 +240,8 @@ def expand_attach_points(program: ast.Program, opts: Options, machine):
                 # slot depends on the function's parameters even when args is not read)
                 k = (prov.name, t.share_key if uses_args or prov.program_per_target else None)
                 if k not in by_key:
-                    by_key[k] = (prov, [], ProbeContext(prov.name, prov.builtins, t.args))
+                    by_key[k] = (prov, [], ProbeContext(prov.name, prov.builtins, t.args,
+                                                             prov.pt_regs_context, prov.user_space))
                 by_key[k][1].append(t)
         if not by_key:
             if popts.warnings and opts.missing_probes in ("warn", "ignore"):

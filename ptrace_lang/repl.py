@@ -56,10 +56,9 @@ _MAP_COMMANDS = ("print", "watch", "clear", "zero")
 _PROBE_COMMANDS = ("detach", "asm", "ir")
 
 KEYWORDS = ("if", "else", "while", "for", "unroll", "return", "break", "continue", "let", "config")
-FUNCTIONS = ("printf", "print", "time", "exit", "str", "count", "sum", "avg", "min", "max", "stats",
-             "hist", "lhist", "delete", "clear", "zero")
-BUILTINS = ("pid", "tid", "uid", "gid", "nsecs", "elapsed", "cpu", "comm", "probe", "rand",
-            "cgroup", "args", "retval", "func", "arg0", "arg1", "arg2", "arg3", "arg4", "arg5")
+from ptrace_lang.sema import builtins as _builtins   # noqa: E402  (the one table of builtins)
+FUNCTIONS = tuple(sorted(_builtins.FUNCTIONS))
+BUILTINS = tuple(sorted(_builtins.VARIABLES)) + tuple(f"arg{i}" for i in range(6))
 PROVIDERS = ("BEGIN", "END", "tracepoint:", "rawtracepoint:", "interval:", "profile:",
              "software:", "hardware:", "uprobe:", "uretprobe:", "kprobe:", "kretprobe:",
              "fentry:", "fexit:", "usdt:")

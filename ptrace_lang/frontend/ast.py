@@ -9,6 +9,21 @@ from ptrace_lang.records import dataclass, field
 
 from ptrace_lang.errors import NO_SPAN, Span
 
+# a macro's own $x becomes $x`name`N (frontend.macros; a character no script can use in a
+# name); messages show $x
+HYGIENE_MARK = "`"
+
+
+def unmangle(text: str) -> str:
+    """A message with the macro-local variable names as the user wrote them."""
+    while HYGIENE_MARK in text:
+        i = text.index(HYGIENE_MARK)
+        j = i + 1
+        while j < len(text) and (text[j].isalnum() or text[j] in "_`"):
+            j += 1
+        text = text[:i] + text[j:]
+    return text
+
 
 @dataclass
 class Node:

@@ -24,20 +24,9 @@ import os
 from ptrace_lang.errors import CompileError
 from ptrace_lang.frontend import ast
 
+from ptrace_lang.frontend.ast import HYGIENE_MARK, unmangle  # noqa: F401  (macros' names)
+
 MAX_DEPTH = 64
-# a macro's own $x becomes $x`name`N (a character no script can use in a name); messages show $x
-HYGIENE_MARK = "`"
-
-
-def unmangle(text: str) -> str:
-    """A message with the macro-local variable names as the user wrote them."""
-    while HYGIENE_MARK in text:
-        i = text.index(HYGIENE_MARK)
-        j = i + 1
-        while j < len(text) and (text[j].isalnum() or text[j] in "_`"):
-            j += 1
-        text = text[:i] + text[j:]
-    return text
 
 
 def resolve_imports(program: ast.Program, filename: str, stdlib: str | None = None) -> list[str]:
@@ -289,7 +278,7 @@ def auto_imports(program: ast.Program, filename: str) -> list[str]:
     ``ENOENT``, ``tcp_state_name(s)`` ...)."""
     from ptrace_lang.errors import NO_SPAN
     from ptrace_lang.resources import stdlib_dir
-    from ptrace_lang.sema.analyze import AGGREGATIONS, COMMON_BUILTINS, _Analyzer
+    from ptrace_lang.sema.builtins import is_builtin
 
     defined = {m.name for m in program.macros}
     wanted = set()
@@ -297,11 +286,7 @@ def auto_imports(program: ast.Program, filename: str) -> list[str]:
         for n in ast.walk(root):
             if isinstance(n, (ast.Call, ast.Builtin)) and n.name not in defined:
                 wanted.add(n.name)
-    from ptrace_lang.frontend.parser import BUILTIN_VARIABLES
-
-    wanted -= set(COMMON_BUILTINS) | set(AGGREGATIONS) | BUILTIN_VARIABLES
-    wanted = {w for w in wanted if not hasattr(_Analyzer, "fn_" + w)
-              and not (w.startswith(("arg", "sarg")) and w.lstrip("sarg").isdigit())}
+    wanted = {w for w in wanted if not is_builtin(w)}
     if not wanted:
         return []
     stdlib = stdlib_dir()

@@ -19,15 +19,13 @@ import sys
 from ptrace_lang import errors
 from ptrace_lang.errors import CompileError, Span
 from ptrace_lang.frontend import ast
+from ptrace_lang.sema.builtins import VARIABLES
 
 __all__ = ["parse", "BUILTIN_VARIABLES"]
 
 # Names that are builtin variables (used to tell ``sizeof(pid)`` from ``sizeof(my_typedef_t)`` and to word
 # syntax errors as bpftrace does). Everything else written bare is still a ``Builtin`` node; sema judges it.
-BUILTIN_VARIABLES = frozenset("""
-    pid tid uid gid cgroup elapsed nsecs cpu numaid comm kstack ustack args retval func probe curtask rand
-    cpid username jiffies ncpus usermode ppid
-""".split())
+BUILTIN_VARIABLES = VARIABLES      # (sema.builtins: the one table of builtins)
 _ARGN = re.compile(r"s?arg[0-9]+")
 
 _TABLES_FORMAT = 3      # bump when the layout of the cached tables changes

@@ -45,6 +45,12 @@ class Provider:
     aliases: tuple[str, ...] = ()
     prog_type_name = ""          # key into kernel.sys BPF_PROG_TYPE_*
     builtins: frozenset[str] = frozenset()   # context builtins beyond the common ones
+    # the program's context is, or starts with, the interrupted task's struct pt_regs (kprobe-type
+    # programs, and perf events: bpf_perf_event_data begins with it): reg() and usermode read it
+    pt_regs_context = False
+    # the probed code runs in a process's address space (uprobe, usdt): pointers from the
+    # context are user pointers, uaddr() resolves in the probed binary
+    user_space = False
     runs_by_test_run = False     # begin/end
     # a program is bound to one attach target (BTF-bound programs): the targets of a group
     # share one compiled code, loaded once per target (``probe``/``func`` from the cookie)

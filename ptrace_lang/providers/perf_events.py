@@ -48,6 +48,7 @@ def parse_count(text: str) -> int | None:
 
 class _PerfCounter(Provider):
     prog_type_name = "BPF_PROG_TYPE_PERF_EVENT"
+    pt_regs_context = True
     events: dict = {}
 
     def expand(self, ap, opts):

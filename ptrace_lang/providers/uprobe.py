@@ -47,6 +47,7 @@ class PtRegsProvider(Provider):
 
     prog_type_name = "BPF_PROG_TYPE_KPROBE"
     builtins = frozenset({f"arg{i}" for i in range(len(X86_64_ARG_OFFSETS))} | {"func"})
+    pt_regs_context = True
     arg_offsets = X86_64_ARG_OFFSETS
     retval_offset = X86_64_RETVAL_OFFSET
     retprobe = False
@@ -54,6 +55,7 @@ class PtRegsProvider(Provider):
 
 class Uprobe(PtRegsProvider):
     name = "uprobe"
+    user_space = True
     aliases = ("u",)
 
     def expand(self, ap, opts):

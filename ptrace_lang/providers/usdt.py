@@ -23,6 +23,8 @@ class Usdt(Provider):
     aliases = ("U",)
     prog_type_name = "BPF_PROG_TYPE_KPROBE"
     builtins = frozenset({f"arg{i}" for i in range(MAX_ARGS)} | {"func"})
+    pt_regs_context = True
+    user_space = True
 
     def expand(self, ap, opts):
         from ptrace_lang import elfsyms

@@ -28,6 +28,7 @@ class Watchpoint(Provider):
     name = "watchpoint"
     aliases = ("w",)
     prog_type_name = "BPF_PROG_TYPE_PERF_EVENT"
+    pt_regs_context = True     # a perf event of the breakpoint PMU: reg() and usermode, as in bpftrace
 
     def expand(self, ap, opts):
         parts = [substitute_positional(p, opts, ap.span) for p in ap.parts]

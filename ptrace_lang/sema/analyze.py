@@ -12,33 +12,33 @@ from ptrace_lang.records import dataclass, field
 
 from ptrace_lang.errors import CompileError, Diagnostic, NotSupportedYet, Span
 from ptrace_lang.frontend import ast
+from ptrace_lang.sema import builtins
+from ptrace_lang.sema.arith import is_signed, signed_pair  # noqa: F401  (codegen.lower's names)
 from ptrace_lang.sema.fn_funcs import FuncsMixin
 from ptrace_lang.sema.fn_symbols import SymbolsAnalyzer
 from ptrace_lang.sema.fn_types import TypesMixin
 from ptrace_lang.sema.stmts import StmtsAnalysis
 from ptrace_lang.sema.fn_values import ValuesSema
+from ptrace_lang.sema.scope import Scope
 from ptrace_lang.sema.types import (
     EnumT, PtrT, BOOL, COMM, FUNC, INT64, INT_TYPE_NAMES, PROBE, UINT32, UINT64, VOID, AggT, ArgsT,
     BufT, IntArrayT, IntT, StrT, TupleT, Type, UsdtArgsT, UserT, compatible, widen,
 )
 
-# builtin variables available in every probe: name -> type
+# the types of the builtin variables available in every probe (the names: sema.builtins)
 COMMON_BUILTINS: dict[str, Type] = {
     "pid": UINT32, "tid": UINT32, "uid": UINT32, "gid": UINT32, "nsecs": UINT64,
     "elapsed": UINT64, "cpu": UINT32, "comm": COMM, "probe": PROBE, "rand": UINT32,
     "cgroup": UINT64,
 }
-# builtins of the dialect that later work brings (refused with "not supported yet")
-LATER_BUILTINS = {
-    "arg0", "arg1", "arg2", "arg3", "arg4", "arg5", "arg6", "arg7", "arg8",
-    "arg9", "retval", "func", "sarg0", "sarg1", "sarg2",
-}
+# the aggregations' argument counts (the names and signatures: sema.builtins)
 AGGREGATIONS = {"count": 0, "sum": 1, "avg": 1, "min": 1, "max": 1, "stats": 1, "hist": (1, 2),
                 "lhist": 4}
-# functions of the dialect that later work brings
-LATER_FUNCTIONS = {
-    "percpu_kaddr", "skboutput", "unwatch", "socket_cookie",
-}
+# builtins and functions of the dialect that later work brings (refused with "not supported yet")
+LATER_BUILTINS = frozenset(b.name for b in builtins.BUILTINS.values()
+                           if b.later and b.kind != "function")
+LATER_FUNCTIONS = frozenset(b.name for b in builtins.BUILTINS.values()
+                            if b.later and b.kind == "function")
 MAX_STRLEN_DEFAULT = 64
 
 
@@ -52,17 +52,17 @@ class MapInfo:
 
 
 @dataclass
-class Scope:
-    vars: dict[str, Type] = field(default_factory=dict)
-
-
-@dataclass
 class ProbeContext:
-    """What a probe body can see: the builtins of its provider and its ``args`` type."""
+    """What a probe body can see: the builtins of its provider and its ``args`` type; the
+    provider's facts that decide what is allowed (sema does not import providers): ``pt_regs``,
+    the context starts with the task's struct pt_regs (reg(), usermode); ``user_space``, the
+    probed code is a process's (uaddr(), user pointers)."""
 
     provider: str
     builtins: frozenset
     args: ArgsT | None = None
+    pt_regs: bool = False
+    user_space: bool = False
 
 
 @dataclass
@@ -101,10 +101,8 @@ class _Analyzer(TypesMixin, FuncsMixin, SymbolsAnalyzer, StmtsAnalysis, ValuesSe
     # ------------------------------------------------------------------ errors
     def error(self, message: str, span: Span, hints: list[str] | None = None) -> None:
         if self.final:
-            if "`" in message:       # a variable local to a macro body (frontend.macros)
-                from ptrace_lang.frontend.macros import unmangle
-
-                message = unmangle(message)
+            if ast.HYGIENE_MARK in message:   # a variable local to a macro body (frontend.macros)
+                message = ast.unmangle(message)
             self.errors.append(Diagnostic(message, span, list(hints or [])))
 
     # ------------------------------------------------------------------ scopes
@@ -309,9 +307,7 @@ class _Analyzer(TypesMixin, FuncsMixin, SymbolsAnalyzer, StmtsAnalysis, ValuesSe
         n = len(call.args)
         ok = n in want if isinstance(want, tuple) else n == want
         if not ok:
-            sig = {"count": "count()", "sum": "sum(int)", "avg": "avg(int)", "min": "min(int)",
-                   "max": "max(int)", "stats": "stats(int)", "hist": "hist(int[, int k])",
-                   "lhist": "lhist(int value, int min, int max, int step)"}[call.name]
+            sig = builtins.signature(call.name)
             self.error(f"{call.name}() takes {want if not isinstance(want, tuple) else '1 or 2'} "
                        f"argument{'s' if want != 1 else ''} ({n} provided)", call.span, [sig])
         types = [self.expr(a) for a in call.args]
@@ -553,7 +549,8 @@ class _Analyzer(TypesMixin, FuncsMixin, SymbolsAnalyzer, StmtsAnalysis, ValuesSe
         fn = getattr(self, "builtin_" + name, None)
         if fn is not None:          # builtins of mixins (kstack, ustack, username...)
             return fn(span)
-        if name in LATER_BUILTINS:
+        b = builtins.lookup(name)
+        if b is not None and b.later:
             raise NotSupportedYet(f"the builtin '{name}'", span)
         self.error(f"Unknown identifier: '{name}'", span)
         return INT64
@@ -618,11 +615,12 @@ class _Analyzer(TypesMixin, FuncsMixin, SymbolsAnalyzer, StmtsAnalysis, ValuesSe
         fn = getattr(self, "fn_" + name, None)
         if fn is not None:
             return fn(e)
-        if not e.args and is_builtin_name(self, name):     # every builtin is callable: comm()
+        if not e.args and is_builtin_name(name):     # every builtin is callable: comm()
             return self.builtin(name, e.span)
-        if name in LATER_FUNCTIONS:
+        b = builtins.lookup(name)
+        if b is not None and b.later and b.kind == "function":
             raise NotSupportedYet(f"the function '{name}'", e.span)
-        if name in LATER_BUILTINS or name == "args":
+        if b is not None and (b.later or b.needs == "builtins"):
             raise NotSupportedYet(f"the builtin '{name}'", e.span)
         self.error(f"Unknown function: '{name}'", e.span)
         return VOID
@@ -782,39 +780,10 @@ class _Analyzer(TypesMixin, FuncsMixin, SymbolsAnalyzer, StmtsAnalysis, ValuesSe
     fn_zero = _whole_map
 
 
-def signed_pair(a: Type, b: Type, left=None, right=None) -> bool:
-    """Whether an operation on ``a`` and ``b`` (the expressions ``left``, ``right`` when known)
-    is signed. A literal >= 0 takes the other side's signedness (the newest bpftrace types it
-    as the smallest unsigned type that holds it): ``(uint32)5 - 10`` is unsigned, ``$m / 2``
-    signed. Otherwise: both signed, or one signed and the other an unsigned narrower than 64
-    bits (its values all fit int64, as the newest bpftrace promotes it): signed; a uint64 with
-    a signed operand: unsigned."""
-    if _nonneg_literal(right):
-        return is_signed(a)
-    if _nonneg_literal(left):
-        return is_signed(b)
-    sa, sb = is_signed(a), is_signed(b)
-    if sa and sb:
-        return True
-    if sa != sb:
-        u = b if sa else a
-        return not isinstance(u, IntT) or u.bits < 64
-    return False
-
-
-def _nonneg_literal(e) -> bool:
-    return isinstance(e, ast.IntLit) and e.value >= 0
-
-
-def is_builtin_name(an, name: str) -> bool:
-    return (name in COMMON_BUILTINS or name in ("cpid", "func", "retval") or name in LATER_BUILTINS
-            or hasattr(an, "builtin_" + name) or (name.startswith("arg") and name[3:].isdigit()))
-
-
-def is_signed(t: Type) -> bool:
-    """Signedness in arithmetic and comparisons; results of comparisons and ``!`` are unsigned
-    (bpftrace types them 'unsigned int64')."""
-    return isinstance(t, IntT) and t.signed
+def is_builtin_name(name: str) -> bool:
+    """A builtin variable, callable as a function (``pid()``), except the struct-valued ones
+    (``args``, ``ctx``)."""
+    return builtins.is_variable(name) and name not in ("args", "ctx")
 
 
 def field_type(f, max_strlen: int) -> Type:

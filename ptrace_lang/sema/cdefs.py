@@ -18,7 +18,7 @@ import re
 
 from ptrace_lang.errors import CompileError, Span
 from ptrace_lang.frontend import ast
-from ptrace_lang.sema import btftypes
+from ptrace_lang.sema import btftypes, builtins
 from ptrace_lang.sema.types import (
     BOOL, VOID, ArrayT, EnumT, IntT, PtrT, StrT, StructT, Type, c_sizeof,
 )
@@ -473,9 +473,7 @@ _ARGN = re.compile(r"s?arg[0-9]+")
 def kernel_enumerator(name: str):
     """The value of a kernel enum member named like a constant (it has an upper-case letter
     and is no builtin: TCP_CLOSE, PIDTYPE_TGID, SKB_DROP_REASON_NOT_SPECIFIED), or None."""
-    from ptrace_lang.frontend.parser import BUILTIN_VARIABLES
-
-    if name == name.lower() or name in BUILTIN_VARIABLES or _ARGN.fullmatch(name):
+    if name == name.lower() or builtins.is_variable(name) or _ARGN.fullmatch(name):
         return None
     got = btftypes.enumerator(name)
     return None if got is None else got[0]

@@ -8,6 +8,7 @@ text are ``UserT``s whose formatters live in ``runtime.ufuncs``.
 from __future__ import annotations
 
 from ptrace_lang.frontend import ast
+from ptrace_lang.sema import builtins
 from ptrace_lang.sema.types import (
     BOOL, INT64, UINT32, UINT64, VOID, IntT, StrT, Type, UserT,
 )
@@ -21,9 +22,6 @@ MACADDR = UserT("macaddr", 8, (), "mac_address")
 CGROUP_PATH = "cgroup_path_t"
 UINT8 = IntT(8, False)
 
-# providers whose context holds the interrupted registers (struct pt_regs first)
-PT_REGS_PROVIDERS = frozenset({"kprobe", "kretprobe", "uprobe", "uretprobe", "usdt", "profile",
-                               "interval", "software", "hardware"})
 NSECS_CLOCKS = ("monotonic", "boot", "tai")
 
 # signal names accepted by signal() and printed by signal_name() (x86-64 numbering)
@@ -36,30 +34,8 @@ SIGNALS = {
     "SIGPWR": 30, "SIGSYS": 31,
 }
 
-SIG = {
-    "strncmp": "strncmp(string s1, string s2, int n)",
-    "strcontains": "strcontains(string haystack, string needle)",
-    "strlen": "strlen(string s)",
-    "strstr": "strstr(string haystack, string needle)",
-    "strftime": "strftime(const char *fmt, int nsecs)",
-    "strerror": "strerror(int errno)",
-    "syscall_name": "syscall_name(int id)",
-    "signal_name": "signal_name(int sig)",
-    "ntop": "ntop([int af, ]int|uint8[4]|uint8[16] addr)",
-    "pton": 'pton(const char *addr) with a literal "1.2.3.4" or "::1"',
-    "macaddr": "macaddr(uint8[6] mac | pointer)",
-    "path": "path(struct path *path[, int size])",
-    "bswap": "bswap(int n)",
-    "has_key": "has_key(@map, key)",
-    "cgroupid": 'cgroupid(const char *path) with a literal path',
-    "cgroup_path": "cgroup_path(int cgroupid[, const char *filter])",
-    "errorf": "errorf(const char *fmt, ...)",
-    "warnf": "warnf(const char *fmt, ...)",
-    "debugf": "debugf(const char *fmt, ...)",
-    "signal": 'signal(int sig | "SIGNAME")',
-    "override": "override(int rc)",
-    "nsecs": "nsecs([monotonic|boot|tai])",
-}
+# the signatures shown in hints (sema.builtins)
+SIG = {b.name: b.sig for b in builtins.BUILTINS.values() if b.sig}
 
 
 def array_field(e: ast.Expr):
@@ -352,16 +328,17 @@ class FuncsMixin:
                            [SIG["path"]])
             else:
                 size = min(n, 4096)
-        if self.ctx is not None and self.ctx.provider not in ("fentry", "fexit", "iter"):
-            self.error("The path function can only be used with 'fentry', 'fexit', 'iter' probes",
-                       e.span, [SIG["path"]])
+        probes = builtins.BUILTINS["path"].probes
+        if self.ctx is not None and self.ctx.provider not in probes:
+            self.error("The path function can only be used with "
+                       + ", ".join(f"'{p}'" for p in probes) + " probes", e.span, [SIG["path"]])
         return StrT(size)
 
     def fn_override(self, e: ast.Call) -> Type:
         if not self.unsafe:
             self.error("override() is an unsafe function being used in safe mode", e.span,
                        ["run with --unsafe to allow it"])
-        if self.ctx is not None and self.ctx.provider != "kprobe":
+        if self.ctx is not None and self.ctx.provider not in builtins.BUILTINS["override"].probes:
             self.error("override() can only be used in kprobe probes", e.span, [SIG["override"]])
         ts = self._checked(e, 1, 1)
         if ts is not None:
@@ -393,7 +370,7 @@ class FuncsMixin:
         return UINT32
 
     def builtin_usermode(self, span) -> Type:
-        if self.ctx is not None and self.ctx.provider not in PT_REGS_PROVIDERS:
+        if self.ctx is not None and not self.ctx.pt_regs:
             self.error(f"The usermode builtin can not be used with '{self.ctx.provider}' probes",
                        span)
         return UINT8

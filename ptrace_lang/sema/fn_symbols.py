@@ -10,6 +10,7 @@ Value types (``UserT``, turned into text by ``runtime.symbols``):
 from __future__ import annotations
 
 from ptrace_lang.frontend import ast
+from ptrace_lang.sema import builtins
 from ptrace_lang.sema.types import INT64, UINT64, StrT, Type, UserT
 
 STACK_MODES = ("bpftrace", "perf", "raw")
@@ -22,10 +23,6 @@ PT_REGS = {
     "r9": 64, "r8": 72, "ax": 80, "cx": 88, "dx": 96, "si": 104, "di": 112, "orig_ax": 120,
     "ip": 128, "cs": 136, "flags": 144, "sp": 152, "ss": 160,
 }
-# probe types whose context is (or starts with) the probed task's pt_regs
-REG_PROVIDERS = {"kprobe", "kretprobe", "uprobe", "uretprobe", "usdt", "profile", "interval",
-                 "software", "hardware", "watchpoint"}
-UADDR_PROVIDERS = {"uprobe", "uretprobe", "usdt"}
 KSYM = UserT("ksym", 8, (), "ksym")
 USYM = UserT("usym", 16, (), "usym")
 
@@ -157,7 +154,7 @@ class SymbolsAnalyzer:
     def fn_uaddr(self, e: ast.Call) -> Type:
         name = self._literal_arg(e, 'uaddr(const char *name)')
         provider = self.ctx.provider if self.ctx is not None else ""
-        if provider not in UADDR_PROVIDERS:
+        if self.ctx is None or not self.ctx.user_space:
             self.error(f'uaddr can not be used with "{provider}" probes', e.span)
             return UINT64
         if name is None or not self.final or getattr(e, "address", None) is not None:
@@ -184,10 +181,10 @@ class SymbolsAnalyzer:
         return UINT64
 
     def fn_reg(self, e: ast.Call) -> Type:
-        sig = 'reg(const char *name): ' + " ".join(PT_REGS)
+        sig = builtins.signature("reg")      # (it lists PT_REGS)
         name = self._literal_arg(e, sig)
         provider = self.ctx.provider if self.ctx is not None else ""
-        if provider not in REG_PROVIDERS:
+        if self.ctx is None or not self.ctx.pt_regs:
             self.error(f'reg can not be used with "{provider}" probes', e.span)
             return UINT64
         if name is not None and name not in PT_REGS:

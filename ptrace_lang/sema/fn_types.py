@@ -14,9 +14,6 @@ from ptrace_lang.sema.types import (
     StrT, StructT, TupleT, Type, c_sizeof,
 )
 
-# providers whose raw arguments are user-space addresses
-USER_PROVIDERS = frozenset({"uprobe", "uretprobe", "usdt"})
-
 TASK_STRUCT = "task_struct"
 
 
@@ -39,7 +36,7 @@ def kind_word(t: Type) -> str:
 class TypesMixin:
     # ------------------------------------------------------------------ type names
     def user_space(self) -> bool:
-        return self.ctx is not None and self.ctx.provider in USER_PROVIDERS
+        return self.ctx is not None and self.ctx.user_space
 
     def c_type(self, tn: ast.TypeName, span: Span | None = None, user: bool | None = None) -> Type:
         """The type a TypeName spells: ints, ``string``, ``void``, struct/union/enum names and

@@ -6,6 +6,7 @@ A mixin of ``analyze._Analyzer`` (which calls these methods from small hooks).
 from __future__ import annotations
 
 from ptrace_lang.frontend import ast
+from ptrace_lang.sema.arith import is_signed, signed_pair
 from ptrace_lang.sema.types import (
     BOOL, INT64, INT_TYPE_NAMES, VOID, AggT, ArgsT, BoolT, BufT, IntArrayT, IntT, StrT, TupleT, Type,
 )
@@ -163,8 +164,6 @@ class ValuesSema:
         unsigned), unless the signed side is a constant >= 0."""
         if e.op in ("&&", "||", "&", "|", "^", "<<", ">>") or not (a.is_int and b.is_int):
             return
-        from ptrace_lang.sema.analyze import is_signed, signed_pair
-
         if is_signed(a) == is_signed(b) or signed_pair(a, b, e.left, e.right):
             return
         signed_side = e.left if is_signed(a) else e.right

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from ptrace_lang.frontend import ast
+from ptrace_lang.sema.scope import Scope
 from ptrace_lang.sema.types import INT64, UINT64, AggT, IntT, Type, TupleT
 
 
@@ -10,8 +11,6 @@ class StmtsAnalysis:
     """``stmt_<Node>`` handlers dispatched by ``_Analyzer.stmt``; ``fn_len``."""
 
     def _loop_var(self, var: ast.Var, typ: Type, span) -> None:
-        from ptrace_lang.sema.analyze import Scope
-
         if self.lookup_var(var.name) is not None:
             self.error(f"Loop declaration shadows existing variable: ${var.name}", var.span)
         var.type = typ
@@ -161,8 +160,6 @@ class StmtsAnalysis:
 
     # ------------------------------------------------------------------ block expressions
     def expr_BlockExpr(self, e: ast.BlockExpr) -> Type:
-        from ptrace_lang.sema.analyze import Scope
-
         self.scopes.append(Scope())
         for st in e.stmts:
             self.stmt(st)

@@ -1,0 +1,36 @@
+"""Signedness of integer arithmetic, shared by sema (types, warnings) and codegen (the
+operations chosen): bpftrace's rules as the newest bpftrace applies them."""
+from __future__ import annotations
+
+from ptrace_lang.frontend import ast
+from ptrace_lang.sema.types import IntT, Type
+
+
+def signed_pair(a: Type, b: Type, left=None, right=None) -> bool:
+    """Whether an operation on ``a`` and ``b`` (the expressions ``left``, ``right`` when known)
+    is signed. A literal >= 0 takes the other side's signedness (the newest bpftrace types it
+    as the smallest unsigned type that holds it): ``(uint32)5 - 10`` is unsigned, ``$m / 2``
+    signed. Otherwise: both signed, or one signed and the other an unsigned narrower than 64
+    bits (its values all fit int64, as the newest bpftrace promotes it): signed; a uint64 with
+    a signed operand: unsigned."""
+    if _nonneg_literal(right):
+        return is_signed(a)
+    if _nonneg_literal(left):
+        return is_signed(b)
+    sa, sb = is_signed(a), is_signed(b)
+    if sa and sb:
+        return True
+    if sa != sb:
+        u = b if sa else a
+        return not isinstance(u, IntT) or u.bits < 64
+    return False
+
+
+def _nonneg_literal(e) -> bool:
+    return isinstance(e, ast.IntLit) and e.value >= 0
+
+
+def is_signed(t: Type) -> bool:
+    """Signedness in arithmetic and comparisons; results of comparisons and ``!`` are unsigned
+    (bpftrace types them 'unsigned int64')."""
+    return isinstance(t, IntT) and t.signed
