@@ -7,8 +7,9 @@ cache entry root reads can make root run anything. So:
 * **Where.** ``$XDG_CACHE_HOME/ptrace-lang`` when ``XDG_CACHE_HOME`` is set; otherwise, for
   root, ``/var/cache/ptrace-lang`` (``ROOT_DEFAULT``: not under ``$HOME``, which ``sudo`` may
   leave pointing at the calling user's home); for anyone else ``~/.cache/ptrace-lang``.
-  Directories are made only inside one that exists (``~/.cache`` only when ``~`` exists): a
-  ``HOME`` that does not exist creates nothing.
+  Directories are made one level at a time from one that exists (``~/.cache`` only when ``~``
+  exists, ``$XDG_CACHE_HOME`` only when its parent does): a ``HOME`` that does not exist
+  creates nothing.
 * **Whose.** A cache directory is used only when it is a real directory (not a symlink) owned
   by the effective user and writable by no group or other; every file read must be a regular
   file (opened with O_NOFOLLOW|O_NONBLOCK: a FIFO or a symlink to /dev/zero is refused at
@@ -123,9 +124,8 @@ def open_dir(*parts: str, create: bool = False) -> int | None:
     fd = None
     if path is not None:
         base = os.path.dirname(path)
-        if create and not os.path.isdir(base) and os.environ.get("XDG_CACHE_HOME", "") == "" \
-                and os.geteuid() != 0 and os.path.isdir(os.path.dirname(base)):
-            try:                # ~/.cache in a home that exists
+        if create and not os.path.isdir(base) and os.path.isdir(os.path.dirname(base)):
+            try:                # ~/.cache in a home that exists, $XDG_CACHE_HOME in a directory
                 os.mkdir(base, 0o700)
             except OSError:
                 pass
