@@ -322,9 +322,10 @@ def _compile_and_run(text: str, filename: str, opts: dict, process) -> int:
                                       includes=(*opts["include_dirs"], "--include",
                                                 *opts["includes"])
                                       if opts["include_dirs"] or opts["includes"] else ())
-            spec = speccache.lookup(cache_key)
+            spec = speccache.lookup(cache_key, unsafe=opts["unsafe"])
         except Exception:  # noqa: BLE001 - the cache only ever saves time
             cache_key = spec = None
+        _cache_notes(opts)
     if spec is not None:
         SOURCES.add(filename, text)
         _print_warnings(spec, opts)
@@ -399,8 +400,17 @@ def _compile(text: str, filename: str, opts: dict, cache_key, cpid: int | None =
             speccache.store(cache_key, compiled.spec, compiled.deps)
         except Exception:  # noqa: BLE001 - a read-only or full disk only costs the next start
             pass
+    _cache_notes(opts)
     _print_warnings(compiled.spec, opts)
     return compiled.spec
+
+
+def _cache_notes(opts: dict) -> None:
+    """-v: the cache directories and entries refused (not trusted, damaged), each said once."""
+    from ptrace_lang import cachefs
+    notes = cachefs.take_notes()
+    if opts["verbose"] and notes:
+        sys.stderr.write("".join(n + "\n" for n in notes))
 
 
 def _file_listing(pattern: str | None) -> bool:

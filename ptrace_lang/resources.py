@@ -1,5 +1,5 @@
 """Where the grammar and the stdlib live (inside the installed package, or in the checkout), and
-the per-user cache directory with its atomic writes."""
+the per-user cache directory with its atomic writes (checked and written by ``cachefs``)."""
 from __future__ import annotations
 
 import os
@@ -23,31 +23,34 @@ def stdlib_dir() -> str:
 
 
 def cache_dir(*parts: str, create: bool = True) -> str | None:
-    """``$XDG_CACHE_HOME/ptrace-lang/...`` (or ``~/.cache``), made if ``create``; None when it
-    cannot be made or written (the caches only ever save time)."""
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    path = os.path.join(base, "ptrace-lang", *parts)
-    if not create:
-        return path
-    try:
-        os.makedirs(path, mode=0o700, exist_ok=True)
-    except OSError:
-        return None
-    return path if os.access(path, os.W_OK | os.X_OK) else None
+    """The checked cache directory ``top/parts`` (``cachefs``: owned by the effective user,
+    writable by no one else), made if ``create``; None when it is missing, cannot be made or is
+    not trusted (the caches only ever save time)."""
+    from ptrace_lang import cachefs
+
+    return cachefs.dir_path(*parts, create=create)
 
 
 def write_atomic(path: str, data: bytes) -> bool:
-    """Write ``data`` to ``path`` through a temporary file and a rename, so that a concurrent
-    reader never sees half a file; False (and nothing left behind) if it failed."""
-    tmp = "%s.%d.tmp" % (path, os.getpid())
+    """Write ``data`` to ``path`` through a temporary file (a new one, never a planted symlink:
+    O_EXCL|O_NOFOLLOW) and a rename, so that a concurrent reader never sees half a file; False
+    (and nothing left behind) if it failed."""
+    from ptrace_lang import cachefs
+
     try:
-        with open(tmp, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-        return True
+        dfd = os.open(os.path.dirname(path) or ".", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
     except OSError:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
         return False
+    try:
+        name = os.path.basename(path)
+        tmp = cachefs._write_tmp(dfd, name, data)
+        if tmp is None:
+            return False
+        try:
+            os.replace(tmp, name, src_dir_fd=dfd, dst_dir_fd=dfd)
+            return True
+        except OSError:
+            cachefs._unlink(dfd, tmp)
+            return False
+    finally:
+        os.close(dfd)

@@ -22,9 +22,10 @@ Stable API (used by sema, codegen and the providers that type their ``args``):
 
 Everything is lazy: BTF (/sys/kernel/btf/vmlinux) is opened on the first question a cached
 answer cannot give, and only the types a script touches are decoded. Answers are kept in a
-small per-kernel cache file (``$XDG_CACHE_HOME/ptrace-lang/btf-<key>.marshal``, keyed by the
-BTF file's size and mtime and the boot id) as plain data, so a later compile touching the same
-types does not open BTF at all.
+small per-kernel cache file (``<cache>/ptrace-lang/btf-<key>.marshal``, keyed by the BTF
+file's size and mtime and the boot id) as plain data, so a later compile touching the same
+types does not open BTF at all. The file is read and written by ``cachefs`` (the directory and
+file must be the effective user's alone, the contents sealed with the user's secret).
 
 Pointers from BTF are kernel pointers (``PtrT(user=False)``) unless the caller asks for user.
 """
@@ -135,22 +136,24 @@ class _Store:
             self.answers = {}
             if not self.enabled:
                 return self.answers
-            from ptrace_lang.resources import cache_dir
-
             key = self._key()
-            d = cache_dir(create=False)
-            if key is None or d is None:
+            if key is None:
                 return self.answers
-            self.path = os.path.join(d, f"btf-{key}.marshal")
-            try:
-                import marshal
+            self.path = f"btf-{key}.marshal"
+            from ptrace_lang import cachefs
 
-                with open(self.path, "rb") as f:
-                    got = marshal.load(f)
-                if isinstance(got, dict):
-                    self.answers = got
-            except (OSError, EOFError, ValueError, TypeError):
-                pass
+            # cachefs: only a file of this user's, sealed with its secret (a flipped bit in
+            # an offset would otherwise read the wrong field without an error)
+            data = cachefs.read((), self.path)
+            if data is not None:
+                try:
+                    import marshal
+
+                    got = marshal.loads(data)
+                    if isinstance(got, dict):
+                        self.answers = got
+                except (EOFError, ValueError, TypeError):
+                    pass
         return self.answers
 
     def get(self, key, compute):
@@ -169,15 +172,13 @@ class _Store:
             return
         import marshal
 
-        from ptrace_lang.resources import cache_dir, write_atomic
+        from ptrace_lang import cachefs
 
-        if cache_dir() is None:
-            return
         try:
             data = marshal.dumps(self.answers)
         except ValueError:
             return
-        if write_atomic(self.path, data):
+        if cachefs.write((), self.path, data):
             self.dirty = False
 
 
