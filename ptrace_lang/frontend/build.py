@@ -241,10 +241,8 @@ class Builder:
             name = base
         depth = sum(1 for c in ch[1:] if isinstance(c, Token) and c.type == "STAR")
         arr = next((c for c in ch[1:] if isinstance(c, int) and not isinstance(c, Token)), None)
-        tn = ast.TypeName(name, depth, arr if arr != -1 else None, span=self.span(tree))
-        if arr == -1:
-            tn.array_auto = True      # (uint8[])x: the cast sizes the array (sema.fn_values)
-        return tn
+        # arr -1: (uint8[])x, the cast sizes the array (sema.fn_values)
+        return ast.TypeName(name, depth, arr if arr != -1 else None, array_auto=arr == -1, span=self.span(tree))
 
     t_type = _type
     t_cast_type = _type
