@@ -1,7 +1,10 @@
 """AST nodes: plain dataclasses carrying source spans.
 
-Semantic analysis annotates expressions in place (``Expr.type``); nothing else mutates the tree.
-Every node has a keyword-only ``span``; expression nodes also a keyword-only ``type``.
+Semantic analysis annotates expressions in place (``Expr.type`` and the few annotations declared
+with ``_note``: resolved C members, constant indexes, addresses); nothing else mutates the tree.
+Every node has a keyword-only ``span``; expression nodes also a keyword-only ``type``. Annotations
+(``span``, ``type`` and the ``_note`` fields: keyword-only, neither compared nor shown) are not
+children: ``children``, ``walk`` and ``dump`` skip them.
 """
 from __future__ import annotations
 
@@ -25,6 +28,11 @@ def unmangle(text: str) -> str:
     return text
 
 
+def _note(default=None):
+    """An annotation filled after parsing (by sema unless said otherwise): not a child, not compared."""
+    return field(default=default, kw_only=True, repr=False, compare=False)
+
+
 @dataclass
 class Node:
     span: Span = field(default=NO_SPAN, kw_only=True, repr=False, compare=False)
@@ -43,6 +51,7 @@ class TypeName(Node):
     name: str
     pointer_depth: int = 0
     array_len: int | None = None
+    array_auto: bool = _note(False)  # (parser) written ``T[]``: a cast sized by its operand (sema.fn_values)
 
 
 # ---------------------------------------------------------------- expressions
@@ -111,6 +120,7 @@ class Call(Expr):
 
     name: str
     args: list[Expr] = field(default_factory=list)
+    address: int | None = _note()  # kaddr/uaddr: the symbol's address; cgroupid: the cgroup's id
 
 
 @dataclass
@@ -161,6 +171,7 @@ class Index(Expr):
 
     base: Expr
     index: Expr
+    array_index: int | None = _note()  # an int array (IntArrayT) indexed with a constant: that constant
 
 
 @dataclass
@@ -195,12 +206,14 @@ class Sizeof(Expr):
 
     of_type: TypeName | None = None
     of_expr: Expr | None = None
+    value: int | None = _note()  # the size in bytes
 
 
 @dataclass
 class Offsetof(Expr):
     of_type: TypeName
     fields: list[str]
+    value: int | None = _note()  # the offset in bytes
 
 
 @dataclass
@@ -273,6 +286,7 @@ class ForMap(Stmt):
     var: Var
     map: MapRef
     body: Block
+    body_locals: frozenset = _note(frozenset())  # the variables first assigned in the body (not var)
 
 
 @dataclass
@@ -283,6 +297,7 @@ class ForRange(Stmt):
     start: Expr
     end: Expr
     body: Block
+    body_locals: frozenset = _note(frozenset())  # the variables first assigned in the body (not var)
 
 
 @dataclass
@@ -381,11 +396,21 @@ class Program(Node):
 AnyNode = Expr | Stmt | Probe | Program
 
 
+_CHILD_FIELDS: dict[type, tuple[str, ...]] = {}
+
+
+def child_fields(cls: type) -> tuple[str, ...]:
+    """The names of the fields of ``cls`` that are not annotations (see the module's docstring)."""
+    names = _CHILD_FIELDS.get(cls)
+    if names is None:
+        names = _CHILD_FIELDS[cls] = tuple(n for n, f in cls.__dataclass_fields__.items()
+                                           if not (f.kw_only and not f.repr and not f.compare))
+    return names
+
+
 def children(node: Node):
     """Yield the direct child nodes of ``node`` (in source order)."""
-    for name in node.__dataclass_fields__:
-        if name in ("span", "type"):
-            continue
+    for name in child_fields(node.__class__):
         value = getattr(node, name)
         if isinstance(value, Node):
             yield value
@@ -417,9 +442,7 @@ def dump(node: object, indent: int = 0) -> str:
         return pad + repr(node)
     scalars = []
     kids = []
-    for name in node.__dataclass_fields__:
-        if name in ("span", "type"):
-            continue
+    for name in child_fields(node.__class__):
         value = getattr(node, name)
         if isinstance(value, Node) or (isinstance(value, list) and value and
                                        any(isinstance(v, (Node, tuple)) for v in value)):

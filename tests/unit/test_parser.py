@@ -1,4 +1,4 @@
-"""Parser tests: corpus, AST shapes, spans, literals, errors, fuzzing, table cache."""
+"""Parser tests: corpus, AST shapes, spans, literals, errors, fuzzing, generated tables."""
 from __future__ import annotations
 
 import glob
@@ -12,7 +12,7 @@ import pytest
 from ptrace_lang import errors
 from ptrace_lang.errors import CompileError, Span
 from ptrace_lang.frontend import ast
-from ptrace_lang.frontend import parser as P
+from ptrace_lang.frontend import lalr
 from ptrace_lang.frontend.parser import parse
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -131,7 +131,7 @@ def test_corpus_parses(path):
 
 
 def _lark_norm(x, lark):
-    if isinstance(x, (lark.Token, P.Token)):
+    if isinstance(x, (lark.Token, lalr.Token)):
         return ("T", x.type, str(x), x.line, x.column, x.end_line, x.end_column)
     m = x.meta
     pos = None if getattr(m, "empty", True) else (m.line, m.column, m.end_line, m.end_column)
@@ -139,21 +139,21 @@ def _lark_norm(x, lark):
 
 
 def test_driver_matches_lark_on_corpus():
-    """The cached-table driver builds exactly the trees (and positions) Lark itself builds."""
+    """The driver of the generated tables builds exactly the trees (and positions) Lark itself builds."""
     lark = pytest.importorskip("lark")
     from ptrace_lang.resources import grammar_dir
 
     with open(os.path.join(grammar_dir(), "ptrace.lark"), encoding="utf-8") as f:
         reference = lark.Lark(f.read(), parser="lalr", lexer="contextual", maybe_placeholders=False,
                               propagate_positions=True)
-    tables = P._get_tables()
+    tables = lalr.tables()
     for path in CORPUS:
         with open(path, encoding="utf-8") as f:
             src = f.read()
         if src.startswith("#!"):
             nl = src.find("\n")
             src = " " * nl + src[nl:]
-        assert _lark_norm(P._run(tables, src), lark) == _lark_norm(reference.parse(src), lark), path
+        assert _lark_norm(lalr.run(tables, src), lark) == _lark_norm(reference.parse(src), lark), path
 
 
 # ---------------------------------------------------------------- probes and attach points
@@ -701,43 +701,42 @@ def test_deep_nesting_does_not_crash():
     _check_no_crash("BEGIN { $x = " + "-" * 3000 + "1; }")
 
 
-# ---------------------------------------------------------------- tables cache and startup
+# ---------------------------------------------------------------- generated tables and startup
 
 
-def test_tables_cached_in_xdg_cache_home(tmp_path, monkeypatch):
-    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
-    monkeypatch.setattr(P, "_tables", None)
-    parse("BEGIN { exit(); }")
-    files = os.listdir(tmp_path / "ptrace-lang")
-    assert len(files) == 1 and files[0].startswith("tables-") and files[0].endswith(".marshal")
-    # a second load uses the file (and a corrupt file is regenerated, not fatal)
-    monkeypatch.setattr(P, "_tables", None)
-    assert P._get_tables().states
-    (tmp_path / "ptrace-lang" / files[0]).write_bytes(b"garbage")
-    monkeypatch.setattr(P, "_tables", None)
-    assert parse("BEGIN { }").probes
-    assert (tmp_path / "ptrace-lang" / files[0]).read_bytes() != b"garbage"
+def test_grammar_tables_are_up_to_date():
+    """grammar_tables.py is what gen_tables makes of grammar/*.lark with the installed lark."""
+    pytest.importorskip("lark")
+    from ptrace_lang.frontend import gen_tables
+
+    assert gen_tables.generate(gen_tables.grammar_text()) == gen_tables.loaded(), (
+        f"ptrace_lang/frontend/grammar_tables.py is out of date with the grammar: run `{gen_tables.COMMAND}`")
 
 
-def test_unwritable_cache_dir_falls_back(tmp_path, monkeypatch):
-    blocker = tmp_path / "file"
-    blocker.write_text("not a directory")
-    monkeypatch.setenv("XDG_CACHE_HOME", str(blocker))
-    monkeypatch.setattr(P, "_tables", None)
-    assert parse("BEGIN { exit(); }").probes
+def test_generated_tables_are_canonical():
+    """The same grammar gives the same module whatever the hash seed (Lark numbers states in set order)."""
+    pytest.importorskip("lark")
+    code = ("from ptrace_lang.frontend import gen_tables as g; "
+            "print(g.render(g.generate(g.grammar_text())) == open(g.MODULE, encoding='utf-8').read())")
+    env = dict(os.environ)
+    env["PYTHONPATH"] = ROOT + os.pathsep + env.get("PYTHONPATH", "")
+    for seed in ("1", "2"):
+        env["PYTHONHASHSEED"] = seed
+        out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=60)
+        assert out.returncode == 0, out.stderr
+        assert out.stdout.strip() == "True", seed
 
 
-def test_warm_start_does_not_import_lark():
-    if P._cache_dir() is None:
-        pytest.skip("no writable cache directory: tables are rebuilt (with lark) at every start")
-    P._load_tables()  # make sure the cache file exists
+def test_parse_neither_imports_lark_nor_writes_a_cache(tmp_path):
     code = ("import sys; from ptrace_lang.frontend.parser import parse; parse('BEGIN { exit(); }'); "
             "print('lark' in sys.modules)")
     env = dict(os.environ)
     env["PYTHONPATH"] = ROOT + os.pathsep + env.get("PYTHONPATH", "")
+    env["XDG_CACHE_HOME"] = str(tmp_path)
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=60)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "False"
+    assert os.listdir(tmp_path) == []
 
 
 def test_sources_registered():

@@ -1,0 +1,175 @@
+"""Writes ptrace_lang/frontend/grammar_tables.py from grammar/ptrace.lark (a development step).
+
+    python -m ptrace_lang.frontend.gen_tables
+
+Lark analyses the grammar (about a second) and its LALR(1) tables and terminals are written out as plain
+data, which :mod:`ptrace_lang.frontend.lalr` runs. Run it after every change to the grammar and commit the
+result; a unit test regenerates the tables and fails while the module is out of date. States and rules
+are numbered canonically (Lark's own numbering changes with the string hash seed), so the same grammar
+always gives the same file.
+"""
+from __future__ import annotations
+
+import os
+import re
+import sys
+
+MODULE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "grammar_tables.py")
+COMMAND = "python -m ptrace_lang.frontend.gen_tables"
+
+
+def grammar_text() -> str:
+    from ptrace_lang.resources import grammar_dir
+
+    with open(os.path.join(grammar_dir(), "ptrace.lark"), encoding="utf-8") as f:
+        return f.read()
+
+
+def generate(grammar: str) -> dict:
+    """Run Lark's grammar analysis and extract what the driver needs, as the generated module's names."""
+    import lark
+
+    lk = lark.Lark(grammar, parser="lalr", lexer="contextual", maybe_placeholders=False, start="start")
+    table = lk.parser.parser._parse_table
+    rule_ids: dict = {}
+    rules: list = []
+
+    def rule_id(rule) -> int:
+        if rule not in rule_ids:
+            keep_all = rule.options.keep_all_tokens
+            include = tuple((i, (not sym.is_term) and sym.name.startswith("_"))
+                            for i, sym in enumerate(rule.expansion)
+                            if keep_all or not (sym.is_term and sym.filter_out))
+            rule_ids[rule] = len(rules)
+            rules.append((str(rule.alias or rule.origin.name), str(rule.origin.name), len(rule.expansion),
+                          bool(rule.options.expand1) and not rule.alias, include))
+        return rule_ids[rule]
+
+    n = len(table.states)
+    assert set(table.states) == set(range(n))
+    states = []
+    for s in range(n):
+        acts = {}
+        for sym, (action, arg) in table.states[s].items():
+            acts[str(sym)] = int(arg) if action.name == "Shift" else -(rule_id(arg) + 1)
+        states.append(acts)
+    terms = sorted(lk.terminals, key=lambda t: (-t.priority, -t.pattern.max_width, -len(t.pattern.value), t.name))
+    keywords: dict = {}
+    for rt in terms:
+        if rt.pattern.type != "re":
+            continue
+        for st in terms:
+            if st.pattern.type == "str" and st.priority == rt.priority:
+                m = re.match(rt.pattern.to_regexp(), st.pattern.value)
+                if m and m.group(0) == st.pattern.value:
+                    keywords.setdefault(rt.name, {})[st.pattern.value] = st.name
+    states, rules, start, end = _canonical(states, rules, int(table.start_states["start"]),
+                                           int(table.end_states["start"]))
+    return {
+        "STATES": states,
+        "RULES": rules,
+        "START": start,
+        "END": end,
+        "TERMINALS": tuple((str(t.name), str(t.pattern.to_regexp()), t.pattern.type == "str",
+                            str(t.pattern.value) if t.pattern.type == "str" else None) for t in terms),
+        "KEYWORDS": {str(k): {str(w): str(n) for w, n in sorted(v.items())} for k, v in sorted(keywords.items())},
+        "IGNORE": tuple(sorted(str(t) for t in lk.ignore_tokens)),
+    }
+
+
+def _canonical(states: list[dict], rules: list[tuple], start: int, end: int):
+    """The same tables numbered independently of Lark's order: rules sorted (identical ones merged), states
+    in breadth-first order from the start state following symbols in sorted order, each state's actions
+    sorted by symbol."""
+    order = sorted(set(rules))
+    rule_of = [order.index(r) for r in rules]
+    number = {start: 0}
+    todo = [start]
+    for s in todo:
+        for sym in sorted(states[s]):
+            act = states[s][sym]
+            if act >= 0 and act not in number:
+                number[act] = len(todo)
+                todo.append(act)
+    assert len(todo) == len(states), "unreachable parser states"
+    out = []
+    for s in todo:
+        out.append({sym: number[act] if act >= 0 else -(rule_of[-act - 1] + 1)
+                    for sym, act in sorted(states[s].items())})
+    return tuple(out), tuple(order), 0, number[end]
+
+
+def _wrapped(items: list[str], indent: str, width: int = 110) -> list[str]:
+    lines: list[str] = []
+    cur = indent
+    for item in items:
+        if cur != indent and len(cur) + len(item) + 2 > width:
+            lines.append(cur.rstrip())
+            cur = indent
+        cur += item + ", "
+    if cur != indent:
+        lines.append(cur.rstrip())
+    return lines
+
+
+def render(data: dict) -> str:
+    """The text of the generated module."""
+    out = ['"""The LALR(1) tables and terminals of grammar/ptrace.lark, run by ptrace_lang.frontend.lalr.',
+           "",
+           f"Generated by ``{COMMAND}`` after a change to the grammar: do not edit.",
+           '"""',
+           "",
+           "# symbol -> next state (shift, goto) or -(rule + 1) (reduce), one dict per state",
+           "STATES = ("]
+    for i, state in enumerate(data["STATES"]):
+        out.append(f"    # {i}")
+        out.append("    {")
+        out.extend(_wrapped([f"{sym!r}: {act}" for sym, act in state.items()], " " * 8))
+        out.append("    },")
+    out.append(")")
+    out.append("")
+    out.append("# (tree name, origin, number of symbols, expand1, ((index, splice), ...) of the children kept)")
+    out.append("RULES = (")
+    out.extend(f"    {r!r}," for r in data["RULES"])
+    out.append(")")
+    out.append("")
+    out.append(f"START = {data['START']!r}")
+    out.append(f"END = {data['END']!r}")
+    out.append("")
+    out.append("# (name, regexp, is a string, the string), in the order they are tried")
+    out.append("TERMINALS = (")
+    out.extend(f"    {t!r}," for t in data["TERMINALS"])
+    out.append(")")
+    out.append("")
+    out.append("# regexp terminal -> {word: keyword terminal}")
+    out.append("KEYWORDS = {")
+    for k, words in data["KEYWORDS"].items():
+        out.append(f"    {k!r}: {{")
+        out.extend(_wrapped([f"{w!r}: {n!r}" for w, n in words.items()], " " * 8))
+        out.append("    },")
+    out.append("}")
+    out.append("")
+    out.append(f"IGNORE = {data['IGNORE']!r}")
+    return "\n".join(out) + "\n"
+
+
+def loaded() -> dict:
+    """The names of the checked-in module, as ``generate`` returns them."""
+    from ptrace_lang.frontend import grammar_tables as g
+
+    return {name: getattr(g, name) for name in ("STATES", "RULES", "START", "END", "TERMINALS", "KEYWORDS",
+                                                  "IGNORE")}
+
+
+def main() -> int:
+    text = render(generate(grammar_text()))
+    tmp = MODULE + ".tmp"
+    with open(tmp, "w", encoding="utf-8") as f:
+        f.write(text)
+    os.replace(tmp, MODULE)
+    print(f"wrote {MODULE}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
