@@ -27,7 +27,12 @@ OPTIONS:
     -q             keep messages quiet (no "Attached N probes")
     -v             verbose messages (full verifier log on a rejection)
     -d STAGE       print a compiler stage: ast, types, ir, asm, all (repeat or join with commas)
-    -f FORMAT      output format: text (default) or json (NDJSON: one object per line)
+    -f FORMAT      output format: text (default) or json (NDJSON: one object per line);
+                   flamegraph / folded: maps keyed by kstack/ustack as an SVG flame graph /
+                   folded stacks at exit, to -o FILE (docs/flamegraph.md)
+    --flamegraph FILE  write the flame graph (SVG) of the stack maps to FILE at exit
+    --serve ADDR:PORT  serve the maps as Prometheus metrics on http://ADDR:PORT/metrics while
+                   the program runs (docs/exporter.md)
     -o FILE        write the program's output to FILE instead of stdout
     -B MODE        output buffering: none, line (default: every batch is written at once,
                    also into a pipe) or full (written when the program ends)
@@ -64,6 +69,7 @@ _LONG_FLAGS = {"help": "help", "version": "version", "unsafe": "unsafe", "dry-ru
                "repl": "repl", "no-warnings": "no_warnings", "info": "info",
                "usdt-file-activation": "usdt_file_activation"}
 _LONG_VALUES = ("include",)
+_MODE_VALUES = {"serve": "serve", "flamegraph": "flame_file"}
 
 
 class UsageError(Exception):
@@ -79,7 +85,7 @@ def parse_args(argv: list[str]) -> dict:
             "format": "text", "output": None, "buffering": "line", "list": False,
             "pid": None, "command": None, "unsafe": False, "helper_checks": 0,
             "include_dirs": [], "includes": [], "no_warnings": False, "info": False,
-            "usdt_file_activation": False}
+            "usdt_file_activation": False, "serve": None, "flame": None, "flame_file": None}
     operands: list[str] = []
     i = 0
     while i < len(argv):
@@ -94,6 +100,15 @@ def parse_args(argv: list[str]) -> dict:
                 if eq:
                     raise UsageError(f"option '--{name}' doesn't allow an argument")
                 opts[_LONG_FLAGS[name]] = True
+            elif name in _MODE_VALUES:    # --serve ADDR:PORT, --flamegraph FILE (modes.py)
+                if not eq:
+                    if i >= len(argv):
+                        raise UsageError(f"option '--{name}' requires an argument")
+                    val = argv[i]
+                    i += 1
+                opts[_MODE_VALUES[name]] = val
+                if name == "flamegraph":
+                    opts["flame"] = opts["flame"] or "svg"
             elif name in _LONG_VALUES:
                 if not eq:
                     if i >= len(argv):
@@ -148,8 +163,12 @@ def _value_option(opts: dict, c: str, val: str) -> None:
     if c == "e":
         opts["program"] = val
     elif c == "f":
+        if val in ("flamegraph", "folded"):      # flame graphs of stack maps (modes.py)
+            opts["flame"] = "svg" if val == "flamegraph" else "folded"
+            return
         if val not in ("text", "json"):
-            raise UsageError(f"invalid output format '{val}' (expected text or json)")
+            raise UsageError(f"invalid output format '{val}' (expected text, json, flamegraph "
+                             f"or folded)")
         opts["format"] = val
     elif c == "o":
         opts["output"] = val
@@ -339,6 +358,9 @@ def _compile_and_run(text: str, filename: str, opts: dict, process) -> int:
     if not privileged():
         sys.stderr.write(NEEDS_ROOT)
         return 1
+    if (opts["serve"] or opts["flame"]) and not opts["dry_run"]:   # --serve, flame graphs
+        from ptrace_lang.modes import run_mode
+        return run_mode(spec, opts, text, filename, process)
     out = None
     if opts["output"] is not None:
         try:

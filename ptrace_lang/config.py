@@ -40,6 +40,8 @@ KEYS: dict[str, tuple] = {
     "unstable_typeinfo": (("enable", "warn", "error"), "enable"),
     # ptrace-lang's own: the output of stats/hist/lhist as the newest bpftrace or as 0.17
     "stats_style": (("new", "old"), "new"),
+    # ptrace-lang's own: label names of map keys as metrics (--serve; docs/exporter.md)
+    "metric_labels": ("str", ""),
 }
 # bpftrace 0.17's names for some of them
 LEGACY_ENV = {"BPFTRACE_STRLEN": "max_strlen", "BPFTRACE_MAP_KEYS_MAX": "max_map_keys",
@@ -49,7 +51,7 @@ INVERTED_ENV = {"BPFTRACE_NO_CPP_DEMANGLE": "cpp_demangle"}
 
 # what the runtime reads from ObjectSpec.config
 RUNTIME_KEYS = ("print_maps_on_exit", "max_cat_bytes", "license", "stats_style", "stack_mode",
-                "str_trunc_trailer", "cache_user_symbols", "cpp_demangle", "lazy_symbolication")
+                "str_trunc_trailer", "cache_user_symbols", "cpp_demangle", "lazy_symbolication", "metric_labels")
 
 
 def check_limits(obj, values: dict) -> None:

@@ -1,0 +1,219 @@
+"""The run modes that change what a run produces: ``--serve ADDR:PORT`` (maps as Prometheus
+metrics while it runs: ``exporter``) and ``-f flamegraph`` / ``-f folded`` / ``--flamegraph
+FILE`` (maps keyed by stacks as flame graphs at exit: ``flamegraph``). ``cli`` hands a compiled
+program here (``run_mode``) instead of running its plain ``Session``; both modes are a
+``Session`` subclass overriding public methods (``announce``, ``finish``, ``print_maps``).
+"""
+from __future__ import annotations
+
+import gc
+import os
+import sys
+
+from ptrace_lang.runtime.session import RunOptions, Session
+
+
+def parse_listen(text: str) -> tuple[str, int]:
+    """``ADDR:PORT`` (``[::1]:9100``, ``:9100`` for every address) -> (addr, port)."""
+    addr, colon, port = text.rpartition(":")
+    if not colon or not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise ValueError(f"--serve '{text}': expected ADDR:PORT (127.0.0.1:9100, :9100)")
+    addr = addr.strip("[]") or "0.0.0.0"
+    return addr, int(port)
+
+
+def run_mode(spec, opts: dict, text: str, filename: str, process) -> int:
+    if opts.get("serve"):
+        return _run_served(spec, opts, text, filename, process)
+    return _run_flamegraph(spec, opts, process)
+
+
+def _run_options(opts: dict, process, out=None, **kw) -> RunOptions:
+    return RunOptions(quiet=opts["quiet"], verbose=opts["verbose"], dry_run=opts["dry_run"],
+                      out=out, output_format=opts["format"], buffering=opts["buffering"],
+                      process=process, warnings=not opts["no_warnings"], started=gc.enable, **kw)
+
+
+def _run(session: Session, opts: dict) -> int:
+    """``session.run()`` with the command's error rendering (as ``cli._compile_and_run``)."""
+    from ptrace_lang.errors import PtraceError, SOURCES
+
+    try:
+        return session.run()
+    except PtraceError as e:
+        sys.stdout.flush()
+        sys.stderr.write(e.render(SOURCES) + "\n")
+        log = getattr(e, "verifier_log", None)
+        if log and opts["verbose"]:
+            sys.stderr.write(log.rstrip("\n") + "\n")
+        return 1
+    except Exception as e:
+        from ptrace_lang.cli import _internal_error
+
+        return _internal_error(e)
+
+
+def _open_out(path: str | None):
+    if path is None:
+        return None, 0
+    try:
+        return open(path, "w", encoding="utf-8", errors="surrogateescape"), 0
+    except OSError as e:
+        sys.stderr.write(f"ERROR: failed to open output file '{path}': {e.strerror}\n")
+        return None, 1
+
+
+# ---------------------------------------------------------------------- --serve
+
+class _ServeSession(Session):
+    collector = None
+    server = None
+
+    def announce(self, n: int) -> None:
+        self.collector.attached = n
+        self.collector.ready = True
+        super().announce(n)
+
+    def finish(self) -> None:
+        # no scrape reads the maps while they are detached, printed and closed
+        self.stop_serving()
+        super().finish()
+
+    def stop_serving(self) -> None:
+        if self.collector is not None:
+            with self.collector._lock:
+                self.collector.ready = False
+        if self.server is not None:
+            server, self.server = self.server, None
+            server.shutdown()
+            server.server_close()
+
+
+def _run_served(spec, opts: dict, text: str, filename: str, process) -> int:
+    from ptrace_lang.exporter import MapCollector, parse_label_config
+
+    try:
+        addr, port = parse_listen(opts["serve"])
+        parse_label_config(spec.config.get("metric_labels", ""))
+    except ValueError as e:
+        sys.stderr.write(f"ERROR: {e}\n")
+        return 1
+    out, rc = _open_out(opts["output"])
+    if rc:
+        return rc
+    try:
+        session = _ServeSession(spec, _run_options(opts, process, out))
+        session.collector = MapCollector(session, text, filename)
+        # the port is taken before anything is loaded: a port in use leaves nothing attached
+        try:
+            session.server = make_server(addr, port, session.collector)
+        except OSError as e:
+            sys.stderr.write(f"ERROR: --serve {opts['serve']}: cannot listen on {addr} port "
+                             f"{port}: {e.strerror or e}\n")
+            return 1
+        import threading
+
+        threading.Thread(target=session.server.serve_forever, kwargs={"poll_interval": 0.2},
+                         name="ptrace-metrics", daemon=True).start()
+        if not opts["quiet"]:
+            host = f"[{addr}]" if ":" in addr else addr
+            sys.stderr.write(f"Serving metrics on http://{host}:{session.server.server_port}"
+                             f"/metrics\n")
+        try:
+            return _run(session, opts)
+        finally:
+            session.stop_serving()
+            dropped = session.collector.dropped_total
+            if dropped and not opts["no_warnings"]:
+                sys.stderr.write(f"WARNING: {dropped} map keys were left out of scrapes "
+                                 f"(over {session.collector.max_series} per map)\n")
+    finally:
+        if out is not None:
+            out.close()
+
+
+def make_server(addr: str, port: int, collector):
+    """A threaded HTTP server of ``/metrics`` (Prometheus text, or OpenMetrics when the
+    scraper asks for it: prometheus_client's exposition), bound now; ``serve_forever`` on a
+    thread of its own. Other paths get 404, other methods 405, malformed requests 400."""
+    import socket
+    from wsgiref.simple_server import WSGIRequestHandler, make_server as wsgi_server
+
+    from prometheus_client import CollectorRegistry, make_wsgi_app
+    from prometheus_client.exposition import ThreadingWSGIServer
+
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(collector)
+    metrics = make_wsgi_app(registry)
+
+    def app(environ, start_response):
+        path = environ.get("PATH_INFO") or "/"
+        method = environ.get("REQUEST_METHOD", "")
+        if path not in ("/metrics", "/"):
+            start_response("404 Not Found", [("Content-Type", "text/plain")])
+            return [b"404 Not Found: the metrics are at /metrics\n"]
+        if method != "GET":
+            start_response("405 Method Not Allowed", [("Allow", "GET"),
+                                                      ("Content-Type", "text/plain")])
+            return [b"405 Method Not Allowed: use GET\n"]
+        if path == "/":
+            start_response("200 OK", [("Content-Type", "text/html; charset=utf-8")])
+            return [b'<html><body><a href="/metrics">metrics</a> of ptrace</body></html>\n']
+        return metrics(environ, start_response)
+
+    class Quiet(WSGIRequestHandler):
+        def log_message(self, *args):      # no line per scrape on stderr
+            pass
+
+    class Server(ThreadingWSGIServer):
+        address_family = socket.AF_INET6 if ":" in addr else socket.AF_INET
+
+    return wsgi_server(addr, port, app, Server, handler_class=Quiet)
+
+
+# ---------------------------------------------------------------------- flame graphs
+
+class _FlameSession(Session):
+    graph_path = None          # where the graph goes (None: stdout)
+    graph_format = "svg"
+
+    def print_maps(self) -> None:
+        from ptrace_lang import flamegraph as fg
+        from ptrace_lang.runtime.format import EXIT_PREAMBLE, format_maps
+
+        stack_maps = [um for um in self.spec.user_maps if fg.is_stack_map(um)]
+        paths = fg.output_paths(self.graph_path, [um.name for um in stack_maps])
+        for um, path in zip(stack_maps, paths):
+            target = path if path is not None else sys.stdout
+            fg.write_flamegraph(self.read_user_map(um), target, fg.key_kinds(um),
+                                self.graph_format, title=f"Flame Graph: {um.name}")
+        if not stack_maps:
+            self.err.write("WARNING: no map is keyed by kstack or ustack: no flame graph written\n")
+        rest = [self.read_user_map(um) for um in self.spec.user_maps if um not in stack_maps]
+        if rest:
+            self.out.write(EXIT_PREAMBLE + format_maps(rest, stats_style=self.opts.stats_style))
+        self.out.flush()
+        if hasattr(sys.stdout, "flush"):
+            sys.stdout.flush()
+
+
+def _run_flamegraph(spec, opts: dict, process) -> int:
+    path = opts["flame_file"] or opts["output"]
+    fmt = opts["flame"]
+    # the graph takes the file (or stdout); the program's own output goes to stdout, or to
+    # stderr when the graph is written on stdout
+    out = sys.stderr if path is None else None
+    session = _FlameSession(spec, _run_options(opts, process, out))
+    session.graph_path = path
+    session.graph_format = fmt
+    if path is not None:
+        try:
+            with open(path, "a"):
+                pass
+        except OSError as e:
+            sys.stderr.write(f"ERROR: failed to open output file '{path}': {e.strerror}\n")
+            return 1
+    rc = _run(session, opts)
+    if path is not None and os.path.exists(path) and os.path.getsize(path) == 0 and rc:
+        os.unlink(path)
+    return rc
