@@ -4,13 +4,14 @@ from __future__ import annotations
 import os
 import re
 import signal
+import struct
 import subprocess
 import sys
 import tempfile
 
 import pytest
 
-from runner import Tracer, bpf_prog_names, named_workload, run
+from runner import ROOT, Tracer, bpf_prog_names, named_workload, ptrace_cmd, run
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root to load BPF programs")
 
@@ -173,12 +174,108 @@ def test_compile_error_format_and_nothing_loaded():
     assert "Traceback" not in r.err
 
 
-def test_attach_failure_releases_what_was_attached():
-    r = run("-e", "tracepoint:syscalls:sys_enter_getppid { @ = count(); } "
-                  "tracepoint:nonexistent:event { @ = count(); }")
-    assert r.rc == 1
-    assert "tracepoint not found: nonexistent:event" in r.err
-    assert "Traceback" not in r.err
+def _elf_with_bss(path) -> int:
+    """A tiny x86-64 executable: one loadable segment of 128 bytes in the file and 1 MiB in
+    memory (the rest is bss). Returns an address in the bss: the compiler maps it to a file
+    offset like any address of a loadable segment, 0x80000, far beyond the file's end."""
+    ehdr = (b"\x7fELF" + bytes([2, 1, 1, 0]) + bytes(8)
+            + struct.pack("<HHIQQQIHHHHHH", 2, 62, 1, 0x400078, 64, 0, 0, 64, 56, 1, 64, 0, 0))
+    phdr = struct.pack("<IIQQQQQQ", 1, 5, 0, 0x400000, 0x400000, 0x80, 0x100000, 0x1000)
+    path.write_bytes(ehdr + phdr + b"\xc3" * 8)
+    path.chmod(0o755)
+    return 0x480000
+
+
+def _proc_state(pid: int) -> str:
+    with open(f"/proc/{pid}/stat") as f:
+        return f.read().rsplit(")", 1)[1].split()[0]
+
+
+def _bpf_fds(pid: int) -> list[str]:
+    """What the process holds of BPF objects and perf events (its fds' anon inodes)."""
+    out = []
+    for fd in os.listdir(f"/proc/{pid}/fd"):
+        try:
+            target = os.readlink(f"/proc/{pid}/fd/{fd}")
+        except OSError:
+            continue
+        if target.startswith("anon_inode:bpf") or target == "anon_inode:[perf_event]":
+            out.append(target)
+    return sorted(out)
+
+
+def _wait_until(cond, timeout: float = 60, what: str = "") -> None:
+    import time
+    deadline = time.monotonic() + timeout
+    while not cond():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.02)
+
+
+def test_attach_failure_releases_what_was_attached(tmp_path):
+    """A probe the kernel refuses only when attaching, after another one is attached: the
+    error names it, and everything is released before it is reported.
+
+    The uprobe's address is in the bss of a loadable segment: it compiles and its program
+    loads (the dry run passes), but its file offset lies beyond the end of the file, which
+    the kernel's uprobe_register refuses (EINVAL) when the perf event is opened. The tracepoint
+    before it is attached by then: it fires on that very perf_event_open and stops the tracer
+    (SIGSTOP), where the test sees its link. Then the tracer's stderr is a full pipe, so that
+    it blocks writing the error: at that moment it must hold no BPF object any more."""
+    import fcntl
+    import threading
+
+    binary = tmp_path / "bssonly"
+    addr = _elf_with_bss(binary)
+    script = (f'tracepoint:syscalls:sys_enter_perf_event_open /pid == $1/ {{ signal("SIGSTOP"); }} '
+              f'uprobe:{binary}:{addr:#x} {{ @ = count(); }}')
+    dry = run("--unsafe", "--dry-run", "-e", script, "1")
+    assert (dry.rc, dry.err) == (0, ""), dry.err          # compiles and loads
+
+    r_fd, w_fd = os.pipe()
+    os.write(w_fd, b"x" * fcntl.fcntl(w_fd, fcntl.F_GETPIPE_SZ))     # full: stderr blocks
+    # sh execs ptrace in place, with its own pid ($$) as $1
+    p = subprocess.Popen(["sh", "-c", 'exec "$@" "$$"', "sh", *ptrace_cmd("--unsafe", "-e", script)],
+                         cwd=ROOT, stdout=subprocess.DEVNULL, stderr=w_fd)
+    os.close(w_fd)
+    chunks: list[bytes] = []
+    reader = threading.Thread(target=lambda: [chunks.append(b) for b in iter(lambda: os.read(r_fd, 65536), b"")],
+                              daemon=True)
+    try:
+        # 1. stopped by its own tracepoint program, in the middle of attaching
+        _wait_until(lambda: p.poll() is not None or _proc_state(p.pid) == "T", what="the SIGSTOP")
+        assert p.poll() is None, "the tracepoint never fired: the tracer exited first"
+        held = _bpf_fds(p.pid)
+        assert "anon_inode:bpf_link" in held and "anon_inode:bpf-prog" in held, held
+        assert ours()
+        # 2. let it go on: it fails to attach the uprobe and blocks writing the error
+        os.kill(p.pid, signal.SIGCONT)
+
+        def writing_stderr() -> bool:
+            if p.poll() is not None:
+                return True
+            with open(f"/proc/{p.pid}/syscall") as f:
+                fields = f.read().split()
+            return fields[:2] == ["1", "0x2"] and _proc_state(p.pid) in ("S", "D")
+
+        _wait_until(writing_stderr, what="the error to be written")
+        assert p.poll() is None
+        assert _bpf_fds(p.pid) == [] and not ours(), "still held while reporting the error"
+        # 3. the error itself, and the exit
+        reader.start()
+        rc = p.wait(60)
+        reader.join(10)
+    finally:
+        if p.poll() is None:
+            p.kill()
+            p.wait()
+        os.close(r_fd)
+    err = b"".join(chunks).decode().lstrip("x")
+    assert rc == 1, err
+    assert err.startswith(f"stdin:1:"), err
+    assert f"probe 'uprobe:{binary}:{addr:#x}': failed to attach: perf_event_open: Invalid argument" in err
+    assert "Traceback" not in err
     assert not ours()
 
 
