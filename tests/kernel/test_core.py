@@ -154,9 +154,40 @@ def test_wildcard_tracepoints_share_one_program_and_probe_names():
 
 
 def test_dry_run_loads_but_attaches_nothing():
-    r = run("--dry-run", "-e", "tracepoint:syscalls:sys_enter_openat { @[comm] = count(); }")
-    assert r.rc == 0, r.err
-    assert "Attached" not in r.err
+    """--dry-run hands every program to the kernel's verifier and attaches none: a second
+    tracer counts the dry run's bpf(2) commands and perf_event_open calls; a program the
+    verifier rejects fails the dry run with the verifier's error; nothing stays loaded."""
+    good = ('BEGIN { printf("begun\\n"); } '
+            'tracepoint:syscalls:sys_enter_openat { @[comm] = count(); } '
+            'END { printf("ended\\n"); }')
+    # the dry run's pid is known before it runs: sh waits for a line, then execs ptrace
+    dry = subprocess.Popen(["sh", "-c", 'read go; exec "$@"', "sh", *ptrace_cmd("--dry-run", "-e", good)],
+                           cwd=ROOT, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                           stderr=subprocess.PIPE, text=True)
+    try:
+        watch = Tracer("-e", "tracepoint:syscalls:sys_enter_bpf /pid == $1/ { @bpf[args.cmd] = count(); } "
+                             "tracepoint:syscalls:sys_enter_perf_event_open /pid == $1/ { @perf = count(); }",
+                       str(dry.pid))
+        watch.wait_attached()
+        out, err = dry.communicate("go\n", timeout=60)
+    finally:
+        if dry.poll() is None:
+            dry.kill()
+            dry.wait()
+    w = watch.stop(signal.SIGINT)
+    assert (dry.returncode, out, err) == (0, "", ""), err
+    assert w.rc == 0, w.err
+    cmds = {int(k): int(v) for k, v in re.findall(r"^@bpf\[(\d+)\]: (\d+)$", w.out, re.M)}
+    assert cmds.get(5, 0) >= 3, w.out                        # BPF_PROG_LOAD: BEGIN, the tracepoint, END
+    assert 28 not in cmds and 17 not in cmds and 8 not in cmds, w.out   # no LINK_CREATE, RAW_TP_OPEN, PROG_ATTACH
+    assert not re.search(r"^@perf: [1-9]", w.out, re.M), w.out           # no perf event opened
+    # the verifier really sees them: the same script with a loop it refuses fails the dry run
+    bad = good.replace("@[comm] = count();", "$i = 0; while ($i < 10) { @[comm] = count(); }")
+    r = run("--dry-run", "-e", bad)
+    assert r.rc == 1
+    assert "the kernel's verifier rejected probe program" in r.err and "infinite loop detected" in r.err, r.err
+    assert "Attached" not in r.err and "begun" not in r.out
+    assert not ours()
 
 
 def test_asm_dump_names_the_script_line():
