@@ -100,6 +100,11 @@ def named_workload(name: str, code: str) -> list[str]:
 
 def bpf_prog_names() -> list[str]:
     """Names of every BPF program loaded in the kernel now."""
+    return [name for _, name in bpf_progs()]
+
+
+def bpf_progs() -> list[tuple[int, str]]:
+    """(id, name) of every BPF program loaded in the kernel now (ids only grow)."""
     from ptrace_lang.kernel import progs, sys as ksys
 
     names = []
@@ -119,7 +124,7 @@ def bpf_prog_names() -> list[str]:
         except OSError:
             continue
         try:
-            names.append(progs.prog_info(fd).get("name", ""))
+            names.append((cur, progs.prog_info(fd).get("name", "")))
         finally:
             os.close(fd)
     return names
