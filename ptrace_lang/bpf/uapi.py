@@ -241,6 +241,13 @@ BPF_F_TEST_STATE_FREQ = 1 << 3
 BPF_F_SLEEPABLE = 1 << 4
 BPF_F_XDP_HAS_FRAGS = 1 << 5
 
+# bpf_get_stackid / bpf_get_stack flags
+BPF_F_SKIP_FIELD_MASK = 0xFF
+BPF_F_USER_STACK = 1 << 8
+BPF_F_FAST_STACK_CMP = 1 << 9
+BPF_F_REUSE_STACKID = 1 << 10
+BPF_F_USER_BUILD_ID = 1 << 11
+
 # BPF_PROG_TEST_RUN flags
 BPF_F_TEST_RUN_ON_CPU = 1 << 0
 

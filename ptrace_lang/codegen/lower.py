@@ -13,6 +13,13 @@ from ptrace_lang.records import dataclass
 from ptrace_lang.target import Target
 
 from ptrace_lang import spec as S
+from ptrace_lang.bpf.uapi import (
+    BPF_ANY, BPF_NOEXIST, FN_GET_ATTACH_COOKIE, FN_GET_CURRENT_CGROUP_ID, FN_GET_CURRENT_COMM,
+    FN_GET_CURRENT_PID_TGID, FN_GET_CURRENT_UID_GID, FN_GET_PRANDOM_U32,
+    FN_GET_SMP_PROCESSOR_ID, FN_KTIME_GET_NS, FN_MAP_DELETE_ELEM, FN_MAP_LOOKUP_ELEM,
+    FN_MAP_UPDATE_ELEM, FN_PROBE_READ_KERNEL, FN_PROBE_READ_KERNEL_STR, FN_PROBE_READ_STR,
+    FN_PROBE_READ_USER, FN_PROBE_READ_USER_STR, FN_RINGBUF_RESERVE, FN_RINGBUF_SUBMIT,
+)
 from ptrace_lang.codegen import ir
 from ptrace_lang.codegen.lower_funcs import FuncsLowering
 from ptrace_lang.codegen.lower_values import (  # noqa: F401
@@ -40,16 +47,6 @@ for _off, _names in ((32, "rbp ebp bp bpl"), (40, "rbx ebx bx bl"), (80, "rax ea
                      (112, "rdi edi di dil"), (128, "rip eip"), (152, "rsp esp sp spl")):
     X86_PT_REGS.update({n: _off for n in _names.split()})
 
-# helper numbers (enum bpf_func_id)
-H_MAP_LOOKUP, H_MAP_UPDATE, H_MAP_DELETE = 1, 2, 3
-H_KTIME_NS, H_PRANDOM, H_SMP_ID = 5, 7, 8
-H_PID_TGID, H_UID_GID, H_COMM = 14, 15, 16
-H_PROBE_READ_STR, H_CGROUP_ID = 45, 80
-H_PROBE_READ_USER, H_PROBE_READ_KERNEL, H_PROBE_READ_USER_STR, H_PROBE_READ_KERNEL_STR = 112, 113, 114, 115
-H_RINGBUF_RESERVE, H_RINGBUF_SUBMIT = 131, 132
-H_ATTACH_COOKIE = 174
-
-BPF_ANY, BPF_NOEXIST = 0, 1
 GLOBALS_START_NS = 0   # offset in the value of the ``globals`` array
 
 CMP_OPS = {"==": "jeq", "!=": "jne", ">": "jgt", ">=": "jge", "<": "jlt", "<=": "jle"}
@@ -407,12 +404,12 @@ class Lowering(TypesLowering, FuncsLowering, SymbolsLowering, LoopsLowering, Val
             src = self.vreg()
             self.mov(src, arr)
             self.emit(ir.Alu("add", src, 8 * i))
-            self.call(H_PROBE_READ_USER, ("fp", slot), 8, src)
+            self.call(FN_PROBE_READ_USER, ("fp", slot), 8, src)
             self.emit(ir.CondJump("jne", R0, 0, end))
             p = self.vreg()
             self.emit(ir.Load(p, FP, slot, 8))
             self.emit(ir.CondJump("jeq", p, 0, end))
-            self.call(H_PROBE_READ_USER_STR, ("ptr", rec, 16 + i * size), size, p)
+            self.call(FN_PROBE_READ_USER_STR, ("ptr", rec, 16 + i * size), size, p)
             self.emit(ir.Alu("add", count, 1))
         self.emit(ir.Label(end))
         self.emit(ir.Store(rec, 8, count, 8))
@@ -450,7 +447,7 @@ class Lowering(TypesLowering, FuncsLowering, SymbolsLowering, LoopsLowering, Val
         if layout.agg is not None and layout.agg.kind in ("hist", "lhist"):
             raise NotSupportedYet("delete() on a hist/lhist map", e.span)
         key = self.build_key(ref, layout)
-        self.call(H_MAP_DELETE, ("map", layout.kernel_name), self.key_arg(key))
+        self.call(FN_MAP_DELETE_ELEM, ("map", layout.kernel_name), self.key_arg(key))
 
     def _map_event(self, kind: int, e: ast.Call) -> None:
         idx = self.user_map_index["@" + e.args[0].name]
@@ -467,7 +464,7 @@ class Lowering(TypesLowering, FuncsLowering, SymbolsLowering, LoopsLowering, Val
     # ------------------------------------------------------------------ ring buffer records
     def reserve(self, size: int) -> VReg | None:
         """Reserve a record; on failure count a lost event and skip to ``self._skip``."""
-        self.call(H_RINGBUF_RESERVE, ("map", "ringbuf"), size, 0)
+        self.call(FN_RINGBUF_RESERVE, ("map", "ringbuf"), size, 0)
         rec = self.result()
         self._skip = self.label("lost")
         self._done = self.label("sent")
@@ -483,7 +480,7 @@ class Lowering(TypesLowering, FuncsLowering, SymbolsLowering, LoopsLowering, Val
 
     def submit(self, rec: VReg) -> None:
         skip, done = self._skip, self._done
-        self.call(H_RINGBUF_SUBMIT, rec, 0)
+        self.call(FN_RINGBUF_SUBMIT, rec, 0)
         self.emit(ir.Jump(done))
         self.emit(ir.Label(skip))
         self.count_error(S.COUNTER_LOST_EVENTS)
@@ -557,13 +554,13 @@ class Lowering(TypesLowering, FuncsLowering, SymbolsLowering, LoopsLowering, Val
         return ("fp", key) if isinstance(key, int) else ("ptr", key, 0)
 
     def lookup(self, layout: MapLayout, key) -> VReg:
-        self.call(H_MAP_LOOKUP, ("map", layout.kernel_name), self.key_arg(key))
+        self.call(FN_MAP_LOOKUP_ELEM, ("map", layout.kernel_name), self.key_arg(key))
         return self.result()
 
     def update(self, layout: MapLayout, key, val, flags: int = BPF_ANY) -> None:
         """``val``: a stack offset, or a (base, offset) pair from ``alloc_mem``."""
         val_arg = ("fp", val) if isinstance(val, int) else self.ptr_arg(*val)
-        self.call(H_MAP_UPDATE, ("map", layout.kernel_name), self.key_arg(key), val_arg, flags)
+        self.call(FN_MAP_UPDATE_ELEM, ("map", layout.kernel_name), self.key_arg(key), val_arg, flags)
         # counters[MAP_FULL] += (r0 < 0): branchless, one instruction fewer than a test
         failed, ptr = self.vreg(), self.vreg()
         self.mov(failed, R0)
@@ -585,7 +582,7 @@ class Lowering(TypesLowering, FuncsLowering, SymbolsLowering, LoopsLowering, Val
         self.emit(ir.CondJump("jne", v, 0, hit))
         val = self.frame.alloc(8, ref.span)
         self.emit(ir.Store(FP, val, 0, 8))
-        self.call(H_MAP_UPDATE, ("map", layout.kernel_name), self.key_arg(key), ("fp", val), BPF_NOEXIST)
+        self.call(FN_MAP_UPDATE_ELEM, ("map", layout.kernel_name), self.key_arg(key), ("fp", val), BPF_NOEXIST)
         v2 = self.lookup(layout, key)
         self.emit(ir.CondJump("jne", v2, 0, hit + "_2"))
         self.count_error(S.COUNTER_MAP_FULL)
@@ -884,7 +881,7 @@ class Lowering(TypesLowering, FuncsLowering, SymbolsLowering, LoopsLowering, Val
                 # before Linux 6.4 the helper leaves the bytes after the NUL as they were, and
                 # strings compare (and key maps) byte for byte
                 self.zero_mem(base, off, n)
-            self.call(H_COMM, ("ptr", base, off) if base != FP else ("fp", off), n)
+            self.call(FN_GET_CURRENT_COMM, ("ptr", base, off) if base != FP else ("fp", off), n)
             if size > 16:
                 self.zero_mem(base, off + 16, size - 16)
         elif isinstance(e, ast.Var):
@@ -941,7 +938,7 @@ class Lowering(TypesLowering, FuncsLowering, SymbolsLowering, LoopsLowering, Val
                 self.args_string_into(arg, base, off, min(n, size), zero=False)
                 return
         ptr = self.scalar(arg)
-        self.checked_read(str_helper(arg.type) or H_PROBE_READ_STR, base, off, min(n, size), ptr)
+        self.checked_read(str_helper(arg.type) or FN_PROBE_READ_STR, base, off, min(n, size), ptr)
 
     def str_runtime_len_into(self, e: ast.Call, base, off: int, size: int) -> None:
         """str(src, len) with a length known at run time: at most len characters (and at most
@@ -960,14 +957,14 @@ class Lowering(TypesLowering, FuncsLowering, SymbolsLowering, LoopsLowering, Val
                 self.mov(src, sb)
             if so:
                 self.emit(ir.Alu("add", src, so))
-            helper = H_PROBE_READ_KERNEL_STR
+            helper = FN_PROBE_READ_KERNEL_STR
         elif (isinstance(arg, ast.FieldAccess) and isinstance(arg.base.type, ArgsT)
               and arg.base.type.field(arg.field_name).data_loc):
             src = self.data_loc_address(arg.base.type.field(arg.field_name))
-            helper = H_PROBE_READ_KERNEL_STR
+            helper = FN_PROBE_READ_KERNEL_STR
         else:
             src = self.scalar(arg)
-            helper = str_helper(arg.type) or H_PROBE_READ_STR
+            helper = str_helper(arg.type) or FN_PROBE_READ_STR
         n = self.vreg()
         self.mov(n, self.scalar(e.args[1]))
         empty, fits, done = self.label("strempty"), self.label("strfits"), self.label("strdone")
@@ -998,13 +995,13 @@ class Lowering(TypesLowering, FuncsLowering, SymbolsLowering, LoopsLowering, Val
         if zero:
             self.zero_mem(base, off, size)
         if f.data_loc:
-            self.checked_read(H_PROBE_READ_KERNEL_STR, base, off, size, self.data_loc_address(f))
+            self.checked_read(FN_PROBE_READ_KERNEL_STR, base, off, size, self.data_loc_address(f))
         else:
             src = self.vreg()
             self.mov(src, self.ctx)
             self.emit(ir.Alu("add", src, f.offset))
             n = min(size, f.size)
-            self.checked_read(H_PROBE_READ_KERNEL, base, off, n, src)
+            self.checked_read(FN_PROBE_READ_KERNEL, base, off, n, src)
 
     def usdt_arg(self, a, span: Span) -> VReg:
         """A USDT argument as its note describes it (x86-64): a register of pt_regs, memory at
@@ -1029,7 +1026,7 @@ class Lowering(TypesLowering, FuncsLowering, SymbolsLowering, LoopsLowering, Val
                 self.emit(ir.Alu("add", addr, idx))
             slot = self.frame.alloc(8, span)
             self.emit(ir.Store(FP, slot, 0, 8))
-            self.checked_read(H_PROBE_READ_USER, FP, slot, a.size, addr)
+            self.checked_read(FN_PROBE_READ_USER, FP, slot, a.size, addr)
             v = self.vreg()
             self.emit(ir.Load(v, FP, slot, 8))
         else:
@@ -1185,7 +1182,7 @@ class Lowering(TypesLowering, FuncsLowering, SymbolsLowering, LoopsLowering, Val
         if name == "cpid":
             return self.const(self.cpid or 0)
         if name in ("pid", "tid"):
-            self.call(H_PID_TGID)
+            self.call(FN_GET_CURRENT_PID_TGID)
             out = self.result()
             if name == "pid":
                 self.emit(ir.Alu("rsh", out, 32))
@@ -1193,7 +1190,7 @@ class Lowering(TypesLowering, FuncsLowering, SymbolsLowering, LoopsLowering, Val
                 self.mov(out, out, 32)
             return out
         if name in ("uid", "gid"):
-            self.call(H_UID_GID)
+            self.call(FN_GET_CURRENT_UID_GID)
             out = self.result()
             if name == "gid":
                 self.emit(ir.Alu("rsh", out, 32))
@@ -1201,10 +1198,10 @@ class Lowering(TypesLowering, FuncsLowering, SymbolsLowering, LoopsLowering, Val
                 self.mov(out, out, 32)
             return out
         if name == "nsecs":
-            self.call(H_KTIME_NS)
+            self.call(FN_KTIME_GET_NS)
             return self.result()
         if name == "elapsed":
-            self.call(H_KTIME_NS)
+            self.call(FN_KTIME_GET_NS)
             out = self.result()
             g = self.vreg()
             self.emit(ir.LoadMapFd(g, "globals", GLOBALS_START_NS))
@@ -1212,17 +1209,17 @@ class Lowering(TypesLowering, FuncsLowering, SymbolsLowering, LoopsLowering, Val
             self.emit(ir.Alu("sub", out, g))
             return out
         if name == "cpu":
-            self.call(H_SMP_ID)
+            self.call(FN_GET_SMP_PROCESSOR_ID)
             return self.result()
         if name == "rand":
-            self.call(H_PRANDOM)
+            self.call(FN_GET_PRANDOM_U32)
             return self.result()
         if name == "cgroup":
-            self.call(H_CGROUP_ID)
+            self.call(FN_GET_CURRENT_CGROUP_ID)
             return self.result()
         if name in ("probe", "func"):
             if self.uses_cookie:
-                self.call(H_ATTACH_COOKIE, self.ctx)
+                self.call(FN_GET_ATTACH_COOKIE, self.ctx)
                 return self.result()
             return self.const(self.probe_ids[0])
         if name.startswith("arg") and name[3:].isdigit() and isinstance(self.args, UsdtArgsT):

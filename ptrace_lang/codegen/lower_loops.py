@@ -20,15 +20,13 @@ from __future__ import annotations
 from ptrace_lang.records import dataclass, field
 
 from ptrace_lang import spec as S
+from ptrace_lang.bpf.uapi import FN_FOR_EACH_MAP_ELEM, FN_LOOP, FN_MAP_LOOKUP_PERCPU_ELEM
 from ptrace_lang.codegen import ir
 from ptrace_lang.codegen.frame import Frame
 from ptrace_lang.codegen.ir import FP, R0, R1, R2, R3, R4, VReg
 from ptrace_lang.frontend import ast
 from ptrace_lang.sema.types import AggT, TupleT
 
-H_FOR_EACH_MAP_ELEM = 164
-H_LOOP = 181
-H_MAP_LOOKUP_PERCPU = 195
 # bpf_loop refuses more than this many iterations (BPF_MAX_LOOPS)
 MAX_LOOPS = 1 << 23
 CTX_OFF, FLAG_OFF, VARS_OFF = 0, 8, 16
@@ -206,7 +204,7 @@ class LoopsLowering:
         self.var_types = var_types
         f = self.vreg()
         self.emit(ir.LoadFuncAddr(f, 0, func=fn))
-        self.call(H_FOR_EACH_MAP_ELEM, ("map", layout.kernel_name), f, ("fp", ctxs), 0)
+        self.call(FN_FOR_EACH_MAP_ELEM, ("map", layout.kernel_name), f, ("fp", ctxs), 0)
         self._after_call(ctxs, passed, assigned)
 
     def _agg_value(self, layout, key: VReg, value: VReg) -> VReg:
@@ -222,7 +220,7 @@ class LoopsLowering:
         self.mov(first, 1)
         for cpu in range(ncpus):
             skip = self.label("cpu")
-            self.call(H_MAP_LOOKUP_PERCPU, ("map", layout.kernel_name), key, cpu)
+            self.call(FN_MAP_LOOKUP_PERCPU_ELEM, ("map", layout.kernel_name), key, cpu)
             p = self.result()
             self.emit(ir.CondJump("jeq", p, 0, skip))
             v = self.vreg()
@@ -285,7 +283,7 @@ class LoopsLowering:
         self.var_types = var_types
         f = self.vreg()
         self.emit(ir.LoadFuncAddr(f, 0, func=fn))
-        self.call(H_LOOP, n, f, ("fp", ctxs), 0)
+        self.call(FN_LOOP, n, f, ("fp", ctxs), 0)
         self._after_call(ctxs, passed, assigned)
         self.emit(ir.Label(skip))
 
@@ -305,7 +303,7 @@ class LoopsLowering:
             subs.append(sub)
         f = self.vreg()
         self.emit(ir.LoadFuncAddr(f, 0, func=name))
-        self.call(H_FOR_EACH_MAP_ELEM, ("map", layout.kernel_name), f, 0, 0)
+        self.call(FN_FOR_EACH_MAP_ELEM, ("map", layout.kernel_name), f, 0, 0)
         return self.result()
 
     # ------------------------------------------------------------------ let, block expressions
