@@ -34,7 +34,7 @@ from ptrace_lang.frontend import ast
 from ptrace_lang.sema.analyze import MapInfo, field_type, is_signed, signed_pair
 from ptrace_lang.sema.types import (
     FUNC, PROBE, AggT, ArgsT, BoolT, BufT, IntArrayT, IntT, PtrT, StrT, TupleT, Type, UsdtArgsT,
-    UserT,
+    UserT, is_scalar,
 )
 
 # struct pt_regs (x86-64) offsets of every register name a USDT note may use
@@ -1339,11 +1339,6 @@ class Lowering(TypesLowering, FuncsLowering, SymbolsLowering, LoopsLowering, Val
             return
         v = self.scalar(e)
         self.emit(ir.CondJump("jeq", v, 0, false_label))
-
-
-def is_scalar(t: Type) -> bool:
-    """Held in a register (an 8-byte value), not in memory."""
-    return t.is_int or t in (PROBE, FUNC) or (isinstance(t, UserT) and t.nbytes <= 8)
 
 
 def value_field(t: Type, off: int, name: str = "", trailer: str = "..") -> S.Field:

@@ -25,7 +25,7 @@ from ptrace_lang.codegen import ir
 from ptrace_lang.codegen.frame import Frame
 from ptrace_lang.codegen.ir import FP, R0, R1, R2, R3, R4, VReg
 from ptrace_lang.frontend import ast
-from ptrace_lang.sema.types import AggT, TupleT
+from ptrace_lang.sema.types import AggT, TupleT, is_scalar
 
 # bpf_loop refuses more than this many iterations (BPF_MAX_LOOPS)
 MAX_LOOPS = 1 << 23
@@ -84,12 +84,12 @@ class LoopsLowering:
                 continue
             typ = self.var_types[name]
             passed.append((name, off, typ))
-            off += 8 if self._is_scalar(typ) or self._by_ref(name) else (typ.size() + 7) // 8 * 8
+            off += 8 if is_scalar(typ) or self._by_ref(name) else (typ.size() + 7) // 8 * 8
         ctxs = self.frame.alloc(off, body.span)
         self.emit(ir.Store(FP, ctxs + CTX_OFF, self.ctx, 8))
         self.emit(ir.Store(FP, ctxs + FLAG_OFF, 0, 8))
         for name, o, typ in passed:
-            if self._is_scalar(typ):
+            if is_scalar(typ):
                 self.emit(ir.Store(FP, ctxs + o, self.vars[name], 8))
             elif self._by_ref(name):     # a big value: its address (the body works in place)
                 self.emit(ir.Store(FP, ctxs + o, self.address_of(*self.vars[name]), 8))
@@ -101,7 +101,7 @@ class LoopsLowering:
         for name, o, typ in passed:
             if name not in assigned or self._by_ref(name):
                 continue
-            if self._is_scalar(typ):
+            if is_scalar(typ):
                 self.emit(ir.Load(self.vars[name], FP, ctxs + o, 8))
             else:
                 self.copy_mem(*self.vars[name], FP, ctxs + o, typ.size())
@@ -114,12 +114,6 @@ class LoopsLowering:
         passed to a loop body by address."""
         slot = self.vars.get(name)
         return isinstance(slot, tuple) and slot[0] is not FP
-
-    @staticmethod
-    def _is_scalar(t) -> bool:
-        from ptrace_lang.codegen.lower import is_scalar
-
-        return is_scalar(t)
 
     # ------------------------------------------------------------------ the callback's side
     def _callback(self, name: str, nargs: int, ctx_arg, passed, assigned, prologue, body):
@@ -141,7 +135,7 @@ class LoopsLowering:
         self.emit(ir.Load(self.ctx, cstruct, CTX_OFF, 8))
         self.vars = {}
         for vname, o, typ in passed:
-            if self._is_scalar(typ):
+            if is_scalar(typ):
                 r = self.vars[vname] = self.vreg()
                 self.emit(ir.Load(r, cstruct, o, 8))
             elif vname in byref:
@@ -163,7 +157,7 @@ class LoopsLowering:
             for vname, o, typ in passed:
                 if vname not in assigned or vname in byref:
                     continue
-                if self._is_scalar(typ):
+                if is_scalar(typ):
                     self.emit(ir.Store(cstruct, o, self.vars[vname], 8))
                 else:
                     self.copy_mem(cstruct, o, *self.vars[vname], typ.size())
@@ -308,8 +302,6 @@ class LoopsLowering:
 
     # ------------------------------------------------------------------ let, block expressions
     def lower_let(self, s: ast.Let) -> None:
-        from ptrace_lang.codegen.lower import is_scalar
-
         name = s.var.name
         if s.value is not None:
             self.assign_var(s.var, s.value)
