@@ -268,6 +268,10 @@ PERF_FLAG_FD_OUTPUT = 1 << 1
 PERF_FLAG_PID_CGROUP = 1 << 2
 PERF_FLAG_FD_CLOEXEC = 1 << 3
 
+# address families (linux/socket.h), the first word of an ntop() value
+AF_INET = 2
+AF_INET6 = 10
+
 # errno values the kernel uses that Python's errno module lacks
 ENOTSUPP = 524
 

@@ -13,19 +13,18 @@ from __future__ import annotations
 
 from ptrace_lang import spec as S
 from ptrace_lang.bpf.uapi import (
-    FN_D_PATH, FN_GET_CURRENT_UID_GID, FN_GET_NUMA_NODE_ID, FN_JIFFIES64, FN_KTIME_GET_BOOT_NS,
-    FN_KTIME_GET_NS, FN_KTIME_GET_TAI_NS, FN_OVERRIDE_RETURN, FN_PROBE_READ_KERNEL,
-    FN_PROBE_READ_USER, FN_SEND_SIGNAL,
+    AF_INET, AF_INET6, FN_D_PATH, FN_GET_CURRENT_UID_GID, FN_GET_NUMA_NODE_ID, FN_JIFFIES64,
+    FN_KTIME_GET_BOOT_NS, FN_KTIME_GET_NS, FN_KTIME_GET_TAI_NS, FN_OVERRIDE_RETURN,
+    FN_PROBE_READ_KERNEL, FN_PROBE_READ_USER, FN_SEND_SIGNAL,
 )
 from ptrace_lang.codegen import ir
 from ptrace_lang.codegen.ir import FP, R0
 from ptrace_lang.errors import NotSupportedYet
 from ptrace_lang.frontend import ast
 from ptrace_lang.sema.fn_funcs import SIGNALS, array_field, pton_bytes
-from ptrace_lang.sema.types import IntT, StrT, UserT
+from ptrace_lang.sema.types import ArrayT, IntT, StrT, UserT
 
 PT_REGS_CS = 136          # x86-64 struct pt_regs: cs
-AF_INET, AF_INET6 = 2, 10
 
 
 class FuncsLowering:
@@ -196,17 +195,24 @@ class FuncsLowering:
         self.checked_read(FN_PROBE_READ_KERNEL, base, off, n, src)
 
     def into_ntop(self, e: ast.Call, base, off: int, typ) -> None:
+        """ntop([af, ]addr): the address family (8 bytes), then the address's bytes (16, zero
+        padded) for user space to print. The family, when not given, follows from the address:
+        4 bytes (or an integer) are IPv4, 16 are IPv6."""
         addr = e.args[-1]
+        t = addr.type
         af = self.scalar(e.args[0]) if len(e.args) == 2 else None
-        f = array_field(addr)
         self.zero_mem(base, off + 8, 16)
-        if f is not None:
+        if isinstance(t, ArrayT) and isinstance(t.elem, IntT) and t.elem.bits == 8:
+            # a C byte array (an address member): its bytes read into the address part
+            self.expr_into(addr, base, off + 8, ArrayT(t.elem, min(t.n, 16)))
+            default_af = AF_INET if t.n == 4 else AF_INET6
+        elif (f := array_field(addr)) is not None:
             n = min(f.size, 16)
             self._read_ctx_bytes(f, base, off + 8, n)
             default_af = AF_INET if n == 4 else AF_INET6
-        elif isinstance(addr.type, UserT) and addr.type.kind == "bytes":
-            self.expr_into(addr, base, off + 8, addr.type)
-            default_af = AF_INET if addr.type.nbytes == 4 else AF_INET6
+        elif isinstance(t, UserT) and t.kind == "bytes":
+            self.expr_into(addr, base, off + 8, t)
+            default_af = AF_INET if t.nbytes == 4 else AF_INET6
         else:
             v = self.scalar(addr)
             self.emit(ir.Store(base, off + 8, v, 8))

@@ -233,19 +233,6 @@ class TypesLowering:
             return self.parent_tgid(e)
         return None
 
-    def into_ntop(self, e: ast.Call, base, off: int, typ) -> None:
-        """ntop() of a C byte array (an address member of 4 or 16 bytes): its bytes read into
-        the value's address part; other arguments are lower_funcs' business."""
-        addr = e.args[-1]
-        t = addr.type
-        if isinstance(t, ArrayT) and isinstance(t.elem, IntT) and t.elem.bits == 8:
-            af = self.scalar(e.args[0]) if len(e.args) == 2 else None
-            self.zero_mem(base, off + 8, 16)
-            self.expr_into(addr, base, off + 8, ArrayT(t.elem, min(t.n, 16)))
-            self.emit(ir.Store(base, off, af if af is not None else (2 if t.n == 4 else 10), 8))
-            return
-        super().into_ntop(e, base, off, typ)
-
     def call_kptr(self, e: ast.Call) -> VReg:
         return self.scalar(e.args[0])
 
