@@ -19,7 +19,6 @@ from __future__ import annotations
 
 from ptrace_lang.records import dataclass, field
 
-from ptrace_lang import spec as S
 from ptrace_lang.bpf.uapi import FN_FOR_EACH_MAP_ELEM, FN_LOOP, FN_MAP_LOOKUP_PERCPU_ELEM
 from ptrace_lang.codegen import ir
 from ptrace_lang.codegen.frame import Frame
