@@ -49,11 +49,6 @@ class SymbolsLowering:
         self.emit(ir.Store(base, off, self.scalar(e.args[0]), 8))
         self.emit(ir.Store(base, off + 8, self.builtin("pid", e), 8))
 
-    def call_kptr(self, e: ast.Call):
-        return self.scalar(e.args[0])
-
-    call_uptr = call_kptr
-
     def call_kaddr(self, e: ast.Call):
         return self.const(e.address)
 

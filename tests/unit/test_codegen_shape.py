@@ -136,6 +136,19 @@ def test_codegen_modules_stay_small():
     assert big == [], "\n".join(big)
 
 
+def test_each_lowering_method_is_defined_once():
+    # a method in two mixins would be chosen by the order of Lowering's bases (ntop was)
+    from ptrace_lang.codegen.lower import Lowering
+
+    where: dict[str, list[str]] = {}
+    for cls in Lowering.__mro__[:-1]:
+        for name in vars(cls):
+            if not name.startswith("__"):
+                where.setdefault(name, []).append(cls.__name__)
+    twice = {n: c for n, c in where.items() if len(c) > 1}
+    assert twice == {}, twice
+
+
 def test_uapi_names_the_helpers_lowering_calls():
     from ptrace_lang.bpf import uapi
     from ptrace_lang.bpf.helpers import HELPER_IDS
