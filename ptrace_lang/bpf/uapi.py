@@ -241,6 +241,13 @@ BPF_F_TEST_STATE_FREQ = 1 << 3
 BPF_F_SLEEPABLE = 1 << 4
 BPF_F_XDP_HAS_FRAGS = 1 << 5
 
+# bpf_get_stackid / bpf_get_stack flags
+BPF_F_SKIP_FIELD_MASK = 0xFF
+BPF_F_USER_STACK = 1 << 8
+BPF_F_FAST_STACK_CMP = 1 << 9
+BPF_F_REUSE_STACKID = 1 << 10
+BPF_F_USER_BUILD_ID = 1 << 11
+
 # BPF_PROG_TEST_RUN flags
 BPF_F_TEST_RUN_ON_CPU = 1 << 0
 
@@ -260,6 +267,10 @@ PERF_FLAG_FD_NO_GROUP = 1 << 0
 PERF_FLAG_FD_OUTPUT = 1 << 1
 PERF_FLAG_PID_CGROUP = 1 << 2
 PERF_FLAG_FD_CLOEXEC = 1 << 3
+
+# address families (linux/socket.h), the first word of an ntop() value
+AF_INET = 2
+AF_INET6 = 10
 
 # errno values the kernel uses that Python's errno module lacks
 ENOTSUPP = 524

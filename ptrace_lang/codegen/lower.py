@@ -5,51 +5,44 @@ written straight to where they are needed: a map key slot, a ring buffer record,
 stack slot (``expr_into``). Conditions lower to branches (``cond``), not to 0/1 values.
 
 Kernel maps used by every object: ``ringbuf`` (events), ``counters`` (u64s:
-spec.COUNTER_*, one u64 each in the single value of an array), ``globals`` (array of one value: the start time for ``elapsed``, read without a helper call).
+spec.COUNTER_*, one u64 each in the single value of an array), ``globals`` (array of one value:
+the start time for ``elapsed``, read without a helper call).
+
+``Lowering`` keeps the core (statements, variables, scalars, conditions, values into memory);
+its mixins lower the rest: map access and aggregations (``lower_maps``), ring buffer records
+(``lower_events``), strings (``lower_strings``), context arguments (``lower_args``), C types
+(``lower_types``), functions (``lower_funcs``), stacks and symbols (``lower_symbols``), loops
+(``lower_loops``), big values and scratch memory (``lower_values``).
 """
 from __future__ import annotations
 
-from ptrace_lang.records import dataclass
 from ptrace_lang.target import Target
 
 from ptrace_lang import spec as S
+from ptrace_lang.bpf.uapi import (
+    FN_GET_ATTACH_COOKIE, FN_GET_CURRENT_CGROUP_ID, FN_GET_CURRENT_PID_TGID,
+    FN_GET_CURRENT_UID_GID, FN_GET_PRANDOM_U32, FN_GET_SMP_PROCESSOR_ID, FN_KTIME_GET_NS,
+)
 from ptrace_lang.codegen import ir
-from ptrace_lang.codegen.lower_funcs import FuncsLowering
-from ptrace_lang.codegen.lower_values import (  # noqa: F401
-    SCRATCH_LIMIT, SCRATCH_MAP, Frames, ValuesLowering, str_field,
-)
 from ptrace_lang.codegen.ir import FP, R0, R1, VReg
-from ptrace_lang.codegen.lower_types import TypesLowering, c_value_field, str_helper
+from ptrace_lang.codegen.lower_args import ArgsLowering
+from ptrace_lang.codegen.lower_events import EventsLowering, value_field  # noqa: F401
+from ptrace_lang.codegen.lower_funcs import FuncsLowering
 from ptrace_lang.codegen.lower_loops import LoopsLowering
+from ptrace_lang.codegen.lower_maps import MapLayout, MapsLowering, map_layout  # noqa: F401
+from ptrace_lang.codegen.lower_strings import StringsLowering
 from ptrace_lang.codegen.lower_symbols import SymbolsLowering
-from ptrace_lang.errors import NO_SPAN, CompileError, NotSupportedYet, Span
+from ptrace_lang.codegen.lower_types import TypesLowering
+from ptrace_lang.codegen.lower_values import (  # noqa: F401
+    SCRATCH_LIMIT, SCRATCH_MAP, Frames, ValuesLowering,
+)
+from ptrace_lang.errors import CompileError, NotSupportedYet, Span
 from ptrace_lang.frontend import ast
-from ptrace_lang.sema.analyze import MapInfo, field_type, is_signed, signed_pair
+from ptrace_lang.sema.analyze import signed_pair
 from ptrace_lang.sema.types import (
-    FUNC, PROBE, AggT, ArgsT, BoolT, BufT, IntArrayT, IntT, PtrT, StrT, TupleT, Type, UsdtArgsT,
-    UserT,
+    ArgsT, BoolT, BufT, IntArrayT, IntT, PtrT, StrT, TupleT, Type, UsdtArgsT, UserT, is_scalar,
 )
 
-# struct pt_regs (x86-64) offsets of every register name a USDT note may use
-X86_PT_REGS: dict[str, int] = {}
-for _off, _names in ((0, "r15"), (8, "r14"), (16, "r13"), (24, "r12"), (48, "r11"), (56, "r10"),
-                     (64, "r9"), (72, "r8")):
-    X86_PT_REGS.update({_names: _off, _names + "d": _off, _names + "w": _off, _names + "b": _off})
-for _off, _names in ((32, "rbp ebp bp bpl"), (40, "rbx ebx bx bl"), (80, "rax eax ax al"),
-                     (88, "rcx ecx cx cl"), (96, "rdx edx dx dl"), (104, "rsi esi si sil"),
-                     (112, "rdi edi di dil"), (128, "rip eip"), (152, "rsp esp sp spl")):
-    X86_PT_REGS.update({n: _off for n in _names.split()})
-
-# helper numbers (enum bpf_func_id)
-H_MAP_LOOKUP, H_MAP_UPDATE, H_MAP_DELETE = 1, 2, 3
-H_KTIME_NS, H_PRANDOM, H_SMP_ID = 5, 7, 8
-H_PID_TGID, H_UID_GID, H_COMM = 14, 15, 16
-H_PROBE_READ_STR, H_CGROUP_ID = 45, 80
-H_PROBE_READ_USER, H_PROBE_READ_KERNEL, H_PROBE_READ_USER_STR, H_PROBE_READ_KERNEL_STR = 112, 113, 114, 115
-H_RINGBUF_RESERVE, H_RINGBUF_SUBMIT = 131, 132
-H_ATTACH_COOKIE = 174
-
-BPF_ANY, BPF_NOEXIST = 0, 1
 GLOBALS_START_NS = 0   # offset in the value of the ``globals`` array
 
 CMP_OPS = {"==": "jeq", "!=": "jne", ">": "jgt", ">=": "jge", "<": "jlt", "<=": "jle"}
@@ -60,43 +53,8 @@ ARITH = {"+": "add", "-": "sub", "*": "mul", "/": "div", "%": "mod", "&": "and",
          "^": "xor", "<<": "lsh", ">>": "rsh"}
 
 
-def kernel_map_name(user_name: str) -> str:
-    """``@`` -> ``m_``, ``@x`` -> ``m_x`` (kernel names: 15 chars, [A-Za-z0-9_.])."""
-    return "m_" + user_name[1:]
-
-
-@dataclass
-class MapLayout:
-    """How a script map is kept in the kernel."""
-
-    info: MapInfo
-    kernel_name: str
-    key_size: int        # script key bytes (8 for scalar maps), before any hist bucket
-    value_size: int
-    percpu: bool
-
-    @property
-    def agg(self) -> AggT | None:
-        vt = self.info.value_type
-        return vt if isinstance(vt, AggT) else None
-
-    @property
-    def kernel_key_size(self) -> int:
-        a = self.agg
-        return self.key_size + (8 if a is not None and a.kind in ("hist", "lhist") else 0)
-
-
-def map_layout(info: MapInfo) -> MapLayout:
-    key_size = info.key_type.size() if info.key_type is not None else 8
-    vt = info.value_type
-    if isinstance(vt, AggT):
-        value_size = {"count": 8, "sum": 8, "min": 16, "max": 16, "avg": 16, "stats": 16,
-                      "hist": 8, "lhist": 8}[vt.kind]
-        return MapLayout(info, kernel_map_name(info.name), key_size, value_size, True)
-    return MapLayout(info, kernel_map_name(info.name), key_size, max(vt.size(), 8), False)
-
-
-class Lowering(TypesLowering, FuncsLowering, SymbolsLowering, LoopsLowering, ValuesLowering):
+class Lowering(MapsLowering, EventsLowering, StringsLowering, ArgsLowering, TypesLowering,
+               FuncsLowering, SymbolsLowering, LoopsLowering, ValuesLowering):
     """Builds the IR of one program."""
 
     def __init__(self, *, maps: dict[str, MapLayout], events: list[S.EventSpec],
@@ -377,379 +335,6 @@ class Lowering(TypesLowering, FuncsLowering, SymbolsLowering, LoopsLowering, Val
     def scalar_or_discard(self, e: ast.Expr) -> None:
         self.scalar(e)
 
-    def stmt_printf(self, e: ast.Call) -> None:
-        args = e.args[1:]
-        self.record(S.EV_PRINTF, e.args[0].value, args, e.span)
-
-    def stmt_cat(self, e: ast.Call) -> None:
-        self.record(S.EV_CAT, e.args[0].value, e.args[1:], e.span)
-
-    def stmt_system(self, e: ast.Call) -> None:
-        self.record(S.EV_SYSTEM, e.args[0].value, e.args[1:], e.span)
-
-    def stmt_join(self, e: ast.Call) -> None:
-        """join(arr[, delim]): up to JOIN_MAX pointers read from the user array, each string
-        read straight into the record; the count of strings read goes first."""
-        size = self.max_strlen
-        delim = e.args[1].value if len(e.args) > 1 else " "
-        fields = [S.Field("int", 8, 8)] + [S.Field("str", 16 + i * size, size)
-                                           for i in range(S.JOIN_MAX)]
-        ev_id = len(self.events)
-        self.events.append(S.EventSpec(S.EV_JOIN, delim, fields, e.span))
-        arr = self.scalar(e.args[0])
-        slot = self.frame.alloc(8, e.span)
-        rec = self.reserve(16 + S.JOIN_MAX * size)
-        self.header(rec, S.EV_JOIN, ev_id)
-        count = self.vreg()
-        self.mov(count, 0)
-        end = self.label("joined")
-        for i in range(S.JOIN_MAX):
-            src = self.vreg()
-            self.mov(src, arr)
-            self.emit(ir.Alu("add", src, 8 * i))
-            self.call(H_PROBE_READ_USER, ("fp", slot), 8, src)
-            self.emit(ir.CondJump("jne", R0, 0, end))
-            p = self.vreg()
-            self.emit(ir.Load(p, FP, slot, 8))
-            self.emit(ir.CondJump("jeq", p, 0, end))
-            self.call(H_PROBE_READ_USER_STR, ("ptr", rec, 16 + i * size), size, p)
-            self.emit(ir.Alu("add", count, 1))
-        self.emit(ir.Label(end))
-        self.emit(ir.Store(rec, 8, count, 8))
-        self.submit(rec)
-
-    def stmt_print(self, e: ast.Call) -> None:
-        first = e.args[0]
-        if isinstance(first, ast.MapRef) and first.keys is None:
-            top = self.const_value(e.args[1]) if len(e.args) > 1 else 0
-            div = self.const_value(e.args[2]) if len(e.args) > 2 else 1
-            idx = self.user_map_index["@" + first.name]
-            rec = self.reserve(S.RECORD_HEADER + 16)
-            self.header(rec, S.EV_PRINT_MAP, idx)
-            self.emit(ir.Store(rec, 8, self.const(top), 8))
-            self.emit(ir.Store(rec, 16, self.const(div), 8))
-            self.submit(rec)
-            return
-        self.record(S.EV_PRINT_VALUE, "", [first], e.span)
-
-    def stmt_time(self, e: ast.Call) -> None:
-        fmt = e.args[0].value if e.args else "%H:%M:%S\n"
-        self.record(S.EV_TIME, fmt, [], e.span)
-
-    def stmt_exit(self, e: ast.Call) -> None:
-        code = self.scalar(e.args[0]) if e.args else None
-        rec = self.reserve(S.RECORD_HEADER + 8)
-        self.header(rec, S.EV_EXIT, 0)
-        self.emit(ir.Store(rec, 8, code if code is not None else 0, 8))
-        self.submit(rec)
-        self.emit(ir.Jump(self.exit_label))
-
-    def stmt_delete(self, e: ast.Call) -> None:
-        ref = e.args[0]
-        layout = self.maps["@" + ref.name]
-        if layout.agg is not None and layout.agg.kind in ("hist", "lhist"):
-            raise NotSupportedYet("delete() on a hist/lhist map", e.span)
-        key = self.build_key(ref, layout)
-        self.call(H_MAP_DELETE, ("map", layout.kernel_name), self.key_arg(key))
-
-    def _map_event(self, kind: int, e: ast.Call) -> None:
-        idx = self.user_map_index["@" + e.args[0].name]
-        rec = self.reserve(S.RECORD_HEADER)
-        self.header(rec, kind, idx)
-        self.submit(rec)
-
-    def stmt_clear(self, e: ast.Call) -> None:
-        self._map_event(S.EV_CLEAR_MAP, e)
-
-    def stmt_zero(self, e: ast.Call) -> None:
-        self._map_event(S.EV_ZERO_MAP, e)
-
-    # ------------------------------------------------------------------ ring buffer records
-    def reserve(self, size: int) -> VReg | None:
-        """Reserve a record; on failure count a lost event and skip to ``self._skip``."""
-        self.call(H_RINGBUF_RESERVE, ("map", "ringbuf"), size, 0)
-        rec = self.result()
-        self._skip = self.label("lost")
-        self._done = self.label("sent")
-        self.emit(ir.CondJump("jeq", rec, 0, self._skip))
-        return rec
-
-    def header(self, rec: VReg, kind: int, ident: int) -> None:
-        """The record header (spec.py): kind and id in one 32-bit store."""
-        if not 0 <= ident <= S.MAX_RECORD_ID:
-            raise CompileError(f"too many output statements (more than {S.MAX_RECORD_ID})",
-                               NO_SPAN)
-        self.emit(ir.Store(rec, 0, kind | ident << 8, 4))
-
-    def submit(self, rec: VReg) -> None:
-        skip, done = self._skip, self._done
-        self.call(H_RINGBUF_SUBMIT, rec, 0)
-        self.emit(ir.Jump(done))
-        self.emit(ir.Label(skip))
-        self.count_error(S.COUNTER_LOST_EVENTS)
-        self.emit(ir.Label(done))
-
-    def record(self, kind: int, fmt: str, args: list[ast.Expr], span: Span) -> None:
-        fields, off = [], S.RECORD_HEADER
-        for a in args:
-            f = value_field(a.type, off, trailer=self.str_trunc_trailer)
-            fields.append(f)
-            off += a.type.size()
-        ev_id = len(self.events)
-        self.events.append(S.EventSpec(kind, fmt, fields, span))
-        # scalars are computed before reserving (an expression may hold statements that write
-        # records of their own), but for builtins: computed into the open record, their helper's
-        # result is stored from r0 as it is (no copy kept across the reserve call)
-        scalars = [self.scalar(a) if is_scalar(a.type) and not isinstance(a, ast.Builtin) else None
-                   for a in args]
-        rec = self.reserve(off)
-        self.header(rec, kind, ev_id)
-        for a, f, v in zip(args, fields, scalars):
-            if v is None and is_scalar(a.type):
-                v = self.scalar(a)
-            if v is not None:
-                self.emit(ir.Store(rec, f.offset, v, 8))
-            else:
-                self.record_base = rec   # user space reads up to the NUL: no padding needed
-                self.expr_into(a, rec, f.offset, a.type)
-                self.record_base = None
-        self.submit(rec)
-
-    def count_error(self, which: int) -> None:
-        """counters[which] += 1: an atomic add straight into the array's value (cold path)."""
-        ptr, one = self.vreg(), self.vreg()
-        self.emit(ir.LoadMapFd(ptr, "counters", which * 8))
-        self.mov(one, 1)
-        self.emit(ir.AtomicAdd(ptr, 0, one, 8))
-
-    # ------------------------------------------------------------------ maps
-    def build_key(self, ref: ast.MapRef, layout: MapLayout, extra: int = 0, base=None) -> int:
-        """Write the key of ``ref`` into a fresh stack slot (plus ``extra`` bytes); return its offset.
-        With ``base`` (a register holding the slot's address) the key is written through it."""
-        off = 0
-        if base is None and not extra:
-            in_place = self.var_as_key(ref, layout)
-            if in_place is not None:
-                return in_place
-        if base is None:
-            base, off = self.alloc_mem(layout.key_size + extra, ref.span)
-            if base != FP:      # a key in scratch memory: passed by its address
-                base, off = self.address_of(base, off), 0
-                self._build_key_into(ref, layout, base, off)
-                return base
-        self._build_key_into(ref, layout, base, off)
-        return off
-
-    def _build_key_into(self, ref: ast.MapRef, layout: MapLayout, base, off: int) -> None:
-        if ref.keys is None:
-            self.emit(ir.Store(base, off, 0, 8))
-            return
-        kt = layout.info.key_type
-        if len(ref.keys) == 1:
-            self.expr_into(ref.keys[0], base, off, kt)
-        else:
-            tup = ast.TupleExpr(ref.keys, span=ref.span, type=TupleT(tuple(k.type for k in ref.keys)))
-            self.expr_into(tup, base, off, kt)
-
-    @staticmethod
-    def key_arg(key):
-        """A key given as a stack offset or as a register holding its address, as a call argument."""
-        return ("fp", key) if isinstance(key, int) else ("ptr", key, 0)
-
-    def lookup(self, layout: MapLayout, key) -> VReg:
-        self.call(H_MAP_LOOKUP, ("map", layout.kernel_name), self.key_arg(key))
-        return self.result()
-
-    def update(self, layout: MapLayout, key, val, flags: int = BPF_ANY) -> None:
-        """``val``: a stack offset, or a (base, offset) pair from ``alloc_mem``."""
-        val_arg = ("fp", val) if isinstance(val, int) else self.ptr_arg(*val)
-        self.call(H_MAP_UPDATE, ("map", layout.kernel_name), self.key_arg(key), val_arg, flags)
-        # counters[MAP_FULL] += (r0 < 0): branchless, one instruction fewer than a test
-        failed, ptr = self.vreg(), self.vreg()
-        self.mov(failed, R0)
-        self.emit(ir.Alu("rsh", failed, 63))
-        self.emit(ir.LoadMapFd(ptr, "counters", S.COUNTER_MAP_FULL * 8))
-        self.emit(ir.AtomicAdd(ptr, 0, failed, 8))
-
-    def map_store(self, ref: ast.MapRef, layout: MapLayout, write_value) -> None:
-        key = self.build_key(ref, layout)
-        val = self.alloc_mem(layout.value_size, ref.span)
-        write_value(*val)
-        self.update(layout, key, val)
-
-    def map_add(self, ref: ast.MapRef, layout: MapLayout, delta: VReg) -> None:
-        """Atomically add ``delta`` to an integer value map entry, creating it if missing."""
-        key = self.build_key(ref, layout)
-        v = self.lookup(layout, key)
-        hit, done = self.label("hit"), self.label("added")
-        self.emit(ir.CondJump("jne", v, 0, hit))
-        val = self.frame.alloc(8, ref.span)
-        self.emit(ir.Store(FP, val, 0, 8))
-        self.call(H_MAP_UPDATE, ("map", layout.kernel_name), self.key_arg(key), ("fp", val), BPF_NOEXIST)
-        v2 = self.lookup(layout, key)
-        self.emit(ir.CondJump("jne", v2, 0, hit + "_2"))
-        self.count_error(S.COUNTER_MAP_FULL)
-        self.emit(ir.Jump(done))
-        self.emit(ir.Label(hit + "_2"))
-        self.emit(ir.AtomicAdd(v2, 0, delta, 8))
-        self.emit(ir.Jump(done))
-        self.emit(ir.Label(hit))
-        self.emit(ir.AtomicAdd(v, 0, delta, 8))
-        self.emit(ir.Label(done))
-
-    def map_read_scalar(self, ref: ast.MapRef, layout: MapLayout) -> VReg:
-        key = self.build_key(ref, layout)
-        v = self.lookup(layout, key)
-        out = self.vreg()
-        miss, done = self.label("miss"), self.label("read")
-        self.emit(ir.CondJump("jeq", v, 0, miss))
-        self.emit(ir.Load(out, v, 0, 8))
-        self.emit(ir.Jump(done))
-        self.emit(ir.Label(miss))
-        self.mov(out, 0)
-        self.emit(ir.Label(done))
-        return out
-
-    def map_read_into(self, ref: ast.MapRef, layout: MapLayout, base, off: int, typ: Type) -> None:
-        key = self.build_key(ref, layout)
-        v = self.lookup(layout, key)
-        miss, done = self.label("miss"), self.label("read")
-        self.emit(ir.CondJump("jeq", v, 0, miss))
-        src_size = layout.info.value_type.size()
-        self.copy_mem(base, off, v, 0, min(src_size, typ.size()))
-        if typ.size() > src_size:
-            self.zero_mem(base, off + src_size, typ.size() - src_size)
-        self.emit(ir.Jump(done))
-        self.emit(ir.Label(miss))
-        self.zero_mem(base, off, typ.size())
-        self.emit(ir.Label(done))
-
-    def aggregate(self, ref: ast.MapRef, layout: MapLayout, call: ast.Call) -> None:
-        agg = layout.agg
-        kind = agg.kind
-        value = self.scalar(call.args[0]) if call.args else None
-        extra = 8 if kind in ("hist", "lhist") else 0
-        if kind == "hist":
-            bucket = self.hist_bucket(value, agg.hist_k)
-        elif kind == "lhist":
-            bucket = self.lhist_bucket(value, *agg.lhist)
-        # the key's address is computed once and kept: the key is written through it and it is
-        # passed to the lookup and, on a miss, to the update
-        key = self.var_as_key(ref, layout) if not extra else None
-        if key is None:
-            key = self.address_of(*self.alloc_mem(layout.key_size + extra, ref.span))
-            self.build_key(ref, layout, extra, base=key)
-        elif isinstance(key, int):
-            key = self.address_of(FP, key)
-        if extra:
-            self.emit(ir.Store(key, layout.key_size, bucket, 8))
-        v = self.lookup(layout, key)
-        miss, done = self.label("miss"), self.label("agg")
-        self.emit(ir.CondJump("jeq", v, 0, miss))
-        t = self.vreg()
-        if kind in ("count", "hist", "lhist"):
-            self.mov(t, 1)
-            self.emit(ir.AtomicAdd(v, 0, t, 8))
-        elif kind == "sum":
-            self.emit(ir.Load(t, v, 0, 8))
-            self.emit(ir.Alu("add", t, value))
-            self.emit(ir.Store(v, 0, t, 8))
-        elif kind in ("avg", "stats"):
-            self.emit(ir.Load(t, v, 0, 8))
-            self.emit(ir.Alu("add", t, 1))
-            self.emit(ir.Store(v, 0, t, 8))
-            t2 = self.vreg()
-            self.emit(ir.Load(t2, v, 8, 8))
-            self.emit(ir.Alu("add", t2, value))
-            self.emit(ir.Store(v, 8, t2, 8))
-        elif kind in ("min", "max"):
-            store = self.label("set")
-            self.emit(ir.Load(t, v, 8, 8))
-            self.emit(ir.CondJump("jeq", t, 0, store))
-            cur = self.vreg()
-            self.emit(ir.Load(cur, v, 0, 8))
-            op = ("jsle" if agg.signed else "jle") if kind == "min" else ("jsge" if agg.signed else "jge")
-            # keep the current value when it is already <= (min) / >= (max) the new one
-            self.emit(ir.CondJump(op, cur, value, done))
-            self.emit(ir.Label(store))
-            self.emit(ir.Store(v, 0, value, 8))
-            self.emit(ir.Store(v, 8, 1, 8))
-        self.emit(ir.Jump(done))
-        self.emit(ir.Label(miss))
-        val = self.frame.alloc(layout.value_size, call.span)
-        if kind in ("count", "hist", "lhist"):
-            self.emit(ir.Store(FP, val, 1, 8))
-        elif kind == "sum":
-            self.emit(ir.Store(FP, val, value, 8))
-        elif kind in ("avg", "stats"):
-            self.emit(ir.Store(FP, val, 1, 8))
-            self.emit(ir.Store(FP, val + 8, value, 8))
-        else:
-            self.emit(ir.Store(FP, val, value, 8))
-            self.emit(ir.Store(FP, val + 8, 1, 8))
-        self.update(layout, key, val)
-        self.emit(ir.Label(done))
-
-    def hist_bucket(self, value: VReg, k: int) -> VReg:
-        """Bucket index exactly as runtime.format.hist_index defines it (N = 2^k):
-        v < 0 -> 0; v < N -> v + 1; else with p = floor(log2 v), s = p - k:
-        (s << k) + (v >> s) + 1, which is p + 2 when k = 0."""
-        out = self.vreg()
-        done = self.label("bucket")
-        self.mov(out, 0)
-        self.emit(ir.CondJump("jslt", value, 0, done))
-        self.mov(out, value)
-        self.emit(ir.Alu("add", out, 1))
-        self.emit(ir.CondJump("jlt", value, 1 << k, done))
-        v = self.vreg()
-        self.mov(v, value)
-        lg = self.vreg()
-        self.mov(lg, 0)
-        for shift in (32, 16, 8, 4, 2, 1):
-            skip = self.label("lg")
-            if shift == 32:
-                lim = self.const((1 << 32) - 1)
-                self.emit(ir.CondJump("jle", v, lim, skip))
-            else:
-                self.emit(ir.CondJump("jle", v, (1 << shift) - 1, skip))
-            self.emit(ir.Alu("rsh", v, shift))
-            self.emit(ir.Alu("add", lg, shift))
-            self.emit(ir.Label(skip))
-        if k == 0:
-            self.mov(out, lg)
-            self.emit(ir.Alu("add", out, 2))
-        else:
-            s = lg
-            self.emit(ir.Alu("sub", s, k))
-            self.mov(out, value)
-            self.emit(ir.Alu("rsh", out, s))
-            self.emit(ir.Alu("add", out, 1))
-            t = self.vreg()
-            self.mov(t, s)
-            self.emit(ir.Alu("lsh", t, k))
-            self.emit(ir.Alu("add", out, t))
-        self.emit(ir.Label(done))
-        return out
-
-    def lhist_bucket(self, value: VReg, lo: int, hi: int, step: int) -> VReg:
-        """Bucket index as runtime.format.lhist_index: v < lo -> 0, v > hi -> n + 1,
-        else (v - lo) / step + 1, with n = (hi - lo) / step."""
-        out = self.vreg()
-        done = self.label("bucket")
-        n = (hi - lo) // step
-        self.mov(out, 0)
-        self.emit(ir.CondJump("jslt", value, lo, done))
-        self.mov(out, n + 1)
-        self.emit(ir.CondJump("jsgt", value, hi, done))
-        self.mov(out, value)
-        if lo:
-            self.emit(ir.Alu("sub", out, lo))
-        if step != 1:
-            self.emit(ir.Alu("div", out, step))
-        self.emit(ir.Alu("add", out, 1))
-        self.emit(ir.Label(done))
-        return out
-
     # ------------------------------------------------------------------ memory helpers
     def zero_mem(self, base, off: int, size: int) -> None:
         for o in range(0, size, 8):
@@ -870,42 +455,6 @@ class Lowering(TypesLowering, FuncsLowering, SymbolsLowering, LoopsLowering, Val
         self.expr_into(e, base, off, e.type)
         return base, off
 
-    def string_into(self, e: ast.Expr, base, off: int, size: int) -> None:
-        et = e.type
-        if isinstance(e, ast.StrLit):
-            self.store_bytes(base, off, e.value.encode("utf-8", "surrogateescape") + b"\0", size)
-        elif isinstance(e, ast.PositionalParam):
-            v = self.positional_value(e.index)
-            self.store_bytes(base, off, str(v).encode() + b"\0", size)
-        elif isinstance(e, ast.Builtin) and e.name == "comm" or (
-                isinstance(e, ast.Call) and e.name == "comm"):
-            n = min(16, size)
-            if not self.target.comm_padded:
-                # before Linux 6.4 the helper leaves the bytes after the NUL as they were, and
-                # strings compare (and key maps) byte for byte
-                self.zero_mem(base, off, n)
-            self.call(H_COMM, ("ptr", base, off) if base != FP else ("fp", off), n)
-            if size > 16:
-                self.zero_mem(base, off + 16, size - 16)
-        elif isinstance(e, ast.Var):
-            src_base, src_off = self.vars[e.name]
-            self.copy_value(base, off, StrT(size), src_base, src_off, et)
-        elif isinstance(e, ast.MapRef):
-            layout = self.maps["@" + e.name]
-            self.map_read_into(e, layout, base, off, StrT(size))
-        elif isinstance(e, ast.Call) and e.name == "str":
-            self.str_call_into(e, base, off, size)
-        elif isinstance(e, ast.FieldAccess) and isinstance(e.base.type, ArgsT):
-            self.args_string_into(e, base, off, size, zero=True)
-        elif isinstance(e, ast.TupleIndex):
-            src_base, src_off = self.mem_of(e.base)
-            o = e.base.type.offsets()[e.index]
-            self.copy_value(base, off, StrT(size), src_base, src_off + o, et)
-        elif isinstance(e, ast.Ternary):
-            self.ternary(e, lambda x: self.string_into(x, base, off, size))
-        elif not self.c_into(e, base, off, StrT(size)):
-            raise NotSupportedYet(f"string expression '{type(e).__name__}'", e.span)
-
     def ptr_arg(self, base, off):
         return ("fp", off) if base == FP else ("ptr", base, off)
 
@@ -916,134 +465,12 @@ class Lowering(TypesLowering, FuncsLowering, SymbolsLowering, LoopsLowering, Val
         self.count_error(S.COUNTER_READ_FAILED)
         self.emit(ir.Label(ok))
 
-    def str_call_into(self, e: ast.Call, base, off: int, size: int) -> None:
-        arg = e.args[0]
-        if len(e.args) == 2 and self.const_len(e) is None:
-            self.str_runtime_len_into(e, base, off, size)
-            return
-        if isinstance(arg.type, StrT):
-            self.string_into(arg, base, off, size)
-            keep = e.type.length - 1     # str(s, n) of a string: cut after n characters
-            if keep < arg.type.length - 1 and keep < size:
-                word = min(size, (keep + 7) // 8 * 8)
-                self.zero_mem_bytes(base, off + keep, word - keep)
-                self.zero_mem(base, off + word, size - word)
-            return
-        n = e.type.length
-        # zero first: the helper leaves bytes after the NUL as they were, and strings are
-        # compared byte for byte as map keys (not in a ring buffer record: user space stops at
-        # the NUL, and a failed read zeroes the buffer)
-        if base is not self.record_base:
-            self.zero_mem(base, off, size)
-        if isinstance(arg, ast.FieldAccess) and isinstance(arg.base.type, ArgsT):
-            f = arg.base.type.field(arg.field_name)
-            if f.data_loc:
-                self.args_string_into(arg, base, off, min(n, size), zero=False)
-                return
-        ptr = self.scalar(arg)
-        self.checked_read(str_helper(arg.type) or H_PROBE_READ_STR, base, off, min(n, size), ptr)
-
-    def str_runtime_len_into(self, e: ast.Call, base, off: int, size: int) -> None:
-        """str(src, len) with a length known at run time: at most len characters (and at most
-        the buffer's size - 1), NUL-terminated; len <= 0 gives the empty string. The size given
-        to the read is clamped so that the verifier sees it bounded."""
-        arg = e.args[0]
-        cap = min(e.type.length, size)
-        if base is not self.record_base:
-            self.zero_mem(base, off, size)
-        if isinstance(arg.type, StrT):      # a string value: cut it while copying it
-            sb, so = self.mem_of(arg)
-            src = self.vreg()
-            if sb == FP:
-                self.mov(src, FP)
-            else:
-                self.mov(src, sb)
-            if so:
-                self.emit(ir.Alu("add", src, so))
-            helper = H_PROBE_READ_KERNEL_STR
-        elif (isinstance(arg, ast.FieldAccess) and isinstance(arg.base.type, ArgsT)
-              and arg.base.type.field(arg.field_name).data_loc):
-            src = self.data_loc_address(arg.base.type.field(arg.field_name))
-            helper = H_PROBE_READ_KERNEL_STR
-        else:
-            src = self.scalar(arg)
-            helper = str_helper(arg.type) or H_PROBE_READ_STR
-        n = self.vreg()
-        self.mov(n, self.scalar(e.args[1]))
-        empty, fits, done = self.label("strempty"), self.label("strfits"), self.label("strdone")
-        self.emit(ir.CondJump("jsle", n, 0, empty))
-        self.emit(ir.CondJump("jle", n, cap - 1, fits))
-        self.mov(n, cap - 1)
-        self.emit(ir.Label(fits))
-        self.emit(ir.Alu("add", n, 1))       # room for the NUL
-        self.checked_read(helper, base, off, n, src)
-        self.emit(ir.Jump(done))
-        self.emit(ir.Label(empty))
-        self.emit(ir.Store(base, off, 0, 1))
-        self.emit(ir.Label(done))
-
-    def data_loc_address(self, f) -> VReg:
-        """The address of a tracepoint's ``__data_loc`` string: the context plus the low 16
-        bits of the field (its offset in the record; the high 16 are its length)."""
-        loc = self.vreg()
-        self.emit(ir.Load(loc, self.ctx, f.offset, 4))
-        self.emit(ir.Alu("and", loc, 0xFFFF))
-        src = self.vreg()
-        self.mov(src, self.ctx)
-        self.emit(ir.Alu("add", src, loc))
-        return src
-
-    def args_string_into(self, e: ast.FieldAccess, base, off: int, size: int, zero: bool) -> None:
-        f = e.base.type.field(e.field_name)
-        if zero:
-            self.zero_mem(base, off, size)
-        if f.data_loc:
-            self.checked_read(H_PROBE_READ_KERNEL_STR, base, off, size, self.data_loc_address(f))
-        else:
-            src = self.vreg()
-            self.mov(src, self.ctx)
-            self.emit(ir.Alu("add", src, f.offset))
-            n = min(size, f.size)
-            self.checked_read(H_PROBE_READ_KERNEL, base, off, n, src)
-
-    def usdt_arg(self, a, span: Span) -> VReg:
-        """A USDT argument as its note describes it (x86-64): a register of pt_regs, memory at
-        base + index * scale + displacement (read with probe_read_user), or a constant;
-        then cut to its size and sign- or zero-extended to 64 bits."""
-        if a.kind == "const":
-            return self.const(a.value)
-        if a.kind == "reg" and a.reg in X86_PT_REGS:
-            v = self.vreg()
-            self.emit(ir.Load(v, self.ctx, X86_PT_REGS[a.reg], 8))
-        elif (a.kind == "mem" and a.symbol is None and a.base_reg in X86_PT_REGS
-              and a.base_reg not in ("rip", "eip") and (a.index_reg is None or a.index_reg in X86_PT_REGS)):
-            addr = self.vreg()
-            self.emit(ir.Load(addr, self.ctx, X86_PT_REGS[a.base_reg], 8))
-            if a.offset:
-                self.emit(ir.Alu("add", addr, a.offset))
-            if a.index_reg is not None:
-                idx = self.vreg()
-                self.emit(ir.Load(idx, self.ctx, X86_PT_REGS[a.index_reg], 8))
-                if a.scale != 1:
-                    self.emit(ir.Alu("mul", idx, a.scale))
-                self.emit(ir.Alu("add", addr, idx))
-            slot = self.frame.alloc(8, span)
-            self.emit(ir.Store(FP, slot, 0, 8))
-            self.checked_read(H_PROBE_READ_USER, FP, slot, a.size, addr)
-            v = self.vreg()
-            self.emit(ir.Load(v, FP, slot, 8))
-        else:
-            raise NotSupportedYet(f"the USDT argument '{a.text}'", span)
-        if a.size < 8:
-            bits = 64 - 8 * a.size
-            if a.signed:
-                self.emit(ir.Alu("lsh", v, bits))
-                self.emit(ir.Alu("arsh", v, bits))
-            elif a.size == 4:
-                self.emit(ir.Alu("mov", v, v, 32))    # a 32-bit move clears the upper half
-            else:
-                self.emit(ir.Alu("and", v, (1 << (8 * a.size)) - 1))
-        return v
+    def count_error(self, which: int) -> None:
+        """counters[which] += 1: an atomic add straight into the array's value (cold path)."""
+        ptr, one = self.vreg(), self.vreg()
+        self.emit(ir.LoadMapFd(ptr, "counters", which * 8))
+        self.mov(one, 1)
+        self.emit(ir.AtomicAdd(ptr, 0, one, 8))
 
     # ------------------------------------------------------------------ scalars
     def scalar(self, e: ast.Expr) -> VReg:
@@ -1185,7 +612,7 @@ class Lowering(TypesLowering, FuncsLowering, SymbolsLowering, LoopsLowering, Val
         if name == "cpid":
             return self.const(self.cpid or 0)
         if name in ("pid", "tid"):
-            self.call(H_PID_TGID)
+            self.call(FN_GET_CURRENT_PID_TGID)
             out = self.result()
             if name == "pid":
                 self.emit(ir.Alu("rsh", out, 32))
@@ -1193,7 +620,7 @@ class Lowering(TypesLowering, FuncsLowering, SymbolsLowering, LoopsLowering, Val
                 self.mov(out, out, 32)
             return out
         if name in ("uid", "gid"):
-            self.call(H_UID_GID)
+            self.call(FN_GET_CURRENT_UID_GID)
             out = self.result()
             if name == "gid":
                 self.emit(ir.Alu("rsh", out, 32))
@@ -1201,10 +628,10 @@ class Lowering(TypesLowering, FuncsLowering, SymbolsLowering, LoopsLowering, Val
                 self.mov(out, out, 32)
             return out
         if name == "nsecs":
-            self.call(H_KTIME_NS)
+            self.call(FN_KTIME_GET_NS)
             return self.result()
         if name == "elapsed":
-            self.call(H_KTIME_NS)
+            self.call(FN_KTIME_GET_NS)
             out = self.result()
             g = self.vreg()
             self.emit(ir.LoadMapFd(g, "globals", GLOBALS_START_NS))
@@ -1212,17 +639,17 @@ class Lowering(TypesLowering, FuncsLowering, SymbolsLowering, LoopsLowering, Val
             self.emit(ir.Alu("sub", out, g))
             return out
         if name == "cpu":
-            self.call(H_SMP_ID)
+            self.call(FN_GET_SMP_PROCESSOR_ID)
             return self.result()
         if name == "rand":
-            self.call(H_PRANDOM)
+            self.call(FN_GET_PRANDOM_U32)
             return self.result()
         if name == "cgroup":
-            self.call(H_CGROUP_ID)
+            self.call(FN_GET_CURRENT_CGROUP_ID)
             return self.result()
         if name in ("probe", "func"):
             if self.uses_cookie:
-                self.call(H_ATTACH_COOKIE, self.ctx)
+                self.call(FN_GET_ATTACH_COOKIE, self.ctx)
                 return self.result()
             return self.const(self.probe_ids[0])
         if name.startswith("arg") and name[3:].isdigit() and isinstance(self.args, UsdtArgsT):
@@ -1248,32 +675,6 @@ class Lowering(TypesLowering, FuncsLowering, SymbolsLowering, LoopsLowering, Val
         if got is not None:
             return got
         raise NotSupportedYet(f"the builtin '{name}' as a value", e.span)
-
-    def args_field(self, e: ast.FieldAccess) -> VReg:
-        f = e.base.type.field(e.field_name)
-        t = field_type(f, self.max_strlen)
-        if not (t.is_int):
-            raise NotSupportedYet(f"using args.{e.field_name} ({f.type_text}) as an integer", e.span)
-        size = f.size if f.size in (1, 2, 4, 8) else 8
-        out = self.vreg()
-        self.emit(ir.Load(out, self.ctx, f.offset, size))
-        if f.signed and size < 8:
-            shift = 64 - size * 8
-            self.emit(ir.Alu("lsh", out, shift))
-            self.emit(ir.Alu("arsh", out, shift))
-        if getattr(f, "ctype", None) is not None and f.is_pointer:
-            self.null_checked(out)
-        return out
-
-    def null_checked(self, out: VReg) -> None:
-        """A BTF-typed pointer read from the context (fentry, fexit, tp_btf, iter) may be one
-        the verifier calls "or null": comparing it with 0 makes it usable in arithmetic."""
-        null, done = self.label("null"), self.label("nonnull")
-        self.emit(ir.CondJump("jeq", out, 0, null))
-        self.emit(ir.Jump(done))
-        self.emit(ir.Label(null))
-        self.mov(out, 0)
-        self.emit(ir.Label(done))
 
     # ------------------------------------------------------------------ conditions
     def ternary(self, e: ast.Ternary, lower_arm) -> None:
@@ -1342,38 +743,3 @@ class Lowering(TypesLowering, FuncsLowering, SymbolsLowering, LoopsLowering, Val
             return
         v = self.scalar(e)
         self.emit(ir.CondJump("jeq", v, 0, false_label))
-
-
-def is_scalar(t: Type) -> bool:
-    """Held in a register (an 8-byte value), not in memory."""
-    return t.is_int or t in (PROBE, FUNC) or (isinstance(t, UserT) and t.nbytes <= 8)
-
-
-def value_field(t: Type, off: int, name: str = "", trailer: str = "..") -> S.Field:
-    """How a value of type ``t`` at ``off`` is laid out, for the runtime to decode (``trailer``:
-    config str_trunc_trailer, printed after a string that filled its buffer)."""
-    c = c_value_field(t, off, name)
-    if c is not None:
-        return c
-    if isinstance(t, BoolT):
-        return S.Field("bool", off, 8, name=name)
-    if isinstance(t, IntT):
-        return S.Field("int", off, 8, signed=t.signed, name=name)
-    if t == PROBE:
-        return S.Field("probe", off, 8, name=name)
-    if t == FUNC:
-        return S.Field("func", off, 8, name=name)
-    if isinstance(t, StrT):
-        return str_field(t, off, name, trailer)
-    if isinstance(t, TupleT):
-        names = t.names or ("",) * len(t.elems)
-        subs = [value_field(et, o, n, trailer) for et, o, n in zip(t.elems, t.offsets(), names)]
-        return S.Field("record" if t.names else "tuple", off, t.size(), fields=subs, name=name)
-    if isinstance(t, BufT):
-        return S.Field("buf", off, t.size(), name=name)
-    if isinstance(t, IntArrayT):
-        return S.Field("intarray", off, t.size(), signed=t.elem.signed, name=name,
-                       aux=(t.elem.bits // 8, t.count, t.boolean))
-    if isinstance(t, UserT):
-        return S.Field("user", off, t.size(), name=name, fmt=t.kind, aux=t.aux)
-    raise NotSupportedYet(f"values of type '{t}' in events or maps")

@@ -12,25 +12,19 @@ its iterations).
 from __future__ import annotations
 
 from ptrace_lang import spec as S
+from ptrace_lang.bpf.uapi import (
+    AF_INET, AF_INET6, FN_D_PATH, FN_GET_CURRENT_UID_GID, FN_GET_NUMA_NODE_ID, FN_JIFFIES64,
+    FN_KTIME_GET_BOOT_NS, FN_KTIME_GET_NS, FN_KTIME_GET_TAI_NS, FN_OVERRIDE_RETURN,
+    FN_PROBE_READ_KERNEL, FN_PROBE_READ_USER, FN_SEND_SIGNAL,
+)
 from ptrace_lang.codegen import ir
 from ptrace_lang.codegen.ir import FP, R0
 from ptrace_lang.errors import NotSupportedYet
 from ptrace_lang.frontend import ast
 from ptrace_lang.sema.fn_funcs import SIGNALS, array_field, pton_bytes
-from ptrace_lang.sema.types import IntT, StrT, UserT
+from ptrace_lang.sema.types import ArrayT, IntT, StrT, UserT
 
-H_NUMA_NODE_ID = 42
-H_OVERRIDE_RETURN = 58
-H_SEND_SIGNAL = 109
-H_PROBE_READ_USER, H_PROBE_READ_KERNEL = 112, 113
-H_JIFFIES64 = 118
-H_D_PATH = 147
-H_KTIME_BOOT_NS = 125
-H_KTIME_TAI_NS = 208
-H_KTIME_NS = 5
-H_UID_GID = 15
 PT_REGS_CS = 136          # x86-64 struct pt_regs: cs
-AF_INET, AF_INET6 = 2, 10
 
 
 class FuncsLowering:
@@ -198,20 +192,27 @@ class FuncsLowering:
         src = self.vreg()
         self.mov(src, self.ctx)
         self.emit(ir.Alu("add", src, f.offset))
-        self.checked_read(H_PROBE_READ_KERNEL, base, off, n, src)
+        self.checked_read(FN_PROBE_READ_KERNEL, base, off, n, src)
 
     def into_ntop(self, e: ast.Call, base, off: int, typ) -> None:
+        """ntop([af, ]addr): the address family (8 bytes), then the address's bytes (16, zero
+        padded) for user space to print. The family, when not given, follows from the address:
+        4 bytes (or an integer) are IPv4, 16 are IPv6."""
         addr = e.args[-1]
+        t = addr.type
         af = self.scalar(e.args[0]) if len(e.args) == 2 else None
-        f = array_field(addr)
         self.zero_mem(base, off + 8, 16)
-        if f is not None:
+        if isinstance(t, ArrayT) and isinstance(t.elem, IntT) and t.elem.bits == 8:
+            # a C byte array (an address member): its bytes read into the address part
+            self.expr_into(addr, base, off + 8, ArrayT(t.elem, min(t.n, 16)))
+            default_af = AF_INET if t.n == 4 else AF_INET6
+        elif (f := array_field(addr)) is not None:
             n = min(f.size, 16)
             self._read_ctx_bytes(f, base, off + 8, n)
             default_af = AF_INET if n == 4 else AF_INET6
-        elif isinstance(addr.type, UserT) and addr.type.kind == "bytes":
-            self.expr_into(addr, base, off + 8, addr.type)
-            default_af = AF_INET if addr.type.nbytes == 4 else AF_INET6
+        elif isinstance(t, UserT) and t.kind == "bytes":
+            self.expr_into(addr, base, off + 8, t)
+            default_af = AF_INET if t.nbytes == 4 else AF_INET6
         else:
             v = self.scalar(addr)
             self.emit(ir.Store(base, off + 8, v, 8))
@@ -243,9 +244,9 @@ class FuncsLowering:
             # a pointer: kernel memory, else user memory
             ptr = self.scalar(a)
             ok = self.label("macok")
-            self.call(H_PROBE_READ_KERNEL, ("fp", slot), 6, ptr)
+            self.call(FN_PROBE_READ_KERNEL, ("fp", slot), 6, ptr)
             self.emit(ir.CondJump("jeq", R0, 0, ok))
-            self.checked_read(H_PROBE_READ_USER, FP, slot, 6, ptr)
+            self.checked_read(FN_PROBE_READ_USER, FP, slot, 6, ptr)
             self.emit(ir.Label(ok))
             self.emit(ir.Load(out, FP, slot, 8))
         self.emit(ir.Alu("lsh", out, 16))
@@ -304,34 +305,34 @@ class FuncsLowering:
         if isinstance(a, ast.StrLit) or (isinstance(a, ast.Builtin) and a.name.startswith("SIG")):
             name = a.value if isinstance(a, ast.StrLit) else a.name
             sig = SIGNALS["SIG" + name if not name.startswith("SIG") else name]
-            self.call(H_SEND_SIGNAL, sig)
+            self.call(FN_SEND_SIGNAL, sig)
         else:
-            self.call(H_SEND_SIGNAL, self.scalar(a))
+            self.call(FN_SEND_SIGNAL, self.scalar(a))
 
     def stmt_override(self, e: ast.Call) -> None:
-        self.call(H_OVERRIDE_RETURN, self.ctx, self.scalar(e.args[0]))
+        self.call(FN_OVERRIDE_RETURN, self.ctx, self.scalar(e.args[0]))
 
     # ------------------------------------------------------------------ builtins
     def call_nsecs(self, e: ast.Call) -> ir.VReg:
         clock = e.args[0].name if e.args else "monotonic"
-        self.call({"monotonic": H_KTIME_NS, "boot": H_KTIME_BOOT_NS, "tai": H_KTIME_TAI_NS}[clock])
+        self.call({"monotonic": FN_KTIME_GET_NS, "boot": FN_KTIME_GET_BOOT_NS, "tai": FN_KTIME_GET_TAI_NS}[clock])
         return self.result()
 
     def builtin_username(self, e) -> ir.VReg:
-        self.call(H_UID_GID)
+        self.call(FN_GET_CURRENT_UID_GID)
         out = self.result()
         self.mov(out, out, 32)
         return out
 
     def builtin_jiffies(self, e) -> ir.VReg:
-        self.call(H_JIFFIES64)
+        self.call(FN_JIFFIES64)
         return self.result()
 
     def builtin_ncpus(self, e) -> ir.VReg:
         return self.const(self.target.ncpus)
 
     def builtin_numaid(self, e) -> ir.VReg:
-        self.call(H_NUMA_NODE_ID)
+        self.call(FN_GET_NUMA_NODE_ID)
         return self.result()
 
     def builtin_usermode(self, e) -> ir.VReg:
@@ -353,7 +354,7 @@ class FuncsLowering:
         self.zero_mem(base, off, size)
         fail, done = self.label("pathfail"), self.label("pathok")
         self.emit(ir.CondJump("jlt", ptr, 4096, fail))
-        self.call(H_D_PATH, ptr, self.ptr_arg(base, off), min(size, e.type.length))
+        self.call(FN_D_PATH, ptr, self.ptr_arg(base, off), min(size, e.type.length))
         self.emit(ir.CondJump("jsge", R0, 0, done))
         self.emit(ir.Label(fail))
         self.zero_mem(base, off, size)      # (a path too long for the buffer left its tail there)

@@ -19,16 +19,13 @@ from __future__ import annotations
 
 from ptrace_lang.records import dataclass, field
 
-from ptrace_lang import spec as S
+from ptrace_lang.bpf.uapi import FN_FOR_EACH_MAP_ELEM, FN_LOOP, FN_MAP_LOOKUP_PERCPU_ELEM
 from ptrace_lang.codegen import ir
 from ptrace_lang.codegen.frame import Frame
 from ptrace_lang.codegen.ir import FP, R0, R1, R2, R3, R4, VReg
 from ptrace_lang.frontend import ast
-from ptrace_lang.sema.types import AggT, TupleT
+from ptrace_lang.sema.types import AggT, TupleT, is_scalar
 
-H_FOR_EACH_MAP_ELEM = 164
-H_LOOP = 181
-H_MAP_LOOKUP_PERCPU = 195
 # bpf_loop refuses more than this many iterations (BPF_MAX_LOOPS)
 MAX_LOOPS = 1 << 23
 CTX_OFF, FLAG_OFF, VARS_OFF = 0, 8, 16
@@ -86,12 +83,12 @@ class LoopsLowering:
                 continue
             typ = self.var_types[name]
             passed.append((name, off, typ))
-            off += 8 if self._is_scalar(typ) or self._by_ref(name) else (typ.size() + 7) // 8 * 8
+            off += 8 if is_scalar(typ) or self._by_ref(name) else (typ.size() + 7) // 8 * 8
         ctxs = self.frame.alloc(off, body.span)
         self.emit(ir.Store(FP, ctxs + CTX_OFF, self.ctx, 8))
         self.emit(ir.Store(FP, ctxs + FLAG_OFF, 0, 8))
         for name, o, typ in passed:
-            if self._is_scalar(typ):
+            if is_scalar(typ):
                 self.emit(ir.Store(FP, ctxs + o, self.vars[name], 8))
             elif self._by_ref(name):     # a big value: its address (the body works in place)
                 self.emit(ir.Store(FP, ctxs + o, self.address_of(*self.vars[name]), 8))
@@ -103,7 +100,7 @@ class LoopsLowering:
         for name, o, typ in passed:
             if name not in assigned or self._by_ref(name):
                 continue
-            if self._is_scalar(typ):
+            if is_scalar(typ):
                 self.emit(ir.Load(self.vars[name], FP, ctxs + o, 8))
             else:
                 self.copy_mem(*self.vars[name], FP, ctxs + o, typ.size())
@@ -116,12 +113,6 @@ class LoopsLowering:
         passed to a loop body by address."""
         slot = self.vars.get(name)
         return isinstance(slot, tuple) and slot[0] is not FP
-
-    @staticmethod
-    def _is_scalar(t) -> bool:
-        from ptrace_lang.codegen.lower import is_scalar
-
-        return is_scalar(t)
 
     # ------------------------------------------------------------------ the callback's side
     def _callback(self, name: str, nargs: int, ctx_arg, passed, assigned, prologue, body):
@@ -143,7 +134,7 @@ class LoopsLowering:
         self.emit(ir.Load(self.ctx, cstruct, CTX_OFF, 8))
         self.vars = {}
         for vname, o, typ in passed:
-            if self._is_scalar(typ):
+            if is_scalar(typ):
                 r = self.vars[vname] = self.vreg()
                 self.emit(ir.Load(r, cstruct, o, 8))
             elif vname in byref:
@@ -165,7 +156,7 @@ class LoopsLowering:
             for vname, o, typ in passed:
                 if vname not in assigned or vname in byref:
                     continue
-                if self._is_scalar(typ):
+                if is_scalar(typ):
                     self.emit(ir.Store(cstruct, o, self.vars[vname], 8))
                 else:
                     self.copy_mem(cstruct, o, *self.vars[vname], typ.size())
@@ -206,7 +197,7 @@ class LoopsLowering:
         self.var_types = var_types
         f = self.vreg()
         self.emit(ir.LoadFuncAddr(f, 0, func=fn))
-        self.call(H_FOR_EACH_MAP_ELEM, ("map", layout.kernel_name), f, ("fp", ctxs), 0)
+        self.call(FN_FOR_EACH_MAP_ELEM, ("map", layout.kernel_name), f, ("fp", ctxs), 0)
         self._after_call(ctxs, passed, assigned)
 
     def _agg_value(self, layout, key: VReg, value: VReg) -> VReg:
@@ -222,7 +213,7 @@ class LoopsLowering:
         self.mov(first, 1)
         for cpu in range(ncpus):
             skip = self.label("cpu")
-            self.call(H_MAP_LOOKUP_PERCPU, ("map", layout.kernel_name), key, cpu)
+            self.call(FN_MAP_LOOKUP_PERCPU_ELEM, ("map", layout.kernel_name), key, cpu)
             p = self.result()
             self.emit(ir.CondJump("jeq", p, 0, skip))
             v = self.vreg()
@@ -285,7 +276,7 @@ class LoopsLowering:
         self.var_types = var_types
         f = self.vreg()
         self.emit(ir.LoadFuncAddr(f, 0, func=fn))
-        self.call(H_LOOP, n, f, ("fp", ctxs), 0)
+        self.call(FN_LOOP, n, f, ("fp", ctxs), 0)
         self._after_call(ctxs, passed, assigned)
         self.emit(ir.Label(skip))
 
@@ -305,13 +296,11 @@ class LoopsLowering:
             subs.append(sub)
         f = self.vreg()
         self.emit(ir.LoadFuncAddr(f, 0, func=name))
-        self.call(H_FOR_EACH_MAP_ELEM, ("map", layout.kernel_name), f, 0, 0)
+        self.call(FN_FOR_EACH_MAP_ELEM, ("map", layout.kernel_name), f, 0, 0)
         return self.result()
 
     # ------------------------------------------------------------------ let, block expressions
     def lower_let(self, s: ast.Let) -> None:
-        from ptrace_lang.codegen.lower import is_scalar
-
         name = s.var.name
         if s.value is not None:
             self.assign_var(s.var, s.value)

@@ -9,12 +9,11 @@ the program uses are listed in ``stack_maps`` (name -> value size) for the drive
 from __future__ import annotations
 
 from ptrace_lang import spec as S
+from ptrace_lang.bpf.uapi import BPF_F_USER_STACK, FN_GET_STACKID
 from ptrace_lang.codegen import ir
 from ptrace_lang.frontend import ast
 from ptrace_lang.sema.fn_symbols import PT_REGS
 
-H_GET_STACKID = 27
-BPF_F_USER_STACK = 1 << 8
 EFAULT = 14
 
 
@@ -24,7 +23,7 @@ class SymbolsLowering:
     def stack_id(self, e: ast.Expr, user: bool):
         _mode, limit, map_name = e.type.aux
         self.__dict__.setdefault("stack_maps", {})[map_name] = 8 * limit
-        self.call(H_GET_STACKID, self.ctx, ("map", map_name), BPF_F_USER_STACK if user else 0)
+        self.call(FN_GET_STACKID, self.ctx, ("map", map_name), BPF_F_USER_STACK if user else 0)
         sid = self.result()
         ok = self.label("stack")
         self.emit(ir.CondJump("jsge", sid, 0, ok))
@@ -49,11 +48,6 @@ class SymbolsLowering:
     def into_usym(self, e: ast.Call, base, off: int, typ) -> None:
         self.emit(ir.Store(base, off, self.scalar(e.args[0]), 8))
         self.emit(ir.Store(base, off + 8, self.builtin("pid", e), 8))
-
-    def call_kptr(self, e: ast.Call):
-        return self.scalar(e.args[0])
-
-    call_uptr = call_kptr
 
     def call_kaddr(self, e: ast.Call):
         return self.const(e.address)

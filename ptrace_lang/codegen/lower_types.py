@@ -11,6 +11,10 @@ bpf_probe_read_kernel; a failed read is counted (``count_error``) and gives zero
 from __future__ import annotations
 
 from ptrace_lang import spec as S
+from ptrace_lang.bpf.uapi import (
+    FN_GET_CURRENT_TASK, FN_PROBE_READ_KERNEL, FN_PROBE_READ_KERNEL_STR, FN_PROBE_READ_USER,
+    FN_PROBE_READ_USER_STR,
+)
 from ptrace_lang.codegen import ir
 from ptrace_lang.codegen.ir import FP, VReg
 from ptrace_lang.errors import NotSupportedYet
@@ -20,19 +24,16 @@ from ptrace_lang.sema.types import (
     ArrayT, BoolT, EnumT, IntT, PtrT, StrT, StructT, Type, c_sizeof,
 )
 
-H_GET_CURRENT_TASK = 35
-H_PROBE_READ_USER, H_PROBE_READ_KERNEL = 112, 113
-H_PROBE_READ_USER_STR, H_PROBE_READ_KERNEL_STR = 114, 115
 
 
 def read_helper(user: bool) -> int:
-    return H_PROBE_READ_USER if user else H_PROBE_READ_KERNEL
+    return FN_PROBE_READ_USER if user else FN_PROBE_READ_KERNEL
 
 
 def str_helper(t: Type) -> int | None:
     """The string-reading helper for a pointer of type ``t`` (None: not a typed pointer)."""
     if isinstance(t, PtrT):
-        return H_PROBE_READ_USER_STR if t.user else H_PROBE_READ_KERNEL_STR
+        return FN_PROBE_READ_USER_STR if t.user else FN_PROBE_READ_KERNEL_STR
     return None
 
 
@@ -226,24 +227,11 @@ class TypesLowering:
 
     def c_builtin(self, name: str, e: ast.Expr) -> VReg | None:
         if name == "curtask":
-            self.call(H_GET_CURRENT_TASK)
+            self.call(FN_GET_CURRENT_TASK)
             return self.result()
         if name == "ppid":
             return self.parent_tgid(e)
         return None
-
-    def into_ntop(self, e: ast.Call, base, off: int, typ) -> None:
-        """ntop() of a C byte array (an address member of 4 or 16 bytes): its bytes read into
-        the value's address part; other arguments are lower_funcs' business."""
-        addr = e.args[-1]
-        t = addr.type
-        if isinstance(t, ArrayT) and isinstance(t.elem, IntT) and t.elem.bits == 8:
-            af = self.scalar(e.args[0]) if len(e.args) == 2 else None
-            self.zero_mem(base, off + 8, 16)
-            self.expr_into(addr, base, off + 8, ArrayT(t.elem, min(t.n, 16)))
-            self.emit(ir.Store(base, off, af if af is not None else (2 if t.n == 4 else 10), 8))
-            return
-        super().into_ntop(e, base, off, typ)
 
     def call_kptr(self, e: ast.Call) -> VReg:
         return self.scalar(e.args[0])
@@ -263,13 +251,13 @@ class TypesLowering:
             raise NotSupportedYet("ppid without kernel BTF", e.span)
         rp = btftypes.field(st, "real_parent")
         tg = btftypes.field(st, "tgid")
-        self.call(H_GET_CURRENT_TASK)
+        self.call(FN_GET_CURRENT_TASK)
         task = self.result()
         slot = self.frame.alloc(8, e.span)
-        self.checked_read(H_PROBE_READ_KERNEL, FP, slot, 8, self.source(task, rp.offset))
+        self.checked_read(FN_PROBE_READ_KERNEL, FP, slot, 8, self.source(task, rp.offset))
         parent = self.vreg()
         self.emit(ir.Load(parent, FP, slot, 8))
-        self.checked_read(H_PROBE_READ_KERNEL, FP, slot, 4, self.source(parent, tg.offset))
+        self.checked_read(FN_PROBE_READ_KERNEL, FP, slot, 4, self.source(parent, tg.offset))
         out = self.vreg()
         self.emit(ir.Load(out, FP, slot, 4))
         return out

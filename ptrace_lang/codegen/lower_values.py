@@ -14,6 +14,7 @@ A mixin of ``lower.Lowering``.
 from __future__ import annotations
 
 from ptrace_lang import spec as S
+from ptrace_lang.bpf.uapi import FN_MAP_LOOKUP_ELEM, FN_PROBE_READ
 from ptrace_lang.codegen import ir
 from ptrace_lang.codegen.frame import Frame
 from ptrace_lang.codegen.ir import FP, R0, VReg
@@ -25,7 +26,6 @@ ON_STACK_LIMIT = 64      # bytes: bigger values live in the per-CPU scratch valu
 SCRATCH_MAP = "scratch"
 SCRATCH_LIMIT = 32768    # bytes: the kernel's largest per-CPU value (and 16-bit offsets)
 EV_WARNING = S.EV_WARNING
-H_MAP_LOOKUP, H_PROBE_READ = 1, 4
 DIV_ZERO_MESSAGE = ("Divide or modulo by 0 detected. This can lead to unexpected results. "
                     "1 is being used as the result.")
 
@@ -115,7 +115,7 @@ class ValuesLowering:
         self.span = None
         key = self.frame.alloc(8)
         self.emit(ir.Store(FP, key, 0, 8))
-        self.call(H_MAP_LOOKUP, ("map", SCRATCH_MAP), ("fp", key))
+        self.call(FN_MAP_LOOKUP_ELEM, ("map", SCRATCH_MAP), ("fp", key))
         self.mov(self._scratch, R0)
         self.emit(ir.CondJump("jeq", self._scratch, 0, self.exit_label))
         self.insns = body[:at] + self.insns + body[at:]
@@ -160,7 +160,7 @@ class ValuesLowering:
         ptr = self.scalar(src)
         const_len = self.const_len(e)
         if const_len is not None:
-            self.checked_read(H_PROBE_READ, base, off + 8, n, ptr)
+            self.checked_read(FN_PROBE_READ, base, off + 8, n, ptr)
             self.emit(ir.Store(base, off, n, 8))
             return
         ln = self.vreg()
@@ -170,7 +170,7 @@ class ValuesLowering:
         self.mov(ln, n)
         self.emit(ir.Label(ok))
         self.emit(ir.Store(base, off, ln, 8))
-        self.checked_read(H_PROBE_READ, base, off + 8, ln, ptr)
+        self.checked_read(FN_PROBE_READ, base, off + 8, ln, ptr)
 
     def const_len(self, e: ast.Call) -> int | None:
         if len(e.args) < 2:

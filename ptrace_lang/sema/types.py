@@ -354,3 +354,8 @@ def widen(a: Type, b: Type) -> Type:
     if isinstance(a, IntT) and isinstance(b, IntT):
         return IntT(max(a.bits, b.bits), a.signed or b.signed)
     return a
+
+
+def is_scalar(t: Type) -> bool:
+    """Held in a register (an 8-byte value), not in memory."""
+    return t.is_int or t in (PROBE, FUNC) or (isinstance(t, UserT) and t.nbytes <= 8)

@@ -1,0 +1,299 @@
+"""Lowering of map access and aggregations: keys, lookups and updates, ``@m += v``,
+``count()``/``sum()``/``min()``/``max()``/``avg()``/``stats()``/``hist()``/``lhist()``,
+``delete()``.
+
+A script map ``@x`` is the kernel map ``m_x`` (``MapLayout``); aggregations are per-CPU maps
+(summed in user space), hist/lhist with the bucket index appended to the key. A failed update
+(map full) is counted in ``COUNTER_MAP_FULL``.
+
+A mixin of ``lower.Lowering``.
+"""
+from __future__ import annotations
+
+from ptrace_lang.records import dataclass
+
+from ptrace_lang import spec as S
+from ptrace_lang.bpf.uapi import (
+    BPF_ANY, BPF_NOEXIST, FN_MAP_DELETE_ELEM, FN_MAP_LOOKUP_ELEM, FN_MAP_UPDATE_ELEM,
+)
+from ptrace_lang.codegen import ir
+from ptrace_lang.codegen.ir import FP, R0, VReg
+from ptrace_lang.errors import NotSupportedYet
+from ptrace_lang.frontend import ast
+from ptrace_lang.sema.analyze import MapInfo
+from ptrace_lang.sema.types import AggT, TupleT, Type
+
+
+def kernel_map_name(user_name: str) -> str:
+    """``@`` -> ``m_``, ``@x`` -> ``m_x`` (kernel names: 15 chars, [A-Za-z0-9_.])."""
+    return "m_" + user_name[1:]
+
+
+@dataclass
+class MapLayout:
+    """How a script map is kept in the kernel."""
+
+    info: MapInfo
+    kernel_name: str
+    key_size: int        # script key bytes (8 for scalar maps), before any hist bucket
+    value_size: int
+    percpu: bool
+
+    @property
+    def agg(self) -> AggT | None:
+        vt = self.info.value_type
+        return vt if isinstance(vt, AggT) else None
+
+    @property
+    def kernel_key_size(self) -> int:
+        a = self.agg
+        return self.key_size + (8 if a is not None and a.kind in ("hist", "lhist") else 0)
+
+
+def map_layout(info: MapInfo) -> MapLayout:
+    key_size = info.key_type.size() if info.key_type is not None else 8
+    vt = info.value_type
+    if isinstance(vt, AggT):
+        value_size = {"count": 8, "sum": 8, "min": 16, "max": 16, "avg": 16, "stats": 16,
+                      "hist": 8, "lhist": 8}[vt.kind]
+        return MapLayout(info, kernel_map_name(info.name), key_size, value_size, True)
+    return MapLayout(info, kernel_map_name(info.name), key_size, max(vt.size(), 8), False)
+
+
+class MapsLowering:
+    """Methods mixed into ``Lowering`` (``self`` is a ``Lowering``)."""
+
+    def stmt_delete(self, e: ast.Call) -> None:
+        ref = e.args[0]
+        layout = self.maps["@" + ref.name]
+        if layout.agg is not None and layout.agg.kind in ("hist", "lhist"):
+            raise NotSupportedYet("delete() on a hist/lhist map", e.span)
+        key = self.build_key(ref, layout)
+        self.call(FN_MAP_DELETE_ELEM, ("map", layout.kernel_name), self.key_arg(key))
+
+    def build_key(self, ref: ast.MapRef, layout: MapLayout, extra: int = 0, base=None) -> int:
+        """Write the key of ``ref`` into a fresh stack slot (plus ``extra`` bytes); return its offset.
+        With ``base`` (a register holding the slot's address) the key is written through it."""
+        off = 0
+        if base is None and not extra:
+            in_place = self.var_as_key(ref, layout)
+            if in_place is not None:
+                return in_place
+        if base is None:
+            base, off = self.alloc_mem(layout.key_size + extra, ref.span)
+            if base != FP:      # a key in scratch memory: passed by its address
+                base, off = self.address_of(base, off), 0
+                self._build_key_into(ref, layout, base, off)
+                return base
+        self._build_key_into(ref, layout, base, off)
+        return off
+
+    def _build_key_into(self, ref: ast.MapRef, layout: MapLayout, base, off: int) -> None:
+        if ref.keys is None:
+            self.emit(ir.Store(base, off, 0, 8))
+            return
+        kt = layout.info.key_type
+        if len(ref.keys) == 1:
+            self.expr_into(ref.keys[0], base, off, kt)
+        else:
+            tup = ast.TupleExpr(ref.keys, span=ref.span, type=TupleT(tuple(k.type for k in ref.keys)))
+            self.expr_into(tup, base, off, kt)
+
+    @staticmethod
+    def key_arg(key):
+        """A key given as a stack offset or as a register holding its address, as a call argument."""
+        return ("fp", key) if isinstance(key, int) else ("ptr", key, 0)
+
+    def lookup(self, layout: MapLayout, key) -> VReg:
+        self.call(FN_MAP_LOOKUP_ELEM, ("map", layout.kernel_name), self.key_arg(key))
+        return self.result()
+
+    def update(self, layout: MapLayout, key, val, flags: int = BPF_ANY) -> None:
+        """``val``: a stack offset, or a (base, offset) pair from ``alloc_mem``."""
+        val_arg = ("fp", val) if isinstance(val, int) else self.ptr_arg(*val)
+        self.call(FN_MAP_UPDATE_ELEM, ("map", layout.kernel_name), self.key_arg(key), val_arg, flags)
+        # counters[MAP_FULL] += (r0 < 0): branchless, one instruction fewer than a test
+        failed, ptr = self.vreg(), self.vreg()
+        self.mov(failed, R0)
+        self.emit(ir.Alu("rsh", failed, 63))
+        self.emit(ir.LoadMapFd(ptr, "counters", S.COUNTER_MAP_FULL * 8))
+        self.emit(ir.AtomicAdd(ptr, 0, failed, 8))
+
+    def map_store(self, ref: ast.MapRef, layout: MapLayout, write_value) -> None:
+        key = self.build_key(ref, layout)
+        val = self.alloc_mem(layout.value_size, ref.span)
+        write_value(*val)
+        self.update(layout, key, val)
+
+    def map_add(self, ref: ast.MapRef, layout: MapLayout, delta: VReg) -> None:
+        """Atomically add ``delta`` to an integer value map entry, creating it if missing."""
+        key = self.build_key(ref, layout)
+        v = self.lookup(layout, key)
+        hit, done = self.label("hit"), self.label("added")
+        self.emit(ir.CondJump("jne", v, 0, hit))
+        val = self.frame.alloc(8, ref.span)
+        self.emit(ir.Store(FP, val, 0, 8))
+        self.call(FN_MAP_UPDATE_ELEM, ("map", layout.kernel_name), self.key_arg(key), ("fp", val), BPF_NOEXIST)
+        v2 = self.lookup(layout, key)
+        self.emit(ir.CondJump("jne", v2, 0, hit + "_2"))
+        self.count_error(S.COUNTER_MAP_FULL)
+        self.emit(ir.Jump(done))
+        self.emit(ir.Label(hit + "_2"))
+        self.emit(ir.AtomicAdd(v2, 0, delta, 8))
+        self.emit(ir.Jump(done))
+        self.emit(ir.Label(hit))
+        self.emit(ir.AtomicAdd(v, 0, delta, 8))
+        self.emit(ir.Label(done))
+
+    def map_read_scalar(self, ref: ast.MapRef, layout: MapLayout) -> VReg:
+        key = self.build_key(ref, layout)
+        v = self.lookup(layout, key)
+        out = self.vreg()
+        miss, done = self.label("miss"), self.label("read")
+        self.emit(ir.CondJump("jeq", v, 0, miss))
+        self.emit(ir.Load(out, v, 0, 8))
+        self.emit(ir.Jump(done))
+        self.emit(ir.Label(miss))
+        self.mov(out, 0)
+        self.emit(ir.Label(done))
+        return out
+
+    def map_read_into(self, ref: ast.MapRef, layout: MapLayout, base, off: int, typ: Type) -> None:
+        key = self.build_key(ref, layout)
+        v = self.lookup(layout, key)
+        miss, done = self.label("miss"), self.label("read")
+        self.emit(ir.CondJump("jeq", v, 0, miss))
+        src_size = layout.info.value_type.size()
+        self.copy_mem(base, off, v, 0, min(src_size, typ.size()))
+        if typ.size() > src_size:
+            self.zero_mem(base, off + src_size, typ.size() - src_size)
+        self.emit(ir.Jump(done))
+        self.emit(ir.Label(miss))
+        self.zero_mem(base, off, typ.size())
+        self.emit(ir.Label(done))
+
+    def aggregate(self, ref: ast.MapRef, layout: MapLayout, call: ast.Call) -> None:
+        agg = layout.agg
+        kind = agg.kind
+        value = self.scalar(call.args[0]) if call.args else None
+        extra = 8 if kind in ("hist", "lhist") else 0
+        if kind == "hist":
+            bucket = self.hist_bucket(value, agg.hist_k)
+        elif kind == "lhist":
+            bucket = self.lhist_bucket(value, *agg.lhist)
+        # the key's address is computed once and kept: the key is written through it and it is
+        # passed to the lookup and, on a miss, to the update
+        key = self.var_as_key(ref, layout) if not extra else None
+        if key is None:
+            key = self.address_of(*self.alloc_mem(layout.key_size + extra, ref.span))
+            self.build_key(ref, layout, extra, base=key)
+        elif isinstance(key, int):
+            key = self.address_of(FP, key)
+        if extra:
+            self.emit(ir.Store(key, layout.key_size, bucket, 8))
+        v = self.lookup(layout, key)
+        miss, done = self.label("miss"), self.label("agg")
+        self.emit(ir.CondJump("jeq", v, 0, miss))
+        t = self.vreg()
+        if kind in ("count", "hist", "lhist"):
+            self.mov(t, 1)
+            self.emit(ir.AtomicAdd(v, 0, t, 8))
+        elif kind == "sum":
+            self.emit(ir.Load(t, v, 0, 8))
+            self.emit(ir.Alu("add", t, value))
+            self.emit(ir.Store(v, 0, t, 8))
+        elif kind in ("avg", "stats"):
+            self.emit(ir.Load(t, v, 0, 8))
+            self.emit(ir.Alu("add", t, 1))
+            self.emit(ir.Store(v, 0, t, 8))
+            t2 = self.vreg()
+            self.emit(ir.Load(t2, v, 8, 8))
+            self.emit(ir.Alu("add", t2, value))
+            self.emit(ir.Store(v, 8, t2, 8))
+        elif kind in ("min", "max"):
+            store = self.label("set")
+            self.emit(ir.Load(t, v, 8, 8))
+            self.emit(ir.CondJump("jeq", t, 0, store))
+            cur = self.vreg()
+            self.emit(ir.Load(cur, v, 0, 8))
+            op = ("jsle" if agg.signed else "jle") if kind == "min" else ("jsge" if agg.signed else "jge")
+            # keep the current value when it is already <= (min) / >= (max) the new one
+            self.emit(ir.CondJump(op, cur, value, done))
+            self.emit(ir.Label(store))
+            self.emit(ir.Store(v, 0, value, 8))
+            self.emit(ir.Store(v, 8, 1, 8))
+        self.emit(ir.Jump(done))
+        self.emit(ir.Label(miss))
+        val = self.frame.alloc(layout.value_size, call.span)
+        if kind in ("count", "hist", "lhist"):
+            self.emit(ir.Store(FP, val, 1, 8))
+        elif kind == "sum":
+            self.emit(ir.Store(FP, val, value, 8))
+        elif kind in ("avg", "stats"):
+            self.emit(ir.Store(FP, val, 1, 8))
+            self.emit(ir.Store(FP, val + 8, value, 8))
+        else:
+            self.emit(ir.Store(FP, val, value, 8))
+            self.emit(ir.Store(FP, val + 8, 1, 8))
+        self.update(layout, key, val)
+        self.emit(ir.Label(done))
+
+    def hist_bucket(self, value: VReg, k: int) -> VReg:
+        """Bucket index exactly as runtime.format.hist_index defines it (N = 2^k):
+        v < 0 -> 0; v < N -> v + 1; else with p = floor(log2 v), s = p - k:
+        (s << k) + (v >> s) + 1, which is p + 2 when k = 0."""
+        out = self.vreg()
+        done = self.label("bucket")
+        self.mov(out, 0)
+        self.emit(ir.CondJump("jslt", value, 0, done))
+        self.mov(out, value)
+        self.emit(ir.Alu("add", out, 1))
+        self.emit(ir.CondJump("jlt", value, 1 << k, done))
+        v = self.vreg()
+        self.mov(v, value)
+        lg = self.vreg()
+        self.mov(lg, 0)
+        for shift in (32, 16, 8, 4, 2, 1):
+            skip = self.label("lg")
+            if shift == 32:
+                lim = self.const((1 << 32) - 1)
+                self.emit(ir.CondJump("jle", v, lim, skip))
+            else:
+                self.emit(ir.CondJump("jle", v, (1 << shift) - 1, skip))
+            self.emit(ir.Alu("rsh", v, shift))
+            self.emit(ir.Alu("add", lg, shift))
+            self.emit(ir.Label(skip))
+        if k == 0:
+            self.mov(out, lg)
+            self.emit(ir.Alu("add", out, 2))
+        else:
+            s = lg
+            self.emit(ir.Alu("sub", s, k))
+            self.mov(out, value)
+            self.emit(ir.Alu("rsh", out, s))
+            self.emit(ir.Alu("add", out, 1))
+            t = self.vreg()
+            self.mov(t, s)
+            self.emit(ir.Alu("lsh", t, k))
+            self.emit(ir.Alu("add", out, t))
+        self.emit(ir.Label(done))
+        return out
+
+    def lhist_bucket(self, value: VReg, lo: int, hi: int, step: int) -> VReg:
+        """Bucket index as runtime.format.lhist_index: v < lo -> 0, v > hi -> n + 1,
+        else (v - lo) / step + 1, with n = (hi - lo) / step."""
+        out = self.vreg()
+        done = self.label("bucket")
+        n = (hi - lo) // step
+        self.mov(out, 0)
+        self.emit(ir.CondJump("jslt", value, lo, done))
+        self.mov(out, n + 1)
+        self.emit(ir.CondJump("jsgt", value, hi, done))
+        self.mov(out, value)
+        if lo:
+            self.emit(ir.Alu("sub", out, lo))
+        if step != 1:
+            self.emit(ir.Alu("div", out, step))
+        self.emit(ir.Alu("add", out, 1))
+        self.emit(ir.Label(done))
+        return out
