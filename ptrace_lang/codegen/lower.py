@@ -550,7 +550,7 @@ class Lowering(MapsLowering, EventsLowering, StringsLowering, ArgsLowering, Type
             out = self.vreg()
             self.emit(ir.Load(out, src_base, src_off + e.base.type.offsets()[e.index], 8))
             return out
-        if isinstance(e, ast.Index) and getattr(e, "array_index", None) is not None:
+        if isinstance(e, ast.Index) and e.array_index is not None:
             return self.intarray_element(e)
         if isinstance(e, ast.Cast):
             if isinstance(e.operand.type, (IntArrayT, StrT)):

@@ -176,7 +176,7 @@ class LoopsLowering:
         self._subprogs()
         layout = self.maps["@" + s.map.name]
         kv_type: TupleT = s.var.type
-        ctxs, passed, assigned = self._pass_vars(s.body, s.var.name, getattr(s, "body_locals", frozenset()))
+        ctxs, passed, assigned = self._pass_vars(s.body, s.var.name, s.body_locals)
         var_types = self.var_types
         self.var_types = dict(var_types)
         self.var_types[s.var.name] = kv_type
@@ -258,7 +258,7 @@ class LoopsLowering:
         skip = self.label("norange")
         # an empty range (end <= start) runs no iteration; bpf_loop caps the count
         self.emit(ir.CondJump("jsle", end, start, skip))
-        ctxs, passed, assigned = self._pass_vars(s.body, s.var.name, getattr(s, "body_locals", frozenset()))
+        ctxs, passed, assigned = self._pass_vars(s.body, s.var.name, s.body_locals)
         start_off = self.frame.alloc(8, s.span)
         self.emit(ir.Store(FP, start_off, start, 8))
         var_types = self.var_types

@@ -41,9 +41,9 @@ def in_memory(e: ast.Expr) -> bool:
     """A member or element of a struct/array value held in a variable (on the stack)."""
     if isinstance(e, ast.Var):
         return isinstance(e.type, (StructT, ArrayT))
-    if isinstance(e, ast.FieldAccess) and hasattr(e, "c_field") and not e.arrow:
+    if isinstance(e, ast.FieldAccess) and e.c_field is not None and not e.arrow:
         return in_memory(e.base)
-    if isinstance(e, ast.Index) and hasattr(e, "c_user") and isinstance(e.base.type, ArrayT):
+    if isinstance(e, ast.Index) and e.c_user is not None and isinstance(e.base.type, ArrayT):
         return in_memory(e.base)
     return False
 
@@ -51,11 +51,11 @@ def in_memory(e: ast.Expr) -> bool:
 def is_located(e: ast.Expr) -> bool:
     """An expression whose value is read from memory at a computed address."""
     if isinstance(e, ast.FieldAccess):
-        return hasattr(e, "c_field")
+        return e.c_field is not None
     if isinstance(e, ast.Unary):
-        return e.op == "*" and hasattr(e, "c_user")
+        return e.op == "*" and e.c_user is not None
     if isinstance(e, ast.Index):
-        return hasattr(e, "c_user")
+        return e.c_user is not None
     return False
 
 
@@ -206,7 +206,7 @@ class TypesLowering:
             if isinstance(lt, PtrT) and isinstance(rt, PtrT):
                 a = self.scalar(e.left)
                 return self.binop("-", a, e.right, False)
-        if isinstance(e, ast.Index) and hasattr(e, "tuple_index"):
+        if isinstance(e, ast.Index) and e.tuple_index is not None:
             src_base, src_off = self.mem_of(e.base)
             out = self.vreg()
             self.emit(ir.Load(out, src_base, src_off + e.base.type.offsets()[e.tuple_index], 8))

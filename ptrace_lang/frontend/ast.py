@@ -138,6 +138,7 @@ class Unary(Expr):
 
     op: str
     operand: Expr
+    c_user: bool | None = _note()  # ``*p``: the address space read (True: user), None when not a C read
 
 
 @dataclass
@@ -163,6 +164,8 @@ class FieldAccess(Expr):
     base: Expr
     field_name: str
     arrow: bool = False
+    c_field: object = _note()  # the C member (btftypes.Field) when base is a C struct/union (pointer)
+    c_user: bool | None = _note()  # with c_field: the address space of the struct read (True: user)
 
 
 @dataclass
@@ -171,6 +174,8 @@ class Index(Expr):
 
     base: Expr
     index: Expr
+    c_user: bool | None = _note()  # a C pointer or array indexed: the address space read (True: user)
+    tuple_index: int | None = _note()  # a tuple indexed with a constant: that constant
     array_index: int | None = _note()  # an int array (IntArrayT) indexed with a constant: that constant
 
 

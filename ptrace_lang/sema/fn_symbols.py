@@ -137,7 +137,7 @@ class SymbolsAnalyzer:
 
     def fn_kaddr(self, e: ast.Call) -> Type:
         name = self._literal_arg(e, 'kaddr(const char *name)')
-        if name is not None and self.final and getattr(e, "address", None) is None:
+        if name is not None and self.final and e.address is None:
             try:
                 addr = self.host.kernel_address(name)
             except OSError as err:
@@ -157,7 +157,7 @@ class SymbolsAnalyzer:
         if self.ctx is None or not self.ctx.user_space:
             self.error(f'uaddr can not be used with "{provider}" probes', e.span)
             return UINT64
-        if name is None or not self.final or getattr(e, "address", None) is not None:
+        if name is None or not self.final or e.address is not None:
             return UINT64
         from ptrace_lang import elfsyms
 

@@ -165,7 +165,7 @@ class TypesMixin:
     def address_of(self, e: ast.Unary) -> Type:
         t = self.expr(e.operand)
         if located(t) or isinstance(e.operand, (ast.FieldAccess, ast.Index)) and \
-                hasattr(e.operand, "c_user"):
+                e.operand.c_user is not None:
             return PtrT(t, self.user_of(e.operand))
         self.error(f"The address-of operator can not be used on expressions of type '{t}'",
                    e.span)

@@ -130,7 +130,7 @@ class ValuesSema:
             return None     # not a value cast this module handles
         t = self.expr(e.operand)
         is_bool = isinstance(base, BoolT)
-        if tn.array_len is not None or getattr(tn, "array_auto", False):
+        if tn.array_len is not None or tn.array_auto:
             if is_bool:
                 base = IntT(8, False)
             # (uint8[4])x: the bytes of an integer seen as an array, and back
