@@ -211,7 +211,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _main(argv: list[str]) -> int:
-    from ptrace_lang.errors import PtraceError, SOURCES
+    from ptrace_lang.errors import SOURCES, PtraceError, internal_error
 
     try:
         opts = parse_args(argv)
@@ -233,7 +233,7 @@ def _main(argv: list[str]) -> int:
         try:
             sys.stdout.write(report() + "\n")
         except Exception as e:
-            return _internal_error(e)
+            return internal_error(e)
         return 0
     traced = opts["pid"] is not None or opts["command"] is not None
     if opts["list"]:
@@ -252,7 +252,7 @@ def _main(argv: list[str]) -> int:
         try:
             return list_probes(opts["file"], opts["verbose"], sys.stdout)
         except Exception as e:
-            return _internal_error(e)
+            return internal_error(e)
     if opts["repl"] or (opts["program"] is None and opts["file"] is None
                         and sys.stdin.isatty() and sys.stdout.isatty()):
         if traced:
@@ -291,7 +291,7 @@ def _main(argv: list[str]) -> int:
             sys.stderr.write(e.render(SOURCES) + "\n")
             return 1
         except Exception as e:
-            return _internal_error(e)
+            return internal_error(e)
     try:
         return _compile_and_run(text, filename, opts, process)
     finally:
@@ -300,7 +300,7 @@ def _main(argv: list[str]) -> int:
 
 
 def _compile_and_run(text: str, filename: str, opts: dict, process) -> int:
-    from ptrace_lang.errors import PtraceError, SOURCES
+    from ptrace_lang.errors import SOURCES, PtraceError, internal_error
 
     spec = None
     cache_key = None
@@ -364,7 +364,7 @@ def _compile_and_run(text: str, filename: str, opts: dict, process) -> int:
             sys.stderr.write(log.rstrip("\n") + "\n")
         return 1
     except Exception as e:
-        return _internal_error(e)
+        return internal_error(e)
     finally:
         if out is not None:
             out.close()
@@ -374,7 +374,7 @@ def _compile(text: str, filename: str, opts: dict, cache_key, cpid: int | None =
              pid: int | None = None):
     """The ObjectSpec of the program (stored in the compile cache), or an exit code."""
     from ptrace_lang.driver import Options, compile_script
-    from ptrace_lang.errors import PtraceError, SOURCES
+    from ptrace_lang.errors import SOURCES, PtraceError, internal_error
     try:
         compiled = compile_script(text, filename, Options(positional=opts["positional"],
                                                           stages=tuple(opts["stages"]),
@@ -388,7 +388,7 @@ def _compile(text: str, filename: str, opts: dict, cache_key, cpid: int | None =
         sys.stderr.write(f"{filename}: ERROR: the program is nested too deeply\n")
         return 1
     except Exception as e:  # an internal error must still not print a traceback
-        return _internal_error(e)
+        return internal_error(e)
     for st in STAGES:
         if st in compiled.dumps:
             sys.stdout.write(compiled.dumps[st].rstrip("\n") + "\n")
@@ -415,13 +415,3 @@ def _print_warnings(spec, opts: dict) -> None:
     for w in spec.config.get("warnings", ()):
         sys.stderr.write(w + "\n")
 
-
-def _internal_error(e: BaseException) -> int:
-    if isinstance(e, BrokenPipeError):
-        raise e
-    if os.environ.get("PTRACE_DEBUG"):
-        import traceback
-        traceback.print_exc()
-    sys.stderr.write(f"ERROR: internal error: {type(e).__name__}: {e}\n"
-                     "(set PTRACE_DEBUG=1 for the Python traceback)\n")
-    return 1

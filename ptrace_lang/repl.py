@@ -21,7 +21,8 @@ import sys
 import time
 
 from ptrace_lang import spec as S
-from ptrace_lang.errors import SOURCES, CompileError, Diagnostic, PtraceError, RuntimeFailure, Span
+from ptrace_lang.errors import (SOURCES, CompileError, Diagnostic, PtraceError, RuntimeFailure, Span,
+                                internal_error)
 from ptrace_lang.records import dataclass, field
 from ptrace_lang.runtime.session import RunOptions, Session
 
@@ -988,8 +989,7 @@ def run_repl(opts: dict) -> int:
                 repl.session.close()
             except Exception:  # noqa: BLE001
                 pass
-        from ptrace_lang.cli import _internal_error
-        return _internal_error(e)
+        return internal_error(e)
     finally:
         loop.close()
         signal.signal(signal.SIGINT, old)
