@@ -281,7 +281,7 @@ def _main(argv: list[str]) -> int:
     if traced:
         # -p: the process must exist; -c: the command is found and its process forked now,
         # held before its exec (its pid is `cpid`, a constant of the compiled program)
-        from ptrace_lang.runtime.session import TracedProcess, resolve_command
+        from ptrace_lang.runtime.process import TracedProcess, resolve_command
         try:
             if opts["pid"] is not None:
                 process = TracedProcess.watch(opts["pid"])

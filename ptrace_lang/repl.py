@@ -816,6 +816,7 @@ class Repl:
         # the prompt is gone: END output and the maps go straight to the terminal
         s = self.session
         s.out, s.err = sys.stdout, sys.stderr
+        s.sink.out, s.sink.err = sys.stdout, sys.stderr
         try:
             return s.shutdown()
         except PtraceError as e:
