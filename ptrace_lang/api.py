@@ -59,27 +59,31 @@ def trace(script: str, *args: str, filename: str = "stdin") -> "Trace":
     return Trace(script, *args, filename=filename)
 
 
-class _ApiSession(Session):
-    """The session, keeping events as ``Event`` objects instead of writing text."""
+class _EventSink:
+    """The session's sink (runtime/sink.py) keeping records as ``Event`` objects in ``events``
+    instead of writing text."""
 
-    def _text_record(self, kind: str, text: str, end: str = ""):
+    def __init__(self) -> None:
+        self.events: deque = deque()
+
+    def text_record(self, kind: str, text: str, end: str = ""):
         return Event(_EVENT_KINDS.get(kind, kind), text, text)
 
-    def _printf_output(self, render):
-        return lambda args: self._text_record("printf", render(args))
+    def printf_output(self, render):
+        return lambda args: self.text_record("printf", render(args))
 
-    def _value_output(self, value):
+    def value_output(self, value, stats_style: str):
         from ptrace_lang.runtime.format import format_value
 
         return Event("value", plain_value(value), format_value(value))
 
-    def _map_output(self, um, top: int, div: int):
-        md = self.read_user_map(um)
-        return Event("map", {um.name: plain_map(md, top, div)}, self.format_user_map(um, top, div))
+    def map_output(self, session, um, top: int, div: int):
+        md = session.read_user_map(um)
+        return Event("map", {um.name: plain_map(md, top, div)}, session.format_user_map(um, top, div))
 
-    def _flush(self) -> None:
-        self.events.extend(self.pending)
-        self.pending.clear()
+    def flush(self, pending: list, stderr_lines: bool) -> None:
+        self.events.extend(pending)
+        pending.clear()
 
 
 _EVENT_KINDS = {"syscall": "system"}    # the JSON name of system()'s record -> the Event's
@@ -94,8 +98,8 @@ class Trace:
         self.spec = compile(script, *args, filename=filename)
         self.exit_code: int | None = None
         self._final: dict | None = None
-        self._session = _ApiSession(self.spec, RunOptions(quiet=True))
-        self._session.events = deque()
+        self._sink = _EventSink()
+        self._session = Session(self.spec, RunOptions(quiet=True, sink=self._sink))
         try:
             self.probes = self._session.start()
             self._session._flush()
@@ -133,10 +137,11 @@ class Trace:
         seconds without one (0: only what is there now; None: until the program exits)."""
         s = self._session
         while True:
-            if not s.events and s.ringbuf is not None and self._final is None:
+            events = self._sink.events
+            if not events and s.ringbuf is not None and self._final is None:
                 s.drain()
-            while s.events:
-                yield s.events.popleft()
+            while events:
+                yield events.popleft()
             if self._final is not None or s.ringbuf is None or s.stopping:
                 return
             wait = -1 if timeout is None else timeout

@@ -230,7 +230,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _main(argv: list[str]) -> int:
-    from ptrace_lang.errors import PtraceError, SOURCES
+    from ptrace_lang.errors import SOURCES, PtraceError, internal_error
 
     try:
         opts = parse_args(argv)
@@ -252,7 +252,7 @@ def _main(argv: list[str]) -> int:
         try:
             sys.stdout.write(report() + "\n")
         except Exception as e:
-            return _internal_error(e)
+            return internal_error(e)
         return 0
     traced = opts["pid"] is not None or opts["command"] is not None
     if opts["list"]:
@@ -271,7 +271,7 @@ def _main(argv: list[str]) -> int:
         try:
             return list_probes(opts["file"], opts["verbose"], sys.stdout)
         except Exception as e:
-            return _internal_error(e)
+            return internal_error(e)
     if opts["repl"] or (opts["program"] is None and opts["file"] is None
                         and sys.stdin.isatty() and sys.stdout.isatty()):
         if traced:
@@ -300,7 +300,7 @@ def _main(argv: list[str]) -> int:
     if traced:
         # -p: the process must exist; -c: the command is found and its process forked now,
         # held before its exec (its pid is `cpid`, a constant of the compiled program)
-        from ptrace_lang.runtime.session import TracedProcess, resolve_command
+        from ptrace_lang.runtime.process import TracedProcess, resolve_command
         try:
             if opts["pid"] is not None:
                 process = TracedProcess.watch(opts["pid"])
@@ -310,7 +310,7 @@ def _main(argv: list[str]) -> int:
             sys.stderr.write(e.render(SOURCES) + "\n")
             return 1
         except Exception as e:
-            return _internal_error(e)
+            return internal_error(e)
     try:
         return _compile_and_run(text, filename, opts, process)
     finally:
@@ -319,7 +319,7 @@ def _main(argv: list[str]) -> int:
 
 
 def _compile_and_run(text: str, filename: str, opts: dict, process) -> int:
-    from ptrace_lang.errors import PtraceError, SOURCES
+    from ptrace_lang.errors import SOURCES, PtraceError, internal_error
 
     spec = None
     cache_key = None
@@ -387,7 +387,7 @@ def _compile_and_run(text: str, filename: str, opts: dict, process) -> int:
             sys.stderr.write(log.rstrip("\n") + "\n")
         return 1
     except Exception as e:
-        return _internal_error(e)
+        return internal_error(e)
     finally:
         if out is not None:
             out.close()
@@ -397,7 +397,7 @@ def _compile(text: str, filename: str, opts: dict, cache_key, cpid: int | None =
              pid: int | None = None):
     """The ObjectSpec of the program (stored in the compile cache), or an exit code."""
     from ptrace_lang.driver import Options, compile_script
-    from ptrace_lang.errors import PtraceError, SOURCES
+    from ptrace_lang.errors import SOURCES, PtraceError, internal_error
     try:
         compiled = compile_script(text, filename, Options(positional=opts["positional"],
                                                           stages=tuple(opts["stages"]),
@@ -411,7 +411,7 @@ def _compile(text: str, filename: str, opts: dict, cache_key, cpid: int | None =
         sys.stderr.write(f"{filename}: ERROR: the program is nested too deeply\n")
         return 1
     except Exception as e:  # an internal error must still not print a traceback
-        return _internal_error(e)
+        return internal_error(e)
     for st in STAGES:
         if st in compiled.dumps:
             sys.stdout.write(compiled.dumps[st].rstrip("\n") + "\n")
@@ -447,13 +447,3 @@ def _print_warnings(spec, opts: dict) -> None:
     for w in spec.config.get("warnings", ()):
         sys.stderr.write(w + "\n")
 
-
-def _internal_error(e: BaseException) -> int:
-    if isinstance(e, BrokenPipeError):
-        raise e
-    if os.environ.get("PTRACE_DEBUG"):
-        import traceback
-        traceback.print_exc()
-    sys.stderr.write(f"ERROR: internal error: {type(e).__name__}: {e}\n"
-                     "(set PTRACE_DEBUG=1 for the Python traceback)\n")
-    return 1

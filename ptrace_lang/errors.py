@@ -6,6 +6,9 @@
 """
 from __future__ import annotations
 
+import os
+import sys
+
 from ptrace_lang.records import dataclass, field
 
 
@@ -116,3 +119,16 @@ class NotSupportedYet(CompileError):
 
 class RuntimeFailure(PtraceError):
     """Loading, attaching or running failed (verifier rejection, missing probe, permissions)."""
+
+
+def internal_error(e: BaseException) -> int:
+    """Report an error of ptrace itself in one line (the traceback with PTRACE_DEBUG=1); the
+    exit code 1. A broken pipe is raised again: the caller ends quietly as ``head`` expects."""
+    if isinstance(e, BrokenPipeError):
+        raise e
+    if os.environ.get("PTRACE_DEBUG"):
+        import traceback
+        traceback.print_exc()
+    sys.stderr.write(f"ERROR: internal error: {type(e).__name__}: {e}\n"
+                     "(set PTRACE_DEBUG=1 for the Python traceback)\n")
+    return 1

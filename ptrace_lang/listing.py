@@ -458,15 +458,15 @@ class _Lister:
     # -- uprobe / usdt --------------------------------------------------------------------------
 
     def _binaries(self, prov: str, target: str) -> list[str]:
-        from ptrace_lang import elfsyms
+        from ptrace_lang import elfsyms, libpath
         if not target or target == "*":
             raise ListingError(f"listing {prov} probes needs a binary: {prov}:/path/to/binary:*")
         if _has_magic(target):
             import glob
             paths = sorted(p for p in glob.glob(target) if os.path.isfile(p))
-            return [os.path.abspath(p) for p in paths if elfsyms.is_elf(p)]
+            return [os.path.abspath(p) for p in paths if libpath.is_elf(p)]
         try:
-            path = elfsyms.resolve_binary(target)
+            path = libpath.resolve_binary(target)
             elfsyms.elf_info(path)
         except LookupError as e:
             raise ListingError(f"{prov}: {e}") from None

@@ -3,7 +3,7 @@ program is bound to a function, raw tracepoint or iterator of a module)."""
 
 from __future__ import annotations
 
-from . import cty as ctypes
+from . import cty
 import errno
 import os
 
@@ -19,15 +19,15 @@ from .sys import (
 __all__ = ["module_btf_fd"]
 
 
-class BtfInfo(ctypes.Structure):
+class BtfInfo(cty.Structure):
     """struct bpf_btf_info."""
     _fields_ = [
-        ("btf", ctypes.c_uint64),
-        ("btf_size", ctypes.c_uint32),
-        ("id", ctypes.c_uint32),
-        ("name", ctypes.c_uint64),
-        ("name_len", ctypes.c_uint32),
-        ("kernel_btf", ctypes.c_uint32),
+        ("btf", cty.c_uint64),
+        ("btf_size", cty.c_uint32),
+        ("id", cty.c_uint32),
+        ("name", cty.c_uint64),
+        ("name_len", cty.c_uint32),
+        ("kernel_btf", cty.c_uint32),
     ]
 
 
@@ -35,8 +35,8 @@ _ids: dict[str, int] = {}     # module name -> BTF object id (found once per pro
 
 
 def _name_of(fd: int) -> tuple[str, bool]:
-    buf = ctypes.create_string_buffer(64)
-    info = BtfInfo(name=ctypes.addressof(buf), name_len=len(buf))
+    buf = cty.create_string_buffer(64)
+    info = BtfInfo(name=cty.addressof(buf), name_len=len(buf))
     obj_get_info(fd, info)
     return buf.value.decode(errors="replace"), bool(info.kernel_btf)
 

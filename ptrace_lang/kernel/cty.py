@@ -5,7 +5,7 @@ function prototype, loads ``ctypes._endian`` and the ``types`` module, and opens
 The bpf(2) and perf_event_open(2) wrappers need a dozen names; they are made here from
 ``_ctypes`` the way ``ctypes/__init__.py`` makes them (fixed-width integers, ``c_char``,
 ``create_string_buffer``, ``memmove``, ``string_at``, a libc function with errno kept). The
-kernel modules import this module as ``ctypes``, so their code reads as ordinary ctypes code.
+kernel modules import it as ``cty``; its names are those of ctypes.
 
 Where ``_ctypes`` lacks a name (another Python), everything comes from ctypes itself.
 """

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from . import cty as ctypes
+from . import cty
 import errno
 import os
 
@@ -121,9 +121,9 @@ def attach_perf_event(prog_fd: int, perf_fd: int, cookie: int = 0) -> Link:
 def raw_tracepoint_open(prog_fd: int, name: str) -> Link:
     """BPF_RAW_TRACEPOINT_OPEN: attach a raw tracepoint (or tp_btf/fentry etc.
     when name is empty and the program carries attach_btf_id)."""
-    nbuf = ctypes.create_string_buffer(name.encode()) if name else None
+    nbuf = cty.create_string_buffer(name.encode()) if name else None
     attr = RawTracepointOpenAttr(prog_fd=prog_fd,
-                                 name=ctypes.addressof(nbuf) if nbuf is not None else 0)
+                                 name=cty.addressof(nbuf) if nbuf is not None else 0)
     fd = bpf(BPF_RAW_TRACEPOINT_OPEN, attr)
     return Link(fd, -1, "raw_tracepoint", name)
 
@@ -133,18 +133,18 @@ BPF_TRACE_KPROBE_MULTI = 42
 BPF_F_KPROBE_MULTI_RETURN = 1
 
 
-class _KprobeMultiAttr(ctypes.Structure):
+class _KprobeMultiAttr(cty.Structure):
     """BPF_LINK_CREATE for kprobe_multi (the target union at offset 16)."""
     _fields_ = [
-        ("prog_fd", ctypes.c_uint32),
-        ("target_fd", ctypes.c_uint32),
-        ("attach_type", ctypes.c_uint32),
-        ("flags", ctypes.c_uint32),
-        ("km_flags", ctypes.c_uint32),
-        ("cnt", ctypes.c_uint32),
-        ("syms", ctypes.c_uint64),
-        ("addrs", ctypes.c_uint64),
-        ("cookies", ctypes.c_uint64),
+        ("prog_fd", cty.c_uint32),
+        ("target_fd", cty.c_uint32),
+        ("attach_type", cty.c_uint32),
+        ("flags", cty.c_uint32),
+        ("km_flags", cty.c_uint32),
+        ("cnt", cty.c_uint32),
+        ("syms", cty.c_uint64),
+        ("addrs", cty.c_uint64),
+        ("cookies", cty.c_uint64),
     ]
 
 
@@ -162,14 +162,14 @@ def kprobe_multi(prog_fd: int, syms: list[str], cookies: list[int] | None = None
         cookies = [p[1] for p in pairs]
     else:
         syms = sorted(syms)
-    bufs = [ctypes.create_string_buffer(s.encode()) for s in syms]
-    ptrs = (ctypes.c_uint64 * n)(*(ctypes.addressof(b) for b in bufs))
+    bufs = [cty.create_string_buffer(s.encode()) for s in syms]
+    ptrs = (cty.c_uint64 * n)(*(cty.addressof(b) for b in bufs))
     attr = _KprobeMultiAttr(prog_fd=prog_fd, attach_type=BPF_TRACE_KPROBE_MULTI, cnt=n,
                             km_flags=BPF_F_KPROBE_MULTI_RETURN if retprobe else 0,
-                            syms=ctypes.addressof(ptrs))
+                            syms=cty.addressof(ptrs))
     if cookies is not None:
-        carr = (ctypes.c_uint64 * n)(*(c & 0xFFFFFFFFFFFFFFFF for c in cookies))
-        attr.cookies = ctypes.addressof(carr)
+        carr = (cty.c_uint64 * n)(*(c & 0xFFFFFFFFFFFFFFFF for c in cookies))
+        attr.cookies = cty.addressof(carr)
     fd = bpf(BPF_LINK_CREATE, attr)
     return Link(fd, -1, "kprobe_multi", name)
 
@@ -179,20 +179,20 @@ BPF_TRACE_UPROBE_MULTI = 48
 BPF_F_UPROBE_MULTI_RETURN = 1
 
 
-class _UprobeMultiAttr(ctypes.Structure):
+class _UprobeMultiAttr(cty.Structure):
     """BPF_LINK_CREATE for uprobe_multi (the target union at offset 16)."""
     _fields_ = [
-        ("prog_fd", ctypes.c_uint32),
-        ("target_fd", ctypes.c_uint32),
-        ("attach_type", ctypes.c_uint32),
-        ("flags", ctypes.c_uint32),
-        ("path", ctypes.c_uint64),
-        ("offsets", ctypes.c_uint64),
-        ("ref_ctr_offsets", ctypes.c_uint64),
-        ("cookies", ctypes.c_uint64),
-        ("cnt", ctypes.c_uint32),
-        ("um_flags", ctypes.c_uint32),
-        ("pid", ctypes.c_uint32),
+        ("prog_fd", cty.c_uint32),
+        ("target_fd", cty.c_uint32),
+        ("attach_type", cty.c_uint32),
+        ("flags", cty.c_uint32),
+        ("path", cty.c_uint64),
+        ("offsets", cty.c_uint64),
+        ("ref_ctr_offsets", cty.c_uint64),
+        ("cookies", cty.c_uint64),
+        ("cnt", cty.c_uint32),
+        ("um_flags", cty.c_uint32),
+        ("pid", cty.c_uint32),
     ]
 
 
@@ -203,12 +203,12 @@ def uprobe_multi(prog_fd: int, path: str, offsets: list[int], cookies: list[int]
     expected_attach_type BPF_TRACE_UPROBE_MULTI. Closing it unregisters all its uprobes at once
     (per-uprobe perf events each wait for the kernel on close)."""
     n = len(offsets)
-    pbuf = ctypes.create_string_buffer(path.encode())
-    offs = (ctypes.c_uint64 * n)(*offsets)
-    carr = (ctypes.c_uint64 * n)(*(c & 0xFFFFFFFFFFFFFFFF for c in cookies))
+    pbuf = cty.create_string_buffer(path.encode())
+    offs = (cty.c_uint64 * n)(*offsets)
+    carr = (cty.c_uint64 * n)(*(c & 0xFFFFFFFFFFFFFFFF for c in cookies))
     attr = _UprobeMultiAttr(prog_fd=prog_fd, attach_type=BPF_TRACE_UPROBE_MULTI,
-                            path=ctypes.addressof(pbuf), offsets=ctypes.addressof(offs),
-                            cookies=ctypes.addressof(carr), cnt=n,
+                            path=cty.addressof(pbuf), offsets=cty.addressof(offs),
+                            cookies=cty.addressof(carr), cnt=n,
                             um_flags=BPF_F_UPROBE_MULTI_RETURN if retprobe else 0,
                             pid=max(pid, 0))
     fd = bpf(BPF_LINK_CREATE, attr)

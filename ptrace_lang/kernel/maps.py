@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from . import cty as ctypes
+from . import cty
 import errno
 import os
 
@@ -152,26 +152,26 @@ class Map:
 
     # -- helpers ------------------------------------------------------------
 
-    def _key(self, key) -> ctypes.Array:
+    def _key(self, key) -> cty.Array:
         if len(key) != self.key_size:
             raise ValueError(f"key must be {self.key_size} bytes, got {len(key)}")
-        return (ctypes.c_char * max(self.key_size, 1)).from_buffer_copy(key) \
-            if self.key_size else (ctypes.c_char * 1)()
+        return (cty.c_char * max(self.key_size, 1)).from_buffer_copy(key) \
+            if self.key_size else (cty.c_char * 1)()
 
-    def _value(self, value) -> ctypes.Array:
+    def _value(self, value) -> cty.Array:
         n = len(value)
         full = self.raw_value_size
-        buf = (ctypes.c_char * max(full, 1))()
+        buf = (cty.c_char * max(full, 1))()
         if n == full:
-            ctypes.memmove(buf, bytes(value), n)
+            cty.memmove(buf, bytes(value), n)
         elif n <= self.value_size:
             if self.percpu:
                 # one value: replicate it into every CPU's slot
                 v = bytes(value)
                 for cpu in range(self.ncpus):
-                    ctypes.memmove(ctypes.addressof(buf) + cpu * self.value_stride, v, n)
+                    cty.memmove(cty.addressof(buf) + cpu * self.value_stride, v, n)
             else:
-                ctypes.memmove(buf, bytes(value), n)
+                cty.memmove(buf, bytes(value), n)
         else:
             raise ValueError(f"value must be <= {self.value_size} bytes "
                              f"(or {full} raw per-CPU bytes), got {n}")
@@ -186,8 +186,8 @@ class Map:
 
     def lookup(self, key) -> bytes | None:
         k = self._key(key)
-        v = (ctypes.c_char * max(self.raw_value_size, 1))()
-        attr = MapElemAttr(map_fd=self.fd, key=ctypes.addressof(k), value=ctypes.addressof(v))
+        v = (cty.c_char * max(self.raw_value_size, 1))()
+        attr = MapElemAttr(map_fd=self.fd, key=cty.addressof(k), value=cty.addressof(v))
         r = bpf_errno(BPF_MAP_LOOKUP_ELEM, attr)
         if r < 0:
             if r == -errno.ENOENT:
@@ -201,14 +201,14 @@ class Map:
         written to every CPU's slot."""
         k = self._key(key)
         v = self._value(value)
-        attr = MapElemAttr(map_fd=self.fd, key=ctypes.addressof(k), value=ctypes.addressof(v),
+        attr = MapElemAttr(map_fd=self.fd, key=cty.addressof(k), value=cty.addressof(v),
                            flags=flags)
         bpf(BPF_MAP_UPDATE_ELEM, attr)
 
     def delete(self, key) -> bool:
         """Delete key; False if it was not there."""
         k = self._key(key)
-        attr = MapElemAttr(map_fd=self.fd, key=ctypes.addressof(k))
+        attr = MapElemAttr(map_fd=self.fd, key=cty.addressof(k))
         r = bpf_errno(BPF_MAP_DELETE_ELEM, attr)
         if r < 0:
             if r == -errno.ENOENT:
@@ -221,10 +221,10 @@ class Map:
     def keys(self) -> list[bytes]:
         """All keys, via BPF_MAP_GET_NEXT_KEY."""
         ks = self.key_size
-        cur = (ctypes.c_char * max(ks, 1))()
-        nxt = (ctypes.c_char * max(ks, 1))()
-        attr = MapElemAttr(map_fd=self.fd, key=0, value=ctypes.addressof(nxt))
-        cur_addr = ctypes.addressof(cur)
+        cur = (cty.c_char * max(ks, 1))()
+        nxt = (cty.c_char * max(ks, 1))()
+        attr = MapElemAttr(map_fd=self.fd, key=0, value=cty.addressof(nxt))
+        cur_addr = cty.addressof(cur)
         seen: dict[bytes, None] = {}
         # a hash map restarts from the beginning when the current key vanished
         # under us; bound the walk so concurrent churn cannot loop forever
@@ -237,7 +237,7 @@ class Map:
                 raise _err("BPF_MAP_GET_NEXT_KEY", r)
             kb = nxt.raw[:ks]
             seen[kb] = None
-            ctypes.memmove(cur, nxt, ks)
+            cty.memmove(cur, nxt, ks)
             attr.key = cur_addr
         return list(seen)
 
@@ -245,20 +245,20 @@ class Map:
         ks, vs = self.key_size, self.raw_value_size
         chunk = max(1, min(self.max_entries, _BATCH_BYTES // max(ks + vs, 1)))
         tok = max(ks, 8)
-        in_tok = (ctypes.c_char * tok)()
-        out_tok = (ctypes.c_char * tok)()
-        kbuf = (ctypes.c_char * (chunk * ks))()
-        vbuf = (ctypes.c_char * (chunk * vs))()
+        in_tok = (cty.c_char * tok)()
+        out_tok = (cty.c_char * tok)()
+        kbuf = (cty.c_char * (chunk * ks))()
+        vbuf = (cty.c_char * (chunk * vs))()
         attr = MapBatchAttr(map_fd=self.fd)
         in_ptr = 0
         keys: list[bytes] = []
         vals: list[bytes] = []
-        string_at = ctypes.string_at
+        string_at = cty.string_at
         while True:
             attr.in_batch = in_ptr
-            attr.out_batch = ctypes.addressof(out_tok)
-            attr.keys = ctypes.addressof(kbuf)
-            attr.values = ctypes.addressof(vbuf)
+            attr.out_batch = cty.addressof(out_tok)
+            attr.keys = cty.addressof(kbuf)
+            attr.values = cty.addressof(vbuf)
             attr.count = chunk
             r = bpf_errno(cmd, attr)
             n = attr.count
@@ -266,8 +266,8 @@ class Map:
                 if r == -errno.ENOSPC and n == 0:
                     # a hash bucket holds more entries than fit: grow and retry
                     chunk *= 2
-                    kbuf = (ctypes.c_char * (chunk * ks))()
-                    vbuf = (ctypes.c_char * (chunk * vs))()
+                    kbuf = (cty.c_char * (chunk * ks))()
+                    vbuf = (cty.c_char * (chunk * vs))()
                     continue
                 raise _err(_s.CMD_NAMES[cmd], r)
             if n:
@@ -277,8 +277,8 @@ class Map:
                 vals.extend([vr[i:i + vs] for i in range(0, n * vs, vs)])
             if r == -errno.ENOENT:
                 break
-            ctypes.memmove(in_tok, out_tok, tok)
-            in_ptr = ctypes.addressof(in_tok)
+            cty.memmove(in_tok, out_tok, tok)
+            in_ptr = cty.addressof(in_tok)
         return list(zip(keys, vals))
 
     def _try_batch(self, cmd: int) -> list[tuple[bytes, bytes]] | None:
@@ -341,8 +341,8 @@ class Map:
 
     def _delete_batch(self, keys: list[bytes]) -> bool:
         kraw = b"".join(keys)
-        kbuf = (ctypes.c_char * len(kraw)).from_buffer_copy(kraw)
-        attr = MapBatchAttr(map_fd=self.fd, keys=ctypes.addressof(kbuf), count=len(keys))
+        kbuf = (cty.c_char * len(kraw)).from_buffer_copy(kraw)
+        attr = MapBatchAttr(map_fd=self.fd, keys=cty.addressof(kbuf), count=len(keys))
         r = bpf_errno(BPF_MAP_DELETE_BATCH, attr)
         if r < 0:
             if -r in _NO_BATCH or r == -errno.ENOENT:
@@ -355,12 +355,12 @@ class Map:
         n = self.max_entries
         ks, vs = self.key_size, self.raw_value_size
         chunk = max(1, min(n, _BATCH_BYTES // max(ks + vs, 1)))
-        vbuf = (ctypes.c_char * (chunk * vs))()
+        vbuf = (cty.c_char * (chunk * vs))()
         for start in range(0, n, chunk):
             cnt = min(chunk, n - start)
-            kbuf = (ctypes.c_uint32 * cnt)(*range(start, start + cnt))
-            attr = MapBatchAttr(map_fd=self.fd, keys=ctypes.addressof(kbuf),
-                                values=ctypes.addressof(vbuf), count=cnt)
+            kbuf = (cty.c_uint32 * cnt)(*range(start, start + cnt))
+            attr = MapBatchAttr(map_fd=self.fd, keys=cty.addressof(kbuf),
+                                values=cty.addressof(vbuf), count=cnt)
             r = bpf_errno(BPF_MAP_UPDATE_BATCH, attr)
             if r < 0:
                 if -r not in _NO_BATCH:

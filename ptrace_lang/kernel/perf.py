@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from . import cty as ctypes
+from . import cty
 
 from .sys import (
     PERF_ATTR_FLAG_FREQ,
@@ -117,10 +117,10 @@ def uprobe_event(path: str, offset: int, retprobe: bool = False, pid: int = -1,
     away with the fd). System-wide when pid is -1 (then on cpu 0: a BPF program attached to
     it runs for every hit, on every CPU)."""
     kind, ret_bit = probe_pmu("uprobe")
-    buf = ctypes.create_string_buffer(path.encode())
+    buf = cty.create_string_buffer(path.encode())
     attr = PerfEventAttr(type=kind, wakeup_events=1)
     attr.config = ((1 << ret_bit) if retprobe else 0) | (ref_ctr_offset << 32)
-    attr.config1 = ctypes.addressof(buf)
+    attr.config1 = cty.addressof(buf)
     attr.config2 = offset
     attr.sample_period = 1
     return perf_event_open(attr, pid, 0 if pid == -1 else -1)
@@ -133,10 +133,10 @@ def kprobe_event(func: str, offset: int = 0, retprobe: bool = False, addr: int =
     it runs for every hit, on every CPU. Raises OSError(ENOENT) when the kernel has no
     kprobe PMU."""
     kind, ret_bit = probe_pmu("kprobe")
-    buf = ctypes.create_string_buffer(func.encode()) if func else None
+    buf = cty.create_string_buffer(func.encode()) if func else None
     attr = PerfEventAttr(type=kind, wakeup_events=1)
     attr.config = (1 << ret_bit) if retprobe else 0
-    attr.config1 = ctypes.addressof(buf) if buf is not None else 0     # kprobe_func
+    attr.config1 = cty.addressof(buf) if buf is not None else 0     # kprobe_func
     attr.config2 = offset if buf is not None else addr                   # probe_offset / kprobe_addr
     attr.sample_period = 1
     fd = perf_event_open(attr, -1, 0)

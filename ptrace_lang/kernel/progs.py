@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from . import cty as ctypes
+from . import cty
 import errno
 import os
 
@@ -97,13 +97,13 @@ def _load(prog_type: int, insns: bytes, license: str, name: str,
     """One BPF_PROG_LOAD; returns (fd or -errno, log text, log_true_size)."""
     if len(insns) % 8:
         raise ValueError(f"insns length {len(insns)} is not a multiple of 8")
-    code = ctypes.create_string_buffer(bytes(insns), len(insns))
-    lic = ctypes.create_string_buffer(license.encode())
+    code = cty.create_string_buffer(bytes(insns), len(insns))
+    lic = cty.create_string_buffer(license.encode())
     attr = ProgLoadAttr(
         prog_type=prog_type,
         insn_cnt=len(insns) // 8,
-        insns=ctypes.addressof(code),
-        license=ctypes.addressof(lic),
+        insns=cty.addressof(code),
+        license=cty.addressof(lic),
         kern_version=kern_version,
         prog_flags=prog_flags,
         prog_name=_obj_name(name),
@@ -113,21 +113,21 @@ def _load(prog_type: int, insns: bytes, license: str, name: str,
     )
     fa = None
     if fd_array:
-        fa = ctypes.create_string_buffer(bytes(fd_array), len(fd_array))
-        attr.fd_array = ctypes.addressof(fa)
+        fa = cty.create_string_buffer(bytes(fd_array), len(fd_array))
+        attr.fd_array = cty.addressof(fa)
     fi = None
     if func_info:       # (BTF fd, bpf_func_info records): a program with subprograms
-        fi = ctypes.create_string_buffer(func_info[1], len(func_info[1]))
+        fi = cty.create_string_buffer(func_info[1], len(func_info[1]))
         attr.prog_btf_fd = func_info[0]
         attr.func_info_rec_size = 8
-        attr.func_info = ctypes.addressof(fi)
+        attr.func_info = cty.addressof(fi)
         attr.func_info_cnt = len(func_info[1]) // 8
     buf = None
     if log_level:
-        buf = ctypes.create_string_buffer(log_size)
+        buf = cty.create_string_buffer(log_size)
         attr.log_level = log_level
         attr.log_size = log_size
-        attr.log_buf = ctypes.addressof(buf)
+        attr.log_buf = cty.addressof(buf)
     r = bpf_errno(BPF_PROG_LOAD, attr)
     log = buf.value.decode(errors="replace") if buf is not None else ""
     del fa, fi
@@ -207,8 +207,8 @@ def test_run(prog_fd: int, ctx_in: bytes = b"", data_in: bytes = b"", repeat: in
     raw tracepoint programs, which reject any repeat (pass ctx_in there, e.g.
     8 * nargs zero bytes, and no data_in).
     """
-    cbuf = ctypes.create_string_buffer(bytes(ctx_in), len(ctx_in)) if ctx_in else None
-    dbuf = ctypes.create_string_buffer(bytes(data_in), len(data_in)) if data_in else None
+    cbuf = cty.create_string_buffer(bytes(ctx_in), len(ctx_in)) if ctx_in else None
+    dbuf = cty.create_string_buffer(bytes(data_in), len(data_in)) if data_in else None
     attr = ProgTestRunAttr(
         prog_fd=prog_fd,
         repeat=repeat if repeat > 1 else 0,
@@ -216,10 +216,10 @@ def test_run(prog_fd: int, ctx_in: bytes = b"", data_in: bytes = b"", repeat: in
         cpu=cpu,
     )
     if cbuf is not None:
-        attr.ctx_in = ctypes.addressof(cbuf)
+        attr.ctx_in = cty.addressof(cbuf)
         attr.ctx_size_in = len(ctx_in)
     if dbuf is not None:
-        attr.data_in = ctypes.addressof(dbuf)
+        attr.data_in = cty.addressof(dbuf)
         attr.data_size_in = len(data_in)
     bpf(BPF_PROG_TEST_RUN, attr)
     return attr.retval
@@ -255,10 +255,10 @@ def enable_stats() -> int:
     return bpf(BPF_ENABLE_STATS, EnableStatsAttr(type=BPF_STATS_RUN_TIME))
 
 
-class _BtfLoadAttr(ctypes.Structure):
-    _fields_ = [("btf", ctypes.c_uint64), ("btf_log_buf", ctypes.c_uint64),
-                ("btf_size", ctypes.c_uint32), ("btf_log_size", ctypes.c_uint32),
-                ("btf_log_level", ctypes.c_uint32)]
+class _BtfLoadAttr(cty.Structure):
+    _fields_ = [("btf", cty.c_uint64), ("btf_log_buf", cty.c_uint64),
+                ("btf_size", cty.c_uint32), ("btf_log_size", cty.c_uint32),
+                ("btf_log_level", cty.c_uint32)]
 
 
 def load_btf(blob: bytes) -> int:
@@ -266,10 +266,10 @@ def load_btf(blob: bytes) -> int:
     on failure an OSError carrying the kernel's BTF log."""
     from ptrace_lang.kernel.sys import BPF_BTF_LOAD
 
-    data = ctypes.create_string_buffer(blob, len(blob))
-    log = ctypes.create_string_buffer(65536)
-    attr = _BtfLoadAttr(btf=ctypes.addressof(data), btf_size=len(blob),
-                        btf_log_buf=ctypes.addressof(log), btf_log_size=65536, btf_log_level=1)
+    data = cty.create_string_buffer(blob, len(blob))
+    log = cty.create_string_buffer(65536)
+    attr = _BtfLoadAttr(btf=cty.addressof(data), btf_size=len(blob),
+                        btf_log_buf=cty.addressof(log), btf_log_size=65536, btf_log_level=1)
     r = bpf_errno(BPF_BTF_LOAD, attr)
     if r < 0:
         raise OSError(-r, f"bpf(BPF_BTF_LOAD): {os.strerror(-r)}: {log.value.decode(errors='replace').strip()}")

@@ -10,16 +10,16 @@ Errors are raised as ``OSError(errno, "bpf(BPF_MAP_CREATE): <strerror>")``.
 
 from __future__ import annotations
 
-from . import cty as ctypes
+from . import cty
 import os
 
 # ---------------------------------------------------------------------------
 # syscall numbers, and libc's syscall(2) (kernel/cty.py: runtime/early.py uses them before
 # this module is imported)
 
-NR_BPF = ctypes.NR_BPF
-NR_PERF_EVENT_OPEN = ctypes.NR_PERF_EVENT_OPEN
-_syscall = ctypes.syscall()
+NR_BPF = cty.NR_BPF
+NR_PERF_EVENT_OPEN = cty.NR_PERF_EVENT_OPEN
+_syscall = cty.syscall()
 
 # ---------------------------------------------------------------------------
 # the uapi constants (enum bpf_cmd, bpf_map_type, bpf_prog_type, perf ...): pure data in bpf/uapi.py
@@ -32,14 +32,14 @@ from ptrace_lang.bpf.uapi import CMD_NAMES, PERCPU_MAP_TYPES  # noqa: E402,F401
 # struct in the uapi union; the kernel zero-extends shorter attrs and accepts
 # longer ones as long as the tail is zero.
 
-_u8 = ctypes.c_uint8
-_u16 = ctypes.c_uint16
-_u32 = ctypes.c_uint32
-_s32 = ctypes.c_int32
-_u64 = ctypes.c_uint64
+_u8 = cty.c_uint8
+_u16 = cty.c_uint16
+_u32 = cty.c_uint32
+_s32 = cty.c_int32
+_u64 = cty.c_uint64
 
 
-class MapCreateAttr(ctypes.Structure):
+class MapCreateAttr(cty.Structure):
     """BPF_MAP_CREATE."""
     _fields_ = [
         ("map_type", _u32),
@@ -49,7 +49,7 @@ class MapCreateAttr(ctypes.Structure):
         ("map_flags", _u32),
         ("inner_map_fd", _u32),
         ("numa_node", _u32),
-        ("map_name", ctypes.c_char * BPF_OBJ_NAME_LEN),
+        ("map_name", cty.c_char * BPF_OBJ_NAME_LEN),
         ("map_ifindex", _u32),
         ("btf_fd", _u32),
         ("btf_key_type_id", _u32),
@@ -59,7 +59,7 @@ class MapCreateAttr(ctypes.Structure):
     ]
 
 
-class MapElemAttr(ctypes.Structure):
+class MapElemAttr(cty.Structure):
     """BPF_MAP_LOOKUP_ELEM / UPDATE_ELEM / DELETE_ELEM / GET_NEXT_KEY.
 
     ``value`` doubles as ``next_key`` (they are a union in the uapi).
@@ -81,7 +81,7 @@ class MapElemAttr(ctypes.Structure):
         self.value = v
 
 
-class MapBatchAttr(ctypes.Structure):
+class MapBatchAttr(cty.Structure):
     """BPF_MAP_LOOKUP_BATCH / LOOKUP_AND_DELETE_BATCH / UPDATE_BATCH / DELETE_BATCH."""
     _fields_ = [
         ("in_batch", _u64),
@@ -95,7 +95,7 @@ class MapBatchAttr(ctypes.Structure):
     ]
 
 
-class ProgLoadAttr(ctypes.Structure):
+class ProgLoadAttr(cty.Structure):
     """BPF_PROG_LOAD (including log_true_size, which newer kernels fill in)."""
     _fields_ = [
         ("prog_type", _u32),
@@ -107,7 +107,7 @@ class ProgLoadAttr(ctypes.Structure):
         ("log_buf", _u64),
         ("kern_version", _u32),
         ("prog_flags", _u32),
-        ("prog_name", ctypes.c_char * BPF_OBJ_NAME_LEN),
+        ("prog_name", cty.c_char * BPF_OBJ_NAME_LEN),
         ("prog_ifindex", _u32),
         ("expected_attach_type", _u32),
         ("prog_btf_fd", _u32),
@@ -127,7 +127,7 @@ class ProgLoadAttr(ctypes.Structure):
     ]
 
 
-class ObjGetInfoAttr(ctypes.Structure):
+class ObjGetInfoAttr(cty.Structure):
     """BPF_OBJ_GET_INFO_BY_FD."""
     _fields_ = [
         ("bpf_fd", _u32),
@@ -136,7 +136,7 @@ class ObjGetInfoAttr(ctypes.Structure):
     ]
 
 
-class ProgTestRunAttr(ctypes.Structure):
+class ProgTestRunAttr(cty.Structure):
     """BPF_PROG_TEST_RUN."""
     _fields_ = [
         ("prog_fd", _u32),
@@ -158,7 +158,7 @@ class ProgTestRunAttr(ctypes.Structure):
     ]
 
 
-class LinkCreateAttr(ctypes.Structure):
+class LinkCreateAttr(cty.Structure):
     """BPF_LINK_CREATE.
 
     The target-specific union starts at offset 16; ``bpf_cookie`` is its
@@ -185,7 +185,7 @@ class LinkCreateAttr(ctypes.Structure):
         self.bpf_cookie = (self.bpf_cookie & ~0xFFFFFFFF) | (v & 0xFFFFFFFF)
 
 
-class RawTracepointOpenAttr(ctypes.Structure):
+class RawTracepointOpenAttr(cty.Structure):
     """BPF_RAW_TRACEPOINT_OPEN."""
     _fields_ = [
         ("name", _u64),
@@ -195,7 +195,7 @@ class RawTracepointOpenAttr(ctypes.Structure):
     ]
 
 
-class EnableStatsAttr(ctypes.Structure):
+class EnableStatsAttr(cty.Structure):
     """BPF_ENABLE_STATS."""
     _fields_ = [
         ("type", _u32),
@@ -203,7 +203,7 @@ class EnableStatsAttr(ctypes.Structure):
     ]
 
 
-class GetIdAttr(ctypes.Structure):
+class GetIdAttr(cty.Structure):
     """BPF_*_GET_NEXT_ID / BPF_*_GET_FD_BY_ID."""
     _fields_ = [
         ("start_id", _u32),  # union with prog_id / map_id / btf_id / link_id
@@ -213,7 +213,7 @@ class GetIdAttr(ctypes.Structure):
     ]
 
 
-class ObjAttr(ctypes.Structure):
+class ObjAttr(cty.Structure):
     """BPF_OBJ_PIN / BPF_OBJ_GET."""
     _fields_ = [
         ("pathname", _u64),
@@ -222,7 +222,7 @@ class ObjAttr(ctypes.Structure):
     ]
 
 
-class ProgInfo(ctypes.Structure):
+class ProgInfo(cty.Structure):
     """struct bpf_prog_info."""
     _fields_ = [
         ("type", _u32),
@@ -236,7 +236,7 @@ class ProgInfo(ctypes.Structure):
         ("created_by_uid", _u32),
         ("nr_map_ids", _u32),
         ("map_ids", _u64),
-        ("name", ctypes.c_char * BPF_OBJ_NAME_LEN),
+        ("name", cty.c_char * BPF_OBJ_NAME_LEN),
         ("ifindex", _u32),
         ("gpl_compatible", _u32),  # bit 0
         ("netns_dev", _u64),
@@ -267,7 +267,7 @@ class ProgInfo(ctypes.Structure):
     ]
 
 
-class MapInfo(ctypes.Structure):
+class MapInfo(cty.Structure):
     """struct bpf_map_info."""
     _fields_ = [
         ("type", _u32),
@@ -276,7 +276,7 @@ class MapInfo(ctypes.Structure):
         ("value_size", _u32),
         ("max_entries", _u32),
         ("map_flags", _u32),
-        ("name", ctypes.c_char * BPF_OBJ_NAME_LEN),
+        ("name", cty.c_char * BPF_OBJ_NAME_LEN),
         ("ifindex", _u32),
         ("btf_vmlinux_value_type_id", _u32),
         ("netns_dev", _u64),
@@ -289,7 +289,7 @@ class MapInfo(ctypes.Structure):
     ]
 
 
-class PerfEventAttr(ctypes.Structure):
+class PerfEventAttr(cty.Structure):
     """struct perf_event_attr (PERF_ATTR_SIZE_VER8 layout, 136 bytes).
 
     The bitfield word is exposed as the plain integer ``flags``; use the
@@ -346,27 +346,27 @@ for _cls, _size in ((MapCreateAttr, 72), (MapElemAttr, 32), (MapBatchAttr, 56),
                     (LinkCreateAttr, 48), (RawTracepointOpenAttr, 24),
                     (EnableStatsAttr, 8), (ProgInfo, 232), (MapInfo, 88),
                     (PerfEventAttr, 136)):
-    assert ctypes.sizeof(_cls) == _size, (_cls.__name__, ctypes.sizeof(_cls))
+    assert cty.sizeof(_cls) == _size, (_cls.__name__, cty.sizeof(_cls))
 del _cls, _size
 
 
 # ---------------------------------------------------------------------------
 # the syscalls
 
-def bpf(cmd: int, attr: ctypes.Structure) -> int:
+def bpf(cmd: int, attr: cty.Structure) -> int:
     """Issue bpf(cmd, &attr, sizeof(attr)); return the result or raise OSError."""
-    ret = _syscall(NR_BPF, cmd, ctypes.addressof(attr), ctypes.sizeof(attr), 0, 0)
+    ret = _syscall(NR_BPF, cmd, cty.addressof(attr), cty.sizeof(attr), 0, 0)
     if ret < 0:
-        err = ctypes.get_errno()
+        err = cty.get_errno()
         raise OSError(err, f"bpf({CMD_NAMES.get(cmd, cmd)}): {os.strerror(err)}")
     return ret
 
 
-def bpf_errno(cmd: int, attr: ctypes.Structure) -> int:
+def bpf_errno(cmd: int, attr: cty.Structure) -> int:
     """Like bpf() but return -errno instead of raising (for hot loops)."""
-    ret = _syscall(NR_BPF, cmd, ctypes.addressof(attr), ctypes.sizeof(attr), 0, 0)
+    ret = _syscall(NR_BPF, cmd, cty.addressof(attr), cty.sizeof(attr), 0, 0)
     if ret < 0:
-        return -ctypes.get_errno()
+        return -cty.get_errno()
     return ret
 
 
@@ -374,16 +374,16 @@ def perf_event_open(attr: PerfEventAttr, pid: int, cpu: int, group_fd: int = -1,
                     flags: int = PERF_FLAG_FD_CLOEXEC) -> int:
     """perf_event_open(2); fills in attr.size if it is 0."""
     if not attr.size:
-        attr.size = ctypes.sizeof(attr)
-    ret = _syscall(NR_PERF_EVENT_OPEN, ctypes.addressof(attr), pid, cpu, group_fd, flags)
+        attr.size = cty.sizeof(attr)
+    ret = _syscall(NR_PERF_EVENT_OPEN, cty.addressof(attr), pid, cpu, group_fd, flags)
     if ret < 0:
-        err = ctypes.get_errno()
+        err = cty.get_errno()
         raise OSError(err, f"perf_event_open: {os.strerror(err)}")
     return ret
 
 
-def obj_get_info(fd: int, info: ctypes.Structure) -> ctypes.Structure:
+def obj_get_info(fd: int, info: cty.Structure) -> cty.Structure:
     """BPF_OBJ_GET_INFO_BY_FD into ``info`` (a struct bpf_prog_info / bpf_map_info ...)."""
-    attr = ObjGetInfoAttr(bpf_fd=fd, info_len=ctypes.sizeof(info), info=ctypes.addressof(info))
+    attr = ObjGetInfoAttr(bpf_fd=fd, info_len=cty.sizeof(info), info=cty.addressof(info))
     bpf(BPF_OBJ_GET_INFO_BY_FD, attr)
     return info

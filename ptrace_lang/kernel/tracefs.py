@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from . import cty as ctypes
+from . import cty
 import errno
 import os
 from ptrace_lang.tpformat import TpField, parse_format  # noqa: F401 (TpField re-exported)
@@ -34,11 +34,11 @@ def _mount_tracefs(target: str) -> int:
     """mount(2) tracefs at target: 0, or the errno of the failure."""
     # int mount(const char *source, const char *target, const char *fstype,
     #           unsigned long flags, const void *data): five arguments
-    mount = ctypes.libc_function("mount", ctypes.c_int,
-                                 [ctypes.c_char_p] * 3 + [ctypes.c_ulong, ctypes.c_void_p])
+    mount = cty.libc_function("mount", cty.c_int,
+                                 [cty.c_char_p] * 3 + [cty.c_ulong, cty.c_void_p])
     if mount(b"nodev", target.encode(), b"tracefs", 0, None) == 0:
         return 0
-    return ctypes.get_errno() or 1
+    return cty.get_errno() or 1
 
 
 def tracefs_root() -> str:

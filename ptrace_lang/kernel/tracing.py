@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from . import cty as ctypes
+from . import cty
 import errno
 import os
 
@@ -33,14 +33,14 @@ def tracing_link(prog_fd: int, attach_type: int, cookie: int = 0) -> Link:
     return Link(fd, -1, "tracing")
 
 
-class _IterInfo(ctypes.Structure):
+class _IterInfo(cty.Structure):
     """union bpf_iter_link_info: map.map_fd / cgroup / task (tid, pid, pid_fd)."""
-    _fields_ = [("a", ctypes.c_uint32), ("b", ctypes.c_uint32), ("c", ctypes.c_uint32),
-                ("d", ctypes.c_uint32)]
+    _fields_ = [("a", cty.c_uint32), ("b", cty.c_uint32), ("c", cty.c_uint32),
+                ("d", cty.c_uint32)]
 
 
-class _IterCreateAttr(ctypes.Structure):
-    _fields_ = [("link_fd", ctypes.c_uint32), ("flags", ctypes.c_uint32)]
+class _IterCreateAttr(cty.Structure):
+    _fields_ = [("link_fd", cty.c_uint32), ("flags", cty.c_uint32)]
 
 
 class IterLink(Link):
@@ -68,8 +68,8 @@ def iter_link(prog_fd: int, pid: int = 0) -> IterLink:
     info = None
     if pid:
         info = _IterInfo(0, pid, 0, 0)        # task.tid = 0, task.pid = pid
-        attr.bpf_cookie = ctypes.addressof(info)     # iter_info pointer (offset 16)
-        attr.tracing_cookie = ctypes.sizeof(info)    # iter_info_len (offset 24)
+        attr.bpf_cookie = cty.addressof(info)     # iter_info pointer (offset 16)
+        attr.tracing_cookie = cty.sizeof(info)    # iter_info_len (offset 24)
     fd = bpf(BPF_LINK_CREATE, attr)
     del info
     return IterLink(fd, -1, "iter")

@@ -29,10 +29,10 @@ def as_written(binary: str, path: str) -> str:
 def resolve_binary(provider: str, binary: str, opts, span) -> str:
     """The file a uprobe/USDT attach point names (a path, or a library name found as the dynamic
     loader would, or in the maps of the -p process), recorded as a dependency of the compile."""
-    from ptrace_lang import elfsyms
+    from ptrace_lang import libpath
 
     try:
-        path = elfsyms.resolve_binary(binary, getattr(opts, "maps_pid", None))
+        path = libpath.resolve_binary(binary, getattr(opts, "maps_pid", None))
     except LookupError as e:
         raise CompileError(f"{provider}: {e}", span) from None
     opts.deps.append(path)

@@ -54,7 +54,7 @@ def field_decoder(f: S.Field, probe_names: list[str], base: int = 0) -> Callable
             return truncating_str(off, f.aux)
         return lambda buf, off=off, end=end: cstr(bytes(buf[off:end]))
     if f.kind == "user":
-        from ptrace_lang.runtime.uvalues import FORMATTERS
+        from ptrace_lang.runtime.formatters import FORMATTERS
         fmt, aux, end = FORMATTERS[f.fmt], f.aux, off + f.size
         return lambda buf, off=off, end=end: fmt(bytes(buf[off:end]), aux)
     if f.kind == "tuple":

@@ -44,9 +44,10 @@ class RunOptions:
     stats_style: str = "new"
     output_format: str = "text"   # "text" (bpftrace's) or "json" (NDJSON, one object per line)
     buffering: str = "line"       # "none"/"line": written as it comes; "full": written at exit
-    process: object = None        # TracedProcess of -p PID / -c CMD: the run ends when it exits
+    process: object = None        # process.TracedProcess of -p PID / -c CMD: the run ends when it exits
     warnings: bool = True         # False: --no-warnings (no WARNING lines)
     started: object = None        # called once the probes are attached (cli: gc.enable)
+    sink: object = None           # where records go (runtime/sink.py; default: a TextSink of out, err)
 
 
 class Stop(Exception):
@@ -68,6 +69,12 @@ class Session:
             opts.stats_style = spec.config["stats_style"]
         self.out = opts.out or sys.stdout
         self.err = opts.err or sys.stderr
+        if opts.sink is not None:
+            self.sink = opts.sink
+        else:
+            from ptrace_lang.runtime.sink import TextSink
+
+            self.sink = TextSink(self.out, self.err, opts.output_format, opts.buffering)
         self.k = _Loaded()
         self.ringbuf = None
         self.exit_code = 0
@@ -291,7 +298,7 @@ class Session:
                 self._formatter(ident)
             vals = self._decoders[ident](mv)
             text = self.spec.events[ident].fmt.join(vals[1:1 + vals[0]])
-            self.pending.append(self._text_record("join", text, "\n"))
+            self.pending.append(self.sink.text_record("join", text, "\n"))
         elif kind == S.EV_EXIT:
             self.exit_code = _I64.unpack_from(mv, 8)[0]
             self.stopping = True
@@ -299,13 +306,13 @@ class Session:
             if ident not in self._decoders:
                 self._formatter(ident)
             vals = self._decoders[ident](mv)
-            self.pending.append(self._value_output(vals[0]))
+            self.pending.append(self.sink.value_output(vals[0], self.opts.stats_style))
         elif kind == S.EV_TIME:
             ev = self.spec.events[ident]
-            self.pending.append(self._text_record("time", time.strftime(ev.fmt)))
+            self.pending.append(self.sink.text_record("time", time.strftime(ev.fmt)))
         elif kind == S.EV_PRINT_MAP:
             top, div = _Q2.unpack_from(mv, 8)
-            self.pending.append(self._map_output(self.spec.user_maps[ident], top, div or 1))
+            self.pending.append(self.sink.map_output(self, self.spec.user_maps[ident], top, div or 1))
         elif kind == S.EV_CLEAR_MAP:
             self._flush()
             self.k.maps[self.spec.user_maps[ident].kernel_map].clear()
@@ -340,7 +347,7 @@ class Session:
 
         self._decoders[ident] = decode.record_decoder(ev, self.spec.probe_names)
         if ev.kind == S.EV_PRINTF:
-            self._formatters[ident] = self._printf_output(compile_format(ev.fmt))
+            self._formatters[ident] = self.sink.printf_output(compile_format(ev.fmt))
             return self._formatters[ident]
         if ev.kind in (S.EV_CAT, S.EV_SYSTEM) or S.EV_ERRORF <= ev.kind <= S.EV_DEBUGF:
             self._cat_paths[ident] = compile_format(ev.fmt)
@@ -356,7 +363,7 @@ class Session:
             self.err.write(f"ERROR: failed to open file '{path}': {e.strerror}\n")
             self.err.flush()
             text = ""
-        return self._text_record("cat", text)
+        return self.sink.text_record("cat", text)
 
     def _system_output(self, command: str):
         """system() (--unsafe): the command run by /bin/sh, its output printed when it ends."""
@@ -370,52 +377,15 @@ class Session:
         except OSError as e:
             self.err.write(f"ERROR: system(): cannot run /bin/sh: {e.strerror}\n")
             text = ""
-        return self._text_record("syscall", text)
+        return self.sink.text_record("syscall", text)
 
-    # What a record becomes in ``pending``: text as bpftrace prints it, or an NDJSON line.
-    # (The Python API overrides these to keep plain values.)
-    def _text_record(self, kind: str, text: str, end: str = ""):
-        """A record that is text (printf, time, cat, join, syscall): as it is, followed by
-        ``end``, or ``{"type": kind, "data": text}`` in JSON."""
-        if self.opts.output_format == "json":
-            from ptrace_lang.runtime.format import json_message
-
-            return json_message(kind, text)
-        return text + end
-
-    def _printf_output(self, render):
-        if self.opts.output_format != "json":
-            return render               # the hot path: the compiled format, nothing around it
-        return lambda args: self._text_record("printf", render(args))
-
-    def _value_output(self, value):
-        from ptrace_lang.runtime.format import format_value, format_value_json
-
-        if self.opts.output_format == "json":
-            return format_value_json(value, self.opts.stats_style)
-        return format_value(value)
-
-    def _map_output(self, um: S.UserMapSpec, top: int, div: int):
-        if self.opts.output_format == "json":
-            from ptrace_lang.runtime.format import format_map_json
-
-            return format_map_json(self.read_user_map(um), top=top, div=div,
-                                   stats_style=self.opts.stats_style)
-        return self.format_user_map(um, top, div)
-
+    # What a record becomes in ``pending`` is the sink's to say (runtime/sink.py)
     _stderr_pending = False      # pending holds errorf/warnf/debugf lines (ufuncs.StderrText)
 
     def _flush(self) -> None:
-        if self._stderr_pending:
-            from ptrace_lang.runtime.ufuncs import flush_mixed
-
-            self._stderr_pending = False
-            flush_mixed(self.pending, self.out, self.err)
-        if self.pending:
-            self.out.write("".join(self.pending))
-            self.pending.clear()
-            if self.opts.buffering != "full":
-                self.out.flush()
+        """Hand ``pending`` to the sink (written, or kept as events by the Python API)."""
+        stderr_lines, self._stderr_pending = self._stderr_pending, False
+        self.sink.flush(self.pending, stderr_lines)
 
     def _pump(self, max_bytes: int = 1 << 62) -> None:
         # the backlog is bounded: when formatting cannot keep up with a flood, the kernel's
@@ -772,218 +742,6 @@ class Session:
         objs.extend(self.k.maps.values())
         self.k.maps.clear()
         _close_all(objs)
-
-
-class TracedProcess:
-    """The process of ``-p PID`` (watched) or ``-c CMD`` (our child, held before its exec).
-
-    ``pidfd`` becomes readable when the process exits (pidfd_open: it works for any process,
-    and is never confused by a reused pid). The ``-c`` child is forked before anything is
-    compiled or loaded, so it holds none of our BPF or perf fds; it waits on a pipe until
-    ``release`` (or exits at EOF: if we die, it never runs the command), then execs the command
-    directly (no shell). An exec failure comes back through a close-on-exec pipe."""
-
-    def __init__(self, pid: int, pidfd: int, child: bool, argv: list[str] | None = None) -> None:
-        self.pid = pid
-        self.pidfd = pidfd
-        self.child = child
-        self.argv = argv or []
-        self._hold_w = -1
-        self._err_r = -1
-        self._released = False
-        self._reaped = False
-
-    @classmethod
-    def watch(cls, pid: int) -> "TracedProcess":
-        """-p PID: the process must exist."""
-        try:
-            fd = os.pidfd_open(pid)
-        except OSError as e:
-            why = "No such process" if e.errno == errno.ESRCH else (e.strerror or str(e))
-            if e.errno == errno.EINVAL:
-                why += " (not a process id: a thread id?)"
-            raise RuntimeFailure(f"failed to trace pid {pid}: {why}") from None
-        return cls(pid, fd, child=False)
-
-    @classmethod
-    def spawn(cls, argv: list[str], path: str) -> "TracedProcess":
-        """-c CMD: fork the child that will exec ``path`` with ``argv``, held until ``release``."""
-        hold_r, hold_w = os.pipe2(os.O_CLOEXEC)
-        err_r, err_w = os.pipe2(os.O_CLOEXEC)
-        for stream in (sys.stdout, sys.stderr):
-            try:
-                stream.flush()      # nothing buffered may be written twice
-            except (OSError, ValueError):
-                pass
-        try:
-            pid = os.fork()
-        except OSError as e:
-            for fd in (hold_r, hold_w, err_r, err_w):
-                os.close(fd)
-            raise RuntimeFailure(f"Failed to fork child: {e.strerror or e}") from None
-        if pid == 0:   # the child: nothing but system calls until exec, then _exit
-            code = 127
-            try:
-                os.close(hold_w)
-                os.close(err_r)
-                if os.read(hold_r, 1) == b"x":
-                    os.close(hold_r)
-                    # Python ignores SIGPIPE (and SIGXFSZ); the command gets the defaults
-                    for sig in (signal.SIGPIPE, getattr(signal, "SIGXFSZ", None)):
-                        if sig is not None:
-                            signal.signal(sig, signal.SIG_DFL)
-                    os.execv(path, argv)
-                else:
-                    code = 0     # the tracer went away (or stopped) before releasing us
-            except OSError as e:
-                try:
-                    os.write(err_w, str(e.errno or 0).encode())
-                except OSError:
-                    pass
-            except BaseException:  # noqa: BLE001 - a Ctrl-C while held: just go
-                pass
-            os._exit(code)
-        os.close(hold_r)
-        os.close(err_w)
-        try:
-            pidfd = os.pidfd_open(pid)
-        except OSError as e:
-            os.close(hold_w)
-            os.close(err_r)
-            os.kill(pid, signal.SIGKILL)
-            os.waitpid(pid, 0)
-            raise RuntimeFailure(f"Failed to fork child: {e.strerror or e}") from None
-        proc = cls(pid, pidfd, child=True, argv=argv)
-        proc._hold_w, proc._err_r = hold_w, err_r
-        return proc
-
-    def release(self) -> None:
-        """-c: let the child exec the command (once every probe is attached)."""
-        if not self.child or self._released:
-            return
-        self._released = True
-        try:
-            os.write(self._hold_w, b"x")
-        except OSError:
-            pass
-        os.close(self._hold_w)
-        self._hold_w = -1
-        try:
-            data = b""
-            while True:      # EOF when exec closes the pipe (or the child ends)
-                chunk = os.read(self._err_r, 64)
-                if not chunk:
-                    break
-                data += chunk
-        finally:
-            os.close(self._err_r)
-            self._err_r = -1
-        if data:
-            self._reap(block=True)
-            try:
-                why = os.strerror(int(data))
-            except ValueError:
-                why = data.decode(errors="replace")
-            raise RuntimeFailure(f"Failed to run '{self.argv[0]}': {why}")
-
-    def _reap(self, block: bool) -> bool:
-        """Collect the child's exit status; True when it has exited."""
-        if self._reaped:
-            return True
-        try:
-            pid, _ = os.waitpid(self.pid, 0 if block else os.WNOHANG)
-        except ChildProcessError:
-            pid = self.pid
-        if pid == self.pid:
-            self._reaped = True
-        return self._reaped
-
-    def _wait(self, seconds: float) -> bool:
-        """Wait up to ``seconds`` for the child to exit (reaping it); True if it did."""
-        if select.select([self.pidfd], [], [], seconds)[0]:
-            return self._reap(block=True)
-        return self._reap(block=False)
-
-    def stop(self, after_signal: bool = False) -> None:
-        """-c: end the command if tracing stopped first (exit(), Ctrl-C): SIGTERM as bpftrace
-        does, then SIGKILL if it does not go. After a Ctrl-C the terminal sent it the SIGINT
-        too, so it first gets a moment to end by itself."""
-        if not self.child or self._reaped:
-            return
-        if not self._released:
-            self._kill(signal.SIGKILL)
-            self._reap(block=True)
-            return
-        if after_signal and self._wait(0.25):
-            return
-        if self._wait(0):
-            return
-        self._kill(signal.SIGTERM)
-        if self._wait(0.5):
-            return
-        self._kill(signal.SIGKILL)
-        self._reap(block=True)
-
-    def _kill(self, sig: int) -> None:
-        try:
-            signal.pidfd_send_signal(self.pidfd, sig)
-        except (OSError, AttributeError):
-            try:
-                os.kill(self.pid, sig)
-            except OSError:
-                pass
-
-    def close(self) -> None:
-        """Release everything: a child never released is killed (it has not run anything),
-        a running one is stopped, then reaped."""
-        if self.child and not self._reaped:
-            self.stop()
-        for name in ("_hold_w", "_err_r", "pidfd"):
-            fd = getattr(self, name)
-            if fd >= 0:
-                try:
-                    os.close(fd)
-                except OSError:
-                    pass
-                setattr(self, name, -1)
-
-
-def resolve_command(argv: list[str]) -> str:
-    """The executable ``argv[0]`` names, found as execvp would (in $PATH when it has no '/')."""
-    name = argv[0]
-    if "/" in name:
-        candidates = [name]
-    else:
-        dirs = os.environ.get("PATH") or os.defpath
-        candidates = [os.path.join(d or ".", name) for d in dirs.split(":")]
-    for c in candidates:
-        if os.path.isfile(c) and os.access(c, os.X_OK):
-            why = _not_runnable(c)
-            if why:     # found now, before anything is attached, rather than by a failed exec
-                raise RuntimeFailure(f"Failed to fork child: path '{name}' cannot be run: {why}")
-            return c
-    raise RuntimeFailure(f"Failed to fork child: path '{name}' does not exist or is not executable")
-
-
-def _not_runnable(path: str) -> str:
-    """Why execv would refuse ``path`` (an executable file): not an ELF binary nor a `#!`
-    script, or a script whose interpreter is missing; "" when it looks runnable."""
-    try:
-        with open(path, "rb") as f:
-            head = f.read(256)
-    except OSError as e:
-        return e.strerror or str(e)
-    if head.startswith(b"\x7fELF"):
-        return ""
-    if head.startswith(b"#!"):
-        words = head[2:].split(b"\n", 1)[0].split()
-        interp = words[0].decode(errors="replace") if words else ""
-        if not interp:
-            return "its #! line names no interpreter"
-        if not (os.path.isfile(interp) and os.access(interp, os.X_OK)):
-            return f"its interpreter '{interp}' does not exist or is not executable"
-        return ""
-    return "not an ELF executable nor a #! script (exec format error)"
 
 
 def _close_all(objs: list) -> None:

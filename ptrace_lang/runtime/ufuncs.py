@@ -28,7 +28,7 @@ def fmt_syscall_name(raw: bytes, aux: tuple) -> str:
 
 
 def signal_names() -> dict[int, str]:
-    from ptrace_lang.sema.fn_funcs import SIGNALS
+    from ptrace_lang.signals import SIGNALS
 
     names: dict[int, str] = {}
     for name, n in SIGNALS.items():

@@ -4,6 +4,9 @@
 ``FORMATTERS[name](raw: bytes, aux: tuple) -> str`` formats one value; ``raw`` is the value's
 bytes as stored (``Field.size`` of them), ``aux`` the plain data the compiler attached. A
 formatter may return a ``str`` subclass. Register one with ``@formatter("name")``.
+
+A leaf: the modules defining formatters import this one; ``runtime.formatters`` imports them
+all and is where the complete table is looked up.
 """
 from __future__ import annotations
 
@@ -33,8 +36,3 @@ def u64(raw: bytes, off: int = 0) -> int:
 def i64(raw: bytes, off: int = 0) -> int:
     return _I64.unpack_from(raw, off)[0]
 
-
-# formatters registered by their modules (imported last: they use ``formatter`` above)
-from ptrace_lang.runtime import symbols  # noqa: E402,F401  (kstack ustack ksym usym)
-from ptrace_lang.runtime import ufuncs  # noqa: E402,F401  (strerror ntop strftime ...)
-from ptrace_lang.runtime import cvalues  # noqa: E402,F401  (registers ptr/enum/array/struct)

@@ -12,6 +12,7 @@ from ptrace_lang.sema import builtins
 from ptrace_lang.sema.types import (
     BOOL, INT64, UINT32, UINT64, VOID, IntT, StrT, Type, UserT,
 )
+from ptrace_lang.signals import SIGNALS
 
 STRERROR = UserT("strerror", 8, (), "strerror_t")
 SYSCALL_NAME = UserT("syscall_name", 8, (), "syscall_name_t")
@@ -23,16 +24,6 @@ CGROUP_PATH = "cgroup_path_t"
 UINT8 = IntT(8, False)
 
 NSECS_CLOCKS = ("monotonic", "boot", "tai")
-
-# signal names accepted by signal() and printed by signal_name() (x86-64 numbering)
-SIGNALS = {
-    "SIGHUP": 1, "SIGINT": 2, "SIGQUIT": 3, "SIGILL": 4, "SIGTRAP": 5, "SIGABRT": 6, "SIGIOT": 6,
-    "SIGBUS": 7, "SIGFPE": 8, "SIGKILL": 9, "SIGUSR1": 10, "SIGSEGV": 11, "SIGUSR2": 12,
-    "SIGPIPE": 13, "SIGALRM": 14, "SIGTERM": 15, "SIGSTKFLT": 16, "SIGCHLD": 17, "SIGCONT": 18,
-    "SIGSTOP": 19, "SIGTSTP": 20, "SIGTTIN": 21, "SIGTTOU": 22, "SIGURG": 23, "SIGXCPU": 24,
-    "SIGXFSZ": 25, "SIGVTALRM": 26, "SIGPROF": 27, "SIGWINCH": 28, "SIGIO": 29, "SIGPOLL": 29,
-    "SIGPWR": 30, "SIGSYS": 31,
-}
 
 # the signatures shown in hints (sema.builtins)
 SIG = {b.name: b.sig for b in builtins.BUILTINS.values() if b.sig}

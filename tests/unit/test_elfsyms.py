@@ -13,10 +13,11 @@ import time
 
 import pytest
 
-from ptrace_lang import elfsyms
-from ptrace_lang.elfsyms import (UsdtArg, find_symbols, parse_usdt_arg, resolve_binary,
-                                 semaphore_file_offset, symbol_offset, symbols,
+from ptrace_lang import elfsyms, libpath, usdtargs
+from ptrace_lang.elfsyms import (find_symbols, semaphore_file_offset, symbol_offset, symbols,
                                  usdt_file_offset, usdt_notes)
+from ptrace_lang.libpath import resolve_binary
+from ptrace_lang.usdtargs import UsdtArg, parse_usdt_arg
 
 GCC = shutil.which("gcc")
 BINUTILS = shutil.which("nm") and shutil.which("readelf")
@@ -302,7 +303,7 @@ def test_usdt_notes(built, kind):
     a = start.args
     assert len(a) == 5, start.args_text
     assert a[0].kind == "reg" and a[0].size == 4 and a[0].signed
-    assert elfsyms.canonical_reg(a[0].reg) in ("rax", "rbx", "rcx", "rdx", "rsi", "rdi",
+    assert usdtargs.canonical_reg(a[0].reg) in ("rax", "rbx", "rcx", "rdx", "rsi", "rdi",
                                                "r8", "r9", "r10", "r11")
     assert (a[1].kind, a[1].value, a[1].size, a[1].signed) == ("const", 5, 4, True)
     assert a[2].kind == "mem" and a[2].base_reg in ("rbp", "rsp") and a[2].offset != 0
@@ -437,10 +438,10 @@ def test_parse_usdt_arg_unknown_kept():
 
 
 def test_canonical_reg():
-    assert elfsyms.canonical_reg("eax") == "rax"
-    assert elfsyms.canonical_reg("%r9d") == "r9"
-    assert elfsyms.canonical_reg("sil") == "rsi"
-    assert elfsyms.canonical_reg("rbp") == "rbp"
+    assert usdtargs.canonical_reg("eax") == "rax"
+    assert usdtargs.canonical_reg("%r9d") == "r9"
+    assert usdtargs.canonical_reg("sil") == "rsi"
+    assert usdtargs.canonical_reg("rbp") == "rbp"
 
 
 # --------------------------------------------------------------------------------------------
@@ -520,9 +521,9 @@ def test_resolve_from_running_process(built, monkeypatch):
 
 
 def test_ld_so_cache_matches_ldconfig():
-    if not os.path.exists(elfsyms.LD_SO_CACHE) or not shutil.which("ldconfig"):
+    if not os.path.exists(libpath.LD_SO_CACHE) or not shutil.which("ldconfig"):
         pytest.skip("no /etc/ld.so.cache or ldconfig")
-    entries = elfsyms.ld_so_cache()
+    entries = libpath.ld_so_cache()
     assert entries
     listed = set()
     for line in _run("ldconfig", "-p").splitlines()[1:]:
@@ -540,9 +541,9 @@ def test_ld_so_cache_format_synthetic():
     head = b"glibc-ld.so.cache1.1" + struct.pack("<IIB3xI12x", 1, len(strings), 0, 0)
     entry = struct.pack("<iIIIQ", 0x0303, str_base, str_base + 12, 0, 0)
     data = head + entry + strings
-    assert elfsyms._parse_ld_so_cache(data) == [("libfoo.so.1", "/opt/x/libfoo.so.1", 0x0303, 0)]
+    assert libpath._parse_ld_so_cache(data) == [("libfoo.so.1", "/opt/x/libfoo.so.1", 0x0303, 0)]
     # the same table after an (empty) old-format ld.so-1.7.0 table
     old = b"ld.so-1.7.0\0" + struct.pack("<I", 0)
-    assert elfsyms._parse_ld_so_cache(old + data) == \
+    assert libpath._parse_ld_so_cache(old + data) == \
         [("libfoo.so.1", "/opt/x/libfoo.so.1", 0x0303, 0)]
-    assert elfsyms._parse_ld_so_cache(b"garbage") == []
+    assert libpath._parse_ld_so_cache(b"garbage") == []

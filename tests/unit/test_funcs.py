@@ -241,7 +241,7 @@ def q(v: int) -> bytes:
 
 def test_formatters():
     from ptrace_lang.runtime import ufuncs
-    from ptrace_lang.runtime.uvalues import FORMATTERS
+    from ptrace_lang.runtime.formatters import FORMATTERS
 
     assert FORMATTERS["strerror"](q(2), ()) == "No such file or directory"
     assert FORMATTERS["strerror"](q(0), ()) == "Success"

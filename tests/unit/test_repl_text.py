@@ -5,17 +5,17 @@ from __future__ import annotations
 
 import pytest
 
-from ptrace_lang import repl
+from ptrace_lang import repl, repl_session, repl_text
 from ptrace_lang.errors import SOURCES, PtraceError
 from ptrace_lang.runtime.session import RunOptions
 
 
 def test_brace_depth_skips_strings_and_comments():
-    assert repl.brace_depth("BEGIN {") == 1
-    assert repl.brace_depth('BEGIN { printf("}}"); // }\n') == 1
-    assert repl.brace_depth("BEGIN { /* } */ }") == 0
-    assert repl.brace_depth("BEGIN { if (1) { }") == 1
-    assert repl.brace_depth("/* open") == 1
+    assert repl_text.brace_depth("BEGIN {") == 1
+    assert repl_text.brace_depth('BEGIN { printf("}}"); // }\n') == 1
+    assert repl_text.brace_depth("BEGIN { /* } */ }") == 0
+    assert repl_text.brace_depth("BEGIN { if (1) { }") == 1
+    assert repl_text.brace_depth("/* open") == 1
 
 
 @pytest.mark.parametrize("text, more", [
@@ -29,20 +29,20 @@ def test_brace_depth_skips_strings_and_comments():
     ("", False),
 ])
 def test_needs_more(text, more):
-    assert repl.needs_more(text) is more
+    assert repl_text.needs_more(text) is more
 
 
 def test_split_command():
-    assert repl.split_command("print @x @y") == ("print", ["@x", "@y"])
-    assert repl.split_command("  .probes ") == ("probes", [])
-    assert repl.split_command("watch @x 0.5") == ("watch", ["@x", "0.5"])
-    assert repl.split_command("BEGIN { print(@x); }") is None
-    assert repl.split_command("print(@x)") is None
-    assert repl.split_command("tracepoint:a:b") is None
+    assert repl_text.split_command("print @x @y") == ("print", ["@x", "@y"])
+    assert repl_text.split_command("  .probes ") == ("probes", [])
+    assert repl_text.split_command("watch @x 0.5") == ("watch", ["@x", "0.5"])
+    assert repl_text.split_command("BEGIN { print(@x); }") is None
+    assert repl_text.split_command("print(@x)") is None
+    assert repl_text.split_command("tracepoint:a:b") is None
 
 
 def test_highlight_styles():
-    lines = repl.highlight('tracepoint:syscalls:sys_enter_read /pid == 1/ {\n'
+    lines = repl_text.highlight('tracepoint:syscalls:sys_enter_read /pid == 1/ {\n'
                            '  @x[comm] = count(); // c\n  printf("%d\\n", $v);\n}')
     styles = {text: style for line in lines for style, text in line}
     assert styles["tracepoint:syscalls:sys_enter_read"] == "class:probe"
@@ -53,7 +53,7 @@ def test_highlight_styles():
     assert styles['"%d\\n"'] == "class:string"
     assert styles["$v"] == "class:var"
     assert len(lines) == 4
-    assert repl.highlight("print @x")[0][0] == ("class:command", "print")
+    assert repl_text.highlight("print @x")[0][0] == ("class:command", "print")
 
 
 def _completions(session, text):
@@ -69,7 +69,7 @@ def _completions(session, text):
 
 
 def test_completion():
-    s = repl.ReplSession(RunOptions())
+    s = repl_session.ReplSession(RunOptions())
     s.spec = s.compile("BEGIN { @count = 1; @total = 2; }").spec
     assert "printf" in _completions(s, "BEGIN { pri")
     assert _completions(s, "BEGIN { @c") == ["@count"]
@@ -82,12 +82,12 @@ def test_completion():
 
 def _session_with(*entries):
     """A session whose entries were accepted (compiled only: nothing is loaded)."""
-    s = repl.ReplSession(RunOptions())
+    s = repl_session.ReplSession(RunOptions())
     for text in entries:
         compiled = s.compile(text)
         s._check(compiled.spec)
-        s.entries.append(repl.Entry(len(s.entries) + 1, text,
-                                    s.source.count("\n") + 2 if s.source else 1))
+        s.entries.append(repl_session.Entry(len(s.entries) + 1, text,
+                                            s.source.count("\n") + 2 if s.source else 1))
         s.source = f"{s.source}\n{text}" if s.source else text
         s.spec = compiled.spec
     return s
@@ -133,5 +133,5 @@ def test_highlight_keeps_every_character():
     alphabet = 'ab1_:@$/*{}"\\\n .e9x-()'
     for _ in range(500):
         text = "".join(rnd.choice(alphabet) for _ in range(rnd.randrange(30)))
-        lines = repl.highlight(text)
+        lines = repl_text.highlight(text)
         assert "\n".join("".join(t for _, t in line) for line in lines) == text

@@ -16,7 +16,7 @@ from ptrace_lang.runtime.format import (
     STYLE_OLD, MapData, Stack, format_map, format_map_json, format_value, value_text,
 )
 from ptrace_lang.runtime.printf import compile_format
-from ptrace_lang.runtime.uvalues import FORMATTERS
+from ptrace_lang.runtime.formatters import FORMATTERS
 
 KALLSYMS = """\
 0000000000000000 A fixed_percpu_data

@@ -170,7 +170,7 @@ def test_preprocess_keeps_line_numbers():
 def test_enum_prints_by_name_and_pointer_in_hex():
     from ptrace_lang.runtime.format import value_text
     from ptrace_lang.runtime.printf import compile_format
-    from ptrace_lang.runtime.uvalues import FORMATTERS
+    from ptrace_lang.runtime.formatters import FORMATTERS
     e = FORMATTERS["enum"]((5).to_bytes(8, "little"), ("Color", (("RED", 0), ("GREEN", 5))))
     assert value_text(e) == "GREEN" and e == 5
     assert compile_format("%s %d\n")([e, e]) == "GREEN 5\n"

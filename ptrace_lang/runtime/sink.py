@@ -1,0 +1,60 @@
+"""Where a session's records go. The session decodes a record and asks its sink what to keep
+in ``pending`` for it; ``flush`` hands ``pending`` over. ``TextSink`` (the command, the REPL)
+keeps bpftrace's text or NDJSON lines and writes them; the Python API's sink keeps ``Event``s
+(api.py). A sink defines the methods of ``TextSink``."""
+from __future__ import annotations
+
+
+class TextSink:
+    """bpftrace's output (or NDJSON, one object per line) written to ``out``; errorf/warnf/
+    debugf lines (``ufuncs.StderrText``) to ``err``, in order with the output around them."""
+
+    def __init__(self, out, err, output_format: str = "text", buffering: str = "line") -> None:
+        self.out = out
+        self.err = err
+        self.json = output_format == "json"
+        self.buffering = buffering
+
+    def text_record(self, kind: str, text: str, end: str = ""):
+        """A record that is text (printf, time, cat, join, syscall): as it is, followed by
+        ``end``, or ``{"type": kind, "data": text}`` in JSON."""
+        if self.json:
+            from ptrace_lang.runtime.format import json_message
+
+            return json_message(kind, text)
+        return text + end
+
+    def printf_output(self, render):
+        """What printf's compiled format becomes: called with the record's values."""
+        if not self.json:
+            return render               # the hot path: the compiled format, nothing around it
+        return lambda args: self.text_record("printf", render(args))
+
+    def value_output(self, value, stats_style: str):
+        """print(expr)"""
+        from ptrace_lang.runtime.format import format_value, format_value_json
+
+        if self.json:
+            return format_value_json(value, stats_style)
+        return format_value(value)
+
+    def map_output(self, session, um, top: int, div: int):
+        """print(@m): the map ``um`` read now through ``session``."""
+        if self.json:
+            from ptrace_lang.runtime.format import format_map_json
+
+            return format_map_json(session.read_user_map(um), top=top, div=div,
+                                   stats_style=session.opts.stats_style)
+        return session.format_user_map(um, top, div)
+
+    def flush(self, pending: list, stderr_lines: bool) -> None:
+        """Write and empty ``pending`` (``stderr_lines``: it holds lines for stderr)."""
+        if stderr_lines:
+            from ptrace_lang.runtime.ufuncs import flush_mixed
+
+            flush_mixed(pending, self.out, self.err)
+        if pending:
+            self.out.write("".join(pending))
+            pending.clear()
+            if self.buffering != "full":
+                self.out.flush()
