@@ -18,8 +18,7 @@ import os
 import re
 import struct
 
-# (resolve_binary and UsdtArg are still looked up here by sema; ElfInfo makes UsdtArgs)
-from ptrace_lang.libpath import clear_cache as _clear_ld_cache, resolve_binary  # noqa: F401
+from ptrace_lang.libpath import clear_cache as _clear_ld_cache
 from ptrace_lang.records import dataclass, replace
 from ptrace_lang.usdtargs import UsdtArg, parse_usdt_arg
 

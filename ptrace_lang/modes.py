@@ -48,9 +48,9 @@ def _run(session: Session, opts: dict) -> int:
             sys.stderr.write(log.rstrip("\n") + "\n")
         return 1
     except Exception as e:
-        from ptrace_lang.cli import _internal_error
+        from ptrace_lang.errors import internal_error
 
-        return _internal_error(e)
+        return internal_error(e)
 
 
 def _open_out(path: str | None):

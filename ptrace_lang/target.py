@@ -94,6 +94,17 @@ class Host:
         """A kernel symbol's address, None when there is none."""
         return self.kernel_symbols.get(name)
 
+    def resolve_binary(self, binary: str) -> str:
+        """The file a uprobe's binary names (a path, or a library found as the loader would);
+        LookupError when there is none. Here: paths as given."""
+        return binary
+
+    def user_symbol_address(self, path: str, name: str) -> int:
+        """The address of a symbol of an ELF file (LookupError when it has none)."""
+        from ptrace_lang.elfsyms import symbol_address
+
+        return symbol_address(path, name)
+
     def cgroup_id(self, path: str) -> int:
         """The id of a cgroupfs directory (OSError when it does not exist)."""
         try:

@@ -21,7 +21,8 @@ from ptrace_lang.codegen import ir
 from ptrace_lang.codegen.ir import FP, R0
 from ptrace_lang.errors import NotSupportedYet
 from ptrace_lang.frontend import ast
-from ptrace_lang.sema.fn_funcs import SIGNALS, array_field, pton_bytes
+from ptrace_lang.sema.fn_funcs import array_field, pton_bytes
+from ptrace_lang.signals import SIGNALS
 from ptrace_lang.sema.types import ArrayT, IntT, StrT, UserT
 
 PT_REGS_CS = 136          # x86-64 struct pt_regs: cs

@@ -46,6 +46,11 @@ class LiveHost(Host):
 
         return kernel_address(name)
 
+    def resolve_binary(self, binary: str) -> str:
+        from ptrace_lang.libpath import resolve_binary
+
+        return resolve_binary(binary)
+
     def cgroup_id(self, path: str) -> int:
         return cgroup_id_of(path)
 

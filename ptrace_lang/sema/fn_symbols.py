@@ -159,14 +159,12 @@ class SymbolsAnalyzer:
             return UINT64
         if name is None or not self.final or e.address is not None:
             return UINT64
-        from ptrace_lang import elfsyms
-
         probe = getattr(self, "cur_probe", None)
         paths = set()
         for ap in (probe.attach_points if probe is not None else ()):
             if ap.parts:
                 try:
-                    paths.add(elfsyms.resolve_binary(ap.parts[0]))
+                    paths.add(self.host.resolve_binary(ap.parts[0]))
                 except LookupError:
                     pass
         if len(paths) != 1:
@@ -175,7 +173,7 @@ class SymbolsAnalyzer:
             return UINT64
         path = paths.pop()
         try:      # (functions first among symbols of one name, as for uprobes)
-            e.address = elfsyms.symbol_address(path, name)
+            e.address = self.host.user_symbol_address(path, name)
         except LookupError:
             self.error(f"Could not resolve symbol: {path}:{name}", e.span)
         return UINT64

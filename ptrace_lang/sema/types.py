@@ -157,7 +157,7 @@ class AggT(Type):
 
 @dataclass(frozen=True)
 class UsdtArgsT(Type):
-    """The arguments of a USDT probe site: ``args`` is a tuple of ``elfsyms.UsdtArg`` (size,
+    """The arguments of a USDT probe site: ``args`` is a tuple of ``usdtargs.UsdtArg`` (size,
     signedness and where the value is: a register, memory at a register plus offset, or a
     constant). The probe's ``argN`` builtins read them."""
 
