@@ -319,6 +319,11 @@ class FuncsLowering:
         self.call({"monotonic": FN_KTIME_GET_NS, "boot": FN_KTIME_GET_BOOT_NS, "tai": FN_KTIME_GET_TAI_NS}[clock])
         return self.result()
 
+    def call_comm(self, e: ast.Call) -> ir.VReg:
+        """comm(pid): the pid, named in user space (runtime/ufuncs ``comm_of_pid``). (``comm()``
+        without an argument is a string and never comes here: it is written in place.)"""
+        return self.scalar(e.args[0])
+
     def builtin_username(self, e) -> ir.VReg:
         self.call(FN_GET_CURRENT_UID_GID)
         out = self.result()

@@ -62,6 +62,17 @@ def fmt_username(raw: bytes, aux: tuple) -> str:
         return str(uid)
 
 
+@formatter("comm_of_pid")
+def fmt_comm_of_pid(raw: bytes, aux: tuple) -> str:
+    """comm(pid): the process's name as /proc says when printed ("" once it is gone)."""
+    pid = struct.unpack_from("<q", raw)[0]
+    try:
+        with open(f"/proc/{pid}/comm", "rb") as f:
+            return f.read().rstrip(b"\n").decode("utf-8", "surrogateescape")
+    except (OSError, ValueError):
+        return ""
+
+
 @formatter("inet")
 def fmt_inet(raw: bytes, aux: tuple) -> str:
     import socket

@@ -52,7 +52,8 @@ _TABLE = (
     Builtin("elapsed", "variable", "elapsed: nanoseconds since the program started",
             lower="builtin"),
     Builtin("cpu", "variable", "cpu: the processor's id", lower="builtin"),
-    Builtin("comm", "variable", "comm: the task's command name", lower="string_into"),
+    Builtin("comm", "both", "comm / comm(int pid): the command name of the task, or of process "
+            "pid (read from /proc when printed)", lower="string_into", formatter="comm_of_pid"),
     Builtin("probe", "variable", "probe: the probe's full name", lower="builtin"),
     Builtin("rand", "variable", "rand: a pseudo-random 32-bit number", lower="builtin"),
     Builtin("cgroup", "variable", "cgroup: the cgroup v2 id of the task", lower="builtin"),

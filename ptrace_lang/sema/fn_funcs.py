@@ -18,6 +18,7 @@ STRERROR = UserT("strerror", 8, (), "strerror_t")
 SYSCALL_NAME = UserT("syscall_name", 8, (), "syscall_name_t")
 SIGNAL_NAME = UserT("signal_name", 8, (), "signal_name_t")
 USERNAME = UserT("username", 8, (), "username")
+COMM_OF_PID = UserT("comm_of_pid", 8, (), "comm_of_pid")
 INET = UserT("inet", 24, (), "inet")           # u64 family, then 16 address bytes
 MACADDR = UserT("macaddr", 8, (), "mac_address")
 CGROUP_PATH = "cgroup_path_t"
@@ -347,6 +348,17 @@ class FuncsMixin:
                 self.error("nsecs() expects a clock: monotonic, boot or tai", a.span, [SIG["nsecs"]])
             a.type = UINT64
         return UINT64
+
+    def fn_comm(self, e: ast.Call) -> Type:
+        """``comm()`` is the task's command name; ``comm(pid)`` (bpftrace 0.26) the name of
+        process ``pid``, looked up in user space when printed (the kernel has no helper that
+        finds a task by pid): the value is the pid."""
+        if not e.args:
+            return self.builtin("comm", e.span)
+        ts = self._checked(e, 1, 1)
+        if ts is not None:
+            self._want_int(e, 0, ts[0])
+        return COMM_OF_PID
 
     def builtin_username(self, span) -> Type:
         return USERNAME

@@ -222,3 +222,14 @@ def test_kernel_side_programs_pass_the_verifier():
         assert "bpf_override_return" in r.err
         assert "HINT: override() needs a kernel built with CONFIG_BPF_KPROBE_OVERRIDE" in r.err
         assert "Traceback" not in r.err
+
+
+def test_comm_of_a_pid_is_named_when_printed():
+    # comm(pid) (bpftrace 0.26): the -c child's name, looked up while it still runs, as a
+    # printf argument and as a map key; comm() unchanged beside it
+    r = run("-c", "/bin/sleep 0.3", "-e",
+            'tracepoint:syscalls:sys_enter_clock_nanosleep /pid == cpid/ '
+            '{ printf("%s|%s\\n", comm(cpid), comm()); @[comm(pid)] = count(); }')
+    assert r.rc == 0, r.err
+    assert "sleep|sleep" in r.out.splitlines(), r.out
+    assert "@[]: 1" in r.out or "@[sleep]: 1" in r.out, r.out

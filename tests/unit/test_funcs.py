@@ -289,3 +289,21 @@ def test_later_lists_no_longer_hold_this_slice():
             "cgroup_path", "errorf", "warnf", "debugf", "signal", "override", "nsecs"}
     assert not mine & LATER_FUNCTIONS
     assert not {"username", "jiffies", "ncpus", "numaid", "usermode"} & LATER_BUILTINS
+
+
+def test_comm_of_a_pid():
+    # comm(pid) (bpftrace 0.26): the value is the pid, named from /proc when printed
+    from ptrace_lang.runtime.formatters import FORMATTERS
+
+    with open(f"/proc/{os.getpid()}/comm") as f:
+        mine = f.read().strip()
+    assert FORMATTERS["comm_of_pid"](q(os.getpid()), ()) == mine
+    assert FORMATTERS["comm_of_pid"](q(-5), ()) == ""
+    c = compile_script("BEGIN { @[comm(1)] = count(); $c = comm(); print((comm(pid), $c)); }",
+                       "stdin", Options())
+    (m,) = c.spec.user_maps
+    assert m.key.kind == "user" and m.key.fmt == "comm_of_pid" and m.key.size == 8
+    assert error_of('BEGIN { print(comm("x")); }').startswith(
+        "stdin:1:20-23: ERROR: comm() expects an integer as argument 1")
+    assert error_of("BEGIN { print(comm(1, 2)); }").startswith(
+        "stdin:1:15-25: ERROR: comm() requires 1 argument")
