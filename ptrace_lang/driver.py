@@ -373,18 +373,30 @@ def compile_group(obj: S.ObjectSpec, layouts: dict, sema, probe, pi: int, gi: in
         stages["asm"].append(f"; program {name}: {targets[0].probe_name}\n{ps.asm}")
     if not prov.program_per_target:
         _set_program_attrs(ps, prov.program_attrs(targets[0]))
-        obj.programs.append(ps)
+        obj.programs.append(_with_func_info(ps))
     for ti, (t, pid) in enumerate(zip(targets, probe_ids)):
         if prov.program_per_target:
             # one code, loaded once per target it is bound to (cookies give probe/func)
             pname = f"p{pi}_{gi}_{ti}_{prov.name}"[:15] if len(targets) > 1 else name
-            obj.programs.append(_set_program_attrs(replace(ps, name=pname),
-                                                   prov.program_attrs(t)))
+            obj.programs.append(_with_func_info(_set_program_attrs(replace(ps, name=pname),
+                                                                   prov.program_attrs(t))))
         else:
             pname = name
         obj.attachments.append(S.AttachSpec(t.provider, pname, t.target, pid, t.probe_name,
                                             probe.attach_points[0].span))
     return low.frame.scratch_max
+
+
+def _with_func_info(ps: S.ProgramSpec) -> S.ProgramSpec:
+    """A program with callbacks gets the BTF of its functions and their func_info records
+    (the verifier requires them); compiled here, so the loader only loads them."""
+    if ps.functions:
+        from ptrace_lang.bpf import funcbtf
+
+        funcs = [(ps.name.replace(".", "_"), 1)] + [(n, k) for _, n, k in ps.functions]
+        ps.func_btf, type_ids = funcbtf.func_btf(funcs)
+        ps.func_info = funcbtf.func_info([0] + [start for start, _, _ in ps.functions], type_ids)
+    return ps
 
 
 def _ir_lines(title: str, insns: list) -> list[str]:

@@ -114,9 +114,12 @@ class ProgramSpec:
     # holds it ("" for vmlinux; the loader passes that BTF object's fd)
     attach_btf_id: int = 0
     attach_btf_module: str = ""
-    # subprograms (loop bodies as callbacks): (first instruction, name, argument count); the
-    # loader describes them in BTF (bpf.funcbtf), which the verifier requires for callbacks
+    # subprograms (loop bodies as callbacks): (first instruction, name, argument count), and
+    # the BTF blob describing every function with its bpf_func_info records (bpf.funcbtf),
+    # which the verifier requires for callbacks: the loader loads func_btf and passes both
     functions: list[tuple[int, str, int]] = field(default_factory=list)
+    func_btf: bytes = b""
+    func_info: bytes = b""
 
 
 @dataclass

@@ -185,7 +185,7 @@ class Session:
         btf_fd = -1
         func_info = None
         try:
-            if getattr(ps, "functions", None):
+            if ps.func_btf:
                 func_info = self._func_info(ps)
             if ps.attach_btf_module:
                 from ptrace_lang.kernel.btfobj import module_btf_fd
@@ -217,19 +217,16 @@ class Session:
                 os.close(func_info[0])
 
     def _func_info(self, ps: S.ProgramSpec) -> tuple[int, bytes]:
-        """The BTF object describing the functions of a program with callbacks, and its
-        func_info records (the caller closes the BTF fd once the program is loaded)."""
-        from ptrace_lang.bpf import funcbtf
+        """The BTF object of a program with callbacks (compiled into ``ps.func_btf``) loaded,
+        with its func_info records (the caller closes the BTF fd once the program is loaded)."""
         from ptrace_lang.kernel import progs as kprogs
 
-        funcs = [(ps.name.replace(".", "_"), 1)] + [(n, k) for _, n, k in ps.functions]
-        blob, type_ids = funcbtf.func_btf(funcs)
         try:
-            fd = kprogs.load_btf(blob)
+            fd = kprogs.load_btf(ps.func_btf)
         except OSError as e:
             raise RuntimeFailure(f"prog '{ps.name}': failed to load the BTF of its functions: "
                                  f"{e.strerror or e}") from None
-        return fd, funcbtf.func_info([0] + [start for start, _, _ in ps.functions], type_ids)
+        return fd, ps.func_info
 
     def run_test(self, prog_name: str) -> None:
         from ptrace_lang.kernel import progs as kprogs
