@@ -78,6 +78,7 @@ class Options:
     str_trunc_trailer: str = ".."    # printed after a string read from memory that was cut
     # every config variable set by the script or the environment (ptrace_lang.config.KEYS)
     settings: dict = field(default_factory=dict)
+    backend: str = "direct"          # --backend: "direct" (codegen/) or "llvm" (llvmbackend/)
 
 
 @dataclass
@@ -156,7 +157,7 @@ def compile_script(text: str, filename: str, opts: Options, machine=None) -> Com
         popts.warnings.clear()
     obj, layouts = plan_maps(sema, decls, opts,
                              popts.warnings + getattr(sema.analyzer, "warnings", []))
-    stages: dict[str, list[str]] = {"types": [], "ir": [], "asm": []}
+    stages: dict[str, list[str]] = {"types": [], "ir": [], "llvm-ir": [], "asm": []}
     scratch = 0      # the per-CPU scratch value big temporaries live in (lower_values)
     for pi, (probe, gs) in enumerate(zip(program.probes, groups)):
         for gi, group in enumerate(gs):
@@ -326,6 +327,10 @@ def compile_group(obj: S.ObjectSpec, layouts: dict, sema, probe, pi: int, gi: in
     from ptrace_lang.bpf.insn import encode
     from ptrace_lang.codegen import lower as L
 
+    if opts.backend == "llvm":       # the cross-check backend (llvmbackend/, needs llvmlite)
+        from ptrace_lang.llvmbackend.backend import compile_group as llvm_group
+
+        return llvm_group(obj, layouts, sema, probe, pi, gi, group, opts, target, stages)
     prov, targets, ctx = group
     user_map_index = {um.name: i for i, um in enumerate(obj.user_maps)}
     var_types = sema.retype(probe, ctx)
