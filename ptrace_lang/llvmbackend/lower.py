@@ -104,7 +104,7 @@ class Lowering:
         st.align = size
 
     def load(self, base, off: int, size: int = 8, signed: bool = False) -> ir.Value:
-        ld = self.b.load(self.gep(base, off), ir.IntType(size * 8))
+        ld = self.b.load(self.gep(base, off), typ=ir.IntType(size * 8))
         ld.align = size
         if size == 8:
             return ld
@@ -641,7 +641,7 @@ class Lowering:
             return self.call(U.FN_KTIME_GET_NS, I64)
         if name == "elapsed":
             now = self.call(U.FN_KTIME_GET_NS, I64)
-            start = self.b.load(self.map_value("globals", GLOBALS_START_NS), I64)
+            start = self.b.load(self.map_value("globals", GLOBALS_START_NS), typ=I64)
             start.align = 8
             return self.b.sub(now, start)
         if name == "cpu":
