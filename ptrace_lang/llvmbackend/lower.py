@@ -39,7 +39,7 @@ DIV_ZERO_MESSAGE = ("Divide or modulo by 0 detected. This can lead to unexpected
 ARITH = {"+": "add", "-": "sub", "*": "mul", "&": "and_", "|": "or_", "^": "xor"}
 CMP = {"==": "==", "!=": "!=", "<": "<", "<=": "<=", ">": ">", ">=": ">="}
 SIMPLE_BUILTINS = ("pid", "tid", "uid", "gid", "nsecs", "elapsed", "cpu", "rand", "cgroup",
-                   "cpid", "probe", "retval")
+                   "cpid", "probe", "func", "retval")
 
 
 def c64(v: int) -> ir.Constant:
@@ -650,7 +650,7 @@ class Lowering:
             return self.call(U.FN_GET_PRANDOM_U32, I64)
         if name == "cgroup":
             return self.call(U.FN_GET_CURRENT_CGROUP_ID, I64)
-        if name == "probe":
+        if name in ("probe", "func"):      # a probe id: the cookie, or a constant
             if self.uses_cookie:
                 return self.call(U.FN_GET_ATTACH_COOKIE, I64, self.ctx)
             return c64(self.probe_ids[0])
