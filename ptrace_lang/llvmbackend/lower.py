@@ -535,6 +535,10 @@ class Lowering:
             return f"the function {e.name}()"
         if isinstance(e, ast.Builtin):
             return f"the builtin '{e.name}'"
+        if isinstance(e, ast.Cast):
+            return f"the cast to '{e.type}'"
+        if isinstance(e, ast.FieldAccess):
+            return f"the member access '{'->' if e.arrow else '.'}{e.field_name}' (of '{e.base.type}')"
         return f"the expression '{type(e).__name__}'"
 
     def scalar(self, e: ast.Expr) -> ir.Value:
