@@ -60,15 +60,16 @@ ptrace -lv 'tracepoint:syscalls:sys_enter_open*'
 ptrace -c 'ls -l /tmp' -e 'tracepoint:raw_syscalls:sys_enter /pid == cpid/ { @ = count(); }'
 """
 
-STAGES = ("ast", "types", "ir", "asm")
+STAGES = ("ast", "types", "ir", "llvm-ir", "asm")
 # short options as getopt(3) reads them: these take a value ("-e PROG" or "-ePROG"), the
 # others are flags that may be grouped ("-qv", "-lv", "-kk")
 _VALUE_SHORT = "edfoBpcI"
 _FLAG_SHORT = "hVqvlk"
 _LONG_FLAGS = {"help": "help", "version": "version", "unsafe": "unsafe", "dry-run": "dry_run",
                "repl": "repl", "no-warnings": "no_warnings", "info": "info",
-               "usdt-file-activation": "usdt_file_activation"}
-_LONG_VALUES = ("include",)
+               "usdt-file-activation": "usdt_file_activation",
+               "compare-backends": "compare_backends"}
+_LONG_VALUES = ("include", "backend")
 _MODE_VALUES = {"serve": "serve", "flamegraph": "flame_file"}
 
 
@@ -85,7 +86,8 @@ def parse_args(argv: list[str]) -> dict:
             "format": "text", "output": None, "buffering": "line", "list": False,
             "pid": None, "command": None, "unsafe": False, "helper_checks": 0,
             "include_dirs": [], "includes": [], "no_warnings": False, "info": False,
-            "usdt_file_activation": False, "serve": None, "flame": None, "flame_file": None}
+            "usdt_file_activation": False, "serve": None, "flame": None, "flame_file": None,
+            "backend": "direct", "compare_backends": False}
     operands: list[str] = []
     i = 0
     while i < len(argv):
@@ -115,7 +117,12 @@ def parse_args(argv: list[str]) -> dict:
                         raise UsageError(f"option '--{name}' requires an argument")
                     val = argv[i]
                     i += 1
-                opts["includes"].append(val)
+                if name == "backend":      # --backend direct|llvm (llvmbackend/)
+                    if val not in ("direct", "llvm"):
+                        raise UsageError(f"invalid backend '{val}' (expected direct or llvm)")
+                    opts["backend"] = val
+                else:
+                    opts["includes"].append(val)
             else:
                 raise UsageError(f"unrecognized option '{a}'")
             continue
@@ -323,6 +330,9 @@ def _compile_and_run(text: str, filename: str, opts: dict, process) -> int:
 
     spec = None
     cache_key = None
+    if opts["compare_backends"]:      # both backends' instruction counts (llvmbackend/compare)
+        from ptrace_lang.llvmbackend.compare import compare_backends
+        return compare_backends(text, filename, opts)
     from ptrace_lang.kernel.privilege import NEEDS_ROOT, privileged
     if not opts["stages"] and not privileged():
         # said before compiling: a tracepoint's format needs tracefs, which only root mounts
@@ -334,7 +344,8 @@ def _compile_and_run(text: str, filename: str, opts: dict, process) -> int:
     from ptrace_lang import speccache
     # a -c program holds its child's pid (cpid, uprobes attached in it): never cached;
     # a -p program is cached for that pid only
-    if not opts["stages"] and speccache.enabled() and opts["command"] is None:
+    if not opts["stages"] and speccache.enabled() and opts["command"] is None \
+            and opts["backend"] == "direct":
         try:
             cache_key = speccache.key(text, filename, opts["positional"], pid=opts["pid"],
                                       unsafe=opts["unsafe"],
@@ -403,7 +414,8 @@ def _compile(text: str, filename: str, opts: dict, cache_key, cpid: int | None =
                                                           stages=tuple(opts["stages"]),
                                                           pid=pid, cpid=cpid, unsafe=opts["unsafe"],
                                                           include_dirs=tuple(opts["include_dirs"]),
-                                                          includes=tuple(opts["includes"])))
+                                                          includes=tuple(opts["includes"]),
+                                                          backend=opts["backend"]))
     except PtraceError as e:
         sys.stderr.write(e.render(SOURCES) + "\n")
         return 1

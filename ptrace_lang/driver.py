@@ -78,6 +78,7 @@ class Options:
     str_trunc_trailer: str = ".."    # printed after a string read from memory that was cut
     # every config variable set by the script or the environment (ptrace_lang.config.KEYS)
     settings: dict = field(default_factory=dict)
+    backend: str = "direct"          # --backend: "direct" (codegen/) or "llvm" (llvmbackend/)
 
 
 @dataclass
@@ -121,16 +122,6 @@ def _ringbuf_size(n: int) -> int:
     return size
 
 
-def _set_program_attrs(ps: S.ProgramSpec, attrs: dict) -> S.ProgramSpec:
-    """A provider's load attributes (``Provider.program_attrs``) onto a program."""
-    for k, v in attrs.items():
-        if k == "prog_type_name":
-            ps.prog_type = getattr(U, v)
-        else:
-            setattr(ps, k, v)
-    return ps
-
-
 def compile_script(text: str, filename: str, opts: Options, machine=None) -> Compiled:
     """Compile a script for ``machine`` (a ``target.Machine``: the facts and lookups of the
     machine it will run on; by default the running one)."""
@@ -156,7 +147,7 @@ def compile_script(text: str, filename: str, opts: Options, machine=None) -> Com
         popts.warnings.clear()
     obj, layouts = plan_maps(sema, decls, opts,
                              popts.warnings + getattr(sema.analyzer, "warnings", []))
-    stages: dict[str, list[str]] = {"types": [], "ir": [], "asm": []}
+    stages: dict[str, list[str]] = {"types": [], "ir": [], "llvm-ir": [], "asm": []}
     scratch = 0      # the per-CPU scratch value big temporaries live in (lower_values)
     for pi, (probe, gs) in enumerate(zip(program.probes, groups)):
         for gi, group in enumerate(gs):
@@ -327,6 +318,10 @@ def compile_group(obj: S.ObjectSpec, layouts: dict, sema, probe, pi: int, gi: in
     from ptrace_lang.bpf.insn import encode
     from ptrace_lang.codegen import lower as L
 
+    if opts.backend == "llvm":       # the cross-check backend (llvmbackend/, needs llvmlite)
+        from ptrace_lang.llvmbackend.backend import compile_group as llvm_group
+
+        return llvm_group(obj, layouts, sema, probe, pi, gi, group, opts, target, stages)
     prov, targets, ctx = group
     user_map_index = {um.name: i for i, um in enumerate(obj.user_maps)}
     var_types = sema.retype(probe, ctx)
@@ -372,13 +367,13 @@ def compile_group(obj: S.ObjectSpec, layouts: dict, sema, probe, pi: int, gi: in
                              functions={start: n for start, n, _ in ps.functions})
         stages["asm"].append(f"; program {name}: {targets[0].probe_name}\n{ps.asm}")
     if not prov.program_per_target:
-        _set_program_attrs(ps, prov.program_attrs(targets[0]))
+        S.set_program_attrs(ps, prov.program_attrs(targets[0]))
         obj.programs.append(_with_func_info(ps))
     for ti, (t, pid) in enumerate(zip(targets, probe_ids)):
         if prov.program_per_target:
             # one code, loaded once per target it is bound to (cookies give probe/func)
             pname = f"p{pi}_{gi}_{ti}_{prov.name}"[:15] if len(targets) > 1 else name
-            obj.programs.append(_with_func_info(_set_program_attrs(replace(ps, name=pname),
+            obj.programs.append(_with_func_info(S.set_program_attrs(replace(ps, name=pname),
                                                                    prov.program_attrs(t))))
         else:
             pname = name

@@ -122,6 +122,19 @@ class ProgramSpec:
     func_info: bytes = b""
 
 
+def set_program_attrs(ps: ProgramSpec, attrs: dict) -> ProgramSpec:
+    """A provider's load attributes (``Provider.program_attrs``: ``prog_type_name``,
+    ``expected_attach_type``, ``attach_btf_id``, ``attach_btf_module``) onto a program."""
+    for k, v in attrs.items():
+        if k == "prog_type_name":
+            from ptrace_lang.bpf import uapi
+
+            ps.prog_type = getattr(uapi, v)
+        else:
+            setattr(ps, k, v)
+    return ps
+
+
 @dataclass
 class AttachSpec:
     """One attach point of one program. ``provider`` selects the attacher.

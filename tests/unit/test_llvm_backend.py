@@ -1,0 +1,113 @@
+"""The llvm backend (llvmbackend/) without a kernel: scripts compiled for the recorded machine
+give programs whose map relocations name the maps the direct backend's name, the same events
+and user maps (the ObjectSpec contract the runtime reads); constructs it lacks are located
+errors naming them; and the default path never imports llvmlite or pyelftools."""
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from ptrace_lang import spec as S
+from ptrace_lang.bpf import opcodes as op
+from ptrace_lang.bpf.insn import decode
+from ptrace_lang.driver import Options, compile_script
+from ptrace_lang.errors import CompileError
+
+sys.path.insert(0, str(Path(__file__).parent))
+from recorded_machine import recorded_machine  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_the_default_path_never_imports_llvmlite():
+    code = ("import sys; sys.path.insert(0, 'tests/unit')\n"
+            "from recorded_machine import recorded_machine\n"
+            "from ptrace_lang.driver import Options, compile_script\n"
+            "compile_script('tracepoint:syscalls:sys_enter_getppid { @[comm] = count(); "
+            "printf(\"%d\\\\n\", pid); }', 'x.bt', Options(stages=('asm',)), recorded_machine())\n"
+            "bad = [m for m in sys.modules if m.split('.')[0] in ('llvmlite', 'elftools')"
+            " or m.startswith('ptrace_lang.llvmbackend')]\n"
+            "assert not bad, bad\n")
+    p = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True)
+    assert p.returncode == 0, p.stderr
+
+
+REASON = "llvmlite is not installed (pip install 'ptrace-lang[llvm]'): the llvm backend is not tested"
+llvmlite = pytest.importorskip("llvmlite", reason=REASON)
+pytest.importorskip("elftools", reason="pyelftools is not installed: the llvm backend reads "
+                                       "its ELF objects with it")
+
+ONE_LINERS = [
+    "tracepoint:syscalls:sys_enter_getppid { @[comm] = count(); }",
+    "tracepoint:syscalls:sys_enter_read { @bytes = hist(args.count); }",
+    "tracepoint:syscalls:sys_enter_getppid { @s = sum(pid); @a = avg(pid); }",
+    'tracepoint:syscalls:sys_enter_getppid { printf("%d %s\\n", pid, comm); }',
+    'tracepoint:syscalls:sys_enter_getppid { printf("first\\n"); exit(); }',
+    'tracepoint:syscalls:sys_enter_openat /pid > 1/ { @[comm, str(args.filename)] = count(); '
+    '@m = max(args.flags); @n = min(args.flags); @l = lhist(args.mode, 0, 100, 10); }',
+    'BEGIN { $x = 7; if ($x % 2 == 1) { printf("odd %d\\n", $x / 2); } else { exit(); } '
+    '@t[1, "a"] = 3; @t[1, "a"] += 2; @u++; time("%H\\n"); print(@t); clear(@t); }',
+]
+
+
+def both(text: str):
+    direct = compile_script(text, "x.bt", Options(), recorded_machine()).spec
+    llvm = compile_script(text, "x.bt", Options(backend="llvm"), recorded_machine()).spec
+    return direct, llvm
+
+
+@pytest.mark.parametrize("text", ONE_LINERS)
+def test_same_object_contract(text):
+    direct, llvm = both(text)
+    # (the direct backend keeps big temporaries in a per-CPU "scratch" map; LLVM on the stack)
+    assert [m.name for m in llvm.maps] == [m.name for m in direct.maps if m.name != "scratch"]
+    assert llvm.user_maps == direct.user_maps
+    assert [(e.kind, e.fmt, e.args) for e in llvm.events] == \
+        [(e.kind, e.fmt, e.args) for e in direct.events]
+    assert [(p.name, p.prog_type) for p in llvm.programs] == \
+        [(p.name, p.prog_type) for p in direct.programs]
+    assert llvm.attachments == direct.attachments
+    for dp, lp in zip(direct.programs, llvm.programs):
+        assert {n for _, n in lp.map_relocs} == {n for _, n in dp.map_relocs} - {"scratch"}
+        insns = decode(lp.insns)
+        assert len(lp.spans) == len(insns)
+        for i, name in lp.map_relocs:       # every relocation is a map load the loader patches
+            assert insns[i].is_ld_imm64 and insns[i].src in (op.BPF_PSEUDO_MAP_FD,
+                                                              op.BPF_PSEUDO_MAP_VALUE)
+        loads = [i for i, x in enumerate(insns) if x.is_ld_imm64 and x.src]
+        assert loads == [i for i, _ in lp.map_relocs]
+
+
+def test_counters_are_map_value_loads():
+    _, llvm = both("tracepoint:syscalls:sys_enter_getppid { @[pid] = count(); }")
+    p = llvm.programs[0]
+    insns = decode(p.insns)
+    vals = [(insns[i].src, insns[i + 1].imm) for i, n in p.map_relocs if n == "counters"]
+    assert vals == [(op.BPF_PSEUDO_MAP_VALUE, 8 * S.COUNTER_MAP_FULL)]
+
+
+def test_dumps_llvm_ir_and_asm():
+    c = compile_script("tracepoint:syscalls:sys_enter_getppid { @ = count(); }", "x.bt",
+                       Options(backend="llvm", stages=("llvm-ir", "asm")), recorded_machine())
+    assert "section \"ptrace/prog\"" in c.dumps["llvm-ir"]
+    assert "inttoptr (i64 1 to ptr)" in c.dumps["llvm-ir"]      # bpf_map_lookup_elem
+    assert "call bpf_map_lookup_elem" in c.dumps["asm"]
+
+
+@pytest.mark.parametrize("text, construct", [
+    ("BEGIN { for ($i : 0..3) { printf(\"%d\\n\", $i); } }", "the statement 'ForRange'"),
+    ("BEGIN { @x = stats(1); }", None),
+    ("BEGIN { printf(\"%s\\n\", kstack); }", "the builtin 'kstack'"),
+    ("BEGIN { $s = strftime(\"%H\", nsecs); print($s); }", "the function strftime()"),
+])
+def test_unsupported_constructs_are_located_errors(text, construct):
+    if construct is None:         # supported: must compile
+        both(text)
+        return
+    with pytest.raises(CompileError) as ei:
+        compile_script(text, "x.bt", Options(backend="llvm"), recorded_machine())
+    assert f"{construct} is not supported by the llvm backend" in ei.value.message
+    assert ei.value.span.line == 1
