@@ -23,8 +23,8 @@ import time
 from ptrace_lang.errors import SOURCES, PtraceError, internal_error
 from ptrace_lang.repl_session import ReplError, ReplSession
 from ptrace_lang.repl_text import (
-    _FUNC_PROVIDERS, _MAP_COMMANDS, _PROBE_COMMANDS, _RAW_PROVIDERS, _TP_PROVIDERS, BUILTINS,
-    COMMANDS, FUNCTIONS, KEYWORDS, MAX_COMPLETIONS, PROVIDERS, STYLE, brace_depth, highlight,
+    _MAP_COMMANDS, _PROBE_COMMANDS, BUILTINS,
+    COMMANDS, FUNCTIONS, KEYWORDS, MAX_COMPLETIONS, STYLE, provider_words, brace_depth, highlight,
     needs_more, split_command,
 )
 from ptrace_lang.runtime.session import RunOptions
@@ -132,31 +132,29 @@ def _make_completer(repl: "Repl"):
             if ":" not in word:
                 if text.strip() == word:
                     yield from offer(COMMANDS, word.lstrip("."), "command")
-                yield from offer(PROVIDERS, word, "probe")
+                yield from offer(provider_words(), word, "probe")
                 return
             prov, rest = word.split(":", 1)
-            low = prov.lower()
-            if low in _TP_PROVIDERS:
+            from ptrace_lang import providers
+
+            p = providers.get(prov)
+            what = p.completes if p is not None else ()
+            if what == "tracepoints":
                 tps = catalog.tracepoints()
                 if ":" not in rest:
                     cands = sorted({tp.split(":", 1)[0] + ":" for tp in tps})
                 else:
                     cands = tps
                 yield from offer([f"{prov}:{c}" for c in cands if c.startswith(rest)], word, "tracepoint")
-            elif low in _RAW_PROVIDERS:
+            elif what == "raw_tracepoints":
                 events = sorted({tp.split(":", 1)[1] for tp in catalog.tracepoints()})
                 yield from offer([f"{prov}:{e}" for e in events if e.startswith(rest)], word)
-            elif low in _FUNC_PROVIDERS:
+            elif what == "kernel_functions":
                 if rest:        # tens of thousands of functions: only once a prefix is typed
                     yield from offer([f"{prov}:{f}" for f in catalog.functions() if f.startswith(rest)],
                                      word, "function")
-            elif low in ("interval", "i", "profile", "p"):
-                yield from offer([f"{prov}:{u}" for u in ("s:", "ms:", "us:", "hz:")], word)
-            elif low in ("software", "s", "hardware", "h"):
-                from ptrace_lang.providers.perf_events import HARDWARE, SOFTWARE
-
-                names = SOFTWARE if low in ("software", "s") else HARDWARE
-                yield from offer([f"{prov}:{e}" for e in sorted(names)], word)
+            elif isinstance(what, tuple):
+                yield from offer([f"{prov}:{u}" for u in what], word)
 
     return ReplCompleter()
 

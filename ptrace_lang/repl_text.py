@@ -13,12 +13,21 @@ KEYWORDS = ("if", "else", "while", "for", "unroll", "return", "break", "continue
 from ptrace_lang.sema import builtins as _builtins   # noqa: E402  (the one table of builtins)
 FUNCTIONS = tuple(sorted(_builtins.FUNCTIONS))
 BUILTINS = tuple(sorted(_builtins.VARIABLES)) + tuple(f"arg{i}" for i in range(6))
-PROVIDERS = ("BEGIN", "END", "tracepoint:", "rawtracepoint:", "interval:", "profile:",
-             "software:", "hardware:", "uprobe:", "uretprobe:", "kprobe:", "kretprobe:",
-             "fentry:", "fexit:", "usdt:")
-_TP_PROVIDERS = ("tracepoint", "t")
-_RAW_PROVIDERS = ("rawtracepoint", "rt")
-_FUNC_PROVIDERS = ("kprobe", "k", "kretprobe", "kr", "fentry", "f", "fexit", "fr", "kfunc", "kretfunc")
+
+
+def provider_words() -> tuple[str, ...]:
+    """The attach-point words completion offers, asked of the providers: ``BEGIN``/``END`` (and
+    every bare provider's names), ``name:`` for the others."""
+    if not _PROVIDER_WORDS:
+        from ptrace_lang import providers
+
+        ps = providers.all_providers()
+        _PROVIDER_WORDS.extend(n for p in ps if p.bare for n in (*p.aliases, p.name))
+        _PROVIDER_WORDS.extend(p.name + ":" for p in ps if not p.bare)
+    return tuple(_PROVIDER_WORDS)
+
+
+_PROVIDER_WORDS: list[str] = []
 MAX_COMPLETIONS = 400
 
 

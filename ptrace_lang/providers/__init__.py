@@ -76,6 +76,12 @@ class Provider:
     def warm_up(self) -> None:
         """Import what ``attach`` will need (called while the kernel makes the ring buffer)."""
 
+    # what the REPL offers after "name:" (completion): "tracepoints", "raw_tracepoints",
+    # "kernel_functions", or a fixed tuple of words; () for nothing
+    completes: object = ()
+    # written without a colon and a target (begin, end)
+    bare = False
+
 
 PROVIDERS: dict[str, Provider] = {}     # filled by ``register`` as modules are imported
 
@@ -115,6 +121,16 @@ def get(name: str) -> Provider | None:
         __import__(f"ptrace_lang.providers.{MODULES[key]}")
         p = PROVIDERS.get(key)
     return p
+
+
+def all_providers() -> list[Provider]:
+    """Every provider, each once, in ``MODULES`` order (their modules imported)."""
+    out: list[Provider] = []
+    for name in MODULES:
+        p = get(name)
+        if p is not None and p not in out:
+            out.append(p)
+    return out
 
 
 def lookup(ap: ast.AttachPoint) -> Provider:

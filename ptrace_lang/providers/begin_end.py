@@ -19,11 +19,13 @@ class _RunOnce(Provider):
 
 
 class Begin(_RunOnce):
+    bare = True
     name = "begin"
     aliases = ("BEGIN",)
 
 
 class End(_RunOnce):
+    bare = True
     name = "end"
     aliases = ("END",)
 

@@ -157,6 +157,7 @@ def functions(opts) -> _Index:
 
 
 class Fentry(Provider):
+    completes = "kernel_functions"
     name = "fentry"
     aliases = ("f", "kfunc")
     prog_type_name = "BPF_PROG_TYPE_TRACING"

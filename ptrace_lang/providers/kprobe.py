@@ -143,6 +143,7 @@ _cache: list = [None, None]      # [_Functions, the providers.Options it was rea
 
 
 class Kprobe(PtRegsProvider):
+    completes = "kernel_functions"
     name = "kprobe"
     aliases = ("k",)
 

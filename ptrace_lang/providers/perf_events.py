@@ -88,12 +88,14 @@ class Software(_PerfCounter):
     name = "software"
     aliases = ("s",)
     events = SOFTWARE
+    completes = tuple(sorted(SOFTWARE))
 
 
 class Hardware(_PerfCounter):
     name = "hardware"
     aliases = ("h",)
     events = HARDWARE
+    completes = tuple(sorted(HARDWARE))
 
 
 SOFTWARE_PROVIDER = register(Software())

@@ -10,6 +10,7 @@ class Tracepoint(Provider):
     aliases = ("t",)
     prog_type_name = "BPF_PROG_TYPE_TRACEPOINT"
     builtins = frozenset({"args"})
+    completes = "tracepoints"
 
     def expand(self, ap, opts):
         from ptrace_lang.sema.types import ArgsT

@@ -80,6 +80,19 @@ def test_completion():
                                             "interval:hz:"]
 
 
+def test_completion_asks_the_providers():
+    # every provider is offered, from its own module (a new provider needs no REPL list)
+    from ptrace_lang import providers
+
+    s = repl_session.ReplSession(RunOptions())
+    offered = set(_completions(s, ""))
+    for p in providers.all_providers():
+        assert (p.name in offered) if p.bare else (p.name + ":" in offered), p.name
+    assert "BEGIN" in offered and "END" in offered
+    assert "software:cpu-clock" in _completions(s, "software:cpu-c")
+    assert _completions(s, "p:") == ["p:s:", "p:ms:", "p:us:", "p:hz:"]     # an alias
+
+
 def _session_with(*entries):
     """A session whose entries were accepted (compiled only: nothing is loaded)."""
     s = repl_session.ReplSession(RunOptions())
