@@ -325,12 +325,16 @@ class Lowering(MapsLowering, EventsLowering, StringsLowering, ArgsLowering, Type
                 return
         if e.type is not None and is_scalar(e.type):
             self.scalar(e)
-        elif isinstance(e, ast.Call):
+        elif isinstance(e, ast.Call) and (e.type is None or e.type.size() == 0):
             self.scalar_or_discard(e)
         else:
-            mark = self.frame.mark()
-            self.expr_into(e, *self.alloc_mem(e.type.size(), e.span), e.type)
-            self.frame.release(mark)
+            # a value held in memory (ustack(), str(...)) computed and dropped
+            self.discard_into_mem(e)
+
+    def discard_into_mem(self, e: ast.Expr) -> None:
+        mark = self.frame.mark()
+        self.expr_into(e, *self.alloc_mem(e.type.size(), e.span), e.type)
+        self.frame.release(mark)
 
     def scalar_or_discard(self, e: ast.Expr) -> None:
         self.scalar(e)
@@ -507,7 +511,13 @@ class Lowering(MapsLowering, EventsLowering, StringsLowering, ArgsLowering, Type
                 return self.builtin(e.name, e)      # a builtin called as a function: pid()
             if e.type is not None and is_scalar(e.type):
                 raise NotSupportedYet(f"the function '{e.name}' as a value", e.span)
-            self.expr_stmt(e)
+            if e.type is None or e.type.size() == 0 or hasattr(self, "stmt_" + e.name):
+                # (expr_stmt would come back here: a call with neither handler)
+                if not hasattr(self, "stmt_" + e.name):
+                    raise NotSupportedYet(f"the function '{e.name}' here", e.span)
+                self.expr_stmt(e)
+            else:
+                self.discard_into_mem(e)
             return self.const(0)
         if isinstance(e, ast.MapRef):
             return self.map_read_scalar(e, self.maps["@" + e.name])
