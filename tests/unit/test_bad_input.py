@@ -26,3 +26,24 @@ def error_of(src: str) -> str:
 def test_a_value_in_memory_as_a_statement_compiles(src):
     """Its value is computed and dropped (the lowering used to call itself forever)."""
     compile_script(src, "stdin", Options())
+
+
+@pytest.mark.parametrize("src, expected", [
+    ("struct S { int e:-1; } BEGIN { exit(); }",
+     "stdin:1:1-24: ERROR: Invalid C definition: bit-field 'e' has a negative width (-1)"),
+    ("struct S { int e:0; } BEGIN { exit(); }", "named bit-field 'e' has zero width"),
+    ("struct S { char g:9; } BEGIN { exit(); }",
+     "width of bit-field 'g' (9 bits) exceeds the width of its type (8 bits)"),
+    ("struct S { int *e:3; } BEGIN { exit(); }", "bit-field 'e' has a type that is not an integer"),
+    ("struct S { int e:x; } BEGIN { exit(); }", "bit-field 'e' has a width that is not a number: 'x'"),
+    ("struct S { int a[-1]; } BEGIN { exit(); }", "array 'a' has a negative size (-1)"),
+])
+def test_bad_c_declarators_are_located_errors(src, expected):
+    assert expected in error_of(src)
+
+
+def test_c_integer_constants_are_read_as_c_reads_them():
+    """010 is octal in C (int(tok, 0) refused it with a ValueError)."""
+    c = compile_script("struct S { int a:010; int b:0x3; int c[010]; } enum E { A = 010, B }; "
+                       "BEGIN { @ = sizeof(struct S); @b = B; }", "stdin", Options())
+    assert c is not None
