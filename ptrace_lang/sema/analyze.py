@@ -339,6 +339,9 @@ class _Analyzer(TypesMixin, FuncsMixin, SymbolsAnalyzer, StmtsAnalysis, ValuesSe
                     self.error("lhist() max must be greater than min", call.args[2].span)
                 elif step <= 0:
                     self.error("lhist() step must be >= 1", call.args[3].span)
+                elif step > hi - lo:
+                    self.error(f"lhist() step is too large for the given range (provided step "
+                               f"{step} for range {hi - lo})", call.span)
                 elif (hi - lo) // step > 1000:
                     self.error("lhist() too many buckets, maximum is 1000", call.span)
                 return AggT("lhist", signed, lhist=(lo, hi, step))

@@ -47,3 +47,17 @@ def test_c_integer_constants_are_read_as_c_reads_them():
     c = compile_script("struct S { int a:010; int b:0x3; int c[010]; } enum E { A = 010, B }; "
                        "BEGIN { @ = sizeof(struct S); @b = B; }", "stdin", Options())
     assert c is not None
+
+
+def test_lhist_step_larger_than_the_range_is_refused():
+    assert error_of("BEGIN { @x = lhist(2, 0, 100, 4294967296); }") == (
+        "stdin:1:14-42: ERROR: lhist() step is too large for the given range (provided step "
+        "4294967296 for range 100)\nBEGIN { @x = lhist(2, 0, 100, 4294967296); }\n"
+        "             ~~~~~~~~~~~~~~~~~~~~~~~~~~~~")
+
+
+@pytest.mark.parametrize("args", ["4294967296, 8589934592, 1000000000",
+                                  "0, 9223372036854775807, 9223372036854775807"])
+def test_lhist_bounds_wider_than_an_immediate_compile(args):
+    """min, max and step over 32 bits go through a register (an immediate is 32 bits)."""
+    compile_script(f"BEGIN {{ @x = lhist(5000000000, {args}); }}", "stdin", Options())
