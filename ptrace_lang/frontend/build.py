@@ -23,6 +23,7 @@ class _Last:
         self.stmt = stmt
 
 
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 _ASSIGNABLE = (ast.Var, ast.MapRef, ast.FieldAccess, ast.Index, ast.TupleIndex)
 
 
@@ -107,6 +108,11 @@ class Builder:
         for tok in ch:
             if tok.type != "ATTACH_POINT":
                 continue
+            bad = _CONTROL.search(tok)
+            if bad is not None:     # a NUL byte or another control character: no probe is named so
+                col = tok.column + bad.start()
+                raise self.error(f"invalid character {bad.group()!r} in attach point",
+                                 Span(self.filename, tok.line, col, tok.line, col + 1))
             provider, parts = split_attach_point(str(tok))
             out.append(ast.AttachPoint(str(tok), provider, parts, span=self.tspan(tok)))
         return out

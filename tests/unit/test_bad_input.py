@@ -61,3 +61,12 @@ def test_lhist_step_larger_than_the_range_is_refused():
 def test_lhist_bounds_wider_than_an_immediate_compile(args):
     """min, max and step over 32 bits go through a register (an immediate is 32 bits)."""
     compile_script(f"BEGIN {{ @x = lhist(5000000000, {args}); }}", "stdin", Options())
+
+
+@pytest.mark.parametrize("src, col", [("tracepoint:sys\x00calls:x { }", 15),
+                                      ('uprobe:/bin/bash:"ma\x01in" { }', 21)])
+def test_a_control_character_in_an_attach_point_is_a_located_error(src, col):
+    """(a NUL byte reached the file system: ValueError: embedded null byte)"""
+    text = error_of(src)
+    assert text.startswith(f"stdin:1:{col}-{col + 1}: ERROR: invalid character ")
+    assert "in attach point" in text.splitlines()[0]
