@@ -70,3 +70,21 @@ def test_a_control_character_in_an_attach_point_is_a_located_error(src, col):
     text = error_of(src)
     assert text.startswith(f"stdin:1:{col}-{col + 1}: ERROR: invalid character ")
     assert "in attach point" in text.splitlines()[0]
+
+
+@pytest.mark.parametrize("text, want", [("0x10", 16), ("010", 8), ("0", 0), ("12", 12)])
+def test_uprobe_offsets_are_read_as_strtoull_reads_them(text, want):
+    from ptrace_lang.elfsyms import parse_offset
+
+    assert parse_offset(text) == want
+
+
+def test_a_bad_uprobe_offset_is_a_located_error():
+    """+08 is no octal number (int("08", 0) escaped as a ValueError)."""
+    import os
+
+    if not os.path.exists("/bin/bash"):
+        pytest.skip("no /bin/bash")
+    text = error_of("uprobe:/bin/bash:echo_builtin+08 { exit(); }")
+    assert text.startswith("stdin:1:1-33: ERROR: uprobe: invalid offset '08' "
+                           "(a leading 0 makes it octal)")
