@@ -40,6 +40,9 @@ LATER_BUILTINS = frozenset(b.name for b in builtins.BUILTINS.values()
 LATER_FUNCTIONS = frozenset(b.name for b in builtins.BUILTINS.values()
                             if b.later and b.kind == "function")
 MAX_STRLEN_DEFAULT = 64
+# a string literal is held whole in a record, a map value or a scratch slot: 32 KiB at most
+# (codegen's SCRATCH_LIMIT; a store's offset is 16 bits)
+STRLIT_LIMIT = 32768
 
 
 @dataclass
@@ -397,7 +400,11 @@ class _Analyzer(TypesMixin, FuncsMixin, SymbolsAnalyzer, StmtsAnalysis, ValuesSe
         if isinstance(e, ast.BoolLit):
             return BOOL
         if isinstance(e, ast.StrLit):
-            return StrT(len(e.value.encode("utf-8", "surrogateescape")) + 1)
+            n = len(e.value.encode("utf-8", "surrogateescape"))
+            if n >= STRLIT_LIMIT:     # no record, map value or scratch slot holds more
+                self.error(f"String literal is too long ({n} bytes, at most {STRLIT_LIMIT - 1})",
+                           e.span)
+            return StrT(n + 1)
         if isinstance(e, ast.PositionalParam):
             v = self.positional_value(e.index)
             return INT64 if isinstance(v, int) else StrT(len(v.encode()) + 1)

@@ -88,3 +88,19 @@ def test_a_bad_uprobe_offset_is_a_located_error():
     text = error_of("uprobe:/bin/bash:echo_builtin+08 { exit(); }")
     assert text.startswith("stdin:1:1-33: ERROR: uprobe: invalid offset '08' "
                            "(a leading 0 makes it octal)")
+
+
+def test_a_string_literal_over_32_kib_is_refused_at_the_literal():
+    text = error_of('BEGIN { printf("%s\\n", "' + "a" * 33000 + '"); }')
+    assert text.startswith("stdin:1:24-33026: ERROR: String literal is too long (33000 bytes, "
+                           "at most 32767)")
+
+
+def test_a_record_over_32_kib_is_a_located_error():
+    """(its stores' offsets overflowed 16 bits: an internal error in the encoder)"""
+    big = '"' + "a" * 20000 + '"'
+    text = error_of(f'BEGIN {{ printf("%s%s\\n", {big}, {big}); }}')
+    assert text.startswith("stdin:1:9-40033: ERROR: The output record needs 40024 bytes, more "
+                           "than the 32768 a record holds")
+    assert "needs 100008 bytes" in error_of(
+        'config = { max_strlen = 100000 } BEGIN { printf("%s", str(0)); }')
