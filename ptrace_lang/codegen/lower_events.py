@@ -21,9 +21,6 @@ from ptrace_lang.sema.types import (
     FUNC, PROBE, BoolT, BufT, IntArrayT, IntT, StrT, TupleT, Type, UserT, is_scalar,
 )
 
-# the largest record: the offsets of its stores are 16 bits (signed)
-MAX_RECORD_BYTES = 32768
-
 
 class EventsLowering:
     """Methods mixed into ``Lowering`` (``self`` is a ``Lowering``)."""
@@ -138,10 +135,6 @@ class EventsLowering:
             f = value_field(a.type, off, trailer=self.str_trunc_trailer)
             fields.append(f)
             off += a.type.size()
-        if off > MAX_RECORD_BYTES:      # (a store's offset into the record is 16 bits)
-            raise CompileError(f"The output record needs {off} bytes, more than the "
-                               f"{MAX_RECORD_BYTES} a record holds", span,
-                               hints=["use shorter strings (config max_strlen) or fewer values"])
         ev_id = len(self.events)
         self.events.append(S.EventSpec(kind, fmt, fields, span))
         # scalars are computed before reserving (an expression may hold statements that write

@@ -96,11 +96,33 @@ def test_a_string_literal_over_32_kib_is_refused_at_the_literal():
                            "at most 32767)")
 
 
-def test_a_record_over_32_kib_is_a_located_error():
-    """(its stores' offsets overflowed 16 bits: an internal error in the encoder)"""
+def test_a_record_over_32_kib_is_written_through_an_address():
+    """Stores past an instruction's 16-bit offset go through an address register (the encoder
+    failed: offset 32768 does not fit in 16 bits)."""
     big = '"' + "a" * 20000 + '"'
-    text = error_of(f'BEGIN {{ printf("%s%s\\n", {big}, {big}); }}')
-    assert text.startswith("stdin:1:9-40033: ERROR: The output record needs 40024 bytes, more "
-                           "than the 32768 a record holds")
-    assert "needs 100008 bytes" in error_of(
-        'config = { max_strlen = 100000 } BEGIN { printf("%s", str(0)); }')
+    c = compile_script(f'BEGIN {{ printf("%s%s\\n", {big}, {big}); }}', "stdin", Options())
+    assert c.spec.events[0].args[1].offset > 20000
+
+
+@pytest.mark.parametrize("src, expected", [
+    ("BEGIN { unroll(100) { unroll(100) { @x++; } } }",
+     "stdin:1:9-46: ERROR: unroll() expands to 40201 nodes of code (10000 copies of its innermost "
+     "body), more than the limit of 5000 for a whole expansion"),
+    ("BEGIN { " + "unroll(2) { " * 16 + "@x++; " + "} " * 16 + "}",
+     "(65536 copies of its innermost body), more than the limit of 5000"),
+])
+def test_nested_unrolls_are_bounded_before_they_are_expanded(src, expected):
+    """(sixteen nested unroll(2) took 12 GB; two nested unroll(100) 31 s)"""
+    assert expected in error_of(src)
+
+
+def test_unrolls_within_the_limit_compile():
+    compile_script("BEGIN { unroll(100) { unroll(5) { @x++; } } unroll(100) { @y++; } }",
+                   "stdin", Options())
+
+
+def test_a_program_too_large_is_stopped_while_it_is_lowered():
+    """(a huge program went on to register allocation for a minute, then failed to encode)"""
+    text = error_of("config = { max_strlen = 1024 } BEGIN { $s = str(0); "
+                    "unroll(100) { if (strcontains($s, str(1))) { @x++ } } }")
+    assert "ERROR: The probe's program is too large: more than 32768 instructions" in text
