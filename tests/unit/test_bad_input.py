@@ -126,3 +126,34 @@ def test_a_program_too_large_is_stopped_while_it_is_lowered():
     text = error_of("config = { max_strlen = 1024 } BEGIN { $s = str(0); "
                     "unroll(100) { if (strcontains($s, str(1))) { @x++ } } }")
     assert "ERROR: The probe's program is too large: more than 32768 instructions" in text
+
+
+@pytest.mark.parametrize("src, construct", [
+    ("BEGIN { " + "if (1) { " * 300 + "@x++; " + "} " * 300 + "}", "an if statement"),
+    ("BEGIN { $x = 1" + " + 1" * 400 + "; }", "a binary operator"),
+    ("BEGIN { " + "while (1) { " * 150 + "break; " + "} " * 150 + "}", "a while loop"),
+    ("BEGIN { $x = " + "!" * 200 + "1; }", "a unary operator"),
+])
+def test_deep_nesting_is_a_located_error_naming_the_construct(src, construct):
+    """(the recursive passes raised RecursionError: the CLI said "nested too deeply", nowhere)"""
+    text = error_of(src)
+    assert text.startswith("stdin:1:")
+    assert (f"ERROR: the program is nested too deeply: {construct} at nesting level 101, more "
+            "than the 100 levels of statements and expressions allowed") in text
+
+
+@pytest.mark.parametrize("src", [
+    "BEGIN { " + "if (1) { " * 98 + "@x++; " + "} " * 98 + "}",
+    "BEGIN { $x = 1" + " + 1" * 98 + "; }",
+    "BEGIN { $x = " + "(" * 500 + "1" + ")" * 500 + "; }",      # parentheses nest nothing
+    "BEGIN { $x = " + "1 ? " * 97 + "1" + " : 2" * 97 + "; }",
+])
+def test_nesting_within_the_limit_compiles_below_python_s_recursion_limit(src):
+    import sys
+
+    def deeper(k):            # a caller's frames (pytest's, the CLI's) take their share too
+        return compile_script(src, "stdin", Options(stages=("ast", "types", "ir"))) if k == 0 \
+            else deeper(k - 1)
+
+    assert sys.getrecursionlimit() <= 1000
+    deeper(150)
