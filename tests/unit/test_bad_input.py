@@ -107,9 +107,9 @@ def test_a_record_over_32_kib_is_written_through_an_address():
 @pytest.mark.parametrize("src, expected", [
     ("BEGIN { unroll(100) { unroll(100) { @x++; } } }",
      "stdin:1:9-46: ERROR: unroll() expands to 40201 nodes of code (10000 copies of its innermost "
-     "body), more than the limit of 5000 for a whole expansion"),
+     "body), more than the limit of 2500 for a whole expansion"),
     ("BEGIN { " + "unroll(2) { " * 16 + "@x++; " + "} " * 16 + "}",
-     "(65536 copies of its innermost body), more than the limit of 5000"),
+     "(65536 copies of its innermost body), more than the limit of 2500"),
 ])
 def test_nested_unrolls_are_bounded_before_they_are_expanded(src, expected):
     """(sixteen nested unroll(2) took 12 GB; two nested unroll(100) 31 s)"""
@@ -157,3 +157,9 @@ def test_nesting_within_the_limit_compiles_below_python_s_recursion_limit(src):
 
     assert sys.getrecursionlimit() <= 1000
     deeper(150)
+
+
+def test_a_record_written_inside_an_open_record_keeps_its_labels():
+    """A division's warning record inside a printf value written in place (ntop): the outer
+    record's labels were overwritten (duplicate label, an internal error)."""
+    compile_script('BEGIN { $a = 0; printf("%s %d\\n", ntop(2 / $a), 5); }', "stdin", Options())
