@@ -45,7 +45,7 @@ MAX_STRLEN_DEFAULT = 64
 STRLIT_LIMIT = 32768
 # unroll(N) copies its body N times (N <= 100, as bpftrace); nested unrolls multiply: the whole
 # expansion of an outermost unroll is bounded, in AST nodes, before anything is expanded
-UNROLL_LIMIT = 5000
+UNROLL_LIMIT = 2500
 
 
 @dataclass
