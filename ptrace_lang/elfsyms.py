@@ -376,6 +376,23 @@ def find_symbols(path: str, pattern: str) -> list[Symbol]:
 _FUNC_PLUS = re.compile(r"^(.*?)\s*\+\s*(0[xX][0-9a-fA-F]+|\d+)$")
 
 
+class BadOffset(LookupError):
+    """``func+OFF`` whose OFF is no number (``+08``: a leading 0 makes it octal, as strtoull)."""
+
+
+def parse_offset(text: str) -> int:
+    """The offset of ``func+OFF`` read as bpftrace reads it (strtoull, base 0): ``0x10`` hex,
+    ``010`` octal, ``10`` decimal."""
+    if re.fullmatch(r"0[xX][0-9a-fA-F]+", text):
+        return int(text, 16)
+    if re.fullmatch(r"0[0-7]*", text):
+        return int(text, 8)
+    if re.fullmatch(r"[1-9][0-9]*", text):
+        return int(text)
+    why = " (a leading 0 makes it octal)" if re.fullmatch(r"0[0-9]+", text) else ""
+    raise BadOffset(f"invalid offset '{text}'{why}")
+
+
 def _lookup(info: ElfInfo, name: str) -> Symbol:
     cands = info.by_name().get(name)
     if not cands:
@@ -411,7 +428,8 @@ def symbol_address(path: str, name_or_addr: str | int, plus: int = 0) -> int:
             return _lookup(info, text).address + plus      # a symbol that really contains '+'
         except LookupError:
             pass
-        return _lookup(info, m.group(1)).address + int(m.group(2), 0) + plus
+        off = parse_offset(m.group(2))
+        return _lookup(info, m.group(1)).address + off + plus
     return _lookup(info, text).address + plus
 
 

@@ -18,7 +18,10 @@ from ptrace_lang.records import dataclass, field, replace
 from ptrace_lang.bpf import opcodes as op
 from ptrace_lang.bpf.insn import Instruction, ld_imm64
 from ptrace_lang.codegen import ir
-from ptrace_lang.errors import Span
+from ptrace_lang.errors import NO_SPAN, CompileError, Span
+
+TOO_LARGE_HINT = ("unroll less, use shorter strings (config max_strlen) or split the probe "
+                  "into several")
 
 # --------------------------------------------------------------------------------------------
 # peephole
@@ -292,11 +295,15 @@ def emit(insns: list[ir.Insn], optimize: bool = True) -> Emitted:
         if target not in pos:
             raise ValueError(f"jump to undefined label {target!r}")
         off = pos[target] - (len(out) + 1)
-        if not -(1 << 15) <= off < (1 << 15):
-            raise ValueError(f"jump offset {off} to {target!r} out of range")
+        if not -(1 << 15) <= off < (1 << 15):     # a program too large for BPF's 16-bit jumps
+            raise CompileError(f"The probe's program is too large: a jump spans {abs(off)} "
+                               f"instructions, more than the {(1 << 15) - 1} BPF allows",
+                               getattr(cur, "span", None) or NO_SPAN, hints=[TOO_LARGE_HINT])
         return off
 
+    cur = None
     for ins in insns:
+        cur = ins
         start = len(out)
         if isinstance(ins, (ir.Label, ir.Comment)):
             continue

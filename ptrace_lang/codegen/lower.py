@@ -36,13 +36,17 @@ from ptrace_lang.codegen.lower_types import TypesLowering
 from ptrace_lang.codegen.lower_values import (  # noqa: F401
     SCRATCH_LIMIT, SCRATCH_MAP, Frames, ValuesLowering,
 )
-from ptrace_lang.errors import CompileError, NotSupportedYet, Span
+from ptrace_lang.codegen.emit import TOO_LARGE_HINT
+from ptrace_lang.errors import NO_SPAN, CompileError, NotSupportedYet, Span
 from ptrace_lang.frontend import ast
 from ptrace_lang.sema.analyze import signed_pair
 from ptrace_lang.sema.types import (
     ArgsT, BoolT, BufT, IntArrayT, IntT, PtrT, StrT, TupleT, Type, UsdtArgsT, UserT, is_scalar,
 )
 
+# IR instructions of one program (or loop body) at most: BPF's jumps span 32767, and a larger
+# program would only spend seconds in register allocation before failing
+MAX_PROGRAM_INSNS = 32768
 GLOBALS_START_NS = 0   # offset in the value of the ``globals`` array
 
 CMP_OPS = {"==": "jeq", "!=": "jne", ">": "jgt", ">=": "jge", "<": "jlt", "<=": "jle"}
@@ -104,7 +108,17 @@ class Lowering(MapsLowering, EventsLowering, StringsLowering, ArgsLowering, Type
     def emit(self, insn: ir.Insn) -> None:
         if self.span is not None:
             insn.span = self.span
+        if isinstance(insn, (ir.Load, ir.Store, ir.AtomicAdd)) and isinstance(insn.base, VReg) \
+                and not -(1 << 15) <= insn.off < (1 << 15):
+            # past the 16-bit offset of an instruction (a big record): through an address
+            addr = self.vreg()
+            self.insns += [ir.Alu("mov", addr, insn.base, span=insn.span),
+                           ir.Alu("add", addr, insn.off, span=insn.span)]
+            insn.base, insn.off = addr, 0
         self.insns.append(insn)
+        if len(self.insns) > MAX_PROGRAM_INSNS:     # stop before allocating a runaway
+            raise CompileError(f"The probe's program is too large: more than {MAX_PROGRAM_INSNS}"
+                               " instructions", self.span or NO_SPAN, hints=[TOO_LARGE_HINT])
 
     def mov(self, dst, src, width: int = 64) -> None:
         self.emit(ir.Alu("mov", dst, src, width))
@@ -325,12 +339,16 @@ class Lowering(MapsLowering, EventsLowering, StringsLowering, ArgsLowering, Type
                 return
         if e.type is not None and is_scalar(e.type):
             self.scalar(e)
-        elif isinstance(e, ast.Call):
+        elif isinstance(e, ast.Call) and (e.type is None or e.type.size() == 0):
             self.scalar_or_discard(e)
         else:
-            mark = self.frame.mark()
-            self.expr_into(e, *self.alloc_mem(e.type.size(), e.span), e.type)
-            self.frame.release(mark)
+            # a value held in memory (ustack(), str(...)) computed and dropped
+            self.discard_into_mem(e)
+
+    def discard_into_mem(self, e: ast.Expr) -> None:
+        mark = self.frame.mark()
+        self.expr_into(e, *self.alloc_mem(e.type.size(), e.span), e.type)
+        self.frame.release(mark)
 
     def scalar_or_discard(self, e: ast.Expr) -> None:
         self.scalar(e)
@@ -507,7 +525,13 @@ class Lowering(MapsLowering, EventsLowering, StringsLowering, ArgsLowering, Type
                 return self.builtin(e.name, e)      # a builtin called as a function: pid()
             if e.type is not None and is_scalar(e.type):
                 raise NotSupportedYet(f"the function '{e.name}' as a value", e.span)
-            self.expr_stmt(e)
+            if e.type is None or e.type.size() == 0 or hasattr(self, "stmt_" + e.name):
+                # (expr_stmt would come back here: a call with neither handler)
+                if not hasattr(self, "stmt_" + e.name):
+                    raise NotSupportedYet(f"the function '{e.name}' here", e.span)
+                self.expr_stmt(e)
+            else:
+                self.discard_into_mem(e)
             return self.const(0)
         if isinstance(e, ast.MapRef):
             return self.map_read_scalar(e, self.maps["@" + e.name])

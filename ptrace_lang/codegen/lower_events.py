@@ -25,6 +25,14 @@ from ptrace_lang.sema.types import (
 class EventsLowering:
     """Methods mixed into ``Lowering`` (``self`` is a ``Lowering``)."""
 
+    @property
+    def _outer(self) -> list:
+        """The labels of the records open around the one being written."""
+        stack = self.__dict__.get("_outer_records")
+        if stack is None:
+            stack = self.__dict__["_outer_records"] = []
+        return stack
+
     def stmt_printf(self, e: ast.Call) -> None:
         args = e.args[1:]
         self.record(S.EV_PRINTF, e.args[0].value, args, e.span)
@@ -109,6 +117,9 @@ class EventsLowering:
         """Reserve a record; on failure count a lost event and skip to ``self._skip``."""
         self.call(FN_RINGBUF_RESERVE, ("map", "ringbuf"), size, 0)
         rec = self.result()
+        # a record written while another is open (a division's warning record inside a value
+        # of printf): the outer record's labels come back at the inner one's submit
+        self._outer.append((getattr(self, "_skip", None), getattr(self, "_done", None)))
         self._skip = self.label("lost")
         self._done = self.label("sent")
         self.emit(ir.CondJump("jeq", rec, 0, self._skip))
@@ -128,6 +139,8 @@ class EventsLowering:
         self.emit(ir.Label(skip))
         self.count_error(S.COUNTER_LOST_EVENTS)
         self.emit(ir.Label(done))
+        if self._outer:
+            self._skip, self._done = self._outer.pop()
 
     def record(self, kind: int, fmt: str, args: list[ast.Expr], span: Span) -> None:
         fields, off = [], S.RECORD_HEADER

@@ -285,15 +285,20 @@ class MapsLowering:
         out = self.vreg()
         done = self.label("bucket")
         n = (hi - lo) // step
+
+        def operand(v: int):       # an immediate is 32 bits: wider bounds go in a register
+            return v if -(1 << 31) <= v < (1 << 31) else self.const(v)
+
+        lo_op, hi_op, step_op = operand(lo), operand(hi), operand(step)
         self.mov(out, 0)
-        self.emit(ir.CondJump("jslt", value, lo, done))
+        self.emit(ir.CondJump("jslt", value, lo_op, done))
         self.mov(out, n + 1)
-        self.emit(ir.CondJump("jsgt", value, hi, done))
+        self.emit(ir.CondJump("jsgt", value, hi_op, done))
         self.mov(out, value)
         if lo:
-            self.emit(ir.Alu("sub", out, lo))
+            self.emit(ir.Alu("sub", out, lo_op))
         if step != 1:
-            self.emit(ir.Alu("div", out, step))
+            self.emit(ir.Alu("div", out, step_op))
         self.emit(ir.Alu("add", out, 1))
         self.emit(ir.Label(done))
         return out

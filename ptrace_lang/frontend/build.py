@@ -23,6 +23,21 @@ class _Last:
         self.stmt = stmt
 
 
+# Statements and expressions nested in one another at most (an `else if` is one level more):
+# the later passes walk the AST recursively. Checked here, where nesting is built, naming the
+# construct that crosses it; what counts as a level of nesting, by parse-tree rule:
+MAX_NESTING = 100
+NESTING = {
+    "if_stmt": "an if statement", "while_stmt": "a while loop", "unroll_stmt": "an unroll",
+    "for_map": "a for loop", "for_range": "a for loop", "block_stmt": "a block",
+    "block_expr": "a block expression", "ternary": "a ?: expression",
+    "binop": "a binary operator", "unop": "a unary operator", "pre_incdec": "++/--",
+    "post_incdec": "++/--", "cast": "a cast", "ptr_cast": "a cast", "field": "a field access",
+    "arrow": "a field access", "tuple_index": "a tuple index", "index": "an index",
+    "call": "a function call", "map_ref": "a map key", "tuple": "a tuple", "record": "a record",
+    "sizeof_expr": "sizeof", "assign": "an assignment", "let_stmt": "a let statement",
+}
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 _ASSIGNABLE = (ast.Var, ast.MapRef, ast.FieldAccess, ast.Index, ast.TupleIndex)
 
 
@@ -58,16 +73,23 @@ class Builder:
 
     def program(self, tree) -> ast.Program:
         out: list = []
-        stack = [(tree, False)]
+        stack = [(tree, False, 0)]
         while stack:
-            node, done = stack.pop()
+            node, done, depth = stack.pop()
             if not isinstance(node, Node):
                 out.append(node)
                 continue
             if not done:
-                stack.append((node, True))
+                if node.data in NESTING:
+                    depth += 1
+                    if depth > MAX_NESTING:
+                        raise self.error(f"the program is nested too deeply: {NESTING[node.data]} "
+                                         f"at nesting level {depth}, more than the "
+                                         f"{MAX_NESTING} levels of statements and expressions "
+                                         "allowed", self.span(node))
+                stack.append((node, True, depth))
                 for child in reversed(node.children):
-                    stack.append((child, False))
+                    stack.append((child, False, depth))
                 continue
             n = len(node.children)
             args = out[len(out) - n:] if n else []
@@ -107,6 +129,11 @@ class Builder:
         for tok in ch:
             if tok.type != "ATTACH_POINT":
                 continue
+            bad = _CONTROL.search(tok)
+            if bad is not None:     # a NUL byte or another control character: no probe is named so
+                col = tok.column + bad.start()
+                raise self.error(f"invalid character {bad.group()!r} in attach point",
+                                 Span(self.filename, tok.line, col, tok.line, col + 1))
             provider, parts = split_attach_point(str(tok))
             out.append(ast.AttachPoint(str(tok), provider, parts, span=self.tspan(tok)))
         return out

@@ -79,6 +79,8 @@ class Uprobe(PtRegsProvider):
                     targets.append((sym, elfsyms.symbol_offset(path, sym)))
             else:
                 targets.append((what, elfsyms.symbol_offset(path, what)))
+        except elfsyms.BadOffset as e:  # (a LookupError too, but no missing probe)
+            raise CompileError(f"{self.name}: {e}", ap.span) from None
         except LookupError as e:        # a missing symbol: a missing probe (missing_probes)
             return missing(opts, f"{self.name}: {e}", ap.span)
         except OSError as e:

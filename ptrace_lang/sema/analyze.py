@@ -40,6 +40,12 @@ LATER_BUILTINS = frozenset(b.name for b in builtins.BUILTINS.values()
 LATER_FUNCTIONS = frozenset(b.name for b in builtins.BUILTINS.values()
                             if b.later and b.kind == "function")
 MAX_STRLEN_DEFAULT = 64
+# a string literal is held whole in a record, a map value or a scratch slot: 32 KiB at most
+# (codegen's SCRATCH_LIMIT; a store's offset is 16 bits)
+STRLIT_LIMIT = 32768
+# unroll(N) copies its body N times (N <= 100, as bpftrace); nested unrolls multiply: the whole
+# expansion of an outermost unroll is bounded, in AST nodes, before anything is expanded
+UNROLL_LIMIT = 2500
 
 
 @dataclass
@@ -93,6 +99,7 @@ class _Analyzer(TypesMixin, FuncsMixin, SymbolsAnalyzer, StmtsAnalysis, ValuesSe
         self.scopes: list[Scope] = []
         self.ctx: ProbeContext | None = None
         self.loop_depth = 0
+        self.unroll_depth = 0
         self.var_spans: dict[str, Span] = {}   # where each $var is first assigned
         self.typed_vars: set[str] = set()       # declared with a type (let $x: T): never widened
         self.block_locals: dict[str, Type] = {}  # let in an inner block: its slot lives all probe
@@ -247,7 +254,16 @@ class _Analyzer(TypesMixin, FuncsMixin, SymbolsAnalyzer, StmtsAnalysis, ValuesSe
                 n = self.const_int(s.count)
                 if n is None or not 1 <= n <= 100:
                     self.error("unroll() count must be between 1 and 100", s.count.span)
+            if self.unroll_depth == 0:      # the whole expansion, nested unrolls multiplied
+                size, copies = self.unroll_size(s)
+                if size > UNROLL_LIMIT:
+                    self.error(f"unroll() expands to {size} nodes of code ({copies} copies of "
+                               f"its innermost body), more than the limit of {UNROLL_LIMIT} for "
+                               "a whole expansion", s.span,
+                               ["nested unrolls multiply: use a while loop or for ($i : 0..N)"])
+            self.unroll_depth += 1
             self.block(s.body)
+            self.unroll_depth -= 1
         elif isinstance(s, (ast.Break, ast.Continue)):
             if self.loop_depth == 0:
                 self.error(f"'{'break' if isinstance(s, ast.Break) else 'continue'}' "
@@ -339,11 +355,41 @@ class _Analyzer(TypesMixin, FuncsMixin, SymbolsAnalyzer, StmtsAnalysis, ValuesSe
                     self.error("lhist() max must be greater than min", call.args[2].span)
                 elif step <= 0:
                     self.error("lhist() step must be >= 1", call.args[3].span)
+                elif step > hi - lo:
+                    self.error(f"lhist() step is too large for the given range (provided step "
+                               f"{step} for range {hi - lo})", call.span)
                 elif (hi - lo) // step > 1000:
                     self.error("lhist() too many buckets, maximum is 1000", call.span)
                 return AggT("lhist", signed, lhist=(lo, hi, step))
             return AggT("lhist", signed, lhist=(0, 1, 1))
         return AggT(call.name, signed if call.name != "count" else False)
+
+    def unroll_size(self, top: ast.Unroll) -> tuple[int, int]:
+        """The number of nodes ``top`` expands to (nested unrolls multiplied, a count out of
+        range taken as 1) and the number of copies of its innermost body, counted on the AST
+        before anything is expanded (an iterative walk: the body may be nested deeply)."""
+        def count(u: ast.Unroll) -> int:
+            n = self.const_int(u.count)
+            return n if n is not None and 1 <= n <= 100 else 1
+
+        sizes: dict[int, int] = {}
+        copies: dict[int, int] = {}
+        stack: list = [(top, False)]
+        while stack:
+            node, done = stack.pop()
+            kids = list(ast.children(node))
+            if not done:
+                stack.append((node, True))
+                stack.extend((k, False) for k in kids)
+                continue
+            if isinstance(node, ast.Unroll):
+                n = count(node)
+                sizes[id(node)] = 1 + n * sizes[id(node.body)]
+                copies[id(node)] = n * max([copies.get(id(k), 1) for k in ast.walk(node.body)
+                                            if isinstance(k, ast.Unroll)] or [1])
+            else:
+                sizes[id(node)] = 1 + sum(sizes[id(k)] for k in kids)
+        return sizes[id(top)], copies[id(top)]
 
     def const_int(self, e: ast.Expr) -> int | None:
         if isinstance(e, ast.IntLit):
@@ -394,7 +440,11 @@ class _Analyzer(TypesMixin, FuncsMixin, SymbolsAnalyzer, StmtsAnalysis, ValuesSe
         if isinstance(e, ast.BoolLit):
             return BOOL
         if isinstance(e, ast.StrLit):
-            return StrT(len(e.value.encode("utf-8", "surrogateescape")) + 1)
+            n = len(e.value.encode("utf-8", "surrogateescape"))
+            if n >= STRLIT_LIMIT:     # no record, map value or scratch slot holds more
+                self.error(f"String literal is too long ({n} bytes, at most {STRLIT_LIMIT - 1})",
+                           e.span)
+            return StrT(n + 1)
         if isinstance(e, ast.PositionalParam):
             v = self.positional_value(e.index)
             return INT64 if isinstance(v, int) else StrT(len(v.encode()) + 1)

@@ -133,6 +133,19 @@ _QUALIFIERS = {"const", "volatile", "restrict", "__restrict", "static", "extern"
                "__attribute__", "__packed", "__aligned"}
 
 
+def _c_int(tok: str | None) -> int | None:
+    """A C integer constant (``0x1f``, ``010`` octal, ``12``), or None."""
+    if tok is None:
+        return None
+    if re.fullmatch(r"0[xX][0-9a-fA-F]+", tok):
+        return int(tok, 16)
+    if re.fullmatch(r"0[0-7]*", tok):
+        return int(tok, 8)
+    if re.fullmatch(r"[1-9][0-9]*", tok):
+        return int(tok)
+    return None
+
+
 class _Parser:
     def __init__(self, text: str, span: Span, scope: btftypes.ScriptTypes,
                  counter: list) -> None:
@@ -309,9 +322,8 @@ class _Parser:
                 if tok in self.scope.constants:
                     v = self.scope.constants[tok]
                 else:
-                    try:
-                        v = int(tok, 0)
-                    except ValueError:
+                    v = _c_int(tok)
+                    if v is None:
                         self.fail(f"enumerator value '{tok}' is not a number")
                 nxt = -v if neg else v
             values.append((ename, nxt))
@@ -341,18 +353,43 @@ class _Parser:
             if tok == "]":
                 dims.append(0)
                 continue
-            try:
-                dims.append(int(tok, 0))
-            except ValueError:
-                if tok in self.scope.constants:
-                    dims.append(self.scope.constants[tok])
-                else:
-                    self.fail(f"array size '{tok}' is not a number")
+            sign = 1
+            if tok == "-" and self.peek() is not None:
+                sign, tok = -1, self.take()
+            n = _c_int(tok)
+            if n is None and tok in self.scope.constants:
+                n = self.scope.constants[tok]
+            if n is not None:
+                n *= sign
+            if n is None:
+                self.fail(f"array size '{tok}' is not a number")
+            if n < 0:
+                self.fail(f"array '{name}' has a negative size ({n})")
+            dims.append(n)
             self.expect("]")
         bits = None
         if self.peek() == ":":
             self.take()
-            bits = int(self.take(), 0)
+            tok = self.take()
+            sign = 1
+            if tok == "-" and self.peek() is not None:
+                sign, tok = -1, self.take()
+            bits = _c_int(tok)
+            if bits is None and tok in self.scope.constants:
+                bits = self.scope.constants[tok]
+            if bits is not None:
+                bits *= sign
+            if bits is None:
+                self.fail(f"bit-field '{name}' has a width that is not a number: '{tok}'")
+            if not isinstance(base, (IntT, EnumT)) or stars or dims:
+                self.fail(f"bit-field '{name}' has a type that is not an integer")
+            if bits < 0:
+                self.fail(f"bit-field '{name}' has a negative width ({bits})")
+            if bits == 0:
+                self.fail(f"named bit-field '{name}' has zero width")
+            if bits > c_sizeof(base) * 8:
+                self.fail(f"width of bit-field '{name}' ({bits} bits) exceeds the width of its "
+                          f"type ({c_sizeof(base) * 8} bits)")
         t = base
         for _ in range(stars):
             t = PtrT(t, False)

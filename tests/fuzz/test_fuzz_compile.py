@@ -6,10 +6,15 @@ A fixed seed and a few thousand cases run in CI; more on demand:
 
     PTRACE_FUZZ_CASES=60000 PTRACE_FUZZ_SEED=7 python -m pytest -q tests/fuzz
 
-The mutations work on tokens of real scripts (examples/, tools/, tests/unit/corpus/): delete,
-duplicate, swap, insert a token from a vocabulary of the language's edges (huge and negative
-numbers, long strings, NUL bytes, operators, keywords, builtins), replace a number by an extreme,
-and wrap a block or an expression in deep nesting.
+The mutations work on tokens of real scripts (examples/, tools/, tests/unit/corpus/; comments
+dropped, attach points and "#" lines kept whole, kprobe-like attach points probing a uprobe of
+/bin/bash instead, whose expansion costs nothing). Most cases stay parseable, to reach sema and
+codegen: up to twelve statements inserted (map updates, assignments, calls of the builtins with
+edge values, printf) and values replaced by edge values or calls. The others break tokens
+anywhere: delete, duplicate, swap, insert a token from a vocabulary of the language's edges (huge
+and negative numbers, long strings, NUL bytes, operators, keywords, builtins). One case in eight
+is deep nesting (parentheses, chains of operators, ifs, else-ifs, calls, casts, map keys, unary
+operators, a real script in nested ifs, nested unrolls) around the nesting limit.
 """
 from __future__ import annotations
 
@@ -24,13 +29,18 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-CASES = int(os.environ.get("PTRACE_FUZZ_CASES", "2500"))
-DRY_RUN_CASES = int(os.environ.get("PTRACE_FUZZ_DRY_RUN_CASES", "60"))
+CASES = int(os.environ.get("PTRACE_FUZZ_CASES", "1500"))
+DRY_RUN_CASES = int(os.environ.get("PTRACE_FUZZ_DRY_RUN_CASES", "40"))
 SEED = int(os.environ.get("PTRACE_FUZZ_SEED", "20261207"))
 # one compile may take this long at most (a runaway is a failure too)
 CASE_SECONDS = 10
 
-_TOKEN = re.compile(r'"(?:[^"\\\n]|\\.)*"|0[xX][0-9a-fA-F]+|\d+|[A-Za-z_$@][\w]*|\S')
+# a token: a preprocessor/C line whole, a string, an attach point whole (provider:...), a number,
+# a word or variable, or one character; comments are dropped first
+_TOKEN = re.compile(r'^[ \t]*#[^\n]*|"(?:[^"\\\n]|\\.)*"|[A-Za-z_][\w-]*:[^\s,{}"]+'
+                    r'|0[xX][0-9a-fA-F]+|\d+|\$#|[A-Za-z_$@][\w]*'
+                    r'|->|\+\+|--|<<=?|>>=?|[<>=!+\-*/%&|^]=|&&|\|\||\.\.|\S', re.M)
+_COMMENT = re.compile(r'//[^\n]*|/\*.*?\*/', re.S)
 EDGES = [
     "0", "1", "-1", "255", "4294967295", "4294967296", "9223372036854775807",
     "9223372036854775808", "18446744073709551615", "18446744073709551616", "0x", "010", "1e9",
@@ -54,35 +64,107 @@ def _corpus() -> list[str]:
 
 
 def _tokens(text: str) -> list[str]:
-    return _TOKEN.findall(text)
+    return _TOKEN.findall(_COMMENT.sub(" ", text))
+
+
+def _join(toks: list[str]) -> str:
+    """Tokens as a script: a "#" line keeps a line of its own."""
+    return " ".join(f"\n{t.strip()}\n" if t.lstrip().startswith("#") else t
+                    for t in toks).lstrip()
+
+
+# statements inserted whole after a "{" or a ";": they parse, so they reach sema and codegen
+CALLS = ["str", "buf", "ksym", "usym", "kaddr", "ntop", "strftime", "strncmp", "strcontains",
+         "printf", "print", "exit", "count", "hist", "lhist", "sum", "stats", "avg", "min",
+         "max", "delete", "has_key", "len", "comm", "pid", "nsecs", "ustack", "kstack",
+         "reg", "uaddr", "cgroupid", "signal", "system", "cat", "join", "time", "clear", "zero",
+         "sizeof", "offsetof", "macaddr", "path", "strerror", "bswap", "percpu_kaddr"]
+CALLS = [c for c in CALLS if c not in ("sizeof", "offsetof")]     # (their own syntax)
+VALUES = ["0", "1", "-1", "4294967296", "18446744073709551615", '""', '"%s %d"',
+          '"' + "x" * 200 + '"', "$x", "@m", "@m[1]", "comm", "pid", "curtask", "args",
+          "(1, \"a\")", "(int8)-1", "(uint64 *)0", "$1", "$#", "retval", "arg0", "probe",
+          "kstack", "ustack(3)", "str(0)", "nsecs", "ctx"]
+
+
+def _value(rng: random.Random) -> str:
+    if rng.random() < 0.3:
+        args = ", ".join(_value(rng) if rng.random() < 0.2 else rng.choice(VALUES)
+                         for _ in range(rng.randrange(4)))
+        return f"{rng.choice(CALLS)}({args})"
+    return rng.choice(VALUES)
+
+
+def _statement(rng: random.Random) -> list[str]:
+    form = rng.randrange(6)
+    if form == 0:
+        text = f"@m[{_value(rng)}] = {_value(rng)};"
+    elif form == 1:
+        text = f"$x = {_value(rng)};"
+    elif form == 2:
+        text = f"{_value(rng)};"
+    elif form == 3:
+        text = f"if ({_value(rng)}) {{ {_value(rng)}; }}"
+    elif form == 4:
+        text = f"@m = {rng.choice(CALLS)}({_value(rng)}, {_value(rng)});"
+    else:
+        text = f"printf({rng.choice(VALUES[4:7])}, {_value(rng)}, {_value(rng)});"
+    return _tokens(text)
 
 
 def _nest(rng: random.Random, toks: list[str]) -> list[str]:
-    depth = rng.choice((40, 120, 300, 400))
-    form = rng.randrange(4)
+    depth = rng.choice((40, 99, 101, 120, 300, 400))
+    form = rng.randrange(7)
     if form == 0:      # deep parentheses around an expression
         return ["BEGIN", "{", "$x", "=", *(["("] * depth), "1", *([")"] * depth), ";", "}"]
     if form == 1:      # a long chain of terms
-        return ["BEGIN", "{", "$x", "=", "1", *(["+", "1"] * depth), ";", "}"]
+        return ["BEGIN", "{", "$x", "=", "1", *([rng.choice(("+", "&&", "|", "*")), "1"] * depth),
+                ";", "}"]
     if form == 2:      # nested ifs
         return ["BEGIN", "{", *(["if", "(", "1", ")", "{"] * depth), "@x", "++", ";",
                 *(["}"] * depth), "}"]
+    if form == 3:      # an else-if chain
+        return ["BEGIN", "{", "if", "(", "$1", ")", "{", "}",
+                *(["else", "if", "(", "$1", "==", "2", ")", "{", "@x", "++", ";", "}"] * depth), "}"]
+    if form == 4:      # nested calls, casts, map keys, unary operators
+        opener = rng.choice((["str", "("], ["(", "int8", ")"], ["@m", "["], ["-"], ["!"], ["~"]))
+        closer = {"(": [")"], "[": ["]"]}.get(opener[-1], []) if opener[0] != "(" else []
+        return ["BEGIN", "{", "$x", "=", *(opener * depth), "1", *(closer * depth), ";", "}"]
+    if form == 5 and toks:     # a real script's statements wrapped in nesting
+        return [*(["if", "(", "1", ")", "{"] * depth), *toks, *(["}"] * depth)] \
+            if toks[0] in ("BEGIN", "END") else toks
     # nested unrolls
-    n = rng.choice((2, 3, 100))
-    k = rng.choice((2, 4, 16))
+    n = rng.choice((2, 3, 10, 100))
+    k = rng.choice((2, 3, 4, 16))
     return ["BEGIN", "{", *(["unroll", "(", str(n), ")", "{"] * k), "@x", "++", ";",
             *(["}"] * k), "}"]
 
 
+# kprobe targets are expanded through the kernel's whole function list (~1 s a compile here):
+# the fuzzer probes a uprobe instead, a provider with the same args/retval
+_KPROBE = re.compile(r"(?:kprobe|k|kretprobe|kr|fentry|fexit|kfunc|kretfunc|f|fr):\S*")
+_WORD_OR_VALUE = re.compile(r'\d+|0[xX][0-9a-fA-F]+|"(?:[^"\\]|\\.)*"|\$\w+|arg\d|retval|pid|tid'
+                            r'|comm|nsecs|cpu|uid|curtask|args|probe|func')
+
+
+def _cheap_attach_point(tok: str) -> str:
+    if not _KPROBE.fullmatch(tok):
+        return tok
+    ret = tok.split(":", 1)[0] in ("kretprobe", "kr", "fexit", "kretfunc", "fr")
+    return "uretprobe:/bin/bash:main" if ret else "uprobe:/bin/bash:main"
+
+
 def mutate(rng: random.Random, text: str) -> str:
-    toks = _tokens(text)
-    if not toks or rng.random() < 0.04:
+    toks = [_cheap_attach_point(t) for t in _tokens(text)]
+    if not toks or rng.random() < 0.12:
         toks = _nest(rng, toks)
-    for _ in range(rng.choice((1, 1, 2, 3, 5))):
+    # most cases keep the script parseable (statements inserted, values replaced) so that sema
+    # and codegen see them; the others break tokens anywhere
+    structured = rng.random() < 0.7
+    for _ in range(rng.choice((1, 2, 3, 5, 8, 12) if structured else (1, 1, 2, 3, 5))):
         if not toks:
             break
         i = rng.randrange(len(toks))
-        op = rng.randrange(6)
+        op = rng.randrange(4) + 5 if structured else rng.randrange(9)
         if op == 0:
             del toks[i]
         elif op == 1:
@@ -90,13 +172,22 @@ def mutate(rng: random.Random, text: str) -> str:
         elif op == 2:
             j = rng.randrange(len(toks))
             toks[i], toks[j] = toks[j], toks[i]
-        elif op == 3:
+        elif op in (3, 4):
             toks.insert(i, rng.choice(EDGES))
-        elif op == 4 and re.fullmatch(r"\d+|0[xX][0-9a-fA-F]+", toks[i]):
-            toks[i] = rng.choice(EDGES[:10])
+        elif op == 5:          # a number or a value replaced by an edge value or a call
+            spots = [k for k, t in enumerate(toks) if _WORD_OR_VALUE.fullmatch(t)]
+            if spots:
+                k = rng.choice(spots)
+                toks[k:k + 1] = _tokens(rng.choice(EDGES[:10]) if toks[k].isdigit()
+                                        and rng.random() < 0.5 else _value(rng))
+        elif op in (6, 7):     # a whole statement after a "{" or a ";"
+            spots = [k + 1 for k, t in enumerate(toks) if t in ("{", ";")]
+            if spots:
+                k = rng.choice(spots)
+                toks[k:k] = _statement(rng)
         else:
             toks[i] = rng.choice(EDGES)
-    return " ".join(toks)
+    return _join(toks)
 
 
 def cases(n: int, seed: int) -> list[str]:

@@ -162,8 +162,10 @@ def test_emit_rejects_vregs_and_far_jumps():
     with pytest.raises(ValueError):
         emit([Alu("mov", VReg(1), 0), Exit()])
     far = [Jump("end")] + [Alu("mov", R0, 0)] * 40000 + [Label("end"), Exit()]
-    with pytest.raises(ValueError):
-        emit(far, optimize=False)
+    from ptrace_lang.errors import CompileError
+
+    with pytest.raises(CompileError, match="program is too large: a jump spans 40000"):
+        emit(far, optimize=False)       # a program too large: the user's error, not ours
     with pytest.raises(ValueError):
         emit([Alu("mov", R0, 1 << 31), Exit()])
 

@@ -175,6 +175,7 @@ def test_symbol_offsets_match_nm_and_readelf(built, kind):
         assert symbol_offset(path, name, plus=4) == want + 4
         assert symbol_offset(path, f"{name}+0x8") == want + 8
         assert symbol_offset(path, f"{name}+3", plus=1) == want + 4
+        assert symbol_offset(path, f"{name}+010") == want + 8      # octal, as strtoull reads it
         assert symbol_offset(path, hex(nm[name])) == want
         assert symbol_offset(path, nm[name]) == want
 
