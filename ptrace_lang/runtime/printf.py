@@ -209,3 +209,117 @@ def compile_format(fmt: str, style: str = "new") -> Callable[[Sequence[object]],
     render = namespace["render"]
     render.__doc__ = f"Render {fmt!r}."
     return render
+
+
+# --------------------------------------------------------------------------- runs of records
+
+_M64 = (1 << 64) - 1
+_S64 = 1 << 63
+_BLOCK = 512           # records unpacked by one struct call (its format compiled once per size)
+
+
+class _CStrCache(dict):
+    """Raw string fields (NUL-padded bytes) -> their text, as ``decode.cstr`` makes it; a flood
+    prints the same few strings (comm) over and over. Bounded: emptied when it grows big."""
+
+    nonascii = False
+
+    def __missing__(self, raw: bytes) -> str:
+        from ptrace_lang.runtime.decode import cstr
+
+        text = cstr(raw)
+        if len(self) >= 4096:
+            self.clear()
+        if not text.isascii():
+            self.nonascii = True
+        self[raw] = text
+        return text
+
+
+def compile_run(fmt: str, fields: list, stride: int, style: str = "new"):
+    """``render_run(buf, off, n) -> str``: the text of ``n`` consecutive ring buffer records of one
+    printf, each ``stride`` bytes long (the ring's 8-byte header included) from ``buf[off]``,
+    in a few calls: every record unpacked by one ``struct`` call per block of records and the
+    block rendered by one ``%`` over a repeated format. The text is what ``compile_format``'s
+    ``render`` makes of each record's values, byte for byte. None when a conversion needs more
+    than Python's ``%`` does (a ``#`` or a precision, 32-bit ``%d`` of the old style, ``%c``,
+    ``%p``, buffers, strings read from memory, values that are not plain integers or strings):
+    those records are rendered one by one."""
+    tokens = _tokens(fmt)
+    convs = [t for t in tokens if not isinstance(t, str)]
+    if len(convs) != len(fields):
+        return None
+    pieces: list[str] = []
+    layout: list[tuple[int, int, str]] = []     # (offset in the ring record, size, struct code)
+    strs: list[tuple[int, object, bool]] = []   # (value index, cache, width counts bytes)
+    for token in tokens:
+        if isinstance(token, str):
+            pieces.append(token.replace("%", "%%"))
+            continue
+        f = fields[len(layout)]
+        py_spec, expr = _compile_spec(token, "a", style, {})
+        if f.kind == "int" and f.size == 8:
+            if expr == f"(((a & {_M64}) ^ {_S64}) - {_S64})":
+                code = "q"
+            elif expr == f"(a & {_M64})":
+                code = "Q"
+            elif expr == "a" or expr == "(a if a.__class__ is str else _text(a))":
+                code = "q" if f.signed else "Q"      # floats, %s: the value as decoded
+            else:
+                return None
+        elif f.kind == "str" and not f.aux and token.conv == "s" and not token.has_precision:
+            code = f"{f.size}s"
+            widened = bool(token.width)
+            if widened:
+                py_spec = _padding_spec(token)       # (right for ASCII: widths count bytes)
+            strs.append((len(layout), _CStrCache(), widened))
+        else:
+            return None
+        pieces.append(py_spec)
+        layout.append((8 + f.offset, f.size, code))
+    struct_fmt = ""
+    at = 0
+    for off, size, code in layout:
+        if off < at:
+            return None                              # not in order: one by one
+        struct_fmt += "x" * (off - at) + code
+        at = off + size
+    if at > stride:
+        return None
+    struct_fmt += "x" * (stride - at)
+    one = "".join(pieces)
+    m = len(layout)
+    if not m:
+        return lambda buf, off, n: one * n
+    import struct
+
+    blocks: dict = {}
+    render = compile_format(fmt, style)
+    check_ascii = [c for _, c, widened in strs if widened]
+    maps = [(j, c.__getitem__) for j, c, _ in strs]
+
+    def block(k: int):
+        got = blocks[k] = (struct.Struct("<" + struct_fmt * k).unpack_from, one * k)
+        return got
+
+    def render_run(buf, off: int, n: int) -> str:
+        out = []
+        while n:
+            k = _BLOCK if n >= _BLOCK else 1 << (n.bit_length() - 1)
+            unpack, many = blocks.get(k) or block(k)
+            vals = unpack(buf, off)
+            off += k * stride
+            n -= k
+            if maps:
+                vals = list(vals)
+                for j, get in maps:
+                    vals[j::m] = map(get, vals[j::m])
+                if check_ascii and any(c.nonascii for c in check_ascii):
+                    # a width counts bytes in C: what is not ASCII goes the slow way
+                    out.append("".join([render(vals[i:i + m]) for i in range(0, len(vals), m)]))
+                    continue
+                vals = tuple(vals)
+            out.append(many % vals)
+        return out[0] if len(out) == 1 else "".join(out)
+
+    return render_run

@@ -30,6 +30,9 @@ from _collections import deque  # noqa: E402  (collections costs ~1.5 ms)
 _HDR = struct.Struct("<I")      # kind | id << 8 (spec.py)
 BACKLOG_LIMIT = 64 << 20     # bytes of records taken from the ring buffer but not yet formatted
 TAKE_BYTES = 256 << 10       # the first take of a drain: the first records of a full buffer print at once
+SLICE_RECORDS = 4096         # records formatted between two takes (and two writes)
+_BUSY, _DISCARD = 1 << 31, 1 << 30       # a ring buffer record's length word (kernel/ringbuf.py)
+_LEN_MASK = _DISCARD - 1
 _I64 = struct.Struct("<q")
 _Q2 = struct.Struct("<qq")
 
@@ -83,6 +86,10 @@ class Session:
         self._formatters: dict[int, object] = {}
         self._cat_paths: dict[int, object] = {}
         self._decoders: dict[int, object] = {}
+        # runs of printf records rendered in one go (printf.compile_run), by the record's
+        # header word and stride; False: that printf's records are rendered one by one
+        self._runs: dict[int, object] = {}
+        self._batch_text = getattr(self.sink, "batch_text", False)
         self._wakeup_r = self._wakeup_w = -1
         self._backlog: deque[bytes] = deque()
         self._backlog_off = 0
@@ -398,8 +405,6 @@ class Session:
         (``take``) between slices of formatting, so a burst waits in our memory, not in
         the kernel's buffer where it would be lost. Returns early when the run is stopping
         (exit() or a signal) while probes still fire: a flood must not keep it here."""
-        from ptrace_lang.kernel.ringbuf import RingBuffer
-
         if self.ringbuf is None:
             return
         if self.stopping:
@@ -414,7 +419,7 @@ class Session:
         backlog = self._backlog
         while backlog:
             chunk = backlog[0]
-            off = RingBuffer.records(chunk, self._on_record, self._backlog_off, 4096)
+            off = self._records(chunk, self._backlog_off, SLICE_RECORDS)
             if off >= len(chunk):
                 backlog.popleft()
                 self._backlog_bytes -= len(chunk)
@@ -433,6 +438,54 @@ class Session:
             self._pump()
         if flush:
             self._flush()
+
+    def _records(self, chunk: bytes, off: int, limit: int) -> int:
+        """Format the records of a ``take()`` copy from byte ``off``, ``limit`` of them at most;
+        return the offset where it stopped. A run of records of one printf (the same length
+        and header word, one after the other: a flood) is rendered in one go
+        (``printf.compile_run``); any other record by ``_on_record``."""
+        from ptrace_lang.kernel.ringbuf import run_length
+
+        mv = memoryview(chunk)
+        words = mv.cast("I")
+        end = len(chunk)
+        runs = self._runs
+        pending = self.pending
+        while off < end and limit > 0:
+            i = off >> 2
+            ln = words[i]
+            n = ln & _LEN_MASK
+            step = (n + 15) & ~7
+            if ln & _DISCARD:
+                off += step
+                continue
+            head = words[i + 2]
+            if head & 0xFF == S.EV_PRINTF and self._batch_text and not self.stopping:
+                key = head | step << 32
+                render_run = runs.get(key)
+                if render_run is None:
+                    render_run = runs[key] = self._run_renderer(head >> 8, step)
+                if render_run:
+                    count = min(limit, (end - off) // step)
+                    count = run_length(words, i, step >> 2, count, ln)
+                    count = run_length(words, i + 2, step >> 2, count, head)
+                    pending.append(render_run(chunk, off, count))
+                    off += count * step
+                    limit -= count
+                    continue
+            self._on_record(mv[off + 8:off + 8 + n])
+            off += step
+            limit -= 1
+        return off
+
+    def _run_renderer(self, ident: int, step: int):
+        """printf.compile_run for the printf ``ident`` (False: its records go one by one)."""
+        from ptrace_lang.runtime.printf import compile_run
+
+        if ident >= len(self.spec.events):
+            return False
+        ev = self.spec.events[ident]
+        return compile_run(ev.fmt, ev.args, step) or False
 
     def _discard(self) -> None:
         """After exit() and detaching: what the probes recorded after the exit() is not
