@@ -599,7 +599,7 @@ def markdown_table(results, tools: list[str]) -> str:
 STREAM_PROGRAM = 'tracepoint:syscalls:sys_enter_getppid /pid == $1/ { printf("%d %s\\n", tid, comm); }'
 STREAM_EVENTS = 500_000
 # the traced loop: waits for a line, calls getppid() N times, prints the loop's time in ns
-_STREAM_LOOP = ("import os, sys, time\ng = os.getppid\nn = {n}\nsys.stdin.readline()\n"
+_STREAM_LOOP = ("import os, sys, time\ng = os.getppid\nn = {n}\nprint('ready', flush=True)\nsys.stdin.readline()\n"
                 "t0 = time.perf_counter_ns()\nfor _ in range(n): g()\n"
                 "print(time.perf_counter_ns() - t0, flush=True)\nsys.stdin.readline()\n")
 
@@ -620,8 +620,12 @@ def _cpu_ns(pid: int) -> int:
 
 
 def _stream_loop(n: int, cpu: int) -> subprocess.Popen:
-    return subprocess.Popen(["taskset", "-c", str(cpu), sys.executable, "-c", _STREAM_LOOP.format(n=n)],
-                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    wl = subprocess.Popen(["taskset", "-c", str(cpu), sys.executable, "-c", _STREAM_LOOP.format(n=n)],
+                          stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    if wl.stdout.readline() != "ready\n":       # (running python, not taskset any more)
+        wl.kill()
+        raise ToolError("the loop did not start")
+    return wl
 
 
 def _stream_go(wl: subprocess.Popen) -> int:

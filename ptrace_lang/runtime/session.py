@@ -30,6 +30,9 @@ from _collections import deque  # noqa: E402  (collections costs ~1.5 ms)
 _HDR = struct.Struct("<I")      # kind | id << 8 (spec.py)
 BACKLOG_LIMIT = 64 << 20     # bytes of records taken from the ring buffer but not yet formatted
 TAKE_BYTES = 256 << 10       # the first take of a drain: the first records of a full buffer print at once
+# after a drain that found records, the pause before the next (the first record of a burst is
+# printed at once, the rest at most this late); a flood fills 8 MiB of ring in ~25 ms at most
+GATHER_SECONDS = 0.005
 SLICE_RECORDS = 4096         # records formatted between two takes (and two writes)
 _BUSY, _DISCARD = 1 << 31, 1 << 30       # a ring buffer record's length word (kernel/ringbuf.py)
 _LEN_MASK = _DISCARD - 1
@@ -94,6 +97,7 @@ class Session:
         self._backlog: deque[bytes] = deque()
         self._backlog_off = 0
         self._backlog_bytes = 0
+        self._taken = 0                   # bytes taken from the ring buffer so far
         self._counters_at_stop: tuple[int, int, int] | None = None
         self._got_signal = False
         self._process_exited = False
@@ -397,6 +401,7 @@ class Session:
         if self._backlog_bytes < BACKLOG_LIMIT:
             chunk = self.ringbuf.take(max_bytes)
             if chunk is not None:
+                self._taken += len(chunk)
                 self._backlog.append(chunk)
                 self._backlog_bytes += len(chunk)
 
@@ -763,9 +768,15 @@ class Session:
                         self._process_exited = True
                 if self._self_pending:
                     self.run_self_probes()
+                taken = self._taken
                 self.drain()
                 if self._process_exited:
                     break      # what it did last is drained after detaching (finish)
+                if self._taken != taken and not self.stopping:
+                    # records came, more are likely on their way: let them gather in the ring
+                    # buffer a moment, to be taken and written by the thousand (a wakeup for
+                    # every few records costs more than formatting them)
+                    time.sleep(GATHER_SECONDS)
         finally:
             ep.close()
 

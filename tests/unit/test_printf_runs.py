@@ -64,11 +64,22 @@ STRS = [b"python3", b"", b"a" * 16, b"x\0junk", b"sshd", b"caf\xc3\xa9", b"\xff\
     ("100%% %lu %lld %zd\n", ints(False, True, False)),
     ("no conversions\n", []),
 ])
-@pytest.mark.parametrize("n", [1, 2, 3, 511, 512, 513, 1300])
-def test_a_run_renders_as_records_one_by_one(fmt, fields, n):
+@pytest.mark.parametrize("n", [1, 2, 3, 511, 512, 513, 1300, 5000])
+@pytest.mark.parametrize("strings", ["random", "stretches"])
+def test_a_run_renders_as_records_one_by_one(fmt, fields, n, strings):
     rnd = random.Random(f"{fmt}{n}")
-    bodies = [body_of(3, fields, [rnd.choice(INT_VALUES) if f.kind == "int" else rnd.choice(STRS)
-                                  for f in fields]) for _ in range(n)]
+    if strings == "random":
+        def text(i):
+            return rnd.choice(STRS)
+    else:
+        # the same string for stretches of records (written into the block's format), some
+        # of them varied, some with a % or bytes that are not ASCII
+        stretch = [rnd.choice(STRS + [b"50%", b"%s%d"]) for _ in range(n // 700 + 1)]
+
+        def text(i):
+            return rnd.choice(STRS) if i // 700 % 3 == 1 else stretch[i // 700]
+    bodies = [body_of(3, fields, [rnd.choice(INT_VALUES) if f.kind == "int" else text(i)
+                                  for f in fields]) for i in range(n)]
     chunk = b"".join(ring_record(b) for b in bodies)
     stride = len(chunk) // n
     render_run = compile_run(fmt, fields, stride)
