@@ -31,8 +31,10 @@ _HDR = struct.Struct("<I")      # kind | id << 8 (spec.py)
 BACKLOG_LIMIT = 64 << 20     # bytes of records taken from the ring buffer but not yet formatted
 TAKE_BYTES = 256 << 10       # the first take of a drain: the first records of a full buffer print at once
 # after a drain that found records, the pause before the next (the first record of a burst is
-# printed at once, the rest at most this late); a flood fills 8 MiB of ring in ~25 ms at most
+# printed at once, the rest at most this late), unless GATHER_BYTES are waiting already; a
+# flood fills 8 MiB of ring in ~25 ms at most
 GATHER_SECONDS = 0.005
+GATHER_BYTES = 64 << 10
 SLICE_RECORDS = 4096         # records formatted between two takes (and two writes)
 _BUSY, _DISCARD = 1 << 31, 1 << 30       # a ring buffer record's length word (kernel/ringbuf.py)
 _LEN_MASK = _DISCARD - 1
@@ -410,6 +412,11 @@ class Session:
         (``take``) between slices of formatting, so a burst waits in our memory, not in
         the kernel's buffer where it would be lost. Returns early when the run is stopping
         (exit() or a signal) while probes still fire: a flood must not keep it here."""
+        self._drain(flush, gather=False)
+
+    def _drain(self, flush: bool, gather: bool) -> None:
+        """``drain``; ``gather`` (the event loop): return once what was taken is formatted and
+        less than ``GATHER_BYTES`` more is waiting, to take it in bigger pieces later."""
         if self.ringbuf is None:
             return
         if self.stopping:
@@ -418,8 +425,10 @@ class Session:
             if flush:
                 self._flush()
             return
-        # a first piece of bounded size, so that the first records print at once; then all
-        # that is committed at every turn, so that a burst never waits in the kernel's buffer
+        # a first piece of bounded size, so that the first records print at once; then more
+        # whenever a good piece is waiting (records are taken by the thousand, and rendered in
+        # runs of a piece: ``_records``), and all that is left once the backlog is formatted
+        ring = self.ringbuf
         self._pump(TAKE_BYTES)
         backlog = self._backlog
         while backlog:
@@ -440,6 +449,8 @@ class Session:
                 self._flush()      # a slice at a time: batched, yet never held back
             if self._got_signal and self.k.links:
                 break              # Ctrl-C: detach first, then format what is left
+            if (backlog or gather) and ring.available() < GATHER_BYTES:
+                continue
             self._pump()
         if flush:
             self._flush()
@@ -769,10 +780,11 @@ class Session:
                 if self._self_pending:
                     self.run_self_probes()
                 taken = self._taken
-                self.drain()
+                self._drain(True, gather=True)
                 if self._process_exited:
                     break      # what it did last is drained after detaching (finish)
-                if self._taken != taken and not self.stopping:
+                if (self._taken != taken and not self.stopping
+                        and self.ringbuf.available() < GATHER_BYTES):
                     # records came, more are likely on their way: let them gather in the ring
                     # buffer a moment, to be taken and written by the thousand (a wakeup for
                     # every few records costs more than formatting them)
