@@ -24,6 +24,10 @@ The programs belonging to a tool are the ones it holds file descriptors for
 tool was spawned are used instead (marked `~` in the raw output).
 
 Everything kernel-facing is done here with ctypes (bpf(2)), no bpftool needed.
+
+The stream row (measure_stream): printf of every call of a 500,000-call burst, delivered
+lines, reported losses, the traced loop's ns per call and the tool's CPU per line.
+
 Root is required. Run from anywhere: python3 bench/bench.py  (see bench/README.md)
 """
 
@@ -827,7 +831,7 @@ def main(argv=None) -> int:
                              "e.g. --ptrace ptrace for the installed command)")
     parser.add_argument("--bpftrace", default="bpftrace", help="command for bpftrace (default: bpftrace)")
     parser.add_argument("--only", choices=["ptrace", "bpftrace"], help="measure one tool only")
-    parser.add_argument("--filter", help="only one-liners whose key contains this (exit,count,hist,sum_avg,printf)")
+    parser.add_argument("--filter", help="only one-liners whose key contains this (exit,count,hist,sum_avg,printf,first; stream: the stream row only)")
     parser.add_argument("--timeout", type=float, default=60.0, help="seconds allowed to attach and to exit")
     parser.add_argument("--json", metavar="FILE", help="also write every raw number to FILE")
     parser.add_argument("--no-mass", action="store_true",
