@@ -24,6 +24,10 @@ The programs belonging to a tool are the ones it holds file descriptors for
 tool was spawned are used instead (marked `~` in the raw output).
 
 Everything kernel-facing is done here with ctypes (bpf(2)), no bpftool needed.
+
+The stream row (measure_stream): printf of every call of a 500,000-call burst, delivered
+lines, reported losses, the traced loop's ns per call and the tool's CPU per line.
+
 Root is required. Run from anywhere: python3 bench/bench.py  (see bench/README.md)
 """
 
@@ -594,6 +598,171 @@ def markdown_table(results, tools: list[str]) -> str:
     return "\n".join(lines)
 
 
+# ---------------------------------------------------------------- the stream row
+
+STREAM_PROGRAM = 'tracepoint:syscalls:sys_enter_getppid /pid == $1/ { printf("%d %s\\n", tid, comm); }'
+STREAM_EVENTS = 500_000
+# the traced loop: waits for a line, calls getppid() N times, prints the loop's time in ns
+_STREAM_LOOP = ("import os, sys, time\ng = os.getppid\nn = {n}\nprint('ready', flush=True)\nsys.stdin.readline()\n"
+                "t0 = time.perf_counter_ns()\nfor _ in range(n): g()\n"
+                "print(time.perf_counter_ns() - t0, flush=True)\nsys.stdin.readline()\n")
+
+
+def _cpu_ns(pid: int) -> int:
+    """CPU time of every thread of ``pid`` so far (schedstat: ns on a CPU)."""
+    total = 0
+    try:
+        tids = os.listdir(f"/proc/{pid}/task")
+    except OSError:
+        return 0
+    for tid in tids:
+        try:
+            total += int(Path(f"/proc/{pid}/task/{tid}/schedstat").read_text().split()[0])
+        except (OSError, ValueError, IndexError):
+            pass
+    return total
+
+
+def _stream_loop(n: int, cpu: int) -> subprocess.Popen:
+    wl = subprocess.Popen(["taskset", "-c", str(cpu), sys.executable, "-c", _STREAM_LOOP.format(n=n)],
+                          stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    if wl.stdout.readline() != "ready\n":       # (running python, not taskset any more)
+        wl.kill()
+        raise ToolError("the loop did not start")
+    return wl
+
+
+def _stream_go(wl: subprocess.Popen) -> int:
+    wl.stdin.write("go\n")
+    wl.stdin.flush()
+    return int(wl.stdout.readline())
+
+
+def _stream_end(wl: subprocess.Popen) -> None:
+    try:
+        wl.stdin.write("end\n")
+        wl.stdin.close()
+    except OSError:
+        pass
+    try:
+        wl.wait(10)
+    except subprocess.TimeoutExpired:
+        wl.kill()
+        wl.wait()
+
+
+def stream_baseline(events: int, cpu: int = 1) -> float:
+    """ns per getppid() of the untraced loop on ``cpu``."""
+    best = None
+    for _ in range(2):
+        wl = _stream_loop(events, cpu)
+        try:
+            ns = _stream_go(wl)
+        finally:
+            _stream_end(wl)
+        best = ns if best is None else min(best, ns)
+    return best / events
+
+
+def measure_stream(tool: Tool, events: int, timeout: float, tool_cpu: int = 0, load_cpu: int = 1) -> dict:
+    """printf of every getppid() of an ``events``-call burst of one process, the tool on
+    ``tool_cpu``, the loop on ``load_cpu``, the output to a file: lines delivered, losses
+    the tool reported, the loop's ns per call, the tool's CPU time per delivered line (every
+    thread of it, from the burst's start until its output stopped growing)."""
+    import tempfile
+
+    before_ids = all_prog_ids()
+    wl = _stream_loop(events, load_cpu)
+    out = tempfile.TemporaryFile()
+    sp = None
+    try:
+        comm = Path(f"/proc/{wl.pid}/comm").read_text().strip()
+        sp = subprocess.Popen(["taskset", "-c", str(tool_cpu), *tool.argv, "-e", STREAM_PROGRAM, str(wl.pid)],
+                              cwd=tool.cwd, env=tool.env, stdin=subprocess.DEVNULL, stdout=out,
+                              stderr=subprocess.PIPE)
+        err_lines: list[str] = []
+        reader = threading.Thread(target=lambda: err_lines.extend(l.decode(errors="replace") for l in sp.stderr),
+                                  daemon=True)
+        reader.start()
+        deadline = time.monotonic() + timeout
+        while True:
+            out.seek(0)
+            head = out.read(200).decode(errors="replace")
+            if any(ATTACH_RE.match(l) for l in err_lines) or ATTACH_RE.match(head):
+                break
+            if sp.poll() is not None or time.monotonic() > deadline:
+                raise ToolError(f"no attach line: {''.join(err_lines)[-300:]}")
+            time.sleep(0.01)
+        time.sleep(0.5)          # bpftrace 0.17 prints its line before attaching
+        cpu0 = _cpu_ns(sp.pid)
+        size0 = os.fstat(out.fileno()).st_size
+        loop_ns = _stream_go(wl)
+        # the tool is done when its output stops growing (or it has printed every line)
+        expect = size0 + events * (len(f"{wl.pid} {comm}\n"))
+        last, still = -1, time.monotonic()
+        while time.monotonic() < deadline:
+            size = os.fstat(out.fileno()).st_size
+            if size >= expect:
+                break
+            if size != last:
+                last, still = size, time.monotonic()
+            elif time.monotonic() - still > 1.0:
+                break
+            time.sleep(0.02)
+        cpu1 = _cpu_ns(sp.pid)
+        sp.send_signal(signal.SIGINT)
+        try:
+            sp.wait(timeout)
+        except subprocess.TimeoutExpired:
+            sp.kill()
+            sp.wait()
+        reader.join(5)
+        out.seek(0)
+        text = out.read().decode(errors="replace")
+    finally:
+        _stream_end(wl)
+        if sp is not None and sp.poll() is None:
+            sp.kill()
+            sp.wait()
+        out.close()
+        settle(before_ids)
+    line = f"{wl.pid} {comm}"
+    delivered = sum(1 for l in text.splitlines() if l == line)
+    lost = sum(int(m) for m in re.findall(r"^Lost (\d+) events", text + "".join(err_lines), re.M))
+    return {"delivered": delivered, "events": events, "lost": lost,
+            "loop_ns_per_call": loop_ns / events,
+            "cpu_ns_per_line": (cpu1 - cpu0) / delivered if delivered else None,
+            "cpu_ms": (cpu1 - cpu0) / 1e6}
+
+
+def stream_table(stream: dict, baseline_ns: float) -> str:
+    tools = list(stream)
+    two = len(tools) == 2
+    lines = ["| " + " | ".join(["stream", "metric", *tools] + (["ptrace/bpftrace"] if two else [])) + " |",
+             "|" + "---|" * (len(tools) + 2 + two)]
+    rows = [
+        ("delivered", lambda r: 100.0 * r["delivered"] / r["events"], lambda v: f"{v:.1f}%"),
+        ("lost (reported)", lambda r: r["lost"], lambda v: f"{v:,}"),
+        ("traced loop ns per call", lambda r: r["loop_ns_per_call"], lambda v: f"{v:,.0f} ns"),
+        ("+ns per call (vs untraced)", lambda r: r["loop_ns_per_call"] - baseline_ns, lambda v: f"{v:,.0f} ns"),
+        ("tool CPU per delivered line", lambda r: r["cpu_ns_per_line"], lambda v: f"{v:,.0f} ns"),
+    ]
+    for i, (title, get, fmt) in enumerate(rows):
+        vals = []
+        for t in tools:
+            r = stream[t]
+            v = get(r) if "error" not in r else None
+            vals.append(v)
+        row = [f"`{STREAM_PROGRAM}`, {stream[tools[0]].get('events', STREAM_EVENTS):,} calls "
+               f"(tool on CPU0, loop on CPU1)" if i == 0 else "", title,
+               *[fmt(v) if v is not None else "n/a" for v in vals]]
+        if two:
+            a, b = vals
+            row.append(f"{a / b:.3f}" if a is not None and b else "n/a")
+        lines.append("| " + " | ".join(c.replace("|", "\\|") for c in row) + " |")
+    return "\n".join(lines)
+
+
 # ---------------------------------------------------------------- main
 
 
@@ -662,11 +831,13 @@ def main(argv=None) -> int:
                              "e.g. --ptrace ptrace for the installed command)")
     parser.add_argument("--bpftrace", default="bpftrace", help="command for bpftrace (default: bpftrace)")
     parser.add_argument("--only", choices=["ptrace", "bpftrace"], help="measure one tool only")
-    parser.add_argument("--filter", help="only one-liners whose key contains this (exit,count,hist,sum_avg,printf)")
+    parser.add_argument("--filter", help="only one-liners whose key contains this (exit,count,hist,sum_avg,printf,first; stream: the stream row only)")
     parser.add_argument("--timeout", type=float, default=60.0, help="seconds allowed to attach and to exit")
     parser.add_argument("--json", metavar="FILE", help="also write every raw number to FILE")
     parser.add_argument("--no-mass", action="store_true",
                         help="skip attaching all syscalls:sys_enter_* tracepoints (bpftrace 0.17 needs ~30 s to exit)")
+    parser.add_argument("--stream-events", type=int, default=STREAM_EVENTS,
+                        help=f"calls in the stream row's burst (default {STREAM_EVENTS}; 0: no stream row)")
     args = parser.parse_args(argv)
 
     if os.geteuid() != 0:
@@ -685,6 +856,7 @@ def main(argv=None) -> int:
             tools.append(Tool("bpftrace", argv_b))
     names = [t.name for t in tools]
     one_liners = [o for o in ONE_LINERS if not args.filter or args.filter in o.key]
+    do_stream = args.stream_events > 0 and (not args.filter or args.filter in "stream")
 
     print(f"# bench: {platform.node()} {platform.release()} {platform.machine()}, {os.cpu_count()} CPUs, "
           f"{args.runs} runs, {args.events} syscalls per loop")
@@ -716,6 +888,16 @@ def main(argv=None) -> int:
                   + (f"  [ran: {used}]" if used != one.program else "")
                   + (f"  ERROR: {error}" if error else ""), flush=True)
 
+    stream = {}
+    if do_stream:
+        stream_base = stream_baseline(args.stream_events)
+        for tool in tools:
+            try:
+                stream[tool.name] = measure_stream(tool, args.stream_events, max(args.timeout, 120))
+            except (ToolError, OSError) as exc:
+                stream[tool.name] = {"error": str(exc)}
+            print(f"{tool.name:8s} stream   {stream[tool.name]}", flush=True)
+
     mass = {}
     if not args.no_mass and not args.filter:
         for tool in tools:
@@ -725,6 +907,10 @@ def main(argv=None) -> int:
 
     print()
     print(markdown_table(results, names))
+    if stream:
+        print()
+        print(stream_table(stream, stream_base))
+        print(f"(untraced loop: {stream_base:.0f} ns per call)")
     if mass:
         print()
         print(mass_table(mass))
@@ -744,7 +930,8 @@ def main(argv=None) -> int:
                    for key, v in per.items()}
             for tool, per in results.items()
         }
-        Path(args.json).write_text(json.dumps({"baseline_ns_per_call": baseline, "results": dump}, indent=1))
+        Path(args.json).write_text(json.dumps({"baseline_ns_per_call": baseline, "results": dump,
+                                               "stream": stream}, indent=1))
     return 0
 
 

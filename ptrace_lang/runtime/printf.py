@@ -209,3 +209,179 @@ def compile_format(fmt: str, style: str = "new") -> Callable[[Sequence[object]],
     render = namespace["render"]
     render.__doc__ = f"Render {fmt!r}."
     return render
+
+
+# --------------------------------------------------------------------------- runs of records
+
+_M64 = (1 << 64) - 1
+_S64 = 1 << 63
+_BLOCK = 512           # records unpacked by one struct call (its format compiled once per size)
+
+
+class _CStrCache(dict):
+    """Raw string fields (NUL-padded bytes) -> their text, as ``decode.cstr`` makes it; a flood
+    prints the same few strings (comm) over and over. Bounded: emptied when it grows big."""
+
+    nonascii = False
+
+    def __missing__(self, raw: bytes) -> str:
+        from ptrace_lang.runtime.decode import cstr
+
+        text = cstr(raw)
+        if len(self) >= 4096:
+            self.clear()
+        if not text.isascii():
+            self.nonascii = True
+        self[raw] = text
+        return text
+
+
+def compile_run(fmt: str, fields: list, stride: int, style: str = "new"):
+    """``render_run(buf, off, n) -> str``: the text of ``n`` consecutive ring buffer records of one
+    printf, each ``stride`` bytes long (the ring's 8-byte header included) from ``buf[off]``
+    (``len(buf)`` a multiple of 8), in a few calls: the records unpacked by one ``struct``
+    call per block of records and the block rendered by one ``%`` over a repeated format.
+    Strings the same in every record of a block (the comm of a flood) are checked at C speed
+    and written into the block's format instead of being decoded record by record. The text
+    is what ``compile_format``'s ``render`` makes of each record's values, byte for byte.
+    None when a conversion needs more than Python's ``%`` (a ``#`` or a precision, 32-bit
+    ``%d`` of the old style, ``%c``, ``%p``, buffers, strings read from memory, values that
+    are not plain integers or strings): those records are rendered one by one."""
+    tokens = _tokens(fmt)
+    convs = [t for t in tokens if not isinstance(t, str)]
+    if len(convs) != len(fields) or stride % 8:
+        return None
+    pieces: list = []           # literal text, or the index of a conversion
+    specs: list[str] = []       # the Python %-spec of each conversion
+    layout: list[tuple[int, int, str]] = []     # (offset in the ring record, size, struct code)
+    strs: list[int] = []        # the conversions of strings
+    widened: list[bool] = []    # (of each: a width, which C counts in bytes)
+    for token in tokens:
+        if isinstance(token, str):
+            pieces.append(token.replace("%", "%%"))
+            continue
+        f = fields[len(layout)]
+        py_spec, expr = _compile_spec(token, "a", style, {})
+        if f.kind == "int" and f.size == 8:
+            if expr == f"(((a & {_M64}) ^ {_S64}) - {_S64})":
+                code = "q"
+            elif expr == f"(a & {_M64})":
+                code = "Q"
+            elif expr == "a" or expr == "(a if a.__class__ is str else _text(a))":
+                code = "q" if f.signed else "Q"      # floats, %s: the value as decoded
+            else:
+                return None
+        elif (f.kind == "str" and not f.aux and token.conv == "s" and not token.has_precision
+              and f.offset % 8 == 0 and f.size % 8 == 0):
+            code = f"{f.size}s"
+            if token.width:
+                py_spec = _padding_spec(token)       # (right for ASCII: widths count bytes)
+            strs.append(len(layout))
+            widened.append(bool(token.width))
+        else:
+            return None
+        pieces.append(len(layout))
+        specs.append(py_spec)
+        layout.append((8 + f.offset, f.size, code))
+    at = 0
+    for off, size, _ in layout:
+        if off < at:
+            return None                              # not in order: one by one
+        at = off + size
+    if at > stride:
+        return None
+    m = len(layout)
+    if not m:
+        one = "".join(pieces)
+        return lambda buf, off, n: one * n
+
+    def record_format(skip: frozenset) -> str:
+        """The struct format of one record, the conversions in ``skip`` not unpacked."""
+        out, at = "", 0
+        for j, (off, size, code) in enumerate(layout):
+            out += "x" * (off - at) + (f"{size}x" if j in skip else code)
+            at = off + size
+        return out + "x" * (stride - at)
+
+    import struct
+
+    render = compile_format(fmt, style)
+    caches = [_CStrCache() for _ in strs]
+    maps = [(j, c.__getitem__) for j, c in zip(strs, caches)]
+    ascii_needed = [c for c, w in zip(caches, widened) if w]
+    full = record_format(frozenset())
+    generic = "".join(p if isinstance(p, str) else specs[p] for p in pieces)
+    blocks: dict = {}
+    # the strings of a block the same in every record: their words (8 bytes) in the record
+    words_of = [((layout[j][0] >> 3), layout[j][1] >> 3) for j in strs]
+    spec_of = [convs[j] for j in strs]
+    inline_skip = frozenset(strs)
+    inline_rec = record_format(inline_skip)
+    inlined: dict = {}
+    step = stride >> 3
+    checks = [0]       # blocks to go before the strings are checked again (they varied)
+
+    def block(k: int):
+        got = blocks[k] = (struct.Struct("<" + full * k).unpack_from, generic * k)
+        return got
+
+    def inline_block(k: int, raws: tuple):
+        """The format of ``k`` records whose strings are ``raws``, written in."""
+        texts = {}
+        for j, raw, c, sp, w in zip(strs, raws, caches, spec_of, widened):
+            text = c[raw]
+            texts[j] = (_c_str(text, sp) if w else text).replace("%", "%%")
+        one = "".join(p if isinstance(p, str) else texts.get(p, specs[p]) for p in pieces)
+        if len(inlined) >= 64:
+            inlined.clear()
+        got = inlined[k, raws] = (struct.Struct("<" + inline_rec * k).unpack_from, one * k)
+        return got
+
+    def same_strings(words, i: int, k: int):
+        """The raw strings of the block of ``k`` records at word ``i`` when they are the same
+        in every record (else None)."""
+        raws = []
+        for w0, nw in words_of:
+            first = i + w0
+            for w in range(first, first + nw):
+                if words[w:w + (k - 1) * step + 1:step].tobytes() != words[w:w + 1].tobytes() * k:
+                    return None
+            raws.append(words[first:first + nw].tobytes())
+        return tuple(raws)
+
+    def render_run(buf, off: int, n: int) -> str:
+        out = []
+        words = memoryview(buf).cast("Q") if strs else None
+        while n:
+            k = _BLOCK if n >= _BLOCK else 1 << (n.bit_length() - 1)
+            if strs:
+                raws = None
+                if k > 1 and checks[0] <= 0:
+                    raws = same_strings(words, off >> 3, k)
+                    if raws is None:
+                        checks[0] = 16
+                else:
+                    checks[0] -= 1
+                if raws is not None:
+                    unpack, many = inlined.get((k, raws)) or inline_block(k, raws)
+                    out.append(many % unpack(buf, off))
+                    off += k * stride
+                    n -= k
+                    continue
+            unpack, many = blocks.get(k) or block(k)
+            vals = unpack(buf, off)
+            off += k * stride
+            n -= k
+            if maps:
+                vals = list(vals)
+                for j, get in maps:
+                    vals[j::m] = map(get, vals[j::m])
+                if ascii_needed and any(c.nonascii for c in ascii_needed):
+                    # a width counts bytes in C: what is not ASCII goes the slow way
+                    out.append("".join([render(vals[i:i + m]) for i in range(0, len(vals), m)]))
+                    continue
+                vals = tuple(vals)
+            out.append(many % vals)
+        return out[0] if len(out) == 1 else "".join(out)
+
+    return render_run

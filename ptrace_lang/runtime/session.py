@@ -30,6 +30,14 @@ from _collections import deque  # noqa: E402  (collections costs ~1.5 ms)
 _HDR = struct.Struct("<I")      # kind | id << 8 (spec.py)
 BACKLOG_LIMIT = 64 << 20     # bytes of records taken from the ring buffer but not yet formatted
 TAKE_BYTES = 256 << 10       # the first take of a drain: the first records of a full buffer print at once
+# after a drain that found records, the pause before the next (the first record of a burst is
+# printed at once, the rest at most this late), unless GATHER_BYTES are waiting already; a
+# flood fills 8 MiB of ring in ~25 ms at most
+GATHER_SECONDS = 0.005
+GATHER_BYTES = 64 << 10
+SLICE_RECORDS = 4096         # records formatted between two takes (and two writes)
+_BUSY, _DISCARD = 1 << 31, 1 << 30       # a ring buffer record's length word (kernel/ringbuf.py)
+_LEN_MASK = _DISCARD - 1
 _I64 = struct.Struct("<q")
 _Q2 = struct.Struct("<qq")
 
@@ -83,10 +91,15 @@ class Session:
         self._formatters: dict[int, object] = {}
         self._cat_paths: dict[int, object] = {}
         self._decoders: dict[int, object] = {}
+        # runs of printf records rendered in one go (printf.compile_run), by the record's
+        # header word and stride; False: that printf's records are rendered one by one
+        self._runs: dict[int, object] = {}
+        self._batch_text = getattr(self.sink, "batch_text", False)
         self._wakeup_r = self._wakeup_w = -1
         self._backlog: deque[bytes] = deque()
         self._backlog_off = 0
         self._backlog_bytes = 0
+        self._taken = 0                   # bytes taken from the ring buffer so far
         self._counters_at_stop: tuple[int, int, int] | None = None
         self._got_signal = False
         self._process_exited = False
@@ -390,6 +403,7 @@ class Session:
         if self._backlog_bytes < BACKLOG_LIMIT:
             chunk = self.ringbuf.take(max_bytes)
             if chunk is not None:
+                self._taken += len(chunk)
                 self._backlog.append(chunk)
                 self._backlog_bytes += len(chunk)
 
@@ -398,8 +412,11 @@ class Session:
         (``take``) between slices of formatting, so a burst waits in our memory, not in
         the kernel's buffer where it would be lost. Returns early when the run is stopping
         (exit() or a signal) while probes still fire: a flood must not keep it here."""
-        from ptrace_lang.kernel.ringbuf import RingBuffer
+        self._drain(flush, gather=False)
 
+    def _drain(self, flush: bool, gather: bool) -> None:
+        """``drain``; ``gather`` (the event loop): return once what was taken is formatted and
+        less than ``GATHER_BYTES`` more is waiting, to take it in bigger pieces later."""
         if self.ringbuf is None:
             return
         if self.stopping:
@@ -408,13 +425,15 @@ class Session:
             if flush:
                 self._flush()
             return
-        # a first piece of bounded size, so that the first records print at once; then all
-        # that is committed at every turn, so that a burst never waits in the kernel's buffer
+        # a first piece of bounded size, so that the first records print at once; then more
+        # whenever a good piece is waiting (records are taken by the thousand, and rendered in
+        # runs of a piece: ``_records``), and all that is left once the backlog is formatted
+        ring = self.ringbuf
         self._pump(TAKE_BYTES)
         backlog = self._backlog
         while backlog:
             chunk = backlog[0]
-            off = RingBuffer.records(chunk, self._on_record, self._backlog_off, 4096)
+            off = self._records(chunk, self._backlog_off, SLICE_RECORDS)
             if off >= len(chunk):
                 backlog.popleft()
                 self._backlog_bytes -= len(chunk)
@@ -430,9 +449,59 @@ class Session:
                 self._flush()      # a slice at a time: batched, yet never held back
             if self._got_signal and self.k.links:
                 break              # Ctrl-C: detach first, then format what is left
+            if (backlog or gather) and ring.available() < GATHER_BYTES:
+                continue
             self._pump()
         if flush:
             self._flush()
+
+    def _records(self, chunk: bytes, off: int, limit: int) -> int:
+        """Format the records of a ``take()`` copy from byte ``off``, ``limit`` of them at most;
+        return the offset where it stopped. A run of records of one printf (the same length
+        and header word, one after the other: a flood) is rendered in one go
+        (``printf.compile_run``); any other record by ``_on_record``."""
+        from ptrace_lang.kernel.ringbuf import run_length
+
+        mv = memoryview(chunk)
+        words = mv.cast("I")
+        end = len(chunk)
+        runs = self._runs
+        pending = self.pending
+        while off < end and limit > 0:
+            i = off >> 2
+            ln = words[i]
+            n = ln & _LEN_MASK
+            step = (n + 15) & ~7
+            if ln & _DISCARD:
+                off += step
+                continue
+            head = words[i + 2]
+            if head & 0xFF == S.EV_PRINTF and self._batch_text and not self.stopping:
+                key = head | step << 32
+                render_run = runs.get(key)
+                if render_run is None:
+                    render_run = runs[key] = self._run_renderer(head >> 8, step)
+                if render_run:
+                    count = min(limit, (end - off) // step)
+                    count = run_length(words, i, step >> 2, count, ln)
+                    count = run_length(words, i + 2, step >> 2, count, head)
+                    pending.append(render_run(chunk, off, count))
+                    off += count * step
+                    limit -= count
+                    continue
+            self._on_record(mv[off + 8:off + 8 + n])
+            off += step
+            limit -= 1
+        return off
+
+    def _run_renderer(self, ident: int, step: int):
+        """printf.compile_run for the printf ``ident`` (False: its records go one by one)."""
+        from ptrace_lang.runtime.printf import compile_run
+
+        if ident >= len(self.spec.events):
+            return False
+        ev = self.spec.events[ident]
+        return compile_run(ev.fmt, ev.args, step) or False
 
     def _discard(self) -> None:
         """After exit() and detaching: what the probes recorded after the exit() is not
@@ -710,9 +779,16 @@ class Session:
                         self._process_exited = True
                 if self._self_pending:
                     self.run_self_probes()
-                self.drain()
+                taken = self._taken
+                self._drain(True, gather=True)
                 if self._process_exited:
                     break      # what it did last is drained after detaching (finish)
+                if (self._taken != taken and not self.stopping
+                        and self.ringbuf.available() < GATHER_BYTES):
+                    # records came, more are likely on their way: let them gather in the ring
+                    # buffer a moment, to be taken and written by the thousand (a wakeup for
+                    # every few records costs more than formatting them)
+                    time.sleep(GATHER_SECONDS)
         finally:
             ep.close()
 

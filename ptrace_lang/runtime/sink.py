@@ -14,6 +14,8 @@ class TextSink:
         self.err = err
         self.json = output_format == "json"
         self.buffering = buffering
+        # printf records are text as they are: the session may render a run of them at once
+        self.batch_text = not self.json
 
     def text_record(self, kind: str, text: str, end: str = ""):
         """A record that is text (printf, time, cat, join, syscall): as it is, followed by
