@@ -7,7 +7,6 @@ from __future__ import annotations
 import os
 import re
 import subprocess
-import time
 
 import pytest
 
@@ -212,9 +211,7 @@ def test_fentry_fexit_programs_are_bound_to_their_function():
 
 
 def test_fentry_wildcard_compiles_once_and_loads_per_function():
-    t0 = time.monotonic()
     c = compile_src("kfunc:vfs_* { @[probe] = count(); }", stages=("asm",))
-    secs = time.monotonic() - t0
     names = [a.probe_name for a in c.spec.attachments]
     assert len(names) > 20 and "fentry:vfs_read" in names and names == sorted(names)
     assert len(c.spec.programs) == len(names)
@@ -223,7 +220,6 @@ def test_fentry_wildcard_compiles_once_and_loads_per_function():
     assert len({p.name for p in c.spec.programs}) == len(names)
     assert sorted(a.cookie for a in c.spec.attachments) == list(range(len(names)))
     assert "get_attach_cookie" in c.dumps["asm"] or "call 174" in c.dumps["asm"]
-    assert secs < 5, secs
 
 
 def test_fentry_args_typed_from_btf():
