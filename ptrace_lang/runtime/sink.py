@@ -58,3 +58,53 @@ class TextSink:
             pending.clear()
             if self.buffering != "full":
                 self.out.flush()
+
+
+class OutputFailure(Exception):
+    """Writing the output failed (a full disk, /dev/full, a closed or unwritable stream): the
+    run stops, its kernel objects are released on the way out, and cli reports ``message``."""
+
+    def __init__(self, name: str, err: OSError) -> None:
+        self.message = f"failed to write output to {name}: {err.strerror or err}"
+        super().__init__(self.message)
+
+
+class GuardedOutput:
+    """A text stream whose write errors become ``OutputFailure`` naming the file (a broken
+    pipe stays a ``BrokenPipeError``: the reader went away, the run ends quietly)."""
+
+    def __init__(self, stream, name: str) -> None:
+        self.stream = stream
+        self.name = name
+        self.failed = False
+
+    def _fail(self, e: OSError):
+        self.failed = True
+        return OutputFailure(self.name, e)
+
+    def write(self, s: str) -> int:
+        try:
+            return self.stream.write(s)
+        except BrokenPipeError:
+            raise
+        except OSError as e:
+            raise self._fail(e) from None
+
+    def flush(self) -> None:
+        try:
+            self.stream.flush()
+        except BrokenPipeError:
+            raise
+        except OSError as e:
+            raise self._fail(e) from None
+
+    def close(self) -> None:
+        try:
+            self.stream.close()
+        except BrokenPipeError:
+            raise
+        except OSError as e:
+            raise self._fail(e) from None
+
+    def __getattr__(self, attr: str):
+        return getattr(self.stream, attr)
