@@ -93,6 +93,7 @@ class Session:
         self._group_types: dict = {}      # program -> expected_attach_type of a one-link attach
         self._self_probes: dict = {}      # signal number -> programs of self:signal probes
         self._self_pending: list = []     # signals received, their probes not run yet
+        self._usr1 = False                # SIGUSR1 received: print the maps (in the loop)
 
     # ------------------------------------------------------------------ loading
     def load(self) -> None:
@@ -503,7 +504,9 @@ class Session:
         for kb, vb in kmap.items():
             kmap.update(kb, bytes(len(vb)))
 
-    def print_maps(self) -> None:
+    def print_maps(self, preamble: bool = True) -> None:
+        """Every map, as at exit (``preamble``: after bpftrace's two blank lines; SIGUSR1
+        prints them without)."""
         from ptrace_lang.runtime.format import EXIT_PREAMBLE, format_maps
 
         data = [self.read_user_map(um) for um in self.spec.user_maps]
@@ -513,7 +516,8 @@ class Session:
             # nothing but NDJSON on stdout: no blank lines before the maps
             self.out.write("".join(format_map_json(md, stats_style=self.opts.stats_style) for md in data))
         else:
-            self.out.write(EXIT_PREAMBLE + format_maps(data, stats_style=self.opts.stats_style))
+            self.out.write((EXIT_PREAMBLE if preamble else "")
+                           + format_maps(data, stats_style=self.opts.stats_style))
         self.out.flush()
 
     def _read_counters(self) -> tuple[int, int, int] | None:
@@ -578,6 +582,14 @@ class Session:
 
         for sig in self._self_probes:
             old[sig] = signal.signal(sig, self_handler)
+        # SIGUSR1 prints every map and the run goes on, as bpftrace (unless a
+        # self:signal:SIGUSR1 probe takes it)
+        self._usr1 = False
+        if signal.SIGUSR1 not in old:
+            def usr1_handler(signum, frame):
+                self._usr1 = True
+
+            old[signal.SIGUSR1] = signal.signal(signal.SIGUSR1, usr1_handler)
         old_fd = signal.set_wakeup_fd(w, warn_on_full_buffer=False)
         return old, old_fd
 
@@ -711,6 +723,9 @@ class Session:
                 if self._self_pending:
                     self.run_self_probes()
                 self.drain()
+                if self._usr1:
+                    self._usr1 = False
+                    self.print_maps(preamble=False)
                 if self._process_exited:
                     break      # what it did last is drained after detaching (finish)
         finally:

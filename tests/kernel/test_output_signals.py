@@ -57,3 +57,28 @@ def test_non_ascii_output_passes_through_whatever_the_io_encoding():
                        env={**os.environ, "PYTHONIOENCODING": "ascii"})
     assert p.returncode == 0, p.stderr
     assert "h\u00e9 \u00e9\n".encode() in p.stdout
+
+
+def _wait_for(tracer: Tracer, text: str, timeout: float = 30) -> str:
+    import time
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        out = "".join(tracer.out_chunks)
+        if text in out or tracer.p.poll() is not None:
+            return out
+        time.sleep(0.02)
+    return "".join(tracer.out_chunks)
+
+
+def test_sigusr1_prints_the_maps_and_the_run_goes_on():
+    t = Tracer("-e", 'BEGIN { @a = 1; @b[1] = 2; printf("begun\\n"); } '
+                     'interval:ms:10 { @c = count(); }')
+    t.wait_attached()
+    _wait_for(t, "begun\n")
+    t.p.send_signal(signal.SIGUSR1)
+    out = _wait_for(t, "@c: ")
+    assert t.p.poll() is None, "SIGUSR1 ended the tracer"
+    assert out.startswith("begun\n@a: 1\n@b[1]: 2\n@c: "), out
+    r = t.stop()
+    assert r.rc == 0, r.err
+    assert r.out.count("@a: 1\n") == 2 and "\n\n\n@a: 1\n" in r.out, r.out
