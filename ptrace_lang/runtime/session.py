@@ -614,14 +614,14 @@ class Session:
         if self.opts.dry_run:
             return 0
         begins = [a for a in self.spec.attachments if a.provider == "begin"]
-        ends = [a for a in self.spec.attachments if a.provider == "end"]
         for a in begins:
             self.run_test(a.program)
         # hold begin's output until the probes are attached, as bpftrace prints it after
         # the "Attached" line; an exit() in begin means nothing else needs attaching
         self.drain(flush=False)
         if self.stopping or self._got_signal:
-            return len(begins) + len(ends)
+            # as bpftrace says "Attaching N probes" before begin runs: every probe counts
+            return len(self.spec.attachments)
         return self.attach_all()
 
     @property
@@ -667,6 +667,14 @@ class Session:
             self.err.write(f"Attached {n} probe{'s' if n != 1 else ''}\n")
             self.err.flush()
 
+    def notify_attached(self) -> None:
+        """With ``__BPFTRACE_NOTIFY_PROBES_ATTACHED`` in the environment, the marker line in
+        the output once every probe is attached (wrappers of bpftrace wait for it); not for the
+        Python API, whose records go to its own sink."""
+        if self.opts.sink is None and "__BPFTRACE_NOTIFY_PROBES_ATTACHED" in os.environ:
+            self.out.write("__BPFTRACE_NOTIFY_PROBES_ATTACHED\n")
+            self.out.flush()
+
     def run(self) -> int:
         saved = self._install_signals()
         _raise_fd_limit(2 * len(self.spec.attachments) + len(self.spec.maps)
@@ -677,6 +685,7 @@ class Session:
             if self.opts.dry_run:
                 return 0
             self.announce(n)
+            self.notify_attached()
             if self.opts.started is not None:
                 self.opts.started()
             self._flush()

@@ -82,3 +82,23 @@ def test_sigusr1_prints_the_maps_and_the_run_goes_on():
     r = t.stop()
     assert r.rc == 0, r.err
     assert r.out.count("@a: 1\n") == 2 and "\n\n\n@a: 1\n" in r.out, r.out
+
+
+def test_notify_marker_once_the_probes_are_attached():
+    prog = 'BEGIN { printf("begun\\n"); } interval:ms:1 { exit(); }'
+    r = run("-e", prog, env={"__BPFTRACE_NOTIFY_PROBES_ATTACHED": "1"})
+    assert r.rc == 0, r.err
+    assert r.out.startswith("__BPFTRACE_NOTIFY_PROBES_ATTACHED\nbegun\n"), r.out
+    assert "__BPFTRACE_NOTIFY" not in run("-e", prog).out
+
+
+def test_probes_counted_as_bpftrace_counts_them_even_when_begin_exits():
+    # every sys_enter_open* tracepoint (counted from tracefs) and BEGIN
+    from ptrace_lang.kernel.tracefs import tracefs_root
+    events = os.listdir(os.path.join(tracefs_root(), "events", "syscalls"))
+    n = len([e for e in events if e.startswith("sys_enter_open")]) + 1
+    r = run("-f", "json", "-e", "tracepoint:syscalls:sys_enter_open* {} BEGIN { exit(); }")
+    assert r.rc == 0, r.err
+    assert r.out.splitlines()[0] == '{"type": "attached_probes", "data": {"probes": %d}}' % n
+    r = run("-e", "tracepoint:syscalls:sys_enter_open* {} BEGIN { exit(); }")
+    assert f"Attached {n} probes\n" in r.err
