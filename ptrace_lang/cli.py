@@ -208,14 +208,45 @@ def _value_option(opts: dict, c: str, val: str) -> None:
                                  f"{', '.join(STAGES)}, all)")
 
 
-def main(argv: list[str] | None = None) -> int:
+# Ctrl-C before the session's handler (which only notes it: the run then ends by itself) is
+# noted here too: the KeyboardInterrupt it raises can be swallowed by the interpreter when it
+# lands inside an import's lock ("Exception ignored in ..."), the note cannot. Once the probes
+# are attached (_attached) it raises no more: the run's Ctrl-C, then any number more while the
+# maps print and the interpreter exits, end the run with its own exit status (bpftrace's 0).
+_SIGINTS: list = []
+_RAISING = [True]
+
+
+def _on_sigint(signum, frame):
+    _SIGINTS.append(signum)
+    if _RAISING[0]:
+        raise KeyboardInterrupt
+
+
+def _unraisable(u, default=sys.unraisablehook):
+    """A KeyboardInterrupt the interpreter could not raise is already noted (_on_sigint)."""
+    if u.exc_type is None or not issubclass(u.exc_type, KeyboardInterrupt):
+        default(u)
+
+
+def _attached() -> None:
+    """RunOptions.started: every probe attached (or the run over before attaching)."""
+    _RAISING[0] = False
+    gc.enable()
+
+
+def main(argv: list[str] | None = None, interrupted: list | None = None) -> int:
+    """``interrupted``: the launcher's note of a Ctrl-C swallowed while it imported us."""
     argv = sys.argv[1:] if argv is None else argv
     # a Ctrl-C stops a tracer even when it was started with SIGINT ignored (in the background
     # of a non-interactive shell): until the session installs its handler, one raises
     # KeyboardInterrupt (nothing is loaded yet), and the session's handler replaces it
     import _signal
 
-    _signal.signal(_signal.SIGINT, _signal.default_int_handler)
+    _signal.signal(_signal.SIGINT, _on_sigint)
+    sys.unraisablehook = _unraisable
+    if interrupted:
+        return 1
     # no cyclic garbage collection while starting: the passes it makes over every object
     # allocated by the imports cost ~2 ms of a ~25 ms start; it is back on once the probes are
     # attached (RunOptions.started) or the REPL starts, and short commands end without it
@@ -239,6 +270,11 @@ def main(argv: list[str] | None = None) -> int:
         except OSError:
             pass
         return 0
+    finally:
+        if not _RAISING[0]:
+            # the run is over: the interpreter puts back the default action of a signal with a
+            # Python handler as it exits, and one more Ctrl-C would then kill us (exit 130)
+            _signal.signal(_signal.SIGINT, _signal.SIG_IGN)
 
 
 def _main(argv: list[str]) -> int:
@@ -400,7 +436,7 @@ def _compile_and_run(text: str, filename: str, opts: dict, process) -> int:
                                        dry_run=opts["dry_run"], out=out,
                                        output_format=opts["format"], buffering=opts["buffering"],
                                        process=process, warnings=not opts["no_warnings"],
-                                       started=gc.enable))
+                                       started=_attached, interrupted=lambda: bool(_SIGINTS)))
     try:
         rc = session.run()
         out.flush()         # what is still buffered: its failure is reported too

@@ -48,6 +48,7 @@ class RunOptions:
     warnings: bool = True         # False: --no-warnings (no WARNING lines)
     started: object = None        # called once the probes are attached (cli: gc.enable)
     sink: object = None           # where records go (runtime/sink.py; default: a TextSink of out, err)
+    interrupted: object = None    # called at the start: True when a Ctrl-C came before the session's handler
 
 
 class Stop(Exception):
@@ -677,6 +678,8 @@ class Session:
 
     def run(self) -> int:
         saved = self._install_signals()
+        if self.opts.interrupted is not None and self.opts.interrupted():
+            self._got_signal = True     # (its KeyboardInterrupt was lost in an import): end now
         _raise_fd_limit(2 * len(self.spec.attachments) + len(self.spec.maps)
                         + len(self.spec.programs) + 64)
         proc = self.opts.process

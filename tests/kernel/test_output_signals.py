@@ -102,3 +102,33 @@ def test_probes_counted_as_bpftrace_counts_them_even_when_begin_exits():
     assert r.out.splitlines()[0] == '{"type": "attached_probes", "data": {"probes": %d}}' % n
     r = run("-e", "tracepoint:syscalls:sys_enter_open* {} BEGIN { exit(); }")
     assert f"Attached {n} probes\n" in r.err
+
+
+def test_a_ctrl_c_lost_while_starting_still_ends_the_run():
+    # as when the KeyboardInterrupt of a Ctrl-C was swallowed inside an import's lock
+    # ("Exception ignored in ..."): the note the handler made ends the run once attached
+    code = ("import sys; from ptrace_lang import cli; cli._SIGINTS.append(2); "
+            "sys.exit(cli.main(['-e', 'BEGIN { @a = 1; } interval:s:1000 { @b = 1; }']))")
+    import sys
+    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT,
+                       timeout=60)
+    assert p.returncode == 0, p.stderr
+    assert p.stdout == "\n\n@a: 1\n", p.stdout
+
+
+def test_a_storm_of_ctrl_c_ends_with_bpftraces_status_after_the_maps():
+    t = Tracer("-e", 'BEGIN { $i = 0; while ($i < 2000) { @m[$i] = $i; $i++; } '
+                     'printf("begun\\n"); } interval:s:1000 { }')
+    t.wait_attached()
+    _wait_for(t, "begun\n")
+    sent = 0
+    while t.p.poll() is None and sent < 5000:
+        try:
+            t.p.send_signal(signal.SIGINT)
+        except ProcessLookupError:
+            break
+        sent += 1
+    r = t.wait()
+    assert r.rc == 0, (sent, r.err)
+    assert "@m[1999]: 1999\n" in r.out
+    assert "Traceback" not in r.err and "Exception ignored" not in r.err
