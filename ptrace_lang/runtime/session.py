@@ -95,6 +95,7 @@ class Session:
         self._self_probes: dict = {}      # signal number -> programs of self:signal probes
         self._self_pending: list = []     # signals received, their probes not run yet
         self._usr1 = False                # SIGUSR1 received: print the maps (in the loop)
+        self._system_not_run = 0          # system() records left unrun after a Ctrl-C
 
     # ------------------------------------------------------------------ loading
     def load(self) -> None:
@@ -365,9 +366,14 @@ class Session:
         return self.sink.text_record("cat", text)
 
     def _system_output(self, command: str):
-        """system() (--unsafe): the command run by /bin/sh, its output printed when it ends."""
+        """system() (--unsafe): the command run by /bin/sh, its output printed when it ends.
+        After a Ctrl-C no more are run (a flood of them must not hold the run): they are
+        counted and reported at exit."""
         import subprocess
 
+        if self._got_signal:
+            self._system_not_run += 1
+            return ""
         self._flush()            # what came before prints first
         try:
             p = subprocess.run(["/bin/sh", "-c", command], stdin=subprocess.DEVNULL,
@@ -536,6 +542,9 @@ class Session:
             from ptrace_lang.runtime.symbols import report_stack_failures
 
             report_stack_failures(self)
+        if self._system_not_run:
+            self.err.write(f"WARNING: {self._system_not_run} system() commands were not run: "
+                           "the run was interrupted\n")
         lost, full, failed = counters
         if self._counters_at_stop is not None:
             lost = self._counters_at_stop[0]

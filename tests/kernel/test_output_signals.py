@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 
@@ -132,3 +133,15 @@ def test_a_storm_of_ctrl_c_ends_with_bpftraces_status_after_the_maps():
     assert r.rc == 0, (sent, r.err)
     assert "@m[1999]: 1999\n" in r.out
     assert "Traceback" not in r.err and "Exception ignored" not in r.err
+
+
+def test_ctrl_c_is_acted_on_under_a_flood_of_system_calls():
+    t = Tracer("--unsafe", "-e", 'interval:us:100 { system("echo ran"); }')
+    t.wait_attached()
+    _wait_for(t, "ran\n")
+    # the backlog of system() records at a Ctrl-C would take minutes to run: none run after it
+    r = t.stop(signal.SIGINT, timeout=30)
+    assert r.rc == 0, r.err
+    assert "Traceback" not in r.err
+    assert re.search(r"WARNING: \d+ system\(\) commands were not run: the run was interrupted",
+                     r.err) or "system()" not in r.err, r.err
