@@ -270,6 +270,10 @@ def main(argv: list[str] | None = None, interrupted: list | None = None) -> int:
         except OSError:
             pass
         return 0
+    except (OSError, ImportError) as e:
+        # out of file descriptors (ulimit -n 8) while importing or opening: said in a line
+        from ptrace_lang.errors import internal_error   # (loaded already: no file opened)
+        return internal_error(e)
     finally:
         if not _RAISING[0]:
             # the run is over: the interpreter puts back the default action of a signal with a

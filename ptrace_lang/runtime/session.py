@@ -113,6 +113,11 @@ class Session:
                 if prov is not None:
                     prov.warm_up()
         for ms in [ms for ms in self.spec.maps if ms not in pending] + pending:
+            if not 0 <= ms.max_entries <= 0xFFFFFFFF:     # (perf_rb_pages = 1048576)
+                what = (f"a ring buffer of {ms.max_entries} bytes is more than the kernel "
+                        "allows (4 GiB): lower perf_rb_pages" if ms.map_type == 27 else
+                        f"{ms.max_entries} entries is more than the kernel allows")
+                raise RuntimeFailure(f"map '{ms.name}': failed to create: {what}")
             try:
                 made = early.take(ms.name)
                 if made is not None:

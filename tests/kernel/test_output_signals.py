@@ -145,3 +145,27 @@ def test_ctrl_c_is_acted_on_under_a_flood_of_system_calls():
     assert "Traceback" not in r.err
     assert re.search(r"WARNING: \d+ system\(\) commands were not run: the run was interrupted",
                      r.err) or "system()" not in r.err, r.err
+
+
+def test_cli_fuzz_findings_are_clear_errors():
+    r = run("-p", "99999999999999999999", "-e", "BEGIN { exit(); }")
+    assert r.rc == 1
+    assert r.err == "ERROR: failed to trace pid 99999999999999999999: No such process\n"
+    r = run("-e", 'config = { perf_rb_pages = 1048576 } BEGIN { printf("x\\n"); exit(); }')
+    assert r.rc == 1
+    assert "ERROR: map 'ringbuf': failed to create: a ring buffer of" in r.err
+    assert "lower perf_rb_pages" in r.err and "internal error" not in r.err
+
+
+def test_too_few_file_descriptors_is_a_clear_error():
+    import resource
+    import sys
+
+    for n in (8, 16):
+        p = subprocess.run([sys.executable, "-m", "ptrace_lang", "-e",
+                            'BEGIN { printf("x\\n"); exit(); } tracepoint:syscalls:sys_enter_openat {}'],
+                           capture_output=True, text=True, cwd=ROOT, timeout=60,
+                           preexec_fn=lambda n=n: resource.setrlimit(resource.RLIMIT_NOFILE, (n, n)))
+        assert p.returncode == 1
+        assert "internal error" not in p.stderr and "Traceback" not in p.stderr, p.stderr
+        assert "Too many open files" in p.stderr, p.stderr
