@@ -169,3 +169,23 @@ def test_too_few_file_descriptors_is_a_clear_error():
         assert p.returncode == 1
         assert "internal error" not in p.stderr and "Traceback" not in p.stderr, p.stderr
         assert "Too many open files" in p.stderr, p.stderr
+
+
+def test_dash_p_filters_tracepoint_profile_software_and_raw_tracepoint_probes():
+    import sys
+    worker = subprocess.Popen([sys.executable, "-c",
+                               "import os, time\nwhile True: os.getppid(); time.sleep(0.0002)"])
+    try:
+        r = run("-p", str(worker.pid), "-e",
+                "tracepoint:raw_syscalls:sys_enter { @t[pid] = count(); } "
+                "rawtracepoint:sys_enter { @r[pid] = count(); } "
+                "profile:hz:997 { @p[pid] = count(); } "
+                "software:cpu-clock:100000 { @s[pid] = count(); } "
+                "tracepoint:raw_syscalls:sys_exit { @n++; if (@n > 200) { exit(); } }")
+    finally:
+        worker.kill()
+        worker.wait()
+    assert r.rc == 0, r.err
+    keys = re.findall(r"^@(\w+)\[(\d+)\]", r.out, re.M)
+    assert {m for m, _ in keys} >= {"t", "r"}, r.out
+    assert {int(p) for _, p in keys} == {worker.pid}, r.out
