@@ -391,9 +391,13 @@ class Session:
 
     # What a record becomes in ``pending`` is the sink's to say (runtime/sink.py)
     _stderr_pending = False      # pending holds errorf/warnf/debugf lines (ufuncs.StderrText)
+    _holding = False             # begin's output is held until the probes are attached
 
     def _flush(self) -> None:
-        """Hand ``pending`` to the sink (written, or kept as events by the Python API)."""
+        """Hand ``pending`` to the sink (written, or kept as events by the Python API); held
+        while begin runs, to be written after the attach signal (``start``)."""
+        if self._holding:
+            return
         stderr_lines, self._stderr_pending = self._stderr_pending, False
         self.sink.flush(self.pending, stderr_lines)
 
@@ -629,11 +633,16 @@ class Session:
         if self.opts.dry_run:
             return 0
         begins = [a for a in self.spec.attachments if a.provider == "begin"]
-        for a in begins:
-            self.run_test(a.program)
         # hold begin's output until the probes are attached, as bpftrace prints it after
-        # the "Attached" line; an exit() in begin means nothing else needs attaching
-        self.drain(flush=False)
+        # the "Attached" line (print(), clear() and system() in begin too); an exit() in begin
+        # means nothing else needs attaching
+        self._holding = True
+        try:
+            for a in begins:
+                self.run_test(a.program)
+            self.drain(flush=False)
+        finally:
+            self._holding = False
         if self.stopping or self._got_signal:
             # as bpftrace says "Attaching N probes" before begin runs: every probe counts
             return len(self.spec.attachments)

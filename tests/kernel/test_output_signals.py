@@ -189,3 +189,13 @@ def test_dash_p_filters_tracepoint_profile_software_and_raw_tracepoint_probes():
     keys = re.findall(r"^@(\w+)\[(\d+)\]", r.out, re.M)
     assert {m for m, _ in keys} >= {"t", "r"}, r.out
     assert {int(p) for _, p in keys} == {worker.pid}, r.out
+
+
+def test_print_and_clear_in_begin_are_written_after_the_attach_line():
+    p = subprocess.run(ptrace_cmd("-e", 'BEGIN { @a[1] = 1; print(@a); clear(@a); '
+                                        'printf("after\\n"); @b = 1; zero(@b); } '
+                                        'interval:ms:1 { exit(); }'),
+                       stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=ROOT,
+                       timeout=60)
+    assert p.returncode == 0, p.stdout
+    assert p.stdout == "Attached 2 probes\n@a[1]: 1\nafter\n\n\n@b: 0\n", p.stdout
