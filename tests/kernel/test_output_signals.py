@@ -199,3 +199,22 @@ def test_print_and_clear_in_begin_are_written_after_the_attach_line():
                        timeout=60)
     assert p.returncode == 0, p.stdout
     assert p.stdout == "Attached 2 probes\n@a[1]: 1\nafter\n\n\n@b: 0\n", p.stdout
+
+
+def test_the_reaper_holds_no_mapped_ring_buffer():
+    import glob
+    marker = "reaper-test-%d" % os.getpid()
+    r = run("-e", 'tracepoint:syscalls:sys_enter_* { @[probe] = count(); } '
+                  'interval:ms:1 { printf("%s\\n"); exit(); }' % marker)
+    assert r.rc == 0, r.err
+    reapers = []
+    for path in glob.glob("/proc/[0-9]*/cmdline"):
+        try:
+            with open(path, "rb") as f:
+                if marker.encode() in f.read():
+                    with open(path.replace("cmdline", "maps")) as m:
+                        reapers.append(m.read())
+        except OSError:
+            pass        # (it has just exited)
+    for maps in reapers:
+        assert "anon_inode:bpf-map" not in maps
