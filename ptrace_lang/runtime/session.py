@@ -96,6 +96,9 @@ class Session:
         self._self_pending: list = []     # signals received, their probes not run yet
         self._usr1 = False                # SIGUSR1 received: print the maps (in the loop)
         self._system_not_run = 0          # system() records left unrun after a Ctrl-C
+        self._ticks: list = []            # (program, "ns:N"/"hz:N", links) of interval probes
+        self._stats_fd = -1               # BPF_ENABLE_STATS while interval probes run
+        self._missed_ticks = 0
 
     # ------------------------------------------------------------------ loading
     def load(self) -> None:
@@ -271,7 +274,10 @@ class Session:
                 continue
             target = providers.Target(a.provider, a.probe_name, a.target)
             try:
-                self.k.links.extend(prov.attach(target, self.k.progs[a.program], a.cookie))
+                made = prov.attach(target, self.k.progs[a.program], a.cookie)
+                self.k.links.extend(made)
+                if a.provider == "interval":      # its ticks are counted (missed_ticks)
+                    self._ticks.append((a.program, a.target, made))
             except OSError as e:
                 hints = []
                 if e.errno == errno.EMFILE:
@@ -544,16 +550,20 @@ class Session:
         return struct.unpack_from("<QQQ", raw, 8 * S.COUNTER_LOST_EVENTS)
 
     def report_counters(self) -> None:
+        if self._missed_ticks:
+            self.err.write(f"WARNING: {self._missed_ticks} ticks of interval probes were missed "
+                           "(their CPU was running another probe, or the timer fired late)\n")
+        if self._system_not_run:
+            self.err.write(f"WARNING: {self._system_not_run} system() commands were not run: "
+                           "the run was interrupted\n")
         counters = self._read_counters()
         if counters is None:
+            self.err.flush()
             return
         if any(ms.map_type == 7 for ms in self.spec.maps):
             from ptrace_lang.runtime.symbols import report_stack_failures
 
             report_stack_failures(self)
-        if self._system_not_run:
-            self.err.write(f"WARNING: {self._system_not_run} system() commands were not run: "
-                           "the run was interrupted\n")
         lost, full, failed = counters
         if self._counters_at_stop is not None:
             lost = self._counters_at_stop[0]
@@ -646,7 +656,42 @@ class Session:
         if self.stopping or self._got_signal:
             # as bpftrace says "Attaching N probes" before begin runs: every probe counts
             return len(self.spec.attachments)
+        if any(a.provider == "interval" for a in self.spec.attachments):
+            # the runs of interval programs are counted, to report the ticks that did not run
+            # them (a tick that lands while another probe runs on its CPU is skipped)
+            from ptrace_lang.kernel.progs import enable_stats
+
+            try:
+                self._stats_fd = enable_stats()
+            except OSError:
+                pass
         return self.attach_all()
+
+    def missed_ticks(self) -> int:
+        """Ticks of interval probes that did not run their program so far: the ticks their
+        cpu-clock events counted less the runs the kernel counted (one in flight allowed)."""
+        if self._stats_fd < 0 or not self._ticks:
+            return 0
+        from ptrace_lang.kernel.progs import prog_info
+
+        expected: dict = {}
+        for prog, target, made in self._ticks:
+            unit, n = target.split(":")
+            period = max(1, 1_000_000_000 // int(n)) if unit == "hz" else int(n)
+            for link in made:
+                try:
+                    ns = struct.unpack("<Q", os.read(link.perf_fd, 8))[0]
+                except (OSError, struct.error, AttributeError):
+                    return 0
+                expected[prog] = expected.get(prog, 0) + ns // period
+        missed = 0
+        for prog, ticks in expected.items():
+            try:
+                runs = prog_info(self.k.progs[prog])["run_cnt"]
+            except OSError:
+                return 0
+            missed += max(0, ticks - runs - 1)
+        return missed
 
     @property
     def has_running_probes(self) -> bool:
@@ -775,10 +820,16 @@ class Session:
 
     def detach(self) -> None:
         """Detach every attached program (perf events closed in the background when many)."""
+        if self._ticks:
+            self._missed_ticks = self.missed_ticks()
+            self._ticks = []
         links, self.k.links = self.k.links, []
         _close_all(links)
 
     def close(self) -> None:
+        if self._stats_fd >= 0:
+            os.close(self._stats_fd)
+            self._stats_fd = -1
         objs = list(self.k.links)
         self.k.links.clear()
         if self.ringbuf is not None:

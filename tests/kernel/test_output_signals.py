@@ -218,3 +218,21 @@ def test_the_reaper_holds_no_mapped_ring_buffer():
             pass        # (it has just exited)
     for maps in reapers:
         assert "anon_inode:bpf-map" not in maps
+
+
+def test_interval_ticks_missed_under_a_flood_are_reported():
+    import sys
+    # a flood of syscalls on CPU 0, each running a slow probe: ticks of the interval probe
+    # (a timer on CPU 0) that land while it runs cannot run their program
+    flood = subprocess.Popen(["taskset", "-c", "0", sys.executable, "-c",
+                              "import os\nwhile True: os.getppid()"])
+    try:
+        r = run("-e", "tracepoint:syscalls:sys_enter_getppid { $i = 0; while ($i < 300) { $i++; } } "
+                      "interval:ms:1 { @t = count(); } "
+                      "tracepoint:syscalls:sys_exit_getppid { @n++; if (@n > 100000) { exit(); } }")
+    finally:
+        flood.kill()
+        flood.wait()
+    assert r.rc == 0, r.err
+    m = re.search(r"WARNING: (\d+) ticks of interval probes were missed", r.err)
+    assert m and int(m.group(1)) > 0, r.err
