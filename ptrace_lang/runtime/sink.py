@@ -4,6 +4,8 @@ keeps bpftrace's text or NDJSON lines and writes them; the Python API's sink kee
 (api.py). A sink defines the methods of ``TextSink``."""
 from __future__ import annotations
 
+import os
+
 
 class TextSink:
     """bpftrace's output (or NDJSON, one object per line) written to ``out``; errorf/warnf/
@@ -70,35 +72,54 @@ class OutputFailure(Exception):
 
 
 class GuardedOutput:
-    """A text stream whose write errors become ``OutputFailure`` naming the file (a broken
-    pipe stays a ``BrokenPipeError``: the reader went away, the run ends quietly)."""
+    """The output stream of the command: text kept until ``flush``, then written to the file
+    descriptor whole, whatever signals interrupt the writes (CPython's buffered writer drops
+    the rest of a chunk when a signal cuts a write to a full pipe short: a Ctrl-C while the
+    reader lags). Write errors become ``OutputFailure`` naming the file (a broken pipe stays
+    a ``BrokenPipeError``: the reader went away, the run ends quietly)."""
 
     def __init__(self, stream, name: str) -> None:
         self.stream = stream
         self.name = name
         self.failed = False
+        self._parts: list = []
+        try:
+            self._fd = stream.fileno()
+        except (AttributeError, OSError, ValueError):
+            self._fd = -1           # (no file descriptor: written through the stream)
 
     def _fail(self, e: OSError):
         self.failed = True
         return OutputFailure(self.name, e)
 
     def write(self, s: str) -> int:
-        try:
-            return self.stream.write(s)
-        except BrokenPipeError:
-            raise
-        except OSError as e:
-            raise self._fail(e) from None
+        if self._fd < 0:
+            try:
+                return self.stream.write(s)
+            except BrokenPipeError:
+                raise
+            except OSError as e:
+                raise self._fail(e) from None
+        self._parts.append(s)
+        return len(s)
 
     def flush(self) -> None:
         try:
-            self.stream.flush()
+            self.stream.flush()         # what was written through the stream itself, first
+            if not self._parts:
+                return
+            data = "".join(self._parts).encode("utf-8", "surrogateescape")
+            self._parts.clear()
+            view = memoryview(data)
+            while view:
+                view = view[os.write(self._fd, view):]
         except BrokenPipeError:
             raise
         except OSError as e:
             raise self._fail(e) from None
 
     def close(self) -> None:
+        self.flush()
         try:
             self.stream.close()
         except BrokenPipeError:

@@ -236,3 +236,45 @@ def test_interval_ticks_missed_under_a_flood_are_reported():
     assert r.rc == 0, r.err
     m = re.search(r"WARNING: (\d+) ticks of interval probes were missed", r.err)
     assert m and int(m.group(1)) > 0, r.err
+
+
+def test_ctrl_c_while_stdout_is_a_full_pipe_loses_nothing_silently():
+    import sys
+    import threading
+
+    from runner import _as_from_a_terminal, named_workload
+
+    n = 200000
+    p = subprocess.Popen(ptrace_cmd("-e", 'tracepoint:syscalls:sys_enter_getppid /comm == "w2pipe"/ '
+                                          '{ @n++; printf("line %d of the flood\\n", @n); }'),
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=ROOT,
+                         preexec_fn=_as_from_a_terminal)
+    err = []
+    attached = threading.Event()
+
+    def read_err():
+        for line in p.stderr:
+            err.append(line.decode())
+            attached.set()
+        attached.set()
+
+    threading.Thread(target=read_err, daemon=True).start()
+    try:
+        assert attached.wait(60) and p.poll() is None, "".join(err)
+        # nobody reads our stdout yet: the pipe fills, the tracer blocks writing
+        subprocess.run(named_workload("w2pipe", f"[os.getppid() for _ in range({n})]"),
+                       check=True, timeout=120)
+        p.send_signal(signal.SIGINT)
+        out = p.stdout.read().decode()
+        rc = p.wait(60)
+    finally:
+        if p.poll() is None:
+            p.kill()
+            p.wait()
+    assert rc == 0, "".join(err)
+    lines = [line for line in out.split("\n") if line.startswith("line ")]
+    bad = [line for line in lines if not re.fullmatch(r"line \d+ of the flood", line)]
+    assert not bad, (bad[:3], len(lines), "".join(err))
+    m = re.search(r"^Lost (\d+) events$", "".join(err), re.M)
+    lost = int(m.group(1)) if m else 0
+    assert len(lines) + lost == n, (len(lines), lost, "".join(err))
