@@ -208,20 +208,56 @@ def _value_option(opts: dict, c: str, val: str) -> None:
                                  f"{', '.join(STAGES)}, all)")
 
 
-def main(argv: list[str] | None = None) -> int:
+# Ctrl-C before the session's handler (which only notes it: the run then ends by itself) is
+# noted here too: the KeyboardInterrupt it raises can be swallowed by the interpreter when it
+# lands inside an import's lock ("Exception ignored in ..."), the note cannot. Once the probes
+# are attached (_attached) it raises no more: the run's Ctrl-C, then any number more while the
+# maps print and the interpreter exits, end the run with its own exit status (bpftrace's 0).
+_SIGINTS: list = []
+_RAISING = [True]
+
+
+def _on_sigint(signum, frame):
+    _SIGINTS.append(signum)
+    if _RAISING[0]:
+        raise KeyboardInterrupt
+
+
+def _unraisable(u, default=sys.unraisablehook):
+    """A KeyboardInterrupt the interpreter could not raise is already noted (_on_sigint)."""
+    if u.exc_type is None or not issubclass(u.exc_type, KeyboardInterrupt):
+        default(u)
+
+
+def _attached() -> None:
+    """RunOptions.started: every probe attached (or the run over before attaching)."""
+    _RAISING[0] = False
+    gc.enable()
+
+
+def main(argv: list[str] | None = None, interrupted: list | None = None) -> int:
+    """``interrupted``: the launcher's note of a Ctrl-C swallowed while it imported us."""
     argv = sys.argv[1:] if argv is None else argv
     # a Ctrl-C stops a tracer even when it was started with SIGINT ignored (in the background
     # of a non-interactive shell): until the session installs its handler, one raises
     # KeyboardInterrupt (nothing is loaded yet), and the session's handler replaces it
     import _signal
 
-    _signal.signal(_signal.SIGINT, _signal.default_int_handler)
+    _signal.signal(_signal.SIGINT, _on_sigint)
+    sys.unraisablehook = _unraisable
+    if interrupted:
+        return 1
     # no cyclic garbage collection while starting: the passes it makes over every object
     # allocated by the imports cost ~2 ms of a ~25 ms start; it is back on once the probes are
     # attached (RunOptions.started) or the REPL starts, and short commands end without it
     gc.disable()
-    if hasattr(sys.stderr, "reconfigure"):     # a script's undecodable bytes, quoted in an
-        sys.stderr.reconfigure(errors="surrogateescape")   # error, are written back as they were
+    # bytes pass through as bpftrace writes them, whatever the locale or PYTHONIOENCODING: a
+    # script's undecodable bytes (quoted in an error, read by str()) are written back as they were
+    for stream in (sys.stdout, sys.stderr):
+        if hasattr(stream, "reconfigure"):
+            stream.reconfigure(encoding="utf-8", errors="surrogateescape")
+    if sys.stderr is None:      # (2>&-): diagnostics go nowhere, the run goes on
+        sys.stderr = open(os.devnull, "w")
     try:
         return _main(argv)
     except KeyboardInterrupt:
@@ -234,6 +270,15 @@ def main(argv: list[str] | None = None) -> int:
         except OSError:
             pass
         return 0
+    except (OSError, ImportError) as e:
+        # out of file descriptors (ulimit -n 8) while importing or opening: said in a line
+        from ptrace_lang.errors import internal_error   # (loaded already: no file opened)
+        return internal_error(e)
+    finally:
+        if not _RAISING[0]:
+            # the run is over: the interpreter puts back the default action of a signal with a
+            # Python handler as it exits, and one more Ctrl-C would then kill us (exit 130)
+            _signal.signal(_signal.SIGINT, _signal.SIG_IGN)
 
 
 def _main(argv: list[str]) -> int:
@@ -303,6 +348,10 @@ def _main(argv: list[str]) -> int:
         sys.stderr.write(f"ERROR: no program given\n\n{USAGE}")
         return 1
 
+    if sys.stdout is None and (opts["output"] is None or opts["stages"]):
+        sys.stderr.write("ERROR: failed to write output to stdout: it is closed (>&-); "
+                         "use -o FILE\n")
+        return 1
     process = None
     if traced:
         # -p: the process must exist; -c: the command is found and its process forked now,
@@ -372,10 +421,10 @@ def _compile_and_run(text: str, filename: str, opts: dict, process) -> int:
     if (opts["serve"] or opts["flame"]) and not opts["dry_run"]:   # --serve, flame graphs
         from ptrace_lang.modes import run_mode
         return run_mode(spec, opts, text, filename, process)
-    out = None
+    file = None
     if opts["output"] is not None:
         try:
-            out = open(opts["output"], "w", encoding="utf-8", errors="surrogateescape")
+            file = open(opts["output"], "w", encoding="utf-8", errors="surrogateescape")
         except OSError as e:
             sys.stderr.write(f"ERROR: failed to open output file '{opts['output']}': {e.strerror}\n")
             return 1
@@ -383,13 +432,22 @@ def _compile_and_run(text: str, filename: str, opts: dict, process) -> int:
         from ptrace_lang.runtime import early
         early.start(spec)       # the kernel allocates the ring buffer while we import the rest
     from ptrace_lang.runtime.session import RunOptions, Session
+    from ptrace_lang.runtime.sink import GuardedOutput, OutputFailure
+    # a write that fails (a full disk, /dev/full) stops the run with an error naming the file
+    out = GuardedOutput(file, f"'{opts['output']}'") if file is not None \
+        else GuardedOutput(sys.stdout, "stdout")
     session = Session(spec, RunOptions(quiet=opts["quiet"], verbose=opts["verbose"],
                                        dry_run=opts["dry_run"], out=out,
                                        output_format=opts["format"], buffering=opts["buffering"],
                                        process=process, warnings=not opts["no_warnings"],
-                                       started=gc.enable))
+                                       started=_attached, interrupted=lambda: bool(_SIGINTS)))
     try:
-        return session.run()
+        rc = session.run()
+        out.flush()         # what is still buffered: its failure is reported too
+        return rc
+    except OutputFailure as e:
+        _output_failed(e, out)
+        return 1
     except PtraceError as e:
         sys.stdout.flush()
         sys.stderr.write(e.render(SOURCES) + "\n")
@@ -400,8 +458,22 @@ def _compile_and_run(text: str, filename: str, opts: dict, process) -> int:
     except Exception as e:
         return internal_error(e)
     finally:
-        if out is not None:
-            out.close()
+        if file is not None:
+            try:
+                file.close()
+            except OSError:     # (reported above: the flush after the run failed the same way)
+                pass
+
+
+def _output_failed(e, out) -> None:
+    """A write of the output failed: said on stderr; what is still buffered for the stream is
+    dropped (the interpreter would try it again at exit, and fail again)."""
+    sys.stderr.write(f"ERROR: {e.message}\n")
+    sys.stderr.flush()
+    try:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), out.stream.fileno())
+    except (OSError, ValueError):
+        pass
 
 
 def _compile(text: str, filename: str, opts: dict, cache_key, cpid: int | None = None,

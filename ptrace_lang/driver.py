@@ -239,6 +239,8 @@ def expand_attach_points(program: ast.Program, opts: Options, machine):
                 continue        # every attach point was warned about: the block is left out
             raise CompileError("No attach points matched: the probe would never fire",
                                probe.attach_points[0].span)
+        if opts.pid is not None and opts.cpid is None:
+            _pid_filter(probe, {k[0] for k in by_key}, opts.pid)
         kept.append(probe)
         groups.append(list(by_key.values()))
     if not kept:
@@ -246,6 +248,22 @@ def expand_attach_points(program: ast.Program, opts: Options, machine):
                            program.probes[0].span)
     program.probes = kept
     return groups, popts
+
+
+# -p PID: probes of these providers fire in every process; bpftrace counts only PID's events
+_PID_FILTERED = frozenset(("profile", "software", "hardware", "tracepoint", "rawtracepoint"))
+_IN_PID_ALREADY = frozenset(("uprobe", "uretprobe", "usdt"))   # (attached in PID only)
+
+
+def _pid_filter(probe, provider_names: set, pid: int) -> None:
+    """-p PID: ``pid == PID &&`` before the predicate of a probe whose providers fire in
+    every process (a block mixing in others, interval or BEGIN, is left as it is)."""
+    if not provider_names & _PID_FILTERED or not provider_names <= _PID_FILTERED | _IN_PID_ALREADY:
+        return
+    sp = probe.attach_points[0].span
+    test = ast.Binary("==", ast.Builtin("pid", span=sp), ast.IntLit(pid, span=sp), span=sp)
+    probe.predicate = test if probe.predicate is None else \
+        ast.Binary("&&", test, probe.predicate, span=sp)
 
 
 def plan_maps(sema, decls: dict, opts: Options, warnings: list):

@@ -121,11 +121,24 @@ class RuntimeFailure(PtraceError):
     """Loading, attaching or running failed (verifier rejection, missing probe, permissions)."""
 
 
+def out_of_fds(e: BaseException) -> bool:
+    """Whether ``e`` is EMFILE (as an ImportError: the module's file could not be opened)."""
+    if isinstance(e, OSError):
+        return e.errno == 24
+    return isinstance(e, ImportError) and "Too many open files" in str(e)
+
+
 def internal_error(e: BaseException) -> int:
     """Report an error of ptrace itself in one line (the traceback with PTRACE_DEBUG=1); the
     exit code 1. A broken pipe is raised again: the caller ends quietly as ``head`` expects."""
     if isinstance(e, BrokenPipeError):
         raise e
+    if out_of_fds(e):       # (ulimit -n 8): a module, a file or a kernel object could not be opened
+        limit = os.sysconf("SC_OPEN_MAX")
+        sys.stderr.write(f"ERROR: out of file descriptors (Too many open files): the limit is "
+                         f"{limit} (ulimit -n); ptrace needs a few dozen, and two per attach "
+                         "point\n")
+        return 1
     if os.environ.get("PTRACE_DEBUG"):
         import traceback
         traceback.print_exc()

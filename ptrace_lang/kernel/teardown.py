@@ -112,6 +112,25 @@ def _run(fn, items: list, parallel: bool) -> None:
     finished.acquire()
 
 
+def _unmap_bpf_maps() -> None:
+    """In the reaper: unmap the BPF maps it inherited mapped (the 8 MiB ring buffer), which
+    would otherwise stay allocated until it exits: it holds only the fds it closes."""
+    try:
+        with open("/proc/self/maps", "rb") as f:
+            areas = [line.split(None, 1)[0] for line in f if line.rstrip().endswith(b"anon_inode:bpf-map")]
+    except OSError:
+        return
+    try:
+        from . import cty
+
+        munmap = cty.libc_function("munmap", cty.c_int, [cty.c_size_t, cty.c_size_t])
+    except Exception:  # noqa: BLE001 - only memory held a little longer
+        return
+    for area in areas:
+        start, end = (int(x, 16) for x in area.split(b"-"))
+        munmap(start, end - start)
+
+
 def reap_in_background(fds: list[int]) -> bool:
     """Hand fds to a detached grandchild process that closes them, then close
     our copies (cheap: the child still holds references).  Returns False (and
@@ -136,6 +155,7 @@ def reap_in_background(fds: list[int]) -> bool:
         return False
     if pid == 0:  # first child
         try:
+            _unmap_bpf_maps()    # (before the fork: done once the caller's waitpid returns)
             if os.fork() != 0:
                 os._exit(0)
             # grandchild: orphaned, re-parented to init; never returns

@@ -54,7 +54,7 @@ def start(spec) -> None:
     for name in list(_pending):
         if rb is None or name != rb.name or _pending[name][2] != params:
             _stale.append(_pending.pop(name))
-    if rb is not None and rb.max_entries >= THRESHOLD:
+    if rb is not None and THRESHOLD <= rb.max_entries <= 0xFFFFFFFF:    # (too big: load says so)
         _begin(rb.name, params)
 
 

@@ -370,6 +370,12 @@ def _sorted_entries(md: MapData, stats_style: str) -> list:
     kind = md.kind
     if not md.keyed:
         return entries[:1]
+    if kind != "value" or (entries and all(e[1].__class__ is int for e in entries)):
+        # sorted by value below: ties in key order, not in the order of the kernel's hash
+        try:
+            entries.sort(key=_key_order(stats_style == STYLE_OLD))
+        except TypeError:       # keys of different shapes (a Python API caller's): as they came
+            pass
     if kind in ("count", "sum", "min", "max"):
         entries.sort(key=lambda e: e[1])
     elif kind == "avg":

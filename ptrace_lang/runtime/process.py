@@ -36,6 +36,8 @@ class TracedProcess:
     @classmethod
     def watch(cls, pid: int) -> "TracedProcess":
         """-p PID: the process must exist."""
+        if not 0 < pid < 1 << 31:      # (pid_t; beyond it os.pidfd_open raises OverflowError)
+            raise RuntimeFailure(f"failed to trace pid {pid}: No such process")
         try:
             fd = os.pidfd_open(pid)
         except OSError as e:

@@ -56,6 +56,7 @@ class RunOptions:
     warnings: bool = True         # False: --no-warnings (no WARNING lines)
     started: object = None        # called once the probes are attached (cli: gc.enable)
     sink: object = None           # where records go (runtime/sink.py; default: a TextSink of out, err)
+    interrupted: object = None    # called at the start: True when a Ctrl-C came before the session's handler
 
 
 class Stop(Exception):
@@ -106,6 +107,11 @@ class Session:
         self._group_types: dict = {}      # program -> expected_attach_type of a one-link attach
         self._self_probes: dict = {}      # signal number -> programs of self:signal probes
         self._self_pending: list = []     # signals received, their probes not run yet
+        self._usr1 = False                # SIGUSR1 received: print the maps (in the loop)
+        self._system_not_run = 0          # system() records left unrun after a Ctrl-C
+        self._ticks: list = []            # (program, "ns:N"/"hz:N", links) of interval probes
+        self._stats_fd = -1               # BPF_ENABLE_STATS while interval probes run
+        self._missed_ticks = 0
 
     # ------------------------------------------------------------------ loading
     def load(self) -> None:
@@ -123,6 +129,11 @@ class Session:
                 if prov is not None:
                     prov.warm_up()
         for ms in [ms for ms in self.spec.maps if ms not in pending] + pending:
+            if not 0 <= ms.max_entries <= 0xFFFFFFFF:     # (perf_rb_pages = 1048576)
+                what = (f"a ring buffer of {ms.max_entries} bytes is more than the kernel "
+                        "allows (4 GiB): lower perf_rb_pages" if ms.map_type == 27 else
+                        f"{ms.max_entries} entries is more than the kernel allows")
+                raise RuntimeFailure(f"map '{ms.name}': failed to create: {what}")
             try:
                 made = early.take(ms.name)
                 if made is not None:
@@ -276,7 +287,10 @@ class Session:
                 continue
             target = providers.Target(a.provider, a.probe_name, a.target)
             try:
-                self.k.links.extend(prov.attach(target, self.k.progs[a.program], a.cookie))
+                made = prov.attach(target, self.k.progs[a.program], a.cookie)
+                self.k.links.extend(made)
+                if a.provider == "interval":      # its ticks are counted (missed_ticks)
+                    self._ticks.append((a.program, a.target, made))
             except OSError as e:
                 hints = []
                 if e.errno == errno.EMFILE:
@@ -376,9 +390,14 @@ class Session:
         return self.sink.text_record("cat", text)
 
     def _system_output(self, command: str):
-        """system() (--unsafe): the command run by /bin/sh, its output printed when it ends."""
+        """system() (--unsafe): the command run by /bin/sh, its output printed when it ends.
+        After a Ctrl-C no more are run (a flood of them must not hold the run): they are
+        counted and reported at exit."""
         import subprocess
 
+        if self._got_signal:
+            self._system_not_run += 1
+            return ""
         self._flush()            # what came before prints first
         try:
             p = subprocess.run(["/bin/sh", "-c", command], stdin=subprocess.DEVNULL,
@@ -391,9 +410,13 @@ class Session:
 
     # What a record becomes in ``pending`` is the sink's to say (runtime/sink.py)
     _stderr_pending = False      # pending holds errorf/warnf/debugf lines (ufuncs.StderrText)
+    _holding = False             # begin's output is held until the probes are attached
 
     def _flush(self) -> None:
-        """Hand ``pending`` to the sink (written, or kept as events by the Python API)."""
+        """Hand ``pending`` to the sink (written, or kept as events by the Python API); held
+        while begin runs, to be written after the attach signal (``start``)."""
+        if self._holding:
+            return
         stderr_lines, self._stderr_pending = self._stderr_pending, False
         self.sink.flush(self.pending, stderr_lines)
 
@@ -572,7 +595,9 @@ class Session:
         for kb, vb in kmap.items():
             kmap.update(kb, bytes(len(vb)))
 
-    def print_maps(self) -> None:
+    def print_maps(self, preamble: bool = True) -> None:
+        """Every map, as at exit (``preamble``: after bpftrace's two blank lines; SIGUSR1
+        prints them without)."""
         from ptrace_lang.runtime.format import EXIT_PREAMBLE, format_maps
 
         data = [self.read_user_map(um) for um in self.spec.user_maps]
@@ -582,7 +607,8 @@ class Session:
             # nothing but NDJSON on stdout: no blank lines before the maps
             self.out.write("".join(format_map_json(md, stats_style=self.opts.stats_style) for md in data))
         else:
-            self.out.write(EXIT_PREAMBLE + format_maps(data, stats_style=self.opts.stats_style))
+            self.out.write((EXIT_PREAMBLE if preamble else "")
+                           + format_maps(data, stats_style=self.opts.stats_style))
         self.out.flush()
 
     def _read_counters(self) -> tuple[int, int, int] | None:
@@ -593,8 +619,15 @@ class Session:
         return struct.unpack_from("<QQQ", raw, 8 * S.COUNTER_LOST_EVENTS)
 
     def report_counters(self) -> None:
+        if self._missed_ticks:
+            self.err.write(f"WARNING: {self._missed_ticks} ticks of interval probes were missed "
+                           "(their CPU was running another probe, or the timer fired late)\n")
+        if self._system_not_run:
+            self.err.write(f"WARNING: {self._system_not_run} system() commands were not run: "
+                           "the run was interrupted\n")
         counters = self._read_counters()
         if counters is None:
+            self.err.flush()
             return
         if any(ms.map_type == 7 for ms in self.spec.maps):
             from ptrace_lang.runtime.symbols import report_stack_failures
@@ -647,6 +680,14 @@ class Session:
 
         for sig in self._self_probes:
             old[sig] = signal.signal(sig, self_handler)
+        # SIGUSR1 prints every map and the run goes on, as bpftrace (unless a
+        # self:signal:SIGUSR1 probe takes it)
+        self._usr1 = False
+        if signal.SIGUSR1 not in old:
+            def usr1_handler(signum, frame):
+                self._usr1 = True
+
+            old[signal.SIGUSR1] = signal.signal(signal.SIGUSR1, usr1_handler)
         old_fd = signal.set_wakeup_fd(w, warn_on_full_buffer=False)
         return old, old_fd
 
@@ -671,15 +712,55 @@ class Session:
         if self.opts.dry_run:
             return 0
         begins = [a for a in self.spec.attachments if a.provider == "begin"]
-        ends = [a for a in self.spec.attachments if a.provider == "end"]
-        for a in begins:
-            self.run_test(a.program)
         # hold begin's output until the probes are attached, as bpftrace prints it after
-        # the "Attached" line; an exit() in begin means nothing else needs attaching
-        self.drain(flush=False)
+        # the "Attached" line (print(), clear() and system() in begin too); an exit() in begin
+        # means nothing else needs attaching
+        self._holding = True
+        try:
+            for a in begins:
+                self.run_test(a.program)
+            self.drain(flush=False)
+        finally:
+            self._holding = False
         if self.stopping or self._got_signal:
-            return len(begins) + len(ends)
+            # as bpftrace says "Attaching N probes" before begin runs: every probe counts
+            return len(self.spec.attachments)
+        if any(a.provider == "interval" for a in self.spec.attachments):
+            # the runs of interval programs are counted, to report the ticks that did not run
+            # them (a tick that lands while another probe runs on its CPU is skipped)
+            from ptrace_lang.kernel.progs import enable_stats
+
+            try:
+                self._stats_fd = enable_stats()
+            except OSError:
+                pass
         return self.attach_all()
+
+    def missed_ticks(self) -> int:
+        """Ticks of interval probes that did not run their program so far: the ticks their
+        cpu-clock events counted less the runs the kernel counted (one in flight allowed)."""
+        if self._stats_fd < 0 or not self._ticks:
+            return 0
+        from ptrace_lang.kernel.progs import prog_info
+
+        expected: dict = {}
+        for prog, target, made in self._ticks:
+            unit, n = target.split(":")
+            period = max(1, 1_000_000_000 // int(n)) if unit == "hz" else int(n)
+            for link in made:
+                try:
+                    ns = struct.unpack("<Q", os.read(link.perf_fd, 8))[0]
+                except (OSError, struct.error, AttributeError):
+                    return 0
+                expected[prog] = expected.get(prog, 0) + ns // period
+        missed = 0
+        for prog, ticks in expected.items():
+            try:
+                runs = prog_info(self.k.progs[prog])["run_cnt"]
+            except OSError:
+                return 0
+            missed += max(0, ticks - runs - 1)
+        return missed
 
     @property
     def has_running_probes(self) -> bool:
@@ -724,8 +805,18 @@ class Session:
             self.err.write(f"Attached {n} probe{'s' if n != 1 else ''}\n")
             self.err.flush()
 
+    def notify_attached(self) -> None:
+        """With ``__BPFTRACE_NOTIFY_PROBES_ATTACHED`` in the environment, the marker line in
+        the output once every probe is attached (wrappers of bpftrace wait for it); not for the
+        Python API, whose records go to its own sink."""
+        if self.opts.sink is None and "__BPFTRACE_NOTIFY_PROBES_ATTACHED" in os.environ:
+            self.out.write("__BPFTRACE_NOTIFY_PROBES_ATTACHED\n")
+            self.out.flush()
+
     def run(self) -> int:
         saved = self._install_signals()
+        if self.opts.interrupted is not None and self.opts.interrupted():
+            self._got_signal = True     # (its KeyboardInterrupt was lost in an import): end now
         _raise_fd_limit(2 * len(self.spec.attachments) + len(self.spec.maps)
                         + len(self.spec.programs) + 64)
         proc = self.opts.process
@@ -734,6 +825,7 @@ class Session:
             if self.opts.dry_run:
                 return 0
             self.announce(n)
+            self.notify_attached()
             if self.opts.started is not None:
                 self.opts.started()
             self._flush()
@@ -781,6 +873,9 @@ class Session:
                     self.run_self_probes()
                 taken = self._taken
                 self._drain(True, gather=True)
+                if self._usr1:
+                    self._usr1 = False
+                    self.print_maps(preamble=False)
                 if self._process_exited:
                     break      # what it did last is drained after detaching (finish)
                 if (self._taken != taken and not self.stopping
@@ -801,10 +896,16 @@ class Session:
 
     def detach(self) -> None:
         """Detach every attached program (perf events closed in the background when many)."""
+        if self._ticks:
+            self._missed_ticks = self.missed_ticks()
+            self._ticks = []
         links, self.k.links = self.k.links, []
         _close_all(links)
 
     def close(self) -> None:
+        if self._stats_fd >= 0:
+            os.close(self._stats_fd)
+            self._stats_fd = -1
         objs = list(self.k.links)
         self.k.links.clear()
         if self.ringbuf is not None:

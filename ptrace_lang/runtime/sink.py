@@ -4,6 +4,8 @@ keeps bpftrace's text or NDJSON lines and writes them; the Python API's sink kee
 (api.py). A sink defines the methods of ``TextSink``."""
 from __future__ import annotations
 
+import os
+
 
 class TextSink:
     """bpftrace's output (or NDJSON, one object per line) written to ``out``; errorf/warnf/
@@ -60,3 +62,72 @@ class TextSink:
             pending.clear()
             if self.buffering != "full":
                 self.out.flush()
+
+
+class OutputFailure(Exception):
+    """Writing the output failed (a full disk, /dev/full, a closed or unwritable stream): the
+    run stops, its kernel objects are released on the way out, and cli reports ``message``."""
+
+    def __init__(self, name: str, err: OSError) -> None:
+        self.message = f"failed to write output to {name}: {err.strerror or err}"
+        super().__init__(self.message)
+
+
+class GuardedOutput:
+    """The output stream of the command: text kept until ``flush``, then written to the file
+    descriptor whole, whatever signals interrupt the writes (CPython's buffered writer drops
+    the rest of a chunk when a signal cuts a write to a full pipe short: a Ctrl-C while the
+    reader lags). Write errors become ``OutputFailure`` naming the file (a broken pipe stays
+    a ``BrokenPipeError``: the reader went away, the run ends quietly)."""
+
+    def __init__(self, stream, name: str) -> None:
+        self.stream = stream
+        self.name = name
+        self.failed = False
+        self._parts: list = []
+        try:
+            self._fd = stream.fileno()
+        except (AttributeError, OSError, ValueError):
+            self._fd = -1           # (no file descriptor: written through the stream)
+
+    def _fail(self, e: OSError):
+        self.failed = True
+        return OutputFailure(self.name, e)
+
+    def write(self, s: str) -> int:
+        if self._fd < 0:
+            try:
+                return self.stream.write(s)
+            except BrokenPipeError:
+                raise
+            except OSError as e:
+                raise self._fail(e) from None
+        self._parts.append(s)
+        return len(s)
+
+    def flush(self) -> None:
+        try:
+            self.stream.flush()         # what was written through the stream itself, first
+            if not self._parts:
+                return
+            data = "".join(self._parts).encode("utf-8", "surrogateescape")
+            self._parts.clear()
+            view = memoryview(data)
+            while view:
+                view = view[os.write(self._fd, view):]
+        except BrokenPipeError:
+            raise
+        except OSError as e:
+            raise self._fail(e) from None
+
+    def close(self) -> None:
+        self.flush()
+        try:
+            self.stream.close()
+        except BrokenPipeError:
+            raise
+        except OSError as e:
+            raise self._fail(e) from None
+
+    def __getattr__(self, attr: str):
+        return getattr(self.stream, attr)

@@ -385,9 +385,12 @@ def test_sum_div_truncates_toward_zero():
     assert format_map(md, 0, 2) == "@s[a]: -3\n@s[b]: 3\n"
 
 
-def test_count_ties_keep_kernel_order():
+def test_ties_in_key_order_not_the_kernels_hash_order():
     md = keyed("@c", "count", {7: 1, 6: 1, 3: 1, 1: 1, 4: 2})
-    assert format_map(md) == "@c[7]: 1\n@c[6]: 1\n@c[3]: 1\n@c[1]: 1\n@c[4]: 2\n"
+    assert format_map(md) == "@c[1]: 1\n@c[3]: 1\n@c[6]: 1\n@c[7]: 1\n@c[4]: 2\n"
+    md = keyed("@h", "hist", {"b": {3: 1}, "a": {3: 1}, "c": {2: 1, 3: 1}})
+    assert [line for line in format_map(md).splitlines() if line.startswith("@")] == \
+        ["@h[a]:", "@h[b]:", "@h[c]:"]
 
 
 def test_key_sort_signed_vs_unsigned():
