@@ -103,11 +103,13 @@ class TypesMixin:
         """Type of ``base.f`` / ``base->f`` on pointers and structs; None when ``base`` is not
         a C type (the analyzer handles it)."""
         if isinstance(base, PtrT):
+            st = btftypes.complete(base.target)
+            if not e.arrow and isinstance(st, StructT):
+                e.arrow = True          # bpftrace 0.25+: `.` on a pointer to a struct is `->`
             if not e.arrow:
                 self.error(f"Can not access field '{e.field_name}' on type '{base}'. "
                            "Try dereferencing it first, or using '->'", e.span)
                 return INT64
-            st = btftypes.complete(base.target)
             if not isinstance(st, StructT):
                 self.error(f"Can not access field '{e.field_name}' on expression of type "
                            f"'{base}'", e.span)
