@@ -32,7 +32,7 @@ from ptrace_lang.codegen.lower_loops import LoopsLowering
 from ptrace_lang.codegen.lower_maps import MapLayout, MapsLowering, map_layout  # noqa: F401
 from ptrace_lang.codegen.lower_strings import StringsLowering
 from ptrace_lang.codegen.lower_symbols import SymbolsLowering
-from ptrace_lang.codegen.lower_types import TypesLowering
+from ptrace_lang.codegen.lower_types import TypesLowering, pointer_step
 from ptrace_lang.codegen.lower_values import (  # noqa: F401
     SCRATCH_LIMIT, SCRATCH_MAP, Frames, ValuesLowering,
 )
@@ -277,7 +277,13 @@ class Lowering(MapsLowering, EventsLowering, StringsLowering, ArgsLowering, Type
                 self.assign_var(t, s.value)
             else:
                 reg = self.var_reg(t.name)
-                v = self.binop(s.op, reg, s.value, signed_pair(t.type, s.value.type, None, s.value))
+                step = pointer_step(t.type)
+                if step and s.op in ("+", "-"):           # $p += n: by whole elements
+                    v = self.vreg()
+                    self.mov(v, reg)
+                    self.emit(ir.Alu("add" if s.op == "+" else "sub", v, self.scaled(s.value, step)))
+                else:
+                    v = self.binop(s.op, reg, s.value, signed_pair(t.type, s.value.type, None, s.value))
                 if isinstance(t.type, IntT) and t.type.bits < 64:
                     v = self.truncate(v, t.type)    # the variable keeps its width
                 self.mov(reg, v)
@@ -288,7 +294,7 @@ class Lowering(MapsLowering, EventsLowering, StringsLowering, ArgsLowering, Type
             self.aggregate(t, layout, s.value)
         elif s.op is not None:
             if s.op in ("+", "-"):
-                v = self.scalar(s.value)
+                v = self.scaled(s.value, pointer_step(t.type) or 1)
                 if s.op == "-":
                     n = self.vreg()
                     self.mov(n, v)
@@ -321,7 +327,8 @@ class Lowering(MapsLowering, EventsLowering, StringsLowering, ArgsLowering, Type
         if isinstance(e, ast.IncDec):
             if isinstance(e.target, ast.MapRef):
                 layout = self.maps["@" + e.target.name]
-                self.map_add(e.target, layout, self.const(1 if e.op == "++" else -1))
+                step = pointer_step(e.target.type) or 1
+                self.map_add(e.target, layout, self.const(step if e.op == "++" else -step))
                 return
         if e.type is not None and is_scalar(e.type):
             self.scalar(e)
@@ -534,10 +541,12 @@ class Lowering(MapsLowering, EventsLowering, StringsLowering, ArgsLowering, Type
                 if not e.prefix:
                     old = self.vreg()
                     self.mov(old, reg)
-                self.emit(ir.Alu("add" if e.op == "++" else "sub", reg, 1))
+                step = pointer_step(e.target.type) or 1      # $p++: one element on
+                self.emit(ir.Alu("add" if e.op == "++" else "sub", reg, step))
                 return reg if e.prefix else old
             layout = self.maps["@" + e.target.name]
-            self.map_add(e.target, layout, self.const(1 if e.op == "++" else -1))
+            step = pointer_step(e.target.type) or 1
+            self.map_add(e.target, layout, self.const(step if e.op == "++" else -step))
             return self.const(0)
         if isinstance(e, ast.Ternary):
             out = self.vreg()
@@ -584,6 +593,14 @@ class Lowering(MapsLowering, EventsLowering, StringsLowering, ArgsLowering, Type
         else:
             self.emit(ir.Alu("and", out, (1 << t.bits) - 1))
         return out
+
+    def scaled(self, e: ast.Expr, step: int) -> VReg:
+        """The value of ``e`` times ``step`` (a pointer's element size), in a new register."""
+        v = self.vreg()
+        self.mov(v, self.scalar(e))
+        if step != 1:
+            self.emit(ir.Alu("mul", v, step))
+        return v
 
     def binop(self, op: str, a: VReg, right: ast.Expr, signed: bool) -> VReg:
         out = self.vreg()

@@ -269,6 +269,9 @@ class _Analyzer(TypesMixin, FuncsMixin, SymbolsAnalyzer, StmtsAnalysis, ValuesSe
                 vt = self.expr(s.value)
                 if not vt.is_int:
                     self.error(f"Compound assignment needs an integer, got '{vt}'", s.value.span)
+                if info is not None and isinstance(info.value_type, PtrT) and s.op in ("+", "-"):
+                    target.type = info.value_type      # @p += n moves by whole elements
+                    return
                 self.assign_map(target, INT64, s.span)   # an aggregation map: a type mismatch
                 target.type = INT64
                 return
@@ -447,6 +450,9 @@ class _Analyzer(TypesMixin, FuncsMixin, SymbolsAnalyzer, StmtsAnalysis, ValuesSe
                     return INT64
                 if not statement:
                     raise NotSupportedYet(f"using the value of {e.op} on a map", e.span)
+                if info is not None and isinstance(info.value_type, PtrT):
+                    e.target.type = info.value_type    # @p++ moves by one element
+                    return info.value_type
                 self.assign_map(e.target, INT64, e.span)
                 e.target.type = INT64
                 return INT64

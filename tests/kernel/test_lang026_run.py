@@ -1,0 +1,51 @@
+"""bpftrace 0.25/0.26 language for real: `.` through pointers, pointer arithmetic in every
+form, 0.24-0.26 syntax and typing, arrays and structs as values, tuple layout, typed pointer
+fields of tracepoints."""
+from __future__ import annotations
+
+import os
+import subprocess
+
+import pytest
+
+from runner import Tracer, run
+
+pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root to load BPF programs")
+needs_btf = pytest.mark.skipif(not os.path.exists("/sys/kernel/btf/vmlinux"),
+                               reason="no kernel BTF at /sys/kernel/btf/vmlinux")
+
+
+def out_of(src: str, *args: str) -> str:
+    r = run("-e", src, *args)
+    assert r.rc == 0, r.err
+    assert "Traceback" not in r.err
+    return r.out
+
+
+@needs_btf
+def test_dot_dereferences_struct_pointers():
+    out = out_of("begin { print(curtask.pid); print(curtask.real_parent->tgid == "
+                 "curtask->real_parent.tgid); $t = curtask; print((*$t).pid == $t.pid); exit(); }")
+    lines = out.split("\n")
+    assert int(lines[0]) > 0 and lines[1:3] == ["true", "true"]
+
+
+def test_dot_on_a_syscall_pointer_argument():
+    script = ('tracepoint:syscalls:sys_enter_clock_nanosleep /comm == "sleep"/ { '
+              'printf("%d %d\\n", args.rqtp.tv_sec, args.rqtp->tv_nsec); exit(); }')
+    t = Tracer("-e", script)
+    t.wait_attached()
+    subprocess.run(["sleep", "1.25"], timeout=10)
+    r = t.wait(30)
+    assert r.rc == 0, r.err
+    assert r.out.split("\n")[0] == "1 250000000"
+
+
+def test_pointer_increments_move_by_elements():
+    out = out_of("BEGIN { $p = (int32 *)0x10; $p++; print($p); ++$p; $p += 2; print($p); "
+                 "$p--; $p -= 1; print($p); print($p + 1); $q = (int64 *)0x100; "
+                 "print($q++); print($q); print(--$q); $v = (void *)0x10; $v++; print($v); "
+                 "@m = (int16 *)0x20; @m++; @m += 3; @m -= 1; exit(); }")
+    assert out.split("\n")[:8] == ["0x14", "0x20", "0x18", "0x1c", "0x100", "0x108", "0x100",
+                                   "0x11"]
+    assert "@m: 0x26" in out
