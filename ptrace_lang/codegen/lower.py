@@ -40,7 +40,7 @@ from ptrace_lang.errors import CompileError, NotSupportedYet, Span
 from ptrace_lang.frontend import ast
 from ptrace_lang.sema.analyze import signed_pair
 from ptrace_lang.sema.types import (
-    ArgsT, BoolT, BufT, IntArrayT, IntT, PtrT, StrT, TupleT, Type, UsdtArgsT, UserT, is_scalar,
+    VOID, ArgsT, BoolT, BufT, IntArrayT, IntT, PtrT, StrT, TupleT, Type, UsdtArgsT, UserT, is_scalar,
 )
 
 GLOBALS_START_NS = 0   # offset in the value of the ``globals`` array
@@ -318,6 +318,9 @@ class Lowering(MapsLowering, EventsLowering, StringsLowering, ArgsLowering, Type
         if isinstance(e, ast.BlockExpr):          # its value is discarded
             self._block_stmts(e.stmts)
             self.expr_stmt(e.value)
+            return
+        if isinstance(e, ast.Ternary) and e.type == VOID:   # c ? print(1) : exit()
+            self.ternary(e, self.expr_stmt)
             return
         if isinstance(e, ast.Call):
             handler = getattr(self, "stmt_" + e.name, None)

@@ -179,6 +179,8 @@ class Builder:
 
     def t_assign(self, tree, ch):
         target, op, value = ch
+        if isinstance(target, ast.Builtin) and target.name == "_" and str(op) == "=":
+            return ast.ExprStmt(value, span=self.span(tree))     # `_ = expr;`: value discarded
         if not isinstance(target, _ASSIGNABLE):
             raise self.error(f"syntax error, unexpected {op}", self.tspan(op))
         o = str(op)
@@ -245,6 +247,9 @@ class Builder:
         return ast.TypeName(name, depth, arr if arr != -1 else None, array_auto=arr == -1, span=self.span(tree))
 
     t_type = _type
+
+    def t_typeof_type(self, tree, ch):
+        return ast.TypeName("typeof", of_expr=ch[0], span=self.span(tree))
     t_cast_type = _type
 
     def t_type_base(self, tree, ch):
@@ -264,6 +269,10 @@ class Builder:
 
     def t_ternary(self, tree, ch):
         return ast.Ternary(ch[0], ch[1], ch[2], span=self.span(tree))
+
+    def t_elvis(self, tree, ch):
+        """``a ?: b``: ``a ? a : b``."""
+        return ast.Ternary(ch[0], ch[0], ch[1], span=self.span(tree))
 
     def t_binop(self, tree, ch):
         return ast.Binary(str(ch[1]), ch[0], ch[2], span=self.span(tree))

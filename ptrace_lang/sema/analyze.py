@@ -21,7 +21,7 @@ from ptrace_lang.sema.stmts import StmtsAnalysis
 from ptrace_lang.sema.fn_values import ValuesSema
 from ptrace_lang.sema.scope import Scope
 from ptrace_lang.sema.types import (
-    EnumT, PtrT, BOOL, COMM, FUNC, INT64, INT_TYPE_NAMES, PROBE, UINT32, UINT64, VOID, AggT, ArgsT,
+    BoolT, EnumT, PtrT, BOOL, COMM, FUNC, INT64, INT_TYPE_NAMES, PROBE, UINT32, UINT64, VOID, AggT, ArgsT,
     BufT, IntArrayT, IntT, StrT, TupleT, Type, UsdtArgsT, UserT, compatible, widen,
 )
 
@@ -369,6 +369,8 @@ class _Analyzer(TypesMixin, FuncsMixin, SymbolsAnalyzer, StmtsAnalysis, ValuesSe
             return text
 
     def type_name(self, tn: ast.TypeName) -> Type:
+        if tn.of_expr is not None:                  # typeof(expr)
+            return self.expr(tn.of_expr)
         if (tn.pointer_depth or tn.name.startswith(("struct ", "union ", "enum "))
                 or (tn.name not in INT_TYPE_NAMES and tn.name != "string")):
             return self.c_type(tn)
@@ -466,7 +468,7 @@ class _Analyzer(TypesMixin, FuncsMixin, SymbolsAnalyzer, StmtsAnalysis, ValuesSe
             if not compatible(a, b):
                 self.error(f"Ternary operator must return the same type: have '{a}' and '{b}'", e.span)
                 return a
-            if a == b and isinstance(a, (PtrT, EnumT)):      # pointers keep their type
+            if a == b and isinstance(a, (PtrT, EnumT, BoolT)):   # pointers, bools keep their type
                 return a
             if a.is_int and b.is_int:
                 return IntT(64, (not isinstance(a, IntT) or a.signed) and (not isinstance(b, IntT) or b.signed))

@@ -49,3 +49,11 @@ def test_pointer_increments_move_by_elements():
     assert out.split("\n")[:8] == ["0x14", "0x20", "0x18", "0x1c", "0x100", "0x108", "0x100",
                                    "0x11"]
     assert "@m: 0x26" in out
+
+
+def test_syntax_of_0_24_to_0_26():
+    out = out_of('begin { $x = 1; if $x > 0 { print(1); } else { print(2); } $i = 0; '
+                 'while $i < 3 { $i++; } print($i); $a = 0; print($a ?: 7); _ = 5; '
+                 '$y = (uint16)3; let $z: typeof($y) = 4; print(sizeof($z)); '
+                 '$x ? print(8) : print(9); print($x ? true : false); exit(); }')
+    assert out.split("\n")[:6] == ["1", "3", "7", "2", "8", "true"]

@@ -1,0 +1,48 @@
+"""bpftrace 0.24-0.26 syntax and typing (issue 12): `if`/`while` without parentheses, `a ?: b`,
+`_ = expr;`, `typeof(expr)` in declarations, ternaries with void arms, bools through `?:`."""
+from __future__ import annotations
+
+from ptrace_lang.driver import Options, compile_script
+from ptrace_lang.frontend import ast
+from ptrace_lang.sema.types import BOOL, IntT, StrT
+
+
+def typed(src: str) -> ast.Program:
+    return compile_script(src, "stdin", Options()).program
+
+
+def printed_types(src: str) -> list:
+    prog = typed(src)
+    return [n.args[0].type for n in ast.walk(prog.probes[0])
+            if isinstance(n, ast.Call) and n.name == "print"]
+
+
+def test_if_and_while_without_parentheses():
+    prog = typed("begin { $x = 1; if $x > 0 { print(1); } else if $x { print(2); } "
+                 "if ($x) { print(3); } while $x < 3 { $x++; } }")
+    kinds = [type(s).__name__ for s in prog.probes[0].body.stmts]
+    assert kinds == ["Assign", "If", "If", "While"]
+    first = prog.probes[0].body.stmts[1]
+    assert isinstance(first.cond, ast.Binary) and first.orelse is not None
+
+
+def test_elvis_is_a_ternary_on_its_own_condition():
+    prog = typed('BEGIN { $a = 0; print($a ?: 5); }')
+    t = next(n for n in ast.walk(prog) if isinstance(n, ast.Ternary))
+    assert t.cond is t.then and isinstance(t.orelse, ast.IntLit)
+
+
+def test_underscore_assignment_discards_the_value():
+    prog = typed('BEGIN { _ = 5; _ = strlen("ab"); }')
+    assert [type(s).__name__ for s in prog.probes[0].body.stmts] == ["ExprStmt", "ExprStmt"]
+
+
+def test_typeof_in_let():
+    t = printed_types('BEGIN { $y = (uint16)3; let $x: typeof($y) = 4; print($x); '
+                      'let $s: typeof("abcd"); $s = "x"; print($s); }')
+    assert t == [IntT(16, False), StrT(5)]
+
+
+def test_ternary_with_void_arms_and_bools_kept():
+    t = printed_types('BEGIN { $x = 1; $x ? print(1) : print(2); print($x ? true : false); }')
+    assert t[2] == BOOL
