@@ -401,7 +401,9 @@ class Lowering(MapsLowering, EventsLowering, StringsLowering, ArgsLowering, Type
             if not isinstance(e, (ast.Var, ast.TupleIndex)):
                 raise NotSupportedYet(f"a tuple from '{type(e).__name__}'", e.span)
             src_base, src_off = self.mem_of(e)
-            self.tuple_copy(base, off, typ if isinstance(typ, TupleT) else et, src_base, src_off, et)
+            src_t = self.held_type(e)
+            self.tuple_copy(base, off, typ if isinstance(typ, TupleT) else et, src_base, src_off,
+                            src_t if isinstance(src_t, TupleT) else et)
             return
         if isinstance(e, (ast.Call, ast.Builtin)):
             handler = getattr(self, "into_" + e.name, None)
@@ -453,6 +455,17 @@ class Lowering(MapsLowering, EventsLowering, StringsLowering, ArgsLowering, Type
         if dt.size() > n:
             self.zero_mem(dst, dst_off + n, dt.size() - n)
 
+    def held_type(self, e: ast.Expr) -> Type:
+        """The layout of the memory ``mem_of(e)`` gives: a variable's slot is laid out as its
+        final (widest) type, which a read before a widening assignment does not have."""
+        if isinstance(e, ast.Var) and isinstance(self.vars.get(e.name), tuple):
+            return self.var_types.get(e.name) or e.type
+        if isinstance(e, ast.TupleIndex):
+            bt = self.held_type(e.base)
+            if isinstance(bt, TupleT):
+                return bt.elems[e.index]
+        return e.type
+
     def mem_of(self, e: ast.Expr) -> tuple[object, int]:
         """Memory holding the (non-scalar) value of ``e``: a variable's slot, a member of a tuple
         held in memory, or a new temporary."""
@@ -460,7 +473,7 @@ class Lowering(MapsLowering, EventsLowering, StringsLowering, ArgsLowering, Type
             return self.vars[e.name]
         if isinstance(e, ast.TupleIndex):
             b, o = self.mem_of(e.base)
-            return b, o + e.base.type.offsets()[e.index]
+            return b, o + self.held_type(e.base).offsets()[e.index]
         base, off = self.alloc_mem(e.type.size(), e.span)
         self.expr_into(e, base, off, e.type)
         return base, off
@@ -560,7 +573,7 @@ class Lowering(MapsLowering, EventsLowering, StringsLowering, ArgsLowering, Type
         if isinstance(e, ast.TupleIndex):
             src_base, src_off = self.mem_of(e.base)
             out = self.vreg()
-            self.emit(ir.Load(out, src_base, src_off + e.base.type.offsets()[e.index], 8))
+            self.emit(ir.Load(out, src_base, src_off + self.held_type(e.base).offsets()[e.index], 8))
             return out
         if isinstance(e, ast.Index) and e.array_index is not None:
             return self.intarray_element(e)

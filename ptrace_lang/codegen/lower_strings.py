@@ -48,7 +48,7 @@ class StringsLowering:
             self.args_string_into(e, base, off, size, zero=True)
         elif isinstance(e, ast.TupleIndex):
             src_base, src_off = self.mem_of(e.base)
-            o = e.base.type.offsets()[e.index]
+            o = self.held_type(e.base).offsets()[e.index]
             self.copy_value(base, off, StrT(size), src_base, src_off + o, et)
         elif isinstance(e, ast.Ternary):
             self.ternary(e, lambda x: self.string_into(x, base, off, size))

@@ -218,7 +218,7 @@ class TypesLowering:
         if isinstance(e, ast.Index) and e.tuple_index is not None:
             src_base, src_off = self.mem_of(e.base)
             out = self.vreg()
-            self.emit(ir.Load(out, src_base, src_off + e.base.type.offsets()[e.tuple_index], 8))
+            self.emit(ir.Load(out, src_base, src_off + self.held_type(e.base).offsets()[e.tuple_index], 8))
             return out
         return None
 

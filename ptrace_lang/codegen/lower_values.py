@@ -125,9 +125,9 @@ class ValuesLowering:
     def record_into(self, e: ast.RecordExpr, base, off: int, typ: Type) -> None:
         dst = typ if isinstance(typ, TupleT) and typ.names else e.type
         offs = dst.offsets()
-        values = dict(e.fields)
-        for name, dt, o in zip(dst.names, dst.elems, offs):
-            self.expr_into(values[name], base, off + o, dt)
+        for name, value in e.fields:        # in source order: values have side effects
+            i = dst.names.index(name)
+            self.expr_into(value, base, off + offs[i], dst.elems[i])
 
     def tuple_copy(self, base, off: int, dst: TupleT, src_base, src_off: int, src: TupleT) -> None:
         """Copy a tuple/record held in memory into the layout ``dst`` (records by field name)."""

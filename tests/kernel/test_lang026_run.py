@@ -57,3 +57,11 @@ def test_syntax_of_0_24_to_0_26():
                  '$y = (uint16)3; let $z: typeof($y) = 4; print(sizeof($z)); '
                  '$x ? print(8) : print(9); print($x ? true : false); exit(); }')
     assert out.split("\n")[:6] == ["1", "3", "7", "2", "8", "true"]
+
+
+def test_tuples_read_before_a_widening_assignment_and_records_in_source_order():
+    out = out_of('BEGIN { $t = ("a", 7); print($t); print($t.1); $t = ("a string longer than 8", 8); '
+                 'print($t); $n = (1, ("x", 2)); print($n.1.1); print($n.1); '
+                 '$n = (3, ("xxxxxxxxxxxxxxxxxxx", 4)); $i = 0; @r = (b = $i++, a = $i++); exit(); }')
+    assert out.split("\n")[:5] == ["(a, 7)", "7", "(a string longer than 8, 8)", "2", "(x, 2)"]
+    assert "@r: { .b = 0, .a = 1 }" in out

@@ -46,3 +46,9 @@ def test_typeof_in_let():
 def test_ternary_with_void_arms_and_bools_kept():
     t = printed_types('BEGIN { $x = 1; $x ? print(1) : print(2); print($x ? true : false); }')
     assert t[2] == BOOL
+
+
+def test_sizeof_of_tuples_and_records_uses_natural_alignment():
+    prog = typed('BEGIN { print(sizeof((1, (uint8)2))); print(sizeof(((uint8)1, "abc", (uint16)3))); '
+                 'print(sizeof((a = (int32)1, b = (uint8)2))); }')
+    assert [n.value for n in ast.walk(prog) if isinstance(n, ast.Sizeof)] == [16, 8, 8]
