@@ -825,9 +825,15 @@ class Lowering:
             if f.data_loc:
                 self.args_string_into(arg, base, off, min(n, size), zero=False)
                 return
-        if not arg.type.is_int or type(arg.type).__name__ == "PtrT":
+        helper = U.FN_PROBE_READ_STR
+        if type(arg.type).__name__ == "PtrT":
+            if not (isinstance(arg, ast.FieldAccess) and isinstance(arg.base.type, ArgsT)):
+                raise unsupported(f"str() of a value of type '{arg.type}'", e.span)
+            # a char * field of a tracepoint (user memory for syscalls)
+            helper = U.FN_PROBE_READ_USER_STR if arg.type.user else U.FN_PROBE_READ_KERNEL_STR
+        elif not arg.type.is_int:
             raise unsupported(f"str() of a value of type '{arg.type}'", e.span)
-        self.checked_read(U.FN_PROBE_READ_STR, self.gep(base, off), min(n, size),
+        self.checked_read(helper, self.gep(base, off), min(n, size),
                           self.b.inttoptr(self.scalar(arg), PTR))
 
     def args_string_into(self, e: ast.FieldAccess, base, off: int, size: int, zero: bool) -> None:

@@ -261,13 +261,23 @@ class TypesMixin:
             return None
         words = f.type_text.replace("*", " ").split()
         stars = f.type_text.count("*")
-        words = [w for w in words if w not in ("const", "volatile")]
-        if stars != 1 or len(words) != 2 or words[0] not in ("struct", "union"):
+        words = [w for w in words if w not in ("const", "volatile", "__user")]
+        user = args.name.startswith(("sys_enter_", "sys_exit_"))
+        if stars == 1 and len(words) == 2 and words[0] in ("struct", "union"):
+            st = btftypes.lookup_type(f"{words[0]} {words[1]}")
+            if not isinstance(st, StructT):
+                return None
+            return PtrT(st, user)
+        # char *, const char *const *argv, int *, unsigned long *: pointers to integers
+        # (bpftrace 0.26 types every pointer field; void * stays an integer here)
+        name = " ".join(words)
+        base = INT_TYPE_NAMES.get(name)
+        if base is None or not 1 <= stars <= 2:
             return None
-        st = btftypes.lookup_type(f"{words[0]} {words[1]}")
-        if not isinstance(st, StructT):
-            return None
-        return PtrT(st, args.name.startswith(("sys_enter_", "sys_exit_")))
+        t: Type = base
+        for _ in range(stars):
+            t = PtrT(t, user)
+        return t
 
     def _byte_source(self, e: ast.Call, i: int, t: Type, sizes: tuple) -> bool:
         """Byte arrays of C types (``unsigned char[16]`` members such as skc_v6_daddr's

@@ -65,3 +65,15 @@ def test_tuples_read_before_a_widening_assignment_and_records_in_source_order():
                  '$n = (3, ("xxxxxxxxxxxxxxxxxxx", 4)); $i = 0; @r = (b = $i++, a = $i++); exit(); }')
     assert out.split("\n")[:5] == ["(a, 7)", "7", "(a string longer than 8, 8)", "2", "(x, 2)"]
     assert "@r: { .b = 0, .a = 1 }" in out
+
+
+def test_execve_argv_strings_through_typed_pointer_fields():
+    script = ('tracepoint:syscalls:sys_enter_execve /str(args.filename) == "/bin/true"/ { '
+              'printf("%s %s %s\\n", str(args.filename), str(args.argv[0]), str(args.argv[1])); '
+              '$p = args.argv; $p++; print(str(*$p)); exit(); }')
+    t = Tracer("-e", script)
+    t.wait_attached()
+    subprocess.run(["/bin/true", "hello026"], timeout=10)
+    r = t.wait(30)
+    assert r.rc == 0, r.err
+    assert r.out.split("\n")[:2] == ["/bin/true /bin/true hello026", "hello026"]

@@ -52,3 +52,17 @@ def test_sizeof_of_tuples_and_records_uses_natural_alignment():
     prog = typed('BEGIN { print(sizeof((1, (uint8)2))); print(sizeof(((uint8)1, "abc", (uint16)3))); '
                  'print(sizeof((a = (int32)1, b = (uint8)2))); }')
     assert [n.value for n in ast.walk(prog) if isinstance(n, ast.Sizeof)] == [16, 8, 8]
+
+
+def test_tracepoint_char_pointer_fields_are_typed_user_pointers():
+    import os
+
+    import pytest
+    if not os.path.exists("/sys/kernel/tracing/events/syscalls/sys_enter_execve/format"):
+        pytest.skip("no syscalls:sys_enter_execve tracepoint")
+    from ptrace_lang.sema.types import PtrT
+    t = printed_types("tracepoint:syscalls:sys_enter_execve { print(args.filename); "
+                      "print(args.argv); print(args.argv[0]); print(str(args.argv[1])); }")
+    assert t[0] == PtrT(IntT(8, True), True)
+    assert t[1] == PtrT(PtrT(IntT(8, True), True), True)
+    assert t[2] == t[0] and isinstance(t[3], StrT)
