@@ -187,9 +187,17 @@ class ValuesLowering:
 
     # ------------------------------------------------------------------ integer arrays
     def intarray_into(self, e: ast.Cast, base, off: int, typ: Type) -> None:
-        """(uint8[4])x: the integer's bytes (little endian) as the array."""
-        v = self.scalar(e.operand)
+        """(uint8[4])x: the integer's bytes (little endian) as the array; (int8[])"abc" and
+        (int16[2])arr: the bytes of the string or array."""
         size = e.type.size()
+        if isinstance(e.operand.type, (StrT, IntArrayT)):
+            sb, so = self.mem_of(e.operand)
+            n = min(size, e.operand.type.size())
+            self.copy_mem(base, off, sb, so, n)
+            if n < size:
+                self.zero_mem(base, off + n, size - n)
+            return
+        v = self.scalar(e.operand)
         self.zero_mem(base, off, size)
         nbytes = e.type.elem.bits // 8 * e.type.count
         for w in (8, 4, 2, 1):

@@ -172,7 +172,7 @@ class _Analyzer(TypesMixin, FuncsMixin, SymbolsAnalyzer, StmtsAnalysis, ValuesSe
         types = [self.expr(k) for k in ref.keys]
         for k, t in zip(ref.keys, types):
             if not (t.is_int or isinstance(t, (StrT, TupleT, UserT, BufT, IntArrayT))
-                    or t in (PROBE, FUNC)):
+                    or t in (PROBE, FUNC) or self.c_value_key(t)):
                 self.error(f"{t} cannot be used as a map key", k.span)
         t = types[0] if len(types) == 1 else TupleT(tuple(types))
         self.check_key_size(t, ref)

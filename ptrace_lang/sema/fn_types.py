@@ -123,6 +123,10 @@ class TypesMixin:
             return self.struct_field(e, base, self.user_of(e.base))
         return None
 
+    def c_value_key(self, t: Type) -> bool:
+        """Structs and arrays of C types are map keys (bpftrace 0.26): their bytes."""
+        return isinstance(t, (StructT, ArrayT)) and c_sizeof(t) > 0
+
     def struct_field(self, e: ast.FieldAccess, st: StructT, user: bool) -> Type:
         f = btftypes.field(st, e.field_name)
         if f is None:

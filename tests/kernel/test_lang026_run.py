@@ -77,3 +77,16 @@ def test_execve_argv_strings_through_typed_pointer_fields():
     r = t.wait(30)
     assert r.rc == 0, r.err
     assert r.out.split("\n")[:2] == ["/bin/true /bin/true hello026", "hello026"]
+
+
+def test_structs_and_arrays_as_map_keys_values_and_comparisons():
+    out = out_of('struct S { int a; long b; }; BEGIN { $p = (struct S *)0; @s[*$p] = 1; '
+                 '@b[curtask.cpus_mask.bits] = 2; $l = curtask.se.load; @l[$l] = 3; '
+                 '$m = curtask.cpus_mask.bits; print($m == curtask.cpus_mask.bits); '
+                 '@arr = $m; $a = (int8[])"abc"; print($a); $c = (uint8[4])"abc"; '
+                 'print((uint16[2])$c); print($c == (uint8[4])"abc"); @k[$c] = 4; exit(); }')
+    lines = out.split("\n")
+    assert lines[:4] == ["true", "[97,98,99,0]", "[25185,99]", "true"]
+    assert "@s[{ .a = 0, .b = 0 }]: 1" in out
+    assert "@b[[" in out and "@l[{ .weight = " in out and "@k[[97,98,99,0]]: 4" in out
+    assert "\n@arr: [" in out

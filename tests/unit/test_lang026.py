@@ -66,3 +66,17 @@ def test_tracepoint_char_pointer_fields_are_typed_user_pointers():
     assert t[0] == PtrT(IntT(8, True), True)
     assert t[1] == PtrT(PtrT(IntT(8, True), True), True)
     assert t[2] == t[0] and isinstance(t[3], StrT)
+
+
+def test_structs_and_c_arrays_are_map_keys_and_compare():
+    typed("struct S { int a; long b; }; BEGIN { $p = (struct S *)0; @[*$p] = 1; "
+          "@b[curtask.cpus_mask.bits] = count(); print(curtask.cpus_mask.bits == "
+          "curtask.cpus_mask.bits); }")
+
+
+def test_strings_cast_to_integer_arrays():
+    from ptrace_lang.sema.types import IntArrayT
+    t = printed_types('BEGIN { print((int8[])"abc"); print((uint8[4])"abc"); '
+                      '$c = (uint8[4])"abc"; print((uint16[2])$c); }')
+    assert t == [IntArrayT(IntT(8, True), 4), IntArrayT(IntT(8, False), 4),
+                 IntArrayT(IntT(16, False), 2)]

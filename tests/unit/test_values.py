@@ -93,7 +93,7 @@ ERRORS = [
      "stdin:1:14-25: ERROR: Cannot cast from \"int64\" to \"uint8[4]\": the sizes differ (8 and 4 bytes)"),
     ("BEGIN { $a = (uint8[8])1; $b = (uint32)$a; }",
      "stdin:1:32-42: ERROR: Cannot cast from \"uint8[8]\" to \"uint32\": the sizes differ"),
-    ('BEGIN { $a = (uint8[8])"abc"; }', "stdin:1:14-29: ERROR: Cannot cast from \"string[4]\" to \"uint8[]\""),
+    ('BEGIN { $a = (uint8[8])"abc"; }', "stdin:1:14-29: ERROR: Cannot cast from \"string[4]\" to \"uint8[8]\": the sizes differ (4 and 8 bytes)"),
     ('BEGIN { $a = (int32)"abc"; }', "stdin:1:14-26: ERROR: Cannot cast from \"string[4]\" to \"int32\""),
     ('BEGIN { if ((1, 2) == (1, "a")) {} }',
      "stdin:1:13-31: ERROR: Type mismatch for '==': comparing '(int64,int64)' with '(int64,string[2])'"),
