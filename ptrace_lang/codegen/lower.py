@@ -40,7 +40,7 @@ from ptrace_lang.errors import CompileError, NotSupportedYet, Span
 from ptrace_lang.frontend import ast
 from ptrace_lang.sema.analyze import signed_pair
 from ptrace_lang.sema.types import (
-    VOID, ArgsT, ArrayT, BoolT, BufT, IntArrayT, IntT, PtrT, StrT, TupleT, Type, UsdtArgsT, UserT, is_scalar,
+    PROBE, VOID, ArgsT, ArrayT, BoolT, BufT, IntArrayT, IntT, PtrT, StrT, TupleT, Type, UsdtArgsT, UserT, is_scalar,
 )
 
 GLOBALS_START_NS = 0   # offset in the value of the ``globals`` array
@@ -757,6 +757,10 @@ class Lowering(MapsLowering, EventsLowering, StringsLowering, ArgsLowering, Type
             self.emit(ir.Label(true))
             return
         if isinstance(e, ast.Binary) and e.op in CMP_OPS:
+            if PROBE in (e.left.type, e.right.type) and isinstance(e.left.type, StrT) != \
+                    isinstance(e.right.type, StrT):
+                self.probe_name_compare(e, false_label)
+                return
             if isinstance(e.left.type, (StrT, TupleT, BufT, IntArrayT, ArrayT)):
                 self.memory_compare(e, false_label)
                 return

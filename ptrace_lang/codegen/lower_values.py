@@ -20,7 +20,7 @@ from ptrace_lang.codegen.frame import Frame
 from ptrace_lang.codegen.ir import FP, R0, VReg
 from ptrace_lang.errors import NO_SPAN, Diagnostic, Span
 from ptrace_lang.frontend import ast
-from ptrace_lang.sema.types import BufT, IntArrayT, IntT, StrT, TupleT, Type
+from ptrace_lang.sema.types import PROBE, BufT, IntArrayT, IntT, StrT, TupleT, Type
 
 ON_STACK_LIMIT = 64      # bytes: bigger values live in the per-CPU scratch value
 SCRATCH_MAP = "scratch"
@@ -261,6 +261,33 @@ class ValuesLowering:
             self.emit(ir.Jump(false_label))
             self.emit(ir.Label(differ))
         self.frame.release(mark)
+
+    def probe_name_compare(self, e: ast.Binary, false_label: str) -> None:
+        """``probe == "name"``: the probe's id against the ids of this program's probes that
+        have that name (known when compiling; begin/end match either case)."""
+        probe, lit = (e.left, e.right) if e.left.type == PROBE else (e.right, e.left)
+        names = getattr(self, "probe_id_names", None) or []
+
+        def same(pid: int) -> bool:
+            name = names[pid] if pid < len(names) else ""
+            if name.lower() in ("begin", "end"):
+                return name.lower() == lit.value.lower()
+            return name == lit.value
+
+        ids = [pid for pid in self.probe_ids if same(pid)]
+        v = self.scalar(probe)
+        equal = self.label("probeq")
+        for pid in ids:
+            self.emit(ir.CondJump("jeq", v, pid, equal))
+        if e.op == "==":
+            self.emit(ir.Jump(false_label))
+            self.emit(ir.Label(equal))
+        else:
+            done = self.label("probene")
+            self.emit(ir.Jump(done))
+            self.emit(ir.Label(equal))
+            self.emit(ir.Jump(false_label))
+            self.emit(ir.Label(done))
 
     def string_equal(self, e: ast.Binary, false_label: str) -> None:
         """Two strings are equal when their words agree up to the shorter buffer's end: both are

@@ -597,6 +597,9 @@ class _Analyzer(TypesMixin, FuncsMixin, SymbolsAnalyzer, StmtsAnalysis, ValuesSe
         if isinstance(a, StrT) or isinstance(b, StrT):
             if e.op in ("==", "!=") and isinstance(a, StrT) and isinstance(b, StrT):
                 return BOOL
+            if e.op in ("==", "!=") and (a == PROBE and isinstance(e.right, ast.StrLit)
+                                         or b == PROBE and isinstance(e.left, ast.StrLit)):
+                return BOOL         # probe == "tracepoint:x:y": the probe's name (0.26)
             self.error(f"Type mismatch for '{e.op}': comparing '{a}' with '{b}'", e.span)
             return BOOL if e.op in ("==", "!=", "<", "<=", ">", ">=") else INT64
         if not (a.is_int and b.is_int):

@@ -90,3 +90,19 @@ def test_structs_and_arrays_as_map_keys_values_and_comparisons():
     assert "@s[{ .a = 0, .b = 0 }]: 1" in out
     assert "@b[[" in out and "@l[{ .weight = " in out and "@k[[97,98,99,0]]: 4" in out
     assert "\n@arr: [" in out
+
+
+def test_probe_compared_with_a_string():
+    script = ('BEGIN { if (probe == "BEGIN") { print(1); } if probe == "begin" { print(2); } '
+              'print(probe != "end"); } tracepoint:syscalls:sys_enter_getppid,'
+              'tracepoint:syscalls:sys_enter_getpid /comm == "probecmp"/ { '
+              'if (probe == "tracepoint:syscalls:sys_enter_getpid") { print(probe); exit(); } }')
+    t = Tracer("-e", script)
+    t.wait_attached()
+    from runner import named_workload
+    subprocess.run(named_workload("probecmp", "import os, time\nfor _ in range(20):\n"
+                                  "    os.getppid(); os.getpid(); time.sleep(0.05)\n"),
+                   timeout=30)
+    r = t.wait(30)
+    assert r.rc == 0, r.err
+    assert r.out.split("\n")[:4] == ["1", "2", "true", "tracepoint:syscalls:sys_enter_getpid"]

@@ -80,3 +80,8 @@ def test_strings_cast_to_integer_arrays():
                       '$c = (uint8[4])"abc"; print((uint16[2])$c); }')
     assert t == [IntArrayT(IntT(8, True), 4), IntArrayT(IntT(8, False), 4),
                  IntArrayT(IntT(16, False), 2)]
+
+
+def test_probe_equals_a_string_literal_is_a_bool():
+    t = printed_types('BEGIN { print(probe == "begin"); print("x" != probe); }')
+    assert t == [BOOL, BOOL]
