@@ -380,6 +380,20 @@ class Builder:
                 return ast.BlockExpr(block.stmts[:-1], inner, span=block.span)
         return None
 
+    def t_if_expr(self, tree, ch):
+        """``if c { a } else { b }`` as a value: ``c ? { a } : { b }``."""
+        cond, then, orelse = ch
+        arms = []
+        for arm in (then, orelse):
+            if isinstance(arm, ast.Block):
+                value = self.block_value(arm)
+                if value is None:
+                    raise self.error("a block used as a value must end with an expression "
+                                     "(without ';')", arm.span)
+                arm = value
+            arms.append(arm)
+        return ast.Ternary(cond, arms[0], arms[1], span=self.span(tree))
+
     def t_block_expr(self, tree, ch):
         value = self.block_value(ch[0])
         if value is None:

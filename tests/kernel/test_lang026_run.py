@@ -106,3 +106,10 @@ def test_probe_compared_with_a_string():
     r = t.wait(30)
     assert r.rc == 0, r.err
     assert r.out.split("\n")[:4] == ["1", "2", "true", "tracepoint:syscalls:sys_enter_getpid"]
+
+
+def test_if_expressions():
+    out = out_of('BEGIN { $c = 1; $v = if $c > 0 { $t = 5; $t + 1 } else { 0 }; print($v); '
+                 '$w = if ($c == 0) { "a" } else if $c == 1 { "bb" } else { "c" }; print($w); '
+                 '@m[if $c { 1 } else { 2 }] = if $c { ("x", 1) } else { ("yy", 2) }; exit(); }')
+    assert out.split("\n")[:2] == ["6", "bb"] and "@m[1]: (x, 1)" in out

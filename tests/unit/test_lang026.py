@@ -85,3 +85,13 @@ def test_strings_cast_to_integer_arrays():
 def test_probe_equals_a_string_literal_is_a_bool():
     t = printed_types('BEGIN { print(probe == "begin"); print("x" != probe); }')
     assert t == [BOOL, BOOL]
+
+
+def test_if_expressions_are_ternaries_of_block_values():
+    prog = typed('BEGIN { $c = 1; $v = if $c > 0 { $t = 5; $t + 1 } else { 0 }; '
+                 '$w = if ($c == 0) { "a" } else if $c == 1 { "bb" } else { "c" }; '
+                 'if $c { print(3) } else { print(4) } }')
+    stmts = prog.probes[0].body.stmts
+    assert isinstance(stmts[1].value, ast.Ternary) and isinstance(stmts[1].value.then, ast.BlockExpr)
+    assert isinstance(stmts[2].value.orelse, ast.Ternary)
+    assert isinstance(stmts[3], ast.If)
