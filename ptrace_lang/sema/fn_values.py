@@ -143,6 +143,14 @@ class ValuesSema:
                 src_bytes = 8 if t.is_int else t.elem.bits // 8 * t.count
             if t.is_int and isinstance(t, IntT):
                 src_bytes = t.bits // 8
+            if isinstance(e.operand, ast.IntLit) and e.operand.value >= 0:
+                # a literal takes the smallest type that holds it (bpftrace 0.26): uint32 for
+                # (uint8[4])0x01020304
+                # (an int64 when the array takes 8 bytes, as bpftrace 0.17 had it)
+                want = base.bits // 8 * tn.array_len if tn.array_len is not None else 0
+                if want != 8:
+                    src_bytes = next(n for n in (1, 2, 4, 8) if e.operand.value < 1 << (8 * n))
+                    t = IntT(8 * src_bytes, False)
             count = tn.array_len if tn.array_len is not None else src_bytes // (base.bits // 8)
             arr = IntArrayT(base, count, is_bool)
             if base.bits // 8 * count != src_bytes:

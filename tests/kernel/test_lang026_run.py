@@ -113,3 +113,9 @@ def test_if_expressions():
                  '$w = if ($c == 0) { "a" } else if $c == 1 { "bb" } else { "c" }; print($w); '
                  '@m[if $c { 1 } else { 2 }] = if $c { ("x", 1) } else { ("yy", 2) }; exit(); }')
     assert out.split("\n")[:2] == ["6", "bb"] and "@m[1]: (x, 1)" in out
+
+
+def test_integer_literals_cast_to_arrays():
+    out = out_of('BEGIN { $a = (uint8[4])0x01020304; print($a); print((uint32)$a); '
+                 'print((int8[])0x0102); exit(); }')
+    assert out.split("\n")[:3] == ["[4,3,2,1]", "16909060", "[2,1]"]

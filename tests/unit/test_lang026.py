@@ -95,3 +95,11 @@ def test_if_expressions_are_ternaries_of_block_values():
     assert isinstance(stmts[1].value, ast.Ternary) and isinstance(stmts[1].value.then, ast.BlockExpr)
     assert isinstance(stmts[2].value.orelse, ast.Ternary)
     assert isinstance(stmts[3], ast.If)
+
+
+def test_integer_literal_cast_to_an_array_takes_its_smallest_type():
+    from ptrace_lang.sema.types import IntArrayT
+    t = printed_types('BEGIN { print((uint8[4])0x01020304); print((int8[])0x0102); '
+                      'print((uint8[8])1); }')
+    assert t == [IntArrayT(IntT(8, False), 4), IntArrayT(IntT(8, True), 2),
+                 IntArrayT(IntT(8, False), 8)]

@@ -90,7 +90,7 @@ ERRORS = [
     ('BEGIN { $b = buf(1, "a"); }', "stdin:1:21-24: ERROR: buf() expects an integer length, got 'string[2]'"),
     ('BEGIN { $b = buf("ab", $x); }', "stdin:1:24-26: ERROR: Undefined or undeclared variable: $x"),
     ("BEGIN { $a = (uint8[4])1; }",
-     "stdin:1:14-25: ERROR: Cannot cast from \"int64\" to \"uint8[4]\": the sizes differ (8 and 4 bytes)"),
+     "stdin:1:14-25: ERROR: Cannot cast from \"uint8\" to \"uint8[4]\": the sizes differ (1 and 4 bytes)"),
     ("BEGIN { $a = (uint8[8])1; $b = (uint32)$a; }",
      "stdin:1:32-42: ERROR: Cannot cast from \"uint8[8]\" to \"uint32\": the sizes differ"),
     ('BEGIN { $a = (uint8[8])"abc"; }', "stdin:1:14-29: ERROR: Cannot cast from \"string[4]\" to \"uint8[8]\": the sizes differ (4 and 8 bytes)"),
