@@ -271,8 +271,17 @@ class Builder:
         return ast.Ternary(ch[0], ch[1], ch[2], span=self.span(tree))
 
     def t_elvis(self, tree, ch):
-        """``a ?: b``: ``a ? a : b``."""
-        return ast.Ternary(ch[0], ch[0], ch[1], span=self.span(tree))
+        """``a ?: b``: ``a ? a : b``, ``a`` evaluated once: anything but a variable or literal is
+        held in a block-local variable first (``{ let $t = a; $t ? $t : b }``)."""
+        a, b = ch
+        span = self.span(tree)
+        if isinstance(a, (ast.Var, ast.IntLit)):
+            return ast.Ternary(a, a, b, span=span)
+        self._elvis = getattr(self, "_elvis", 0) + 1
+        name = f"elvis{ast.HYGIENE_MARK}{self._elvis}"
+        tmp = [ast.Var(name, span=a.span) for _ in range(3)]
+        return ast.BlockExpr([ast.Let(tmp[0], None, a, span=a.span)],
+                             ast.Ternary(tmp[1], tmp[2], b, span=span), span=span)
 
     def t_binop(self, tree, ch):
         return ast.Binary(str(ch[1]), ch[0], ch[2], span=self.span(tree))

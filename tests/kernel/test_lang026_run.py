@@ -119,3 +119,9 @@ def test_integer_literals_cast_to_arrays():
     out = out_of('BEGIN { $a = (uint8[4])0x01020304; print($a); print((uint32)$a); '
                  'print((int8[])0x0102); exit(); }')
     assert out.split("\n")[:3] == ["[4,3,2,1]", "16909060", "[2,1]"]
+
+
+def test_elvis_evaluates_its_left_side_once():
+    out = out_of('BEGIN { $i = 0; print($i++ ?: 9); print($i); print($i++ ?: 9); print($i); '
+                 '@u[1] = 0; print(@u[1] ?: 3); exit(); }')
+    assert out.split("\n")[:5] == ["9", "1", "1", "2", "3"]

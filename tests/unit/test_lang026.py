@@ -32,6 +32,13 @@ def test_elvis_is_a_ternary_on_its_own_condition():
     assert t.cond is t.then and isinstance(t.orelse, ast.IntLit)
 
 
+def test_elvis_evaluates_an_expression_once():
+    prog = typed('BEGIN { $i = 0; print($i++ ?: 9); }')
+    b = next(n for n in ast.walk(prog) if isinstance(n, ast.BlockExpr))
+    assert isinstance(b.stmts[0], ast.Let) and isinstance(b.stmts[0].value, ast.IncDec)
+    assert isinstance(b.value, ast.Ternary) and isinstance(b.value.cond, ast.Var)
+
+
 def test_underscore_assignment_discards_the_value():
     prog = typed('BEGIN { _ = 5; _ = strlen("ab"); }')
     assert [type(s).__name__ for s in prog.probes[0].body.stmts] == ["ExprStmt", "ExprStmt"]
