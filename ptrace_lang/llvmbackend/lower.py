@@ -827,9 +827,7 @@ class Lowering:
                 return
         helper = U.FN_PROBE_READ_STR
         if type(arg.type).__name__ == "PtrT":
-            if not (isinstance(arg, ast.FieldAccess) and isinstance(arg.base.type, ArgsT)):
-                raise unsupported(f"str() of a value of type '{arg.type}'", e.span)
-            # a char * field of a tracepoint (user memory for syscalls)
+            # a char * (a tracepoint's field, kept in a map...): user memory for syscalls
             helper = U.FN_PROBE_READ_USER_STR if arg.type.user else U.FN_PROBE_READ_KERNEL_STR
         elif not arg.type.is_int:
             raise unsupported(f"str() of a value of type '{arg.type}'", e.span)
