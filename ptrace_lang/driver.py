@@ -357,6 +357,7 @@ def compile_group(obj: S.ObjectSpec, layouts: dict, sema, probe, pi: int, gi: in
                      **{"arg_offsets": getattr(prov, "arg_offsets", None),
                         "retval_offset": getattr(prov, "retval_offset", 0),
                         **prov.lowering_options(targets[0])})
+    low.probe_id_names = obj.probe_names       # probe == "name" (Lowering.probe_name_compare)
     insns = low.lower_probe(probe)
     if low.frame.scratch_max > L.SCRATCH_LIMIT:
         raise CompileError(f"The probe needs {low.frame.scratch_max} bytes of scratch "

@@ -32,7 +32,7 @@ from ptrace_lang.codegen.lower_loops import LoopsLowering
 from ptrace_lang.codegen.lower_maps import MapLayout, MapsLowering, map_layout  # noqa: F401
 from ptrace_lang.codegen.lower_strings import StringsLowering
 from ptrace_lang.codegen.lower_symbols import SymbolsLowering
-from ptrace_lang.codegen.lower_types import TypesLowering
+from ptrace_lang.codegen.lower_types import TypesLowering, pointer_step
 from ptrace_lang.codegen.lower_values import (  # noqa: F401
     SCRATCH_LIMIT, SCRATCH_MAP, Frames, ValuesLowering,
 )
@@ -41,7 +41,7 @@ from ptrace_lang.errors import NO_SPAN, CompileError, NotSupportedYet, Span
 from ptrace_lang.frontend import ast
 from ptrace_lang.sema.analyze import signed_pair
 from ptrace_lang.sema.types import (
-    ArgsT, BoolT, BufT, IntArrayT, IntT, PtrT, StrT, TupleT, Type, UsdtArgsT, UserT, is_scalar,
+    PROBE, VOID, ArgsT, ArrayT, BoolT, BufT, IntArrayT, IntT, PtrT, StrT, TupleT, Type, UsdtArgsT, UserT, is_scalar,
 )
 
 # IR instructions of one program (or loop body) at most: BPF's jumps span 32767, and a larger
@@ -291,7 +291,13 @@ class Lowering(MapsLowering, EventsLowering, StringsLowering, ArgsLowering, Type
                 self.assign_var(t, s.value)
             else:
                 reg = self.var_reg(t.name)
-                v = self.binop(s.op, reg, s.value, signed_pair(t.type, s.value.type, None, s.value))
+                step = pointer_step(t.type)
+                if step and s.op in ("+", "-"):           # $p += n: by whole elements
+                    v = self.vreg()
+                    self.mov(v, reg)
+                    self.emit(ir.Alu("add" if s.op == "+" else "sub", v, self.scaled(s.value, step)))
+                else:
+                    v = self.binop(s.op, reg, s.value, signed_pair(t.type, s.value.type, None, s.value))
                 if isinstance(t.type, IntT) and t.type.bits < 64:
                     v = self.truncate(v, t.type)    # the variable keeps its width
                 self.mov(reg, v)
@@ -302,7 +308,7 @@ class Lowering(MapsLowering, EventsLowering, StringsLowering, ArgsLowering, Type
             self.aggregate(t, layout, s.value)
         elif s.op is not None:
             if s.op in ("+", "-"):
-                v = self.scalar(s.value)
+                v = self.scaled(s.value, pointer_step(t.type) or 1)
                 if s.op == "-":
                     n = self.vreg()
                     self.mov(n, v)
@@ -327,6 +333,9 @@ class Lowering(MapsLowering, EventsLowering, StringsLowering, ArgsLowering, Type
             self._block_stmts(e.stmts)
             self.expr_stmt(e.value)
             return
+        if isinstance(e, ast.Ternary) and e.type == VOID:   # c ? print(1) : exit()
+            self.ternary(e, self.expr_stmt)
+            return
         if isinstance(e, ast.Call):
             handler = getattr(self, "stmt_" + e.name, None)
             if handler is not None:
@@ -335,7 +344,8 @@ class Lowering(MapsLowering, EventsLowering, StringsLowering, ArgsLowering, Type
         if isinstance(e, ast.IncDec):
             if isinstance(e.target, ast.MapRef):
                 layout = self.maps["@" + e.target.name]
-                self.map_add(e.target, layout, self.const(1 if e.op == "++" else -1))
+                step = pointer_step(e.target.type) or 1
+                self.map_add(e.target, layout, self.const(step if e.op == "++" else -step))
                 return
         if e.type is not None and is_scalar(e.type):
             self.scalar(e)
@@ -409,7 +419,9 @@ class Lowering(MapsLowering, EventsLowering, StringsLowering, ArgsLowering, Type
             if not isinstance(e, (ast.Var, ast.TupleIndex)):
                 raise NotSupportedYet(f"a tuple from '{type(e).__name__}'", e.span)
             src_base, src_off = self.mem_of(e)
-            self.tuple_copy(base, off, typ if isinstance(typ, TupleT) else et, src_base, src_off, et)
+            src_t = self.held_type(e)
+            self.tuple_copy(base, off, typ if isinstance(typ, TupleT) else et, src_base, src_off,
+                            src_t if isinstance(src_t, TupleT) else et)
             return
         if isinstance(e, (ast.Call, ast.Builtin)):
             handler = getattr(self, "into_" + e.name, None)
@@ -461,6 +473,17 @@ class Lowering(MapsLowering, EventsLowering, StringsLowering, ArgsLowering, Type
         if dt.size() > n:
             self.zero_mem(dst, dst_off + n, dt.size() - n)
 
+    def held_type(self, e: ast.Expr) -> Type:
+        """The layout of the memory ``mem_of(e)`` gives: a variable's slot is laid out as its
+        final (widest) type, which a read before a widening assignment does not have."""
+        if isinstance(e, ast.Var) and isinstance(self.vars.get(e.name), tuple):
+            return self.var_types.get(e.name) or e.type
+        if isinstance(e, ast.TupleIndex):
+            bt = self.held_type(e.base)
+            if isinstance(bt, TupleT):
+                return bt.elems[e.index]
+        return e.type
+
     def mem_of(self, e: ast.Expr) -> tuple[object, int]:
         """Memory holding the (non-scalar) value of ``e``: a variable's slot, a member of a tuple
         held in memory, or a new temporary."""
@@ -468,7 +491,7 @@ class Lowering(MapsLowering, EventsLowering, StringsLowering, ArgsLowering, Type
             return self.vars[e.name]
         if isinstance(e, ast.TupleIndex):
             b, o = self.mem_of(e.base)
-            return b, o + e.base.type.offsets()[e.index]
+            return b, o + self.held_type(e.base).offsets()[e.index]
         base, off = self.alloc_mem(e.type.size(), e.span)
         self.expr_into(e, base, off, e.type)
         return base, off
@@ -558,10 +581,12 @@ class Lowering(MapsLowering, EventsLowering, StringsLowering, ArgsLowering, Type
                 if not e.prefix:
                     old = self.vreg()
                     self.mov(old, reg)
-                self.emit(ir.Alu("add" if e.op == "++" else "sub", reg, 1))
+                step = pointer_step(e.target.type) or 1      # $p++: one element on
+                self.emit(ir.Alu("add" if e.op == "++" else "sub", reg, step))
                 return reg if e.prefix else old
             layout = self.maps["@" + e.target.name]
-            self.map_add(e.target, layout, self.const(1 if e.op == "++" else -1))
+            step = pointer_step(e.target.type) or 1
+            self.map_add(e.target, layout, self.const(step if e.op == "++" else -step))
             return self.const(0)
         if isinstance(e, ast.Ternary):
             out = self.vreg()
@@ -572,7 +597,7 @@ class Lowering(MapsLowering, EventsLowering, StringsLowering, ArgsLowering, Type
         if isinstance(e, ast.TupleIndex):
             src_base, src_off = self.mem_of(e.base)
             out = self.vreg()
-            self.emit(ir.Load(out, src_base, src_off + e.base.type.offsets()[e.index], 8))
+            self.emit(ir.Load(out, src_base, src_off + self.held_type(e.base).offsets()[e.index], 8))
             return out
         if isinstance(e, ast.Index) and e.array_index is not None:
             return self.intarray_element(e)
@@ -608,6 +633,14 @@ class Lowering(MapsLowering, EventsLowering, StringsLowering, ArgsLowering, Type
         else:
             self.emit(ir.Alu("and", out, (1 << t.bits) - 1))
         return out
+
+    def scaled(self, e: ast.Expr, step: int) -> VReg:
+        """The value of ``e`` times ``step`` (a pointer's element size), in a new register."""
+        v = self.vreg()
+        self.mov(v, self.scalar(e))
+        if step != 1:
+            self.emit(ir.Alu("mul", v, step))
+        return v
 
     def binop(self, op: str, a: VReg, right: ast.Expr, signed: bool) -> VReg:
         out = self.vreg()
@@ -748,7 +781,11 @@ class Lowering(MapsLowering, EventsLowering, StringsLowering, ArgsLowering, Type
             self.emit(ir.Label(true))
             return
         if isinstance(e, ast.Binary) and e.op in CMP_OPS:
-            if isinstance(e.left.type, (StrT, TupleT, BufT, IntArrayT)):
+            if PROBE in (e.left.type, e.right.type) and isinstance(e.left.type, StrT) != \
+                    isinstance(e.right.type, StrT):
+                self.probe_name_compare(e, false_label)
+                return
+            if isinstance(e.left.type, (StrT, TupleT, BufT, IntArrayT, ArrayT)):
                 self.memory_compare(e, false_label)
                 return
             op = CMP_OPS[e.op]

@@ -48,10 +48,13 @@ class StringsLowering:
             self.args_string_into(e, base, off, size, zero=True)
         elif isinstance(e, ast.TupleIndex):
             src_base, src_off = self.mem_of(e.base)
-            o = e.base.type.offsets()[e.index]
+            o = self.held_type(e.base).offsets()[e.index]
             self.copy_value(base, off, StrT(size), src_base, src_off + o, et)
         elif isinstance(e, ast.Ternary):
             self.ternary(e, lambda x: self.string_into(x, base, off, size))
+        elif isinstance(e, ast.BlockExpr):          # { ...; "s" }, an arm of an if expression
+            self._block_stmts(e.stmts)
+            self.string_into(e.value, base, off, size)
         elif not self.c_into(e, base, off, StrT(size)):
             raise NotSupportedYet(f"string expression '{type(e).__name__}'", e.span)
 

@@ -48,6 +48,15 @@ def in_memory(e: ast.Expr) -> bool:
     return False
 
 
+def pointer_step(t) -> int | None:
+    """The bytes ``p++`` / ``p += 1`` move a pointer of type ``t`` by (its element's size, 1 for
+    void and incomplete types); None when ``t`` is not a pointer."""
+    if not isinstance(t, PtrT):
+        return None
+    target = btftypes.complete(t).target
+    return (c_sizeof(target) if target.size() else 0) or 1
+
+
 def is_located(e: ast.Expr) -> bool:
     """An expression whose value is read from memory at a computed address."""
     if isinstance(e, ast.FieldAccess):
@@ -209,7 +218,7 @@ class TypesLowering:
         if isinstance(e, ast.Index) and e.tuple_index is not None:
             src_base, src_off = self.mem_of(e.base)
             out = self.vreg()
-            self.emit(ir.Load(out, src_base, src_off + e.base.type.offsets()[e.tuple_index], 8))
+            self.emit(ir.Load(out, src_base, src_off + self.held_type(e.base).offsets()[e.tuple_index], 8))
             return out
         return None
 

@@ -20,7 +20,7 @@ from ptrace_lang.codegen.frame import Frame
 from ptrace_lang.codegen.ir import FP, R0, VReg
 from ptrace_lang.errors import NO_SPAN, Diagnostic, Span
 from ptrace_lang.frontend import ast
-from ptrace_lang.sema.types import BufT, IntArrayT, IntT, StrT, TupleT, Type
+from ptrace_lang.sema.types import PROBE, BufT, IntArrayT, IntT, StrT, TupleT, Type
 
 ON_STACK_LIMIT = 64      # bytes: bigger values live in the per-CPU scratch value
 SCRATCH_MAP = "scratch"
@@ -125,9 +125,9 @@ class ValuesLowering:
     def record_into(self, e: ast.RecordExpr, base, off: int, typ: Type) -> None:
         dst = typ if isinstance(typ, TupleT) and typ.names else e.type
         offs = dst.offsets()
-        values = dict(e.fields)
-        for name, dt, o in zip(dst.names, dst.elems, offs):
-            self.expr_into(values[name], base, off + o, dt)
+        for name, value in e.fields:        # in source order: values have side effects
+            i = dst.names.index(name)
+            self.expr_into(value, base, off + offs[i], dst.elems[i])
 
     def tuple_copy(self, base, off: int, dst: TupleT, src_base, src_off: int, src: TupleT) -> None:
         """Copy a tuple/record held in memory into the layout ``dst`` (records by field name)."""
@@ -187,9 +187,17 @@ class ValuesLowering:
 
     # ------------------------------------------------------------------ integer arrays
     def intarray_into(self, e: ast.Cast, base, off: int, typ: Type) -> None:
-        """(uint8[4])x: the integer's bytes (little endian) as the array."""
-        v = self.scalar(e.operand)
+        """(uint8[4])x: the integer's bytes (little endian) as the array; (int8[])"abc" and
+        (int16[2])arr: the bytes of the string or array."""
         size = e.type.size()
+        if isinstance(e.operand.type, (StrT, IntArrayT)):
+            sb, so = self.mem_of(e.operand)
+            n = min(size, e.operand.type.size())
+            self.copy_mem(base, off, sb, so, n)
+            if n < size:
+                self.zero_mem(base, off + n, size - n)
+            return
+        v = self.scalar(e.operand)
         self.zero_mem(base, off, size)
         nbytes = e.type.elem.bits // 8 * e.type.count
         for w in (8, 4, 2, 1):
@@ -253,6 +261,33 @@ class ValuesLowering:
             self.emit(ir.Jump(false_label))
             self.emit(ir.Label(differ))
         self.frame.release(mark)
+
+    def probe_name_compare(self, e: ast.Binary, false_label: str) -> None:
+        """``probe == "name"``: the probe's id against the ids of this program's probes that
+        have that name (known when compiling; begin/end match either case)."""
+        probe, lit = (e.left, e.right) if e.left.type == PROBE else (e.right, e.left)
+        names = getattr(self, "probe_id_names", None) or []
+
+        def same(pid: int) -> bool:
+            name = names[pid] if pid < len(names) else ""
+            if name.lower() in ("begin", "end"):
+                return name.lower() == lit.value.lower()
+            return name == lit.value
+
+        ids = [pid for pid in self.probe_ids if same(pid)]
+        v = self.scalar(probe)
+        equal = self.label("probeq")
+        for pid in ids:
+            self.emit(ir.CondJump("jeq", v, pid, equal))
+        if e.op == "==":
+            self.emit(ir.Jump(false_label))
+            self.emit(ir.Label(equal))
+        else:
+            done = self.label("probene")
+            self.emit(ir.Jump(done))
+            self.emit(ir.Label(equal))
+            self.emit(ir.Jump(false_label))
+            self.emit(ir.Label(done))
 
     def string_equal(self, e: ast.Binary, false_label: str) -> None:
         """Two strings are equal when their words agree up to the shorter buffer's end: both are

@@ -52,6 +52,7 @@ class TypeName(Node):
     pointer_depth: int = 0
     array_len: int | None = None
     array_auto: bool = _note(False)  # (parser) written ``T[]``: a cast sized by its operand (sema.fn_values)
+    of_expr: object = _note()  # (parser) ``typeof(expr)``: the type of that expression (name "typeof")
 
 
 # ---------------------------------------------------------------- expressions

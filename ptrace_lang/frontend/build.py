@@ -206,6 +206,8 @@ class Builder:
 
     def t_assign(self, tree, ch):
         target, op, value = ch
+        if isinstance(target, ast.Builtin) and target.name == "_" and str(op) == "=":
+            return ast.ExprStmt(value, span=self.span(tree))     # `_ = expr;`: value discarded
         if not isinstance(target, _ASSIGNABLE):
             raise self.error(f"syntax error, unexpected {op}", self.tspan(op))
         o = str(op)
@@ -272,6 +274,9 @@ class Builder:
         return ast.TypeName(name, depth, arr if arr != -1 else None, array_auto=arr == -1, span=self.span(tree))
 
     t_type = _type
+
+    def t_typeof_type(self, tree, ch):
+        return ast.TypeName("typeof", of_expr=ch[0], span=self.span(tree))
     t_cast_type = _type
 
     def t_type_base(self, tree, ch):
@@ -291,6 +296,19 @@ class Builder:
 
     def t_ternary(self, tree, ch):
         return ast.Ternary(ch[0], ch[1], ch[2], span=self.span(tree))
+
+    def t_elvis(self, tree, ch):
+        """``a ?: b``: ``a ? a : b``, ``a`` evaluated once: anything but a variable or literal is
+        held in a block-local variable first (``{ let $t = a; $t ? $t : b }``)."""
+        a, b = ch
+        span = self.span(tree)
+        if isinstance(a, (ast.Var, ast.IntLit)):
+            return ast.Ternary(a, a, b, span=span)
+        self._elvis = getattr(self, "_elvis", 0) + 1
+        name = f"elvis{ast.HYGIENE_MARK}{self._elvis}"
+        tmp = [ast.Var(name, span=a.span) for _ in range(3)]
+        return ast.BlockExpr([ast.Let(tmp[0], None, a, span=a.span)],
+                             ast.Ternary(tmp[1], tmp[2], b, span=span), span=span)
 
     def t_binop(self, tree, ch):
         return ast.Binary(str(ch[1]), ch[0], ch[2], span=self.span(tree))
@@ -397,6 +415,20 @@ class Builder:
             if inner is not None:
                 return ast.BlockExpr(block.stmts[:-1], inner, span=block.span)
         return None
+
+    def t_if_expr(self, tree, ch):
+        """``if c { a } else { b }`` as a value: ``c ? { a } : { b }``."""
+        cond, then, orelse = ch
+        arms = []
+        for arm in (then, orelse):
+            if isinstance(arm, ast.Block):
+                value = self.block_value(arm)
+                if value is None:
+                    raise self.error("a block used as a value must end with an expression "
+                                     "(without ';')", arm.span)
+                arm = value
+            arms.append(arm)
+        return ast.Ternary(cond, arms[0], arms[1], span=self.span(tree))
 
     def t_block_expr(self, tree, ch):
         value = self.block_value(ch[0])

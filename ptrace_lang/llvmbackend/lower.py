@@ -19,6 +19,7 @@ from llvmlite import ir
 from ptrace_lang import spec as S
 from ptrace_lang.bpf import uapi as U
 from ptrace_lang.codegen.lower import is_scalar, value_field
+from ptrace_lang.codegen.lower_types import pointer_step
 from ptrace_lang.errors import NO_SPAN, CompileError, Diagnostic, Span, render
 from ptrace_lang.frontend import ast
 from ptrace_lang.llvmbackend import unsupported
@@ -262,8 +263,14 @@ class Lowering:
                 self.assign_var(t, s.value)
                 return
             slot = self.vars[t.name]
-            v = self.binop(s.op, self.load(slot, 0), s.value,
-                           signed_pair(t.type, s.value.type, None, s.value))
+            step = pointer_step(t.type)
+            if step and s.op in ("+", "-"):           # $p += n: by whole elements
+                n = self.b.mul(self.scalar(s.value), c64(step))
+                old = self.load(slot, 0)
+                v = self.b.add(old, n) if s.op == "+" else self.b.sub(old, n)
+            else:
+                v = self.binop(s.op, self.load(slot, 0), s.value,
+                               signed_pair(t.type, s.value.type, None, s.value))
             if isinstance(t.type, IntT) and t.type.bits < 64:
                 v = self.truncate(v, t.type)
             self.store(slot, 0, v)
@@ -276,6 +283,8 @@ class Lowering:
         elif s.op is not None:
             if s.op in ("+", "-"):
                 v = self.scalar(s.value)
+                if pointer_step(t.type):
+                    v = self.b.mul(v, c64(pointer_step(t.type)))
                 self.map_add(t, layout, v if s.op == "+" else self.b.neg(v))
             else:
                 v = self.binop(s.op, self.map_read_scalar(t, layout), s.value, True)
@@ -297,7 +306,8 @@ class Lowering:
                 return
         if isinstance(e, ast.IncDec) and isinstance(e.target, ast.MapRef):
             layout = self.maps["@" + e.target.name]
-            self.map_add(e.target, layout, c64(1 if e.op == "++" else -1))
+            step = pointer_step(e.target.type) or 1
+            self.map_add(e.target, layout, c64(step if e.op == "++" else -step))
             return
         if e.type is not None and is_scalar(e.type):
             self.scalar(e)
@@ -578,11 +588,13 @@ class Lowering:
             if isinstance(e.target, ast.Var):
                 slot = self.vars[e.target.name]
                 old = self.load(slot, 0)
-                new = self.b.add(old, c64(1 if e.op == "++" else -1))
+                step = pointer_step(e.target.type) or 1
+                new = self.b.add(old, c64(step if e.op == "++" else -step))
                 self.store(slot, 0, new)
                 return new if e.prefix else old
             layout = self.maps["@" + e.target.name]
-            self.map_add(e.target, layout, c64(1 if e.op == "++" else -1))
+            step = pointer_step(e.target.type) or 1
+            self.map_add(e.target, layout, c64(step if e.op == "++" else -step))
             return c64(0)
         if isinstance(e, ast.Ternary) and is_scalar(e.type):
             return self.select_value(self.cond(e.cond), lambda: self.scalar(e.then),
@@ -813,9 +825,13 @@ class Lowering:
             if f.data_loc:
                 self.args_string_into(arg, base, off, min(n, size), zero=False)
                 return
-        if not arg.type.is_int or type(arg.type).__name__ == "PtrT":
+        helper = U.FN_PROBE_READ_STR
+        if type(arg.type).__name__ == "PtrT":
+            # a char * (a tracepoint's field, kept in a map...): user memory for syscalls
+            helper = U.FN_PROBE_READ_USER_STR if arg.type.user else U.FN_PROBE_READ_KERNEL_STR
+        elif not arg.type.is_int:
             raise unsupported(f"str() of a value of type '{arg.type}'", e.span)
-        self.checked_read(U.FN_PROBE_READ_STR, self.gep(base, off), min(n, size),
+        self.checked_read(helper, self.gep(base, off), min(n, size),
                           self.b.inttoptr(self.scalar(arg), PTR))
 
     def args_string_into(self, e: ast.FieldAccess, base, off: int, size: int, zero: bool) -> None:

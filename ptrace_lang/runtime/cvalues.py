@@ -9,6 +9,7 @@ from __future__ import annotations
 import struct
 
 from ptrace_lang.runtime.uvalues import formatter
+from ptrace_lang.runtime.values import IntArray
 
 _INT = {(1, False): "<B", (2, False): "<H", (4, False): "<I", (8, False): "<Q",
         (1, True): "<b", (2, True): "<h", (4, True): "<i", (8, True): "<q"}
@@ -55,15 +56,15 @@ def fmt_enum(raw: bytes, aux: tuple) -> EnumValue:
 
 def _ints(raw: bytes, off: int, esz: int, signed: bool, n: int) -> list:
     fmt = _INT.get((esz, signed), "<Q")
-    return [struct.unpack_from(fmt, raw, off + i * esz)[0] for i in range(n)
-            if off + (i + 1) * esz <= len(raw)]
+    return IntArray(struct.unpack_from(fmt, raw, off + i * esz)[0] for i in range(n)
+                    if off + (i + 1) * esz <= len(raw))     # hashable: arrays are map keys
 
 
 @formatter("array")
 def fmt_array(raw: bytes, aux: tuple) -> list:
     esz, signed, n, is_ptr = aux
     vals = _ints(raw, 0, esz, signed, n)
-    return [Pointer(v) for v in vals] if is_ptr else vals
+    return IntArray(Pointer(v) for v in vals) if is_ptr else vals
 
 
 def _struct(raw: bytes, layout: tuple, base: int):

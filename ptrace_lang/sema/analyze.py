@@ -21,7 +21,7 @@ from ptrace_lang.sema.stmts import StmtsAnalysis
 from ptrace_lang.sema.fn_values import ValuesSema
 from ptrace_lang.sema.scope import Scope
 from ptrace_lang.sema.types import (
-    EnumT, PtrT, BOOL, COMM, FUNC, INT64, INT_TYPE_NAMES, PROBE, UINT32, UINT64, VOID, AggT, ArgsT,
+    BoolT, EnumT, PtrT, BOOL, COMM, FUNC, INT64, INT_TYPE_NAMES, PROBE, UINT32, UINT64, VOID, AggT, ArgsT,
     BufT, IntArrayT, IntT, StrT, TupleT, Type, UsdtArgsT, UserT, compatible, widen,
 )
 
@@ -179,7 +179,7 @@ class _Analyzer(TypesMixin, FuncsMixin, SymbolsAnalyzer, StmtsAnalysis, ValuesSe
         types = [self.expr(k) for k in ref.keys]
         for k, t in zip(ref.keys, types):
             if not (t.is_int or isinstance(t, (StrT, TupleT, UserT, BufT, IntArrayT))
-                    or t in (PROBE, FUNC)):
+                    or t in (PROBE, FUNC) or self.c_value_key(t)):
                 self.error(f"{t} cannot be used as a map key", k.span)
         t = types[0] if len(types) == 1 else TupleT(tuple(types))
         self.check_key_size(t, ref)
@@ -285,6 +285,9 @@ class _Analyzer(TypesMixin, FuncsMixin, SymbolsAnalyzer, StmtsAnalysis, ValuesSe
                 vt = self.expr(s.value)
                 if not vt.is_int:
                     self.error(f"Compound assignment needs an integer, got '{vt}'", s.value.span)
+                if info is not None and isinstance(info.value_type, PtrT) and s.op in ("+", "-"):
+                    target.type = info.value_type      # @p += n moves by whole elements
+                    return
                 self.assign_map(target, INT64, s.span)   # an aggregation map: a type mismatch
                 target.type = INT64
                 return
@@ -412,6 +415,8 @@ class _Analyzer(TypesMixin, FuncsMixin, SymbolsAnalyzer, StmtsAnalysis, ValuesSe
             return text
 
     def type_name(self, tn: ast.TypeName) -> Type:
+        if tn.of_expr is not None:                  # typeof(expr)
+            return self.expr(tn.of_expr)
         if (tn.pointer_depth or tn.name.startswith(("struct ", "union ", "enum "))
                 or (tn.name not in INT_TYPE_NAMES and tn.name != "string")):
             return self.c_type(tn)
@@ -497,6 +502,9 @@ class _Analyzer(TypesMixin, FuncsMixin, SymbolsAnalyzer, StmtsAnalysis, ValuesSe
                     return INT64
                 if not statement:
                     raise NotSupportedYet(f"using the value of {e.op} on a map", e.span)
+                if info is not None and isinstance(info.value_type, PtrT):
+                    e.target.type = info.value_type    # @p++ moves by one element
+                    return info.value_type
                 self.assign_map(e.target, INT64, e.span)
                 e.target.type = INT64
                 return INT64
@@ -510,7 +518,7 @@ class _Analyzer(TypesMixin, FuncsMixin, SymbolsAnalyzer, StmtsAnalysis, ValuesSe
             if not compatible(a, b):
                 self.error(f"Ternary operator must return the same type: have '{a}' and '{b}'", e.span)
                 return a
-            if a == b and isinstance(a, (PtrT, EnumT)):      # pointers keep their type
+            if a == b and isinstance(a, (PtrT, EnumT, BoolT)):   # pointers, bools keep their type
                 return a
             if a.is_int and b.is_int:
                 return IntT(64, (not isinstance(a, IntT) or a.signed) and (not isinstance(b, IntT) or b.signed))
@@ -639,6 +647,9 @@ class _Analyzer(TypesMixin, FuncsMixin, SymbolsAnalyzer, StmtsAnalysis, ValuesSe
         if isinstance(a, StrT) or isinstance(b, StrT):
             if e.op in ("==", "!=") and isinstance(a, StrT) and isinstance(b, StrT):
                 return BOOL
+            if e.op in ("==", "!=") and (a == PROBE and isinstance(e.right, ast.StrLit)
+                                         or b == PROBE and isinstance(e.left, ast.StrLit)):
+                return BOOL         # probe == "tracepoint:x:y": the probe's name (0.26)
             self.error(f"Type mismatch for '{e.op}': comparing '{a}' with '{b}'", e.span)
             return BOOL if e.op in ("==", "!=", "<", "<=", ">", ">=") else INT64
         if not (a.is_int and b.is_int):

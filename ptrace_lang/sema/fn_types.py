@@ -103,11 +103,13 @@ class TypesMixin:
         """Type of ``base.f`` / ``base->f`` on pointers and structs; None when ``base`` is not
         a C type (the analyzer handles it)."""
         if isinstance(base, PtrT):
+            st = btftypes.complete(base.target)
+            if not e.arrow and isinstance(st, StructT):
+                e.arrow = True          # bpftrace 0.25+: `.` on a pointer to a struct is `->`
             if not e.arrow:
                 self.error(f"Can not access field '{e.field_name}' on type '{base}'. "
                            "Try dereferencing it first, or using '->'", e.span)
                 return INT64
-            st = btftypes.complete(base.target)
             if not isinstance(st, StructT):
                 self.error(f"Can not access field '{e.field_name}' on expression of type "
                            f"'{base}'", e.span)
@@ -120,6 +122,10 @@ class TypesMixin:
                 return INT64
             return self.struct_field(e, base, self.user_of(e.base))
         return None
+
+    def c_value_key(self, t: Type) -> bool:
+        """Structs and arrays of C types are map keys (bpftrace 0.26): their bytes."""
+        return isinstance(t, (StructT, ArrayT)) and c_sizeof(t) > 0
 
     def struct_field(self, e: ast.FieldAccess, st: StructT, user: bool) -> Type:
         f = btftypes.field(st, e.field_name)
@@ -259,13 +265,23 @@ class TypesMixin:
             return None
         words = f.type_text.replace("*", " ").split()
         stars = f.type_text.count("*")
-        words = [w for w in words if w not in ("const", "volatile")]
-        if stars != 1 or len(words) != 2 or words[0] not in ("struct", "union"):
+        words = [w for w in words if w not in ("const", "volatile", "__user")]
+        user = args.name.startswith(("sys_enter_", "sys_exit_"))
+        if stars == 1 and len(words) == 2 and words[0] in ("struct", "union"):
+            st = btftypes.lookup_type(f"{words[0]} {words[1]}")
+            if not isinstance(st, StructT):
+                return None
+            return PtrT(st, user)
+        # char *, const char *const *argv, int *, unsigned long *: pointers to integers
+        # (bpftrace 0.26 types every pointer field; void * stays an integer here)
+        name = " ".join(words)
+        base = INT_TYPE_NAMES.get(name)
+        if base is None or not 1 <= stars <= 2:
             return None
-        st = btftypes.lookup_type(f"{words[0]} {words[1]}")
-        if not isinstance(st, StructT):
-            return None
-        return PtrT(st, args.name.startswith(("sys_enter_", "sys_exit_")))
+        t: Type = base
+        for _ in range(stars):
+            t = PtrT(t, user)
+        return t
 
     def _byte_source(self, e: ast.Call, i: int, t: Type, sizes: tuple) -> bool:
         """Byte arrays of C types (``unsigned char[16]`` members such as skc_v6_daddr's
@@ -339,5 +355,27 @@ def _value_size(t: Type) -> int:
         return 1
     if isinstance(t, ArgsT):
         return 8
+    if isinstance(t, TupleT):
+        return _natural_layout(t)[0]
     return t.size()
+
+
+def _natural_layout(t: Type) -> tuple[int, int]:
+    """(size, alignment) of a script value laid out as C would (bpftrace's tuples and records:
+    each element at its natural alignment, the whole padded to the largest)."""
+    if isinstance(t, TupleT):
+        off, align = 0, 1
+        for el in t.elems:
+            n, a = _natural_layout(el)
+            off = (off + a - 1) // a * a + n
+            align = max(align, a)
+        return (off + align - 1) // align * align, align
+    if isinstance(t, StrT):
+        return t.length, 1
+    n = _value_size(t)
+    if isinstance(t, ArrayT):
+        return n, _natural_layout(t.elem)[1]
+    if isinstance(t, StructT):
+        return n, min(8, max(1, n & -n))
+    return n, n if n in (1, 2, 4, 8) else 8
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 from ptrace_lang.frontend import ast
 from ptrace_lang.sema.arith import is_signed, signed_pair
 from ptrace_lang.sema.types import (
-    BOOL, INT64, INT_TYPE_NAMES, VOID, AggT, ArgsT, BoolT, BufT, IntArrayT, IntT, StrT, TupleT, Type,
+    BOOL, INT64, INT_TYPE_NAMES, VOID, AggT, ArgsT, ArrayT, BoolT, BufT, IntArrayT, IntT, StrT, TupleT, Type,
 )
 
 # A key bigger than the stack is built in the per-CPU scratch value, whose size the kernel caps
@@ -134,12 +134,23 @@ class ValuesSema:
             if is_bool:
                 base = IntT(8, False)
             # (uint8[4])x: the bytes of an integer seen as an array, and back
-            if not (t.is_int or isinstance(t, IntArrayT)):
+            if not (t.is_int or isinstance(t, (IntArrayT, StrT))):
                 self.error(f'Cannot cast from "{t}" to "{tn.name}[]"', e.span)
                 return IntArrayT(base, 1)
-            src_bytes = 8 if t.is_int else t.elem.bits // 8 * t.count
+            if isinstance(t, StrT):       # (int8[])"abc": the string's bytes, its NUL included
+                src_bytes = t.length
+            else:
+                src_bytes = 8 if t.is_int else t.elem.bits // 8 * t.count
             if t.is_int and isinstance(t, IntT):
                 src_bytes = t.bits // 8
+            if isinstance(e.operand, ast.IntLit) and e.operand.value >= 0:
+                # a literal takes the smallest type that holds it (bpftrace 0.26): uint32 for
+                # (uint8[4])0x01020304
+                # (an int64 when the array takes 8 bytes, as bpftrace 0.17 had it)
+                want = base.bits // 8 * tn.array_len if tn.array_len is not None else 0
+                if want != 8:
+                    src_bytes = next(n for n in (1, 2, 4, 8) if e.operand.value < 1 << (8 * n))
+                    t = IntT(8 * src_bytes, False)
             count = tn.array_len if tn.array_len is not None else src_bytes // (base.bits // 8)
             arr = IntArrayT(base, count, is_bool)
             if base.bits // 8 * count != src_bytes:
@@ -194,7 +205,7 @@ class ValuesSema:
     # ------------------------------------------------------------------ == and != on memory values
     def memory_compare(self, e: ast.Binary, a: Type, b: Type) -> Type | None:
         """``==``/``!=`` of two tuples, buffers or integer arrays (compared byte by byte)."""
-        kinds = (TupleT, BufT, IntArrayT)
+        kinds = (TupleT, BufT, IntArrayT, ArrayT)       # ArrayT: C arrays (BTF, script structs)
         if not (isinstance(a, kinds) or isinstance(b, kinds)):
             return None
         if e.op not in ("==", "!=") or type(a) is not type(b) or not _same_shape(a, b):

@@ -156,8 +156,8 @@ def direct_io(r: Run, name: str) -> int:
 # ---------------------------------------------------------------- the tools
 
 
-def check_opensnoop() -> None:
-    r = Run("opensnoop")
+def check_opensnoop(tool: str = "opensnoop") -> None:
+    r = Run(tool)
     name = uniq("os_")
     with tempfile.TemporaryDirectory() as d:
         good, bad = os.path.join(d, name + ".txt"), os.path.join(d, name + ".missing")
@@ -173,8 +173,12 @@ def check_opensnoop() -> None:
     assert f"{pid:<6} {name:<16} {-1:>4} {2:>3} {bad}\n" in out, out
 
 
-def check_execsnoop() -> None:
-    r = Run("execsnoop")
+def check_opensnoop26() -> None:
+    check_opensnoop("opensnoop26")      # bpftrace 0.26's dialect, the same output
+
+
+def check_execsnoop(tool: str = "execsnoop") -> None:
+    r = Run(tool)
     name = uniq("es_")
     # the workload execs /bin/true with a unique argument list (one argument has a space)
     pid, _ = r.workload(name, "import os, sys\n"
@@ -188,6 +192,10 @@ def check_execsnoop() -> None:
     assert re.fullmatch(r"\d+ {1,10}\d+ +/bin/true " + re.escape(name) + " two words", mine[0]), mine
     ms, child = mine[0].split()[:2]
     assert int(child) != pid and len(mine[0].split(" /bin/true")[0]) == 16, mine
+
+
+def check_execsnoop26() -> None:
+    check_execsnoop("execsnoop26")      # bpftrace 0.26's dialect, the same output
 
 
 def check_killsnoop() -> None:

@@ -594,7 +594,7 @@ def test_spans_with_tabs_and_multiline_expressions():
     ("BEGIN /1/ foo", "1:14-14: syntax error, unexpected end of file, expecting end predicate"),
     ("BEGIN { $x = (1,2; }", "1:18-19: syntax error, unexpected ;, expecting ) or \",\""),
     ("BEGIN { @x[1 = 2; }", "1:14-15: syntax error, unexpected =, expecting ] or \",\""),
-    ("BEGIN { if 1 {} }", "1:12-13: syntax error, unexpected integer, expecting ("),
+    ("BEGIN { if 1 }", "1:14-15: syntax error, unexpected }, expecting {"),
     ("BEGIN { $x = 1 + }", "1:18-19: syntax error, unexpected }"),
     ("BEGIN { print(1) print(2) }", "1:18-23: syntax error, unexpected identifier, expecting }"),
     ("BEGIN { $x = 1 if }", "1:16-18: syntax error, unexpected if, expecting }"),

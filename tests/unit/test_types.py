@@ -192,8 +192,8 @@ ERRORS = [
      "named 'foo'\n"
      "BEGIN { $t = (struct task_struct *)curtask; print($t->foo); }\n"
      "                                                  ~~~~~~~"),
-    ("BEGIN { $t = (struct task_struct *)curtask; print($t.pid); }",
-     "stdin:1:51-57: ERROR: Can not access field 'pid' on type 'struct task_struct *'. "
+    ("BEGIN { $t = (uint64 *)curtask; print($t.pid); }",
+     "stdin:1:39-45: ERROR: Can not access field 'pid' on type 'uint64 *'. "
      "Try dereferencing it first, or using '->'"),
     ("BEGIN { $t = (struct task_struct *)curtask; print($t->se->load); }",
      "stdin:1:51-63: ERROR: Can not dereference struct/union of type 'struct sched_entity'. "
@@ -222,6 +222,15 @@ ERRORS = [
 def test_error_messages(src, expected):
     text = error_of(src)
     assert expected in text, text
+
+
+@needs_btf
+def test_dot_on_a_struct_pointer_is_an_arrow():
+    """bpftrace 0.25+: `.` dereferences a pointer to a struct; chains mix `.` and `->`."""
+    t = printed_types("begin { print(curtask.pid); print(curtask.real_parent->pid); "
+                      "print(curtask->real_parent.tgid); $t = curtask; print((*$t).pid); "
+                      "print(curtask.se.load.weight); }")
+    assert [str(x) for x in t] == ["int32", "int32", "int32", "int32", "uint64"]
 
 
 def test_kptr_uptr_set_the_address_space():

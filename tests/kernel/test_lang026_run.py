@@ -1,0 +1,127 @@
+"""bpftrace 0.25/0.26 language for real: `.` through pointers, pointer arithmetic in every
+form, 0.24-0.26 syntax and typing, arrays and structs as values, tuple layout, typed pointer
+fields of tracepoints."""
+from __future__ import annotations
+
+import os
+import subprocess
+
+import pytest
+
+from runner import Tracer, run
+
+pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root to load BPF programs")
+needs_btf = pytest.mark.skipif(not os.path.exists("/sys/kernel/btf/vmlinux"),
+                               reason="no kernel BTF at /sys/kernel/btf/vmlinux")
+
+
+def out_of(src: str, *args: str) -> str:
+    r = run("-e", src, *args)
+    assert r.rc == 0, r.err
+    assert "Traceback" not in r.err
+    return r.out
+
+
+@needs_btf
+def test_dot_dereferences_struct_pointers():
+    out = out_of("begin { print(curtask.pid); print(curtask.real_parent->tgid == "
+                 "curtask->real_parent.tgid); $t = curtask; print((*$t).pid == $t.pid); exit(); }")
+    lines = out.split("\n")
+    assert int(lines[0]) > 0 and lines[1:3] == ["true", "true"]
+
+
+def test_dot_on_a_syscall_pointer_argument():
+    script = ('tracepoint:syscalls:sys_enter_clock_nanosleep /comm == "sleep"/ { '
+              'printf("%d %d\\n", args.rqtp.tv_sec, args.rqtp->tv_nsec); exit(); }')
+    t = Tracer("-e", script)
+    t.wait_attached()
+    subprocess.run(["sleep", "1.25"], timeout=10)
+    r = t.wait(30)
+    assert r.rc == 0, r.err
+    assert r.out.split("\n")[0] == "1 250000000"
+
+
+def test_pointer_increments_move_by_elements():
+    out = out_of("BEGIN { $p = (int32 *)0x10; $p++; print($p); ++$p; $p += 2; print($p); "
+                 "$p--; $p -= 1; print($p); print($p + 1); $q = (int64 *)0x100; "
+                 "print($q++); print($q); print(--$q); $v = (void *)0x10; $v++; print($v); "
+                 "@m = (int16 *)0x20; @m++; @m += 3; @m -= 1; exit(); }")
+    assert out.split("\n")[:8] == ["0x14", "0x20", "0x18", "0x1c", "0x100", "0x108", "0x100",
+                                   "0x11"]
+    assert "@m: 0x26" in out
+
+
+def test_syntax_of_0_24_to_0_26():
+    out = out_of('begin { $x = 1; if $x > 0 { print(1); } else { print(2); } $i = 0; '
+                 'while $i < 3 { $i++; } print($i); $a = 0; print($a ?: 7); _ = 5; '
+                 '$y = (uint16)3; let $z: typeof($y) = 4; print(sizeof($z)); '
+                 '$x ? print(8) : print(9); print($x ? true : false); exit(); }')
+    assert out.split("\n")[:6] == ["1", "3", "7", "2", "8", "true"]
+
+
+def test_tuples_read_before_a_widening_assignment_and_records_in_source_order():
+    out = out_of('BEGIN { $t = ("a", 7); print($t); print($t.1); $t = ("a string longer than 8", 8); '
+                 'print($t); $n = (1, ("x", 2)); print($n.1.1); print($n.1); '
+                 '$n = (3, ("xxxxxxxxxxxxxxxxxxx", 4)); $i = 0; @r = (b = $i++, a = $i++); exit(); }')
+    assert out.split("\n")[:5] == ["(a, 7)", "7", "(a string longer than 8, 8)", "2", "(x, 2)"]
+    assert "@r: { .b = 0, .a = 1 }" in out
+
+
+def test_execve_argv_strings_through_typed_pointer_fields():
+    script = ('tracepoint:syscalls:sys_enter_execve /str(args.filename) == "/bin/true"/ { '
+              'printf("%s %s %s\\n", str(args.filename), str(args.argv[0]), str(args.argv[1])); '
+              '$p = args.argv; $p++; print(str(*$p)); exit(); }')
+    t = Tracer("-e", script)
+    t.wait_attached()
+    subprocess.run(["/bin/true", "hello026"], timeout=10)
+    r = t.wait(30)
+    assert r.rc == 0, r.err
+    assert r.out.split("\n")[:2] == ["/bin/true /bin/true hello026", "hello026"]
+
+
+def test_structs_and_arrays_as_map_keys_values_and_comparisons():
+    out = out_of('struct S { int a; long b; }; BEGIN { $p = (struct S *)0; @s[*$p] = 1; '
+                 '@b[curtask.cpus_mask.bits] = 2; $l = curtask.se.load; @l[$l] = 3; '
+                 '$m = curtask.cpus_mask.bits; print($m == curtask.cpus_mask.bits); '
+                 '@arr = $m; $a = (int8[])"abc"; print($a); $c = (uint8[4])"abc"; '
+                 'print((uint16[2])$c); print($c == (uint8[4])"abc"); @k[$c] = 4; exit(); }')
+    lines = out.split("\n")
+    assert lines[:4] == ["true", "[97,98,99,0]", "[25185,99]", "true"]
+    assert "@s[{ .a = 0, .b = 0 }]: 1" in out
+    assert "@b[[" in out and "@l[{ .weight = " in out and "@k[[97,98,99,0]]: 4" in out
+    assert "\n@arr: [" in out
+
+
+def test_probe_compared_with_a_string():
+    script = ('BEGIN { if (probe == "BEGIN") { print(1); } if probe == "begin" { print(2); } '
+              'print(probe != "end"); } tracepoint:syscalls:sys_enter_getppid,'
+              'tracepoint:syscalls:sys_enter_getpid /comm == "probecmp"/ { '
+              'if (probe == "tracepoint:syscalls:sys_enter_getpid") { print(probe); exit(); } }')
+    t = Tracer("-e", script)
+    t.wait_attached()
+    from runner import named_workload
+    subprocess.run(named_workload("probecmp", "import os, time\nfor _ in range(20):\n"
+                                  "    os.getppid(); os.getpid(); time.sleep(0.05)\n"),
+                   timeout=30)
+    r = t.wait(30)
+    assert r.rc == 0, r.err
+    assert r.out.split("\n")[:4] == ["1", "2", "true", "tracepoint:syscalls:sys_enter_getpid"]
+
+
+def test_if_expressions():
+    out = out_of('BEGIN { $c = 1; $v = if $c > 0 { $t = 5; $t + 1 } else { 0 }; print($v); '
+                 '$w = if ($c == 0) { "a" } else if $c == 1 { "bb" } else { "c" }; print($w); '
+                 '@m[if $c { 1 } else { 2 }] = if $c { ("x", 1) } else { ("yy", 2) }; exit(); }')
+    assert out.split("\n")[:2] == ["6", "bb"] and "@m[1]: (x, 1)" in out
+
+
+def test_integer_literals_cast_to_arrays():
+    out = out_of('BEGIN { $a = (uint8[4])0x01020304; print($a); print((uint32)$a); '
+                 'print((int8[])0x0102); exit(); }')
+    assert out.split("\n")[:3] == ["[4,3,2,1]", "16909060", "[2,1]"]
+
+
+def test_elvis_evaluates_its_left_side_once():
+    out = out_of('BEGIN { $i = 0; print($i++ ?: 9); print($i); print($i++ ?: 9); print($i); '
+                 '@u[1] = 0; print(@u[1] ?: 3); exit(); }')
+    assert out.split("\n")[:5] == ["9", "1", "1", "2", "3"]

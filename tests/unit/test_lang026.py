@@ -1,0 +1,112 @@
+"""bpftrace 0.24-0.26 syntax and typing (issue 12): `if`/`while` without parentheses, `a ?: b`,
+`_ = expr;`, `typeof(expr)` in declarations, ternaries with void arms, bools through `?:`."""
+from __future__ import annotations
+
+from ptrace_lang.driver import Options, compile_script
+from ptrace_lang.frontend import ast
+from ptrace_lang.sema.types import BOOL, IntT, StrT
+
+
+def typed(src: str) -> ast.Program:
+    return compile_script(src, "stdin", Options()).program
+
+
+def printed_types(src: str) -> list:
+    prog = typed(src)
+    return [n.args[0].type for n in ast.walk(prog.probes[0])
+            if isinstance(n, ast.Call) and n.name == "print"]
+
+
+def test_if_and_while_without_parentheses():
+    prog = typed("begin { $x = 1; if $x > 0 { print(1); } else if $x { print(2); } "
+                 "if ($x) { print(3); } while $x < 3 { $x++; } }")
+    kinds = [type(s).__name__ for s in prog.probes[0].body.stmts]
+    assert kinds == ["Assign", "If", "If", "While"]
+    first = prog.probes[0].body.stmts[1]
+    assert isinstance(first.cond, ast.Binary) and first.orelse is not None
+
+
+def test_elvis_is_a_ternary_on_its_own_condition():
+    prog = typed('BEGIN { $a = 0; print($a ?: 5); }')
+    t = next(n for n in ast.walk(prog) if isinstance(n, ast.Ternary))
+    assert t.cond is t.then and isinstance(t.orelse, ast.IntLit)
+
+
+def test_elvis_evaluates_an_expression_once():
+    prog = typed('BEGIN { $i = 0; print($i++ ?: 9); }')
+    b = next(n for n in ast.walk(prog) if isinstance(n, ast.BlockExpr))
+    assert isinstance(b.stmts[0], ast.Let) and isinstance(b.stmts[0].value, ast.IncDec)
+    assert isinstance(b.value, ast.Ternary) and isinstance(b.value.cond, ast.Var)
+
+
+def test_underscore_assignment_discards_the_value():
+    prog = typed('BEGIN { _ = 5; _ = strlen("ab"); }')
+    assert [type(s).__name__ for s in prog.probes[0].body.stmts] == ["ExprStmt", "ExprStmt"]
+
+
+def test_typeof_in_let():
+    t = printed_types('BEGIN { $y = (uint16)3; let $x: typeof($y) = 4; print($x); '
+                      'let $s: typeof("abcd"); $s = "x"; print($s); }')
+    assert t == [IntT(16, False), StrT(5)]
+
+
+def test_ternary_with_void_arms_and_bools_kept():
+    t = printed_types('BEGIN { $x = 1; $x ? print(1) : print(2); print($x ? true : false); }')
+    assert t[2] == BOOL
+
+
+def test_sizeof_of_tuples_and_records_uses_natural_alignment():
+    prog = typed('BEGIN { print(sizeof((1, (uint8)2))); print(sizeof(((uint8)1, "abc", (uint16)3))); '
+                 'print(sizeof((a = (int32)1, b = (uint8)2))); }')
+    assert [n.value for n in ast.walk(prog) if isinstance(n, ast.Sizeof)] == [16, 8, 8]
+
+
+def test_tracepoint_char_pointer_fields_are_typed_user_pointers():
+    import os
+
+    import pytest
+    if not os.path.exists("/sys/kernel/tracing/events/syscalls/sys_enter_execve/format"):
+        pytest.skip("no syscalls:sys_enter_execve tracepoint")
+    from ptrace_lang.sema.types import PtrT
+    t = printed_types("tracepoint:syscalls:sys_enter_execve { print(args.filename); "
+                      "print(args.argv); print(args.argv[0]); print(str(args.argv[1])); }")
+    assert t[0] == PtrT(IntT(8, True), True)
+    assert t[1] == PtrT(PtrT(IntT(8, True), True), True)
+    assert t[2] == t[0] and isinstance(t[3], StrT)
+
+
+def test_structs_and_c_arrays_are_map_keys_and_compare():
+    typed("struct S { int a; long b; }; BEGIN { $p = (struct S *)0; @[*$p] = 1; "
+          "@b[curtask.cpus_mask.bits] = count(); print(curtask.cpus_mask.bits == "
+          "curtask.cpus_mask.bits); }")
+
+
+def test_strings_cast_to_integer_arrays():
+    from ptrace_lang.sema.types import IntArrayT
+    t = printed_types('BEGIN { print((int8[])"abc"); print((uint8[4])"abc"); '
+                      '$c = (uint8[4])"abc"; print((uint16[2])$c); }')
+    assert t == [IntArrayT(IntT(8, True), 4), IntArrayT(IntT(8, False), 4),
+                 IntArrayT(IntT(16, False), 2)]
+
+
+def test_probe_equals_a_string_literal_is_a_bool():
+    t = printed_types('BEGIN { print(probe == "begin"); print("x" != probe); }')
+    assert t == [BOOL, BOOL]
+
+
+def test_if_expressions_are_ternaries_of_block_values():
+    prog = typed('BEGIN { $c = 1; $v = if $c > 0 { $t = 5; $t + 1 } else { 0 }; '
+                 '$w = if ($c == 0) { "a" } else if $c == 1 { "bb" } else { "c" }; '
+                 'if $c { print(3) } else { print(4) } }')
+    stmts = prog.probes[0].body.stmts
+    assert isinstance(stmts[1].value, ast.Ternary) and isinstance(stmts[1].value.then, ast.BlockExpr)
+    assert isinstance(stmts[2].value.orelse, ast.Ternary)
+    assert isinstance(stmts[3], ast.If)
+
+
+def test_integer_literal_cast_to_an_array_takes_its_smallest_type():
+    from ptrace_lang.sema.types import IntArrayT
+    t = printed_types('BEGIN { print((uint8[4])0x01020304); print((int8[])0x0102); '
+                      'print((uint8[8])1); }')
+    assert t == [IntArrayT(IntT(8, False), 4), IntArrayT(IntT(8, True), 2),
+                 IntArrayT(IntT(8, False), 8)]
