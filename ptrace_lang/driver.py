@@ -300,7 +300,8 @@ def plan_maps(sema, decls: dict, opts: Options, warnings: list):
             name, kind, layout.kernel_name, key_field, value_field,
             signed=agg.signed if agg is not None else True,
             hist_k=agg.hist_k if agg is not None else 0,
-            lhist=agg.lhist if agg is not None else None))
+            lhist=agg.lhist if agg is not None else None,
+            tseries=agg.tseries if agg is not None else None))
     for name, decl in decls.items():
         raise CompileError(f"{name} is declared but never used", decl.span)
     obj.maps.append(S.MapSpec("ringbuf", MAP_TYPES["ringbuf"], 0, 0, _ringbuf_size(opts.ringbuf_bytes)))

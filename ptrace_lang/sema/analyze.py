@@ -33,7 +33,21 @@ COMMON_BUILTINS: dict[str, Type] = {
 }
 # the aggregations' argument counts (the names and signatures: sema.builtins)
 AGGREGATIONS = {"count": 0, "sum": 1, "avg": 1, "min": 1, "max": 1, "stats": 1, "hist": (1, 2),
-                "lhist": 4}
+                "lhist": 4, "tseries": (3, 4)}
+# tseries(): the aggregators it takes ("" keeps the last value of each interval) and its limits
+TSERIES_AGGS = ("avg", "max", "min", "sum")
+TSERIES_MAX_INTERVALS = 1_000_000
+_DURATION_UNITS = {"ns": 1, "us": 1_000, "ms": 1_000_000, "s": 1_000_000_000,
+                   "m": 60_000_000_000, "h": 3_600_000_000_000, "d": 86_400_000_000_000}
+
+
+def parse_duration(text: str) -> int | None:
+    """``"100ms"`` -> 100000000 (nanoseconds); a bare number is nanoseconds; None if malformed."""
+    num = text.rstrip("abcdefghijklmnopqrstuvwxyz")
+    unit = text[len(num):] or "ns"
+    if not num.isdigit() or unit not in _DURATION_UNITS:
+        return None
+    return int(num) * _DURATION_UNITS[unit]
 # builtins and functions of the dialect that later work brings (refused with "not supported yet")
 LATER_BUILTINS = frozenset(b.name for b in builtins.BUILTINS.values()
                            if b.later and b.kind != "function")
@@ -141,7 +155,7 @@ class _Analyzer(TypesMixin, FuncsMixin, SymbolsAnalyzer, StmtsAnalysis, ValuesSe
             if info.value_type != value_type and not (
                     isinstance(info.value_type, AggT) and isinstance(value_type, AggT)
                     and info.value_type.kind == value_type.kind
-                    and info.value_type.kind not in ("hist", "lhist")):
+                    and info.value_type.kind not in ("hist", "lhist", "tseries")):
                 self.error(f"Type mismatch for {name}: trying to assign value of type '{value_type}' "
                            f"when map already has a type '{info.value_type}'", span)
         elif not compatible(info.value_type, value_type):
@@ -308,8 +322,11 @@ class _Analyzer(TypesMixin, FuncsMixin, SymbolsAnalyzer, StmtsAnalysis, ValuesSe
         ok = n in want if isinstance(want, tuple) else n == want
         if not ok:
             sig = builtins.signature(call.name)
-            self.error(f"{call.name}() takes {want if not isinstance(want, tuple) else '1 or 2'} "
+            self.error(f"{call.name}() takes "
+                       f"{want if not isinstance(want, tuple) else ' or '.join(map(str, want))} "
                        f"argument{'s' if want != 1 else ''} ({n} provided)", call.span, [sig])
+        if call.name == "tseries":
+            return self.tseries(call, n)
         types = [self.expr(a) for a in call.args]
         for a, t in zip(call.args, types):
             if not t.is_int:
@@ -344,6 +361,47 @@ class _Analyzer(TypesMixin, FuncsMixin, SymbolsAnalyzer, StmtsAnalysis, ValuesSe
                 return AggT("lhist", signed, lhist=(lo, hi, step))
             return AggT("lhist", signed, lhist=(0, 1, 1))
         return AggT(call.name, signed if call.name != "count" else False)
+
+    def tseries(self, call: ast.Call, n: int) -> AggT:
+        """``tseries(value, interval, num_intervals[, "avg"|"max"|"min"|"sum"])``: the interval a
+        duration string ("100ms", "1s") or nanoseconds; without an aggregator each interval keeps
+        its last value."""
+        bad = AggT("tseries", True, tseries=(1_000_000_000, 1, ""))
+        if n not in (3, 4):
+            for a in call.args:
+                self.expr(a)
+            return bad
+        t = self.expr(call.args[0])
+        for a in call.args[1:]:
+            self.expr(a)
+        if not t.is_int:
+            self.error(f"tseries() expects an integer value, got '{t}'", call.args[0].span)
+        signed = not isinstance(t, IntT) or t.signed
+        iv = call.args[1]
+        interval = None
+        if isinstance(iv, ast.StrLit):
+            interval = parse_duration(iv.value)
+        else:
+            interval = self.const_int(iv)
+        if interval is None or interval <= 0:
+            self.error('tseries() interval must be a positive duration: a literal like "1s", '
+                       '"100ms" or a number of nanoseconds', iv.span)
+            return bad
+        num = self.const_int(call.args[2])
+        if num is None or not 1 <= num <= TSERIES_MAX_INTERVALS:
+            self.error(f"tseries() num_intervals must be an integer literal between 1 and "
+                       f"{TSERIES_MAX_INTERVALS}", call.args[2].span)
+            return bad
+        agg = ""
+        if n == 4:
+            a = call.args[3]
+            if not isinstance(a, ast.StrLit) or a.value not in TSERIES_AGGS:
+                self.error("tseries() aggregator must be one of " +
+                           ", ".join(f'"{x}"' for x in TSERIES_AGGS), a.span)
+                return bad
+            agg = a.value
+        call.type = VOID
+        return AggT("tseries", signed, tseries=(interval, num, agg))
 
     def const_int(self, e: ast.Expr) -> int | None:
         if isinstance(e, ast.IntLit):

@@ -96,6 +96,9 @@ _TABLE = (
     Builtin("hist", "aggregation", "hist(int[, int k])", lower="aggregate"),
     Builtin("lhist", "aggregation", "lhist(int value, int min, int max, int step)",
             lower="aggregate"),
+    Builtin("tseries", "aggregation",
+            'tseries(int value, "1s" | int interval_ns, int num_intervals[, "avg"|"max"|"min"|"sum"])',
+            lower="aggregate"),
     # ---------------------------------------------------------------- output and control
     Builtin("printf", "function", "printf(const char *fmt, ...)"),
     Builtin("print", "function", "print(@map[, top[, div]]) or print(value)"),
