@@ -448,6 +448,8 @@ class _Analyzer(TypesMixin, FuncsMixin, SymbolsAnalyzer, StmtsAnalysis, ValuesSe
 
     def _expr(self, e: ast.Expr, statement: bool) -> Type:
         if isinstance(e, ast.IntLit):
+            if isinstance(e.type, EnumT):      # an enumerator (sema.cdefs.enum_literal)
+                return e.type
             return INT64 if e.value < (1 << 63) else UINT64
         if isinstance(e, ast.BoolLit):
             return BOOL
@@ -852,6 +854,13 @@ def field_type(f, max_strlen: int) -> Type:
     text = f.type_text
     if f.data_loc:
         return StrT(max_strlen, trunc=True) if "char" in text else UINT64
+    if (text.startswith("enum ") and not f.is_pointer and f.array_len is None
+            and f.size in (1, 2, 4, 8)):
+        from ptrace_lang.sema import btftypes
+
+        et = btftypes.enum_type(text[5:].strip())     # printed by its enumerators' names
+        if et is not None and et.name:
+            return EnumT(et.name, f.size * 8, bool(f.signed), et.values)
     if f.array_len is not None and "char" in text:
         return StrT(f.array_len)
     if f.array_len is not None:

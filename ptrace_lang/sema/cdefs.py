@@ -324,6 +324,8 @@ class _Parser:
         t = EnumT(name, 32, signed, tuple(values))
         if name:
             self.scope.enums[f"enum {name}"] = t
+            for ename, v in values:     # a named enum's enumerators are values of its type
+                self.scope.constants[ename] = EnumValue(v, t)
         return t
 
     def declarator(self, base: Type) -> tuple:
@@ -451,9 +453,29 @@ def load(program: ast.Program) -> dict:
     return constants
 
 
+class EnumValue(int):
+    """An enumerator's value knowing its enum: the literal it becomes has the enum's type, so
+    ``%s``, print() and maps show the enumerator's name (bpftrace 0.26)."""
+
+    enum: EnumT
+
+    def __new__(cls, value: int, enum: EnumT):
+        self = super().__new__(cls, value)
+        self.enum = enum
+        return self
+
+
+def enum_literal(value: int, enum: EnumT | None, span: Span) -> ast.IntLit:
+    """The literal of an enumerator: typed with its (named) enum."""
+    lit = ast.IntLit(int(value), span=span)
+    if enum is not None and enum.name:
+        lit.type = enum
+    return lit
+
+
 def _value_expr(name: str, value, span: Span) -> ast.Expr:
     if isinstance(value, int):
-        return ast.IntLit(value, span=span)
+        return enum_literal(value, getattr(value, "enum", None), span)
     text = value.strip()
     from ptrace_lang.frontend.parser import parse
 
@@ -473,10 +495,15 @@ _ARGN = re.compile(r"s?arg[0-9]+")
 def kernel_enumerator(name: str):
     """The value of a kernel enum member named like a constant (it has an upper-case letter
     and is no builtin: TCP_CLOSE, PIDTYPE_TGID, SKB_DROP_REASON_NOT_SPECIFIED), or None."""
+    got = kernel_enumerator_typed(name)
+    return None if got is None else got[0]
+
+
+def kernel_enumerator_typed(name: str):
+    """``(value, EnumT)`` of a kernel enum member named like a constant, or None."""
     if name == name.lower() or builtins.is_variable(name) or _ARGN.fullmatch(name):
         return None
-    got = btftypes.enumerator(name)
-    return None if got is None else got[0]
+    return btftypes.enumerator(name)
 
 
 def substitute(program: ast.Program, constants: dict) -> None:
@@ -489,9 +516,9 @@ def substitute(program: ast.Program, constants: dict) -> None:
                 got = _value_expr(value.name, constants[value.name], value.span)
                 rec(got, depth + 1)
                 return got
-            v = kernel_enumerator(value.name)
-            if v is not None:
-                return ast.IntLit(v, span=value.span)
+            got = kernel_enumerator_typed(value.name)
+            if got is not None:
+                return enum_literal(got[0], got[1], value.span)
             return value
         if isinstance(value, ast.Node):
             rec(value, depth)
