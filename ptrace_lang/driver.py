@@ -60,6 +60,7 @@ def _map_decls(program, opts) -> dict:
 @dataclass
 class Options:
     positional: list[str] = field(default_factory=list)
+    program_opts: tuple[str, ...] = ()   # the program's "--name[=value]" after "--" (getopt())
     max_map_keys: int = DEFAULT_MAX_MAP_KEYS
     max_strlen: int = 64
     ringbuf_bytes: int = DEFAULT_RINGBUF_BYTES
@@ -138,7 +139,7 @@ def compile_script(text: str, filename: str, opts: Options, machine=None) -> Com
     groups, popts = expand_attach_points(program, opts, machine)
     sema = analyze(program, [[g[2] for g in gs] for gs in groups], opts.positional, opts.max_strlen,
                    cpid=opts.cpid, unsafe=opts.unsafe, host=machine.host,
-                   stack_mode=opts.stack_mode)
+                   stack_mode=opts.stack_mode, program_opts=opts.program_opts)
     popts.deps.extend(getattr(sema.analyzer, "deps", ()))   # files sema read (cgroupid paths)
     dumps: dict[str, str] = {}
     if "ast" in opts.stages:
@@ -340,6 +341,7 @@ def compile_group(obj: S.ObjectSpec, layouts: dict, sema, probe, pi: int, gi: in
                      **{"arg_offsets": getattr(prov, "arg_offsets", None),
                         "retval_offset": getattr(prov, "retval_offset", 0),
                         **prov.lowering_options(targets[0])})
+    low.provider_name = targets[0].provider      # (probetype)
     insns = low.lower_probe(probe)
     if low.frame.scratch_max > L.SCRATCH_LIMIT:
         raise CompileError(f"The probe needs {low.frame.scratch_max} bytes of scratch "

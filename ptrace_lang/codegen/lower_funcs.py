@@ -31,6 +31,8 @@ PT_REGS_CS = 136          # x86-64 struct pt_regs: cs
 class FuncsLowering:
     """call_/into_/stmt_/builtin_ methods for Lowering (see the module doc)."""
 
+    provider_name = ""       # the canonical provider of the program (set by the driver)
+
     # ------------------------------------------------------------------ helpers
     def _str_mem(self, e: ast.Expr):
         """(base, offset, length) of a string value in memory."""
@@ -341,7 +343,20 @@ class FuncsLowering:
         self.call(FN_GET_NUMA_NODE_ID)
         return self.result()
 
+    def call_getopt(self, e: ast.Call) -> ir.VReg:
+        return self.scalar(e.args[1])        # (sema made it the option's literal)
+
+    def into_getopt(self, e: ast.Call, base, off: int, typ) -> None:
+        self.expr_into(e.args[1], base, off, typ)
+
+    def into_probetype(self, e, base, off: int, typ) -> None:
+        """The provider's canonical name, a constant of the program (one per provider)."""
+        size = typ.size() if isinstance(typ, StrT) else e.type.size()
+        self.store_bytes(base, off, self.provider_name.encode()[:size - 1] + b"\0", size)
+
     def builtin_usermode(self, e) -> ir.VReg:
+        if self.provider_name in ("begin", "end"):
+            return self.const(1)
         out = self.vreg()
         self.emit(ir.Load(out, self.ctx, PT_REGS_CS, 8))
         self.emit(ir.Alu("and", out, 3))

@@ -71,6 +71,15 @@ class MapsLowering:
         key = self.build_key(ref, layout)
         self.call(FN_MAP_DELETE_ELEM, ("map", layout.kernel_name), self.key_arg(key))
 
+    def call_delete(self, e: ast.Call) -> VReg:
+        """delete() as a value: true when the key was there (the helper returned 0)."""
+        self.stmt_delete(e)
+        out = self.vreg()
+        self.mov(out, R0)
+        self.emit(ir.Alu("arsh", out, 63))      # -1 on a failure, 0 on success
+        self.emit(ir.Alu("add", out, 1))
+        return out
+
     def build_key(self, ref: ast.MapRef, layout: MapLayout, extra: int = 0, base=None) -> int:
         """Write the key of ``ref`` into a fresh stack slot (plus ``extra`` bytes); return its offset.
         With ``base`` (a register holding the slot's address) the key is written through it."""

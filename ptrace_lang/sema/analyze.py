@@ -822,7 +822,7 @@ class _Analyzer(TypesMixin, FuncsMixin, SymbolsAnalyzer, StmtsAnalysis, ValuesSe
             return VOID
         self.check_key(info, ref, self.key_type(ref))
         ref.type = info.value_type
-        return VOID
+        return BOOL       # (bpftrace 0.26) whether the key was there
 
     def _whole_map(self, e: ast.Call) -> Type:
         if len(e.args) != 1 or not isinstance(e.args[0], ast.MapRef) or e.args[0].keys is not None:
@@ -907,7 +907,7 @@ def check_format(an: _Analyzer, fname: str, fmt_node: ast.StrLit, args: list[ast
 def analyze(program: ast.Program, probe_contexts: list[list[ProbeContext]], positional: list[str],
             max_strlen: int = MAX_STRLEN_DEFAULT, cpid: int | None = None,
             unsafe: bool = False, host: Host | None = None,
-            stack_mode: str | None = None) -> SemaResult:
+            stack_mode: str | None = None, program_opts: tuple = ()) -> SemaResult:
     """Type-check ``program``. ``probe_contexts[i]`` lists the distinct contexts of probe i
     (one per group of attach points whose ``args`` layouts differ); ``cpid`` is the pid of
     the -c child (None without -c); ``host`` answers kaddr() and cgroupid() (target.Host);
@@ -916,6 +916,7 @@ def analyze(program: ast.Program, probe_contexts: list[list[ProbeContext]], posi
     an.unsafe = unsafe
     an.host = host if host is not None else Host()
     an.stack_mode = stack_mode
+    an.program_opts = parse_program_opts(program_opts)
     result = SemaResult(an.maps, analyzer=an)
     for final in (False, True):
         an.final = final
@@ -929,4 +930,21 @@ def analyze(program: ast.Program, probe_contexts: list[list[ProbeContext]], posi
                     break
     if an.errors:
         raise CompileError(an.errors[0].message, diagnostics=an.errors)
+    unknown = [n for n in an.program_opts if n not in an.__dict__.get("getopt_names", ())]
+    if unknown:
+        raise CompileError("unexpected program command line option" +
+                           ("s" if len(unknown) > 1 else "") + ": " +
+                           " ".join("--" + n for n in unknown),
+                           hints=["a program reads its options with getopt(\"name\", default)"])
     return result
+
+
+def parse_program_opts(raw) -> dict:
+    """``["--n=5", "--verbose"]`` -> ``{"n": "5", "verbose": None}`` (the program's options)."""
+    out: dict = {}
+    for a in raw:
+        name, eq, val = a[2:].partition("=")
+        if not name:
+            raise CompileError(f"invalid program command line option: {a}")
+        out[name] = val if eq else None
+    return out

@@ -137,10 +137,6 @@ FIRST = [
     ('BEGIN { nsecs(boot, tai); }',
      "stdin:1:9-25: ERROR: nsecs() requires between 0 and 1 arguments (2 provided)",
      "nsecs([monotonic|boot|tai])"),
-    ('BEGIN { @x = usermode; }',
-     "stdin:1:14-22: ERROR: The usermode builtin can not be used with 'begin' probes", None),
-    ('BEGIN { @x = usermode(); }',
-     "stdin:1:14-24: ERROR: The usermode builtin can not be used with 'begin' probes", None),
     ('tracepoint:syscalls:sys_enter_openat { @x = usermode; }',
      "stdin:1:45-53: ERROR: The usermode builtin can not be used with 'tracepoint' probes", None),
 ]

@@ -1,0 +1,33 @@
+"""The 0.26 standard-library layer run for real: probetype, __builtin_ names, pcomm, assert,
+delete() as a bool, ppid(task), usermode in begin, getopt() with options after "--"."""
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from runner import run
+
+pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root to load BPF programs")
+
+
+def test_values():
+    r = run("-e", 'BEGIN { @a[1] = 1; printf("%s %d %s %d %d %d %d %d\\n", probetype, '
+            '__builtin_pid == pid, pcomm, delete(@a[1]), delete(@a, 1), ppid(curtask) == ppid, '
+            'usermode, getopt("n", 2) + getopt("m", 1)); exit(); }', "--", "--n=40")
+    assert r.rc == 0, r.err
+    probetype, same, pcomm, d1, d2, pp, um, n = r.out.split("\n")[0].split()
+    assert probetype == "begin" and same == "1" and d1 == "1" and d2 == "0" and pp == "1"
+    assert um == "1" and n == "41"
+    assert pcomm          # the command of our process's main thread
+
+
+def test_assert_exits_with_an_error():
+    r = run("-e", 'BEGIN { assert(pid == 0, "pid is not 0"); printf("after\\n"); }')
+    assert r.rc == 1
+    assert "assert failed: pid is not 0" in r.err and "after" not in r.out
+
+
+def test_unknown_program_option_is_refused():
+    r = run("-e", 'BEGIN { exit(); }', "--", "--nope=1")
+    assert r.rc == 1 and "unexpected program command line option: --nope" in r.err
