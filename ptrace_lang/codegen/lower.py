@@ -510,7 +510,10 @@ class Lowering(MapsLowering, EventsLowering, StringsLowering, ArgsLowering, Type
             self.expr_stmt(e)
             return self.const(0)
         if isinstance(e, ast.MapRef):
-            return self.map_read_scalar(e, self.maps["@" + e.name])
+            layout = self.maps["@" + e.name]
+            if layout.agg is not None:     # count/sum/min/max/avg read as an integer
+                return self._agg_value(layout, self.key_arg(self.build_key(e, layout)), None)
+            return self.map_read_scalar(e, layout)
         if isinstance(e, ast.Binary):
             if e.op in ("==", "!=", "<", "<=", ">", ">=", "&&", "||"):
                 return self.cond_value(e)
@@ -538,7 +541,11 @@ class Lowering(MapsLowering, EventsLowering, StringsLowering, ArgsLowering, Type
                 return reg if e.prefix else old
             layout = self.maps["@" + e.target.name]
             self.map_add(e.target, layout, self.const(1 if e.op == "++" else -1))
-            return self.const(0)
+            # the value: the entry read again (as bpftrace, not one atomic step with the add)
+            out = self.map_read_scalar(e.target, layout)
+            if not e.prefix:
+                self.emit(ir.Alu("sub" if e.op == "++" else "add", out, 1))
+            return out
         if isinstance(e, ast.Ternary):
             out = self.vreg()
             self.ternary(e, lambda x: self.mov(out, self.scalar(x)))

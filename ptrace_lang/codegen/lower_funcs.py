@@ -318,7 +318,8 @@ class FuncsLowering:
     # ------------------------------------------------------------------ builtins
     def call_nsecs(self, e: ast.Call) -> ir.VReg:
         clock = e.args[0].name if e.args else "monotonic"
-        self.call({"monotonic": FN_KTIME_GET_NS, "boot": FN_KTIME_GET_BOOT_NS, "tai": FN_KTIME_GET_TAI_NS}[clock])
+        self.call({"monotonic": FN_KTIME_GET_NS, "boot": FN_KTIME_GET_BOOT_NS, "tai": FN_KTIME_GET_TAI_NS,
+                   "sw_tai": FN_KTIME_GET_TAI_NS}[clock])
         return self.result()
 
     def call_comm(self, e: ast.Call) -> ir.VReg:

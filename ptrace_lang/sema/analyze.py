@@ -202,7 +202,8 @@ class _Analyzer(TypesMixin, FuncsMixin, SymbolsAnalyzer, StmtsAnalysis, ValuesSe
         self.check_key(info, ref, key_type)
         if isinstance(info.value_type, AggT):
             if info.value_type.kind in ("count", "sum", "min", "max", "avg"):
-                raise NotSupportedYet(f"reading the value of a {info.value_type.kind}() map", ref.span)
+                # read as an integer: the CPUs' slots combined (codegen: _agg_value)
+                return UINT64 if info.value_type.kind == "count" else IntT(64, info.value_type.signed)
             self.error(f"The value of {name} ({info.value_type.kind}) cannot be used in an expression",
                        ref.span)
             return INT64
@@ -505,8 +506,6 @@ class _Analyzer(TypesMixin, FuncsMixin, SymbolsAnalyzer, StmtsAnalysis, ValuesSe
                     self.error(f"The {e.op} operator can not be used on expressions of type "
                                f"'{info.value_type}'", e.span)
                     return INT64
-                if not statement:
-                    raise NotSupportedYet(f"using the value of {e.op} on a map", e.span)
                 self.assign_map(e.target, INT64, e.span)
                 e.target.type = INT64
                 return INT64

@@ -48,7 +48,7 @@ _TABLE = (
     Builtin("tid", "variable", "tid: the thread id", lower="builtin"),
     Builtin("uid", "variable", "uid: the user id", lower="builtin"),
     Builtin("gid", "variable", "gid: the group id", lower="builtin"),
-    Builtin("nsecs", "both", "nsecs([monotonic|boot|tai])", lower="builtin"),
+    Builtin("nsecs", "both", "nsecs([monotonic|boot|tai|sw_tai])", lower="builtin"),
     Builtin("elapsed", "variable", "elapsed: nanoseconds since the program started",
             lower="builtin"),
     Builtin("cpu", "variable", "cpu: the processor's id", lower="builtin"),

@@ -25,7 +25,8 @@ MACADDR = UserT("macaddr", 8, (), "mac_address")
 CGROUP_PATH = "cgroup_path_t"
 UINT8 = IntT(8, False)
 
-NSECS_CLOCKS = ("monotonic", "boot", "tai")
+NSECS_CLOCKS = ("monotonic", "boot", "tai", "sw_tai")   # sw_tai: TAI (bpftrace computes it in
+# software for kernels without bpf_ktime_get_tai_ns; ours have it: the same clock)
 
 # the signatures shown in hints (sema.builtins)
 SIG = {b.name: b.sig for b in builtins.BUILTINS.values() if b.sig}
@@ -346,7 +347,7 @@ class FuncsMixin:
             a = e.args[0]
             clock = a.name if isinstance(a, ast.Builtin) else None
             if clock not in NSECS_CLOCKS:
-                self.error("nsecs() expects a clock: monotonic, boot or tai", a.span, [SIG["nsecs"]])
+                self.error("nsecs() expects a clock: monotonic, boot, tai or sw_tai", a.span, [SIG["nsecs"]])
             a.type = UINT64
         return UINT64
 

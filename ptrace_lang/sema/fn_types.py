@@ -52,6 +52,10 @@ class TypesMixin:
             base = INT_TYPE_NAMES.get(name)
         if base is None:
             base = btftypes.lookup_type(name)
+            if base is None and " " not in name:
+                # a struct/union named without its keyword, as bpftrace 0.26 allows:
+                # (task_struct *)curtask, sizeof(task_struct)
+                base = btftypes.lookup_type("struct " + name) or btftypes.lookup_type("union " + name)
             if base is None:
                 if name.startswith(("struct ", "union ")):
                     self.error(f"Unknown struct/union: '{name}'", span)

@@ -31,3 +31,18 @@ def test_assert_exits_with_an_error():
 def test_unknown_program_option_is_refused():
     r = run("-e", 'BEGIN { exit(); }', "--", "--nope=1")
     assert r.rc == 1 and "unexpected program command line option: --nope" in r.err
+
+
+def test_more_expressions():
+    r = run("-e", 'BEGIN { @x = 1; $v = @x++; $w = ++@x; @c = count(); @c = count(); '
+            '@a = avg(4); @a = avg(6); $s = "hello"; $t = (task_struct *)curtask; '
+            'printf("%d %d %d %d %d %c %d %d\\n", $v, $w, @c + 1, (bool)@c, @a, $s[1], '
+            '$t->pid == pid, nsecs(sw_tai) > 0); exit(); }')
+    assert r.rc == 0, r.err
+    assert r.out.split("\n")[0] == "1 3 3 1 5 e 1 1"
+
+
+def test_len_of_a_stack():
+    r = run("-e", 'profile:hz:199 /pid > 0/ { printf("%d\\n", len(ustack) + len(kstack)); exit(); }')
+    assert r.rc == 0, r.err
+    assert int(r.out.split("\n")[0]) >= 1
