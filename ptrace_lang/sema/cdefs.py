@@ -120,6 +120,9 @@ _INT_WORDS = {
     ("unsigned", "long"): IntT(64, False), ("long", "long"): IntT(64, True),
     ("unsigned", "long", "long"): IntT(64, False), ("_Bool",): BOOL, ("bool",): BOOL,
     ("void",): VOID,
+    # floating point members take their C size and alignment (their value reads as its bits:
+    # the language has no floating point values)
+    ("float",): IntT(32, True), ("double",): IntT(64, True),
 }
 _FIXED = {"int8_t": IntT(8, True), "int16_t": IntT(16, True), "int32_t": IntT(32, True),
           "int64_t": IntT(64, True), "uint8_t": IntT(8, False), "uint16_t": IntT(16, False),
@@ -204,7 +207,7 @@ class _Parser:
             self.take()
             return self.enum()
         while self.peek() in ("unsigned", "signed", "char", "short", "int", "long", "_Bool",
-                              "bool", "void") or self.peek() in _QUALIFIERS:
+                              "bool", "void", "float", "double") or self.peek() in _QUALIFIERS:
             if self.peek() in _QUALIFIERS:
                 self.skip_qualifier()
                 continue
@@ -228,19 +231,32 @@ class _Parser:
             self.fail(f"unknown type '{name}'")
         return t
 
-    def skip_qualifier(self) -> None:
+    def skip_qualifier(self) -> list:
+        """Skip a qualifier or an ``__attribute__((...))``; the words it held (``packed``)."""
         word = self.take()
+        words = [word]
         if word == "__attribute__" and self.peek() == "(":
             depth = 0
             while True:
                 tok = self.take()
                 depth += tok == "("
                 depth -= tok == ")"
+                words.append(tok)
                 if depth == 0:
                     break
+        return words
+
+    def attributes(self) -> bool:
+        """Skip qualifiers and attributes; whether one of them asked for a packed layout."""
+        packed = False
+        while self.peek() in _QUALIFIERS:
+            words = self.skip_qualifier()
+            packed = packed or any(w in ("packed", "__packed__", "__packed") for w in words)
+        return packed
 
     def record(self, kind: str) -> Type:
         name = ""
+        packed = self.attributes()      # struct __attribute__((packed)) name { ... }
         if self.peek() not in ("{", None) and re.match(r"[A-Za-z_]", self.peek()):
             name = self.take()
         if self.peek() != "{":
@@ -271,18 +287,18 @@ class _Parser:
                     self.take()
                     continue
                 break
-            self.expect(";")
+            if self.peek() != "}":         # (the last member's ';' may be missing, as clang allows)
+                self.expect(";")
         self.take()
-        while self.peek() in _QUALIFIERS:
-            self.skip_qualifier()
+        packed = self.attributes() or packed       # } __attribute__((packed));
         if not name:
             self.counter[0] += 1
             key = f"{kind} <anonymous {self.counter[0]}>"
         else:
             key = f"{kind} {name}"
-        fields, size = _layout(kind, members)
+        fields, size = _layout(kind, members, packed)
         t = StructT(kind, name, size, ("c", key))
-        self.scope.records[key] = (t, fields, _align_of_members(members))
+        self.scope.records[key] = (t, fields, 1 if packed else _align_of_members(members))
         return t
 
     def enum(self) -> Type:
@@ -386,15 +402,15 @@ def _align_of_members(members: list) -> int:
     return max([_align(t) for _, t, _ in members] or [1])
 
 
-def _layout(kind: str, members: list) -> tuple:
+def _layout(kind: str, members: list, packed: bool = False) -> tuple:
     """[(name, bit offset, bits, Type)] and the size, as the x86-64 System V ABI lays out a
     struct (each member at its alignment; a bitfield in the next bits unless it would cross a
-    unit of its declared type) or a union (every member at 0)."""
+    unit of its declared type) or a union (every member at 0). Packed: alignment 1."""
     out = []
     bit = 0
     size_bits = 0
     for name, t, bits in members:
-        a = _align(t)
+        a = 1 if packed else _align(t)
         if kind == "union":
             out.append((name, 0, bits or 0, t))
             size_bits = max(size_bits, bits or c_sizeof(t) * 8)
@@ -413,7 +429,7 @@ def _layout(kind: str, members: list) -> tuple:
             out.append((name, bit, 0, t))
             bit += c_sizeof(t) * 8
         size_bits = bit
-    a = _align_of_members(members)
+    a = 1 if packed else _align_of_members(members)
     size = (size_bits + 7) // 8
     size = (size + a - 1) // a * a
     return out, size

@@ -283,3 +283,20 @@ def test_kernel_enum_members_and_tracepoint_enum_fields_are_enums():
     if os.path.exists("/sys/kernel/tracing/events/timer/hrtimer_start/format"):
         t = printed_types("tracepoint:timer:hrtimer_start { print(args.mode); }")
         assert isinstance(t[0], EnumT) and t[0].name == "hrtimer_mode" and t[0].bits == 32
+
+
+def test_c_definitions_as_lenient_as_clang():
+    def size(defn: str, name: str = "struct Foo") -> int:
+        prog = typed(f"{defn} BEGIN {{ @s = sizeof({name}); }}")
+        return next(n.value.value for n in ast.walk(prog.probes[0]) if isinstance(n, ast.Assign))
+    assert size("struct Foo { int a; int b }") == 8                  # no ';' after the last member
+    assert size("struct Foo { float f; double d; int a; };") == 24   # floating point members
+    assert size("struct Foo { char c; int a; } __attribute__((packed));") == 5
+    assert size("struct __attribute__((__packed__)) Foo { char c; long a; };") == 9
+    assert size("struct Foo { char c; int a; } __attribute__((aligned(8)));") == 8
+
+
+@needs_btf
+def test_c_definition_members_typed_from_btf():
+    prog = typed("struct Foo { u64 x; struct list_head l; pid_t p; }; BEGIN { @s = sizeof(struct Foo); }")
+    assert next(n.value.value for n in ast.walk(prog.probes[0]) if isinstance(n, ast.Assign)) == 32
