@@ -136,7 +136,8 @@ class EventsLowering:
             fields.append(f)
             off += a.type.size()
         ev_id = len(self.events)
-        self.events.append(S.EventSpec(kind, fmt, fields, span))
+        self.events.append(S.EventSpec(kind, fmt, fields, span,
+                                       arg_bits=tuple(_arg_bits(a.type) for a in args)))
         # scalars are computed before reserving (an expression may hold statements that write
         # records of their own), but for builtins: computed into the open record, their helper's
         # result is stored from r0 as it is (no copy kept across the reserve call)
@@ -184,3 +185,9 @@ def value_field(t: Type, off: int, name: str = "", trailer: str = "..") -> S.Fie
     if isinstance(t, UserT):
         return S.Field("user", off, t.size(), name=name, fmt=t.kind, aux=t.aux)
     raise NotSupportedYet(f"values of type '{t}' in events or maps")
+
+
+def _arg_bits(t) -> int:
+    """32 for an integer type of at most 32 bits (``int32``, ``uint8``, enums, bool), else 64."""
+    bits = getattr(t, "bits", None)
+    return 32 if t.is_int and isinstance(bits, int) and bits <= 32 else 64

@@ -344,10 +344,11 @@ class Session:
 
         self._decoders[ident] = decode.record_decoder(ev, self.spec.probe_names)
         if ev.kind == S.EV_PRINTF:
-            self._formatters[ident] = self.sink.printf_output(compile_format(ev.fmt))
+            self._formatters[ident] = self.sink.printf_output(
+                compile_format(ev.fmt, arg_bits=ev.arg_bits))
             return self._formatters[ident]
         if ev.kind in (S.EV_CAT, S.EV_SYSTEM) or S.EV_ERRORF <= ev.kind <= S.EV_DEBUGF:
-            self._cat_paths[ident] = compile_format(ev.fmt)
+            self._cat_paths[ident] = compile_format(ev.fmt, arg_bits=ev.arg_bits)
         return None
 
     def _cat_output(self, path: str):
