@@ -349,7 +349,8 @@ def _compile_and_run(text: str, filename: str, opts: dict, process) -> int:
     if not opts["stages"] and speccache.enabled() and opts["command"] is None \
             and opts["backend"] == "direct":
         try:
-            cache_key = speccache.key(text, filename, opts["positional"] + opts["program_opts"],
+            cache_key = speccache.key(text, filename, opts["positional"] + opts["program_opts"]
+                                      + ["\0-k"] * opts["helper_checks"],
                                       pid=opts["pid"],
                                       unsafe=opts["unsafe"],
                                       includes=(*opts["include_dirs"], "--include",
@@ -415,6 +416,7 @@ def _compile(text: str, filename: str, opts: dict, cache_key, cpid: int | None =
     try:
         compiled = compile_script(text, filename, Options(positional=opts["positional"],
                                                           program_opts=tuple(opts["program_opts"]),
+                                                          helper_checks=opts["helper_checks"],
                                                           stages=tuple(opts["stages"]),
                                                           pid=pid, cpid=cpid, unsafe=opts["unsafe"],
                                                           include_dirs=tuple(opts["include_dirs"]),

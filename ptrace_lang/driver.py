@@ -61,6 +61,7 @@ def _map_decls(program, opts) -> dict:
 class Options:
     positional: list[str] = field(default_factory=list)
     program_opts: tuple[str, ...] = ()   # the program's "--name[=value]" after "--" (getopt())
+    helper_checks: int = 0           # -k: failed reads reported per event, located
     max_map_keys: int = DEFAULT_MAX_MAP_KEYS
     max_strlen: int = 64
     ringbuf_bytes: int = DEFAULT_RINGBUF_BYTES
@@ -260,10 +261,7 @@ def plan_maps(sema, decls: dict, opts: Options, warnings: list):
     # run-time settings (session: print_maps_on_exit, max_cat_bytes, license, stats_style ...)
     obj.config.update((k, v) for k, v in opts.settings.items()
                       if k in config.RUNTIME_KEYS)
-    if warnings:      # rendered now (the compile cache keeps them with the program)
-        from ptrace_lang.errors import render
-
-        obj.config["warnings"] = [render(d) for d in warnings]
+    warnings = list(warnings)
     decls = dict(decls)
     layouts: dict[str, L.MapLayout] = {}
     first = {n: i for i, n in enumerate(opts.map_order)}
@@ -303,8 +301,12 @@ def plan_maps(sema, decls: dict, opts: Options, warnings: list):
             hist_k=agg.hist_k if agg is not None else 0,
             lhist=agg.lhist if agg is not None else None,
             tseries=agg.tseries if agg is not None else None))
-    for name, decl in decls.items():
-        raise CompileError(f"{name} is declared but never used", decl.span)
+    from ptrace_lang.errors import Diagnostic, render
+
+    for name, decl in decls.items():     # (bpftrace: a warning, the map is not created)
+        warnings.append(Diagnostic(f"Unused map: {name}", decl.span, [], "WARNING"))
+    if warnings:      # rendered now (the compile cache keeps them with the program)
+        obj.config["warnings"] = [render(d) for d in warnings]
     obj.maps.append(S.MapSpec("ringbuf", MAP_TYPES["ringbuf"], 0, 0, _ringbuf_size(opts.ringbuf_bytes)))
     obj.maps.append(S.MapSpec("counters", MAP_TYPES["array"], 4, 8 * S.NUM_COUNTERS, 1))
     obj.maps.append(S.MapSpec("globals", MAP_TYPES["array"], 4, 8, 1))
@@ -342,6 +344,7 @@ def compile_group(obj: S.ObjectSpec, layouts: dict, sema, probe, pi: int, gi: in
                         "retval_offset": getattr(prov, "retval_offset", 0),
                         **prov.lowering_options(targets[0])})
     low.provider_name = targets[0].provider      # (probetype)
+    low.helper_checks = opts.helper_checks
     insns = low.lower_probe(probe)
     if low.frame.scratch_max > L.SCRATCH_LIMIT:
         raise CompileError(f"The probe needs {low.frame.scratch_max} bytes of scratch "

@@ -458,11 +458,21 @@ class Lowering(MapsLowering, EventsLowering, StringsLowering, ArgsLowering, Type
     def ptr_arg(self, base, off):
         return ("fp", off) if base == FP else ("ptr", base, off)
 
+    helper_checks = 0        # -k: a failed read also reports itself, located, per event
+
     def checked_read(self, helper: int, base, off: int, size: int, src) -> None:
         self.call(helper, self.ptr_arg(base, off), size, src)
         ok = self.label("readok")
         self.emit(ir.CondJump("jsge", R0, 0, ok))
         self.count_error(S.COUNTER_READ_FAILED)
+        if self.helper_checks:
+            from ptrace_lang.bpf.helpers import HELPER_NAMES
+
+            # (a record of its own, possibly while another is reserved: keep that one's labels)
+            outer = self.__dict__.get("_skip"), self.__dict__.get("_done")
+            self.warning(f"Failed to {HELPER_NAMES[helper]}: the memory could not be read "
+                         "(an invalid or unmapped address)", self.span)
+            self._skip, self._done = outer
         self.emit(ir.Label(ok))
 
     def count_error(self, which: int) -> None:

@@ -316,6 +316,8 @@ class Session:
         elif kind == S.EV_ZERO_MAP:
             self._flush()
             self.zero_map(self.spec.user_maps[ident])
+        elif kind in (S.EV_WARNING, S.EV_WARNF) and not self.opts.warnings:
+            pass                            # --no-warnings: warnf() and run-time warnings too
         elif kind == S.EV_WARNING:          # a located run-time warning (lower_values)
             from ptrace_lang.runtime.ufuncs import StderrText
 

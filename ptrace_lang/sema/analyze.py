@@ -227,8 +227,15 @@ class _Analyzer(TypesMixin, FuncsMixin, SymbolsAnalyzer, StmtsAnalysis, ValuesSe
     def block(self, block: ast.Block, new_scope: bool = True) -> None:
         if new_scope:
             self.scopes.append(Scope())
+        ended = False
         for s in block.stmts:
+            if ended:      # after exit() or return (bpftrace's warning; the code is still checked)
+                self.warn("Unreachable statement", s.span)
+                ended = False
             self.stmt(s)
+            ended = isinstance(s, ast.Return) or (
+                isinstance(s, ast.ExprStmt) and isinstance(s.expr, ast.Call)
+                and s.expr.name == "exit")
         if new_scope:
             self.scopes.pop()
 

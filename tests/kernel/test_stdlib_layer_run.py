@@ -46,3 +46,13 @@ def test_len_of_a_stack():
     r = run("-e", 'profile:hz:199 /pid > 0/ { printf("%d\\n", len(ustack) + len(kstack)); exit(); }')
     assert r.rc == 0, r.err
     assert int(r.out.split("\n")[0]) >= 1
+
+
+def test_no_warnings_silences_warnf_and_k_reports_reads():
+    src = 'BEGIN { warnf("careful %d", 1); errorf("bad"); printf("%s|\\n", str(8)); exit(); }'
+    r = run("--no-warnings", "-e", src)
+    assert r.rc == 0, r.err
+    assert "careful" not in r.err and "ERROR: bad" in r.err and "WARNING" not in r.err
+    r = run("-k", "-e", src)
+    assert "WARNING: careful 1" in r.err
+    assert "WARNING: Failed to probe_read_str" in r.err
