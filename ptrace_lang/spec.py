@@ -103,7 +103,7 @@ class EventSpec:
     fmt: str = ""
     args: list[Field] = field(default_factory=list)
     span: Span = NO_SPAN
-    # per argument: 32 for an integer of at most 32 bits (a conversion without a length
+    # per argument: 32 for a signed integer of at most 32 bits (a conversion without a length
     # modifier reads 32 bits of it, as C's promotion to int), else 64 (runtime.printf)
     arg_bits: tuple = ()
 

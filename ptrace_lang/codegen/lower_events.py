@@ -188,6 +188,9 @@ def value_field(t: Type, off: int, name: str = "", trailer: str = "..") -> S.Fie
 
 
 def _arg_bits(t) -> int:
-    """32 for an integer type of at most 32 bits (``int32``, ``uint8``, enums, bool), else 64."""
+    """32 for a signed integer type of at most 32 bits (``int32``, ``int8``; its value is
+    sign-extended, so ``%x``/``%u`` read 32 bits of it as C's promotion to int would), else 64
+    (an unsigned one is zero-extended: read whole, ``%d`` of a ``uint32`` stays positive)."""
     bits = getattr(t, "bits", None)
-    return 32 if t.is_int and isinstance(bits, int) and bits <= 32 else 64
+    signed = getattr(t, "signed", False)
+    return 32 if t.is_int and signed and isinstance(bits, int) and bits <= 32 else 64

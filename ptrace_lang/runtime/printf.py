@@ -8,7 +8,7 @@
 Rendering follows C's printf on the value's bits, with one deliberate difference in the default
 style ("new", the newest bpftrace): a conversion without a length modifier reads the argument's
 width: 64 bits for a 64-bit integer, so ``%x`` of -1 is ``ffffffffffffffff`` (like C's ``%lx``),
-32 bits for an integer of 32 bits or fewer (``arg_bits``: C's promotion to int, ``%x`` of an
+32 bits for a signed integer of 32 bits or fewer (``arg_bits``: C's promotion to int, ``%x`` of an
 ``int32`` -1 is ``ffffffff``). ``style="old"`` reads 32 bits there, as bpftrace 0.17's
 snprintf did (``%x`` of -1 is ``ffffffff``). ``hh``/``h`` read 8/16 bits, ``l``/``ll``/``j``/``z``/``t``
 64 bits, in both styles.
