@@ -13,7 +13,8 @@ Values are plain Python: integers, strings, bools, tuples (tuple keys and values
 stats ``{"count", "average", "total"}``), lists of buckets for hist/lhist
 (``[{"min": 2, "max": 3, "count": 1}, ...]``, ``max`` inclusive as in the JSON output; the first
 bucket of a hist has no ``min``, the last of an lhist no ``max``), and for a keyed hist a dict of
-such lists. A scalar map (``@x``) is its value; a keyed map a dict from key to value.
+such lists; tseries values are lists of ``(interval start in wall-clock ns, value)``, oldest
+first, the intervals holding data. A scalar map (``@x``) is its value; a keyed map a dict from key to value.
 
 Errors are exceptions: ``ptrace_lang.errors.PtraceError`` (``CompileError`` for the program,
 ``RuntimeFailure`` for loading and attaching) carrying ``span`` (file, line, column) and
@@ -226,6 +227,8 @@ def plain_map(md, top: int = 0, div: int = 1) -> object:
                 row["count"] = buckets.get(i, 0) // div
                 rows.append(row)
             return rows
+        if md.kind == "tseries":      # [(interval start, wall-clock ns; value), ...]
+            return [(t, v // div if div > 1 else v) for t, v in value]
         if md.kind == "stats":
             count, total = value
             return {"count": count, "average": stats_average(count, total), "total": total}

@@ -87,14 +87,16 @@ def parse_args(argv: list[str]) -> dict:
             "pid": None, "command": None, "unsafe": False, "helper_checks": 0,
             "include_dirs": [], "includes": [], "no_warnings": False, "info": False,
             "usdt_file_activation": False, "serve": None, "flame": None, "flame_file": None,
-            "backend": "direct", "compare_backends": False}
+            "backend": "direct", "compare_backends": False, "program_opts": []}
     operands: list[str] = []
     i = 0
     while i < len(argv):
         a = argv[i]
         i += 1
-        if a == "--":
-            operands.extend(argv[i:])
+        if a == "--":    # after it: positional parameters and the program's --name[=value]
+            for rest in argv[i:]:                                      # options (getopt())
+                (opts["program_opts"] if rest.startswith("--") and len(rest) > 2
+                 else operands).append(rest)
             break
         if a.startswith("--"):
             name, eq, val = a[2:].partition("=")
@@ -396,7 +398,9 @@ def _compile_and_run(text: str, filename: str, opts: dict, process) -> int:
     if not opts["stages"] and speccache.enabled() and opts["command"] is None \
             and opts["backend"] == "direct":
         try:
-            cache_key = speccache.key(text, filename, opts["positional"], pid=opts["pid"],
+            cache_key = speccache.key(text, filename, opts["positional"] + opts["program_opts"]
+                                      + ["\0-k"] * opts["helper_checks"],
+                                      pid=opts["pid"],
                                       unsafe=opts["unsafe"],
                                       includes=(*opts["include_dirs"], "--include",
                                                 *opts["includes"])
@@ -483,6 +487,8 @@ def _compile(text: str, filename: str, opts: dict, cache_key, cpid: int | None =
     from ptrace_lang.errors import SOURCES, PtraceError, internal_error
     try:
         compiled = compile_script(text, filename, Options(positional=opts["positional"],
+                                                          program_opts=tuple(opts["program_opts"]),
+                                                          helper_checks=opts["helper_checks"],
                                                           stages=tuple(opts["stages"]),
                                                           pid=pid, cpid=cpid, unsafe=opts["unsafe"],
                                                           include_dirs=tuple(opts["include_dirs"]),

@@ -60,6 +60,8 @@ def _map_decls(program, opts) -> dict:
 @dataclass
 class Options:
     positional: list[str] = field(default_factory=list)
+    program_opts: tuple[str, ...] = ()   # the program's "--name[=value]" after "--" (getopt())
+    helper_checks: int = 0           # -k: failed reads reported per event, located
     max_map_keys: int = DEFAULT_MAX_MAP_KEYS
     max_strlen: int = 64
     ringbuf_bytes: int = DEFAULT_RINGBUF_BYTES
@@ -138,7 +140,7 @@ def compile_script(text: str, filename: str, opts: Options, machine=None) -> Com
     groups, popts = expand_attach_points(program, opts, machine)
     sema = analyze(program, [[g[2] for g in gs] for gs in groups], opts.positional, opts.max_strlen,
                    cpid=opts.cpid, unsafe=opts.unsafe, host=machine.host,
-                   stack_mode=opts.stack_mode)
+                   stack_mode=opts.stack_mode, program_opts=opts.program_opts)
     popts.deps.extend(getattr(sema.analyzer, "deps", ()))   # files sema read (cgroupid paths)
     dumps: dict[str, str] = {}
     if "ast" in opts.stages:
@@ -277,10 +279,7 @@ def plan_maps(sema, decls: dict, opts: Options, warnings: list):
     # run-time settings (session: print_maps_on_exit, max_cat_bytes, license, stats_style ...)
     obj.config.update((k, v) for k, v in opts.settings.items()
                       if k in config.RUNTIME_KEYS)
-    if warnings:      # rendered now (the compile cache keeps them with the program)
-        from ptrace_lang.errors import render
-
-        obj.config["warnings"] = [render(d) for d in warnings]
+    warnings = list(warnings)
     decls = dict(decls)
     layouts: dict[str, L.MapLayout] = {}
     first = {n: i for i, n in enumerate(opts.map_order)}
@@ -318,9 +317,14 @@ def plan_maps(sema, decls: dict, opts: Options, warnings: list):
             name, kind, layout.kernel_name, key_field, value_field,
             signed=agg.signed if agg is not None else True,
             hist_k=agg.hist_k if agg is not None else 0,
-            lhist=agg.lhist if agg is not None else None))
-    for name, decl in decls.items():
-        raise CompileError(f"{name} is declared but never used", decl.span)
+            lhist=agg.lhist if agg is not None else None,
+            tseries=agg.tseries if agg is not None else None))
+    from ptrace_lang.errors import Diagnostic, render
+
+    for name, decl in decls.items():     # (bpftrace: a warning, the map is not created)
+        warnings.append(Diagnostic(f"Unused map: {name}", decl.span, [], "WARNING"))
+    if warnings:      # rendered now (the compile cache keeps them with the program)
+        obj.config["warnings"] = [render(d) for d in warnings]
     obj.maps.append(S.MapSpec("ringbuf", MAP_TYPES["ringbuf"], 0, 0, _ringbuf_size(opts.ringbuf_bytes)))
     obj.maps.append(S.MapSpec("counters", MAP_TYPES["array"], 4, 8 * S.NUM_COUNTERS, 1))
     obj.maps.append(S.MapSpec("globals", MAP_TYPES["array"], 4, 8, 1))
@@ -358,6 +362,8 @@ def compile_group(obj: S.ObjectSpec, layouts: dict, sema, probe, pi: int, gi: in
                         "retval_offset": getattr(prov, "retval_offset", 0),
                         **prov.lowering_options(targets[0])})
     low.probe_id_names = obj.probe_names       # probe == "name" (Lowering.probe_name_compare)
+    low.provider_name = targets[0].provider      # (probetype)
+    low.helper_checks = opts.helper_checks
     insns = low.lower_probe(probe)
     if low.frame.scratch_max > L.SCRATCH_LIMIT:
         raise CompileError(f"The probe needs {low.frame.scratch_max} bytes of scratch "

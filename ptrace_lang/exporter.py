@@ -10,7 +10,7 @@ tracer's own health metrics. ``prometheus_client`` is imported only here, only i
   avg() min() max() @x = v gauge     ptrace_NAME           (a string value: gauge 1, value="...")
   stats()                  summary   ptrace_NAME_count, ptrace_NAME_sum
   hist() lhist()           histogram ptrace_NAME_bucket{le=...} (cumulative, +Inf)
-  tseries()                gauge     (not in the language yet: ``_tseries``)
+  tseries()                gauge     (the newest interval's value)
 """
 from __future__ import annotations
 
@@ -199,9 +199,8 @@ def hist_buckets(md, value) -> list[tuple[str, float]]:
 
 
 def _tseries(md, name, helptext, labels, rows):
-    """tseries(): not in the language yet. When it comes (a ``UserMapSpec.kind`` "tseries"
-    whose decoded value is ``[(timestamp_ns, value), ...]``), each key's latest interval is a
-    gauge; this is the hook, ready for it."""
+    """tseries(): the decoded value is ``[(interval start ns, value), ...]`` oldest first
+    (``session._read_tseries``); each key's latest interval is a gauge."""
     fam = GaugeMetricFamily(name, f"{helptext} (tseries(): the latest interval)", labels=labels)
     for lv, points in rows:
         if points:

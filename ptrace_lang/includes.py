@@ -88,6 +88,25 @@ def expand_includes(program, filename: str, include_dirs, includes) -> list[str]
     return read
 
 
+def kernel_header_dirs() -> list[str]:
+    """The running kernel's header directories that exist (as bpftrace looks for them)."""
+    rel = os.uname().release
+    cands = [f"/lib/modules/{rel}/build/include", f"/lib/modules/{rel}/source/include",
+             f"/usr/src/linux-headers-{rel}/include", f"/usr/src/kernels/{rel}/include"]
+    return [d for d in cands if os.path.isdir(d)]
+
+
+def _known_system_header(name: str) -> bool:
+    """A `<name>` found in no search directory is still accepted when it is a header whose
+    names sema.cdefs knows (linux/sched.h, net/sock.h...) or a kernel header of the running
+    kernel's header directories; any other is an error (as clang's "file not found")."""
+    from ptrace_lang.sema.cdefs import HEADER_MACROS
+
+    if name in HEADER_MACROS:
+        return True
+    return any(os.path.isfile(os.path.join(d, name)) for d in kernel_header_dirs())
+
+
 def _is_user(path: str, script_dir: str | None, user_dirs: list[str]) -> bool:
     d = os.path.dirname(os.path.abspath(path))
     return d == script_dir or any(d == u or d.startswith(u + os.sep) for u in user_dirs)
@@ -105,6 +124,11 @@ def _expand(cdefs: list, here: str | None, include_dirs, user_dirs, stack: list,
         if path is None and quoted:
             hints = ["searched: " + ", ".join(dirs)] if dirs else []
             hints.append("add a directory to the search path with -I DIR")
+            raise CompileError(f"include file '{name}' not found", cdef.span, hints=hints)
+        if path is None and not _known_system_header(name):
+            hints = ["searched: " + ", ".join(dirs + kernel_header_dirs())] if dirs else []
+            hints.append("with kernel BTF the kernel's types need no header: put the #include "
+                         "under #ifndef BPFTRACE_HAVE_BTF, or add a directory with -I DIR")
             raise CompileError(f"include file '{name}' not found", cdef.span, hints=hints)
         if path is None or not _is_user(path, here, user_dirs):
             out.append(cdef)        # a system or kernel header: types from BTF (sema.cdefs)

@@ -73,10 +73,13 @@ class UserMapSpec:
 
     ``kind``: "count" "sum" "min" "max" "avg" "stats" "hist" "lhist" "value".
     ``kernel_map`` names the MapSpec holding it. For scalar maps ``key`` is None and the kernel
-    key is a u64 0. hist/lhist maps use the script key followed by a u64 bucket index.
+    key is a u64 0. hist/lhist maps use the script key followed by a u64 bucket index, tseries maps by
+    a u64 slot (the interval number modulo num_intervals).
     Aggregation values are per-CPU and merged when read:
       count/sum: i64 per CPU, summed. min/max: (i64 value, u64 seen) per CPU.
       avg/stats: (i64 count, i64 total) per CPU. hist/lhist: u64 count per CPU per bucket.
+      tseries: (u64 interval number (monotonic ns // interval), a, b) per CPU per slot: sum (sum, -),
+      avg (count, total), min/max (value, -), the last value (value, monotonic ns of the write).
     ``value`` describes a "value" map's stored value (not per-CPU).
     """
 
@@ -88,6 +91,8 @@ class UserMapSpec:
     signed: bool = True         # sum/min/max/avg/stats: interpret as signed
     hist_k: int = 0
     lhist: tuple[int, int, int] | None = None   # (min, max, step)
+    # (interval_ns, num_intervals, aggregator: "avg" "max" "min" "sum" or "" for the last value)
+    tseries: tuple[int, int, str] | None = None
 
 
 @dataclass
@@ -98,6 +103,9 @@ class EventSpec:
     fmt: str = ""
     args: list[Field] = field(default_factory=list)
     span: Span = NO_SPAN
+    # per argument: 32 for a signed integer of at most 32 bits (a conversion without a length
+    # modifier reads 32 bits of it, as C's promotion to int), else 64 (runtime.printf)
+    arg_bits: tuple = ()
 
 
 @dataclass
@@ -164,6 +172,10 @@ class ObjectSpec:
     counters_map: str = "counters"   # array of one value: a u64 per COUNTER_* below
     config: dict = field(default_factory=dict)
 
+
+# the ``globals`` array's one value: the start time (CLOCK_MONOTONIC ns) ``elapsed`` subtracts,
+# written by the session before the begin probes run
+GLOBALS_START_NS = 0       # offset in that value
 
 # counters kept by every program (atomic adds on error paths), reported at exit when non-zero
 COUNTER_LOST_EVENTS = 0     # ring buffer reserve failed

@@ -19,16 +19,13 @@ from __future__ import annotations
 from ptrace_lang.target import Target
 
 from ptrace_lang import spec as S
-from ptrace_lang.bpf.uapi import (
-    FN_GET_ATTACH_COOKIE, FN_GET_CURRENT_CGROUP_ID, FN_GET_CURRENT_PID_TGID,
-    FN_GET_CURRENT_UID_GID, FN_GET_PRANDOM_U32, FN_GET_SMP_PROCESSOR_ID, FN_KTIME_GET_NS,
-)
 from ptrace_lang.codegen import ir
 from ptrace_lang.codegen.ir import FP, R0, R1, VReg
 from ptrace_lang.codegen.lower_args import ArgsLowering
 from ptrace_lang.codegen.lower_events import EventsLowering, value_field  # noqa: F401
 from ptrace_lang.codegen.lower_funcs import FuncsLowering
 from ptrace_lang.codegen.lower_loops import LoopsLowering
+from ptrace_lang.codegen.lower_builtins import BuiltinsLowering
 from ptrace_lang.codegen.lower_maps import MapLayout, MapsLowering, map_layout  # noqa: F401
 from ptrace_lang.codegen.lower_strings import StringsLowering
 from ptrace_lang.codegen.lower_symbols import SymbolsLowering
@@ -47,7 +44,7 @@ from ptrace_lang.sema.types import (
 # IR instructions of one program (or loop body) at most: BPF's jumps span 32767, and a larger
 # program would only spend seconds in register allocation before failing
 MAX_PROGRAM_INSNS = 32768
-GLOBALS_START_NS = 0   # offset in the value of the ``globals`` array
+from ptrace_lang.spec import GLOBALS_START_NS  # noqa: E402,F401  (read by elapsed)
 
 CMP_OPS = {"==": "jeq", "!=": "jne", ">": "jgt", ">=": "jge", "<": "jlt", "<=": "jle"}
 SIGNED_CMP = {"jgt": "jsgt", "jge": "jsge", "jlt": "jslt", "jle": "jsle"}
@@ -57,8 +54,8 @@ ARITH = {"+": "add", "-": "sub", "*": "mul", "/": "div", "%": "mod", "&": "and",
          "^": "xor", "<<": "lsh", ">>": "rsh"}
 
 
-class Lowering(MapsLowering, EventsLowering, StringsLowering, ArgsLowering, TypesLowering,
-               FuncsLowering, SymbolsLowering, LoopsLowering, ValuesLowering):
+class Lowering(BuiltinsLowering, MapsLowering, EventsLowering, StringsLowering, ArgsLowering,
+               TypesLowering, FuncsLowering, SymbolsLowering, LoopsLowering, ValuesLowering):
     """Builds the IR of one program."""
 
     def __init__(self, *, maps: dict[str, MapLayout], events: list[S.EventSpec],
@@ -499,11 +496,21 @@ class Lowering(MapsLowering, EventsLowering, StringsLowering, ArgsLowering, Type
     def ptr_arg(self, base, off):
         return ("fp", off) if base == FP else ("ptr", base, off)
 
+    helper_checks = 0        # -k: a failed read also reports itself, located, per event
+
     def checked_read(self, helper: int, base, off: int, size: int, src) -> None:
         self.call(helper, self.ptr_arg(base, off), size, src)
         ok = self.label("readok")
         self.emit(ir.CondJump("jsge", R0, 0, ok))
         self.count_error(S.COUNTER_READ_FAILED)
+        if self.helper_checks:
+            from ptrace_lang.bpf.helpers import HELPER_NAMES
+
+            # (a record of its own, possibly while another is reserved: keep that one's labels)
+            outer = self.__dict__.get("_skip"), self.__dict__.get("_done")
+            self.warning(f"Failed to {HELPER_NAMES[helper]}: the memory could not be read "
+                         "(an invalid or unmapped address)", self.span)
+            self._skip, self._done = outer
         self.emit(ir.Label(ok))
 
     def count_error(self, which: int) -> None:
@@ -557,7 +564,10 @@ class Lowering(MapsLowering, EventsLowering, StringsLowering, ArgsLowering, Type
                 self.discard_into_mem(e)
             return self.const(0)
         if isinstance(e, ast.MapRef):
-            return self.map_read_scalar(e, self.maps["@" + e.name])
+            layout = self.maps["@" + e.name]
+            if layout.agg is not None:     # count/sum/min/max/avg read as an integer
+                return self._agg_value(layout, self.key_arg(self.build_key(e, layout)), None)
+            return self.map_read_scalar(e, layout)
         if isinstance(e, ast.Binary):
             if e.op in ("==", "!=", "<", "<=", ">", ">=", "&&", "||"):
                 return self.cond_value(e)
@@ -587,7 +597,11 @@ class Lowering(MapsLowering, EventsLowering, StringsLowering, ArgsLowering, Type
             layout = self.maps["@" + e.target.name]
             step = pointer_step(e.target.type) or 1
             self.map_add(e.target, layout, self.const(step if e.op == "++" else -step))
-            return self.const(0)
+            # the value: the entry read again (as bpftrace, not one atomic step with the add)
+            out = self.map_read_scalar(e.target, layout)
+            if not e.prefix:
+                self.emit(ir.Alu("sub" if e.op == "++" else "add", out, step))
+            return out
         if isinstance(e, ast.Ternary):
             out = self.vreg()
             self.ternary(e, lambda x: self.mov(out, self.scalar(x)))
@@ -661,77 +675,6 @@ class Lowering(MapsLowering, EventsLowering, StringsLowering, ArgsLowering, Type
             b &= 63      # as a shift by a register does (the verifier refuses a literal >= 64)
         self.emit(ir.Alu(name, out, b))
         return out
-
-    def builtin(self, name: str, e: ast.Expr) -> VReg:
-        handler = getattr(self, "builtin_" + name, None)
-        if handler is not None:            # builtins of mixins (kstack...)
-            return handler(e)
-        if name == "cpid":
-            return self.const(self.cpid or 0)
-        if name in ("pid", "tid"):
-            self.call(FN_GET_CURRENT_PID_TGID)
-            out = self.result()
-            if name == "pid":
-                self.emit(ir.Alu("rsh", out, 32))
-            else:
-                self.mov(out, out, 32)
-            return out
-        if name in ("uid", "gid"):
-            self.call(FN_GET_CURRENT_UID_GID)
-            out = self.result()
-            if name == "gid":
-                self.emit(ir.Alu("rsh", out, 32))
-            else:
-                self.mov(out, out, 32)
-            return out
-        if name == "nsecs":
-            self.call(FN_KTIME_GET_NS)
-            return self.result()
-        if name == "elapsed":
-            self.call(FN_KTIME_GET_NS)
-            out = self.result()
-            g = self.vreg()
-            self.emit(ir.LoadMapFd(g, "globals", GLOBALS_START_NS))
-            self.emit(ir.Load(g, g, 0, 8))
-            self.emit(ir.Alu("sub", out, g))
-            return out
-        if name == "cpu":
-            self.call(FN_GET_SMP_PROCESSOR_ID)
-            return self.result()
-        if name == "rand":
-            self.call(FN_GET_PRANDOM_U32)
-            return self.result()
-        if name == "cgroup":
-            self.call(FN_GET_CURRENT_CGROUP_ID)
-            return self.result()
-        if name in ("probe", "func"):
-            if self.uses_cookie:
-                self.call(FN_GET_ATTACH_COOKIE, self.ctx)
-                return self.result()
-            return self.const(self.probe_ids[0])
-        if name.startswith("arg") and name[3:].isdigit() and isinstance(self.args, UsdtArgsT):
-            return self.usdt_arg(self.args.args[int(name[3:])], e.span)
-        if name.startswith("arg") and name[3:].isdigit():
-            # raw tracepoints: an array of u64; kprobe-type programs: argument registers in pt_regs
-            n = int(name[3:])
-            off = self.arg_offsets[n] if self.arg_offsets is not None else 8 * n
-            out = self.vreg()
-            self.emit(ir.Load(out, self.ctx, off, 8))
-            return out
-        if name == "retval":
-            out = self.vreg()
-            self.emit(ir.Load(out, self.ctx, self.retval_offset, 8))
-            rt = getattr(self.args, "ret", None)    # fexit: an int's upper half is not set
-            if rt is not None and not rt.is_int:
-                return out
-            if isinstance(rt, PtrT):
-                self.null_checked(out)              # a returned pointer may be NULL
-                return out
-            return self.truncate(out, rt) if rt is not None else out
-        got = self.c_builtin(name, e)
-        if got is not None:
-            return got
-        raise NotSupportedYet(f"the builtin '{name}' as a value", e.span)
 
     # ------------------------------------------------------------------ conditions
     def ternary(self, e: ast.Ternary, lower_arm) -> None:

@@ -149,7 +149,8 @@ class EventsLowering:
             fields.append(f)
             off += a.type.size()
         ev_id = len(self.events)
-        self.events.append(S.EventSpec(kind, fmt, fields, span))
+        self.events.append(S.EventSpec(kind, fmt, fields, span,
+                                       arg_bits=tuple(_arg_bits(a.type) for a in args)))
         # scalars are computed before reserving (an expression may hold statements that write
         # records of their own), but for builtins: computed into the open record, their helper's
         # result is stored from r0 as it is (no copy kept across the reserve call)
@@ -197,3 +198,12 @@ def value_field(t: Type, off: int, name: str = "", trailer: str = "..") -> S.Fie
     if isinstance(t, UserT):
         return S.Field("user", off, t.size(), name=name, fmt=t.kind, aux=t.aux)
     raise NotSupportedYet(f"values of type '{t}' in events or maps")
+
+
+def _arg_bits(t) -> int:
+    """32 for a signed integer type of at most 32 bits (``int32``, ``int8``; its value is
+    sign-extended, so ``%x``/``%u`` read 32 bits of it as C's promotion to int would), else 64
+    (an unsigned one is zero-extended: read whole, ``%d`` of a ``uint32`` stays positive)."""
+    bits = getattr(t, "bits", None)
+    signed = getattr(t, "signed", False)
+    return 32 if t.is_int and signed and isinstance(bits, int) and bits <= 32 else 64

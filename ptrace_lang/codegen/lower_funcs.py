@@ -31,6 +31,8 @@ PT_REGS_CS = 136          # x86-64 struct pt_regs: cs
 class FuncsLowering:
     """call_/into_/stmt_/builtin_ methods for Lowering (see the module doc)."""
 
+    provider_name = ""       # the canonical provider of the program (set by the driver)
+
     # ------------------------------------------------------------------ helpers
     def _str_mem(self, e: ast.Expr):
         """(base, offset, length) of a string value in memory."""
@@ -316,7 +318,8 @@ class FuncsLowering:
     # ------------------------------------------------------------------ builtins
     def call_nsecs(self, e: ast.Call) -> ir.VReg:
         clock = e.args[0].name if e.args else "monotonic"
-        self.call({"monotonic": FN_KTIME_GET_NS, "boot": FN_KTIME_GET_BOOT_NS, "tai": FN_KTIME_GET_TAI_NS}[clock])
+        self.call({"monotonic": FN_KTIME_GET_NS, "boot": FN_KTIME_GET_BOOT_NS, "tai": FN_KTIME_GET_TAI_NS,
+                   "sw_tai": FN_KTIME_GET_TAI_NS}[clock])
         return self.result()
 
     def call_comm(self, e: ast.Call) -> ir.VReg:
@@ -341,7 +344,20 @@ class FuncsLowering:
         self.call(FN_GET_NUMA_NODE_ID)
         return self.result()
 
+    def call_getopt(self, e: ast.Call) -> ir.VReg:
+        return self.scalar(e.args[1])        # (sema made it the option's literal)
+
+    def into_getopt(self, e: ast.Call, base, off: int, typ) -> None:
+        self.expr_into(e.args[1], base, off, typ)
+
+    def into_probetype(self, e, base, off: int, typ) -> None:
+        """The provider's canonical name, a constant of the program (one per provider)."""
+        size = typ.size() if isinstance(typ, StrT) else e.type.size()
+        self.store_bytes(base, off, self.provider_name.encode()[:size - 1] + b"\0", size)
+
     def builtin_usermode(self, e) -> ir.VReg:
+        if self.provider_name in ("begin", "end"):
+            return self.const(1)
         out = self.vreg()
         self.emit(ir.Load(out, self.ctx, PT_REGS_CS, 8))
         self.emit(ir.Alu("and", out, 3))

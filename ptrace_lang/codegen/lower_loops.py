@@ -285,6 +285,8 @@ class LoopsLowering:
         """len(@map): the number of entries, counted by bpf_for_each_map_elem (which returns
         the number of elements it visited) with a callback that only continues."""
         ref = e.args[0]
+        if not isinstance(ref, ast.MapRef):
+            return self.stack_len(ref)
         layout = self.maps["@" + ref.name]
         if layout.info.key_type is None:
             return self.const(1)

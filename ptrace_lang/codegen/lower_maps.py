@@ -14,7 +14,7 @@ from ptrace_lang.records import dataclass
 
 from ptrace_lang import spec as S
 from ptrace_lang.bpf.uapi import (
-    BPF_ANY, BPF_NOEXIST, FN_MAP_DELETE_ELEM, FN_MAP_LOOKUP_ELEM, FN_MAP_UPDATE_ELEM,
+    BPF_ANY, BPF_NOEXIST, FN_KTIME_GET_NS, FN_MAP_DELETE_ELEM, FN_MAP_LOOKUP_ELEM, FN_MAP_UPDATE_ELEM,
 )
 from ptrace_lang.codegen import ir
 from ptrace_lang.codegen.ir import FP, R0, VReg
@@ -47,7 +47,7 @@ class MapLayout:
     @property
     def kernel_key_size(self) -> int:
         a = self.agg
-        return self.key_size + (8 if a is not None and a.kind in ("hist", "lhist") else 0)
+        return self.key_size + (8 if a is not None and a.kind in ("hist", "lhist", "tseries") else 0)
 
 
 def map_layout(info: MapInfo) -> MapLayout:
@@ -55,7 +55,7 @@ def map_layout(info: MapInfo) -> MapLayout:
     vt = info.value_type
     if isinstance(vt, AggT):
         value_size = {"count": 8, "sum": 8, "min": 16, "max": 16, "avg": 16, "stats": 16,
-                      "hist": 8, "lhist": 8}[vt.kind]
+                      "hist": 8, "lhist": 8, "tseries": 24}[vt.kind]
         return MapLayout(info, kernel_map_name(info.name), key_size, value_size, True)
     return MapLayout(info, kernel_map_name(info.name), key_size, max(vt.size(), 8), False)
 
@@ -70,6 +70,15 @@ class MapsLowering:
             raise NotSupportedYet("delete() on a hist/lhist map", e.span)
         key = self.build_key(ref, layout)
         self.call(FN_MAP_DELETE_ELEM, ("map", layout.kernel_name), self.key_arg(key))
+
+    def call_delete(self, e: ast.Call) -> VReg:
+        """delete() as a value: true when the key was there (the helper returned 0)."""
+        self.stmt_delete(e)
+        out = self.vreg()
+        self.mov(out, R0)
+        self.emit(ir.Alu("arsh", out, 63))      # -1 on a failure, 0 on success
+        self.emit(ir.Alu("add", out, 1))
+        return out
 
     def build_key(self, ref: ast.MapRef, layout: MapLayout, extra: int = 0, base=None) -> int:
         """Write the key of ``ref`` into a fresh stack slot (plus ``extra`` bytes); return its offset.
@@ -175,6 +184,9 @@ class MapsLowering:
     def aggregate(self, ref: ast.MapRef, layout: MapLayout, call: ast.Call) -> None:
         agg = layout.agg
         kind = agg.kind
+        if kind == "tseries":
+            self.tseries_aggregate(ref, layout, call)
+            return
         value = self.scalar(call.args[0]) if call.args else None
         extra = 8 if kind in ("hist", "lhist") else 0
         if kind == "hist":
@@ -235,6 +247,68 @@ class MapsLowering:
         else:
             self.emit(ir.Store(FP, val, value, 8))
             self.emit(ir.Store(FP, val + 8, 1, 8))
+        self.update(layout, key, val)
+        self.emit(ir.Label(done))
+
+    def tseries_aggregate(self, ref: ast.MapRef, layout: MapLayout, call: ast.Call) -> None:
+        """``tseries(v, interval, n[, agg])``: interval number i = ktime / interval kept in slot
+        i % n of the key (the script key plus a u64 slot), so a key holds at most n entries.
+        Per-CPU value: (u64 i, a, b): an entry of an older interval is restarted. sum: (sum, -);
+        avg: (count, total); min/max: (value, -); the last value: (value, ktime) so user space
+        takes the latest of the CPUs'."""
+        interval, num, how = layout.agg.tseries
+        value = self.scalar(call.args[0])
+        self.call(FN_KTIME_GET_NS)
+        now = self.result()
+        idx = self.vreg()
+        self.mov(idx, now)
+        self.emit(ir.Alu("div", idx, interval if interval < (1 << 31) else self.const(interval)))
+        slot = self.vreg()
+        self.mov(slot, idx)
+        self.emit(ir.Alu("mod", slot, num))
+        key = self.address_of(*self.alloc_mem(layout.key_size + 8, ref.span))
+        self.build_key(ref, layout, 8, base=key)
+        self.emit(ir.Store(key, layout.key_size, slot, 8))
+        v = self.lookup(layout, key)
+        miss, restart, done = self.label("miss"), self.label("restart"), self.label("ts")
+        self.emit(ir.CondJump("jeq", v, 0, miss))
+        cur = self.vreg()
+        self.emit(ir.Load(cur, v, 0, 8))
+        self.emit(ir.CondJump("jne", cur, idx, restart))
+        t = self.vreg()
+        if how == "sum":
+            self.emit(ir.Load(t, v, 8, 8))
+            self.emit(ir.Alu("add", t, value))
+            self.emit(ir.Store(v, 8, t, 8))
+        elif how == "avg":
+            self.emit(ir.Load(t, v, 8, 8))
+            self.emit(ir.Alu("add", t, 1))
+            self.emit(ir.Store(v, 8, t, 8))
+            t2 = self.vreg()
+            self.emit(ir.Load(t2, v, 16, 8))
+            self.emit(ir.Alu("add", t2, value))
+            self.emit(ir.Store(v, 16, t2, 8))
+        elif how in ("min", "max"):
+            self.emit(ir.Load(t, v, 8, 8))
+            signed = layout.agg.signed
+            op = ("jsle" if signed else "jle") if how == "min" else ("jsge" if signed else "jge")
+            self.emit(ir.CondJump(op, t, value, done))
+            self.emit(ir.Store(v, 8, value, 8))
+        else:
+            self.emit(ir.Store(v, 8, value, 8))
+            self.emit(ir.Store(v, 16, now, 8))
+        self.emit(ir.Jump(done))
+        # an entry of an interval n intervals ago: this interval starts afresh in its slot
+        self.emit(ir.Label(restart))
+        self.emit(ir.Store(v, 0, idx, 8))
+        self.emit(ir.Store(v, 8, 1 if how == "avg" else value, 8))
+        self.emit(ir.Store(v, 16, value if how == "avg" else now, 8))
+        self.emit(ir.Jump(done))
+        self.emit(ir.Label(miss))
+        val = self.frame.alloc(24, call.span)
+        self.emit(ir.Store(FP, val, idx, 8))
+        self.emit(ir.Store(FP, val + 8, 1 if how == "avg" else value, 8))
+        self.emit(ir.Store(FP, val + 16, value if how == "avg" else now, 8))
         self.update(layout, key, val)
         self.emit(ir.Label(done))
 

@@ -9,7 +9,7 @@ the program uses are listed in ``stack_maps`` (name -> value size) for the drive
 from __future__ import annotations
 
 from ptrace_lang import spec as S
-from ptrace_lang.bpf.uapi import BPF_F_USER_STACK, FN_GET_STACKID
+from ptrace_lang.bpf.uapi import BPF_F_USER_STACK, FN_GET_STACK, FN_GET_STACKID
 from ptrace_lang.codegen import ir
 from ptrace_lang.frontend import ast
 from ptrace_lang.sema.fn_symbols import PT_REGS
@@ -31,6 +31,23 @@ class SymbolsLowering:
         self.count_error(S.COUNTER_STACK_FAILED)
         self.emit(ir.Label(ok))
         return sid
+
+    def stack_len(self, e: ast.Expr):
+        """len(kstack) / len(ustack): the frames bpf_get_stack writes (up to the stack's
+        limit) into scratch memory, counted; 0 when there is no such stack here."""
+        limit = e.type.aux[1]
+        base, off = self.alloc_mem(8 * limit, e.span)
+        user = e.type.kind == "ustack"
+        self.call(FN_GET_STACK, self.ctx, self.ptr_arg(base, off), 8 * limit,
+                  BPF_F_USER_STACK if user else 0)
+        n = self.vreg()
+        self.mov(n, self.result())
+        ok = self.label("stacklen")
+        self.emit(ir.CondJump("jsge", n, 0, ok))
+        self.mov(n, 0)
+        self.emit(ir.Label(ok))
+        self.emit(ir.Alu("rsh", n, 3))
+        return n
 
     def call_kstack(self, e):
         return self.stack_id(e, False)

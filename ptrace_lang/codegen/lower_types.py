@@ -251,17 +251,20 @@ class TypesLowering:
         return self.c_builtin("curtask", e)
 
     def call_ppid(self, e: ast.Call) -> VReg:
+        if e.args:          # ppid(task): task->real_parent->tgid
+            return self.parent_tgid(e, self.scalar(e.args[0]))
         return self.c_builtin("ppid", e)
 
-    def parent_tgid(self, e: ast.Expr) -> VReg:
-        """curtask->real_parent->tgid: two reads."""
+    def parent_tgid(self, e: ast.Expr, task: VReg | None = None) -> VReg:
+        """curtask->real_parent->tgid (or task's): two reads."""
         st = btftypes.struct_type("task_struct")
         if st is None:
             raise NotSupportedYet("ppid without kernel BTF", e.span)
         rp = btftypes.field(st, "real_parent")
         tg = btftypes.field(st, "tgid")
-        self.call(FN_GET_CURRENT_TASK)
-        task = self.result()
+        if task is None:
+            self.call(FN_GET_CURRENT_TASK)
+            task = self.result()
         slot = self.frame.alloc(8, e.span)
         self.checked_read(FN_PROBE_READ_KERNEL, FP, slot, 8, self.source(task, rp.offset))
         parent = self.vreg()

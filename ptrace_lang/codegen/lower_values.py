@@ -207,6 +207,8 @@ class ValuesLowering:
 
     def intarray_element(self, e: ast.Index) -> VReg:
         t: IntArrayT = e.base.type
+        if isinstance(t, StrT):            # $s[i]: a char
+            t = IntArrayT(IntT(8, True), t.size())
         sb, so = self.mem_of(e.base)
         width = t.elem.bits // 8
         out = self.vreg()

@@ -12,6 +12,7 @@ from ptrace_lang import errors
 from ptrace_lang.errors import CompileError, Span
 from ptrace_lang.frontend import ast
 from ptrace_lang.frontend.lalr import Node, Token, line_col
+from ptrace_lang.sema import builtins
 from ptrace_lang.frontend.literals import decode_int, decode_string, split_attach_point
 
 class _Last:
@@ -353,10 +354,10 @@ class Builder:
         return ast.BoolLit(False, span=self.span(tree))
 
     def t_ident(self, tree, ch):
-        return ast.Builtin(str(ch[0]), span=self.span(tree))
+        return ast.Builtin(builtins.canonical(str(ch[0])), span=self.span(tree))
 
     def t_call(self, tree, ch):
-        return ast.Call(str(ch[0]), list(ch[1:]), span=self.span(tree))
+        return ast.Call(builtins.canonical(str(ch[0])), list(ch[1:]), span=self.span(tree))
 
     def t_var(self, tree, ch):
         return ast.Var(str(ch[0])[1:], span=self.span(tree))

@@ -2470,7 +2470,7 @@ END = 17
 
 # (name, regexp, is a string, the string), in the order they are tried
 TERMINALS = (
-    ('C_DEF', '(?:typedef\\b(?:[^{};]|\\{(?:[^{}]|\\{(?:[^{}]|\\{(?:[^{}]|\\{[^{}]*\\})*\\})*\\})*\\})*;|(?:struct|union|enum)\\b[^{};()]*\\{(?:[^{}]|\\{(?:[^{}]|\\{(?:[^{}]|\\{[^{}]*\\})*\\})*\\})*\\}[ \t]*;?)', False, None),
+    ('C_DEF', '(?:typedef\\b(?:[^{};]|\\{(?:[^{}]|\\{(?:[^{}]|\\{(?:[^{}]|\\{[^{}]*\\})*\\})*\\})*\\})*;|(?:struct|union|enum)\\b(?:[^{};()]|\\((?:[^(){};]|\\([^(){};]*\\))*\\))*\\{(?:[^{}]|\\{(?:[^{}]|\\{(?:[^{}]|\\{[^{}]*\\})*\\})*\\})*\\}(?:\\s*__attribute__\\s*\\(\\((?:[^()]|\\([^()]*\\))*\\)\\))*[ \t]*;?)', False, None),
     ('PREPROC', '#[ \t]*[A-Za-z_]\\w*(?:[^\n\\\\]|\\\\\r?\n|\\\\)*', False, None),
     ('PTR_CAST', '\\(\\s*[A-Za-z_]\\w*(?:\\s*\\*)+\\s*\\)', False, None),
     ('TYPE_WORD', '(?:u?int(?:8|16|32|64)|bool|string|void|char|short|int|long|unsigned|signed|buffer|inet)(?![A-Za-z0-9_])', False, None),

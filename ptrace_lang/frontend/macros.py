@@ -96,21 +96,29 @@ def _find(name: str, base: str, stdlib: str) -> str | None:
 
 
 def expand_macros(program: ast.Program) -> None:
-    """Replace every macro call in the probes by the macro's body."""
+    """Replace every macro call in the probes by the macro's body. Macros overload by arity
+    (bpftrace 0.26): ``f(a)`` and ``f(a, b)`` are two macros; a script's macro wins over a
+    standard-library one of the same name and arity."""
     if not program.macros:
         return
-    macros: dict[str, ast.MacroDef] = {}
+    macros: dict[tuple, ast.MacroDef] = {}
     for m in program.macros:
-        if m.name in macros:
+        key = (m.name, len(m.params))
+        if key in macros:
+            first = macros[key]
+            if _from_stdlib(m) != _from_stdlib(first):
+                if _from_stdlib(first):
+                    macros[key] = m
+                continue
             raise CompileError(f"Redefinition of macro: {m.name}", m.span,
-                               hints=[f"first defined at line {macros[m.name].span.line}"])
+                               hints=[f"first defined at line {first.span.line}"])
         names = set()
         for p in m.params:
             if p.lstrip("$@") in names:
                 raise CompileError(f"Macro '{m.name}' has two parameters named "
                                    f"'{p.lstrip('$@')}'", m.span)
             names.add(p.lstrip("$@"))
-        macros[m.name] = m
+        macros[key] = m
     ex = _Expander(macros)
     for probe in program.probes:
         if probe.predicate is not None:
@@ -119,15 +127,23 @@ def expand_macros(program: ast.Program) -> None:
     program.macros = []
 
 
+def _from_stdlib(m: ast.MacroDef) -> bool:
+    from ptrace_lang.resources import stdlib_dir
+
+    f = m.span.file or ""
+    return os.path.isabs(f) and os.path.realpath(os.path.dirname(f)) == os.path.realpath(stdlib_dir())
+
+
 def signature(m: ast.MacroDef) -> str:
     return f"{m.name}({', '.join(m.params)})"
 
 
 class _Expander:
-    def __init__(self, macros: dict[str, ast.MacroDef]) -> None:
-        self.macros = macros
+    def __init__(self, macros: dict[tuple, ast.MacroDef]) -> None:
+        self.macros = macros                 # (name, arity) -> definition
+        self.names = {name for name, _ in macros}
         self.count = 0
-        self.stack: list[str] = []
+        self.stack: list[tuple] = []
 
     # -- generic traversal: returns the (possibly replaced) node
     def node(self, n):
@@ -158,26 +174,29 @@ class _Expander:
         return n
 
     def _macro_call(self, e) -> ast.Call | None:
-        if isinstance(e, ast.Call) and e.name in self.macros:
+        if isinstance(e, ast.Call) and e.name in self.names:
             return e
-        if isinstance(e, ast.Builtin) and e.name in self.macros:
-            m = self.macros[e.name]
-            if not m.params:
-                return ast.Call(e.name, [], span=e.span)
+        if isinstance(e, ast.Builtin) and (e.name, 0) in self.macros:
+            return ast.Call(e.name, [], span=e.span)
         return None
 
     # -- one expansion
     def expand(self, call: ast.Call, statement: bool):
-        m = self.macros[call.name]
-        if call.name in self.stack:
-            chain = " -> ".join(self.stack[self.stack.index(call.name):] + [call.name])
+        key = (call.name, len(call.args))
+        m = self.macros.get(key)
+        if m is None:
+            defs = sorted((d for (n, _), d in self.macros.items() if n == call.name),
+                          key=lambda d: len(d.params))
+            counts = " or ".join(str(len(d.params)) for d in defs)
+            plural = "s" if counts != "1" else ""
+            raise CompileError(f"Macro '{call.name}' takes {counts} argument{plural} "
+                               f"({len(call.args)} provided)", call.span,
+                               hints=[signature(d) for d in defs])
+        if key in self.stack:
+            chain = " -> ".join(n for n, _ in self.stack[self.stack.index(key):] + [key])
             raise CompileError(f"Recursive macro call: {chain}", call.span)
         if len(self.stack) >= MAX_DEPTH:
             raise CompileError(f"Macro expansion nested more than {MAX_DEPTH} deep", call.span)
-        if len(call.args) != len(m.params):
-            n = len(m.params)
-            raise CompileError(f"Macro '{m.name}' takes {n} argument{'s' if n != 1 else ''} "
-                               f"({len(call.args)} provided)", call.span, hints=[signature(m)])
         args = [self.expr(a) for a in call.args]
         var_map: dict[str, str] = {}
         map_map: dict[str, str] = {}
@@ -203,7 +222,7 @@ class _Expander:
         body = copy.deepcopy(value if value is not None else m.body)
         self._rename(body, m, var_map, map_map, suffix)
         body = self._substitute(body, exprs)
-        self.stack.append(m.name)
+        self.stack.append(key)
         try:
             if isinstance(body, ast.BlockExpr):
                 stmts = [self.node(s) for s in body.stmts]
@@ -280,11 +299,13 @@ def auto_imports(program: ast.Program, filename: str) -> list[str]:
     from ptrace_lang.resources import stdlib_dir
     from ptrace_lang.sema.builtins import is_builtin
 
-    defined = {m.name for m in program.macros}
+    defined = {(m.name, len(m.params)) for m in program.macros}
     wanted = set()
     for root in [*program.probes, *program.macros]:
-        for n in ast.walk(root):
-            if isinstance(n, (ast.Call, ast.Builtin)) and n.name not in defined:
+        for n in ast.walk(root):      # (a script macro of another arity hides no stdlib one)
+            if isinstance(n, ast.Call) and (n.name, len(n.args)) not in defined:
+                wanted.add(n.name)
+            elif isinstance(n, ast.Builtin) and (n.name, 0) not in defined:
                 wanted.add(n.name)
     wanted = {w for w in wanted if not is_builtin(w)}
     if not wanted:

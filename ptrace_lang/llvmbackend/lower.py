@@ -34,7 +34,7 @@ MAPS_SECTION = ".maps"
 MAPVAL_SECTION = ".ptrace.mapvalue"
 
 BPF_ANY, BPF_NOEXIST = 0, 1
-GLOBALS_START_NS = 0
+from ptrace_lang.spec import GLOBALS_START_NS  # noqa: E402
 DIV_ZERO_MESSAGE = ("Divide or modulo by 0 detected. This can lead to unexpected results. "
                     "1 is being used as the result.")
 ARITH = {"+": "add", "-": "sub", "*": "mul", "&": "and_", "|": "or_", "^": "xor"}

@@ -94,6 +94,9 @@ class MapData:
     keyed:   False for a scalar map (``@x``), True for ``@x[...]``.
     hist_k:  the k of ``hist(n, k)``.
     lhist:   ``(min, max, step)`` of ``lhist(n, min, max, step)``.
+    tseries: ``(interval_ns, num_intervals, aggregator)`` of ``tseries()``; its values are
+             ``[(interval start in wall-clock ns, value), ...]``, oldest first, only the
+             intervals holding data (the text fills the gaps).
     """
 
     name: str
@@ -102,6 +105,91 @@ class MapData:
     keyed: bool
     hist_k: int = 0
     lhist: tuple[int, int, int] | None = None
+    tseries: tuple | None = None
+
+
+# --------------------------------------------------------------------------- tseries
+
+TSERIES_WIDTH = 50
+
+
+def tseries_merge(how: str, parts: list, signed: bool = True) -> int:
+    """One interval's value from its per-CPU ``(a, b)`` parts (see ``spec.UserMapSpec``)."""
+    if how == "sum":
+        return sum(a for a, _ in parts)
+    if how == "avg":
+        cnt = sum(a for a, _ in parts)
+        tot = sum(b for _, b in parts)
+        if not cnt:
+            return 0
+        return int(tot / cnt) if signed else (tot & ((1 << 64) - 1)) // cnt
+    if how == "min":
+        return min(a for a, _ in parts)
+    if how == "max":
+        return max(a for a, _ in parts)
+    return max(parts, key=lambda p: p[1])[0]      # the last value written, on any CPU
+
+
+def _tseries_time(ns: int, interval: int) -> str:
+    import time as _time
+
+    secs, frac = divmod(ns, 1_000_000_000)
+    text = _time.strftime("%H:%M:%S", _time.localtime(secs))
+    if interval % 1_000_000_000 == 0:
+        return text
+    if interval % 1_000_000 == 0:
+        return f"{text}.{frac // 1_000_000:03d}"
+    return f"{text}.{frac // 1_000:06d}"
+
+
+def _tseries_grid(md: MapData, points: list) -> list:
+    """``[(start ns, value or None), ...]``: every interval of the window, gaps as None."""
+    interval, num, _ = md.tseries
+    if not points:
+        return []
+    last = points[-1][0]
+    have = {t: v for t, v in points}
+    return [(t, have.get(t)) for t in range(last - (num - 1) * interval, last + 1, interval)
+            if t >= points[0][0]]
+
+
+def _tseries_rows(md: MapData, points: list, div: int) -> str:
+    interval = md.tseries[0]
+    grid = [(t, None if v is None else _trunc_div(v, div)) for t, v in _tseries_grid(md, points)]
+    values = [v for _, v in grid if v is not None]
+    if not values:
+        return ""
+    lo, hi = min(min(values), 0), max(max(values), 0)
+    times = [_tseries_time(t, interval) for t, _ in grid]
+    tw = max(len(t) for t in times)
+    texts = ["-" if v is None else str(v) for _, v in grid]
+    vw = max(8, max(len(x) for x in texts))
+    lo_s, hi_s = str(lo), str(hi)
+    pad = " " * (tw + 1 + vw + 1)
+    gap = max(1, TSERIES_WIDTH + 2 - len(lo_s) - len(hi_s))
+    out = [f"{pad}{lo_s}{' ' * gap}{hi_s}\n",
+           f"{'hh:mm:ss' + times[0][8:].translate(_FRAC_LABEL):<{tw}} {'value':>{vw}} "
+           f"|{'_' * TSERIES_WIDTH}|\n"]
+    span = hi - lo
+    for time_s, text, (_, v) in zip(times, texts, grid):
+        bar = [" "] * TSERIES_WIDTH
+        if v is not None:
+            pos = 0 if span == 0 else round((v - lo) * (TSERIES_WIDTH - 1) / span)
+            bar[pos] = "*"
+        out.append(f"{time_s:<{tw}} {text:>{vw}} |{''.join(bar)}|\n")
+    return "".join(out)
+
+
+_FRAC_LABEL = str.maketrans("0123456789", "ffffffffff")
+
+
+def _tseries_json(md: MapData, points: list, div: int) -> str:
+    interval = md.tseries[0]
+    rows = []
+    for t, v in _tseries_grid(md, points):
+        val = "null" if v is None else str(_trunc_div(v, div))
+        rows.append(f'{{"interval_start": {_json_str(_tseries_time(t, interval))}, "value": {val}}}')
+    return "[" + ",".join(rows) + "]"
 
 
 # --------------------------------------------------------------------------- hist buckets
@@ -384,6 +472,8 @@ def _sorted_entries(md: MapData, stats_style: str) -> list:
         entries.sort(key=lambda e: stats_average(e[1][0], e[1][1]))
     elif kind in ("hist", "lhist"):
         entries.sort(key=lambda e: sum(e[1].values() if isinstance(e[1], dict) else e[1]))
+    elif kind == "tseries":
+        entries.sort(key=_key_order(False))
     elif entries and all(e[1].__class__ is int for e in entries):
         entries.sort(key=lambda e: e[1])
     else:
@@ -491,6 +581,11 @@ def format_map(md: MapData, top: int = 0, div: int = 1, stats_style: str = STYLE
     if not entries:
         return "\n" + trailer if old else ""
     out = []
+    if kind == "tseries":
+        for key, points in entries:
+            head = f"{name}[{key_text(key, stats_style)}]" if md.keyed else name
+            out.append(head + ":\n" + _tseries_rows(md, points, div) + "\n")
+        return "".join(out)
     if kind in ("hist", "lhist"):
         colon = ": \n" if old else ":\n"
         for key, buckets in entries:
@@ -613,10 +708,14 @@ def format_map_json(md: MapData, top: int = 0, div: int = 1, stats_style: str = 
         msg_type = "stats"
     elif kind in ("hist", "lhist"):
         msg_type = "hist"
+    elif kind == "tseries":
+        msg_type = "tseries"
     else:
         msg_type = "map"
 
     def one(value) -> str:
+        if kind == "tseries":
+            return _tseries_json(md, value, div)
         if kind in ("hist", "lhist"):
             return _json_hist(md, value, div, stats_style)
         if kind == "stats":

@@ -6,9 +6,10 @@
     render(("bash", 42))                        # -> "bash                42\\n"
 
 Rendering follows C's printf on the value's bits, with one deliberate difference in the default
-style ("new", the newest bpftrace): a conversion without a length modifier reads 64 bits, so
-``%d``/``%x``/``%u`` of any integer print the whole 64-bit value (``%x`` of -1 is
-``ffffffffffffffff``, like C's ``%lx``). ``style="old"`` reads 32 bits there, as bpftrace 0.17's
+style ("new", the newest bpftrace): a conversion without a length modifier reads the argument's
+width: 64 bits for a 64-bit integer, so ``%x`` of -1 is ``ffffffffffffffff`` (like C's ``%lx``),
+32 bits for a signed integer of 32 bits or fewer (``arg_bits``: C's promotion to int, ``%x`` of an
+``int32`` -1 is ``ffffffff``). ``style="old"`` reads 32 bits there, as bpftrace 0.17's
 snprintf did (``%x`` of -1 is ``ffffffff``). ``hh``/``h`` read 8/16 bits, ``l``/``ll``/``j``/``z``/``t``
 64 bits, in both styles.
 
@@ -38,14 +39,14 @@ __all__ = ["FormatSpec", "parse_format", "arg_class", "compile_format", "check_a
 _CHARS = tuple([""] + [bytes([b]).decode("utf-8", "surrogateescape") for b in range(1, 256)])
 
 
-def _bits(spec: FormatSpec, style: str) -> int:
+def _bits(spec: FormatSpec, style: str, arg_bits: int = 64) -> int:
     length = spec.length
     if length == "hh":
         return 8
     if length == "h":
         return 16
     if length == "":
-        return 32 if style == "old" else 64
+        return 32 if style == "old" else arg_bits
     return 64
 
 
@@ -133,12 +134,13 @@ def _padding_spec(spec: FormatSpec) -> str:
 
 # --------------------------------------------------------------------------- compilation
 
-def _compile_spec(spec: FormatSpec, arg: str, style: str, env: dict) -> tuple[str, str]:
+def _compile_spec(spec: FormatSpec, arg: str, style: str, env: dict,
+                  arg_bits: int = 64) -> tuple[str, str]:
     """(Python %-spec, expression producing its argument) for one conversion."""
     conv = spec.conv
     n = len(env)
     if conv in ("d", "i", "u", "x", "X", "o"):
-        bits = _bits(spec, style)
+        bits = _bits(spec, style, arg_bits)
         mask = (1 << bits) - 1
         signed = conv in ("d", "i")
         if signed:
@@ -168,8 +170,11 @@ def _compile_spec(spec: FormatSpec, arg: str, style: str, env: dict) -> tuple[st
     return "%" + spec.flags + spec.width + dot + conv, arg
 
 
-def compile_format(fmt: str, style: str = "new") -> Callable[[Sequence[object]], str]:
+def compile_format(fmt: str, style: str = "new",
+                   arg_bits: Sequence[int] = ()) -> Callable[[Sequence[object]], str]:
     """Compile ``fmt`` once into ``render(args) -> str``; ``args`` must have one value per conversion.
+    ``arg_bits``: per argument, 32 when its type has at most 32 bits: a conversion without a
+    length modifier then reads 32 bits (``%x`` of an ``int32`` -1 is ``ffffffff``, as C's).
 
     The result is a generated function doing one Python ``%`` formatting over inline
     conversions, so a two-argument format renders in well under a microsecond.
@@ -182,7 +187,9 @@ def compile_format(fmt: str, style: str = "new") -> Callable[[Sequence[object]],
         if isinstance(token, str):
             pieces.append(token.replace("%", "%%"))
             continue
-        py_spec, expr = _compile_spec(token, f"a{len(exprs)}", style, env)
+        i = len(exprs)
+        py_spec, expr = _compile_spec(token, f"a{i}", style, env,
+                                      arg_bits[i] if i < len(arg_bits) else 64)
         pieces.append(py_spec)
         exprs.append(expr)
     if not exprs:

@@ -343,6 +343,8 @@ class Session:
         elif kind == S.EV_ZERO_MAP:
             self._flush()
             self.zero_map(self.spec.user_maps[ident])
+        elif kind in (S.EV_WARNING, S.EV_WARNF) and not self.opts.warnings:
+            pass                            # --no-warnings: warnf() and run-time warnings too
         elif kind == S.EV_WARNING:          # a located run-time warning (lower_values)
             from ptrace_lang.runtime.ufuncs import StderrText
 
@@ -371,10 +373,11 @@ class Session:
 
         self._decoders[ident] = decode.record_decoder(ev, self.spec.probe_names)
         if ev.kind == S.EV_PRINTF:
-            self._formatters[ident] = self.sink.printf_output(compile_format(ev.fmt))
+            self._formatters[ident] = self.sink.printf_output(
+                compile_format(ev.fmt, arg_bits=ev.arg_bits))
             return self._formatters[ident]
         if ev.kind in (S.EV_CAT, S.EV_SYSTEM) or S.EV_ERRORF <= ev.kind <= S.EV_DEBUGF:
-            self._cat_paths[ident] = compile_format(ev.fmt)
+            self._cat_paths[ident] = compile_format(ev.fmt, arg_bits=ev.arg_bits)
         return None
 
     def _cat_output(self, path: str):
@@ -551,6 +554,8 @@ class Session:
         key_dec = decode.field_decoder(um.key, names) if um.key is not None else None
         entries: dict = {}
         ncpu = None
+        if um.kind == "tseries":
+            return _read_tseries(um, kmap, items, key_dec)
         for kb, vb in items:
             if um.kind in ("hist", "lhist"):
                 klen = len(kb) - 8
@@ -971,6 +976,32 @@ class _FdCloser:
 
 def _percpu_i64(kmap, raw: bytes, off: int) -> list[int]:
     return [_I64.unpack_from(c, off)[0] for c in kmap.percpu_values(raw)]
+
+
+def _read_tseries(um: S.UserMapSpec, kmap, items, key_dec):
+    """A tseries map as ``MapData`` entries ``(key, [(interval start, value), ...])``: the
+    intervals of the last ``num_intervals`` (ending at the newest interval any key has) that
+    hold data, oldest first, each start in wall-clock nanoseconds (CLOCK_REALTIME)."""
+    from ptrace_lang.runtime.format import MapData, tseries_merge
+
+    interval, num, how = um.tseries
+    per_key: dict = {}
+    for kb, vb in items:
+        key = key_dec(kb[:len(kb) - 8]) if key_dec else None
+        slots = per_key.setdefault(key, {})
+        for chunk in kmap.percpu_values(vb):
+            idx, a, b = struct.unpack_from("<Qqq", chunk, 0)
+            if idx or a or b:
+                slots.setdefault(idx, []).append((a, b))
+    newest = max((i for slots in per_key.values() for i in slots), default=0)
+    offset = time.time_ns() - time.monotonic_ns()
+    entries = []
+    for key, slots in per_key.items():
+        points = [(i * interval + offset, tseries_merge(how, parts, um.signed))
+                  for i, parts in sorted(slots.items()) if i > newest - num]
+        if points:
+            entries.append((key, points))
+    return MapData(um.name, um.kind, entries, um.key is not None, tseries=um.tseries)
 
 
 def _percpu_u64(kmap, raw: bytes) -> list[int]:

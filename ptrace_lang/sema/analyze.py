@@ -33,7 +33,21 @@ COMMON_BUILTINS: dict[str, Type] = {
 }
 # the aggregations' argument counts (the names and signatures: sema.builtins)
 AGGREGATIONS = {"count": 0, "sum": 1, "avg": 1, "min": 1, "max": 1, "stats": 1, "hist": (1, 2),
-                "lhist": 4}
+                "lhist": 4, "tseries": (3, 4)}
+# tseries(): the aggregators it takes ("" keeps the last value of each interval) and its limits
+TSERIES_AGGS = ("avg", "max", "min", "sum")
+TSERIES_MAX_INTERVALS = 1_000_000
+_DURATION_UNITS = {"ns": 1, "us": 1_000, "ms": 1_000_000, "s": 1_000_000_000,
+                   "m": 60_000_000_000, "h": 3_600_000_000_000, "d": 86_400_000_000_000}
+
+
+def parse_duration(text: str) -> int | None:
+    """``"100ms"`` -> 100000000 (nanoseconds); a bare number is nanoseconds; None if malformed."""
+    num = text.rstrip("abcdefghijklmnopqrstuvwxyz")
+    unit = text[len(num):] or "ns"
+    if not num.isdigit() or unit not in _DURATION_UNITS:
+        return None
+    return int(num) * _DURATION_UNITS[unit]
 # builtins and functions of the dialect that later work brings (refused with "not supported yet")
 LATER_BUILTINS = frozenset(b.name for b in builtins.BUILTINS.values()
                            if b.later and b.kind != "function")
@@ -148,7 +162,7 @@ class _Analyzer(TypesMixin, FuncsMixin, SymbolsAnalyzer, StmtsAnalysis, ValuesSe
             if info.value_type != value_type and not (
                     isinstance(info.value_type, AggT) and isinstance(value_type, AggT)
                     and info.value_type.kind == value_type.kind
-                    and info.value_type.kind not in ("hist", "lhist")):
+                    and info.value_type.kind not in ("hist", "lhist", "tseries")):
                 self.error(f"Type mismatch for {name}: trying to assign value of type '{value_type}' "
                            f"when map already has a type '{info.value_type}'", span)
         elif not compatible(info.value_type, value_type):
@@ -195,7 +209,8 @@ class _Analyzer(TypesMixin, FuncsMixin, SymbolsAnalyzer, StmtsAnalysis, ValuesSe
         self.check_key(info, ref, key_type)
         if isinstance(info.value_type, AggT):
             if info.value_type.kind in ("count", "sum", "min", "max", "avg"):
-                raise NotSupportedYet(f"reading the value of a {info.value_type.kind}() map", ref.span)
+                # read as an integer: the CPUs' slots combined (codegen: _agg_value)
+                return UINT64 if info.value_type.kind == "count" else IntT(64, info.value_type.signed)
             self.error(f"The value of {name} ({info.value_type.kind}) cannot be used in an expression",
                        ref.span)
             return INT64
@@ -219,8 +234,15 @@ class _Analyzer(TypesMixin, FuncsMixin, SymbolsAnalyzer, StmtsAnalysis, ValuesSe
     def block(self, block: ast.Block, new_scope: bool = True) -> None:
         if new_scope:
             self.scopes.append(Scope())
+        ended = False
         for s in block.stmts:
+            if ended:      # after exit() or return (bpftrace's warning; the code is still checked)
+                self.warn("Unreachable statement", s.span)
+                ended = False
             self.stmt(s)
+            ended = isinstance(s, ast.Return) or (
+                isinstance(s, ast.ExprStmt) and isinstance(s.expr, ast.Call)
+                and s.expr.name == "exit")
         if new_scope:
             self.scopes.pop()
 
@@ -327,8 +349,11 @@ class _Analyzer(TypesMixin, FuncsMixin, SymbolsAnalyzer, StmtsAnalysis, ValuesSe
         ok = n in want if isinstance(want, tuple) else n == want
         if not ok:
             sig = builtins.signature(call.name)
-            self.error(f"{call.name}() takes {want if not isinstance(want, tuple) else '1 or 2'} "
+            self.error(f"{call.name}() takes "
+                       f"{want if not isinstance(want, tuple) else ' or '.join(map(str, want))} "
                        f"argument{'s' if want != 1 else ''} ({n} provided)", call.span, [sig])
+        if call.name == "tseries":
+            return self.tseries(call, n)
         types = [self.expr(a) for a in call.args]
         for a, t in zip(call.args, types):
             if not t.is_int:
@@ -394,6 +419,47 @@ class _Analyzer(TypesMixin, FuncsMixin, SymbolsAnalyzer, StmtsAnalysis, ValuesSe
                 sizes[id(node)] = 1 + sum(sizes[id(k)] for k in kids)
         return sizes[id(top)], copies[id(top)]
 
+    def tseries(self, call: ast.Call, n: int) -> AggT:
+        """``tseries(value, interval, num_intervals[, "avg"|"max"|"min"|"sum"])``: the interval a
+        duration string ("100ms", "1s") or nanoseconds; without an aggregator each interval keeps
+        its last value."""
+        bad = AggT("tseries", True, tseries=(1_000_000_000, 1, ""))
+        if n not in (3, 4):
+            for a in call.args:
+                self.expr(a)
+            return bad
+        t = self.expr(call.args[0])
+        for a in call.args[1:]:
+            self.expr(a)
+        if not t.is_int:
+            self.error(f"tseries() expects an integer value, got '{t}'", call.args[0].span)
+        signed = not isinstance(t, IntT) or t.signed
+        iv = call.args[1]
+        interval = None
+        if isinstance(iv, ast.StrLit):
+            interval = parse_duration(iv.value)
+        else:
+            interval = self.const_int(iv)
+        if interval is None or interval <= 0:
+            self.error('tseries() interval must be a positive duration: a literal like "1s", '
+                       '"100ms" or a number of nanoseconds', iv.span)
+            return bad
+        num = self.const_int(call.args[2])
+        if num is None or not 1 <= num <= TSERIES_MAX_INTERVALS:
+            self.error(f"tseries() num_intervals must be an integer literal between 1 and "
+                       f"{TSERIES_MAX_INTERVALS}", call.args[2].span)
+            return bad
+        agg = ""
+        if n == 4:
+            a = call.args[3]
+            if not isinstance(a, ast.StrLit) or a.value not in TSERIES_AGGS:
+                self.error("tseries() aggregator must be one of " +
+                           ", ".join(f'"{x}"' for x in TSERIES_AGGS), a.span)
+                return bad
+            agg = a.value
+        call.type = VOID
+        return AggT("tseries", signed, tseries=(interval, num, agg))
+
     def const_int(self, e: ast.Expr) -> int | None:
         if isinstance(e, ast.IntLit):
             return e.value
@@ -441,6 +507,8 @@ class _Analyzer(TypesMixin, FuncsMixin, SymbolsAnalyzer, StmtsAnalysis, ValuesSe
 
     def _expr(self, e: ast.Expr, statement: bool) -> Type:
         if isinstance(e, ast.IntLit):
+            if isinstance(e.type, EnumT):      # an enumerator (sema.cdefs.enum_literal)
+                return e.type
             return INT64 if e.value < (1 << 63) else UINT64
         if isinstance(e, ast.BoolLit):
             return BOOL
@@ -500,8 +568,6 @@ class _Analyzer(TypesMixin, FuncsMixin, SymbolsAnalyzer, StmtsAnalysis, ValuesSe
                     self.error(f"The {e.op} operator can not be used on expressions of type "
                                f"'{info.value_type}'", e.span)
                     return INT64
-                if not statement:
-                    raise NotSupportedYet(f"using the value of {e.op} on a map", e.span)
                 if info is not None and isinstance(info.value_type, PtrT):
                     e.target.type = info.value_type    # @p++ moves by one element
                     return info.value_type
@@ -823,7 +889,7 @@ class _Analyzer(TypesMixin, FuncsMixin, SymbolsAnalyzer, StmtsAnalysis, ValuesSe
             return VOID
         self.check_key(info, ref, self.key_type(ref))
         ref.type = info.value_type
-        return VOID
+        return BOOL       # (bpftrace 0.26) whether the key was there
 
     def _whole_map(self, e: ast.Call) -> Type:
         if len(e.args) != 1 or not isinstance(e.args[0], ast.MapRef) or e.args[0].keys is not None:
@@ -855,6 +921,13 @@ def field_type(f, max_strlen: int) -> Type:
     text = f.type_text
     if f.data_loc:
         return StrT(max_strlen, trunc=True) if "char" in text else UINT64
+    if (text.startswith("enum ") and not f.is_pointer and f.array_len is None
+            and f.size in (1, 2, 4, 8)):
+        from ptrace_lang.sema import btftypes
+
+        et = btftypes.enum_type(text[5:].strip())     # printed by its enumerators' names
+        if et is not None and et.name:
+            return EnumT(et.name, f.size * 8, bool(f.signed), et.values)
     if f.array_len is not None and "char" in text:
         return StrT(f.array_len)
     if f.array_len is not None:
@@ -901,7 +974,7 @@ def check_format(an: _Analyzer, fname: str, fmt_node: ast.StrLit, args: list[ast
 def analyze(program: ast.Program, probe_contexts: list[list[ProbeContext]], positional: list[str],
             max_strlen: int = MAX_STRLEN_DEFAULT, cpid: int | None = None,
             unsafe: bool = False, host: Host | None = None,
-            stack_mode: str | None = None) -> SemaResult:
+            stack_mode: str | None = None, program_opts: tuple = ()) -> SemaResult:
     """Type-check ``program``. ``probe_contexts[i]`` lists the distinct contexts of probe i
     (one per group of attach points whose ``args`` layouts differ); ``cpid`` is the pid of
     the -c child (None without -c); ``host`` answers kaddr() and cgroupid() (target.Host);
@@ -910,6 +983,7 @@ def analyze(program: ast.Program, probe_contexts: list[list[ProbeContext]], posi
     an.unsafe = unsafe
     an.host = host if host is not None else Host()
     an.stack_mode = stack_mode
+    an.program_opts = parse_program_opts(program_opts)
     result = SemaResult(an.maps, analyzer=an)
     for final in (False, True):
         an.final = final
@@ -923,4 +997,21 @@ def analyze(program: ast.Program, probe_contexts: list[list[ProbeContext]], posi
                     break
     if an.errors:
         raise CompileError(an.errors[0].message, diagnostics=an.errors)
+    unknown = [n for n in an.program_opts if n not in an.__dict__.get("getopt_names", ())]
+    if unknown:
+        raise CompileError("unexpected program command line option" +
+                           ("s" if len(unknown) > 1 else "") + ": " +
+                           " ".join("--" + n for n in unknown),
+                           hints=["a program reads its options with getopt(\"name\", default)"])
     return result
+
+
+def parse_program_opts(raw) -> dict:
+    """``["--n=5", "--verbose"]`` -> ``{"n": "5", "verbose": None}`` (the program's options)."""
+    out: dict = {}
+    for a in raw:
+        name, eq, val = a[2:].partition("=")
+        if not name:
+            raise CompileError(f"invalid program command line option: {a}")
+        out[name] = val if eq else None
+    return out

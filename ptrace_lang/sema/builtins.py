@@ -48,18 +48,19 @@ _TABLE = (
     Builtin("tid", "variable", "tid: the thread id", lower="builtin"),
     Builtin("uid", "variable", "uid: the user id", lower="builtin"),
     Builtin("gid", "variable", "gid: the group id", lower="builtin"),
-    Builtin("nsecs", "both", "nsecs([monotonic|boot|tai])", lower="builtin"),
+    Builtin("nsecs", "both", "nsecs([monotonic|boot|tai|sw_tai])", lower="builtin"),
     Builtin("elapsed", "variable", "elapsed: nanoseconds since the program started",
             lower="builtin"),
     Builtin("cpu", "variable", "cpu: the processor's id", lower="builtin"),
     Builtin("comm", "both", "comm / comm(int pid): the command name of the task, or of process "
             "pid (read from /proc when printed)", lower="string_into", formatter="comm_of_pid"),
     Builtin("probe", "variable", "probe: the probe's full name", lower="builtin"),
+    Builtin("probetype", "variable", "probetype: the probe's type (tracepoint, uprobe, interval...)"),
     Builtin("rand", "variable", "rand: a pseudo-random 32-bit number", lower="builtin"),
     Builtin("cgroup", "variable", "cgroup: the cgroup v2 id of the task", lower="builtin"),
     Builtin("cpid", "variable", "cpid: the pid of the -c command", lower="builtin"),
     Builtin("curtask", "both", "curtask()", lower="c_builtin"),
-    Builtin("ppid", "both", "ppid()", lower="c_builtin"),
+    Builtin("ppid", "both", "ppid([struct task_struct *task])", lower="c_builtin"),
     Builtin("username", "variable", "username: the name of the task's user",
             formatter="username"),
     Builtin("jiffies", "variable", "jiffies: the kernel's tick counter"),
@@ -95,6 +96,9 @@ _TABLE = (
     Builtin("stats", "aggregation", "stats(int)", lower="aggregate"),
     Builtin("hist", "aggregation", "hist(int[, int k])", lower="aggregate"),
     Builtin("lhist", "aggregation", "lhist(int value, int min, int max, int step)",
+            lower="aggregate"),
+    Builtin("tseries", "aggregation",
+            'tseries(int value, "1s" | int interval_ns, int num_intervals[, "avg"|"max"|"min"|"sum"])',
             lower="aggregate"),
     # ---------------------------------------------------------------- output and control
     Builtin("printf", "function", "printf(const char *fmt, ...)"),
@@ -135,6 +139,8 @@ _TABLE = (
     Builtin("path", "function", "path(struct path *path[, int size])",
             probes=("fentry", "fexit", "iter")),
     Builtin("bswap", "function", "bswap(int n)"),
+    Builtin("getopt", "function", 'getopt(const char *name[, int|string|bool default]): the '
+            'program option --name[=value] given after "--"'),
     Builtin("cgroupid", "function", "cgroupid(const char *path) with a literal path"),
     Builtin("cgroup_path", "function", "cgroup_path(int cgroupid[, const char *filter])",
             formatter="cgroup_path"),
@@ -172,8 +178,22 @@ def family(name: str) -> str | None:
     return None
 
 
+BUILTIN_PREFIX = "__builtin_"
+
+
+def canonical(name: str) -> str:
+    """``__builtin_pid`` -> ``pid``: every builtin answers to its ``__builtin_`` name too
+    (bpftrace 0.26's standard library spells them so); other names are unchanged."""
+    if name.startswith(BUILTIN_PREFIX):
+        rest = name[len(BUILTIN_PREFIX):]
+        if rest in BUILTINS or family(rest) is not None:
+            return rest
+    return name
+
+
 def lookup(name: str) -> Builtin | None:
-    """The entry of ``name`` (``arg3`` finds ``argN``), or None."""
+    """The entry of ``name`` (``arg3`` finds ``argN``, ``__builtin_pid`` finds ``pid``), or None."""
+    name = canonical(name)
     b = BUILTINS.get(name)
     if b is None:
         f = family(name)
@@ -188,6 +208,7 @@ def is_builtin(name: str) -> bool:
 
 def is_variable(name: str) -> bool:
     """Whether ``name`` written bare is a builtin variable (``arg3`` included)."""
+    name = canonical(name)
     return name in VARIABLES or family(name) is not None
 
 

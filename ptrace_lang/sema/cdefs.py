@@ -120,6 +120,9 @@ _INT_WORDS = {
     ("unsigned", "long"): IntT(64, False), ("long", "long"): IntT(64, True),
     ("unsigned", "long", "long"): IntT(64, False), ("_Bool",): BOOL, ("bool",): BOOL,
     ("void",): VOID,
+    # floating point members take their C size and alignment (their value reads as its bits:
+    # the language has no floating point values)
+    ("float",): IntT(32, True), ("double",): IntT(64, True),
 }
 _FIXED = {"int8_t": IntT(8, True), "int16_t": IntT(16, True), "int32_t": IntT(32, True),
           "int64_t": IntT(64, True), "uint8_t": IntT(8, False), "uint16_t": IntT(16, False),
@@ -217,7 +220,7 @@ class _Parser:
             self.take()
             return self.enum()
         while self.peek() in ("unsigned", "signed", "char", "short", "int", "long", "_Bool",
-                              "bool", "void") or self.peek() in _QUALIFIERS:
+                              "bool", "void", "float", "double") or self.peek() in _QUALIFIERS:
             if self.peek() in _QUALIFIERS:
                 self.skip_qualifier()
                 continue
@@ -241,19 +244,32 @@ class _Parser:
             self.fail(f"unknown type '{name}'")
         return t
 
-    def skip_qualifier(self) -> None:
+    def skip_qualifier(self) -> list:
+        """Skip a qualifier or an ``__attribute__((...))``; the words it held (``packed``)."""
         word = self.take()
+        words = [word]
         if word == "__attribute__" and self.peek() == "(":
             depth = 0
             while True:
                 tok = self.take()
                 depth += tok == "("
                 depth -= tok == ")"
+                words.append(tok)
                 if depth == 0:
                     break
+        return words
+
+    def attributes(self) -> bool:
+        """Skip qualifiers and attributes; whether one of them asked for a packed layout."""
+        packed = False
+        while self.peek() in _QUALIFIERS:
+            words = self.skip_qualifier()
+            packed = packed or any(w in ("packed", "__packed__", "__packed") for w in words)
+        return packed
 
     def record(self, kind: str) -> Type:
         name = ""
+        packed = self.attributes()      # struct __attribute__((packed)) name { ... }
         if self.peek() not in ("{", None) and re.match(r"[A-Za-z_]", self.peek()):
             name = self.take()
         if self.peek() != "{":
@@ -284,18 +300,18 @@ class _Parser:
                     self.take()
                     continue
                 break
-            self.expect(";")
+            if self.peek() != "}":         # (the last member's ';' may be missing, as clang allows)
+                self.expect(";")
         self.take()
-        while self.peek() in _QUALIFIERS:
-            self.skip_qualifier()
+        packed = self.attributes() or packed       # } __attribute__((packed));
         if not name:
             self.counter[0] += 1
             key = f"{kind} <anonymous {self.counter[0]}>"
         else:
             key = f"{kind} {name}"
-        fields, size = _layout(kind, members)
+        fields, size = _layout(kind, members, packed)
         t = StructT(kind, name, size, ("c", key))
-        self.scope.records[key] = (t, fields, _align_of_members(members))
+        self.scope.records[key] = (t, fields, 1 if packed else _align_of_members(members))
         return t
 
     def enum(self) -> Type:
@@ -336,6 +352,8 @@ class _Parser:
         t = EnumT(name, 32, signed, tuple(values))
         if name:
             self.scope.enums[f"enum {name}"] = t
+            for ename, v in values:     # a named enum's enumerators are values of its type
+                self.scope.constants[ename] = EnumValue(v, t)
         return t
 
     def declarator(self, base: Type) -> tuple:
@@ -421,15 +439,15 @@ def _align_of_members(members: list) -> int:
     return max([_align(t) for _, t, _ in members] or [1])
 
 
-def _layout(kind: str, members: list) -> tuple:
+def _layout(kind: str, members: list, packed: bool = False) -> tuple:
     """[(name, bit offset, bits, Type)] and the size, as the x86-64 System V ABI lays out a
     struct (each member at its alignment; a bitfield in the next bits unless it would cross a
-    unit of its declared type) or a union (every member at 0)."""
+    unit of its declared type) or a union (every member at 0). Packed: alignment 1."""
     out = []
     bit = 0
     size_bits = 0
     for name, t, bits in members:
-        a = _align(t)
+        a = 1 if packed else _align(t)
         if kind == "union":
             out.append((name, 0, bits or 0, t))
             size_bits = max(size_bits, bits or c_sizeof(t) * 8)
@@ -448,7 +466,7 @@ def _layout(kind: str, members: list) -> tuple:
             out.append((name, bit, 0, t))
             bit += c_sizeof(t) * 8
         size_bits = bit
-    a = _align_of_members(members)
+    a = 1 if packed else _align_of_members(members)
     size = (size_bits + 7) // 8
     size = (size + a - 1) // a * a
     return out, size
@@ -488,9 +506,29 @@ def load(program: ast.Program) -> dict:
     return constants
 
 
+class EnumValue(int):
+    """An enumerator's value knowing its enum: the literal it becomes has the enum's type, so
+    ``%s``, print() and maps show the enumerator's name (bpftrace 0.26)."""
+
+    enum: EnumT
+
+    def __new__(cls, value: int, enum: EnumT):
+        self = super().__new__(cls, value)
+        self.enum = enum
+        return self
+
+
+def enum_literal(value: int, enum: EnumT | None, span: Span) -> ast.IntLit:
+    """The literal of an enumerator: typed with its (named) enum."""
+    lit = ast.IntLit(int(value), span=span)
+    if enum is not None and enum.name:
+        lit.type = enum
+    return lit
+
+
 def _value_expr(name: str, value, span: Span) -> ast.Expr:
     if isinstance(value, int):
-        return ast.IntLit(value, span=span)
+        return enum_literal(value, getattr(value, "enum", None), span)
     text = value.strip()
     from ptrace_lang.frontend.parser import parse
 
@@ -510,10 +548,15 @@ _ARGN = re.compile(r"s?arg[0-9]+")
 def kernel_enumerator(name: str):
     """The value of a kernel enum member named like a constant (it has an upper-case letter
     and is no builtin: TCP_CLOSE, PIDTYPE_TGID, SKB_DROP_REASON_NOT_SPECIFIED), or None."""
+    got = kernel_enumerator_typed(name)
+    return None if got is None else got[0]
+
+
+def kernel_enumerator_typed(name: str):
+    """``(value, EnumT)`` of a kernel enum member named like a constant, or None."""
     if name == name.lower() or builtins.is_variable(name) or _ARGN.fullmatch(name):
         return None
-    got = btftypes.enumerator(name)
-    return None if got is None else got[0]
+    return btftypes.enumerator(name)
 
 
 def substitute(program: ast.Program, constants: dict) -> None:
@@ -526,9 +569,9 @@ def substitute(program: ast.Program, constants: dict) -> None:
                 got = _value_expr(value.name, constants[value.name], value.span)
                 rec(got, depth + 1)
                 return got
-            v = kernel_enumerator(value.name)
-            if v is not None:
-                return ast.IntLit(v, span=value.span)
+            got = kernel_enumerator_typed(value.name)
+            if got is not None:
+                return enum_literal(got[0], got[1], value.span)
             return value
         if isinstance(value, ast.Node):
             rec(value, depth)

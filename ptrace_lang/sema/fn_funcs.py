@@ -14,6 +14,7 @@ from ptrace_lang.sema.types import (
 )
 from ptrace_lang.signals import SIGNALS
 
+PROBETYPE_SIZE = 16      # the longest provider name, "rawtracepoint", and its NUL fit
 STRERROR = UserT("strerror", 8, (), "strerror_t")
 SYSCALL_NAME = UserT("syscall_name", 8, (), "syscall_name_t")
 SIGNAL_NAME = UserT("signal_name", 8, (), "signal_name_t")
@@ -24,7 +25,8 @@ MACADDR = UserT("macaddr", 8, (), "mac_address")
 CGROUP_PATH = "cgroup_path_t"
 UINT8 = IntT(8, False)
 
-NSECS_CLOCKS = ("monotonic", "boot", "tai")
+NSECS_CLOCKS = ("monotonic", "boot", "tai", "sw_tai")   # sw_tai: TAI (bpftrace computes it in
+# software for kernels without bpf_ktime_get_tai_ns; ours have it: the same clock)
 
 # the signatures shown in hints (sema.builtins)
 SIG = {b.name: b.sig for b in builtins.BUILTINS.values() if b.sig}
@@ -345,7 +347,7 @@ class FuncsMixin:
             a = e.args[0]
             clock = a.name if isinstance(a, ast.Builtin) else None
             if clock not in NSECS_CLOCKS:
-                self.error("nsecs() expects a clock: monotonic, boot or tai", a.span, [SIG["nsecs"]])
+                self.error("nsecs() expects a clock: monotonic, boot, tai or sw_tai", a.span, [SIG["nsecs"]])
             a.type = UINT64
         return UINT64
 
@@ -372,7 +374,56 @@ class FuncsMixin:
     def builtin_numaid(self, span) -> Type:
         return UINT32
 
+    program_opts: dict = {}       # the program's --name[=value] options (analyze sets them)
+
+    def fn_getopt(self, e: ast.Call) -> Type:
+        """getopt("name"[, default]) (bpftrace 0.26): the program option --name given after
+        "--", typed by the default (an integer, a string or a bool; none: a bool, false); a
+        constant of the program: the call's second argument becomes the value's literal."""
+        if not self.nargs(e, 1, 2, 'getopt(const char *name[, int|string|bool default])'):
+            return INT64
+        name_e = e.args[0]
+        if not isinstance(name_e, ast.StrLit) or not name_e.value:
+            self.error("getopt() expects a literal option name", name_e.span)
+            return INT64
+        name = name_e.value
+        self.__dict__.setdefault("getopt_names", set()).add(name)
+        default = e.args[1] if len(e.args) == 2 else ast.BoolLit(False, span=e.span)
+        if (isinstance(default, ast.Unary) and default.op == "-"
+                and isinstance(default.operand, ast.IntLit)):
+            default = ast.IntLit(-default.operand.value, span=default.span)
+        if not isinstance(default, (ast.IntLit, ast.StrLit, ast.BoolLit)):
+            self.error("getopt() expects a literal default: an integer, a string or a bool",
+                       default.span)
+            return INT64
+        given = self.program_opts.get(name, False)
+        value = default
+        if given is not False:          # the option is on the command line
+            if isinstance(default, ast.BoolLit):
+                low = (given or "true").lower()
+                if low not in ("true", "false", "1", "0", "yes", "no"):
+                    self.error(f"getopt(): --{name} takes a bool (true or false), got '{given}'",
+                               name_e.span)
+                    return BOOL
+                value = ast.BoolLit(low in ("true", "1", "yes"), span=default.span)
+            elif isinstance(default, ast.IntLit):
+                try:
+                    value = ast.IntLit(int(given or "", 0), span=default.span)
+                except ValueError:
+                    self.error(f"getopt(): --{name} takes an integer, got '{given or ''}'",
+                               name_e.span)
+                    return INT64
+            else:
+                value = ast.StrLit(given or "", span=default.span)
+        e.args = [name_e, value]
+        return self.expr(value)
+
+    def builtin_probetype(self, span) -> Type:
+        return StrT(PROBETYPE_SIZE)
+
     def builtin_usermode(self, span) -> Type:
+        if self.ctx is not None and self.ctx.provider in ("begin", "end"):
+            return UINT8      # 1: begin and end run from ptrace's own user-space start and end
         if self.ctx is not None and not self.ctx.pt_regs:
             self.error(f"The usermode builtin can not be used with '{self.ctx.provider}' probes",
                        span)

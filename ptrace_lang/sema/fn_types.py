@@ -52,6 +52,10 @@ class TypesMixin:
             base = INT_TYPE_NAMES.get(name)
         if base is None:
             base = btftypes.lookup_type(name)
+            if base is None and " " not in name:
+                # a struct/union named without its keyword, as bpftrace 0.26 allows:
+                # (task_struct *)curtask, sizeof(task_struct)
+                base = btftypes.lookup_type("struct " + name) or btftypes.lookup_type("union " + name)
             if base is None:
                 if name.startswith(("struct ", "union ")):
                     self.error(f"Unknown struct/union: '{name}'", span)
@@ -301,7 +305,13 @@ class TypesMixin:
         return self.task_type()
 
     def fn_ppid(self, e: ast.Call) -> Type:
-        self.nargs(e, 0, 0, "ppid()")
+        """ppid() / ppid(struct task_struct *task) (bpftrace 0.26): the parent's pid."""
+        if self.nargs(e, 0, 1, "ppid([struct task_struct *task])") and e.args:
+            t = self.expr(e.args[0])
+            if not (isinstance(t, PtrT) and isinstance(t.target, StructT)
+                    and t.target.name == TASK_STRUCT) and not (t.is_int and not isinstance(t, PtrT)):
+                self.error(f"ppid() expects a 'struct task_struct *' argument, got '{t}'",
+                           e.args[0].span)
         return UINT32
 
     def fn_kptr(self, e: ast.Call) -> Type:

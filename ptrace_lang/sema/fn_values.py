@@ -51,6 +51,8 @@ class ValuesSema:
         t = self.expr(e.base)
         if isinstance(t, IntArrayT):
             return self.intarray_subscript(e, t)
+        if isinstance(t, StrT):
+            return self.string_subscript(e, t)
         if not isinstance(t, TupleT):
             return None
         n = self.const_expr(e.index)
@@ -74,6 +76,21 @@ class ValuesSema:
                "<<": lambda: a << b, ">>": lambda: a >> b, "&": lambda: a & b,
                "|": lambda: a | b, "^": lambda: a ^ b}
         return ops[e.op]() if e.op in ops else None
+
+    def string_subscript(self, e: ast.Index, t: StrT) -> Type:
+        INT8 = IntT(8, True)
+        """``$s[i]``: the string's byte i (an int8, as C's char), ``i`` a constant within the
+        string's size (a byte past its end is 0)."""
+        self.expr(e.index)
+        n = self.const_expr(e.index)
+        if n is None:
+            self.error("The index of a string must be an integer constant", e.index.span)
+            return INT8
+        if not 0 <= n < t.length:
+            self.error(f"Index {n} is out of bounds for '{t}'", e.index.span)
+            return INT8
+        e.array_index = n       # lowered by lower_values.intarray_element
+        return INT8
 
     def intarray_subscript(self, e: ast.Index, t: IntArrayT) -> Type:
         """``a[i]`` of an integer array, ``i`` a constant in range."""

@@ -106,9 +106,13 @@ class StmtsAnalysis:
                 self.error(f"return value must be an integer, got '{t}'", s.value.span)
 
     def fn_len(self, e: ast.Call) -> Type:
+        if (len(e.args) == 1 and isinstance(e.args[0], (ast.Builtin, ast.Call))
+                and e.args[0].name in ("kstack", "ustack")):
+            self.expr(e.args[0])      # len(ustack): the number of frames (bpftrace 0.26)
+            return INT64
         if (len(e.args) != 1 or not isinstance(e.args[0], ast.MapRef)
                 or e.args[0].keys is not None):
-            self.error("len() expects a map argument", e.span, ["len(@map)"])
+            self.error("len() expects a map argument", e.span, ["len(@map)", "len(ustack)"])
             for a in e.args:
                 if not isinstance(a, ast.MapRef):
                     self.expr(a)

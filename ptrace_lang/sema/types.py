@@ -142,17 +142,19 @@ class ArgsT(Type):
 class AggT(Type):
     """A map value produced by an aggregation function."""
 
-    kind: str                 # count sum min max avg stats hist lhist
+    kind: str                 # count sum min max avg stats hist lhist tseries
     signed: bool = True
     hist_k: int = 0
     lhist: tuple | None = None
+    tseries: tuple | None = None   # (interval_ns, num_intervals, aggregator or "" for the last value)
 
     def size(self) -> int:
         return 8
 
     def __str__(self) -> str:
         return {"count": "count_t", "sum": "sum_t", "min": "min_t", "max": "max_t",
-                "avg": "avg_t", "stats": "stats_t", "hist": "hist_t", "lhist": "lhist_t"}[self.kind]
+                "avg": "avg_t", "stats": "stats_t", "hist": "hist_t", "lhist": "lhist_t",
+                "tseries": "tseries_t"}[self.kind]
 
 
 @dataclass(frozen=True)

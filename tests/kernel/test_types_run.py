@@ -194,3 +194,12 @@ def test_unsigned_char_arrays_are_bytes_for_ntop(tmp_path):
             'printf("%s %s\\n", ntop($p->ip), ntop($p->ip6)); print($p->ip); exit(); }')
     assert r.rc == 0, r.err
     assert r.out.split("\n")[:2] == ["127.0.0.1 2001:db8::1", "[127,0,0,1]"]
+
+
+@needs_btf
+def test_enumerators_print_by_name():
+    out = out_of('enum E { A = 1, B }; BEGIN { printf("%s %d %s\\n", A, A, PIDTYPE_TGID); '
+                 '@m[B] = A; @t = (A, 2); exit(); }')
+    lines = out.split("\n")
+    assert lines[0] == "A 1 PIDTYPE_TGID"
+    assert "@m[B]: A" in out and "@t: (A, 2)" in out

@@ -53,13 +53,18 @@ def test_map_declarations_set_the_kernel_map_kind_and_size():
 @pytest.mark.parametrize("src, msg", [
     ("let @m = nope(2); BEGIN { @m[1] = 1; }", "stdin:1:1-18: ERROR: Invalid map kind: nope"),
     ("let @m = hash(0); BEGIN { @m[1] = 1; }", "stdin:1:1-18: ERROR: @m: a map holds 1 to 4294967295 entries (0 given)"),
-    ("let @q = hash(2); BEGIN { @m[1] = 1; }", "stdin:1:1-18: ERROR: @q is declared but never used"),
     ("let @m = hash(2); let @m = hash(3); BEGIN { @m[1] = 1; }", "stdin:1:19-36: ERROR: @m is declared twice"),
     ("let @m = percpuhash(2); BEGIN { @m[1] = 1; }",
      "stdin:1:1-24: ERROR: @m is declared percpuhash() but holds a value that is not an aggregation"),
 ])
 def test_map_declaration_errors_are_located(src, msg):
     assert error_of(src).startswith(msg)
+
+
+def test_an_unused_declared_map_is_a_warning():
+    spec = compiled("let @q = hash(2); BEGIN { @m[1] = 1; }").spec
+    assert spec.config["warnings"][0].startswith("stdin:1:1-18: WARNING: Unused map: @q")
+    assert all(um.name != "@q" for um in spec.user_maps)
 
 
 def test_str_of_a_positional_parameter_is_its_text():

@@ -132,15 +132,11 @@ FIRST = [
     ('BEGIN { debugf("%d", comm); }',
      "stdin:1:22-26: ERROR: debugf: %d specifier expects a value of type integer "
      "('string[16]' supplied)", None),
-    ('BEGIN { nsecs(wall); }', "stdin:1:15-19: ERROR: nsecs() expects a clock: monotonic, boot or tai",
-     "nsecs([monotonic|boot|tai])"),
+    ('BEGIN { nsecs(wall); }', "stdin:1:15-19: ERROR: nsecs() expects a clock: monotonic, boot, tai or sw_tai",
+     "nsecs([monotonic|boot|tai|sw_tai])"),
     ('BEGIN { nsecs(boot, tai); }',
      "stdin:1:9-25: ERROR: nsecs() requires between 0 and 1 arguments (2 provided)",
-     "nsecs([monotonic|boot|tai])"),
-    ('BEGIN { @x = usermode; }',
-     "stdin:1:14-22: ERROR: The usermode builtin can not be used with 'begin' probes", None),
-    ('BEGIN { @x = usermode(); }',
-     "stdin:1:14-24: ERROR: The usermode builtin can not be used with 'begin' probes", None),
+     "nsecs([monotonic|boot|tai|sw_tai])"),
     ('tracepoint:syscalls:sys_enter_openat { @x = usermode; }',
      "stdin:1:45-53: ERROR: The usermode builtin can not be used with 'tracepoint' probes", None),
 ]

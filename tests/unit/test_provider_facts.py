@@ -36,7 +36,8 @@ def test_watchpoint_allows_reg_and_usermode():
 
 @pytest.mark.parametrize("src, word", [
     ('BEGIN { @ = reg("ip"); }', 'reg can not be used with "begin" probes'),
-    ('BEGIN { @ = usermode; }', "The usermode builtin can not be used with 'begin' probes"),
+    ('tracepoint:syscalls:sys_enter_openat { @ = usermode; }',
+     "The usermode builtin can not be used with 'tracepoint' probes"),
     ('kprobe:do_nanosleep { @ = uaddr("x"); }', 'uaddr can not be used with "kprobe" probes'),
 ])
 def test_refused_without_the_fact(src, word):

@@ -355,7 +355,7 @@ def test_stdlib_modules_compile_and_name_macros_are_balanced():
     from ptrace_lang.resources import stdlib_dir
 
     names = sorted(f for f in os.listdir(stdlib_dir()) if f.endswith(".bt"))
-    assert names == ["errno.bt", "fcntl.bt", "signal.bt", "socket.bt", "tcp.bt"]
+    assert names == ["base.bt", "errno.bt", "fcntl.bt", "signal.bt", "socket.bt", "tcp.bt"]
 
 
 def test_stdlib_names_need_no_import():

@@ -269,3 +269,43 @@ def test_char_arrays_are_strings_unsigned_char_arrays_are_bytes():
                  "print($p->s); print($p->b); }")
     t = [n.args[0].type for n in ast.walk(prog.probes[0]) if isinstance(n, ast.Call) and n.name == "print"]
     assert t == [StrT(4), ArrayT(IntT(8, False), 4)]
+
+
+def test_enumerators_have_their_enum_type():
+    t = printed_types("enum Color { RED, GREEN = 5, BLUE }; enum { ANON = 3 }; "
+                      "BEGIN { print(GREEN); print(BLUE + 1); print(ANON); @m[RED] = BLUE; }")
+    assert isinstance(t[0], EnumT) and t[0].name == "Color"
+    assert not isinstance(t[1], EnumT) and t[1].is_int
+    assert t[2] == IntT(64, True)            # an anonymous enum's members stay plain integers
+    obj = compile_script("enum Color { RED, GREEN = 5 }; BEGIN { printf(\"%s %d\\n\", GREEN, GREEN); "
+                         "@m[RED] = GREEN; }", "stdin", Options()).spec
+    fields = [f for ev in obj.events for f in ev.args]
+    assert [f.fmt for f in fields][:1] == ["enum"]
+    um = obj.user_maps[0]
+    assert um.key.fmt == "enum" and um.value.fmt == "enum"
+
+
+@needs_btf
+def test_kernel_enum_members_and_tracepoint_enum_fields_are_enums():
+    t = printed_types("BEGIN { print(PIDTYPE_TGID); }")
+    assert isinstance(t[0], EnumT) and t[0].name == "pid_type"
+    if os.path.exists("/sys/kernel/tracing/events/timer/hrtimer_start/format"):
+        t = printed_types("tracepoint:timer:hrtimer_start { print(args.mode); }")
+        assert isinstance(t[0], EnumT) and t[0].name == "hrtimer_mode" and t[0].bits == 32
+
+
+def test_c_definitions_as_lenient_as_clang():
+    def size(defn: str, name: str = "struct Foo") -> int:
+        prog = typed(f"{defn} BEGIN {{ @s = sizeof({name}); }}")
+        return next(n.value.value for n in ast.walk(prog.probes[0]) if isinstance(n, ast.Assign))
+    assert size("struct Foo { int a; int b }") == 8                  # no ';' after the last member
+    assert size("struct Foo { float f; double d; int a; };") == 24   # floating point members
+    assert size("struct Foo { char c; int a; } __attribute__((packed));") == 5
+    assert size("struct __attribute__((__packed__)) Foo { char c; long a; };") == 9
+    assert size("struct Foo { char c; int a; } __attribute__((aligned(8)));") == 8
+
+
+@needs_btf
+def test_c_definition_members_typed_from_btf():
+    prog = typed("struct Foo { u64 x; struct list_head l; pid_t p; }; BEGIN { @s = sizeof(struct Foo); }")
+    assert next(n.value.value for n in ast.walk(prog.probes[0]) if isinstance(n, ast.Assign)) == 32
