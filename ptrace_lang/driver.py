@@ -219,6 +219,16 @@ def expand_attach_points(program: ast.Program, opts: Options, machine):
     popts.maps_pid = opts.pid if opts.cpid is None else None
     groups: list[list[tuple]] = []
     kept = []
+    from ptrace_lang.frontend.literals import split_attach_point, substitute_attach_point
+
+    for probe in program.probes:
+        # `BEG$1`, `tracepoint:$1:*`: bpftrace substitutes positional parameters in the attach
+        # point's text before splitting it into provider and parts
+        for ap in probe.attach_points:
+            if "$" in ap.raw:
+                raw = substitute_attach_point(ap.raw, opts.positional, ap.span)
+                ap.raw = raw
+                ap.provider, ap.parts = split_attach_point(raw)
     for probe in program.probes:
         by_key: dict[object, tuple] = {}
         uses_args = any(isinstance(n, ast.Builtin) and n.name == "args" for n in ast.walk(probe))
