@@ -213,6 +213,7 @@ def expand_attach_points(program: ast.Program, opts: Options, machine):
                               missing_probes="warn" if opts.missing_probes == "ignore"
                               else opts.missing_probes)
     popts.host = machine.host
+    popts.unsafe = opts.unsafe       # (uprobe: an address inside no function is forced)
     # (attributes the uprobe and usdt providers read: the process to attach in, and the one
     # whose /proc/PID/maps names libraries — not the -c child, which has not exec'd yet)
     popts.pid = opts.pid

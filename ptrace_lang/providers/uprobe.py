@@ -78,7 +78,8 @@ class Uprobe(PtRegsProvider):
                 for sym in names:
                     targets.append((sym, elfsyms.symbol_offset(path, sym)))
             else:
-                targets.append((what, elfsyms.symbol_offset(path, what)))
+                targets.append((what, self._checked_offset(path, what, shown_probe(
+                    self.name, binary, path, what), opts, ap.span)))
         except LookupError as e:        # a missing symbol: a missing probe (missing_probes)
             return missing(opts, f"{self.name}: {e}", ap.span)
         except OSError as e:
@@ -87,6 +88,34 @@ class Uprobe(PtRegsProvider):
         shown = as_written(binary, path)
         return [Target(self.name, f"{self.name}:{shown}:{sym}", f"{off}:{pid}:{path}", share_key=self.name)
                 for sym, off in targets]
+
+    @staticmethod
+    def _checked_offset(path: str, what: str, probe: str, opts, span) -> int:
+        """The file offset of ``func``, ``func+N`` or an address, checked as bpftrace does: an
+        address must fall inside a function symbol (else refused, or with --unsafe attached
+        with a warning), and ``func+N`` must stay inside the function."""
+        from ptrace_lang import elfsyms
+        from ptrace_lang.messages import say
+
+        text = what.strip()
+        address = _address(text)
+        if address is not None:
+            sym = elfsyms.function_at(path, address)
+            if sym is None:
+                if not getattr(opts, "unsafe", False):
+                    raise CompileError(say("uprobe_address", path=path, address=address), span,
+                                       hints=["--unsafe attaches there all the same"])
+                from ptrace_lang.errors import Diagnostic
+
+                opts.warnings.append(Diagnostic(say("uprobe_address_unsafe", probe=probe), span,
+                                                severity="WARNING"))
+            return elfsyms.vaddr_to_offset(path, address)
+        func, plus = elfsyms.split_func_plus(path, text)
+        if plus:
+            sym = elfsyms.lookup_symbol(path, func)
+            if plus >= sym.size:
+                raise CompileError(say("uprobe_offset", func=func, size=sym.size), span)
+        return elfsyms.symbol_offset(path, text)
 
     def attach(self, target, prog_fd, cookie):
         from ptrace_lang.kernel import links, perf
@@ -137,6 +166,20 @@ class Uretprobe(Uprobe):
     aliases = ("ur",)
     builtins = frozenset({"retval", "func"})
     retprobe = True
+
+
+def _address(text: str) -> int | None:
+    """``0x1234`` or ``4660`` as an address; None for a symbol."""
+    if text[:2] in ("0x", "0X"):
+        try:
+            return int(text, 16)
+        except ValueError:
+            return None
+    return int(text) if text.isdigit() and text.isascii() else None
+
+
+def shown_probe(provider: str, binary: str, path: str, what: str) -> str:
+    return f"{provider}:{as_written(binary, path)}:{what}"
 
 
 def function_of(probe_name: str) -> str:
