@@ -57,6 +57,7 @@ class Uprobe(PtRegsProvider):
     name = "uprobe"
     user_space = True
     aliases = ("u",)
+    runs_last_attached_first = True    # (a uprobe's consumers: the newest runs first)
 
     def expand(self, ap, opts):
         from ptrace_lang import elfsyms

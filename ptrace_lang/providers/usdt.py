@@ -23,8 +23,10 @@ class Usdt(Provider):
     aliases = ("U",)
     prog_type_name = "BPF_PROG_TYPE_KPROBE"
     builtins = frozenset({f"arg{i}" for i in range(MAX_ARGS)} | {"func"})
+    site_builtins = frozenset(f"arg{i}" for i in range(MAX_ARGS))
     pt_regs_context = True
     user_space = True
+    runs_last_attached_first = True    # (a uprobe's consumers: the newest runs first)
 
     def expand(self, ap, opts):
         from ptrace_lang import elfsyms
