@@ -73,3 +73,12 @@ def test_blocks_on_one_event_run_in_declaration_order(app):
                              f'uprobe:{app}:sites {{ printf("3\\n"); }}')
     assert r.rc == 0, r.err
     assert r.out.split() == ["1", "2", "3", "A", "B"], r.out
+
+
+def test_a_block_of_several_functions_keeps_its_place(app):
+    # the first block's two functions share one uprobe_multi link: it is attached in the
+    # block's place among the others, not before them
+    r = run("-c", app, "-e", f'uprobe:{app}:sites,uprobe:{app}:main {{ printf("1 %s\\n", func); }} '
+                             f'uprobe:{app}:sites {{ printf("2\\n"); }}')
+    assert r.rc == 0, r.err
+    assert r.out.split("\n")[:3] == ["1 main", "1 sites", "2"], r.out
