@@ -82,3 +82,18 @@ def test_a_block_of_several_functions_keeps_its_place(app):
                              f'uprobe:{app}:sites {{ printf("2\\n"); }}')
     assert r.rc == 0, r.err
     assert r.out.split("\n")[:3] == ["1 main", "1 sites", "2"], r.out
+
+
+def test_a_function_in_every_object_of_a_process():
+    import sys
+    app = subprocess.Popen([sys.executable, "-c",
+                            "import os, time\nwhile True:\n os.getppid(); time.sleep(0.05)"])
+    try:
+        r = run("-p", str(app.pid), "-e", 'uprobe:*:getppid { printf("%s\\n", probe); exit(); }',
+                timeout=30)
+    finally:
+        app.kill()
+        app.wait()
+    assert r.rc == 0, r.err
+    (line,) = r.out.split()
+    assert line.startswith("uprobe:/") and "libc.so" in line and line.endswith(":getppid"), r.out
