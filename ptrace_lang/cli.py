@@ -16,7 +16,9 @@ USAGE:
 OPTIONS:
     -e, --program PROGRAM  the program to run
     -l [PATTERN]   list the probes matching PATTERN ('tracepoint:syscalls:*', 'kprobe:vfs_*',
-                   'uprobe:/bin/bash:*'...; all kernel probes without one); -lv adds arguments
+                   'uprobe:/bin/bash:*'...; all kernel probes without one); -lv adds arguments;
+                   with -p PID the process's uprobes and USDT probes; -l FILE.bt the probes
+                   that program attaches
     -p, --pid PID  trace process PID: uprobes and USDT probes attach in it only, and the run
                    ends (END probes, maps printed) when it exits
     -c, --cmd 'CMD'  run CMD (split like a shell would, but run without one: no pipes,
@@ -288,9 +290,12 @@ def _main(argv: list[str]) -> int:
         return 0
     traced = opts["pid"] is not None or opts["command"] is not None
     if opts["list"]:
-        if traced:
-            sys.stderr.write("ERROR: -l does not take -p or -c (list a binary's probes with "
-                             "'uprobe:/path:*' or 'usdt:/path:*')\n")
+        if opts["command"] is not None:
+            sys.stderr.write("ERROR: -l does not take -c (list a binary's probes with "
+                             "'uprobe:/path:*' or 'usdt:/path:*', a process's with -p PID)\n")
+            return 1
+        if opts["pid"] is not None and not os.path.isdir(f"/proc/{opts['pid']}"):
+            sys.stderr.write(f"ERROR: no process with pid {opts['pid']}\n")
             return 1
         if opts["positional"] or opts["program"] is not None:
             sys.stderr.write(f"ERROR: -l takes one pattern and no program\n\n{USAGE}")
@@ -301,7 +306,7 @@ def _main(argv: list[str]) -> int:
             return 1
         from ptrace_lang.listing import list_probes
         try:
-            return list_probes(opts["file"], opts["verbose"], sys.stdout)
+            return list_probes(opts["file"], opts["verbose"], sys.stdout, pid=opts["pid"])
         except Exception as e:
             return internal_error(e)
     if opts["repl"] or (opts["program"] is None and opts["file"] is None
