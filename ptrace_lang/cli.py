@@ -95,7 +95,12 @@ def _long_name(name: str) -> str:
 
 
 class UsageError(Exception):
-    pass
+    """A bad command line: said with the usage text after it, unless ``usage`` is False (a
+    bad value of an option, which bpftrace says alone)."""
+
+    def __init__(self, message: str, usage: bool = True) -> None:
+        super().__init__(message)
+        self.usage = usage
 
 
 def parse_args(argv: list[str]) -> dict:
@@ -194,6 +199,8 @@ def parse_args(argv: list[str]) -> dict:
 
 
 def _value_option(opts: dict, c: str, val: str) -> None:
+    from ptrace_lang.messages import say
+
     if c == "e":
         opts["program"] = val
     elif c == "f":
@@ -201,14 +208,13 @@ def _value_option(opts: dict, c: str, val: str) -> None:
             opts["flame"] = "svg" if val == "flamegraph" else "folded"
             return
         if val not in ("text", "json"):
-            raise UsageError(f"invalid output format '{val}' (expected text, json, flamegraph "
-                             f"or folded)")
+            raise UsageError(say("format_invalid", format=val), usage=False)
         opts["format"] = val
     elif c == "o":
         opts["output"] = val
     elif c == "p":
         if not val.isdigit() or not val.isascii():
-            raise UsageError(f"pid '{val}' is not a valid decimal number")
+            raise UsageError(say("pid_invalid", pid=val), usage=False)
         opts["pid"] = int(val)
     elif c == "c":
         import shlex
@@ -220,7 +226,7 @@ def _value_option(opts: dict, c: str, val: str) -> None:
             raise UsageError("the command of -c is empty")
     elif c == "B":
         if val not in ("none", "line", "full"):
-            raise UsageError(f"invalid buffering mode '{val}' (expected none, line or full)")
+            raise UsageError(say("buffering_invalid"), usage=False)
         opts["buffering"] = val
     elif c == "I":
         opts["include_dirs"].append(val)
@@ -269,7 +275,7 @@ def _main(argv: list[str]) -> int:
     try:
         opts = parse_args(argv)
     except UsageError as e:
-        sys.stderr.write(f"ERROR: {e}\n\n{USAGE}")
+        sys.stderr.write(f"ERROR: {e}\n\n{USAGE}" if e.usage else f"ERROR: {e}\n")
         return 1
     if opts["help"]:
         sys.stdout.write(USAGE)

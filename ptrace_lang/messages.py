@@ -11,11 +11,14 @@ MESSAGES: dict[str, str] = {
     "uprobe_address_unsafe": ("Could not determine instruction boundary for {probe} (binary "
                               "appears stripped). Misaligned probes can lead to tracee crashes!"),
     "uprobe_offset": "Offset outside the function bounds ('{func}' size is {size})",
-    # ---- tracepoints
-    "tracepoint_missing": "No matches for tracepoint {category}:{event}.",
-    # ---- command line
+    # ---- tracepoints (bpftrace 0.17: one name, or a wildcard)
+    "tracepoint_missing": "tracepoint not found: {pattern}",
+    "tracepoints_missing": "tracepoints not found: {pattern}",
+    # ---- command line (bpftrace 0.17's words; said without the usage text)
     "pid_invalid": "pid '{pid}' is not a valid decimal number",
-    "format_invalid": "Invalid output format \"{format}\"\nValid formats: 'text', 'json'",
+    "format_invalid": ("Invalid output format \"{format}\"\n"
+                       "Valid formats: 'text', 'json', 'flamegraph', 'folded'"),
+    "buffering_invalid": "USAGE: -B must be either 'line', 'full', or 'none'.",
 }
 
 

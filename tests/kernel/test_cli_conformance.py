@@ -55,3 +55,23 @@ def test_uprobe_targets_refused_in_bpftrace_words():
         if _BPFTRACE:        # bpftrace 0.17 says it at attach time, without a location
             theirs = _first_error(argv, False)
             assert theirs.split("ERROR: ")[1] == ours.split("ERROR: ")[1], (theirs, ours)
+
+
+def test_errors_in_bpftraces_words():
+    # ptrace's error text equals bpftrace 0.17's (after its location, where it has one)
+    cases = [(["-f", "xml", "-e", "BEGIN { exit(); }"],
+              "ERROR: Invalid output format \"xml\""),
+             (["-B", "x", "-e", "BEGIN { exit(); }"],
+              "ERROR: USAGE: -B must be either 'line', 'full', or 'none'."),
+             (["-p", "abc", "-e", "BEGIN { exit(); }"],
+              "ERROR: pid 'abc' is not a valid decimal number"),
+             (["-e", "tracepoint:syscalls:nope { exit(); }"],
+              "stdin:1:1-25: ERROR: tracepoint not found: syscalls:nope"),
+             (["-e", "tracepoint:nope:* { exit(); }"],
+              "stdin:1:1-18: ERROR: tracepoints not found: nope:*")]
+    for argv, want in cases:
+        ours = _run_in("/", *argv)
+        assert ours.returncode == 1 and ours.stderr.startswith(want), ours.stderr
+        assert "\n\nUSAGE:" not in ours.stderr, ours.stderr
+        if _BPFTRACE:
+            assert _first_error(argv, False) == want.splitlines()[0], argv
