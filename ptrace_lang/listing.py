@@ -173,6 +173,8 @@ class _Lister:
             pattern = "uprobe:*:*,usdt:*:*" if self.pid is not None and not pattern else "*:*"
         elif ":" not in pattern and "*" not in pattern and os.path.isfile(pattern):
             return self._program_probes(pattern)    # `-l script.bt`: the probes it attaches
+        elif pattern.startswith(("struct ", "union ")):
+            return self._struct(pattern)           # `-lv 'struct path'`: its members, from BTF
         if any(c in pattern for c in "\n\t\"' {};"):
             c = next(c for c in pattern if c in "\n\t\"' {};")
             raise ListingError(f"invalid character {c!r} in the search pattern '{pattern}'")
@@ -467,6 +469,28 @@ class _Lister:
             lines.extend(f"{prov}:{u}:" for u in _filter(pat, _TIMER_UNITS))
 
     _list_profile = _list_interval
+
+    def _struct(self, spelling: str) -> list[str]:
+        """A kernel struct or union as bpftrace prints it: ``struct path {``, one member a
+        line (``struct dentry * dentry;``), ``};``."""
+        from ptrace_lang.sema import btftypes
+
+        kind, _, name = spelling.partition(" ")
+        t = btftypes.struct_type(name.strip(), kind)
+        if t is None:
+            raise ListingError(f"{kind} {name.strip()} not found in the kernel's BTF")
+        lines = [f"{kind} {name.strip()} {{"]
+        for member in btftypes.member_names(t):
+            f = btftypes.field(t, member)
+            typ = str(f.type) if f is not None else "?"
+            dims = ""
+            if typ.endswith("]") and "[" in typ:          # char[16] comm -> char comm[16]
+                typ, dims = typ[:typ.index("[")], typ[typ.index("["):]
+            stars = len(typ) - len(typ.rstrip("*"))        # struct dentry * -> *dentry
+            typ = typ.rstrip("*").rstrip()
+            lines.append(f"\t{typ} {'*' * stars}{member}{dims};")
+        lines += ["};", ""]         # (bpftrace leaves a blank line after it)
+        return lines
 
     def _program_probes(self, path: str) -> list[str]:
         """The probes a program file would attach (its attach points expanded), in order."""

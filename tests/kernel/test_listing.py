@@ -232,3 +232,17 @@ def test_a_processes_probes_with_p():
     assert pattern.rc == 0 and any(x.endswith("libc.so.6:getpid") for x in pattern.out.split())
     bad = run("-p", "99999999", "-l")
     assert (bad.rc, bad.err) == (1, "ERROR: no process with pid 99999999\n")
+
+
+def test_a_struct_from_btf():
+    # members with plain and pointer types print as bpftrace prints them (nested anonymous
+    # unions and typedef names are not kept: our types spell them resolved)
+    for name in ("struct path", "struct list_head"):
+        r = run("-lv", name)
+        assert r.rc == 0, r.err
+        if BPFTRACE:
+            assert r.out.splitlines() == _bpftrace_lines("-lv", name), r.out
+    assert r.out.startswith("struct list_head {\n\tstruct list_head *next;\n")
+    bad = run("-lv", "struct no_such_struct_xyz")
+    assert (bad.rc, bad.err) == (1, "ERROR: struct no_such_struct_xyz not found in the "
+                                    "kernel's BTF\n")
