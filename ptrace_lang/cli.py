@@ -14,27 +14,30 @@ USAGE:
     ptrace -l [pattern]            (list probes; -lv with their arguments; see docs/listing.md)
 
 OPTIONS:
-    -e PROGRAM     the program to run
+    -e, --program PROGRAM  the program to run
     -l [PATTERN]   list the probes matching PATTERN ('tracepoint:syscalls:*', 'kprobe:vfs_*',
-                   'uprobe:/bin/bash:*'...; all kernel probes without one); -lv adds arguments
-    -p PID         trace process PID: uprobes and USDT probes attach in it only, and the run
+                   'uprobe:/bin/bash:*'...; all kernel probes without one); -lv adds arguments;
+                   with -p PID the process's uprobes and USDT probes; -l FILE.bt the probes
+                   that program attaches
+    -p, --pid PID  trace process PID: uprobes and USDT probes attach in it only, and the run
                    ends (END probes, maps printed) when it exits
-    -c 'CMD'       run CMD (split like a shell would, but run without one: no pipes,
+    -c, --cmd 'CMD'  run CMD (split like a shell would, but run without one: no pipes,
                    redirections or variables) once every probe is attached; uprobes and USDT
                    probes attach in it only, `cpid` is its pid, the run ends when it exits
                    (options may come anywhere, as with getopt: after the program too;
-                   `--` ends them, so `-- -5` passes -5 as $1)
-    -q             keep messages quiet (no "Attached N probes")
-    -v             verbose messages (full verifier log on a rejection)
-    -d STAGE       print a compiler stage: ast, types, ir, asm, all (repeat or join with commas)
-    -f FORMAT      output format: text (default) or json (NDJSON: one object per line);
+                   `--` ends them, so `-- -5` passes -5 as $1; long options also as
+                   --opt=VALUE, and abbreviated while unambiguous: --verb)
+    -q, --quiet    keep messages quiet (no "Attached N probes")
+    -v, --verbose  verbose messages (full verifier log on a rejection)
+    -d, --debug STAGE  print a compiler stage: ast, types, ir, asm, all (repeat or join with commas)
+    -f, --format FORMAT  output format: text (default) or json (NDJSON: one object per line);
                    flamegraph / folded: maps keyed by kstack/ustack as an SVG flame graph /
                    folded stacks at exit, to -o FILE (docs/flamegraph.md)
     --flamegraph FILE  write the flame graph (SVG) of the stack maps to FILE at exit
     --serve ADDR:PORT  serve the maps as Prometheus metrics on http://ADDR:PORT/metrics while
                    the program runs (docs/exporter.md)
-    -o FILE        write the program's output to FILE instead of stdout
-    -B MODE        output buffering: none, line (default: every batch is written at once,
+    -o, --output FILE  write the program's output to FILE instead of stdout
+    -B, --buffering MODE  output buffering: none, line (default: every batch is written at once,
                    also into a pipe) or full (written when the program ends)
     --dry-run      compile and load (passing the kernel verifier), attach nothing
     --unsafe       allow unsafe functions (system())
@@ -68,13 +71,36 @@ _FLAG_SHORT = "hVqvlk"
 _LONG_FLAGS = {"help": "help", "version": "version", "unsafe": "unsafe", "dry-run": "dry_run",
                "repl": "repl", "no-warnings": "no_warnings", "info": "info",
                "usdt-file-activation": "usdt_file_activation",
-               "compare-backends": "compare_backends"}
+               "compare-backends": "compare_backends",
+               "quiet": "quiet", "verbose": "verbose"}
 _LONG_VALUES = ("include", "backend")
 _MODE_VALUES = {"serve": "serve", "flamegraph": "flame_file"}
+# long spellings of the short options that take a value (bpftrace 0.26's man page)
+_LONG_SHORT = {"pid": "p", "cmd": "c", "output": "o", "format": "f", "debug": "d",
+               "buffering": "B", "program": "e"}
+_LONG_NAMES = (*_LONG_FLAGS, *_LONG_VALUES, *_MODE_VALUES, *_LONG_SHORT)
+
+
+def _long_name(name: str) -> str:
+    """getopt_long's matching: the exact name, else the one long option it begins."""
+    if name in _LONG_NAMES:
+        return name
+    found = [n for n in _LONG_NAMES if n.startswith(name)] if name else []
+    if len(found) == 1:
+        return found[0]
+    if found:
+        raise UsageError(f"option '--{name}' is ambiguous; possibilities: "
+                         + " ".join(f"'--{n}'" for n in sorted(found)))
+    raise UsageError(f"unrecognized option '--{name}'")
 
 
 class UsageError(Exception):
-    pass
+    """A bad command line: said with the usage text after it, unless ``usage`` is False (a
+    bad value of an option, which bpftrace says alone)."""
+
+    def __init__(self, message: str, usage: bool = True) -> None:
+        super().__init__(message)
+        self.usage = usage
 
 
 def parse_args(argv: list[str]) -> dict:
@@ -100,6 +126,7 @@ def parse_args(argv: list[str]) -> dict:
             break
         if a.startswith("--"):
             name, eq, val = a[2:].partition("=")
+            name = _long_name(name)
             if name in _LONG_FLAGS:
                 if eq:
                     raise UsageError(f"option '--{name}' doesn't allow an argument")
@@ -125,8 +152,13 @@ def parse_args(argv: list[str]) -> dict:
                     opts["backend"] = val
                 else:
                     opts["includes"].append(val)
-            else:
-                raise UsageError(f"unrecognized option '{a}'")
+            else:                            # --pid PID, --cmd CMD, --output FILE ...
+                if not eq:
+                    if i >= len(argv):
+                        raise UsageError(f"option '--{name}' requires an argument")
+                    val = argv[i]
+                    i += 1
+                _value_option(opts, _LONG_SHORT[name], val)
             continue
         if not a.startswith("-") or a == "-":
             operands.append(a)
@@ -169,6 +201,8 @@ def parse_args(argv: list[str]) -> dict:
 
 
 def _value_option(opts: dict, c: str, val: str) -> None:
+    from ptrace_lang.messages import say
+
     if c == "e":
         opts["program"] = val
     elif c == "f":
@@ -176,14 +210,13 @@ def _value_option(opts: dict, c: str, val: str) -> None:
             opts["flame"] = "svg" if val == "flamegraph" else "folded"
             return
         if val not in ("text", "json"):
-            raise UsageError(f"invalid output format '{val}' (expected text, json, flamegraph "
-                             f"or folded)")
+            raise UsageError(say("format_invalid", format=val), usage=False)
         opts["format"] = val
     elif c == "o":
         opts["output"] = val
     elif c == "p":
         if not val.isdigit() or not val.isascii():
-            raise UsageError(f"pid '{val}' is not a valid decimal number")
+            raise UsageError(say("pid_invalid", pid=val), usage=False)
         opts["pid"] = int(val)
     elif c == "c":
         import shlex
@@ -195,7 +228,7 @@ def _value_option(opts: dict, c: str, val: str) -> None:
             raise UsageError("the command of -c is empty")
     elif c == "B":
         if val not in ("none", "line", "full"):
-            raise UsageError(f"invalid buffering mode '{val}' (expected none, line or full)")
+            raise UsageError(say("buffering_invalid"), usage=False)
         opts["buffering"] = val
     elif c == "I":
         opts["include_dirs"].append(val)
@@ -289,7 +322,7 @@ def _main(argv: list[str]) -> int:
     try:
         opts = parse_args(argv)
     except UsageError as e:
-        sys.stderr.write(f"ERROR: {e}\n\n{USAGE}")
+        sys.stderr.write(f"ERROR: {e}\n\n{USAGE}" if e.usage else f"ERROR: {e}\n")
         return 1
     if opts["help"]:
         sys.stdout.write(USAGE)
@@ -310,9 +343,12 @@ def _main(argv: list[str]) -> int:
         return 0
     traced = opts["pid"] is not None or opts["command"] is not None
     if opts["list"]:
-        if traced:
-            sys.stderr.write("ERROR: -l does not take -p or -c (list a binary's probes with "
-                             "'uprobe:/path:*' or 'usdt:/path:*')\n")
+        if opts["command"] is not None:
+            sys.stderr.write("ERROR: -l does not take -c (list a binary's probes with "
+                             "'uprobe:/path:*' or 'usdt:/path:*', a process's with -p PID)\n")
+            return 1
+        if opts["pid"] is not None and not os.path.isdir(f"/proc/{opts['pid']}"):
+            sys.stderr.write(f"ERROR: no process with pid {opts['pid']}\n")
             return 1
         if opts["positional"] or opts["program"] is not None:
             sys.stderr.write(f"ERROR: -l takes one pattern and no program\n\n{USAGE}")
@@ -323,7 +359,7 @@ def _main(argv: list[str]) -> int:
             return 1
         from ptrace_lang.listing import list_probes
         try:
-            return list_probes(opts["file"], opts["verbose"], sys.stdout)
+            return list_probes(opts["file"], opts["verbose"], sys.stdout, pid=opts["pid"])
         except Exception as e:
             return internal_error(e)
     if opts["repl"] or (opts["program"] is None and opts["file"] is None

@@ -215,23 +215,38 @@ def expand_attach_points(program: ast.Program, opts: Options, machine):
                               missing_probes="warn" if opts.missing_probes == "ignore"
                               else opts.missing_probes)
     popts.host = machine.host
+    popts.unsafe = opts.unsafe       # (uprobe: an address inside no function is forced)
     # (attributes the uprobe and usdt providers read: the process to attach in, and the one
     # whose /proc/PID/maps names libraries — not the -c child, which has not exec'd yet)
     popts.pid = opts.pid
     popts.maps_pid = opts.pid if opts.cpid is None else None
     groups: list[list[tuple]] = []
     kept = []
+    from ptrace_lang.frontend.literals import split_attach_point, substitute_attach_point
+
+    for probe in program.probes:
+        # `BEG$1`, `tracepoint:$1:*`: bpftrace substitutes positional parameters in the attach
+        # point's text before splitting it into provider and parts
+        for ap in probe.attach_points:
+            if "$" in ap.raw:
+                raw = substitute_attach_point(ap.raw, opts.positional, ap.span)
+                ap.raw = raw
+                ap.provider, ap.parts = split_attach_point(raw)
     for probe in program.probes:
         by_key: dict[object, tuple] = {}
         uses_args = any(isinstance(n, ast.Builtin) and n.name == "args" for n in ast.walk(probe))
         popts.uses_args = uses_args      # (rawtracepoint: BTF-typed args need a tp_btf program)
+        read = {n.name for n in ast.walk(probe) if isinstance(n, ast.Builtin)}
         for ap in probe.attach_points:
             prov = providers.lookup(ap)
+            # argN of a USDT site is read as its own note says: sites share code only when
+            # their argument specs are equal (Provider.site_builtins)
+            by_site = uses_args or bool(prov.site_builtins & read)
             for t in prov.expand(ap, popts):
                 # code that never reads args is the same whatever the event's layout
                 # (a provider with a program per target keys its own groups: fexit's retval
                 # slot depends on the function's parameters even when args is not read)
-                k = (prov.name, t.share_key if uses_args or prov.program_per_target else None)
+                k = (prov.name, t.share_key if by_site or prov.program_per_target else None)
                 if k not in by_key:
                     by_key[k] = (prov, [], ProbeContext(prov.name, prov.builtins, t.args,
                                                              prov.pt_regs_context, prov.user_space))
@@ -446,6 +461,20 @@ def _allocate_and_emit(low, insns: list, probe):
     return emit(allocated)
 
 
+def _attach_order(obj: S.ObjectSpec) -> None:
+    """Blocks on one event run in declaration order, as in bpftrace. The kernel runs the
+    consumers of one uprobe last-attached first, so the attachments of those providers
+    (``Provider.runs_last_attached_first``) are attached in reverse, in the places they hold."""
+    from ptrace_lang import providers
+
+    slots = [i for i, a in enumerate(obj.attachments)
+             if getattr(providers.get(a.provider), "runs_last_attached_first", False)]
+    if len(slots) > 1:
+        moved = [obj.attachments[i] for i in reversed(slots)]
+        for i, a in zip(slots, moved):
+            obj.attachments[i] = a
+
+
 def finish_object(obj: S.ObjectSpec, opts: Options, scratch_bytes: int) -> None:
     """The maps whose size depends on every program: the scratch value, and the ring buffer
     (dropped when no program writes records, small when only rare control records do, and
@@ -456,6 +485,7 @@ def finish_object(obj: S.ObjectSpec, opts: Options, scratch_bytes: int) -> None:
         # always the largest size, so that a REPL entry needing more finds the same map loaded
         obj.maps.append(S.MapSpec(L.SCRATCH_MAP, MAP_TYPES["percpu_array"], 4, L.SCRATCH_LIMIT, 1))
     config.check_limits(obj, opts.settings)
+    _attach_order(obj)
     ringbuf = next(m for m in obj.maps if m.name == "ringbuf")
     if not any(name == "ringbuf" for p in obj.programs for _, name in p.map_relocs):
         obj.maps.remove(ringbuf)

@@ -433,6 +433,28 @@ def symbol_address(path: str, name_or_addr: str | int, plus: int = 0) -> int:
     return _lookup(info, text).address + plus
 
 
+def function_at(path: str, address: int) -> Symbol | None:
+    """The function symbol whose bytes contain ``address`` (a zero-size symbol contains
+    nothing, as in bpftrace); None when there is none."""
+    for s in elf_info(path).symbols():
+        if s.type in _FUNC_TYPES and s.size and s.address <= address < s.address + s.size:
+            return s
+    return None
+
+
+def lookup_symbol(path: str, name: str) -> Symbol:
+    """The symbol ``name`` names (as a uprobe on it would pick it); LookupError if none."""
+    return _lookup(elf_info(path), name)
+
+
+def split_func_plus(path: str, text: str) -> tuple[str, int]:
+    """``func+N`` as (func, N); (text, 0) for a plain name or a symbol that contains '+'."""
+    m = _FUNC_PLUS.match(text)
+    if not m or not m.group(1) or text in elf_info(path).by_name():
+        return text, 0
+    return m.group(1), parse_offset(m.group(2))
+
+
 def symbol_offset(path: str, name_or_addr: str | int, plus: int = 0) -> int:
     """The file offset a uprobe on ``name_or_addr`` (+ ``plus``) needs: through the PT_LOAD
     segment containing the address, ``addr - p_vaddr + p_offset``."""

@@ -160,6 +160,17 @@ def _maps_paths(pid: int) -> list[str]:
     return out
 
 
+def mapped_objects(pid: int) -> list[str]:
+    """The ELF files process ``pid`` maps (its executable and libraries), in the order of
+    /proc/PID/maps, each as reachable from here; OSError when the maps cannot be read."""
+    out = []
+    for p in _maps_paths(pid):
+        p = _in_pid_root(p, pid)
+        if p not in out and os.path.isfile(p) and is_elf(p):
+            out.append(p)
+    return out
+
+
 def _in_pid_root(path: str, pid: int | None) -> str:
     """A path as the process sees it, made reachable from here (containers)."""
     if pid is None or os.path.exists(path):

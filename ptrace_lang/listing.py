@@ -43,18 +43,20 @@ _ALIASES = {
     "t": "tracepoint", "rt": "rawtracepoint", "k": "kprobe", "kr": "kretprobe",
     "f": "fentry", "fr": "fexit", "kfunc": "fentry", "kretfunc": "fexit",
     "s": "software", "h": "hardware", "u": "uprobe", "ur": "uretprobe", "U": "usdt",
-    "it": "iter",
+    "it": "iter", "i": "interval", "p": "profile",
 }
 _LISTABLE = ("tracepoint", "rawtracepoint", "kprobe", "kretprobe", "fentry", "fexit",
-             "software", "hardware", "iter", "uprobe", "uretprobe", "usdt")
+             "software", "hardware", "iter", "uprobe", "uretprobe", "usdt", "interval",
+             "profile")
 # what a wildcard provider expands to (no return probes, as bpftrace); sorted, bpftrace's order
 _KERNEL_TYPES = ("fentry", "hardware", "iter", "kprobe", "rawtracepoint", "software",
                  "tracepoint")
 _USER_TYPES = ("uprobe", "usdt")
 _LISTER_OF = {"kretprobe": "kprobe", "fexit": "fentry", "uretprobe": "uprobe"}
 # known, but nothing to list (bpftrace lists none of these either)
-_UNLISTED = {"begin", "end", "interval", "i", "profile", "p", "watchpoint", "w",
-             "asyncwatchpoint", "aw", "self"}
+_UNLISTED = {"begin", "end", "watchpoint", "w", "asyncwatchpoint", "aw", "self"}
+# interval/profile: their units, listed when the provider is named (bpftrace 0.26)
+_TIMER_UNITS = ("hz", "ms", "s", "us")
 _ITERS = ("task", "task_file", "task_vma")
 _ITER_PARAMS = {   # when BTF has no bpf_iter_<name> function to read them from
     "task": ["struct task_struct * task"],
@@ -63,12 +65,13 @@ _ITER_PARAMS = {   # when BTF has no bpf_iter_<name> function to read them from
 }
 
 
-def list_probes(pattern: str | None, verbose: bool, out, err=None) -> int:
+def list_probes(pattern: str | None, verbose: bool, out, err=None, pid: int | None = None) -> int:
     """Write the probes matching ``pattern`` (all kernel probes when None) to ``out`` in one
     write; warnings go to ``err`` (stderr). Returns the exit code: 0 (also when nothing
-    matches), 1 after an ``ERROR:`` line for a bad pattern or an unreadable binary."""
+    matches), 1 after an ``ERROR:`` line for a bad pattern or an unreadable binary. With
+    ``pid`` (-p), the uprobes and USDT probes of every object the process maps as well."""
     err = sys.stderr if err is None else err
-    lister = _Lister(verbose)
+    lister = _Lister(verbose, pid)
     try:
         lines = lister.run(pattern)
     except ListingError as e:
@@ -112,12 +115,12 @@ def _filter(pattern: str, lines) -> list:
     return sorted(x for x in lines if match(x))
 
 
-def _provider_types(type_pat: str, second: str | None) -> list[str]:
+def _provider_types(type_pat: str, second: str | None, pid_given: bool = False) -> list[str]:
     if _has_magic(type_pat):
         match = _matcher(type_pat)
         types = [t for t in _KERNEL_TYPES if match(t)]
         # userspace providers only when a binary scopes the search (bpftrace does the same)
-        if second and not _has_magic(second) and os.path.isfile(second):
+        if (second and not _has_magic(second) and os.path.isfile(second)) or pid_given:
             types += [t for t in _USER_TYPES if match(t)]
         return sorted(types)
     name = _ALIASES.get(type_pat) or _ALIASES.get(type_pat.lower()) or type_pat.lower()
@@ -146,8 +149,9 @@ def parse_traceable(text: str) -> dict[str, list[str]]:
 
 
 class _Lister:
-    def __init__(self, verbose: bool) -> None:
+    def __init__(self, verbose: bool, pid: int | None = None) -> None:
         self.verbose = verbose
+        self.pid = pid
         self.warnings: list[str] = []
         self._warned: set = set()
         self._events: list | None = None
@@ -165,11 +169,15 @@ class _Lister:
     def run(self, pattern: str | None) -> list[str]:
         pattern = (pattern or "").strip()
         if pattern in ("", "*"):
-            pattern = "*:*"
+            # -p PID alone: the uprobes and USDT probes of the process (bpftrace)
+            pattern = "uprobe:*:*,usdt:*:*" if self.pid is not None and not pattern else "*:*"
         elif ":" not in pattern and "*" not in pattern and os.path.isfile(pattern):
-            # bpftrace's `-l script.bt` lists the probes of a program
-            raise ListingError(f"listing the probes of a program file ('{pattern}') is not "
-                               "supported; give a pattern such as 'tracepoint:syscalls:*'")
+            return self._program_probes(pattern)    # `-l script.bt`: the probes it attaches
+        elif pattern.startswith(("struct ", "union ")):
+            return self._struct(pattern)           # `-lv 'struct path'`: its members, from BTF
+        if any(c in pattern for c in "\n\t\"' {};"):
+            c = next(c for c in pattern if c in "\n\t\"' {};")
+            raise ListingError(f"invalid character {c!r} in the search pattern '{pattern}'")
         lines: list[str] = []
         for one in pattern.split(","):
             one = one.strip()
@@ -180,7 +188,7 @@ class _Lister:
             type_pat, rest = one.split(":", 1)
             second = rest.split(":", 1)[0] if ":" in rest else None
             explicit = not _has_magic(type_pat)
-            for prov in _provider_types(type_pat, second):
+            for prov in _provider_types(type_pat, second, self.pid is not None):
                 getattr(self, "_list_" + _LISTER_OF.get(prov, prov))(prov, rest, explicit, lines)
         return lines
 
@@ -455,24 +463,82 @@ class _Lister:
                 params = self._params(vml, fid, skip_first=True, retval=False) if fid else []
                 lines.extend(params or ["    " + p for p in _ITER_PARAMS[name]])
 
+    def _list_interval(self, prov, rest, explicit, lines) -> None:
+        if explicit:       # named only: `-l` alone lists what the kernel has
+            pat = rest.split(":", 1)[0]
+            lines.extend(f"{prov}:{u}:" for u in _filter(pat, _TIMER_UNITS))
+
+    _list_profile = _list_interval
+
+    def _struct(self, spelling: str) -> list[str]:
+        """A kernel struct or union as bpftrace prints it: ``struct path {``, one member a
+        line (``struct dentry * dentry;``), ``};``."""
+        from ptrace_lang.sema import btftypes
+
+        kind, _, name = spelling.partition(" ")
+        t = btftypes.struct_type(name.strip(), kind)
+        if t is None:
+            raise ListingError(f"{kind} {name.strip()} not found in the kernel's BTF")
+        lines = [f"{kind} {name.strip()} {{"]
+        for member in btftypes.member_names(t):
+            f = btftypes.field(t, member)
+            typ = str(f.type) if f is not None else "?"
+            dims = ""
+            if typ.endswith("]") and "[" in typ:          # char[16] comm -> char comm[16]
+                typ, dims = typ[:typ.index("[")], typ[typ.index("["):]
+            stars = len(typ) - len(typ.rstrip("*"))        # struct dentry * -> *dentry
+            typ = typ.rstrip("*").rstrip()
+            lines.append(f"\t{typ} {'*' * stars}{member}{dims};")
+        lines += ["};", ""]         # (bpftrace leaves a blank line after it)
+        return lines
+
+    def _program_probes(self, path: str) -> list[str]:
+        """The probes a program file would attach (its attach points expanded), in order."""
+        from ptrace_lang.driver import Options, compile_script
+        from ptrace_lang.errors import SOURCES, PtraceError
+
+        try:
+            with open(path, encoding="utf-8", errors="surrogateescape") as f:
+                text = f.read()
+        except OSError as e:
+            raise ListingError(f"failed to open file '{path}': {e.strerror}") from None
+        try:
+            spec = compile_script(text, path, Options(pid=self.pid)).spec
+        except PtraceError as e:
+            raise ListingError(e.render(SOURCES).removeprefix("ERROR: ")) from None
+        out: list[str] = []
+        for a in spec.attachments:
+            if a.probe_name not in out:
+                out.append(a.probe_name)
+        return out
+
     # -- uprobe / usdt --------------------------------------------------------------------------
 
-    def _binaries(self, prov: str, target: str) -> list[str]:
+    def _binaries(self, prov: str, target: str) -> list[tuple[str, str]]:
+        """(shown, path): the binary as written (``./bash``), a library name as the file found;
+        with -p, ``*`` or nothing is every object of the process."""
         from ptrace_lang import elfsyms, libpath
         if not target or target == "*":
+            if self.pid is not None:
+                try:
+                    return [(p, p) for p in libpath.mapped_objects(self.pid)]
+                except OSError as e:
+                    raise ListingError(f"cannot read /proc/{self.pid}/maps: "
+                                       f"{e.strerror or e}") from None
             raise ListingError(f"listing {prov} probes needs a binary: {prov}:/path/to/binary:*")
         if _has_magic(target):
             import glob
             paths = sorted(p for p in glob.glob(target) if os.path.isfile(p))
-            return [os.path.abspath(p) for p in paths if libpath.is_elf(p)]
+            return [(p if "/" in p else os.path.abspath(p), os.path.abspath(p))
+                    for p in paths if libpath.is_elf(p)]
         try:
-            path = libpath.resolve_binary(target)
+            path = libpath.resolve_binary(target, self.pid)
             elfsyms.elf_info(path)
         except LookupError as e:
             raise ListingError(f"{prov}: {e}") from None
         if os.path.isdir(path):
             raise ListingError(f"{prov}: '{target}' is a directory, not a binary")
-        return [path]
+        return [(target if "/" in target else path, path)]
 
     def _list_uprobe(self, prov, rest, explicit, lines) -> None:
         from ptrace_lang import elfsyms
@@ -482,7 +548,7 @@ class _Lister:
             cpp, fn_pat = True, fn_pat[4:]
         fn_pat = fn_pat or "*"
         found: list[str] = []
-        for path in self._binaries(prov, target):
+        for shown, path in self._binaries(prov, target):
             try:
                 syms = elfsyms.symbols(path)
             except (LookupError, OSError) as e:
@@ -498,9 +564,9 @@ class _Lister:
                     d = elfsyms.demangle(n)
                     key = d if with_params else d.split("(", 1)[0]
                     if match(key):
-                        found.append(f'{prov}:{path}:cpp:"{d}"')
+                        found.append(f'{prov}:{shown}:cpp:"{d}"')
             else:
-                found.extend(f"{prov}:{path}:{n}" for n in _filter(fn_pat, names))
+                found.extend(f"{prov}:{shown}:{n}" for n in _filter(fn_pat, names))
         lines.extend(sorted(found))
 
     def _list_usdt(self, prov, rest, explicit, lines) -> None:
@@ -513,13 +579,13 @@ class _Lister:
             prov_pat, name_pat = parts[0], ":".join(parts[1:])
         match_prov, match_name = _matcher(prov_pat), _matcher(name_pat)
         found: list[str] = []
-        for path in self._binaries(prov, target):
+        for shown, path in self._binaries(prov, target):
             try:
                 notes = elfsyms.usdt_notes(path)
             except (LookupError, OSError, ValueError) as e:
                 raise ListingError(f"{prov}: cannot read the USDT notes of {path}: {e}") from None
             seen = sorted({(n.provider, n.name) for n in notes})
-            found.extend(f"usdt:{path}:{p}:{n}" for p, n in seen
+            found.extend(f"usdt:{shown}:{p}:{n}" for p, n in seen
                          if match_prov(p) and match_name(n))
         lines.extend(sorted(found))
 

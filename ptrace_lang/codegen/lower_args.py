@@ -82,7 +82,7 @@ class ArgsLowering:
         base + index * scale + displacement (read with probe_read_user), or a constant;
         then cut to its size and sign- or zero-extended to 64 bits."""
         if a.kind == "const":
-            return self.const(a.value)
+            return self.const(usdt_const(a))
         if a.kind == "reg" and a.reg in X86_PT_REGS:
             v = self.vreg()
             self.emit(ir.Load(v, self.ctx, X86_PT_REGS[a.reg], 8))
@@ -115,3 +115,15 @@ class ArgsLowering:
             else:
                 self.emit(ir.Alu("and", v, (1 << (8 * a.size)) - 1))
         return v
+
+
+def usdt_const(a) -> int:
+    """A constant USDT argument cut to its declared size (``1@$300`` is 44, ``-1@$255`` is -1),
+    as a register of that size would hold it."""
+    v = a.value
+    if 0 < a.size < 8:
+        bits = 8 * a.size
+        v &= (1 << bits) - 1
+        if a.signed and v >> (bits - 1):
+            v -= 1 << bits
+    return v

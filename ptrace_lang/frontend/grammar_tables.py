@@ -2475,7 +2475,7 @@ TERMINALS = (
     ('PTR_CAST', '\\(\\s*[A-Za-z_]\\w*(?:\\s*\\*)+\\s*\\)', False, None),
     ('TYPE_WORD', '(?:u?int(?:8|16|32|64)|bool|string|void|char|short|int|long|unsigned|signed|buffer|inet)(?![A-Za-z0-9_])', False, None),
     ('PRED_END', '\\/(?=(?:\\s|\\/\\/[^\n]*|\\/\\*(?:[^*]|\\*(?!\\/))*\\*\\/)*\\{)', False, None),
-    ('ATTACH_POINT', '[A-Za-z_][A-Za-z0-9_\\-]*(?::(?:"(?:[^"\\\\\n]|\\\\.)*"|[^\\s,{}";()=])*)*', False, None),
+    ('ATTACH_POINT', '(?:[A-Za-z_]|\\$[0-9]+)(?:[A-Za-z0-9_\\-]|\\$[0-9]+)*(?::(?:"(?:[^"\\\\\n]|\\\\.)*"|[^\\s,{}";()=])*)*', False, None),
     ('BLOCK_COMMENT', '\\/\\*(?:[^*]|\\*(?!\\/))*(?:\\*\\/|\\*?\\Z)', False, None),
     ('MAP', '@(?:[A-Za-z_][A-Za-z0-9_]*)?', False, None),
     ('VAR', '\\$[A-Za-z_][A-Za-z0-9_]*', False, None),

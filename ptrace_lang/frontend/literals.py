@@ -132,3 +132,25 @@ def split_attach_point(raw: str) -> tuple[str, list[str]]:
         i += 1
     parts.append("".join(cur))
     return parts[0], parts[1:]
+
+
+def substitute_attach_point(raw: str, positional: list[str], span) -> str:
+    """``$N`` in an attach point's text replaced by the N-th positional parameter, as bpftrace
+    does before it parses the attach point (``BEG$1`` with ``IN`` is ``BEGIN``)."""
+    out, i = [], 0
+    while i < len(raw):
+        j = i + 1
+        if raw[i] == "$" and j < len(raw) and raw[j].isdigit():
+            while j < len(raw) and raw[j].isdigit():
+                j += 1
+            n = int(raw[i + 1:j])
+            if n < 1 or n > len(positional):
+                from ptrace_lang.errors import CompileError
+
+                raise CompileError(f"Positional parameter ${n} is not set", span)
+            out.append(positional[n - 1])
+            i = j
+        else:
+            out.append(raw[i])
+            i += 1
+    return "".join(out)

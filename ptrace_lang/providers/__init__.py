@@ -52,6 +52,12 @@ class Provider:
     # context are user pointers, uaddr() resolves in the probed binary
     user_space = False
     runs_by_test_run = False     # begin/end
+    # the kernel runs the programs on one of its events newest first (uprobes): attached in
+    # reverse so that blocks run in declaration order (driver._attach_order)
+    runs_last_attached_first = False
+    # builtins whose code depends on the target (USDT argN): a block reading one is compiled
+    # once per distinct ``Target.share_key``, as a block reading ``args`` is
+    site_builtins: frozenset[str] = frozenset()
     # a program is bound to one attach target (BTF-bound programs): the targets of a group
     # share one compiled code, loaded once per target (``probe``/``func`` from the cookie)
     program_per_target = False

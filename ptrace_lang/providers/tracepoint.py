@@ -24,7 +24,11 @@ class Tracepoint(Provider):
         except OSError as e:
             raise CompileError(f"cannot read tracepoints: {e.strerror or e}", ap.span) from None
         if not names:
-            return missing(opts, f"tracepoint not found: {pattern}", ap.span)
+            from ptrace_lang.messages import say
+
+            wild = any(c in pattern for c in "*?[")
+            return missing(opts, say("tracepoints_missing" if wild else "tracepoint_missing",
+                                     pattern=pattern), ap.span)
         out = []
         for name in names:
             subsys, event = name.split(":", 1)

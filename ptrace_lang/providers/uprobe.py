@@ -41,6 +41,43 @@ def resolve_binary(provider: str, binary: str, opts, span) -> str:
     return path
 
 
+def resolve_binaries(provider: str, binary: str, opts, span) -> list[tuple[str, str]]:
+    """The files an attach point's binary names, as (shown, path) pairs: ``*`` or nothing
+    (``usdt::prov:probe``) with ``-p PID``: every object the process maps, as bpftrace does; a
+    glob (``./bin*``): the ELF files it matches; otherwise the one file ``resolve_binary``
+    finds."""
+    import os
+
+    from ptrace_lang import libpath
+
+    if binary in ("", "*"):
+        pid = getattr(opts, "maps_pid", None)
+        if pid is None:
+            raise CompileError(f"{provider}: a probe on every object ('{binary}') needs -p PID "
+                               f"(the objects of that process)", span)
+        try:
+            paths = libpath.mapped_objects(pid)
+        except OSError as e:
+            raise CompileError(f"{provider}: cannot read /proc/{pid}/maps: {e.strerror or e}",
+                               span) from None
+        opts.deps.extend(paths)
+        return [(p, p) for p in paths]
+    if any(c in binary for c in "*?["):
+        import glob
+
+        found = sorted(p for p in glob.glob(binary) if os.path.isfile(p) and libpath.is_elf(p))
+        if not found:
+            raise CompileError(f"{provider}: no file matches '{binary}'", span)
+        out = []
+        for p in found:
+            path = os.path.realpath(p) if "/" in p else os.path.abspath(p)
+            opts.deps.append(path)
+            out.append((p if "/" in p else path, path))
+        return out
+    path = resolve_binary(provider, binary, opts, span)
+    return [(as_written(binary, path), path)]
+
+
 class PtRegsProvider(Provider):
     """Probes whose context is the probed task's registers (uprobe, kprobe and their return
     probes): ``argN`` from the argument registers, ``retval`` from ax."""
@@ -57,6 +94,7 @@ class Uprobe(PtRegsProvider):
     name = "uprobe"
     user_space = True
     aliases = ("u",)
+    runs_last_attached_first = True    # (a uprobe's consumers: the newest runs first)
 
     def expand(self, ap, opts):
         from ptrace_lang import elfsyms
@@ -67,8 +105,26 @@ class Uprobe(PtRegsProvider):
         if len(parts) != 2 or not parts[0] or not parts[1]:
             raise CompileError(f"{self.name} probe must be written {self.name}:binary:function", ap.span)
         binary, what = parts
-        path = resolve_binary(self.name, binary, opts, ap.span)
         pid = getattr(opts, "pid", None)
+        pid = -1 if pid is None else pid
+        files = resolve_binaries(self.name, binary, opts, ap.span)
+        if len(files) > 1 or binary in ("", "*"):
+            # a function in every object of the process / every file of a glob: the objects
+            # that have no such function are left out
+            out = []
+            for shown, path in files:
+                try:
+                    syms = [s.name for s in elfsyms.find_symbols(path, what)]
+                    out.extend(Target(self.name, f"{self.name}:{shown}:{sym}",
+                                      f"{elfsyms.symbol_offset(path, sym)}:{pid}:{path}",
+                                      share_key=self.name) for sym in syms)
+                except (OSError, LookupError, ValueError):
+                    continue
+            if not out:
+                return missing(opts, f"No functions match '{what}' in the objects of '{binary}'",
+                               ap.span)
+            return out
+        shown, path = files[0]
         targets = []
         try:
             if any(c in what for c in "*?["):
@@ -78,17 +134,44 @@ class Uprobe(PtRegsProvider):
                 for sym in names:
                     targets.append((sym, elfsyms.symbol_offset(path, sym)))
             else:
-                targets.append((what, elfsyms.symbol_offset(path, what)))
+                targets.append((what, self._checked_offset(
+                    path, what, f"{self.name}:{shown}:{what}", opts, ap.span)))
         except elfsyms.BadOffset as e:  # (a LookupError too, but no missing probe)
             raise CompileError(f"{self.name}: {e}", ap.span) from None
         except LookupError as e:        # a missing symbol: a missing probe (missing_probes)
             return missing(opts, f"{self.name}: {e}", ap.span)
         except OSError as e:
             raise CompileError(f"{self.name}: cannot read {path}: {e.strerror or e}", ap.span) from None
-        pid = -1 if pid is None else pid
-        shown = as_written(binary, path)
         return [Target(self.name, f"{self.name}:{shown}:{sym}", f"{off}:{pid}:{path}", share_key=self.name)
                 for sym, off in targets]
+
+    @staticmethod
+    def _checked_offset(path: str, what: str, probe: str, opts, span) -> int:
+        """The file offset of ``func``, ``func+N`` or an address, checked as bpftrace does: an
+        address must fall inside a function symbol (else refused, or with --unsafe attached
+        with a warning), and ``func+N`` must stay inside the function."""
+        from ptrace_lang import elfsyms
+        from ptrace_lang.messages import say
+
+        text = what.strip()
+        address = _address(text)
+        if address is not None:
+            sym = elfsyms.function_at(path, address)
+            if sym is None:
+                if not getattr(opts, "unsafe", False):
+                    raise CompileError(say("uprobe_address", path=path, address=address), span,
+                                       hints=["--unsafe attaches there all the same"])
+                from ptrace_lang.errors import Diagnostic
+
+                opts.warnings.append(Diagnostic(say("uprobe_address_unsafe", probe=probe), span,
+                                                severity="WARNING"))
+            return elfsyms.vaddr_to_offset(path, address)
+        func, plus = elfsyms.split_func_plus(path, text)
+        if plus:
+            sym = elfsyms.lookup_symbol(path, func)
+            if plus >= sym.size:
+                raise CompileError(say("uprobe_offset", func=func, size=sym.size), span)
+        return elfsyms.symbol_offset(path, text)
 
     def attach(self, target, prog_fd, cookie):
         from ptrace_lang.kernel import links, perf
@@ -139,6 +222,16 @@ class Uretprobe(Uprobe):
     aliases = ("ur",)
     builtins = frozenset({"retval", "func"})
     retprobe = True
+
+
+def _address(text: str) -> int | None:
+    """``0x1234`` or ``4660`` as an address; None for a symbol."""
+    if text[:2] in ("0x", "0X"):
+        try:
+            return int(text, 16)
+        except ValueError:
+            return None
+    return int(text) if text.isdigit() and text.isascii() else None
 
 
 def function_of(probe_name: str) -> str:

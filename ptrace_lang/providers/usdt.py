@@ -23,8 +23,10 @@ class Usdt(Provider):
     aliases = ("U",)
     prog_type_name = "BPF_PROG_TYPE_KPROBE"
     builtins = frozenset({f"arg{i}" for i in range(MAX_ARGS)} | {"func"})
+    site_builtins = frozenset(f"arg{i}" for i in range(MAX_ARGS))
     pt_regs_context = True
     user_space = True
+    runs_last_attached_first = True    # (a uprobe's consumers: the newest runs first)
 
     def expand(self, ap, opts):
         from ptrace_lang import elfsyms
@@ -37,26 +39,34 @@ class Usdt(Provider):
             binary, provider, probe = parts
         else:
             raise CompileError("usdt probe must be written usdt:binary:[provider:]probe", ap.span)
-        if not binary or not probe:
+        if not probe:
             raise CompileError("usdt probe must be written usdt:binary:[provider:]probe", ap.span)
-        from ptrace_lang.providers.uprobe import as_written, resolve_binary
+        from ptrace_lang.providers.uprobe import resolve_binaries
 
-        path = resolve_binary(self.name, binary, opts, ap.span)
-        try:
-            notes = elfsyms.find_usdt(path, provider or "*", probe)
-            sites = [(n, elfsyms.usdt_file_offset(path, n), elfsyms.semaphore_file_offset(path, n) or 0)
-                     for n in notes]
-        except (OSError, ValueError, LookupError) as e:
-            raise CompileError(f"usdt: cannot read the probes of {path}: {e}", ap.span) from None
-        if not sites:
-            what = f"{provider}:{probe}" if len(parts) == 3 else probe
-            return missing(opts, f"No USDT probe of {path} matches '{what}'", ap.span)
+        # usdt::prov:probe / usdt:*:... with -p: every object of the process; usdt:./bin*:...
+        files = resolve_binaries(self.name, binary, opts, ap.span)
         pid = getattr(opts, "pid", None)
         pid = -1 if pid is None else pid
-        shown = as_written(binary, path)
-        return [Target(self.name, f"usdt:{shown}:{n.provider}:{n.name}", f"{off}:{sem}:{pid}:{path}",
-                       share_key=("usdt", n.args), args=UsdtArgsT(tuple(n.args)))
-                for n, off, sem in sites]
+        out = []
+        for shown, path in files:
+            try:
+                notes = elfsyms.find_usdt(path, provider or "*", probe)
+                sites = [(n, elfsyms.usdt_file_offset(path, n),
+                          elfsyms.semaphore_file_offset(path, n) or 0) for n in notes]
+            except (OSError, ValueError, LookupError) as e:
+                if len(files) > 1:
+                    continue        # (an object of the process that cannot be read)
+                raise CompileError(f"usdt: cannot read the probes of {path}: {e}", ap.span) from None
+            out.extend(Target(self.name, f"usdt:{shown}:{n.provider}:{n.name}",
+                              f"{off}:{sem}:{pid}:{path}", share_key=("usdt", n.args),
+                              args=UsdtArgsT(tuple(n.args)))
+                       for n, off, sem in sites)
+        if not out:
+            what = f"{provider}:{probe}" if len(parts) == 3 else probe
+            where = files[0][1] if len(files) == 1 and binary not in ("", "*") else \
+                f"the objects of '{binary}'"
+            return missing(opts, f"No USDT probe of {where} matches '{what}'", ap.span)
+        return out
 
     def attach(self, target, prog_fd, cookie):
         from ptrace_lang.kernel import links, perf

@@ -262,23 +262,28 @@ class Session:
 
         count = 0
         grouped = set()
-        for name in self._group_types:
-            # all targets of the program in one link (kprobe_multi); if the kernel refuses the
-            # link, the program is loaded again for the one-by-one path below
-            atts = [a for a in self.spec.attachments if a.program == name]
-            prov = providers.get(atts[0].provider)
-            try:
-                self.k.links.extend(prov.attach_group([a.target for a in atts], self.k.progs[name],
-                                                      [a.cookie for a in atts]))
-            except OSError:
-                ps = next(p for p in self.spec.programs if p.name == name)
-                old_fd = self.k.progs[name]
-                self.k.progs[name] = self.load_program(ps, 0)
-                os.close(old_fd)
-                continue
-            grouped.add(name)
-            count += len(atts)
+        tried = set()
+        # in the order of spec.attachments (the compiler orders them so that blocks on one
+        # event run in declaration order), a one-link program where its first target is
         for a in self.spec.attachments:
+            name = a.program
+            if name in self._group_types and name not in tried:
+                # all targets of the program in one link (kprobe_multi); if the kernel refuses
+                # the link, the program is loaded again for the one-by-one path
+                tried.add(name)
+                atts = [x for x in self.spec.attachments if x.program == name]
+                prov = providers.get(atts[0].provider)
+                try:
+                    self.k.links.extend(prov.attach_group([x.target for x in atts],
+                                                          self.k.progs[name],
+                                                          [x.cookie for x in atts]))
+                    grouped.add(name)
+                    count += len(atts)
+                except OSError:
+                    ps = next(p for p in self.spec.programs if p.name == name)
+                    old_fd = self.k.progs[name]
+                    self.k.progs[name] = self.load_program(ps, 0)
+                    os.close(old_fd)
             if a.program in grouped:
                 continue
             prov = providers.get(a.provider)

@@ -851,6 +851,18 @@ class _Analyzer(TypesMixin, FuncsMixin, SymbolsAnalyzer, StmtsAnalysis, ValuesSe
             n = a.index                            # "5" when numeric), as bpftrace does
             text = self.positional[n - 1] if 1 <= n <= len(self.positional) else ""
             e.args[0] = ast.StrLit(text, span=a.span)
+        elif (isinstance(a, ast.Binary) and a.op == "+" and isinstance(a.left, ast.PositionalParam)
+              and isinstance(self.positional_value(a.left.index), str)):
+            # str($1 + 2): the parameter's text from its third character (bpftrace: a pointer
+            # into the string literal, moved by a constant no greater than its length)
+            text = self.positional_value(a.left.index)
+            k = self.const_int(a.right)
+            if k is None or not 0 <= k <= len(text.encode()):
+                self.error(f"Only addition of a single constant less or equal to the length of "
+                           f"${a.left.index} (which is {len(text.encode())}) is allowed inside "
+                           f"str()", a.span)
+                return StrT(self.max_strlen)
+            e.args[0] = ast.StrLit(text.encode()[k:].decode(errors="surrogateescape"), span=a.span)
         t = self.expr(e.args[0])
         size = self.max_strlen
         if len(e.args) == 2:

@@ -190,8 +190,52 @@ def test_bad_binaries_and_patterns_are_errors(tmp_path):
 
 
 def test_no_match_is_empty_and_successful():
-    for pattern in ("tracepoint:nosuch:nosuch*", "kprobe:no_such_function_xyz", "interval:*"):
+    for pattern in ("tracepoint:nosuch:nosuch*", "kprobe:no_such_function_xyz", "iter:nope*"):
         r = run("-l", pattern)
         assert (r.rc, r.out) == (0, ""), (pattern, r.err)
     if BPFTRACE:     # bpftrace says nothing either
         assert _bpftrace_lines("-l", "tracepoint:nosuch:nosuch*") == []
+
+
+def test_a_program_files_probes(tmp_path):
+    # `-l script.bt`: the probes the program would attach, wildcards expanded
+    f = tmp_path / "s.bt"
+    f.write_text("tracepoint:syscalls:sys_enter_openat,tracepoint:syscalls:sys_exit_openat* "
+                 "{ } BEGIN { }\n")
+    r = run("-l", str(f))
+    assert r.rc == 0, r.err
+    assert r.out.split() == ["tracepoint:syscalls:sys_enter_openat",
+                             "tracepoint:syscalls:sys_exit_openat",
+                             "tracepoint:syscalls:sys_exit_openat2", "begin"], r.out
+
+
+def test_a_processes_probes_with_p():
+    import subprocess
+    import sys
+    app = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
+    try:
+        r = run("-p", str(app.pid), "-l")
+        pattern = run("-p", str(app.pid), "-l", "uprobe:*:getpid")
+    finally:
+        app.kill()
+        app.wait()
+    assert r.rc == 0, r.err
+    assert any("libc.so" in x and x.endswith(":getpid") for x in r.out.split()), r.out[:500]
+    assert all(x.startswith(("uprobe:", "usdt:")) for x in r.out.split())
+    assert pattern.rc == 0 and any(x.endswith("libc.so.6:getpid") for x in pattern.out.split())
+    bad = run("-p", "99999999", "-l")
+    assert (bad.rc, bad.err) == (1, "ERROR: no process with pid 99999999\n")
+
+
+def test_a_struct_from_btf():
+    # members with plain and pointer types print as bpftrace prints them (nested anonymous
+    # unions and typedef names are not kept: our types spell them resolved)
+    for name in ("struct path", "struct list_head"):
+        r = run("-lv", name)
+        assert r.rc == 0, r.err
+        if BPFTRACE:
+            assert r.out.splitlines() == _bpftrace_lines("-lv", name), r.out
+    assert r.out.startswith("struct list_head {\n\tstruct list_head *next;\n")
+    bad = run("-lv", "struct no_such_struct_xyz")
+    assert (bad.rc, bad.err) == (1, "ERROR: struct no_such_struct_xyz not found in the "
+                                    "kernel's BTF\n")

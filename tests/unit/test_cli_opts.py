@@ -127,3 +127,28 @@ def test_help_lists_the_new_options():
     r = _ptrace("--help")
     for opt in ("-k, -kk", "-I DIR", "--include FILE", "--no-warnings", "--info"):
         assert opt in r.stdout
+
+
+def test_long_forms_of_the_short_options():
+    o = parse_args(["--pid", "12", "--output=out.txt", "--format", "json", "--quiet",
+                    "--verbose", "--debug=ast", "--buffering", "none", "--program", "BEGIN{}"])
+    assert o["pid"] == 12 and o["output"] == "out.txt" and o["format"] == "json"
+    assert o["quiet"] and o["verbose"] and o["stages"] == ["ast"]
+    assert o["buffering"] == "none" and o["program"] == "BEGIN{}"
+    o = parse_args(["--cmd=ls -l", "-e", "BEGIN{}"])
+    assert o["command"] == ["ls", "-l"]
+    with pytest.raises(UsageError, match="pid 'x' is not a valid"):
+        parse_args(["--pid=x"])
+    with pytest.raises(UsageError, match="option '--format' requires an argument"):
+        parse_args(["-e", "BEGIN{}", "--format"])
+    with pytest.raises(UsageError, match="option '--quiet' doesn't allow an argument"):
+        parse_args(["--quiet=1"])
+
+
+def test_long_options_abbreviated_as_getopt_long():
+    o = parse_args(["--vers", "--un", "--dry", "-e", "x"])
+    assert o["version"] and o["unsafe"] and o["dry_run"]
+    # bpftrace: option '--in' is ambiguous; possibilities: '--include' '--info'
+    with pytest.raises(UsageError, match="option '--in' is ambiguous; possibilities: "
+                                         "'--include' '--info'"):
+        parse_args(["--in"])

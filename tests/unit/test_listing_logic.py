@@ -124,7 +124,7 @@ def test_rawtracepoints_with_arguments():
 @pytest.mark.parametrize("type_pat, want", [
     ("t", ["tracepoint"]), ("TRACEPOINT", ["tracepoint"]), ("u", ["uprobe"]), ("U", ["usdt"]),
     ("kfunc", ["fentry"]), ("kretfunc", ["fexit"]), ("rt", ["rawtracepoint"]),
-    ("interval", []), ("BEGIN", []),
+    ("interval", ["interval"]), ("i", ["interval"]), ("p", ["profile"]), ("BEGIN", []),
     ("*", ["fentry", "hardware", "iter", "kprobe", "rawtracepoint", "software", "tracepoint"]),
     ("k*", ["kprobe"]),
 ])
@@ -135,3 +135,36 @@ def test_provider_names_and_aliases(type_pat, want):
 def test_bad_provider_is_an_error():
     with pytest.raises(listing.ListingError, match="Invalid probe type: 'sched'"):
         listing._provider_types("sched", None)
+
+
+def test_interval_and_profile_list_their_units_when_named():
+    # bpftrace 0.26 lists interval:hz: ... ; `-l` alone (a wildcard provider) does not
+    lister = listing._Lister(False)
+    assert lister.run("interval:*") == ["interval:hz:", "interval:ms:", "interval:s:",
+                                        "interval:us:"]
+    assert lister.run("p:h*") == ["profile:hz:"]
+    assert not any(x.startswith(("interval", "profile")) for x in lister.run("*:hz"))
+
+
+def test_invalid_characters_in_a_pattern():
+    with pytest.raises(listing.ListingError, match="invalid character '{' in the search "
+                                                   "pattern 'tracepoint:sys{x'"):
+        listing._Lister(False).run("tracepoint:sys{x")
+
+
+def test_a_binary_as_written_and_a_process_objects(tmp_path, monkeypatch):
+    import os
+    import shutil
+    import sys
+    exe = os.path.realpath(sys.executable)
+    shutil.copy(exe, tmp_path / "py1")
+    monkeypatch.chdir(tmp_path)
+    lines = listing._Lister(False).run("uprobe:./py1:main")
+    assert lines in (["uprobe:./py1:main"], [])
+    lines = listing._Lister(False).run("uprobe:./py?:main")
+    assert lines in (["uprobe:./py1:main"], [])
+    # -p: every object the process maps, uprobe and usdt providers included
+    lines = listing._Lister(False, pid=os.getpid()).run("uprobe:*:getpid")
+    assert any(x.startswith("uprobe:/") and "libc.so" in x and x.endswith(":getpid")
+               for x in lines), lines
+    assert "uprobe" in listing._provider_types("*", None, pid_given=True)

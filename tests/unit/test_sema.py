@@ -106,3 +106,36 @@ def test_map_types_are_learned_across_probes():
     # @x is read in a probe declared before the one assigning it
     c = compile_script("interval:s:1 { $v = @x; } BEGIN { @x = 1; }", "stdin", Options())
     assert [m.name for m in c.spec.user_maps] == ["@x"]
+
+
+def test_positional_parameters_in_attach_points_before_they_are_split():
+    # bpftrace substitutes $N in the attach point's text, the provider's name included
+    c = compile_script('BEG$1 { exit(); } i$2:$3:1 { exit(); }', "stdin",
+                       Options(positional=["IN", "nterval", "s"]))
+    assert c.spec.probe_names == ["begin", "interval:s:1"]
+    c = compile_script('$1:s:1 { exit(); }', "stdin", Options(positional=["interval"]))
+    assert c.spec.probe_names == ["interval:s:1"]
+    with pytest.raises(PtraceError) as info:
+        compile_script('BEG$1 { exit(); }', "stdin", Options())
+    assert info.value.render(SOURCES).startswith(
+        "stdin:1:1-6: ERROR: Positional parameter $1 is not set")
+
+
+def test_str_of_a_positional_parameter_plus_a_constant():
+    from ptrace_lang.frontend import ast as A
+    c = compile_script('BEGIN { printf("%s %s\\n", str($1 + 1), str($1 + 5)); }', "stdin",
+                       Options(positional=["hello"]))
+    lits = [n.value for n in A.walk(c.program) if isinstance(n, A.StrLit)]
+    assert "ello" in lits and "" in lits
+    with pytest.raises(PtraceError) as info:
+        compile_script('BEGIN { print(str($1 + 6)); }', "stdin", Options(positional=["hello"]))
+    assert info.value.render(SOURCES).startswith(
+        "stdin:1:19-25: ERROR: Only addition of a single constant less or equal to the length "
+        "of $1 (which is 5) is allowed inside str()")
+
+
+def test_a_leading_zero_makes_an_octal_literal():
+    # bpftrace 0.17 prints 509 for print(0775)
+    from ptrace_lang.frontend import ast as A
+    c = compile_script('BEGIN { @ = 0775; }', "stdin", Options())
+    assert [n.value for n in A.walk(c.program) if isinstance(n, A.IntLit)] == [509]

@@ -1,0 +1,26 @@
+"""bpftrace's wording of the errors a user meets on the command line and in attach points, in
+one table, so the places that raise them say the same words (checked side by side against
+bpftrace 0.17 by tests/kernel/test_cli_conformance.py and tests/unit/test_messages.py).
+Each entry is a ``str.format`` template; ``say(key, **fields)`` fills it in. Imports nothing.
+"""
+from __future__ import annotations
+
+MESSAGES: dict[str, str] = {
+    # ---- uprobe targets (bpftrace's resolve_offset_uprobe)
+    "uprobe_address": "Could not resolve address: {path}:0x{address:x}",
+    "uprobe_address_unsafe": ("Could not determine instruction boundary for {probe} (binary "
+                              "appears stripped). Misaligned probes can lead to tracee crashes!"),
+    "uprobe_offset": "Offset outside the function bounds ('{func}' size is {size})",
+    # ---- tracepoints (bpftrace 0.17: one name, or a wildcard)
+    "tracepoint_missing": "tracepoint not found: {pattern}",
+    "tracepoints_missing": "tracepoints not found: {pattern}",
+    # ---- command line (bpftrace 0.17's words; said without the usage text)
+    "pid_invalid": "pid '{pid}' is not a valid decimal number",
+    "format_invalid": ("Invalid output format \"{format}\"\n"
+                       "Valid formats: 'text', 'json', 'flamegraph', 'folded'"),
+    "buffering_invalid": "USAGE: -B must be either 'line', 'full', or 'none'.",
+}
+
+
+def say(key: str, **fields) -> str:
+    return MESSAGES[key].format(**fields)
