@@ -48,6 +48,7 @@ _INF_DEGREE = 1 << 40
 _MAX_ROUNDS = 40
 _DEFAULT_ORDER = (1, 2, 3, 4, 5, 0, 6, 7, 8, 9)
 _REG_FIELDS = ("dst", "src", "base", "a", "b")
+_PREG_NODES = {ir.PReg(i): i for i in range(K)}
 
 
 class RegAllocError(CompileError):
@@ -76,14 +77,28 @@ def _is_reg(x: object) -> bool:
     return isinstance(x, (ir.VReg, ir.PReg))
 
 
+_REG_FIELDS_OF: dict[type, tuple[str, ...]] = {}
+
+
+def _reg_fields(cls: type) -> tuple[str, ...]:
+    """The register fields (``_REG_FIELDS``) an instruction class has."""
+    names = _REG_FIELDS_OF.get(cls)
+    if names is None:
+        names = _REG_FIELDS_OF[cls] = tuple(f.name for f in fields(cls) if f.name in _REG_FIELDS)
+    return names
+
+
 def _subst(insn: ir.Insn, mapping: dict) -> ir.Insn:
     """Copy of ``insn`` with registers replaced according to ``mapping``."""
-    changes = {}
-    for f in fields(insn):
-        if f.name in _REG_FIELDS:
-            v = getattr(insn, f.name)
-            if _is_reg(v) and v in mapping:
-                changes[f.name] = mapping[v]
+    changes = None
+    for name in _reg_fields(insn.__class__):
+        v = getattr(insn, name)
+        if v.__class__ is ir.VReg or v.__class__ is ir.PReg:
+            new = mapping.get(v)
+            if new is not None:
+                if changes is None:
+                    changes = {}
+                changes[name] = new
     return replace(insn, **changes) if changes else insn
 
 
@@ -121,14 +136,13 @@ def _check(insns: list[ir.Insn]) -> None:
     for ins in insns:
         if not isinstance(ins, ir.Insn) or type(ins) is ir.Insn:
             raise ValueError(f"not an IR instruction: {ins!r}")
-        for f in _REG_FIELDS:
-            v = getattr(ins, f, None)
-            if isinstance(v, ir.PReg) and not 0 <= v.n <= 10:
+        for f in _reg_fields(ins.__class__):
+            v = getattr(ins, f)
+            if v.__class__ is ir.PReg and not 0 <= v.n <= 10:
                 raise ValueError(f"bad machine register {v} in {ir.format_insn(ins)}")
-        for d in ir.defs(ins):
-            if d == ir.FP:
-                raise ValueError(f"r10 is read-only: {ir.format_insn(ins)}")
-        if isinstance(ins, ir.Call) and not 0 <= ins.nargs <= 5:
+        if ir.FP in ir.defs(ins):
+            raise ValueError(f"r10 is read-only: {ir.format_insn(ins)}")
+        if ins.__class__ is ir.Call and not 0 <= ins.nargs <= 5:
             raise ValueError(f"helper call with {ins.nargs} arguments")
 
 
@@ -148,7 +162,7 @@ class _Function:
         self.insns = insns
         n = len(insns)
         self.vregs: list[ir.VReg] = []
-        node = self.node = {ir.PReg(i): i for i in range(K)}
+        node = self.node = dict(_PREG_NODES)
         vregs = self.vregs
         get = node.get
         fp = ir.FP
@@ -1022,11 +1036,10 @@ def allocate_registers(insns: list[ir.Insn], frame_depth: int) -> tuple[list[ir.
     prog = [replace(i, src=0) if isinstance(i, ir.Alu) and i.op == "neg" else i for i in insns]
     prog = peephole(prog)
     prog, fn = _eliminate_dead_code(prog)
-    commuted = _commute_copies(prog, fn)
+    max_id = max((r.id for r in fn.vregs), default=-1)
+    commuted = _commute_copies(prog, fn)      # (moves registers around, makes none)
     if commuted is not prog:
         prog, fn = commuted, None
-    max_id = max((r.id for ins in prog for f in _REG_FIELDS
-                  for r in [getattr(ins, f, None)] if isinstance(r, ir.VReg)), default=-1)
     spiller = _Spiller(max_id + 1)
 
     for _ in range(_MAX_ROUNDS):
