@@ -170,22 +170,37 @@ class _Function:
         self.defs = defs_of = [[]] * n
         self.moves: list[tuple[int, int] | None] = [None] * n
         ir_uses, ir_defs = ir.uses, ir.defs
+        Alu, VReg, PReg = ir.Alu, ir.VReg, ir.PReg
         for i, ins in enumerate(insns):
-            for regs, out in ((ir_uses(ins), uses_of), (ir_defs(ins), defs_of)):
-                if not regs:
-                    continue
+            regs = ir_uses(ins)
+            if regs:
                 nodes = []
                 for r in regs:
-                    if r == fp:
-                        continue
                     nd = get(r)
                     if nd is None:
+                        if r == fp:
+                            continue
                         nd = self._node(r)
                     if nd not in nodes:
                         nodes.append(nd)
-                out[i] = nodes
-            if _is_move(ins) and ins.src != fp and ins.src != ins.dst:
-                self.moves[i] = (node[ins.dst], node[ins.src])
+                uses_of[i] = nodes
+            regs = ir_defs(ins)
+            if regs:
+                nodes = []
+                for r in regs:
+                    nd = get(r)
+                    if nd is None:
+                        if r == fp:
+                            continue
+                        nd = self._node(r)
+                    if nd not in nodes:
+                        nodes.append(nd)
+                defs_of[i] = nodes
+                if ins.__class__ is Alu and ins.op == "mov" and ins.width == 64:
+                    src = ins.src
+                    if ((src.__class__ is VReg or src.__class__ is PReg) and src != fp
+                            and src != ins.dst):
+                        self.moves[i] = (node[ins.dst], node[src])
         self.nnodes = K + len(vregs)
         self._build_cfg()
         self._loop_depth()
@@ -208,11 +223,13 @@ class _Function:
         n = len(insns)
         labels: dict[str, int] = {}
         leaders = {0} if n else set()
+        Label, ends = ir.Label, (ir.Jump, ir.CondJump, ir.Exit)
         for i, ins in enumerate(insns):
-            if isinstance(ins, ir.Label):
+            cls = ins.__class__
+            if cls is Label:
                 labels[ins.name] = i
                 leaders.add(i)
-            elif isinstance(ins, (ir.Jump, ir.CondJump, ir.Exit)) and i + 1 < n:
+            elif cls in ends and i + 1 < n:
                 leaders.add(i + 1)
         starts = sorted(leaders)
         self.blocks = [(s, starts[k + 1] if k + 1 < len(starts) else n)
@@ -238,8 +255,9 @@ class _Function:
     def _loop_depth(self) -> None:
         n = len(self.insns)
         delta = [0] * (n + 1)
+        jumps = (ir.Jump, ir.CondJump)
         for i, ins in enumerate(self.insns):
-            if isinstance(ins, (ir.Jump, ir.CondJump)):
+            if ins.__class__ in jumps:
                 j = self.labels[ins.target]
                 if j <= i:          # back edge: [j, i] is a loop body
                     delta[j] += 1
