@@ -88,6 +88,15 @@ class Alu(Insn):
     src: Operand = 0
     width: int = 64
 
+    # the most made records of a compile: by hand, not through the records' generic __init__
+    def __init__(self, op: str, dst: Reg, src: Operand = 0, width: int = 64, *,
+                 span: Span = NO_SPAN) -> None:
+        self.span = span
+        self.op = op
+        self.dst = dst
+        self.src = src
+        self.width = width
+
 
 @dataclass
 class LoadImm64(Insn):
@@ -129,6 +138,14 @@ class Load(Insn):
     off: int
     size: int = 8
 
+    def __init__(self, dst: Reg, base: Reg, off: int, size: int = 8, *,
+                 span: Span = NO_SPAN) -> None:
+        self.span = span
+        self.dst = dst
+        self.base = base
+        self.off = off
+        self.size = size
+
 
 @dataclass
 class Store(Insn):
@@ -138,6 +155,14 @@ class Store(Insn):
     off: int
     src: Operand
     size: int = 8
+
+    def __init__(self, base: Reg, off: int, src: Operand, size: int = 8, *,
+                 span: Span = NO_SPAN) -> None:
+        self.span = span
+        self.base = base
+        self.off = off
+        self.src = src
+        self.size = size
 
 
 @dataclass
