@@ -801,6 +801,82 @@ def mass_table(mass: dict) -> str:
     return "\n".join(lines)
 
 
+GROWTH_SIZES = (10, 100, 1000)
+
+
+def measure_growth(tools: list[Tool], sizes, cap: float) -> dict:
+    """Compile time as a script grows: N tracepoint blocks (bench/gen_blocks.py: a predicate,
+    a keyed count, a hist and a printf each). Per tool and N, wall seconds of
+      compile   ptrace `--dry-run` (compile, create maps, load through the verifier, attach
+                nothing; compile cache off); bpftrace 0.17 has no dry run that loads:
+                `--emit-elf` (compile to an ELF, no verifier)
+      full      the script with `BEGIN { exit(); }` in front, run to its exit: compile, load,
+                attach every block, detach (both tools alike)
+    A run longer than ``cap`` seconds is killed and reported as "> cap"."""
+    sys.path.insert(0, str(ROOT / "bench"))
+    import tempfile
+
+    from gen_blocks import script
+
+    out: dict = {t.name: {} for t in tools}
+    with tempfile.TemporaryDirectory() as tmp:
+        for n in sizes:
+            body = script(n)
+            plain, full = Path(tmp, f"b{n}.bt"), Path(tmp, f"e{n}.bt")
+            plain.write_text(body)
+            full.write_text("BEGIN { exit(); }\n" + body)
+            for tool in tools:
+                env = dict(tool.env or os.environ, PTRACE_NO_CACHE="1")
+                dry = (["--dry-run", str(plain)] if tool.name == "ptrace"
+                       else ["--emit-elf", str(Path(tmp, "out.elf")), str(plain)])
+                row = {}
+                for kind, args in (("compile", dry), ("full", [str(full)])):
+                    t0 = time.monotonic()
+                    try:
+                        proc = subprocess.run([*tool.argv, *args], cwd=tool.cwd, env=env,
+                                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                                              timeout=cap)
+                        row[kind] = time.monotonic() - t0 if proc.returncode == 0 else None
+                        if proc.returncode:
+                            row[kind + "_error"] = proc.stderr.decode(errors="replace")[-300:]
+                    except subprocess.TimeoutExpired:
+                        row[kind] = float("inf")
+                out[tool.name][n] = row
+                print(f"{tool.name:8s} growth {n:5d} blocks  " + "  ".join(
+                    f"{k} {_growth_cell(row.get(k), cap)}" for k in ("compile", "full")), flush=True)
+    return out
+
+
+def _growth_cell(v, cap: float) -> str:
+    if v is None:
+        return "failed"
+    return f"> {cap:.0f} s" if v == float("inf") else f"{v:.2f} s"
+
+
+def growth_table(growth: dict, cap: float) -> str:
+    tools = list(growth)
+    sizes = sorted({n for t in tools for n in growth[t]})
+    head = ["blocks"] + [f"{t} {k}" for t in tools for k in ("compile", "full")]
+    both = len(tools) == 2
+    if both:
+        head.append("ptrace/bpftrace full")
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for n in sizes:
+        row = [str(n)]
+        for t in tools:
+            for k in ("compile", "full"):
+                row.append(_growth_cell(growth[t].get(n, {}).get(k), cap))
+        if both:
+            a, b = (growth[t].get(n, {}).get("full") for t in tools)
+            row.append(f"{a / b:.2f}" if a and b and b != float("inf") else
+                       (f"< {a / cap:.2f}" if a and b == float("inf") else "n/a"))
+        lines.append("| " + " | ".join(row) + " |")
+    lines.append("\n(compile: ptrace --dry-run, which loads every program through the verifier; "
+                 "bpftrace 0.17 --emit-elf, which compiles only. full: `BEGIN { exit(); }` first, "
+                 "spawn to exit.)")
+    return "\n".join(lines)
+
+
 def ptrace_env() -> dict:
     # Let Python cache bytecode (.pyc) as an installed ptrace would have it;
     # PYTHONDONTWRITEBYTECODE=1 would make every start recompile every module.
@@ -838,6 +914,11 @@ def main(argv=None) -> int:
                         help="skip attaching all syscalls:sys_enter_* tracepoints (bpftrace 0.17 needs ~30 s to exit)")
     parser.add_argument("--stream-events", type=int, default=STREAM_EVENTS,
                         help=f"calls in the stream row's burst (default {STREAM_EVENTS}; 0: no stream row)")
+    parser.add_argument("--growth", nargs="?", const=",".join(map(str, GROWTH_SIZES)), metavar="N,N,...",
+                        help="only measure compile time growth: scripts of N tracepoint blocks "
+                             "(bench/gen_blocks.py; default 10,100,1000)")
+    parser.add_argument("--growth-cap", type=float, default=300.0,
+                        help="seconds after which a growth run is killed (default 300)")
     args = parser.parse_args(argv)
 
     if os.geteuid() != 0:
@@ -855,6 +936,15 @@ def main(argv=None) -> int:
         else:
             tools.append(Tool("bpftrace", argv_b))
     names = [t.name for t in tools]
+    if args.growth:
+        growth = measure_growth(tools, [int(x) for x in args.growth.split(",")], args.growth_cap)
+        print()
+        print(growth_table(growth, args.growth_cap))
+        if args.json:
+            Path(args.json).write_text(json.dumps({"growth": {t: {str(n): r for n, r in g.items()}
+                                                              for t, g in growth.items()}},
+                                                  indent=1, default=str))
+        return 0
     one_liners = [o for o in ONE_LINERS if not args.filter or args.filter in o.key]
     do_stream = args.stream_events > 0 and (not args.filter or args.filter in "stream")
 

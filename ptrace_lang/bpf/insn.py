@@ -40,6 +40,15 @@ class Instruction:
     off: int = 0
     imm: int = 0
 
+    # by hand: thousands are made per program, the records' generic __init__ is 10x slower
+    def __init__(self, opcode: int, dst: int = 0, src: int = 0, off: int = 0,
+                 imm: int = 0) -> None:
+        self.opcode = opcode
+        self.dst = dst
+        self.src = src
+        self.off = off
+        self.imm = imm
+
     @property
     def is_ld_imm64(self) -> bool:
         return self.opcode == LD_IMM64

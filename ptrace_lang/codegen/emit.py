@@ -37,12 +37,20 @@ class _Removed(ir.Comment):
 
 def is_self_move(insn: ir.Insn) -> bool:
     """``r = r`` (64-bit; a 32-bit self move zero-extends and is kept)."""
-    return (isinstance(insn, ir.Alu) and insn.op == "mov" and insn.width == 64
-            and isinstance(insn.src, (ir.VReg, ir.PReg)) and insn.src == insn.dst)
+    return (insn.__class__ is ir.Alu and insn.op == "mov" and insn.width == 64
+            and insn.src.__class__ in _REGS and insn.src == insn.dst)
+
+
+_REGS = (ir.VReg, ir.PReg)
+_NOT_CODE: dict[type, bool] = {}      # class -> Label or Comment (subclasses: _Removed)
 
 
 def _is_code(insn: ir.Insn) -> bool:
-    return not isinstance(insn, (ir.Label, ir.Comment))
+    cls = insn.__class__
+    not_code = _NOT_CODE.get(cls)
+    if not_code is None:
+        not_code = _NOT_CODE[cls] = issubclass(cls, (ir.Label, ir.Comment))
+    return not not_code
 
 
 def _label_index(insns: list[ir.Insn]) -> dict[str, int]:

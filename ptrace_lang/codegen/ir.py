@@ -24,6 +24,9 @@ from ptrace_lang.errors import NO_SPAN, Span
 class VReg:
     id: int
 
+    def __init__(self, id: int) -> None:        # (frozen: set past __setattr__)
+        self.__dict__["id"] = id
+
     def __str__(self) -> str:
         return f"%{self.id}"
 
@@ -37,6 +40,9 @@ class VReg:
 @dataclass(frozen=True)
 class PReg:
     n: int
+
+    def __init__(self, n: int) -> None:
+        self.__dict__["n"] = n
 
     def __str__(self) -> str:
         return f"r{self.n}"
@@ -82,6 +88,15 @@ class Alu(Insn):
     src: Operand = 0
     width: int = 64
 
+    # the most made records of a compile: by hand, not through the records' generic __init__
+    def __init__(self, op: str, dst: Reg, src: Operand = 0, width: int = 64, *,
+                 span: Span = NO_SPAN) -> None:
+        self.span = span
+        self.op = op
+        self.dst = dst
+        self.src = src
+        self.width = width
+
 
 @dataclass
 class LoadImm64(Insn):
@@ -123,6 +138,14 @@ class Load(Insn):
     off: int
     size: int = 8
 
+    def __init__(self, dst: Reg, base: Reg, off: int, size: int = 8, *,
+                 span: Span = NO_SPAN) -> None:
+        self.span = span
+        self.dst = dst
+        self.base = base
+        self.off = off
+        self.size = size
+
 
 @dataclass
 class Store(Insn):
@@ -132,6 +155,14 @@ class Store(Insn):
     off: int
     src: Operand
     size: int = 8
+
+    def __init__(self, base: Reg, off: int, src: Operand, size: int = 8, *,
+                 span: Span = NO_SPAN) -> None:
+        self.span = span
+        self.base = base
+        self.off = off
+        self.src = src
+        self.size = size
 
 
 @dataclass
@@ -196,37 +227,73 @@ class Comment(Insn):
     text: str
 
 
+def _uses_alu(insn) -> list[Reg]:
+    op = insn.op
+    out = [] if op == "mov" else [insn.dst]
+    src = insn.src
+    if op != "neg" and (src.__class__ is VReg or src.__class__ is PReg):
+        out.append(src)
+    return out
+
+
+def _uses_store(insn) -> list[Reg]:
+    src = insn.src
+    return [insn.base, src] if src.__class__ is VReg or src.__class__ is PReg else [insn.base]
+
+
+def _uses_condjump(insn) -> list[Reg]:
+    b = insn.b
+    return [insn.a, b] if b.__class__ is VReg or b.__class__ is PReg else [insn.a]
+
+
+def _no_regs(insn) -> list[Reg]:
+    return []
+
+
+def _def_dst(insn) -> list[Reg]:
+    return [insn.dst]
+
+
+_USES_BY_KIND = (
+    (Alu, _uses_alu),
+    (Load, lambda insn: [insn.base]),
+    (Store, _uses_store),
+    (AtomicAdd, lambda insn: [insn.base, insn.src]),
+    (Endian, lambda insn: [insn.dst]),
+    (CondJump, _uses_condjump),
+    (Call, lambda insn: list(ARG_REGS[: insn.nargs])),
+    (Exit, lambda insn: [R0]),
+)
+_DEFS_BY_KIND = (
+    ((Alu, LoadImm64, LoadMapFd, Load, Endian), _def_dst),
+    (Call, lambda insn: list(CALLER_SAVED)),
+)
+# the functions above per concrete class (subclasses found on first sight): uses() and defs()
+# run for every instruction several times per allocation round
+_USES_OF: dict[type, object] = {}
+_DEFS_OF: dict[type, object] = {}
+
+
+def _kind_fn(table, cache: dict, cls: type):
+    fn = next((f for kinds, f in table if issubclass(cls, kinds)), _no_regs)
+    cache[cls] = fn
+    return fn
+
+
 def uses(insn: Insn) -> list[Reg]:
     """Registers read by ``insn``."""
-    if isinstance(insn, Alu):
-        out = [] if insn.op == "mov" else [insn.dst]
-        if insn.op != "neg" and isinstance(insn.src, (VReg, PReg)):
-            out.append(insn.src)
-        return out
-    if isinstance(insn, Load):
-        return [insn.base]
-    if isinstance(insn, Store):
-        return [insn.base] + ([insn.src] if isinstance(insn.src, (VReg, PReg)) else [])
-    if isinstance(insn, AtomicAdd):
-        return [insn.base, insn.src]
-    if isinstance(insn, Endian):
-        return [insn.dst]
-    if isinstance(insn, CondJump):
-        return [insn.a] + ([insn.b] if isinstance(insn.b, (VReg, PReg)) else [])
-    if isinstance(insn, Call):
-        return list(ARG_REGS[: insn.nargs])
-    if isinstance(insn, Exit):
-        return [R0]
-    return []
+    fn = _USES_OF.get(insn.__class__)
+    if fn is None:
+        fn = _kind_fn(_USES_BY_KIND, _USES_OF, insn.__class__)
+    return fn(insn)
 
 
 def defs(insn: Insn) -> list[Reg]:
     """Registers written by ``insn`` (a call writes r0 and clobbers r1-r5)."""
-    if isinstance(insn, (Alu, LoadImm64, LoadMapFd, Load, Endian)):
-        return [insn.dst]
-    if isinstance(insn, Call):
-        return list(CALLER_SAVED)
-    return []
+    fn = _DEFS_OF.get(insn.__class__)
+    if fn is None:
+        fn = _kind_fn(_DEFS_BY_KIND, _DEFS_OF, insn.__class__)
+    return fn(insn)
 
 
 def _fmt(o: Operand) -> str:

@@ -48,6 +48,7 @@ _INF_DEGREE = 1 << 40
 _MAX_ROUNDS = 40
 _DEFAULT_ORDER = (1, 2, 3, 4, 5, 0, 6, 7, 8, 9)
 _REG_FIELDS = ("dst", "src", "base", "a", "b")
+_PREG_NODES = {ir.PReg(i): i for i in range(K)}
 
 
 class RegAllocError(CompileError):
@@ -76,14 +77,28 @@ def _is_reg(x: object) -> bool:
     return isinstance(x, (ir.VReg, ir.PReg))
 
 
+_REG_FIELDS_OF: dict[type, tuple[str, ...]] = {}
+
+
+def _reg_fields(cls: type) -> tuple[str, ...]:
+    """The register fields (``_REG_FIELDS``) an instruction class has."""
+    names = _REG_FIELDS_OF.get(cls)
+    if names is None:
+        names = _REG_FIELDS_OF[cls] = tuple(f.name for f in fields(cls) if f.name in _REG_FIELDS)
+    return names
+
+
 def _subst(insn: ir.Insn, mapping: dict) -> ir.Insn:
     """Copy of ``insn`` with registers replaced according to ``mapping``."""
-    changes = {}
-    for f in fields(insn):
-        if f.name in _REG_FIELDS:
-            v = getattr(insn, f.name)
-            if _is_reg(v) and v in mapping:
-                changes[f.name] = mapping[v]
+    changes = None
+    for name in _reg_fields(insn.__class__):
+        v = getattr(insn, name)
+        if v.__class__ is ir.VReg or v.__class__ is ir.PReg:
+            new = mapping.get(v)
+            if new is not None:
+                if changes is None:
+                    changes = {}
+                changes[name] = new
     return replace(insn, **changes) if changes else insn
 
 
@@ -121,14 +136,13 @@ def _check(insns: list[ir.Insn]) -> None:
     for ins in insns:
         if not isinstance(ins, ir.Insn) or type(ins) is ir.Insn:
             raise ValueError(f"not an IR instruction: {ins!r}")
-        for f in _REG_FIELDS:
-            v = getattr(ins, f, None)
-            if isinstance(v, ir.PReg) and not 0 <= v.n <= 10:
+        for f in _reg_fields(ins.__class__):
+            v = getattr(ins, f)
+            if v.__class__ is ir.PReg and not 0 <= v.n <= 10:
                 raise ValueError(f"bad machine register {v} in {ir.format_insn(ins)}")
-        for d in ir.defs(ins):
-            if d == ir.FP:
-                raise ValueError(f"r10 is read-only: {ir.format_insn(ins)}")
-        if isinstance(ins, ir.Call) and not 0 <= ins.nargs <= 5:
+        if ir.FP in ir.defs(ins):
+            raise ValueError(f"r10 is read-only: {ir.format_insn(ins)}")
+        if ins.__class__ is ir.Call and not 0 <= ins.nargs <= 5:
             raise ValueError(f"helper call with {ins.nargs} arguments")
 
 
@@ -148,18 +162,46 @@ class _Function:
         self.insns = insns
         n = len(insns)
         self.vregs: list[ir.VReg] = []
-        self.node: dict[ir.Reg, int] = {ir.PReg(i): i for i in range(K)}
-        self.uses: list[list[int]] = [[]] * n
-        self.defs: list[list[int]] = [[]] * n
+        node = self.node = dict(_PREG_NODES)
+        vregs = self.vregs
+        get = node.get
+        fp = ir.FP
+        self.uses = uses_of = [[]] * n
+        self.defs = defs_of = [[]] * n
         self.moves: list[tuple[int, int] | None] = [None] * n
+        ir_uses, ir_defs = ir.uses, ir.defs
+        Alu, VReg, PReg = ir.Alu, ir.VReg, ir.PReg
         for i, ins in enumerate(insns):
-            u = [self._node(r) for r in ir.uses(ins) if r != ir.FP]
-            d = [self._node(r) for r in ir.defs(ins) if r != ir.FP]
-            self.uses[i] = list(dict.fromkeys(u))
-            self.defs[i] = list(dict.fromkeys(d))
-            if _is_move(ins) and ins.src != ir.FP and ins.src != ins.dst:
-                self.moves[i] = (self.node[ins.dst], self.node[ins.src])
-        self.nnodes = K + len(self.vregs)
+            regs = ir_uses(ins)
+            if regs:
+                nodes = []
+                for r in regs:
+                    nd = get(r)
+                    if nd is None:
+                        if r == fp:
+                            continue
+                        nd = self._node(r)
+                    if nd not in nodes:
+                        nodes.append(nd)
+                uses_of[i] = nodes
+            regs = ir_defs(ins)
+            if regs:
+                nodes = []
+                for r in regs:
+                    nd = get(r)
+                    if nd is None:
+                        if r == fp:
+                            continue
+                        nd = self._node(r)
+                    if nd not in nodes:
+                        nodes.append(nd)
+                defs_of[i] = nodes
+                if ins.__class__ is Alu and ins.op == "mov" and ins.width == 64:
+                    src = ins.src
+                    if ((src.__class__ is VReg or src.__class__ is PReg) and src != fp
+                            and src != ins.dst):
+                        self.moves[i] = (node[ins.dst], node[src])
+        self.nnodes = K + len(vregs)
         self._build_cfg()
         self._loop_depth()
 
@@ -181,11 +223,13 @@ class _Function:
         n = len(insns)
         labels: dict[str, int] = {}
         leaders = {0} if n else set()
+        Label, ends = ir.Label, (ir.Jump, ir.CondJump, ir.Exit)
         for i, ins in enumerate(insns):
-            if isinstance(ins, ir.Label):
+            cls = ins.__class__
+            if cls is Label:
                 labels[ins.name] = i
                 leaders.add(i)
-            elif isinstance(ins, (ir.Jump, ir.CondJump, ir.Exit)) and i + 1 < n:
+            elif cls in ends and i + 1 < n:
                 leaders.add(i + 1)
         starts = sorted(leaders)
         self.blocks = [(s, starts[k + 1] if k + 1 < len(starts) else n)
@@ -211,8 +255,9 @@ class _Function:
     def _loop_depth(self) -> None:
         n = len(self.insns)
         delta = [0] * (n + 1)
+        jumps = (ir.Jump, ir.CondJump)
         for i, ins in enumerate(self.insns):
-            if isinstance(ins, (ir.Jump, ir.CondJump)):
+            if ins.__class__ in jumps:
                 j = self.labels[ins.target]
                 if j <= i:          # back edge: [j, i] is a loop body
                     delta[j] += 1
@@ -257,28 +302,75 @@ class _Function:
         return res
 
 
-def _eliminate_dead_code(insns: list[ir.Insn]) -> list[ir.Insn]:
-    while True:
-        fn = _Function(insns)
-        after = fn.live_after()
-        dead = set()
-        for i, ins in enumerate(insns):
-            if _is_pure_def(ins) and isinstance(ins.dst, ir.VReg):
-                if not after[i] >> fn.node[ins.dst] & 1:
+def _eliminate_dead_code(insns: list[ir.Insn]) -> tuple[list[ir.Insn], _Function]:
+    """Side-effect-free definitions of vregs nobody reads, removed; chains of them too (a
+    dead definition's operands are not counted as live: liveness is computed over the
+    instructions still alive, to a fixpoint over the CFG). Returns the instructions and
+    their ``_Function``."""
+    fn = _Function(insns)
+    n = len(insns)
+    cand = [-1] * n        # node of the vreg a side-effect-free instruction defines
+    any_cand = False
+    for i, ins in enumerate(insns):
+        if _is_pure_def(ins) and ins.dst.__class__ is ir.VReg:
+            cand[i] = fn.node[ins.dst]
+            any_cand = True
+    if not any_cand:
+        return insns, fn
+    blocks, succ, uses, defs = fn.blocks, fn.succ, fn.uses, fn.defs
+    nb = len(blocks)
+    live_in = [0] * nb
+    preds: list[list[int]] = [[] for _ in range(nb)]
+    for b, ss in enumerate(succ):
+        for t in ss:
+            preds[t].append(b)
+
+    def walk(b: int, dead: set | None) -> int:
+        live = 0
+        for t in succ[b]:
+            live |= live_in[t]
+        s, e = blocks[b]
+        for i in range(e - 1, s - 1, -1):
+            c = cand[i]
+            if c >= 0 and not live >> c & 1:
+                if dead is not None:
                     dead.add(i)
-        if not dead:
-            return insns
-        insns = [ins for i, ins in enumerate(insns) if i not in dead]
+                continue
+            for d in defs[i]:
+                live &= ~(1 << d)
+            for u in uses[i]:
+                live |= 1 << u
+        return live
+
+    work = list(range(nb))
+    queued = [True] * nb
+    while work:
+        b = work.pop()
+        queued[b] = False
+        live = walk(b, None)
+        if live != live_in[b]:
+            live_in[b] = live
+            for p in preds[b]:
+                if not queued[p]:
+                    queued[p] = True
+                    work.append(p)
+    dead: set[int] = set()
+    for b in range(nb):
+        walk(b, dead)
+    if not dead:
+        return insns, fn
+    insns = [ins for i, ins in enumerate(insns) if i not in dead]
+    return insns, _Function(insns)
 
 
 _COMMUTATIVE = ("add", "mul", "or", "and", "xor")
 
 
-def _commute_copies(insns: list[ir.Insn]) -> list[ir.Insn]:
+def _commute_copies(insns: list[ir.Insn], fn: _Function) -> list[ir.Insn]:
     """``c = a; ...; c op= b`` (commutative op, a still live after it, b dying there) becomes
     ``...; c = b; c op= a`` so that c can share b's register: the copy then coalesces away.
-    The ``...`` (same basic block) must not touch c nor redefine a."""
-    fn = _Function(insns)
+    The ``...`` (same basic block) must not touch c nor redefine a. ``fn``: the
+    ``_Function`` of ``insns``; the result is ``insns`` itself when nothing changed."""
     after = fn.live_after()
     drop: set[int] = set()
     repl: dict[int, list[ir.Insn]] = {}
@@ -961,14 +1053,16 @@ def allocate_registers(insns: list[ir.Insn], frame_depth: int) -> tuple[list[ir.
     # "neg" ignores its source operand: drop it so that it cannot name a stray vreg
     prog = [replace(i, src=0) if isinstance(i, ir.Alu) and i.op == "neg" else i for i in insns]
     prog = peephole(prog)
-    prog = _eliminate_dead_code(prog)
-    prog = _commute_copies(prog)
-    max_id = max((r.id for ins in prog for f in _REG_FIELDS
-                  for r in [getattr(ins, f, None)] if isinstance(r, ir.VReg)), default=-1)
+    prog, fn = _eliminate_dead_code(prog)
+    max_id = max((r.id for r in fn.vregs), default=-1)
+    commuted = _commute_copies(prog, fn)      # (moves registers around, makes none)
+    if commuted is not prog:
+        prog, fn = commuted, None
     spiller = _Spiller(max_id + 1)
 
     for _ in range(_MAX_ROUNDS):
-        fn = _Function(prog)
+        if fn is None:
+            fn = _Function(prog)
         after = fn.live_after()
         temp_nodes = {fn.node[t] for t in spiller.temps if t in fn.node}
         nospill = {fn.node[t] for t in spiller.nospill if t in fn.node}
@@ -999,6 +1093,7 @@ def allocate_registers(insns: list[ir.Insn], frame_depth: int) -> tuple[list[ir.
         grouped = {fn.reg_of(v) for v in spilled & grouped_nodes}
         remat = {fn.reg_of(v): remat_seqs[v] for v in spilled if v in remat_seqs}
         prog = spiller.rewrite(fn, after, spilled_regs, grouped, remat)
+        fn = None
     else:
         raise RegAllocError("register allocation did not converge")
 

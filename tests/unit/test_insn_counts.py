@@ -1,0 +1,49 @@
+"""Instruction counts of the code we generate for the bench one-liners (bench/bench.py), the
+latency pair and a few more, as golden data: a change that makes any of them longer fails
+here. Counts are instruction slots as encoded (what `bpf(BPF_PROG_LOAD)` receives); the
+kernel's verified counts are checked by tests/kernel/test_insn_counts_run.py.
+
+Regenerate deliberately with PTRACE_UPDATE_GOLDEN=1 and review the diff (bpftrace 0.17's
+numbers, for reference, are in the golden file's "bpftrace" entries, not checked).
+"""
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+from recorded_machine import recorded_machine
+
+GOLDEN = Path(__file__).parent / "golden" / "insn_counts.json"
+
+# name -> script; bench.py's one-liners first (its keys), then the ones issue 14 names
+SCRIPTS = {
+    "count": "tracepoint:syscalls:sys_enter_getppid { @[comm] = count(); }",
+    "hist": "tracepoint:syscalls:sys_enter_read { @bytes = hist(args.count); }",
+    "sum_avg": "tracepoint:syscalls:sys_enter_getppid { @s = sum(pid); @a = avg(pid); }",
+    "printf": 'tracepoint:syscalls:sys_enter_getppid { printf("%d %s\\n", pid, comm); }',
+    "first": 'tracepoint:syscalls:sys_enter_getppid { printf("first\\n"); exit(); }',
+    "exit": "BEGIN { exit(); }",
+    "count_pid": "tracepoint:raw_syscalls:sys_enter { @[pid] = count(); }",
+    "sum_by_comm": "tracepoint:syscalls:sys_enter_read { @[comm] = sum(args.count); }",
+    "latency": ("tracepoint:raw_syscalls:sys_enter { @start[tid] = nsecs; }\n"
+                "tracepoint:raw_syscalls:sys_exit { $d = nsecs - @start[tid]; @lat = hist($d); "
+                "delete(@start[tid]); }"),
+}
+
+
+def counts(text: str) -> list[int]:
+    from ptrace_lang.driver import Options, compile_script
+
+    c = compile_script(text, "stdin", Options(), machine=recorded_machine())
+    return [len(p.insns) // 8 for p in c.spec.programs]
+
+
+def test_instruction_counts_are_the_golden_ones():
+    got = {name: counts(text) for name, text in SCRIPTS.items()}
+    if os.environ.get("PTRACE_UPDATE_GOLDEN"):
+        old = json.loads(GOLDEN.read_text()) if GOLDEN.exists() else {}
+        GOLDEN.write_text(json.dumps({"ptrace": got, "bpftrace": old.get("bpftrace", {})},
+                                     indent=1, sort_keys=True) + "\n")
+    want = json.loads(GOLDEN.read_text())["ptrace"]
+    assert got == want
