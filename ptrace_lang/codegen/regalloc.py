@@ -171,31 +171,25 @@ class _Function:
         self.moves: list[tuple[int, int] | None] = [None] * n
         ir_uses, ir_defs = ir.uses, ir.defs
         Alu, VReg, PReg = ir.Alu, ir.VReg, ir.PReg
+        def nodes_of(regs) -> list:
+            nodes = []
+            for r in regs:
+                nd = get(r)
+                if nd is None:
+                    if r == fp:
+                        continue
+                    nd = self._node(r)
+                if nd not in nodes:
+                    nodes.append(nd)
+            return nodes
+
         for i, ins in enumerate(insns):
             regs = ir_uses(ins)
             if regs:
-                nodes = []
-                for r in regs:
-                    nd = get(r)
-                    if nd is None:
-                        if r == fp:
-                            continue
-                        nd = self._node(r)
-                    if nd not in nodes:
-                        nodes.append(nd)
-                uses_of[i] = nodes
+                uses_of[i] = nodes_of(regs)
             regs = ir_defs(ins)
             if regs:
-                nodes = []
-                for r in regs:
-                    nd = get(r)
-                    if nd is None:
-                        if r == fp:
-                            continue
-                        nd = self._node(r)
-                    if nd not in nodes:
-                        nodes.append(nd)
-                defs_of[i] = nodes
+                defs_of[i] = nodes_of(regs)
                 if ins.__class__ is Alu and ins.op == "mov" and ins.width == 64:
                     src = ins.src
                     if ((src.__class__ is VReg or src.__class__ is PReg) and src != fp
