@@ -7,6 +7,7 @@ import os
 import re
 import time
 
+from ptrace_lang import providers
 from ptrace_lang import spec as S
 from ptrace_lang.errors import SOURCES, CompileError, Diagnostic, PtraceError, RuntimeFailure, Span
 from ptrace_lang.records import dataclass, field
@@ -199,7 +200,6 @@ class ReplSession(Session):
     def add(self, text: str) -> list[ProbeInfo]:
         """Compile, load and attach an entry; return its probes (BEGIN ones already ran).
         On any error nothing of the entry stays loaded and the session is unchanged."""
-        from ptrace_lang import providers
         from ptrace_lang.kernel import maps as kmaps
         from ptrace_lang.kernel.teardown import close_all
 
@@ -263,10 +263,10 @@ class ReplSession(Session):
         for info in added:
             info.links = links.get(info.index, [])
             self.k.links.extend(info.links)
-            if info.provider == "end":
+            if providers.runs(info.provider) == "end":
                 info.state = "waiting"
         for info in added:
-            if info.provider == "begin":
+            if providers.runs(info.provider) == "start":
                 for name in info.programs:
                     self.run_test(name)
                     os.close(self.k.progs.pop(name))
@@ -322,7 +322,7 @@ class ReplSession(Session):
         self.drain_all()
         self.stopping = False
         for info in sorted(self.probes.values(), key=lambda i: i.index):
-            if info.provider == "end" and info.state == "waiting":
+            if providers.runs(info.provider) == "end" and info.state == "waiting":
                 for name in info.programs:
                     self.run_test(name)
                 info.state = "ran"

@@ -82,6 +82,12 @@ class Provider:
     def warm_up(self) -> None:
         """Import what ``attach`` will need (called while the kernel makes the ring buffer)."""
 
+    # when its programs run: "event" (attached, on the kernel's events), "start" and "end"
+    # (begin/end: run once by the session with BPF_PROG_TEST_RUN), "signal" (self: run when
+    # ptrace receives the signal), "once" (iter: read once after attaching, no event loop)
+    runs = "event"
+    # the session counts its timer's ticks against its program's runs (missed ticks, reported)
+    periodic = False
     # what the REPL offers after "name:" (completion): "tracepoints", "raw_tracepoints",
     # "kernel_functions", or a fixed tuple of words; () for nothing
     completes: object = ()
@@ -127,6 +133,12 @@ def get(name: str) -> Provider | None:
         __import__(f"ptrace_lang.providers.{MODULES[key]}")
         p = PROVIDERS.get(key)
     return p
+
+
+def runs(name: str) -> str:
+    """``Provider.runs`` of the provider named ``name`` ("event" when there is none)."""
+    p = get(name)
+    return p.runs if p is not None else "event"
 
 
 def all_providers() -> list[Provider]:

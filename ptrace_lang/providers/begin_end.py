@@ -20,12 +20,14 @@ class _RunOnce(Provider):
 
 class Begin(_RunOnce):
     bare = True
+    runs = "start"
     name = "begin"
     aliases = ("BEGIN",)
 
 
 class End(_RunOnce):
     bare = True
+    runs = "end"
     name = "end"
     aliases = ("END",)
 

@@ -95,6 +95,7 @@ def online_cpus(candidates) -> list[int]:
 
 
 class Interval(_Timer):
+    periodic = True
     name = "interval"
     aliases = ("i",)
 

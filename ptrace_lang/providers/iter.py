@@ -22,6 +22,7 @@ class Iter(Provider):
     aliases = ("it",)
     prog_type_name = "BPF_PROG_TYPE_TRACING"
     builtins = frozenset({"ctx"})
+    runs = "once"
 
     def expand(self, ap, opts):
         from ptrace_lang.providers.fentry import functions, proto_fields

@@ -15,6 +15,7 @@ class Self(Provider):
     prog_type_name = "BPF_PROG_TYPE_RAW_TRACEPOINT"
     runs_by_test_run = True
     runs_on_signal = True
+    runs = "signal"
 
     def expand(self, ap, opts):
         parts = [substitute_positional(p, opts, ap.span) for p in ap.parts]

@@ -19,6 +19,7 @@ import sys
 import time
 from ptrace_lang.records import dataclass, field
 
+from ptrace_lang import providers
 from ptrace_lang import spec as S
 from ptrace_lang.errors import RuntimeFailure, Span
 
@@ -122,8 +123,6 @@ class Session:
         # the providers' attach code imported, while the kernel is still allocating it
         pending = [ms for ms in self.spec.maps if early.pending(ms.name)]
         if pending and not self.opts.dry_run:
-            from ptrace_lang import providers
-
             for name in {a.provider for a in self.spec.attachments}:
                 prov = providers.get(name)
                 if prov is not None:
@@ -181,7 +180,6 @@ class Session:
     def _group_attach_types(self) -> dict:
         """Program name -> the expected_attach_type its provider wants for all its targets at
         once (``Provider.group_attach_type``: kprobe_multi), for programs whose provider has one."""
-        from ptrace_lang import providers
 
         by_prog: dict = {}
         for a in self.spec.attachments:
@@ -258,7 +256,6 @@ class Session:
         kprogs.test_run(self.k.progs[prog_name], ctx_in=bytes(64))
 
     def attach_all(self) -> int:
-        from ptrace_lang import providers
 
         count = 0
         grouped = set()
@@ -294,7 +291,7 @@ class Session:
             try:
                 made = prov.attach(target, self.k.progs[a.program], a.cookie)
                 self.k.links.extend(made)
-                if a.provider == "interval":      # its ticks are counted (missed_ticks)
+                if prov.periodic:      # its ticks are counted (missed_ticks)
                     self._ticks.append((a.program, a.target, made))
             except OSError as e:
                 hints = []
@@ -681,7 +678,7 @@ class Session:
         # self:signal:SIG... probes: the signal runs their programs (in the loop, not here)
         self._self_probes = {}
         for a in self.spec.attachments:
-            if a.provider == "self":
+            if providers.runs(a.provider) == "signal":
                 self._self_probes.setdefault(int(a.target), []).append(a.program)
         self._self_pending = []
 
@@ -721,7 +718,7 @@ class Session:
             self.ringbuf = RingBuffer(self.k.maps[rb_spec.name].fd, rb_spec.max_entries)
         if self.opts.dry_run:
             return 0
-        begins = [a for a in self.spec.attachments if a.provider == "begin"]
+        begins = [a for a in self.spec.attachments if providers.runs(a.provider) == "start"]
         # hold begin's output until the probes are attached, as bpftrace prints it after
         # the "Attached" line (print(), clear() and system() in begin too); an exit() in begin
         # means nothing else needs attaching
@@ -735,7 +732,7 @@ class Session:
         if self.stopping or self._got_signal:
             # as bpftrace says "Attaching N probes" before begin runs: every probe counts
             return len(self.spec.attachments)
-        if any(a.provider == "interval" for a in self.spec.attachments):
+        if any(providers.get(a.provider).periodic for a in self.spec.attachments):
             # the runs of interval programs are counted, to report the ticks that did not run
             # them (a tick that lands while another probe runs on its CPU is skipped)
             from ptrace_lang.kernel.progs import enable_stats
@@ -775,7 +772,7 @@ class Session:
     @property
     def has_running_probes(self) -> bool:
         # (iter probes run once, in run_iterators, and need no event loop)
-        return any(a.provider not in ("begin", "end", "iter") for a in self.spec.attachments)
+        return any(providers.runs(a.provider) in ("event", "signal") for a in self.spec.attachments)
 
     def run_iterators(self) -> None:
         """iter: probes: read each iterator to its end (its program runs once per object)."""
@@ -798,7 +795,7 @@ class Session:
         self.drain()
         self.stopping = False
         for a in self.spec.attachments:
-            if a.provider == "end":
+            if providers.runs(a.provider) == "end":
                 self.run_test(a.program)
         self.drain()
 
