@@ -200,9 +200,14 @@ def parse_args(argv: list[str]) -> dict:
     return opts
 
 
-def _value_option(opts: dict, c: str, val: str) -> None:
+def _say(key: str, **kw) -> str:
+    """bpftrace's words for an error (messages.py, imported only when there is one)."""
     from ptrace_lang.messages import say
 
+    return say(key, **kw)
+
+
+def _value_option(opts: dict, c: str, val: str) -> None:
     if c == "e":
         opts["program"] = val
     elif c == "f":
@@ -210,13 +215,13 @@ def _value_option(opts: dict, c: str, val: str) -> None:
             opts["flame"] = "svg" if val == "flamegraph" else "folded"
             return
         if val not in ("text", "json"):
-            raise UsageError(say("format_invalid", format=val), usage=False)
+            raise UsageError(_say("format_invalid", format=val), usage=False)
         opts["format"] = val
     elif c == "o":
         opts["output"] = val
     elif c == "p":
         if not val.isdigit() or not val.isascii():
-            raise UsageError(say("pid_invalid", pid=val), usage=False)
+            raise UsageError(_say("pid_invalid", pid=val), usage=False)
         opts["pid"] = int(val)
     elif c == "c":
         import shlex
@@ -228,7 +233,7 @@ def _value_option(opts: dict, c: str, val: str) -> None:
             raise UsageError("the command of -c is empty")
     elif c == "B":
         if val not in ("none", "line", "full"):
-            raise UsageError(say("buffering_invalid"), usage=False)
+            raise UsageError(_say("buffering_invalid"), usage=False)
         opts["buffering"] = val
     elif c == "I":
         opts["include_dirs"].append(val)

@@ -15,7 +15,8 @@ from ptrace_lang.records import dataclass, field
 class Target:
     release: tuple[int, int] = (6, 18)   # kernel major, minor
     machine: str = "x86_64"
-    # the possible CPUs' ids (/sys/devices/system/cpu/possible "0-3,5" -> 0 1 2 3 5)
+    # the possible CPUs' ids (/sys/devices/system/cpu/possible "0-3,5" -> 0 1 2 3 5:
+    # kernel.cpus reads them)
     cpus: tuple[int, ...] = (0,)
     # BPF's signed division and modulo (cpu v4), since Linux 6.6
     sdiv: bool = True
@@ -43,17 +44,6 @@ class Target:
         return cls((major, minor), machine, tuple(cpus) or (0,),
                    sdiv=(major, minor) >= (6, 6) and not no_sdiv,
                    comm_padded=(major, minor) >= (6, 4))
-
-
-def parse_cpu_list(text: str) -> list[int]:
-    """The CPU ids of a kernel CPU list ("0-3,5\\n" -> [0, 1, 2, 3, 5])."""
-    out: list[int] = []
-    for part in text.strip().split(","):
-        if not part:
-            continue
-        lo, _, hi = part.partition("-")
-        out.extend(range(int(lo), int(hi or lo) + 1))
-    return out
 
 
 class Host:

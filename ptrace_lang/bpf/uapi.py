@@ -9,8 +9,6 @@ beside the system calls that take them.
 """
 from __future__ import annotations
 
-from ptrace_lang.bpf.helpers import HELPER_NAMES
-
 # ---------------------------------------------------------------------------
 # enum bpf_cmd
 
@@ -276,5 +274,15 @@ AF_INET6 = 10
 ENOTSUPP = 524
 
 # ---------------------------------------------------------------------------
-# enum bpf_func_id: FN_MAP_LOOKUP_ELEM = 1, FN_KTIME_GET_NS = 5, ... (bpf/helpers.py has the names)
-globals().update({"FN_" + _n.upper(): _i for _i, _n in enumerate(HELPER_NAMES)})
+# enum bpf_func_id: FN_MAP_LOOKUP_ELEM = 1, FN_KTIME_GET_NS = 5, ... (bpf/helpers.py has the names),
+# made on first use (the kernel layer, which imports this module while starting, needs none)
+
+
+def __getattr__(name: str) -> int:
+    if name.startswith("FN_"):
+        from ptrace_lang.bpf.helpers import HELPER_NAMES
+
+        globals().update({"FN_" + n.upper(): i for i, n in enumerate(HELPER_NAMES)})
+        if name in globals():
+            return globals()[name]
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

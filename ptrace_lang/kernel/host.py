@@ -3,18 +3,10 @@ from __future__ import annotations
 
 import os
 
-from ptrace_lang.target import Host, Machine, Target, parse_cpu_list
+from ptrace_lang.kernel.cpus import possible_cpus  # noqa: F401 (the running machine's CPU ids)
+from ptrace_lang.target import Host, Machine, Target
 
 _running: list[Machine] = []
-
-
-def possible_cpus() -> tuple[int, ...]:
-    """The possible CPUs' ids."""
-    try:
-        with open("/sys/devices/system/cpu/possible") as f:
-            return tuple(parse_cpu_list(f.read()))
-    except (OSError, ValueError):
-        return tuple(range(os.cpu_count() or 1))
 
 
 def running_target() -> Target:

@@ -52,7 +52,7 @@ _possible_cpus: list[int] = []
 def possible_cpus() -> int:
     """Number of possible CPUs (what the kernel sizes per-CPU map values by)."""
     if not _possible_cpus:
-        from ptrace_lang.kernel.host import possible_cpus as cpu_ids
+        from ptrace_lang.kernel.cpus import possible_cpus as cpu_ids
 
         _possible_cpus.append(len(cpu_ids()))
     return _possible_cpus[0]

@@ -5,9 +5,8 @@ from __future__ import annotations
 from . import cty
 import errno
 import os
-from ptrace_lang.tpformat import TpField, parse_format  # noqa: F401 (TpField re-exported)
 
-__all__ = ["tracefs_root", "list_tracepoints", "event_id", "event_format", "TpField"]
+__all__ = ["tracefs_root", "list_tracepoints", "event_id", "event_format"]
 
 _CANDIDATES = ("/sys/kernel/tracing", "/sys/kernel/debug/tracing")
 _root: str | None = None
@@ -128,7 +127,9 @@ def event_id(subsys: str, event: str) -> int:
         return int(f.read())
 
 
-def event_format(subsys: str, event: str) -> list[TpField]:
+def event_format(subsys: str, event: str) -> list:
     """Fields of subsys:event's record, common_* fields skipped."""
+    from ptrace_lang.tpformat import parse_format
+
     with open(_event_path(subsys, event, "format")) as f:
         return parse_format(f.read())

@@ -34,7 +34,7 @@ _BtfField = None
 
 
 def _field_class():
-    """``tracefs.TpField`` plus ``ctype``: the parameter's script type (integers, enums and
+    """``tpformat.TpField`` plus ``ctype``: the parameter's script type (integers, enums and
     typed pointers from ``sema.btftypes``), which sema's ``field_type`` prefers."""
     global _BtfField
     if _BtfField is None:
