@@ -20,6 +20,8 @@ from ptrace_lang.sema.fn_types import TypesMixin
 from ptrace_lang.sema.stmts import StmtsAnalysis
 from ptrace_lang.sema.fn_values import ValuesSema
 from ptrace_lang.sema.scope import Scope
+from ptrace_lang.sema.sema_aggs import AGGREGATIONS, AggregationsSema  # noqa: F401 (re-exported)
+from ptrace_lang.sema.sema_output import OutputCalls
 from ptrace_lang.sema.types import (
     BoolT, EnumT, PtrT, BOOL, COMM, FUNC, INT64, INT_TYPE_NAMES, PROBE, UINT32, UINT64, VOID, AggT, ArgsT,
     BufT, IntArrayT, IntT, StrT, TupleT, Type, UsdtArgsT, UserT, compatible, widen,
@@ -31,23 +33,7 @@ COMMON_BUILTINS: dict[str, Type] = {
     "elapsed": UINT64, "cpu": UINT32, "comm": COMM, "probe": PROBE, "rand": UINT32,
     "cgroup": UINT64,
 }
-# the aggregations' argument counts (the names and signatures: sema.builtins)
-AGGREGATIONS = {"count": 0, "sum": 1, "avg": 1, "min": 1, "max": 1, "stats": 1, "hist": (1, 2),
-                "lhist": 4, "tseries": (3, 4)}
-# tseries(): the aggregators it takes ("" keeps the last value of each interval) and its limits
-TSERIES_AGGS = ("avg", "max", "min", "sum")
-TSERIES_MAX_INTERVALS = 1_000_000
-_DURATION_UNITS = {"ns": 1, "us": 1_000, "ms": 1_000_000, "s": 1_000_000_000,
-                   "m": 60_000_000_000, "h": 3_600_000_000_000, "d": 86_400_000_000_000}
 
-
-def parse_duration(text: str) -> int | None:
-    """``"100ms"`` -> 100000000 (nanoseconds); a bare number is nanoseconds; None if malformed."""
-    num = text.rstrip("abcdefghijklmnopqrstuvwxyz")
-    unit = text[len(num):] or "ns"
-    if not num.isdigit() or unit not in _DURATION_UNITS:
-        return None
-    return int(num) * _DURATION_UNITS[unit]
 # builtins and functions of the dialect that later work brings (refused with "not supported yet")
 LATER_BUILTINS = frozenset(b.name for b in builtins.BUILTINS.values()
                            if b.later and b.kind != "function")
@@ -101,7 +87,8 @@ class SemaResult:
         return self.analyzer.var_spans
 
 
-class _Analyzer(TypesMixin, FuncsMixin, SymbolsAnalyzer, StmtsAnalysis, ValuesSema):
+class _Analyzer(OutputCalls, AggregationsSema, TypesMixin, FuncsMixin, SymbolsAnalyzer,
+                StmtsAnalysis, ValuesSema):
     def __init__(self, positional: list[str], max_strlen: int, cpid: int | None = None) -> None:
         self.positional = positional
         self.max_strlen = max_strlen
@@ -342,123 +329,6 @@ class _Analyzer(TypesMixin, FuncsMixin, SymbolsAnalyzer, StmtsAnalysis, ValuesSe
             target.type = self.lookup_var(target.name)
         else:
             self.error("Can only assign to variables and maps", target.span)
-
-    def aggregation(self, call: ast.Call) -> AggT:
-        want = AGGREGATIONS[call.name]
-        n = len(call.args)
-        ok = n in want if isinstance(want, tuple) else n == want
-        if not ok:
-            sig = builtins.signature(call.name)
-            self.error(f"{call.name}() takes "
-                       f"{want if not isinstance(want, tuple) else ' or '.join(map(str, want))} "
-                       f"argument{'s' if want != 1 else ''} ({n} provided)", call.span, [sig])
-        if call.name == "tseries":
-            return self.tseries(call, n)
-        types = [self.expr(a) for a in call.args]
-        for a, t in zip(call.args, types):
-            if not t.is_int:
-                self.error(f"{call.name}() expects an integer argument, got '{t}'", a.span)
-        signed = bool(types) and isinstance(types[0], IntT) and types[0].signed
-        call.type = VOID
-        if call.name == "hist":
-            k = 0
-            if n == 2:
-                kv = self.const_int(call.args[1])
-                if kv is None or not 0 <= kv <= 5:
-                    self.error("hist() second argument must be a literal between 0 and 5",
-                               call.args[1].span)
-                else:
-                    k = kv
-            return AggT("hist", signed, hist_k=k)
-        if call.name == "lhist":
-            vals = [self.const_int(a) for a in call.args[1:]] if n == 4 else []
-            if n == 4:
-                if any(v is None for v in vals):
-                    self.error("lhist() min, max and step must be integer literals", call.span)
-                    return AggT("lhist", signed, lhist=(0, 1, 1))
-                lo, hi, step = vals
-                if lo < 0:
-                    self.error("lhist() min must be non-negative", call.args[1].span)
-                elif hi <= lo:
-                    self.error("lhist() max must be greater than min", call.args[2].span)
-                elif step <= 0:
-                    self.error("lhist() step must be >= 1", call.args[3].span)
-                elif step > hi - lo:
-                    self.error(f"lhist() step is too large for the given range (provided step "
-                               f"{step} for range {hi - lo})", call.span)
-                elif (hi - lo) // step > 1000:
-                    self.error("lhist() too many buckets, maximum is 1000", call.span)
-                return AggT("lhist", signed, lhist=(lo, hi, step))
-            return AggT("lhist", signed, lhist=(0, 1, 1))
-        return AggT(call.name, signed if call.name != "count" else False)
-
-    def unroll_size(self, top: ast.Unroll) -> tuple[int, int]:
-        """The number of nodes ``top`` expands to (nested unrolls multiplied, a count out of
-        range taken as 1) and the number of copies of its innermost body, counted on the AST
-        before anything is expanded (an iterative walk: the body may be nested deeply)."""
-        def count(u: ast.Unroll) -> int:
-            n = self.const_int(u.count)
-            return n if n is not None and 1 <= n <= 100 else 1
-
-        sizes: dict[int, int] = {}
-        copies: dict[int, int] = {}
-        stack: list = [(top, False)]
-        while stack:
-            node, done = stack.pop()
-            kids = list(ast.children(node))
-            if not done:
-                stack.append((node, True))
-                stack.extend((k, False) for k in kids)
-                continue
-            if isinstance(node, ast.Unroll):
-                n = count(node)
-                sizes[id(node)] = 1 + n * sizes[id(node.body)]
-                copies[id(node)] = n * max([copies.get(id(k), 1) for k in ast.walk(node.body)
-                                            if isinstance(k, ast.Unroll)] or [1])
-            else:
-                sizes[id(node)] = 1 + sum(sizes[id(k)] for k in kids)
-        return sizes[id(top)], copies[id(top)]
-
-    def tseries(self, call: ast.Call, n: int) -> AggT:
-        """``tseries(value, interval, num_intervals[, "avg"|"max"|"min"|"sum"])``: the interval a
-        duration string ("100ms", "1s") or nanoseconds; without an aggregator each interval keeps
-        its last value."""
-        bad = AggT("tseries", True, tseries=(1_000_000_000, 1, ""))
-        if n not in (3, 4):
-            for a in call.args:
-                self.expr(a)
-            return bad
-        t = self.expr(call.args[0])
-        for a in call.args[1:]:
-            self.expr(a)
-        if not t.is_int:
-            self.error(f"tseries() expects an integer value, got '{t}'", call.args[0].span)
-        signed = not isinstance(t, IntT) or t.signed
-        iv = call.args[1]
-        interval = None
-        if isinstance(iv, ast.StrLit):
-            interval = parse_duration(iv.value)
-        else:
-            interval = self.const_int(iv)
-        if interval is None or interval <= 0:
-            self.error('tseries() interval must be a positive duration: a literal like "1s", '
-                       '"100ms" or a number of nanoseconds', iv.span)
-            return bad
-        num = self.const_int(call.args[2])
-        if num is None or not 1 <= num <= TSERIES_MAX_INTERVALS:
-            self.error(f"tseries() num_intervals must be an integer literal between 1 and "
-                       f"{TSERIES_MAX_INTERVALS}", call.args[2].span)
-            return bad
-        agg = ""
-        if n == 4:
-            a = call.args[3]
-            if not isinstance(a, ast.StrLit) or a.value not in TSERIES_AGGS:
-                self.error("tseries() aggregator must be one of " +
-                           ", ".join(f'"{x}"' for x in TSERIES_AGGS), a.span)
-                return bad
-            agg = a.value
-        call.type = VOID
-        return AggT("tseries", signed, tseries=(interval, num, agg))
 
     def const_int(self, e: ast.Expr) -> int | None:
         if isinstance(e, ast.IntLit):
@@ -763,162 +633,6 @@ class _Analyzer(TypesMixin, FuncsMixin, SymbolsAnalyzer, StmtsAnalysis, ValuesSe
         self.error(f"{e.name}() requires {want} ({n} provided)", e.span, [signature])
         return False
 
-    def fn_printf(self, e: ast.Call) -> Type:
-        return self.format_call(e, "printf(const char *fmt, ...)")
-
-    def fn_cat(self, e: ast.Call) -> Type:
-        """cat(fmt, ...): the file named by the formatted string, printed from user space."""
-        return self.format_call(e, "cat(const char *filename, ...)")
-
-    def format_call(self, e: ast.Call, signature: str) -> Type:
-        """A call whose arguments are a format string literal and its values (printf, cat,
-        system): the values are checked against the format."""
-        if not e.args or not isinstance(e.args[0], ast.StrLit):
-            self.error(f"{e.name}() requires a string literal as its first argument", e.span,
-                       [signature])
-            for a in e.args:
-                self.expr(a)
-            return VOID
-        self.expr(e.args[0])
-        types = [self.expr(a) for a in e.args[1:]]
-        check_format(self, e.name, e.args[0], e.args[1:], types)
-        return VOID
-
-    def fn_system(self, e: ast.Call) -> Type:
-        """system(fmt, ...): the formatted command run by the shell in user space (--unsafe)."""
-        if not self.unsafe:
-            self.error("system() is an unsafe function being used in safe mode", e.span,
-                       ["run with --unsafe to allow it"])
-        return self.format_call(e, "system(const char *fmt, ...)")
-
-    def fn_join(self, e: ast.Call) -> Type:
-        """join(char *arr[][, char *delim]): the strings of a NULL-terminated user array."""
-        if not self.nargs(e, 1, 2, "join(char *arr[][, char *delim])"):
-            for a in e.args:
-                self.expr(a)
-            return VOID
-        t = self.expr(e.args[0])
-        if not t.is_int:
-            self.error(f"join() expects an array of strings (a pointer), got '{t}'", e.args[0].span,
-                       ["join(char *arr[][, char *delim])"])
-        if len(e.args) == 2:
-            if not isinstance(e.args[1], ast.StrLit):
-                self.error("join() requires a string literal as its delimiter", e.args[1].span)
-            self.expr(e.args[1])
-        return VOID
-
-    def fn_print(self, e: ast.Call) -> Type:
-        if not e.args:
-            self.error("print() requires at least 1 argument (0 provided)", e.span,
-                       ["print(@map[, top[, div]]) or print(value)"])
-            return VOID
-        first = e.args[0]
-        if isinstance(first, ast.MapRef) and first.keys is None and "@" + first.name in self.maps:
-            first.type = self.maps["@" + first.name].value_type
-            self.nargs(e, 1, 3, "print(@map[, top[, div]])")
-            for a in e.args[1:]:
-                if self.const_int(a) is None:
-                    self.error("print(): top and div must be integer literals", a.span)
-                a.type = INT64
-            return VOID
-        if len(e.args) > 1:
-            self.error("print() with a value takes 1 argument", e.span,
-                       ["print(@map[, top[, div]]) or print(value)"])
-        t = self.expr(first)
-        if t == VOID or isinstance(t, ArgsT):
-            self.error(f"print() can not print a value of type '{t}'", first.span)
-        return VOID
-
-    def fn_time(self, e: ast.Call) -> Type:
-        if self.nargs(e, 0, 1, "time([const char *fmt])") and e.args:
-            if not isinstance(e.args[0], ast.StrLit):
-                self.error("time() requires a string literal", e.args[0].span)
-            self.expr(e.args[0])
-        return VOID
-
-    def fn_exit(self, e: ast.Call) -> Type:
-        if self.nargs(e, 0, 1, "exit([int code])") and e.args:
-            t = self.expr(e.args[0])
-            if not t.is_int:
-                self.error(f"exit() expects an integer exit code, got '{t}'", e.args[0].span)
-        return VOID
-
-    def fn_str(self, e: ast.Call) -> Type:
-        if not self.nargs(e, 1, 2, "str(char *s[, int length])"):
-            return StrT(self.max_strlen)
-        a = e.args[0]
-        if isinstance(a, ast.PositionalParam):     # str($1): the argument's text ("" when absent,
-            n = a.index                            # "5" when numeric), as bpftrace does
-            text = self.positional[n - 1] if 1 <= n <= len(self.positional) else ""
-            e.args[0] = ast.StrLit(text, span=a.span)
-        elif (isinstance(a, ast.Binary) and a.op == "+" and isinstance(a.left, ast.PositionalParam)
-              and isinstance(self.positional_value(a.left.index), str)):
-            # str($1 + 2): the parameter's text from its third character (bpftrace: a pointer
-            # into the string literal, moved by a constant no greater than its length)
-            text = self.positional_value(a.left.index)
-            k = self.const_int(a.right)
-            if k is None or not 0 <= k <= len(text.encode()):
-                self.error(f"Only addition of a single constant less or equal to the length of "
-                           f"${a.left.index} (which is {len(text.encode())}) is allowed inside "
-                           f"str()", a.span)
-                return StrT(self.max_strlen)
-            e.args[0] = ast.StrLit(text.encode()[k:].decode(errors="surrogateescape"), span=a.span)
-        t = self.expr(e.args[0])
-        size = self.max_strlen
-        if len(e.args) == 2:
-            n = self.const_int(e.args[1])
-            lt = self.expr(e.args[1])
-            if n is None:
-                # a length known at run time: at most max_strlen - 1 characters, the read
-                # bounded in the program (lower.str_call_into)
-                if not lt.is_int:
-                    self.error(f"str() expects an integer length, got '{lt}'", e.args[1].span,
-                               ["str(char *s[, int length])"])
-            elif n <= 0:
-                self.error("str() length must be positive", e.args[1].span)
-            else:
-                size = min(n + 1, self.max_strlen) if n < self.max_strlen else self.max_strlen
-        if isinstance(t, StrT):
-            return StrT(min(t.length, size), t.trunc)
-        if not t.is_int:
-            self.error(f"str() expects a pointer or an integer address, got '{t}'", e.args[0].span)
-        return StrT(size, trunc=True)
-
-    def fn_delete(self, e: ast.Call) -> Type:
-        if len(e.args) == 1 and isinstance(e.args[0], ast.MapRef) and e.args[0].keys is not None:
-            ref = e.args[0]
-        elif len(e.args) == 2 and isinstance(e.args[0], ast.MapRef) and e.args[0].keys is None:
-            ref = ast.MapRef(e.args[0].name, [e.args[1]], span=e.args[0].span.join(e.args[1].span))
-            e.args = [ref]
-        elif len(e.args) == 1 and isinstance(e.args[0], ast.MapRef):
-            ref = e.args[0]
-        else:
-            self.error("delete() expects a map and a key", e.span, ["delete(@map, key) or delete(@map[key])"])
-            return VOID
-        info = self.maps.get("@" + ref.name)
-        if info is None:
-            self.error(f"Undefined map: @{ref.name}", ref.span)
-            return VOID
-        self.check_key(info, ref, self.key_type(ref))
-        ref.type = info.value_type
-        return BOOL       # (bpftrace 0.26) whether the key was there
-
-    def _whole_map(self, e: ast.Call) -> Type:
-        if len(e.args) != 1 or not isinstance(e.args[0], ast.MapRef) or e.args[0].keys is not None:
-            self.error(f"{e.name}() expects a map argument", e.span, [f"{e.name}(@map)"])
-            return VOID
-        ref = e.args[0]
-        info = self.maps.get("@" + ref.name)
-        if info is None:
-            self.error(f"Undefined map: @{ref.name}", ref.span)
-            return VOID
-        ref.type = info.value_type
-        return VOID
-
-    fn_clear = _whole_map
-    fn_zero = _whole_map
-
-
 def is_builtin_name(name: str) -> bool:
     """A builtin variable, callable as a function (``pid()``), except the struct-valued ones
     (``args``, ``ctx``)."""
@@ -950,37 +664,6 @@ def field_type(f, max_strlen: int) -> Type:
     if f.size in (1, 2, 4, 8):
         return IntT(f.size * 8, bool(f.signed))
     return UINT64
-
-
-def check_format(an: _Analyzer, fname: str, fmt_node: ast.StrLit, args: list[ast.Expr],
-                 types: list[Type]) -> None:
-    from ptrace_lang.fmtspec import arg_class, parse_format
-
-    try:
-        specs = parse_format(fmt_node.value)
-    except ValueError as err:
-        an.error(f"{fname}: {err}", fmt_node.span)
-        return
-    from ptrace_lang.fmtspec import check_arg_count
-
-    problem = check_arg_count(specs, len(args))
-    if problem is not None:
-        span = fmt_node.span.join(args[-1].span) if args else fmt_node.span
-        an.error(f"{fname}: {problem}", span)
-        return
-    for spec, arg, t in zip(specs, args, types):
-        cls = arg_class(spec)
-        if t == VOID or isinstance(t, (AggT, ArgsT)):
-            an.error(f"{fname}: can not print a value of type '{t}'", arg.span)
-        elif cls in ("int", "char", "ptr") and not t.is_int:
-            an.error(f"{fname}: %{spec.conv} specifier expects a value of type integer "
-                     f"('{t}' supplied)", arg.span)
-        elif cls == "buf" and not isinstance(t, BufT):
-            an.error(f"{fname}: %{spec.conv} specifier expects a value of type buffer "
-                     f"('{t}' supplied)", arg.span, ["buf(void *data, [int64 length])"])
-        elif cls == "float":
-            an.error(f"{fname}: %{spec.conv} is not supported: there are no floating point values",
-                     fmt_node.span)
 
 
 def analyze(program: ast.Program, probe_contexts: list[list[ProbeContext]], positional: list[str],

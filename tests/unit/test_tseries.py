@@ -9,7 +9,7 @@ import pytest
 from ptrace_lang.driver import Options, compile_script
 from ptrace_lang.errors import SOURCES, PtraceError
 from ptrace_lang.runtime.format import MapData, format_map, format_map_json, tseries_merge
-from ptrace_lang.sema.analyze import parse_duration
+from ptrace_lang.sema.sema_aggs import parse_duration
 
 
 def error_of(src: str) -> str:
