@@ -37,24 +37,27 @@ class ListingError(Exception):
     """A pattern or a binary that cannot be listed: one ``ERROR:`` line, exit code 1."""
 
 
-# provider name -> canonical provider; aliases are case-sensitive where bpftrace's are
-# (``u`` uprobe, ``U`` usdt), full names are not
-_ALIASES = {
-    "t": "tracepoint", "rt": "rawtracepoint", "k": "kprobe", "kr": "kretprobe",
-    "f": "fentry", "fr": "fexit", "kfunc": "fentry", "kretfunc": "fexit",
-    "s": "software", "h": "hardware", "u": "uprobe", "ur": "uretprobe", "U": "usdt",
-    "it": "iter", "i": "interval", "p": "profile",
-}
-_LISTABLE = ("tracepoint", "rawtracepoint", "kprobe", "kretprobe", "fentry", "fexit",
-             "software", "hardware", "iter", "uprobe", "uretprobe", "usdt", "interval",
-             "profile")
-# what a wildcard provider expands to (no return probes, as bpftrace); sorted, bpftrace's order
-_KERNEL_TYPES = ("fentry", "hardware", "iter", "kprobe", "rawtracepoint", "software",
-                 "tracepoint")
-_USER_TYPES = ("uprobe", "usdt")
-_LISTER_OF = {"kretprobe": "kprobe", "fexit": "fentry", "uretprobe": "uprobe"}
-# known, but nothing to list (bpftrace lists none of these either)
-_UNLISTED = {"begin", "end", "watchpoint", "w", "asyncwatchpoint", "aw", "self"}
+# what each probe type lists, and under which names, is the provider's to say (Provider.listed,
+# Provider.lists_as; aliases through providers.get, case-sensitive where bpftrace's are: ``u``
+# uprobe, ``U`` usdt)
+_LATER_UNLISTED = ("asyncwatchpoint", "aw")     # known, nothing to list (bpftrace lists none)
+
+
+def _types(listed: str | None = None) -> list[str]:
+    """The probe types whose providers list something (``listed`` of that kind only)."""
+    from ptrace_lang import providers
+
+    return [p.name for p in providers.all_providers()
+            if p.listed and (listed is None or p.listed == listed)]
+
+
+def _lister_of(name: str) -> str:
+    from ptrace_lang import providers
+
+    p = providers.get(name)
+    return (p.lists_as or p.name) if p is not None else name
+
+
 # interval/profile: their units, listed when the provider is named (bpftrace 0.26)
 _TIMER_UNITS = ("hz", "ms", "s", "us")
 _ITERS = ("task", "task_file", "task_vma")
@@ -118,18 +121,20 @@ def _filter(pattern: str, lines) -> list:
 def _provider_types(type_pat: str, second: str | None, pid_given: bool = False) -> list[str]:
     if _has_magic(type_pat):
         match = _matcher(type_pat)
-        types = [t for t in _KERNEL_TYPES if match(t)]
+        types = [t for t in _types("kernel") if match(t)]
         # userspace providers only when a binary scopes the search (bpftrace does the same)
         if (second and not _has_magic(second) and os.path.isfile(second)) or pid_given:
-            types += [t for t in _USER_TYPES if match(t)]
+            types += [t for t in _types("user") if match(t)]
         return sorted(types)
-    name = _ALIASES.get(type_pat) or _ALIASES.get(type_pat.lower()) or type_pat.lower()
-    if name in _LISTABLE:
-        return [name]
-    if name in _UNLISTED or type_pat in _UNLISTED:
+    from ptrace_lang import providers
+
+    p = providers.get(type_pat)
+    if p is not None:
+        return [p.name] if p.listed else []
+    if type_pat.lower() in _LATER_UNLISTED:
         return []
     raise ListingError(f"Invalid probe type: '{type_pat}' (probe types that can be listed: "
-                       + ", ".join(_LISTABLE) + ")")
+                       + ", ".join(_types()) + ")")
 
 
 def parse_traceable(text: str) -> dict[str, list[str]]:
@@ -189,7 +194,7 @@ class _Lister:
             second = rest.split(":", 1)[0] if ":" in rest else None
             explicit = not _has_magic(type_pat)
             for prov in _provider_types(type_pat, second, self.pid is not None):
-                getattr(self, "_list_" + _LISTER_OF.get(prov, prov))(prov, rest, explicit, lines)
+                getattr(self, "_list_" + _lister_of(prov))(prov, rest, explicit, lines)
         return lines
 
     # -- tracepoint -----------------------------------------------------------------------------

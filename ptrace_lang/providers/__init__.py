@@ -82,6 +82,11 @@ class Provider:
     def warm_up(self) -> None:
         """Import what ``attach`` will need (called while the kernel makes the ring buffer)."""
 
+    # what ``ptrace -l`` lists of it: "kernel" (also for a wildcard type: ``-l '*'``), "user"
+    # (for a wildcard type only with a binary or -p), "named" (only when the type is named), ""
+    # (nothing: begin, end, self, watchpoint); ``lists_as``: the type whose listing it shares
+    listed = ""
+    lists_as = ""
     # when its programs run: "event" (attached, on the kernel's events), "start" and "end"
     # (begin/end: run once by the session with BPF_PROG_TEST_RUN), "signal" (self: run when
     # ptrace receives the signal), "once" (iter: read once after attaching, no event loop)

@@ -158,6 +158,7 @@ def functions(opts) -> _Index:
 
 class Fentry(Provider):
     completes = "kernel_functions"
+    listed = "kernel"
     name = "fentry"
     aliases = ("f", "kfunc")
     prog_type_name = "BPF_PROG_TYPE_TRACING"
@@ -224,6 +225,7 @@ class Fentry(Provider):
 
 
 class Fexit(Fentry):
+    listed, lists_as = "named", "fentry"
     name = "fexit"
     aliases = ("fr", "kretfunc")
     builtins = frozenset({"args", "func", "retval"})

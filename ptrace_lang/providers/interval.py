@@ -39,6 +39,7 @@ def parse_rate(ap, opts) -> tuple[str, int]:
 
 
 class _Timer(Provider):
+    listed = "named"
     completes = ("s:", "ms:", "us:", "hz:")
     prog_type_name = "BPF_PROG_TYPE_PERF_EVENT"
     pt_regs_context = True

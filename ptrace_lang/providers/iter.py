@@ -23,6 +23,7 @@ class Iter(Provider):
     prog_type_name = "BPF_PROG_TYPE_TRACING"
     builtins = frozenset({"ctx"})
     runs = "once"
+    listed = "kernel"
 
     def expand(self, ap, opts):
         from ptrace_lang.providers.fentry import functions, proto_fields

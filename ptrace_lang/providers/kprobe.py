@@ -144,6 +144,7 @@ _cache: list = [None, None]      # [_Functions, the providers.Options it was rea
 
 class Kprobe(PtRegsProvider):
     completes = "kernel_functions"
+    listed = "kernel"
     name = "kprobe"
     aliases = ("k",)
 
@@ -278,6 +279,7 @@ def kprobe_multi_supported() -> bool:
 
 
 class Kretprobe(Kprobe):
+    listed, lists_as = "named", "kprobe"
     name = "kretprobe"
     aliases = ("kr",)
     builtins = frozenset({"retval", "func"})

@@ -47,6 +47,7 @@ def parse_count(text: str) -> int | None:
 
 
 class _PerfCounter(Provider):
+    listed = "kernel"
     prog_type_name = "BPF_PROG_TYPE_PERF_EVENT"
     pt_regs_context = True
     events: dict = {}

@@ -66,6 +66,7 @@ def btf_args(index, event: str):
 
 class RawTracepoint(Provider):
     completes = "raw_tracepoints"
+    listed = "kernel"
     name = "rawtracepoint"
     aliases = ("rt",)
     prog_type_name = "BPF_PROG_TYPE_RAW_TRACEPOINT"

@@ -11,6 +11,7 @@ class Tracepoint(Provider):
     prog_type_name = "BPF_PROG_TYPE_TRACEPOINT"
     builtins = frozenset({"args"})
     completes = "tracepoints"
+    listed = "kernel"
 
     def expand(self, ap, opts):
         from ptrace_lang.sema.types import ArgsT

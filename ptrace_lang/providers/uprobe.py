@@ -93,6 +93,7 @@ class PtRegsProvider(Provider):
 class Uprobe(PtRegsProvider):
     name = "uprobe"
     user_space = True
+    listed = "user"
     aliases = ("u",)
     runs_last_attached_first = True    # (a uprobe's consumers: the newest runs first)
 
@@ -220,6 +221,7 @@ def uprobe_multi_supported() -> bool:
 class Uretprobe(Uprobe):
     name = "uretprobe"
     aliases = ("ur",)
+    listed, lists_as = "named", "uprobe"
     builtins = frozenset({"retval", "func"})
     retprobe = True
 

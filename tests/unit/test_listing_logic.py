@@ -168,3 +168,17 @@ def test_a_binary_as_written_and_a_process_objects(tmp_path, monkeypatch):
     assert any(x.startswith("uprobe:/") and "libc.so" in x and x.endswith(":getpid")
                for x in lines), lines
     assert "uprobe" in listing._provider_types("*", None, pid_given=True)
+
+
+def test_the_listed_types_are_the_providers_own():
+    # what -l lists of each type is the provider's to say: no list of type names in listing
+    from ptrace_lang import listing, providers
+
+    ps = providers.all_providers()
+    assert {p.listed for p in ps} <= {"", "kernel", "user", "named"}
+    assert set(listing._types()) == {p.name for p in ps if p.listed}
+    assert listing._provider_types("*", None) == sorted(p.name for p in ps if p.listed == "kernel")
+    assert listing._provider_types("u", None) == ["uprobe"]
+    assert listing._provider_types("U", None) == ["usdt"]
+    assert listing._provider_types("BEGIN", None) == [] and listing._provider_types("w", None) == []
+    assert listing._lister_of("kretprobe") == "kprobe" and listing._lister_of("uprobe") == "uprobe"
