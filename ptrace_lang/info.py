@@ -165,19 +165,30 @@ def report() -> str:
         ("ringbuf", _map(ksys.BPF_MAP_TYPE_RINGBUF, 0, 0, 4096)),
         ("stack_trace", _map(ksys.BPF_MAP_TYPE_STACK_TRACE, 4, 8 * 127, 16)),
     ])
-    section("Probe types", [
-        ("tracepoint", _tracefs),
-        ("rawtracepoint", _prog(ksys.BPF_PROG_TYPE_RAW_TRACEPOINT)),
-        ("kprobe / kretprobe", _pmu("kprobe", "no kprobe PMU: this kernel has no kprobes")),
-        ("kprobe_multi", _kprobe_multi),
-        ("uprobe / uretprobe / usdt", _pmu("uprobe", "no uprobe PMU")),
-        ("fentry / fexit", _fentry),
-        ("profile / interval / software", _software),
-        ("hardware", _hardware),
-        ("watchpoint", _breakpoint),
-        ("self", _test_run),
-    ])
+    # one line per kernel feature the providers name (Provider.kernel_feature), in their order
+    checks = feature_checks()
+    from ptrace_lang import providers
+
+    by_feature: dict[str, list[str]] = {}
+    for p in providers.all_providers():
+        if p.kernel_feature:
+            by_feature.setdefault(p.kernel_feature, []).append(p.name)
+    rows = [(" / ".join(names), checks[f]) for f, names in by_feature.items()]
+    kp = next(i for i, (label, _) in enumerate(rows) if "kprobe" in label)
+    rows.insert(kp + 1, ("kprobe_multi", _kprobe_multi))
+    section("Probe types", rows)
     return "\n".join(out)
+
+
+def feature_checks() -> dict:
+    """The check of each kernel feature a provider can name (``Provider.kernel_feature``)."""
+    from ptrace_lang.kernel import sys as ksys
+
+    return {"tracefs": _tracefs, "raw_tracepoint": _prog(ksys.BPF_PROG_TYPE_RAW_TRACEPOINT),
+            "kprobe_pmu": _pmu("kprobe", "no kprobe PMU: this kernel has no kprobes"),
+            "uprobe_pmu": _pmu("uprobe", "no uprobe PMU"), "tracing": _fentry,
+            "software": _software, "hardware": _hardware, "breakpoint": _breakpoint,
+            "test_run": _test_run}
 
 
 def _test_run():

@@ -87,6 +87,10 @@ class Provider:
     # (nothing: begin, end, self, watchpoint); ``lists_as``: the type whose listing it shares
     listed = ""
     lists_as = ""
+    # the kernel feature ``ptrace --info`` checks for it (info.py's FEATURE_CHECKS): "tracefs",
+    # "raw_tracepoint", "kprobe_pmu", "uprobe_pmu", "tracing", "software", "hardware",
+    # "breakpoint", "test_run"; "" to leave it out
+    kernel_feature = ""
     # when its programs run: "event" (attached, on the kernel's events), "start" and "end"
     # (begin/end: run once by the session with BPF_PROG_TEST_RUN), "signal" (self: run when
     # ptrace receives the signal), "once" (iter: read once after attaching, no event loop)

@@ -159,6 +159,7 @@ def functions(opts) -> _Index:
 class Fentry(Provider):
     completes = "kernel_functions"
     listed = "kernel"
+    kernel_feature = "tracing"
     name = "fentry"
     aliases = ("f", "kfunc")
     prog_type_name = "BPF_PROG_TYPE_TRACING"

@@ -40,6 +40,7 @@ def parse_rate(ap, opts) -> tuple[str, int]:
 
 class _Timer(Provider):
     listed = "named"
+    kernel_feature = "software"
     completes = ("s:", "ms:", "us:", "hz:")
     prog_type_name = "BPF_PROG_TYPE_PERF_EVENT"
     pt_regs_context = True

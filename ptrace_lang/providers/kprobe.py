@@ -145,6 +145,7 @@ _cache: list = [None, None]      # [_Functions, the providers.Options it was rea
 class Kprobe(PtRegsProvider):
     completes = "kernel_functions"
     listed = "kernel"
+    kernel_feature = "kprobe_pmu"
     name = "kprobe"
     aliases = ("k",)
 

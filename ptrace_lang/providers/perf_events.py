@@ -86,6 +86,7 @@ class _PerfCounter(Provider):
 
 
 class Software(_PerfCounter):
+    kernel_feature = "software"
     name = "software"
     aliases = ("s",)
     events = SOFTWARE
@@ -93,6 +94,7 @@ class Software(_PerfCounter):
 
 
 class Hardware(_PerfCounter):
+    kernel_feature = "hardware"
     name = "hardware"
     aliases = ("h",)
     events = HARDWARE

@@ -67,6 +67,7 @@ def btf_args(index, event: str):
 class RawTracepoint(Provider):
     completes = "raw_tracepoints"
     listed = "kernel"
+    kernel_feature = "raw_tracepoint"
     name = "rawtracepoint"
     aliases = ("rt",)
     prog_type_name = "BPF_PROG_TYPE_RAW_TRACEPOINT"

@@ -16,6 +16,7 @@ class Self(Provider):
     runs_by_test_run = True
     runs_on_signal = True
     runs = "signal"
+    kernel_feature = "test_run"
 
     def expand(self, ap, opts):
         parts = [substitute_positional(p, opts, ap.span) for p in ap.parts]

@@ -12,6 +12,7 @@ class Tracepoint(Provider):
     builtins = frozenset({"args"})
     completes = "tracepoints"
     listed = "kernel"
+    kernel_feature = "tracefs"
 
     def expand(self, ap, opts):
         from ptrace_lang.sema.types import ArgsT

@@ -94,6 +94,7 @@ class Uprobe(PtRegsProvider):
     name = "uprobe"
     user_space = True
     listed = "user"
+    kernel_feature = "uprobe_pmu"
     aliases = ("u",)
     runs_last_attached_first = True    # (a uprobe's consumers: the newest runs first)
 

@@ -20,6 +20,7 @@ MAX_ARGS = 12       # sys/sdt.h allows up to 12 arguments
 
 class Usdt(Provider):
     listed = "user"
+    kernel_feature = "uprobe_pmu"
     name = "usdt"
     aliases = ("U",)
     prog_type_name = "BPF_PROG_TYPE_KPROBE"

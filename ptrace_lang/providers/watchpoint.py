@@ -25,6 +25,7 @@ def parse_address(text: str) -> int | None:
 
 
 class Watchpoint(Provider):
+    kernel_feature = "breakpoint"
     name = "watchpoint"
     aliases = ("w",)
     prog_type_name = "BPF_PROG_TYPE_PERF_EVENT"

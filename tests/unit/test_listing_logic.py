@@ -182,3 +182,11 @@ def test_the_listed_types_are_the_providers_own():
     assert listing._provider_types("U", None) == ["usdt"]
     assert listing._provider_types("BEGIN", None) == [] and listing._provider_types("w", None) == []
     assert listing._lister_of("kretprobe") == "kprobe" and listing._lister_of("uprobe") == "uprobe"
+
+
+def test_info_checks_what_the_providers_name():
+    # --info's probe-type lines come from the providers (Provider.kernel_feature)
+    from ptrace_lang import info, providers
+
+    named = {p.kernel_feature for p in providers.all_providers() if p.kernel_feature}
+    assert named and named <= set(info.feature_checks())
