@@ -156,7 +156,7 @@ class TracedProcess:
             self._kill(signal.SIGKILL)
             self._reap(block=True)
             return
-        if after_signal and self._wait(0.25):
+        if after_signal and self._wait(1.0):   # (returns as soon as the command has ended)
             return
         if self._wait(0):
             return

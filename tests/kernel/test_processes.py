@@ -100,9 +100,11 @@ def test_exit_ends_the_command():
 
 def test_ctrl_c_from_the_terminal_reaches_the_command_too():
     # a terminal sends SIGINT to the whole foreground process group: ptrace and its command
+    # (os.write, not print: a SIGINT landing while print('started') still holds stdout's
+    # buffer made the handler's print fail as a reentrant call, and the line was lost)
     code = ("import os, signal, time\n"
-            "signal.signal(signal.SIGINT, lambda *a: (print('child got SIGINT', flush=True), os._exit(3)))\n"
-            "print('started', flush=True)\ntime.sleep(30)")
+            "signal.signal(signal.SIGINT, lambda *a: (os.write(1, b'child got SIGINT\\n'), os._exit(3)))\n"
+            "os.write(1, b'started\\n')\ntime.sleep(30)")
     p = subprocess.Popen(ptrace_cmd("-c", py_cmd(code), "-e",
                                     'interval:s:30 { } END { printf("end\\n"); }'),
                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT,
