@@ -48,6 +48,7 @@ Commands (also with a leading dot: .probes):
     watch @map [SECS]   show a map every SECS seconds (default 1) until a key is pressed
     clear @map          delete every entry of a map
     zero @map           set every value of a map to zero
+    flame @map FILE     write a flame graph of a stack-keyed map (FILE.svg; .folded: folded stacks)
     asm N               the BPF instructions of probe #N, under the source lines
     ir N                the compiler's IR of probe #N
     help                this text
@@ -397,6 +398,25 @@ class Repl:
                 s.zero_map(um)
         elif name == "watch":
             await self.watch(args)
+        elif name == "flame":
+            self.out(self.flame(args))
+
+    def flame(self, args: list[str]) -> str:
+        """``flame @map FILE``: the map's flame graph, as ``-f flamegraph`` writes it at exit."""
+        if len(args) != 2:
+            raise ReplError("usage: flame @map FILE (an .svg; a .folded file gets folded stacks)")
+        from ptrace_lang.flamegraph import session_flamegraph
+
+        s = self.session
+        s.drain()
+        fmt = "folded" if args[1].endswith(".folded") else None
+        try:
+            n = session_flamegraph(s, args[0], args[1], fmt)
+        except ValueError as e:
+            raise ReplError(str(e)) from None
+        except OSError as e:
+            raise ReplError(f"cannot write {args[1]}: {e.strerror or e}") from None
+        return f"wrote {args[1]} ({n} stacks)"
 
     def _probe_arg(self, name: str, args: list[str]) -> int:
         if len(args) != 1 or not args[0].lstrip("#").isdigit():

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import re
 
-COMMANDS = ("probes", "detach", "print", "watch", "clear", "zero", "asm", "ir", "help", "quit",
+COMMANDS = ("probes", "detach", "print", "watch", "clear", "zero", "flame", "asm", "ir", "help", "quit",
             "exit")
-_MAP_COMMANDS = ("print", "watch", "clear", "zero")
+_MAP_COMMANDS = ("print", "watch", "clear", "zero", "flame")
 _PROBE_COMMANDS = ("detach", "asm", "ir")
 
 KEYWORDS = ("if", "else", "while", "for", "unroll", "return", "break", "continue", "let", "config")

@@ -242,3 +242,32 @@ def test_no_program_without_a_terminal():
     p = subprocess.run(ptrace_cmd(), stdin=subprocess.DEVNULL, capture_output=True, text=True,
                        cwd=ROOT, timeout=30)
     assert p.returncode == 1 and "ERROR: no program given" in p.stderr
+
+
+def test_repl_flame_writes_a_flame_graph_of_a_live_map(tmp_path):
+    # flame @map FILE: the same picture as -f flamegraph, from the running session
+    t = _start(tmp_path, "--repl")
+    svg, folded = tmp_path / "live.svg", tmp_path / "live.folded"
+    try:
+        t.expect(r"ptrace>")
+        t.send(f'tracepoint:syscalls:sys_enter_getppid /comm == "{COMM}"/ '
+               '{ @s[ustack, comm] = count(); @n = count(); }\r')
+        t.expect(r"Attached 1 probe \(#0\)")
+        _getppid(6)
+        t.send(f"flame @s {svg}\r")
+        t.expect(r"wrote .*live\.svg \(\d+ stacks\)")
+        t.send(f"flame @s {folded}\r")
+        t.expect(r"wrote .*live\.folded \(\d+ stacks\)")
+        t.send(f"flame @n {svg}.2\r")                  # not keyed by stacks: a clear refusal
+        t.expect(r"ERROR: @n is not a count\(\)/sum\(\) map keyed by kstack or ustack")
+        t.send("quit\r")
+        assert t.wait() == 0
+    finally:
+        t.close()
+    import xml.etree.ElementTree as ET
+
+    root = ET.parse(svg).getroot()
+    assert root.tag.endswith("svg")
+    lines = folded.read_text().splitlines()
+    assert lines and sum(int(x.rsplit(" ", 1)[1]) for x in lines) == 6
+    assert all(x.startswith(COMM + ";") for x in lines), lines
