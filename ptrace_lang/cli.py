@@ -418,7 +418,7 @@ def _main(argv: list[str]) -> int:
 
 
 def _compile_and_run(text: str, filename: str, opts: dict, process) -> int:
-    from ptrace_lang.errors import SOURCES, PtraceError, internal_error
+    from ptrace_lang.errors import SOURCES, PtraceError, internal_error, report
 
     spec = None
     cache_key = None
@@ -494,12 +494,7 @@ def _compile_and_run(text: str, filename: str, opts: dict, process) -> int:
         _output_failed(e, out)
         return 1
     except PtraceError as e:
-        sys.stdout.flush()
-        sys.stderr.write(e.render(SOURCES) + "\n")
-        log = getattr(e, "verifier_log", None)
-        if log and opts["verbose"]:
-            sys.stderr.write(log.rstrip("\n") + "\n")
-        return 1
+        return report(e, opts["verbose"])
     except Exception as e:
         return internal_error(e)
     finally:

@@ -128,6 +128,17 @@ def out_of_fds(e: BaseException) -> bool:
     return isinstance(e, ImportError) and "Too many open files" in str(e)
 
 
+def report(e: "PtraceError", verbose: bool = False) -> int:
+    """Write a run's error as bpftrace does (after what the run printed), the verifier's whole
+    log too with -v; the exit code 1."""
+    sys.stdout.flush()
+    sys.stderr.write(e.render(SOURCES) + "\n")
+    log = getattr(e, "verifier_log", None)
+    if log and verbose:
+        sys.stderr.write(log.rstrip("\n") + "\n")
+    return 1
+
+
 def internal_error(e: BaseException) -> int:
     """Report an error of ptrace itself in one line (the traceback with PTRACE_DEBUG=1); the
     exit code 1. A broken pipe is raised again: the caller ends quietly as ``head`` expects."""

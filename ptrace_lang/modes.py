@@ -36,17 +36,12 @@ def _run_options(opts: dict, process, out=None, **kw) -> RunOptions:
 
 def _run(session: Session, opts: dict) -> int:
     """``session.run()`` with the command's error rendering (as ``cli._compile_and_run``)."""
-    from ptrace_lang.errors import PtraceError, SOURCES
+    from ptrace_lang.errors import PtraceError, report
 
     try:
         return session.run()
     except PtraceError as e:
-        sys.stdout.flush()
-        sys.stderr.write(e.render(SOURCES) + "\n")
-        log = getattr(e, "verifier_log", None)
-        if log and opts["verbose"]:
-            sys.stderr.write(log.rstrip("\n") + "\n")
-        return 1
+        return report(e, opts["verbose"])
     except Exception as e:
         from ptrace_lang.errors import internal_error
 
