@@ -25,30 +25,15 @@ from ptrace_lang.frontend import ast
 from ptrace_lang.llvmbackend import unsupported
 from ptrace_lang.sema.analyze import field_type, signed_pair
 from ptrace_lang.sema.types import ArgsT, BoolT, IntT, StrT, TupleT, Type
-
-I1, I8, I16, I32, I64 = (ir.IntType(n) for n in (1, 8, 16, 32, 64))
-PTR = ir.PointerType()
-SECTION = "ptrace/prog"
-FUNCTION = "prog"
-MAPS_SECTION = ".maps"
-MAPVAL_SECTION = ".ptrace.mapvalue"
-
-BPF_ANY, BPF_NOEXIST = 0, 1
-from ptrace_lang.spec import GLOBALS_START_NS  # noqa: E402
-DIV_ZERO_MESSAGE = ("Divide or modulo by 0 detected. This can lead to unexpected results. "
-                    "1 is being used as the result.")
-ARITH = {"+": "add", "-": "sub", "*": "mul", "&": "and_", "|": "or_", "^": "xor"}
-CMP = {"==": "==", "!=": "!=", "<": "<", "<=": "<=", ">": ">", ">=": ">="}
-SIMPLE_BUILTINS = ("pid", "tid", "uid", "gid", "nsecs", "elapsed", "cpu", "rand", "cgroup",
-                   "cpid", "probe", "func", "retval")
+from ptrace_lang.llvmbackend.irbase import (  # noqa: F401 (names of this module too)
+    ARITH, BPF_ANY, BPF_NOEXIST, CMP, DIV_ZERO_MESSAGE, FUNCTION, I1, I8, I16, I32, I64,
+    MAPS_SECTION, MAPVAL_SECTION, PTR, SECTION, SIMPLE_BUILTINS, c64,
+)
+from ptrace_lang.llvmbackend.strings import StringsLowering
+from ptrace_lang.spec import GLOBALS_START_NS
 
 
-def c64(v: int) -> ir.Constant:
-    v &= (1 << 64) - 1
-    return ir.Constant(I64, v - (1 << 64) if v >= 1 << 63 else v)
-
-
-class Lowering:
+class Lowering(StringsLowering):
     """Builds the LLVM module of one program."""
 
     def __init__(self, *, maps: dict, events: list, user_map_index: dict, args, probe_ids: list,
@@ -719,27 +704,6 @@ class Lowering:
             return ir.Constant(I1, int(e.value))
         return b.icmp_unsigned("!=", self.scalar(e), c64(0))
 
-    def string_equal(self, e: ast.Binary) -> ir.Value:
-        """Equal when the words agree up to the shorter buffer's end (both zero padded)."""
-        sides = []
-        for x in (e.left, e.right):
-            if isinstance(x, ast.StrLit):
-                data = x.value.encode("utf-8", "surrogateescape") + b"\0"
-                data = data.ljust((len(data) + 7) // 8 * 8, b"\0")
-                sides.append([c64(int.from_bytes(data[o:o + 8], "little"))
-                              for o in range(0, len(data), 8)])
-            else:
-                m = self.mem_of(x)
-                sides.append([m] * (x.type.size() // 8))
-        n = min(len(sides[0]), len(sides[1]))
-        diff = c64(0)
-        for i in range(n):
-            words = [s[i] if isinstance(s[i], ir.Constant) else self.load(s[i], 8 * i)
-                     for s in sides]
-            diff = self.b.or_(diff, self.b.xor(*words))
-        return self.b.icmp_unsigned("==" if e.op == "==" else "!=", diff, c64(0))
-
-    # ------------------------------------------------------------------ values in memory
     def mem_of(self, e: ast.Expr):
         """A pointer to memory holding the value of ``e``."""
         if isinstance(e, ast.Var) and e.name in self.vars and not is_scalar(self.var_types[e.name]):
@@ -781,58 +745,10 @@ class Lowering:
             return
         raise unsupported(f"values of type '{et}'", e.span)
 
-    def string_into(self, e: ast.Expr, base, off: int, size: int, in_record: bool) -> None:
-        if isinstance(e, ast.StrLit):
-            self.store_bytes(base, off, e.value.encode("utf-8", "surrogateescape") + b"\0", size)
-        elif isinstance(e, ast.PositionalParam):
-            self.store_bytes(base, off, str(self.positional_value(e.index)).encode() + b"\0", size)
-        elif (isinstance(e, (ast.Builtin, ast.Call)) and e.name == "comm"
-              and not getattr(e, "args", None)):
-            n = min(16, size)
-            if not self.target.comm_padded:
-                self.zero(base, off, n)
-            self.call(U.FN_GET_CURRENT_COMM, I64, self.gep(base, off), c64(n))
-            if size > 16:
-                self.zero(base, off + 16, size - 16)
-        elif isinstance(e, (ast.Var, ast.TupleIndex)):
-            n = min(size, e.type.size())
-            self.copy(base, off, self.mem_of(e), 0, n)
-            if size > n:
-                self.zero(base, off + n, size - n)
-        elif isinstance(e, ast.Call) and e.name == "str":
-            self.str_call_into(e, base, off, size, in_record)
-        elif isinstance(e, ast.FieldAccess) and isinstance(e.base.type, ArgsT):
-            self.args_string_into(e, base, off, size, zero=True)
-        else:
-            raise unsupported(f"the string expression {self.construct(e)}", e.span)
-
     def checked_read(self, helper: int, dst, size, src) -> None:
         r = self.call(helper, I64, dst, size if not isinstance(size, int) else c64(size), src)
         self.branch(self.b.icmp_signed("<", r, c64(0)),
                     lambda: self.count_error(S.COUNTER_READ_FAILED))
-
-    def str_call_into(self, e: ast.Call, base, off: int, size: int, in_record: bool) -> None:
-        arg = e.args[0]
-        if len(e.args) == 2 and not isinstance(e.args[1], ast.IntLit):
-            raise unsupported("str() with a length computed at run time", e.span)
-        if isinstance(arg.type, StrT):
-            raise unsupported("str() of a string", e.span)
-        n = e.type.length
-        if not in_record:
-            self.zero(base, off, size)
-        if isinstance(arg, ast.FieldAccess) and isinstance(arg.base.type, ArgsT):
-            f = arg.base.type.field(arg.field_name)
-            if f.data_loc:
-                self.args_string_into(arg, base, off, min(n, size), zero=False)
-                return
-        helper = U.FN_PROBE_READ_STR
-        if type(arg.type).__name__ == "PtrT":
-            # a char * (a tracepoint's field, kept in a map...): user memory for syscalls
-            helper = U.FN_PROBE_READ_USER_STR if arg.type.user else U.FN_PROBE_READ_KERNEL_STR
-        elif not arg.type.is_int:
-            raise unsupported(f"str() of a value of type '{arg.type}'", e.span)
-        self.checked_read(helper, self.gep(base, off), min(n, size),
-                          self.b.inttoptr(self.scalar(arg), PTR))
 
     def args_string_into(self, e: ast.FieldAccess, base, off: int, size: int, zero: bool) -> None:
         f = e.base.type.field(e.field_name)
