@@ -393,9 +393,10 @@ def check_bitesize() -> None:
     assert out.startswith("Tracing block device I/O... Hit Ctrl-C to end.\n"
                           "\nI/O size (bytes) histograms by process name:\n"), out
     b = hist_of(out, f"@[{name}]:")
-    # each 4 KiB O_DIRECT write is one request of 4096 bytes
+    # each 4 KiB O_DIRECT write is one request of 4096 bytes; the file system may issue a few
+    # requests of its own in the process's context (its journal, the inode), of other sizes
     assert b.get(4096, 0) >= DIRECT_WRITES // 2, out
-    assert {lo for lo, c in b.items() if c} == {4096}, out
+    assert max(b, key=b.get) == 4096 and b[4096] > sum(b.values()) // 2, out
 
 
 def check_writeback() -> None:
