@@ -360,11 +360,12 @@ def check_biosnoop() -> None:
     r = Run("biosnoop")
     name = uniq("bs_")
     pid = direct_io(r, name)
-    out = r.finish(lambda o: out_has(o, f" {name} ", DIRECT_WRITES))
+    # (as many requests as writes, unless the block layer merged two: at least half of them)
+    out = r.finish(lambda o: out_has(o, f" {name} ", DIRECT_WRITES // 2))
     header_check(out, "TIME(ms)     DISK    COMM             PID    LAT(ms)")
     disks = {f"{d.split(':')[0]:>3}:{d.split(':')[1]:<3}" for d in disks_under(dev)}
     mine = [ln for ln in out.splitlines() if f" {name} " in ln]
-    assert len(mine) >= DIRECT_WRITES, out
+    assert len(mine) >= DIRECT_WRITES // 2, out
     times = []
     for ln in mine:
         m = re.fullmatch(r"(\d+) +(.{7}) " + re.escape(f"{name:<16} {pid:<6} ") + r" *(\d+)", ln)
@@ -381,7 +382,8 @@ def check_biolatency() -> None:
     out = r.finish()
     assert out.startswith("Tracing block device I/O... Hit Ctrl-C to end.\n"), out
     b = hist_of(out, "@usecs:")
-    assert sum(b.values()) >= DIRECT_WRITES, out
+    # (the block layer may merge two of the writes into one request: bitesize saw 8 KiB ones)
+    assert sum(b.values()) >= DIRECT_WRITES // 2, out
     assert "@start" not in out, out           # cleared in END
 
 
