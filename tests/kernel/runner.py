@@ -9,6 +9,8 @@ import threading
 from dataclasses import dataclass
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -128,3 +130,16 @@ def bpf_progs() -> list[tuple[int, str]]:
         finally:
             os.close(fd)
     return names
+
+
+def out_of(src: str, *args: str) -> str:
+    """The output of a program that exits by itself, checked to have run cleanly."""
+    r = run("-e", src, *args)
+    assert r.rc == 0, r.err
+    assert "Traceback" not in r.err
+    return r.out
+
+
+# a test that reads kernel types from BTF
+needs_btf = pytest.mark.skipif(not os.path.exists("/sys/kernel/btf/vmlinux"),
+                               reason="no kernel BTF at /sys/kernel/btf/vmlinux")

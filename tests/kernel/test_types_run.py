@@ -9,18 +9,9 @@ import subprocess
 
 import pytest
 
-from runner import Tracer, named_workload, run
+from runner import Tracer, named_workload, needs_btf, out_of, run
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root to load BPF programs")
-needs_btf = pytest.mark.skipif(not os.path.exists("/sys/kernel/btf/vmlinux"),
-                               reason="no kernel BTF at /sys/kernel/btf/vmlinux")
-
-
-def out_of(src: str, *args: str) -> str:
-    r = run("-e", src, *args)
-    assert r.rc == 0, r.err
-    assert "Traceback" not in r.err
-    return r.out
 
 
 @needs_btf

@@ -2,19 +2,10 @@
 `_ = expr;`, `typeof(expr)` in declarations, ternaries with void arms, bools through `?:`."""
 from __future__ import annotations
 
-from ptrace_lang.driver import Options, compile_script
 from ptrace_lang.frontend import ast
 from ptrace_lang.sema.types import BOOL, IntT, StrT
 
-
-def typed(src: str) -> ast.Program:
-    return compile_script(src, "stdin", Options()).program
-
-
-def printed_types(src: str) -> list:
-    prog = typed(src)
-    return [n.args[0].type for n in ast.walk(prog.probes[0])
-            if isinstance(n, ast.Call) and n.name == "print"]
+from test_types import printed_types, typed  # (the same helpers)
 
 
 def test_if_and_while_without_parentheses():
