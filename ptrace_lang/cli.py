@@ -264,9 +264,13 @@ def _on_sigint(signum, frame):
 
 
 def _unraisable(u, default=sys.unraisablehook):
-    """A KeyboardInterrupt the interpreter could not raise is already noted (_on_sigint)."""
-    if u.exc_type is None or not issubclass(u.exc_type, KeyboardInterrupt):
-        default(u)
+    """A KeyboardInterrupt the interpreter could not raise is already noted (_on_sigint); a
+    SIGINT that came as the run ended was to be ignored (_ignore_sigint_from_now_on)."""
+    if u.exc_type is not None and issubclass(u.exc_type, KeyboardInterrupt):
+        return
+    if isinstance(u.exc_value, OSError) and "ignored due to race condition" in str(u.exc_value):
+        return
+    default(u)
 
 
 def _attached() -> None:
@@ -318,7 +322,25 @@ def main(argv: list[str] | None = None, interrupted: list | None = None) -> int:
         if not _RAISING[0]:
             # the run is over: the interpreter puts back the default action of a signal with a
             # Python handler as it exits, and one more Ctrl-C would then kill us (exit 130)
-            _signal.signal(_signal.SIGINT, _signal.SIG_IGN)
+            _ignore_sigint_from_now_on()
+
+
+def _ignore_sigint_from_now_on() -> None:
+    # A SIGINT landing between CPython's check of pending signals and its sigaction() leaves a
+    # tripped flag with no Python handler to run (CPython then reports "Signal 2 ignored due to
+    # race condition", seen in a storm of Ctrl-C). Blocking SIGINT in this thread first closes
+    # that window; one another thread took in it is the case left, and _unraisable drops it.
+    import _signal
+
+    mask = _signal.pthread_sigmask(_signal.SIG_BLOCK, {_signal.SIGINT})
+    try:
+        _signal.signal(_signal.SIGINT, _signal.SIG_IGN)
+    except KeyboardInterrupt:
+        # a Ctrl-C already pending ran its handler in signal()'s own check: once more
+        _signal.signal(_signal.SIGINT, _signal.SIG_IGN)
+    finally:
+        # the old mask back: a SIGINT pending meanwhile is discarded, being ignored now
+        _signal.pthread_sigmask(_signal.SIG_SETMASK, mask)
 
 
 def _main(argv: list[str]) -> int:
