@@ -561,8 +561,11 @@ def _stats_text(value, div: int, stats_style: str) -> str:
     return f"{{ .count = {count}, .average = {average}, .total = {total} }}"
 
 
-def format_map(md: MapData, top: int = 0, div: int = 1, stats_style: str = STYLE_NEW) -> str:
-    """Everything bpftrace prints for one map, at exit or for ``print(@m, top, div)``.
+def format_map(md: MapData, top: int = 0, div: int = 1, stats_style: str = STYLE_NEW,
+               printed: bool = False) -> str:
+    """Everything bpftrace prints for one map, at exit or for ``print(@m, top, div)``
+    (``printed``: the newest bpftrace ends what print() writes of a keyed map with an empty
+    line, as it already does after each histogram; 0.17 does not; maps at exit unchanged).
 
     Order: count/sum/min/max/avg (and value maps holding integers) ascending by value;
     stats by average; hist/lhist keys by the total of their buckets; other value maps by key.
@@ -601,6 +604,8 @@ def format_map(md: MapData, top: int = 0, div: int = 1, stats_style: str = STYLE
             out.append(f"{name}[{key_text(key, stats_style)}]: {text}\n")
         else:
             out.append(f"{name}: {text}\n")
+    if printed and md.keyed and not old:
+        trailer = "\n"
     out.append(trailer)
     return "".join(out)
 

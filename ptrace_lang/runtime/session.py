@@ -347,10 +347,13 @@ class Session(RecordConsumer):
         return MapData(um.name, um.kind, list(entries.items()), um.key is not None,
                        hist_k=um.hist_k, lhist=um.lhist)
 
-    def format_user_map(self, um: S.UserMapSpec, top: int = 0, div: int = 1) -> str:
+    def format_user_map(self, um: S.UserMapSpec, top: int = 0, div: int = 1,
+                        printed: bool = False) -> str:
+        """The map as text (``printed``: as print() writes it; else as at exit)."""
         from ptrace_lang.runtime.format import format_map
 
-        return format_map(self.read_user_map(um), top=top, div=div, stats_style=self.opts.stats_style)
+        return format_map(self.read_user_map(um), top=top, div=div,
+                          stats_style=self.opts.stats_style, printed=printed)
 
     def zero_map(self, um: S.UserMapSpec) -> None:
         kmap = self.k.maps[um.kernel_map]

@@ -49,7 +49,7 @@ class TextSink:
 
             return format_map_json(session.read_user_map(um), top=top, div=div,
                                    stats_style=session.opts.stats_style)
-        return session.format_user_map(um, top, div)
+        return session.format_user_map(um, top, div, printed=True)
 
     def flush(self, pending: list, stderr_lines: bool) -> None:
         """Write and empty ``pending`` (``stderr_lines``: it holds lines for stderr)."""

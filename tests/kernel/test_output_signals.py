@@ -198,7 +198,7 @@ def test_print_and_clear_in_begin_are_written_after_the_attach_line():
                        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=ROOT,
                        timeout=60)
     assert p.returncode == 0, p.stdout
-    assert p.stdout == "Attached 2 probes\n@a[1]: 1\nafter\n\n\n@b: 0\n", p.stdout
+    assert p.stdout == "Attached 2 probes\n@a[1]: 1\n\nafter\n\n\n@b: 0\n", p.stdout
 
 
 def test_the_reaper_holds_no_mapped_ring_buffer():

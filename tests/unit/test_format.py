@@ -527,3 +527,43 @@ def test_hist_buckets_as_list():
     assert format_map_json(as_list) == format_map_json(as_dict)
     two = keyed("@h", "hist", {1: [0, 0, 5], 2: [0, 1]})
     assert format_map(two).startswith("@h[2]:\n[0]  ")
+
+
+# --------------------------------------------------------------------------- print(@m)
+
+def test_print_of_a_keyed_map_ends_with_an_empty_line():
+    # bpftrace 0.26: what print(@keyed) writes ends with an empty line (its runtime test
+    # print_avg_map_args expects "@[c]: 3\n@[d]: 4\n\n"); 0.17 wrote none; at exit unchanged
+    a = keyed("@a", "avg", {"a": 1, "b": 2, "c": 3, "d": 4})
+    assert format_map(a, 2, 1, printed=True) == "@a[c]: 3\n@a[d]: 4\n\n"
+    c = keyed("@c", "count", {1: 1, 2: 5})
+    assert format_map(c, printed=True) == "@c[1]: 1\n@c[2]: 5\n\n"
+    assert format_map(c) == "@c[1]: 1\n@c[2]: 5\n"
+    assert format_map(c, printed=True, stats_style="old") == "@c[1]: 1\n@c[2]: 5\n"
+    s = keyed("@s", "stats", {1: (1, 3)})
+    assert format_map(s, printed=True).endswith(" }\n\n")
+    # a map without keys, a histogram (already followed by one), an empty map: no more
+    assert format_map(scalar("@x", "count", 3), printed=True) == "@x: 3\n"
+    h = keyed("@h", "hist", {1: hist_of([3])})
+    assert format_map(h, printed=True) == format_map(h)
+    assert format_map(keyed("@e", "count", {}), printed=True) == ""
+
+
+def test_ties_print_in_key_order_not_hash_order():
+    rng = random.Random(7)
+    keys = list(range(40))
+    for kind, value in (("count", 5), ("sum", 5), ("max", 5)):
+        rng.shuffle(keys)
+        md = keyed("@m", kind, {k: value for k in keys})
+        lines = format_map(md).splitlines()
+        assert lines == [f"@m[{k}]: 5" for k in range(40)]
+    rng.shuffle(keys)
+    md = keyed("@h", "hist", {k: hist_of([1]) for k in keys})
+    heads = [line for line in format_map(md).splitlines() if line.startswith("@h[")]
+    assert heads == [f"@h[{k}]:" for k in range(40)]
+    # string keys tie in byte order
+    names = ["bash", "Xorg", "a", "sshd", "_x"]
+    rng.shuffle(names)
+    md = keyed("@s", "count", {n: 1 for n in names})
+    assert [l.split("]")[0][3:] for l in format_map(md).splitlines()] == sorted(
+        names, key=lambda n: n.encode())
