@@ -40,6 +40,10 @@ OPTIONS:
     -B, --buffering MODE  output buffering: none, line (default: every batch is written at once,
                    also into a pipe) or full (written when the program ends)
     --dry-run      compile and load (passing the kernel verifier), attach nothing
+    --mode MODE    bench: run each bench:NAME { ... } block many times (BPF_PROG_TEST_RUN)
+                   and print their average times, nothing else is attached (--bench is the
+                   same); codegen: compile only
+    --probe-filter REGEX  attach only the probes whose names REGEX matches (begin/end always)
     --unsafe       allow unsafe functions (system())
     -k, -kk        accepted as bpftrace's "warn on helper errors": failed reads, full maps and
                    lost events are always counted and reported at exit (see docs/probes-more.md)
@@ -72,8 +76,10 @@ _LONG_FLAGS = {"help": "help", "version": "version", "unsafe": "unsafe", "dry-ru
                "repl": "repl", "no-warnings": "no_warnings", "info": "info",
                "usdt-file-activation": "usdt_file_activation",
                "compare-backends": "compare_backends",
-               "quiet": "quiet", "verbose": "verbose"}
-_LONG_VALUES = ("include", "backend")
+               "quiet": "quiet", "verbose": "verbose", "bench": "bench"}
+_LONG_VALUES = ("include", "backend", "mode", "probe-filter")
+# bpftrace 0.26's --mode values; ptrace runs bench and codegen, refuses the others by name
+_MODES = ("codegen", "compiler-bench", "bench", "test", "format")
 _MODE_VALUES = {"serve": "serve", "flamegraph": "flame_file"}
 # long spellings of the short options that take a value (bpftrace 0.26's man page)
 _LONG_SHORT = {"pid": "p", "cmd": "c", "output": "o", "format": "f", "debug": "d",
@@ -113,7 +119,8 @@ def parse_args(argv: list[str]) -> dict:
             "pid": None, "command": None, "unsafe": False, "helper_checks": 0,
             "include_dirs": [], "includes": [], "no_warnings": False, "info": False,
             "usdt_file_activation": False, "serve": None, "flame": None, "flame_file": None,
-            "backend": "direct", "compare_backends": False, "program_opts": []}
+            "backend": "direct", "compare_backends": False, "program_opts": [],
+            "mode": None, "bench": False, "probe_filter": None}
     operands: list[str] = []
     i = 0
     while i < len(argv):
@@ -130,6 +137,8 @@ def parse_args(argv: list[str]) -> dict:
             if name in _LONG_FLAGS:
                 if eq:
                     raise UsageError(f"option '--{name}' doesn't allow an argument")
+                if name == "bench":           # --bench: --mode bench
+                    _set_mode(opts, "bench", "--bench")
                 opts[_LONG_FLAGS[name]] = True
             elif name in _MODE_VALUES:    # --serve ADDR:PORT, --flamegraph FILE (modes.py)
                 if not eq:
@@ -150,6 +159,12 @@ def parse_args(argv: list[str]) -> dict:
                     if val not in ("direct", "llvm"):
                         raise UsageError(f"invalid backend '{val}' (expected direct or llvm)")
                     opts["backend"] = val
+                elif name == "mode":
+                    if val not in _MODES:
+                        raise UsageError(_say("mode_invalid"), usage=False)
+                    _set_mode(opts, val, None)
+                elif name == "probe-filter":
+                    opts["probe_filter"] = val
                 else:
                     opts["includes"].append(val)
             else:                            # --pid PID, --cmd CMD, --output FILE ...
@@ -198,6 +213,13 @@ def parse_args(argv: list[str]) -> dict:
     if opts["pid"] is not None and opts["command"] is not None:
         raise UsageError("Cannot use both -c and -p.")
     return opts
+
+
+def _set_mode(opts: dict, mode: str, alias: str | None) -> None:
+    """--mode MODE, or an alias of one (--bench), which conflicts with a mode given before."""
+    if alias is not None and opts["mode"] is not None:
+        raise UsageError(_say("mode_conflict", option=alias), usage=False)
+    opts["mode"] = mode
 
 
 def _say(key: str, **kw) -> str:
@@ -354,6 +376,9 @@ def _main(argv: list[str]) -> int:
     if opts["help"]:
         sys.stdout.write(USAGE)
         return 0
+    if opts["mode"] in ("compiler-bench", "test", "format"):
+        sys.stderr.write(f"ERROR: {_say('mode_unsupported', mode=opts['mode'])}\n")
+        return 1
     if opts["version"]:
         from ptrace_lang import __version__
         sys.stdout.write(f"ptrace v{__version__}\n")
@@ -485,7 +510,11 @@ def _compile_and_run(text: str, filename: str, opts: dict, process) -> int:
     if not privileged():
         sys.stderr.write(NEEDS_ROOT)
         return 1
-    if (opts["serve"] or opts["flame"]) and not opts["dry_run"]:   # --serve, flame graphs
+    spec = _select_probes(spec, opts)
+    if isinstance(spec, int):
+        return spec
+    if opts["mode"] == "bench" or ((opts["serve"] or opts["flame"]) and not opts["dry_run"]):
+        # --mode bench, --serve, flame graphs
         from ptrace_lang.modes import run_mode
         return run_mode(spec, opts, text, filename, process)
     file = None
@@ -525,6 +554,41 @@ def _compile_and_run(text: str, filename: str, opts: dict, process) -> int:
                 file.close()
             except OSError:     # (reported above: the flush after the run failed the same way)
                 pass
+
+
+def _select_probes(spec, opts: dict):
+    """The probes that run: bench: blocks only in bench mode (refused outside it), those
+    --probe-filter matches; or an exit code (0 for --mode codegen: compiled, nothing run)."""
+    from ptrace_lang.errors import SOURCES, CompileError
+
+    benches = [a for a in spec.attachments if a.provider == "bench"]
+    bad = None
+    if benches and opts["mode"] != "bench":
+        bad = CompileError(_say("bench_outside_mode"), benches[0].span,
+                           hints=[_say("bench_outside_mode_hint")])
+    seen = set()
+    for a in benches:
+        if a.target in seen and bad is None:
+            bad = CompileError(_say("bench_duplicate", name=a.target), a.span)
+        seen.add(a.target)
+    if bad is not None:
+        sys.stderr.write(bad.render(SOURCES) + "\n")
+        return 1
+    if opts["mode"] == "codegen":
+        return 0
+    if opts["probe_filter"] is not None:
+        from ptrace_lang.modes import probe_filter
+        try:
+            spec = probe_filter(spec, opts["probe_filter"])
+        except ValueError as e:
+            sys.stderr.write("ERROR: " + _say("probe_filter_invalid", pattern=opts["probe_filter"],
+                                              reason=e) + "\n")
+            return 1
+        if not spec.attachments:
+            if not opts["quiet"]:
+                sys.stdout.write(_say("no_probes") + "\n")
+            return 1
+    return spec
 
 
 def _output_failed(e, out) -> None:

@@ -19,6 +19,16 @@ MESSAGES: dict[str, str] = {
     "format_invalid": ("Invalid output format \"{format}\"\n"
                        "Valid formats: 'text', 'json', 'flamegraph', 'folded'"),
     "buffering_invalid": "USAGE: -B must be either 'line', 'full', or 'none'.",
+    # ---- --mode (bpftrace 0.26's words; ptrace runs bench and codegen)
+    "mode_invalid": ("USAGE: --mode can only be 'codegen', 'compiler-bench', 'bench', 'test' "
+                     "or 'format'."),
+    "mode_conflict": "USAGE: {option} conflicts with existing --mode",
+    "mode_unsupported": "--mode {mode} is not supported by ptrace (bench and codegen are)",
+    "bench_outside_mode": "bench probes are only run with --mode bench",
+    "bench_outside_mode_hint": "run the program with --mode bench (or --bench)",
+    "bench_duplicate": "\"{name}\" was used as the name for more than one BENCH probe",
+    "probe_filter_invalid": "invalid --probe-filter regular expression '{pattern}': {reason}",
+    "no_probes": "No probes to attach",
 }
 
 

@@ -1,8 +1,10 @@
 """The run modes that change what a run produces: ``--serve ADDR:PORT`` (maps as Prometheus
-metrics while it runs: ``exporter``) and ``-f flamegraph`` / ``-f folded`` / ``--flamegraph
-FILE`` (maps keyed by stacks as flame graphs at exit: ``flamegraph``). ``cli`` hands a compiled
-program here (``run_mode``) instead of running its plain ``Session``; both modes are a
-``Session`` subclass overriding public methods (``announce``, ``finish``, ``print_maps``).
+metrics while it runs: ``exporter``), ``-f flamegraph`` / ``-f folded`` / ``--flamegraph
+FILE`` (maps keyed by stacks as flame graphs at exit: ``flamegraph``) and ``--mode bench``
+(``bench:`` blocks run many times, their average times in a table: ``run_bench``). ``cli``
+hands a compiled program here (``run_mode``) instead of running its plain ``Session``; each
+mode is a ``Session`` subclass overriding public methods (``start``, ``announce``, ``finish``,
+``print_maps``). ``keep_probes`` is ``--probe-filter`` (and bench mode's choice of blocks).
 """
 from __future__ import annotations
 
@@ -23,9 +25,36 @@ def parse_listen(text: str) -> tuple[str, int]:
 
 
 def run_mode(spec, opts: dict, text: str, filename: str, process) -> int:
+    if opts.get("mode") == "bench":
+        return run_bench(spec, opts, process)
     if opts.get("serve"):
         return _run_served(spec, opts, text, filename, process)
     return _run_flamegraph(spec, opts, process)
+
+
+def keep_probes(spec, keep):
+    """The program with only the attachments ``keep(attachment)`` accepts (and begin/end):
+    the programs left without one are not loaded (bpftrace's ``--probe-filter`` marks them
+    not to be loaded the same way)."""
+    from ptrace_lang import providers
+    from ptrace_lang.records import replace
+
+    kept = [a for a in spec.attachments
+            if providers.runs(a.provider) in ("start", "end") or keep(a)]
+    used = {a.program for a in kept}
+    return replace(spec, attachments=kept, programs=[p for p in spec.programs if p.name in used])
+
+
+def probe_filter(spec, pattern: str):
+    """``--probe-filter REGEX``: the probes whose names the regular expression matches (a
+    search, as ``grep``), begin and end always; ValueError for a bad expression."""
+    import re
+
+    try:
+        rx = re.compile(pattern)
+    except re.error as e:
+        raise ValueError(str(e)) from None
+    return keep_probes(spec, lambda a: rx.search(a.probe_name) is not None)
 
 
 def _run_options(opts: dict, process, out=None, **kw) -> RunOptions:
@@ -212,3 +241,88 @@ def _run_flamegraph(spec, opts: dict, process) -> int:
     if path is not None and os.path.exists(path) and os.path.getsize(path) == 0 and rc:
         os.unlink(path)
     return rc
+
+
+# ---------------------------------------------------------------------- --mode bench
+
+BENCH_SECONDS = 0.1          # each benchmark's runs take about this long in the kernel
+BENCH_PACKET = bytes(64)     # the XDP program's input: a zeroed minimal Ethernet frame
+
+
+def bench_repeat(ns_per_run: int) -> int:
+    """How many runs make about BENCH_SECONDS, from one run's time (1,000 to 10,000,000)."""
+    return max(1000, min(10_000_000, int(BENCH_SECONDS * 1e9) // max(ns_per_run, 1)))
+
+
+def duration_text(ns: int) -> str:
+    """A duration as bpftrace writes one: the largest unit it reaches, whole units."""
+    for scale, unit in ((1_000_000_000, "s"), (1_000_000, "ms"), (1_000, "\u03bcs")):
+        if ns >= scale:
+            return f"{ns // scale}{unit}"
+    return f"{ns}ns"
+
+
+def bench_table(results: list[tuple[str, int]]) -> str:
+    """bpftrace's table of benchmark results (name, average nanoseconds), and an empty line."""
+    head, avg = "BENCHMARK", "AVERAGE TIME"
+    width = max([len(head)] + [len(n) for n, _ in results])
+    sep = f"+{'-' * (width + 2)}+{'-' * (len(avg) + 2)}+\n"
+    rows = "".join(f"| {name:<{width}} | {duration_text(ns):<{len(avg)}} |\n"
+                   for name, ns in results)
+    return f"{sep}| {head:<{width}} | {avg} |\n{sep}{rows}{sep}\n"
+
+
+class _BenchSession(Session):
+    """Loads the program, runs each bench: block many times (in declaration order) and prints
+    the table, then the maps as at exit; nothing is attached, and what the blocks print is
+    discarded (the ring buffer is never read)."""
+    results: list
+
+    def start(self) -> int:
+        from ptrace_lang import providers
+        from ptrace_lang.kernel.progs import bench_run
+
+        self.load()
+        self.results = []
+        if self.opts.dry_run:
+            return 0
+        for a in self.spec.attachments:
+            if providers.runs(a.provider) != "bench":
+                continue
+            fd = self.k.progs[a.program]
+            first = bench_run(fd, BENCH_PACKET, 100)
+            self.results.append((a.target, bench_run(fd, BENCH_PACKET, bench_repeat(first))))
+        return 0
+
+    def announce(self, n: int) -> None:
+        if self.opts.output_format == "json":
+            from ptrace_lang.runtime.format import json_object
+
+            self.out.write(json_object("benchmark_results", dict(self.results)))
+        else:
+            self.out.write(bench_table(self.results))
+        self.out.flush()
+
+    def notify_attached(self) -> None:
+        pass
+
+    def finish(self) -> None:
+        pass
+
+    @property
+    def has_running_probes(self) -> bool:
+        return False
+
+
+def run_bench(spec, opts: dict, process) -> int:
+    from ptrace_lang import providers
+
+    spec = keep_probes(spec, lambda a: providers.runs(a.provider) == "bench")
+    out, rc = _open_out(opts["output"])
+    if rc:
+        return rc
+    try:
+        return _run(_BenchSession(spec, _run_options(opts, process, out)), opts)
+    finally:
+        if out is not None:
+            out.close()

@@ -225,6 +225,16 @@ def test_run(prog_fd: int, ctx_in: bytes = b"", data_in: bytes = b"", repeat: in
     return attr.retval
 
 
+def bench_run(prog_fd: int, data_in: bytes, repeat: int) -> int:
+    """BPF_PROG_TEST_RUN of ``repeat`` runs of a program that takes a packet (XDP): the
+    kernel's average time of one run, in nanoseconds."""
+    dbuf = cty.create_string_buffer(bytes(data_in), len(data_in))
+    attr = ProgTestRunAttr(prog_fd=prog_fd, repeat=repeat, data_size_in=len(data_in))
+    attr.data_in = cty.addressof(dbuf)
+    bpf(BPF_PROG_TEST_RUN, attr)
+    return attr.duration
+
+
 def prog_info(fd: int) -> dict:
     """BPF_OBJ_GET_INFO_BY_FD on a program fd."""
     info = obj_get_info(fd, ProgInfo())

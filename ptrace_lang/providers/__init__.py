@@ -121,6 +121,7 @@ MODULES = {
     "fentry": "fentry", "f": "fentry", "kfunc": "fentry",
     "fexit": "fentry", "fr": "fentry", "kretfunc": "fentry",
     "iter": "iter", "it": "iter",
+    "bench": "bench",
 }
 
 # providers the dialect has but a later piece of work brings

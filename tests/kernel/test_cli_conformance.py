@@ -75,3 +75,45 @@ def test_errors_in_bpftraces_words():
         assert "\n\nUSAGE:" not in ours.stderr, ours.stderr
         if _BPFTRACE:
             assert _first_error(argv, False) == want.splitlines()[0], argv
+
+
+def test_bench_mode_runs_each_bench_block_and_prints_the_table():
+    # bpftrace 0.26 --mode bench: each bench: block run by BPF_PROG_TEST_RUN many times, the
+    # table of their average times, then the maps; the other blocks are not run
+    prog = ('bench:count { @c = count(); } bench:hist_of_rand { @h = hist(rand); } '
+            'BEGIN { printf("begin ran\\n"); } interval:ms:1 { @i = 1; }')
+    for flag in (["--mode", "bench"], ["--bench"]):
+        p = _run_in("/", *flag, "-e", prog)
+        assert p.returncode == 0, p.stderr
+        lines = p.stdout.splitlines()
+        sep = "+--------------+--------------+"
+        assert lines[:3] == [sep, "| BENCHMARK    | AVERAGE TIME |", sep], p.stdout
+        names = [x.split("|")[1].strip() for x in lines[3:5]]
+        assert names == ["count", "hist_of_rand"] and lines[5] == sep, p.stdout
+        for row in lines[3:5]:
+            t = row.split("|")[2].strip()
+            assert t[:-2].isdigit() and t.endswith(("ns", "\u03bcs")), row
+        # the runs happened: @c counts every one of them (at least the 1,000 of a benchmark)
+        count = int(next(x for x in lines if x.startswith("@c: ")).split(": ")[1])
+        assert count >= 1000, p.stdout
+        assert "begin ran" not in p.stdout and "@i" not in p.stdout and "Attached" not in p.stderr
+
+
+def test_bench_probes_are_refused_outside_bench_mode():
+    p = _run_in("/", "-e", "bench:x { @a = 1; } BEGIN { exit(); }")
+    assert p.returncode == 1 and p.stdout == ""
+    assert p.stderr.startswith("stdin:1:1-8: ERROR: bench probes are only run with --mode bench\n"), p.stderr
+    p = _run_in("/", "--bench", "-e", "bench:x { @a = 1; } bench:x { @b = 1; }")
+    assert p.returncode == 1
+    assert 'ERROR: "x" was used as the name for more than one BENCH probe' in p.stderr, p.stderr
+
+
+def test_probe_filter_attaches_only_the_matching_probes():
+    prog = ('BEGIN { printf("begin\\n"); } interval:ms:5 { printf("%s\\n", probe); exit(); } '
+            'tracepoint:syscalls:sys_enter_getppid { printf("tp\\n"); }')
+    p = _run_in("/", "--probe-filter", "^interval:", "-e", prog)
+    assert p.returncode == 0, p.stderr
+    assert p.stdout.split() == ["begin", "interval:ms:5"], p.stdout
+    assert "Attached 2 probes" in p.stderr, p.stderr
+    p = _run_in("/", "--probe-filter", "kprobe", "-e", "interval:ms:5 { exit(); }")
+    assert (p.returncode, p.stdout) == (1, "No probes to attach\n"), (p.stdout, p.stderr)

@@ -152,3 +152,87 @@ def test_long_options_abbreviated_as_getopt_long():
     with pytest.raises(UsageError, match="option '--in' is ambiguous; possibilities: "
                                          "'--include' '--info'"):
         parse_args(["--in"])
+
+
+# ---------------------------------------------------------------- --mode, --bench, --probe-filter
+
+def test_mode_bench_and_its_alias():
+    assert parse_args(["--mode", "bench", "-e", "BEGIN{}"])["mode"] == "bench"
+    assert parse_args(["--mode=codegen", "-e", "BEGIN{}"])["mode"] == "codegen"
+    assert parse_args(["--bench", "-e", "BEGIN{}"])["mode"] == "bench"
+    assert parse_args(["-e", "BEGIN{}"])["mode"] is None
+    # bpftrace's words: an unknown mode, and --bench after a --mode
+    with pytest.raises(UsageError) as e:
+        parse_args(["--mode", "fast", "-e", "BEGIN{}"])
+    assert str(e.value) == ("USAGE: --mode can only be 'codegen', 'compiler-bench', 'bench', "
+                            "'test' or 'format'.") and not e.value.usage
+    with pytest.raises(UsageError) as e:
+        parse_args(["--mode", "test", "--bench", "-e", "BEGIN{}"])
+    assert str(e.value) == "USAGE: --bench conflicts with existing --mode"
+    with pytest.raises(UsageError, match="'--mode' requires an argument"):
+        parse_args(["-e", "BEGIN{}", "--mode"])
+
+
+def test_probe_filter_option():
+    assert parse_args(["--probe-filter", "uprobe.*", "-e", "BEGIN{}"])["probe_filter"] == "uprobe.*"
+    assert parse_args(["--probe-filter=^t", "x.bt"])["probe_filter"] == "^t"
+    assert parse_args(["--probe-f", "x", "x.bt"])["probe_filter"] == "x"     # getopt_long prefix
+    assert parse_args(["x.bt"])["probe_filter"] is None
+
+
+def _spec():
+    from ptrace_lang import spec as S
+
+    def att(provider, name, prog):
+        return S.AttachSpec(provider=provider, program=prog, probe_name=name)
+    progs = [S.ProgramSpec(name=n, prog_type=0, insns=b"") for n in ("pb", "pt", "pi", "pe", "pn")]
+    return S.ObjectSpec(programs=progs, attachments=[
+        att("begin", "begin", "pb"), att("tracepoint", "tracepoint:syscalls:sys_enter_read", "pt"),
+        att("tracepoint", "tracepoint:syscalls:sys_enter_write", "pt"),
+        att("interval", "interval:ms:10", "pi"), att("end", "end", "pe"),
+        att("bench", "bench:x", "pn")])
+
+
+def test_probe_filter_keeps_matching_probes_and_begin_end():
+    from ptrace_lang.modes import probe_filter
+
+    s = probe_filter(_spec(), "sys_enter_w")
+    assert [a.probe_name for a in s.attachments] == [
+        "begin", "tracepoint:syscalls:sys_enter_write", "end"]
+    assert [p.name for p in s.programs] == ["pb", "pt", "pe"]     # the others are not loaded
+    s = probe_filter(_spec(), "^(interval|bench):")
+    assert [p.name for p in s.programs] == ["pb", "pi", "pe", "pn"]
+    assert len(probe_filter(_spec(), "").attachments) == 6
+    with pytest.raises(ValueError):
+        probe_filter(_spec(), "(")
+
+
+def test_bench_table_as_bpftrace_prints_it():
+    from ptrace_lang.modes import bench_repeat, bench_table, duration_text
+
+    assert bench_table([("lhist", 25), ("a_long_benchmark_name", 1500)]) == (
+        "+-----------------------+--------------+\n"
+        "| BENCHMARK             | AVERAGE TIME |\n"
+        "+-----------------------+--------------+\n"
+        "| lhist                 | 25ns         |\n"
+        "| a_long_benchmark_name | 1\u03bcs          |\n"
+        "+-----------------------+--------------+\n\n")
+    assert bench_table([("a", 0)]).splitlines()[1] == "| BENCHMARK | AVERAGE TIME |"
+    assert [duration_text(n) for n in (999, 1000, 2_500_000, 3_000_000_000)] == [
+        "999ns", "1\u03bcs", "2ms", "3s"]
+    assert bench_repeat(100) == 1_000_000 and bench_repeat(0) == 10_000_000
+    assert bench_repeat(10**9) == 1000
+
+
+def test_bench_probes_need_one_name():
+    from ptrace_lang import providers
+    from ptrace_lang.errors import CompileError
+    from ptrace_lang.frontend import ast
+
+    p = providers.get("bench")
+    t, = p.expand(ast.AttachPoint("bench:loop", "bench", ["loop"]), providers.Options())
+    assert (t.probe_name, t.target) == ("bench:loop", "loop")
+    for parts, msg in (([], "bench probes must have a name"),
+                       (["a", "b"], "bench probe type requires 1 argument, found 2")):
+        with pytest.raises(CompileError, match=msg):
+            p.expand(ast.AttachPoint("bench", "bench", parts), providers.Options())
