@@ -95,9 +95,9 @@ def _long_name(name: str) -> str:
     if len(found) == 1:
         return found[0]
     if found:
-        raise UsageError(f"option '--{name}' is ambiguous; possibilities: "
-                         + " ".join(f"'--{n}'" for n in sorted(found)))
-    raise UsageError(f"unrecognized option '--{name}'")
+        raise UsageError(_say("option_ambiguous", name=name,
+                              choices=" ".join(f"'--{n}'" for n in sorted(found))))
+    raise UsageError(_say("option_unrecognized", name=name))
 
 
 class UsageError(Exception):
@@ -136,14 +136,14 @@ def parse_args(argv: list[str]) -> dict:
             name = _long_name(name)
             if name in _LONG_FLAGS:
                 if eq:
-                    raise UsageError(f"option '--{name}' doesn't allow an argument")
+                    raise UsageError(_say("option_no_argument", name=name))
                 if name == "bench":           # --bench: --mode bench
                     _set_mode(opts, "bench", "--bench")
                 opts[_LONG_FLAGS[name]] = True
             elif name in _MODE_VALUES:    # --serve ADDR:PORT, --flamegraph FILE (modes.py)
                 if not eq:
                     if i >= len(argv):
-                        raise UsageError(f"option '--{name}' requires an argument")
+                        raise UsageError(_say("option_needs_argument", name=name))
                     val = argv[i]
                     i += 1
                 opts[_MODE_VALUES[name]] = val
@@ -152,12 +152,12 @@ def parse_args(argv: list[str]) -> dict:
             elif name in _LONG_VALUES:
                 if not eq:
                     if i >= len(argv):
-                        raise UsageError(f"option '--{name}' requires an argument")
+                        raise UsageError(_say("option_needs_argument", name=name))
                     val = argv[i]
                     i += 1
                 if name == "backend":      # --backend direct|llvm (llvmbackend/)
                     if val not in ("direct", "llvm"):
-                        raise UsageError(f"invalid backend '{val}' (expected direct or llvm)")
+                        raise UsageError(_say("backend_invalid", backend=val))
                     opts["backend"] = val
                 elif name == "mode":
                     if val not in _MODES:
@@ -170,7 +170,7 @@ def parse_args(argv: list[str]) -> dict:
             else:                            # --pid PID, --cmd CMD, --output FILE ...
                 if not eq:
                     if i >= len(argv):
-                        raise UsageError(f"option '--{name}' requires an argument")
+                        raise UsageError(_say("option_needs_argument", name=name))
                     val = argv[i]
                     i += 1
                 _value_option(opts, _LONG_SHORT[name], val)
@@ -186,15 +186,14 @@ def parse_args(argv: list[str]) -> dict:
                 val = a[j:]
                 if not val:
                     if i >= len(argv):
-                        raise UsageError(f"option requires an argument -- '{c}'")
+                        raise UsageError(_say("short_needs_argument", option=c))
                     val = argv[i]
                     i += 1
                 _value_option(opts, c, val)
                 break
             if c not in _FLAG_SHORT:
-                hint = (" (a positional parameter that begins with '-' goes after '--')"
-                        if c.isdigit() else "")
-                raise UsageError(f"invalid option -- '{c}'{hint}")
+                hint = _say("short_invalid_digit") if c.isdigit() else ""
+                raise UsageError(_say("short_invalid", option=c) + hint)
             if c == "h":
                 opts["help"] = True
             elif c == "V":
@@ -211,7 +210,7 @@ def parse_args(argv: list[str]) -> dict:
         opts["file"] = operands.pop(0)
     opts["positional"] = operands
     if opts["pid"] is not None and opts["command"] is not None:
-        raise UsageError("Cannot use both -c and -p.")
+        raise UsageError(_say("pid_and_cmd"))
     return opts
 
 
@@ -229,6 +228,36 @@ def _say(key: str, **kw) -> str:
     return say(key, **kw)
 
 
+_PID_MAX = 0x400000      # bpftrace's bound (the nominal pid_max of 64-bit systems)
+
+
+def parse_pid(text: str) -> int:
+    """-p PID as bpftrace 0.26 reads it: an unsigned integer literal (decimal, 0x hex, 0b
+    binary, 0 octal, with _ separators), at most 0x400000; a UsageError in its words."""
+    digits = text.replace("_", "")
+    base = 10
+    if len(digits) >= 2 and digits[0] == "0":
+        if digits[1] in "xX":
+            base, digits = 16, digits[2:]
+        elif digits[1] in "bB":
+            base, digits = 2, digits[2:]
+        elif "0" <= digits[1] <= "7":
+            base, digits = 8, digits[1:]
+    ok = "0123456789abcdefABCDEF"[: base + (6 if base == 16 else 0)]
+    n = 0
+    while n < len(digits) and digits[n] in ok:
+        n += 1
+    if n == 0 or not digits[:n].isascii():
+        raise UsageError(_say("pid_invalid", reason="invalid integer", pid=text), usage=False)
+    if digits[n:].lower() not in ("", "u", "ul", "ull", "l", "ll"):
+        raise UsageError(_say("pid_invalid", reason="invalid trailing bytes", pid=text),
+                         usage=False)
+    pid = int(digits[:n], base)
+    if pid > _PID_MAX:
+        raise UsageError(_say("pid_range", pid=pid), usage=False)
+    return pid
+
+
 def _value_option(opts: dict, c: str, val: str) -> None:
     if c == "e":
         opts["program"] = val
@@ -242,17 +271,15 @@ def _value_option(opts: dict, c: str, val: str) -> None:
     elif c == "o":
         opts["output"] = val
     elif c == "p":
-        if not val.isdigit() or not val.isascii():
-            raise UsageError(_say("pid_invalid", pid=val), usage=False)
-        opts["pid"] = int(val)
+        opts["pid"] = parse_pid(val)
     elif c == "c":
         import shlex
         try:
             opts["command"] = shlex.split(val)
         except ValueError as e:
-            raise UsageError(f"invalid command '{val}': {e}") from None
+            raise UsageError(_say("cmd_invalid", command=val, reason=e)) from None
         if not opts["command"]:
-            raise UsageError("the command of -c is empty")
+            raise UsageError(_say("cmd_empty"))
     elif c == "B":
         if val not in ("none", "line", "full"):
             raise UsageError(_say("buffering_invalid"), usage=False)
@@ -266,8 +293,7 @@ def _value_option(opts: dict, c: str, val: str) -> None:
             elif st in STAGES:
                 opts["stages"].append(st)
             else:
-                raise UsageError(f"invalid debug stage '{st}' (expected one of: "
-                                 f"{', '.join(STAGES)}, all)")
+                raise UsageError(_say("debug_invalid", stage=st), usage=False)
 
 
 # Ctrl-C before the session's handler (which only notes it: the run then ends by itself) is
@@ -385,7 +411,7 @@ def _main(argv: list[str]) -> int:
         return 0
     if opts["info"]:
         if os.geteuid() != 0:
-            sys.stderr.write("ERROR: --info needs root (it loads programs to see what the kernel allows)\n")
+            sys.stderr.write(f"ERROR: {_say('info_needs_root')}\n")
             return 1
         from ptrace_lang.info import report
         try:
@@ -396,14 +422,13 @@ def _main(argv: list[str]) -> int:
     traced = opts["pid"] is not None or opts["command"] is not None
     if opts["list"]:
         if opts["command"] is not None:
-            sys.stderr.write("ERROR: -l does not take -c (list a binary's probes with "
-                             "'uprobe:/path:*' or 'usdt:/path:*', a process's with -p PID)\n")
+            sys.stderr.write(f"ERROR: {_say('list_with_cmd')}\n")
             return 1
         if opts["pid"] is not None and not os.path.isdir(f"/proc/{opts['pid']}"):
-            sys.stderr.write(f"ERROR: no process with pid {opts['pid']}\n")
+            sys.stderr.write(f"ERROR: {_say('list_no_process', pid=opts['pid'])}\n")
             return 1
         if opts["positional"] or opts["program"] is not None:
-            sys.stderr.write(f"ERROR: -l takes one pattern and no program\n\n{USAGE}")
+            sys.stderr.write(f"ERROR: {_say('list_args')}\n\n{USAGE}")
             return 1
         from ptrace_lang.kernel.privilege import NEEDS_ROOT, privileged
         if not privileged() and not _file_listing(opts["file"]):
@@ -417,7 +442,7 @@ def _main(argv: list[str]) -> int:
     if opts["repl"] or (opts["program"] is None and opts["file"] is None
                         and sys.stdin.isatty() and sys.stdout.isatty()):
         if traced:
-            sys.stderr.write("ERROR: -p and -c are not supported in the REPL\n")
+            sys.stderr.write(f"ERROR: {_say('repl_traced')}\n")
             return 1
         from ptrace_lang.repl import run_repl
         gc.enable()
@@ -432,15 +457,17 @@ def _main(argv: list[str]) -> int:
             with open(filename, encoding="utf-8", errors="surrogateescape") as f:
                 text = f.read()
         except OSError as e:
-            sys.stderr.write(f"ERROR: failed to open file '{filename}': {e.strerror}\n")
+            sys.stderr.write(f"ERROR: {_say('file_open', path=filename, reason=e.strerror)}\n")
             return 1
+    elif not argv:                  # no arguments at all: the usage text, as bpftrace
+        sys.stderr.write(USAGE)
+        return 1
     else:
-        sys.stderr.write(f"ERROR: no program given\n\n{USAGE}")
+        sys.stderr.write(f"ERROR: {_say('no_program')}\n")
         return 1
 
     if sys.stdout is None and (opts["output"] is None or opts["stages"]):
-        sys.stderr.write("ERROR: failed to write output to stdout: it is closed (>&-); "
-                         "use -o FILE\n")
+        sys.stderr.write(f"ERROR: {_say('stdout_closed')}\n")
         return 1
     process = None
     if traced:
@@ -522,7 +549,7 @@ def _compile_and_run(text: str, filename: str, opts: dict, process) -> int:
         try:
             file = open(opts["output"], "w", encoding="utf-8", errors="surrogateescape")
         except OSError as e:
-            sys.stderr.write(f"ERROR: failed to open output file '{opts['output']}': {e.strerror}\n")
+            sys.stderr.write(f"ERROR: {_say('output_open', path=opts['output'], reason=e.strerror)}\n")
             return 1
     if not opts["dry_run"]:
         from ptrace_lang.runtime import early
@@ -620,7 +647,7 @@ def _compile(text: str, filename: str, opts: dict, cache_key, cpid: int | None =
         sys.stderr.write(e.render(SOURCES) + "\n")
         return 1
     except RecursionError:
-        sys.stderr.write(f"{filename}: ERROR: the program is nested too deeply\n")
+        sys.stderr.write(f"{filename}: ERROR: {_say('nested_too_deeply')}\n")
         return 1
     except Exception as e:  # an internal error must still not print a traceback
         return internal_error(e)

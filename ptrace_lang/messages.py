@@ -11,11 +11,45 @@ MESSAGES: dict[str, str] = {
     "uprobe_address_unsafe": ("Could not determine instruction boundary for {probe} (binary "
                               "appears stripped). Misaligned probes can lead to tracee crashes!"),
     "uprobe_offset": "Offset outside the function bounds ('{func}' size is {size})",
-    # ---- tracepoints (bpftrace 0.17: one name, or a wildcard)
-    "tracepoint_missing": "tracepoint not found: {pattern}",
-    "tracepoints_missing": "tracepoints not found: {pattern}",
-    # ---- command line (bpftrace 0.17's words; said without the usage text)
-    "pid_invalid": "pid '{pid}' is not a valid decimal number",
+    # ---- attach points that match nothing (bpftrace 0.26: "No matches for <type> <target>."; with
+    # missing_probes = "warn" a warning ending ". Skipping." instead: providers.missing)
+    "tracepoint_missing": "No matches for tracepoint {pattern}.",
+    "tracepoints_missing": "No matches for tracepoint {pattern}.",
+    "missing_skipped": "{message}. Skipping.",
+    # ---- the language (bpftrace 0.26's semantic analyser)
+    "unroll_max": "unroll maximum value is 100",
+    "unroll_min": "unroll minimum value is 1",
+    "unroll_invalid": "invalid unroll value",
+    "map_argument": "{func}() expects a map argument",
+    "key_on_scalar_map": ("Argument mismatch for @{map}: trying to access with arguments: "
+                          "'{keytype}' when map expects no arguments"),
+    # ---- command line (bpftrace 0.26's words where it has them; getopt's for getopt's)
+    "option_ambiguous": "option '--{name}' is ambiguous; possibilities: {choices}",
+    "option_unrecognized": "unrecognized option '--{name}'",
+    "option_no_argument": "option '--{name}' doesn't allow an argument",
+    "option_needs_argument": "option '--{name}' requires an argument",
+    "short_needs_argument": "option requires an argument -- '{option}'",
+    "short_invalid": "invalid option -- '{option}'",
+    "short_invalid_digit": " (a positional parameter that begins with '-' goes after '--')",
+    "backend_invalid": "invalid backend '{backend}' (expected direct or llvm)",
+    "pid_and_cmd": "USAGE: Cannot use both -c and -p.",
+    "cmd_invalid": "invalid command '{command}': {reason}",
+    "cmd_empty": "the command of -c is empty",
+    "debug_invalid": "USAGE: invalid option for -d: {stage}",
+    "no_program": "USAGE: filename or -e 'program' required.",
+    "file_open": "failed to open file '{path}': {reason}",
+    "output_open": "Failed to open output file: \"{path}\": {reason}",
+    "stdout_closed": "failed to write output to stdout: it is closed (>&-); use -o FILE",
+    "info_needs_root": "--info needs root (it loads programs to see what the kernel allows)",
+    "list_with_cmd": ("-l does not take -c (list a binary's probes with 'uprobe:/path:*' or "
+                      "'usdt:/path:*', a process's with -p PID)"),
+    "list_no_process": "no process with pid {pid}",
+    "list_args": "-l takes one pattern and no program",
+    "repl_traced": "-p and -c are not supported in the REPL",
+    "nested_too_deeply": "the program is nested too deeply",
+    # -p PID: bpftrace 0.26 parses it as an integer literal (0x1f, 1_000 too)
+    "pid_invalid": "Failed to parse pid: {reason}: {pid}",
+    "pid_range": "Pid out of range: {pid}",
     "format_invalid": ("Invalid output format \"{format}\"\n"
                        "Valid formats: 'text', 'json', 'flamegraph', 'folded'"),
     "buffering_invalid": "USAGE: -B must be either 'line', 'full', or 'none'.",
@@ -34,3 +68,13 @@ MESSAGES: dict[str, str] = {
 
 def say(key: str, **fields) -> str:
     return MESSAGES[key].format(**fields)
+
+
+def map_call_error(func: str, args: list, span, nargs: int) -> tuple:
+    """(message, span) of a call of ``func`` (has_key, len) that does not get its ``nargs``
+    arguments with a map first, as bpftrace 0.26 says it: the count under the call, else
+    "expects a map argument" under the first argument."""
+    if len(args) != nargs:
+        want = "one argument" if nargs == 1 else f"{nargs} arguments"
+        return f"{func}() requires {want} ({len(args)} provided)", span
+    return say("map_argument", func=func), args[0].span

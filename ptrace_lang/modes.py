@@ -12,6 +12,7 @@ import gc
 import os
 import sys
 
+from ptrace_lang.messages import say
 from ptrace_lang.runtime.session import RunOptions, Session
 
 
@@ -83,7 +84,7 @@ def _open_out(path: str | None):
     try:
         return open(path, "w", encoding="utf-8", errors="surrogateescape"), 0
     except OSError as e:
-        sys.stderr.write(f"ERROR: failed to open output file '{path}': {e.strerror}\n")
+        sys.stderr.write(f"ERROR: {say('output_open', path=path, reason=e.strerror)}\n")
         return None, 1
 
 
@@ -235,7 +236,7 @@ def _run_flamegraph(spec, opts: dict, process) -> int:
             with open(path, "a"):
                 pass
         except OSError as e:
-            sys.stderr.write(f"ERROR: failed to open output file '{path}': {e.strerror}\n")
+            sys.stderr.write(f"ERROR: {say('output_open', path=path, reason=e.strerror)}\n")
             return 1
     rc = _run(session, opts)
     if path is not None and os.path.exists(path) and os.path.getsize(path) == 0 and rc:

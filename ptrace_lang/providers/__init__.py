@@ -176,7 +176,8 @@ def missing(opts: Options, message: str, span, hints: list[str] | None = None) -
     if opts.missing_probes == "warn":
         from ptrace_lang.errors import Diagnostic
 
-        opts.warnings.append(Diagnostic(message + "; skipped", span, severity="WARNING"))
+        from ptrace_lang.messages import say      # bpftrace's "... Skipping."
+        opts.warnings.append(Diagnostic(say("missing_skipped", message=message.rstrip(".")), span, severity="WARNING"))
         return []
     raise CompileError(message, span, hints=hints)
 

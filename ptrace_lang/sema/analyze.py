@@ -12,6 +12,7 @@ from ptrace_lang.records import dataclass, field
 
 from ptrace_lang.errors import CompileError, Diagnostic, NotSupportedYet, Span
 from ptrace_lang.frontend import ast
+from ptrace_lang.messages import say
 from ptrace_lang.sema import builtins
 from ptrace_lang.sema.arith import is_signed, signed_pair  # noqa: F401  (codegen.lower's names)
 from ptrace_lang.sema.fn_funcs import FuncsMixin
@@ -257,12 +258,11 @@ class _Analyzer(OutputCalls, AggregationsSema, TypesMixin, FuncsMixin, SymbolsAn
             self.block(s.body)
             self.loop_depth -= 1
         elif isinstance(s, ast.Unroll):
-            if not isinstance(s.count, ast.IntLit) and not isinstance(s.count, ast.PositionalParam):
-                self.error("unroll() count must be an integer literal", s.count.span)
-            else:
-                n = self.const_int(s.count)
-                if n is None or not 1 <= n <= 100:
-                    self.error("unroll() count must be between 1 and 100", s.count.span)
+            # bpftrace's words, under "unroll(N)" (messages.py)
+            at = Span(s.span.file, s.span.line, s.span.col, s.count.span.end_line, s.count.span.end_col + 1)
+            n = self.const_int(s.count) if isinstance(s.count, (ast.IntLit, ast.PositionalParam)) else None
+            if n is None or not 1 <= n <= 100:
+                self.error(say("unroll_invalid" if n is None else "unroll_max" if n > 100 else "unroll_min"), at)
             if self.unroll_depth == 0:      # the whole expansion, nested unrolls multiplied
                 size, copies = self.unroll_size(s)
                 if size > UNROLL_LIMIT:

@@ -12,6 +12,7 @@ from ptrace_lang.sema import builtins
 from ptrace_lang.sema.types import (
     BOOL, INT64, UINT32, UINT64, VOID, IntT, StrT, Type, UserT,
 )
+from ptrace_lang.messages import map_call_error, say
 from ptrace_lang.signals import SIGNALS
 
 PROBETYPE_SIZE = 16      # the longest provider name, "rawtracepoint", and its NUL fit
@@ -217,7 +218,7 @@ class FuncsMixin:
 
     def fn_has_key(self, e: ast.Call) -> Type:
         if len(e.args) != 2 or not isinstance(e.args[0], ast.MapRef) or e.args[0].keys is not None:
-            self.error("has_key() expects a map and a key", e.span, [SIG["has_key"]])
+            self.error(*map_call_error("has_key", e.args, e.span, 2), [SIG["has_key"]])
             for a in e.args:
                 if not isinstance(a, ast.MapRef):
                     self.expr(a)
@@ -230,9 +231,7 @@ class FuncsMixin:
             return BOOL
         ref = ast.MapRef(m.name, [e.args[1]], span=m.span.join(e.args[1].span))
         if info.key_type is None:
-            self.error(f"has_key() needs a map with a key: @{m.name} is a scalar map", m.span,
-                       [SIG["has_key"]])
-            self.expr(e.args[1])
+            self.error(say("key_on_scalar_map", map=m.name, keytype=self.expr(e.args[1])), e.args[1].span)
             return BOOL
         self.check_key(info, ref, self.key_type(ref))
         m.type = info.value_type

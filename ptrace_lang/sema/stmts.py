@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from ptrace_lang.frontend import ast
+from ptrace_lang.messages import map_call_error
 from ptrace_lang.sema.scope import Scope
 from ptrace_lang.sema.types import INT64, UINT64, AggT, IntT, Type, TupleT
 
@@ -112,7 +113,7 @@ class StmtsAnalysis:
             return INT64
         if (len(e.args) != 1 or not isinstance(e.args[0], ast.MapRef)
                 or e.args[0].keys is not None):
-            self.error("len() expects a map argument", e.span, ["len(@map)", "len(ustack)"])
+            self.error(*map_call_error("len", e.args, e.span, 1), ["len(@map)", "len(ustack)"])
             for a in e.args:
                 if not isinstance(a, ast.MapRef):
                     self.expr(a)

@@ -83,7 +83,7 @@ def test_output_file_and_full_buffering(tmp_path):
     assert out.read_text() == "to the file\n\n\n@n: 3\n"
     assert "Attached 1 probe" in r.err
     bad = run("-o", str(tmp_path / "no" / "such" / "dir"), "-e", "BEGIN { exit(); }")
-    assert bad.rc == 1 and "failed to open output file" in bad.err and "Traceback" not in bad.err
+    assert bad.rc == 1 and 'Failed to open output file: "' in bad.err and "Traceback" not in bad.err
     for args, msg in ((("-f", "xml"), 'Invalid output format "xml"'),
                       (("-B", "some"), "-B must be either 'line', 'full', or 'none'")):
         r = run(*args, "-e", "BEGIN { exit(); }")

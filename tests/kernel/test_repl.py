@@ -241,7 +241,11 @@ def test_repl_errors_do_not_end_the_session(tmp_path):
 def test_no_program_without_a_terminal():
     p = subprocess.run(ptrace_cmd(), stdin=subprocess.DEVNULL, capture_output=True, text=True,
                        cwd=ROOT, timeout=30)
-    assert p.returncode == 1 and "ERROR: no program given" in p.stderr
+    # no arguments at all: the usage text, as bpftrace; options but no program: its words
+    assert p.returncode == 1 and p.stderr.startswith("USAGE:"), p.stderr
+    p = subprocess.run(ptrace_cmd("-q"), stdin=subprocess.DEVNULL, capture_output=True, text=True,
+                       cwd=ROOT, timeout=30)
+    assert (p.returncode, p.stderr) == (1, "ERROR: USAGE: filename or -e 'program' required.\n")
 
 
 def test_repl_flame_writes_a_flame_graph_of_a_live_map(tmp_path):

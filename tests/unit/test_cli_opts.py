@@ -137,7 +137,7 @@ def test_long_forms_of_the_short_options():
     assert o["buffering"] == "none" and o["program"] == "BEGIN{}"
     o = parse_args(["--cmd=ls -l", "-e", "BEGIN{}"])
     assert o["command"] == ["ls", "-l"]
-    with pytest.raises(UsageError, match="pid 'x' is not a valid"):
+    with pytest.raises(UsageError, match="Failed to parse pid: invalid integer: x"):
         parse_args(["--pid=x"])
     with pytest.raises(UsageError, match="option '--format' requires an argument"):
         parse_args(["-e", "BEGIN{}", "--format"])

@@ -104,10 +104,13 @@ FIRST = [
      "stdin:1:15-18: ERROR: bswap() expects an integer as argument 1, got 'string[2]'", "bswap(int n)"),
     ('BEGIN { bswap(); }', "stdin:1:9-16: ERROR: bswap() requires 1 argument (0 provided)",
      "bswap(int n)"),
-    ('BEGIN { has_key(1, 2); }', "stdin:1:9-22: ERROR: has_key() expects a map and a key",
+    ('BEGIN { has_key(1, 2); }', "stdin:1:17-18: ERROR: has_key() expects a map argument",
      "has_key(@map, key)"),
+    ('BEGIN { @m[1] = 1; has_key(@m); }',
+     "stdin:1:20-31: ERROR: has_key() requires 2 arguments (1 provided)", "has_key(@map, key)"),
     ('BEGIN { @a = 1; has_key(@a, 1); }',
-     "stdin:1:25-27: ERROR: has_key() needs a map with a key: @a is a scalar map", "has_key(@map, key)"),
+     "stdin:1:29-30: ERROR: Argument mismatch for @a: trying to access with arguments: 'int64' "
+     "when map expects no arguments", None),
     ('BEGIN { has_key(@nope, 1); }', "stdin:1:17-22: ERROR: Undefined map: @nope", None),
     ('BEGIN { @m[1] = 1; has_key(@m, "a"); }',
      "stdin:1:28-35: ERROR: Argument mismatch for @m: trying to access with arguments: "

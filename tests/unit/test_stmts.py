@@ -93,8 +93,10 @@ LOOP_ERRORS = [
     ('BEGIN { for ($i : 0.."a") { } }',
      "stdin:1:22-25: ERROR: Loop range requires an integer for the end value, got 'string[2]'"),
     ("BEGIN { break; }", "stdin:1:9-14: ERROR: 'break' outside of a loop"),
-    ("BEGIN { len(1); }", "stdin:1:9-15: ERROR: len() expects a map argument\n"
-                          "BEGIN { len(1); }\n        ~~~~~~\nHINT: len(@map)"),
+    ("BEGIN { len(1); }", "stdin:1:13-14: ERROR: len() expects a map argument\n"
+                          "BEGIN { len(1); }\n            ~\nHINT: len(@map)"),
+    ("BEGIN { @m[1] = 1; len(@m, 1); }", "stdin:1:20-30: ERROR: len() requires one argument "
+                                         "(2 provided)\n"),
     ("BEGIN { @s = 1; $n = len(@s); }",
      "stdin:1:26-28: ERROR: len() expects a map with keys; @s is a scalar map"),
     ('BEGIN { return "x"; }', "stdin:1:16-19: ERROR: return value must be an integer, got 'string[2]'"),

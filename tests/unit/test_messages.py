@@ -1,0 +1,90 @@
+"""bpftrace 0.26's words for errors, from one table (ptrace_lang/messages.py): every entry is
+used by the code, fills in, and the command line and the compiler say them (no kernel)."""
+from __future__ import annotations
+
+import pathlib
+import re
+import string
+
+import pytest
+
+from ptrace_lang import messages
+from ptrace_lang.cli import UsageError, parse_args, parse_pid
+from ptrace_lang.driver import Options, compile_script
+from ptrace_lang.errors import SOURCES, PtraceError
+from recorded_machine import recorded_machine
+
+ROOT = pathlib.Path(__file__).resolve().parents[2]
+
+
+def test_every_message_is_used_and_fills_in():
+    import inspect
+
+    code = "".join(p.read_text() for p in (ROOT / "ptrace_lang").rglob("*.py")
+                   if p.name != "messages.py") + inspect.getsource(messages.map_call_error)
+    for key, template in messages.MESSAGES.items():
+        assert re.search(rf"""["']{key}["']""", code), f"message {key!r} is not used"
+        fields = {f: (1 if spec else "X") for _, f, spec, _ in string.Formatter().parse(template)
+                  if f}
+        assert messages.say(key, **fields)
+
+
+@pytest.mark.parametrize("text,pid", [("123", 123), ("0x1f", 31), ("0b101", 5), ("017", 15),
+                                      ("1_000", 1000), ("42u", 42), ("0", 0),
+                                      ("4194304", 4194304)])
+def test_pids_as_bpftrace_026_reads_them(text, pid):
+    assert parse_pid(text) == pid
+    assert parse_args(["-p", text, "-e", "BEGIN{}"])["pid"] == pid
+
+
+@pytest.mark.parametrize("text,message", [
+    ("abc", "Failed to parse pid: invalid integer: abc"),
+    ("", "Failed to parse pid: invalid integer: "),
+    ("-5", "Failed to parse pid: invalid integer: -5"),
+    ("12x", "Failed to parse pid: invalid trailing bytes: 12x"),
+    ("١٢", "Failed to parse pid: invalid integer: ١٢"),
+    ("4194305", "Pid out of range: 4194305"),
+    ("0x400001", "Pid out of range: 4194305"),
+])
+def test_bad_pids_in_bpftrace_026_words(text, message):
+    with pytest.raises(UsageError) as e:
+        parse_args(["-p", text, "-e", "BEGIN{}"])
+    assert str(e.value) == message and not e.value.usage
+
+
+def test_command_line_errors_in_bpftrace_words():
+    with pytest.raises(UsageError) as e:
+        parse_args(["-c", "ls", "-p", "1", "-e", "BEGIN{}"])
+    assert str(e.value) == "USAGE: Cannot use both -c and -p." and e.value.usage
+    with pytest.raises(UsageError) as e:
+        parse_args(["-d", "bogus", "-e", "BEGIN{}"])
+    assert str(e.value) == "USAGE: invalid option for -d: bogus" and not e.value.usage
+    assert messages.say("output_open", path="/x/y", reason="No such file or directory") == \
+        'Failed to open output file: "/x/y": No such file or directory'
+
+
+def _error(src: str) -> str:
+    with pytest.raises(PtraceError) as e:
+        compile_script(src, "stdin", Options(), machine=recorded_machine())
+    return e.value.render(SOURCES)
+
+
+@pytest.mark.parametrize("src,first", [
+    ("BEGIN { unroll(200) { @a = 1; } }", "stdin:1:9-20: ERROR: unroll maximum value is 100"),
+    ("BEGIN { unroll(0) { @a = 1; } }", "stdin:1:9-18: ERROR: unroll minimum value is 1"),
+    ("BEGIN { $n = 2; unroll($n) { @a = 1; } }", "stdin:1:17-27: ERROR: invalid unroll value"),
+    ("BEGIN { @a = 1; $b = has_key(@a, 1); }",
+     "stdin:1:34-35: ERROR: Argument mismatch for @a: trying to access with arguments: 'int64' "
+     "when map expects no arguments"),
+    ("BEGIN { $x = 1; $b = has_key($x, 1); }",
+     "stdin:1:30-32: ERROR: has_key() expects a map argument"),
+    ("BEGIN { $n = len(); }", "stdin:1:14-19: ERROR: len() requires one argument (0 provided)"),
+    ("tracepoint:syscalls:sys_enter_nope { }",
+     "stdin:1:1-35: ERROR: No matches for tracepoint syscalls:sys_enter_nope."),
+])
+def test_compile_errors_in_bpftrace_026_words(src, first):
+    text = _error(src)
+    assert text.splitlines()[0] == first, text
+    # the source line and the ~ markers under the place bpftrace marks
+    col, end = (int(x) for x in first.split(":")[2].split("-"))
+    assert text.splitlines()[2] == " " * (col - 1) + "~" * (end - col)
