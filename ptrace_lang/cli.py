@@ -221,7 +221,7 @@ def _set_mode(opts: dict, mode: str, alias: str | None) -> None:
     opts["mode"] = mode
 
 
-def _say(key: str, **kw) -> str:
+def _say(key: str, /, **kw) -> str:
     """bpftrace's words for an error (messages.py, imported only when there is one)."""
     from ptrace_lang.messages import say
 

@@ -10,6 +10,7 @@ reason). Imported on every compile: no ``re``, no ``typing``.
 from __future__ import annotations
 
 from ptrace_lang.errors import NO_SPAN, CompileError
+from ptrace_lang.messages import say
 
 KEYS: dict[str, tuple] = {
     "cache_user_symbols": (("PER_PROGRAM", "PER_PID", "NONE"), "PER_PROGRAM"),
@@ -102,6 +103,10 @@ def _expected(kind) -> str:
             "bool": "true, false, 1 or 0", "str": "a string"}[kind]
 
 
+# bpftrace's keys that only its environment sets (BPFTRACE_BTF ...), refused in a config block
+ENV_ONLY = frozenset({"btf", "debug_output", "kernel_build", "kernel_source", "vmlinux"})
+
+
 def from_script(program) -> dict:
     """The config block's values: key -> value; a located error for an unknown key or a value
     of the wrong type."""
@@ -112,8 +117,10 @@ def from_script(program) -> dict:
         return out
     for item in program.config.items:
         key = key_of(item.key)
-        if key is None:
-            raise CompileError(f"Unrecognized config variable: {item.key}", item.span)
+        if key is None:     # bpftrace's words (messages.py): env-only keys said as such
+            env_only = item.key.lower().removeprefix("bpftrace_") in ENV_ONLY
+            raise CompileError(say("config_env_only", key=item.key.lower().removeprefix("bpftrace_"))
+                               if env_only else say("config_unknown", key=item.key), item.span)
         kind, _ = KEYS[key]
         v = item.value
         if isinstance(v, ast.IntLit):
@@ -128,7 +135,9 @@ def from_script(program) -> dict:
             got, value = "integer", -v.operand.value
         else:
             raise CompileError(f"Invalid value for {key}: expected {_expected(kind)}", v.span)
-        if kind == "bool" and got == "integer" and value in (0, 1):
+        if kind == "bool" and got == "integer":
+            if value not in (0, 1):
+                raise CompileError(say("config_bool_value", key=key, value=value), v.span)
             got, value = "boolean", bool(value)
         if got != _kind_name(kind):
             raise CompileError(f"Invalid type for {key}. Type: {got}. Expected Type: "

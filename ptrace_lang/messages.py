@@ -16,6 +16,10 @@ MESSAGES: dict[str, str] = {
     "tracepoint_missing": "No matches for tracepoint {pattern}.",
     "tracepoints_missing": "No matches for tracepoint {pattern}.",
     "missing_skipped": "{message}. Skipping.",
+    # ---- the config block (bpftrace 0.26's config analyser)
+    "config_unknown": "Unrecognized config variable: {key}",
+    "config_env_only": "{key} can only be set as an environment variable",
+    "config_bool_value": "Invalid value for {key}. Needs to be 0 or 1. Value: {value}",
     # ---- the language (bpftrace 0.26's semantic analyser)
     "unroll_max": "unroll maximum value is 100",
     "unroll_min": "unroll minimum value is 1",
@@ -66,8 +70,9 @@ MESSAGES: dict[str, str] = {
 }
 
 
-def say(key: str, **fields) -> str:
-    return MESSAGES[key].format(**fields)
+def say(name: str, /, **fields) -> str:
+    """The message ``name`` with its fields filled in."""
+    return MESSAGES[name].format(**fields)
 
 
 def map_call_error(func: str, args: list, span, nargs: int) -> tuple:

@@ -220,8 +220,14 @@ CONFIG_ERRORS = [
     ("config = { stack_mode = fancy } BEGIN { }",
      "stdin:1:25-30: ERROR: Invalid value for stack_mode: fancy. Valid values: bpftrace, perf, raw"),
     ("config = { print_maps_on_exit = 2 } BEGIN { }",
-     "stdin:1:33-34: ERROR: Invalid type for print_maps_on_exit. Type: integer. "
+     "stdin:1:33-34: ERROR: Invalid value for print_maps_on_exit. Needs to be 0 or 1. Value: 2"),
+    ('config = { print_maps_on_exit = "yes" } BEGIN { }',
+     "stdin:1:33-38: ERROR: Invalid type for print_maps_on_exit. Type: string. "
      "Expected Type: boolean"),
+    ('config = { BPFTRACE_VMLINUX = "/x" } BEGIN { }',
+     "stdin:1:12-35: ERROR: vmlinux can only be set as an environment variable"),
+    ('config = { btf = "/x" } BEGIN { }',
+     "stdin:1:12-22: ERROR: btf can only be set as an environment variable"),
     ("config = { max_probes = 1 } BEGIN { } END { }",       # located at a probe
      "stdin:1:29-34: ERROR: Can't attach to 2 probes because it exceeds the current limit of 1 probes."),
     ("config = { max_bpf_progs = 1 } BEGIN { } END { }",    # bpftrace names the count
