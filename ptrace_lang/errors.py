@@ -21,6 +21,9 @@ class Span:
     col: int
     end_line: int
     end_col: int
+    # code a macro expanded: the calls it came from, nearest first (each said under the
+    # diagnostic as "expanded from", as bpftrace 0.26 does)
+    origin: tuple = field(default=(), kw_only=True, repr=False, compare=False)
 
     def join(self, other: "Span | None") -> "Span":
         if other is None or other is NO_SPAN:
@@ -82,6 +85,10 @@ def render(diag: Diagnostic, sources: SourceRegistry = SOURCES) -> str:
             out.append(marker + "~" * (end_col - sp.col))
     for hint in diag.hints:
         out.append(f"HINT: {hint}")
+    for call in sp.origin:
+        from ptrace_lang.messages import say
+
+        out.append(render(Diagnostic(say("expanded_from"), call, severity=diag.severity), sources))
     return "\n".join(out)
 
 

@@ -16,6 +16,8 @@ MESSAGES: dict[str, str] = {
     "tracepoint_missing": "No matches for tracepoint {pattern}.",
     "tracepoints_missing": "No matches for tracepoint {pattern}.",
     "missing_skipped": "{message}. Skipping.",
+    # ---- a diagnostic in code a macro expanded: each call it came from (bpftrace 0.26)
+    "expanded_from": "expanded from",
     # ---- the config block (bpftrace 0.26's config analyser)
     "config_unknown": "Unrecognized config variable: {key}",
     "config_env_only": "{key} can only be set as an environment variable",

@@ -221,6 +221,7 @@ class _Expander:
 
         body = copy.deepcopy(value if value is not None else m.body)
         self._rename(body, m, var_map, map_map, suffix)
+        _expanded_from(body, call.span)
         body = self._substitute(body, exprs)
         self.stack.append(key)
         try:
@@ -268,6 +269,17 @@ class _Expander:
                 setattr(n, name, [self._substitute(x, exprs) if isinstance(x, ast.Node) else x
                                   for x in v])
         return n
+
+
+def _expanded_from(body, call_span) -> None:
+    """The body's nodes remember the call they were expanded from, and the calls that one
+    came from (``Span.origin``, nearest first): diagnostics in them say each."""
+    from ptrace_lang.records import replace
+
+    chain = (replace(call_span, origin=()),) + call_span.origin
+    for n in ast.walk(body):
+        if n.span.line:         # (not NO_SPAN, which stays the one "nowhere")
+            n.span = replace(n.span, origin=chain + n.span.origin)
 
 
 def stdlib_index(stdlib: str) -> dict[str, str]:

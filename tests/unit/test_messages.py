@@ -88,3 +88,25 @@ def test_compile_errors_in_bpftrace_026_words(src, first):
     # the source line and the ~ markers under the place bpftrace marks
     col, end = (int(x) for x in first.split(":")[2].split("-"))
     assert text.splitlines()[2] == " " * (col - 1) + "~" * (end - col)
+
+
+def test_errors_in_macros_say_where_they_were_expanded_from():
+    # bpftrace 0.26: the error where it is in the macro's body, then "expanded from" under
+    # each call it came through, nearest first, in the diagnostic's severity
+    src = ('macro add2($x) { $x + 1 } macro add1($x) { add2($x) } '
+           'BEGIN { $a = "string"; add1($a); }')
+    lines = _error(src).splitlines()
+    assert lines[0].startswith("stdin:1:18-24: ERROR: Type mismatch for '+'")
+    assert lines[3] == "stdin:1:44-52: ERROR: expanded from"
+    assert lines[4] == src and lines[5] == " " * 43 + "~" * 8
+    assert lines[6] == "stdin:1:78-86: ERROR: expanded from"
+    assert lines[8] == " " * 77 + "~" * 8 and len(lines) == 9
+    # an argument is the caller's own code: no chain
+    text = _error('macro twice(x) { x * 2 } BEGIN { $v = twice($nope); }')
+    assert text.startswith("stdin:1:45-50: ERROR: Undefined or undeclared variable: $nope")
+    assert "expanded from" not in text, text
+    # the body's own code is: one call, one line
+    text = _error('macro twice(x) { x * 2 } BEGIN { $v = twice("a"); }')
+    assert text.count("expanded from") == 1 and "stdin:1:39-49: ERROR: expanded from" in text
+    # nor does code outside any macro have one
+    assert "expanded from" not in _error('BEGIN { $v = "a" * 2; }')
