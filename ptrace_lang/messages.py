@@ -59,6 +59,11 @@ MESSAGES: dict[str, str] = {
     "format_invalid": ("Invalid output format \"{format}\"\n"
                        "Valid formats: 'text', 'json', 'flamegraph', 'folded'"),
     "buffering_invalid": "USAGE: -B must be either 'line', 'full', or 'none'.",
+    # ---- ptrace's own run modes (modes.py: --serve, flame graphs)
+    "serve_address": "--serve '{text}': expected ADDR:PORT (127.0.0.1:9100, :9100)",
+    "serve_listen": "--serve {serve}: cannot listen on {addr} port {port}: {reason}",
+    "serve_dropped": "{dropped} map keys were left out of scrapes (over {most} per map)",
+    "flame_no_stack_map": "no map is keyed by kstack or ustack: no flame graph written",
     # ---- --mode (bpftrace 0.26's words; ptrace runs bench and codegen)
     "mode_invalid": ("USAGE: --mode can only be 'codegen', 'compiler-bench', 'bench', 'test' "
                      "or 'format'."),

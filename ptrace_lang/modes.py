@@ -20,7 +20,7 @@ def parse_listen(text: str) -> tuple[str, int]:
     """``ADDR:PORT`` (``[::1]:9100``, ``:9100`` for every address) -> (addr, port)."""
     addr, colon, port = text.rpartition(":")
     if not colon or not port.isdigit() or not 0 <= int(port) <= 65535:
-        raise ValueError(f"--serve '{text}': expected ADDR:PORT (127.0.0.1:9100, :9100)")
+        raise ValueError(say("serve_address", text=text))
     addr = addr.strip("[]") or "0.0.0.0"
     return addr, int(port)
 
@@ -133,8 +133,8 @@ def _run_served(spec, opts: dict, text: str, filename: str, process) -> int:
         try:
             session.server = make_server(addr, port, session.collector)
         except OSError as e:
-            sys.stderr.write(f"ERROR: --serve {opts['serve']}: cannot listen on {addr} port "
-                             f"{port}: {e.strerror or e}\n")
+            sys.stderr.write("ERROR: " + say("serve_listen", serve=opts["serve"], addr=addr,
+                                             port=port, reason=e.strerror or e) + "\n")
             return 1
         import threading
 
@@ -150,8 +150,8 @@ def _run_served(spec, opts: dict, text: str, filename: str, process) -> int:
             session.stop_serving()
             dropped = session.collector.dropped_total
             if dropped and not opts["no_warnings"]:
-                sys.stderr.write(f"WARNING: {dropped} map keys were left out of scrapes "
-                                 f"(over {session.collector.max_series} per map)\n")
+                sys.stderr.write("WARNING: " + say("serve_dropped", dropped=dropped,
+                                                   most=session.collector.max_series) + "\n")
     finally:
         if out is not None:
             out.close()
@@ -213,7 +213,7 @@ class _FlameSession(Session):
             fg.write_flamegraph(self.read_user_map(um), target, fg.key_kinds(um),
                                 self.graph_format, title=f"Flame Graph: {um.name}")
         if not stack_maps:
-            self.err.write("WARNING: no map is keyed by kstack or ustack: no flame graph written\n")
+            self.err.write(f"WARNING: {say('flame_no_stack_map')}\n")
         rest = [self.read_user_map(um) for um in self.spec.user_maps if um not in stack_maps]
         if rest:
             self.out.write(EXIT_PREAMBLE + format_maps(rest, stats_style=self.opts.stats_style))
