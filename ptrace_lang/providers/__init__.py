@@ -93,7 +93,8 @@ class Provider:
     kernel_feature = ""
     # when its programs run: "event" (attached, on the kernel's events), "start" and "end"
     # (begin/end: run once by the session with BPF_PROG_TEST_RUN), "signal" (self: run when
-    # ptrace receives the signal), "once" (iter: read once after attaching, no event loop)
+    # ptrace receives the signal), "once" (iter: read once after attaching, no event loop),
+    # "bench" (bench: run many times by --mode bench, modes.run_bench)
     runs = "event"
     # the session counts its timer's ticks against its program's runs (missed ticks, reported)
     periodic = False
