@@ -110,6 +110,10 @@ def test_bench_mode_runs_each_bench_block_and_prints_the_table():
         count = int(next(x for x in lines if x.startswith("@c: ")).split(": ")[1])
         assert count >= 1000, p.stdout
         assert "begin ran" not in p.stdout and "@i" not in p.stdout and "Attached" not in p.stderr
+    # what the blocks print is discarded, and not reported lost
+    p = _run_in("/", "--bench", "-e", 'bench:printing { printf("x %d\\n", 1); }')
+    assert p.returncode == 0 and "| printing  |" in p.stdout, p.stdout
+    assert "x 1" not in p.stdout and "Lost" not in p.stdout + p.stderr, (p.stdout, p.stderr)
 
 
 def test_bench_probes_are_refused_outside_bench_mode():
