@@ -13,6 +13,7 @@ MESSAGES: dict[str, str] = {
     "uprobe_offset": "Offset outside the function bounds ('{func}' size is {size})",
     # ---- attach points that match nothing (bpftrace 0.26: "No matches for <type> <target>."; with
     # missing_probes = "warn" a warning ending ". Skipping." instead: providers.missing)
+    "no_matches": "No matches for {probetype} {what}.",
     "tracepoint_missing": "No matches for tracepoint {pattern}.",
     "tracepoints_missing": "No matches for tracepoint {pattern}.",
     "missing_skipped": "{message}. Skipping.",

@@ -18,6 +18,7 @@ event, ``arg0``.. when BTF has neither). Each attach point gets its own program:
 from __future__ import annotations
 
 from ptrace_lang.errors import CompileError
+from ptrace_lang.messages import say
 from ptrace_lang.providers import Provider, Target, missing, register, substitute_positional
 
 RAW_ARGS = frozenset(f"arg{i}" for i in range(12))
@@ -106,7 +107,7 @@ class RawTracepoint(Provider):
             found = found[:1]         # an event both in vmlinux and a module: vmlinux's
         if not found:
             shown = f"{module}:{pattern}" if module is not None else pattern
-            return missing(opts, f"raw tracepoint not found: {shown}", ap.span,
+            return missing(opts, say("no_matches", probetype="rawtracepoint", what=shown), ap.span,
                            hints=["ptrace -l 'rawtracepoint:PATTERN' lists the raw tracepoints"])
         out = []
         for index, mod, ev in found:

@@ -98,11 +98,11 @@ def test_rawtracepoint_wildcard_with_args_one_program_per_event():
 
 
 @pytest.mark.parametrize("src,message", [
-    ("rawtracepoint:no_such_event_xyz { }", "ERROR: raw tracepoint not found: no_such_event_xyz"),
+    ("rawtracepoint:no_such_event_xyz { }", "ERROR: No matches for rawtracepoint no_such_event_xyz."),
     ("rawtracepoint:sched_switch { @ = args.nosuch; }",
      "ERROR: Struct/union of type 'struct sched_switch_args' does not contain a field named 'nosuch'"),
     ("rawtracepoint:no_such_module_xyz:sched_switch { }",
-     "ERROR: raw tracepoint not found: no_such_module_xyz:sched_switch"),
+     "ERROR: No matches for rawtracepoint no_such_module_xyz:sched_switch."),
 ])
 def test_rawtracepoint_errors(src, message):
     r = run("-e", src)

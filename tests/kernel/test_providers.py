@@ -65,7 +65,7 @@ def test_hardware_counts_or_says_why_not():
 @pytest.mark.parametrize("src,message", [
     ("software:bogus { }", "stdin:1:1-15: ERROR: Unknown software event: bogus"),
     ("software:faults:0 { }", "ERROR: The count of a software probe must be positive"),
-    ("rawtracepoint:no_such_event_xyz { }", "ERROR: raw tracepoint not found: no_such_event_xyz"),
+    ("rawtracepoint:no_such_event_xyz { }", "ERROR: No matches for rawtracepoint no_such_event_xyz."),
     ("BEGIN { @ = arg0; }", "ERROR: The arg0 builtin can not be used with 'begin' probes"),
 ])
 def test_provider_errors(src, message):
