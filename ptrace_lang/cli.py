@@ -253,6 +253,8 @@ def parse_pid(text: str) -> int:
         raise UsageError(_say("pid_invalid", reason="invalid trailing bytes", pid=text),
                          usage=False)
     pid = int(digits[:n], base)
+    if pid >= 1 << 64:
+        raise UsageError(_say("pid_overflow", pid=text), usage=False)
     if pid > _PID_MAX:
         raise UsageError(_say("pid_range", pid=pid), usage=False)
     return pid

@@ -57,6 +57,8 @@ MESSAGES: dict[str, str] = {
     # -p PID: bpftrace 0.26 parses it as an integer literal (0x1f, 1_000 too)
     "pid_invalid": "Failed to parse pid: {reason}: {pid}",
     "pid_range": "Pid out of range: {pid}",
+    "pid_overflow": ("Failed to parse pid: overflow error, maximum value is 18446744073709551615: "
+                     "{pid}"),
     "format_invalid": ("Invalid output format \"{format}\"\n"
                        "Valid formats: 'text', 'json', 'flamegraph', 'folded'"),
     "buffering_invalid": "USAGE: -B must be either 'line', 'full', or 'none'.",

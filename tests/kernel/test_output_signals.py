@@ -150,7 +150,8 @@ def test_ctrl_c_is_acted_on_under_a_flood_of_system_calls():
 def test_cli_fuzz_findings_are_clear_errors():
     r = run("-p", "99999999999999999999", "-e", "BEGIN { exit(); }")
     assert r.rc == 1
-    assert r.err == "ERROR: failed to trace pid 99999999999999999999: No such process\n"
+    assert r.err == ("ERROR: Failed to parse pid: overflow error, maximum value is "
+                     "18446744073709551615: 99999999999999999999\n")
     r = run("-e", 'config = { perf_rb_pages = 1048576 } BEGIN { printf("x\\n"); exit(); }')
     assert r.rc == 1
     assert "ERROR: map 'ringbuf': failed to create: a ring buffer of" in r.err

@@ -45,6 +45,8 @@ def test_pids_as_bpftrace_026_reads_them(text, pid):
     ("١٢", "Failed to parse pid: invalid integer: ١٢"),
     ("4194305", "Pid out of range: 4194305"),
     ("0x400001", "Pid out of range: 4194305"),
+    ("99999999999999999999", "Failed to parse pid: overflow error, maximum value is "
+                             "18446744073709551615: 99999999999999999999"),
 ])
 def test_bad_pids_in_bpftrace_026_words(text, message):
     with pytest.raises(UsageError) as e:
