@@ -178,7 +178,8 @@ def missing(opts: Options, message: str, span, hints: list[str] | None = None) -
         from ptrace_lang.errors import Diagnostic
 
         from ptrace_lang.messages import say      # bpftrace's "... Skipping."
-        opts.warnings.append(Diagnostic(say("missing_skipped", message=message.rstrip(".")), span, severity="WARNING"))
+        opts.warnings.append(Diagnostic(say("missing_skipped", message=message.rstrip(".")), span,
+                                        severity="WARNING"))
         return []
     raise CompileError(message, span, hints=hints)
 

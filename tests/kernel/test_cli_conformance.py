@@ -119,7 +119,8 @@ def test_bench_mode_runs_each_bench_block_and_prints_the_table():
 def test_bench_probes_are_refused_outside_bench_mode():
     p = _run_in("/", "-e", "bench:x { @a = 1; } BEGIN { exit(); }")
     assert p.returncode == 1 and p.stdout == ""
-    assert p.stderr.startswith("stdin:1:1-8: ERROR: bench probes are only run with --mode bench\n"), p.stderr
+    assert p.stderr.startswith("stdin:1:1-8: ERROR: bench probes are only run with --mode "
+                               "bench\n"), p.stderr
     p = _run_in("/", "--bench", "-e", "bench:x { @a = 1; } bench:x { @b = 1; }")
     assert p.returncode == 1
     assert 'ERROR: "x" was used as the name for more than one BENCH probe' in p.stderr, p.stderr
