@@ -4,11 +4,12 @@ fields of tracepoints."""
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 
 import pytest
 
-from runner import Tracer, needs_btf, out_of
+from runner import Tracer, needs_btf, out_of, run
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root to load BPF programs")
 
@@ -116,3 +117,43 @@ def test_elvis_evaluates_its_left_side_once():
     out = out_of('BEGIN { $i = 0; print($i++ ?: 9); print($i); print($i++ ?: 9); print($i); '
                  '@u[1] = 0; print(@u[1] ?: 3); exit(); }')
     assert out.split("\n")[:5] == ["9", "1", "1", "2", "3"]
+
+
+GRID_C = r"""
+#include <unistd.h>
+struct grid { int tag; int y[2][3]; short z[2][2]; };
+__attribute__((noipa)) int visit(struct grid *g) { return g->tag + g->y[1][2]; }
+int main(void) {
+  struct grid g = { 11, {{1, 2, 3}, {4, -5, 6}}, {{7, 8}, {-9, 10}} };
+  usleep(300000);
+  return visit(&g) > 100;
+}
+"""
+
+
+@pytest.mark.skipif(shutil.which("gcc") is None, reason="gcc is needed to build the uprobe target")
+def test_multi_dimensional_arrays_of_a_script_struct(tmp_path):
+    """int y[2][3] read through a uprobe argument: indexed, held in a variable and in a map
+    (indexed there too), printed with nested brackets, a map key, in a tuple (bpftrace 0.17
+    prints the same lines for this script)."""
+    src = tmp_path / "grid.c"
+    src.write_text(GRID_C)
+    binary = tmp_path / "grid"
+    subprocess.run(["gcc", "-O1", "-o", str(binary), str(src)], check=True)
+    script = tmp_path / "grid.bt"
+    script.write_text(
+        "struct grid { int tag; int y[2][3]; short z[2][2]; };\n"
+        f"uprobe:{binary}:visit {{ $g = (struct grid *)arg0;\n"
+        "  print($g->y[1][2]); $b = $g->y; print($b[1][0]); print($g->y);\n"
+        "  @m[0] = $g->y; print(@m[0][1][1]); $x = @m[0]; print($x[0][2]);\n"
+        "  @k[$g->y] = 1; @k2[$g->z, 42] = 2; @v = $g->z; @t = (1, $g->y); print(*$g);\n"
+        "  print(sizeof(struct grid)); exit(); }\n")
+    r = run("-c", str(binary), str(script))
+    assert r.rc == 0, r.err
+    assert "memory reads failed" not in r.err, r.err
+    lines = r.out.split("\n")
+    assert lines[:7] == ["6", "4", "[[1,2,3],[4,-5,6]]", "-5", "3",
+                         "{ .tag = 11, .y = [[1,2,3],[4,-5,6]], .z = [[7,8],[-9,10]] }", "36"]
+    for line in ("@k[[[1,2,3],[4,-5,6]]]: 1", "@k2[[[7,8],[-9,10]], 42]: 2",
+                 "@m[0]: [[1,2,3],[4,-5,6]]", "@t: (1, [[1,2,3],[4,-5,6]])", "@v: [[7,8],[-9,10]]"):
+        assert line in lines, r.out

@@ -101,3 +101,33 @@ def test_integer_literal_cast_to_an_array_takes_its_smallest_type():
                       'print((uint8[8])1); }')
     assert t == [IntArrayT(IntT(8, False), 4), IntArrayT(IntT(8, True), 2),
                  IntArrayT(IntT(8, False), 8)]
+
+
+def test_multi_dimensional_arrays_are_typed_indexed_and_formatted():
+    from ptrace_lang.codegen.lower_types import c_value_field
+    from ptrace_lang.runtime.cvalues import fmt_array
+    from ptrace_lang.sema.types import ArrayT
+    src = ("struct G { int tag; int y[2][3]; short z[2][2]; }; BEGIN { $g = (struct G *)0; "
+           "print($g->y); print($g->y[1]); print($g->y[1][2]); print(sizeof($g->y)); "
+           "print(sizeof(struct G)); @m[0] = $g->y; print(@m[0][1][0]); }")
+    t = printed_types(src)
+    y = ArrayT(ArrayT(IntT(32, True), 3), 2)
+    assert t[:3] == [y, ArrayT(IntT(32, True), 3), IntT(32, True)] and str(y) == "int32[3][2]"
+    assert [n.value for n in ast.walk(typed(src)) if isinstance(n, ast.Sizeof)] == [24, 36]
+    assert t[5] == IntT(32, True)
+    f = c_value_field(y, 0)
+    raw = b"".join(v.to_bytes(4, "little", signed=True) for v in (1, 2, 3, 4, -5, 6))
+    assert fmt_array(raw, f.aux) == [[1, 2, 3], [4, -5, 6]]
+    assert hash(fmt_array(raw, f.aux)) == hash(fmt_array(raw, f.aux))    # a map key
+
+
+def test_arrays_of_arrays_do_not_compare_as_bpftrace():
+    from test_types import error_of
+    err = error_of("struct G { int y[2][3]; }; BEGIN { $g = (struct G *)0; print($g->y == $g->y); }")
+    assert "Only arrays of same sized integer support comparison operators." in err
+    err = error_of("struct G { int a[2]; int b[3]; }; BEGIN { $g = (struct G *)0; "
+                   "print($g->a == $g->b); }")
+    assert "Only arrays of same size support comparison operators." in err
+    err = error_of("struct G { int a[2]; }; BEGIN { $g = (struct G *)0; print($g->a < $g->a); }")
+    assert "The < operator cannot be used on arrays." in err
+    typed("struct G { int a[2]; int b[2]; }; BEGIN { $g = (struct G *)0; print($g->a != $g->b); }")
