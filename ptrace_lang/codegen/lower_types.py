@@ -12,7 +12,8 @@ from __future__ import annotations
 
 from ptrace_lang import spec as S
 from ptrace_lang.bpf.uapi import (
-    FN_GET_CURRENT_TASK, FN_PROBE_READ_KERNEL, FN_PROBE_READ_KERNEL_STR, FN_PROBE_READ_USER,
+    FN_GET_CURRENT_TASK, FN_GET_SOCKET_COOKIE, FN_PROBE_READ_KERNEL, FN_PROBE_READ_KERNEL_STR,
+    FN_PROBE_READ_USER,
     FN_PROBE_READ_USER_STR,
 )
 from ptrace_lang.codegen import ir
@@ -245,6 +246,12 @@ class TypesLowering:
         if name == "ppid":
             return self.parent_tgid(e)
         return None
+
+    def call_socket_cookie(self, e: ast.Call) -> VReg:
+        """bpf_get_socket_cookie(sk): the tracing programs' variant takes the BTF-typed socket
+        pointer as it came from the context (the verifier checks its type)."""
+        self.call(FN_GET_SOCKET_COOKIE, self.scalar(e.args[0]))
+        return self.result()
 
     def call_kptr(self, e: ast.Call) -> VReg:
         return self.scalar(e.args[0])

@@ -314,6 +314,29 @@ class TypesMixin:
                            e.args[0].span)
         return UINT32
 
+    def fn_socket_cookie(self, e: ast.Call) -> Type:
+        """socket_cookie(struct sock *sk) (bpftrace 0.26): bpf_get_socket_cookie. The kernel
+        gives it to tracing programs only (fentry/fexit, rawtracepoint with BTF-typed args
+        (tp_btf), iter), on a socket pointer whose BTF type the verifier knows."""
+        sig = "socket_cookie(struct sock *sk)"
+        if not self.nargs(e, 1, 1, sig):
+            return UINT64
+        t = self.expr(e.args[0])
+        if not (isinstance(t, PtrT) and isinstance(t.target, StructT)):
+            self.error("socket_cookie() only supports 'struct sock *' as the argument "
+                       f"({'integer' if t.is_int else t} provided)", e.args[0].span, [sig])
+        elif (t.target.kind, t.target.name) != ("struct", "sock"):
+            self.error("socket_cookie() only supports 'struct sock *' as the argument "
+                       f"('{t.target} *' provided)", e.args[0].span, [sig])
+        ctx = self.ctx
+        if ctx is not None and not (ctx.provider in ("fentry", "fexit", "iter") or
+                                    ctx.provider == "rawtracepoint" and ctx.args is not None
+                                    and ctx.args.fields):
+            self.error(f'socket_cookie can not be used with "{ctx.provider}" probes', e.span,
+                       ["the kernel offers bpf_get_socket_cookie on a socket to tracing programs "
+                        "only: fentry/fexit, rawtracepoint reading args (tp_btf), iter"])
+        return UINT64
+
     def fn_kptr(self, e: ast.Call) -> Type:
         """kptr(p): a pointer p as a pointer into kernel memory (reads through it use
         probe_read_kernel); an integer stays an integer."""

@@ -9,7 +9,7 @@ import subprocess
 
 import pytest
 
-from runner import Tracer, needs_btf, out_of, run
+from runner import Tracer, named_workload, needs_btf, out_of, run
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root to load BPF programs")
 
@@ -157,3 +157,55 @@ def test_multi_dimensional_arrays_of_a_script_struct(tmp_path):
     for line in ("@k[[[1,2,3],[4,-5,6]]]: 1", "@k2[[[7,8],[-9,10]], 42]: 2",
                  "@m[0]: [[1,2,3],[4,-5,6]]", "@t: (1, [[1,2,3],[4,-5,6]])", "@v: [[7,8],[-9,10]]"):
         assert line in lines, r.out
+
+
+PERCPU_SCRIPT = ('BEGIN { $r = (struct rq *)percpu_kaddr("runqueues"); printf("%d %d\\n", $r->cpu, cpu); '
+                 '$q = (struct rq *)percpu_kaddr("runqueues", 0); print($q->cpu); '
+                 'print(percpu_kaddr("runqueues", 100000)); exit(); }')
+
+
+@needs_btf
+def test_percpu_kaddr_reads_this_cpus_runqueue():
+    """The verifier resolves the variable through kallsyms: with CONFIG_KALLSYMS_ALL the run
+    reads struct rq's own cpu field (this CPU's, then CPU 0's; NULL past the last CPU), without
+    it the compile says so, located (tests/vm runs the same script on Debian's 6.1)."""
+    from ptrace_lang.runtime.symbols import kernel_address
+    from ptrace_lang.sema import btftypes
+    if btftypes.percpu_var("runqueues") is None:
+        pytest.skip("the kernel's BTF has no per-CPU variable runqueues")
+    r = run("-e", PERCPU_SCRIPT)
+    if kernel_address("runqueues") is None:
+        assert r.rc == 1 and "the kernel has no address for 'runqueues'" in r.err, r.err
+        assert "CONFIG_KALLSYMS_ALL" in r.err and "Traceback" not in r.err
+        return
+    assert r.rc == 0, r.err
+    mine, cpu = r.out.split("\n")[0].split()
+    assert mine == cpu and r.out.split("\n")[1:3] == ["0", "0"]
+
+
+COOKIE_WORKLOAD = """import socket
+srv = socket.socket()
+srv.bind(("127.0.0.1", 0))
+srv.listen(1)
+c = socket.create_connection(srv.getsockname())
+a, _ = srv.accept()
+print(int.from_bytes(c.getsockopt(socket.SOL_SOCKET, 57, 8), "little"))   # SO_COOKIE
+c.close(); a.close(); srv.close()
+"""
+
+
+@needs_btf
+def test_socket_cookie_of_a_tp_btf_socket_argument():
+    """socket_cookie(args.sk) in a tp_btf program (rawtracepoint reading args): the cookie of
+    the connecting socket, as SO_COOKIE gives it to the process, on its CLOSE -> SYN_SENT
+    transition (TCP states 7 -> 2)."""
+    script = ('rawtracepoint:inet_sock_set_state /comm == "cookiework"/ { '
+              'printf("%d %d %d\\n", socket_cookie(args.sk), args.oldstate, args.newstate); }')
+    t = Tracer("-e", script)
+    t.wait_attached()
+    w = subprocess.run(named_workload("cookiework", COOKIE_WORKLOAD), capture_output=True,
+                       text=True, timeout=30)
+    r = t.stop()
+    assert r.rc == 0 and w.returncode == 0, r.err + w.stderr
+    cookie = int(w.stdout.split()[0])
+    assert cookie > 0 and f"{cookie} 7 2" in r.out.split("\n"), (cookie, r.out)

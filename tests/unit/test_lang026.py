@@ -131,3 +131,67 @@ def test_arrays_of_arrays_do_not_compare_as_bpftrace():
     err = error_of("struct G { int a[2]; }; BEGIN { $g = (struct G *)0; print($g->a < $g->a); }")
     assert "The < operator cannot be used on arrays." in err
     typed("struct G { int a[2]; int b[2]; }; BEGIN { $g = (struct G *)0; print($g->a != $g->b); }")
+
+
+def _percpu_machine():
+    from recorded_machine import recorded_machine
+    m = recorded_machine()
+    m.host.kernel_symbols["runqueues"] = 0x34f00
+    return m
+
+
+def test_percpu_kaddr_loads_the_btf_variable_and_calls_the_per_cpu_helpers():
+    import pytest
+
+    from ptrace_lang.bpf import opcodes as op
+    from ptrace_lang.bpf.insn import decode
+    from ptrace_lang.bpf.uapi import FN_PER_CPU_PTR, FN_THIS_CPU_PTR
+    from ptrace_lang.driver import Options, compile_script
+    from ptrace_lang.sema import btftypes
+    var = btftypes.percpu_var("runqueues")
+    if var is None:
+        pytest.skip("the kernel's BTF has no per-CPU variable runqueues")
+    assert str(var[1]) == "struct rq" and btftypes.percpu_var("jiffies") is None
+    c = compile_script('BEGIN { $r = (struct rq *)percpu_kaddr("runqueues"); print($r->cpu); '
+                       '$q = (struct rq *)percpu_kaddr("runqueues", 1); print($q->nr_running); }',
+                       "stdin", Options(), machine=_percpu_machine())
+    insns = decode(c.spec.programs[0].insns)
+    btf_loads = [i for i in insns if i.opcode == op.BPF_LD | op.BPF_IMM | op.BPF_DW
+                 and i.src == op.BPF_PSEUDO_BTF_ID]
+    assert [i.imm for i in btf_loads] == [var[0], var[0]]
+    calls = [i.imm for i in insns if i.opcode == op.BPF_JMP | op.BPF_CALL]
+    assert FN_THIS_CPU_PTR in calls and FN_PER_CPU_PTR in calls
+
+
+def test_percpu_kaddr_errors():
+    from test_types import error_of
+    err = error_of('BEGIN { $x = percpu_kaddr("no_such_percpu_var_x"); }')
+    assert "ERROR: Could not resolve per-CPU kernel variable: no_such_percpu_var_x" in err
+    assert "percpu_kaddr() expects a string literal (integer provided)" in \
+        error_of("BEGIN { $x = percpu_kaddr(1); }")
+    assert "percpu_kaddr() expects an integer cpu (string provided)" in \
+        error_of('BEGIN { $x = percpu_kaddr("runqueues", "a"); }')
+    assert "requires between 1 and 2 arguments (0 provided)" in error_of("BEGIN { percpu_kaddr(); }")
+
+
+def test_socket_cookie_needs_a_struct_sock_pointer_in_a_tracing_program():
+    import os
+
+    import pytest
+
+    from test_types import error_of
+    if not os.path.exists("/sys/kernel/btf/vmlinux"):
+        pytest.skip("no kernel BTF at /sys/kernel/btf/vmlinux")
+    t = printed_types("rawtracepoint:inet_sock_set_state { print(socket_cookie(args.sk)); }")
+    assert t == [IntT(64, False)]
+    err = error_of("tracepoint:sock:inet_sock_set_state { print(socket_cookie((struct sock *)"
+                   "args.skaddr)); }")
+    assert 'ERROR: socket_cookie can not be used with "tracepoint" probes' in err
+    assert "socket_cookie(" in err.split("\n")[1] and "~" in err.split("\n")[2]
+    err = error_of("rawtracepoint:inet_sock_set_state { print(socket_cookie(args.oldstate)); }")
+    assert "socket_cookie() only supports 'struct sock *' as the argument (integer provided)" in err
+    err = error_of("rawtracepoint:inet_sock_set_state { print(socket_cookie(curtask)); }")
+    assert ("socket_cookie() only supports 'struct sock *' as the argument "
+            "('struct task_struct *' provided)") in err
+    assert "socket_cookie can not be used with \"rawtracepoint\" probes" in \
+        error_of("rawtracepoint:inet_sock_set_state { print(socket_cookie((struct sock *)arg0)); }")
