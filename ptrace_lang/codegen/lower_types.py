@@ -17,7 +17,7 @@ from ptrace_lang.bpf.uapi import (
     FN_PROBE_READ_USER_STR,
 )
 from ptrace_lang.codegen import ir
-from ptrace_lang.codegen.ir import FP, VReg
+from ptrace_lang.codegen.ir import FP, R0, VReg
 from ptrace_lang.errors import NotSupportedYet
 from ptrace_lang.frontend import ast
 from ptrace_lang.sema import btftypes
@@ -249,9 +249,16 @@ class TypesLowering:
 
     def call_socket_cookie(self, e: ast.Call) -> VReg:
         """bpf_get_socket_cookie(sk): the tracing programs' variant takes the BTF-typed socket
-        pointer as it came from the context (the verifier checks its type)."""
-        self.call(FN_GET_SOCKET_COOKIE, self.scalar(e.args[0]))
-        return self.result()
+        pointer as it came from the context (the verifier checks its type); 0 for a NULL
+        socket without the call (before 6.x the helper refuses a pointer that may be NULL)."""
+        sk = self.scalar(e.args[0])
+        out = self.const(0)
+        done = self.label("cookie")
+        self.emit(ir.CondJump("jeq", sk, 0, done))
+        self.call(FN_GET_SOCKET_COOKIE, sk)
+        self.mov(out, R0)
+        self.emit(ir.Label(done))
+        return out
 
     def call_kptr(self, e: ast.Call) -> VReg:
         return self.scalar(e.args[0])
