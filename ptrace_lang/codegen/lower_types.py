@@ -219,10 +219,7 @@ class TypesLowering:
                 a = self.scalar(e.left)
                 return self.binop("-", a, e.right, False)
         if isinstance(e, ast.Index) and e.tuple_index is not None:
-            src_base, src_off = self.mem_of(e.base)
-            out = self.vreg()
-            self.emit(ir.Load(out, src_base, src_off + self.held_type(e.base).offsets()[e.tuple_index], 8))
-            return out
+            return self.elem_value(e.base, e.tuple_index)
         return None
 
     def c_into(self, e: ast.Expr, base, off: int, typ: Type) -> bool:

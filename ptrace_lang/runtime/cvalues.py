@@ -43,7 +43,7 @@ def fmt_ptr(raw: bytes, aux: tuple) -> Pointer:
 @formatter("enum")
 def fmt_enum(raw: bytes, aux: tuple) -> EnumValue:
     name, values = aux
-    v = struct.unpack_from("<q", raw)[0]
+    v = int.from_bytes(raw[:8], "little", signed=True)    # (1, 2 or 4 bytes in a tuple)
     label = None
     for n, val in values:
         if val == v or val == v & 0xFFFFFFFF:

@@ -11,7 +11,7 @@ from ptrace_lang.frontend import ast
 from ptrace_lang.sema import btftypes
 from ptrace_lang.sema.types import (
     BOOL, INT64, INT_TYPE_NAMES, UINT32, UINT64, VOID, ArgsT, ArrayT, BoolT, EnumT, IntT, PtrT,
-    StrT, StructT, TupleT, Type, c_sizeof,
+    StrT, StructT, TupleT, Type, c_layout, c_sizeof,
 )
 
 TASK_STRUCT = "task_struct"
@@ -389,26 +389,6 @@ def _value_size(t: Type) -> int:
     if isinstance(t, ArgsT):
         return 8
     if isinstance(t, TupleT):
-        return _natural_layout(t)[0]
+        return c_layout(t)[0]
     return t.size()
-
-
-def _natural_layout(t: Type) -> tuple[int, int]:
-    """(size, alignment) of a script value laid out as C would (bpftrace's tuples and records:
-    each element at its natural alignment, the whole padded to the largest)."""
-    if isinstance(t, TupleT):
-        off, align = 0, 1
-        for el in t.elems:
-            n, a = _natural_layout(el)
-            off = (off + a - 1) // a * a + n
-            align = max(align, a)
-        return (off + align - 1) // align * align, align
-    if isinstance(t, StrT):
-        return t.length, 1
-    n = _value_size(t)
-    if isinstance(t, ArrayT):
-        return n, _natural_layout(t.elem)[1]
-    if isinstance(t, StructT):
-        return n, min(8, max(1, n & -n))
-    return n, n if n in (1, 2, 4, 8) else 8
 

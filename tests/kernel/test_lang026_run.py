@@ -209,3 +209,26 @@ def test_socket_cookie_of_a_tp_btf_socket_argument():
     assert r.rc == 0 and w.returncode == 0, r.err + w.stderr
     cookie = int(w.stdout.split()[0])
     assert cookie > 0 and f"{cookie} 7 2" in r.out.split("\n"), (cookie, r.out)
+
+
+def test_tuples_with_narrow_ints_and_strings_at_odd_offsets():
+    """Tuples laid out as C structs (bpftrace's layout): int8/int16/int32 elements and strings
+    at odd offsets, nested, as map keys and values, compared, in loops (bpftrace 0.17 prints
+    the same for the lines it has syntax for)."""
+    out = out_of('BEGIN { $a = ((int8)1, "abc", (int16)-7, (int32)-100000, "z"); print($a); '
+                 'print(sizeof($a)); @q[(int8)1, "abc", (int16)-7] = $a; '
+                 '@q[(int8)1, "abc", (int16)-7] = $a; '
+                 '$n = ((int8)9, ((int8)8, "q", (int32)7), (int16)6); print($n); '
+                 'printf("%d %d %s %d\\n", sizeof($n), $n.1.2, $n.1.1, $n.2); @n[(uint16)3] = $n; '
+                 '$b = ((int8)-1, (int64)2); print($b == ((int8)-1, (int64)2)); '
+                 'print($b != ((int8)-1, (int64)3)); @r[(uint32)5] = (int8)3; @r[(uint32)6] = (int8)-4; '
+                 'for ($kv : @r) { printf("kv %d %d\\n", $kv.0, $kv.1); } '
+                 '$s = $a.1; @s[$a.1, $a.4] = $a.2; '
+                 '@c[(int8)-2, "zz"] = count(); @c[(int8)-2, "zz"] = count(); exit(); }')
+    lines = out.split("\n")
+    assert lines[:6] == ["(1, abc, -7, -100000, z)", "16", "(9, (8, q, 7), 6)", "16 7 q 6",
+                         "true", "true"], out
+    assert sorted(lines[6:8]) == ["kv 5 3", "kv 6 -4"], out        # (in the hash's order)
+    for line in ("@c[-2, zz]: 2", "@n[3]: (9, (8, q, 7), 6)", "@q[1, abc, -7]: (1, abc, -7, -100000, z)",
+                 "@s[abc, z]: -7"):
+        assert line in lines, out

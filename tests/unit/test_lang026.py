@@ -195,3 +195,36 @@ def test_socket_cookie_needs_a_struct_sock_pointer_in_a_tracing_program():
             "('struct task_struct *' provided)") in err
     assert "socket_cookie can not be used with \"rawtracepoint\" probes" in \
         error_of("rawtracepoint:inet_sock_set_state { print(socket_cookie((struct sock *)arg0)); }")
+
+
+def test_tuples_are_laid_out_as_c_structs():
+    from ptrace_lang.sema.types import TupleT
+    i8, i16, i32, i64 = IntT(8, True), IntT(16, True), IntT(32, True), IntT(64, True)
+    t = TupleT((i8, StrT(4), i16, i32, StrT(2)))
+    assert t.offsets() == [0, 1, 6, 8, 12] and t.size() == 16
+    assert t.spans() == [(0, 1), (1, 5), (6, 2), (8, 4), (12, 4)]
+    nested = TupleT((i8, TupleT((i8, StrT(2), i32)), i16))
+    assert nested.offsets() == [0, 4, 12] and nested.size() == 16
+    assert TupleT((i64, i8)).size() == 16 and TupleT((i8, i8)).size() == 8
+    prog = typed('BEGIN { print(sizeof(((int8)1, "abc", (int16)-7, (int32)2, "z"))); }')
+    assert [n.value for n in ast.walk(prog) if isinstance(n, ast.Sizeof)] == [16]
+
+
+def test_tuple_map_keys_and_values_decode_bpftraces_bytes():
+    """The kernel key of @q[(int8)1, "abc", (int16)-7] and a tuple value are the bytes of the
+    C structs bpftrace makes of them (packed here with struct), decoded back."""
+    import struct
+
+    from ptrace_lang.driver import Options, compile_script
+    from ptrace_lang.runtime.decode import field_decoder
+    c = compile_script('BEGIN { @q[(int8)1, "abc", (int16)-7] = ((int8)-1, (uint32)7, "xy", '
+                       '((uint8)200, (int16)-2)); @k[(int8)1, (int32)2] = 1; }', "stdin", Options())
+    maps = {m.name: m for m in c.spec.maps}
+    q = next(u for u in c.spec.user_maps if u.name == "@q")
+    k = next(u for u in c.spec.user_maps if u.name == "@k")
+    assert maps[q.kernel_map].key_size == 8 and maps[k.kernel_map].key_size == 8
+    assert maps[q.kernel_map].value_size == 16
+    key = struct.pack("<b4sxh", 1, b"abc\0", -7)                 # int8, char[4], pad, int16
+    value = struct.pack("<b3xI3sxBxh", -1, 7, b"xy", 200, -2)   # int8, pad, u32, char[3]...
+    assert field_decoder(q.key, []) (key) == (1, "abc", -7)
+    assert len(value) == 16 and field_decoder(q.value, [])(value) == (-1, 7, "xy", (200, -2))
