@@ -439,6 +439,9 @@ class Lowering(StringsLowering, TuplesLowering):
         key = self.build_key(ref, layout)
         v = self.lookup(layout, key)
         src_size = layout.info.value_type.size()
+        vt = layout.info.value_type
+        if isinstance(vt, TupleT) and isinstance(typ, TupleT) and vt != typ:
+            raise unsupported(f"a tuple converted from '{vt}' to '{typ}'", ref.span)
 
         def hit():
             self.copy(base, off, v, 0, min(src_size, typ.size()))

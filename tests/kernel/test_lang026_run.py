@@ -232,3 +232,17 @@ def test_tuples_with_narrow_ints_and_strings_at_odd_offsets():
     for line in ("@c[-2, zz]: 2", "@n[3]: (9, (8, q, 7), 6)", "@q[1, abc, -7]: (1, abc, -7, -100000, z)",
                  "@s[abc, z]: -7"):
         assert line in lines, out
+
+
+def test_tuples_converted_between_layouts():
+    """A tuple read from a map into a variable of a wider tuple type, map to map, records by
+    field name, and == between tuples of different int widths: element by element."""
+    out = out_of('BEGIN { @m = ((int8)1, (int16)-2); $x = ((int32)5, (int32)6); $x = @m; print($x); '
+                 '@s = ("ab", 3); $y = ("a longer string", 4); $y = @s; print($y); '
+                 '@w = ((int32)7, (int32)8); @w = @m; '
+                 '@r = (a = (int8)1, b = "x"); $r = (b = "yyyy", a = (int64)2); $r = @r; print($r); '
+                 'print(((int8)-1, (int64)5) == ((int16)-1, (int64)5)); '
+                 'print(((int8)-1, "a", (int64)5) != ((int32)-1, "a", (int64)6)); exit(); }')
+    lines = out.split("\n")
+    assert lines[:5] == ["(1, -2)", "(ab, 3)", "{ .b = x, .a = 1 }", "true", "true"], out
+    assert "@w: (1, -2)" in lines, out
