@@ -112,6 +112,8 @@ def format_instruction(insns: list[Instruction], i: int,
                 return f"r{d} = map[{where}] ll"
             if s == op.BPF_PSEUDO_MAP_IDX:
                 return f"r{d} = map[idx:{ins.imm}] ll"
+            if s == op.BPF_PSEUDO_BTF_ID:
+                return f"r{d} = btf_id:{ins.imm} ll"
             return f"r{d} = {value:#x} ll"
         if mode == op.BPF_ABS:
             return f"r0 = *({_size_name(code)} *)skb[{ins.imm}]"

@@ -334,6 +334,8 @@ def emit(insns: list[ir.Insn], optimize: bool = True) -> Emitted:
         elif isinstance(ins, ir.LoadFuncAddr):
             func_relocs.append((len(out), ins.func))
             out.extend(ld_imm64(_reg(ins.dst, "func destination"), 0, op.BPF_PSEUDO_FUNC))
+        elif isinstance(ins, ir.LoadBtfId):
+            out.extend(ld_imm64(_reg(ins.dst, "btf id destination"), ins.value, op.BPF_PSEUDO_BTF_ID))
         elif isinstance(ins, ir.LoadImm64):
             out.extend(ld_imm64(_reg(ins.dst, "ld_imm64 destination"), ins.value))
         elif isinstance(ins, ir.LoadMapFd):

@@ -116,6 +116,13 @@ class LoadFuncAddr(LoadImm64):
 
 
 @dataclass
+class LoadBtfId(LoadImm64):
+    """dst = the kernel variable whose BTF VAR id is ``value`` in vmlinux (ld_imm64 with
+    src=BPF_PSEUDO_BTF_ID): for a per-CPU variable, the per-CPU pointer that
+    bpf_this_cpu_ptr / bpf_per_cpu_ptr take (``percpu_kaddr``)."""
+
+
+@dataclass
 class LoadMapFd(Insn):
     """dst = address of map ``map_name`` (ld_imm64 with src=BPF_PSEUDO_MAP_FD).
 

@@ -29,6 +29,7 @@ from ptrace_lang.codegen.lower_builtins import BuiltinsLowering
 from ptrace_lang.codegen.lower_maps import MapLayout, MapsLowering, map_layout  # noqa: F401
 from ptrace_lang.codegen.lower_strings import StringsLowering
 from ptrace_lang.codegen.lower_symbols import SymbolsLowering
+from ptrace_lang.codegen.lower_tuples import TuplesLowering
 from ptrace_lang.codegen.lower_types import TypesLowering, pointer_step
 from ptrace_lang.codegen.lower_values import (  # noqa: F401
     SCRATCH_LIMIT, SCRATCH_MAP, Frames, ValuesLowering,
@@ -55,7 +56,8 @@ ARITH = {"+": "add", "-": "sub", "*": "mul", "/": "div", "%": "mod", "&": "and",
 
 
 class Lowering(BuiltinsLowering, MapsLowering, EventsLowering, StringsLowering, ArgsLowering,
-               TypesLowering, FuncsLowering, SymbolsLowering, LoopsLowering, ValuesLowering):
+               TypesLowering, FuncsLowering, SymbolsLowering, LoopsLowering, ValuesLowering,
+               TuplesLowering):
     """Builds the IR of one program."""
 
     def __init__(self, *, maps: dict[str, MapLayout], events: list[S.EventSpec],
@@ -362,10 +364,16 @@ class Lowering(BuiltinsLowering, MapsLowering, EventsLowering, StringsLowering, 
 
     # ------------------------------------------------------------------ memory helpers
     def zero_mem(self, base, off: int, size: int) -> None:
+        if off % 8:            # (inside a tuple: aligned pieces, as the verifier wants)
+            self.pad_exact(base, off, size)
+            return
         for o in range(0, size, 8):
             self.emit(ir.Store(base, off + o, 0, 8 if size - o >= 8 else 1))
 
     def copy_mem(self, dst, dst_off: int, src, src_off: int, size: int) -> None:
+        if dst_off % 8 or src_off % 8:
+            self.copy_exact(dst, dst_off, src, src_off, size)
+            return
         t = self.vreg()
         for o in range(0, size, 8):
             self.emit(ir.Load(t, src, src_off + o, 8))
@@ -401,24 +409,14 @@ class Lowering(BuiltinsLowering, MapsLowering, EventsLowering, StringsLowering, 
         if is_scalar(et):
             self.emit(ir.Store(base, off, self.scalar(e), 8))
             return
-        if isinstance(e, ast.RecordExpr):
-            self.record_into(e, base, off, typ)
-            return
         if isinstance(et, TupleT):
-            dst_elems = typ.elems if isinstance(typ, TupleT) else et.elems
-            offs = TupleT(tuple(dst_elems)).offsets()
-            if isinstance(e, ast.TupleExpr):
-                for x, dt, o in zip(e.elems, dst_elems, offs):
-                    self.expr_into(x, base, off + o, dt)
-                return
-            if self.map_or_ternary_into(e, base, off, typ):
-                return
-            if not isinstance(e, (ast.Var, ast.TupleIndex)):
+            if not isinstance(e, (ast.TupleExpr, ast.RecordExpr, ast.Var, ast.TupleIndex,
+                                  ast.MapRef, ast.Ternary)):
                 raise NotSupportedYet(f"a tuple from '{type(e).__name__}'", e.span)
-            src_base, src_off = self.mem_of(e)
-            src_t = self.held_type(e)
-            self.tuple_copy(base, off, typ if isinstance(typ, TupleT) else et, src_base, src_off,
-                            src_t if isinstance(src_t, TupleT) else et)
+            self.tuple_into(e, base, off, typ)
+            return
+        if isinstance(e, ast.TupleIndex):      # a string, buffer... element of a tuple
+            self.elem_copy_out(e, base, off, typ)
             return
         if isinstance(e, (ast.Call, ast.Builtin)):
             handler = getattr(self, "into_" + e.name, None)
@@ -609,10 +607,7 @@ class Lowering(BuiltinsLowering, MapsLowering, EventsLowering, StringsLowering, 
         if isinstance(e, ast.FieldAccess) and isinstance(e.base.type, ArgsT):
             return self.args_field(e)
         if isinstance(e, ast.TupleIndex):
-            src_base, src_off = self.mem_of(e.base)
-            out = self.vreg()
-            self.emit(ir.Load(out, src_base, src_off + self.held_type(e.base).offsets()[e.index], 8))
-            return out
+            return self.elem_value(e.base, e.index)
         if isinstance(e, ast.Index) and e.array_index is not None:
             return self.intarray_element(e)
         if isinstance(e, ast.Cast):

@@ -12,6 +12,7 @@ from ptrace_lang.bpf.uapi import (
     FN_PROBE_READ_USER, FN_PROBE_READ_USER_STR, FN_RINGBUF_RESERVE, FN_RINGBUF_SUBMIT,
 )
 from ptrace_lang.codegen import ir
+from ptrace_lang.codegen.lower_tuples import elem_width
 from ptrace_lang.codegen.ir import FP, R0, VReg
 from ptrace_lang.codegen.lower_types import c_value_field
 from ptrace_lang.codegen.lower_values import str_field
@@ -189,6 +190,9 @@ def value_field(t: Type, off: int, name: str = "", trailer: str = "..") -> S.Fie
     if isinstance(t, TupleT):
         names = t.names or ("",) * len(t.elems)
         subs = [value_field(et, o, n, trailer) for et, o, n in zip(t.elems, t.offsets(), names)]
+        for sub, et in zip(subs, t.elems):
+            if is_scalar(et):       # (an int8 element takes 1 byte, lower_tuples)
+                sub.size = elem_width(et)
         return S.Field("record" if t.names else "tuple", off, t.size(), fields=subs, name=name)
     if isinstance(t, BufT):
         return S.Field("buf", off, t.size(), name=name)

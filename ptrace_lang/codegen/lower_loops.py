@@ -185,13 +185,13 @@ class LoopsLowering:
             key, value = args[1], args[2]
             slot = self.frame.alloc(kv_type.size(), s.span)
             self.vars[s.var.name] = (FP, slot)
-            koff, voff = kv_type.offsets()
+            (koff, kspan), (voff, vspan) = kv_type.spans()
             kt, vt = kv_type.elems
-            self.copy_mem(FP, slot + koff, key, 0, kt.size())
+            self.stored_into_elem(FP, slot + koff, kt, kspan, key)
             if layout.agg is not None:
-                self.emit(ir.Store(FP, slot + voff, self._agg_value(layout, key, value), 8))
+                self.elem_store(self._agg_value(layout, key, value), FP, slot + voff, vt, vspan)
             else:
-                self.copy_mem(FP, slot + voff, value, 0, vt.size())
+                self.stored_into_elem(FP, slot + voff, vt, vspan, value)
 
         fn = self._callback("for_each", 4, 3, passed, assigned, prologue, s.body)
         self.var_types = var_types

@@ -172,10 +172,14 @@ class MapsLowering:
         v = self.lookup(layout, key)
         miss, done = self.label("miss"), self.label("read")
         self.emit(ir.CondJump("jeq", v, 0, miss))
-        src_size = layout.info.value_type.size()
-        self.copy_mem(base, off, v, 0, min(src_size, typ.size()))
-        if typ.size() > src_size:
-            self.zero_mem(base, off + src_size, typ.size() - src_size)
+        vt = layout.info.value_type
+        src_size = vt.size()
+        if isinstance(vt, TupleT) and isinstance(typ, TupleT) and vt != typ:
+            self.tuple_copy(base, off, typ, v, 0, vt)   # another layout: element by element
+        else:
+            self.copy_mem(base, off, v, 0, min(src_size, typ.size()))
+            if typ.size() > src_size:
+                self.zero_mem(base, off + src_size, typ.size() - src_size)
         self.emit(ir.Jump(done))
         self.emit(ir.Label(miss))
         self.zero_mem(base, off, typ.size())

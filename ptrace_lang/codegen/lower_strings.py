@@ -47,9 +47,7 @@ class StringsLowering:
         elif isinstance(e, ast.FieldAccess) and isinstance(e.base.type, ArgsT):
             self.args_string_into(e, base, off, size, zero=True)
         elif isinstance(e, ast.TupleIndex):
-            src_base, src_off = self.mem_of(e.base)
-            o = self.held_type(e.base).offsets()[e.index]
-            self.copy_value(base, off, StrT(size), src_base, src_off + o, et)
+            self.elem_copy_out(e, base, off, StrT(size))
         elif isinstance(e, ast.Ternary):
             self.ternary(e, lambda x: self.string_into(x, base, off, size))
         elif isinstance(e, ast.BlockExpr):          # { ...; "s" }, an arm of an if expression

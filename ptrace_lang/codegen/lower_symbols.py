@@ -9,7 +9,9 @@ the program uses are listed in ``stack_maps`` (name -> value size) for the drive
 from __future__ import annotations
 
 from ptrace_lang import spec as S
-from ptrace_lang.bpf.uapi import BPF_F_USER_STACK, FN_GET_STACK, FN_GET_STACKID
+from ptrace_lang.bpf.uapi import (
+    BPF_F_USER_STACK, FN_GET_STACK, FN_GET_STACKID, FN_PER_CPU_PTR, FN_THIS_CPU_PTR,
+)
 from ptrace_lang.codegen import ir
 from ptrace_lang.frontend import ast
 from ptrace_lang.sema.fn_symbols import PT_REGS
@@ -70,6 +72,24 @@ class SymbolsLowering:
         return self.const(e.address)
 
     call_uaddr = call_kaddr
+
+    def call_percpu_kaddr(self, e: ast.Call):
+        """bpf_this_cpu_ptr / bpf_per_cpu_ptr on the variable's ld_imm64 (BPF_PSEUDO_BTF_ID).
+        bpf_per_cpu_ptr may return NULL (cpu out of range): the value is 0 then, and a
+        non-NULL one is known so to the verifier, so the address may take arithmetic."""
+        var = self.vreg()
+        self.emit(ir.LoadBtfId(var, e.address))
+        if len(e.args) == 1:
+            self.call(FN_THIS_CPU_PTR, var)
+            return self.result()
+        self.call(FN_PER_CPU_PTR, var, self.scalar(e.args[1]))
+        got = self.result()
+        out = self.const(0)
+        done = self.label("percpu")
+        self.emit(ir.CondJump("jeq", got, 0, done))
+        self.mov(out, got)
+        self.emit(ir.Label(done))
+        return out
 
     def call_reg(self, e: ast.Call):
         out = self.vreg()

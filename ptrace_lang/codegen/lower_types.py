@@ -12,11 +12,12 @@ from __future__ import annotations
 
 from ptrace_lang import spec as S
 from ptrace_lang.bpf.uapi import (
-    FN_GET_CURRENT_TASK, FN_PROBE_READ_KERNEL, FN_PROBE_READ_KERNEL_STR, FN_PROBE_READ_USER,
+    FN_GET_CURRENT_TASK, FN_GET_SOCKET_COOKIE, FN_PROBE_READ_KERNEL, FN_PROBE_READ_KERNEL_STR,
+    FN_PROBE_READ_USER,
     FN_PROBE_READ_USER_STR,
 )
 from ptrace_lang.codegen import ir
-from ptrace_lang.codegen.ir import FP, VReg
+from ptrace_lang.codegen.ir import FP, R0, VReg
 from ptrace_lang.errors import NotSupportedYet
 from ptrace_lang.frontend import ast
 from ptrace_lang.sema import btftypes
@@ -38,8 +39,9 @@ def str_helper(t: Type) -> int | None:
 
 
 def in_memory(e: ast.Expr) -> bool:
-    """A member or element of a struct/array value held in a variable (on the stack)."""
-    if isinstance(e, ast.Var):
+    """A member or element of a struct/array value held in a variable (on the stack), or
+    read whole from a map into a temporary (``@b[0][1]``)."""
+    if isinstance(e, (ast.Var, ast.MapRef)):
         return isinstance(e.type, (StructT, ArrayT))
     if isinstance(e, ast.FieldAccess) and e.c_field is not None and not e.arrow:
         return in_memory(e.base)
@@ -105,8 +107,9 @@ class TypesLowering:
         raise NotSupportedYet(f"the address of '{type(e).__name__}'", e.span)
 
     def stack_place(self, e: ast.Expr) -> tuple:
-        """(base, offset) of a member/element of a struct or array held in a variable."""
-        if isinstance(e, ast.Var):
+        """(base, offset) of a member/element of a struct or array held in a variable (or in
+        a temporary holding a map's value)."""
+        if isinstance(e, (ast.Var, ast.MapRef)):
             return self.mem_of(e)
         if isinstance(e, ast.FieldAccess):
             b, o = self.stack_place(e.base)
@@ -216,14 +219,13 @@ class TypesLowering:
                 a = self.scalar(e.left)
                 return self.binop("-", a, e.right, False)
         if isinstance(e, ast.Index) and e.tuple_index is not None:
-            src_base, src_off = self.mem_of(e.base)
-            out = self.vreg()
-            self.emit(ir.Load(out, src_base, src_off + self.held_type(e.base).offsets()[e.tuple_index], 8))
-            return out
+            return self.elem_value(e.base, e.tuple_index)
         return None
 
     def c_into(self, e: ast.Expr, base, off: int, typ: Type) -> bool:
         """Write a located string/array/struct value; False when ``e`` is not one."""
+        if isinstance(e.type, (StructT, ArrayT)) and self.map_or_ternary_into(e, base, off, typ):
+            return True
         if (is_located(e) or in_memory(e) and not isinstance(e, ast.Var)) and \
                 isinstance(e.type, (StructT, ArrayT, StrT)):
             self.read_into(e, base, off, typ)
@@ -241,6 +243,19 @@ class TypesLowering:
         if name == "ppid":
             return self.parent_tgid(e)
         return None
+
+    def call_socket_cookie(self, e: ast.Call) -> VReg:
+        """bpf_get_socket_cookie(sk): the tracing programs' variant takes the BTF-typed socket
+        pointer as it came from the context (the verifier checks its type); 0 for a NULL
+        socket without the call (before 6.x the helper refuses a pointer that may be NULL)."""
+        sk = self.scalar(e.args[0])
+        out = self.const(0)
+        done = self.label("cookie")
+        self.emit(ir.CondJump("jeq", sk, 0, done))
+        self.call(FN_GET_SOCKET_COOKIE, sk)
+        self.mov(out, R0)
+        self.emit(ir.Label(done))
+        return out
 
     def call_kptr(self, e: ast.Call) -> VReg:
         return self.scalar(e.args[0])
@@ -283,13 +298,10 @@ def c_value_field(t: Type, off: int, name: str = "") -> S.Field | None:
         return S.Field("user", off, 8, signed=t.signed, name=name, fmt="enum",
                        aux=(t.name, t.values))
     if isinstance(t, ArrayT):
-        elem = t.elem
-        if isinstance(elem, (IntT, EnumT, PtrT, BoolT)):
-            esz = c_sizeof(elem)
-            signed = isinstance(elem, IntT) and elem.signed
-            return S.Field("user", off, t.size(), name=name, fmt="array",
-                           aux=(esz, signed, t.n, isinstance(elem, PtrT)))
-        raise NotSupportedYet(f"values of type '{t}' in events or maps")
+        aux = array_aux(t)
+        if aux is None:
+            raise NotSupportedYet(f"values of type '{t}' in events or maps")
+        return S.Field("user", off, t.size(), name=name, fmt="array", aux=aux)
     if isinstance(t, StructT):
         return S.Field("user", off, t.size(), name=name, fmt="struct", aux=struct_layout(t))
     return None
@@ -319,7 +331,20 @@ def struct_layout(t: StructT, depth: int = 0) -> tuple:
             out.append((n, "str", f.offset, ft.length, False, ()))
         elif isinstance(ft, StructT):
             out.append((n, "struct", f.offset, ft.nbytes, False, struct_layout(ft, depth + 1)))
-        elif isinstance(ft, ArrayT) and isinstance(ft.elem, (IntT, PtrT, EnumT)):
-            out.append((n, "array", f.offset, c_sizeof(ft), isinstance(ft.elem, IntT) and
-                        ft.elem.signed, (c_sizeof(ft.elem), ft.n)))
+        elif isinstance(ft, ArrayT) and array_aux(ft) is not None:
+            out.append((n, "array", f.offset, c_sizeof(ft), False, array_aux(ft)))
     return tuple(out)
+
+
+def array_aux(t: ArrayT) -> tuple | None:
+    """How the runtime's "array" formatter reads a C array: (element size, signed, count,
+    pointers, inner) where ``inner`` is the same for an array of arrays (``int a[2][3]``
+    prints ``[[1,2,3],[4,5,6]]``) and () for integers; None for other elements."""
+    elem = t.elem
+    if isinstance(elem, ArrayT):
+        inner = array_aux(elem)
+        return None if inner is None else (c_sizeof(elem), False, t.n, False, inner)
+    if isinstance(elem, (IntT, EnumT, PtrT, BoolT)):
+        return (c_sizeof(elem), isinstance(elem, IntT) and elem.signed, t.n,
+                isinstance(elem, PtrT), ())
+    return None

@@ -20,7 +20,7 @@ from ptrace_lang.codegen.frame import Frame
 from ptrace_lang.codegen.ir import FP, R0, VReg
 from ptrace_lang.errors import NO_SPAN, Diagnostic, Span
 from ptrace_lang.frontend import ast
-from ptrace_lang.sema.types import PROBE, BufT, IntArrayT, IntT, StrT, TupleT, Type
+from ptrace_lang.sema.types import PROBE, BufT, IntArrayT, IntT, StrT, Type
 
 ON_STACK_LIMIT = 64      # bytes: bigger values live in the per-CPU scratch value
 SCRATCH_MAP = "scratch"
@@ -120,25 +120,6 @@ class ValuesLowering:
         self.emit(ir.CondJump("jeq", self._scratch, 0, self.exit_label))
         self.insns = body[:at] + self.insns + body[at:]
         self.span = saved
-
-    # ------------------------------------------------------------------ records
-    def record_into(self, e: ast.RecordExpr, base, off: int, typ: Type) -> None:
-        dst = typ if isinstance(typ, TupleT) and typ.names else e.type
-        offs = dst.offsets()
-        for name, value in e.fields:        # in source order: values have side effects
-            i = dst.names.index(name)
-            self.expr_into(value, base, off + offs[i], dst.elems[i])
-
-    def tuple_copy(self, base, off: int, dst: TupleT, src_base, src_off: int, src: TupleT) -> None:
-        """Copy a tuple/record held in memory into the layout ``dst`` (records by field name)."""
-        soffs, doffs = src.offsets(), dst.offsets()
-        for i, (dt, do) in enumerate(zip(dst.elems, doffs)):
-            j = src.names.index(dst.names[i]) if dst.names and src.names else i
-            st, so = src.elems[j], soffs[j]
-            if isinstance(dt, TupleT) and isinstance(st, TupleT):
-                self.tuple_copy(base, off + do, dt, src_base, src_off + so, st)
-            else:
-                self.copy_value(base, off + do, dt, src_base, src_off + so, st)
 
     # ------------------------------------------------------------------ buf()
     def into_buf(self, e: ast.Call, base, off: int, typ: Type) -> None:

@@ -30,10 +30,11 @@ from ptrace_lang.llvmbackend.irbase import (  # noqa: F401 (names of this module
     MAPS_SECTION, MAPVAL_SECTION, PTR, SECTION, SIMPLE_BUILTINS, c64,
 )
 from ptrace_lang.llvmbackend.strings import StringsLowering
+from ptrace_lang.llvmbackend.tuples import TuplesLowering
 from ptrace_lang.spec import GLOBALS_START_NS
 
 
-class Lowering(StringsLowering):
+class Lowering(StringsLowering, TuplesLowering):
     """Builds the LLVM module of one program."""
 
     def __init__(self, *, maps: dict, events: list, user_map_index: dict, args, probe_ids: list,
@@ -389,8 +390,7 @@ class Lowering(StringsLowering):
         if len(ref.keys) == 1:
             self.into(ref.keys[0], key, 0, kt)
         else:
-            for x, dt, o in zip(ref.keys, kt.elems, kt.offsets()):
-                self.into(x, key, o, dt)
+            self.elems_into(ref.keys, key, 0, kt, kt.size())
         return key
 
     def lookup(self, layout, key) -> ir.Value:
@@ -439,6 +439,9 @@ class Lowering(StringsLowering):
         key = self.build_key(ref, layout)
         v = self.lookup(layout, key)
         src_size = layout.info.value_type.size()
+        vt = layout.info.value_type
+        if isinstance(vt, TupleT) and isinstance(typ, TupleT) and vt != typ:
+            raise unsupported(f"a tuple converted from '{vt}' to '{typ}'", ref.span)
 
         def hit():
             self.copy(base, off, v, 0, min(src_size, typ.size()))
@@ -587,8 +590,8 @@ class Lowering(StringsLowering):
         if isinstance(e, ast.FieldAccess) and isinstance(e.base.type, ArgsT):
             return self.args_field(e)
         if isinstance(e, ast.TupleIndex) and is_scalar(e.type):
-            base = self.mem_of(e.base)
-            return self.load(base, e.base.type.offsets()[e.index])
+            return self.elem_load(self.mem_of(e.base), e.base.type.offsets()[e.index],
+                                  e.base.type.elems[e.index])
         if isinstance(e, ast.Cast) and isinstance(e.operand.type, (IntT, BoolT)) \
                 and isinstance(e.type, (IntT, BoolT)):
             return self.truncate(self.scalar(e.operand), e.type)
@@ -729,10 +732,9 @@ class Lowering(StringsLowering):
             return
         if isinstance(et, TupleT) and not et.names:
             dst = typ.elems if isinstance(typ, TupleT) else et.elems
-            offs = TupleT(tuple(dst)).offsets()
             if isinstance(e, ast.TupleExpr):
-                for x, dt, o in zip(e.elems, dst, offs):
-                    self.into(x, base, off + o, dt, in_record)
+                t = TupleT(tuple(dst))
+                self.elems_into(e.elems, base, off, t, t.size(), in_record)
                 return
             if isinstance(e, (ast.Var, ast.TupleIndex)) and dst == list(et.elems) or \
                     isinstance(e, (ast.Var, ast.TupleIndex)) and tuple(dst) == tuple(et.elems):

@@ -43,7 +43,7 @@ def fmt_ptr(raw: bytes, aux: tuple) -> Pointer:
 @formatter("enum")
 def fmt_enum(raw: bytes, aux: tuple) -> EnumValue:
     name, values = aux
-    v = struct.unpack_from("<q", raw)[0]
+    v = int.from_bytes(raw[:8], "little", signed=True)    # (1, 2 or 4 bytes in a tuple)
     label = None
     for n, val in values:
         if val == v or val == v & 0xFFFFFFFF:
@@ -60,11 +60,20 @@ def _ints(raw: bytes, off: int, esz: int, signed: bool, n: int) -> list:
                     if off + (i + 1) * esz <= len(raw))     # hashable: arrays are map keys
 
 
+def _array(raw: bytes, off: int, aux: tuple) -> list:
+    """A C array at ``off``: aux (element size, signed, count, pointers, inner); an array of
+    arrays has the inner array's aux as ``inner`` and becomes a list of lists."""
+    esz, signed, n, is_ptr = aux[:4]
+    inner = aux[4] if len(aux) > 4 else ()
+    if inner:
+        return IntArray(_array(raw, off + i * esz, inner) for i in range(n))
+    vals = _ints(raw, off, esz, signed, n)
+    return IntArray(Pointer(v) for v in vals) if is_ptr else vals
+
+
 @formatter("array")
 def fmt_array(raw: bytes, aux: tuple) -> list:
-    esz, signed, n, is_ptr = aux
-    vals = _ints(raw, 0, esz, signed, n)
-    return IntArray(Pointer(v) for v in vals) if is_ptr else vals
+    return _array(raw, 0, aux)
 
 
 def _struct(raw: bytes, layout: tuple, base: int):
@@ -86,8 +95,7 @@ def _struct(raw: bytes, layout: tuple, base: int):
         elif kind == "struct":
             v = _struct(raw, sub, o)
         else:
-            esz, n = sub
-            v = _ints(raw, o, esz, signed, n)
+            v = _array(raw, o, sub)
         fields.append((name, v))
     return Record(fields)
 

@@ -32,9 +32,14 @@ def field_decoder(f: S.Field, probe_names: list[str], base: int = 0) -> Callable
     off = base + f.offset
     if f.kind == "int":
         st = _I64 if f.signed else _U64
+        if f.size != 8:         # an element of a tuple: its own width
+            st = struct.Struct("<" + {1: "b", 2: "h", 4: "i"}[f.size])
+            if not f.signed:
+                st = struct.Struct(st.format.upper())
         return lambda buf, st=st, off=off: st.unpack_from(buf, off)[0]
     if f.kind == "bool":
-        return lambda buf, off=off: bool(_U64.unpack_from(buf, off)[0])
+        end = off + f.size
+        return lambda buf, off=off, end=end: any(buf[off:end])
     if f.kind == "probe":
         def probe(buf, off=off):
             i = _U64.unpack_from(buf, off)[0]

@@ -464,6 +464,23 @@ def func_params(func: str, module: str | None = None) -> list | None:
     return None if got is None else [(n, from_plain(p)) for n, p in got]
 
 
+def percpu_var(name: str) -> tuple | None:
+    """(BTF id of its VAR, its Type) of the per-CPU kernel variable ``name`` (a VAR of the
+    vmlinux ``.data..percpu`` section: ``runqueues``, ``process_counts``), or None."""
+    def compute():
+        btf = vmlinux()
+        if btf is None:
+            return None
+        sec = btf.find(".data..percpu", "datasec")
+        var = btf.find(name, "var")
+        if sec is None or var is None or all(v[0] != var for v in btf.get(sec).vars):
+            return None
+        return (var, to_plain(type_from_btf(btf, btf.get(var).type_id)))
+
+    got = _STORE.get(("V", name), compute)
+    return None if got is None else (got[0], from_plain(got[1]))
+
+
 def func_return(func: str, module: str | None = None) -> Type | None:
     def compute():
         btf = _btf(module)

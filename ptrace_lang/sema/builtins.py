@@ -152,11 +152,14 @@ _TABLE = (
     Builtin("kaddr", "function", "kaddr(const char *name)"),
     Builtin("uaddr", "function", "uaddr(const char *name)", needs="user_space"),
     Builtin("reg", "function", "reg(const char *name): " + _PT_REGS_NAMES, needs="pt_regs"),
+    Builtin("percpu_kaddr", "function", "percpu_kaddr(const char *name[, int cpu]): the "
+            "address of a per-CPU kernel variable on this CPU (or on cpu)"),
+    Builtin("socket_cookie", "function", "socket_cookie(struct sock *sk): the socket's cookie "
+            "(bpf_get_socket_cookie, on a BTF-typed socket)",
+            probes=("fentry", "fexit", "rawtracepoint", "iter")),
     # ---------------------------------------------------------------- later
-    Builtin("percpu_kaddr", "function", later=True),
     Builtin("skboutput", "function", later=True),
     Builtin("unwatch", "function", later=True),
-    Builtin("socket_cookie", "function", later=True),
 )
 
 BUILTINS: dict[str, Builtin] = {b.name: b for b in _TABLE}

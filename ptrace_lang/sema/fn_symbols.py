@@ -10,7 +10,7 @@ Value types (``UserT``, turned into text by ``runtime.symbols``):
 from __future__ import annotations
 
 from ptrace_lang.frontend import ast
-from ptrace_lang.sema import builtins
+from ptrace_lang.sema import btftypes, builtins
 from ptrace_lang.sema.types import INT64, UINT64, StrT, Type, UserT
 
 STACK_MODES = ("bpftrace", "perf", "raw")
@@ -150,6 +150,45 @@ class SymbolsAnalyzer:
             else:
                 e.address = addr
         return UINT64
+
+    def fn_percpu_kaddr(self, e: ast.Call) -> Type:
+        """percpu_kaddr("name"[, cpu]) (bpftrace 0.26): the address of a per-CPU kernel
+        variable, found in the kernel's BTF (``e.address`` keeps its VAR's BTF id)."""
+        sig = builtins.signature("percpu_kaddr")
+        if not self.nargs(e, 1, 2, sig):
+            return UINT64
+        if len(e.args) == 2:
+            t = self.expr(e.args[1])
+            if not t.is_int:
+                self.error(f"percpu_kaddr() expects an integer cpu ({_arg_kind(t, e.args[1])} "
+                           "provided)", e.args[1].span, [sig])
+        a = e.args[0]
+        if not isinstance(a, ast.StrLit):
+            t = self.expr(a)
+            self.error(f"percpu_kaddr() expects a string literal ({_arg_kind(t, a)} provided)",
+                       e.span, [sig])
+            return UINT64
+        self.expr(a)
+        var = btftypes.percpu_var(a.value)
+        if var is None:
+            self.error(f"Could not resolve per-CPU kernel variable: {a.value}", a.span,
+                       ["percpu_kaddr() takes a per-CPU variable of the kernel's BTF "
+                        "(/sys/kernel/btf/vmlinux), e.g. runqueues"])
+            return UINT64
+        e.address = var[0]
+        if self.final and not self._kallsyms_has(a.value):
+            # the verifier looks the variable's address up with kallsyms_lookup_name
+            self.error(f"percpu_kaddr(): the kernel has no address for '{a.value}' in "
+                       "/proc/kallsyms", a.span,
+                       ["the kernel finds per-CPU variables by name only when it is built with "
+                        "CONFIG_KALLSYMS_ALL"])
+        return UINT64
+
+    def _kallsyms_has(self, name: str) -> bool:
+        try:
+            return self.host.kernel_address(name) is not None
+        except OSError:
+            return False
 
     def fn_uaddr(self, e: ast.Call) -> Type:
         name = self._literal_arg(e, 'uaddr(const char *name)')

@@ -11,7 +11,7 @@ from ptrace_lang.frontend import ast
 from ptrace_lang.sema import btftypes
 from ptrace_lang.sema.types import (
     BOOL, INT64, INT_TYPE_NAMES, UINT32, UINT64, VOID, ArgsT, ArrayT, BoolT, EnumT, IntT, PtrT,
-    StrT, StructT, TupleT, Type, c_sizeof,
+    StrT, StructT, TupleT, Type, c_layout, c_sizeof,
 )
 
 TASK_STRUCT = "task_struct"
@@ -314,6 +314,29 @@ class TypesMixin:
                            e.args[0].span)
         return UINT32
 
+    def fn_socket_cookie(self, e: ast.Call) -> Type:
+        """socket_cookie(struct sock *sk) (bpftrace 0.26): bpf_get_socket_cookie. The kernel
+        gives it to tracing programs only (fentry/fexit, rawtracepoint with BTF-typed args
+        (tp_btf), iter), on a socket pointer whose BTF type the verifier knows."""
+        sig = "socket_cookie(struct sock *sk)"
+        if not self.nargs(e, 1, 1, sig):
+            return UINT64
+        t = self.expr(e.args[0])
+        if not (isinstance(t, PtrT) and isinstance(t.target, StructT)):
+            self.error("socket_cookie() only supports 'struct sock *' as the argument "
+                       f"({'integer' if t.is_int else t} provided)", e.args[0].span, [sig])
+        elif (t.target.kind, t.target.name) != ("struct", "sock"):
+            self.error("socket_cookie() only supports 'struct sock *' as the argument "
+                       f"('{t.target} *' provided)", e.args[0].span, [sig])
+        ctx = self.ctx
+        if ctx is not None and not (ctx.provider in ("fentry", "fexit", "iter") or
+                                    ctx.provider == "rawtracepoint" and ctx.args is not None
+                                    and ctx.args.fields):
+            self.error(f'socket_cookie can not be used with "{ctx.provider}" probes', e.span,
+                       ["the kernel offers bpf_get_socket_cookie on a socket to tracing programs "
+                        "only: fentry/fexit, rawtracepoint reading args (tp_btf), iter"])
+        return UINT64
+
     def fn_kptr(self, e: ast.Call) -> Type:
         """kptr(p): a pointer p as a pointer into kernel memory (reads through it use
         probe_read_kernel); an integer stays an integer."""
@@ -366,26 +389,6 @@ def _value_size(t: Type) -> int:
     if isinstance(t, ArgsT):
         return 8
     if isinstance(t, TupleT):
-        return _natural_layout(t)[0]
+        return c_layout(t)[0]
     return t.size()
-
-
-def _natural_layout(t: Type) -> tuple[int, int]:
-    """(size, alignment) of a script value laid out as C would (bpftrace's tuples and records:
-    each element at its natural alignment, the whole padded to the largest)."""
-    if isinstance(t, TupleT):
-        off, align = 0, 1
-        for el in t.elems:
-            n, a = _natural_layout(el)
-            off = (off + a - 1) // a * a + n
-            align = max(align, a)
-        return (off + align - 1) // align * align, align
-    if isinstance(t, StrT):
-        return t.length, 1
-    n = _value_size(t)
-    if isinstance(t, ArrayT):
-        return n, _natural_layout(t.elem)[1]
-    if isinstance(t, StructT):
-        return n, min(8, max(1, n & -n))
-    return n, n if n in (1, 2, 4, 8) else 8
 

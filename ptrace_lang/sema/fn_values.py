@@ -225,9 +225,26 @@ class ValuesSema:
         kinds = (TupleT, BufT, IntArrayT, ArrayT)       # ArrayT: C arrays (BTF, script structs)
         if not (isinstance(a, kinds) or isinstance(b, kinds)):
             return None
+        if isinstance(a, ArrayT) and isinstance(b, ArrayT):
+            msg = _array_compare_error(e.op, a, b)
+            if msg:
+                self.error(msg, e.span)
+            return BOOL
         if e.op not in ("==", "!=") or type(a) is not type(b) or not _same_shape(a, b):
             self.error(f"Type mismatch for '{e.op}': comparing '{a}' with '{b}'", e.span)
         return BOOL
+
+
+def _array_compare_error(op: str, a: ArrayT, b: ArrayT) -> str:
+    """bpftrace's refusal of ``op`` between two C arrays: only ``==``/``!=`` of arrays of the
+    same integer type and length (an array of arrays does not compare)."""
+    if op not in ("==", "!="):
+        return f"The {op} operator cannot be used on arrays."
+    if a.n != b.n:
+        return "Only arrays of same size support comparison operators."
+    if not isinstance(a.elem, IntT) or a != b:
+        return "Only arrays of same sized integer support comparison operators."
+    return ""
 
 
 def _same_shape(a: Type, b: Type) -> bool:

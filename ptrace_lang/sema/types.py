@@ -69,14 +69,28 @@ class TupleT(Type):
     names: tuple = ()
 
     def size(self) -> int:
-        return sum(e.size() for e in self.elems)
+        """The C layout's size (``c_layout``) rounded up to 8, the padding zero: the bytes a
+        tuple takes as a map key or value, a record field or a variable."""
+        return (c_layout(self)[0] + 7) // 8 * 8
 
     def offsets(self) -> list[int]:
+        """Where each element is: laid out as C lays out a struct of them, as bpftrace does
+        (an int32 after an int8 at offset 4, a string at any byte)."""
         out, off = [], 0
         for e in self.elems:
+            n, a = c_layout(e)
+            off = (off + a - 1) // a * a
             out.append(off)
-            off += e.size()
+            off += n
         return out
+
+    def spans(self, end: int | None = None) -> list[tuple[int, int]]:
+        """(offset, bytes up to the next element or to ``end``) of each element: an element
+        writes its own bytes and zeroes the padding after it (``end``: the bytes the whole
+        takes, ``size()`` by default)."""
+        offs = self.offsets()
+        ends = offs[1:] + [self.size() if end is None else end]
+        return [(o, e - o) for o, e in zip(offs, ends)]
 
     def index_of(self, name: str) -> int | None:
         return self.names.index(name) if name in self.names else None
@@ -255,6 +269,32 @@ class EnumT(Type):
         return f"enum {self.name}" if self.name else "enum {...}"
 
 
+def c_layout(t: Type) -> tuple[int, int]:
+    """(size, alignment) of a value laid out as C lays it out, as a member of a tuple: ints
+    their width, strings their length (alignment 1), tuples and records as structs of their
+    elements, padded to their largest alignment (bpftrace's tuple layout)."""
+    if isinstance(t, TupleT):
+        off, align = 0, 1
+        for el in t.elems:
+            n, a = c_layout(el)
+            off = (off + a - 1) // a * a + n
+            align = max(align, a)
+        return (off + align - 1) // align * align, align
+    if isinstance(t, StrT):
+        return t.length, 1
+    if isinstance(t, (IntT, EnumT)):
+        return t.bits // 8, t.bits // 8
+    if isinstance(t, BoolT):
+        return 1, 1
+    if isinstance(t, StructT):
+        return t.nbytes, min(8, max(1, t.nbytes & -t.nbytes))
+    if isinstance(t, ArrayT):
+        return c_sizeof(t), c_layout(t.elem)[1]
+    if isinstance(t, IntArrayT):
+        return t.elem.bits // 8 * t.count, t.elem.bits // 8
+    return t.size(), 8
+
+
 def c_sizeof(t: Type) -> int:
     """The size of ``t`` as C lays it out in memory (not the 8-byte slot a value takes)."""
     if isinstance(t, (IntT, EnumT)):
@@ -270,7 +310,7 @@ def c_sizeof(t: Type) -> int:
     if isinstance(t, StrT):
         return t.length
     if isinstance(t, TupleT):
-        return t.size()
+        return c_layout(t)[0]
     return t.size()
 
 

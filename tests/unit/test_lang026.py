@@ -101,3 +101,130 @@ def test_integer_literal_cast_to_an_array_takes_its_smallest_type():
                       'print((uint8[8])1); }')
     assert t == [IntArrayT(IntT(8, False), 4), IntArrayT(IntT(8, True), 2),
                  IntArrayT(IntT(8, False), 8)]
+
+
+def test_multi_dimensional_arrays_are_typed_indexed_and_formatted():
+    from ptrace_lang.codegen.lower_types import c_value_field
+    from ptrace_lang.runtime.cvalues import fmt_array
+    from ptrace_lang.sema.types import ArrayT
+    src = ("struct G { int tag; int y[2][3]; short z[2][2]; }; BEGIN { $g = (struct G *)0; "
+           "print($g->y); print($g->y[1]); print($g->y[1][2]); print(sizeof($g->y)); "
+           "print(sizeof(struct G)); @m[0] = $g->y; print(@m[0][1][0]); }")
+    t = printed_types(src)
+    y = ArrayT(ArrayT(IntT(32, True), 3), 2)
+    assert t[:3] == [y, ArrayT(IntT(32, True), 3), IntT(32, True)] and str(y) == "int32[3][2]"
+    assert [n.value for n in ast.walk(typed(src)) if isinstance(n, ast.Sizeof)] == [24, 36]
+    assert t[5] == IntT(32, True)
+    f = c_value_field(y, 0)
+    raw = b"".join(v.to_bytes(4, "little", signed=True) for v in (1, 2, 3, 4, -5, 6))
+    assert fmt_array(raw, f.aux) == [[1, 2, 3], [4, -5, 6]]
+    assert hash(fmt_array(raw, f.aux)) == hash(fmt_array(raw, f.aux))    # a map key
+
+
+def test_arrays_of_arrays_do_not_compare_as_bpftrace():
+    from test_types import error_of
+    err = error_of("struct G { int y[2][3]; }; BEGIN { $g = (struct G *)0; print($g->y == $g->y); }")
+    assert "Only arrays of same sized integer support comparison operators." in err
+    err = error_of("struct G { int a[2]; int b[3]; }; BEGIN { $g = (struct G *)0; "
+                   "print($g->a == $g->b); }")
+    assert "Only arrays of same size support comparison operators." in err
+    err = error_of("struct G { int a[2]; }; BEGIN { $g = (struct G *)0; print($g->a < $g->a); }")
+    assert "The < operator cannot be used on arrays." in err
+    typed("struct G { int a[2]; int b[2]; }; BEGIN { $g = (struct G *)0; print($g->a != $g->b); }")
+
+
+def _percpu_machine():
+    from recorded_machine import recorded_machine
+    m = recorded_machine()
+    m.host.kernel_symbols["runqueues"] = 0x34f00
+    return m
+
+
+def test_percpu_kaddr_loads_the_btf_variable_and_calls_the_per_cpu_helpers():
+    import pytest
+
+    from ptrace_lang.bpf import opcodes as op
+    from ptrace_lang.bpf.insn import decode
+    from ptrace_lang.bpf.uapi import FN_PER_CPU_PTR, FN_THIS_CPU_PTR
+    from ptrace_lang.driver import Options, compile_script
+    from ptrace_lang.sema import btftypes
+    var = btftypes.percpu_var("runqueues")
+    if var is None:
+        pytest.skip("the kernel's BTF has no per-CPU variable runqueues")
+    assert str(var[1]) == "struct rq" and btftypes.percpu_var("jiffies") is None
+    c = compile_script('BEGIN { $r = (struct rq *)percpu_kaddr("runqueues"); print($r->cpu); '
+                       '$q = (struct rq *)percpu_kaddr("runqueues", 1); print($q->nr_running); }',
+                       "stdin", Options(), machine=_percpu_machine())
+    insns = decode(c.spec.programs[0].insns)
+    btf_loads = [i for i in insns if i.opcode == op.BPF_LD | op.BPF_IMM | op.BPF_DW
+                 and i.src == op.BPF_PSEUDO_BTF_ID]
+    assert [i.imm for i in btf_loads] == [var[0], var[0]]
+    calls = [i.imm for i in insns if i.opcode == op.BPF_JMP | op.BPF_CALL]
+    assert FN_THIS_CPU_PTR in calls and FN_PER_CPU_PTR in calls
+
+
+def test_percpu_kaddr_errors():
+    from test_types import error_of
+    err = error_of('BEGIN { $x = percpu_kaddr("no_such_percpu_var_x"); }')
+    assert "ERROR: Could not resolve per-CPU kernel variable: no_such_percpu_var_x" in err
+    assert "percpu_kaddr() expects a string literal (integer provided)" in \
+        error_of("BEGIN { $x = percpu_kaddr(1); }")
+    assert "percpu_kaddr() expects an integer cpu (string provided)" in \
+        error_of('BEGIN { $x = percpu_kaddr("runqueues", "a"); }')
+    assert "requires between 1 and 2 arguments (0 provided)" in error_of("BEGIN { percpu_kaddr(); }")
+
+
+def test_socket_cookie_needs_a_struct_sock_pointer_in_a_tracing_program():
+    import os
+
+    import pytest
+
+    from test_types import error_of
+    if not os.path.exists("/sys/kernel/btf/vmlinux"):
+        pytest.skip("no kernel BTF at /sys/kernel/btf/vmlinux")
+    t = printed_types("rawtracepoint:inet_sock_set_state { print(socket_cookie(args.sk)); }")
+    assert t == [IntT(64, False)]
+    err = error_of("tracepoint:sock:inet_sock_set_state { print(socket_cookie((struct sock *)"
+                   "args.skaddr)); }")
+    assert 'ERROR: socket_cookie can not be used with "tracepoint" probes' in err
+    assert "socket_cookie(" in err.split("\n")[1] and "~" in err.split("\n")[2]
+    err = error_of("rawtracepoint:inet_sock_set_state { print(socket_cookie(args.oldstate)); }")
+    assert "socket_cookie() only supports 'struct sock *' as the argument (integer provided)" in err
+    err = error_of("rawtracepoint:inet_sock_set_state { print(socket_cookie(curtask)); }")
+    assert ("socket_cookie() only supports 'struct sock *' as the argument "
+            "('struct task_struct *' provided)") in err
+    assert "socket_cookie can not be used with \"rawtracepoint\" probes" in \
+        error_of("rawtracepoint:inet_sock_set_state { print(socket_cookie((struct sock *)arg0)); }")
+
+
+def test_tuples_are_laid_out_as_c_structs():
+    from ptrace_lang.sema.types import TupleT
+    i8, i16, i32, i64 = IntT(8, True), IntT(16, True), IntT(32, True), IntT(64, True)
+    t = TupleT((i8, StrT(4), i16, i32, StrT(2)))
+    assert t.offsets() == [0, 1, 6, 8, 12] and t.size() == 16
+    assert t.spans() == [(0, 1), (1, 5), (6, 2), (8, 4), (12, 4)]
+    nested = TupleT((i8, TupleT((i8, StrT(2), i32)), i16))
+    assert nested.offsets() == [0, 4, 12] and nested.size() == 16
+    assert TupleT((i64, i8)).size() == 16 and TupleT((i8, i8)).size() == 8
+    prog = typed('BEGIN { print(sizeof(((int8)1, "abc", (int16)-7, (int32)2, "z"))); }')
+    assert [n.value for n in ast.walk(prog) if isinstance(n, ast.Sizeof)] == [16]
+
+
+def test_tuple_map_keys_and_values_decode_bpftraces_bytes():
+    """The kernel key of @q[(int8)1, "abc", (int16)-7] and a tuple value are the bytes of the
+    C structs bpftrace makes of them (packed here with struct), decoded back."""
+    import struct
+
+    from ptrace_lang.driver import Options, compile_script
+    from ptrace_lang.runtime.decode import field_decoder
+    c = compile_script('BEGIN { @q[(int8)1, "abc", (int16)-7] = ((int8)-1, (uint32)7, "xy", '
+                       '((uint8)200, (int16)-2)); @k[(int8)1, (int32)2] = 1; }', "stdin", Options())
+    maps = {m.name: m for m in c.spec.maps}
+    q = next(u for u in c.spec.user_maps if u.name == "@q")
+    k = next(u for u in c.spec.user_maps if u.name == "@k")
+    assert maps[q.kernel_map].key_size == 8 and maps[k.kernel_map].key_size == 8
+    assert maps[q.kernel_map].value_size == 16
+    key = struct.pack("<b4sxh", 1, b"abc\0", -7)                 # int8, char[4], pad, int16
+    value = struct.pack("<b3xI3sxBxh", -1, 7, b"xy", 200, -2)   # int8, pad, u32, char[3]...
+    assert field_decoder(q.key, []) (key) == (1, "abc", -7)
+    assert len(value) == 16 and field_decoder(q.value, [])(value) == (-1, 7, "xy", (200, -2))

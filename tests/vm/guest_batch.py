@@ -105,6 +105,21 @@ CHECKS = [
             'end { $t = 0; for ($kv : @n) { $t += $kv.1; printf("key %d count %d\\n", $kv.0, $kv.1); } '
             'printf("total %d len %d\\n", $t, len(@r)); clear(@n); clear(@r); }'],
      [DD]),
+    # bpftrace 0.26's percpu_kaddr (the verifier needs CONFIG_KALLSYMS_ALL, which 6.1 has and
+    # the development kernel lacks) and socket_cookie in fentry and tp_btf programs
+    ("lang026_percpu_kaddr",
+     ["-e", 'BEGIN { $r = (struct rq *)percpu_kaddr("runqueues"); printf("%d %d\\n", $r->cpu, cpu); '
+            '$q = (struct rq *)percpu_kaddr("runqueues", 0); print($q->cpu); '
+            'print(percpu_kaddr("runqueues", 100000)); exit(); }'],
+     []),
+    ("lang026_socket_cookie",
+     ["-e", 'fentry:tcp_connect /pid == $1/ { printf("fentry %d\\n", socket_cookie(args.sk)); } '
+            'rawtracepoint:inet_sock_set_state /pid == $1/ { printf("tp_btf %d %d %d\\n", '
+            'socket_cookie(args.sk), args.oldstate, args.newstate); }'],
+     [["sh", "-c", "ip link set lo up\nexec " + sys.executable + " -c 'import socket\n"
+       'srv = socket.socket(); srv.bind(("127.0.0.1", 0)); srv.listen(1)\n'
+       "c = socket.create_connection(srv.getsockname()); a, _ = srv.accept()\n"
+       'print("cookie", int.from_bytes(c.getsockopt(socket.SOL_SOCKET, 57, 8), "little"))\n' + "'"]]),
     # kprobe_multi (one link for a whole wildcard) where the kernel has it (6.12 with
     # CONFIG_FPROBE: PTRACE_VM_CACHE with a 6.12 kernel, see docs/probes-more.md), and the same
     # script forced onto the per-function perf path, to compare attach and teardown times

@@ -161,3 +161,21 @@ def test_loops_are_callbacks_the_6_1_verifier_takes(vm):
     total = num(r"^total (\d+) len 3$", c["out"])
     assert total >= 7, shown(c)
     assert num(r"^key 4567 count (\d+)$", c["out"]) == total, shown(c)
+
+
+def test_percpu_kaddr_reads_runqueues_on_6_1(vm):
+    """percpu_kaddr (bpftrace 0.26): ld_imm64 of the BTF variable, bpf_this_cpu_ptr /
+    bpf_per_cpu_ptr (NULL past the last CPU); 6.1 has the kallsyms the verifier needs."""
+    c = check(vm, "lang026_percpu_kaddr")
+    assert c["rc"] == 0, shown(c)
+    lines = c["out"].split("\n")
+    mine, cpu = lines[0].split()
+    assert mine == cpu and lines[1:3] == ["0", "0"], shown(c)
+
+
+def test_socket_cookie_in_fentry_and_tp_btf_on_6_1(vm):
+    c = check(vm, "lang026_socket_cookie")
+    assert c["rc"] == 0 and c["err"].startswith("Attached 2 probes"), shown(c)
+    cookie = num(r"^cookie (\d+)$", c["workload_out"])
+    assert cookie > 0, shown(c)
+    assert f"fentry {cookie}\n" in c["out"] and f"tp_btf {cookie} 7 2\n" in c["out"], shown(c)
