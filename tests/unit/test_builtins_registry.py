@@ -8,7 +8,7 @@ import os
 import pytest
 
 from ptrace_lang.codegen.lower import Lowering
-from ptrace_lang.runtime.uvalues import FORMATTERS
+from ptrace_lang.runtime.formatters import FORMATTERS   # the complete table (uvalues is the leaf)
 from ptrace_lang.sema import builtins
 from ptrace_lang.sema.analyze import AGGREGATIONS, COMMON_BUILTINS, _Analyzer
 
