@@ -16,7 +16,7 @@ import io
 from ptrace_lang.bpf import opcodes as op
 from ptrace_lang.bpf.insn import LD_IMM64, Instruction, decode
 from ptrace_lang.errors import CompileError, Span
-from ptrace_lang.llvmbackend.lower import FUNCTION, SECTION
+from ptrace_lang.llvmbackend.irbase import FUNCTION, SECTION
 
 R_BPF_64_64 = 1
 _MACHINE: dict = {}

@@ -24,16 +24,18 @@ from ptrace_lang.errors import NO_SPAN, CompileError, Diagnostic, Span, render
 from ptrace_lang.frontend import ast
 from ptrace_lang.llvmbackend import unsupported
 from ptrace_lang.sema.analyze import field_type, signed_pair
-from ptrace_lang.sema.types import ArgsT, BoolT, IntT, StrT, TupleT, Type
-from ptrace_lang.llvmbackend.irbase import (  # noqa: F401 (names of this module too)
-    ARITH, BPF_ANY, BPF_NOEXIST, CMP, DIV_ZERO_MESSAGE, FUNCTION, I1, I8, I16, I32, I64,
+from ptrace_lang.sema.types import ArgsT, BoolT, BufT, IntT, StrT, TupleT, Type, UserT
+from ptrace_lang.llvmbackend.irbase import (
+    ARITH, BPF_ANY, BPF_NOEXIST, CMP, DIV_ZERO_MESSAGE, FUNCTION, I1, I8, I64,
     MAPS_SECTION, MAPVAL_SECTION, PTR, SECTION, SIMPLE_BUILTINS, c64,
 )
+from ptrace_lang.llvmbackend.cvalues import CValuesLowering
+from ptrace_lang.llvmbackend.funcs import FuncsLowering
 from ptrace_lang.llvmbackend.strings import StringsLowering
 from ptrace_lang.spec import GLOBALS_START_NS
 
 
-class Lowering(StringsLowering):
+class Lowering(StringsLowering, CValuesLowering, FuncsLowering):
     """Builds the LLVM module of one program."""
 
     def __init__(self, *, maps: dict, events: list, user_map_index: dict, args, probe_ids: list,
@@ -171,7 +173,7 @@ class Lowering(StringsLowering):
             if is_scalar(typ):
                 self.vars[name] = self.alloca(8)
                 self.store(self.vars[name], 0, 0)
-            elif isinstance(typ, (StrT, TupleT)):
+            elif isinstance(typ, (StrT, TupleT, UserT, BufT)):
                 self.vars[name] = self.alloca(typ.size())
                 self.zero(self.vars[name], 0, typ.size())
             else:
@@ -537,6 +539,13 @@ class Lowering(StringsLowering):
         return f"the expression '{type(e).__name__}'"
 
     def scalar(self, e: ast.Expr) -> ir.Value:
+        if isinstance(e, (ast.FieldAccess, ast.Unary, ast.Index, ast.Binary, ast.Sizeof,
+                          ast.Offsetof)):
+            got = self.c_scalar(e)
+            if got is not None:
+                return got
+        if isinstance(e, ast.Call) and hasattr(self, "call_" + e.name):
+            return getattr(self, "call_" + e.name)(e)
         if isinstance(e, ast.IntLit):
             return c64(e.value)
         if isinstance(e, ast.BoolLit):
@@ -589,8 +598,7 @@ class Lowering(StringsLowering):
         if isinstance(e, ast.TupleIndex) and is_scalar(e.type):
             base = self.mem_of(e.base)
             return self.load(base, e.base.type.offsets()[e.index])
-        if isinstance(e, ast.Cast) and isinstance(e.operand.type, (IntT, BoolT)) \
-                and isinstance(e.type, (IntT, BoolT)):
+        if isinstance(e, ast.Cast) and is_scalar(e.operand.type) and is_scalar(e.type):
             return self.truncate(self.scalar(e.operand), e.type)
         raise unsupported(self.construct(e), e.span)
 
@@ -630,6 +638,8 @@ class Lowering(StringsLowering):
         raise unsupported(f"the operator '{op}'", right.span)
 
     def builtin(self, name: str, e: ast.Expr) -> ir.Value:
+        if hasattr(self, "builtin_" + name):
+            return getattr(self, "builtin_" + name)(e)
         if name == "cpid":
             return c64(self.cpid or 0)
         if name in ("pid", "tid"):
@@ -723,6 +733,15 @@ class Lowering(StringsLowering):
         if isinstance(e, ast.MapRef):
             self.map_read_into(e, self.maps["@" + e.name], base, off, typ)
             return
+        if isinstance(e, ast.Call) and hasattr(self, "into_" + e.name):
+            getattr(self, "into_" + e.name)(e, base, off, typ, in_record)
+            return
+        if isinstance(e, ast.Var) and isinstance(et, (UserT, BufT)):
+            n = min(et.size(), typ.size())
+            self.copy(base, off, self.mem_of(e), 0, n)
+            if typ.size() > n:
+                self.zero(base, off + n, typ.size() - n)
+            return
         if isinstance(e, ast.Ternary):
             self.branch(self.cond(e.cond), lambda: self.into(e.then, base, off, typ, in_record),
                         lambda: self.into(e.orelse, base, off, typ, in_record))
@@ -739,6 +758,8 @@ class Lowering(StringsLowering):
                 self.copy(base, off, self.mem_of(e), 0, et.size())
                 return
             raise unsupported(f"a tuple converted from '{et}' to '{typ}'", e.span)
+        if self.c_into(e, base, off, typ):
+            return
         if isinstance(et, StrT):
             self.string_into(e, base, off, typ.size() if isinstance(typ, StrT) else et.size(),
                              in_record)
@@ -749,15 +770,3 @@ class Lowering(StringsLowering):
         r = self.call(helper, I64, dst, size if not isinstance(size, int) else c64(size), src)
         self.branch(self.b.icmp_signed("<", r, c64(0)),
                     lambda: self.count_error(S.COUNTER_READ_FAILED))
-
-    def args_string_into(self, e: ast.FieldAccess, base, off: int, size: int, zero: bool) -> None:
-        f = e.base.type.field(e.field_name)
-        if zero:
-            self.zero(base, off, size)
-        if f.data_loc:
-            loc = self.b.and_(self.load(self.ctx, f.offset, 4), c64(0xFFFF))
-            src = self.b.gep(self.ctx, [loc], source_etype=I8)
-            self.checked_read(U.FN_PROBE_READ_KERNEL_STR, self.gep(base, off), size, src)
-        else:
-            self.checked_read(U.FN_PROBE_READ_KERNEL, self.gep(base, off), min(size, f.size),
-                              self.gep(self.ctx, f.offset))

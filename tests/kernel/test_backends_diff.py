@@ -13,7 +13,6 @@ without them the tier skips and says why.
 """
 from __future__ import annotations
 
-import os
 import re
 import shutil
 import subprocess
@@ -108,6 +107,56 @@ def test_same_output_on_both_backends(name, workload, tmp_path):
     assert llvm == direct
     if name not in ("hello.bt",):
         assert COMM in direct or "@" in direct, direct    # the workload was seen
+
+
+FUNCTIONS = r"""
+BEGIN {
+  $a = ntop(2, 0x0100007f);
+  $s = "hello world";
+  printf("%s %s %x %x\n", $a, ntop(pton("::1")), bswap((uint32)0x11223344), bswap((uint16)0x1234));
+  printf("%d %d %d\n", strncmp($s, "hello", 5), strncmp($s, "help", 4), strncmp("ab", "ab", 9));
+  $n = 3;
+  printf("[%s] [%s] [%s]\n", str($s, 5), str($s, $n), str($s, $n - 5));
+  @[ntop(2, 0x0100007f), str($s, 2)] = count();
+  printf("%r %s\n", buf($s, 4), strftime("%Y", nsecs));
+  cat("/proc/sys/kernel/ostype");
+  exit();
+}
+"""
+
+
+def test_functions_same_on_both_backends(workload, tmp_path):
+    """ntop (inet values in variables and keys), pton, bswap, strncmp, str() of a string and
+    with a length known at run time, buf, strftime and cat, as the llvm backend lowers them."""
+    script = tmp_path / "funcs.bt"
+    script.write_text(FUNCTIONS)
+    direct = run(script, "direct", workload)
+    assert "127.0.0.1 ::1 44332211 3412\n0 1 0\n[hello] [hel] []\nhell " in direct, direct
+    assert "@[127.0.0.1, he]: 1" in direct and "Linux" in direct, direct
+    assert run(script, "llvm", workload) == direct
+
+
+def test_kernel_struct_members_same_on_both_backends(workload, tmp_path):
+    """Casts to kernel struct pointers, ``->`` chains (two pointer hops), a char array member,
+    ppid and curtask, read in the workload's 37 getppid calls."""
+    script = tmp_path / "members.bt"
+    script.write_text("tracepoint:syscalls:sys_enter_getppid /pid == cpid/ {\n"
+                      "  $t = (struct task_struct *)curtask;\n"
+                      "  @[$t->tgid == pid, ppid == curtask->real_parent->tgid, $t->comm,\n"
+                      "    curtask->mm != 0] = count();\n}\n")
+    direct = run(script, "direct", workload)
+    assert f"@[true, true, {COMM}, true]: 37" in direct, direct
+    assert run(script, "llvm", workload) == direct
+
+
+def test_join_same_on_both_backends(tmp_path):
+    script = tmp_path / "join.bt"
+    script.write_text('tracepoint:syscalls:sys_enter_execve /pid == cpid/ { join(args.argv); '
+                      'join(args.argv, ","); }\n')
+    cmd = "/usr/bin/env /usr/bin/true alpha beta"
+    direct = run(script, "direct", cmd)
+    assert "/usr/bin/true,alpha,beta\n" in direct, direct
+    assert run(script, "llvm", cmd) == direct
 
 
 def test_getppid_count_is_exact(workload, tmp_path):

@@ -101,7 +101,9 @@ def test_dumps_llvm_ir_and_asm():
     ("BEGIN { for ($i : 0..3) { printf(\"%d\\n\", $i); } }", "the statement 'ForRange'"),
     ("BEGIN { @x = stats(1); }", None),
     ("BEGIN { printf(\"%s\\n\", kstack); }", "the builtin 'kstack'"),
-    ("BEGIN { $s = strftime(\"%H\", nsecs); print($s); }", "the function strftime()"),
+    ("BEGIN { $s = strftime(\"%H\", nsecs); print($s); }", None),
+    ("kprobe:do_nanosleep { printf(\"%d\\n\", ((struct task_struct *)arg0)->pid); }", None),
+    ("BEGIN { @m[1] = 1; for ($kv : @m) { print($kv); } }", "the statement 'ForMap'"),
 ])
 def test_unsupported_constructs_are_located_errors(text, construct):
     if construct is None:         # supported: must compile
