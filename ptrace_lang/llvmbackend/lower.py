@@ -30,12 +30,13 @@ from ptrace_lang.llvmbackend.irbase import (
     MAPS_SECTION, MAPVAL_SECTION, PTR, SECTION, SIMPLE_BUILTINS, c64,
 )
 from ptrace_lang.llvmbackend.cvalues import CValuesLowering
+from ptrace_lang.llvmbackend.flow import FlowLowering
 from ptrace_lang.llvmbackend.funcs import FuncsLowering
 from ptrace_lang.llvmbackend.strings import StringsLowering
 from ptrace_lang.spec import GLOBALS_START_NS
 
 
-class Lowering(StringsLowering, CValuesLowering, FuncsLowering):
+class Lowering(StringsLowering, CValuesLowering, FuncsLowering, FlowLowering):
     """Builds the LLVM module of one program."""
 
     def __init__(self, *, maps: dict, events: list, user_map_index: dict, args, probe_ids: list,
@@ -67,6 +68,7 @@ class Lowering(StringsLowering, CValuesLowering, FuncsLowering):
         self.b = ir.IRBuilder(self.fn.append_basic_block("entry"))
         self.exit_block = self.fn.append_basic_block("exit")
         self.vars: dict[str, ir.Value] = {}
+        self.loops: list = []          # (continue block, break block) of the loops open
         self.globals: dict[str, ir.GlobalVariable] = {}
         self.span = NO_SPAN
 
@@ -201,9 +203,6 @@ class Lowering(StringsLowering, CValuesLowering, FuncsLowering):
             self.expr_stmt(s.expr)
         elif isinstance(s, ast.Assign):
             self.assign(s)
-        elif isinstance(s, ast.Let):
-            if s.value is not None:
-                self.assign_var(s.var, s.value)
         elif isinstance(s, ast.Block):
             self.block(s)
         elif isinstance(s, ast.If):
@@ -217,6 +216,8 @@ class Lowering(StringsLowering, CValuesLowering, FuncsLowering):
             if s.value is not None:
                 self.scalar(s.value)
             self.b.branch(self.exit_block)
+        elif hasattr(self, "lower_" + type(s).__name__):
+            getattr(self, "lower_" + type(s).__name__)(s)
         else:
             raise unsupported(f"the statement '{type(s).__name__}'", s.span)
 
@@ -233,7 +234,7 @@ class Lowering(StringsLowering, CValuesLowering, FuncsLowering):
     # ------------------------------------------------------------------ variables, assignments
     def assign_var(self, var: ast.Var, value: ast.Expr) -> None:
         typ = self.var_types.get(var.name, var.type)
-        slot = self.vars[var.name]
+        slot = self.var_slot(var.name, typ)
         if is_scalar(typ):
             v = self.scalar(value)
             vt = value.type
@@ -595,6 +596,8 @@ class Lowering(StringsLowering, CValuesLowering, FuncsLowering):
                                      lambda: self.scalar(e.orelse))
         if isinstance(e, ast.FieldAccess) and isinstance(e.base.type, ArgsT):
             return self.args_field(e)
+        if hasattr(self, "scalar_" + type(e).__name__):
+            return getattr(self, "scalar_" + type(e).__name__)(e)
         if isinstance(e, ast.TupleIndex) and is_scalar(e.type):
             base = self.mem_of(e.base)
             return self.load(base, e.base.type.offsets()[e.index])
@@ -727,6 +730,9 @@ class Lowering(StringsLowering, CValuesLowering, FuncsLowering):
     def into(self, e: ast.Expr, base, off: int, typ: Type, in_record: bool = False) -> None:
         """Write the value of ``e`` at ``base + off`` laid out as ``typ``."""
         et = e.type
+        if hasattr(self, "into_node_" + type(e).__name__):
+            getattr(self, "into_node_" + type(e).__name__)(e, base, off, typ, in_record)
+            return
         if is_scalar(et):
             self.store(base, off, self.scalar(e))
             return
@@ -746,18 +752,17 @@ class Lowering(StringsLowering, CValuesLowering, FuncsLowering):
             self.branch(self.cond(e.cond), lambda: self.into(e.then, base, off, typ, in_record),
                         lambda: self.into(e.orelse, base, off, typ, in_record))
             return
-        if isinstance(et, TupleT) and not et.names:
-            dst = typ.elems if isinstance(typ, TupleT) else et.elems
-            offs = TupleT(tuple(dst)).offsets()
+        if isinstance(et, TupleT):
+            dst = typ if isinstance(typ, TupleT) else et
             if isinstance(e, ast.TupleExpr):
-                for x, dt, o in zip(e.elems, dst, offs):
+                for x, dt, o in zip(e.elems, dst.elems, dst.offsets()):
                     self.into(x, base, off + o, dt, in_record)
                 return
-            if isinstance(e, (ast.Var, ast.TupleIndex)) and dst == list(et.elems) or \
-                    isinstance(e, (ast.Var, ast.TupleIndex)) and tuple(dst) == tuple(et.elems):
-                self.copy(base, off, self.mem_of(e), 0, et.size())
+            if isinstance(e, (ast.Var, ast.TupleIndex)):
+                held = self.var_types.get(e.name, et) if isinstance(e, ast.Var) else et
+                self.tuple_copy(base, off, dst, self.mem_of(e), 0, held)
                 return
-            raise unsupported(f"a tuple converted from '{et}' to '{typ}'", e.span)
+            raise unsupported(f"a tuple from '{type(e).__name__}'", e.span)
         if self.c_into(e, base, off, typ):
             return
         if isinstance(et, StrT):

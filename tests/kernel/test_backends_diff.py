@@ -159,6 +159,59 @@ def test_join_same_on_both_backends(tmp_path):
     assert run(script, "llvm", cmd) == direct
 
 
+FLOW = r"""
+BEGIN {
+  $i = 0;
+  unroll(2) { $i = $i + 1; }
+  while ($i < 10) {
+    $i++;
+    if ($i == 7) { break; }
+    if ($i == 3) { continue; }
+    printf("w %d\n", $i);
+  }
+  $sum = 0;
+  for ($j : 0..5) { let $sq = $j * $j; $sum += $sq; printf("f %d %d\n", $j, $sq); }
+  for ($j : $i..$i + 3) { if ($j == $i + 1) { continue; } printf("g %d\n", $j); }
+  for ($j : 5..1) { printf("never\n"); }
+  $x = { let $a = 1; $a + $sum };
+  $s = { $t = 2; { $t > 1 ? "big" : "small" } };
+  printf("%d %d %s %d\n", $sum, $x, $s, { let $q = 4; $q * 2 });
+  $r = (x = 1, y = "str", z = (a = 2, b = "in"));
+  $tt = (1, "two", (3, 4));
+  printf("%d %s %d %s %d %s %d\n", $r.x, $r.y, $r.z.a, $r.z.b, $tt.0, $tt.1, $tt.2.1);
+  @m[1, "a"] = (pid > 0, "v");
+  @rec = $r;
+  print($r); print(((1, 2), "x"));
+  exit();
+}
+"""
+
+
+def test_loops_blocks_and_records_same_on_both_backends(workload, tmp_path):
+    """while with break/continue, for over ranges (a body's own variable, an empty range),
+    block expressions, records and nested tuples in variables, maps and print()."""
+    script = tmp_path / "flow.bt"
+    script.write_text(FLOW)
+    direct = run(script, "direct", workload)
+    assert "w 4\nw 5\nw 6\nf 0 0\n" in direct and "g 7\ng 9\n30 31 big 8\n" in direct, direct
+    assert "{ .x = 1, .y = str, .z = { .a = 2, .b = in } }" in direct, direct
+    assert run(script, "llvm", workload) == direct
+
+
+def test_while_over_argv_same_on_both_backends(tmp_path):
+    """A while loop walking execve's argv through a user pointer (``*$argv``, ``$argv++``)."""
+    script = tmp_path / "argv.bt"
+    script.write_text("tracepoint:syscalls:sys_enter_execve /pid == cpid/ {\n"
+                      "  $argv = args.argv; $i = 0;\n"
+                      "  while $i < 16 { if *$argv == 0 { break; }\n"
+                      "    printf(\"%s|\", str(*$argv)); $argv++; $i++; }\n"
+                      "  printf(\"%d\\n\", $i);\n}\n")
+    cmd = "/usr/bin/env /usr/bin/true alpha beta"
+    direct = run(script, "direct", cmd)
+    assert "/usr/bin/true|alpha|beta|3\n" in direct, direct
+    assert run(script, "llvm", cmd) == direct
+
+
 def test_getppid_count_is_exact(workload, tmp_path):
     script = tmp_path / "getppid.bt"
     script.write_text("tracepoint:syscalls:sys_enter_getppid /pid == cpid/ { @n = count(); "
