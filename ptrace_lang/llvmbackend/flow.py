@@ -23,7 +23,8 @@ class FlowLowering:
         if slot is None:
             if not (is_scalar(typ) or hasattr(typ, "size")):
                 raise unsupported(f"a variable of type '{typ}' (${name.lstrip('$')})", self.span)
-            slot = self.vars[name] = self.alloca(8 if is_scalar(typ) else typ.size())
+            slot = self.vars[name] = self.alloca(8 if is_scalar(typ) else typ.size(),
+                                                     permanent=True)
             self.var_types.setdefault(name, typ)
         return slot
 

@@ -68,16 +68,28 @@ class Lowering(StringsLowering, CValuesLowering, FuncsLowering, FlowLowering):
         self.b = ir.IRBuilder(self.fn.append_basic_block("entry"))
         self.exit_block = self.fn.append_basic_block("exit")
         self.vars: dict[str, ir.Value] = {}
+        self.free_slots: dict[int, list] = {}     # temporaries' allocas free for reuse, by size
+        self.live_slots: list = []                # (size, alloca) of the temporaries in use
         self.loops: list = []          # (continue block, break block) of the loops open
         self.globals: dict[str, ir.GlobalVariable] = {}
         self.span = NO_SPAN
 
     # ------------------------------------------------------------------ building blocks
-    def alloca(self, size: int) -> ir.Value:
-        """``size`` bytes of stack, 8-aligned."""
-        a = self.ab.alloca(ir.ArrayType(I8, max(size, 8)))
-        a.align = 8
-        a.type = PTR          # an opaque pointer, as LLVM itself has them
+    def alloca(self, size: int, permanent: bool = False) -> ir.Value:
+        """``size`` bytes of stack, 8-aligned. A temporary (not ``permanent``: a variable's slot)
+        lives until the statement that made it ends (``block``), then its slot is handed to the
+        next temporary of that size: LLVM, given no lifetime markers, would keep every alloca
+        apart, and 41 map stores of a string in one probe then need 3 KiB of stack."""
+        n = max((size + 7) // 8 * 8, 8)
+        free = self.free_slots.setdefault(n, [])
+        if free and not permanent:
+            a = free.pop()
+        else:
+            a = self.ab.alloca(ir.ArrayType(I8, n))
+            a.align = 8
+            a.type = PTR          # an opaque pointer, as LLVM itself has them
+        if not permanent:
+            self.live_slots.append((n, a))
         return a
 
     def gep(self, base, off: int):
@@ -173,10 +185,10 @@ class Lowering(StringsLowering, CValuesLowering, FuncsLowering, FlowLowering):
         self.span = probe.span
         for name, typ in self.var_types.items():
             if is_scalar(typ):
-                self.vars[name] = self.alloca(8)
+                self.vars[name] = self.alloca(8, permanent=True)
                 self.store(self.vars[name], 0, 0)
             elif isinstance(typ, (StrT, TupleT, UserT, BufT)):
-                self.vars[name] = self.alloca(typ.size())
+                self.vars[name] = self.alloca(typ.size(), permanent=True)
                 self.zero(self.vars[name], 0, typ.size())
             else:
                 raise unsupported(f"a variable of type '{typ}' (${name.lstrip('$')})", probe.span)
@@ -196,7 +208,11 @@ class Lowering(StringsLowering, CValuesLowering, FuncsLowering, FlowLowering):
         for s in block.stmts:
             if self.b.block.is_terminated:     # after return/exit: unreachable
                 self.b.position_at_end(self.fn.append_basic_block("dead"))
+            mark = len(self.live_slots)
             self.stmt(s)
+            for n, a in self.live_slots[mark:]:       # the statement's temporaries are free
+                self.free_slots[n].append(a)
+            del self.live_slots[mark:]
 
     def stmt(self, s: ast.Stmt) -> None:
         if isinstance(s, ast.ExprStmt):

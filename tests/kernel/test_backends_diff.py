@@ -212,6 +212,18 @@ def test_while_over_argv_same_on_both_backends(tmp_path):
     assert run(script, "llvm", cmd) == direct
 
 
+def test_variables_survive_reused_temporaries(workload, tmp_path):
+    """The llvm backend hands a statement's stack temporaries to the next statements; the
+    variables' own slots are never among them (a string variable is read after statements whose
+    keys and values are strings of its size)."""
+    script = tmp_path / "slots.bt"
+    script.write_text('BEGIN { $s = "keep"; $t = (1, "tt"); @a["x"] = "y"; @b["zz"] = "w";\n'
+                      '  @c[$s] = $t; printf("%s %d %s\\n", $s, $t.0, $t.1); exit(); }\n')
+    direct = run(script, "direct", workload)
+    assert "keep 1 tt\n" in direct and "@c[keep]: (1, tt)" in direct, direct
+    assert run(script, "llvm", workload) == direct
+
+
 def test_getppid_count_is_exact(workload, tmp_path):
     script = tmp_path / "getppid.bt"
     script.write_text("tracepoint:syscalls:sys_enter_getppid /pid == cpid/ { @n = count(); "

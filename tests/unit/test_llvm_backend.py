@@ -113,3 +113,23 @@ def test_unsupported_constructs_are_located_errors(text, construct):
         compile_script(text, "x.bt", Options(backend="llvm"), recorded_machine())
     assert f"{construct} is not supported by the llvm backend" in ei.value.message
     assert ei.value.span.line == 1
+
+
+def stack_depth(prog) -> int:
+    """The deepest byte below r10 the program's stores and loads reach."""
+    deepest = 0
+    for ins in decode(prog.insns):
+        cls = ins.opcode & 7
+        if cls in (op.BPF_STX, op.BPF_ST) and ins.dst == 10 or cls == op.BPF_LDX and ins.src == 10:
+            deepest = min(deepest, ins.off)
+    return -deepest
+
+
+def test_statements_share_their_temporaries_stack():
+    """capable.bt's BEGIN stores 41 strings into a map: each statement's key and value slots
+    are reused by the next statement (LLVM alone kept all 41 pairs: over 512 bytes)."""
+    text = "BEGIN {\n" + "".join(f'  @name[{i}] = "CAP_{i:02d}_{"X" * 20}";\n'
+                                 for i in range(41)) + "}\n"
+    _, llvm = both(text)
+    assert 0 < stack_depth(llvm.programs[0]) <= 128
+
