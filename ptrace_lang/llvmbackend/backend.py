@@ -42,6 +42,10 @@ def compile_group(obj: S.ObjectSpec, layouts: dict, sema, probe, pi: int, gi: in
     for k, v in lopts.items():
         setattr(low, k, v)
     module = low.lower_probe(probe)
+    for sname, vsize in low.stack_maps.items():       # kstack/ustack
+        if not any(m.name == sname for m in obj.maps):
+            obj.maps.append(S.MapSpec(sname, U.BPF_MAP_TYPE_STACK_TRACE, 4, vsize,
+                                      opts.max_map_keys))
     if "types" in opts.stages and gi == 0:
         stages["types"].append(ast.dump(probe) + "\n")
     name = f"p{pi}_{gi}_{prov.name}"[:15]

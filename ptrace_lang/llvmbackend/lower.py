@@ -33,10 +33,12 @@ from ptrace_lang.llvmbackend.cvalues import CValuesLowering
 from ptrace_lang.llvmbackend.flow import FlowLowering
 from ptrace_lang.llvmbackend.funcs import FuncsLowering
 from ptrace_lang.llvmbackend.strings import StringsLowering
+from ptrace_lang.llvmbackend.symbols import SymbolsLowering
 from ptrace_lang.spec import GLOBALS_START_NS
 
 
-class Lowering(StringsLowering, CValuesLowering, FuncsLowering, FlowLowering):
+class Lowering(StringsLowering, CValuesLowering, FuncsLowering, FlowLowering,
+               SymbolsLowering):
     """Builds the LLVM module of one program."""
 
     def __init__(self, *, maps: dict, events: list, user_map_index: dict, args, probe_ids: list,
@@ -70,6 +72,7 @@ class Lowering(StringsLowering, CValuesLowering, FuncsLowering, FlowLowering):
         self.vars: dict[str, ir.Value] = {}
         self.free_slots: dict[int, list] = {}     # temporaries' allocas free for reuse, by size
         self.live_slots: list = []                # (size, alloca) of the temporaries in use
+        self.stack_maps: dict[str, int] = {}      # kstack/ustack maps: name -> value size
         self.loops: list = []          # (continue block, break block) of the loops open
         self.globals: dict[str, ir.GlobalVariable] = {}
         self.span = NO_SPAN
@@ -755,7 +758,7 @@ class Lowering(StringsLowering, CValuesLowering, FuncsLowering, FlowLowering):
         if isinstance(e, ast.MapRef):
             self.map_read_into(e, self.maps["@" + e.name], base, off, typ)
             return
-        if isinstance(e, ast.Call) and hasattr(self, "into_" + e.name):
+        if isinstance(e, (ast.Call, ast.Builtin)) and hasattr(self, "into_" + e.name):
             getattr(self, "into_" + e.name)(e, base, off, typ, in_record)
             return
         if isinstance(e, ast.Var) and isinstance(et, (UserT, BufT)):

@@ -224,6 +224,19 @@ def test_variables_survive_reused_temporaries(workload, tmp_path):
     assert run(script, "llvm", workload) == direct
 
 
+def test_stacks_and_symbols_same_on_both_backends(workload, tmp_path):
+    """kstack (default and limited), ustack(1), usym of a uprobe's ip and ksym: the stack maps
+    the llvm backend adds, the ids and addresses as the direct backend lays them out."""
+    script = tmp_path / "stacks.bt"
+    script.write_text("tracepoint:syscalls:sys_enter_getppid /pid == cpid/ { @k[kstack] = count();"
+                      " @u[ustack(1)] = count(); @n[kstack(3)] = count(); }\n"
+                      f"uprobe:{workload}:main {{ @s[usym(reg(\"ip\")), ksym(0)] = count(); }}\n")
+    direct = run(script, "direct", workload)
+    assert direct.count("]: 37\n") == 3 and "do_syscall_64" in direct, direct
+    assert re.search(r"@s\[0x[0-9a-f]+, 0x0\]: 1\n", direct), direct
+    assert run(script, "llvm", workload) == direct
+
+
 def test_getppid_count_is_exact(workload, tmp_path):
     script = tmp_path / "getppid.bt"
     script.write_text("tracepoint:syscalls:sys_enter_getppid /pid == cpid/ { @n = count(); "
