@@ -29,6 +29,7 @@ from ptrace_lang.llvmbackend.irbase import (
     ARITH, BPF_ANY, BPF_NOEXIST, CMP, DIV_ZERO_MESSAGE, FUNCTION, I1, I8, I64,
     MAPS_SECTION, MAPVAL_SECTION, PTR, SECTION, SIMPLE_BUILTINS, c64,
 )
+from ptrace_lang.llvmbackend.aggs import AggsLowering
 from ptrace_lang.llvmbackend.cvalues import CValuesLowering
 from ptrace_lang.llvmbackend.flow import FlowLowering
 from ptrace_lang.llvmbackend.funcs import FuncsLowering
@@ -38,7 +39,7 @@ from ptrace_lang.spec import GLOBALS_START_NS
 
 
 class Lowering(StringsLowering, CValuesLowering, FuncsLowering, FlowLowering,
-               SymbolsLowering):
+               SymbolsLowering, AggsLowering):
     """Builds the LLVM module of one program."""
 
     def __init__(self, *, maps: dict, events: list, user_map_index: dict, args, probe_ids: list,
@@ -454,6 +455,8 @@ class Lowering(StringsLowering, CValuesLowering, FuncsLowering, FlowLowering,
 
     def map_read_scalar(self, ref: ast.MapRef, layout) -> ir.Value:
         key = self.build_key(ref, layout)
+        if layout.agg is not None:        # count/sum/min/max/avg read as an integer
+            return self.agg_value(layout, key)
         v = self.lookup(layout, key)
         return self.select_value(self.found(v), lambda: self.load(v, 0), lambda: c64(0))
 
@@ -468,82 +471,6 @@ class Lowering(StringsLowering, CValuesLowering, FuncsLowering, FlowLowering,
                 self.zero(base, off + src_size, typ.size() - src_size)
 
         self.branch(self.found(v), hit, lambda: self.zero(base, off, typ.size()))
-
-    def aggregate(self, ref: ast.MapRef, layout, call: ast.Call) -> None:
-        agg = layout.agg
-        kind = agg.kind
-        if kind not in ("count", "sum", "min", "max", "avg", "stats", "hist", "lhist"):
-            raise unsupported(f"the aggregation {kind}()", call.span)
-        value = self.scalar(call.args[0]) if call.args else None
-        extra = 8 if kind in ("hist", "lhist") else 0
-        key = self.build_key(ref, layout, extra)
-        if kind == "hist":
-            self.store(key, layout.key_size, self.hist_bucket(value, agg.hist_k))
-        elif kind == "lhist":
-            self.store(key, layout.key_size, self.lhist_bucket(value, *agg.lhist))
-        v = self.lookup(layout, key)
-
-        def hit():
-            if kind in ("count", "hist", "lhist"):
-                self.b.atomic_rmw("add", v, c64(1), "monotonic")
-            elif kind == "sum":
-                self.store(v, 0, self.b.add(self.load(v, 0), value))
-            elif kind in ("avg", "stats"):
-                self.store(v, 0, self.b.add(self.load(v, 0), c64(1)))
-                self.store(v, 8, self.b.add(self.load(v, 8), value))
-            else:
-                seen = self.b.icmp_unsigned("!=", self.load(v, 8), c64(0))
-                cur = self.load(v, 0)
-                pred = "<=" if kind == "min" else ">="
-                keep = (self.b.icmp_signed(pred, cur, value) if agg.signed
-                        else self.b.icmp_unsigned(pred, cur, value))
-
-                def set_():
-                    self.store(v, 0, value)
-                    self.store(v, 8, 1)
-
-                self.branch(self.b.and_(seen, keep), lambda: None, set_)
-
-        def miss():
-            val = self.alloca(layout.value_size)
-            if kind in ("count", "hist", "lhist"):
-                self.store(val, 0, 1)
-            elif kind == "sum":
-                self.store(val, 0, value)
-            elif kind in ("avg", "stats"):
-                self.store(val, 0, 1)
-                self.store(val, 8, value)
-            else:
-                self.store(val, 0, value)
-                self.store(val, 8, 1)
-            self.update(layout, key, val)
-
-        self.branch(self.found(v), hit, miss)
-
-    def hist_bucket(self, value, k: int) -> ir.Value:
-        """As runtime.format.hist_index (N = 2^k): v < 0 -> 0; v < N -> v + 1; else with
-        p = floor(log2 v), s = p - k: (s << k) + (v >> s) + 1 (p + 2 when k = 0)."""
-        b = self.b
-        v, lg = value, c64(0)
-        for shift in (32, 16, 8, 4, 2, 1):
-            big = b.icmp_unsigned(">", v, c64((1 << shift) - 1))
-            v = b.select(big, b.lshr(v, c64(shift)), v)
-            lg = b.select(big, b.add(lg, c64(shift)), lg)
-        if k == 0:
-            high = b.add(lg, c64(2))
-        else:
-            s = b.sub(lg, c64(k))
-            high = b.add(b.add(b.lshr(value, s), c64(1)), b.shl(s, c64(k)))
-        small = b.icmp_unsigned("<", value, c64(1 << k))
-        out = b.select(small, b.add(value, c64(1)), high)
-        return b.select(b.icmp_signed("<", value, c64(0)), c64(0), out)
-
-    def lhist_bucket(self, value, lo: int, hi: int, step: int) -> ir.Value:
-        b = self.b
-        n = (hi - lo) // step
-        mid = b.add(b.udiv(b.sub(value, c64(lo)), c64(step)), c64(1))
-        out = b.select(b.icmp_signed(">", value, c64(hi)), c64(n + 1), mid)
-        return b.select(b.icmp_signed("<", value, c64(lo)), c64(0), out)
 
     # ------------------------------------------------------------------ scalars
     @staticmethod

@@ -13,6 +13,7 @@ without them the tier skips and says why.
 """
 from __future__ import annotations
 
+import os
 import re
 import shutil
 import subprocess
@@ -54,14 +55,13 @@ SCRIPTS = ["hello.bt", "syscount.bt", "rwcount.bt", "readsize.bt", "writesize.bt
            "writestats.bt", "opensnoop.bt"]
 
 
-@pytest.fixture(scope="module")
-def workload(tmp_path_factory):
+def build(tmp_path_factory, name: str, source: str) -> str:
     cc = shutil.which("gcc") or shutil.which("cc")
     if cc is None:
         pytest.skip("no C compiler (gcc) for the workload")
     d = tmp_path_factory.mktemp("wl")
-    (d / "wl.c").write_text(WORKLOAD_C)
-    exe = d / COMM
+    (d / "wl.c").write_text(source)
+    exe = d / name
     p = subprocess.run([cc, "-O1", "-static", "-o", str(exe), str(d / "wl.c")],
                        capture_output=True, text=True)
     if p.returncode != 0:       # no static libc: a dynamic one is deterministic enough
@@ -69,6 +69,27 @@ def workload(tmp_path_factory):
                            text=True)
     assert p.returncode == 0, p.stderr
     return str(exe)
+
+
+@pytest.fixture(scope="module")
+def workload(tmp_path_factory):
+    return build(tmp_path_factory, COMM, WORKLOAD_C)
+
+
+# 40 getppid calls alternating between CPU 0 and CPU 1 (each CPU's slot of a per-CPU
+# aggregation gets some), then exit_group on CPU 0
+SPREAD_C = r"""
+#define _GNU_SOURCE
+#include <sched.h>
+#include <unistd.h>
+int main(void) {
+    cpu_set_t s;
+    for (int i = 0; i < 40; i++) {
+        CPU_ZERO(&s); CPU_SET(i % 2, &s); sched_setaffinity(0, sizeof s, &s); getppid();
+    }
+    return 0;
+}
+"""
 
 
 def only_workload(text: str) -> str:
@@ -235,6 +256,24 @@ def test_stacks_and_symbols_same_on_both_backends(workload, tmp_path):
     assert direct.count("]: 37\n") == 3 and "do_syscall_64" in direct, direct
     assert re.search(r"@s\[0x[0-9a-f]+, 0x0\]: 1\n", direct), direct
     assert run(script, "llvm", workload) == direct
+
+
+def test_aggregations_read_over_every_cpu(tmp_path_factory, tmp_path):
+    """An aggregation read as an integer is every CPU's slot combined (the llvm backend read
+    only the current CPU's slot, and avg's count: 20/40 and 1 where the direct backend
+    printed 40/80 and the mean)."""
+    if len(os.sched_getaffinity(0)) < 2:
+        pytest.skip("one CPU: the per-CPU slots cannot differ")
+    spread = build(tmp_path_factory, "ptspread", SPREAD_C)
+    script = tmp_path / "aggs.bt"
+    script.write_text("tracepoint:syscalls:sys_enter_getppid /pid == cpid/ { @c = count(); "
+                      "@s = sum(2); @a = avg(-3); @m = max(cpu); @n = min(cpu); }\n"
+                      "tracepoint:syscalls:sys_enter_exit_group /pid == cpid/ { printf(\"%d %d "
+                      "%d %d %d\\n\", @c, @s, @a, @m, @n); clear(@c); clear(@s); clear(@a); "
+                      "clear(@m); clear(@n); }\n")
+    direct = run(script, "direct", spread)
+    assert "40 80 -3 1 0\n" in direct, direct
+    assert run(script, "llvm", spread) == direct
 
 
 def test_getppid_count_is_exact(workload, tmp_path):
