@@ -51,14 +51,21 @@ def compile_group(obj: S.ObjectSpec, layouts: dict, sema, probe, pi: int, gi: in
     name = f"p{pi}_{gi}_{prov.name}"[:15]
     dumps: dict = {}
     cpu = "v4" if target.sdiv else "v3"
-    insns, relocs = compile_module(module, probe.span, cpu, dumps)
+    insns, relocs, functions = compile_module(module, probe.span, cpu, dumps)
     if "llvm-ir" in opts.stages:
         stages.setdefault("llvm-ir", []).append(
             f"; program {name}: {targets[0].probe_name}\n{dumps['llvm-ir'].rstrip()}")
     spans = [probe.span] * len(insns)
     ps = S.ProgramSpec(name, getattr(U, prov.prog_type_name), encode(insns), relocs, spans)
+    if functions:           # callbacks: the verifier wants their BTF and func_info
+        from ptrace_lang.bpf import funcbtf
+
+        ps.functions = functions
+        ps.func_btf, type_ids = funcbtf.func_btf([(name, 1)] + [(n, k) for _, n, k in functions])
+        ps.func_info = funcbtf.func_info([0] + [start for start, _, _ in functions], type_ids)
     if "asm" in opts.stages:
-        ps.asm = disassemble(insns, spans, SOURCES.line, dict(relocs))
+        ps.asm = disassemble(insns, spans, SOURCES.line, dict(relocs),
+                             functions={start: n for start, n, _ in functions})
         stages["asm"].append(f"; program {name}: {targets[0].probe_name}\n{ps.asm}")
     S.set_program_attrs(ps, prov.program_attrs(targets[0]))
     obj.programs.append(ps)

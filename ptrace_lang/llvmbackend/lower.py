@@ -33,13 +33,14 @@ from ptrace_lang.llvmbackend.aggs import AggsLowering
 from ptrace_lang.llvmbackend.cvalues import CValuesLowering
 from ptrace_lang.llvmbackend.flow import FlowLowering
 from ptrace_lang.llvmbackend.funcs import FuncsLowering
+from ptrace_lang.llvmbackend.loops import LoopsLowering
 from ptrace_lang.llvmbackend.strings import StringsLowering
 from ptrace_lang.llvmbackend.symbols import SymbolsLowering
 from ptrace_lang.spec import GLOBALS_START_NS
 
 
 class Lowering(StringsLowering, CValuesLowering, FuncsLowering, FlowLowering,
-               SymbolsLowering, AggsLowering):
+               SymbolsLowering, AggsLowering, LoopsLowering):
     """Builds the LLVM module of one program."""
 
     def __init__(self, *, maps: dict, events: list, user_map_index: dict, args, probe_ids: list,

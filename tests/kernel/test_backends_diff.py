@@ -276,6 +276,31 @@ def test_aggregations_read_over_every_cpu(tmp_path_factory, tmp_path):
     assert run(script, "llvm", spread) == direct
 
 
+MAP_LOOPS = r"""
+BEGIN {
+  @m[1] = 2; @m[3] = 4; @c["a"] = count(); @c["a"] = count(); $t = 0; $n = 0; $s = "x";
+  for ($kv : @m) { $t += $kv.1 * $kv.0; $loc = $kv.1 * 10; $n += $loc; if ($kv.0 == 99) { break; } }
+  for ($kv : @c) { printf("%s %d %s\n", $kv.0, $kv.1, $s); $s = "y"; }
+  for ($kv : @m) { $n++; break; }
+  printf("%d %d %s\n", $t, $n, $s);
+  for ($kv : @c) { for ($i : 0..2) { printf("in %d\n", $i); } printf("leaving\n"); exit(); }
+  printf("not reached\n");
+}
+"""
+
+
+def test_map_loops_same_on_both_backends(workload, tmp_path):
+    """for ($kv : @map) over a map and a count() map (callbacks of bpf_for_each_map_elem): the
+    probe's variables written in the body seen after it, a body's own variable, break, a
+    range loop inside, exit() from the body leaving the probe."""
+    script = tmp_path / "maploops.bt"
+    script.write_text(MAP_LOOPS)
+    direct = run(script, "direct", workload)
+    assert direct.startswith("a 2 x\n14 61 y\nin 0\nin 1\nleaving\n"), direct
+    assert "not reached" not in direct
+    assert run(script, "llvm", workload) == direct
+
+
 def test_getppid_count_is_exact(workload, tmp_path):
     script = tmp_path / "getppid.bt"
     script.write_text("tracepoint:syscalls:sys_enter_getppid /pid == cpid/ { @n = count(); "

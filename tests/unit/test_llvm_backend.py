@@ -103,7 +103,8 @@ def test_dumps_llvm_ir_and_asm():
     ("BEGIN { printf(\"%s\\n\", kstack); }", None),
     ("BEGIN { $s = strftime(\"%H\", nsecs); print($s); }", None),
     ("kprobe:do_nanosleep { printf(\"%d\\n\", ((struct task_struct *)arg0)->pid); }", None),
-    ("BEGIN { @m[1] = 1; for ($kv : @m) { print($kv); } }", "the statement 'ForMap'"),
+    ("BEGIN { @m[1] = 1; for ($kv : @m) { print($kv); } }", None),
+    ("BEGIN { @x = tseries(5, 1s, 10); }", "the aggregation tseries()"),
 ])
 def test_unsupported_constructs_are_located_errors(text, construct):
     if construct is None:         # supported: must compile
@@ -133,3 +134,18 @@ def test_statements_share_their_temporaries_stack():
     _, llvm = both(text)
     assert 0 < stack_depth(llvm.programs[0]) <= 128
 
+
+
+def test_map_loop_is_a_callback_with_func_info():
+    """for ($kv : @m): the body is a second function of the section, its address a
+    BPF_PSEUDO_FUNC load pointing at it, and it has BTF and func_info as the direct
+    backend's callbacks."""
+    _, llvm = both("BEGIN { @m[1] = 2; $t = 0; for ($kv : @m) { $t += $kv.1; } print($t); }")
+    p = llvm.programs[0]
+    insns = decode(p.insns)
+    assert [(n, k) for _, n, k in p.functions] == [("for_each_0", 4)]
+    start = p.functions[0][0]
+    funcs = [i for i, x in enumerate(insns) if x.is_ld_imm64 and x.src == op.BPF_PSEUDO_FUNC]
+    assert len(funcs) == 1 and funcs[0] + 1 + insns[funcs[0]].imm == start
+    assert insns[start - 1].opcode in (op.BPF_JMP | op.BPF_EXIT, op.BPF_JMP | op.BPF_JA)
+    assert p.func_btf and len(p.func_info) == 2 * 8
