@@ -52,7 +52,7 @@ int main(void) {
 """
 # examples whose output is deterministic under the workload (those the llvm backend supports)
 SCRIPTS = ["hello.bt", "syscount.bt", "rwcount.bt", "readsize.bt", "writesize.bt",
-           "writestats.bt", "opensnoop.bt"]
+           "writestats.bt", "opensnoop.bt", "cgroupbytes.bt"]
 
 
 def build(tmp_path_factory, name: str, source: str) -> str:
