@@ -17,6 +17,7 @@ def compile_group(obj: S.ObjectSpec, layouts: dict, sema, probe, pi: int, gi: in
     from ptrace_lang.bpf.disasm import disassemble
     from ptrace_lang.bpf.insn import encode
     from ptrace_lang.llvmbackend.compile import compile_module
+    from ptrace_lang.llvmbackend.debug import spans_of
     from ptrace_lang.llvmbackend.lower import Lowering
 
     prov, targets, ctx = group
@@ -51,11 +52,11 @@ def compile_group(obj: S.ObjectSpec, layouts: dict, sema, probe, pi: int, gi: in
     name = f"p{pi}_{gi}_{prov.name}"[:15]
     dumps: dict = {}
     cpu = "v4" if target.sdiv else "v3"
-    insns, relocs, functions = compile_module(module, probe.span, cpu, dumps)
+    insns, relocs, functions, lines = compile_module(module, probe.span, cpu, dumps)
     if "llvm-ir" in opts.stages:
         stages.setdefault("llvm-ir", []).append(
             f"; program {name}: {targets[0].probe_name}\n{dumps['llvm-ir'].rstrip()}")
-    spans = [probe.span] * len(insns)
+    spans = spans_of(len(insns), lines, low.debug.spans, probe.span)
     ps = S.ProgramSpec(name, getattr(U, prov.prog_type_name), encode(insns), relocs, spans)
     if functions:           # callbacks: the verifier wants their BTF and func_info
         from ptrace_lang.bpf import funcbtf

@@ -20,6 +20,7 @@ import io
 from ptrace_lang.bpf import opcodes as op
 from ptrace_lang.bpf.insn import LD_IMM64, Instruction, decode
 from ptrace_lang.errors import CompileError, Span
+from ptrace_lang.llvmbackend.debug import line_table
 from ptrace_lang.llvmbackend.irbase import FUNCTION, SECTION
 
 R_BPF_64_64 = 1
@@ -59,9 +60,11 @@ def emit_object(mod, cpu: str, span: Span) -> bytes:
         raise CompileError(f"LLVM could not compile the probe: {str(e).strip()}", span) from None
 
 
-def read_object(obj: bytes, span: Span) -> tuple[list[Instruction], list[tuple[int, str]], list]:
-    """The program's instructions (map loads rewritten for the loader), its map relocations
-    and its callbacks ``(first instruction, name, argument count)``."""
+def read_object(obj: bytes, span: Span) -> tuple[list[Instruction], list[tuple[int, str]], list,
+                                                 list]:
+    """The program's instructions (map loads rewritten for the loader), its map relocations,
+    its callbacks ``(first instruction, name, argument count)`` and its line table rows
+    (debug.line_table)."""
     from elftools.elf.elffile import ELFFile
     from elftools.elf.relocation import RelocationSection
 
@@ -109,20 +112,20 @@ def read_object(obj: bytes, span: Span) -> tuple[list[Instruction], list[tuple[i
                        and s.name != FUNCTION)
     if functions and functions[0][0] == 0:
         raise CompileError(f"LLVM did not put {FUNCTION} first in its section", span)
-    return insns, relocs, functions
+    return insns, relocs, functions, line_table(elf, index)
 
 
 def compile_module(module, span: Span, cpu: str, dumps: dict | None = None):
-    """``module`` (llvmlite.ir) -> (instructions, map relocations, callbacks). ``dumps`` gets the
-    optimized IR under "llvm-ir" when given."""
+    """``module`` (llvmlite.ir) -> (instructions, map relocations, callbacks, line table).
+    ``dumps`` gets the optimized IR under "llvm-ir" when given."""
     mod = optimize(str(module), cpu)
     if dumps is not None:
         dumps["llvm-ir"] = str(mod)
-    insns, relocs, functions = read_object(emit_object(mod, cpu, span), span)
+    insns, relocs, functions, lines = read_object(emit_object(mod, cpu, span), span)
     if not insns or insns[-1].opcode != op.BPF_JMP | op.BPF_EXIT:
         if not any(i.opcode == op.BPF_JMP | op.BPF_EXIT for i in insns):
             raise CompileError(f"LLVM produced no exit in {FUNCTION}", span)
-    return insns, relocs, functions
+    return insns, relocs, functions, lines
 
 
 __all__ = ["compile_module", "read_object", "LD_IMM64"]

@@ -26,7 +26,7 @@ from ptrace_lang.llvmbackend.irbase import I64, PTR, SECTION, c64
 
 CTX_OFF, FLAG_OFF, VARS_OFF = 0, 8, 16
 STATE = ("fn", "b", "ab", "allocas", "ctx", "vars", "exit_block", "loops", "free_slots",
-         "live_slots")
+         "live_slots", "scope")
 
 
 class LoopsLowering:
@@ -53,9 +53,11 @@ class LoopsLowering:
         saved = {k: getattr(self, k) for k in STATE}
         try:
             self.fn = fn
+            self.scope = self.debug.subprogram(fn)
             self.allocas = fn.append_basic_block("allocas")
             self.ab = ir.IRBuilder(self.allocas)
             self.b = ir.IRBuilder(fn.append_basic_block("entry"))
+            self.b.debug_metadata = self.debug.location(self.scope, s.span)
             self.free_slots, self.live_slots, self.loops = {}, [], []
             _map, key, value, cs = fn.args
             self.ctx = self.b.inttoptr(self.load(cs, CTX_OFF), PTR)

@@ -31,6 +31,7 @@ from ptrace_lang.llvmbackend.irbase import (
 )
 from ptrace_lang.llvmbackend.aggs import AggsLowering
 from ptrace_lang.llvmbackend.cvalues import CValuesLowering
+from ptrace_lang.llvmbackend.debug import DebugInfo
 from ptrace_lang.llvmbackend.flow import FlowLowering
 from ptrace_lang.llvmbackend.funcs import FuncsLowering
 from ptrace_lang.llvmbackend.loops import LoopsLowering
@@ -188,6 +189,8 @@ class Lowering(StringsLowering, CValuesLowering, FuncsLowering, FlowLowering,
     # ------------------------------------------------------------------ program
     def lower_probe(self, probe: ast.Probe) -> ir.Module:
         self.span = probe.span
+        self.debug = DebugInfo(self.module, probe.span.file)
+        self.scope = self.debug.subprogram(self.fn)
         for name, typ in self.var_types.items():
             if is_scalar(typ):
                 self.vars[name] = self.alloca(8, permanent=True)
@@ -199,6 +202,7 @@ class Lowering(StringsLowering, CValuesLowering, FuncsLowering, FlowLowering,
                 raise unsupported(f"a variable of type '{typ}' (${name.lstrip('$')})", probe.span)
         if probe.predicate is not None:
             body = self.fn.append_basic_block("body")
+            self.b.debug_metadata = self.debug.location(self.scope, probe.predicate.span)
             self.b.cbranch(self.cond(probe.predicate), body, self.exit_block)
             self.b.position_at_end(body)
         self.block(probe.body)
@@ -214,7 +218,10 @@ class Lowering(StringsLowering, CValuesLowering, FuncsLowering, FlowLowering,
             if self.b.block.is_terminated:     # after return/exit: unreachable
                 self.b.position_at_end(self.fn.append_basic_block("dead"))
             mark = len(self.live_slots)
+            outer = self.b.debug_metadata
+            self.b.debug_metadata = self.debug.location(self.scope, s.span)
             self.stmt(s)
+            self.b.debug_metadata = outer
             for n, a in self.live_slots[mark:]:       # the statement's temporaries are free
                 self.free_slots[n].append(a)
             del self.live_slots[mark:]

@@ -12,6 +12,7 @@ import pytest
 
 from ptrace_lang import spec as S
 from ptrace_lang.bpf import opcodes as op
+from ptrace_lang.bpf import uapi as U
 from ptrace_lang.bpf.insn import decode
 from ptrace_lang.driver import Options, compile_script
 from ptrace_lang.errors import CompileError
@@ -149,3 +150,30 @@ def test_map_loop_is_a_callback_with_func_info():
     assert len(funcs) == 1 and funcs[0] + 1 + insns[funcs[0]].imm == start
     assert insns[start - 1].opcode in (op.BPF_JMP | op.BPF_EXIT, op.BPF_JMP | op.BPF_JA)
     assert p.func_btf and len(p.func_info) == 2 * 8
+
+
+def test_instructions_carry_their_statements_spans():
+    """LLVM's line table (debug locations per statement) gives each instruction the span of
+    the statement it came from, as the direct backend's spans do (verifier rejections and
+    -d asm name the script line): the map update of line 2, the ring buffer record of line 3,
+    the predicate's pid of line 1; a callback's body its own lines."""
+    text = ("tracepoint:syscalls:sys_enter_getppid /pid > 1/ {\n"
+            "  @a[tid] = 1;\n"
+            "  printf(\"%d\\n\", cpu);\n"
+            "  for ($kv : @a) {\n"
+            "    @b = $kv.1; }\n"
+            "}\n")
+    _, llvm = both(text)
+    p = llvm.programs[0]
+    insns = decode(p.insns)
+
+    def lines_of(helper, lo=0, hi=None):
+        return {p.spans[i].line for i, x in enumerate(insns[:hi], 0) if i >= lo and
+                x.opcode == op.BPF_JMP | op.BPF_CALL and x.src == 0 and x.imm == helper}
+
+    start = p.functions[0][0]
+    assert lines_of(U.FN_GET_CURRENT_PID_TGID, hi=start) == {1, 2}
+    assert lines_of(U.FN_MAP_UPDATE_ELEM, hi=start) == {2}
+    assert lines_of(U.FN_RINGBUF_RESERVE, hi=start) == {3}
+    assert lines_of(U.FN_FOR_EACH_MAP_ELEM, hi=start) == {4}
+    assert lines_of(U.FN_MAP_UPDATE_ELEM, lo=start) == {5}
