@@ -10,7 +10,7 @@ from llvmlite import ir
 from ptrace_lang.bpf import uapi as U
 from ptrace_lang.frontend import ast
 from ptrace_lang.llvmbackend import unsupported
-from ptrace_lang.llvmbackend.irbase import PTR, c64
+from ptrace_lang.llvmbackend.irbase import I64, PTR, c64
 
 
 class AggsLowering:
@@ -68,6 +68,9 @@ class AggsLowering:
     def aggregate(self, ref: ast.MapRef, layout, call: ast.Call) -> None:
         agg = layout.agg
         kind = agg.kind
+        if kind == "tseries":
+            self.tseries_aggregate(ref, layout, call)
+            return
         if kind not in ("count", "sum", "min", "max", "avg", "stats", "hist", "lhist"):
             raise unsupported(f"the aggregation {kind}()", call.span)
         value = self.scalar(call.args[0]) if call.args else None
@@ -140,3 +143,49 @@ class AggsLowering:
         mid = b.add(b.udiv(b.sub(value, c64(lo)), c64(step)), c64(1))
         out = b.select(b.icmp_signed(">", value, c64(hi)), c64(n + 1), mid)
         return b.select(b.icmp_signed("<", value, c64(lo)), c64(0), out)
+
+    def tseries_aggregate(self, ref: ast.MapRef, layout, call: ast.Call) -> None:
+        """tseries(v, interval, n[, agg]) as the direct backend keeps it: the interval number
+        i = ktime / interval in key slot i % n; per-CPU value (i, a, b), restarted when it
+        holds an older interval. sum: (sum, -); avg: (count, total); min/max: (value, -);
+        the last value: (value, ktime)."""
+        b = self.b
+        interval, num, how = layout.agg.tseries
+        value = self.scalar(call.args[0])
+        now = self.call(U.FN_KTIME_GET_NS, I64)
+        idx = b.udiv(now, c64(interval))
+        key = self.build_key(ref, layout, 8)
+        self.store(key, layout.key_size, b.urem(idx, c64(num)))
+        v = self.lookup(layout, key)
+        first = (c64(1) if how == "avg" else value, value if how == "avg" else now)
+
+        def current():
+            if how == "sum":
+                self.store(v, 8, b.add(self.load(v, 8), value))
+            elif how == "avg":
+                self.store(v, 8, b.add(self.load(v, 8), c64(1)))
+                self.store(v, 16, b.add(self.load(v, 16), value))
+            elif how in ("min", "max"):
+                pred = "<" if how == "min" else ">"
+                t = self.load(v, 8)
+                better = (b.icmp_signed(pred, value, t) if layout.agg.signed
+                          else b.icmp_unsigned(pred, value, t))
+                self.branch(better, lambda: self.store(v, 8, value))
+            else:
+                self.store(v, 8, value)
+                self.store(v, 16, now)
+
+        def restart():          # an entry of an interval n intervals ago starts afresh
+            for off, x in ((0, idx), (8, first[0]), (16, first[1])):
+                self.store(v, off, x)
+
+        def hit():
+            self.branch(b.icmp_unsigned("==", self.load(v, 0), idx), current, restart)
+
+        def miss():
+            val = self.alloca(24)
+            for off, x in ((0, idx), (8, first[0]), (16, first[1])):
+                self.store(val, off, x)
+            self.update(layout, key, val)
+
+        self.branch(self.found(v), hit, miss)

@@ -22,6 +22,7 @@ from llvmlite import ir
 from ptrace_lang.bpf import uapi as U
 from ptrace_lang.codegen.lower_loops import used_vars
 from ptrace_lang.frontend import ast
+from ptrace_lang.llvmbackend import unsupported
 from ptrace_lang.llvmbackend.irbase import I64, PTR, SECTION, c64
 
 CTX_OFF, FLAG_OFF, VARS_OFF = 0, 8, 16
@@ -91,3 +92,21 @@ class LoopsLowering:
             for k, v in saved.items():
                 setattr(self, k, v)
         return fn
+
+    def call_len(self, e: ast.Call) -> ir.Value:
+        """len(@map): the number of entries, which bpf_for_each_map_elem returns (with a
+        callback that only continues)."""
+        ref = e.args[0]
+        if not isinstance(ref, ast.MapRef):
+            raise unsupported("len() of a stack", e.span)
+        layout = self.maps["@" + ref.name]
+        if layout.info.key_type is None:
+            return c64(1)
+        fn = self.module.globals.get("count_elems")
+        if fn is None:
+            fn = ir.Function(self.module, ir.FunctionType(I64, [PTR] * 4), "count_elems")
+            fn.linkage = "internal"
+            fn.section = SECTION
+            ir.IRBuilder(fn.append_basic_block("entry")).ret(c64(0))
+        return self.call(U.FN_FOR_EACH_MAP_ELEM, I64, self.map_ref(layout.kernel_name), fn,
+                         ir.Constant(PTR, None), c64(0))

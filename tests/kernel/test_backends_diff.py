@@ -301,6 +301,23 @@ def test_map_loops_same_on_both_backends(workload, tmp_path):
     assert run(script, "llvm", workload) == direct
 
 
+def test_len_and_tseries_same_on_both_backends(workload, tmp_path):
+    """len(@map) (bpf_for_each_map_elem with a callback that only counts, inside a map loop
+    too) and tseries() of each kind, in the workload's getppid calls (the intervals' clock
+    times are replaced before comparing)."""
+    script = tmp_path / "lents.bt"
+    script.write_text("tracepoint:syscalls:sys_enter_getppid /pid == cpid/ {\n"
+                      "  @x[1] = 1; @x[7] = 1; @s = tseries(2, 1000s, 3, \"sum\");\n"
+                      "  @a = tseries(4, 1000s, 3, \"avg\"); @m = tseries(3, 1000s, 2, \"max\");\n"
+                      "  @l = tseries(5, 1000s, 2); @n = max(len(@x));\n"
+                      "  for ($kv : @x) { @in = max(len(@x)); break; } }\n")
+    direct = re.sub(r"(?m)^\d\d:\d\d:\d\d ", "TIME ", run(script, "direct", workload))
+    assert "@n: 2\n" in direct and "@in: 2\n" in direct, direct
+    assert re.search(r"TIME +74 \|", direct) and re.search(r"TIME +4 \|", direct), direct
+    llvm = re.sub(r"(?m)^\d\d:\d\d:\d\d ", "TIME ", run(script, "llvm", workload))
+    assert llvm == direct
+
+
 def test_getppid_count_is_exact(workload, tmp_path):
     script = tmp_path / "getppid.bt"
     script.write_text("tracepoint:syscalls:sys_enter_getppid /pid == cpid/ { @n = count(); "

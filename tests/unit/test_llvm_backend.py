@@ -105,7 +105,8 @@ def test_dumps_llvm_ir_and_asm():
     ("BEGIN { $s = strftime(\"%H\", nsecs); print($s); }", None),
     ("kprobe:do_nanosleep { printf(\"%d\\n\", ((struct task_struct *)arg0)->pid); }", None),
     ("BEGIN { @m[1] = 1; for ($kv : @m) { print($kv); } }", None),
-    ("BEGIN { @x = tseries(5, 1s, 10); }", "the aggregation tseries()"),
+    ("BEGIN { @x = tseries(5, 1s, 10); @m[1] = 1; print(len(@m)); }", None),
+    ("BEGIN { print(len(kstack)); }", "len() of a stack"),
 ])
 def test_unsupported_constructs_are_located_errors(text, construct):
     if construct is None:         # supported: must compile
