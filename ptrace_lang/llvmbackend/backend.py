@@ -53,6 +53,8 @@ def compile_group(obj: S.ObjectSpec, layouts: dict, sema, probe, pi: int, gi: in
     dumps: dict = {}
     cpu = "v4" if target.sdiv else "v3"
     insns, relocs, functions, lines = compile_module(module, probe.span, cpu, dumps)
+    if functions:
+        low.check_stack(insns, functions, probe.span)
     if "llvm-ir" in opts.stages:
         stages.setdefault("llvm-ir", []).append(
             f"; program {name}: {targets[0].probe_name}\n{dumps['llvm-ir'].rstrip()}")

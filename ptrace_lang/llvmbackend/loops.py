@@ -19,13 +19,16 @@ from __future__ import annotations
 
 from llvmlite import ir
 
+from ptrace_lang.bpf import opcodes as op
 from ptrace_lang.bpf import uapi as U
 from ptrace_lang.codegen.lower_loops import used_vars
 from ptrace_lang.frontend import ast
 from ptrace_lang.llvmbackend import unsupported
-from ptrace_lang.llvmbackend.irbase import I64, PTR, SECTION, c64
+from ptrace_lang.errors import CompileError
+from ptrace_lang.llvmbackend.irbase import FUNCTION, I64, PTR, SECTION, c64
 
 CTX_OFF, FLAG_OFF, VARS_OFF = 0, 8, 16
+STACK_LIMIT = 512
 STATE = ("fn", "b", "ab", "allocas", "ctx", "vars", "exit_block", "loops", "free_slots",
          "live_slots", "scope")
 
@@ -49,6 +52,7 @@ class LoopsLowering:
     def callback(self, s: ast.ForMap, layout, passed: list[str]) -> ir.Function:
         n = sum(1 for f in self.module.functions if f.name.startswith("for_each_"))
         fn = ir.Function(self.module, ir.FunctionType(I64, [PTR] * 4), f"for_each_{n}")
+        self.callers[fn.name] = (self.fn.name, s.span)
         fn.linkage = "internal"
         fn.section = SECTION
         saved = {k: getattr(self, k) for k in STATE}
@@ -93,6 +97,23 @@ class LoopsLowering:
                 setattr(self, k, v)
         return fn
 
+    def check_stack(self, insns: list, functions: list, span) -> None:
+        """The verifier adds up the frames of a chain of calls (the probe, a loop body, a loop
+        inside it), each rounded up to 32 bytes, against BPF's 512: a located error here
+        rather than the verifier's unlocated one."""
+        starts = [0] + [start for start, _, _ in functions] + [len(insns)]
+        names = [FUNCTION] + [name for _, name, _ in functions]
+        chain: dict[str, int] = {}
+        for name, lo, hi in zip(names, starts, starts[1:]):
+            depth = frame_depth(insns[lo:hi])
+            caller, where = self.callers.get(name, (None, span))
+            chain[name] = (depth + 31) // 32 * 32 + chain.get(caller, 0)
+            if chain[name] > STACK_LIMIT:
+                raise CompileError(f"The probe with its loop bodies needs {chain[name]} bytes "
+                                   f"of stack, more than BPF's {STACK_LIMIT}", where,
+                                   hints=["use shorter strings (config max_strlen) or fewer "
+                                          "string values in a loop's body"])
+
     def call_len(self, e: ast.Call) -> ir.Value:
         """len(@map): the number of entries, which bpf_for_each_map_elem returns (with a
         callback that only continues)."""
@@ -105,8 +126,24 @@ class LoopsLowering:
         fn = self.module.globals.get("count_elems")
         if fn is None:
             fn = ir.Function(self.module, ir.FunctionType(I64, [PTR] * 4), "count_elems")
+            self.callers[fn.name] = (self.fn.name, e.span)
             fn.linkage = "internal"
             fn.section = SECTION
             ir.IRBuilder(fn.append_basic_block("entry")).ret(c64(0))
         return self.call(U.FN_FOR_EACH_MAP_ELEM, I64, self.map_ref(layout.kernel_name), fn,
                          ir.Constant(PTR, None), c64(0))
+
+
+def frame_depth(insns: list) -> int:
+    """The deepest byte below r10 a function reaches: loads and stores through r10, and the
+    addresses LLVM computes as ``rX = r10; rX += -N`` for helpers."""
+    deepest = 1
+    for prev, x in zip([None] + insns, insns):
+        cls = x.opcode & 7
+        if cls in (op.BPF_ST, op.BPF_STX) and x.dst == 10 or cls == op.BPF_LDX and x.src == 10:
+            deepest = max(deepest, -x.off)
+        elif (x.opcode == op.BPF_ALU64 | op.BPF_ADD | op.BPF_K and prev is not None
+              and prev.opcode == op.BPF_ALU64 | op.BPF_MOV | op.BPF_X and prev.src == 10
+              and prev.dst == x.dst):
+            deepest = max(deepest, -x.imm)
+    return deepest

@@ -77,6 +77,7 @@ class Lowering(StringsLowering, CValuesLowering, FuncsLowering, FlowLowering,
         self.live_slots: list = []                # (size, alloca) of the temporaries in use
         self.stack_maps: dict[str, int] = {}      # kstack/ustack maps: name -> value size
         self.loops: list = []          # (continue block, break block) of the loops open
+        self.callers: dict = {}        # callback name -> (the function calling it, span)
         self.globals: dict[str, ir.GlobalVariable] = {}
         self.span = NO_SPAN
 

@@ -178,3 +178,22 @@ def test_instructions_carry_their_statements_spans():
     assert lines_of(U.FN_RINGBUF_RESERVE, hi=start) == {3}
     assert lines_of(U.FN_FOR_EACH_MAP_ELEM, hi=start) == {4}
     assert lines_of(U.FN_MAP_UPDATE_ELEM, lo=start) == {5}
+
+
+def test_loop_bodies_over_the_stack_are_a_located_error():
+    """A probe and a loop body whose frames together pass 512 bytes (the verifier's check of
+    a chain of calls, which names no instruction): a located error at the loop."""
+    text = ("BEGIN {\n  @m[1] = 1;\n"
+            "  $a = str(nsecs); $b = str(nsecs); $c = str(nsecs); $d = str(nsecs); $e = str(nsecs);\n"
+            "  for ($kv : @m) {\n"
+            "    $p = str(nsecs); $q = str(nsecs); $r = str(nsecs); $s = str(nsecs); $t = str(nsecs);\n"
+            "    printf(\"%s %s %s %s %s\\n\", $p, $q, $r, $s, $t);\n  }\n"
+            "  printf(\"%s %s %s %s %s\\n\", $a, $b, $c, $d, $e);\n}\n")
+    with pytest.raises(CompileError) as ei:
+        compile_script(text, "x.bt", Options(backend="llvm"), recorded_machine())
+    assert "with its loop bodies needs" in ei.value.message and "more than BPF's 512" in \
+        ei.value.message
+    assert ei.value.span.line == 4
+    # with strings half as long it fits
+    compile_script("config = { max_strlen = 32 }\n" + text, "x.bt", Options(backend="llvm"),
+                   recorded_machine())
