@@ -1,12 +1,14 @@
-"""Differential tier: scripts of examples/ run with the direct backend and with the llvm backend
-(llvmbackend/) against the same workload, and their outputs must be the same.
+"""Differential tier: scripts of examples/ and tools/, and one script per construct the llvm
+backend lowers, run with the direct backend and with the llvm backend (llvmbackend/) against
+the same workload, and their outputs must be the same.
 
 The workload is a small static C program (its comm is ``ptdiffwl``) run with ``-c``: a fixed
 number of getppid calls, reads of /dev/zero and writes to /dev/null of fixed sizes, openat of
 existing and missing files, then exit; the run ends when it does. Every tracepoint probe of a
 script gets the predicate ``comm == "ptdiffwl"`` (added to its own), so the counts are the
 workload's alone and exact; opensnoop's pid column is the only value that differs from run to
-run, and is replaced before comparing.
+run, and is replaced before comparing. Other workloads: ``env true alpha beta`` (execve's argv)
+and a program spreading its getppid calls over two CPUs (per-CPU aggregations).
 
 Needs root, tracefs, gcc (for the workload) and llvmlite + pyelftools (the llvm backend);
 without them the tier skips and says why.
