@@ -322,6 +322,20 @@ def test_len_and_tseries_same_on_both_backends(workload, tmp_path):
     assert llvm == direct
 
 
+def test_hist_buckets_same_on_both_backends(workload, tmp_path):
+    """hist() buckets at their edges (negative, 0, 1, powers of two, the largest value; with
+    k = 2 too): the llvm backend's log2 is 63 - ctlz, the direct backend's its own."""
+    script = tmp_path / "hist.bt"
+    script.write_text("BEGIN { @h = hist(-5); @h = hist(0); "
+                      "@h = hist(1); @h = hist(3); @h = hist(4); @h = hist(1000); "
+                      "@h = hist(1 << 40); @h = hist(0x7fffffffffffffff); @k = hist(3, 2); "
+                      "@k = hist(4, 2); @k = hist(5, 2); @k = hist(1000, 2); "
+                      "@k = hist(77777, 2); exit(); }\n")
+    direct = run(script, "direct", workload)
+    assert "(..., 0)               1 |" in direct and "[2, 4)                 1 |" in direct
+    assert run(script, "llvm", workload) == direct
+
+
 def test_getppid_count_is_exact(workload, tmp_path):
     script = tmp_path / "getppid.bt"
     script.write_text("tracepoint:syscalls:sys_enter_getppid /pid == cpid/ { @n = count(); "
