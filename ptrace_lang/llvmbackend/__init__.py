@@ -5,7 +5,10 @@ backend (codegen/): both compile from sema's output into one ObjectSpec contract
 loader, attacher and runtime are shared and their outputs can be compared.
 
     lower.py    typed probe -> an LLVM module with one function in section ``ptrace/prog``
-    compile.py  module -> optimized (O2) -> BPF ELF object -> instructions and relocations
+                (mixins: strings, cvalues, funcs, flow, loops, aggs, symbols; irbase: types)
+    debug.py    statement spans as LLVM debug locations, read back from the line table
+    compile.py  module -> optimized (O2) -> BPF ELF object -> instructions, relocations,
+                callbacks (map loops) and the line table
 
 Only ``driver.compile_group`` imports this package (``Options.backend == "llvm"``): the default
 path never imports llvmlite. Constructs the lowering does not know raise a located

@@ -17,6 +17,7 @@ def compile_group(obj: S.ObjectSpec, layouts: dict, sema, probe, pi: int, gi: in
     from ptrace_lang.bpf.disasm import disassemble
     from ptrace_lang.bpf.insn import encode
     from ptrace_lang.llvmbackend.compile import compile_module
+    from ptrace_lang.llvmbackend.debug import spans_of
     from ptrace_lang.llvmbackend.lower import Lowering
 
     prov, targets, ctx = group
@@ -42,19 +43,32 @@ def compile_group(obj: S.ObjectSpec, layouts: dict, sema, probe, pi: int, gi: in
     for k, v in lopts.items():
         setattr(low, k, v)
     module = low.lower_probe(probe)
+    for sname, vsize in low.stack_maps.items():       # kstack/ustack
+        if not any(m.name == sname for m in obj.maps):
+            obj.maps.append(S.MapSpec(sname, U.BPF_MAP_TYPE_STACK_TRACE, 4, vsize,
+                                      opts.max_map_keys))
     if "types" in opts.stages and gi == 0:
         stages["types"].append(ast.dump(probe) + "\n")
     name = f"p{pi}_{gi}_{prov.name}"[:15]
     dumps: dict = {}
     cpu = "v4" if target.sdiv else "v3"
-    insns, relocs = compile_module(module, probe.span, cpu, dumps)
+    insns, relocs, functions, lines = compile_module(module, probe.span, cpu, dumps)
+    if functions:
+        low.check_stack(insns, functions, probe.span)
     if "llvm-ir" in opts.stages:
         stages.setdefault("llvm-ir", []).append(
             f"; program {name}: {targets[0].probe_name}\n{dumps['llvm-ir'].rstrip()}")
-    spans = [probe.span] * len(insns)
+    spans = spans_of(len(insns), lines, low.debug.spans, probe.span)
     ps = S.ProgramSpec(name, getattr(U, prov.prog_type_name), encode(insns), relocs, spans)
+    if functions:           # callbacks: the verifier wants their BTF and func_info
+        from ptrace_lang.bpf import funcbtf
+
+        ps.functions = functions
+        ps.func_btf, type_ids = funcbtf.func_btf([(name, 1)] + [(n, k) for _, n, k in functions])
+        ps.func_info = funcbtf.func_info([0] + [start for start, _, _ in functions], type_ids)
     if "asm" in opts.stages:
-        ps.asm = disassemble(insns, spans, SOURCES.line, dict(relocs))
+        ps.asm = disassemble(insns, spans, SOURCES.line, dict(relocs),
+                             functions={start: n for start, n, _ in functions})
         stages["asm"].append(f"; program {name}: {targets[0].probe_name}\n{ps.asm}")
     S.set_program_attrs(ps, prov.program_attrs(targets[0]))
     obj.programs.append(ps)

@@ -7,7 +7,11 @@ else v3). pyelftools reads the object back: the program section's bytes are deco
 ld_imm64 loads: ``map.<name>`` becomes a BPF_PSEUDO_MAP_FD load of map <name>,
 ``mapval.<name>.<off>`` a BPF_PSEUDO_MAP_VALUE load (the address of the map's value + off),
 both listed in ``map_relocs`` as the direct backend lists them (instruction index, map name),
-so the loader patches both alike.
+so the loader patches both alike. A relocation against a function of the program's section (a
+callback's address: against the section's symbol, the function's byte offset in the
+instruction) becomes a BPF_PSEUDO_FUNC load (imm: the function's start relative to the next
+instruction); the section's other functions are returned as ``(start, name, 4)`` for the
+driver's func_info (the callbacks of bpf_for_each_map_elem take 4 arguments).
 """
 from __future__ import annotations
 
@@ -16,7 +20,8 @@ import io
 from ptrace_lang.bpf import opcodes as op
 from ptrace_lang.bpf.insn import LD_IMM64, Instruction, decode
 from ptrace_lang.errors import CompileError, Span
-from ptrace_lang.llvmbackend.lower import FUNCTION, SECTION
+from ptrace_lang.llvmbackend.debug import line_table
+from ptrace_lang.llvmbackend.irbase import FUNCTION, SECTION
 
 R_BPF_64_64 = 1
 _MACHINE: dict = {}
@@ -55,8 +60,11 @@ def emit_object(mod, cpu: str, span: Span) -> bytes:
         raise CompileError(f"LLVM could not compile the probe: {str(e).strip()}", span) from None
 
 
-def read_object(obj: bytes, span: Span) -> tuple[list[Instruction], list[tuple[int, str]]]:
-    """The program's instructions (map loads rewritten for the loader) and its map relocations."""
+def read_object(obj: bytes, span: Span) -> tuple[list[Instruction], list[tuple[int, str]], list,
+                                                 list]:
+    """The program's instructions (map loads rewritten for the loader), its map relocations,
+    its callbacks ``(first instruction, name, argument count)`` and its line table rows
+    (debug.line_table)."""
     from elftools.elf.elffile import ELFFile
     from elftools.elf.relocation import RelocationSection
 
@@ -72,13 +80,17 @@ def read_object(obj: bytes, span: Span) -> tuple[list[Instruction], list[tuple[i
             continue
         symtab = elf.get_section(rs["sh_link"])
         for r in rs.iter_relocations():
-            name = symtab.get_symbol(r["r_info_sym"]).name
+            sym = symtab.get_symbol(r["r_info_sym"])
+            name = sym.name
             i = r["r_offset"] // 8
             if r["r_info_type"] != R_BPF_64_64 or not insns[i].is_ld_imm64:
                 raise CompileError(f"LLVM emitted a relocation the loader cannot resolve "
                                    f"(type {r['r_info_type']} against '{name}')", span)
             first, second = insns[i], insns[i + 1]
-            if name.startswith("map."):
+            if sym["st_shndx"] == index:     # a function of the program: a callback's address
+                target = (sym["st_value"] + (first.imm & 0xFFFFFFFF)) // 8
+                first.src, first.imm, second.imm = op.BPF_PSEUDO_FUNC, target - i - 1, 0
+            elif name.startswith("map."):
                 relocs.append((i, name[4:]))
                 first.src, first.imm, second.imm = op.BPF_PSEUDO_MAP_FD, 0, 0
             elif name.startswith("mapval."):
@@ -94,20 +106,26 @@ def read_object(obj: bytes, span: Span) -> tuple[list[Instruction], list[tuple[i
             raise CompileError("LLVM emitted a call to a function of its own (a library "
                                "routine for an operation BPF lacks)", span)
     relocs.sort()
-    return insns, relocs
+    symtab = elf.get_section_by_name(".symtab")
+    functions = sorted((s["st_value"] // 8, s.name, 4) for s in symtab.iter_symbols()
+                       if s["st_shndx"] == index and s["st_info"]["type"] == "STT_FUNC"
+                       and s.name != FUNCTION)
+    if functions and functions[0][0] == 0:
+        raise CompileError(f"LLVM did not put {FUNCTION} first in its section", span)
+    return insns, relocs, functions, line_table(elf, index)
 
 
 def compile_module(module, span: Span, cpu: str, dumps: dict | None = None):
-    """``module`` (llvmlite.ir) -> (instructions, map relocations). ``dumps`` gets the
-    optimized IR under "llvm-ir" when given."""
+    """``module`` (llvmlite.ir) -> (instructions, map relocations, callbacks, line table).
+    ``dumps`` gets the optimized IR under "llvm-ir" when given."""
     mod = optimize(str(module), cpu)
     if dumps is not None:
         dumps["llvm-ir"] = str(mod)
-    insns, relocs = read_object(emit_object(mod, cpu, span), span)
+    insns, relocs, functions, lines = read_object(emit_object(mod, cpu, span), span)
     if not insns or insns[-1].opcode != op.BPF_JMP | op.BPF_EXIT:
         if not any(i.opcode == op.BPF_JMP | op.BPF_EXIT for i in insns):
             raise CompileError(f"LLVM produced no exit in {FUNCTION}", span)
-    return insns, relocs
+    return insns, relocs, functions, lines
 
 
 __all__ = ["compile_module", "read_object", "LD_IMM64"]

@@ -24,17 +24,25 @@ from ptrace_lang.errors import NO_SPAN, CompileError, Diagnostic, Span, render
 from ptrace_lang.frontend import ast
 from ptrace_lang.llvmbackend import unsupported
 from ptrace_lang.sema.analyze import field_type, signed_pair
-from ptrace_lang.sema.types import ArgsT, BoolT, IntT, StrT, TupleT, Type
-from ptrace_lang.llvmbackend.irbase import (  # noqa: F401 (names of this module too)
-    ARITH, BPF_ANY, BPF_NOEXIST, CMP, DIV_ZERO_MESSAGE, FUNCTION, I1, I8, I16, I32, I64,
+from ptrace_lang.sema.types import ArgsT, BoolT, BufT, IntT, StrT, TupleT, Type, UserT
+from ptrace_lang.llvmbackend.irbase import (
+    ARITH, BPF_ANY, BPF_NOEXIST, CMP, DIV_ZERO_MESSAGE, FUNCTION, I1, I8, I64,
     MAPS_SECTION, MAPVAL_SECTION, PTR, SECTION, SIMPLE_BUILTINS, c64,
 )
+from ptrace_lang.llvmbackend.aggs import AggsLowering
+from ptrace_lang.llvmbackend.cvalues import CValuesLowering
+from ptrace_lang.llvmbackend.debug import DebugInfo
+from ptrace_lang.llvmbackend.flow import FlowLowering
+from ptrace_lang.llvmbackend.funcs import FuncsLowering
+from ptrace_lang.llvmbackend.loops import LoopsLowering
 from ptrace_lang.llvmbackend.strings import StringsLowering
+from ptrace_lang.llvmbackend.symbols import SymbolsLowering
 from ptrace_lang.llvmbackend.tuples import TuplesLowering
 from ptrace_lang.spec import GLOBALS_START_NS
 
 
-class Lowering(StringsLowering, TuplesLowering):
+class Lowering(StringsLowering, TuplesLowering, CValuesLowering, FuncsLowering, FlowLowering,
+               SymbolsLowering, AggsLowering, LoopsLowering):
     """Builds the LLVM module of one program."""
 
     def __init__(self, *, maps: dict, events: list, user_map_index: dict, args, probe_ids: list,
@@ -66,15 +74,30 @@ class Lowering(StringsLowering, TuplesLowering):
         self.b = ir.IRBuilder(self.fn.append_basic_block("entry"))
         self.exit_block = self.fn.append_basic_block("exit")
         self.vars: dict[str, ir.Value] = {}
+        self.free_slots: dict[int, list] = {}     # temporaries' allocas free for reuse, by size
+        self.live_slots: list = []                # (size, alloca) of the temporaries in use
+        self.stack_maps: dict[str, int] = {}      # kstack/ustack maps: name -> value size
+        self.loops: list = []          # (continue block, break block) of the loops open
+        self.callers: dict = {}        # callback name -> (the function calling it, span)
         self.globals: dict[str, ir.GlobalVariable] = {}
         self.span = NO_SPAN
 
     # ------------------------------------------------------------------ building blocks
-    def alloca(self, size: int) -> ir.Value:
-        """``size`` bytes of stack, 8-aligned."""
-        a = self.ab.alloca(ir.ArrayType(I8, max(size, 8)))
-        a.align = 8
-        a.type = PTR          # an opaque pointer, as LLVM itself has them
+    def alloca(self, size: int, permanent: bool = False) -> ir.Value:
+        """``size`` bytes of stack, 8-aligned. A temporary (not ``permanent``: a variable's slot)
+        lives until the statement that made it ends (``block``), then its slot is handed to the
+        next temporary of that size: LLVM, given no lifetime markers, would keep every alloca
+        apart, and 41 map stores of a string in one probe then need 3 KiB of stack."""
+        n = max((size + 7) // 8 * 8, 8)
+        free = self.free_slots.setdefault(n, [])
+        if free and not permanent:
+            a = free.pop()
+        else:
+            a = self.ab.alloca(ir.ArrayType(I8, n))
+            a.align = 8
+            a.type = PTR          # an opaque pointer, as LLVM itself has them
+        if not permanent:
+            self.live_slots.append((n, a))
         return a
 
     def gep(self, base, off: int):
@@ -168,17 +191,20 @@ class Lowering(StringsLowering, TuplesLowering):
     # ------------------------------------------------------------------ program
     def lower_probe(self, probe: ast.Probe) -> ir.Module:
         self.span = probe.span
+        self.debug = DebugInfo(self.module, probe.span.file)
+        self.scope = self.debug.subprogram(self.fn)
         for name, typ in self.var_types.items():
             if is_scalar(typ):
-                self.vars[name] = self.alloca(8)
+                self.vars[name] = self.alloca(8, permanent=True)
                 self.store(self.vars[name], 0, 0)
-            elif isinstance(typ, (StrT, TupleT)):
-                self.vars[name] = self.alloca(typ.size())
+            elif isinstance(typ, (StrT, TupleT, UserT, BufT)):
+                self.vars[name] = self.alloca(typ.size(), permanent=True)
                 self.zero(self.vars[name], 0, typ.size())
             else:
                 raise unsupported(f"a variable of type '{typ}' (${name.lstrip('$')})", probe.span)
         if probe.predicate is not None:
             body = self.fn.append_basic_block("body")
+            self.b.debug_metadata = self.debug.location(self.scope, probe.predicate.span)
             self.b.cbranch(self.cond(probe.predicate), body, self.exit_block)
             self.b.position_at_end(body)
         self.block(probe.body)
@@ -193,16 +219,20 @@ class Lowering(StringsLowering, TuplesLowering):
         for s in block.stmts:
             if self.b.block.is_terminated:     # after return/exit: unreachable
                 self.b.position_at_end(self.fn.append_basic_block("dead"))
+            mark = len(self.live_slots)
+            outer = self.b.debug_metadata
+            self.b.debug_metadata = self.debug.location(self.scope, s.span)
             self.stmt(s)
+            self.b.debug_metadata = outer
+            for n, a in self.live_slots[mark:]:       # the statement's temporaries are free
+                self.free_slots[n].append(a)
+            del self.live_slots[mark:]
 
     def stmt(self, s: ast.Stmt) -> None:
         if isinstance(s, ast.ExprStmt):
             self.expr_stmt(s.expr)
         elif isinstance(s, ast.Assign):
             self.assign(s)
-        elif isinstance(s, ast.Let):
-            if s.value is not None:
-                self.assign_var(s.var, s.value)
         elif isinstance(s, ast.Block):
             self.block(s)
         elif isinstance(s, ast.If):
@@ -216,6 +246,8 @@ class Lowering(StringsLowering, TuplesLowering):
             if s.value is not None:
                 self.scalar(s.value)
             self.b.branch(self.exit_block)
+        elif hasattr(self, "lower_" + type(s).__name__):
+            getattr(self, "lower_" + type(s).__name__)(s)
         else:
             raise unsupported(f"the statement '{type(s).__name__}'", s.span)
 
@@ -232,7 +264,7 @@ class Lowering(StringsLowering, TuplesLowering):
     # ------------------------------------------------------------------ variables, assignments
     def assign_var(self, var: ast.Var, value: ast.Expr) -> None:
         typ = self.var_types.get(var.name, var.type)
-        slot = self.vars[var.name]
+        slot = self.var_slot(var.name, typ)
         if is_scalar(typ):
             v = self.scalar(value)
             vt = value.type
@@ -432,6 +464,8 @@ class Lowering(StringsLowering, TuplesLowering):
 
     def map_read_scalar(self, ref: ast.MapRef, layout) -> ir.Value:
         key = self.build_key(ref, layout)
+        if layout.agg is not None:        # count/sum/min/max/avg read as an integer
+            return self.agg_value(layout, key)
         v = self.lookup(layout, key)
         return self.select_value(self.found(v), lambda: self.load(v, 0), lambda: c64(0))
 
@@ -450,82 +484,6 @@ class Lowering(StringsLowering, TuplesLowering):
 
         self.branch(self.found(v), hit, lambda: self.zero(base, off, typ.size()))
 
-    def aggregate(self, ref: ast.MapRef, layout, call: ast.Call) -> None:
-        agg = layout.agg
-        kind = agg.kind
-        if kind not in ("count", "sum", "min", "max", "avg", "stats", "hist", "lhist"):
-            raise unsupported(f"the aggregation {kind}()", call.span)
-        value = self.scalar(call.args[0]) if call.args else None
-        extra = 8 if kind in ("hist", "lhist") else 0
-        key = self.build_key(ref, layout, extra)
-        if kind == "hist":
-            self.store(key, layout.key_size, self.hist_bucket(value, agg.hist_k))
-        elif kind == "lhist":
-            self.store(key, layout.key_size, self.lhist_bucket(value, *agg.lhist))
-        v = self.lookup(layout, key)
-
-        def hit():
-            if kind in ("count", "hist", "lhist"):
-                self.b.atomic_rmw("add", v, c64(1), "monotonic")
-            elif kind == "sum":
-                self.store(v, 0, self.b.add(self.load(v, 0), value))
-            elif kind in ("avg", "stats"):
-                self.store(v, 0, self.b.add(self.load(v, 0), c64(1)))
-                self.store(v, 8, self.b.add(self.load(v, 8), value))
-            else:
-                seen = self.b.icmp_unsigned("!=", self.load(v, 8), c64(0))
-                cur = self.load(v, 0)
-                pred = "<=" if kind == "min" else ">="
-                keep = (self.b.icmp_signed(pred, cur, value) if agg.signed
-                        else self.b.icmp_unsigned(pred, cur, value))
-
-                def set_():
-                    self.store(v, 0, value)
-                    self.store(v, 8, 1)
-
-                self.branch(self.b.and_(seen, keep), lambda: None, set_)
-
-        def miss():
-            val = self.alloca(layout.value_size)
-            if kind in ("count", "hist", "lhist"):
-                self.store(val, 0, 1)
-            elif kind == "sum":
-                self.store(val, 0, value)
-            elif kind in ("avg", "stats"):
-                self.store(val, 0, 1)
-                self.store(val, 8, value)
-            else:
-                self.store(val, 0, value)
-                self.store(val, 8, 1)
-            self.update(layout, key, val)
-
-        self.branch(self.found(v), hit, miss)
-
-    def hist_bucket(self, value, k: int) -> ir.Value:
-        """As runtime.format.hist_index (N = 2^k): v < 0 -> 0; v < N -> v + 1; else with
-        p = floor(log2 v), s = p - k: (s << k) + (v >> s) + 1 (p + 2 when k = 0)."""
-        b = self.b
-        v, lg = value, c64(0)
-        for shift in (32, 16, 8, 4, 2, 1):
-            big = b.icmp_unsigned(">", v, c64((1 << shift) - 1))
-            v = b.select(big, b.lshr(v, c64(shift)), v)
-            lg = b.select(big, b.add(lg, c64(shift)), lg)
-        if k == 0:
-            high = b.add(lg, c64(2))
-        else:
-            s = b.sub(lg, c64(k))
-            high = b.add(b.add(b.lshr(value, s), c64(1)), b.shl(s, c64(k)))
-        small = b.icmp_unsigned("<", value, c64(1 << k))
-        out = b.select(small, b.add(value, c64(1)), high)
-        return b.select(b.icmp_signed("<", value, c64(0)), c64(0), out)
-
-    def lhist_bucket(self, value, lo: int, hi: int, step: int) -> ir.Value:
-        b = self.b
-        n = (hi - lo) // step
-        mid = b.add(b.udiv(b.sub(value, c64(lo)), c64(step)), c64(1))
-        out = b.select(b.icmp_signed(">", value, c64(hi)), c64(n + 1), mid)
-        return b.select(b.icmp_signed("<", value, c64(lo)), c64(0), out)
-
     # ------------------------------------------------------------------ scalars
     @staticmethod
     def construct(e: ast.Expr) -> str:
@@ -540,6 +498,13 @@ class Lowering(StringsLowering, TuplesLowering):
         return f"the expression '{type(e).__name__}'"
 
     def scalar(self, e: ast.Expr) -> ir.Value:
+        if isinstance(e, (ast.FieldAccess, ast.Unary, ast.Index, ast.Binary, ast.Sizeof,
+                          ast.Offsetof)):
+            got = self.c_scalar(e)
+            if got is not None:
+                return got
+        if isinstance(e, ast.Call) and hasattr(self, "call_" + e.name):
+            return getattr(self, "call_" + e.name)(e)
         if isinstance(e, ast.IntLit):
             return c64(e.value)
         if isinstance(e, ast.BoolLit):
@@ -589,11 +554,12 @@ class Lowering(StringsLowering, TuplesLowering):
                                      lambda: self.scalar(e.orelse))
         if isinstance(e, ast.FieldAccess) and isinstance(e.base.type, ArgsT):
             return self.args_field(e)
+        if hasattr(self, "scalar_" + type(e).__name__):
+            return getattr(self, "scalar_" + type(e).__name__)(e)
         if isinstance(e, ast.TupleIndex) and is_scalar(e.type):
             return self.elem_load(self.mem_of(e.base), e.base.type.offsets()[e.index],
                                   e.base.type.elems[e.index])
-        if isinstance(e, ast.Cast) and isinstance(e.operand.type, (IntT, BoolT)) \
-                and isinstance(e.type, (IntT, BoolT)):
+        if isinstance(e, ast.Cast) and is_scalar(e.operand.type) and is_scalar(e.type):
             return self.truncate(self.scalar(e.operand), e.type)
         raise unsupported(self.construct(e), e.span)
 
@@ -633,6 +599,8 @@ class Lowering(StringsLowering, TuplesLowering):
         raise unsupported(f"the operator '{op}'", right.span)
 
     def builtin(self, name: str, e: ast.Expr) -> ir.Value:
+        if hasattr(self, "builtin_" + name):
+            return getattr(self, "builtin_" + name)(e)
         if name == "cpid":
             return c64(self.cpid or 0)
         if name in ("pid", "tid"):
@@ -720,27 +688,40 @@ class Lowering(StringsLowering, TuplesLowering):
     def into(self, e: ast.Expr, base, off: int, typ: Type, in_record: bool = False) -> None:
         """Write the value of ``e`` at ``base + off`` laid out as ``typ``."""
         et = e.type
+        if hasattr(self, "into_node_" + type(e).__name__):
+            getattr(self, "into_node_" + type(e).__name__)(e, base, off, typ, in_record)
+            return
         if is_scalar(et):
             self.store(base, off, self.scalar(e))
             return
         if isinstance(e, ast.MapRef):
             self.map_read_into(e, self.maps["@" + e.name], base, off, typ)
             return
+        if isinstance(e, (ast.Call, ast.Builtin)) and hasattr(self, "into_" + e.name):
+            getattr(self, "into_" + e.name)(e, base, off, typ, in_record)
+            return
+        if isinstance(e, ast.Var) and isinstance(et, (UserT, BufT)):
+            n = min(et.size(), typ.size())
+            self.copy(base, off, self.mem_of(e), 0, n)
+            if typ.size() > n:
+                self.zero(base, off + n, typ.size() - n)
+            return
         if isinstance(e, ast.Ternary):
             self.branch(self.cond(e.cond), lambda: self.into(e.then, base, off, typ, in_record),
                         lambda: self.into(e.orelse, base, off, typ, in_record))
             return
-        if isinstance(et, TupleT) and not et.names:
-            dst = typ.elems if isinstance(typ, TupleT) else et.elems
+        if isinstance(et, TupleT):
+            dst = typ if isinstance(typ, TupleT) else et
             if isinstance(e, ast.TupleExpr):
-                t = TupleT(tuple(dst))
-                self.elems_into(e.elems, base, off, t, t.size(), in_record)
+                self.elems_into(e.elems, base, off, dst, dst.size(), in_record)
                 return
-            if isinstance(e, (ast.Var, ast.TupleIndex)) and dst == list(et.elems) or \
-                    isinstance(e, (ast.Var, ast.TupleIndex)) and tuple(dst) == tuple(et.elems):
-                self.copy(base, off, self.mem_of(e), 0, et.size())
+            if isinstance(e, (ast.Var, ast.TupleIndex)):
+                held = self.var_types.get(e.name, et) if isinstance(e, ast.Var) else et
+                self.tuple_copy(base, off, dst, self.mem_of(e), 0, held)
                 return
-            raise unsupported(f"a tuple converted from '{et}' to '{typ}'", e.span)
+            raise unsupported(f"a tuple from '{type(e).__name__}'", e.span)
+        if self.c_into(e, base, off, typ):
+            return
         if isinstance(et, StrT):
             self.string_into(e, base, off, typ.size() if isinstance(typ, StrT) else et.size(),
                              in_record)
@@ -751,15 +732,3 @@ class Lowering(StringsLowering, TuplesLowering):
         r = self.call(helper, I64, dst, size if not isinstance(size, int) else c64(size), src)
         self.branch(self.b.icmp_signed("<", r, c64(0)),
                     lambda: self.count_error(S.COUNTER_READ_FAILED))
-
-    def args_string_into(self, e: ast.FieldAccess, base, off: int, size: int, zero: bool) -> None:
-        f = e.base.type.field(e.field_name)
-        if zero:
-            self.zero(base, off, size)
-        if f.data_loc:
-            loc = self.b.and_(self.load(self.ctx, f.offset, 4), c64(0xFFFF))
-            src = self.b.gep(self.ctx, [loc], source_etype=I8)
-            self.checked_read(U.FN_PROBE_READ_KERNEL_STR, self.gep(base, off), size, src)
-        else:
-            self.checked_read(U.FN_PROBE_READ_KERNEL, self.gep(base, off), min(size, f.size),
-                              self.gep(self.ctx, f.offset))

@@ -7,7 +7,7 @@ from llvmlite import ir
 from ptrace_lang.bpf import uapi as U
 from ptrace_lang.frontend import ast
 from ptrace_lang.llvmbackend import unsupported
-from ptrace_lang.llvmbackend.irbase import I64, PTR, c64
+from ptrace_lang.llvmbackend.irbase import I8, I64, PTR, c64
 from ptrace_lang.sema.types import ArgsT, StrT
 
 
@@ -55,29 +55,81 @@ class StringsLowering:
             self.str_call_into(e, base, off, size, in_record)
         elif isinstance(e, ast.FieldAccess) and isinstance(e.base.type, ArgsT):
             self.args_string_into(e, base, off, size, zero=True)
+        elif isinstance(e, ast.MapRef):
+            self.map_read_into(e, self.maps["@" + e.name], base, off, StrT(size))
+        elif isinstance(e, ast.Ternary):
+            self.branch(self.cond(e.cond),
+                        lambda: self.string_into(e.then, base, off, size, in_record),
+                        lambda: self.string_into(e.orelse, base, off, size, in_record))
         else:
             raise unsupported(f"the string expression {self.construct(e)}", e.span)
 
     def str_call_into(self, e: ast.Call, base, off: int, size: int, in_record: bool) -> None:
         arg = e.args[0]
-        if len(e.args) == 2 and not isinstance(e.args[1], ast.IntLit):
-            raise unsupported("str() with a length computed at run time", e.span)
-        if isinstance(arg.type, StrT):
-            raise unsupported("str() of a string", e.span)
+        runtime_len = len(e.args) == 2 and not isinstance(e.args[1], (ast.IntLit,
+                                                                       ast.PositionalParam))
         n = e.type.length
+        if isinstance(arg.type, StrT) and not runtime_len:
+            self.string_into(arg, base, off, size, in_record)
+            keep = n - 1            # str(s, n) of a string: cut after n characters
+            if keep < arg.type.length - 1 and keep < size:
+                for i in range(keep, min(size, (keep + 7) // 8 * 8)):
+                    self.store(base, off + i, 0, 1)
+                word = min(size, (keep + 7) // 8 * 8)
+                self.zero(base, off + word, size - word)
+            return
         if not in_record:
             self.zero(base, off, size)
-        if isinstance(arg, ast.FieldAccess) and isinstance(arg.base.type, ArgsT):
-            f = arg.base.type.field(arg.field_name)
-            if f.data_loc:
+        src, helper = self.str_source(arg, e)
+        if arg is not None and src is None:      # a data_loc string of a tracepoint
+            if not runtime_len:
                 self.args_string_into(arg, base, off, min(n, size), zero=False)
                 return
-        helper = U.FN_PROBE_READ_STR
+            src = self.data_loc_address(arg)
+        if not runtime_len:
+            self.checked_read(helper, self.gep(base, off), min(n, size), src)
+            return
+        # str(src, len) with len known at run time: at most len characters and the buffer's
+        # size - 1, NUL-terminated; len <= 0 gives the empty string
+        cap = min(n, size)
+        ln = self.scalar(e.args[1])
+
+        def read():
+            m = self.b.select(self.b.icmp_unsigned("<=", ln, c64(cap - 1)), ln, c64(cap - 1))
+            self.checked_read(helper, self.gep(base, off), self.b.add(m, c64(1)), src)
+
+        self.branch(self.b.icmp_signed(">", ln, c64(0)), read,
+                    lambda: self.store(base, off, 0, 1))
+
+    def str_source(self, arg: ast.Expr, e: ast.Call):
+        """(address as a pointer, helper) of the string str() reads; (None, helper) for a
+        tracepoint's data_loc field."""
+        if isinstance(arg.type, StrT):
+            return self.mem_of(arg), U.FN_PROBE_READ_KERNEL_STR
+        if isinstance(arg, ast.FieldAccess) and isinstance(arg.base.type, ArgsT):
+            if arg.base.type.field(arg.field_name).data_loc:
+                return None, U.FN_PROBE_READ_KERNEL_STR
         if type(arg.type).__name__ == "PtrT":
             # a char * (a tracepoint's field, kept in a map...): user memory for syscalls
             helper = U.FN_PROBE_READ_USER_STR if arg.type.user else U.FN_PROBE_READ_KERNEL_STR
-        elif not arg.type.is_int:
+        elif arg.type.is_int:
+            helper = U.FN_PROBE_READ_STR
+        else:
             raise unsupported(f"str() of a value of type '{arg.type}'", e.span)
-        self.checked_read(helper, self.gep(base, off), min(n, size),
-                          self.b.inttoptr(self.scalar(arg), PTR))
+        return self.b.inttoptr(self.scalar(arg), PTR), helper
 
+    def data_loc_address(self, arg: ast.FieldAccess):
+        f = arg.base.type.field(arg.field_name)
+        loc = self.b.and_(self.load(self.ctx, f.offset, 4), c64(0xFFFF))
+        return self.b.gep(self.ctx, [loc], source_etype=I8)
+
+    def args_string_into(self, e: ast.FieldAccess, base, off: int, size: int, zero: bool) -> None:
+        f = e.base.type.field(e.field_name)
+        if zero:
+            self.zero(base, off, size)
+        if f.data_loc:
+            self.checked_read(U.FN_PROBE_READ_KERNEL_STR, self.gep(base, off), size,
+                              self.data_loc_address(e))
+        else:
+            self.checked_read(U.FN_PROBE_READ_KERNEL, self.gep(base, off), min(size, f.size),
+                              self.gep(self.ctx, f.offset))

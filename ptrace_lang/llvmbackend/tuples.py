@@ -16,6 +16,11 @@ class TuplesLowering:
         for o, w in pieces(off, off, size):
             self.store(base, off + o, 0, w)
 
+    def copy_exact(self, dst, doff: int, src, soff: int, size: int) -> None:
+        """``size`` bytes copied in accesses aligned at both ends (no byte past them written)."""
+        for o, w in pieces(doff, soff, size):
+            self.store(dst, doff + o, self.load(src, soff + o, w), w)
+
     def elem_store(self, v, base, off: int, t: Type, span: int) -> None:
         wide = store_width(t, off, span)
         self.store(base, off, v, wide)
