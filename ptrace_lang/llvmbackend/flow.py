@@ -13,7 +13,7 @@ from ptrace_lang.codegen.lower import is_scalar
 from ptrace_lang.frontend import ast
 from ptrace_lang.llvmbackend import unsupported
 from ptrace_lang.llvmbackend.irbase import c64
-from ptrace_lang.sema.types import StrT, TupleT, Type
+from ptrace_lang.sema.types import StrT, TupleT, Type, c_layout
 
 
 class FlowLowering:
@@ -118,7 +118,7 @@ class FlowLowering:
             elif is_scalar(dt) and is_scalar(et):
                 self.elem_store(self.elem_load(src, soff + so, et), base, off + do, dt, span)
             elif isinstance(dt, StrT) and isinstance(et, StrT) or dt.size() == et.size():
-                n = min(dt.size(), et.size())
+                n = min(c_layout(dt)[0], c_layout(et)[0], span)
                 self.copy_exact(base, off + do, src, soff + so, n)
                 self.pad_exact(base, off + do + n, span - n)
             else:

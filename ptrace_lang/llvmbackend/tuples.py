@@ -1,14 +1,14 @@
 """``TuplesLowering``, a mixin of ``llvmbackend.lower.Lowering``: tuples laid out as the main
 backend lays them out (``codegen.lower_tuples``: C-aligned elements, each followed by its
 padding, a scalar stored as wide as its span allows). Strings and other values written in
-whole words must start at a multiple of 8 with room for their size: other layouts are not
-supported by this backend."""
+whole words are built in place where they start at a multiple of 8, otherwise in an aligned
+temporary copied over in aligned pieces."""
 from __future__ import annotations
 
 from ptrace_lang.codegen.lower_tuples import elem_width, pieces, store_width
 from ptrace_lang.frontend import ast
 from ptrace_lang.llvmbackend import unsupported
-from ptrace_lang.sema.types import EnumT, IntT, TupleT, Type, is_scalar
+from ptrace_lang.sema.types import EnumT, IntT, TupleT, Type, c_layout, is_scalar
 
 
 class TuplesLowering:
@@ -38,9 +38,17 @@ class TuplesLowering:
                 self.elem_store(self.scalar(x), base, off + o, dt, span)
             elif isinstance(dt, TupleT) and isinstance(x, ast.TupleExpr) and not x.type.names:
                 self.elems_into(x.elems, base, off + o, dt, span, in_record)
-            elif (off + o) % 8 == 0 and dt.size() <= span:
-                self.into(x, base, off + o, dt, in_record)
-                self.pad_exact(base, off + o + dt.size(), span - dt.size())
             else:
-                raise unsupported(f"a tuple element of type '{dt}' at offset {o} of '{dst}'",
-                                  x.span)
+                n = c_layout(dt)[0]          # its bytes in the C layout (a string's length)
+                if n > span:
+                    raise unsupported(f"a tuple element of type '{dt}' at offset {o} of '{dst}'",
+                                      x.span)
+                if (off + o) % 8 == 0 and dt.size() <= span:
+                    self.into(x, base, off + o, dt, in_record)
+                    n = dt.size()
+                else:
+                    # written in whole words: built in an aligned temporary, copied byte-exact
+                    tmp = self.alloca(dt.size())
+                    self.into(x, tmp, 0, dt, in_record)
+                    self.copy_exact(base, off + o, tmp, 0, n)
+                self.pad_exact(base, off + o + n, span - n)
