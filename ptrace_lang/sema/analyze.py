@@ -13,7 +13,7 @@ from ptrace_lang.records import dataclass, field
 from ptrace_lang.errors import CompileError, Diagnostic, NotSupportedYet, Span
 from ptrace_lang.frontend import ast
 from ptrace_lang.sema import builtins
-from ptrace_lang.sema.arith import is_signed, signed_pair  # noqa: F401  (codegen.lower's names)
+from ptrace_lang.sema.arith import is_signed, literal_type, signed_pair  # noqa: F401  (codegen.lower's names)
 from ptrace_lang.sema.fn_funcs import FuncsMixin
 from ptrace_lang.sema.fn_symbols import SymbolsAnalyzer
 from ptrace_lang.sema.fn_types import TypesMixin
@@ -216,7 +216,18 @@ class _Analyzer(OutputCalls, AggregationsSema, TypesMixin, FuncsMixin, SymbolsAn
             if not t.is_int:
                 self.error(f"Invalid type for predicate: {t}", probe.predicate.span)
         self.block(probe.body, new_scope=False)
-        return {**self.block_locals, **self.scopes[0].vars}
+        final = {**self.block_locals, **self.scopes[0].vars}
+        self.widen_early_reads(probe, final)
+        return final
+
+    def widen_early_reads(self, probe: ast.Probe, final: dict[str, Type]) -> None:
+        """A variable widened by a later assignment (``$x = 1; ... $x = 1000;``: uint8, then
+        uint16) is read as its final type everywhere, as bpftrace types a variable once."""
+        for n in ast.walk(probe.body):
+            if isinstance(n, ast.Var) and isinstance(n.type, IntT):
+                t = final.get(n.name)
+                if isinstance(t, IntT) and t != n.type and widen(n.type, t) == t:
+                    n.type = t
 
     def block(self, block: ast.Block, new_scope: bool = True) -> None:
         if new_scope:
@@ -300,14 +311,14 @@ class _Analyzer(OutputCalls, AggregationsSema, TypesMixin, FuncsMixin, SymbolsAn
                 self.assign_map(target, INT64, s.span)   # an aggregation map: a type mismatch
                 target.type = INT64
                 return
-            vt = self.expr(s.value)
+            vt = self.stored_type(s.value)
             if vt == VOID:
                 self.error("Cannot assign a value of type 'none'", s.value.span)
                 return
             self.assign_map(target, vt, s.span)
             target.type = self.maps["@" + target.name].value_type
         elif isinstance(target, ast.Var):
-            vt = self.expr(s.value)
+            vt = self.expr(s.value) if s.op is not None else self.stored_type(s.value)
             if isinstance(s.value, ast.Call) and s.value.name in AGGREGATIONS:
                 return  # reported: aggregations are assigned to maps only
             if s.op is not None:
@@ -329,6 +340,13 @@ class _Analyzer(OutputCalls, AggregationsSema, TypesMixin, FuncsMixin, SymbolsAn
             target.type = self.lookup_var(target.name)
         else:
             self.error("Can only assign to variables and maps", target.span)
+
+    def stored_type(self, e: ast.Expr) -> Type:
+        """The type a value takes in a variable or a map value: an integer literal's smallest
+        type (0.26: ``$x = 1`` is a uint8, widened by a later wider value), else its own."""
+        t = self.expr(e)
+        lt = literal_type(e)
+        return lt if lt is not None and isinstance(t, IntT) else t
 
     def const_int(self, e: ast.Expr) -> int | None:
         if isinstance(e, ast.IntLit):
@@ -352,7 +370,7 @@ class _Analyzer(OutputCalls, AggregationsSema, TypesMixin, FuncsMixin, SymbolsAn
 
     def type_name(self, tn: ast.TypeName) -> Type:
         if tn.of_expr is not None:                  # typeof(expr)
-            return self.expr(tn.of_expr)
+            return self.stored_type(tn.of_expr)
         if (tn.pointer_depth or tn.name.startswith(("struct ", "union ", "enum "))
                 or (tn.name not in INT_TYPE_NAMES and tn.name != "string")):
             return self.c_type(tn)
@@ -420,6 +438,8 @@ class _Analyzer(OutputCalls, AggregationsSema, TypesMixin, FuncsMixin, SymbolsAn
                     return INT64       # -9223372036854775808: INT64_MIN, not 2**63 unsigned
                 # negation keeps the operand's width and sign: -(uint8)3 is 253, as in bpftrace
                 return t if isinstance(t, IntT) else INT64
+            if literal_type(e) is not None:
+                return UINT64          # ~1: a 64-bit complement, unsigned (0.26)
             # ~ keeps the operand's width too: ~(uint8)0 is 255, as in bpftrace
             return t if isinstance(t, IntT) else IntT(64, False)
         if isinstance(e, ast.IncDec):

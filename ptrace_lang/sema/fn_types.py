@@ -235,7 +235,7 @@ class TypesMixin:
                 return UINT64
             t = self.c_type(tn, e.span)
         else:
-            t = self.expr(e.of_expr)
+            t = self.stored_type(e.of_expr)      # sizeof(1) is 1: a literal's smallest type
         e.value = _value_size(t)
         return UINT64
 

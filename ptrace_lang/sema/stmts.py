@@ -137,7 +137,7 @@ class StmtsAnalysis:
 
         name = s.var.name
         declared = self.type_name(s.declared) if s.declared is not None else None
-        vt = self.expr(s.value) if s.value is not None else None
+        vt = self.stored_type(s.value) if s.value is not None else None
         if self.lookup_var(name) is not None:
             self.error(f"Variable ${name} was already declared. Variable shadowing is not "
                        "allowed.", s.span)

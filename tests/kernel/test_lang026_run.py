@@ -116,3 +116,17 @@ def test_elvis_evaluates_its_left_side_once():
     out = out_of('BEGIN { $i = 0; print($i++ ?: 9); print($i); print($i++ ?: 9); print($i); '
                  '@u[1] = 0; print(@u[1] ?: 3); exit(); }')
     assert out.split("\n")[:5] == ["9", "1", "1", "2", "3"]
+
+
+def test_literal_types_and_unsigned_bitwise_not():
+    out = out_of('BEGIN { $x = 1; print(sizeof($x)); $y = -1000; print(sizeof($y)); '
+                 '$x = $y; print(sizeof($x)); print($x); $w = 1; $i = 0; '
+                 'while ($i < 2) { print($w); $w = 70000; $i++; } print(sizeof($w)); '
+                 'print(~1); print(~0); print(~(uint32)0); print(~(uint8)1); '
+                 '@a[~(uint32)0] = 1; @b[~1] = 1; @c[~0] = ~0; @v = 1; @v = 300; @n = -1; exit(); }')
+    assert out.split("\n")[:11] == ["1", "2", "2", "-1000", "1", "70000", "4",
+                                    "18446744073709551614", "18446744073709551615",
+                                    "4294967295", "254"]
+    for line in ("@a[4294967295]: 1", "@b[18446744073709551614]: 1",
+                 "@c[18446744073709551615]: 18446744073709551615", "@v: 300", "@n: -1"):
+        assert line in out

@@ -101,3 +101,45 @@ def test_integer_literal_cast_to_an_array_takes_its_smallest_type():
                       'print((uint8[8])1); }')
     assert t == [IntArrayT(IntT(8, False), 4), IntArrayT(IntT(8, True), 2),
                  IntArrayT(IntT(8, False), 8)]
+
+
+def test_integer_literals_take_their_smallest_type_in_variables_and_maps():
+    from test_values import var_types
+    t = var_types("BEGIN { $a = 1; $b = 255; $c = 256; $d = 70000; $e = 0x100000000; "
+                  "$f = -1; $g = -129; $h = -40000; $i = 0; }")
+    assert t == {"a": "uint8", "b": "uint8", "c": "uint16", "d": "uint32", "e": "uint64",
+                 "f": "int8", "g": "int16", "h": "int32", "i": "uint8"}
+    prog = typed("BEGIN { @m = 1; @n = -1; @w = 1; @w = 300; }")
+    types = {n.target.name: str(n.target.type) for n in ast.walk(prog)
+             if isinstance(n, ast.Assign) and isinstance(n.target, ast.MapRef)}
+    assert types == {"m": "uint8", "n": "int8", "w": "uint16"}
+    sizes = typed("BEGIN { $x = 1; print(sizeof($x)); print(sizeof(1)); print(sizeof(-1000)); "
+                  "let $t: typeof(70000); print(sizeof($t)); }")
+    assert [n.value for n in ast.walk(sizes) if isinstance(n, ast.Sizeof)] == [1, 1, 2, 4]
+
+
+def test_a_later_wider_value_widens_the_variable_to_a_type_holding_both():
+    from test_values import var_types
+    # uint8 then int16: int16; uint8 then int8: int16 (holds 0..255 and -128..127); uint16
+    # then uint32: uint32; arithmetic on a literal-typed variable is 64-bit (sign of the sides)
+    t = var_types("BEGIN { $a = 1; $a = -1000; $b = 200; $b = -1; $c = 300; $c = 70000; "
+                  "$d = 1; $e = $d + 1; $f = -1; $g = $f * 2; }")
+    assert t == {"a": "int16", "b": "int16", "c": "uint32", "d": "uint8", "e": "uint64",
+                 "f": "int8", "g": "int64"}
+    # every read of the variable has its final type, also one before the widening assignment
+    prog = typed("BEGIN { $x = 1; print($x); $x = 1000; }")
+    reads = [n.type for n in ast.walk(prog) if isinstance(n, ast.Var)]
+    assert reads == [IntT(16, False)] * 3
+    # a declared type is kept: the literal is checked against it, not widened
+    t = var_types("BEGIN { let $y: uint32 = 1; $y = 2; }")
+    assert t == {"y": "uint32"}
+
+
+def test_bitwise_not_of_a_literal_is_a_64_bit_unsigned_complement():
+    t = printed_types("BEGIN { print(~1); print(~0); print(~(uint32)0); print(~(uint8)1); "
+                      "$u = (uint16)5; print(~$u); print(~0xffffffffffffff00); }")
+    assert t == [IntT(64, False), IntT(64, False), IntT(32, False), IntT(8, False),
+                 IntT(16, False), IntT(64, False)]
+    from test_values import var_types
+    assert var_types("BEGIN { $a = ~1; $b = ~0xffffffffffffff00; }") == {"a": "uint64",
+                                                                          "b": "uint8"}

@@ -113,7 +113,7 @@ ERRORS = [
      "stdin:1:30-49: ERROR: Type mismatch for $r: trying to assign value of type "
      "'record { int64 y, int64 z }' when variable already has a type 'record { int64 x, int64 y }'"),
     ("BEGIN { $r = (x = 1); $r = (1); }",
-     "stdin:1:23-31: ERROR: Type mismatch for $r: trying to assign value of type 'int64' when "
+     "stdin:1:23-31: ERROR: Type mismatch for $r: trying to assign value of type 'uint8' when "
      "variable already has a type 'record { int64 x }'"),
     ("config = { max_strlen = 40000 } BEGIN { @[str(0)] = 1; exit(); }",
      "stdin:1:41-50: ERROR: Map key of @ is too big: 'string[40000]' takes 40000 bytes, the kernel "
@@ -221,12 +221,12 @@ def test_mixed_signedness_warns_as_bpftrace_unless_provably_safe():
     spec = compiled("BEGIN { $a = -1; $b = (uint64)1; if ($a < $b) { } $c = $a + $b; "
                     "$d = $b > 0; $e = pid > -1; $f = (uint32)1 * $a; $g = $b - 5; }").spec
     assert spec.config["warnings"] == [
-        "stdin:1:38-45: WARNING: comparison of integers of different signs: 'int64' and 'uint64' "
+        "stdin:1:38-45: WARNING: comparison of integers of different signs: 'int8' and 'uint64' "
         "can lead to undefined behavior\n"
         "BEGIN { $a = -1; $b = (uint64)1; if ($a < $b) { } $c = $a + $b; $d = $b > 0; "
         "$e = pid > -1; $f = (uint32)1 * $a; $g = $b - 5; }\n"
         "                                     ~~~~~~~",
-        "stdin:1:56-63: WARNING: arithmetic on integers of different signs: 'int64' and 'uint64' "
+        "stdin:1:56-63: WARNING: arithmetic on integers of different signs: 'int8' and 'uint64' "
         "can lead to undefined behavior\n"
         "BEGIN { $a = -1; $b = (uint64)1; if ($a < $b) { } $c = $a + $b; $d = $b > 0; "
         "$e = pid > -1; $f = (uint32)1 * $a; $g = $b - 5; }\n"
