@@ -18,7 +18,7 @@ from ptrace_lang.bpf.uapi import FN_MAP_LOOKUP_ELEM, FN_PROBE_READ
 from ptrace_lang.codegen import ir
 from ptrace_lang.codegen.frame import Frame
 from ptrace_lang.codegen.ir import FP, R0, VReg
-from ptrace_lang.errors import NO_SPAN, Diagnostic, Span
+from ptrace_lang.errors import NO_SPAN, Diagnostic, NotSupportedYet, Span
 from ptrace_lang.frontend import ast
 from ptrace_lang.sema.types import PROBE, BufT, IntArrayT, IntT, StrT, TupleT, Type
 
@@ -70,6 +70,36 @@ class ValuesLowering:
         if self._scratch is None:
             self._scratch = self.vreg()
         return self._scratch, self.frame.salloc(size)
+
+    # ------------------------------------------------------------------ &$var
+    def addr_slots_for(self, probe: ast.Probe) -> None:
+        """A stack slot for every scalar variable whose address the probe takes (``&$x``): the
+        variable stays in its register and each write is copied into the slot, which the
+        pointer addresses (``*$p`` reads the variable's present value)."""
+        self.addr_slots = {}
+        for n in ast.walk(probe):
+            if (isinstance(n, ast.Unary) and n.op == "&" and isinstance(n.operand, ast.Var)
+                    and n.operand.name not in self.addr_slots
+                    and not isinstance(self.vars.get(n.operand.name), tuple)):
+                self.addr_slots[n.operand.name] = (self.frame, self.frame.alloc(8, n.span))
+
+    def var_address(self, e: ast.Unary) -> VReg:
+        """The value of ``&$x``: the address of the variable's memory."""
+        name = e.operand.name
+        mem = self.vars.get(name)
+        if isinstance(mem, tuple):
+            return self.address_of(*mem)
+        frame, off = self.addr_slots.get(name, (None, 0))
+        if frame is not self.frame:
+            raise NotSupportedYet("the address of a variable of the probe in a loop body", e.span)
+        self.sync_var_slot(name)
+        return self.address_of(FP, off)
+
+    def sync_var_slot(self, name: str) -> None:
+        """After a write to a scalar variable whose address is taken: its slot follows."""
+        frame, off = getattr(self, "addr_slots", {}).get(name, (None, 0))
+        if frame is self.frame:
+            self.emit(ir.Store(FP, off, self.var_reg(name), 8))
 
     def assigned_first(self, name: str, probe: ast.Probe) -> bool:
         """Whether the first top-level statement that mentions ``$name`` assigns all of it

@@ -130,3 +130,14 @@ def test_literal_types_and_unsigned_bitwise_not():
     for line in ("@a[4294967295]: 1", "@b[18446744073709551614]: 1",
                  "@c[18446744073709551615]: 18446744073709551615", "@v: 300", "@n: -1"):
         assert line in out
+
+
+def test_address_of_scratch_variables():
+    out = out_of('BEGIN { $x = 5; $p = &$x; print(*$p); $x = 7; print(*$p); $x++; print(*$p); '
+                 '$x += 10; print(*$p); $y = (uint16)300; $q = &$y; print(*$q); '
+                 '$s = "hello"; $sp = &$s; print(*$sp); printf("%s\\n", str(&$s)); '
+                 'print($p == &$x); print(*&$y); @v = *$p; '
+                 'for ($i : 0..2) { print(*$q); } exit(); }')
+    assert out.split("\n")[:11] == ["5", "7", "8", "18", "300", "hello", "hello", "true", "300",
+                                    "300", "300"]
+    assert "@v: 18" in out

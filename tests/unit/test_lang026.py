@@ -143,3 +143,10 @@ def test_bitwise_not_of_a_literal_is_a_64_bit_unsigned_complement():
     from test_values import var_types
     assert var_types("BEGIN { $a = ~1; $b = ~0xffffffffffffff00; }") == {"a": "uint64",
                                                                           "b": "uint8"}
+
+
+def test_address_of_a_scratch_variable_is_a_pointer_to_its_type():
+    from ptrace_lang.sema.types import PtrT
+    t = printed_types('BEGIN { $x = 5; print(&$x); $y = (uint16)300; $q = &$y; print(*$q); '
+                      '$s = "hello"; print(&$s); print(*&$x); }')
+    assert t == [PtrT(IntT(8, False)), IntT(16, False), PtrT(StrT(6)), IntT(8, False)]
