@@ -606,8 +606,16 @@ class _Analyzer(OutputCalls, AggregationsSema, TypesMixin, FuncsMixin, SymbolsAn
             if e.op in ("==", "!=") and (a == PROBE and isinstance(e.right, ast.StrLit)
                                          or b == PROBE and isinstance(e.left, ast.StrLit)):
                 return BOOL         # probe == "tracepoint:x:y": the probe's name (0.26)
+            if e.op in ("==", "!=") and PROBE in (a, b):     # probe == $s: compared as strings
+                if a == PROBE:
+                    e.left = self.probe_string(e.left)
+                else:
+                    e.right = self.probe_string(e.right)
+                return BOOL
             self.error(f"Type mismatch for '{e.op}': comparing '{a}' with '{b}'", e.span)
             return BOOL if e.op in ("==", "!=", "<", "<=", ">", ">=") else INT64
+        if a == b == PROBE and e.op in ("==", "!="):
+            return BOOL             # two probe values: the same probe, the same name
         if not (a.is_int and b.is_int):
             self.error(f"Type mismatch for '{e.op}': comparing '{a}' with '{b}'", e.span)
             return INT64

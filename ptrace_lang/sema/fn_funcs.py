@@ -10,7 +10,7 @@ from __future__ import annotations
 from ptrace_lang.frontend import ast
 from ptrace_lang.sema import builtins
 from ptrace_lang.sema.types import (
-    BOOL, INT64, UINT32, UINT64, VOID, IntT, StrT, Type, UserT,
+    BOOL, INT64, PROBE, UINT32, UINT64, VOID, IntT, StrT, Type, UserT,
 )
 from ptrace_lang.signals import SIGNALS
 
@@ -71,6 +71,9 @@ class FuncsMixin:
 
     def _want_str(self, e: ast.Call, i: int, t: Type) -> bool:
         if isinstance(t, StrT):
+            return True
+        if t == PROBE:                   # the probe's name as a string (0.26)
+            e.args[i] = self.probe_string(e.args[i])
             return True
         self.error(f"{e.name}() expects a string as argument {i + 1}, got '{t}'", e.args[i].span,
                    [SIG[e.name]])

@@ -6,9 +6,10 @@ A mixin of ``analyze._Analyzer`` (which calls these methods from small hooks).
 from __future__ import annotations
 
 from ptrace_lang.frontend import ast
+from ptrace_lang.records import dataclass
 from ptrace_lang.sema.arith import is_signed, signed_pair
 from ptrace_lang.sema.types import (
-    BOOL, INT64, INT_TYPE_NAMES, VOID, AggT, ArgsT, ArrayT, BoolT, BufT, IntArrayT, IntT, StrT, TupleT, Type,
+    BOOL, INT64, INT_TYPE_NAMES, PROBE, VOID, AggT, ArgsT, ArrayT, BoolT, BufT, IntArrayT, IntT, StrT, TupleT, Type,
 )
 
 # A key bigger than the stack is built in the per-CPU scratch value, whose size the kernel caps
@@ -16,8 +17,29 @@ from ptrace_lang.sema.types import (
 MAX_KEY_BYTES = 32768
 
 
+@dataclass
+class ProbeName(ast.Expr):
+    """``probe`` where a string is wanted (strcontains(probe, ..), probe == $s): the name of
+    the probe that fired, written from the program's probe names at run time. Made by sema."""
+
+    operand: ast.Expr
+
+
 class ValuesSema:
     """Methods the analyzer mixes in (``self`` is an ``analyze._Analyzer``)."""
+
+    # ------------------------------------------------------------------ probe as a string
+    def probe_string(self, x: ast.Expr) -> ProbeName:
+        """``x`` (of type probe) wrapped where a string is wanted."""
+        if isinstance(x, ProbeName):
+            return x
+        w = ProbeName(x, span=x.span)
+        self.expr(w)
+        return w
+
+    def expr_ProbeName(self, e: ProbeName) -> Type:
+        self.expr(e.operand)
+        return StrT(self.max_strlen)
 
     # ------------------------------------------------------------------ records
     def record_expr(self, e: ast.RecordExpr) -> Type:

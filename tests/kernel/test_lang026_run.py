@@ -141,3 +141,23 @@ def test_address_of_scratch_variables():
     assert out.split("\n")[:11] == ["5", "7", "8", "18", "300", "hello", "hello", "true", "300",
                                     "300", "300"]
     assert "@v: 18" in out
+
+
+def test_probe_as_a_string_in_a_wildcard_block():
+    script = ('BEGIN { $s = "begin"; print(probe == $s); print(strcontains(probe, "eg")); '
+              'printf("%s|%d\\n", probe, strlen(probe)); } '
+              'tracepoint:syscalls:sys_enter_getp*id /comm == "probestr"/ { '
+              '@[probe, strcontains(probe, "ppid")] = count(); $n = "tracepoint:syscalls:sys_enter_getpid"; '
+              'if ($n == probe) { @seen = 1; } if (@seen && len(@) == 2) { exit(); } }')
+    t = Tracer("-e", script)
+    t.wait_attached()
+    from runner import named_workload
+    subprocess.run(named_workload("probestr", "import os, time\nfor _ in range(20):\n"
+                                  "    os.getppid(); os.getpid(); time.sleep(0.05)\n"),
+                   timeout=30)
+    r = t.wait(30)
+    assert r.rc == 0, r.err
+    assert r.out.split("\n")[:3] == ["true", "true", "begin|5"]
+    assert "@[tracepoint:syscalls:sys_enter_getppid, true]:" in r.out
+    assert "@[tracepoint:syscalls:sys_enter_getpid, false]:" in r.out
+    assert "@seen: 1" in r.out

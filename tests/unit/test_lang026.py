@@ -150,3 +150,12 @@ def test_address_of_a_scratch_variable_is_a_pointer_to_its_type():
     t = printed_types('BEGIN { $x = 5; print(&$x); $y = (uint16)300; $q = &$y; print(*$q); '
                       '$s = "hello"; print(&$s); print(*&$x); }')
     assert t == [PtrT(IntT(8, False)), IntT(16, False), PtrT(StrT(6)), IntT(8, False)]
+
+
+def test_probe_is_a_string_where_a_string_is_wanted():
+    prog = typed('BEGIN { print(strcontains(probe, "eg")); $s = "begin"; print(probe == $s); '
+                 'print($s != probe); $p = probe; print(strlen($p)); print(probe == $p); }')
+    from ptrace_lang.sema.fn_values import ProbeName
+    wrapped = [n for n in ast.walk(prog) if isinstance(n, ProbeName)]
+    assert len(wrapped) == 4 and all(isinstance(w.type, StrT) for w in wrapped)
+    assert printed_types('BEGIN { $p = probe; print(probe == $p); }') == [BOOL]
