@@ -9,7 +9,7 @@ from ptrace_lang.frontend import ast
 from ptrace_lang.records import dataclass
 from ptrace_lang.sema.arith import is_signed, signed_pair
 from ptrace_lang.sema.types import (
-    BOOL, INT64, INT_TYPE_NAMES, PROBE, VOID, AggT, ArgsT, ArrayT, BoolT, BufT, IntArrayT, IntT, StrT, TupleT, Type,
+    BOOL, INT64, INT_TYPE_NAMES, VOID, AggT, ArgsT, ArrayT, BoolT, BufT, IntArrayT, IntT, StrT, TupleT, Type,
 )
 
 # A key bigger than the stack is built in the per-CPU scratch value, whose size the kernel caps
