@@ -159,3 +159,15 @@ def test_probe_is_a_string_where_a_string_is_wanted():
     wrapped = [n for n in ast.walk(prog) if isinstance(n, ProbeName)]
     assert len(wrapped) == 4 and all(isinstance(w.type, StrT) for w in wrapped)
     assert printed_types('BEGIN { $p = probe; print(probe == $p); }') == [BOOL]
+
+
+def test_compound_assignment_widens_a_literal_typed_variable():
+    from test_values import var_types
+    prog = typed("BEGIN { $n = 0; $n += -3; $s = 0; $s += 1000; $b = 1; $b <<= 10; "
+                 "let $t: uint8 = 200; $t += 100; $u = 1; $u++; }")
+    final = {}
+    for n in ast.walk(prog):
+        if isinstance(n, ast.Var):
+            final[n.name] = str(n.type)
+    assert final == {"n": "int64", "s": "uint64", "b": "uint64", "t": "uint8", "u": "uint8"}
+    assert var_types("BEGIN { $x = 1; $x += 1; }") == {"x": "uint64"}
