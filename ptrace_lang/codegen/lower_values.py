@@ -22,7 +22,8 @@ from ptrace_lang.errors import NO_SPAN, Diagnostic, NotSupportedYet, Span
 from ptrace_lang.frontend import ast
 from ptrace_lang.sema.types import PROBE, BufT, IntArrayT, IntT, StrT, TupleT, Type
 
-ON_STACK_LIMIT = 64      # bytes: bigger values live in the per-CPU scratch value
+ON_STACK_LIMIT = 72      # bytes: bigger values live in the per-CPU scratch value (a str() of
+#                          the default max_strlen, 64 characters and the NUL, stays on the stack)
 SCRATCH_MAP = "scratch"
 SCRATCH_LIMIT = 32768    # bytes: the kernel's largest per-CPU value (and 16-bit offsets)
 EV_WARNING = S.EV_WARNING

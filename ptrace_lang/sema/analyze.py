@@ -680,7 +680,7 @@ def field_type(f, max_strlen: int) -> Type:
         return ctype
     text = f.type_text
     if f.data_loc:
-        return StrT(max_strlen, trunc=True) if "char" in text else UINT64
+        return StrT(max_strlen + 1, trunc=True) if "char" in text else UINT64
     if (text.startswith("enum ") and not f.is_pointer and f.array_len is None
             and f.size in (1, 2, 4, 8)):
         from ptrace_lang.sema import btftypes

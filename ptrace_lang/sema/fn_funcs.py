@@ -310,7 +310,7 @@ class FuncsMixin:
     def fn_path(self, e: ast.Call) -> Type:
         """path(struct path *[, size]): the file's full path, written by bpf_d_path, which the
         kernel allows in fentry/fexit probes of its allow-listed functions and in iter probes."""
-        size = self.max_strlen
+        size = self.max_strlen + 1      # max_strlen characters and the NUL, as str()
         if not self.nargs(e, 1, 2, SIG["path"]):
             return StrT(size)
         t = self.expr(e.args[0])

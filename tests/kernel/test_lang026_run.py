@@ -163,3 +163,22 @@ def test_probe_as_a_string_in_a_wildcard_block():
     assert "@[tracepoint:syscalls:sys_enter_getppid, true]:" in r.out
     assert "@[tracepoint:syscalls:sys_enter_getpid, false]:" in r.out
     assert "@seen: 1" in r.out
+
+
+def test_max_strlen_counts_characters_and_cut_strings_show_the_trailer():
+    out = out_of('config = { max_strlen = 4 } BEGIN { print(str("abcdefgh")); print(str("abcd")); '
+                 'print(str("abc")); printf("%s|%s\\n", str("abcdefgh"), str("abcdefgh", 2)); '
+                 '@[str("xyzxyz")] = 1; exit(); }')
+    assert out.split("\n")[:4] == ["abcd..", "abcd", "abc", "abcd..|ab"]
+    assert "@[xyzx..]: 1" in out
+    script = ('config = { max_strlen = 5 } tracepoint:syscalls:sys_enter_execve '
+              '/comm == "strlenrun"/ { printf("P: %s\\n", str(args.filename)); exit(); }')
+    t = Tracer("-e", script)
+    t.wait_attached()
+    from runner import named_workload
+    subprocess.run(named_workload("strlenrun", "import os, time\nfor _ in range(20):\n"
+                                  "    os.spawnv(os.P_WAIT, '/bin/true', ['true']); "
+                                  "time.sleep(0.05)\n"), timeout=30)
+    r = t.wait(30)
+    assert r.rc == 0, r.err
+    assert r.out.split("\n")[0] == "P: /bin/.."

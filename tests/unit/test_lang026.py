@@ -171,3 +171,16 @@ def test_compound_assignment_widens_a_literal_typed_variable():
             final[n.name] = str(n.type)
     assert final == {"n": "int64", "s": "uint64", "b": "uint64", "t": "uint8", "u": "uint8"}
     assert var_types("BEGIN { $x = 1; $x += 1; }") == {"x": "uint64"}
+
+
+def test_max_strlen_counts_characters_without_the_nul():
+    from test_values import var_types
+    t = var_types("config = { max_strlen = 4 } BEGIN { $a = str(0); $b = str(\"abcdefgh\"); "
+                  "$c = str(\"abcd\"); $d = str(0, 2); $e = str(0, 9); $f = str(\"abcdefgh\", 2); }")
+    assert t == {"a": "string[5]", "b": "string[5]", "c": "string[5]", "d": "string[3]",
+                 "e": "string[5]", "f": "string[3]"}
+    prog = typed("config = { max_strlen = 4 } BEGIN { print(str(\"abcdefgh\")); "
+                 "print(str(\"abcdefgh\", 2)); print(str(\"abc\")); }")
+    trunc = [n.args[0].type.trunc for n in ast.walk(prog)
+             if isinstance(n, ast.Call) and n.name == "print"]
+    assert trunc == [True, False, False]   # the trailer only where max_strlen cut the string
