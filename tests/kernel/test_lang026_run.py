@@ -182,3 +182,25 @@ def test_max_strlen_counts_characters_and_cut_strings_show_the_trailer():
     r = t.wait(30)
     assert r.rc == 0, r.err
     assert r.out.split("\n")[0] == "P: /bin/.."
+
+
+def test_printf_gr_names_the_gfp_flags_of_real_allocations():
+    if not os.path.exists("/sys/kernel/tracing/events/kmem/kmalloc/format"):
+        pytest.skip("no kmem:kmalloc tracepoint")
+    out = out_of('BEGIN { printf("%gr|%gr|%gr\\n", 0, 0x820 | 0x2, 0xcc0); } '
+                 'tracepoint:kmem:kmalloc { printf("F %gr %x\\n", args.gfp_flags, args.gfp_flags); '
+                 'if (++@n >= 20) { exit(); } }')
+    lines = out.split("\n")
+    assert lines[0] == "0|GFP_ATOMIC|__GFP_HIGHMEM|GFP_KERNEL"
+    seen = [ln.split() for ln in lines if ln.startswith("F ")]
+    assert len(seen) >= 20
+    from ptrace_lang.runtime.gfp import table
+    names = {n for _, n in table()}
+    for _, text, hexv in seen:
+        v = int(hexv, 16)
+        parts = text.split("|")
+        assert all(p in names or p.startswith("0x") for p in parts), text
+        mask = 0          # the names cover exactly the bits of the value
+        for p in parts:
+            mask |= int(p, 16) if p.startswith("0x") else dict((n, m) for m, n in table())[p]
+        assert mask == v or (v == 0 and text == "0"), (text, hexv)

@@ -184,3 +184,35 @@ def test_max_strlen_counts_characters_without_the_nul():
     trunc = [n.args[0].type.trunc for n in ast.walk(prog)
              if isinstance(n, ast.Call) and n.name == "print"]
     assert trunc == [True, False, False]   # the trailer only where max_strlen cut the string
+
+
+def test_printf_gr_formats_gfp_flags_by_name():
+    from ptrace_lang.fmtspec import arg_class, parse_format
+    from ptrace_lang.runtime import gfp
+    from ptrace_lang.runtime.printf import compile_format
+
+    specs = parse_format("%gr|%-30gr|%g")
+    assert [s.conv for s in specs] == ["gr", "gr", "g"]
+    assert [arg_class(s) for s in specs] == ["int", "int", "float"]
+    t = printed_types('BEGIN { printf("%gr\\n", 0xcc0); }')      # accepted: an integer argument
+    assert t == []
+    table = gfp._default_table()
+    assert gfp.gfp_text(0, table) == "0"
+    assert gfp.gfp_text(0xcc0, table) == "GFP_KERNEL"                    # reclaim | IO | FS
+    assert gfp.gfp_text(0x820 | 0x2, table) == "GFP_ATOMIC|__GFP_HIGHMEM"
+    assert gfp.gfp_text(0x4c0, table) == "__GFP_IO|__GFP_FS|__GFP_DIRECT_RECLAIM"
+    assert gfp.gfp_text(0xcc0 | 0x100000, table) == "GFP_USER"          # the widest name first
+    assert gfp.gfp_text(0xcc0 | 0x80000000, table) == "GFP_KERNEL|0x80000000"
+    # the kernel's own table, read from a kmem tracepoint's print format
+    fmt = ('print fmt: "f=%s", (REC->gfp_flags) ? __print_flags(REC->gfp_flags, "|", '
+           '{( unsigned long)((( gfp_t)(((((1UL))) << (10))|((((1UL))) << (11)))) | '
+           '(( gfp_t)((((1UL))) << (6)))), "GFP_NOFS"}, {( unsigned long)(( gfp_t)((((1UL))) '
+           '<< (6))), "__GFP_IO"}, {( unsigned long)(( gfp_t)(((((1UL))) << (10))|((((1UL))) '
+           '<< (11))) & ~(( gfp_t)((((1UL))) << (11)))), "__GFP_DIRECT_RECLAIM"}, '
+           '{ 0, ((void *)0) } ) : "none", REC->node')
+    parsed = gfp.parse_print_flags(fmt)
+    assert parsed == [(0xc40, "GFP_NOFS"), (0x40, "__GFP_IO"), (0x400, "__GFP_DIRECT_RECLAIM")]
+    assert gfp.gfp_text(0xc40 | 0x400, parsed) == "GFP_NOFS"
+    assert gfp.gfp_text(0x440, parsed) == "__GFP_IO|__GFP_DIRECT_RECLAIM"
+    render = compile_format("[%-12gr]")
+    assert render((0,)) == "[0           ]"
