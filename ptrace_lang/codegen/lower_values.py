@@ -73,16 +73,23 @@ class ValuesLowering:
         return self._scratch, self.frame.salloc(size)
 
     # ------------------------------------------------------------------ &$var
-    def addr_slots_for(self, probe: ast.Probe) -> None:
-        """A stack slot for every scalar variable whose address the probe takes (``&$x``): the
-        variable stays in its register and each write is copied into the slot, which the
-        pointer addresses (``*$p`` reads the variable's present value)."""
-        self.addr_slots = {}
-        for n in ast.walk(probe):
+    addr_slots: dict = {}
+
+    def addr_slots_for(self, node: ast.Node) -> dict:
+        """A stack slot for every scalar variable whose address ``node`` (a probe, a loop body
+        lowered as a function of its own) takes (``&$x``): the variable stays in its register
+        and each write is copied into the slot, which the pointer addresses (``*$p`` reads the
+        variable's present value). Returns the slots in force before, for the caller to put
+        back after a loop body."""
+        outer, self.addr_slots = self.addr_slots, {}
+        for n in ast.walk(node):
             if (isinstance(n, ast.Unary) and n.op == "&" and isinstance(n.operand, ast.Var)
                     and n.operand.name not in self.addr_slots
                     and not isinstance(self.vars.get(n.operand.name), tuple)):
                 self.addr_slots[n.operand.name] = (self.frame, self.frame.alloc(8, n.span))
+                if n.operand.name in self.vars:      # a variable passed into a loop body
+                    self.sync_var_slot(n.operand.name)
+        return outer
 
     def var_address(self, e: ast.Unary) -> VReg:
         """The value of ``&$x``: the address of the variable's memory."""
@@ -92,13 +99,13 @@ class ValuesLowering:
             return self.address_of(*mem)
         frame, off = self.addr_slots.get(name, (None, 0))
         if frame is not self.frame:
-            raise NotSupportedYet("the address of a variable of the probe in a loop body", e.span)
+            raise NotSupportedYet("the address of this variable here", e.span)
         self.sync_var_slot(name)
         return self.address_of(FP, off)
 
     def sync_var_slot(self, name: str) -> None:
         """After a write to a scalar variable whose address is taken: its slot follows."""
-        frame, off = getattr(self, "addr_slots", {}).get(name, (None, 0))
+        frame, off = self.addr_slots.get(name, (None, 0))
         if frame is self.frame:
             self.emit(ir.Store(FP, off, self.var_reg(name), 8))
 

@@ -139,9 +139,11 @@ def test_address_of_scratch_variables():
                  '$x += 10; print(*$p); $y = (uint16)300; $q = &$y; print(*$q); '
                  '$s = "hello"; $sp = &$s; print(*$sp); printf("%s\\n", str(&$s)); '
                  'print($p == &$x); print(*&$y); @v = *$p; '
-                 'for ($i : 0..2) { print(*$q); } exit(); }')
-    assert out.split("\n")[:11] == ["5", "7", "8", "18", "300", "hello", "hello", "true", "300",
-                                    "300", "300"]
+                 'for ($i : 0..2) { print(*$q); } '
+                 '$n = 3; for ($i : 0..2) { $r = &$n; $n++; $m = 5; $t = &$m; $m += $i; '
+                 'printf("%d %d\\n", *$r, *$t); } exit(); }')
+    assert out.split("\n")[:13] == ["5", "7", "8", "18", "300", "hello", "hello", "true", "300",
+                                    "300", "300", "4 5", "5 6"]
     assert "@v: 18" in out
 
 
