@@ -13,7 +13,8 @@ from ptrace_lang.records import dataclass, field
 from ptrace_lang.errors import CompileError, Diagnostic, NotSupportedYet, Span
 from ptrace_lang.frontend import ast
 from ptrace_lang.sema import builtins
-from ptrace_lang.sema.arith import is_signed, literal_type, signed_pair  # noqa: F401  (codegen.lower's names)
+from ptrace_lang.sema.arith import (  # noqa: F401  (is_signed, signed_pair: codegen.lower.s names)
+    flexible_literal, is_signed, literal_type, merge_ints, signed_pair)
 from ptrace_lang.sema.fn_funcs import FuncsMixin
 from ptrace_lang.sema.fn_symbols import SymbolsAnalyzer
 from ptrace_lang.sema.fn_types import TypesMixin
@@ -105,6 +106,8 @@ class _Analyzer(OutputCalls, AggregationsSema, TypesMixin, FuncsMixin, SymbolsAn
         self.typed_vars: set[str] = set()       # declared with a type (let $x: T): never widened
         self.block_locals: dict[str, Type] = {}  # let in an inner block: its slot lives all probe
         self.var_home = 0    # the scope a new $var goes to: 0 (the probe), or a for loop body's
+        self.flex_vars: set[str] = set()    # typed from integer literals >= 0 only (sign-flexible)
+        self.flex_maps: set[str] = set()    # map values likewise
 
     # ------------------------------------------------------------------ errors
     def error(self, message: str, span: Span, hints: list[str] | None = None) -> None:
@@ -120,7 +123,9 @@ class _Analyzer(OutputCalls, AggregationsSema, TypesMixin, FuncsMixin, SymbolsAn
                 return scope.vars[name]
         return None
 
-    def bind_var(self, name: str, typ: Type, span: Span, declare_here: bool = False) -> None:
+    def bind_var(self, name: str, typ: Type, span: Span, declare_here: bool = False,
+                 flexible: bool = False) -> None:
+        """``flexible``: ``typ`` is a literal's (>= 0), which an unsigned variable keeps."""
         for scope in reversed(self.scopes):
             if name in scope.vars:
                 old = scope.vars[name]
@@ -128,8 +133,14 @@ class _Analyzer(OutputCalls, AggregationsSema, TypesMixin, FuncsMixin, SymbolsAn
                     self.error(f"Type mismatch for ${name}: trying to assign value of type '{typ}' "
                                f"when variable already has a type '{old}'", span)
                 elif name not in self.typed_vars:
-                    scope.vars[name] = widen(old, typ)
+                    scope.vars[name] = self.merged(old, typ, name in self.flex_vars, flexible)
+                if not flexible:
+                    self.flex_vars.discard(name)
                 return
+        if flexible:
+            self.flex_vars.add(name)
+        else:
+            self.flex_vars.discard(name)
         if not declare_here:
             # in a for loop body (var_home), visible in that body only; its slot is shared
             # with the other variables of that name (sema/stmts.py)
@@ -137,13 +148,25 @@ class _Analyzer(OutputCalls, AggregationsSema, TypesMixin, FuncsMixin, SymbolsAn
         (self.scopes[-1] if declare_here else self.scopes[self.var_home]).vars[name] = typ
         self.var_spans.setdefault(name, span)
 
+    @staticmethod
+    def merged(old: Type, new: Type, old_flexible: bool, new_flexible: bool) -> Type:
+        if isinstance(old, IntT) and isinstance(new, IntT):
+            return merge_ints(old, new, old_flexible, new_flexible)
+        return widen(old, new)
+
     # ------------------------------------------------------------------ maps
-    def assign_map(self, ref: ast.MapRef, value_type: Type, span: Span) -> None:
+    def assign_map(self, ref: ast.MapRef, value_type: Type, span: Span,
+                   flexible: bool = False) -> None:
         key_type = self.key_type(ref)
         name = "@" + ref.name
         info = self.maps.get(name)
+        old_flexible = name in self.flex_maps
+        if not flexible:
+            self.flex_maps.discard(name)
         if info is None:
             self.maps[name] = MapInfo(name, key_type, value_type, ref.span, keyed=ref.keys is not None)
+            if flexible:
+                self.flex_maps.add(name)
             return
         if isinstance(info.value_type, AggT) or isinstance(value_type, AggT):
             if info.value_type != value_type and not (
@@ -156,7 +179,7 @@ class _Analyzer(OutputCalls, AggregationsSema, TypesMixin, FuncsMixin, SymbolsAn
             self.error(f"Type mismatch for {name}: trying to assign value of type '{value_type}' "
                        f"when map already has a type '{info.value_type}'", span)
         else:
-            info.value_type = widen(info.value_type, value_type)
+            info.value_type = self.merged(info.value_type, value_type, old_flexible, flexible)
         self.check_key(info, ref, key_type)
 
     def check_key(self, info: MapInfo, ref: ast.MapRef, key_type: Type | None) -> None:
@@ -209,6 +232,7 @@ class _Analyzer(OutputCalls, AggregationsSema, TypesMixin, FuncsMixin, SymbolsAn
         self.cur_probe = probe
         self.scopes = [Scope()]
         self.typed_vars = set()
+        self.flex_vars = set()
         self.block_locals = {}
         self.var_home = 0
         if probe.predicate is not None:
@@ -226,7 +250,7 @@ class _Analyzer(OutputCalls, AggregationsSema, TypesMixin, FuncsMixin, SymbolsAn
         for n in ast.walk(probe.body):
             if isinstance(n, ast.Var) and isinstance(n.type, IntT):
                 t = final.get(n.name)
-                if isinstance(t, IntT) and t != n.type and widen(n.type, t) == t:
+                if isinstance(t, IntT) and t != n.type and t.bits >= n.type.bits:
                     n.type = t
 
     def block(self, block: ast.Block, new_scope: bool = True) -> None:
@@ -315,7 +339,7 @@ class _Analyzer(OutputCalls, AggregationsSema, TypesMixin, FuncsMixin, SymbolsAn
             if vt == VOID:
                 self.error("Cannot assign a value of type 'none'", s.value.span)
                 return
-            self.assign_map(target, vt, s.span)
+            self.assign_map(target, vt, s.span, flexible_literal(s.value))
             target.type = self.maps["@" + target.name].value_type
         elif isinstance(target, ast.Var):
             vt = self.expr(s.value) if s.op is not None else self.stored_type(s.value)
@@ -342,7 +366,7 @@ class _Analyzer(OutputCalls, AggregationsSema, TypesMixin, FuncsMixin, SymbolsAn
             if isinstance(vt, AggT):
                 self.error("aggregations can only be assigned to maps", s.value.span)
                 return
-            self.bind_var(target.name, vt, s.span)
+            self.bind_var(target.name, vt, s.span, flexible=flexible_literal(s.value))
             target.type = self.lookup_var(target.name)
         else:
             self.error("Can only assign to variables and maps", target.span)

@@ -220,6 +220,9 @@ class ValuesSema:
         v = self.const_expr(signed_side)
         if v is not None and v >= 0:
             return
+        if (isinstance(signed_side, ast.Var) and signed_side.name in self.flex_vars
+                or isinstance(signed_side, ast.MapRef) and "@" + signed_side.name in self.flex_maps):
+            return          # typed from literals >= 0 only: as good as unsigned (0.26)
         what = "comparison of" if e.op in ("==", "!=", "<", "<=", ">", ">=") else "arithmetic on"
         self.warn(f"{what} integers of different signs: '{a}' and '{b}' can lead to "
                   "undefined behavior", e.span)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from ptrace_lang.frontend import ast
+from ptrace_lang.sema.arith import flexible_literal
 from ptrace_lang.sema.scope import Scope
 from ptrace_lang.sema.types import INT64, UINT64, AggT, IntT, Type, TupleT
 
@@ -156,6 +157,10 @@ class StmtsAnalysis:
             return
         if declared is not None:
             self.typed_vars.add(name)
+        if declared is None and flexible_literal(s.value):
+            self.flex_vars.add(name)       # let $n = 0: sign-flexible, as $n = 0
+        else:
+            self.flex_vars.discard(name)
         self.scopes[-1].vars[name] = typ
         if len(self.scopes) > 1:
             self.block_locals.setdefault(name, typ)

@@ -354,10 +354,7 @@ def widen(a: Type, b: Type) -> Type:
             b = TupleT(tuple(b.elems[b.names.index(n)] for n in a.names), a.names)
         return TupleT(tuple(widen(x, y) for x, y in zip(a.elems, b.elems)), a.names)
     if isinstance(a, IntT) and isinstance(b, IntT):
-        if a.signed != b.signed:     # signed, wide enough for the unsigned side: uint8, int8 -> int16
-            u, s = (b, a) if a.signed else (a, b)
-            return IntT(min(64, max(s.bits, 2 * u.bits)), True)
-        return IntT(max(a.bits, b.bits), a.signed)
+        return IntT(max(a.bits, b.bits), a.signed or b.signed)
     return a
 
 

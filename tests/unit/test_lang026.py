@@ -103,36 +103,43 @@ def test_integer_literal_cast_to_an_array_takes_its_smallest_type():
                  IntArrayT(IntT(8, False), 8)]
 
 
-def test_integer_literals_take_their_smallest_type_in_variables_and_maps():
+def test_integer_literals_take_their_smallest_signed_type_in_variables_and_maps():
     from test_values import var_types
-    t = var_types("BEGIN { $a = 1; $b = 255; $c = 256; $d = 70000; $e = 0x100000000; "
-                  "$f = -1; $g = -129; $h = -40000; $i = 0; }")
-    assert t == {"a": "uint8", "b": "uint8", "c": "uint16", "d": "uint32", "e": "uint64",
-                 "f": "int8", "g": "int16", "h": "int32", "i": "uint8"}
-    prog = typed("BEGIN { @m = 1; @n = -1; @w = 1; @w = 300; }")
+    # 0.26 (bpftrace #5138): the smallest SIGNED type, unsigned only past int64
+    t = var_types("BEGIN { $a = 1; $b = 127; $c = 128; $d = 40000; $e = 0x100000000; "
+                  "$f = -1; $g = -129; $h = -40000; $i = 0; $j = 0xffffffffffffffff; }")
+    assert t == {"a": "int8", "b": "int8", "c": "int16", "d": "int32", "e": "int64",
+                 "f": "int8", "g": "int16", "h": "int32", "i": "int8", "j": "uint64"}
+    prog = typed("BEGIN { @m = 1; @n = -1; @w = 1; @w = 300; @u = (uint32)1; @u = 5; }")
     types = {n.target.name: str(n.target.type) for n in ast.walk(prog)
              if isinstance(n, ast.Assign) and isinstance(n.target, ast.MapRef)}
-    assert types == {"m": "uint8", "n": "int8", "w": "uint16"}
+    assert types == {"m": "int8", "n": "int8", "w": "int16", "u": "uint32"}
     sizes = typed("BEGIN { $x = 1; print(sizeof($x)); print(sizeof(1)); print(sizeof(-1000)); "
-                  "let $t: typeof(70000); print(sizeof($t)); }")
-    assert [n.value for n in ast.walk(sizes) if isinstance(n, ast.Sizeof)] == [1, 1, 2, 4]
+                  "let $t: typeof(70000); print(sizeof($t)); print(sizeof(200)); }")
+    assert [n.value for n in ast.walk(sizes) if isinstance(n, ast.Sizeof)] == [1, 1, 2, 4, 2]
 
 
-def test_a_later_wider_value_widens_the_variable_to_a_type_holding_both():
+def test_a_later_wider_value_widens_the_variable_and_literals_are_sign_flexible():
     from test_values import var_types
-    # uint8 then int16: int16; uint8 then int8: int16 (holds 0..255 and -128..127); uint16
-    # then uint32: uint32; arithmetic on a literal-typed variable is 64-bit (sign of the sides)
-    t = var_types("BEGIN { $a = 1; $a = -1000; $b = 200; $b = -1; $c = 300; $c = 70000; "
-                  "$d = 1; $e = $d + 1; $f = -1; $g = $f * 2; }")
-    assert t == {"a": "int16", "b": "int16", "c": "uint32", "d": "uint8", "e": "uint64",
-                 "f": "int8", "g": "int64"}
+    # int8 then int16: int16; a literal >= 0 meeting an unsigned type takes it (uint32 stays
+    # uint32, int8-from-1 then uint16: uint16); an unsigned value meeting a negative one: a
+    # signed type holding both; arithmetic on a literal-typed variable is 64-bit
+    t = var_types("BEGIN { $a = 1; $a = -1000; $u = (uint32)5; $u = 1; $f = 1; $f = (uint16)7; "
+                  "$m = (uint8)200; $m = -1; $c = 300; $c = 70000; $d = 1; $e = $d + 1; "
+                  "$p = -1; $g = $p * 2; }")
+    assert t == {"a": "int16", "u": "uint32", "f": "uint16", "m": "int16", "c": "int32",
+                 "d": "int8", "e": "int64", "p": "int8", "g": "int64"}
     # every read of the variable has its final type, also one before the widening assignment
     prog = typed("BEGIN { $x = 1; print($x); $x = 1000; }")
     reads = [n.type for n in ast.walk(prog) if isinstance(n, ast.Var)]
-    assert reads == [IntT(16, False)] * 3
+    assert reads == [IntT(16, True)] * 3
     # a declared type is kept: the literal is checked against it, not widened
-    t = var_types("BEGIN { let $y: uint32 = 1; $y = 2; }")
-    assert t == {"y": "uint32"}
+    assert var_types("BEGIN { let $y: uint32 = 1; $y = 2; }") == {"y": "uint32"}
+    # a variable typed from literals >= 0 compared with a uint64: no sign warning
+    from test_values import compiled
+    spec = compiled("BEGIN { $n = 5; $b = (uint64)1; if ($n < $b) { } $s = -5; "
+                    "if ($s < $b) { } }").spec
+    assert len(spec.config["warnings"]) == 1 and "'int8' and 'uint64'" in spec.config["warnings"][0]
 
 
 def test_bitwise_not_of_a_literal_is_a_64_bit_unsigned_complement():
@@ -142,14 +149,14 @@ def test_bitwise_not_of_a_literal_is_a_64_bit_unsigned_complement():
                  IntT(16, False), IntT(64, False)]
     from test_values import var_types
     assert var_types("BEGIN { $a = ~1; $b = ~0xffffffffffffff00; }") == {"a": "uint64",
-                                                                          "b": "uint8"}
+                                                                          "b": "int16"}
 
 
 def test_address_of_a_scratch_variable_is_a_pointer_to_its_type():
     from ptrace_lang.sema.types import PtrT
     t = printed_types('BEGIN { $x = 5; print(&$x); $y = (uint16)300; $q = &$y; print(*$q); '
                       '$s = "hello"; print(&$s); print(*&$x); }')
-    assert t == [PtrT(IntT(8, False)), IntT(16, False), PtrT(StrT(6)), IntT(8, False)]
+    assert t == [PtrT(IntT(8, True)), IntT(16, False), PtrT(StrT(6)), IntT(8, True)]
 
 
 def test_probe_is_a_string_where_a_string_is_wanted():
@@ -169,8 +176,8 @@ def test_compound_assignment_widens_a_literal_typed_variable():
     for n in ast.walk(prog):
         if isinstance(n, ast.Var):
             final[n.name] = str(n.type)
-    assert final == {"n": "int64", "s": "uint64", "b": "uint64", "t": "uint8", "u": "uint8"}
-    assert var_types("BEGIN { $x = 1; $x += 1; }") == {"x": "uint64"}
+    assert final == {"n": "int64", "s": "int64", "b": "int64", "t": "uint8", "u": "int8"}
+    assert var_types("BEGIN { $x = 1; $x += 1; }") == {"x": "int64"}
 
 
 def test_max_strlen_counts_characters_without_the_nul():

@@ -113,7 +113,7 @@ ERRORS = [
      "stdin:1:30-49: ERROR: Type mismatch for $r: trying to assign value of type "
      "'record { int64 y, int64 z }' when variable already has a type 'record { int64 x, int64 y }'"),
     ("BEGIN { $r = (x = 1); $r = (1); }",
-     "stdin:1:23-31: ERROR: Type mismatch for $r: trying to assign value of type 'uint8' when "
+     "stdin:1:23-31: ERROR: Type mismatch for $r: trying to assign value of type 'int8' when "
      "variable already has a type 'record { int64 x }'"),
     ("config = { max_strlen = 40000 } BEGIN { @[str(0)] = 1; exit(); }",
      "stdin:1:41-50: ERROR: Map key of @ is too big: 'string[40001]' takes 40008 bytes, the kernel "
