@@ -245,13 +245,19 @@ class _Analyzer(OutputCalls, AggregationsSema, TypesMixin, FuncsMixin, SymbolsAn
         return final
 
     def widen_early_reads(self, probe: ast.Probe, final: dict[str, Type]) -> None:
-        """A variable widened by a later assignment (``$x = 1; ... $x = 1000;``: uint8, then
-        uint16) is read as its final type everywhere, as bpftrace types a variable once."""
-        for n in ast.walk(probe.body):
+        """A variable widened by a later assignment (``$x = 1; ... $x = 1000;``: int8, then
+        int16) is read as its final type everywhere, as bpftrace types a variable once
+        (``sizeof($x)`` before the widening included)."""
+        nodes = list(ast.walk(probe.body))
+        for n in nodes:
             if isinstance(n, ast.Var) and isinstance(n.type, IntT):
                 t = final.get(n.name)
                 if isinstance(t, IntT) and t != n.type and t.bits >= n.type.bits:
                     n.type = t
+        for n in nodes:
+            if (isinstance(n, ast.Sizeof) and isinstance(n.of_expr, ast.Var)
+                    and isinstance(n.of_expr.type, IntT)):
+                n.value = n.of_expr.type.bits // 8
 
     def block(self, block: ast.Block, new_scope: bool = True) -> None:
         if new_scope:

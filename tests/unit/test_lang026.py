@@ -130,9 +130,10 @@ def test_a_later_wider_value_widens_the_variable_and_literals_are_sign_flexible(
     assert t == {"a": "int16", "u": "uint32", "f": "uint16", "m": "int16", "c": "int32",
                  "d": "int8", "e": "int64", "p": "int8", "g": "int64"}
     # every read of the variable has its final type, also one before the widening assignment
-    prog = typed("BEGIN { $x = 1; print($x); $x = 1000; }")
+    prog = typed("BEGIN { $x = 1; print($x); print(sizeof($x)); $x = 1000; }")
     reads = [n.type for n in ast.walk(prog) if isinstance(n, ast.Var)]
-    assert reads == [IntT(16, True)] * 3
+    assert reads == [IntT(16, True)] * 4
+    assert [n.value for n in ast.walk(prog) if isinstance(n, ast.Sizeof)] == [2]
     # a declared type is kept: the literal is checked against it, not widened
     assert var_types("BEGIN { let $y: uint32 = 1; $y = 2; }") == {"y": "uint32"}
     # a variable typed from literals >= 0 compared with a uint64: no sign warning
