@@ -360,7 +360,7 @@ class _Analyzer(OutputCalls, AggregationsSema, TypesMixin, FuncsMixin, SymbolsAn
                     self.error(f"Compound assignment needs integers, got '{old}' and '{vt}'", s.span)
                 elif isinstance(old, IntT) and isinstance(vt, IntT):
                     # $x op= v is $x = $x op v: a 64-bit result, the variable widened to hold
-                    # it ($n = 0; $n += -3 is -3, not 253); a declared type is kept
+                    # it ($s = 0; $s += 1000 is 1000, not 232); a declared type is kept
                     self.bind_var(target.name, IntT(64, signed_pair(old, vt, None, s.value)),
                                   s.span)
                     old = self.lookup_var(target.name)
