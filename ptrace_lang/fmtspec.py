@@ -17,7 +17,7 @@ if TYPE_CHECKING:
 class FormatSpec:
     """One conversion of a format string.
 
-    conv:      d i u x X o c s p e E f F g G r rx rh
+    conv:      d i u x X o c s p e E f F g G r rx rh gr
     flags:     any of ``-+ #0`` as written
     width:     digits as written, "" if none
     precision: digits after ".", "" if there is no "."; a lone "." is "0" (C's rule)
@@ -45,7 +45,7 @@ class FormatSpec:
 
 def _scan_spec(fmt: str, at: int) -> tuple[str, str, bool, str, str, str | None, int]:
     """Scan the conversion at ``fmt[at] == "%"``, as the pattern
-    ``%[-+ #0]*(\\d+|\\*)?(\\.(\\d+|\\*)?)?(hh|h|ll|l|L|j|z|t|q)?(r[xh]?|[A-Za-z%])?`` would
+    ``%[-+ #0]*(\\d+|\\*)?(\\.(\\d+|\\*)?)?(hh|h|ll|l|L|j|z|t|q)?(r[xh]?|gr|[A-Za-z%])?`` would
     (written out by hand: a run that prints needs no ``re``, whose import costs ~8 ms).
     Returns (flags, width, dot, precision, length, conversion or None, end)."""
     n = len(fmt)
@@ -80,6 +80,8 @@ def _scan_spec(fmt: str, at: int) -> tuple[str, str, bool, str, str, str | None,
         c = fmt[i]
         if c == "r":
             conv = fmt[i:i + 2] if i + 1 < n and fmt[i + 1] in "xh" else "r"
+        elif c == "g" and i + 1 < n and fmt[i + 1] == "r":
+            conv = "gr"             # GFP flags as their names (0.26)
         elif c == "%" or (c.isascii() and c.isalpha()):
             conv = c
         if conv is not None:
@@ -91,7 +93,7 @@ _ARG_CLASS = {
     "d": "int", "i": "int", "u": "int", "x": "int", "X": "int", "o": "int",
     "c": "char", "s": "str", "p": "ptr",
     "e": "float", "E": "float", "f": "float", "F": "float", "g": "float", "G": "float",
-    "r": "buf", "rx": "buf", "rh": "buf",
+    "r": "buf", "rx": "buf", "rh": "buf", "gr": "int",
 }
 
 

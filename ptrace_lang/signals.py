@@ -10,3 +10,25 @@ SIGNALS = {
     "SIGXFSZ": 25, "SIGVTALRM": 26, "SIGPROF": 27, "SIGWINCH": 28, "SIGIO": 29, "SIGPOLL": 29,
     "SIGPWR": 30, "SIGSYS": 31,
 }
+
+# What signal_name(n) prints (bpftrace 0.26: strsignal(3)'s descriptions, glibc's words): the
+# number taken as an int32; 34..64 the real-time signals counted from SIGRTMIN; "N/A" for a
+# number below 0 or above 64.
+SIGNAL_TEXTS = (
+    "Unknown signal 0", "Hangup", "Interrupt", "Quit", "Illegal instruction",
+    "Trace/breakpoint trap", "Aborted", "Bus error", "Floating point exception", "Killed",
+    "User defined signal 1", "Segmentation fault", "User defined signal 2", "Broken pipe",
+    "Alarm clock", "Terminated", "Stack fault", "Child exited", "Continued", "Stopped (signal)",
+    "Stopped", "Stopped (tty input)", "Stopped (tty output)", "Urgent I/O condition",
+    "CPU time limit exceeded", "File size limit exceeded", "Virtual timer expired",
+    "Profiling timer expired", "Window changed", "I/O possible", "Power failure",
+    "Bad system call", "Unknown signal 32", "Unknown signal 33",
+) + tuple(f"Real-time signal {i}" for i in range(31))
+
+
+def signal_text(n: int) -> str:
+    """signal_name(n)'s text for the 64-bit value ``n``."""
+    n &= 0xFFFFFFFF
+    if n >= 1 << 31:
+        n -= 1 << 32
+    return SIGNAL_TEXTS[n] if 0 <= n < len(SIGNAL_TEXTS) else "N/A"

@@ -180,6 +180,7 @@ class Lowering(BuiltinsLowering, MapsLowering, EventsLowering, StringsLowering, 
                     self.zero_mem(*self.vars[name], typ.size())
             else:
                 self.mov(self.var_reg(name), 0)
+        self.addr_slots_for(probe)
         if probe.predicate is not None:
             prev = self.at(probe.predicate)
             self.cond(probe.predicate, self.exit_label)
@@ -280,6 +281,7 @@ class Lowering(BuiltinsLowering, MapsLowering, EventsLowering, StringsLowering, 
             if isinstance(typ, IntT) and isinstance(vt, IntT) and vt.bits > typ.bits:
                 v = self.truncate(v, typ)     # into a variable declared narrower (let $x: uint8)
             self.mov(self.var_reg(var.name), v)
+            self.sync_var_slot(var.name)
         else:
             self.expr_into(value, *self.vars[var.name], typ)
 
@@ -300,6 +302,7 @@ class Lowering(BuiltinsLowering, MapsLowering, EventsLowering, StringsLowering, 
                 if isinstance(t.type, IntT) and t.type.bits < 64:
                     v = self.truncate(v, t.type)    # the variable keeps its width
                 self.mov(reg, v)
+                self.sync_var_slot(t.name)
             return
         assert isinstance(t, ast.MapRef)
         layout = self.maps["@" + t.name]
@@ -591,6 +594,7 @@ class Lowering(BuiltinsLowering, MapsLowering, EventsLowering, StringsLowering, 
                     self.mov(old, reg)
                 step = pointer_step(e.target.type) or 1      # $p++: one element on
                 self.emit(ir.Alu("add" if e.op == "++" else "sub", reg, step))
+                self.sync_var_slot(e.target.name)
                 return reg if e.prefix else old
             layout = self.maps["@" + e.target.name]
             step = pointer_step(e.target.type) or 1

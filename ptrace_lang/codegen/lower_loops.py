@@ -149,7 +149,9 @@ class LoopsLowering:
         self.exit_label = ret
         prologue(args)
         self.loops = [(cont, brk)]
+        outer_slots = self.addr_slots_for(body)       # &$x in the body: slots of its frame
         self.block(body)
+        self.addr_slots = outer_slots
         # the end of the body and `continue`: write back, next element; `break`: write back, stop
         for label, rv in ((cont, 0), (brk, 1)):
             self.emit(ir.Label(label))

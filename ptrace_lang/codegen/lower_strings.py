@@ -13,6 +13,7 @@ from ptrace_lang.codegen.ir import FP
 from ptrace_lang.codegen.lower_types import str_helper
 from ptrace_lang.errors import NotSupportedYet
 from ptrace_lang.frontend import ast
+from ptrace_lang.sema.fn_values import ProbeName
 from ptrace_lang.sema.types import ArgsT, StrT
 
 
@@ -44,6 +45,8 @@ class StringsLowering:
             self.map_read_into(e, layout, base, off, StrT(size))
         elif isinstance(e, ast.Call) and e.name == "str":
             self.str_call_into(e, base, off, size)
+        elif isinstance(e, ProbeName):
+            self.probe_name_into(e.operand, base, off, size)
         elif isinstance(e, ast.FieldAccess) and isinstance(e.base.type, ArgsT):
             self.args_string_into(e, base, off, size, zero=True)
         elif isinstance(e, ast.TupleIndex):
@@ -55,6 +58,22 @@ class StringsLowering:
             self.string_into(e.value, base, off, size)
         elif not self.c_into(e, base, off, StrT(size)):
             raise NotSupportedYet(f"string expression '{type(e).__name__}'", e.span)
+
+    def probe_name_into(self, e: ast.Expr, base, off: int, size: int) -> None:
+        """The name of the probe that fired as a string: the probe id (``e``) against the ids
+        of this program's probes, each writing its own name."""
+        names = getattr(self, "probe_id_names", None) or []
+        v = self.scalar(e)
+        done = self.label("probestr")
+        for pid in self.probe_ids:
+            other = self.label("probestr_next")
+            self.emit(ir.CondJump("jne", v, pid, other))
+            name = names[pid] if pid < len(names) else ""
+            self.store_bytes(base, off, name.encode("utf-8", "surrogateescape") + b"\0", size)
+            self.emit(ir.Jump(done))
+            self.emit(ir.Label(other))
+        self.zero_mem(base, off, size)
+        self.emit(ir.Label(done))
 
     def str_call_into(self, e: ast.Call, base, off: int, size: int) -> None:
         arg = e.args[0]

@@ -195,6 +195,8 @@ class TypesLowering:
         if (is_located(e) or in_memory(e)) and not isinstance(e.type, (StructT, ArrayT, StrT)):
             return self.read_scalar(e)
         if isinstance(e, ast.Unary) and e.op == "&":
+            if isinstance(e.operand, ast.Var):
+                return self.var_address(e)
             a, o, _ = self.addr_of(e.operand)
             return self.source(a, o)
         if isinstance(e, (ast.Sizeof, ast.Offsetof)):

@@ -18,11 +18,12 @@ from ptrace_lang.bpf.uapi import FN_MAP_LOOKUP_ELEM, FN_PROBE_READ
 from ptrace_lang.codegen import ir
 from ptrace_lang.codegen.frame import Frame
 from ptrace_lang.codegen.ir import FP, R0, VReg
-from ptrace_lang.errors import NO_SPAN, Diagnostic, Span
+from ptrace_lang.errors import NO_SPAN, Diagnostic, NotSupportedYet, Span
 from ptrace_lang.frontend import ast
 from ptrace_lang.sema.types import PROBE, BufT, IntArrayT, IntT, StrT, Type
 
-ON_STACK_LIMIT = 64      # bytes: bigger values live in the per-CPU scratch value
+ON_STACK_LIMIT = 72      # bytes: bigger values live in the per-CPU scratch value (a str() of
+#                          the default max_strlen, 64 characters and the NUL, stays on the stack)
 SCRATCH_MAP = "scratch"
 SCRATCH_LIMIT = 32768    # bytes: the kernel's largest per-CPU value (and 16-bit offsets)
 EV_WARNING = S.EV_WARNING
@@ -70,6 +71,43 @@ class ValuesLowering:
         if self._scratch is None:
             self._scratch = self.vreg()
         return self._scratch, self.frame.salloc(size)
+
+    # ------------------------------------------------------------------ &$var
+    addr_slots: dict = {}
+
+    def addr_slots_for(self, node: ast.Node) -> dict:
+        """A stack slot for every scalar variable whose address ``node`` (a probe, a loop body
+        lowered as a function of its own) takes (``&$x``): the variable stays in its register
+        and each write is copied into the slot, which the pointer addresses (``*$p`` reads the
+        variable's present value). Returns the slots in force before, for the caller to put
+        back after a loop body."""
+        outer, self.addr_slots = self.addr_slots, {}
+        for n in ast.walk(node):
+            if (isinstance(n, ast.Unary) and n.op == "&" and isinstance(n.operand, ast.Var)
+                    and n.operand.name not in self.addr_slots
+                    and not isinstance(self.vars.get(n.operand.name), tuple)):
+                self.addr_slots[n.operand.name] = (self.frame, self.frame.alloc(8, n.span))
+                if n.operand.name in self.vars:      # a variable passed into a loop body
+                    self.sync_var_slot(n.operand.name)
+        return outer
+
+    def var_address(self, e: ast.Unary) -> VReg:
+        """The value of ``&$x``: the address of the variable's memory."""
+        name = e.operand.name
+        mem = self.vars.get(name)
+        if isinstance(mem, tuple):
+            return self.address_of(*mem)
+        frame, off = self.addr_slots.get(name, (None, 0))
+        if frame is not self.frame:
+            raise NotSupportedYet("the address of this variable here", e.span)
+        self.sync_var_slot(name)
+        return self.address_of(FP, off)
+
+    def sync_var_slot(self, name: str) -> None:
+        """After a write to a scalar variable whose address is taken: its slot follows."""
+        frame, off = self.addr_slots.get(name, (None, 0))
+        if frame is self.frame:
+            self.emit(ir.Store(FP, off, self.var_reg(name), 8))
 
     def assigned_first(self, name: str, probe: ast.Probe) -> bool:
         """Whether the first top-level statement that mentions ``$name`` assigns all of it

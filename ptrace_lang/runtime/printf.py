@@ -165,6 +165,11 @@ def _compile_spec(spec: FormatSpec, arg: str, style: str, env: dict,
     if conv in ("r", "rx", "rh"):
         fn = {"r": "_buf_r", "rx": "_buf_rx", "rh": "_buf_rh"}[conv]
         return _padding_spec(spec), f"{fn}({arg})"
+    if conv == "gr":                   # GFP flags by name (runtime/gfp.py)
+        from ptrace_lang.runtime.gfp import gfp_text
+
+        env["_gfp"] = gfp_text
+        return _padding_spec(spec), f"_gfp({arg})"
     # Floating point: Python's % is C's here.
     dot = "." + spec.precision if spec.has_precision else ""
     return "%" + spec.flags + spec.width + dot + conv, arg

@@ -27,28 +27,11 @@ def fmt_syscall_name(raw: bytes, aux: tuple) -> str:
     return str(struct.unpack_from("<q", raw)[0])
 
 
-def signal_names() -> dict[int, str]:
-    from ptrace_lang.signals import SIGNALS
-
-    names: dict[int, str] = {}
-    for name, n in SIGNALS.items():
-        if name not in ("SIGIOT", "SIGPOLL"):
-            names.setdefault(n, name)
-    names[34] = "SIGRTMIN"
-    for i in range(1, 31):
-        names[34 + i] = f"SIGRTMIN+{i}"
-    return names
-
-
-_SIGNAL_NAMES: list = []
-
-
 @formatter("signal_name")
 def fmt_signal_name(raw: bytes, aux: tuple) -> str:
-    if not _SIGNAL_NAMES:
-        _SIGNAL_NAMES.append(signal_names())
-    n = struct.unpack_from("<q", raw)[0]
-    return _SIGNAL_NAMES[0].get(n, str(n))
+    from ptrace_lang.signals import signal_text
+
+    return signal_text(struct.unpack_from("<q", raw)[0])
 
 
 @formatter("username")

@@ -14,7 +14,8 @@ from ptrace_lang.errors import CompileError, Diagnostic, NotSupportedYet, Span
 from ptrace_lang.frontend import ast
 from ptrace_lang.messages import say
 from ptrace_lang.sema import builtins
-from ptrace_lang.sema.arith import is_signed, signed_pair  # noqa: F401  (codegen.lower's names)
+from ptrace_lang.sema.arith import (  # noqa: F401  (is_signed, signed_pair: codegen.lower.s names)
+    flexible_literal, is_signed, literal_type, merge_ints, signed_pair)
 from ptrace_lang.sema.fn_funcs import FuncsMixin
 from ptrace_lang.sema.fn_symbols import SymbolsAnalyzer
 from ptrace_lang.sema.fn_types import TypesMixin
@@ -106,6 +107,8 @@ class _Analyzer(OutputCalls, AggregationsSema, TypesMixin, FuncsMixin, SymbolsAn
         self.typed_vars: set[str] = set()       # declared with a type (let $x: T): never widened
         self.block_locals: dict[str, Type] = {}  # let in an inner block: its slot lives all probe
         self.var_home = 0    # the scope a new $var goes to: 0 (the probe), or a for loop body's
+        self.flex_vars: set[str] = set()    # typed from integer literals >= 0 only (sign-flexible)
+        self.flex_maps: set[str] = set()    # map values likewise
 
     # ------------------------------------------------------------------ errors
     def error(self, message: str, span: Span, hints: list[str] | None = None) -> None:
@@ -121,7 +124,9 @@ class _Analyzer(OutputCalls, AggregationsSema, TypesMixin, FuncsMixin, SymbolsAn
                 return scope.vars[name]
         return None
 
-    def bind_var(self, name: str, typ: Type, span: Span, declare_here: bool = False) -> None:
+    def bind_var(self, name: str, typ: Type, span: Span, declare_here: bool = False,
+                 flexible: bool = False) -> None:
+        """``flexible``: ``typ`` is a literal's (>= 0), which an unsigned variable keeps."""
         for scope in reversed(self.scopes):
             if name in scope.vars:
                 old = scope.vars[name]
@@ -129,8 +134,14 @@ class _Analyzer(OutputCalls, AggregationsSema, TypesMixin, FuncsMixin, SymbolsAn
                     self.error(f"Type mismatch for ${name}: trying to assign value of type '{typ}' "
                                f"when variable already has a type '{old}'", span)
                 elif name not in self.typed_vars:
-                    scope.vars[name] = widen(old, typ)
+                    scope.vars[name] = self.merged(old, typ, name in self.flex_vars, flexible)
+                if not flexible:
+                    self.flex_vars.discard(name)
                 return
+        if flexible:
+            self.flex_vars.add(name)
+        else:
+            self.flex_vars.discard(name)
         if not declare_here:
             # in a for loop body (var_home), visible in that body only; its slot is shared
             # with the other variables of that name (sema/stmts.py)
@@ -138,13 +149,25 @@ class _Analyzer(OutputCalls, AggregationsSema, TypesMixin, FuncsMixin, SymbolsAn
         (self.scopes[-1] if declare_here else self.scopes[self.var_home]).vars[name] = typ
         self.var_spans.setdefault(name, span)
 
+    @staticmethod
+    def merged(old: Type, new: Type, old_flexible: bool, new_flexible: bool) -> Type:
+        if isinstance(old, IntT) and isinstance(new, IntT):
+            return merge_ints(old, new, old_flexible, new_flexible)
+        return widen(old, new)
+
     # ------------------------------------------------------------------ maps
-    def assign_map(self, ref: ast.MapRef, value_type: Type, span: Span) -> None:
+    def assign_map(self, ref: ast.MapRef, value_type: Type, span: Span,
+                   flexible: bool = False) -> None:
         key_type = self.key_type(ref)
         name = "@" + ref.name
         info = self.maps.get(name)
+        old_flexible = name in self.flex_maps
+        if not flexible:
+            self.flex_maps.discard(name)
         if info is None:
             self.maps[name] = MapInfo(name, key_type, value_type, ref.span, keyed=ref.keys is not None)
+            if flexible:
+                self.flex_maps.add(name)
             return
         if isinstance(info.value_type, AggT) or isinstance(value_type, AggT):
             if info.value_type != value_type and not (
@@ -157,7 +180,7 @@ class _Analyzer(OutputCalls, AggregationsSema, TypesMixin, FuncsMixin, SymbolsAn
             self.error(f"Type mismatch for {name}: trying to assign value of type '{value_type}' "
                        f"when map already has a type '{info.value_type}'", span)
         else:
-            info.value_type = widen(info.value_type, value_type)
+            info.value_type = self.merged(info.value_type, value_type, old_flexible, flexible)
         self.check_key(info, ref, key_type)
 
     def check_key(self, info: MapInfo, ref: ast.MapRef, key_type: Type | None) -> None:
@@ -210,6 +233,7 @@ class _Analyzer(OutputCalls, AggregationsSema, TypesMixin, FuncsMixin, SymbolsAn
         self.cur_probe = probe
         self.scopes = [Scope()]
         self.typed_vars = set()
+        self.flex_vars = set()
         self.block_locals = {}
         self.var_home = 0
         if probe.predicate is not None:
@@ -217,7 +241,24 @@ class _Analyzer(OutputCalls, AggregationsSema, TypesMixin, FuncsMixin, SymbolsAn
             if not t.is_int:
                 self.error(f"Invalid type for predicate: {t}", probe.predicate.span)
         self.block(probe.body, new_scope=False)
-        return {**self.block_locals, **self.scopes[0].vars}
+        final = {**self.block_locals, **self.scopes[0].vars}
+        self.widen_early_reads(probe, final)
+        return final
+
+    def widen_early_reads(self, probe: ast.Probe, final: dict[str, Type]) -> None:
+        """A variable widened by a later assignment (``$x = 1; ... $x = 1000;``: int8, then
+        int16) is read as its final type everywhere, as bpftrace types a variable once
+        (``sizeof($x)`` before the widening included)."""
+        nodes = list(ast.walk(probe.body))
+        for n in nodes:
+            if isinstance(n, ast.Var) and isinstance(n.type, IntT):
+                t = final.get(n.name)
+                if isinstance(t, IntT) and t != n.type and t.bits >= n.type.bits:
+                    n.type = t
+        for n in nodes:
+            if (isinstance(n, ast.Sizeof) and isinstance(n.of_expr, ast.Var)
+                    and isinstance(n.of_expr.type, IntT)):
+                n.value = n.of_expr.type.bits // 8
 
     def block(self, block: ast.Block, new_scope: bool = True) -> None:
         if new_scope:
@@ -300,14 +341,14 @@ class _Analyzer(OutputCalls, AggregationsSema, TypesMixin, FuncsMixin, SymbolsAn
                 self.assign_map(target, INT64, s.span)   # an aggregation map: a type mismatch
                 target.type = INT64
                 return
-            vt = self.expr(s.value)
+            vt = self.stored_type(s.value)
             if vt == VOID:
                 self.error("Cannot assign a value of type 'none'", s.value.span)
                 return
-            self.assign_map(target, vt, s.span)
+            self.assign_map(target, vt, s.span, flexible_literal(s.value))
             target.type = self.maps["@" + target.name].value_type
         elif isinstance(target, ast.Var):
-            vt = self.expr(s.value)
+            vt = self.expr(s.value) if s.op is not None else self.stored_type(s.value)
             if isinstance(s.value, ast.Call) and s.value.name in AGGREGATIONS:
                 return  # reported: aggregations are assigned to maps only
             if s.op is not None:
@@ -317,6 +358,12 @@ class _Analyzer(OutputCalls, AggregationsSema, TypesMixin, FuncsMixin, SymbolsAn
                     return
                 if not (old.is_int and vt.is_int):
                     self.error(f"Compound assignment needs integers, got '{old}' and '{vt}'", s.span)
+                elif isinstance(old, IntT) and isinstance(vt, IntT):
+                    # $x op= v is $x = $x op v: a 64-bit result, the variable widened to hold
+                    # it ($s = 0; $s += 1000 is 1000, not 232); a declared type is kept
+                    self.bind_var(target.name, IntT(64, signed_pair(old, vt, None, s.value)),
+                                  s.span)
+                    old = self.lookup_var(target.name)
                 target.type = old
                 return
             if vt == VOID:
@@ -325,10 +372,17 @@ class _Analyzer(OutputCalls, AggregationsSema, TypesMixin, FuncsMixin, SymbolsAn
             if isinstance(vt, AggT):
                 self.error("aggregations can only be assigned to maps", s.value.span)
                 return
-            self.bind_var(target.name, vt, s.span)
+            self.bind_var(target.name, vt, s.span, flexible=flexible_literal(s.value))
             target.type = self.lookup_var(target.name)
         else:
             self.error("Can only assign to variables and maps", target.span)
+
+    def stored_type(self, e: ast.Expr) -> Type:
+        """The type a value takes in a variable or a map value: an integer literal's smallest
+        type (0.26: ``$x = 1`` is a uint8, widened by a later wider value), else its own."""
+        t = self.expr(e)
+        lt = literal_type(e)
+        return lt if lt is not None and isinstance(t, IntT) else t
 
     def const_int(self, e: ast.Expr) -> int | None:
         if isinstance(e, ast.IntLit):
@@ -352,7 +406,7 @@ class _Analyzer(OutputCalls, AggregationsSema, TypesMixin, FuncsMixin, SymbolsAn
 
     def type_name(self, tn: ast.TypeName) -> Type:
         if tn.of_expr is not None:                  # typeof(expr)
-            return self.expr(tn.of_expr)
+            return self.stored_type(tn.of_expr)
         if (tn.pointer_depth or tn.name.startswith(("struct ", "union ", "enum "))
                 or (tn.name not in INT_TYPE_NAMES and tn.name != "string")):
             return self.c_type(tn)
@@ -420,6 +474,8 @@ class _Analyzer(OutputCalls, AggregationsSema, TypesMixin, FuncsMixin, SymbolsAn
                     return INT64       # -9223372036854775808: INT64_MIN, not 2**63 unsigned
                 # negation keeps the operand's width and sign: -(uint8)3 is 253, as in bpftrace
                 return t if isinstance(t, IntT) else INT64
+            if literal_type(e) is not None:
+                return UINT64          # ~1: a 64-bit complement, unsigned (0.26)
             # ~ keeps the operand's width too: ~(uint8)0 is 255, as in bpftrace
             return t if isinstance(t, IntT) else IntT(64, False)
         if isinstance(e, ast.IncDec):
@@ -586,8 +642,16 @@ class _Analyzer(OutputCalls, AggregationsSema, TypesMixin, FuncsMixin, SymbolsAn
             if e.op in ("==", "!=") and (a == PROBE and isinstance(e.right, ast.StrLit)
                                          or b == PROBE and isinstance(e.left, ast.StrLit)):
                 return BOOL         # probe == "tracepoint:x:y": the probe's name (0.26)
+            if e.op in ("==", "!=") and PROBE in (a, b):     # probe == $s: compared as strings
+                if a == PROBE:
+                    e.left = self.probe_string(e.left)
+                else:
+                    e.right = self.probe_string(e.right)
+                return BOOL
             self.error(f"Type mismatch for '{e.op}': comparing '{a}' with '{b}'", e.span)
             return BOOL if e.op in ("==", "!=", "<", "<=", ">", ">=") else INT64
+        if a == b == PROBE and e.op in ("==", "!="):
+            return BOOL             # two probe values: the same probe, the same name
         if not (a.is_int and b.is_int):
             self.error(f"Type mismatch for '{e.op}': comparing '{a}' with '{b}'", e.span)
             return INT64
@@ -646,7 +710,7 @@ def field_type(f, max_strlen: int) -> Type:
         return ctype
     text = f.type_text
     if f.data_loc:
-        return StrT(max_strlen, trunc=True) if "char" in text else UINT64
+        return StrT(max_strlen + 1, trunc=True) if "char" in text else UINT64
     if (text.startswith("enum ") and not f.is_pointer and f.array_len is None
             and f.size in (1, 2, 4, 8)):
         from ptrace_lang.sema import btftypes

@@ -10,7 +10,7 @@ from __future__ import annotations
 from ptrace_lang.frontend import ast
 from ptrace_lang.sema import builtins
 from ptrace_lang.sema.types import (
-    BOOL, INT64, UINT32, UINT64, VOID, IntT, StrT, Type, UserT,
+    BOOL, INT64, PROBE, UINT32, UINT64, VOID, IntT, StrT, Type, UserT,
 )
 from ptrace_lang.messages import map_call_error, say
 from ptrace_lang.signals import SIGNALS
@@ -72,6 +72,9 @@ class FuncsMixin:
 
     def _want_str(self, e: ast.Call, i: int, t: Type) -> bool:
         if isinstance(t, StrT):
+            return True
+        if t == PROBE:                   # the probe's name as a string (0.26)
+            e.args[i] = self.probe_string(e.args[i])
             return True
         self.error(f"{e.name}() expects a string as argument {i + 1}, got '{t}'", e.args[i].span,
                    [SIG[e.name]])
@@ -306,7 +309,7 @@ class FuncsMixin:
     def fn_path(self, e: ast.Call) -> Type:
         """path(struct path *[, size]): the file's full path, written by bpf_d_path, which the
         kernel allows in fentry/fexit probes of its allow-listed functions and in iter probes."""
-        size = self.max_strlen
+        size = self.max_strlen + 1      # max_strlen characters and the NUL, as str()
         if not self.nargs(e, 1, 2, SIG["path"]):
             return StrT(size)
         t = self.expr(e.args[0])

@@ -10,8 +10,8 @@ from ptrace_lang.errors import Span
 from ptrace_lang.frontend import ast
 from ptrace_lang.sema import btftypes
 from ptrace_lang.sema.types import (
-    BOOL, INT64, INT_TYPE_NAMES, UINT32, UINT64, VOID, ArgsT, ArrayT, BoolT, EnumT, IntT, PtrT,
-    StrT, StructT, TupleT, Type, c_layout, c_sizeof,
+    BOOL, INT64, INT_TYPE_NAMES, UINT32, UINT64, VOID, AggT, ArgsT, ArrayT, BoolT, EnumT, IntT,
+    PtrT, StrT, StructT, TupleT, Type, c_layout, c_sizeof,
 )
 
 TASK_STRUCT = "task_struct"
@@ -174,6 +174,12 @@ class TypesMixin:
 
     def address_of(self, e: ast.Unary) -> Type:
         t = self.expr(e.operand)
+        if isinstance(e.operand, ast.Var) and self.lookup_var(e.operand.name) is not None:
+            if t.size() == 0 or isinstance(t, (AggT, ArgsT)):
+                self.error(f"The address-of operator can not be used on expressions of type "
+                           f"'{t}'", e.span)
+                return UINT64
+            return PtrT(t, False)        # &$x: the variable's stack storage (0.26)
         if located(t) or isinstance(e.operand, (ast.FieldAccess, ast.Index)) and \
                 e.operand.c_user is not None:
             return PtrT(t, self.user_of(e.operand))
@@ -235,7 +241,7 @@ class TypesMixin:
                 return UINT64
             t = self.c_type(tn, e.span)
         else:
-            t = self.expr(e.of_expr)
+            t = self.stored_type(e.of_expr)      # sizeof(1) is 1: a literal's smallest type
         e.value = _value_size(t)
         return UINT64
 

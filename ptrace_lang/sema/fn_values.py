@@ -6,6 +6,7 @@ A mixin of ``analyze._Analyzer`` (which calls these methods from small hooks).
 from __future__ import annotations
 
 from ptrace_lang.frontend import ast
+from ptrace_lang.records import dataclass
 from ptrace_lang.sema.arith import is_signed, signed_pair
 from ptrace_lang.sema.types import (
     BOOL, INT64, INT_TYPE_NAMES, VOID, AggT, ArgsT, ArrayT, BoolT, BufT, IntArrayT, IntT, StrT, TupleT, Type,
@@ -16,8 +17,29 @@ from ptrace_lang.sema.types import (
 MAX_KEY_BYTES = 32768
 
 
+@dataclass
+class ProbeName(ast.Expr):
+    """``probe`` where a string is wanted (strcontains(probe, ..), probe == $s): the name of
+    the probe that fired, written from the program's probe names at run time. Made by sema."""
+
+    operand: ast.Expr
+
+
 class ValuesSema:
     """Methods the analyzer mixes in (``self`` is an ``analyze._Analyzer``)."""
+
+    # ------------------------------------------------------------------ probe as a string
+    def probe_string(self, x: ast.Expr) -> ProbeName:
+        """``x`` (of type probe) wrapped where a string is wanted."""
+        if isinstance(x, ProbeName):
+            return x
+        w = ProbeName(x, span=x.span)
+        self.expr(w)
+        return w
+
+    def expr_ProbeName(self, e: ProbeName) -> Type:
+        self.expr(e.operand)
+        return StrT(self.max_strlen)
 
     # ------------------------------------------------------------------ records
     def record_expr(self, e: ast.RecordExpr) -> Type:
@@ -198,6 +220,9 @@ class ValuesSema:
         v = self.const_expr(signed_side)
         if v is not None and v >= 0:
             return
+        if (isinstance(signed_side, ast.Var) and signed_side.name in self.flex_vars
+                or isinstance(signed_side, ast.MapRef) and "@" + signed_side.name in self.flex_maps):
+            return          # typed from literals >= 0 only: as good as unsigned (0.26)
         what = "comparison of" if e.op in ("==", "!=", "<", "<=", ">", ">=") else "arithmetic on"
         self.warn(f"{what} integers of different signs: '{a}' and '{b}' can lead to "
                   "undefined behavior", e.span)

@@ -91,7 +91,7 @@ class OutputCalls:
 
     def fn_str(self, e: ast.Call) -> Type:
         if not self.nargs(e, 1, 2, "str(char *s[, int length])"):
-            return StrT(self.max_strlen)
+            return StrT(self.max_strlen + 1)
         a = e.args[0]
         if isinstance(a, ast.PositionalParam):     # str($1): the argument's text ("" when absent,
             n = a.index                            # "5" when numeric), as bpftrace does
@@ -107,15 +107,15 @@ class OutputCalls:
                 self.error(f"Only addition of a single constant less or equal to the length of "
                            f"${a.left.index} (which is {len(text.encode())}) is allowed inside "
                            f"str()", a.span)
-                return StrT(self.max_strlen)
+                return StrT(self.max_strlen + 1)
             e.args[0] = ast.StrLit(text.encode()[k:].decode(errors="surrogateescape"), span=a.span)
         t = self.expr(e.args[0])
-        size = self.max_strlen
+        size = cap = self.max_strlen + 1    # max_strlen characters, then the NUL (0.26)
         if len(e.args) == 2:
             n = self.const_int(e.args[1])
             lt = self.expr(e.args[1])
             if n is None:
-                # a length known at run time: at most max_strlen - 1 characters, the read
+                # a length known at run time: at most max_strlen characters, the read
                 # bounded in the program (lower.str_call_into)
                 if not lt.is_int:
                     self.error(f"str() expects an integer length, got '{lt}'", e.args[1].span,
@@ -123,9 +123,9 @@ class OutputCalls:
             elif n <= 0:
                 self.error("str() length must be positive", e.args[1].span)
             else:
-                size = min(n + 1, self.max_strlen) if n < self.max_strlen else self.max_strlen
-        if isinstance(t, StrT):
-            return StrT(min(t.length, size), t.trunc)
+                size = min(n + 1, cap)
+        if isinstance(t, StrT):         # a string cut to max_strlen shows the trailer
+            return StrT(size, size == cap) if t.length > size else t
         if not t.is_int:
             self.error(f"str() expects a pointer or an integer address, got '{t}'", e.args[0].span)
         return StrT(size, trunc=True)

@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 from ptrace_lang.frontend import ast
+<<<<<<< HEAD
 from ptrace_lang.messages import map_call_error
+=======
+from ptrace_lang.sema.arith import flexible_literal
+>>>>>>> langA
 from ptrace_lang.sema.scope import Scope
 from ptrace_lang.sema.types import INT64, UINT64, AggT, IntT, Type, TupleT
 
@@ -138,7 +142,7 @@ class StmtsAnalysis:
 
         name = s.var.name
         declared = self.type_name(s.declared) if s.declared is not None else None
-        vt = self.expr(s.value) if s.value is not None else None
+        vt = self.stored_type(s.value) if s.value is not None else None
         if self.lookup_var(name) is not None:
             self.error(f"Variable ${name} was already declared. Variable shadowing is not "
                        "allowed.", s.span)
@@ -157,6 +161,10 @@ class StmtsAnalysis:
             return
         if declared is not None:
             self.typed_vars.add(name)
+        if declared is None and flexible_literal(s.value):
+            self.flex_vars.add(name)       # let $n = 0: sign-flexible, as $n = 0
+        else:
+            self.flex_vars.discard(name)
         self.scopes[-1].vars[name] = typ
         if len(self.scopes) > 1:
             self.block_locals.setdefault(name, typ)

@@ -51,7 +51,7 @@ def test_values_computed_in_the_kernel_and_printed():
     # strlen(comm) is the length of the tracer's own comm (BEGIN runs in it)
     assert lines["L "].split()[0:2] == ["11", "0"] and lines["L "].split()[3:] == ["0", "1", "0"]
     assert 1 <= int(lines["L "].split()[2]) <= 15
-    assert lines["E "] == ("No such file or directory|Permission denied|execve|SIGKILL|SIGUSR1")
+    assert lines["E "] == ("No such file or directory|Permission denied|execve|Killed|User defined signal 1")
     assert lines["N "] == "127.0.0.1|192.168.1.1|::1|fe80::1:2|10.1.2.3"
     assert "[1,2,3,4]\n" in r.out
     assert lines["B "] == f"{0x3412} {0x78563412} {1 << 56} 7"
@@ -169,7 +169,7 @@ def test_functions_on_real_events_and_signal_delivery():
     assert "GOT [10]" in w.stdout, (w.stdout, w.stderr, r.out)
     # (a signal sent from a BPF program raises no signal_generate event: BPF programs do not
     # run inside BPF programs; a kill(2) of the workload names its signal)
-    assert "KILL SIGUSR2 Success" in r.out, r.out
+    assert "KILL User defined signal 2 Success" in r.out, r.out
     m = re.search(r"^OPEN (.*)$", r.out, re.M)
     assert m, r.out
     f, n, at, cmp, nomatch, mac, stamp = m.group(1).split("|")

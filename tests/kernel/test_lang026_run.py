@@ -246,3 +246,94 @@ def test_tuples_converted_between_layouts():
     lines = out.split("\n")
     assert lines[:5] == ["(1, -2)", "(ab, 3)", "{ .b = x, .a = 1 }", "true", "true"], out
     assert "@w: (1, -2)" in lines, out
+
+
+def test_literal_types_and_unsigned_bitwise_not():
+    out = out_of('BEGIN { $x = 1; print(sizeof($x)); $y = -1000; print(sizeof($y)); '
+                 '$x = $y; print(sizeof($x)); print($x); $w = 1; $i = 0; '
+                 'while ($i < 2) { print($w); $w = 70000; $i++; } print(sizeof($w)); '
+                 'print(~1); print(~0); print(~(uint32)0); print(~(uint8)1); '
+                 '@a[~(uint32)0] = 1; @b[~1] = 1; @c[~0] = ~0; @v = 1; @v = 300; @n = -1; '
+                 '$m = 0; $m += -3; print($m); $t = 0; for ($k : 0..101) { $t += $k; } '
+                 'print($t); exit(); }')
+    # $x is one type, int16, from its first line on (its sizeof too)
+    assert out.split("\n")[:13] == ["2", "2", "2", "-1000", "1", "70000", "4",
+                                    "18446744073709551614", "18446744073709551615",
+                                    "4294967295", "254", "-3", "5050"]
+    for line in ("@a[4294967295]: 1", "@b[18446744073709551614]: 1",
+                 "@c[18446744073709551615]: 18446744073709551615", "@v: 300", "@n: -1"):
+        assert line in out
+
+
+def test_address_of_scratch_variables():
+    out = out_of('BEGIN { $x = 5; $p = &$x; print(*$p); $x = 7; print(*$p); $x++; print(*$p); '
+                 '$x += 10; print(*$p); $y = (uint16)300; $q = &$y; print(*$q); '
+                 '$s = "hello"; $sp = &$s; print(*$sp); printf("%s\\n", str(&$s)); '
+                 'print($p == &$x); print(*&$y); @v = *$p; '
+                 'for ($i : 0..2) { print(*$q); } '
+                 '$n = 3; for ($i : 0..2) { $r = &$n; $n++; $m = 5; $t = &$m; $m += $i; '
+                 'printf("%d %d\\n", *$r, *$t); } exit(); }')
+    assert out.split("\n")[:13] == ["5", "7", "8", "18", "300", "hello", "hello", "true", "300",
+                                    "300", "300", "4 5", "5 6"]
+    assert "@v: 18" in out
+
+
+def test_probe_as_a_string_in_a_wildcard_block():
+    script = ('BEGIN { $s = "begin"; print(probe == $s); print(strcontains(probe, "eg")); '
+              'printf("%s|%d\\n", probe, strlen(probe)); } '
+              'tracepoint:syscalls:sys_enter_getp*id /comm == "probestr"/ { '
+              '@[probe, strcontains(probe, "ppid")] = count(); $n = "tracepoint:syscalls:sys_enter_getpid"; '
+              'if ($n == probe) { @seen = 1; } if (@seen && len(@) == 2) { exit(); } }')
+    t = Tracer("-e", script)
+    t.wait_attached()
+    from runner import named_workload
+    subprocess.run(named_workload("probestr", "import os, time\nfor _ in range(20):\n"
+                                  "    os.getppid(); os.getpid(); time.sleep(0.05)\n"),
+                   timeout=30)
+    r = t.wait(30)
+    assert r.rc == 0, r.err
+    assert r.out.split("\n")[:3] == ["true", "true", "begin|5"]
+    assert "@[tracepoint:syscalls:sys_enter_getppid, true]:" in r.out
+    assert "@[tracepoint:syscalls:sys_enter_getpid, false]:" in r.out
+    assert "@seen: 1" in r.out
+
+
+def test_max_strlen_counts_characters_and_cut_strings_show_the_trailer():
+    out = out_of('config = { max_strlen = 4 } BEGIN { print(str("abcdefgh")); print(str("abcd")); '
+                 'print(str("abc")); printf("%s|%s\\n", str("abcdefgh"), str("abcdefgh", 2)); '
+                 '@[str("xyzxyz")] = 1; exit(); }')
+    assert out.split("\n")[:4] == ["abcd..", "abcd", "abc", "abcd..|ab"]
+    assert "@[xyzx..]: 1" in out
+    script = ('config = { max_strlen = 5 } tracepoint:syscalls:sys_enter_execve '
+              '/comm == "strlenrun"/ { printf("P: %s\\n", str(args.filename)); exit(); }')
+    t = Tracer("-e", script)
+    t.wait_attached()
+    from runner import named_workload
+    subprocess.run(named_workload("strlenrun", "import os, time\nfor _ in range(20):\n"
+                                  "    os.spawnv(os.P_WAIT, '/bin/true', ['true']); "
+                                  "time.sleep(0.05)\n"), timeout=30)
+    r = t.wait(30)
+    assert r.rc == 0, r.err
+    assert r.out.split("\n")[0] == "P: /bin/.."
+
+
+def test_printf_gr_names_the_gfp_flags_of_real_allocations():
+    if not os.path.exists("/sys/kernel/tracing/events/kmem/kmalloc/format"):
+        pytest.skip("no kmem:kmalloc tracepoint")
+    out = out_of('BEGIN { printf("%gr|%gr|%gr\\n", 0, 0x820 | 0x2, 0xcc0); } '
+                 'tracepoint:kmem:kmalloc { printf("F %gr %x\\n", args.gfp_flags, args.gfp_flags); '
+                 'if (++@n >= 20) { exit(); } }')
+    lines = out.split("\n")
+    assert lines[0] == "0|GFP_ATOMIC|__GFP_HIGHMEM|GFP_KERNEL"
+    seen = [ln.split() for ln in lines if ln.startswith("F ")]
+    assert len(seen) >= 20
+    from ptrace_lang.runtime.gfp import table
+    names = {n for _, n in table()}
+    for _, text, hexv in seen:
+        v = int(hexv, 16)
+        parts = text.split("|")
+        assert all(p in names or p.startswith("0x") for p in parts), text
+        mask = 0          # the names cover exactly the bits of the value
+        for p in parts:
+            mask |= int(p, 16) if p.startswith("0x") else dict((n, m) for m, n in table())[p]
+        assert mask == v or (v == 0 and text == "0"), (text, hexv)

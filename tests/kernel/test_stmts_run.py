@@ -142,7 +142,7 @@ def test_import_of_stdlib_modules(tmp_path):
     r = run(str(script))
     assert r.rc == 0, r.err
     assert "ENOENT EACCES LISTEN 22\n" in r.out
-    assert "SIGKILL\n" in r.out
+    assert "Killed\n" in r.out
 
 
 def test_config_max_map_keys_and_its_environment_variable():

@@ -56,13 +56,13 @@ tracepoint:syscalls:sys_enter_write /pid == PID/ {
 }
 '''
 
-D63 = ("0123456789" * 7)[:63]
+D64 = ("0123456789" * 7)[:64]
 EXPECTED = [
     ",a,ab,abc, t=5",
     "s=[abc] n=[abc] b=[abc] v=[hel]",
     "s=[hello] n=[hello] b=[hello] v=[hello]",          # at most count bytes
     "s=[] n=[] b=[] v=[]",                              # zero length: empty
-    f"s=[{D63}..] n=[{D63}..] b=[{D63}3] v=[hello]",    # capped at max_strlen - 1 (64)
+    f"s=[{D64}..] n=[{D64}..] b=[{D64}] v=[hello]",     # capped at max_strlen (64, 0.26)
     r"s=[nul] n=[nul] b=[nul\x00after] v=[hello]",      # str stops at the NUL, buf does not
     # count (size_t)-1: str() sees a length <= 0 (empty); buf()'s unsigned clamp reads 64 bytes
     "s=[] n=[] b=[tail" + r"\x00" * 60 + "] v=[]",
@@ -94,6 +94,6 @@ def test_str_and_buf_with_a_run_time_length(tmp_path):
     assert lines[:8] == EXPECTED, r.out
     keys = set(lines[8:])
     assert "@k[ab]: 1" in keys and "@k[hell]: 1" in keys and "@k[nul]: 1" in keys
-    assert f"@k[{D63}..]: 1" in keys
+    assert f"@k[{D64}..]: 1" in keys
     assert "@k[]: 3" in keys, r.out
     assert "WARNING" not in r.err, r.err

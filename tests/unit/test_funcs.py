@@ -247,11 +247,15 @@ def test_formatters():
     assert FORMATTERS["syscall_name"](q(0), ()) == "read"
     assert FORMATTERS["syscall_name"](q(59), ()) == "execve"
     assert FORMATTERS["syscall_name"](q(100000), ()) == "100000"
-    assert FORMATTERS["signal_name"](q(9), ()) == "SIGKILL"
-    assert FORMATTERS["signal_name"](q(6), ()) == "SIGABRT"
-    assert FORMATTERS["signal_name"](q(29), ()) == "SIGIO"
-    assert FORMATTERS["signal_name"](q(36), ()) == "SIGRTMIN+2"
-    assert FORMATTERS["signal_name"](q(99), ()) == "99"
+    # bpftrace 0.26's texts (strsignal(3)): every number 0..64, then N/A
+    texts = [FORMATTERS["signal_name"](q(n), ()) for n in range(-1, 67)]
+    assert texts[:3] == ["N/A", "Unknown signal 0", "Hangup"]
+    assert texts[1 + 9] == "Killed" and texts[1 + 6] == "Aborted" and texts[1 + 29] == "I/O possible"
+    assert texts[1 + 16] == "Stack fault" and texts[1 + 31] == "Bad system call"
+    assert texts[1 + 32:1 + 35] == ["Unknown signal 32", "Unknown signal 33", "Real-time signal 0"]
+    assert texts[1 + 64:] == ["Real-time signal 30", "N/A", "N/A"]
+    assert len(set(texts[1:66])) == 65
+    assert FORMATTERS["signal_name"](q((1 << 32) + 15), ()) == "Terminated"   # an int32
     assert FORMATTERS["inet"](q(2) + q(0x0100007F) + q(0), ()) == "127.0.0.1"
     assert FORMATTERS["inet"](q(99) + q(0) + q(0), ()) == ""
     assert FORMATTERS["inet"](q(2) + b"\x0a\0\0\x01" + b"\0" * 12, ()) == "10.0.0.1"

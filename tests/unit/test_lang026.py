@@ -228,3 +228,126 @@ def test_tuple_map_keys_and_values_decode_bpftraces_bytes():
     value = struct.pack("<b3xI3sxBxh", -1, 7, b"xy", 200, -2)   # int8, pad, u32, char[3]...
     assert field_decoder(q.key, []) (key) == (1, "abc", -7)
     assert len(value) == 16 and field_decoder(q.value, [])(value) == (-1, 7, "xy", (200, -2))
+
+
+def test_integer_literals_take_their_smallest_signed_type_in_variables_and_maps():
+    from test_values import var_types
+    # 0.26 (bpftrace #5138): the smallest SIGNED type, unsigned only past int64
+    t = var_types("BEGIN { $a = 1; $b = 127; $c = 128; $d = 40000; $e = 0x100000000; "
+                  "$f = -1; $g = -129; $h = -40000; $i = 0; $j = 0xffffffffffffffff; }")
+    assert t == {"a": "int8", "b": "int8", "c": "int16", "d": "int32", "e": "int64",
+                 "f": "int8", "g": "int16", "h": "int32", "i": "int8", "j": "uint64"}
+    prog = typed("BEGIN { @m = 1; @n = -1; @w = 1; @w = 300; @u = (uint32)1; @u = 5; }")
+    types = {n.target.name: str(n.target.type) for n in ast.walk(prog)
+             if isinstance(n, ast.Assign) and isinstance(n.target, ast.MapRef)}
+    assert types == {"m": "int8", "n": "int8", "w": "int16", "u": "uint32"}
+    sizes = typed("BEGIN { $x = 1; print(sizeof($x)); print(sizeof(1)); print(sizeof(-1000)); "
+                  "let $t: typeof(70000); print(sizeof($t)); print(sizeof(200)); }")
+    assert [n.value for n in ast.walk(sizes) if isinstance(n, ast.Sizeof)] == [1, 1, 2, 4, 2]
+
+
+def test_a_later_wider_value_widens_the_variable_and_literals_are_sign_flexible():
+    from test_values import var_types
+    # int8 then int16: int16; a literal >= 0 meeting an unsigned type takes it (uint32 stays
+    # uint32, int8-from-1 then uint16: uint16); an unsigned value meeting a negative one: a
+    # signed type holding both; arithmetic on a literal-typed variable is 64-bit
+    t = var_types("BEGIN { $a = 1; $a = -1000; $u = (uint32)5; $u = 1; $f = 1; $f = (uint16)7; "
+                  "$m = (uint8)200; $m = -1; $c = 300; $c = 70000; $d = 1; $e = $d + 1; "
+                  "$p = -1; $g = $p * 2; }")
+    assert t == {"a": "int16", "u": "uint32", "f": "uint16", "m": "int16", "c": "int32",
+                 "d": "int8", "e": "int64", "p": "int8", "g": "int64"}
+    # every read of the variable has its final type, also one before the widening assignment
+    prog = typed("BEGIN { $x = 1; print($x); print(sizeof($x)); $x = 1000; }")
+    reads = [n.type for n in ast.walk(prog) if isinstance(n, ast.Var)]
+    assert reads == [IntT(16, True)] * 4
+    assert [n.value for n in ast.walk(prog) if isinstance(n, ast.Sizeof)] == [2]
+    # a declared type is kept: the literal is checked against it, not widened
+    assert var_types("BEGIN { let $y: uint32 = 1; $y = 2; }") == {"y": "uint32"}
+    # a variable typed from literals >= 0 compared with a uint64: no sign warning
+    from test_values import compiled
+    spec = compiled("BEGIN { $n = 5; $b = (uint64)1; if ($n < $b) { } $s = -5; "
+                    "if ($s < $b) { } }").spec
+    assert len(spec.config["warnings"]) == 1 and "'int8' and 'uint64'" in spec.config["warnings"][0]
+
+
+def test_bitwise_not_of_a_literal_is_a_64_bit_unsigned_complement():
+    t = printed_types("BEGIN { print(~1); print(~0); print(~(uint32)0); print(~(uint8)1); "
+                      "$u = (uint16)5; print(~$u); print(~0xffffffffffffff00); }")
+    assert t == [IntT(64, False), IntT(64, False), IntT(32, False), IntT(8, False),
+                 IntT(16, False), IntT(64, False)]
+    from test_values import var_types
+    assert var_types("BEGIN { $a = ~1; $b = ~0xffffffffffffff00; }") == {"a": "uint64",
+                                                                          "b": "int16"}
+
+
+def test_address_of_a_scratch_variable_is_a_pointer_to_its_type():
+    from ptrace_lang.sema.types import PtrT
+    t = printed_types('BEGIN { $x = 5; print(&$x); $y = (uint16)300; $q = &$y; print(*$q); '
+                      '$s = "hello"; print(&$s); print(*&$x); }')
+    assert t == [PtrT(IntT(8, True)), IntT(16, False), PtrT(StrT(6)), IntT(8, True)]
+
+
+def test_probe_is_a_string_where_a_string_is_wanted():
+    prog = typed('BEGIN { print(strcontains(probe, "eg")); $s = "begin"; print(probe == $s); '
+                 'print($s != probe); $p = probe; print(strlen($p)); print(probe == $p); }')
+    from ptrace_lang.sema.fn_values import ProbeName
+    wrapped = [n for n in ast.walk(prog) if isinstance(n, ProbeName)]
+    assert len(wrapped) == 4 and all(isinstance(w.type, StrT) for w in wrapped)
+    assert printed_types('BEGIN { $p = probe; print(probe == $p); }') == [BOOL]
+
+
+def test_compound_assignment_widens_a_literal_typed_variable():
+    from test_values import var_types
+    prog = typed("BEGIN { $n = 0; $n += -3; $s = 0; $s += 1000; $b = 1; $b <<= 10; "
+                 "let $t: uint8 = 200; $t += 100; $u = 1; $u++; }")
+    final = {}
+    for n in ast.walk(prog):
+        if isinstance(n, ast.Var):
+            final[n.name] = str(n.type)
+    assert final == {"n": "int64", "s": "int64", "b": "int64", "t": "uint8", "u": "int8"}
+    assert var_types("BEGIN { $x = 1; $x += 1; }") == {"x": "int64"}
+
+
+def test_max_strlen_counts_characters_without_the_nul():
+    from test_values import var_types
+    t = var_types("config = { max_strlen = 4 } BEGIN { $a = str(0); $b = str(\"abcdefgh\"); "
+                  "$c = str(\"abcd\"); $d = str(0, 2); $e = str(0, 9); $f = str(\"abcdefgh\", 2); }")
+    assert t == {"a": "string[5]", "b": "string[5]", "c": "string[5]", "d": "string[3]",
+                 "e": "string[5]", "f": "string[3]"}
+    prog = typed("config = { max_strlen = 4 } BEGIN { print(str(\"abcdefgh\")); "
+                 "print(str(\"abcdefgh\", 2)); print(str(\"abc\")); }")
+    trunc = [n.args[0].type.trunc for n in ast.walk(prog)
+             if isinstance(n, ast.Call) and n.name == "print"]
+    assert trunc == [True, False, False]   # the trailer only where max_strlen cut the string
+
+
+def test_printf_gr_formats_gfp_flags_by_name():
+    from ptrace_lang.fmtspec import arg_class, parse_format
+    from ptrace_lang.runtime import gfp
+    from ptrace_lang.runtime.printf import compile_format
+
+    specs = parse_format("%gr|%-30gr|%g")
+    assert [s.conv for s in specs] == ["gr", "gr", "g"]
+    assert [arg_class(s) for s in specs] == ["int", "int", "float"]
+    t = printed_types('BEGIN { printf("%gr\\n", 0xcc0); }')      # accepted: an integer argument
+    assert t == []
+    table = gfp._default_table()
+    assert gfp.gfp_text(0, table) == "0"
+    assert gfp.gfp_text(0xcc0, table) == "GFP_KERNEL"                    # reclaim | IO | FS
+    assert gfp.gfp_text(0x820 | 0x2, table) == "GFP_ATOMIC|__GFP_HIGHMEM"
+    assert gfp.gfp_text(0x4c0, table) == "__GFP_IO|__GFP_FS|__GFP_DIRECT_RECLAIM"
+    assert gfp.gfp_text(0xcc0 | 0x100000, table) == "GFP_USER"          # the widest name first
+    assert gfp.gfp_text(0xcc0 | 0x80000000, table) == "GFP_KERNEL|0x80000000"
+    # the kernel's own table, read from a kmem tracepoint's print format
+    fmt = ('print fmt: "f=%s", (REC->gfp_flags) ? __print_flags(REC->gfp_flags, "|", '
+           '{( unsigned long)((( gfp_t)(((((1UL))) << (10))|((((1UL))) << (11)))) | '
+           '(( gfp_t)((((1UL))) << (6)))), "GFP_NOFS"}, {( unsigned long)(( gfp_t)((((1UL))) '
+           '<< (6))), "__GFP_IO"}, {( unsigned long)(( gfp_t)(((((1UL))) << (10))|((((1UL))) '
+           '<< (11))) & ~(( gfp_t)((((1UL))) << (11)))), "__GFP_DIRECT_RECLAIM"}, '
+           '{ 0, ((void *)0) } ) : "none", REC->node')
+    parsed = gfp.parse_print_flags(fmt)
+    assert parsed == [(0xc40, "GFP_NOFS"), (0x40, "__GFP_IO"), (0x400, "__GFP_DIRECT_RECLAIM")]
+    assert gfp.gfp_text(0xc40 | 0x400, parsed) == "GFP_NOFS"
+    assert gfp.gfp_text(0x440, parsed) == "__GFP_IO|__GFP_DIRECT_RECLAIM"
+    render = compile_format("[%-12gr]")
+    assert render((0,)) == "[0           ]"

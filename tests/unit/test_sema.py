@@ -23,7 +23,7 @@ CASES = [
     ("BEGIN { @x = fake; }", "stdin:1:14-18: ERROR: Unknown identifier: 'fake'"),
     ('BEGIN { @x = 1; @x = "ab"; }',
      "stdin:1:17-26: ERROR: Type mismatch for @x: trying to assign value of type 'string[3]' "
-     "when map already has a type 'int64'"),
+     "when map already has a type 'int8'"),
     ('BEGIN { printf("%d %d\\n", 1); }',
      "stdin:1:16-28: ERROR: printf: not enough arguments for format string (1 supplied, 2 expected)"),
     ('BEGIN { printf("%d\\n", 1, 2); }',
@@ -45,7 +45,7 @@ CASES = [
     ("BEGIN { break; }", "stdin:1:9-14: ERROR: 'break' outside of a loop"),
     ('BEGIN { $x = 1; $x = "a"; }',
      "stdin:1:17-25: ERROR: Type mismatch for $x: trying to assign value of type 'string[2]' "
-     "when variable already has a type 'int64'"),
+     "when variable already has a type 'int8'"),
     ("BEGIN { print(@nope); }", "stdin:1:15-20: ERROR: Undefined map: @nope"),
     ("foo:bar { }", "stdin:1:1-8: ERROR: Invalid probe type: foo"),
     ("interval:xs:1 { }", "stdin:1:1-14: ERROR: Invalid unit 'xs' in interval probe"),

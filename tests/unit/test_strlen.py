@@ -29,11 +29,12 @@ def error_of(src: str) -> str:
 def test_run_time_length_gives_a_max_strlen_string():
     t = var_types("tracepoint:syscalls:sys_enter_write { $n = 3; $a = str(args.buf, args.count); "
                   "$b = str(args.buf, $n); $c = str(\"hello\", $n); $d = str(args.buf, 5); }")
-    assert t["a"] == "string[64]" and t["b"] == "string[64]"
+    # max_strlen characters, then the NUL (0.26)
+    assert t["a"] == "string[65]" and t["b"] == "string[65]"
     assert t["c"] == "string[6]"      # a string value keeps its own size
     assert t["d"] == "string[6]"      # a constant length still sizes the string
     t = var_types("config = { max_strlen = 1024 } BEGIN { $n = 1; $s = str(0, $n); }")
-    assert t["s"] == "string[1024]"
+    assert t["s"] == "string[1025]"
 
 
 @pytest.mark.parametrize("src, expected", [
@@ -57,8 +58,8 @@ def test_size_register_is_clamped_and_empty_when_not_positive():
     lines = [ln.strip() for ln in ir.splitlines()]
     i = next(k for k, ln in enumerate(lines) if "jsle 0 goto strempty" in ln)
     reg = lines[i].split()[1]
-    assert lines[i + 1] == f"if {reg} jle 63 goto " + lines[i + 1].split()[-1]
-    assert lines[i + 2] == f"{reg} = 63"           # at most max_strlen - 1 characters
+    assert lines[i + 1] == f"if {reg} jle 64 goto " + lines[i + 1].split()[-1]
+    assert lines[i + 2] == f"{reg} = 64"           # at most max_strlen characters
     assert lines[i + 4] == f"{reg} += 1"           # plus the NUL
     assert f"r2 = {reg}" in lines[i + 5:i + 9]     # the size given to the string read
     assert any(ln.startswith("*(u8 *)") and ln.endswith("= 0") for ln in lines)  # empty string
@@ -67,7 +68,7 @@ def test_size_register_is_clamped_and_empty_when_not_positive():
 def test_clamp_follows_the_buffer_size():
     ir = _ir("config = { max_strlen = 200 } tracepoint:syscalls:sys_enter_write "
              "{ @[str(args.buf, args.count)] = count(); }")
-    assert "jle 199 goto strfits" in ir and "= 199" in ir
+    assert "jle 200 goto strfits" in ir and "= 200" in ir
 
 
 def test_constant_length_keeps_the_fixed_read():

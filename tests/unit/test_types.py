@@ -205,7 +205,7 @@ ERRORS = [
      "stdin:1:23-28: ERROR: The array index operator [] can only be used on arrays and pointers, "
      "found integer."),
     ("BEGIN { $x = 1; print($x->foo); }",
-     "stdin:1:23-30: ERROR: Can not access field 'foo' on expression of type 'int64'"),
+     "stdin:1:23-30: ERROR: Can not access field 'foo' on expression of type 'int8'"),
     ("BEGIN { print(sizeof(struct nope_xyz)); }",
      "stdin:1:15-38: ERROR: Unknown identifier: 'struct nope_xyz'"),
     ("BEGIN { print(offsetof(struct task_struct, nope)); }",

@@ -65,7 +65,7 @@ def test_buf_sizes_follow_length_and_max_strlen():
     assert t["b"] == "buffer[64]"
     assert t["c"] == "buffer[4]"           # a string's own size
     t = var_types('config = { max_strlen = 1024 } BEGIN { $a = buf(0, 1000); $s = str(0); }')
-    assert t["a"] == "buffer[1000]" and t["s"] == "string[1024]"
+    assert t["a"] == "buffer[1000]" and t["s"] == "string[1025]"   # str(): max_strlen + NUL
 
 
 ERRORS = [
@@ -113,16 +113,16 @@ ERRORS = [
      "stdin:1:30-49: ERROR: Type mismatch for $r: trying to assign value of type "
      "'record { int64 y, int64 z }' when variable already has a type 'record { int64 x, int64 y }'"),
     ("BEGIN { $r = (x = 1); $r = (1); }",
-     "stdin:1:23-31: ERROR: Type mismatch for $r: trying to assign value of type 'int64' when "
+     "stdin:1:23-31: ERROR: Type mismatch for $r: trying to assign value of type 'int8' when "
      "variable already has a type 'record { int64 x }'"),
     ("config = { max_strlen = 40000 } BEGIN { @[str(0)] = 1; exit(); }",
-     "stdin:1:41-50: ERROR: Map key of @ is too big: 'string[40000]' takes 40000 bytes, the kernel "
+     "stdin:1:41-50: ERROR: Map key of @ is too big: 'string[40001]' takes 40008 bytes, the kernel "
      "allows 32768\n"
      "config = { max_strlen = 40000 } BEGIN { @[str(0)] = 1; exit(); }\n"
      "                                        ~~~~~~~~~\n"
      "HINT: use a shorter string as the key: str(ptr, len) or config max_strlen"),
     ("config = { max_strlen = 20000 } BEGIN { $s = str(0); $t = str(1); }",
-     "stdin:1:33-68: ERROR: The probe needs 40000 bytes of scratch memory for its values, more "
+     "stdin:1:33-68: ERROR: The probe needs 40016 bytes of scratch memory for its values, more "
      "than the 32768 a per-CPU map value holds"),
 ]
 
@@ -143,7 +143,7 @@ def test_long_strings_use_scratch_memory_not_the_stack():
     assert scratch[0].value_size == 32768        # one size: REPL entries share the map
     assert any(name == "scratch" for p in spec.programs for _, name in p.map_relocs)
     key = next(um for um in spec.user_maps if um.name == "@")
-    assert key.key.kind == "str" and key.key.size == 1024
+    assert key.key.kind == "str" and key.key.size == 1032     # string[1025], 8-byte aligned
     # short values stay on the stack: no scratch map at all
     spec = compiled('BEGIN { $s = "abc"; @[$s, 1] = 2; print((1, $s)); }').spec
     assert not any(m.name == "scratch" for m in spec.maps)
@@ -221,12 +221,12 @@ def test_mixed_signedness_warns_as_bpftrace_unless_provably_safe():
     spec = compiled("BEGIN { $a = -1; $b = (uint64)1; if ($a < $b) { } $c = $a + $b; "
                     "$d = $b > 0; $e = pid > -1; $f = (uint32)1 * $a; $g = $b - 5; }").spec
     assert spec.config["warnings"] == [
-        "stdin:1:38-45: WARNING: comparison of integers of different signs: 'int64' and 'uint64' "
+        "stdin:1:38-45: WARNING: comparison of integers of different signs: 'int8' and 'uint64' "
         "can lead to undefined behavior\n"
         "BEGIN { $a = -1; $b = (uint64)1; if ($a < $b) { } $c = $a + $b; $d = $b > 0; "
         "$e = pid > -1; $f = (uint32)1 * $a; $g = $b - 5; }\n"
         "                                     ~~~~~~~",
-        "stdin:1:56-63: WARNING: arithmetic on integers of different signs: 'int64' and 'uint64' "
+        "stdin:1:56-63: WARNING: arithmetic on integers of different signs: 'int8' and 'uint64' "
         "can lead to undefined behavior\n"
         "BEGIN { $a = -1; $b = (uint64)1; if ($a < $b) { } $c = $a + $b; $d = $b > 0; "
         "$e = pid > -1; $f = (uint32)1 * $a; $g = $b - 5; }\n"
