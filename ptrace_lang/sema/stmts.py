@@ -3,11 +3,8 @@
 from __future__ import annotations
 
 from ptrace_lang.frontend import ast
-<<<<<<< HEAD
 from ptrace_lang.messages import map_call_error
-=======
 from ptrace_lang.sema.arith import flexible_literal
->>>>>>> langA
 from ptrace_lang.sema.scope import Scope
 from ptrace_lang.sema.types import INT64, UINT64, AggT, IntT, Type, TupleT
 
