@@ -199,7 +199,10 @@ def test_print_and_clear_in_begin_are_written_after_the_attach_line():
                        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=ROOT,
                        timeout=60)
     assert p.returncode == 0, p.stdout
-    assert p.stdout == "Attached 2 probes\n@a[1]: 1\n\nafter\n\n\n@b: 0\n", p.stdout
+    # a loaded machine may delay a 1 ms tick past the next one: its report is not the subject
+    out = "".join(line for line in p.stdout.splitlines(keepends=True)
+                  if not line.startswith("WARNING: ") or "ticks of interval probes" not in line)
+    assert out == "Attached 2 probes\n@a[1]: 1\n\nafter\n\n\n@b: 0\n", p.stdout
 
 
 def test_the_reaper_holds_no_mapped_ring_buffer():
