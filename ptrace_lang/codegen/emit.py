@@ -160,6 +160,69 @@ def _hoist_constant_else(out: list) -> bool:
     return changed
 
 
+_NO_IMM_SHIFT = {"lsh", "rsh", "arsh"}
+_NO_IMM_ZERO = {"div", "mod", "sdiv", "smod"}
+
+
+def _fold_constant(use: ir.Insn, x, value: int) -> ir.Insn | None:
+    """``use`` with the virtual register ``x`` (holding ``value``) read as an immediate, or None
+    where an immediate cannot stand for it (a base or address, a 32-bit range, a shift amount
+    or divisor the verifier refuses as an immediate)."""
+    if not -(1 << 31) <= value < (1 << 31):
+        return None
+    cls = use.__class__
+    if cls is ir.Store:
+        if use.src == x and use.base != x:
+            return replace(use, src=value)
+    elif cls is ir.CondJump:
+        if use.b == x and use.a != x:
+            return replace(use, b=value)
+    elif cls is ir.Alu:
+        if use.src == x and use.dst != x and use.op != "neg":
+            if use.op in _NO_IMM_SHIFT and not 0 <= value < use.width:
+                return None
+            if use.op in _NO_IMM_ZERO and value == 0:
+                return None
+            return replace(use, src=value)
+    return None
+
+
+def _fold_single_use_constants(out: list) -> bool:
+    """``x = K`` (64-bit, x a virtual register defined there only) whose one reader is a store,
+    a compare or an ALU operand: the reader takes K as its immediate and the move goes (a store
+    of a constant becomes one ``*(u64 *)(r +off) = K``, as LLVM emits it)."""
+    ndefs: dict = {}
+    nuses: dict = {}
+    for ins in out:
+        for r in ir.defs(ins):
+            if r.__class__ is ir.VReg:
+                ndefs[r] = ndefs.get(r, 0) + 1
+        for r in ir.uses(ins):
+            if r.__class__ is ir.VReg:
+                nuses[r] = nuses.get(r, 0) + 1
+    consts = {}
+    for i, ins in enumerate(out):
+        if (ins.__class__ is ir.Alu and ins.op == "mov" and ins.width == 64
+                and isinstance(ins.src, int) and ins.dst.__class__ is ir.VReg
+                and ndefs.get(ins.dst) == 1 and nuses.get(ins.dst) == 1):
+            consts[ins.dst] = i
+    if not consts:
+        return False
+    changed = False
+    for j, ins in enumerate(out):
+        for r in ir.uses(ins):
+            i = consts.get(r)
+            if i is None:
+                continue
+            folded = _fold_constant(ins, r, out[i].src)
+            if folded is not None:
+                out[j] = folded
+                out[i] = _Removed("", span=out[i].span)
+                changed = True
+            break
+    return changed
+
+
 def _peephole_round(insns: list[ir.Insn]) -> tuple[list[ir.Insn], bool]:
     labels = _label_index(insns)
     _check_labels(insns, labels)
@@ -206,6 +269,10 @@ def _peephole_round(insns: list[ir.Insn]) -> tuple[list[ir.Insn], bool]:
 
     # 2b. "if c goto E; A; goto J; E: x = K; J:" -> "x = K; if c goto J; A; J:" when A sets x
     if _hoist_constant_else(out):
+        changed = True
+
+    # 2c. a constant read once, as the reader's immediate
+    if _fold_single_use_constants(out):
         changed = True
 
     # 3. self moves

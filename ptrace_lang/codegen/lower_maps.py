@@ -24,6 +24,12 @@ from ptrace_lang.sema.analyze import MapInfo
 from ptrace_lang.sema.types import AggT, TupleT, Type
 
 
+# The kernel key of a map without a script key (``@x``): any constant would do (user space
+# iterates the map and ignores it); 1 doubles as the initial value 1 of count(), hist() and
+# lhist(), so the insert on a miss passes the key's address as the value's.
+KEYLESS_KEY = 1
+
+
 def kernel_map_name(user_name: str) -> str:
     """``@`` -> ``m_``, ``@x`` -> ``m_x`` (kernel names: 15 chars, [A-Za-z0-9_.])."""
     return "m_" + user_name[1:]
@@ -99,7 +105,7 @@ class MapsLowering:
 
     def _build_key_into(self, ref: ast.MapRef, layout: MapLayout, base, off: int) -> None:
         if ref.keys is None:
-            self.emit(ir.Store(base, off, 0, 8))
+            self.emit(ir.Store(base, off, KEYLESS_KEY, 8))
             return
         kt = layout.info.key_type
         if len(ref.keys) == 1:
@@ -236,6 +242,11 @@ class MapsLowering:
             self.emit(ir.Store(v, 8, 1, 8))
         self.emit(ir.Jump(done))
         self.emit(ir.Label(miss))
+        if kind in ("count", "hist", "lhist") and ref.keys is None:
+            # the key starts with the u64 KEYLESS_KEY == 1: it is the initial value too
+            self.update(layout, key, (key, 0))
+            self.emit(ir.Label(done))
+            return
         val = self.frame.alloc(layout.value_size, call.span)
         if kind in ("count", "hist", "lhist"):
             self.emit(ir.Store(FP, val, 1, 8))
