@@ -745,5 +745,9 @@ class Lowering(BuiltinsLowering, MapsLowering, EventsLowering, StringsLowering, 
             if not e.value:
                 self.emit(ir.Jump(false_label))
             return
+        if isinstance(e, ast.MapRef) and self.maps["@" + e.name].agg is None \
+                and is_scalar(self.maps["@" + e.name].info.value_type):
+            self.map_truth(e, false_label)
+            return
         v = self.scalar(e)
         self.emit(ir.CondJump("jeq", v, 0, false_label))

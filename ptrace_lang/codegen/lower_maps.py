@@ -173,6 +173,16 @@ class MapsLowering:
         self.emit(ir.Label(done))
         return out
 
+    def map_truth(self, ref: ast.MapRef, false_label: str) -> None:
+        """``@m[k]`` as a condition: false when the key is missing or its value is 0, each
+        test jumping away on its own (no 0 default joining the value read)."""
+        layout = self.maps["@" + ref.name]
+        v = self.lookup(layout, self.build_key(ref, layout))
+        self.emit(ir.CondJump("jeq", v, 0, false_label))
+        out = self.vreg()
+        self.emit(ir.Load(out, v, 0, 8))
+        self.emit(ir.CondJump("jeq", out, 0, false_label))
+
     def map_read_into(self, ref: ast.MapRef, layout: MapLayout, base, off: int, typ: Type) -> None:
         key = self.build_key(ref, layout)
         v = self.lookup(layout, key)
@@ -195,23 +205,31 @@ class MapsLowering:
             return
         value = self.scalar(call.args[0]) if call.args else None
         extra = 8 if kind in ("hist", "lhist") else 0
-        if kind == "hist":
-            bucket = self.hist_bucket(value, agg.hist_k)
-        elif kind == "lhist":
-            bucket = self.lhist_bucket(value, *agg.lhist)
         # the key's address is computed once and kept: the key is written through it and it is
-        # passed to the lookup and, on a miss, to the update
+        # passed to the lookup and, on a miss, to the update. It comes before the bucket index,
+        # whose branches make the verifier walk what follows them once per path: keep it short
         key = self.var_as_key(ref, layout) if not extra else None
         if key is None:
             key = self.address_of(*self.alloc_mem(layout.key_size + extra, ref.span))
             self.build_key(ref, layout, extra, base=key)
         elif isinstance(key, int):
             key = self.address_of(FP, key)
-        if extra:
-            self.emit(ir.Store(key, layout.key_size, bucket, 8))
+        if kind == "hist":
+            self.emit(ir.Store(key, layout.key_size, self.hist_bucket(value, agg.hist_k), 8))
+        elif kind == "lhist":
+            self.emit(ir.Store(key, layout.key_size, self.lhist_bucket(value, *agg.lhist), 8))
         v = self.lookup(layout, key)
         miss, done = self.label("miss"), self.label("agg")
         self.emit(ir.CondJump("jeq", v, 0, miss))
+        self._agg_in_place(agg, v, value, done)
+        self.emit(ir.Jump(done))
+        self.emit(ir.Label(miss))
+        self._agg_insert(ref, layout, call, key, value)
+        self.emit(ir.Label(done))
+
+    def _agg_in_place(self, agg: AggT, v: VReg, value, done: str) -> None:
+        """The aggregation's update of the value found at ``v``."""
+        kind = agg.kind
         t = self.vreg()
         if kind in ("count", "hist", "lhist"):
             self.mov(t, 1)
@@ -240,12 +258,14 @@ class MapsLowering:
             self.emit(ir.Label(store))
             self.emit(ir.Store(v, 0, value, 8))
             self.emit(ir.Store(v, 8, 1, 8))
-        self.emit(ir.Jump(done))
-        self.emit(ir.Label(miss))
+
+    def _agg_insert(self, ref: ast.MapRef, layout: MapLayout, call: ast.Call, key: VReg,
+                    value) -> None:
+        """The aggregation's first value for a key not in the map, inserted."""
+        kind = layout.agg.kind
         if kind in ("count", "hist", "lhist") and ref.keys is None:
             # the key starts with the u64 KEYLESS_KEY == 1: it is the initial value too
             self.update(layout, key, (key, 0))
-            self.emit(ir.Label(done))
             return
         val = self.frame.alloc(layout.value_size, call.span)
         if kind in ("count", "hist", "lhist"):
@@ -259,7 +279,6 @@ class MapsLowering:
             self.emit(ir.Store(FP, val, value, 8))
             self.emit(ir.Store(FP, val + 8, 1, 8))
         self.update(layout, key, val)
-        self.emit(ir.Label(done))
 
     def tseries_aggregate(self, ref: ast.MapRef, layout: MapLayout, call: ast.Call) -> None:
         """``tseries(v, interval, n[, agg])``: interval number i = ktime / interval kept in slot
@@ -334,20 +353,7 @@ class MapsLowering:
         self.mov(out, value)
         self.emit(ir.Alu("add", out, 1))
         self.emit(ir.CondJump("jlt", value, 1 << k, done))
-        v = self.vreg()
-        self.mov(v, value)
-        lg = self.vreg()
-        self.mov(lg, 0)
-        for shift in (32, 16, 8, 4, 2, 1):
-            skip = self.label("lg")
-            if shift == 32:
-                lim = self.const((1 << 32) - 1)
-                self.emit(ir.CondJump("jle", v, lim, skip))
-            else:
-                self.emit(ir.CondJump("jle", v, (1 << shift) - 1, skip))
-            self.emit(ir.Alu("rsh", v, shift))
-            self.emit(ir.Alu("add", lg, shift))
-            self.emit(ir.Label(skip))
+        lg = self.log2_floor(value)
         if k == 0:
             self.mov(out, lg)
             self.emit(ir.Alu("add", out, 2))
@@ -363,6 +369,35 @@ class MapsLowering:
             self.emit(ir.Alu("add", out, t))
         self.emit(ir.Label(done))
         return out
+
+    def log2_floor(self, value: VReg) -> VReg:
+        """floor(log2(v)) of 1 <= v < 2^63 by halving steps s = 32, 16, ..., 1 (add s and shift
+        v right by s when v > 2^s - 1). The first step has no branch: t = s when v > 2^32 - 1,
+        found as the sign of (2^32 - 1) - v (no overflow for such v), then v >>= t. Besides
+        being as short as a compare with a 64-bit constant, the shift by a register leaves the
+        verifier no bounds on v, so that it cannot decide the later compares, which would make
+        it follow (and keep precise) each of their paths apart: the other steps are a compare
+        and a skip, every state of theirs the same to it."""
+        v = self.vreg()
+        self.mov(v, value)
+        lg = self.vreg()
+        self.mov(lg, -1, 32)             # 0xffffffff, zero-extended
+        self.emit(ir.Alu("sub", lg, v))
+        self.emit(ir.Alu("rsh", lg, 63))
+        self.emit(ir.Alu("lsh", lg, 5))
+        self.emit(ir.Alu("rsh", v, lg))
+        for shift in (16, 8, 4, 2):
+            skip = self.label("lg")
+            self.emit(ir.CondJump("jle", v, (1 << shift) - 1, skip))
+            self.emit(ir.Alu("rsh", v, shift))
+            self.emit(ir.Alu("add", lg, shift))
+            self.emit(ir.Label(skip))
+        t = self.vreg()
+        self.mov(t, 1)
+        self.emit(ir.Alu("sub", t, v))
+        self.emit(ir.Alu("rsh", t, 63))
+        self.emit(ir.Alu("add", lg, t))
+        return lg
 
     def lhist_bucket(self, value: VReg, lo: int, hi: int, step: int) -> VReg:
         """Bucket index as runtime.format.lhist_index: v < lo -> 0, v > hi -> n + 1,
