@@ -275,11 +275,20 @@ def _peephole_round(insns: list[ir.Insn]) -> tuple[list[ir.Insn], bool]:
     if _fold_single_use_constants(out):
         changed = True
 
-    # 3. self moves
+    # 3. self moves, and "a = b; b = a" (the second one moves nothing)
+    prev = None
     for i, ins in enumerate(out):
-        if is_self_move(ins):
+        if is_self_move(ins) or (
+                prev is not None and ins.__class__ is ir.Alu and ins.op == "mov"
+                and ins.width == 64 and ins.src == prev.dst and ins.dst == prev.src):
             out[i] = _Removed("", span=ins.span)
             changed = True
+            continue
+        if ins.__class__ is ir.Alu and ins.op == "mov" and ins.width == 64 \
+                and ins.src.__class__ in _REGS:
+            prev = ins
+        elif _is_code(ins) or ins.__class__ is ir.Label:
+            prev = None
 
     # 4. unreachable code, unreferenced labels, placeholder comments
     reach = _reachable(out, labels)

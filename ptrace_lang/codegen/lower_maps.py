@@ -128,11 +128,10 @@ class MapsLowering:
         val_arg = ("fp", val) if isinstance(val, int) else self.ptr_arg(*val)
         self.call(FN_MAP_UPDATE_ELEM, ("map", layout.kernel_name), self.key_arg(key), val_arg, flags)
         # counters[MAP_FULL] += (r0 < 0): branchless, one instruction fewer than a test
-        failed, ptr = self.vreg(), self.vreg()
+        failed = self.vreg()
         self.mov(failed, R0)
         self.emit(ir.Alu("rsh", failed, 63))
-        self.emit(ir.LoadMapFd(ptr, "counters", S.COUNTER_MAP_FULL * 8))
-        self.emit(ir.AtomicAdd(ptr, 0, failed, 8))
+        self.emit(ir.AtomicAdd(self.counters_address(), S.COUNTER_MAP_FULL * 8, failed, 8))
 
     def map_store(self, ref: ast.MapRef, layout: MapLayout, write_value) -> None:
         key = self.build_key(ref, layout)
