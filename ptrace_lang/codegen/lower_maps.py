@@ -202,12 +202,17 @@ class MapsLowering:
         if kind == "tseries":
             self.tseries_aggregate(ref, layout, call)
             return
-        value = self.scalar(call.args[0]) if call.args else None
         extra = 8 if kind in ("hist", "lhist") else 0
         # the key's address is computed once and kept: the key is written through it and it is
         # passed to the lookup and, on a miss, to the update. It comes before the bucket index,
-        # whose branches make the verifier walk what follows them once per path: keep it short
+        # whose branches make the verifier walk what follows them once per path: keep it short.
+        # A key-less map's key (a constant) is even written before the value is computed, out
+        # of the paths of the value's own branches (a map read's default...)
         key = self.var_as_key(ref, layout) if not extra else None
+        if key is None and ref.keys is None:
+            key = self.address_of(*self.alloc_mem(layout.key_size + extra, ref.span))
+            self.build_key(ref, layout, extra, base=key)
+        value = self.scalar(call.args[0]) if call.args else None
         if key is None:
             key = self.address_of(*self.alloc_mem(layout.key_size + extra, ref.span))
             self.build_key(ref, layout, extra, base=key)
@@ -349,8 +354,11 @@ class MapsLowering:
         done = self.label("bucket")
         self.mov(out, 0)
         self.emit(ir.CondJump("jslt", value, 0, done))
-        self.mov(out, value)
-        self.emit(ir.Alu("add", out, 1))
+        if k:
+            self.mov(out, value)
+            self.emit(ir.Alu("add", out, 1))
+        else:
+            self.mov(out, 1)                # (v < 1 here is v == 0)
         self.emit(ir.CondJump("jlt", value, 1 << k, done))
         lg = self.log2_floor(value)
         if k == 0:

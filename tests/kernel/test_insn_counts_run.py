@@ -42,7 +42,7 @@ BPFTRACE_0_17 = {
 # its programs) costs each insert or record 3-4 instructions, and a record is reserved and
 # written in place (a branch) where bpftrace copies it from the stack
 NOT_YET = {("count_pid", "xlated"), ("sum_by_comm", "xlated"), ("first", "xlated"),
-           ("first", "verified"), ("exit", "verified"), ("latency_read", "verified")}
+           ("first", "verified"), ("exit", "verified")}
 
 
 def loaded_counts(text: str) -> list[list[int]]:
