@@ -41,7 +41,7 @@ BPFTRACE_0_17 = {
 # counting failed map inserts and lost ring buffer records (bpftrace 0.17 counts neither in
 # its programs) costs each insert or record 3-4 instructions, and a record is reserved and
 # written in place (a branch) where bpftrace copies it from the stack
-NOT_YET = {("count_pid", "xlated"), ("sum_by_comm", "xlated"), ("first", "xlated"),
+NOT_YET = {("count_pid", "xlated"), ("first", "xlated"),
            ("first", "verified"), ("exit", "verified")}
 
 
