@@ -223,6 +223,32 @@ def _fold_single_use_constants(out: list) -> bool:
     return changed
 
 
+def _merge_constant_stores(out: list) -> bool:
+    """Two 32-bit stores of constants, one after the other, to the halves of an aligned u64
+    become one 64-bit store when its (sign-extended 32-bit) immediate can hold both (a constant
+    string's last bytes and their zero padding)."""
+    changed = False
+    prev = None
+    for i, ins in enumerate(out):
+        if ins.__class__ is ir.Store and ins.size == 4 and isinstance(ins.src, int):
+            if prev is not None and out[prev].base == ins.base \
+                    and {out[prev].off, ins.off} == {ins.off & ~7, (ins.off & ~7) + 4}:
+                lo, hi = (out[prev], ins) if out[prev].off < ins.off else (ins, out[prev])
+                value = ((hi.src & 0xffffffff) << 32) | (lo.src & 0xffffffff)
+                if value >= 1 << 63:
+                    value -= 1 << 64
+                if -(1 << 31) <= value < (1 << 31):
+                    out[prev] = replace(lo, src=value, size=8)
+                    out[i] = _Removed("", span=ins.span)
+                    changed = True
+                    prev = None
+                    continue
+            prev = i
+        elif _is_code(ins) or ins.__class__ is ir.Label:
+            prev = None
+    return changed
+
+
 def _peephole_round(insns: list[ir.Insn]) -> tuple[list[ir.Insn], bool]:
     labels = _label_index(insns)
     _check_labels(insns, labels)
@@ -273,6 +299,8 @@ def _peephole_round(insns: list[ir.Insn]) -> tuple[list[ir.Insn], bool]:
 
     # 2c. a constant read once, as the reader's immediate
     if _fold_single_use_constants(out):
+        changed = True
+    if _merge_constant_stores(out):
         changed = True
 
     # 3. self moves, and "a = b; b = a" (the second one moves nothing)
