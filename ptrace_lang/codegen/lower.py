@@ -738,6 +738,10 @@ class Lowering(FlowLowering, BuiltinsLowering, MapsLowering, EventsLowering, Str
             op = CMP_OPS[e.op]
             if op in SIGNED_CMP and signed_pair(e.left.type, e.right.type, e.left, e.right):
                 op = SIGNED_CMP[op]
+            if self.map_scalar_ref(e.left) and isinstance(e.right, ast.IntLit) \
+                    and -(1 << 31) <= e.right.value < (1 << 31):
+                self.map_compare(e.left, op, e.right.value, false_label)
+                return
             a = self.scalar(e.left)
             if isinstance(e.right, ast.IntLit) and -(1 << 31) <= e.right.value < (1 << 31):
                 b = e.right.value
@@ -749,9 +753,8 @@ class Lowering(FlowLowering, BuiltinsLowering, MapsLowering, EventsLowering, Str
             if not e.value:
                 self.emit(ir.Jump(false_label))
             return
-        if isinstance(e, ast.MapRef) and self.maps["@" + e.name].agg is None \
-                and is_scalar(self.maps["@" + e.name].info.value_type):
-            self.map_truth(e, false_label)
+        if self.map_scalar_ref(e):
+            self.map_compare(e, "jne", 0, false_label)
             return
         v = self.scalar(e)
         self.emit(ir.CondJump("jeq", v, 0, false_label))

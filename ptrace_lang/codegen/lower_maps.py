@@ -66,6 +66,20 @@ def map_layout(info: MapInfo) -> MapLayout:
     return MapLayout(info, kernel_map_name(info.name), key_size, max(vt.size(), 8), False)
 
 
+NEGATED_JUMP = {"jeq": "jne", "jne": "jeq", "jgt": "jle", "jge": "jlt", "jlt": "jge",
+                "jle": "jgt", "jsgt": "jsle", "jsge": "jslt", "jslt": "jsge", "jsle": "jsgt"}
+
+
+def jump_taken(op: str, a: int, b: int) -> bool:
+    """Whether the 64-bit compare ``op`` of a with b jumps (b sign-extended as an immediate)."""
+    m = (1 << 64) - 1
+    ua, ub = a & m, b & m
+    sa, sb = (ua - (1 << 64) if ua >> 63 else ua), (ub - (1 << 64) if ub >> 63 else ub)
+    return {"jeq": ua == ub, "jne": ua != ub, "jgt": ua > ub, "jge": ua >= ub, "jlt": ua < ub,
+            "jle": ua <= ub, "jsgt": sa > sb, "jsge": sa >= sb, "jslt": sa < sb,
+            "jsle": sa <= sb}[op]
+
+
 class MapsLowering:
     """Methods mixed into ``Lowering`` (``self`` is a ``Lowering``)."""
 
@@ -172,15 +186,26 @@ class MapsLowering:
         self.emit(ir.Label(done))
         return out
 
-    def map_truth(self, ref: ast.MapRef, false_label: str) -> None:
-        """``@m[k]`` as a condition: false when the key is missing or its value is 0, each
-        test jumping away on its own (no 0 default joining the value read)."""
+    def map_scalar_ref(self, e: ast.Expr) -> bool:
+        """``e`` reads an integer map entry (not an aggregation)."""
+        return isinstance(e, ast.MapRef) and self.maps["@" + e.name].agg is None \
+            and e.type is not None and e.type.is_int
+
+    def map_compare(self, ref: ast.MapRef, op: str, k: int, false_label: str) -> None:
+        """The condition ``@m[k] OP K`` (``op`` a BPF jump, true when it jumps): a missing
+        key's value 0 decides it at the null test, which jumps straight to where the
+        condition's outcome goes (no 0 default joining the value read)."""
         layout = self.maps["@" + ref.name]
         v = self.lookup(layout, self.build_key(ref, layout))
-        self.emit(ir.CondJump("jeq", v, 0, false_label))
+        true = None
+        if jump_taken(op, 0, k):
+            true = self.label("true")
+        self.emit(ir.CondJump("jeq", v, 0, true or false_label))
         out = self.vreg()
         self.emit(ir.Load(out, v, 0, 8))
-        self.emit(ir.CondJump("jeq", out, 0, false_label))
+        self.emit(ir.CondJump(NEGATED_JUMP[op], out, k, false_label))
+        if true is not None:
+            self.emit(ir.Label(true))
 
     def map_read_into(self, ref: ast.MapRef, layout: MapLayout, base, off: int, typ: Type) -> None:
         key = self.build_key(ref, layout)
