@@ -8,8 +8,10 @@ source span per instruction slot.
 jump threading, deleting jumps to the next instruction, ``if c goto A; goto B; A:`` ->
 ``if !c goto B; A:``, deleting unreachable code, 64-bit self moves and unused labels, and
 hoisting a lone constant else-arm above its branch (``if c goto E; ..x = ..; goto J;
-E: x = K; J:`` -> ``x = K; if c goto J; ..x = ..; J:``). Apart from that last rewrite, whose
-label E has no other user, no instruction moves across a label.
+E: x = K; J:`` -> ``x = K; if c goto J; ..x = ..; J:``), a virtual register set to a constant
+and read once replaced by the constant as its reader's immediate, ``a = b`` right after
+``b = a`` dropped, and two 32-bit constant stores to the halves of an aligned u64 merged.
+Apart from the hoisting, whose label E has no other user, no instruction moves across a label.
 """
 from __future__ import annotations
 
