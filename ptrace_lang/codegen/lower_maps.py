@@ -404,8 +404,9 @@ class MapsLowering:
         found as the sign of (2^32 - 1) - v (no overflow for such v), then v >>= t. Besides
         being as short as a compare with a 64-bit constant, the shift by a register leaves the
         verifier no bounds on v, so that it cannot decide the later compares, which would make
-        it follow (and keep precise) each of their paths apart: the other steps are a compare
-        and a skip, every state of theirs the same to it."""
+        it follow (and keep precise) each of their paths apart: the middle steps are a compare
+        and a skip, every state of theirs the same to it. The last step (s = 1) has no branch
+        either, t = (1 - v) >> 63: fewer paths reach the code after the bucket."""
         v = self.vreg()
         self.mov(v, value)
         lg = self.vreg()
