@@ -73,7 +73,7 @@ class UserMapSpec:
 
     ``kind``: "count" "sum" "min" "max" "avg" "stats" "hist" "lhist" "value".
     ``kernel_map`` names the MapSpec holding it. For scalar maps ``key`` is None and the kernel
-    key is a u64 0. hist/lhist maps use the script key followed by a u64 bucket index, tseries maps by
+    key is a u64 constant (``codegen.lower_maps.KEYLESS_KEY``, ignored when read). hist/lhist maps use the script key followed by a u64 bucket index, tseries maps by
     a u64 slot (the interval number modulo num_intervals).
     Aggregation values are per-CPU and merged when read:
       count/sum: i64 per CPU, summed. min/max: (i64 value, u64 seen) per CPU.

@@ -8,8 +8,10 @@ source span per instruction slot.
 jump threading, deleting jumps to the next instruction, ``if c goto A; goto B; A:`` ->
 ``if !c goto B; A:``, deleting unreachable code, 64-bit self moves and unused labels, and
 hoisting a lone constant else-arm above its branch (``if c goto E; ..x = ..; goto J;
-E: x = K; J:`` -> ``x = K; if c goto J; ..x = ..; J:``). Apart from that last rewrite, whose
-label E has no other user, no instruction moves across a label.
+E: x = K; J:`` -> ``x = K; if c goto J; ..x = ..; J:``), a virtual register set to a constant
+and read once replaced by the constant as its reader's immediate, ``a = b`` right after
+``b = a`` dropped, and two 32-bit constant stores to the halves of an aligned u64 merged.
+Apart from the hoisting, whose label E has no other user, no instruction moves across a label.
 """
 from __future__ import annotations
 
@@ -160,6 +162,95 @@ def _hoist_constant_else(out: list) -> bool:
     return changed
 
 
+_NO_IMM_SHIFT = {"lsh", "rsh", "arsh"}
+_NO_IMM_ZERO = {"div", "mod", "sdiv", "smod"}
+
+
+def _fold_constant(use: ir.Insn, x, value: int) -> ir.Insn | None:
+    """``use`` with the virtual register ``x`` (holding ``value``) read as an immediate, or None
+    where an immediate cannot stand for it (a base or address, a 32-bit range, a shift amount
+    or divisor the verifier refuses as an immediate)."""
+    if not -(1 << 31) <= value < (1 << 31):
+        return None
+    cls = use.__class__
+    if cls is ir.Store:
+        if use.src == x and use.base != x:
+            return replace(use, src=value)
+    elif cls is ir.CondJump:
+        if use.b == x and use.a != x:
+            return replace(use, b=value)
+    elif cls is ir.Alu:
+        if use.src == x and use.dst != x and use.op != "neg":
+            if use.op in _NO_IMM_SHIFT and not 0 <= value < use.width:
+                return None
+            if use.op in _NO_IMM_ZERO and value == 0:
+                return None
+            return replace(use, src=value)
+    return None
+
+
+def _fold_single_use_constants(out: list) -> bool:
+    """``x = K`` (64-bit, x a virtual register defined there only) whose one reader is a store,
+    a compare or an ALU operand: the reader takes K as its immediate and the move goes (a store
+    of a constant becomes one ``*(u64 *)(r +off) = K``, as LLVM emits it)."""
+    ndefs: dict = {}
+    nuses: dict = {}
+    for ins in out:
+        for r in ir.defs(ins):
+            if r.__class__ is ir.VReg:
+                ndefs[r] = ndefs.get(r, 0) + 1
+        for r in ir.uses(ins):
+            if r.__class__ is ir.VReg:
+                nuses[r] = nuses.get(r, 0) + 1
+    consts = {}
+    for i, ins in enumerate(out):
+        if (ins.__class__ is ir.Alu and ins.op == "mov" and ins.width == 64
+                and isinstance(ins.src, int) and ins.dst.__class__ is ir.VReg
+                and ndefs.get(ins.dst) == 1 and nuses.get(ins.dst) == 1):
+            consts[ins.dst] = i
+    if not consts:
+        return False
+    changed = False
+    for j, ins in enumerate(out):
+        for r in ir.uses(ins):
+            i = consts.get(r)
+            if i is None:
+                continue
+            folded = _fold_constant(ins, r, out[i].src)
+            if folded is not None:
+                out[j] = folded
+                out[i] = _Removed("", span=out[i].span)
+                changed = True
+            break
+    return changed
+
+
+def _merge_constant_stores(out: list) -> bool:
+    """Two 32-bit stores of constants, one after the other, to the halves of an aligned u64
+    become one 64-bit store when its (sign-extended 32-bit) immediate can hold both (a constant
+    string's last bytes and their zero padding)."""
+    changed = False
+    prev = None
+    for i, ins in enumerate(out):
+        if ins.__class__ is ir.Store and ins.size == 4 and isinstance(ins.src, int):
+            if prev is not None and out[prev].base == ins.base \
+                    and {out[prev].off, ins.off} == {ins.off & ~7, (ins.off & ~7) + 4}:
+                lo, hi = (out[prev], ins) if out[prev].off < ins.off else (ins, out[prev])
+                value = ((hi.src & 0xffffffff) << 32) | (lo.src & 0xffffffff)
+                if value >= 1 << 63:
+                    value -= 1 << 64
+                if -(1 << 31) <= value < (1 << 31):
+                    out[prev] = replace(lo, src=value, size=8)
+                    out[i] = _Removed("", span=ins.span)
+                    changed = True
+                    prev = None
+                    continue
+            prev = i
+        elif _is_code(ins) or ins.__class__ is ir.Label:
+            prev = None
+    return changed
+
+
 def _peephole_round(insns: list[ir.Insn]) -> tuple[list[ir.Insn], bool]:
     labels = _label_index(insns)
     _check_labels(insns, labels)
@@ -208,11 +299,26 @@ def _peephole_round(insns: list[ir.Insn]) -> tuple[list[ir.Insn], bool]:
     if _hoist_constant_else(out):
         changed = True
 
-    # 3. self moves
+    # 2c. a constant read once, as the reader's immediate
+    if _fold_single_use_constants(out):
+        changed = True
+    if _merge_constant_stores(out):
+        changed = True
+
+    # 3. self moves, and "a = b; b = a" (the second one moves nothing)
+    prev = None
     for i, ins in enumerate(out):
-        if is_self_move(ins):
+        if is_self_move(ins) or (
+                prev is not None and ins.__class__ is ir.Alu and ins.op == "mov"
+                and ins.width == 64 and ins.src == prev.dst and ins.dst == prev.src):
             out[i] = _Removed("", span=ins.span)
             changed = True
+            continue
+        if ins.__class__ is ir.Alu and ins.op == "mov" and ins.width == 64 \
+                and ins.src.__class__ in _REGS:
+            prev = ins
+        elif _is_code(ins) or ins.__class__ is ir.Label:
+            prev = None
 
     # 4. unreachable code, unreferenced labels, placeholder comments
     reach = _reachable(out, labels)

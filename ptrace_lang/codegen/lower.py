@@ -26,6 +26,7 @@ from ptrace_lang.codegen.lower_events import EventsLowering, value_field  # noqa
 from ptrace_lang.codegen.lower_funcs import FuncsLowering
 from ptrace_lang.codegen.lower_loops import LoopsLowering
 from ptrace_lang.codegen.lower_builtins import BuiltinsLowering
+from ptrace_lang.codegen.lower_flow import FlowLowering
 from ptrace_lang.codegen.lower_maps import MapLayout, MapsLowering, map_layout  # noqa: F401
 from ptrace_lang.codegen.lower_strings import StringsLowering
 from ptrace_lang.codegen.lower_symbols import SymbolsLowering
@@ -55,9 +56,9 @@ ARITH = {"+": "add", "-": "sub", "*": "mul", "/": "div", "%": "mod", "&": "and",
          "^": "xor", "<<": "lsh", ">>": "rsh"}
 
 
-class Lowering(BuiltinsLowering, MapsLowering, EventsLowering, StringsLowering, ArgsLowering,
-               TypesLowering, FuncsLowering, SymbolsLowering, LoopsLowering, ValuesLowering,
-               TuplesLowering):
+class Lowering(FlowLowering, BuiltinsLowering, MapsLowering, EventsLowering, StringsLowering,
+               ArgsLowering, TypesLowering, FuncsLowering, SymbolsLowering, LoopsLowering,
+               ValuesLowering, TuplesLowering):
     """Builds the IR of one program."""
 
     def __init__(self, *, maps: dict[str, MapLayout], events: list[S.EventSpec],
@@ -114,6 +115,9 @@ class Lowering(BuiltinsLowering, MapsLowering, EventsLowering, StringsLowering, 
             self.insns += [ir.Alu("mov", addr, insn.base, span=insn.span),
                            ir.Alu("add", addr, insn.off, span=insn.span)]
             insn.base, insn.off = addr, 0
+        cls = insn.__class__
+        if cls is ir.Label or cls is ir.Jump or cls is ir.CondJump:
+            self._track_flow(insn)
         self.insns.append(insn)
         if len(self.insns) > MAX_PROGRAM_INSNS:     # stop before allocating a runaway
             raise CompileError(f"The probe's program is too large: more than {MAX_PROGRAM_INSNS}"
@@ -516,10 +520,10 @@ class Lowering(BuiltinsLowering, MapsLowering, EventsLowering, StringsLowering, 
 
     def count_error(self, which: int) -> None:
         """counters[which] += 1: an atomic add straight into the array's value (cold path)."""
-        ptr, one = self.vreg(), self.vreg()
-        self.emit(ir.LoadMapFd(ptr, "counters", which * 8))
+        one = self.vreg()
+        ptr = self.counters_address()
         self.mov(one, 1)
-        self.emit(ir.AtomicAdd(ptr, 0, one, 8))
+        self.emit(ir.AtomicAdd(ptr, which * 8, one, 8))
 
     # ------------------------------------------------------------------ scalars
     def scalar(self, e: ast.Expr) -> VReg:
@@ -733,6 +737,10 @@ class Lowering(BuiltinsLowering, MapsLowering, EventsLowering, StringsLowering, 
             op = CMP_OPS[e.op]
             if op in SIGNED_CMP and signed_pair(e.left.type, e.right.type, e.left, e.right):
                 op = SIGNED_CMP[op]
+            if self.map_scalar_ref(e.left) and isinstance(e.right, ast.IntLit) \
+                    and -(1 << 31) <= e.right.value < (1 << 31):
+                self.map_compare(e.left, op, e.right.value, false_label)
+                return
             a = self.scalar(e.left)
             if isinstance(e.right, ast.IntLit) and -(1 << 31) <= e.right.value < (1 << 31):
                 b = e.right.value
@@ -743,6 +751,9 @@ class Lowering(BuiltinsLowering, MapsLowering, EventsLowering, StringsLowering, 
         if isinstance(e, ast.BoolLit):
             if not e.value:
                 self.emit(ir.Jump(false_label))
+            return
+        if self.map_scalar_ref(e):
+            self.map_compare(e, "jne", 0, false_label)
             return
         v = self.scalar(e)
         self.emit(ir.CondJump("jeq", v, 0, false_label))

@@ -15,28 +15,36 @@ from ptrace_lang.sema.types import PtrT, UsdtArgsT
 from ptrace_lang.spec import GLOBALS_START_NS
 
 
+# builtins whose value cannot change while the program runs (the task, its ids, the CPU: a
+# BPF program runs with migration disabled): computed once where the value can be kept
+# (Lowering.remember), later uses read the register
+_STEADY = frozenset(("pid", "tid", "uid", "gid", "cpu", "cgroup"))
+
+
 class BuiltinsLowering:
-    def builtin(self, name: str, e: ast.Expr) -> VReg:
+    def builtin(self, name: str, e: ast.Expr, keep: bool = True) -> VReg:
+        if keep and name in _STEADY:
+            key = ("builtin", name)
+            got = self.kept_value(key)
+            return got if got is not None else self.remember(key, self.builtin(name, e, False))
         handler = getattr(self, "builtin_" + name, None)
         if handler is not None:            # builtins of mixins (kstack...)
             return handler(e)
         if name == "cpid":
             return self.const(self.cpid or 0)
-        if name in ("pid", "tid"):
-            self.call(FN_GET_CURRENT_PID_TGID)
-            out = self.result()
-            if name == "pid":
+        if name in ("pid", "tid", "uid", "gid"):
+            # two ids in one helper's u64: the upper half (pid, gid) or the lower (tid, uid)
+            helper = FN_GET_CURRENT_PID_TGID if name in ("pid", "tid") else FN_GET_CURRENT_UID_GID
+            both = self.kept_value(("helper", helper))
+            if both is None:
+                self.call(helper)
+                both = self.remember(("helper", helper), self.result())
+            out = self.vreg()
+            if name in ("pid", "gid"):
+                self.mov(out, both)
                 self.emit(ir.Alu("rsh", out, 32))
             else:
-                self.mov(out, out, 32)
-            return out
-        if name in ("uid", "gid"):
-            self.call(FN_GET_CURRENT_UID_GID)
-            out = self.result()
-            if name == "gid":
-                self.emit(ir.Alu("rsh", out, 32))
-            else:
-                self.mov(out, out, 32)
+                self.mov(out, both, 32)
             return out
         if name == "nsecs":
             self.call(FN_KTIME_GET_NS)

@@ -9,11 +9,15 @@ from __future__ import annotations
 
 from ptrace_lang import spec as S
 from ptrace_lang.bpf.uapi import (
-    FN_PROBE_READ_USER, FN_PROBE_READ_USER_STR, FN_RINGBUF_RESERVE, FN_RINGBUF_SUBMIT,
+    FN_PROBE_READ_USER, FN_PROBE_READ_USER_STR, FN_RINGBUF_OUTPUT, FN_RINGBUF_RESERVE,
+    FN_RINGBUF_SUBMIT,
 )
 from ptrace_lang.codegen import ir
 from ptrace_lang.codegen.lower_tuples import elem_width
 from ptrace_lang.codegen.ir import FP, R0, VReg
+
+# a record of integers only, up to this size, is written on the stack and copied out
+STACK_RECORD_MAX = 128
 from ptrace_lang.codegen.lower_types import c_value_field
 from ptrace_lang.codegen.lower_values import str_field
 from ptrace_lang.errors import NO_SPAN, CompileError, NotSupportedYet, Span
@@ -81,11 +85,7 @@ class EventsLowering:
             top = self.const_value(e.args[1]) if len(e.args) > 1 else 0
             div = self.const_value(e.args[2]) if len(e.args) > 2 else 1
             idx = self.user_map_index["@" + first.name]
-            rec = self.reserve(S.RECORD_HEADER + 16)
-            self.header(rec, S.EV_PRINT_MAP, idx)
-            self.emit(ir.Store(rec, 8, self.const(top), 8))
-            self.emit(ir.Store(rec, 16, self.const(div), 8))
-            self.submit(rec)
+            self.stack_record(S.EV_PRINT_MAP, idx, [self.const(top), self.const(div)], e.span)
             return
         self.record(S.EV_PRINT_VALUE, "", [first], e.span)
 
@@ -94,18 +94,12 @@ class EventsLowering:
         self.record(S.EV_TIME, fmt, [], e.span)
 
     def stmt_exit(self, e: ast.Call) -> None:
-        code = self.scalar(e.args[0]) if e.args else None
-        rec = self.reserve(S.RECORD_HEADER + 8)
-        self.header(rec, S.EV_EXIT, 0)
-        self.emit(ir.Store(rec, 8, code if code is not None else 0, 8))
-        self.submit(rec)
+        code = self.scalar(e.args[0]) if e.args else self.const(0)
+        self.stack_record(S.EV_EXIT, 0, [code], e.span)
         self.emit(ir.Jump(self.exit_label))
 
     def _map_event(self, kind: int, e: ast.Call) -> None:
-        idx = self.user_map_index["@" + e.args[0].name]
-        rec = self.reserve(S.RECORD_HEADER)
-        self.header(rec, kind, idx)
-        self.submit(rec)
+        self.stack_record(kind, self.user_map_index["@" + e.args[0].name], [], e.span)
 
     def stmt_clear(self, e: ast.Call) -> None:
         self._map_event(S.EV_CLEAR_MAP, e)
@@ -126,12 +120,29 @@ class EventsLowering:
         self.emit(ir.CondJump("jeq", rec, 0, self._skip))
         return rec
 
-    def header(self, rec: VReg, kind: int, ident: int) -> None:
-        """The record header (spec.py): kind and id in one 32-bit store."""
+    def header(self, rec, kind: int, ident: int, off: int = 0, size: int = 4) -> None:
+        """The record header (spec.py): kind and id in one 32-bit store (a u64 on the stack,
+        which must be written whole)."""
         if not 0 <= ident <= S.MAX_RECORD_ID:
             raise CompileError(f"too many output statements (more than {S.MAX_RECORD_ID})",
                                NO_SPAN)
-        self.emit(ir.Store(rec, 0, kind | ident << 8, 4))
+        self.emit(ir.Store(rec, off, kind | ident << 8, size))
+
+    def stack_record(self, kind: int, ident: int, values: list, span: Span) -> None:
+        """A record of u64 values (registers or constants) after its header, written on the
+        stack and copied into the ring buffer by one helper call (bpf_ringbuf_output: one call
+        where reserve and submit are two, and no open record with its null test around the
+        writes); a full ring counted as a lost event, on a branch of its own."""
+        size = S.RECORD_HEADER + 8 * len(values)
+        slot = self.frame.alloc(size, span)
+        self.header(FP, kind, ident, slot, 8)
+        for i, v in enumerate(values):
+            self.emit(ir.Store(FP, slot + S.RECORD_HEADER + 8 * i, v, 8))
+        self.call(FN_RINGBUF_OUTPUT, ("map", "ringbuf"), ("fp", slot), size, 0)
+        sent = self.label("sent")
+        self.emit(ir.CondJump("jsge", R0, 0, sent))
+        self.count_error(S.COUNTER_LOST_EVENTS)
+        self.emit(ir.Label(sent))
 
     def submit(self, rec: VReg) -> None:
         skip, done = self._skip, self._done
@@ -155,6 +166,9 @@ class EventsLowering:
         # scalars are computed before reserving (an expression may hold statements that write
         # records of their own), but for builtins: computed into the open record, their helper's
         # result is stored from r0 as it is (no copy kept across the reserve call)
+        if all(is_scalar(a.type) for a in args) and off <= STACK_RECORD_MAX:
+            self.stack_record(kind, ev_id, [self.scalar(a) for a in args], span)
+            return
         scalars = [self.scalar(a) if is_scalar(a.type) and not isinstance(a, ast.Builtin) else None
                    for a in args]
         rec = self.reserve(off)

@@ -24,6 +24,12 @@ from ptrace_lang.sema.analyze import MapInfo
 from ptrace_lang.sema.types import AggT, TupleT, Type
 
 
+# The kernel key of a map without a script key (``@x``): any constant would do (user space
+# iterates the map and ignores it); 1 doubles as the initial value 1 of count(), hist() and
+# lhist(), so the insert on a miss passes the key's address as the value's.
+KEYLESS_KEY = 1
+
+
 def kernel_map_name(user_name: str) -> str:
     """``@`` -> ``m_``, ``@x`` -> ``m_x`` (kernel names: 15 chars, [A-Za-z0-9_.])."""
     return "m_" + user_name[1:]
@@ -58,6 +64,20 @@ def map_layout(info: MapInfo) -> MapLayout:
                       "hist": 8, "lhist": 8, "tseries": 24}[vt.kind]
         return MapLayout(info, kernel_map_name(info.name), key_size, value_size, True)
     return MapLayout(info, kernel_map_name(info.name), key_size, max(vt.size(), 8), False)
+
+
+NEGATED_JUMP = {"jeq": "jne", "jne": "jeq", "jgt": "jle", "jge": "jlt", "jlt": "jge",
+                "jle": "jgt", "jsgt": "jsle", "jsge": "jslt", "jslt": "jsge", "jsle": "jsgt"}
+
+
+def jump_taken(op: str, a: int, b: int) -> bool:
+    """Whether the 64-bit compare ``op`` of a with b jumps (b sign-extended as an immediate)."""
+    m = (1 << 64) - 1
+    ua, ub = a & m, b & m
+    sa, sb = (ua - (1 << 64) if ua >> 63 else ua), (ub - (1 << 64) if ub >> 63 else ub)
+    return {"jeq": ua == ub, "jne": ua != ub, "jgt": ua > ub, "jge": ua >= ub, "jlt": ua < ub,
+            "jle": ua <= ub, "jsgt": sa > sb, "jsge": sa >= sb, "jslt": sa < sb,
+            "jsle": sa <= sb}[op]
 
 
 class MapsLowering:
@@ -99,7 +119,7 @@ class MapsLowering:
 
     def _build_key_into(self, ref: ast.MapRef, layout: MapLayout, base, off: int) -> None:
         if ref.keys is None:
-            self.emit(ir.Store(base, off, 0, 8))
+            self.emit(ir.Store(base, off, KEYLESS_KEY, 8))
             return
         kt = layout.info.key_type
         if len(ref.keys) == 1:
@@ -122,11 +142,10 @@ class MapsLowering:
         val_arg = ("fp", val) if isinstance(val, int) else self.ptr_arg(*val)
         self.call(FN_MAP_UPDATE_ELEM, ("map", layout.kernel_name), self.key_arg(key), val_arg, flags)
         # counters[MAP_FULL] += (r0 < 0): branchless, one instruction fewer than a test
-        failed, ptr = self.vreg(), self.vreg()
+        failed = self.vreg()
         self.mov(failed, R0)
         self.emit(ir.Alu("rsh", failed, 63))
-        self.emit(ir.LoadMapFd(ptr, "counters", S.COUNTER_MAP_FULL * 8))
-        self.emit(ir.AtomicAdd(ptr, 0, failed, 8))
+        self.emit(ir.AtomicAdd(self.counters_address(), S.COUNTER_MAP_FULL * 8, failed, 8))
 
     def map_store(self, ref: ast.MapRef, layout: MapLayout, write_value) -> None:
         key = self.build_key(ref, layout)
@@ -167,6 +186,27 @@ class MapsLowering:
         self.emit(ir.Label(done))
         return out
 
+    def map_scalar_ref(self, e: ast.Expr) -> bool:
+        """``e`` reads an integer map entry (not an aggregation)."""
+        return isinstance(e, ast.MapRef) and self.maps["@" + e.name].agg is None \
+            and e.type is not None and e.type.is_int
+
+    def map_compare(self, ref: ast.MapRef, op: str, k: int, false_label: str) -> None:
+        """The condition ``@m[k] OP K`` (``op`` a BPF jump, true when it jumps): a missing
+        key's value 0 decides it at the null test, which jumps straight to where the
+        condition's outcome goes (no 0 default joining the value read)."""
+        layout = self.maps["@" + ref.name]
+        v = self.lookup(layout, self.build_key(ref, layout))
+        true = None
+        if jump_taken(op, 0, k):
+            true = self.label("true")
+        self.emit(ir.CondJump("jeq", v, 0, true or false_label))
+        out = self.vreg()
+        self.emit(ir.Load(out, v, 0, 8))
+        self.emit(ir.CondJump(NEGATED_JUMP[op], out, k, false_label))
+        if true is not None:
+            self.emit(ir.Label(true))
+
     def map_read_into(self, ref: ast.MapRef, layout: MapLayout, base, off: int, typ: Type) -> None:
         key = self.build_key(ref, layout)
         v = self.lookup(layout, key)
@@ -191,41 +231,50 @@ class MapsLowering:
         if kind == "tseries":
             self.tseries_aggregate(ref, layout, call)
             return
-        value = self.scalar(call.args[0]) if call.args else None
         extra = 8 if kind in ("hist", "lhist") else 0
-        if kind == "hist":
-            bucket = self.hist_bucket(value, agg.hist_k)
-        elif kind == "lhist":
-            bucket = self.lhist_bucket(value, *agg.lhist)
         # the key's address is computed once and kept: the key is written through it and it is
-        # passed to the lookup and, on a miss, to the update
+        # passed to the lookup and, on a miss, to the update. It comes before the bucket index,
+        # whose branches make the verifier walk what follows them once per path: keep it short.
+        # A key-less map's key (a constant) is even written before the value is computed, out
+        # of the paths of the value's own branches (a map read's default...)
         key = self.var_as_key(ref, layout) if not extra else None
+        if key is None and ref.keys is None:
+            key = self.address_of(*self.alloc_mem(layout.key_size + extra, ref.span))
+            self.build_key(ref, layout, extra, base=key)
+        value = self.scalar(call.args[0]) if call.args else None
         if key is None:
             key = self.address_of(*self.alloc_mem(layout.key_size + extra, ref.span))
             self.build_key(ref, layout, extra, base=key)
         elif isinstance(key, int):
             key = self.address_of(FP, key)
-        if extra:
-            self.emit(ir.Store(key, layout.key_size, bucket, 8))
+        if kind == "hist":
+            self.emit(ir.Store(key, layout.key_size, self.hist_bucket(value, agg.hist_k), 8))
+        elif kind == "lhist":
+            self.emit(ir.Store(key, layout.key_size, self.lhist_bucket(value, *agg.lhist), 8))
         v = self.lookup(layout, key)
         miss, done = self.label("miss"), self.label("agg")
         self.emit(ir.CondJump("jeq", v, 0, miss))
+        self._agg_in_place(agg, v, value, done)
+        self.emit(ir.Jump(done))
+        self.emit(ir.Label(miss))
+        self._agg_insert(ref, layout, call, key, value)
+        self.emit(ir.Label(done))
+
+    def _agg_in_place(self, agg: AggT, v: VReg, value, done: str) -> None:
+        """The aggregation's update of the value found at ``v``."""
+        kind = agg.kind
         t = self.vreg()
+        # adds as one atomic add each (one instruction where load-add-store is three; the
+        # value is this CPU's, so it is never contended)
         if kind in ("count", "hist", "lhist"):
             self.mov(t, 1)
             self.emit(ir.AtomicAdd(v, 0, t, 8))
         elif kind == "sum":
-            self.emit(ir.Load(t, v, 0, 8))
-            self.emit(ir.Alu("add", t, value))
-            self.emit(ir.Store(v, 0, t, 8))
+            self.emit(ir.AtomicAdd(v, 0, value, 8))
         elif kind in ("avg", "stats"):
-            self.emit(ir.Load(t, v, 0, 8))
-            self.emit(ir.Alu("add", t, 1))
-            self.emit(ir.Store(v, 0, t, 8))
-            t2 = self.vreg()
-            self.emit(ir.Load(t2, v, 8, 8))
-            self.emit(ir.Alu("add", t2, value))
-            self.emit(ir.Store(v, 8, t2, 8))
+            self.mov(t, 1)
+            self.emit(ir.AtomicAdd(v, 0, t, 8))
+            self.emit(ir.AtomicAdd(v, 8, value, 8))
         elif kind in ("min", "max"):
             store = self.label("set")
             self.emit(ir.Load(t, v, 8, 8))
@@ -238,8 +287,15 @@ class MapsLowering:
             self.emit(ir.Label(store))
             self.emit(ir.Store(v, 0, value, 8))
             self.emit(ir.Store(v, 8, 1, 8))
-        self.emit(ir.Jump(done))
-        self.emit(ir.Label(miss))
+
+    def _agg_insert(self, ref: ast.MapRef, layout: MapLayout, call: ast.Call, key: VReg,
+                    value) -> None:
+        """The aggregation's first value for a key not in the map, inserted."""
+        kind = layout.agg.kind
+        if kind in ("count", "hist", "lhist") and ref.keys is None:
+            # the key starts with the u64 KEYLESS_KEY == 1: it is the initial value too
+            self.update(layout, key, (key, 0))
+            return
         val = self.frame.alloc(layout.value_size, call.span)
         if kind in ("count", "hist", "lhist"):
             self.emit(ir.Store(FP, val, 1, 8))
@@ -252,7 +308,6 @@ class MapsLowering:
             self.emit(ir.Store(FP, val, value, 8))
             self.emit(ir.Store(FP, val + 8, 1, 8))
         self.update(layout, key, val)
-        self.emit(ir.Label(done))
 
     def tseries_aggregate(self, ref: ast.MapRef, layout: MapLayout, call: ast.Call) -> None:
         """``tseries(v, interval, n[, agg])``: interval number i = ktime / interval kept in slot
@@ -324,23 +379,13 @@ class MapsLowering:
         done = self.label("bucket")
         self.mov(out, 0)
         self.emit(ir.CondJump("jslt", value, 0, done))
-        self.mov(out, value)
-        self.emit(ir.Alu("add", out, 1))
+        if k:
+            self.mov(out, value)
+            self.emit(ir.Alu("add", out, 1))
+        else:
+            self.mov(out, 1)                # (v < 1 here is v == 0)
         self.emit(ir.CondJump("jlt", value, 1 << k, done))
-        v = self.vreg()
-        self.mov(v, value)
-        lg = self.vreg()
-        self.mov(lg, 0)
-        for shift in (32, 16, 8, 4, 2, 1):
-            skip = self.label("lg")
-            if shift == 32:
-                lim = self.const((1 << 32) - 1)
-                self.emit(ir.CondJump("jle", v, lim, skip))
-            else:
-                self.emit(ir.CondJump("jle", v, (1 << shift) - 1, skip))
-            self.emit(ir.Alu("rsh", v, shift))
-            self.emit(ir.Alu("add", lg, shift))
-            self.emit(ir.Label(skip))
+        lg = self.log2_floor(value)
         if k == 0:
             self.mov(out, lg)
             self.emit(ir.Alu("add", out, 2))
@@ -356,6 +401,36 @@ class MapsLowering:
             self.emit(ir.Alu("add", out, t))
         self.emit(ir.Label(done))
         return out
+
+    def log2_floor(self, value: VReg) -> VReg:
+        """floor(log2(v)) of 1 <= v < 2^63 by halving steps s = 32, 16, ..., 1 (add s and shift
+        v right by s when v > 2^s - 1). The first step has no branch: t = s when v > 2^32 - 1,
+        found as the sign of (2^32 - 1) - v (no overflow for such v), then v >>= t. Besides
+        being as short as a compare with a 64-bit constant, the shift by a register leaves the
+        verifier no bounds on v, so that it cannot decide the later compares, which would make
+        it follow (and keep precise) each of their paths apart: the middle steps are a compare
+        and a skip, every state of theirs the same to it. The last step (s = 1) has no branch
+        either, t = (1 - v) >> 63: fewer paths reach the code after the bucket."""
+        v = self.vreg()
+        self.mov(v, value)
+        lg = self.vreg()
+        self.mov(lg, -1, 32)             # 0xffffffff, zero-extended
+        self.emit(ir.Alu("sub", lg, v))
+        self.emit(ir.Alu("rsh", lg, 63))
+        self.emit(ir.Alu("lsh", lg, 5))
+        self.emit(ir.Alu("rsh", v, lg))
+        for shift in (16, 8, 4, 2):
+            skip = self.label("lg")
+            self.emit(ir.CondJump("jle", v, (1 << shift) - 1, skip))
+            self.emit(ir.Alu("rsh", v, shift))
+            self.emit(ir.Alu("add", lg, shift))
+            self.emit(ir.Label(skip))
+        t = self.vreg()
+        self.mov(t, 1)
+        self.emit(ir.Alu("sub", t, v))
+        self.emit(ir.Alu("rsh", t, 63))
+        self.emit(ir.Alu("add", lg, t))
+        return lg
 
     def lhist_bucket(self, value: VReg, lo: int, hi: int, step: int) -> VReg:
         """Bucket index as runtime.format.lhist_index: v < lo -> 0, v > hi -> n + 1,
