@@ -241,7 +241,7 @@ def test_info_reports_probe_types():
     assert r.rc == 0, r.err
     for head in ("System", "Kernel features", "Map types", "Probe types"):
         assert f"\n{head}\n" in "\n" + r.out, r.out
-    assert "  tracepoint: yes\n" in r.out and "  self: yes\n" in r.out
+    assert "  tracepoint: yes\n" in r.out and "  self / bench: yes\n" in r.out
     kp = "yes" if os.path.isdir("/sys/bus/event_source/devices/kprobe") else "no (no kprobe PMU"
     assert f"  kprobe / kretprobe: {kp}" in r.out, r.out
 
