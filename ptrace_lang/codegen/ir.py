@@ -227,6 +227,25 @@ class Comment(Insn):
     text: str
 
 
+# How each instruction class reads and writes registers, as one code per class (a subclass
+# has its base's): uses(), defs() and the register allocator's analysis dispatch on it.
+(KIND_NONE, KIND_ALU, KIND_LOAD, KIND_STORE, KIND_ATOMIC, KIND_ENDIAN, KIND_CONDJUMP, KIND_CALL,
+ KIND_EXIT, KIND_DEF) = range(10)
+_KIND_BASES = ((Alu, KIND_ALU), (Load, KIND_LOAD), (Store, KIND_STORE), (AtomicAdd, KIND_ATOMIC),
+               (Endian, KIND_ENDIAN), (CondJump, KIND_CONDJUMP), (Call, KIND_CALL),
+               (Exit, KIND_EXIT), ((LoadImm64, LoadMapFd), KIND_DEF))
+KIND_OF: dict[type, int] = {}       # filled on first sight of a class (kind_of)
+
+
+def kind_of(cls: type) -> int:
+    """The operand kind (``KIND_*``) of an instruction class."""
+    k = KIND_OF.get(cls)
+    if k is None:
+        k = KIND_OF[cls] = next((k for base, k in _KIND_BASES if issubclass(cls, base)),
+                                KIND_NONE)
+    return k
+
+
 def _uses_alu(insn) -> list[Reg]:
     op = insn.op
     out = [] if op == "mov" else [insn.dst]
@@ -255,45 +274,31 @@ def _def_dst(insn) -> list[Reg]:
 
 
 _USES_BY_KIND = (
-    (Alu, _uses_alu),
-    (Load, lambda insn: [insn.base]),
-    (Store, _uses_store),
-    (AtomicAdd, lambda insn: [insn.base, insn.src]),
-    (Endian, lambda insn: [insn.dst]),
-    (CondJump, _uses_condjump),
-    (Call, lambda insn: list(ARG_REGS[: insn.nargs])),
-    (Exit, lambda insn: [R0]),
+    _no_regs,                                   # KIND_NONE
+    _uses_alu,                                  # KIND_ALU
+    lambda insn: [insn.base],                   # KIND_LOAD
+    _uses_store,                                # KIND_STORE
+    lambda insn: [insn.base, insn.src],         # KIND_ATOMIC
+    lambda insn: [insn.dst],                    # KIND_ENDIAN
+    _uses_condjump,                             # KIND_CONDJUMP
+    lambda insn: list(ARG_REGS[: insn.nargs]),  # KIND_CALL
+    lambda insn: [R0],                          # KIND_EXIT
+    _no_regs,                                   # KIND_DEF
 )
-_DEFS_BY_KIND = (
-    ((Alu, LoadImm64, LoadMapFd, Load, Endian), _def_dst),
-    (Call, lambda insn: list(CALLER_SAVED)),
-)
-# the functions above per concrete class (subclasses found on first sight): uses() and defs()
-# run for every instruction several times per allocation round
-_USES_OF: dict[type, object] = {}
-_DEFS_OF: dict[type, object] = {}
-
-
-def _kind_fn(table, cache: dict, cls: type):
-    fn = next((f for kinds, f in table if issubclass(cls, kinds)), _no_regs)
-    cache[cls] = fn
-    return fn
+_DEFS_BY_KIND = (_no_regs, _def_dst, _def_dst, _no_regs, _no_regs, _def_dst, _no_regs,
+                 lambda insn: list(CALLER_SAVED), _no_regs, _def_dst)
 
 
 def uses(insn: Insn) -> list[Reg]:
     """Registers read by ``insn``."""
-    fn = _USES_OF.get(insn.__class__)
-    if fn is None:
-        fn = _kind_fn(_USES_BY_KIND, _USES_OF, insn.__class__)
-    return fn(insn)
+    k = KIND_OF.get(insn.__class__)
+    return _USES_BY_KIND[kind_of(insn.__class__) if k is None else k](insn)
 
 
 def defs(insn: Insn) -> list[Reg]:
     """Registers written by ``insn`` (a call writes r0 and clobbers r1-r5)."""
-    fn = _DEFS_OF.get(insn.__class__)
-    if fn is None:
-        fn = _kind_fn(_DEFS_BY_KIND, _DEFS_OF, insn.__class__)
-    return fn(insn)
+    k = KIND_OF.get(insn.__class__)
+    return _DEFS_BY_KIND[kind_of(insn.__class__) if k is None else k](insn)
 
 
 def _fmt(o: Operand) -> str:

@@ -48,7 +48,9 @@ _INF_DEGREE = 1 << 40
 _MAX_ROUNDS = 40
 _DEFAULT_ORDER = (1, 2, 3, 4, 5, 0, 6, 7, 8, 9)
 _REG_FIELDS = ("dst", "src", "base", "a", "b")
-_PREG_NODES = {ir.PReg(i): i for i in range(K)}
+_CALL_USES = [list(range(1, n + 1)) for n in range(6)]    # r1..r<nargs> as nodes
+_CALL_DEFS = list(range(6))                               # r0-r5
+_EXIT_USES = [0]
 
 
 class RegAllocError(CompileError):
@@ -88,18 +90,29 @@ def _reg_fields(cls: type) -> tuple[str, ...]:
     return names
 
 
-def _subst(insn: ir.Insn, mapping: dict) -> ir.Insn:
-    """Copy of ``insn`` with registers replaced according to ``mapping``."""
+def _subst(insn: ir.Insn, by_id: dict) -> ir.Insn:
+    """Copy of ``insn`` with its vregs replaced as ``by_id`` (vreg id -> register) says."""
     changes = None
     for name in _reg_fields(insn.__class__):
         v = getattr(insn, name)
-        if v.__class__ is ir.VReg or v.__class__ is ir.PReg:
-            new = mapping.get(v)
+        if v.__class__ is ir.VReg:
+            new = by_id.get(v.id)
             if new is not None:
                 if changes is None:
                     changes = {}
                 changes[name] = new
-    return replace(insn, **changes) if changes else insn
+    return _with(insn, changes) if changes else insn
+
+
+def _with(insn: ir.Insn, changes: dict) -> ir.Insn:
+    """``records.replace`` for IR instructions (whose fields are all in their ``__dict__``),
+    without its per-field calls: the allocator copies every instruction it rewrites."""
+    cls = insn.__class__
+    new = cls.__new__(cls)
+    d = new.__dict__
+    d.update(insn.__dict__)
+    d.update(changes)
+    return new
 
 
 def _is_move(insn: ir.Insn) -> bool:
@@ -132,18 +145,46 @@ def _remat_sequence(insns: list[ir.Insn], sites: list[int]) -> list[ir.Insn] | N
     return None
 
 
-def _check(insns: list[ir.Insn]) -> None:
+_CHECKED: dict[type, tuple[str, ...]] = {}    # instruction class -> its register fields
+
+
+def _checked(insns: list[ir.Insn]) -> list[ir.Insn]:
+    """The program checked (instructions, machine registers, r10 never written, at most five
+    helper arguments), with the source operand ``neg`` ignores set to 0 so that it cannot
+    name a stray vreg."""
+    out = []
+    PReg, Alu, Call = ir.PReg, ir.Alu, ir.Call
     for ins in insns:
-        if not isinstance(ins, ir.Insn) or type(ins) is ir.Insn:
-            raise ValueError(f"not an IR instruction: {ins!r}")
-        for f in _reg_fields(ins.__class__):
+        cls = ins.__class__
+        names = _CHECKED.get(cls)
+        if names is None:
+            if not isinstance(ins, ir.Insn) or cls is ir.Insn:
+                raise ValueError(f"not an IR instruction: {ins!r}")
+            names = _CHECKED[cls] = _reg_fields(cls)
+        for f in names:
             v = getattr(ins, f)
-            if v.__class__ is ir.PReg and not 0 <= v.n <= 10:
+            if v.__class__ is PReg and not 0 <= v.n <= 10:
                 raise ValueError(f"bad machine register {v} in {ir.format_insn(ins)}")
-        if ir.FP in ir.defs(ins):
-            raise ValueError(f"r10 is read-only: {ir.format_insn(ins)}")
-        if ins.__class__ is ir.Call and not 0 <= ins.nargs <= 5:
+        for r in ir.defs(ins):
+            if r.__class__ is PReg and r.n == 10:
+                raise ValueError(f"r10 is read-only: {ir.format_insn(ins)}")
+        if cls is Call and not 0 <= ins.nargs <= 5:
             raise ValueError(f"helper call with {ins.nargs} arguments")
+        if isinstance(ins, Alu) and ins.op == "neg" and ins.src != 0:
+            ins = replace(ins, src=0)
+        out.append(ins)
+    return out
+
+
+def _lazy(make):
+    """``make()``'s value, computed on the first call only."""
+    box: list = []
+
+    def get():
+        if not box:
+            box.append(make())
+        return box[0]
+    return get
 
 
 def _iter_bits(x: int):
@@ -158,56 +199,105 @@ def _iter_bits(x: int):
 
 
 class _Function:
+    """A program's registers as node numbers (r0-r9 are 0-9, vregs K... in order of first
+    mention), the nodes each instruction reads and writes, its moves, basic blocks, CFG and
+    loop depths; liveness computed once and kept (the instructions never change)."""
+
     def __init__(self, insns: list[ir.Insn]) -> None:
         self.insns = insns
         n = len(insns)
         self.vregs: list[ir.VReg] = []
-        node = self.node = dict(_PREG_NODES)
         vregs = self.vregs
-        get = node.get
-        fp = ir.FP
+        vnode = self.vnode = {}             # vreg id -> node
         self.uses = uses_of = [[]] * n
         self.defs = defs_of = [[]] * n
         self.moves: list[tuple[int, int] | None] = [None] * n
-        ir_uses, ir_defs = ir.uses, ir.defs
-        Alu, VReg, PReg = ir.Alu, ir.VReg, ir.PReg
-        def nodes_of(regs) -> list:
-            nodes = []
-            for r in regs:
-                nd = get(r)
+        moves = self.moves
+        kinds, kind_of = ir.KIND_OF, ir.kind_of
+        KA, KL, KS, KAT, KE, KCJ, KC, KX, KD = (
+            ir.KIND_ALU, ir.KIND_LOAD, ir.KIND_STORE, ir.KIND_ATOMIC, ir.KIND_ENDIAN,
+            ir.KIND_CONDJUMP, ir.KIND_CALL, ir.KIND_EXIT, ir.KIND_DEF)
+        VReg, PReg = ir.VReg, ir.PReg
+
+        def node(r) -> int:         # -1: the frame pointer (never a node)
+            c = r.__class__
+            if c is VReg:
+                nd = vnode.get(r.id)
                 if nd is None:
-                    if r == fp:
-                        continue
-                    nd = self._node(r)
-                if nd not in nodes:
-                    nodes.append(nd)
-            return nodes
+                    nd = vnode[r.id] = K + len(vregs)
+                    vregs.append(r)
+                return nd
+            if c is PReg and 0 <= r.n <= 10:
+                return r.n if r.n < K else -1
+            raise ValueError(f"bad register {r!r}")
 
         for i, ins in enumerate(insns):
-            regs = ir_uses(ins)
-            if regs:
-                uses_of[i] = nodes_of(regs)
-            regs = ir_defs(ins)
-            if regs:
-                defs_of[i] = nodes_of(regs)
-                if ins.__class__ is Alu and ins.op == "mov" and ins.width == 64:
-                    src = ins.src
-                    if ((src.__class__ is VReg or src.__class__ is PReg) and src != fp
-                            and src != ins.dst):
-                        self.moves[i] = (node[ins.dst], node[src])
+            k = kinds.get(ins.__class__)
+            if k is None:
+                k = kind_of(ins.__class__)
+            if k == KA:
+                op, src = ins.op, ins.src
+                regsrc = src.__class__ is VReg or src.__class__ is PReg
+                if op == "mov":
+                    if regsrc:
+                        s = node(src)
+                        if s >= 0:
+                            uses_of[i] = [s]
+                    d = node(ins.dst)
+                    if d >= 0:
+                        defs_of[i] = [d]
+                        if (regsrc and s >= 0 and ins.width == 64 and src != ins.dst):
+                            moves[i] = (d, s)
+                else:
+                    d = node(ins.dst)
+                    u = [d] if d >= 0 else []
+                    if regsrc and op != "neg":
+                        s = node(src)
+                        if s >= 0 and s != d:
+                            u.append(s)
+                    uses_of[i] = u
+                    if d >= 0:
+                        defs_of[i] = [d]
+            elif k == KL or k == KD:
+                if k == KL:
+                    b = node(ins.base)
+                    if b >= 0:
+                        uses_of[i] = [b]
+                d = node(ins.dst)
+                if d >= 0:
+                    defs_of[i] = [d]
+            elif k == KS or k == KAT or k == KCJ:
+                if k == KCJ:
+                    a, b = ins.a, ins.b
+                else:
+                    a, b = ins.base, ins.src
+                u = []
+                x = node(a)
+                if x >= 0:
+                    u.append(x)
+                if b.__class__ is VReg or b.__class__ is PReg or k == KAT:
+                    x = node(b)
+                    if x >= 0 and x not in u:
+                        u.append(x)
+                uses_of[i] = u
+            elif k == KC:
+                uses_of[i] = _CALL_USES[ins.nargs]
+                defs_of[i] = _CALL_DEFS
+            elif k == KX:
+                uses_of[i] = _EXIT_USES
+            elif k == KE:
+                d = node(ins.dst)
+                if d >= 0:
+                    uses_of[i] = defs_of[i] = [d]
         self.nnodes = K + len(vregs)
+        self._live_out: list[int] | None = None
+        self._after: list[int] | None = None
         self._build_cfg()
         self._loop_depth()
 
-    def _node(self, r: ir.Reg) -> int:
-        nd = self.node.get(r)
-        if nd is None:
-            if not isinstance(r, ir.VReg):
-                raise ValueError(f"bad register {r!r}")
-            nd = K + len(self.vregs)
-            self.node[r] = nd
-            self.vregs.append(r)
-        return nd
+    def node_of(self, r: ir.Reg) -> int:
+        """The node of r0-r9 or of a vreg of the program (KeyError for another vreg)."""
+        return r.n if r.__class__ is ir.PReg else self.vnode[r.id]
 
     def reg_of(self, nd: int) -> ir.Reg:
         return ir.PReg(nd) if nd < K else self.vregs[nd - K]
@@ -266,34 +356,40 @@ class _Function:
         return 8.0 ** min(self.depth[i], 6)
 
     def liveness(self) -> list[int]:
-        """Live-out bitset of every block."""
-        nb = len(self.blocks)
-        gen = [0] * nb
-        kill = [0] * nb
-        for b, (s, e) in enumerate(self.blocks):
-            g = k = 0
-            for i in range(e - 1, s - 1, -1):
-                for d in self.defs[i]:
-                    k |= 1 << d
-                    g &= ~(1 << d)
-                for u in self.uses[i]:
-                    g |= 1 << u
-            gen[b], kill[b] = g, k
-        return _backward_fixpoint(self.succ, gen, kill)[1]
+        """Live-out bitset of every block (computed once)."""
+        if self._live_out is None:
+            nb = len(self.blocks)
+            gen = [0] * nb
+            kill = [0] * nb
+            uses, defs = self.uses, self.defs
+            for b, (s, e) in enumerate(self.blocks):
+                g = k = 0
+                for i in range(e - 1, s - 1, -1):
+                    for d in defs[i]:
+                        k |= 1 << d
+                        g &= ~(1 << d)
+                    for u in uses[i]:
+                        g |= 1 << u
+                gen[b], kill[b] = g, k
+            self._live_out = _backward_fixpoint(self.succ, gen, kill)[1]
+        return self._live_out
 
     def live_after(self) -> list[int]:
-        """Live-out bitset of every instruction."""
-        live_out = self.liveness()
-        res = [0] * len(self.insns)
-        for b, (s, e) in enumerate(self.blocks):
-            live = live_out[b]
-            for i in range(e - 1, s - 1, -1):
-                res[i] = live
-                for d in self.defs[i]:
-                    live &= ~(1 << d)
-                for u in self.uses[i]:
-                    live |= 1 << u
-        return res
+        """Live-out bitset of every instruction (computed once)."""
+        if self._after is None:
+            live_out = self.liveness()
+            res = [0] * len(self.insns)
+            uses, defs = self.uses, self.defs
+            for b, (s, e) in enumerate(self.blocks):
+                live = live_out[b]
+                for i in range(e - 1, s - 1, -1):
+                    res[i] = live
+                    for d in defs[i]:
+                        live &= ~(1 << d)
+                    for u in uses[i]:
+                        live |= 1 << u
+            self._after = res
+        return self._after
 
 
 def _eliminate_dead_code(insns: list[ir.Insn]) -> tuple[list[ir.Insn], _Function]:
@@ -307,7 +403,7 @@ def _eliminate_dead_code(insns: list[ir.Insn]) -> tuple[list[ir.Insn], _Function
     any_cand = False
     for i, ins in enumerate(insns):
         if _is_pure_def(ins) and ins.dst.__class__ is ir.VReg:
-            cand[i] = fn.node[ins.dst]
+            cand[i] = fn.vnode[ins.dst.id]
             any_cand = True
     if not any_cand:
         return insns, fn
@@ -377,18 +473,18 @@ def _commute_copies(insns: list[ir.Insn], fn: _Function) -> list[ir.Insn]:
             if b == c or b == ir.FP:
                 continue
             live = after[j]
-            if live >> fn.node[b] & 1:
+            if live >> fn.node_of(b) & 1:
                 continue
-            nc = fn.node[c]
+            nc = fn.node_of(c)
             i = j - 1
             while i >= s and i not in drop and nc not in fn.uses[i] and nc not in fn.defs[i]:
                 i -= 1
             if i < s or i in drop or i in repl or not _is_move(insns[i]) or insns[i].dst != c:
                 continue
             a = insns[i].src
-            if a == ir.FP or a == b or a == c or not live >> fn.node[a] & 1:
+            if a == ir.FP or a == b or a == c or not live >> fn.node_of(a) & 1:
                 continue
-            na = fn.node[a]
+            na = fn.node_of(a)
             if any(na in fn.defs[k] for k in range(i + 1, j)):
                 continue
             drop.add(i)
@@ -408,7 +504,7 @@ def _commute_copies(insns: list[ir.Insn], fn: _Function) -> list[ir.Insn]:
 
 
 class _Colouring:
-    def __init__(self, fn: _Function, nospill: set[int], cost: list[float]) -> None:
+    def __init__(self, fn: _Function, nospill: set[int], plan) -> None:
         self.fn = fn
         n = fn.nnodes
         self.n = n
@@ -419,7 +515,7 @@ class _Colouring:
         self.move_weight: dict[int, float] = {}
         self.nospill = nospill
         self._build()
-        self.cost = cost
+        self.plan = plan        # () -> (cost, grouped) of _spill_plan, asked for when spilling
 
     # -- build ------------------------------------------------------------------------------
     def _add_edge(self, u: int, v: int) -> None:
@@ -632,7 +728,7 @@ class _Colouring:
     def _spill_priority(self, v: int) -> float:
         if v in self.nospill:
             return float("inf")
-        return self.cost[v] / max(self.degree[v], 1)
+        return self.plan()[0][v] / max(self.degree[v], 1)
 
     def _select_spill(self) -> None:
         v = min(self.spill_wl, key=lambda x: (self._spill_priority(x), x))
@@ -841,7 +937,7 @@ class _Spiller:
                     continue                    # recomputed where needed instead
                 if isinstance(ins, ir.Call):
                     for v in list(groups):
-                        close(v, bool(after[i] >> fn.node[v] & 1))
+                        close(v, bool(after[i] >> fn.vnode[v.id] & 1))
                 regs = [getattr(ins, f) for f in _REG_FIELDS if _is_reg(getattr(ins, f, None))]
                 mine = [r for r in dict.fromkeys(regs) if r in spilled]
                 if not mine:
@@ -874,7 +970,7 @@ class _Spiller:
                     if v not in grouped:        # around this one instruction
                         t = self.temp()
                         self.nospill.add(t)
-                        mapping[v] = t
+                        mapping[v.id] = t
                         if v in uses:
                             blk.extend(reload(v, t, sp))
                         if v in defs:
@@ -889,7 +985,7 @@ class _Spiller:
                             for r in reload(v, g.temp, sp):
                                 g.reloads.append(len(blk))
                                 blk.append(r)
-                    mapping[v] = g.temp
+                    mapping[v.id] = g.temp
                     touched.append(v)
                 pos = len(blk)
                 blk.append(_subst(ins, mapping))
@@ -903,10 +999,10 @@ class _Spiller:
                             raise AssertionError("rematerialised vreg defined twice")
                         g.dirty = True
                         g.lastdef = pos
-                    if not after[i] >> fn.node[v] & 1:
+                    if not after[i] >> fn.vnode[v.id] & 1:
                         close(v, False)
             for v in list(groups):
-                close(v, bool(after[e - 1] >> fn.node[v] & 1))
+                close(v, bool(after[e - 1] >> fn.vnode[v.id] & 1))
             for k, ins in enumerate(blk):
                 if ins is not None:
                     out.append(ins)
@@ -1043,10 +1139,7 @@ def allocate_registers(insns: list[ir.Insn], frame_depth: int) -> tuple[list[ir.
     """
     if frame_depth < 0:
         raise ValueError("frame_depth must be a positive byte count")
-    _check(insns)
-    # "neg" ignores its source operand: drop it so that it cannot name a stray vreg
-    prog = [replace(i, src=0) if isinstance(i, ir.Alu) and i.op == "neg" else i for i in insns]
-    prog = peephole(prog)
+    prog = peephole(_checked(insns))
     prog, fn = _eliminate_dead_code(prog)
     max_id = max((r.id for r in fn.vregs), default=-1)
     commuted = _commute_copies(prog, fn)      # (moves registers around, makes none)
@@ -1058,9 +1151,16 @@ def allocate_registers(insns: list[ir.Insn], frame_depth: int) -> tuple[list[ir.
         if fn is None:
             fn = _Function(prog)
         after = fn.live_after()
-        temp_nodes = {fn.node[t] for t in spiller.temps if t in fn.node}
-        nospill = {fn.node[t] for t in spiller.nospill if t in fn.node}
-        cost, grouped_nodes = _spill_plan(fn, after, temp_nodes)
+        vnode = fn.vnode
+        temp_nodes = {vnode[t.id] for t in spiller.temps if t.id in vnode}
+        nospill = {vnode[t.id] for t in spiller.nospill if t.id in vnode}
+        # the spill costs: only a colouring that must spill asks for them
+        plan = _lazy(lambda: _spill_plan(fn, after, temp_nodes))
+        col = _Colouring(fn, set(nospill), plan)
+        colour, spilled = col.run()
+        if not spilled:
+            break
+        cost, grouped_nodes = plan()
         # vregs whose value can be recomputed at each use instead of going to the stack
         def_sites: dict[int, list[int]] = {}
         for i, ds in enumerate(fn.defs):
@@ -1069,10 +1169,6 @@ def allocate_registers(insns: list[ir.Insn], frame_depth: int) -> tuple[list[ir.
                     def_sites.setdefault(d, []).append(i)
         remat_seqs = {v: seq for v, sites in def_sites.items()
                       if (seq := _remat_sequence(prog, sites)) is not None}
-        col = _Colouring(fn, set(nospill), cost)
-        colour, spilled = col.run()
-        if not spilled:
-            break
         bad = spilled & nospill
         if bad:
             # a temp of a single instruction found no register: spill a longer-lived neighbour
@@ -1091,10 +1187,11 @@ def allocate_registers(insns: list[ir.Insn], frame_depth: int) -> tuple[list[ir.
     else:
         raise RegAllocError("register allocation did not converge")
 
-    mapping = {fn.reg_of(v): ir.PReg(colour[v]) for v in range(K, fn.nnodes)}
+    pregs = [ir.PReg(c) for c in range(K)]
+    by_id = {r.id: pregs[colour[v]] for v, r in enumerate(fn.vregs, K)}
     out = []
     for ins in prog:
-        new = _subst(ins, mapping)
+        new = _subst(ins, by_id)
         if is_self_move(new):
             continue
         out.append(new)
