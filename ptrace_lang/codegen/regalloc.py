@@ -120,9 +120,8 @@ def _is_move(insn: ir.Insn) -> bool:
             and _is_reg(insn.src) and _is_reg(insn.dst))
 
 
-def _is_pure_def(insn: ir.Insn) -> bool:
-    """An instruction whose only effect is writing its destination register."""
-    return isinstance(insn, (ir.Alu, ir.LoadImm64, ir.LoadMapFd, ir.Load, ir.Endian))
+# kinds of the instructions whose only effect is writing their destination register
+_PURE_DEF_KINDS = frozenset((ir.KIND_ALU, ir.KIND_DEF, ir.KIND_LOAD, ir.KIND_ENDIAN))
 
 
 def _remat_sequence(insns: list[ir.Insn], sites: list[int]) -> list[ir.Insn] | None:
@@ -145,7 +144,8 @@ def _remat_sequence(insns: list[ir.Insn], sites: list[int]) -> list[ir.Insn] | N
     return None
 
 
-_CHECKED: dict[type, tuple[str, ...]] = {}    # instruction class -> its register fields
+_CHECKED: dict[type, tuple] = {}    # instruction class -> (its register fields, writes dst)
+_DST_KINDS = frozenset((ir.KIND_ALU, ir.KIND_LOAD, ir.KIND_ENDIAN, ir.KIND_DEF))
 
 
 def _checked(insns: list[ir.Insn]) -> list[ir.Insn]:
@@ -156,22 +156,26 @@ def _checked(insns: list[ir.Insn]) -> list[ir.Insn]:
     PReg, Alu, Call = ir.PReg, ir.Alu, ir.Call
     for ins in insns:
         cls = ins.__class__
-        names = _CHECKED.get(cls)
-        if names is None:
+        known = _CHECKED.get(cls)
+        if known is None:
             if not isinstance(ins, ir.Insn) or cls is ir.Insn:
                 raise ValueError(f"not an IR instruction: {ins!r}")
-            names = _CHECKED[cls] = _reg_fields(cls)
+            # (a call writes r0-r5 only; the other kinds write their dst or nothing)
+            known = _CHECKED[cls] = (_reg_fields(cls), ir.kind_of(cls) in _DST_KINDS,
+                                     issubclass(cls, Alu))
+        names, writes_dst, alu = known
         for f in names:
             v = getattr(ins, f)
             if v.__class__ is PReg and not 0 <= v.n <= 10:
                 raise ValueError(f"bad machine register {v} in {ir.format_insn(ins)}")
-        for r in ir.defs(ins):
-            if r.__class__ is PReg and r.n == 10:
+        if writes_dst:
+            d = ins.dst
+            if d.__class__ is PReg and d.n == 10:
                 raise ValueError(f"r10 is read-only: {ir.format_insn(ins)}")
-        if cls is Call and not 0 <= ins.nargs <= 5:
+            if alu and ins.op == "neg" and ins.src != 0:
+                ins = replace(ins, src=0)
+        elif cls is Call and not 0 <= ins.nargs <= 5:
             raise ValueError(f"helper call with {ins.nargs} arguments")
-        if isinstance(ins, Alu) and ins.op == "neg" and ins.src != 0:
-            ins = replace(ins, src=0)
         out.append(ins)
     return out
 
@@ -203,8 +207,19 @@ class _Function:
     mention), the nodes each instruction reads and writes, its moves, basic blocks, CFG and
     loop depths; liveness computed once and kept (the instructions never change)."""
 
-    def __init__(self, insns: list[ir.Insn]) -> None:
+    def __init__(self, insns: list[ir.Insn], decoded: tuple | None = None) -> None:
         self.insns = insns
+        self._live_out: list[int] | None = None
+        self._after: list[int] | None = None
+        if decoded is None:
+            self._decode()
+        else:       # (see without())
+            self.vregs, self.vnode, self.uses, self.defs, self.moves, self.kinds = decoded
+        self.nnodes = K + len(self.vregs)
+        self._build_cfg()
+
+    def _decode(self) -> None:
+        insns = self.insns
         n = len(insns)
         self.vregs: list[ir.VReg] = []
         vregs = self.vregs
@@ -213,6 +228,7 @@ class _Function:
         self.defs = defs_of = [[]] * n
         self.moves: list[tuple[int, int] | None] = [None] * n
         moves = self.moves
+        self.kinds = kind_list = [0] * n    # ir.KIND_* of every instruction
         kinds, kind_of = ir.KIND_OF, ir.kind_of
         KA, KL, KS, KAT, KE, KCJ, KC, KX, KD = (
             ir.KIND_ALU, ir.KIND_LOAD, ir.KIND_STORE, ir.KIND_ATOMIC, ir.KIND_ENDIAN,
@@ -235,6 +251,7 @@ class _Function:
             k = kinds.get(ins.__class__)
             if k is None:
                 k = kind_of(ins.__class__)
+            kind_list[i] = k
             if k == KA:
                 op, src = ins.op, ins.src
                 regsrc = src.__class__ is VReg or src.__class__ is PReg
@@ -289,11 +306,34 @@ class _Function:
                 d = node(ins.dst)
                 if d >= 0:
                     uses_of[i] = defs_of[i] = [d]
-        self.nnodes = K + len(vregs)
-        self._live_out: list[int] | None = None
-        self._after: list[int] | None = None
-        self._build_cfg()
-        self._loop_depth()
+
+    def without(self, dead: set[int]) -> "_Function":
+        """The ``_Function`` of the program without the instructions at ``dead``, numbered
+        as a fresh one would be (vregs in order of first mention), made from this one's
+        decoded operands rather than by decoding the instructions again."""
+        keep = [i for i in range(len(self.insns)) if i not in dead]
+        uses = [self.uses[i] for i in keep]
+        defs = [self.defs[i] for i in keep]
+        moves = [self.moves[i] for i in keep]
+        new_of: dict[int, int] = {}         # old vreg node -> new
+        for u, d in zip(uses, defs):
+            for x in u:
+                if x >= K and x not in new_of:
+                    new_of[x] = K + len(new_of)
+            for x in d:
+                if x >= K and x not in new_of:
+                    new_of[x] = K + len(new_of)
+        vregs = [self.vregs[x - K] for x in new_of]
+        if any(x != y for x, y in new_of.items()):
+            def renum(nodes: list[int]) -> list[int]:
+                return [new_of[x] if x >= K else x for x in nodes]
+            uses = [renum(u) if u else u for u in uses]
+            defs = [renum(d) if d else d for d in defs]
+            moves = [None if m is None else (new_of.get(m[0], m[0]), new_of.get(m[1], m[1]))
+                     for m in moves]
+        vnode = {r.id: nd for nd, r in enumerate(vregs, K)}
+        return _Function([self.insns[i] for i in keep],
+                         (vregs, vnode, uses, defs, moves, [self.kinds[i] for i in keep]))
 
     def node_of(self, r: ir.Reg) -> int:
         """The node of r0-r9 or of a vreg of the program (KeyError for another vreg)."""
@@ -303,49 +343,56 @@ class _Function:
         return ir.PReg(nd) if nd < K else self.vregs[nd - K]
 
     def _build_cfg(self) -> None:
+        """Basic blocks (label and jump boundaries), their successors, and every
+        instruction's loop depth (the back edges around it)."""
         insns = self.insns
         n = len(insns)
         labels: dict[str, int] = {}
         leaders = {0} if n else set()
-        Label, ends = ir.Label, (ir.Jump, ir.CondJump, ir.Exit)
+        Label, Jump, CondJump, Exit = ir.Label, ir.Jump, ir.CondJump, ir.Exit
+        jumps = []
         for i, ins in enumerate(insns):
             cls = ins.__class__
             if cls is Label:
                 labels[ins.name] = i
                 leaders.add(i)
-            elif cls in ends and i + 1 < n:
+            elif cls is Jump or cls is CondJump:
+                jumps.append(i)
+                if i + 1 < n:
+                    leaders.add(i + 1)
+            elif cls is Exit and i + 1 < n:
                 leaders.add(i + 1)
         starts = sorted(leaders)
-        self.blocks = [(s, starts[k + 1] if k + 1 < len(starts) else n)
-                       for k, s in enumerate(starts)]
-        block_at = {s: b for b, (s, _) in enumerate(self.blocks)}
-        self.block_of_insn = [0] * n
-        for b, (s, e) in enumerate(self.blocks):
-            for i in range(s, e):
-                self.block_of_insn[i] = b
+        nb = len(starts)
+        self.blocks = blocks = [(s, starts[k + 1] if k + 1 < nb else n)
+                                for k, s in enumerate(starts)]
+        block_at = {s: b for b, s in enumerate(starts)}
         self.labels = labels
-        self.succ: list[list[int]] = []
-        for b, (s, e) in enumerate(self.blocks):
+        self.succ = succ = []
+        for b, (s, e) in enumerate(blocks):
             last = insns[e - 1]
+            cls = last.__class__
             out = []
-            if isinstance(last, (ir.Jump, ir.CondJump)):
+            if cls is Jump or cls is CondJump or isinstance(last, (Jump, CondJump)):
                 if last.target not in labels:
                     raise ValueError(f"jump to undefined label {last.target!r}")
                 out.append(block_at[labels[last.target]])
-            if not isinstance(last, (ir.Jump, ir.Exit)) and b + 1 < len(self.blocks):
+            if not isinstance(last, (Jump, Exit)) and b + 1 < nb:
                 out.append(b + 1)
-            self.succ.append(out)
-
-    def _loop_depth(self) -> None:
-        n = len(self.insns)
+            succ.append(out)
+        # loop depth: a back edge (a jump to a label at or before it) makes [label, jump] a
+        # loop body
         delta = [0] * (n + 1)
-        jumps = (ir.Jump, ir.CondJump)
-        for i, ins in enumerate(self.insns):
-            if ins.__class__ in jumps:
-                j = self.labels[ins.target]
-                if j <= i:          # back edge: [j, i] is a loop body
-                    delta[j] += 1
-                    delta[i + 1] -= 1
+        loops = False
+        for i in jumps:
+            j = labels[insns[i].target]
+            if j <= i:
+                delta[j] += 1
+                delta[i + 1] -= 1
+                loops = True
+        if not loops:
+            self.depth = [0] * n
+            return
         depth, acc = [0] * n, 0
         for i in range(n):
             acc += delta[i]
@@ -401,13 +448,13 @@ def _eliminate_dead_code(insns: list[ir.Insn]) -> tuple[list[ir.Insn], _Function
     n = len(insns)
     cand = [-1] * n        # node of the vreg a side-effect-free instruction defines
     any_cand = False
-    for i, ins in enumerate(insns):
-        if _is_pure_def(ins) and ins.dst.__class__ is ir.VReg:
-            cand[i] = fn.vnode[ins.dst.id]
+    blocks, succ, uses, defs = fn.blocks, fn.succ, fn.uses, fn.defs
+    for i, k in enumerate(fn.kinds):
+        if k in _PURE_DEF_KINDS and defs[i] and defs[i][0] >= K:
+            cand[i] = defs[i][0]
             any_cand = True
     if not any_cand:
         return insns, fn
-    blocks, succ, uses, defs = fn.blocks, fn.succ, fn.uses, fn.defs
     nb = len(blocks)
     live_in = [0] * nb
     preds: list[list[int]] = [[] for _ in range(nb)]
@@ -449,8 +496,8 @@ def _eliminate_dead_code(insns: list[ir.Insn]) -> tuple[list[ir.Insn], _Function
         walk(b, dead)
     if not dead:
         return insns, fn
-    insns = [ins for i, ins in enumerate(insns) if i not in dead]
-    return insns, _Function(insns)
+    fn = fn.without(dead)
+    return fn.insns, fn
 
 
 _COMMUTATIVE = ("add", "mul", "or", "and", "xor")
@@ -543,29 +590,59 @@ class _Colouring:
         return v in self.adj[u]
 
     def _build(self) -> None:
+        """The interference graph and the moves: every def interferes with what is live after
+        it (a move's source excepted). ``_add_edge`` inlined, in the same order of calls
+        (the graph's sets are filled as it would fill them)."""
         fn = self.fn
         live_out = fn.liveness()
+        adj, degree = self.adj, self.degree
+        all_uses, all_defs, moves = fn.uses, fn.defs, fn.moves
         for b, (s, e) in enumerate(fn.blocks):
             live = live_out[b]
             for i in range(e - 1, s - 1, -1):
-                uses, defs = fn.uses[i], fn.defs[i]
-                w = fn.weight(i)
-                mv = fn.moves[i]
+                mv = moves[i]
                 if mv is not None:
                     dst, src = mv
                     live &= ~(1 << src)
                     self.move_ends[i] = mv
-                    self.move_weight[i] = w
+                    self.move_weight[i] = fn.weight(i)
                     self.move_list[dst].add(i)
                     self.move_list[src].add(i)
-                for d in defs:
-                    live |= 1 << d
-                for d in defs:
-                    for l in _iter_bits(live):
-                        self._add_edge(l, d)
-                for d in defs:
-                    live &= ~(1 << d)
-                for u in uses:
+                defs = all_defs[i]
+                if defs:
+                    for d in defs:
+                        live |= 1 << d
+                    for d in defs:
+                        x = live & ~(1 << d)
+                        if d < K:           # only vregs live across a fixed def interfere
+                            x >>= K
+                            while x:
+                                low = x & -x
+                                x ^= low
+                                a = adj[low.bit_length() - 1 + K]
+                                if d not in a:
+                                    a.add(d)
+                                    degree[low.bit_length() - 1 + K] += 1
+                        else:
+                            ad = adj[d]
+                            while x:
+                                low = x & -x
+                                x ^= low
+                                nd = low.bit_length() - 1
+                                if nd < K:
+                                    if nd not in ad:
+                                        ad.add(nd)
+                                        degree[d] += 1
+                                else:
+                                    a = adj[nd]
+                                    if d not in a:
+                                        a.add(d)
+                                        degree[nd] += 1
+                                        ad.add(nd)
+                                        degree[d] += 1
+                    for d in defs:
+                        live &= ~(1 << d)
+                for u in all_uses[i]:
                     live |= 1 << u
 
     # -- main loop ----------------------------------------------------------------------------
@@ -1190,9 +1267,14 @@ def allocate_registers(insns: list[ir.Insn], frame_depth: int) -> tuple[list[ir.
     pregs = [ir.PReg(c) for c in range(K)]
     by_id = {r.id: pregs[colour[v]] for v, r in enumerate(fn.vregs, K)}
     out = []
-    for ins in prog:
-        new = _subst(ins, by_id)
-        if is_self_move(new):
+    Alu = ir.Alu
+    for ins, u, d in zip(prog, fn.uses, fn.defs):
+        # (an instruction whose uses and defs name no vreg names none: nothing to replace)
+        if any(x >= K for x in u) or any(x >= K for x in d):
+            ins = _subst(ins, by_id)
+        if ins.__class__ is Alu and ins.op == "mov" and is_self_move(ins):
             continue
-        out.append(new)
+        out.append(ins)
+    if not spiller.next_slot:       # no stack slot: no spill loads or stores to place
+        return out, frame_depth
     return _assign_slots(_forward_reloads(out), frame_depth)
