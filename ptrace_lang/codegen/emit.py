@@ -274,30 +274,56 @@ def _imm(v: int, signed_only: bool, what: str) -> int:
     return v - (1 << 32) if v >= (1 << 31) else v
 
 
-def _slots(ins: ir.Insn) -> int:
-    if isinstance(ins, (ir.LoadImm64, ir.LoadMapFd)):
-        return 2
-    return 0 if isinstance(ins, (ir.Label, ir.Comment)) else 1
+# what emit() does with each instruction class, found once per class in the order of the
+# checks it stands for (a subclass is emitted as its first listed base)
+(_E_SKIP, _E_ALU, _E_FUNC, _E_IMM64, _E_MAPFD, _E_LOAD, _E_STORE, _E_ATOMIC, _E_ENDIAN, _E_JUMP,
+ _E_CJUMP, _E_CALL, _E_EXIT, _E_BAD) = range(14)
+_EMIT_BASES = (((ir.Label, ir.Comment), _E_SKIP), (ir.Alu, _E_ALU), (ir.LoadFuncAddr, _E_FUNC),
+               (ir.LoadImm64, _E_IMM64), (ir.LoadMapFd, _E_MAPFD), (ir.Load, _E_LOAD),
+               (ir.Store, _E_STORE), (ir.AtomicAdd, _E_ATOMIC), (ir.Endian, _E_ENDIAN),
+               (ir.Jump, _E_JUMP), (ir.CondJump, _E_CJUMP), (ir.Call, _E_CALL),
+               (ir.Exit, _E_EXIT))
+_EMIT_KIND: dict[type, int] = {}
+_SLOTS = {_E_SKIP: 0, _E_FUNC: 2, _E_IMM64: 2, _E_MAPFD: 2}     # others: 1
+
+
+def _emit_kind(cls: type) -> int:
+    k = _EMIT_KIND.get(cls)
+    if k is None:
+        k = _EMIT_KIND[cls] = next((k for base, k in _EMIT_BASES if issubclass(cls, base)),
+                                   _E_BAD)
+    return k
+
+
+_S32_MIN, _S32_MAX = -(1 << 31), (1 << 31) - 1
 
 
 def emit(insns: list[ir.Insn], optimize: bool = True) -> Emitted:
     """Encode allocated IR. ``optimize`` runs ``peephole`` first."""
     if optimize:
         insns = peephole(insns)
+    kinds = [_EMIT_KIND.get(ins.__class__) or _emit_kind(ins.__class__) for ins in insns]
     # pass 1: slot index of every label
     pos: dict[str, int] = {}
     pc = 0
-    for ins in insns:
-        if isinstance(ins, ir.Label):
-            if ins.name in pos:
-                raise ValueError(f"duplicate label {ins.name!r}")
-            pos[ins.name] = pc
-        pc += _slots(ins)
+    slots = _SLOTS
+    for ins, k in zip(insns, kinds):
+        if k == _E_SKIP:
+            if ins.__class__ is ir.Label or isinstance(ins, ir.Label):
+                if ins.name in pos:
+                    raise ValueError(f"duplicate label {ins.name!r}")
+                pos[ins.name] = pc
+        else:
+            pc += slots.get(k, 1)
 
     out: list[Instruction] = []
     spans: list[Span] = []
     relocs: list[tuple[int, str]] = []
     func_relocs: list[tuple[int, str]] = []
+    append = out.append
+    PReg = ir.PReg
+    alu_codes, jmp_codes, size_codes = op.ALU_OP_CODES, op.JMP_OP_CODES, op.SIZE_CODES
+    ALU64, ALU, K, X = op.BPF_ALU64, op.BPF_ALU, op.BPF_K, op.BPF_X
 
     def jump_off(target: str) -> int:
         if target not in pos:
@@ -310,84 +336,109 @@ def emit(insns: list[ir.Insn], optimize: bool = True) -> Emitted:
         return off
 
     cur = None
-    for ins in insns:
+    for ins, k in zip(insns, kinds):
         cur = ins
-        start = len(out)
-        if isinstance(ins, (ir.Label, ir.Comment)):
+        if k == _E_SKIP:
             continue
-        if isinstance(ins, ir.Alu):
-            if ins.op not in op.ALU_OP_CODES:
+        if k == _E_ALU:
+            opc = alu_codes.get(ins.op)
+            if opc is None:
                 raise ValueError(f"unknown ALU op {ins.op!r}")
-            code, off = op.ALU_OP_CODES[ins.op]
-            cls = op.BPF_ALU64 if ins.width == 64 else op.BPF_ALU
-            if ins.width not in (32, 64):
-                raise ValueError(f"bad ALU width {ins.width}")
-            dst = _reg(ins.dst, "ALU destination")
-            if ins.op == "neg":
-                out.append(Instruction(cls | code | op.BPF_K, dst, 0, off, 0))
-            elif isinstance(ins.src, int):
-                imm = _imm(ins.src, ins.width == 64, f"ALU{ins.width} {ins.op}")
-                out.append(Instruction(cls | code | op.BPF_K, dst, 0, off, imm))
+            code, off = opc
+            width = ins.width
+            if width == 64:
+                cls = ALU64
+            elif width == 32:
+                cls = ALU
             else:
-                out.append(Instruction(cls | code | op.BPF_X, dst, _reg(ins.src, "ALU source"),
-                                       off, 0))
-        elif isinstance(ins, ir.LoadFuncAddr):
-            func_relocs.append((len(out), ins.func))
-            out.extend(ld_imm64(_reg(ins.dst, "func destination"), 0, op.BPF_PSEUDO_FUNC))
-        elif isinstance(ins, ir.LoadImm64):
-            out.extend(ld_imm64(_reg(ins.dst, "ld_imm64 destination"), ins.value))
-        elif isinstance(ins, ir.LoadMapFd):
+                raise ValueError(f"bad ALU width {ins.width}")
+            d = ins.dst
+            dst = d.n if d.__class__ is PReg and 0 <= d.n <= 10 else _reg(d, "ALU destination")
+            src = ins.src
+            if ins.op == "neg":
+                append(Instruction(cls | code | K, dst, 0, off, 0))
+            elif src.__class__ is not PReg and isinstance(src, int):
+                imm = src if _S32_MIN <= src <= _S32_MAX else \
+                    _imm(src, width == 64, f"ALU{width} {ins.op}")
+                append(Instruction(cls | code | K, dst, 0, off, imm))
+            else:
+                s = src.n if src.__class__ is PReg and 0 <= src.n <= 10 else \
+                    _reg(src, "ALU source")
+                append(Instruction(cls | code | X, dst, s, off, 0))
+            spans.append(ins.span)
+            continue
+        start = len(out)
+        if k == _E_LOAD:
+            size = size_codes[ins.size]
+            d, b = ins.dst, ins.base
+            append(Instruction(op.BPF_LDX | op.BPF_MEM | size,
+                               d.n if d.__class__ is PReg and 0 <= d.n <= 10
+                               else _reg(d, "load dst"),
+                               b.n if b.__class__ is PReg and 0 <= b.n <= 10
+                               else _reg(b, "load base"), ins.off, 0))
+        elif k == _E_STORE:
+            size = size_codes[ins.size]
+            b = ins.base
+            base = b.n if b.__class__ is PReg and 0 <= b.n <= 10 else _reg(b, "store base")
+            src = ins.src
+            if src.__class__ is not PReg and isinstance(src, int):
+                imm = src if _S32_MIN <= src <= _S32_MAX else _imm(src, ins.size == 8, "store")
+                append(Instruction(op.BPF_ST | op.BPF_MEM | size, base, 0, ins.off, imm))
+            else:
+                append(Instruction(op.BPF_STX | op.BPF_MEM | size, base,
+                                   src.n if src.__class__ is PReg and 0 <= src.n <= 10
+                                   else _reg(src, "store source"), ins.off, 0))
+        elif k == _E_CJUMP:
+            code = jmp_codes.get(ins.op)
+            if code is None:
+                raise ValueError(f"unknown jump op {ins.op!r}")
+            code |= op.BPF_JMP if ins.width == 64 else op.BPF_JMP32
+            a = ins.a
+            a = a.n if a.__class__ is PReg and 0 <= a.n <= 10 else _reg(a, "jump operand")
+            off = jump_off(ins.target)
+            b = ins.b
+            if b.__class__ is not PReg and isinstance(b, int):
+                imm = b if _S32_MIN <= b <= _S32_MAX else _imm(b, ins.width == 64, "jump")
+                append(Instruction(code | K, a, 0, off, imm))
+            else:
+                append(Instruction(code | X, a, b.n if b.__class__ is PReg and 0 <= b.n <= 10
+                                   else _reg(b, "jump operand"), off, 0))
+        elif k == _E_JUMP:
+            append(Instruction(op.BPF_JMP | op.BPF_JA, 0, 0, jump_off(ins.target), 0))
+        elif k == _E_CALL:
+            append(Instruction(op.BPF_JMP | op.BPF_CALL, 0, 0, 0, ins.helper))
+        elif k == _E_EXIT:
+            append(Instruction(op.BPF_JMP | op.BPF_EXIT, 0, 0, 0, 0))
+        elif k == _E_MAPFD:
             relocs.append((len(out), ins.map_name))
             if ins.value_offset is None:
                 out.extend(ld_imm64(_reg(ins.dst, "map destination"), 0, op.BPF_PSEUDO_MAP_FD))
             else:
-                first, second = ld_imm64(_reg(ins.dst, "map destination"), 0, op.BPF_PSEUDO_MAP_VALUE)
+                first, second = ld_imm64(_reg(ins.dst, "map destination"), 0,
+                                         op.BPF_PSEUDO_MAP_VALUE)
                 second.imm = ins.value_offset
                 out.extend((first, second))
-        elif isinstance(ins, ir.Load):
-            size = op.SIZE_CODES[ins.size]
-            out.append(Instruction(op.BPF_LDX | op.BPF_MEM | size, _reg(ins.dst, "load dst"),
-                                   _reg(ins.base, "load base"), ins.off, 0))
-        elif isinstance(ins, ir.Store):
-            size = op.SIZE_CODES[ins.size]
-            base = _reg(ins.base, "store base")
-            if isinstance(ins.src, int):
-                imm = _imm(ins.src, ins.size == 8, "store")
-                out.append(Instruction(op.BPF_ST | op.BPF_MEM | size, base, 0, ins.off, imm))
-            else:
-                out.append(Instruction(op.BPF_STX | op.BPF_MEM | size, base,
-                                       _reg(ins.src, "store source"), ins.off, 0))
-        elif isinstance(ins, ir.AtomicAdd):
+        elif k == _E_IMM64:
+            out.extend(ld_imm64(_reg(ins.dst, "ld_imm64 destination"), ins.value))
+        elif k == _E_FUNC:
+            func_relocs.append((len(out), ins.func))
+            out.extend(ld_imm64(_reg(ins.dst, "func destination"), 0, op.BPF_PSEUDO_FUNC))
+        elif k == _E_ATOMIC:
             if ins.size not in (4, 8):
                 raise ValueError(f"atomic add of size {ins.size}")
-            size = op.SIZE_CODES[ins.size]
-            out.append(Instruction(op.BPF_STX | op.BPF_ATOMIC | size, _reg(ins.base, "base"),
-                                   _reg(ins.src, "atomic source"), ins.off, op.BPF_ADD))
-        elif isinstance(ins, ir.Endian):
+            size = size_codes[ins.size]
+            append(Instruction(op.BPF_STX | op.BPF_ATOMIC | size, _reg(ins.base, "base"),
+                               _reg(ins.src, "atomic source"), ins.off, op.BPF_ADD))
+        elif k == _E_ENDIAN:
             if ins.bits not in (16, 32, 64):
                 raise ValueError(f"byte swap of {ins.bits} bits")
             src = op.BPF_TO_BE if ins.to_be else op.BPF_TO_LE
-            out.append(Instruction(op.BPF_ALU | op.BPF_END | src, _reg(ins.dst, "endian"),
-                                   0, 0, ins.bits))
-        elif isinstance(ins, ir.Jump):
-            out.append(Instruction(op.BPF_JMP | op.BPF_JA, 0, 0, jump_off(ins.target), 0))
-        elif isinstance(ins, ir.CondJump):
-            if ins.op not in op.JMP_OP_CODES:
-                raise ValueError(f"unknown jump op {ins.op!r}")
-            cls = op.BPF_JMP if ins.width == 64 else op.BPF_JMP32
-            code = cls | op.JMP_OP_CODES[ins.op]
-            a = _reg(ins.a, "jump operand")
-            off = jump_off(ins.target)
-            if isinstance(ins.b, int):
-                imm = _imm(ins.b, ins.width == 64, "jump")
-                out.append(Instruction(code | op.BPF_K, a, 0, off, imm))
-            else:
-                out.append(Instruction(code | op.BPF_X, a, _reg(ins.b, "jump operand"), off, 0))
-        elif isinstance(ins, ir.Call):
-            out.append(Instruction(op.BPF_JMP | op.BPF_CALL, 0, 0, 0, ins.helper))
-        elif isinstance(ins, ir.Exit):
-            out.append(Instruction(op.BPF_JMP | op.BPF_EXIT, 0, 0, 0, 0))
+            append(Instruction(op.BPF_ALU | op.BPF_END | src, _reg(ins.dst, "endian"),
+                               0, 0, ins.bits))
         else:
             raise ValueError(f"cannot encode {ins!r}")
-        spans.extend([ins.span] * (len(out) - start))
+        if len(out) - start == 1:
+            spans.append(ins.span)
+        else:
+            spans.extend([ins.span] * (len(out) - start))
     return Emitted(out, spans, relocs, func_relocs)
