@@ -681,21 +681,27 @@ class _Colouring:
                 break
         return self._assign_colours()
 
-    def _adjacent(self, v: int):
-        return (t for t in self.adj[v] if t not in self.on_stack and t not in self.coalesced)
+    # (set operations: their order of iteration is not the adjacency sets' own, and nothing
+    # depends on it: worklists are taken by min(), moves from a heap of unique (weight, move)
+    # keys, degrees are counts, and _choose's scores are sums of powers of two, exact in any
+    # order)
+    def _adjacent(self, v: int) -> set[int]:
+        return self.adj[v] - self.on_stack - self.coalesced
 
     def _node_moves(self, v: int) -> set[int]:
-        return {m for m in self.move_list[v] if m in self.active_moves or m in self.wl_moves}
+        ml = self.move_list[v]
+        return (ml & self.active_moves) | (ml & self.wl_moves)
 
     def _move_related(self, v: int) -> bool:
-        return any(m in self.active_moves or m in self.wl_moves for m in self.move_list[v])
+        ml = self.move_list[v]
+        return not (ml.isdisjoint(self.active_moves) and ml.isdisjoint(self.wl_moves))
 
     def _simplify(self) -> None:
         v = min(self.simplify_wl)
         self.simplify_wl.discard(v)
         self.stack.append(v)
         self.on_stack.add(v)
-        for t in list(self._adjacent(v)):
+        for t in self._adjacent(v):
             self._decrement_degree(t)
 
     def _decrement_degree(self, m: int) -> None:
@@ -759,7 +765,7 @@ class _Colouring:
             self._add_worklist(u)
             self._add_worklist(v)
         elif (u < K and all(self._ok(t, u) for t in self._adjacent(v))) or \
-                (u >= K and self._conservative(set(self._adjacent(u)) | set(self._adjacent(v)))):
+                (u >= K and self._conservative(self._adjacent(u) | self._adjacent(v))):
             self._combine(u, v)
             self._add_worklist(u)
         else:
