@@ -51,6 +51,7 @@ _REG_FIELDS = ("dst", "src", "base", "a", "b")
 _CALL_USES = [list(range(1, n + 1)) for n in range(6)]    # r1..r<nargs> as nodes
 _CALL_DEFS = list(range(6))                               # r0-r5
 _EXIT_USES = [0]
+_CTL_CLASSES = frozenset((ir.Label, ir.Jump, ir.CondJump, ir.Exit))   # (block boundaries)
 
 
 class RegAllocError(CompileError):
@@ -214,7 +215,8 @@ class _Function:
         if decoded is None:
             self._decode()
         else:       # (see without())
-            self.vregs, self.vnode, self.uses, self.defs, self.moves, self.kinds = decoded
+            (self.vregs, self.vnode, self.uses, self.defs, self.moves, self.kinds,
+             self.ctl) = decoded
         self.nnodes = K + len(self.vregs)
         self._build_cfg()
 
@@ -229,6 +231,8 @@ class _Function:
         self.moves: list[tuple[int, int] | None] = [None] * n
         moves = self.moves
         self.kinds = kind_list = [0] * n    # ir.KIND_* of every instruction
+        self.ctl = ctl = []                 # indexes of the labels, jumps and exits
+        ctl_classes = _CTL_CLASSES
         kinds, kind_of = ir.KIND_OF, ir.kind_of
         KA, KL, KS, KAT, KE, KCJ, KC, KX, KD = (
             ir.KIND_ALU, ir.KIND_LOAD, ir.KIND_STORE, ir.KIND_ATOMIC, ir.KIND_ENDIAN,
@@ -248,9 +252,10 @@ class _Function:
             raise ValueError(f"bad register {r!r}")
 
         for i, ins in enumerate(insns):
-            k = kinds.get(ins.__class__)
+            cls = ins.__class__
+            k = kinds.get(cls)
             if k is None:
-                k = kind_of(ins.__class__)
+                k = kind_of(cls)
             kind_list[i] = k
             if k == KA:
                 op, src = ins.op, ins.src
@@ -260,13 +265,19 @@ class _Function:
                         s = node(src)
                         if s >= 0:
                             uses_of[i] = [s]
-                    d = node(ins.dst)
+                    dst = ins.dst
+                    d = vnode.get(dst.id, -1) if dst.__class__ is VReg else -1
+                    if d < 0:
+                        d = node(dst)
                     if d >= 0:
                         defs_of[i] = [d]
-                        if (regsrc and s >= 0 and ins.width == 64 and src != ins.dst):
+                        if (regsrc and s >= 0 and ins.width == 64 and src != dst):
                             moves[i] = (d, s)
                 else:
-                    d = node(ins.dst)
+                    dst = ins.dst
+                    d = vnode.get(dst.id, -1) if dst.__class__ is VReg else -1
+                    if d < 0:
+                        d = node(dst)
                     u = [d] if d >= 0 else []
                     if regsrc and op != "neg":
                         s = node(src)
@@ -297,11 +308,18 @@ class _Function:
                     if x >= 0 and x not in u:
                         u.append(x)
                 uses_of[i] = u
+                if k == KCJ and cls in ctl_classes:
+                    ctl.append(i)
             elif k == KC:
                 uses_of[i] = _CALL_USES[ins.nargs]
                 defs_of[i] = _CALL_DEFS
             elif k == KX:
                 uses_of[i] = _EXIT_USES
+                if cls in ctl_classes:
+                    ctl.append(i)
+            elif k == 0:
+                if cls in ctl_classes:
+                    ctl.append(i)
             elif k == KE:
                 d = node(ins.dst)
                 if d >= 0:
@@ -311,7 +329,12 @@ class _Function:
         """The ``_Function`` of the program without the instructions at ``dead``, numbered
         as a fresh one would be (vregs in order of first mention), made from this one's
         decoded operands rather than by decoding the instructions again."""
-        keep = [i for i in range(len(self.insns)) if i not in dead]
+        keep = []
+        newpos = [-1] * len(self.insns)
+        for i in range(len(self.insns)):
+            if i not in dead:
+                newpos[i] = len(keep)
+                keep.append(i)
         uses = [self.uses[i] for i in keep]
         defs = [self.defs[i] for i in keep]
         moves = [self.moves[i] for i in keep]
@@ -333,7 +356,8 @@ class _Function:
                      for m in moves]
         vnode = {r.id: nd for nd, r in enumerate(vregs, K)}
         return _Function([self.insns[i] for i in keep],
-                         (vregs, vnode, uses, defs, moves, [self.kinds[i] for i in keep]))
+                         (vregs, vnode, uses, defs, moves, [self.kinds[i] for i in keep],
+                          [newpos[i] for i in self.ctl]))     # (never dead: no pure defs)
 
     def node_of(self, r: ir.Reg) -> int:
         """The node of r0-r9 or of a vreg of the program (KeyError for another vreg)."""
@@ -351,7 +375,8 @@ class _Function:
         leaders = {0} if n else set()
         Label, Jump, CondJump, Exit = ir.Label, ir.Jump, ir.CondJump, ir.Exit
         jumps = []
-        for i, ins in enumerate(insns):
+        for i in self.ctl:
+            ins = insns[i]
             cls = ins.__class__
             if cls is Label:
                 labels[ins.name] = i
@@ -1276,7 +1301,7 @@ def allocate_registers(insns: list[ir.Insn], frame_depth: int) -> tuple[list[ir.
     Alu = ir.Alu
     for ins, u, d in zip(prog, fn.uses, fn.defs):
         # (an instruction whose uses and defs name no vreg names none: nothing to replace)
-        if any(x >= K for x in u) or any(x >= K for x in d):
+        if (u and max(u) >= K) or (d and max(d) >= K):
             ins = _subst(ins, by_id)
         if ins.__class__ is Alu and ins.op == "mov" and is_self_move(ins):
             continue
