@@ -42,24 +42,44 @@ def is_self_move(insn: ir.Insn) -> bool:
 
 
 _REGS = (ir.VReg, ir.PReg)
-_NOT_CODE: dict[type, bool] = {}      # class -> Label or Comment (subclasses: _Removed)
+
+# what the peephole tells apart, one category per instruction class (found once per class, in
+# the order of its isinstance checks): a round reads them from a list made in one pass
+_C_OTHER, _C_LABEL, _C_COMMENT, _C_REMOVED, _C_JUMP, _C_CJUMP, _C_EXIT = range(1, 8)   # (not 0: a
+# category is looked up as ``get(cls) or _cat(cls)``)
+_CAT_BASES = ((ir.Label, _C_LABEL), (_Removed, _C_REMOVED), (ir.Comment, _C_COMMENT),
+              (ir.Jump, _C_JUMP), (ir.CondJump, _C_CJUMP), (ir.Exit, _C_EXIT))
+_CAT: dict[type, int] = {}
+
+
+def _cat(cls: type) -> int:
+    c = _CAT.get(cls)
+    if c is None:
+        c = _CAT[cls] = next((c for base, c in _CAT_BASES if issubclass(cls, base)), _C_OTHER)
+    return c
+
+
+def _cats(insns: list[ir.Insn]) -> list[int]:
+    get = _CAT.get
+    return [get(ins.__class__) or _cat(ins.__class__) for ins in insns]
 
 
 def _is_code(insn: ir.Insn) -> bool:
-    cls = insn.__class__
-    not_code = _NOT_CODE.get(cls)
-    if not_code is None:
-        not_code = _NOT_CODE[cls] = issubclass(cls, (ir.Label, ir.Comment))
-    return not not_code
+    """Not a Label or a Comment (nor a _Removed placeholder)."""
+    c = _CAT.get(insn.__class__)
+    if c is None:
+        c = _cat(insn.__class__)
+    return c != _C_LABEL and c != _C_COMMENT and c != _C_REMOVED
 
 
-def _label_index(insns: list[ir.Insn]) -> dict[str, int]:
+def _label_index(insns: list[ir.Insn], cats: list[int] | None = None) -> dict[str, int]:
     out = {}
-    for i, ins in enumerate(insns):
-        if isinstance(ins, ir.Label):
-            if ins.name in out:
-                raise ValueError(f"duplicate label {ins.name!r}")
-            out[ins.name] = i
+    for i, c in enumerate(_cats(insns) if cats is None else cats):
+        if c == _C_LABEL:
+            name = insns[i].name
+            if name in out:
+                raise ValueError(f"duplicate label {name!r}")
+            out[name] = i
     return out
 
 
@@ -74,29 +94,33 @@ def _labels_between(insns: list[ir.Insn], start: int, end: int) -> set[str]:
     return {ins.name for ins in insns[start:end] if isinstance(ins, ir.Label)}
 
 
-def _reachable(insns: list[ir.Insn], labels: dict[str, int]) -> list[bool]:
+def _reachable(insns: list[ir.Insn], labels: dict[str, int],
+               cats: list[int] | None = None) -> list[bool]:
+    if cats is None:
+        cats = _cats(insns)
     seen = [False] * len(insns)
     work = [0] if insns else []
     while work:
         i = work.pop()
         while i < len(insns) and not seen[i]:
             seen[i] = True
-            ins = insns[i]
-            if isinstance(ins, ir.Jump):
-                i = labels[ins.target]
+            c = cats[i]
+            if c == _C_JUMP:
+                i = labels[insns[i].target]
                 continue
-            if isinstance(ins, ir.CondJump):
-                work.append(labels[ins.target])
-            elif isinstance(ins, ir.Exit):
+            if c == _C_CJUMP:
+                work.append(labels[insns[i].target])
+            elif c == _C_EXIT:
                 break
             i += 1
     return seen
 
 
-def _check_labels(insns: list[ir.Insn], labels: dict[str, int]) -> None:
-    for ins in insns:
-        if isinstance(ins, (ir.Jump, ir.CondJump)) and ins.target not in labels:
-            raise ValueError(f"jump to undefined label {ins.target!r}")
+def _check_labels(insns: list[ir.Insn], labels: dict[str, int],
+                  cats: list[int] | None = None) -> None:
+    for i, c in enumerate(_cats(insns) if cats is None else cats):
+        if (c == _C_JUMP or c == _C_CJUMP) and insns[i].target not in labels:
+            raise ValueError(f"jump to undefined label {insns[i].target!r}")
 
 
 def _is_constant_def(ins: ir.Insn) -> bool:
@@ -161,72 +185,77 @@ def _hoist_constant_else(out: list) -> bool:
 
 
 def _peephole_round(insns: list[ir.Insn]) -> tuple[list[ir.Insn], bool]:
-    labels = _label_index(insns)
-    _check_labels(insns, labels)
+    cats = _cats(insns)
+    labels = _label_index(insns, cats)
+    _check_labels(insns, labels, cats)
     changed = False
     out = list(insns)
     n = len(out)
+    jumps = [i for i, c in enumerate(cats) if c == _C_JUMP or c == _C_CJUMP]
+    Jump, CondJump = ir.Jump, ir.CondJump
 
     # 1. jump threading: a jump to a label whose first instruction is "goto M" jumps to M.
     def final_target(name: str) -> str:
         seen = {name}
         while True:
             j = _next_code(out, labels[name])
-            if j < n and isinstance(out[j], ir.Jump) and out[j].target not in seen:
+            if j < n and isinstance(out[j], Jump) and out[j].target not in seen:
                 name = out[j].target
                 seen.add(name)
             else:
                 return name
 
-    for i, ins in enumerate(out):
-        if isinstance(ins, (ir.Jump, ir.CondJump)):
-            t = final_target(ins.target)
-            if t != ins.target:
-                out[i] = replace(ins, target=t)
-                changed = True
+    for i in jumps:
+        ins = out[i]
+        t = final_target(ins.target)
+        if t != ins.target:
+            out[i] = replace(ins, target=t)
+            changed = True
 
     # 2. jumps to the next instruction; "if c goto L1; goto L2; L1:" -> "if !c goto L2; L1:"
-    i = 0
-    while i < n:
+    # (the jumps found above, in order, each still a jump when its turn comes)
+    for i in jumps:
         ins = out[i]
-        if isinstance(ins, (ir.Jump, ir.CondJump)):
+        if isinstance(ins, (Jump, CondJump)):
             j = _next_code(out, i + 1)
             if ins.target in _labels_between(out, i + 1, j):
                 out[i] = _Removed("", span=ins.span)
                 changed = True
-            elif (isinstance(ins, ir.CondJump) and ins.op in _INVERSE and j < n
-                  and isinstance(out[j], ir.Jump)
+            elif (isinstance(ins, CondJump) and ins.op in _INVERSE and j < n
+                  and isinstance(out[j], Jump)
                   and not _labels_between(out, i + 1, j)):
                 k = _next_code(out, j + 1)
                 if ins.target in _labels_between(out, j + 1, k):
                     out[i] = replace(ins, op=_INVERSE[ins.op], target=out[j].target)
                     out[j] = _Removed("", span=out[j].span)
                     changed = True
-        i += 1
 
     # 2b. "if c goto E; A; goto J; E: x = K; J:" -> "x = K; if c goto J; A; J:" when A sets x
     if _hoist_constant_else(out):
         changed = True
 
     # 3. self moves
+    Alu = ir.Alu
     for i, ins in enumerate(out):
-        if is_self_move(ins):
+        if ins.__class__ is Alu and ins.op == "mov" and is_self_move(ins):
             out[i] = _Removed("", span=ins.span)
             changed = True
 
     # 4. unreachable code, unreferenced labels, placeholder comments
-    reach = _reachable(out, labels)
-    referenced = {ins.target for k, ins in enumerate(out)
-                  if reach[k] and isinstance(ins, (ir.Jump, ir.CondJump))}
+    cats = _cats(out)
+    reach = _reachable(out, labels, cats)
+    referenced = {out[k].target for k, c in enumerate(cats)
+                  if (c == _C_JUMP or c == _C_CJUMP) and reach[k]}
     result = []
     for k, ins in enumerate(out):
-        if isinstance(ins, ir.Label):
+        c = cats[k]
+        if c == _C_LABEL:
             if ins.name not in referenced:
                 changed = True
                 continue
-        elif isinstance(ins, _Removed):
+        elif c == _C_REMOVED:
             continue
-        elif isinstance(ins, ir.Comment):
+        elif c == _C_COMMENT:
             pass
         elif not reach[k]:
             changed = True
@@ -277,7 +306,7 @@ def _imm(v: int, signed_only: bool, what: str) -> int:
 # what emit() does with each instruction class, found once per class in the order of the
 # checks it stands for (a subclass is emitted as its first listed base)
 (_E_SKIP, _E_ALU, _E_FUNC, _E_IMM64, _E_MAPFD, _E_LOAD, _E_STORE, _E_ATOMIC, _E_ENDIAN, _E_JUMP,
- _E_CJUMP, _E_CALL, _E_EXIT, _E_BAD) = range(14)
+ _E_CJUMP, _E_CALL, _E_EXIT, _E_BAD) = range(1, 15)     # (not 0, as the categories above)
 _EMIT_BASES = (((ir.Label, ir.Comment), _E_SKIP), (ir.Alu, _E_ALU), (ir.LoadFuncAddr, _E_FUNC),
                (ir.LoadImm64, _E_IMM64), (ir.LoadMapFd, _E_MAPFD), (ir.Load, _E_LOAD),
                (ir.Store, _E_STORE), (ir.AtomicAdd, _E_ATOMIC), (ir.Endian, _E_ENDIAN),
