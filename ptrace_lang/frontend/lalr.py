@@ -215,6 +215,8 @@ def run(tables: Tables, text: str) -> Node:
     stack = [tables.start]
     values: list = []
     pos, line, col = 0, 1, 1
+    n = len(text)
+    scanners, ignore, keywords = tables._state_scanner, tables.ignore, tables.keywords
     tok, pos, line, col = _lex_one(tables, text, pos, line, col, stack[-1])
     ttype = tok.type
     while True:
@@ -224,6 +226,45 @@ def run(tables: Tables, text: str) -> Node:
         if act >= 0:
             stack.append(act)
             values.append(tok)
+            # the next token, as _lex_one finds it (inline: a call per token was a third of
+            # a parse); the end of the text, a failed match and an unfinished comment are left
+            # to _lex_one, at the position reached
+            tok = None
+            sc = scanners.get(act) or tables.scanner(act)
+            accepts = states[act]
+            while pos < n:
+                for rx in sc:
+                    m = rx.match(text, pos)
+                    if m:
+                        break
+                else:
+                    break
+                ttype = m.lastgroup
+                value = m.group()
+                kw = keywords.get(ttype)
+                if kw is not None and value in kw:
+                    k = kw[value]
+                    if k in accepts or ttype not in accepts:
+                        ttype = k
+                nl = value.count("\n")
+                if nl:
+                    end_line = line + nl
+                    end_col = len(value) - value.rfind("\n")
+                else:
+                    end_line = line
+                    end_col = col + len(value)
+                if ttype in ignore:
+                    if ttype == "BLOCK_COMMENT" and (len(value) < 4 or not value.endswith("*/")):
+                        break
+                    pos += len(value)
+                    line, col = end_line, end_col
+                    continue
+                tok = Token(ttype, value, pos, line, col, end_line, end_col)
+                pos += len(value)
+                line, col = end_line, end_col
+                break
+            if tok is not None:
+                continue
             tok, pos, line, col = _lex_one(tables, text, pos, line, col, act)
             ttype = tok.type
             continue
