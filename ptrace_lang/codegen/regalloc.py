@@ -93,27 +93,23 @@ def _reg_fields(cls: type) -> tuple[str, ...]:
 
 def _subst(insn: ir.Insn, by_id: dict) -> ir.Insn:
     """Copy of ``insn`` with its vregs replaced as ``by_id`` (vreg id -> register) says."""
+    d = insn.__dict__           # (an IR instruction keeps all its fields there)
     changes = None
-    for name in _reg_fields(insn.__class__):
-        v = getattr(insn, name)
-        if v.__class__ is ir.VReg:
+    VReg = ir.VReg
+    for name in _REG_FIELDS_OF.get(insn.__class__) or _reg_fields(insn.__class__):
+        v = d.get(name)
+        if v.__class__ is VReg:
             new = by_id.get(v.id)
             if new is not None:
                 if changes is None:
-                    changes = {}
+                    changes = d.copy()
                 changes[name] = new
-    return _with(insn, changes) if changes else insn
-
-
-def _with(insn: ir.Insn, changes: dict) -> ir.Insn:
-    """``records.replace`` for IR instructions (whose fields are all in their ``__dict__``),
-    without its per-field calls: the allocator copies every instruction it rewrites."""
+    if changes is None:
+        return insn
     cls = insn.__class__
-    new = cls.__new__(cls)
-    d = new.__dict__
-    d.update(insn.__dict__)
-    d.update(changes)
-    return new
+    out = cls.__new__(cls)
+    out.__dict__ = changes
+    return out
 
 
 def _is_move(insn: ir.Insn) -> bool:
@@ -520,6 +516,15 @@ def _eliminate_dead_code(insns: list[ir.Insn]) -> tuple[list[ir.Insn], _Function
     for b in range(nb):
         walk(b, dead)
     if not dead:
+        # nothing dead: this fixpoint is the program's plain liveness (the least fixpoint of
+        # both transfer functions), kept so that it is not worked out again
+        live_out = [0] * nb
+        for b, ss in enumerate(succ):
+            out = 0
+            for t in ss:
+                out |= live_in[t]
+            live_out[b] = out
+        fn._live_out = live_out
         return insns, fn
     fn = fn.without(dead)
     return fn.insns, fn
@@ -536,10 +541,13 @@ def _commute_copies(insns: list[ir.Insn], fn: _Function) -> list[ir.Insn]:
     after = fn.live_after()
     drop: set[int] = set()
     repl: dict[int, list[ir.Insn]] = {}
+    kinds, KA = fn.kinds, ir.KIND_ALU
     for s, e in fn.blocks:
         for j in range(s, e):
+            if kinds[j] != KA:
+                continue
             opi = insns[j]
-            if not (isinstance(opi, ir.Alu) and opi.op in _COMMUTATIVE and _is_reg(opi.src)):
+            if not (opi.op in _COMMUTATIVE and _is_reg(opi.src)):
                 continue
             c, b = opi.dst, opi.src
             if b == c or b == ir.FP:
@@ -1249,7 +1257,7 @@ def allocate_registers(insns: list[ir.Insn], frame_depth: int) -> tuple[list[ir.
         raise ValueError("frame_depth must be a positive byte count")
     prog = peephole(_checked(insns))
     prog, fn = _eliminate_dead_code(prog)
-    max_id = max((r.id for r in fn.vregs), default=-1)
+    max_id = max(fn.vnode, default=-1)       # (the vregs' ids)
     commuted = _commute_copies(prog, fn)      # (moves registers around, makes none)
     if commuted is not prog:
         prog, fn = commuted, None
