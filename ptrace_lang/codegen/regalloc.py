@@ -343,7 +343,8 @@ class _Function:
                 if x >= K and x not in new_of:
                     new_of[x] = K + len(new_of)
         vregs = [self.vregs[x - K] for x in new_of]
-        if any(x != y for x, y in new_of.items()):
+        renumbered = any(x != y for x, y in new_of.items())
+        if renumbered:
             def renum(nodes: list[int]) -> list[int]:
                 return [new_of[x] if x >= K else x for x in nodes]
             uses = [renum(u) if u else u for u in uses]
@@ -351,9 +352,11 @@ class _Function:
             moves = [None if m is None else (new_of.get(m[0], m[0]), new_of.get(m[1], m[1]))
                      for m in moves]
         vnode = {r.id: nd for nd, r in enumerate(vregs, K)}
-        return _Function([self.insns[i] for i in keep],
-                         (vregs, vnode, uses, defs, moves, [self.kinds[i] for i in keep],
-                          [newpos[i] for i in self.ctl]))     # (never dead: no pure defs)
+        out = _Function([self.insns[i] for i in keep],
+                        (vregs, vnode, uses, defs, moves, [self.kinds[i] for i in keep],
+                         [newpos[i] for i in self.ctl]))     # (never dead: no pure defs)
+        out.renumbered = renumbered
+        return out
 
     def node_of(self, r: ir.Reg) -> int:
         """The node of r0-r9 or of a vreg of the program (KeyError for another vreg)."""
@@ -515,18 +518,20 @@ def _eliminate_dead_code(insns: list[ir.Insn]) -> tuple[list[ir.Insn], _Function
     dead: set[int] = set()
     for b in range(nb):
         walk(b, dead)
-    if not dead:
-        # nothing dead: this fixpoint is the program's plain liveness (the least fixpoint of
-        # both transfer functions), kept so that it is not worked out again
-        live_out = [0] * nb
-        for b, ss in enumerate(succ):
-            out = 0
-            for t in ss:
-                out |= live_in[t]
-            live_out[b] = out
-        fn._live_out = live_out
-        return insns, fn
-    fn = fn.without(dead)
+    # this fixpoint is the liveness of the program without the dead instructions (the least
+    # fixpoint of both transfer functions): kept, so that it is not worked out again, when
+    # the blocks and node numbers stay as they are
+    live_out = [0] * nb
+    for b, ss in enumerate(succ):
+        out = 0
+        for t in ss:
+            out |= live_in[t]
+        live_out[b] = out
+    if dead:
+        fn = fn.without(dead)
+        if fn.renumbered or len(fn.blocks) != nb:
+            return fn.insns, fn
+    fn._live_out = live_out
     return fn.insns, fn
 
 
