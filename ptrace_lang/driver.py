@@ -135,6 +135,9 @@ def compile_script(text: str, filename: str, opts: Options, machine=None) -> Com
     from ptrace_lang.sema.analyze import analyze
 
     btftypes.use_disk_cache(machine.host.btf_cache)
+    forget = getattr(machine.host, "forget", None)    # (kernel.host.LiveHost: per-compile answers)
+    if forget is not None:
+        forget()
     program = parse_program(text, filename, opts)
     deps, decls = resolve_program(program, filename, opts)
     groups, popts = expand_attach_points(program, opts, machine)
@@ -151,10 +154,12 @@ def compile_script(text: str, filename: str, opts: Options, machine=None) -> Com
                              popts.warnings + getattr(sema.analyzer, "warnings", []))
     stages: dict[str, list[str]] = {"types": [], "ir": [], "llvm-ir": [], "asm": []}
     scratch = 0      # the per-CPU scratch value big temporaries live in (lower_values)
+    # (once per compile, not per group: with a map or two per block that was quadratic)
+    user_map_index = {um.name: i for i, um in enumerate(obj.user_maps)}
     for pi, (probe, gs) in enumerate(zip(program.probes, groups)):
         for gi, group in enumerate(gs):
             scratch = max(scratch, compile_group(obj, layouts, sema, probe, pi, gi, group, opts,
-                                                 machine.target, stages))
+                                                 machine.target, stages, user_map_index))
     finish_object(obj, opts, scratch)
     btftypes.flush()        # kernel types resolved by this compile, for the next one
     dumps.update((k, "".join(v) if k == "types" else "\n".join(v))
@@ -234,9 +239,9 @@ def expand_attach_points(program: ast.Program, opts: Options, machine):
                 ap.provider, ap.parts = split_attach_point(raw)
     for probe in program.probes:
         by_key: dict[object, tuple] = {}
-        uses_args = any(isinstance(n, ast.Builtin) and n.name == "args" for n in ast.walk(probe))
-        popts.uses_args = uses_args      # (rawtracepoint: BTF-typed args need a tp_btf program)
         read = {n.name for n in ast.walk(probe) if isinstance(n, ast.Builtin)}
+        uses_args = "args" in read
+        popts.uses_args = uses_args      # (rawtracepoint: BTF-typed args need a tp_btf program)
         for ap in probe.attach_points:
             prov = providers.lookup(ap)
             # argN of a USDT site is read as its own note says: sites share code only when
@@ -347,10 +352,11 @@ def plan_maps(sema, decls: dict, opts: Options, warnings: list):
 
 
 def compile_group(obj: S.ObjectSpec, layouts: dict, sema, probe, pi: int, gi: int, group: tuple,
-                  opts: Options, target, stages: dict) -> int:
+                  opts: Options, target, stages: dict, user_map_index: dict | None = None) -> int:
     """One group of a probe's targets (those that share code): lowered to IR, registers and
     stack allocated, encoded; its programs and attachments added to ``obj``. Returns the
-    scratch memory it needs; ``stages`` collects the -d dumps asked for."""
+    scratch memory it needs; ``stages`` collects the -d dumps asked for; ``user_map_index``:
+    the index of every user map in ``obj.user_maps`` by name (made here when not given)."""
     from ptrace_lang.bpf.disasm import disassemble
     from ptrace_lang.bpf.insn import encode
     from ptrace_lang.codegen import lower as L
@@ -360,7 +366,8 @@ def compile_group(obj: S.ObjectSpec, layouts: dict, sema, probe, pi: int, gi: in
 
         return llvm_group(obj, layouts, sema, probe, pi, gi, group, opts, target, stages)
     prov, targets, ctx = group
-    user_map_index = {um.name: i for i, um in enumerate(obj.user_maps)}
+    if user_map_index is None:
+        user_map_index = {um.name: i for i, um in enumerate(obj.user_maps)}
     var_types = sema.retype(probe, ctx)
     probe_ids = []
     for t in targets:

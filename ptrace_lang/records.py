@@ -46,6 +46,22 @@ def replace(obj, **changes):
 
 
 def _init(self, *args, **kwargs):
+    fast = self.__class__._record_fast
+    if fast is not None and len(args) == fast[0]:
+        # every positional field given, the keyword-only ones plain attributes with plain
+        # defaults: stored straight into the instance dict (no call per field)
+        _, positional, kw_defaults, kw_names = fast
+        if not kwargs:
+            d = self.__dict__
+            d.update(zip(positional, args))
+            d.update(kw_defaults)
+            return
+        if kwargs.keys() <= kw_names:
+            d = self.__dict__
+            d.update(zip(positional, args))
+            d.update(kw_defaults)
+            d.update(kwargs)
+            return
     positional, names, defaults = self.__class__._record_init
     if len(args) > len(positional):
         raise TypeError(f"{self.__class__.__name__}() takes {len(positional)} positional "
@@ -66,6 +82,20 @@ def _init(self, *args, **kwargs):
     if kwargs:
         raise TypeError(f"{self.__class__.__name__}() got an unexpected keyword argument "
                         f"'{next(iter(kwargs))}'")
+
+
+def _plain_fields(cls, names) -> bool:
+    """Whether every field is stored in the instance's ``__dict__`` by ``object.__setattr__``
+    (instances have a dict, and no field name is a slot, property or other data descriptor)."""
+    if not cls.__dictoffset__:
+        return False
+    for name in names:
+        for klass in cls.__mro__:
+            if name in klass.__dict__:
+                if hasattr(type(klass.__dict__[name]), "__set__"):
+                    return False
+                break
+    return True
 
 
 class _Factory:
@@ -127,6 +157,11 @@ def _build(cls, frozen: bool):
         elif f.default_factory is not _MISSING:
             defaults[n] = _Factory(f.default_factory)
     cls._record_init = (positional, positional + kw_only, defaults)
+    cls._record_fast = None
+    if all(n in defaults and defaults[n].__class__ is not _Factory for n in kw_only) and \
+            _plain_fields(cls, all_fields):
+        cls._record_fast = (len(positional), positional, {n: defaults[n] for n in kw_only},
+                            frozenset(kw_only))
     cls._record_repr = tuple(n for n, f in all_fields.items() if f.repr)
     cls._record_cmp = tuple(n for n, f in all_fields.items() if f.compare)
     cls.__match_args__ = positional

@@ -67,18 +67,21 @@ def ld_imm64(dst: int, value: int, src: int = 0) -> list[Instruction]:
 
 def encode(insns: list[Instruction]) -> bytes:
     """Serialise instructions to the kernel's ``struct bpf_insn`` array."""
-    out = bytearray()
+    pack = _INSN.pack
+    parts = []
     for i, ins in enumerate(insns):
-        if not (0 <= ins.dst <= 15 and 0 <= ins.src <= 15):
+        dst, src, off, imm = ins.dst, ins.src, ins.off, ins.imm
+        if not (0 <= dst <= 15 and 0 <= src <= 15):
             raise ValueError(f"insn {i}: register out of range: {ins}")
-        if not -(1 << 15) <= ins.off < (1 << 15):
+        if not -32768 <= off <= 32767:
             raise ValueError(f"insn {i}: offset {ins.off} does not fit in 16 bits")
-        try:
-            imm = _s32(ins.imm)
-        except ValueError as e:
-            raise ValueError(f"insn {i}: {e}") from None
-        out += _INSN.pack(ins.opcode & 0xFF, (ins.src << 4) | ins.dst, ins.off, imm)
-    return bytes(out)
+        if not -2147483648 <= imm <= 2147483647:     # (2**31 .. 2**32-1 wrap, as _s32 says)
+            try:
+                imm = _s32(imm)
+            except ValueError as e:
+                raise ValueError(f"insn {i}: {e}") from None
+        parts.append(pack(ins.opcode & 0xFF, (src << 4) | dst, off, imm))
+    return b"".join(parts)
 
 
 def decode(data: bytes) -> list[Instruction]:

@@ -44,24 +44,44 @@ def is_self_move(insn: ir.Insn) -> bool:
 
 
 _REGS = (ir.VReg, ir.PReg)
-_NOT_CODE: dict[type, bool] = {}      # class -> Label or Comment (subclasses: _Removed)
+
+# what the peephole tells apart, one category per instruction class (found once per class, in
+# the order of its isinstance checks): a round reads them from a list made in one pass
+_C_OTHER, _C_LABEL, _C_COMMENT, _C_REMOVED, _C_JUMP, _C_CJUMP, _C_EXIT = range(1, 8)   # (not 0: a
+# category is looked up as ``get(cls) or _cat(cls)``)
+_CAT_BASES = ((ir.Label, _C_LABEL), (_Removed, _C_REMOVED), (ir.Comment, _C_COMMENT),
+              (ir.Jump, _C_JUMP), (ir.CondJump, _C_CJUMP), (ir.Exit, _C_EXIT))
+_CAT: dict[type, int] = {}
+
+
+def _cat(cls: type) -> int:
+    c = _CAT.get(cls)
+    if c is None:
+        c = _CAT[cls] = next((c for base, c in _CAT_BASES if issubclass(cls, base)), _C_OTHER)
+    return c
+
+
+def _cats(insns: list[ir.Insn]) -> list[int]:
+    get = _CAT.get
+    return [get(ins.__class__) or _cat(ins.__class__) for ins in insns]
 
 
 def _is_code(insn: ir.Insn) -> bool:
-    cls = insn.__class__
-    not_code = _NOT_CODE.get(cls)
-    if not_code is None:
-        not_code = _NOT_CODE[cls] = issubclass(cls, (ir.Label, ir.Comment))
-    return not not_code
+    """Not a Label or a Comment (nor a _Removed placeholder)."""
+    c = _CAT.get(insn.__class__)
+    if c is None:
+        c = _cat(insn.__class__)
+    return c != _C_LABEL and c != _C_COMMENT and c != _C_REMOVED
 
 
-def _label_index(insns: list[ir.Insn]) -> dict[str, int]:
+def _label_index(insns: list[ir.Insn], cats: list[int] | None = None) -> dict[str, int]:
     out = {}
-    for i, ins in enumerate(insns):
-        if isinstance(ins, ir.Label):
-            if ins.name in out:
-                raise ValueError(f"duplicate label {ins.name!r}")
-            out[ins.name] = i
+    for i, c in enumerate(_cats(insns) if cats is None else cats):
+        if c == _C_LABEL:
+            name = insns[i].name
+            if name in out:
+                raise ValueError(f"duplicate label {name!r}")
+            out[name] = i
     return out
 
 
@@ -76,29 +96,33 @@ def _labels_between(insns: list[ir.Insn], start: int, end: int) -> set[str]:
     return {ins.name for ins in insns[start:end] if isinstance(ins, ir.Label)}
 
 
-def _reachable(insns: list[ir.Insn], labels: dict[str, int]) -> list[bool]:
+def _reachable(insns: list[ir.Insn], labels: dict[str, int],
+               cats: list[int] | None = None) -> list[bool]:
+    if cats is None:
+        cats = _cats(insns)
     seen = [False] * len(insns)
     work = [0] if insns else []
     while work:
         i = work.pop()
         while i < len(insns) and not seen[i]:
             seen[i] = True
-            ins = insns[i]
-            if isinstance(ins, ir.Jump):
-                i = labels[ins.target]
+            c = cats[i]
+            if c == _C_JUMP:
+                i = labels[insns[i].target]
                 continue
-            if isinstance(ins, ir.CondJump):
-                work.append(labels[ins.target])
-            elif isinstance(ins, ir.Exit):
+            if c == _C_CJUMP:
+                work.append(labels[insns[i].target])
+            elif c == _C_EXIT:
                 break
             i += 1
     return seen
 
 
-def _check_labels(insns: list[ir.Insn], labels: dict[str, int]) -> None:
-    for ins in insns:
-        if isinstance(ins, (ir.Jump, ir.CondJump)) and ins.target not in labels:
-            raise ValueError(f"jump to undefined label {ins.target!r}")
+def _check_labels(insns: list[ir.Insn], labels: dict[str, int],
+                  cats: list[int] | None = None) -> None:
+    for i, c in enumerate(_cats(insns) if cats is None else cats):
+        if (c == _C_JUMP or c == _C_CJUMP) and insns[i].target not in labels:
+            raise ValueError(f"jump to undefined label {insns[i].target!r}")
 
 
 def _is_constant_def(ins: ir.Insn) -> bool:
@@ -252,48 +276,50 @@ def _merge_constant_stores(out: list) -> bool:
 
 
 def _peephole_round(insns: list[ir.Insn]) -> tuple[list[ir.Insn], bool]:
-    labels = _label_index(insns)
-    _check_labels(insns, labels)
+    cats = _cats(insns)
+    labels = _label_index(insns, cats)
+    _check_labels(insns, labels, cats)
     changed = False
     out = list(insns)
     n = len(out)
+    jumps = [i for i, c in enumerate(cats) if c == _C_JUMP or c == _C_CJUMP]
+    Jump, CondJump = ir.Jump, ir.CondJump
 
     # 1. jump threading: a jump to a label whose first instruction is "goto M" jumps to M.
     def final_target(name: str) -> str:
         seen = {name}
         while True:
             j = _next_code(out, labels[name])
-            if j < n and isinstance(out[j], ir.Jump) and out[j].target not in seen:
+            if j < n and isinstance(out[j], Jump) and out[j].target not in seen:
                 name = out[j].target
                 seen.add(name)
             else:
                 return name
 
-    for i, ins in enumerate(out):
-        if isinstance(ins, (ir.Jump, ir.CondJump)):
-            t = final_target(ins.target)
-            if t != ins.target:
-                out[i] = replace(ins, target=t)
-                changed = True
+    for i in jumps:
+        ins = out[i]
+        t = final_target(ins.target)
+        if t != ins.target:
+            out[i] = replace(ins, target=t)
+            changed = True
 
     # 2. jumps to the next instruction; "if c goto L1; goto L2; L1:" -> "if !c goto L2; L1:"
-    i = 0
-    while i < n:
+    # (the jumps found above, in order, each still a jump when its turn comes)
+    for i in jumps:
         ins = out[i]
-        if isinstance(ins, (ir.Jump, ir.CondJump)):
+        if isinstance(ins, (Jump, CondJump)):
             j = _next_code(out, i + 1)
             if ins.target in _labels_between(out, i + 1, j):
                 out[i] = _Removed("", span=ins.span)
                 changed = True
-            elif (isinstance(ins, ir.CondJump) and ins.op in _INVERSE and j < n
-                  and isinstance(out[j], ir.Jump)
+            elif (isinstance(ins, CondJump) and ins.op in _INVERSE and j < n
+                  and isinstance(out[j], Jump)
                   and not _labels_between(out, i + 1, j)):
                 k = _next_code(out, j + 1)
                 if ins.target in _labels_between(out, j + 1, k):
                     out[i] = replace(ins, op=_INVERSE[ins.op], target=out[j].target)
                     out[j] = _Removed("", span=out[j].span)
                     changed = True
-        i += 1
 
     # 2b. "if c goto E; A; goto J; E: x = K; J:" -> "x = K; if c goto J; A; J:" when A sets x
     if _hoist_constant_else(out):
@@ -321,18 +347,20 @@ def _peephole_round(insns: list[ir.Insn]) -> tuple[list[ir.Insn], bool]:
             prev = None
 
     # 4. unreachable code, unreferenced labels, placeholder comments
-    reach = _reachable(out, labels)
-    referenced = {ins.target for k, ins in enumerate(out)
-                  if reach[k] and isinstance(ins, (ir.Jump, ir.CondJump))}
+    cats = _cats(out)
+    reach = _reachable(out, labels, cats)
+    referenced = {out[k].target for k, c in enumerate(cats)
+                  if (c == _C_JUMP or c == _C_CJUMP) and reach[k]}
     result = []
     for k, ins in enumerate(out):
-        if isinstance(ins, ir.Label):
+        c = cats[k]
+        if c == _C_LABEL:
             if ins.name not in referenced:
                 changed = True
                 continue
-        elif isinstance(ins, _Removed):
+        elif c == _C_REMOVED:
             continue
-        elif isinstance(ins, ir.Comment):
+        elif c == _C_COMMENT:
             pass
         elif not reach[k]:
             changed = True
@@ -380,30 +408,56 @@ def _imm(v: int, signed_only: bool, what: str) -> int:
     return v - (1 << 32) if v >= (1 << 31) else v
 
 
-def _slots(ins: ir.Insn) -> int:
-    if isinstance(ins, (ir.LoadImm64, ir.LoadMapFd)):
-        return 2
-    return 0 if isinstance(ins, (ir.Label, ir.Comment)) else 1
+# what emit() does with each instruction class, found once per class in the order of the
+# checks it stands for (a subclass is emitted as its first listed base)
+(_E_SKIP, _E_ALU, _E_FUNC, _E_IMM64, _E_MAPFD, _E_LOAD, _E_STORE, _E_ATOMIC, _E_ENDIAN, _E_JUMP,
+ _E_CJUMP, _E_CALL, _E_EXIT, _E_BAD) = range(1, 15)     # (not 0, as the categories above)
+_EMIT_BASES = (((ir.Label, ir.Comment), _E_SKIP), (ir.Alu, _E_ALU), (ir.LoadFuncAddr, _E_FUNC),
+               (ir.LoadImm64, _E_IMM64), (ir.LoadMapFd, _E_MAPFD), (ir.Load, _E_LOAD),
+               (ir.Store, _E_STORE), (ir.AtomicAdd, _E_ATOMIC), (ir.Endian, _E_ENDIAN),
+               (ir.Jump, _E_JUMP), (ir.CondJump, _E_CJUMP), (ir.Call, _E_CALL),
+               (ir.Exit, _E_EXIT))
+_EMIT_KIND: dict[type, int] = {}
+_SLOTS = {_E_SKIP: 0, _E_FUNC: 2, _E_IMM64: 2, _E_MAPFD: 2}     # others: 1
+
+
+def _emit_kind(cls: type) -> int:
+    k = _EMIT_KIND.get(cls)
+    if k is None:
+        k = _EMIT_KIND[cls] = next((k for base, k in _EMIT_BASES if issubclass(cls, base)),
+                                   _E_BAD)
+    return k
+
+
+_S32_MIN, _S32_MAX = -(1 << 31), (1 << 31) - 1
 
 
 def emit(insns: list[ir.Insn], optimize: bool = True) -> Emitted:
     """Encode allocated IR. ``optimize`` runs ``peephole`` first."""
     if optimize:
         insns = peephole(insns)
+    kinds = [_EMIT_KIND.get(ins.__class__) or _emit_kind(ins.__class__) for ins in insns]
     # pass 1: slot index of every label
     pos: dict[str, int] = {}
     pc = 0
-    for ins in insns:
-        if isinstance(ins, ir.Label):
-            if ins.name in pos:
-                raise ValueError(f"duplicate label {ins.name!r}")
-            pos[ins.name] = pc
-        pc += _slots(ins)
+    slots = _SLOTS
+    for ins, k in zip(insns, kinds):
+        if k == _E_SKIP:
+            if ins.__class__ is ir.Label or isinstance(ins, ir.Label):
+                if ins.name in pos:
+                    raise ValueError(f"duplicate label {ins.name!r}")
+                pos[ins.name] = pc
+        else:
+            pc += slots.get(k, 1)
 
     out: list[Instruction] = []
     spans: list[Span] = []
     relocs: list[tuple[int, str]] = []
     func_relocs: list[tuple[int, str]] = []
+    append = out.append
+    PReg = ir.PReg
+    alu_codes, jmp_codes, size_codes = op.ALU_OP_CODES, op.JMP_OP_CODES, op.SIZE_CODES
+    ALU64, ALU, K, X = op.BPF_ALU64, op.BPF_ALU, op.BPF_K, op.BPF_X
 
     def jump_off(target: str) -> int:
         if target not in pos:
@@ -416,24 +470,20 @@ def emit(insns: list[ir.Insn], optimize: bool = True) -> Emitted:
         return off
 
     cur = None
-    for ins in insns:
+    for ins, k in zip(insns, kinds):
         cur = ins
-        start = len(out)
-        if isinstance(ins, (ir.Label, ir.Comment)):
+        if k == _E_SKIP:
             continue
-        if isinstance(ins, ir.Alu):
-            if ins.op not in op.ALU_OP_CODES:
+        if k == _E_ALU:
+            opc = alu_codes.get(ins.op)
+            if opc is None:
                 raise ValueError(f"unknown ALU op {ins.op!r}")
-            code, off = op.ALU_OP_CODES[ins.op]
-            cls = op.BPF_ALU64 if ins.width == 64 else op.BPF_ALU
-            if ins.width not in (32, 64):
-                raise ValueError(f"bad ALU width {ins.width}")
-            dst = _reg(ins.dst, "ALU destination")
-            if ins.op == "neg":
-                out.append(Instruction(cls | code | op.BPF_K, dst, 0, off, 0))
-            elif isinstance(ins.src, int):
-                imm = _imm(ins.src, ins.width == 64, f"ALU{ins.width} {ins.op}")
-                out.append(Instruction(cls | code | op.BPF_K, dst, 0, off, imm))
+            code, off = opc
+            width = ins.width
+            if width == 64:
+                cls = ALU64
+            elif width == 32:
+                cls = ALU
             else:
                 out.append(Instruction(cls | code | op.BPF_X, dst, _reg(ins.src, "ALU source"),
                                        off, 0))
@@ -449,53 +499,31 @@ def emit(insns: list[ir.Insn], optimize: bool = True) -> Emitted:
             if ins.value_offset is None:
                 out.extend(ld_imm64(_reg(ins.dst, "map destination"), 0, op.BPF_PSEUDO_MAP_FD))
             else:
-                first, second = ld_imm64(_reg(ins.dst, "map destination"), 0, op.BPF_PSEUDO_MAP_VALUE)
+                first, second = ld_imm64(_reg(ins.dst, "map destination"), 0,
+                                         op.BPF_PSEUDO_MAP_VALUE)
                 second.imm = ins.value_offset
                 out.extend((first, second))
-        elif isinstance(ins, ir.Load):
-            size = op.SIZE_CODES[ins.size]
-            out.append(Instruction(op.BPF_LDX | op.BPF_MEM | size, _reg(ins.dst, "load dst"),
-                                   _reg(ins.base, "load base"), ins.off, 0))
-        elif isinstance(ins, ir.Store):
-            size = op.SIZE_CODES[ins.size]
-            base = _reg(ins.base, "store base")
-            if isinstance(ins.src, int):
-                imm = _imm(ins.src, ins.size == 8, "store")
-                out.append(Instruction(op.BPF_ST | op.BPF_MEM | size, base, 0, ins.off, imm))
-            else:
-                out.append(Instruction(op.BPF_STX | op.BPF_MEM | size, base,
-                                       _reg(ins.src, "store source"), ins.off, 0))
-        elif isinstance(ins, ir.AtomicAdd):
+        elif k == _E_IMM64:
+            out.extend(ld_imm64(_reg(ins.dst, "ld_imm64 destination"), ins.value))
+        elif k == _E_FUNC:
+            func_relocs.append((len(out), ins.func))
+            out.extend(ld_imm64(_reg(ins.dst, "func destination"), 0, op.BPF_PSEUDO_FUNC))
+        elif k == _E_ATOMIC:
             if ins.size not in (4, 8):
                 raise ValueError(f"atomic add of size {ins.size}")
-            size = op.SIZE_CODES[ins.size]
-            out.append(Instruction(op.BPF_STX | op.BPF_ATOMIC | size, _reg(ins.base, "base"),
-                                   _reg(ins.src, "atomic source"), ins.off, op.BPF_ADD))
-        elif isinstance(ins, ir.Endian):
+            size = size_codes[ins.size]
+            append(Instruction(op.BPF_STX | op.BPF_ATOMIC | size, _reg(ins.base, "base"),
+                               _reg(ins.src, "atomic source"), ins.off, op.BPF_ADD))
+        elif k == _E_ENDIAN:
             if ins.bits not in (16, 32, 64):
                 raise ValueError(f"byte swap of {ins.bits} bits")
             src = op.BPF_TO_BE if ins.to_be else op.BPF_TO_LE
-            out.append(Instruction(op.BPF_ALU | op.BPF_END | src, _reg(ins.dst, "endian"),
-                                   0, 0, ins.bits))
-        elif isinstance(ins, ir.Jump):
-            out.append(Instruction(op.BPF_JMP | op.BPF_JA, 0, 0, jump_off(ins.target), 0))
-        elif isinstance(ins, ir.CondJump):
-            if ins.op not in op.JMP_OP_CODES:
-                raise ValueError(f"unknown jump op {ins.op!r}")
-            cls = op.BPF_JMP if ins.width == 64 else op.BPF_JMP32
-            code = cls | op.JMP_OP_CODES[ins.op]
-            a = _reg(ins.a, "jump operand")
-            off = jump_off(ins.target)
-            if isinstance(ins.b, int):
-                imm = _imm(ins.b, ins.width == 64, "jump")
-                out.append(Instruction(code | op.BPF_K, a, 0, off, imm))
-            else:
-                out.append(Instruction(code | op.BPF_X, a, _reg(ins.b, "jump operand"), off, 0))
-        elif isinstance(ins, ir.Call):
-            out.append(Instruction(op.BPF_JMP | op.BPF_CALL, 0, 0, 0, ins.helper))
-        elif isinstance(ins, ir.Exit):
-            out.append(Instruction(op.BPF_JMP | op.BPF_EXIT, 0, 0, 0, 0))
+            append(Instruction(op.BPF_ALU | op.BPF_END | src, _reg(ins.dst, "endian"),
+                               0, 0, ins.bits))
         else:
             raise ValueError(f"cannot encode {ins!r}")
-        spans.extend([ins.span] * (len(out) - start))
+        if len(out) - start == 1:
+            spans.append(ins.span)
+        else:
+            spans.extend([ins.span] * (len(out) - start))
     return Emitted(out, spans, relocs, func_relocs)

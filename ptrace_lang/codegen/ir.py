@@ -88,7 +88,8 @@ class Alu(Insn):
     src: Operand = 0
     width: int = 64
 
-    # the most made records of a compile: by hand, not through the records' generic __init__
+    # the records made most in a compile get their __init__ by hand, not the records'
+    # generic one (~3x slower)
     def __init__(self, op: str, dst: Reg, src: Operand = 0, width: int = 64, *,
                  span: Span = NO_SPAN) -> None:
         self.span = span
@@ -105,6 +106,11 @@ class LoadImm64(Insn):
     dst: Reg
     value: int
 
+    def __init__(self, dst: Reg, value: int, *, span: Span = NO_SPAN) -> None:
+        self.span = span
+        self.dst = dst
+        self.value = value
+
 
 @dataclass
 class LoadFuncAddr(LoadImm64):
@@ -113,6 +119,12 @@ class LoadFuncAddr(LoadImm64):
     (codegen/subprogs.py)."""
 
     func: str = ""
+
+    def __init__(self, dst: Reg, value: int, func: str = "", *, span: Span = NO_SPAN) -> None:
+        self.span = span
+        self.dst = dst
+        self.value = value
+        self.func = func
 
 
 @dataclass
@@ -134,6 +146,13 @@ class LoadMapFd(Insn):
     dst: Reg
     map_name: str
     value_offset: int | None = None   # set: address of the map's value + offset (BPF_PSEUDO_MAP_VALUE)
+
+    def __init__(self, dst: Reg, map_name: str, value_offset: int | None = None, *,
+                 span: Span = NO_SPAN) -> None:
+        self.span = span
+        self.dst = dst
+        self.map_name = map_name
+        self.value_offset = value_offset
 
 
 @dataclass
@@ -181,6 +200,14 @@ class AtomicAdd(Insn):
     src: Reg
     size: int = 8
 
+    def __init__(self, base: Reg, off: int, src: Reg, size: int = 8, *,
+                 span: Span = NO_SPAN) -> None:
+        self.span = span
+        self.base = base
+        self.off = off
+        self.src = src
+        self.size = size
+
 
 @dataclass
 class Endian(Insn):
@@ -195,12 +222,20 @@ class Endian(Insn):
 class Label(Insn):
     name: str
 
+    def __init__(self, name: str, *, span: Span = NO_SPAN) -> None:
+        self.span = span
+        self.name = name
+
 
 @dataclass
 class Jump(Insn):
     """goto label."""
 
     target: str
+
+    def __init__(self, target: str, *, span: Span = NO_SPAN) -> None:
+        self.span = span
+        self.target = target
 
 
 @dataclass
@@ -213,6 +248,15 @@ class CondJump(Insn):
     target: str
     width: int = 64
 
+    def __init__(self, op: str, a: Reg, b: Operand, target: str, width: int = 64, *,
+                 span: Span = NO_SPAN) -> None:
+        self.span = span
+        self.op = op
+        self.a = a
+        self.b = b
+        self.target = target
+        self.width = width
+
 
 @dataclass
 class Call(Insn):
@@ -220,6 +264,11 @@ class Call(Insn):
 
     helper: int
     nargs: int
+
+    def __init__(self, helper: int, nargs: int, *, span: Span = NO_SPAN) -> None:
+        self.span = span
+        self.helper = helper
+        self.nargs = nargs
 
 
 @dataclass
@@ -232,6 +281,25 @@ class Comment(Insn):
     """No code; kept for ``-d ir`` readability."""
 
     text: str
+
+
+# How each instruction class reads and writes registers, as one code per class (a subclass
+# has its base's): uses(), defs() and the register allocator's analysis dispatch on it.
+(KIND_NONE, KIND_ALU, KIND_LOAD, KIND_STORE, KIND_ATOMIC, KIND_ENDIAN, KIND_CONDJUMP, KIND_CALL,
+ KIND_EXIT, KIND_DEF) = range(10)
+_KIND_BASES = ((Alu, KIND_ALU), (Load, KIND_LOAD), (Store, KIND_STORE), (AtomicAdd, KIND_ATOMIC),
+               (Endian, KIND_ENDIAN), (CondJump, KIND_CONDJUMP), (Call, KIND_CALL),
+               (Exit, KIND_EXIT), ((LoadImm64, LoadMapFd), KIND_DEF))
+KIND_OF: dict[type, int] = {}       # filled on first sight of a class (kind_of)
+
+
+def kind_of(cls: type) -> int:
+    """The operand kind (``KIND_*``) of an instruction class."""
+    k = KIND_OF.get(cls)
+    if k is None:
+        k = KIND_OF[cls] = next((k for base, k in _KIND_BASES if issubclass(cls, base)),
+                                KIND_NONE)
+    return k
 
 
 def _uses_alu(insn) -> list[Reg]:
@@ -262,45 +330,31 @@ def _def_dst(insn) -> list[Reg]:
 
 
 _USES_BY_KIND = (
-    (Alu, _uses_alu),
-    (Load, lambda insn: [insn.base]),
-    (Store, _uses_store),
-    (AtomicAdd, lambda insn: [insn.base, insn.src]),
-    (Endian, lambda insn: [insn.dst]),
-    (CondJump, _uses_condjump),
-    (Call, lambda insn: list(ARG_REGS[: insn.nargs])),
-    (Exit, lambda insn: [R0]),
+    _no_regs,                                   # KIND_NONE
+    _uses_alu,                                  # KIND_ALU
+    lambda insn: [insn.base],                   # KIND_LOAD
+    _uses_store,                                # KIND_STORE
+    lambda insn: [insn.base, insn.src],         # KIND_ATOMIC
+    lambda insn: [insn.dst],                    # KIND_ENDIAN
+    _uses_condjump,                             # KIND_CONDJUMP
+    lambda insn: list(ARG_REGS[: insn.nargs]),  # KIND_CALL
+    lambda insn: [R0],                          # KIND_EXIT
+    _no_regs,                                   # KIND_DEF
 )
-_DEFS_BY_KIND = (
-    ((Alu, LoadImm64, LoadMapFd, Load, Endian), _def_dst),
-    (Call, lambda insn: list(CALLER_SAVED)),
-)
-# the functions above per concrete class (subclasses found on first sight): uses() and defs()
-# run for every instruction several times per allocation round
-_USES_OF: dict[type, object] = {}
-_DEFS_OF: dict[type, object] = {}
-
-
-def _kind_fn(table, cache: dict, cls: type):
-    fn = next((f for kinds, f in table if issubclass(cls, kinds)), _no_regs)
-    cache[cls] = fn
-    return fn
+_DEFS_BY_KIND = (_no_regs, _def_dst, _def_dst, _no_regs, _no_regs, _def_dst, _no_regs,
+                 lambda insn: list(CALLER_SAVED), _no_regs, _def_dst)
 
 
 def uses(insn: Insn) -> list[Reg]:
     """Registers read by ``insn``."""
-    fn = _USES_OF.get(insn.__class__)
-    if fn is None:
-        fn = _kind_fn(_USES_BY_KIND, _USES_OF, insn.__class__)
-    return fn(insn)
+    k = KIND_OF.get(insn.__class__)
+    return _USES_BY_KIND[kind_of(insn.__class__) if k is None else k](insn)
 
 
 def defs(insn: Insn) -> list[Reg]:
     """Registers written by ``insn`` (a call writes r0 and clobbers r1-r5)."""
-    fn = _DEFS_OF.get(insn.__class__)
-    if fn is None:
-        fn = _kind_fn(_DEFS_BY_KIND, _DEFS_OF, insn.__class__)
-    return fn(insn)
+    k = KIND_OF.get(insn.__class__)
+    return _DEFS_BY_KIND[kind_of(insn.__class__) if k is None else k](insn)
 
 
 def _fmt(o: Operand) -> str:

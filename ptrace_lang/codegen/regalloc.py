@@ -33,374 +33,77 @@ Algorithm (George & Appel, "Iterated Register Coalescing", TOPLAS 1996), adapted
 
 Before allocating, the IR is cleaned by ``emit.peephole`` and by dead-code elimination of
 side-effect-free instructions that define an unused vreg.
+
+Here: the check, the colouring and the rounds; the analysis (nodes, CFG, liveness, dead code,
+commuted copies) is in ``codegen/ra_analysis.py``, the spill code in ``codegen/ra_spill.py``.
 """
 from __future__ import annotations
 
 import heapq
-from ptrace_lang.records import dataclass, fields, replace
+from ptrace_lang.records import replace
 
 from ptrace_lang.codegen import ir
 from ptrace_lang.codegen.emit import is_self_move, peephole
-from ptrace_lang.errors import NO_SPAN, CompileError
+from ptrace_lang.codegen.ra_analysis import (K, _Function, _commute_copies,
+                                             _eliminate_dead_code, _reg_fields, _subst)
+from ptrace_lang.codegen.ra_spill import (_Spiller, _assign_slots, _forward_reloads,
+                                          _remat_sequence, _spill_plan)
+from ptrace_lang.errors import CompileError
 
-K = 10                      # r0..r9
 _INF_DEGREE = 1 << 40
 _MAX_ROUNDS = 40
 _DEFAULT_ORDER = (1, 2, 3, 4, 5, 0, 6, 7, 8, 9)
-_REG_FIELDS = ("dst", "src", "base", "a", "b")
-_PREG_NODES = {ir.PReg(i): i for i in range(K)}
 
 
 class RegAllocError(CompileError):
     """The program cannot be allocated (should not happen for well-formed IR)."""
 
 
-# --------------------------------------------------------------------------------------------
-# spill pseudo instructions (turned into plain Load/Store with concrete offsets at the end)
+_CHECKED: dict[type, tuple] = {}    # instruction class -> (its register fields, writes dst)
+_DST_KINDS = frozenset((ir.KIND_ALU, ir.KIND_LOAD, ir.KIND_ENDIAN, ir.KIND_DEF))
 
 
-@dataclass
-class _SpillLoad(ir.Load):
-    slot: int = -1
-
-
-@dataclass
-class _SpillStore(ir.Store):
-    slot: int = -1
-
-
-# --------------------------------------------------------------------------------------------
-# helpers
-
-
-def _is_reg(x: object) -> bool:
-    return isinstance(x, (ir.VReg, ir.PReg))
-
-
-_REG_FIELDS_OF: dict[type, tuple[str, ...]] = {}
-
-
-def _reg_fields(cls: type) -> tuple[str, ...]:
-    """The register fields (``_REG_FIELDS``) an instruction class has."""
-    names = _REG_FIELDS_OF.get(cls)
-    if names is None:
-        names = _REG_FIELDS_OF[cls] = tuple(f.name for f in fields(cls) if f.name in _REG_FIELDS)
-    return names
-
-
-def _subst(insn: ir.Insn, mapping: dict) -> ir.Insn:
-    """Copy of ``insn`` with registers replaced according to ``mapping``."""
-    changes = None
-    for name in _reg_fields(insn.__class__):
-        v = getattr(insn, name)
-        if v.__class__ is ir.VReg or v.__class__ is ir.PReg:
-            new = mapping.get(v)
-            if new is not None:
-                if changes is None:
-                    changes = {}
-                changes[name] = new
-    return replace(insn, **changes) if changes else insn
-
-
-def _is_move(insn: ir.Insn) -> bool:
-    return (isinstance(insn, ir.Alu) and insn.op == "mov" and insn.width == 64
-            and _is_reg(insn.src) and _is_reg(insn.dst))
-
-
-def _is_pure_def(insn: ir.Insn) -> bool:
-    """An instruction whose only effect is writing its destination register."""
-    return isinstance(insn, (ir.Alu, ir.LoadImm64, ir.LoadMapFd, ir.Load, ir.Endian))
-
-
-def _remat_sequence(insns: list[ir.Insn], sites: list[int]) -> list[ir.Insn] | None:
-    """The definition(s) of a vreg if they can be recomputed anywhere (rematerialisation):
-    a single constant definition (``mov imm``, ``ld_imm64``, map fd) or a frame address
-    (``v = r10; v += imm`` as two adjacent instructions)."""
-    if len(sites) == 1:
-        d = insns[sites[0]]
-        if isinstance(d, (ir.LoadImm64, ir.LoadMapFd)):
-            return [d]
-        if isinstance(d, ir.Alu) and d.op == "mov" and isinstance(d.src, int):
-            return [d]
-        return None
-    if len(sites) == 2 and sites[1] == sites[0] + 1:
-        a, b = insns[sites[0]], insns[sites[1]]
-        if (isinstance(a, ir.Alu) and a.op == "mov" and a.width == 64 and a.src == ir.FP
-                and isinstance(b, ir.Alu) and b.op == "add" and b.width == 64
-                and isinstance(b.src, int) and b.dst == a.dst):
-            return [a, b]
-    return None
-
-
-def _check(insns: list[ir.Insn]) -> None:
+def _checked(insns: list[ir.Insn]) -> list[ir.Insn]:
+    """The program checked (instructions, machine registers, r10 never written, at most five
+    helper arguments), with the source operand ``neg`` ignores set to 0 so that it cannot
+    name a stray vreg."""
+    out = []
+    PReg, Alu, Call = ir.PReg, ir.Alu, ir.Call
     for ins in insns:
-        if not isinstance(ins, ir.Insn) or type(ins) is ir.Insn:
-            raise ValueError(f"not an IR instruction: {ins!r}")
-        for f in _reg_fields(ins.__class__):
+        cls = ins.__class__
+        known = _CHECKED.get(cls)
+        if known is None:
+            if not isinstance(ins, ir.Insn) or cls is ir.Insn:
+                raise ValueError(f"not an IR instruction: {ins!r}")
+            # (a call writes r0-r5 only; the other kinds write their dst or nothing)
+            known = _CHECKED[cls] = (_reg_fields(cls), ir.kind_of(cls) in _DST_KINDS,
+                                     issubclass(cls, Alu))
+        names, writes_dst, alu = known
+        for f in names:
             v = getattr(ins, f)
-            if v.__class__ is ir.PReg and not 0 <= v.n <= 10:
+            if v.__class__ is PReg and not 0 <= v.n <= 10:
                 raise ValueError(f"bad machine register {v} in {ir.format_insn(ins)}")
-        if ir.FP in ir.defs(ins):
-            raise ValueError(f"r10 is read-only: {ir.format_insn(ins)}")
-        if ins.__class__ is ir.Call and not 0 <= ins.nargs <= 5:
+        if writes_dst:
+            d = ins.dst
+            if d.__class__ is PReg and d.n == 10:
+                raise ValueError(f"r10 is read-only: {ir.format_insn(ins)}")
+            if alu and ins.op == "neg" and ins.src != 0:
+                ins = replace(ins, src=0)
+        elif cls is Call and not 0 <= ins.nargs <= 5:
             raise ValueError(f"helper call with {ins.nargs} arguments")
-
-
-def _iter_bits(x: int):
-    while x:
-        low = x & -x
-        yield low.bit_length() - 1
-        x ^= low
-
-
-# --------------------------------------------------------------------------------------------
-# analysis: node numbering, CFG, liveness
-
-
-class _Function:
-    def __init__(self, insns: list[ir.Insn]) -> None:
-        self.insns = insns
-        n = len(insns)
-        self.vregs: list[ir.VReg] = []
-        node = self.node = dict(_PREG_NODES)
-        vregs = self.vregs
-        get = node.get
-        fp = ir.FP
-        self.uses = uses_of = [[]] * n
-        self.defs = defs_of = [[]] * n
-        self.moves: list[tuple[int, int] | None] = [None] * n
-        ir_uses, ir_defs = ir.uses, ir.defs
-        Alu, VReg, PReg = ir.Alu, ir.VReg, ir.PReg
-        def nodes_of(regs) -> list:
-            nodes = []
-            for r in regs:
-                nd = get(r)
-                if nd is None:
-                    if r == fp:
-                        continue
-                    nd = self._node(r)
-                if nd not in nodes:
-                    nodes.append(nd)
-            return nodes
-
-        for i, ins in enumerate(insns):
-            regs = ir_uses(ins)
-            if regs:
-                uses_of[i] = nodes_of(regs)
-            regs = ir_defs(ins)
-            if regs:
-                defs_of[i] = nodes_of(regs)
-                if ins.__class__ is Alu and ins.op == "mov" and ins.width == 64:
-                    src = ins.src
-                    if ((src.__class__ is VReg or src.__class__ is PReg) and src != fp
-                            and src != ins.dst):
-                        self.moves[i] = (node[ins.dst], node[src])
-        self.nnodes = K + len(vregs)
-        self._build_cfg()
-        self._loop_depth()
-
-    def _node(self, r: ir.Reg) -> int:
-        nd = self.node.get(r)
-        if nd is None:
-            if not isinstance(r, ir.VReg):
-                raise ValueError(f"bad register {r!r}")
-            nd = K + len(self.vregs)
-            self.node[r] = nd
-            self.vregs.append(r)
-        return nd
-
-    def reg_of(self, nd: int) -> ir.Reg:
-        return ir.PReg(nd) if nd < K else self.vregs[nd - K]
-
-    def _build_cfg(self) -> None:
-        insns = self.insns
-        n = len(insns)
-        labels: dict[str, int] = {}
-        leaders = {0} if n else set()
-        Label, ends = ir.Label, (ir.Jump, ir.CondJump, ir.Exit)
-        for i, ins in enumerate(insns):
-            cls = ins.__class__
-            if cls is Label:
-                labels[ins.name] = i
-                leaders.add(i)
-            elif cls in ends and i + 1 < n:
-                leaders.add(i + 1)
-        starts = sorted(leaders)
-        self.blocks = [(s, starts[k + 1] if k + 1 < len(starts) else n)
-                       for k, s in enumerate(starts)]
-        block_at = {s: b for b, (s, _) in enumerate(self.blocks)}
-        self.block_of_insn = [0] * n
-        for b, (s, e) in enumerate(self.blocks):
-            for i in range(s, e):
-                self.block_of_insn[i] = b
-        self.labels = labels
-        self.succ: list[list[int]] = []
-        for b, (s, e) in enumerate(self.blocks):
-            last = insns[e - 1]
-            out = []
-            if isinstance(last, (ir.Jump, ir.CondJump)):
-                if last.target not in labels:
-                    raise ValueError(f"jump to undefined label {last.target!r}")
-                out.append(block_at[labels[last.target]])
-            if not isinstance(last, (ir.Jump, ir.Exit)) and b + 1 < len(self.blocks):
-                out.append(b + 1)
-            self.succ.append(out)
-
-    def _loop_depth(self) -> None:
-        n = len(self.insns)
-        delta = [0] * (n + 1)
-        jumps = (ir.Jump, ir.CondJump)
-        for i, ins in enumerate(self.insns):
-            if ins.__class__ in jumps:
-                j = self.labels[ins.target]
-                if j <= i:          # back edge: [j, i] is a loop body
-                    delta[j] += 1
-                    delta[i + 1] -= 1
-        depth, acc = [0] * n, 0
-        for i in range(n):
-            acc += delta[i]
-            depth[i] = acc
-        self.depth = depth
-
-    def weight(self, i: int) -> float:
-        return 8.0 ** min(self.depth[i], 6)
-
-    def liveness(self) -> list[int]:
-        """Live-out bitset of every block."""
-        nb = len(self.blocks)
-        gen = [0] * nb
-        kill = [0] * nb
-        for b, (s, e) in enumerate(self.blocks):
-            g = k = 0
-            for i in range(e - 1, s - 1, -1):
-                for d in self.defs[i]:
-                    k |= 1 << d
-                    g &= ~(1 << d)
-                for u in self.uses[i]:
-                    g |= 1 << u
-            gen[b], kill[b] = g, k
-        return _backward_fixpoint(self.succ, gen, kill)[1]
-
-    def live_after(self) -> list[int]:
-        """Live-out bitset of every instruction."""
-        live_out = self.liveness()
-        res = [0] * len(self.insns)
-        for b, (s, e) in enumerate(self.blocks):
-            live = live_out[b]
-            for i in range(e - 1, s - 1, -1):
-                res[i] = live
-                for d in self.defs[i]:
-                    live &= ~(1 << d)
-                for u in self.uses[i]:
-                    live |= 1 << u
-        return res
-
-
-def _eliminate_dead_code(insns: list[ir.Insn]) -> tuple[list[ir.Insn], _Function]:
-    """Side-effect-free definitions of vregs nobody reads, removed; chains of them too (a
-    dead definition's operands are not counted as live: liveness is computed over the
-    instructions still alive, to a fixpoint over the CFG). Returns the instructions and
-    their ``_Function``."""
-    fn = _Function(insns)
-    n = len(insns)
-    cand = [-1] * n        # node of the vreg a side-effect-free instruction defines
-    any_cand = False
-    for i, ins in enumerate(insns):
-        if _is_pure_def(ins) and ins.dst.__class__ is ir.VReg:
-            cand[i] = fn.node[ins.dst]
-            any_cand = True
-    if not any_cand:
-        return insns, fn
-    blocks, succ, uses, defs = fn.blocks, fn.succ, fn.uses, fn.defs
-    nb = len(blocks)
-    live_in = [0] * nb
-    preds: list[list[int]] = [[] for _ in range(nb)]
-    for b, ss in enumerate(succ):
-        for t in ss:
-            preds[t].append(b)
-
-    def walk(b: int, dead: set | None) -> int:
-        live = 0
-        for t in succ[b]:
-            live |= live_in[t]
-        s, e = blocks[b]
-        for i in range(e - 1, s - 1, -1):
-            c = cand[i]
-            if c >= 0 and not live >> c & 1:
-                if dead is not None:
-                    dead.add(i)
-                continue
-            for d in defs[i]:
-                live &= ~(1 << d)
-            for u in uses[i]:
-                live |= 1 << u
-        return live
-
-    work = list(range(nb))
-    queued = [True] * nb
-    while work:
-        b = work.pop()
-        queued[b] = False
-        live = walk(b, None)
-        if live != live_in[b]:
-            live_in[b] = live
-            for p in preds[b]:
-                if not queued[p]:
-                    queued[p] = True
-                    work.append(p)
-    dead: set[int] = set()
-    for b in range(nb):
-        walk(b, dead)
-    if not dead:
-        return insns, fn
-    insns = [ins for i, ins in enumerate(insns) if i not in dead]
-    return insns, _Function(insns)
-
-
-_COMMUTATIVE = ("add", "mul", "or", "and", "xor")
-
-
-def _commute_copies(insns: list[ir.Insn], fn: _Function) -> list[ir.Insn]:
-    """``c = a; ...; c op= b`` (commutative op, a still live after it, b dying there) becomes
-    ``...; c = b; c op= a`` so that c can share b's register: the copy then coalesces away.
-    The ``...`` (same basic block) must not touch c nor redefine a. ``fn``: the
-    ``_Function`` of ``insns``; the result is ``insns`` itself when nothing changed."""
-    after = fn.live_after()
-    drop: set[int] = set()
-    repl: dict[int, list[ir.Insn]] = {}
-    for s, e in fn.blocks:
-        for j in range(s, e):
-            opi = insns[j]
-            if not (isinstance(opi, ir.Alu) and opi.op in _COMMUTATIVE and _is_reg(opi.src)):
-                continue
-            c, b = opi.dst, opi.src
-            if b == c or b == ir.FP:
-                continue
-            live = after[j]
-            if live >> fn.node[b] & 1:
-                continue
-            nc = fn.node[c]
-            i = j - 1
-            while i >= s and i not in drop and nc not in fn.uses[i] and nc not in fn.defs[i]:
-                i -= 1
-            if i < s or i in drop or i in repl or not _is_move(insns[i]) or insns[i].dst != c:
-                continue
-            a = insns[i].src
-            if a == ir.FP or a == b or a == c or not live >> fn.node[a] & 1:
-                continue
-            na = fn.node[a]
-            if any(na in fn.defs[k] for k in range(i + 1, j)):
-                continue
-            drop.add(i)
-            repl[j] = [replace(insns[i], src=b), replace(opi, src=a)]
-    if not drop:
-        return insns
-    out: list[ir.Insn] = []
-    for k, ins in enumerate(insns):
-        if k in drop:
-            continue
-        out.extend(repl.get(k, [ins]))
+        out.append(ins)
     return out
+
+
+def _lazy(make):
+    """``make()``'s value, computed on the first call only."""
+    box: list = []
+
+    def get():
+        if not box:
+            box.append(make())
+        return box[0]
+    return get
 
 
 # --------------------------------------------------------------------------------------------
@@ -408,7 +111,7 @@ def _commute_copies(insns: list[ir.Insn], fn: _Function) -> list[ir.Insn]:
 
 
 class _Colouring:
-    def __init__(self, fn: _Function, nospill: set[int], cost: list[float]) -> None:
+    def __init__(self, fn: _Function, nospill: set[int], plan) -> None:
         self.fn = fn
         n = fn.nnodes
         self.n = n
@@ -419,7 +122,7 @@ class _Colouring:
         self.move_weight: dict[int, float] = {}
         self.nospill = nospill
         self._build()
-        self.cost = cost
+        self.plan = plan        # () -> (cost, grouped) of _spill_plan, asked for when spilling
 
     # -- build ------------------------------------------------------------------------------
     def _add_edge(self, u: int, v: int) -> None:
@@ -447,29 +150,59 @@ class _Colouring:
         return v in self.adj[u]
 
     def _build(self) -> None:
+        """The interference graph and the moves: every def interferes with what is live after
+        it (a move's source excepted). ``_add_edge`` inlined, in the same order of calls
+        (the graph's sets are filled as it would fill them)."""
         fn = self.fn
         live_out = fn.liveness()
+        adj, degree = self.adj, self.degree
+        all_uses, all_defs, moves = fn.uses, fn.defs, fn.moves
         for b, (s, e) in enumerate(fn.blocks):
             live = live_out[b]
             for i in range(e - 1, s - 1, -1):
-                uses, defs = fn.uses[i], fn.defs[i]
-                w = fn.weight(i)
-                mv = fn.moves[i]
+                mv = moves[i]
                 if mv is not None:
                     dst, src = mv
                     live &= ~(1 << src)
                     self.move_ends[i] = mv
-                    self.move_weight[i] = w
+                    self.move_weight[i] = fn.weight(i)
                     self.move_list[dst].add(i)
                     self.move_list[src].add(i)
-                for d in defs:
-                    live |= 1 << d
-                for d in defs:
-                    for l in _iter_bits(live):
-                        self._add_edge(l, d)
-                for d in defs:
-                    live &= ~(1 << d)
-                for u in uses:
+                defs = all_defs[i]
+                if defs:
+                    for d in defs:
+                        live |= 1 << d
+                    for d in defs:
+                        x = live & ~(1 << d)
+                        if d < K:           # only vregs live across a fixed def interfere
+                            x >>= K
+                            while x:
+                                low = x & -x
+                                x ^= low
+                                a = adj[low.bit_length() - 1 + K]
+                                if d not in a:
+                                    a.add(d)
+                                    degree[low.bit_length() - 1 + K] += 1
+                        else:
+                            ad = adj[d]
+                            while x:
+                                low = x & -x
+                                x ^= low
+                                nd = low.bit_length() - 1
+                                if nd < K:
+                                    if nd not in ad:
+                                        ad.add(nd)
+                                        degree[d] += 1
+                                else:
+                                    a = adj[nd]
+                                    if d not in a:
+                                        a.add(d)
+                                        degree[nd] += 1
+                                        ad.add(nd)
+                                        degree[d] += 1
+                    for d in defs:
+                        live &= ~(1 << d)
+                for u in all_uses[i]:
                     live |= 1 << u
 
     # -- main loop ----------------------------------------------------------------------------
@@ -508,21 +241,27 @@ class _Colouring:
                 break
         return self._assign_colours()
 
-    def _adjacent(self, v: int):
-        return (t for t in self.adj[v] if t not in self.on_stack and t not in self.coalesced)
+    # (set operations: their order of iteration is not the adjacency sets' own, and nothing
+    # depends on it: worklists are taken by min(), moves from a heap of unique (weight, move)
+    # keys, degrees are counts, and _choose's scores are sums of powers of two, exact in any
+    # order)
+    def _adjacent(self, v: int) -> set[int]:
+        return self.adj[v] - self.on_stack - self.coalesced
 
     def _node_moves(self, v: int) -> set[int]:
-        return {m for m in self.move_list[v] if m in self.active_moves or m in self.wl_moves}
+        ml = self.move_list[v]
+        return (ml & self.active_moves) | (ml & self.wl_moves)
 
     def _move_related(self, v: int) -> bool:
-        return any(m in self.active_moves or m in self.wl_moves for m in self.move_list[v])
+        ml = self.move_list[v]
+        return not (ml.isdisjoint(self.active_moves) and ml.isdisjoint(self.wl_moves))
 
     def _simplify(self) -> None:
         v = min(self.simplify_wl)
         self.simplify_wl.discard(v)
         self.stack.append(v)
         self.on_stack.add(v)
-        for t in list(self._adjacent(v)):
+        for t in self._adjacent(v):
             self._decrement_degree(t)
 
     def _decrement_degree(self, m: int) -> None:
@@ -586,7 +325,7 @@ class _Colouring:
             self._add_worklist(u)
             self._add_worklist(v)
         elif (u < K and all(self._ok(t, u) for t in self._adjacent(v))) or \
-                (u >= K and self._conservative(set(self._adjacent(u)) | set(self._adjacent(v)))):
+                (u >= K and self._conservative(self._adjacent(u) | self._adjacent(v))):
             self._combine(u, v)
             self._add_worklist(u)
         else:
@@ -632,7 +371,7 @@ class _Colouring:
     def _spill_priority(self, v: int) -> float:
         if v in self.nospill:
             return float("inf")
-        return self.cost[v] / max(self.degree[v], 1)
+        return self.plan()[0][v] / max(self.degree[v], 1)
 
     def _select_spill(self) -> None:
         v = min(self.spill_wl, key=lambda x: (self._spill_priority(x), x))
@@ -695,343 +434,6 @@ class _Colouring:
 
 
 # --------------------------------------------------------------------------------------------
-# spill code
-
-
-def _spill_plan(fn: _Function, after: list[int],
-                singleton: set[int]) -> tuple[list[float], set[int]]:
-    """Estimated cost of spilling each vreg, and which vregs are spilled by "groups".
-
-    A spilled vreg is kept in one temp per *group*: a run of its uses/defs inside one basic
-    block with no helper call in between. The temp is reloaded (or rematerialised) at the start
-    of a group that reads the value and stored back after the group's last def if the value is
-    still live when the group ends. The cost is the number of reloads and stores, weighted by
-    loop depth. Grouping only helps a vreg that has more than one group or crosses a block
-    boundary; the others (and spill temps, ``singleton``) are spilled around every single
-    instruction, costing one reload per use and one store per def.
-    """
-    n = fn.nnodes
-    group_cost = [0.0] * n
-    plain_cost = [0.0] * n
-    groups = [0] * n
-    crosses = [False] * n
-    for b, (s, e) in enumerate(fn.blocks):
-        open_: dict[int, bool] = {}         # node -> dirty
-        live_in = after[s]
-        for d in fn.defs[s]:
-            live_in &= ~(1 << d)
-        for u in fn.uses[s]:
-            live_in |= 1 << u
-        for v in _iter_bits(live_in >> K):
-            crosses[v + K] = True
-        for i in range(s, e):
-            w = fn.weight(i)
-            if isinstance(fn.insns[i], ir.Call):
-                for v, dirty in open_.items():
-                    if dirty and after[i] >> v & 1:
-                        group_cost[v] += w
-                open_.clear()
-            refs = [v for v in dict.fromkeys(fn.uses[i] + fn.defs[i]) if v >= K]
-            for v in refs:
-                is_use = v in fn.uses[i]
-                is_def = v in fn.defs[i]
-                plain_cost[v] += w * (is_use + is_def)
-                if v not in open_:
-                    open_[v] = False
-                    groups[v] += 1
-                    if is_use:
-                        group_cost[v] += w
-                if is_def:
-                    open_[v] = True
-            for v in refs:
-                if v in open_ and not after[i] >> v & 1:
-                    del open_[v]
-        w = fn.weight(e - 1)
-        for v, dirty in open_.items():
-            if after[e - 1] >> v & 1:
-                crosses[v] = True                   # live out of the block
-                if dirty:
-                    group_cost[v] += w
-    grouped = {v for v in range(K, n)
-               if v not in singleton and (groups[v] > 1 or crosses[v])}
-    cost = [group_cost[v] if v in grouped else plain_cost[v] for v in range(n)]
-    return cost, grouped
-
-
-class _Group:
-    __slots__ = ("temp", "dirty", "lastdef", "positions", "reloads")
-
-    def __init__(self, temp: ir.VReg) -> None:
-        self.temp = temp
-        self.dirty = False
-        self.lastdef = -1
-        self.positions: list[int] = []
-        self.reloads: list[int] = []
-
-
-class _Spiller:
-    """Rewrites a program for a set of spilled vregs (see ``_spill_plan``)."""
-
-    def __init__(self, next_vreg: int) -> None:
-        self.next_vreg = next_vreg
-        self.next_slot = 0
-        self.temps: set[ir.VReg] = set()        # every temp made by spilling
-        self.nospill: set[ir.VReg] = set()      # temps of a single instruction
-        self.temp_slot: dict[ir.VReg, int] = {}  # group temp -> slot of the value it caches
-
-    def temp(self) -> ir.VReg:
-        v = ir.VReg(self.next_vreg)
-        self.next_vreg += 1
-        self.temps.add(v)
-        return v
-
-    def rewrite(self, fn: _Function, after: list[int], spilled: set[ir.VReg],
-                grouped: set[ir.VReg], remat: dict[ir.VReg, list[ir.Insn]]) -> list[ir.Insn]:
-        insns = fn.insns
-        slot: dict[ir.VReg, int] = {}
-        for v in sorted(spilled, key=lambda r: r.id):
-            if v in remat:
-                continue
-            if v in self.temp_slot:
-                slot[v] = self.temp_slot[v]     # the temp's value already lives in that slot
-            else:
-                slot[v] = self.next_slot
-                self.next_slot += 1
-        remat_defs = {id(d) for seq in remat.values() for d in seq}
-
-        def reload(v: ir.VReg, dst: ir.Reg, sp) -> list[ir.Insn]:
-            if v in remat:
-                return [replace(r, dst=dst, span=sp) for r in remat[v]]
-            return [_SpillLoad(dst, ir.FP, 0, 8, slot=slot[v], span=sp)]
-
-        out: list[ir.Insn] = []
-        for s, e in fn.blocks:
-            blk: list[ir.Insn | None] = []
-            post: dict[int, list[ir.Insn]] = {}
-            groups: dict[ir.VReg, _Group] = {}
-
-            def close(v: ir.VReg, live: bool) -> None:
-                g = groups.pop(v)
-                if len(g.positions) == 1:
-                    self.nospill.add(g.temp)
-                    pos = g.positions[0]
-                    ins = blk[pos]
-                    if ins is not None and _is_move(ins):
-                        if ins.dst == g.temp and ins.src != g.temp and not g.reloads:
-                            # "%v = x" alone: store x directly
-                            blk[pos] = (_SpillStore(ir.FP, 0, ins.src, 8, slot=slot[v],
-                                                    span=ins.span) if live else None)
-                            return
-                        if ins.src == g.temp and ins.dst != g.temp and not g.dirty:
-                            # "x = %v" alone: reload straight into x
-                            for r in g.reloads:
-                                blk[r] = replace(blk[r], dst=ins.dst)
-                            blk[pos] = None
-                            return
-                if g.dirty and live:
-                    post.setdefault(g.lastdef, []).append(
-                        _SpillStore(ir.FP, 0, g.temp, 8, slot=slot[v], span=blk[g.lastdef].span
-                                    if blk[g.lastdef] is not None else NO_SPAN))
-                if v in slot:
-                    self.temp_slot[g.temp] = slot[v]
-
-            for i in range(s, e):
-                ins = insns[i]
-                if id(ins) in remat_defs:
-                    continue                    # recomputed where needed instead
-                if isinstance(ins, ir.Call):
-                    for v in list(groups):
-                        close(v, bool(after[i] >> fn.node[v] & 1))
-                regs = [getattr(ins, f) for f in _REG_FIELDS if _is_reg(getattr(ins, f, None))]
-                mine = [r for r in dict.fromkeys(regs) if r in spilled]
-                if not mine:
-                    blk.append(ins)
-                    continue
-                sp = ins.span
-                # a temp's own reload / write-back to the slot that already holds it
-                if isinstance(ins, _SpillLoad) and slot.get(ins.dst) == ins.slot:
-                    continue
-                if isinstance(ins, _SpillStore) and slot.get(ins.src) == ins.slot:
-                    continue
-                single = [v for v in mine if v not in grouped]
-                if single and _is_move(ins) and len(mine) == 1:
-                    d, src = ins.dst, ins.src
-                    if d in slot:
-                        blk.append(_SpillStore(ir.FP, 0, src, 8, slot=slot[d], span=sp))
-                        continue
-                    if src in slot:
-                        blk.append(_SpillLoad(d, ir.FP, 0, 8, slot=slot[src], span=sp))
-                        continue
-                    if src in remat:
-                        blk.extend(replace(r, dst=d, span=sp) for r in remat[src])
-                        continue
-                uses = ir.uses(ins)
-                defs = ir.defs(ins)
-                mapping = {}
-                stores = []
-                touched = []
-                for v in mine:
-                    if v not in grouped:        # around this one instruction
-                        t = self.temp()
-                        self.nospill.add(t)
-                        mapping[v] = t
-                        if v in uses:
-                            blk.extend(reload(v, t, sp))
-                        if v in defs:
-                            if v in remat:
-                                raise AssertionError("rematerialised vreg defined twice")
-                            stores.append(_SpillStore(ir.FP, 0, t, 8, slot=slot[v], span=sp))
-                        continue
-                    g = groups.get(v)
-                    if g is None:
-                        g = groups[v] = _Group(self.temp())
-                        if v in uses:
-                            for r in reload(v, g.temp, sp):
-                                g.reloads.append(len(blk))
-                                blk.append(r)
-                    mapping[v] = g.temp
-                    touched.append(v)
-                pos = len(blk)
-                blk.append(_subst(ins, mapping))
-                if stores:
-                    post[pos] = stores
-                for v in touched:
-                    g = groups[v]
-                    g.positions.append(pos)
-                    if v in defs:
-                        if v in remat:
-                            raise AssertionError("rematerialised vreg defined twice")
-                        g.dirty = True
-                        g.lastdef = pos
-                    if not after[i] >> fn.node[v] & 1:
-                        close(v, False)
-            for v in list(groups):
-                close(v, bool(after[e - 1] >> fn.node[v] & 1))
-            for k, ins in enumerate(blk):
-                if ins is not None:
-                    out.append(ins)
-                out.extend(post.get(k, ()))
-        return out
-
-
-def _forward_reloads(insns: list[ir.Insn]) -> list[ir.Insn]:
-    """After colouring: drop a spill reload whose register still holds the slot's value, or
-    turn it into a register move when another register does. Knowledge flows along
-    straight-line code and into the fall-through of a conditional jump (a Label, a possible
-    merge point, forgets everything). Only spill slots are tracked: nothing else writes them.
-    """
-    holders: dict[int, set[ir.Reg]] = {}        # slot -> registers holding its value
-
-    def clobber(r: ir.Reg) -> None:
-        for hs in holders.values():
-            hs.discard(r)
-
-    out: list[ir.Insn] = []
-    for ins in insns:
-        if isinstance(ins, ir.Label):
-            holders.clear()
-        elif isinstance(ins, _SpillLoad):
-            have = holders.get(ins.slot, set())
-            if ins.dst in have:
-                continue                        # the register already holds the value
-            slot = ins.slot
-            if have:
-                ins = ir.Alu("mov", ins.dst, min(have, key=lambda r: r.n), span=ins.span)
-            clobber(ins.dst)
-            holders.setdefault(slot, set()).add(ins.dst)
-        elif isinstance(ins, _SpillStore):
-            holders[ins.slot] = {ins.src}
-        else:
-            for d in ir.defs(ins):
-                clobber(d)
-            if isinstance(ins, (ir.Jump, ir.Exit)):
-                holders.clear()
-        out.append(ins)
-    return out
-
-
-def _backward_fixpoint(succ: list[list[int]], gen: list[int],
-                       kill: list[int]) -> tuple[list[int], list[int]]:
-    """Live-in and live-out bitsets of blocks from per-block gen/kill bitsets (backward dataflow to a fixpoint)."""
-    nb = len(gen)
-    live_in = [0] * nb
-    live_out = [0] * nb
-    changed = True
-    while changed:
-        changed = False
-        for b in range(nb - 1, -1, -1):
-            out = 0
-            for s in succ[b]:
-                out |= live_in[s]
-            live_out[b] = out
-            new_in = gen[b] | (out & ~kill[b])
-            if new_in != live_in[b]:
-                live_in[b] = new_in
-                changed = True
-    return live_in, live_out
-
-
-def _assign_slots(insns: list[ir.Insn], frame_depth: int) -> tuple[list[ir.Insn], int]:
-    """Give every spill slot a stack offset; slots with disjoint live ranges share one."""
-    slots = sorted({ins.slot for ins in insns if isinstance(ins, (_SpillLoad, _SpillStore))})
-    if not slots:
-        return insns, frame_depth
-    fn = _Function(insns)
-    # reuse the block structure; compute slot liveness (bitset over slot ids)
-    nb = len(fn.blocks)
-    gen, kill = [0] * nb, [0] * nb
-    for b, (s, e) in enumerate(fn.blocks):
-        g = k = 0
-        for i in range(e - 1, s - 1, -1):
-            ins = insns[i]
-            if isinstance(ins, _SpillStore):
-                k |= 1 << ins.slot
-                g &= ~(1 << ins.slot)
-            elif isinstance(ins, _SpillLoad):
-                g |= 1 << ins.slot
-        gen[b], kill[b] = g, k
-    live_in, live_out = _backward_fixpoint(fn.succ, gen, kill)
-    adj: dict[int, set[int]] = {s: set() for s in slots}
-    for b, (s, e) in enumerate(fn.blocks):
-        live = live_out[b]
-        for i in range(e - 1, s - 1, -1):
-            ins = insns[i]
-            if isinstance(ins, _SpillStore):
-                for t in _iter_bits(live & ~(1 << ins.slot)):
-                    adj[ins.slot].add(t)
-                    adj[t].add(ins.slot)
-                live &= ~(1 << ins.slot)
-            elif isinstance(ins, _SpillLoad):
-                live |= 1 << ins.slot
-    # slots live at entry (read before any store on some path) overlap each other
-    entry = live_in[0] if nb else 0
-    for a in _iter_bits(entry):
-        for b2 in _iter_bits(entry & ~(1 << a)):
-            adj[a].add(b2)
-    where: dict[int, int] = {}
-    for s in slots:
-        used = {where[t] for t in adj[s] if t in where}
-        k = 0
-        while k in used:
-            k += 1
-        where[s] = k
-    base = (frame_depth + 7) & ~7
-    nslots = max(where.values()) + 1
-    depth = base + 8 * nslots       # the caller checks it against MAX_BPF_STACK (512)
-    out = []
-    for ins in insns:
-        if isinstance(ins, _SpillLoad):
-            out.append(ir.Load(ins.dst, ir.FP, -(base + 8 * (where[ins.slot] + 1)), 8,
-                               span=ins.span))
-        elif isinstance(ins, _SpillStore):
-            out.append(ir.Store(ir.FP, -(base + 8 * (where[ins.slot] + 1)), ins.src, 8,
-                                span=ins.span))
-        else:
-            out.append(ins)
-    return out, depth
-
-
-# --------------------------------------------------------------------------------------------
 # entry point
 
 
@@ -1043,12 +445,9 @@ def allocate_registers(insns: list[ir.Insn], frame_depth: int) -> tuple[list[ir.
     """
     if frame_depth < 0:
         raise ValueError("frame_depth must be a positive byte count")
-    _check(insns)
-    # "neg" ignores its source operand: drop it so that it cannot name a stray vreg
-    prog = [replace(i, src=0) if isinstance(i, ir.Alu) and i.op == "neg" else i for i in insns]
-    prog = peephole(prog)
+    prog = peephole(_checked(insns))
     prog, fn = _eliminate_dead_code(prog)
-    max_id = max((r.id for r in fn.vregs), default=-1)
+    max_id = max(fn.vnode, default=-1)       # (the vregs' ids)
     commuted = _commute_copies(prog, fn)      # (moves registers around, makes none)
     if commuted is not prog:
         prog, fn = commuted, None
@@ -1058,9 +457,16 @@ def allocate_registers(insns: list[ir.Insn], frame_depth: int) -> tuple[list[ir.
         if fn is None:
             fn = _Function(prog)
         after = fn.live_after()
-        temp_nodes = {fn.node[t] for t in spiller.temps if t in fn.node}
-        nospill = {fn.node[t] for t in spiller.nospill if t in fn.node}
-        cost, grouped_nodes = _spill_plan(fn, after, temp_nodes)
+        vnode = fn.vnode
+        temp_nodes = {vnode[t.id] for t in spiller.temps if t.id in vnode}
+        nospill = {vnode[t.id] for t in spiller.nospill if t.id in vnode}
+        # the spill costs: only a colouring that must spill asks for them
+        plan = _lazy(lambda: _spill_plan(fn, after, temp_nodes))
+        col = _Colouring(fn, set(nospill), plan)
+        colour, spilled = col.run()
+        if not spilled:
+            break
+        cost, grouped_nodes = plan()
         # vregs whose value can be recomputed at each use instead of going to the stack
         def_sites: dict[int, list[int]] = {}
         for i, ds in enumerate(fn.defs):
@@ -1069,10 +475,6 @@ def allocate_registers(insns: list[ir.Insn], frame_depth: int) -> tuple[list[ir.
                     def_sites.setdefault(d, []).append(i)
         remat_seqs = {v: seq for v, sites in def_sites.items()
                       if (seq := _remat_sequence(prog, sites)) is not None}
-        col = _Colouring(fn, set(nospill), cost)
-        colour, spilled = col.run()
-        if not spilled:
-            break
         bad = spilled & nospill
         if bad:
             # a temp of a single instruction found no register: spill a longer-lived neighbour
@@ -1091,11 +493,17 @@ def allocate_registers(insns: list[ir.Insn], frame_depth: int) -> tuple[list[ir.
     else:
         raise RegAllocError("register allocation did not converge")
 
-    mapping = {fn.reg_of(v): ir.PReg(colour[v]) for v in range(K, fn.nnodes)}
+    pregs = [ir.PReg(c) for c in range(K)]
+    by_id = {r.id: pregs[colour[v]] for v, r in enumerate(fn.vregs, K)}
     out = []
-    for ins in prog:
-        new = _subst(ins, mapping)
-        if is_self_move(new):
+    Alu = ir.Alu
+    for ins, u, d in zip(prog, fn.uses, fn.defs):
+        # (an instruction whose uses and defs name no vreg names none: nothing to replace)
+        if (u and max(u) >= K) or (d and max(d) >= K):
+            ins = _subst(ins, by_id)
+        if ins.__class__ is Alu and ins.op == "mov" and is_self_move(ins):
             continue
-        out.append(new)
+        out.append(ins)
+    if not spiller.next_slot:       # no stack slot: no spill loads or stores to place
+        return out, frame_depth
     return _assign_slots(_forward_reloads(out), frame_depth)

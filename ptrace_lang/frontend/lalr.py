@@ -38,6 +38,10 @@ class Tables:
         self._state_scanner: dict[int, list] = {}
         self._base_scanner: list | None = None
         self._root_scanner: list | None = None
+        # rules that reduce one symbol to itself (expand1 of a single kept child: the
+        # precedence ladder, most of a parse's reductions): the driver only changes the state
+        self.unit: tuple[bool, ...] = tuple(size == 1 and expand1 and tuple(include) == ((0, False),)
+                                            for _, _, size, expand1, include in rules)
         order = {t[0]: i for i, t in enumerate(self.terminals)}
         first_base = min(order[t[0]] for t in self._base)
         assert all(order[name] < first_base for name in self._extra), "contextual terminals must come first"
@@ -165,17 +169,22 @@ def _lex_one(tables: Tables, text: str, pos: int, line: int, col: int, state: in
     """The next significant token at ``pos`` for parser ``state``; returns (token, pos, line, col)."""
     n = len(text)
     accepts = tables.states[state]
+    scanner = tables._state_scanner.get(state) or tables.scanner(state)
+    keywords, ignore = tables.keywords, tables.ignore
     while True:
         if pos >= n:
             return Token("$END", "", pos, line, col, line, col), pos, line, col
-        m = _match(tables.scanner(state), text, pos)
-        if m is None:
+        for rx in scanner:
+            m = rx.match(text, pos)
+            if m:
+                break
+        else:
             m = _match(tables.root_scanner, text, pos)
             if m is None:
                 raise LexFailure("", pos)
         ttype = m.lastgroup
         value = m.group()
-        kw = tables.keywords.get(ttype)
+        kw = keywords.get(ttype)
         if kw is not None and value in kw:
             k = kw[value]
             if k in accepts or ttype not in accepts:
@@ -187,7 +196,7 @@ def _lex_one(tables: Tables, text: str, pos: int, line: int, col: int, state: in
         else:
             end_line = line
             end_col = col + len(value)
-        if ttype in tables.ignore:
+        if ttype in ignore:
             if ttype == "BLOCK_COMMENT" and (len(value) < 4 or not value.endswith("*/")):
                 raise LexFailure("end of file during comment", pos)
             pos += len(value)
@@ -201,21 +210,71 @@ def run(tables: Tables, text: str) -> Node:
     """The parse tree of ``text``. Raises LexFailure or Unexpected."""
     states = tables.states
     rules = tables.rules
+    unit = tables.unit
     end_state = tables.end
     stack = [tables.start]
     values: list = []
     pos, line, col = 0, 1, 1
+    n = len(text)
+    scanners, ignore, keywords = tables._state_scanner, tables.ignore, tables.keywords
     tok, pos, line, col = _lex_one(tables, text, pos, line, col, stack[-1])
+    ttype = tok.type
     while True:
-        act = states[stack[-1]].get(tok.type)
+        act = states[stack[-1]].get(ttype)
         if act is None:
             raise Unexpected(tok, list(stack))
         if act >= 0:
             stack.append(act)
             values.append(tok)
+            # the next token, as _lex_one finds it (inline: a call per token was a third of
+            # a parse); the end of the text, a failed match and an unfinished comment are left
+            # to _lex_one, at the position reached
+            tok = None
+            sc = scanners.get(act) or tables.scanner(act)
+            accepts = states[act]
+            while pos < n:
+                for rx in sc:
+                    m = rx.match(text, pos)
+                    if m:
+                        break
+                else:
+                    break
+                ttype = m.lastgroup
+                value = m.group()
+                kw = keywords.get(ttype)
+                if kw is not None and value in kw:
+                    k = kw[value]
+                    if k in accepts or ttype not in accepts:
+                        ttype = k
+                nl = value.count("\n")
+                if nl:
+                    end_line = line + nl
+                    end_col = len(value) - value.rfind("\n")
+                else:
+                    end_line = line
+                    end_col = col + len(value)
+                if ttype in ignore:
+                    if ttype == "BLOCK_COMMENT" and (len(value) < 4 or not value.endswith("*/")):
+                        break
+                    pos += len(value)
+                    line, col = end_line, end_col
+                    continue
+                tok = Token(ttype, value, pos, line, col, end_line, end_col)
+                pos += len(value)
+                line, col = end_line, end_col
+                break
+            if tok is not None:
+                continue
             tok, pos, line, col = _lex_one(tables, text, pos, line, col, act)
+            ttype = tok.type
             continue
-        name, origin, size, expand1, include = rules[-act - 1]
+        r = -act - 1
+        if unit[r]:         # the value stays on top: only the state changes
+            goto = stack[-1] = states[stack[-2]][rules[r][1]]
+            if goto == end_state and ttype == "$END":
+                return values[-1]
+            continue
+        name, origin, size, expand1, include = rules[r]
         if size:
             children = values[-size:]
             del values[-size:]
@@ -235,21 +294,27 @@ def run(tables: Tables, text: str) -> Node:
             meta = _Meta()
             meta.empty = True
             for c in children:
-                cm = c.meta if isinstance(c, Node) else c
-                if isinstance(c, Node) and cm.empty:
-                    continue
+                if c.__class__ is Node:
+                    cm = c.meta
+                    if cm.empty:
+                        continue
+                else:
+                    cm = c
                 meta.line, meta.column, meta.empty = cm.line, cm.column, False
                 break
             if not meta.empty:
                 for c in reversed(children):
-                    cm = c.meta if isinstance(c, Node) else c
-                    if isinstance(c, Node) and cm.empty:
-                        continue
+                    if c.__class__ is Node:
+                        cm = c.meta
+                        if cm.empty:
+                            continue
+                    else:
+                        cm = c
                     meta.end_line, meta.end_column = cm.end_line, cm.end_column
                     break
             node = Node(name, kept, meta)
         goto = states[stack[-1]][origin]
         stack.append(goto)
         values.append(node)
-        if goto == end_state and tok.type == "$END":
+        if goto == end_state and ttype == "$END":
             return node

@@ -22,16 +22,27 @@ class LiveHost(Host):
     def __init__(self) -> None:
         super().__init__()
         self.btf_cache = not os.environ.get("PTRACE_NO_BTF_CACHE")
+        self.forget()
+
+    def forget(self) -> None:
+        """Drop the tracefs directories and formats read so far: they are kept for one
+        compile (a script of many blocks reads each once), and the driver calls this as a
+        compile begins, so that a later compile in the process sees the kernel as it is then."""
+        self._listing: dict = {}
+        self._formats: dict = {}
 
     def list_tracepoints(self, pattern: str) -> list[str]:
         from ptrace_lang.kernel import tracefs
 
-        return tracefs.list_tracepoints(pattern)
+        return tracefs.list_tracepoints(pattern, self._listing)
 
     def event_format(self, subsys: str, event: str) -> list:
-        from ptrace_lang.kernel import tracefs
+        fields = self._formats.get((subsys, event))
+        if fields is None:
+            from ptrace_lang.kernel import tracefs
 
-        return tracefs.event_format(subsys, event)
+            fields = self._formats[(subsys, event)] = tracefs.event_format(subsys, event)
+        return list(fields)
 
     def kernel_address(self, name: str) -> int | None:
         from ptrace_lang.runtime.symbols import kernel_address

@@ -76,7 +76,13 @@ def _has_magic(s: str) -> bool:
     return any(c in s for c in "*?[")
 
 
-def _subdirs(path: str) -> list[str]:
+def _subdirs(path: str, listing: dict | None = None) -> list[str]:
+    """The directories in ``path``; ``listing``: answers kept from earlier calls (by path)."""
+    if listing is not None:
+        names = listing.get(path)
+        if names is None:
+            names = listing[path] = _subdirs(path)
+        return names
     try:
         with os.scandir(path) as it:
             return [e.name for e in it if e.is_dir()]
@@ -84,11 +90,14 @@ def _subdirs(path: str) -> list[str]:
         return []
 
 
-def list_tracepoints(pattern: str = "*:*") -> list[str]:
+def list_tracepoints(pattern: str = "*:*", listing: dict | None = None) -> list[str]:
     """Sorted "subsys:event" names matching pattern.
 
     With a colon, the subsystem and event parts are globbed separately
     (fnmatch); without one, the glob is matched against "subsys:event".
+    A name without wildcards is looked up, not listed. ``listing``: a dict in
+    which the directories read are kept, to be read once when the caller lists
+    many patterns (a compile of many blocks).
     """
     import fnmatch
 
@@ -98,13 +107,18 @@ def list_tracepoints(pattern: str = "*:*") -> list[str]:
         whole = None
     else:
         sub_pat, ev_pat, whole = "*", "*", pattern
+    if whole is None and not _has_magic(sub_pat) and not _has_magic(ev_pat):
+        ok = ("/" not in pattern and sub_pat not in ("", ".", "..")
+              and ev_pat not in ("", ".", "..")
+              and os.path.isdir(os.path.join(events, sub_pat, ev_pat)))
+        return [pattern] if ok else []
     if _has_magic(sub_pat):
-        subs = [s for s in _subdirs(events) if fnmatch.fnmatchcase(s, sub_pat)]
+        subs = [s for s in _subdirs(events, listing) if fnmatch.fnmatchcase(s, sub_pat)]
     else:
         subs = [sub_pat]
     out = []
     for sub in subs:
-        evs = _subdirs(os.path.join(events, sub))
+        evs = _subdirs(os.path.join(events, sub), listing)
         if whole is not None:
             out.extend(n for n in (f"{sub}:{e}" for e in evs) if fnmatch.fnmatchcase(n, whole))
         elif _has_magic(ev_pat):

@@ -343,6 +343,37 @@ def test_tracefs_syscalls_read():
         tracefs.event_id("syscalls", "sys_enter_no_such_thing")
 
 
+def test_tracefs_exact_names_and_kept_listings():
+    # a name without wildcards is looked up, not listed: the same answers as a listing gives
+    assert tracefs.list_tracepoints("syscalls:sys_enter_read") == ["syscalls:sys_enter_read"]
+    for bad in ("syscalls:sys_enter_nonesuch", "nonesuch:sys_enter_read", "syscalls:",
+                ":sys_enter_read", "syscalls:..", "syscalls:sys_enter_read/..",
+                "syscalls/../syscalls:sys_enter_read"):
+        assert tracefs.list_tracepoints(bad) == [], bad
+    # the directories read for a wildcard are kept in the dict given, and answer from it
+    listing: dict = {}
+    first = tracefs.list_tracepoints("syscalls:sys_enter_rea*", listing)
+    assert first == tracefs.list_tracepoints("syscalls:sys_enter_rea*")
+    syscalls_dir = os.path.join(tracefs.tracefs_root(), "events", "syscalls")
+    assert "sys_enter_read" in listing[syscalls_dir]
+    listing[syscalls_dir] = ["sys_enter_ready_made"]     # (proves the kept listing is read)
+    assert tracefs.list_tracepoints("syscalls:sys_enter_rea*", listing) == \
+        ["syscalls:sys_enter_ready_made"]
+
+
+def test_live_host_keeps_formats_for_one_compile():
+    from ptrace_lang.kernel.host import LiveHost
+
+    host = LiveHost()
+    a = host.event_format("syscalls", "sys_enter_read")
+    assert [f.name for f in a][:3] == ["__syscall_nr", "fd", "buf"]
+    assert host._formats[("syscalls", "sys_enter_read")] is not a     # (a copy each time)
+    host._formats[("syscalls", "sys_enter_read")] = ["kept"]
+    assert host.event_format("syscalls", "sys_enter_read") == ["kept"]
+    host.forget()                    # a new compile reads tracefs again
+    assert host.event_format("syscalls", "sys_enter_read") == a
+
+
 def test_tracepoint_perf_link_with_cookie():
     with Map.create(ksys.BPF_MAP_TYPE_ARRAY, 4, 16, 1, name="t_cookie") as m:
         fd = progs.load_program(ksys.BPF_PROG_TYPE_TRACEPOINT, _cookie_prog(m.fd, os.getpid()),

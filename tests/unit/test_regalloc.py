@@ -543,7 +543,7 @@ def test_peephole_hoists_constant_else_arm():
 
 
 def test_reloads_forwarded_from_registers_still_holding_the_slot():
-    from ptrace_lang.codegen.regalloc import _forward_reloads, _SpillLoad, _SpillStore
+    from ptrace_lang.codegen.ra_spill import _forward_reloads, _SpillLoad, _SpillStore
     prog = [
         _SpillStore(R10, 0, R1, 8, slot=0),
         CondJump("jgt", R1, 100, "x"),
