@@ -411,14 +411,15 @@ def _imm(v: int, signed_only: bool, what: str) -> int:
 # what emit() does with each instruction class, found once per class in the order of the
 # checks it stands for (a subclass is emitted as its first listed base)
 (_E_SKIP, _E_ALU, _E_FUNC, _E_IMM64, _E_MAPFD, _E_LOAD, _E_STORE, _E_ATOMIC, _E_ENDIAN, _E_JUMP,
- _E_CJUMP, _E_CALL, _E_EXIT, _E_BAD) = range(1, 15)     # (not 0, as the categories above)
+ _E_CJUMP, _E_CALL, _E_EXIT, _E_BAD, _E_BTFID) = range(1, 16)     # (not 0, as the categories above)
 _EMIT_BASES = (((ir.Label, ir.Comment), _E_SKIP), (ir.Alu, _E_ALU), (ir.LoadFuncAddr, _E_FUNC),
-               (ir.LoadImm64, _E_IMM64), (ir.LoadMapFd, _E_MAPFD), (ir.Load, _E_LOAD),
+               (ir.LoadBtfId, _E_BTFID), (ir.LoadImm64, _E_IMM64), (ir.LoadMapFd, _E_MAPFD),
+               (ir.Load, _E_LOAD),
                (ir.Store, _E_STORE), (ir.AtomicAdd, _E_ATOMIC), (ir.Endian, _E_ENDIAN),
                (ir.Jump, _E_JUMP), (ir.CondJump, _E_CJUMP), (ir.Call, _E_CALL),
                (ir.Exit, _E_EXIT))
 _EMIT_KIND: dict[type, int] = {}
-_SLOTS = {_E_SKIP: 0, _E_FUNC: 2, _E_IMM64: 2, _E_MAPFD: 2}     # others: 1
+_SLOTS = {_E_SKIP: 0, _E_FUNC: 2, _E_IMM64: 2, _E_MAPFD: 2, _E_BTFID: 2}     # others: 1
 
 
 def _emit_kind(cls: type) -> int:
@@ -485,16 +486,65 @@ def emit(insns: list[ir.Insn], optimize: bool = True) -> Emitted:
             elif width == 32:
                 cls = ALU
             else:
-                out.append(Instruction(cls | code | op.BPF_X, dst, _reg(ins.src, "ALU source"),
-                                       off, 0))
-        elif isinstance(ins, ir.LoadFuncAddr):
-            func_relocs.append((len(out), ins.func))
-            out.extend(ld_imm64(_reg(ins.dst, "func destination"), 0, op.BPF_PSEUDO_FUNC))
-        elif isinstance(ins, ir.LoadBtfId):
-            out.extend(ld_imm64(_reg(ins.dst, "btf id destination"), ins.value, op.BPF_PSEUDO_BTF_ID))
-        elif isinstance(ins, ir.LoadImm64):
-            out.extend(ld_imm64(_reg(ins.dst, "ld_imm64 destination"), ins.value))
-        elif isinstance(ins, ir.LoadMapFd):
+                raise ValueError(f"bad ALU width {ins.width}")
+            d = ins.dst
+            dst = d.n if d.__class__ is PReg and 0 <= d.n <= 10 else _reg(d, "ALU destination")
+            src = ins.src
+            if ins.op == "neg":
+                append(Instruction(cls | code | K, dst, 0, off, 0))
+            elif src.__class__ is not PReg and isinstance(src, int):
+                imm = src if _S32_MIN <= src <= _S32_MAX else \
+                    _imm(src, width == 64, f"ALU{width} {ins.op}")
+                append(Instruction(cls | code | K, dst, 0, off, imm))
+            else:
+                s = src.n if src.__class__ is PReg and 0 <= src.n <= 10 else \
+                    _reg(src, "ALU source")
+                append(Instruction(cls | code | X, dst, s, off, 0))
+            spans.append(ins.span)
+            continue
+        start = len(out)
+        if k == _E_LOAD:
+            size = size_codes[ins.size]
+            d, b = ins.dst, ins.base
+            append(Instruction(op.BPF_LDX | op.BPF_MEM | size,
+                               d.n if d.__class__ is PReg and 0 <= d.n <= 10
+                               else _reg(d, "load dst"),
+                               b.n if b.__class__ is PReg and 0 <= b.n <= 10
+                               else _reg(b, "load base"), ins.off, 0))
+        elif k == _E_STORE:
+            size = size_codes[ins.size]
+            b = ins.base
+            base = b.n if b.__class__ is PReg and 0 <= b.n <= 10 else _reg(b, "store base")
+            src = ins.src
+            if src.__class__ is not PReg and isinstance(src, int):
+                imm = src if _S32_MIN <= src <= _S32_MAX else _imm(src, ins.size == 8, "store")
+                append(Instruction(op.BPF_ST | op.BPF_MEM | size, base, 0, ins.off, imm))
+            else:
+                append(Instruction(op.BPF_STX | op.BPF_MEM | size, base,
+                                   src.n if src.__class__ is PReg and 0 <= src.n <= 10
+                                   else _reg(src, "store source"), ins.off, 0))
+        elif k == _E_CJUMP:
+            code = jmp_codes.get(ins.op)
+            if code is None:
+                raise ValueError(f"unknown jump op {ins.op!r}")
+            code |= op.BPF_JMP if ins.width == 64 else op.BPF_JMP32
+            a = ins.a
+            a = a.n if a.__class__ is PReg and 0 <= a.n <= 10 else _reg(a, "jump operand")
+            off = jump_off(ins.target)
+            b = ins.b
+            if b.__class__ is not PReg and isinstance(b, int):
+                imm = b if _S32_MIN <= b <= _S32_MAX else _imm(b, ins.width == 64, "jump")
+                append(Instruction(code | K, a, 0, off, imm))
+            else:
+                append(Instruction(code | X, a, b.n if b.__class__ is PReg and 0 <= b.n <= 10
+                                   else _reg(b, "jump operand"), off, 0))
+        elif k == _E_JUMP:
+            append(Instruction(op.BPF_JMP | op.BPF_JA, 0, 0, jump_off(ins.target), 0))
+        elif k == _E_CALL:
+            append(Instruction(op.BPF_JMP | op.BPF_CALL, 0, 0, 0, ins.helper))
+        elif k == _E_EXIT:
+            append(Instruction(op.BPF_JMP | op.BPF_EXIT, 0, 0, 0, 0))
+        elif k == _E_MAPFD:
             relocs.append((len(out), ins.map_name))
             if ins.value_offset is None:
                 out.extend(ld_imm64(_reg(ins.dst, "map destination"), 0, op.BPF_PSEUDO_MAP_FD))
@@ -505,6 +555,9 @@ def emit(insns: list[ir.Insn], optimize: bool = True) -> Emitted:
                 out.extend((first, second))
         elif k == _E_IMM64:
             out.extend(ld_imm64(_reg(ins.dst, "ld_imm64 destination"), ins.value))
+        elif k == _E_BTFID:
+            out.extend(ld_imm64(_reg(ins.dst, "btf id destination"), ins.value,
+                                op.BPF_PSEUDO_BTF_ID))
         elif k == _E_FUNC:
             func_relocs.append((len(out), ins.func))
             out.extend(ld_imm64(_reg(ins.dst, "func destination"), 0, op.BPF_PSEUDO_FUNC))
