@@ -27,6 +27,15 @@ from ptrace_lang.sema.types import (
 )
 
 
+
+def join_event(e, size: int) -> S.EventSpec:
+    """The record of ``join(arr[, delim])``: the count of strings read, then JOIN_MAX strings
+    of ``size`` bytes (both backends write it)."""
+    delim = e.args[1].value if len(e.args) > 1 else " "
+    fields = [S.Field("int", 8, 8)] + [S.Field("str", 16 + i * size, size)
+                                       for i in range(S.JOIN_MAX)]
+    return S.EventSpec(S.EV_JOIN, delim, fields, e.span)
+
 class EventsLowering:
     """Methods mixed into ``Lowering`` (``self`` is a ``Lowering``)."""
 
@@ -52,11 +61,8 @@ class EventsLowering:
         """join(arr[, delim]): up to JOIN_MAX pointers read from the user array, each string
         read straight into the record; the count of strings read goes first."""
         size = self.max_strlen
-        delim = e.args[1].value if len(e.args) > 1 else " "
-        fields = [S.Field("int", 8, 8)] + [S.Field("str", 16 + i * size, size)
-                                           for i in range(S.JOIN_MAX)]
         ev_id = len(self.events)
-        self.events.append(S.EventSpec(S.EV_JOIN, delim, fields, e.span))
+        self.events.append(join_event(e, size))
         arr = self.scalar(e.args[0])
         slot = self.frame.alloc(8, e.span)
         rec = self.reserve(16 + S.JOIN_MAX * size)

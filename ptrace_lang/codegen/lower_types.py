@@ -70,6 +70,15 @@ def is_located(e: ast.Expr) -> bool:
     return False
 
 
+
+def scalar_read(e):
+    """(C field or None, its bitfield or None, bytes to read) of an integer, enum or pointer
+    member/element ``e`` (both backends read it so)."""
+    f = getattr(e, "c_field", None)
+    bitfield = f.bitfield if f is not None else None
+    size = f.type.bits // 8 if bitfield else c_sizeof(e.type)
+    return f, bitfield, size if size in (1, 2, 4, 8) else 8
+
 class TypesLowering:
     # ------------------------------------------------------------------ addresses
     def addr_of(self, e: ast.Expr) -> tuple[VReg, int, bool]:
@@ -136,12 +145,8 @@ class TypesLowering:
     def read_scalar(self, e: ast.Expr) -> VReg:
         """An integer, enum or pointer member/element: read its bytes, then sign-extend or cut
         out the bitfield."""
-        f = getattr(e, "c_field", None)
+        f, bitfield, size = scalar_read(e)
         t = e.type
-        bitfield = f.bitfield if f is not None else None
-        size = f.type.bits // 8 if bitfield else c_sizeof(t)
-        if size not in (1, 2, 4, 8):
-            size = 8
         v = self.vreg()
         if in_memory(e):
             b, o = self.stack_place(e)

@@ -11,7 +11,7 @@ from __future__ import annotations
 from llvmlite import ir
 
 from ptrace_lang.bpf import uapi as U
-from ptrace_lang.codegen.lower_types import in_memory, is_located, read_helper
+from ptrace_lang.codegen.lower_types import in_memory, is_located, read_helper, scalar_read
 from ptrace_lang.frontend import ast
 from ptrace_lang.llvmbackend import unsupported
 from ptrace_lang.llvmbackend.irbase import I64, PTR, c64
@@ -52,12 +52,8 @@ class CValuesLowering:
         self.checked_read(read_helper(user), dst, size, src)
 
     def c_read_scalar(self, e: ast.Expr) -> ir.Value:
-        f = getattr(e, "c_field", None)
+        f, bitfield, size = scalar_read(e)
         t = e.type
-        bitfield = f.bitfield if f is not None else None
-        size = f.type.bits // 8 if bitfield else c_sizeof(t)
-        if size not in (1, 2, 4, 8):
-            size = 8
         a, o, user = self.addr_of(e)
         slot = self.alloca(8)
         self.store(slot, 0, 0)

@@ -12,6 +12,7 @@ from llvmlite import ir
 
 from ptrace_lang import spec as S
 from ptrace_lang.bpf import uapi as U
+from ptrace_lang.codegen.lower_events import join_event
 from ptrace_lang.frontend import ast
 from ptrace_lang.llvmbackend.irbase import I8, I64, PTR, c64
 from ptrace_lang.sema.fn_funcs import array_field, pton_bytes
@@ -30,11 +31,8 @@ class FuncsLowering:
         """join(arr[, delim]): the count of strings read, then up to JOIN_MAX strings, each
         read from the user array's pointers straight into the record."""
         size = self.max_strlen
-        delim = e.args[1].value if len(e.args) > 1 else " "
-        fields = [S.Field("int", 8, 8)] + [S.Field("str", 16 + i * size, size)
-                                           for i in range(S.JOIN_MAX)]
         ev_id = len(self.events)
-        self.events.append(S.EventSpec(S.EV_JOIN, delim, fields, e.span))
+        self.events.append(join_event(e, size))
         arr = self.scalar(e.args[0])
         slot = self.alloca(8)
         count = self.alloca(8)
