@@ -72,6 +72,11 @@ ONE_LINERS = [
              fallback_note="args->count"),
     OneLiner("sum_avg", "tracepoint:syscalls:sys_enter_getppid { @s = sum(pid); @a = avg(pid); }", "getppid"),
     OneLiner("printf", 'tracepoint:syscalls:sys_enter_getppid { printf("%d %s\\n", pid, comm); }', "getppid"),
+    OneLiner("count_pid", "tracepoint:syscalls:sys_enter_getppid { @[pid] = count(); }", "getppid"),
+    OneLiner("sum_comm", "tracepoint:syscalls:sys_enter_getppid { @[comm] = sum(pid); }", "getppid"),
+    OneLiner("latency", "tracepoint:syscalls:sys_enter_read { @s[tid] = nsecs; } "
+             "tracepoint:syscalls:sys_exit_read /@s[tid]/ { @h = hist(nsecs - @s[tid]); delete(@s[tid]); }",
+             "read"),
     OneLiner("first", 'tracepoint:syscalls:sys_enter_getppid { printf("first\\n"); exit(); }', "spin"),
 ]
 
@@ -907,7 +912,7 @@ def main(argv=None) -> int:
                              "e.g. --ptrace ptrace for the installed command)")
     parser.add_argument("--bpftrace", default="bpftrace", help="command for bpftrace (default: bpftrace)")
     parser.add_argument("--only", choices=["ptrace", "bpftrace"], help="measure one tool only")
-    parser.add_argument("--filter", help="only one-liners whose key contains this (exit,count,hist,sum_avg,printf,first; stream: the stream row only)")
+    parser.add_argument("--filter", help="only one-liners whose key contains this (exit,count,hist,sum_avg,printf,count_pid,sum_comm,latency,first; stream: the stream row only)")
     parser.add_argument("--timeout", type=float, default=60.0, help="seconds allowed to attach and to exit")
     parser.add_argument("--json", metavar="FILE", help="also write every raw number to FILE")
     parser.add_argument("--no-mass", action="store_true",
