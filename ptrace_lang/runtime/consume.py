@@ -254,7 +254,7 @@ class RecordConsumer:
         if ident >= len(self.spec.events):
             return False
         ev = self.spec.events[ident]
-        return compile_run(ev.fmt, ev.args, step) or False
+        return compile_run(ev.fmt, ev.args, step, arg_bits=ev.arg_bits) or False
 
     def _discard(self) -> None:
         """After exit() and detaching: what the probes recorded after the exit() is not

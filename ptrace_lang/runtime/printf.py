@@ -227,6 +227,9 @@ def compile_format(fmt: str, style: str = "new",
 
 _M64 = (1 << 64) - 1
 _S64 = 1 << 63
+# a conversion reading the low 32 bits of a sign-extended 8-byte field: its struct code
+_LOW_HALF = {f"(((a & {(1 << 32) - 1}) ^ {1 << 31}) - {1 << 31})": "i",
+             f"(a & {(1 << 32) - 1})": "I"}
 _BLOCK = 512           # records unpacked by one struct call (its format compiled once per size)
 
 
@@ -248,7 +251,8 @@ class _CStrCache(dict):
         return text
 
 
-def compile_run(fmt: str, fields: list, stride: int, style: str = "new"):
+def compile_run(fmt: str, fields: list, stride: int, style: str = "new",
+                arg_bits: Sequence[int] = ()):
     """``render_run(buf, off, n) -> str``: the text of ``n`` consecutive ring buffer records of one
     printf, each ``stride`` bytes long (the ring's 8-byte header included) from ``buf[off]``
     (``len(buf)`` a multiple of 8), in a few calls: the records unpacked by one ``struct``
@@ -258,7 +262,8 @@ def compile_run(fmt: str, fields: list, stride: int, style: str = "new"):
     is what ``compile_format``'s ``render`` makes of each record's values, byte for byte.
     None when a conversion needs more than Python's ``%`` (a ``#`` or a precision, 32-bit
     ``%d`` of the old style, ``%c``, ``%p``, buffers, strings read from memory, values that
-    are not plain integers or strings): those records are rendered one by one."""
+    are not plain integers or strings): those records are rendered one by one. ``arg_bits``:
+    as for ``compile_format`` (a 32-bit signed argument's low half read as C's int)."""
     tokens = _tokens(fmt)
     convs = [t for t in tokens if not isinstance(t, str)]
     if len(convs) != len(fields) or stride % 8:
@@ -273,8 +278,12 @@ def compile_run(fmt: str, fields: list, stride: int, style: str = "new"):
             pieces.append(token.replace("%", "%%"))
             continue
         f = fields[len(layout)]
-        py_spec, expr = _compile_spec(token, "a", style, {})
-        if f.kind == "int" and f.size == 8:
+        bits = arg_bits[len(layout)] if len(layout) < len(arg_bits) else 64
+        py_spec, expr = _compile_spec(token, "a", style, {}, bits)
+        if f.kind == "int" and f.size == 8 and expr in _LOW_HALF:
+            code, size = _LOW_HALF[expr], 4       # (little-endian: the low half comes first)
+        elif f.kind == "int" and f.size == 8:
+            size = 8
             if expr == f"(((a & {_M64}) ^ {_S64}) - {_S64})":
                 code = "q"
             elif expr == f"(a & {_M64})":
@@ -285,7 +294,7 @@ def compile_run(fmt: str, fields: list, stride: int, style: str = "new"):
                 return None
         elif (f.kind == "str" and not f.aux and token.conv == "s" and not token.has_precision
               and f.offset % 8 == 0 and f.size % 8 == 0):
-            code = f"{f.size}s"
+            code, size = f"{f.size}s", f.size
             if token.width:
                 py_spec = _padding_spec(token)       # (right for ASCII: widths count bytes)
             strs.append(len(layout))
@@ -294,7 +303,7 @@ def compile_run(fmt: str, fields: list, stride: int, style: str = "new"):
             return None
         pieces.append(len(layout))
         specs.append(py_spec)
-        layout.append((8 + f.offset, f.size, code))
+        layout.append((8 + f.offset, size, code))
     at = 0
     for off, size, _ in layout:
         if off < at:
@@ -317,7 +326,7 @@ def compile_run(fmt: str, fields: list, stride: int, style: str = "new"):
 
     import struct
 
-    render = compile_format(fmt, style)
+    render = compile_format(fmt, style, arg_bits)
     caches = [_CStrCache() for _ in strs]
     maps = [(j, c.__getitem__) for j, c in zip(strs, caches)]
     ascii_needed = [c for c, w in zip(caches, widened) if w]

@@ -43,6 +43,18 @@ def test_pointer_increments_move_by_elements():
     assert "@m: 0x26" in out
 
 
+def test_printf_of_32_bit_signed_values_reads_32_bits_as_bpftrace():
+    # bpftrace 0.17 prints the same lines (checked side by side); a burst of records
+    # takes the run renderer (printf.compile_run), a lone one the record renderer
+    out = out_of('BEGIN { printf("%x %d %u\\n", (int32)-1, (int8)-1, (int32)-1); '
+                 '$x = (int32)-2; $i = 0; while ($i < 50) { printf("%x %s\\n", $x, "s"); $i++; } '
+                 'printf("%x\\n", (int64)-1); exit(); }')
+    lines = out.split("\n")
+    assert lines[0] == "ffffffff -1 4294967295"
+    assert lines[1:51] == ["fffffffe s"] * 50
+    assert lines[51] == "ffffffffffffffff"
+
+
 def test_syntax_of_0_24_to_0_26():
     out = out_of('begin { $x = 1; if $x > 0 { print(1); } else { print(2); } $i = 0; '
                  'while $i < 3 { $i++; } print($i); $a = 0; print($a ?: 7); _ = 5; '
