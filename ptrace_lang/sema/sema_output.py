@@ -97,11 +97,12 @@ class OutputCalls:
             n = a.index                            # "5" when numeric), as bpftrace does
             text = self.positional[n - 1] if 1 <= n <= len(self.positional) else ""
             e.args[0] = ast.StrLit(text, span=a.span)
-        elif (isinstance(a, ast.Binary) and a.op == "+" and isinstance(a.left, ast.PositionalParam)
-              and isinstance(self.positional_value(a.left.index), str)):
+        elif (isinstance(a, ast.Binary) and a.op == "+" and isinstance(a.left, ast.PositionalParam)):
             # str($1 + 2): the parameter's text from its third character (bpftrace: a pointer
-            # into the string literal, moved by a constant no greater than its length)
-            text = self.positional_value(a.left.index)
+            # into the string literal, moved by a constant no greater than its length), a
+            # numeric one's too (str($1 + 1) of 41 is "1")
+            n = a.left.index
+            text = self.positional[n - 1] if 1 <= n <= len(self.positional) else ""
             k = self.const_int(a.right)
             if k is None or not 0 <= k <= len(text.encode()):
                 self.error(f"Only addition of a single constant less or equal to the length of "
