@@ -112,3 +112,65 @@ def test_errors_in_macros_say_where_they_were_expanded_from():
     assert text.count("expanded from") == 1 and "stdin:1:39-49: ERROR: expanded from" in text
     # nor does code outside any macro have one
     assert "expanded from" not in _error('BEGIN { $v = "a" * 2; }')
+
+
+def _first_error(src: str, **opts) -> str:
+    with pytest.raises(PtraceError) as e:
+        compile_script(src, "stdin", Options(**opts), machine=recorded_machine())
+    return e.value.render(SOURCES).splitlines()[0]
+
+
+BIN = str(pathlib.Path(__import__("sys").executable).resolve())
+
+
+@pytest.mark.parametrize("ap,message", [
+    # uprobe/usdt (bpftrace 0.26's attach point checker and probe expansion)
+    ("uprobe:/no/such/bin:main", "uprobe target file '/no/such/bin' does not exist or is not "
+                                 "executable"),
+    ("uretprobe:libno_such_lib_xyz:f", "uretprobe target file 'libno_such_lib_xyz' does not "
+                                       "exist or is not executable"),
+    ("uprobe:/no/such/dir*/b:main", "uprobe target file '/no/such/dir*/b' does not exist or is "
+                                    "not executable"),
+    (f"uprobe:{BIN}:no_such_fn_xyz", f"No matches for uprobe {BIN}:no_such_fn_xyz."),
+    (f"uretprobe:{BIN}:no_such_*_xyz", f"No matches for uretprobe {BIN}:no_such_*_xyz."),
+    ("usdt:/no/such/bin:p:x", "usdt target file '/no/such/bin' does not exist or is not "
+                              "executable"),
+    (f"usdt:{BIN}:no_such_provider_xyz:x", f"No matches for usdt {BIN}:x."),
+    # software/hardware/profile/interval (bpftrace 0.26's attach point parser and checker)
+    ("software:nosuch", "nosuch is not a software probe"),
+    ("hardware:nosuch", "nosuch is not a hardware probe"),
+    ("software:", "software probe must have a software event name"),
+    ("software:page-*", "wildcards are not allowed for software probe type"),
+    ("software:faults:12x", "Invalid count for software probe: invalid trailing bytes: 12x"),
+    ("software:faults:0", "software count should be a positive integer"),
+    ("hardware:cycles:0", "hardware frequency should be a positive integer"),
+    ("software:a:b:c", "software probe type requires 1 or 2 arguments, found 3"),
+    ("interval:xs:1", "xs is not an accepted unit of time"),
+    ("profile:minutes:1", "minutes is not an accepted unit of time"),
+    ("interval::1", "interval probe must have unit of time"),
+    ("interval:s:abc", "Invalid rate of interval probe: invalid integer: abc"),
+    ("profile:hz:0", "profile frequency should be a positive integer"),
+    ("interval:s:1:2", "interval probe type requires 1 or 2 arguments, found 3"),
+    # watchpoint
+    ("watchpoint:0x1000:8", "watchpoint probe type requires 3 arguments, found 2"),
+    ("watchpoint:abc:8:w", "Invalid function/address argument: invalid integer: abc"),
+    ("watchpoint:0x1000:eight:w", "Invalid length argument: invalid integer: eight"),
+    ("watchpoint:0:8:w", "watchpoint must be attached to a non-zero address"),
+    ("watchpoint:0x1000:3:w", "watchpoint length must be one of (1,2,4,8)"),
+    ("watchpoint:0x1000:8:q", "watchpoint mode must be combination of (r,w,x)"),
+    ("watchpoint:0x1000:8:ww", "watchpoint modes may not be duplicated"),
+    ("watchpoint:0x1000:8:rwx", "invalid watchpoint mode: rwx"),
+])
+def test_attach_point_errors_in_bpftrace_026_words(ap, message):
+    first = _first_error(ap + " { }", pid=1)
+    # located under the whole attach point, as bpftrace marks it
+    assert first == f"stdin:1:1-{len(ap) + 1}: ERROR: {message}", first
+
+
+def test_a_missing_probe_is_a_warning_with_missing_probes_warn():
+    src = (f'config = {{ missing_probes = "warn" }} uprobe:{BIN}:no_such_fn_xyz {{ }} '
+           'BEGIN { exit(); }')
+    c = compile_script(src, "stdin", Options(), machine=recorded_machine())
+    warned = [w.splitlines()[0] for w in c.spec.config["warnings"]]
+    assert warned == [f"stdin:1:38-{38 + len(BIN) + 22}: WARNING: No matches for uprobe "
+                      f"{BIN}:no_such_fn_xyz. Skipping."], warned
