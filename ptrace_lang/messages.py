@@ -44,6 +44,9 @@ MESSAGES: dict[str, str] = {
     "config_env_only": "{key} can only be set as an environment variable",
     "config_bool_value": "Invalid value for {key}. Needs to be 0 or 1. Value: {value}",
     # ---- the language (bpftrace 0.26's semantic analyser)
+    "binop_mismatch": "Type mismatch for '{op}': comparing {left} with {right}",
+    "binop_left": "left ({type})",
+    "binop_right": "right ({type})",
     "unroll_max": "unroll maximum value is 100",
     "unroll_min": "unroll minimum value is 1",
     "unroll_invalid": "invalid unroll value",

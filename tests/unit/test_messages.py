@@ -98,11 +98,14 @@ def test_errors_in_macros_say_where_they_were_expanded_from():
     src = ('macro add2($x) { $x + 1 } macro add1($x) { add2($x) } '
            'BEGIN { $a = "string"; add1($a); }')
     lines = _error(src).splitlines()
-    assert lines[0].startswith("stdin:1:18-24: ERROR: Type mismatch for '+'")
-    assert lines[3] == "stdin:1:44-52: ERROR: expanded from"
-    assert lines[4] == src and lines[5] == " " * 43 + "~" * 8
-    assert lines[6] == "stdin:1:78-86: ERROR: expanded from"
-    assert lines[8] == " " * 77 + "~" * 8 and len(lines) == 9
+    assert lines[0] == "stdin:1:21-22: ERROR: Type mismatch for '+': comparing string[7] with int64"
+    # (the left and right operands with their types, then the calls)
+    assert lines[3] == "stdin:1:18-20: ERROR: left (string[7])"
+    assert lines[6] == "stdin:1:23-24: ERROR: right (int64)"
+    assert lines[9] == "stdin:1:44-52: ERROR: expanded from"
+    assert lines[10] == src and lines[11] == " " * 43 + "~" * 8
+    assert lines[12] == "stdin:1:78-86: ERROR: expanded from"
+    assert lines[14] == " " * 77 + "~" * 8 and len(lines) == 15
     # an argument is the caller's own code: no chain
     text = _error('macro twice(x) { x * 2 } BEGIN { $v = twice($nope); }')
     assert text.startswith("stdin:1:45-50: ERROR: Undefined or undeclared variable: $nope")
@@ -174,3 +177,27 @@ def test_a_missing_probe_is_a_warning_with_missing_probes_warn():
     warned = [w.splitlines()[0] for w in c.spec.config["warnings"]]
     assert warned == [f"stdin:1:38-{38 + len(BIN) + 22}: WARNING: No matches for uprobe "
                       f"{BIN}:no_such_fn_xyz. Skipping."], warned
+
+
+@pytest.mark.parametrize("src,first,left,right", [
+    ('BEGIN { $a = "abc"; if ($a == 1) { } }',
+     "stdin:1:28-30: ERROR: Type mismatch for '==': comparing string[4] with int64",
+     "stdin:1:25-27: ERROR: left (string[4])", "stdin:1:31-32: ERROR: right (int64)"),
+    # a parenthesized operand: the operator past its closing parenthesis
+    ('BEGIN { $x = (comm) + 1; }',
+     "stdin:1:21-22: ERROR: Type mismatch for '+': comparing string[16] with int64",
+     "stdin:1:15-19: ERROR: left (string[16])", "stdin:1:23-24: ERROR: right (int64)"),
+    ('BEGIN { $x = 1 - "s"; }',
+     "stdin:1:16-17: ERROR: Type mismatch for '-': comparing int64 with string[2]",
+     "stdin:1:14-15: ERROR: left (int64)", "stdin:1:18-21: ERROR: right (string[2])"),
+])
+def test_a_binary_operators_mismatch_marks_the_operator_as_bpftrace_026(src, first, left, right):
+    lines = _error(src).splitlines()
+    assert lines[0] == first and lines[3] == left and lines[6] == right, lines
+    col, end = (int(x) for x in first.split(":")[2].split("-"))
+    assert lines[2] == " " * (col - 1) + "~" * (end - col)
+
+
+def test_a_mismatch_across_lines_marks_the_whole_expression():
+    lines = _error('BEGIN { $x = comm <\n 2; }').splitlines()
+    assert lines[0] == "stdin:1:14-20: ERROR: Type mismatch for '<': comparing string[16] with int64"
