@@ -19,6 +19,8 @@ MESSAGES: dict[str, str] = {
     "missing_skipped": "{message}. Skipping.",
     # ---- attach points checked as bpftrace 0.26's attach point parser and checker say it
     "target_file": "{provider} target file '{target}' does not exist or is not executable",
+    "kprobe_not_traceable": ("{func} is not traceable (either non-existing, inlined, or marked as "
+                             "\"notrace\"); attaching to it will likely fail"),
     "time_unit": "{unit} is not an accepted unit of time",
     "time_unit_missing": "{provider} probe must have unit of time",
     "rate_invalid": "Invalid rate of {provider} probe: {reason}: {text}",

@@ -181,8 +181,16 @@ class Kprobe(PtRegsProvider):
             if not matches:
                 return self._missing(opts, ap, module, fn)
         else:
-            if not (funcs.traceable(fn, module) or funcs.in_kallsyms(fn, module)):
-                return self._missing(opts, ap, module, fn)
+            if not funcs.traceable(fn, module):
+                if not funcs.in_kallsyms(fn, module):
+                    return self._missing(opts, ap, module, fn)
+                if not funcs.from_btf and funcs.names():
+                    # a function ftrace does not list: the kernel decides, bpftrace warns
+                    from ptrace_lang.errors import Diagnostic
+                    from ptrace_lang.messages import say
+
+                    opts.warnings.append(Diagnostic(say("kprobe_not_traceable", func=fn),
+                                                    ap.span, severity="WARNING"))
             matches = [(module, fn)]
         out = []
         for mod, f in matches:

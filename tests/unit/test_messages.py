@@ -201,3 +201,31 @@ def test_a_binary_operators_mismatch_marks_the_operator_as_bpftrace_026(src, fir
 def test_a_mismatch_across_lines_marks_the_whole_expression():
     lines = _error('BEGIN { $x = comm <\n 2; }').splitlines()
     assert lines[0] == "stdin:1:14-20: ERROR: Type mismatch for '<': comparing string[16] with int64"
+
+
+def test_a_kprobe_on_a_function_ftrace_does_not_list_is_warned_of(monkeypatch):
+    # bpftrace 0.26's warning for a kernel symbol missing from available_filter_functions
+    # (the kernel decides at attach time); a name in neither is "No matches"
+    from ptrace_lang.providers import kprobe
+
+    class Listed:
+        from_btf = False
+
+        def traceable(self, fn, module):
+            return fn == "vfs_read"
+
+        def in_kallsyms(self, fn, module):
+            return fn in ("vfs_read", "notrace_fn")
+
+        def names(self):
+            return ["vfs_read"]
+
+    monkeypatch.setattr(kprobe.Kprobe, "functions", lambda self, opts: Listed())
+    c = compile_script("kprobe:notrace_fn { }", "stdin", Options(), machine=recorded_machine())
+    assert [w.splitlines()[0] for w in c.spec.config["warnings"]] == [
+        'stdin:1:1-18: WARNING: notrace_fn is not traceable (either non-existing, inlined, or '
+        'marked as "notrace"); attaching to it will likely fail']
+    c = compile_script("kprobe:vfs_read { }", "stdin", Options(), machine=recorded_machine())
+    assert "warnings" not in c.spec.config
+    assert _first_error("kprobe:no_such_fn { }") == \
+        "stdin:1:1-18: ERROR: No matches for kprobe no_such_fn."
