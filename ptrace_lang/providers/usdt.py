@@ -66,9 +66,9 @@ class Usdt(Provider):
         if not out:
             from ptrace_lang.messages import say
 
-            # (bpftrace names the binary and the probe, not the provider)
-            return missing(opts, say("no_matches", probetype="usdt", what=f"{binary}:{probe}"),
-                           ap.span)
+            # (bpftrace names the binary, if any, and the probe, not the provider)
+            what = f"{binary}:{probe}" if binary else probe
+            return missing(opts, say("no_matches", probetype="usdt", what=what), ap.span)
         return out
 
     def attach(self, target, prog_fd, cookie):

@@ -229,3 +229,12 @@ def test_a_kprobe_on_a_function_ftrace_does_not_list_is_warned_of(monkeypatch):
     assert "warnings" not in c.spec.config
     assert _first_error("kprobe:no_such_fn { }") == \
         "stdin:1:1-18: ERROR: No matches for kprobe no_such_fn."
+
+
+def test_no_match_in_the_objects_of_a_process():
+    # usdt::probe and uprobe:*:func with -p: every object the process maps (this one's)
+    pid = __import__("os").getpid()
+    assert _first_error("usdt::no_such_probe_xyz { }", pid=pid) == \
+        "stdin:1:1-24: ERROR: No matches for usdt no_such_probe_xyz."
+    assert _first_error("uprobe:*:no_such_fn_xyz { }", pid=pid) == \
+        "stdin:1:1-24: ERROR: No matches for uprobe *:no_such_fn_xyz."
