@@ -234,27 +234,14 @@ _PID_MAX = 0x400000      # bpftrace's bound (the nominal pid_max of 64-bit syste
 def parse_pid(text: str) -> int:
     """-p PID as bpftrace 0.26 reads it: an unsigned integer literal (decimal, 0x hex, 0b
     binary, 0 octal, with _ separators), at most 0x400000; a UsageError in its words."""
-    digits = text.replace("_", "")
-    base = 10
-    if len(digits) >= 2 and digits[0] == "0":
-        if digits[1] in "xX":
-            base, digits = 16, digits[2:]
-        elif digits[1] in "bB":
-            base, digits = 2, digits[2:]
-        elif "0" <= digits[1] <= "7":
-            base, digits = 8, digits[1:]
-    ok = "0123456789abcdefABCDEF"[: base + (6 if base == 16 else 0)]
-    n = 0
-    while n < len(digits) and digits[n] in ok:
-        n += 1
-    if n == 0 or not digits[:n].isascii():
-        raise UsageError(_say("pid_invalid", reason="invalid integer", pid=text), usage=False)
-    if digits[n:].lower() not in ("", "u", "ul", "ull", "l", "ll"):
-        raise UsageError(_say("pid_invalid", reason="invalid trailing bytes", pid=text),
-                         usage=False)
-    pid = int(digits[:n], base)
-    if pid >= 1 << 64:
-        raise UsageError(_say("pid_overflow", pid=text), usage=False)
+    from ptrace_lang.messages import parse_uint
+
+    try:
+        pid = parse_uint(text)
+    except ValueError as e:
+        if str(e) == "overflow":
+            raise UsageError(_say("pid_overflow", pid=text), usage=False) from None
+        raise UsageError(_say("pid_invalid", reason=str(e), pid=text), usage=False) from None
     if pid > _PID_MAX:
         raise UsageError(_say("pid_range", pid=pid), usage=False)
     return pid

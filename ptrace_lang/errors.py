@@ -44,6 +44,9 @@ class Diagnostic:
     span: Span = NO_SPAN
     hints: list[str] = field(default_factory=list)
     severity: str = "ERROR"  # or "WARNING"
+    # more places the diagnostic points at, each (message, Span) said under it in its
+    # severity (bpftrace 0.26's "left (T)" / "right (T)" under a binary operator's mismatch)
+    context: list = field(default_factory=list)
 
 
 class SourceRegistry:
@@ -83,6 +86,9 @@ def render(diag: Diagnostic, sources: SourceRegistry = SOURCES) -> str:
             out.append(src)
             marker = "".join("\t" if c == "\t" else " " for c in src[: sp.col - 1])
             out.append(marker + "~" * (end_col - sp.col))
+    for message, where in diag.context:
+        bare = Span(where.file, where.line, where.col, where.end_line, where.end_col)
+        out.append(render(Diagnostic(message, bare, severity=diag.severity), sources))
     for hint in diag.hints:
         out.append(f"HINT: {hint}")
     for call in sp.origin:

@@ -17,6 +17,28 @@ MESSAGES: dict[str, str] = {
     "tracepoint_missing": "No matches for tracepoint {pattern}.",
     "tracepoints_missing": "No matches for tracepoint {pattern}.",
     "missing_skipped": "{message}. Skipping.",
+    # ---- attach points checked as bpftrace 0.26's attach point parser and checker say it
+    "target_file": "{provider} target file '{target}' does not exist or is not executable",
+    "kprobe_not_traceable": ("{func} is not traceable (either non-existing, inlined, or marked as "
+                             "\"notrace\"); attaching to it will likely fail"),
+    "time_unit": "{unit} is not an accepted unit of time",
+    "time_unit_missing": "{provider} probe must have unit of time",
+    "rate_invalid": "Invalid rate of {provider} probe: {reason}: {text}",
+    "rate_positive": "{provider} frequency should be a positive integer",
+    "perf_event_unknown": "{event} is not a {provider} probe",
+    "perf_event_missing": "{provider} probe must have a {provider} event name",
+    "perf_event_wildcard": "wildcards are not allowed for {provider} probe type",
+    "count_invalid": "Invalid count for {provider} probe: {reason}: {text}",
+    "count_positive": "{provider} {count} should be a positive integer",
+    "probe_arguments": "{provider} probe type requires {expected} arguments, found {found}",
+    "watchpoint_address": "Invalid function/address argument: {reason}: {text}",
+    "watchpoint_zero": "watchpoint must be attached to a non-zero address",
+    "watchpoint_length_text": "Invalid length argument: {reason}: {text}",
+    "watchpoint_length": "watchpoint length must be one of (1,2,4,8)",
+    "watchpoint_mode": "watchpoint mode must be combination of (r,w,x)",
+    "watchpoint_mode_twice": "watchpoint modes may not be duplicated",
+    "watchpoint_mode_invalid": "invalid watchpoint mode: {mode}",
+    "watchpoint_modes_hint": "supported modes: {modes}",
     # ---- a diagnostic in code a macro expanded: each call it came from (bpftrace 0.26)
     "expanded_from": "expanded from",
     # ---- the config block (bpftrace 0.26's config analyser)
@@ -24,6 +46,9 @@ MESSAGES: dict[str, str] = {
     "config_env_only": "{key} can only be set as an environment variable",
     "config_bool_value": "Invalid value for {key}. Needs to be 0 or 1. Value: {value}",
     # ---- the language (bpftrace 0.26's semantic analyser)
+    "binop_mismatch": "Type mismatch for '{op}': comparing {left} with {right}",
+    "binop_left": "left ({type})",
+    "binop_right": "right ({type})",
     "unroll_max": "unroll maximum value is 100",
     "unroll_min": "unroll minimum value is 1",
     "unroll_invalid": "invalid unroll value",
@@ -83,6 +108,33 @@ MESSAGES: dict[str, str] = {
 def say(name: str, /, **fields) -> str:
     """The message ``name`` with its fields filled in."""
     return MESSAGES[name].format(**fields)
+
+
+def parse_uint(text: str) -> int:
+    """An unsigned integer literal as bpftrace 0.26 reads one in attach points and -p
+    (decimal, 0x hex, 0b binary, 0 octal, ``_`` separators, a C suffix); ValueError with its
+    reason ("invalid integer", "invalid trailing bytes", "overflow") otherwise."""
+    digits = text.replace("_", "")
+    base = 10
+    if len(digits) >= 2 and digits[0] == "0":
+        if digits[1] in "xX":
+            base, digits = 16, digits[2:]
+        elif digits[1] in "bB":
+            base, digits = 2, digits[2:]
+        elif "0" <= digits[1] <= "7":
+            base, digits = 8, digits[1:]
+    ok = "0123456789abcdefABCDEF"[: base + (6 if base == 16 else 0)]
+    n = 0
+    while n < len(digits) and digits[n] in ok:
+        n += 1
+    if n == 0 or not digits[:n].isascii():
+        raise ValueError("invalid integer")
+    if digits[n:].lower() not in ("", "u", "ul", "ull", "l", "ll"):
+        raise ValueError("invalid trailing bytes")
+    value = int(digits[:n], base)
+    if value >= 1 << 64:
+        raise ValueError("overflow")
+    return value
 
 
 def map_call_error(func: str, args: list, span, nargs: int) -> tuple:

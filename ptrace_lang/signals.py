@@ -26,6 +26,13 @@ SIGNAL_TEXTS = (
 ) + tuple(f"Real-time signal {i}" for i in range(31))
 
 
+# the size of signal_name()'s string value (the longest text and its NUL)
+SIGNAL_TEXT_SIZE = max(len(t) for t in SIGNAL_TEXTS) + 1
+# SIGNAL_TEXTS[REALTIME_FIRST + k] is "Real-time signal k" (k < 31): written from k's digits
+REALTIME_FIRST = 34
+REALTIME_PREFIX = "Real-time signal "
+
+
 def signal_text(n: int) -> str:
     """signal_name(n)'s text for the 64-bit value ``n``."""
     n &= 0xFFFFFFFF

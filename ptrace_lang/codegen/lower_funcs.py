@@ -184,7 +184,53 @@ class FuncsLowering:
         return self.scalar(e.args[0])
 
     call_syscall_name = call_strerror
-    call_signal_name = call_strerror
+
+    def _digit(self, base, off: int, n) -> None:
+        """The byte at base+off = the decimal digit of n (0..9), n changed."""
+        self.emit(ir.Alu("add", n, ord("0")))
+        self.emit(ir.Store(base, off, n, 1))
+
+    def into_signal_name(self, e: ast.Call, base, off: int, typ) -> None:
+        """signal_name(n) as a string: a constant when sema knew n (``e.address``), else the
+        program's table of texts: a compare per number below the real-time signals, "Real-time
+        signal K" written from K's digits, "N/A" for the rest (n taken as an int32)."""
+        from ptrace_lang.signals import (
+            REALTIME_FIRST, REALTIME_PREFIX, SIGNAL_TEXTS, signal_text)
+
+        size = typ.size() if isinstance(typ, StrT) else e.type.size()
+        if e.address is not None:
+            self.store_bytes(base, off, signal_text(e.address).encode() + b"\0", size)
+            return
+        n = self.vreg()
+        self.mov(n, self.scalar(e.args[0]), width=32)       # the low 32 bits, zero-extended
+        done, other = self.label("signame_done"), self.label("signame_na")
+        for k in range(REALTIME_FIRST):
+            nxt = self.label("signame_next")
+            self.emit(ir.CondJump("jne", n, k, nxt))
+            self.store_bytes(base, off, SIGNAL_TEXTS[k].encode() + b"\0", size)
+            self.emit(ir.Jump(done))
+            self.emit(ir.Label(nxt))
+        self.emit(ir.CondJump("jgt", n, len(SIGNAL_TEXTS) - 1, other))   # (an int32 below 0 too)
+        self.store_bytes(base, off, REALTIME_PREFIX.encode() + b"\0", size)
+        at = off + len(REALTIME_PREFIX)
+        if at + 2 < size:                   # room for two digits and the NUL
+            self.emit(ir.Alu("sub", n, REALTIME_FIRST))
+            one = self.label("signame_digit")
+            self.emit(ir.CondJump("jlt", n, 10, one))
+            tens = self.vreg()
+            self.mov(tens, n)
+            self.emit(ir.Alu("div", tens, 10))
+            self.emit(ir.Alu("add", tens, ord("0")))
+            self.emit(ir.Store(base, at, tens, 1))
+            self.emit(ir.Alu("mod", n, 10))
+            self._digit(base, at + 1, n)
+            self.emit(ir.Jump(done))
+            self.emit(ir.Label(one))
+            self._digit(base, at, n)
+        self.emit(ir.Jump(done))
+        self.emit(ir.Label(other))
+        self.store_bytes(base, off, b"N/A\0", size)
+        self.emit(ir.Label(done))
 
     def call_cgroup_path(self, e: ast.Call) -> ir.VReg:
         return self.scalar(e.args[0])

@@ -78,7 +78,7 @@ class FuncsLowering:
     def call_strerror(self, e: ast.Call) -> ir.Value:
         return self.scalar(e.args[0])
 
-    call_syscall_name = call_signal_name = call_cgroup_path = call_strerror
+    call_syscall_name = call_cgroup_path = call_strerror
 
     def call_pton(self, e: ast.Call) -> ir.Value:
         raw = pton_bytes(e.args[0].value) or b""

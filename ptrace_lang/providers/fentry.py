@@ -179,12 +179,10 @@ class Fentry(Provider):
         if not _has_magic(fn) and not (module and _has_magic(module)):
             found = found[:1]       # a name both in vmlinux and a module: vmlinux's
         if not found:
+            from ptrace_lang.messages import say
+
             where = f"{module}:{fn}" if module is not None else fn
-            if _has_magic(where):
-                msg = f"No BTF function that can be traced matches '{where}'"
-            else:
-                inm = f" in module '{module}'" if module is not None else ""
-                msg = f"{self.name}: no traceable function '{fn}'{inm} described by BTF"
+            msg = say("no_matches", probetype=self.name, what=where)
             return missing(opts, msg, ap.span,
                            hints=[f"ptrace -l '{self.name}:PATTERN' lists the functions "
                                   f"{self.name} can trace"])

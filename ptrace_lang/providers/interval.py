@@ -8,8 +8,21 @@ _UNIT_NS = {"ns": 1, "us": 1_000, "ms": 1_000_000, "s": 1_000_000_000}
 _UNITS = ("hz", "s", "ms", "us", "ns")
 
 
+def _uint_reason(text: str) -> str:
+    """Why ``text`` is not an unsigned integer, in bpftrace 0.26's words."""
+    from ptrace_lang.messages import parse_uint
+
+    try:
+        parse_uint(text)
+    except ValueError as e:
+        return str(e)
+    return "invalid integer"
+
+
 def parse_rate(ap, opts) -> tuple[str, int]:
     """``interval:s:1`` / ``interval:1s`` / ``profile:hz:99`` -> ("hz"|"ns", value)."""
+    from ptrace_lang.messages import parse_uint, say
+
     parts = [substitute_positional(p, opts, ap.span) for p in ap.parts]
     if len(parts) == 2:
         unit, value = parts
@@ -18,21 +31,25 @@ def parse_rate(ap, opts) -> tuple[str, int]:
 
         m = re.fullmatch(r"(\d+)([a-z]+)", parts[0])
         if not m:
-            raise CompileError(f"Invalid rate of {ap.provider} probe: {parts[0]!r}", ap.span,
+            raise CompileError(say("rate_invalid", provider=ap.provider, reason=_uint_reason(parts[0]),
+                                   text=parts[0]), ap.span,
                                hints=[f"write {ap.provider}:s:1, {ap.provider}:1s or {ap.provider}:hz:99"])
-        value, unit = m.group(2), m.group(1)
-        unit, value = value, unit
+        value, unit = m.group(1), m.group(2)
     else:
-        raise CompileError(f"{ap.provider} probe needs a unit and a rate, e.g. {ap.provider}:s:1", ap.span)
+        raise CompileError(say("probe_arguments", provider=ap.provider, expected="1 or 2",
+                               found=len(parts)), ap.span)
+    if not unit:
+        raise CompileError(say("time_unit_missing", provider=ap.provider), ap.span)
     if unit not in _UNITS:
-        raise CompileError(f"Invalid unit '{unit}' in {ap.provider} probe", ap.span,
+        raise CompileError(say("time_unit", unit=unit), ap.span,
                            hints=["units: " + ", ".join(_UNITS)])
     try:
-        n = int(value, 0)
-    except ValueError:
-        raise CompileError(f"Invalid rate '{value}' in {ap.provider} probe", ap.span) from None
+        n = parse_uint(value)
+    except ValueError as e:
+        raise CompileError(say("rate_invalid", provider=ap.provider, reason=e, text=value),
+                           ap.span) from None
     if n <= 0:
-        raise CompileError(f"The rate of {ap.provider} probe must be positive", ap.span)
+        raise CompileError(say("rate_positive", provider=ap.provider), ap.span)
     if unit == "hz":
         return unit, n
     return "ns", n * _UNIT_NS[unit]

@@ -179,13 +179,18 @@ class Kprobe(PtRegsProvider):
         if _has_magic(fn) or (module is not None and _has_magic(module)):
             matches = self._wildcard(funcs, module, fn)
             if not matches:
-                where = f"'{module}:{fn}'" if module is not None else f"'{fn}'"
-                return self._missing(opts, ap, f"No traceable kernel function matches {where}")
+                return self._missing(opts, ap, module, fn)
         else:
-            if not (funcs.traceable(fn, module) or funcs.in_kallsyms(fn, module)):
-                where = f"module '{module}'" if module is not None else "the kernel"
-                return self._missing(opts, ap, f"{self.name}: no function '{fn}' in {where} "
-                                               "(not a traceable function)")
+            if not funcs.traceable(fn, module):
+                if not funcs.in_kallsyms(fn, module):
+                    return self._missing(opts, ap, module, fn)
+                if not funcs.from_btf and funcs.names():
+                    # a function ftrace does not list: the kernel decides, bpftrace warns
+                    from ptrace_lang.errors import Diagnostic
+                    from ptrace_lang.messages import say
+
+                    opts.warnings.append(Diagnostic(say("kprobe_not_traceable", func=fn),
+                                                    ap.span, severity="WARNING"))
             matches = [(module, fn)]
         out = []
         for mod, f in matches:
@@ -217,8 +222,13 @@ class Kprobe(PtRegsProvider):
         return [(m, n) for m, n in zip(mods, names)
                 if ".part." not in n and not funcs.blacklisted(n) and funcs.attachable(n, m)]
 
-    def _missing(self, opts, ap, message: str) -> list:
-        return missing(opts, message, ap.span,
+    def _missing(self, opts, ap, module: str | None, fn: str) -> list:
+        """bpftrace 0.26's "No matches for kprobe [MODULE:]FUNC." (a warning with
+        missing_probes = "warn")."""
+        from ptrace_lang.messages import say
+
+        what = fn if module is None else f"{module}:{fn}"
+        return missing(opts, say("no_matches", probetype=self.name, what=what), ap.span,
                        hints=["ptrace -l 'kprobe:PATTERN' lists the traceable functions"])
 
     def attach(self, target, prog_fd, cookie):

@@ -51,22 +51,34 @@ class _PerfCounter(Provider):
     prog_type_name = "BPF_PROG_TYPE_PERF_EVENT"
     pt_regs_context = True
     events: dict = {}
+    count_word = "count"       # bpftrace 0.26: "software count ...", "hardware frequency ..."
 
     def expand(self, ap, opts):
         parts = [substitute_positional(p, opts, ap.span) for p in ap.parts]
-        if not 1 <= len(parts) <= 2 or not parts[0]:
-            raise CompileError(f"{self.name} probe must be written {self.name}:event[:count]", ap.span)
+        from ptrace_lang.messages import say
+
+        if not 1 <= len(parts) <= 2:
+            raise CompileError(say("probe_arguments", provider=self.name, expected="1 or 2",
+                                   found=len(parts)), ap.span)
         event = parts[0]
+        if not event:
+            raise CompileError(say("perf_event_missing", provider=self.name), ap.span)
+        if any(c in event for c in "*?["):
+            raise CompileError(say("perf_event_wildcard", provider=self.name), ap.span)
         if event not in self.events:
-            raise CompileError(f"Unknown {self.name} event: {event}", ap.span,
+            raise CompileError(say("perf_event_unknown", event=event, provider=self.name), ap.span,
                                hints=["events: " + ", ".join(sorted(self.events))])
         config, count = self.events[event]
         if len(parts) == 2:
             count = parse_count(parts[1])
             if count is None:
-                raise CompileError(f"Invalid count '{parts[1]}' in {self.name} probe", ap.span)
+                from ptrace_lang.providers.interval import _uint_reason
+
+                raise CompileError(say("count_invalid", provider=self.name,
+                                       reason=_uint_reason(parts[1]), text=parts[1]), ap.span)
             if count <= 0:
-                raise CompileError(f"The count of a {self.name} probe must be positive", ap.span)
+                raise CompileError(say("count_positive", provider=self.name,
+                                       count=self.count_word), ap.span)
         name = f"{self.name}:{event}:{count}" if len(parts) == 2 else f"{self.name}:{event}"
         return [Target(self.name, name, f"{config}:{count}", share_key=self.name)]
 
@@ -96,6 +108,7 @@ class Software(_PerfCounter):
 class Hardware(_PerfCounter):
     kernel_feature = "hardware"
     name = "hardware"
+    count_word = "frequency"
     aliases = ("h",)
     events = HARDWARE
     completes = tuple(sorted(HARDWARE))

@@ -33,8 +33,10 @@ def resolve_binary(provider: str, binary: str, opts, span) -> str:
 
     try:
         path = libpath.resolve_binary(binary, getattr(opts, "maps_pid", None))
-    except LookupError as e:
-        raise CompileError(f"{provider}: {e}", span) from None
+    except LookupError:
+        from ptrace_lang.messages import say
+
+        raise CompileError(say("target_file", provider=provider, target=binary), span) from None
     opts.deps.append(path)
     if "/" not in binary:
         opts.deps.append("/etc/ld.so.cache")
@@ -67,7 +69,9 @@ def resolve_binaries(provider: str, binary: str, opts, span) -> list[tuple[str, 
 
         found = sorted(p for p in glob.glob(binary) if os.path.isfile(p) and libpath.is_elf(p))
         if not found:
-            raise CompileError(f"{provider}: no file matches '{binary}'", span)
+            from ptrace_lang.messages import say
+
+            raise CompileError(say("target_file", provider=provider, target=binary), span)
         out = []
         for p in found:
             path = os.path.realpath(p) if "/" in p else os.path.abspath(p)
@@ -123,8 +127,7 @@ class Uprobe(PtRegsProvider):
                 except (OSError, LookupError, ValueError):
                     continue
             if not out:
-                return missing(opts, f"No functions match '{what}' in the objects of '{binary}'",
-                               ap.span)
+                return self._missing(opts, binary, what, ap.span)
             return out
         shown, path = files[0]
         targets = []
@@ -132,7 +135,7 @@ class Uprobe(PtRegsProvider):
             if any(c in what for c in "*?["):
                 names = [s.name for s in elfsyms.find_symbols(path, what)]
                 if not names:
-                    return missing(opts, f"No functions of {path} match '{what}'", ap.span)
+                    return self._missing(opts, shown, what, ap.span)
                 for sym in names:
                     targets.append((sym, elfsyms.symbol_offset(path, sym)))
             else:
@@ -140,12 +143,19 @@ class Uprobe(PtRegsProvider):
                     path, what, f"{self.name}:{shown}:{what}", opts, ap.span)))
         except elfsyms.BadOffset as e:  # (a LookupError too, but no missing probe)
             raise CompileError(f"{self.name}: {e}", ap.span) from None
-        except LookupError as e:        # a missing symbol: a missing probe (missing_probes)
-            return missing(opts, f"{self.name}: {e}", ap.span)
+        except LookupError:             # a missing symbol: a missing probe (missing_probes)
+            return self._missing(opts, shown, what, ap.span)
         except OSError as e:
             raise CompileError(f"{self.name}: cannot read {path}: {e.strerror or e}", ap.span) from None
         return [Target(self.name, f"{self.name}:{shown}:{sym}", f"{off}:{pid}:{path}", share_key=self.name)
                 for sym, off in targets]
+
+    def _missing(self, opts, binary: str, what: str, span) -> list:
+        """bpftrace 0.26's "No matches for uprobe BINARY:FUNC." (a warning with
+        missing_probes = "warn")."""
+        from ptrace_lang.messages import say
+
+        return missing(opts, say("no_matches", probetype=self.name, what=f"{binary}:{what}"), span)
 
     @staticmethod
     def _checked_offset(path: str, what: str, probe: str, opts, span) -> int:

@@ -64,10 +64,11 @@ class Usdt(Provider):
                               args=UsdtArgsT(tuple(n.args)))
                        for n, off, sem in sites)
         if not out:
-            what = f"{provider}:{probe}" if len(parts) == 3 else probe
-            where = files[0][1] if len(files) == 1 and binary not in ("", "*") else \
-                f"the objects of '{binary}'"
-            return missing(opts, f"No USDT probe of {where} matches '{what}'", ap.span)
+            from ptrace_lang.messages import say
+
+            # (bpftrace names the binary, if any, and the probe, not the provider)
+            what = f"{binary}:{probe}" if binary else probe
+            return missing(opts, say("no_matches", probetype="usdt", what=what), ap.span)
         return out
 
     def attach(self, target, prog_fd, cookie):

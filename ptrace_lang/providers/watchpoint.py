@@ -12,16 +12,18 @@ from ptrace_lang.errors import CompileError
 from ptrace_lang.providers import Provider, Target, register, substitute_positional
 
 # mode as written -> HW_BREAKPOINT_* (kernel.perf); "r" and "wx"/"rx"/"rwx" are refused
-_MODES = {"w": 2, "rw": 3, "wr": 3, "x": 4}
+_MODES = {"w": 2, "rw": 3, "x": 4}      # (the mode sorted: wr is rw)
 BREAKPOINT_PMU = "/sys/bus/event_source/devices/breakpoint"
 
 
-def parse_address(text: str) -> int | None:
+def _number(text: str, message: str, span) -> int:
+    """An unsigned integer of the attach point, else bpftrace 0.26's located error."""
+    from ptrace_lang.messages import parse_uint, say
+
     try:
-        v = int(text.replace("_", ""), 0)
-    except ValueError:
-        return None
-    return v if 0 <= v < 1 << 64 else None
+        return parse_uint(text)
+    except ValueError as e:
+        raise CompileError(say(message, reason=e, text=text), span) from None
 
 
 class Watchpoint(Provider):
@@ -33,25 +35,29 @@ class Watchpoint(Provider):
 
     def expand(self, ap, opts):
         parts = [substitute_positional(p, opts, ap.span) for p in ap.parts]
+        from ptrace_lang.messages import say
+
         if len(parts) != 3:
-            raise CompileError("watchpoint probe type requires 3 arguments", ap.span,
+            raise CompileError(say("probe_arguments", provider=self.name, expected=3,
+                                   found=len(parts)), ap.span,
                                hints=["write watchpoint:ADDRESS:LENGTH:MODE, e.g. "
                                       "watchpoint:0x404028:8:w"])
         addr_text, len_text, mode = parts
-        addr = parse_address(addr_text)
-        if addr is None:
-            raise CompileError(f"Invalid watchpoint address '{addr_text}'", ap.span,
-                               hints=["an address in the traced process, decimal or 0x hex"])
-        if len_text not in ("1", "2", "4", "8"):
-            raise CompileError("watchpoint length must be one of (1,2,4,8)", ap.span)
-        length = int(len_text)
-        if not mode or any(c not in "rwx" for c in mode) or len(set(mode)) != len(mode):
-            raise CompileError("watchpoint mode must be combination of (r,w,x)", ap.span)
+        addr = _number(addr_text, "watchpoint_address", ap.span)
+        length = _number(len_text, "watchpoint_length_text", ap.span)
+        if addr == 0:
+            raise CompileError(say("watchpoint_zero"), ap.span)
+        if length not in (1, 2, 4, 8):
+            raise CompileError(say("watchpoint_length"), ap.span)
+        if not mode or any(c not in "rwx" for c in mode):
+            raise CompileError(say("watchpoint_mode"), ap.span)
+        if len(set(mode)) != len(mode):
+            raise CompileError(say("watchpoint_mode_twice"), ap.span)
+        mode = "".join(sorted(mode))        # (bpftrace sorts the mode: wr is rw)
         bp_type = _MODES.get(mode)
         if bp_type is None:
-            hint = ("x86-64 debug registers cannot watch reads alone: use rw" if mode == "r" else
-                    "the modes are w, rw and x (execution cannot be combined with data access)")
-            raise CompileError(f"invalid watchpoint mode: {mode}", ap.span, hints=[hint])
+            raise CompileError(say("watchpoint_mode_invalid", mode=mode), ap.span,
+                               hints=[say("watchpoint_modes_hint", modes="rw,w,x")])
         if bp_type == 4 and length != 8:
             raise CompileError("an execution watchpoint (mode x) must have length 8", ap.span)
         if addr % length:

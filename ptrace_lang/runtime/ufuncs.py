@@ -1,4 +1,4 @@
-"""Text of the values of strerror, strftime, syscall_name, signal_name, ntop, pton, macaddr,
+"""Text of the values of strerror, strftime, syscall_name, ntop, pton, macaddr,
 cgroup_path and username (formatters registered in ``runtime.uvalues``), and the lines of
 errorf/warnf/debugf."""
 from __future__ import annotations
@@ -25,13 +25,6 @@ def fmt_syscall_name(raw: bytes, aux: tuple) -> str:
     if n < len(NAMES) and NAMES[n]:
         return NAMES[n]
     return str(struct.unpack_from("<q", raw)[0])
-
-
-@formatter("signal_name")
-def fmt_signal_name(raw: bytes, aux: tuple) -> str:
-    from ptrace_lang.signals import signal_text
-
-    return signal_text(struct.unpack_from("<q", raw)[0])
 
 
 @formatter("username")

@@ -648,12 +648,12 @@ class _Analyzer(OutputCalls, AggregationsSema, TypesMixin, FuncsMixin, SymbolsAn
                 else:
                     e.right = self.probe_string(e.right)
                 return BOOL
-            self.error(f"Type mismatch for '{e.op}': comparing '{a}' with '{b}'", e.span)
+            self.binary_mismatch(e, a, b)
             return BOOL if e.op in ("==", "!=", "<", "<=", ">", ">=") else INT64
         if a == b == PROBE and e.op in ("==", "!="):
             return BOOL             # two probe values: the same probe, the same name
         if not (a.is_int and b.is_int):
-            self.error(f"Type mismatch for '{e.op}': comparing '{a}' with '{b}'", e.span)
+            self.binary_mismatch(e, a, b)
             return INT64
         self.sign_warning(e, a, b)
         if e.op in ("==", "!=", "<", "<=", ">", ">="):

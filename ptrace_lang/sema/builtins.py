@@ -130,7 +130,7 @@ _TABLE = (
             formatter="strftime"),
     Builtin("strerror", "function", "strerror(int errno)", formatter="strerror"),
     Builtin("syscall_name", "function", "syscall_name(int id)", formatter="syscall_name"),
-    Builtin("signal_name", "function", "signal_name(int sig)", formatter="signal_name"),
+    Builtin("signal_name", "function", "signal_name(int sig)"),
     Builtin("ntop", "function", "ntop([int af, ]int|uint8[4]|uint8[16] addr)",
             formatter="inet"),
     Builtin("pton", "function", 'pton(const char *addr) with a literal "1.2.3.4" or "::1"',

@@ -13,12 +13,14 @@ from ptrace_lang.sema.types import (
     BOOL, INT64, PROBE, UINT32, UINT64, VOID, IntT, StrT, Type, UserT,
 )
 from ptrace_lang.messages import map_call_error, say
-from ptrace_lang.signals import SIGNALS
+from ptrace_lang.signals import SIGNAL_TEXT_SIZE, SIGNALS
 
 PROBETYPE_SIZE = 16      # the longest provider name, "rawtracepoint", and its NUL fit
 STRERROR = UserT("strerror", 8, (), "strerror_t")
 SYSCALL_NAME = UserT("syscall_name", 8, (), "syscall_name_t")
-SIGNAL_NAME = UserT("signal_name", 8, (), "signal_name_t")
+# signal_name(n) is a string (bpftrace 0.26): a constant for a constant n, else read from the
+# program's table of texts (codegen.lower_funcs.into_signal_name)
+SIGNAL_NAME = StrT(SIGNAL_TEXT_SIZE)
 USERNAME = UserT("username", 8, (), "username")
 COMM_OF_PID = UserT("comm_of_pid", 8, (), "comm_of_pid")
 INET = UserT("inet", 24, (), "inet")           # u64 family, then 16 address bytes
@@ -144,7 +146,12 @@ class FuncsMixin:
         return self._one_int(e, SYSCALL_NAME)
 
     def fn_signal_name(self, e: ast.Call) -> Type:
-        return self._one_int(e, SIGNAL_NAME)
+        """The text of the signal; ``e.address`` keeps a number known at compile time (the
+        string is then a constant of the program)."""
+        ts = self._checked(e, 1, 1)
+        if ts is not None and self._want_int(e, 0, ts[0]):
+            e.address = self.const_expr(e.args[0])
+        return SIGNAL_NAME
 
     # ------------------------------------------------------------------ network
     def _byte_source(self, e: ast.Call, i: int, t: Type, sizes: tuple) -> bool:

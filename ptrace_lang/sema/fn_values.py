@@ -245,6 +245,19 @@ class ValuesSema:
                        ["use a shorter string as the key: str(ptr, len) or config max_strlen"])
 
     # ------------------------------------------------------------------ == and != on memory values
+    def binary_mismatch(self, e: ast.Binary, a: Type, b: Type) -> None:
+        """bpftrace 0.26's error for operands of ``e`` that do not go together: under the
+        operator alone, the types unquoted, then each side with its type."""
+        from ptrace_lang.errors import Diagnostic
+        from ptrace_lang.messages import say
+
+        if not self.final:
+            return
+        self.errors.append(Diagnostic(
+            say("binop_mismatch", op=e.op, left=a, right=b), operator_span(e),
+            context=[(say("binop_left", type=a), e.left.span),
+                     (say("binop_right", type=b), e.right.span)]))
+
     def memory_compare(self, e: ast.Binary, a: Type, b: Type) -> Type | None:
         """``==``/``!=`` of two tuples, buffers or integer arrays (compared byte by byte)."""
         kinds = (TupleT, BufT, IntArrayT, ArrayT)       # ArrayT: C arrays (BTF, script structs)
@@ -256,7 +269,7 @@ class ValuesSema:
                 self.error(msg, e.span)
             return BOOL
         if e.op not in ("==", "!=") or type(a) is not type(b) or not _same_shape(a, b):
-            self.error(f"Type mismatch for '{e.op}': comparing '{a}' with '{b}'", e.span)
+            self.binary_mismatch(e, a, b)
         return BOOL
 
 
@@ -284,3 +297,20 @@ def _same_shape(a: Type, b: Type) -> bool:
         return True
     return a == b
 
+
+def operator_span(e: ast.Binary):
+    """Where the operator of ``e`` is written: between its operands on their line (past any
+    closing parentheses of the left one), else the whole expression."""
+    from ptrace_lang.errors import SOURCES, Span
+
+    left, right = e.left.span, e.right.span
+    if left.file != right.file or left.end_line != right.line or left.end_col > right.col:
+        return e.span
+    text = SOURCES.line(left.file, left.end_line)
+    if text is None:
+        return e.span
+    at = text.find(e.op, left.end_col - 1, right.col - 1)
+    if at < 0:
+        return e.span
+    return Span(left.file, left.end_line, at + 1, left.end_line, at + 1 + len(e.op),
+                origin=e.span.origin)

@@ -261,10 +261,10 @@ def test_fentry_attach_or_clear_refusal():
 
 @pytest.mark.parametrize("src,message", [
     ("fentry:no_such_function_xyz { }",
-     "stdin:1:1-28: ERROR: fentry: no traceable function 'no_such_function_xyz' described by BTF"),
-    ("fexit:no_such_*_xyz { }", "ERROR: No BTF function that can be traced matches 'no_such_*_xyz'"),
+     "stdin:1:1-28: ERROR: No matches for fentry no_such_function_xyz."),
+    ("fexit:no_such_*_xyz { }", "ERROR: No matches for fexit no_such_*_xyz."),
     ("fentry:no_such_module_xyz:vfs_read { }",
-     "ERROR: fentry: no traceable function 'vfs_read' in module 'no_such_module_xyz'"),
+     "ERROR: No matches for fentry no_such_module_xyz:vfs_read."),
     ("fentry:a:b:c { }", "ERROR: fentry probe must be written fentry:[module:]function"),
     ("fentry:vfs_read { @ = retval; }", "ERROR: The retval builtin can not be used with 'fentry' probes"),
     ("fentry:vfs_read { @ = args.nosuch; }",

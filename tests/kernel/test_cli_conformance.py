@@ -82,12 +82,43 @@ def test_errors_in_bpftraces_words():
               "stdin:1:1-25: ERROR: No matches for tracepoint syscalls:nope.", False),
              (["-e", "tracepoint:nope:* { exit(); }"],
               "stdin:1:1-18: ERROR: No matches for tracepoint nope:*.", False)]
+    cases += _attach_point_cases()
     for argv, want, same017 in cases:
         ours = _run_in("/", *argv)
         assert ours.returncode == 1 and ours.stderr.startswith(want), ours.stderr
         assert "\n\nUSAGE:" not in ours.stderr, ours.stderr
         if _BPFTRACE and same017:
             assert _first_error(argv, False) == want.splitlines()[0], argv
+
+
+def _attach_point_cases() -> list:
+    """Attach points that match nothing or are malformed: (argv, bpftrace 0.26's first line,
+    whether 0.17 says the same)."""
+    out = []
+    for ap, message, same017 in [
+            ("uprobe:/nonexist:foo", "uprobe target file '/nonexist' does not exist or is not "
+                                     "executable", True),
+            ("usdt:/nonexist:a:b", "usdt target file '/nonexist' does not exist or is not "
+                                   "executable", True),
+            ("uprobe:/bin/bash:no_such_fn_xyz", "No matches for uprobe /bin/bash:no_such_fn_xyz.",
+             False),
+            ("uprobe:/bin/bash:no_such_*_xyz", "No matches for uprobe /bin/bash:no_such_*_xyz.",
+             False),
+            ("usdt:/bin/bash:no_such_xyz", "No matches for usdt /bin/bash:no_such_xyz.", False),
+            ("kprobe:no_such_fn_xyz", "No matches for kprobe no_such_fn_xyz.", False),
+            ("kretprobe:no_such_*_xyz", "No matches for kretprobe no_such_*_xyz.", False),
+            ("fentry:no_such_fn_xyz", "No matches for fentry no_such_fn_xyz.", False),
+            ("software:nosuch", "nosuch is not a software probe", True),
+            ("hardware:nosuch", "nosuch is not a hardware probe", True),
+            ("interval:xs:1", "xs is not an accepted unit of time", True),
+            ("profile:xs:1", "xs is not an accepted unit of time", True),
+            ("watchpoint:0x10000000:3:w", "watchpoint length must be one of (1,2,4,8)", True),
+            ("watchpoint:0x10000000:8:q", "watchpoint mode must be combination of (r,w,x)", True),
+            ("watchpoint:0x10000000:8:ww", "watchpoint modes may not be duplicated", True),
+            ("watchpoint:0:8:w", "watchpoint must be attached to a non-zero address", True)]:
+        out.append((["-e", ap + " { exit(); }"], f"stdin:1:1-{len(ap) + 1}: ERROR: {message}",
+                    same017))
+    return out
 
 
 def test_bench_mode_runs_each_bench_block_and_prints_the_table():

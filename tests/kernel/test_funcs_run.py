@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import pwd
 import re
+import signal
 import subprocess
 import sys
 import time
@@ -233,3 +234,48 @@ def test_comm_of_a_pid_is_named_when_printed():
     assert r.rc == 0, r.err
     assert "sleep|sleep" in r.out.splitlines(), r.out
     assert "@[]: 1" in r.out or "@[sleep]: 1" in r.out, r.out
+
+
+SIGNAL_CHILD = r'''
+import signal, sys, time
+for s in (signal.SIGUSR1, signal.SIGRTMIN + 2):
+    signal.signal(s, lambda *a: None)
+print("ready", flush=True)
+time.sleep(60)
+'''
+
+
+def test_signal_name_is_a_string_of_the_program_over_real_signals():
+    # bpftrace 0.26: signal_name() returns a string, so it compares, searches and keys maps
+    # in the kernel; a run-time number reads the program's table, a constant one folds
+    child = subprocess.Popen([sys.executable, "-c", SIGNAL_CHILD], stdout=subprocess.PIPE,
+                             text=True)
+    try:
+        assert child.stdout.readline() == "ready\n"
+        src = r'''tracepoint:signal:signal_generate /args.pid == $1/ {
+  $s = signal_name(args.sig);
+  @names[signal_name(args.sig)] = count();
+  if ($s == "Killed") { printf("KILLED %d %d\n", args.sig, $s == signal_name(9)); }
+  if (strcontains(signal_name(args.sig), "User defined")) { printf("USER %s|\n", $s); }
+  if ($s != signal_name(10) && $s != signal_name(SIGKILL)) { printf("OTHER %s|\n", $s); }
+}'''
+        t = Tracer("-e", src, str(child.pid))
+        t.wait_attached()
+        os.kill(child.pid, signal.SIGUSR1)
+        time.sleep(0.2)
+        os.kill(child.pid, signal.SIGRTMIN + 2)
+        time.sleep(0.2)
+        os.kill(child.pid, signal.SIGKILL)
+        child.wait(timeout=30)
+        time.sleep(0.3)
+        r = t.stop()
+    finally:
+        if child.poll() is None:
+            child.kill()
+            child.wait()
+    assert r.rc == 0 and "Traceback" not in r.err, r.err
+    lines = r.out.splitlines()
+    assert "KILLED 9 1" in lines and "USER User defined signal 1|" in lines, r.out
+    assert "OTHER Real-time signal 2|" in lines and sum(x.startswith("OTHER") for x in lines) == 1
+    assert "@names[Killed]: 1" in lines and "@names[User defined signal 1]: 1" in lines, r.out
+    assert "@names[Real-time signal 2]: 1" in lines, r.out

@@ -87,12 +87,12 @@ def test_positional_parameter_in_the_attach_point():
 
 @pytest.mark.parametrize("src,message", [
     ("kprobe:no_such_function_xyz { }",
-     "stdin:1:1-28: ERROR: kprobe: no function 'no_such_function_xyz' in the kernel"),
+     "stdin:1:1-28: ERROR: No matches for kprobe no_such_function_xyz."),
     ("kretprobe:no_such_function_xyz { }",
-     "stdin:1:1-31: ERROR: kretprobe: no function 'no_such_function_xyz' in the kernel"),
-    ("kprobe:no_such_*_xyz { }", "stdin:1:1-21: ERROR: No traceable kernel function matches 'no_such_*_xyz'"),
+     "stdin:1:1-31: ERROR: No matches for kretprobe no_such_function_xyz."),
+    ("kprobe:no_such_*_xyz { }", "stdin:1:1-21: ERROR: No matches for kprobe no_such_*_xyz."),
     ("kprobe:no_such_module_xyz:vfs_read { }",
-     "ERROR: kprobe: no function 'vfs_read' in module 'no_such_module_xyz'"),
+     "ERROR: No matches for kprobe no_such_module_xyz:vfs_read."),
     ("kretprobe:vfs_read+8 { }", "ERROR: kretprobe cannot take an offset"),
     ("kprobe:vfs_read+0xzz { }", "ERROR: Invalid offset '0xzz' in kprobe probe"),
     ("kprobe:vfs_*+8 { }", "ERROR: an offset cannot be used with a wildcard"),
@@ -111,7 +111,7 @@ def test_missing_function_before_anything_attaches():
     # the error comes from the compiler: nothing is loaded, not even the tracepoint's program
     r = run("-e", "tracepoint:syscalls:sys_enter_read { } kprobe:no_such_function_xyz { }")
     assert r.rc == 1 and "Attached" not in r.err
-    assert "stdin:1:40-67: ERROR: kprobe: no function 'no_such_function_xyz'" in r.err, r.err
+    assert "stdin:1:40-67: ERROR: No matches for kprobe no_such_function_xyz." in r.err, r.err
 
 
 def test_missing_probes_warn_skips_the_function():
@@ -119,7 +119,7 @@ def test_missing_probes_warn_skips_the_function():
            "kprobe:no_such_function_xyz, kprobe:vfs_read { @ = count(); }")
     r = run("--dry-run", "-e", src, env=NO_CACHE)
     assert r.rc == 0, r.err
-    assert "WARNING: kprobe: no function 'no_such_function_xyz' in the kernel" in r.err
+    assert "WARNING: No matches for kprobe no_such_function_xyz. Skipping." in r.err
     c = compile_src(src)
     assert [a.probe_name for a in c.spec.attachments] == ["kprobe:vfs_read"]
 

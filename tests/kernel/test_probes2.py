@@ -97,8 +97,10 @@ def test_watchpoint_with_c_and_rw_mode_sees_reads(wtarget):
     ("watchpoint:0x1000:8:r", "invalid watchpoint mode: r"),
     ("w:0x1000:8:rwx", "invalid watchpoint mode: rwx"),
     ("watchpoint:0x1000:4:x", "an execution watchpoint (mode x) must have length 8"),
-    ("watchpoint:0x1000:8", "watchpoint probe type requires 3 arguments"),
-    ("watchpoint:abc:8:w", "Invalid watchpoint address 'abc'"),
+    ("watchpoint:0x1000:8", "watchpoint probe type requires 3 arguments, found 2"),
+    ("watchpoint:abc:8:w", "Invalid function/address argument: invalid integer: abc"),
+    ("watchpoint:0:8:w", "watchpoint must be attached to a non-zero address"),
+    ("watchpoint:0x1000:8:ww", "watchpoint modes may not be duplicated"),
     ("watchpoint:0x1004:8:w", "watchpoint address 0x1004 is not aligned to its length 8"),
 ])
 def test_watchpoint_errors_are_located(probe, message):
@@ -189,9 +191,9 @@ def test_every_software_event_and_alias_attaches():
 
 def test_software_event_errors():
     r = run("-e", "software:nosuch { }")
-    assert r.rc == 1 and "ERROR: Unknown software event: nosuch" in r.err and "HINT: events:" in r.err
+    assert r.rc == 1 and "ERROR: nosuch is not a software probe" in r.err and "HINT: events:" in r.err
     r = run("-e", "s:faults:0 { }")
-    assert r.rc == 1 and "The count of a software probe must be positive" in r.err
+    assert r.rc == 1 and "software count should be a positive integer" in r.err
 
 
 def _has_hardware_pmu(_memo=[]) -> bool:

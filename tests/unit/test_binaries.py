@@ -45,7 +45,7 @@ def test_a_glob_over_files(bindir):
 def test_a_glob_that_matches_no_file(bindir):
     with pytest.raises(PtraceError) as info:
         compile_script(f"uprobe:{bindir}/nope*:work {{ }}", "stdin", Options())
-    assert f"ERROR: uprobe: no file matches '{bindir}/nope*'" in info.value.render(SOURCES)
+    assert f"ERROR: uprobe target file '{bindir}/nope*' does not exist or is not executable" in info.value.render(SOURCES)
 
 
 def test_every_object_of_the_process():

@@ -83,10 +83,10 @@ def test_analyzer_methods_are_registered():
 
 
 def test_user_values_name_their_formatter():
-    from ptrace_lang.sema.fn_funcs import MACADDR, STRERROR, SIGNAL_NAME, SYSCALL_NAME, USERNAME
+    from ptrace_lang.sema.fn_funcs import MACADDR, STRERROR, SYSCALL_NAME, USERNAME
     from ptrace_lang.sema.fn_symbols import KSYM, USYM
 
-    for name, t in (("macaddr", MACADDR), ("strerror", STRERROR), ("signal_name", SIGNAL_NAME),
+    for name, t in (("macaddr", MACADDR), ("strerror", STRERROR),
                     ("syscall_name", SYSCALL_NAME), ("username", USERNAME), ("ksym", KSYM),
                     ("usym", USYM)):
         assert builtins.BUILTINS[name].formatter == t.kind

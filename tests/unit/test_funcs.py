@@ -220,6 +220,33 @@ def test_types():
     assert types == ["int64", "bool", "uint64", "int64", "uint16", "uint32", "uint32"]
 
 
+def test_signal_name_is_a_string_folded_when_its_number_is_known():
+    from ptrace_lang.frontend import ast
+    from ptrace_lang.sema.types import StrT
+    from ptrace_lang.signals import SIGNAL_TEXT_SIZE
+
+    src = ('BEGIN { $k = 15; $a = signal_name(9); $b = signal_name(SIGKILL + 1 - 1); '
+           '$c = signal_name($k); $d = signal_name(9) == "Killed"; '
+           '$e = strcontains(signal_name($k), "Term"); @m[signal_name($k)] = 1; }')
+    c = compile_script(src, "stdin", Options(stages=("asm",)))
+    stmts = [s for s in c.program.probes[0].body.stmts if isinstance(s, ast.Assign)]
+    calls = {s.target.name: s.value for s in stmts[1:4]}
+    assert all(v.type == StrT(SIGNAL_TEXT_SIZE) for v in calls.values())
+    # a number known at compile time is the text's constant; $k is read at run time
+    assert [calls[n].address for n in ("a", "b", "c")] == [9, 9, None]
+    assert [str(s.value.type) for s in stmts[4:6]] == ["bool", "bool"]
+    key = next(m.key for m in c.spec.user_maps if m.name == "@m")
+    assert (key.kind, key.size) == ("str", 32), key      # (its size rounded up to 8)
+
+    def insns(s: str) -> int:
+        return len(compile_script(s, "stdin", Options(stages=("asm",))).spec.programs[0].insns) // 8
+
+    # the folded text is a few stores; the table a compare and the text's stores per number
+    folded = insns("BEGIN { @m[signal_name(9)] = 1; }")
+    table = insns("BEGIN { $k = 9; @m[signal_name($k)] = 1; }")
+    assert folded < 40 < 200 < table
+
+
 def test_pton_and_cgroupid_are_constants():
     from ptrace_lang.kernel.host import cgroup_id_of
     from ptrace_lang.sema.fn_funcs import pton_bytes
@@ -248,14 +275,16 @@ def test_formatters():
     assert FORMATTERS["syscall_name"](q(59), ()) == "execve"
     assert FORMATTERS["syscall_name"](q(100000), ()) == "100000"
     # bpftrace 0.26's texts (strsignal(3)): every number 0..64, then N/A
-    texts = [FORMATTERS["signal_name"](q(n), ()) for n in range(-1, 67)]
+    from ptrace_lang.signals import signal_text
+
+    texts = [signal_text(n) for n in range(-1, 67)]
     assert texts[:3] == ["N/A", "Unknown signal 0", "Hangup"]
     assert texts[1 + 9] == "Killed" and texts[1 + 6] == "Aborted" and texts[1 + 29] == "I/O possible"
     assert texts[1 + 16] == "Stack fault" and texts[1 + 31] == "Bad system call"
     assert texts[1 + 32:1 + 35] == ["Unknown signal 32", "Unknown signal 33", "Real-time signal 0"]
     assert texts[1 + 64:] == ["Real-time signal 30", "N/A", "N/A"]
     assert len(set(texts[1:66])) == 65
-    assert FORMATTERS["signal_name"](q((1 << 32) + 15), ()) == "Terminated"   # an int32
+    assert signal_text((1 << 32) + 15) == "Terminated"   # an int32
     assert FORMATTERS["inet"](q(2) + q(0x0100007F) + q(0), ()) == "127.0.0.1"
     assert FORMATTERS["inet"](q(99) + q(0) + q(0), ()) == ""
     assert FORMATTERS["inet"](q(2) + b"\x0a\0\0\x01" + b"\0" * 12, ()) == "10.0.0.1"

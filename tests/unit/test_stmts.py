@@ -369,7 +369,7 @@ def test_stdlib_modules_compile_and_name_macros_are_balanced():
 def test_stdlib_names_need_no_import():
     c = compile_("BEGIN { @x[errno_name(-ENOENT)] = 1; @y = O_CREAT; }")
     assert sorted(os.path.basename(d) for d in c.deps) == ["errno.bt", "fcntl.bt"]
-    # a builtin of the compiler wins: signal_name is formatted in user space
+    # a builtin of the compiler wins: signal_name is the compiler's (a string of the program)
     c = compile_("BEGIN { @x[signal_name(15)] = 1; }")
     assert c.deps == []
     # so does a macro of the script
