@@ -300,6 +300,12 @@ def _on_sigint(signum, frame):
         raise KeyboardInterrupt
 
 
+def _on_usr1(signum, frame):
+    from ptrace_lang.signals import PENDING_USR1
+
+    PENDING_USR1.append(signum)
+
+
 def _unraisable(u, default=sys.unraisablehook):
     """A KeyboardInterrupt the interpreter could not raise is already noted (_on_sigint); a
     SIGINT that came as the run ended was to be ignored (_ignore_sigint_from_now_on)."""
@@ -325,6 +331,9 @@ def main(argv: list[str] | None = None, interrupted: list | None = None) -> int:
     import _signal
 
     _signal.signal(_signal.SIGINT, _on_sigint)
+    # a SIGUSR1 while starting (a wrapper asking for the maps early) is kept for the session,
+    # not the default action that would kill us
+    _signal.signal(_signal.SIGUSR1, _on_usr1)
     sys.unraisablehook = _unraisable
     if interrupted:
         return 1

@@ -39,3 +39,7 @@ def signal_text(n: int) -> str:
     if n >= 1 << 31:
         n -= 1 << 32
     return SIGNAL_TEXTS[n] if 0 <= n < len(SIGNAL_TEXTS) else "N/A"
+
+# SIGUSR1s that reached the command before its session took the signal over (cli.main's early
+# handler): the session acts on them once running, as on one received then.
+PENDING_USR1: list = []

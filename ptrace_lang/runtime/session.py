@@ -453,6 +453,14 @@ class Session(RecordConsumer):
                 self._usr1 = True
 
             old[signal.SIGUSR1] = signal.signal(signal.SIGUSR1, usr1_handler)
+        from ptrace_lang.signals import PENDING_USR1
+
+        if PENDING_USR1:            # came while the command started (cli._on_usr1)
+            PENDING_USR1.clear()
+            if signal.SIGUSR1 in self._self_probes:
+                self._self_pending.append(signal.SIGUSR1)
+            else:
+                self._usr1 = True
         old_fd = signal.set_wakeup_fd(w, warn_on_full_buffer=False)
         return old, old_fd
 

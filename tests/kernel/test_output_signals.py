@@ -85,6 +85,19 @@ def test_sigusr1_prints_the_maps_and_the_run_goes_on():
     assert r.out.count("@a: 1\n") == 2 and "\n\n\n@a: 1\n" in r.out, r.out
 
 
+def test_a_sigusr1_while_starting_is_kept_for_the_run():
+    # the command's early handler (cli._on_usr1) notes it; the session prints the maps once
+    # running, instead of the default action killing the tracer (rc 138). The signal is
+    # delivered to that handler in-process here: when it arrives is then not left to luck
+    code = ("import sys; from ptrace_lang import cli; cli._on_usr1(10, None); "
+            "sys.exit(cli.main(['-e', 'BEGIN { @a = 5; } interval:ms:100 { exit(); }']))")
+    import sys
+    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                       cwd=ROOT, timeout=60)
+    assert p.returncode == 0, p.stderr
+    assert p.stdout.count("@a: 5\n") == 2, p.stdout
+
+
 def test_notify_marker_once_the_probes_are_attached():
     prog = 'BEGIN { printf("begun\\n"); } interval:ms:1 { exit(); }'
     r = run("-e", prog, env={"__BPFTRACE_NOTIFY_PROBES_ATTACHED": "1"})
