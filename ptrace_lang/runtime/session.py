@@ -61,6 +61,9 @@ class _Loaded:
     links: list = field(default_factory=list)
 
 
+PARALLEL_LOAD_MIN = 16     # programs: from this many on, two threads load them (Session.load)
+
+
 class Session(RecordConsumer):
     def __init__(self, spec: S.ObjectSpec, opts: RunOptions) -> None:
         self.spec = spec
@@ -134,8 +137,7 @@ class Session(RecordConsumer):
                 raise RuntimeFailure(f"map '{ms.name}': failed to create: {e.strerror or e}") from None
         early.drop_unused()         # a ring buffer guessed and not needed
         types = {} if self.opts.dry_run else self._group_attach_types()
-        for ps in self.spec.programs:
-            self.k.progs[ps.name] = self.load_program(ps, types.get(ps.name))
+        self._load_programs(types)
         if any(ms.map_type == 7 for ms in self.spec.maps):     # kstack/ustack: printed from there
             from ptrace_lang.runtime.symbols import use_maps
 
@@ -143,6 +145,35 @@ class Session(RecordConsumer):
         g = self.k.maps.get("globals")
         if g is not None:
             g.update(struct.pack("<I", 0), struct.pack("<Q", time.clock_gettime_ns(time.CLOCK_MONOTONIC)))
+
+    def _load_programs(self, types: dict) -> None:
+        """Every program loaded; in two threads when there are many (the kernel verifies with
+        the GIL released: two cores at once), where all are tried and the first failure in
+        program order raised (the ones loaded kept in ``k.progs``, closed with the session)."""
+        progs = self.spec.programs
+        fds: list = [None] * len(progs)
+
+        def load_every_other(start: int) -> None:
+            for i in range(start, len(progs), 2):
+                try:
+                    fds[i] = self.load_program(progs[i], types.get(progs[i].name))
+                except Exception as e:       # (raised below, in program order)
+                    fds[i] = e
+
+        if len(progs) < PARALLEL_LOAD_MIN or (os.cpu_count() or 1) < 2:
+            for ps in progs:
+                self.k.progs[ps.name] = self.load_program(ps, types.get(ps.name))
+            return
+        from threading import Thread
+
+        helper = Thread(target=load_every_other, args=(1,), daemon=True)
+        helper.start()
+        load_every_other(0)
+        helper.join()
+        self.k.progs.update((ps.name, fd) for ps, fd in zip(progs, fds) if isinstance(fd, int))
+        failure = next((fd for fd in fds if isinstance(fd, Exception)), None)
+        if failure is not None:
+            raise failure
 
     def _probe_span(self, ps: S.ProgramSpec):
         """Where the script wrote the probe of a program (its first attach point)."""
