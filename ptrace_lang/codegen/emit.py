@@ -244,27 +244,28 @@ def _fold_single_use_constants(out: list) -> bool:
     a compare or an ALU operand: the reader takes K as its immediate and the move goes (a store
     of a constant becomes one ``*(u64 *)(r +off) = K``, as LLVM emits it)."""
     Alu, VReg = ir.Alu, ir.VReg
-    cand = {}         # the registers such moves set (after allocation: none, nothing to do)
+    cand = {}         # vreg id -> where such a move sets it (after allocation: none)
     for i, ins in enumerate(out):
         if (ins.__class__ is Alu and ins.op == "mov" and ins.width == 64
                 and ins.dst.__class__ is VReg and isinstance(ins.src, int)):
-            cand[ins.dst] = i
+            cand[ins.dst.id] = i
     if not cand:
         return False
     # how often each of them is written and read; the readers, with what they read, in order
+    # (by vreg id: a VReg's own hash and == are Python code)
     ndefs = dict.fromkeys(cand, 0)
     nuses = dict.fromkeys(cand, 0)
     readers = []
     uses, defs = ir.uses, ir.defs
     for j, ins in enumerate(out):
         for r in defs(ins):
-            if r in ndefs:
-                ndefs[r] += 1
+            if r.__class__ is VReg and r.id in ndefs:
+                ndefs[r.id] += 1
         u = uses(ins)
         hit = False
         for r in u:
-            if r in nuses:
-                nuses[r] += 1
+            if r.__class__ is VReg and r.id in nuses:
+                nuses[r.id] += 1
                 hit = True
         if hit:
             readers.append((j, u))
@@ -274,7 +275,7 @@ def _fold_single_use_constants(out: list) -> bool:
     changed = False
     for j, u in readers:
         for r in u:
-            i = consts.get(r)
+            i = consts.get(r.id) if r.__class__ is VReg else None
             if i is None:
                 continue
             folded = _fold_constant(out[j], r, out[i].src)
