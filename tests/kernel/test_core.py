@@ -324,12 +324,12 @@ def test_dry_run_loads_but_attaches_nothing():
 
 
 def test_many_programs_load_in_two_threads_and_the_first_refusal_is_told():
-    """From session.PARALLEL_LOAD_MIN programs on two threads load them (odd ones in a helper
+    """From runtime.parallel.PARALLEL_MIN programs on two threads load them (odd ones in a helper
     thread): every one verified, the refusal reported is that of the first program in script
     order (here one the helper loads), and none is left loaded after it."""
-    from ptrace_lang.runtime.session import PARALLEL_LOAD_MIN
+    from ptrace_lang.runtime.parallel import PARALLEL_MIN
 
-    n = PARALLEL_LOAD_MIN + 8
+    n = PARALLEL_MIN + 8
     ok = "tracepoint:syscalls:sys_enter_getppid { @n%d = count(); }"
     bad = "tracepoint:syscalls:sys_enter_getppid { $i = 0; while ($i < 10) { @n%d = count(); } }"
     good = run("--dry-run", "-e", "\n".join(ok % i for i in range(n)))
