@@ -364,7 +364,8 @@ def compile_group(obj: S.ObjectSpec, layouts: dict, sema, probe, pi: int, gi: in
     if opts.backend == "llvm":       # the cross-check backend (llvmbackend/, needs llvmlite)
         from ptrace_lang.llvmbackend.backend import compile_group as llvm_group
 
-        return llvm_group(obj, layouts, sema, probe, pi, gi, group, opts, target, stages)
+        return llvm_group(obj, layouts, sema, probe, pi, gi, group, opts, target, stages,
+                          user_map_index)
     prov, targets, ctx = group
     if user_map_index is None:
         user_map_index = {um.name: i for i, um in enumerate(obj.user_maps)}

@@ -87,13 +87,34 @@ def _label_index(insns: list[ir.Insn], cats: list[int] | None = None) -> dict[st
 
 def _next_code(insns: list[ir.Insn], i: int) -> int:
     """Index of the first real instruction at or after ``i`` (len(insns) if none)."""
-    while i < len(insns) and not _is_code(insns[i]):
+    n = len(insns)
+    get = _CAT.get
+    while i < n:
+        cls = insns[i].__class__
+        c = get(cls) or _cat(cls)
+        if c != _C_LABEL and c != _C_COMMENT and c != _C_REMOVED:
+            break
         i += 1
     return i
 
 
 def _labels_between(insns: list[ir.Insn], start: int, end: int) -> set[str]:
     return {ins.name for ins in insns[start:end] if isinstance(ins, ir.Label)}
+
+
+def _has_label(insns: list[ir.Insn], start: int, end: int, name: str) -> bool:
+    """``name in _labels_between(insns, start, end)``, without making the set."""
+    Label = ir.Label
+    for k in range(start, end):
+        ins = insns[k]
+        if ins.__class__ is Label and ins.name == name:
+            return True
+    return False
+
+
+def _any_label(insns: list[ir.Insn], start: int, end: int) -> bool:
+    Label = ir.Label
+    return any(insns[k].__class__ is Label for k in range(start, end))
 
 
 def _reachable(insns: list[ir.Insn], labels: dict[str, int],
@@ -141,20 +162,25 @@ def _hoist_constant_else(out: list) -> bool:
     which saves the ``goto`` (a map read with a default value is lowered like this).
     """
     n = len(out)
+    get = _CAT.get
     refs: dict[str, int] = {}
     for ins in out:
-        if isinstance(ins, (ir.Jump, ir.CondJump)):
+        c = get(ins.__class__) or _cat(ins.__class__)
+        if c == _C_JUMP or c == _C_CJUMP:
             refs[ins.target] = refs.get(ins.target, 0) + 1
     changed = False
     for i in range(n):
         cj = out[i]
-        if not isinstance(cj, ir.CondJump) or refs.get(cj.target) != 1:
+        if (get(cj.__class__) or _cat(cj.__class__)) != _C_CJUMP or refs.get(cj.target) != 1:
             continue
         # the A arm: straight-line code up to an unconditional jump
         j = i + 1
-        while j < n and not isinstance(out[j], (ir.Label, ir.Jump, ir.CondJump, ir.Exit)):
+        while j < n:
+            c = get(out[j].__class__) or _cat(out[j].__class__)
+            if c == _C_LABEL or c == _C_JUMP or c == _C_CJUMP or c == _C_EXIT:
+                break
             j += 1
-        if j >= n or not isinstance(out[j], ir.Jump):
+        if j >= n or (get(out[j].__class__) or _cat(out[j].__class__)) != _C_JUMP:
             continue
         k = _next_code(out, j + 1)
         if k >= n or _labels_between(out, j + 1, k) != {cj.target}:
@@ -217,30 +243,42 @@ def _fold_single_use_constants(out: list) -> bool:
     """``x = K`` (64-bit, x a virtual register defined there only) whose one reader is a store,
     a compare or an ALU operand: the reader takes K as its immediate and the move goes (a store
     of a constant becomes one ``*(u64 *)(r +off) = K``, as LLVM emits it)."""
-    ndefs: dict = {}
-    nuses: dict = {}
-    for ins in out:
-        for r in ir.defs(ins):
-            if r.__class__ is ir.VReg:
-                ndefs[r] = ndefs.get(r, 0) + 1
-        for r in ir.uses(ins):
-            if r.__class__ is ir.VReg:
-                nuses[r] = nuses.get(r, 0) + 1
-    consts = {}
+    Alu, VReg = ir.Alu, ir.VReg
+    cand = {}         # vreg id -> where such a move sets it (after allocation: none)
     for i, ins in enumerate(out):
-        if (ins.__class__ is ir.Alu and ins.op == "mov" and ins.width == 64
-                and isinstance(ins.src, int) and ins.dst.__class__ is ir.VReg
-                and ndefs.get(ins.dst) == 1 and nuses.get(ins.dst) == 1):
-            consts[ins.dst] = i
+        if (ins.__class__ is Alu and ins.op == "mov" and ins.width == 64
+                and ins.dst.__class__ is VReg and isinstance(ins.src, int)):
+            cand[ins.dst.id] = i
+    if not cand:
+        return False
+    # how often each of them is written and read; the readers, with what they read, in order
+    # (by vreg id: a VReg's own hash and == are Python code)
+    ndefs = dict.fromkeys(cand, 0)
+    nuses = dict.fromkeys(cand, 0)
+    readers = []
+    uses, defs = ir.uses, ir.defs
+    for j, ins in enumerate(out):
+        for r in defs(ins):
+            if r.__class__ is VReg and r.id in ndefs:
+                ndefs[r.id] += 1
+        u = uses(ins)
+        hit = False
+        for r in u:
+            if r.__class__ is VReg and r.id in nuses:
+                nuses[r.id] += 1
+                hit = True
+        if hit:
+            readers.append((j, u))
+    consts = {r: i for r, i in cand.items() if ndefs[r] == 1 and nuses[r] == 1}
     if not consts:
         return False
     changed = False
-    for j, ins in enumerate(out):
-        for r in ir.uses(ins):
-            i = consts.get(r)
+    for j, u in readers:
+        for r in u:
+            i = consts.get(r.id) if r.__class__ is VReg else None
             if i is None:
                 continue
-            folded = _fold_constant(ins, r, out[i].src)
+            folded = _fold_constant(out[j], r, out[i].src)
             if folded is not None:
                 out[j] = folded
                 out[i] = _Removed("", span=out[i].span)
@@ -255,6 +293,7 @@ def _merge_constant_stores(out: list) -> bool:
     string's last bytes and their zero padding)."""
     changed = False
     prev = None
+    get = _CAT.get
     for i, ins in enumerate(out):
         if ins.__class__ is ir.Store and ins.size == 4 and isinstance(ins.src, int):
             if prev is not None and out[prev].base == ins.base \
@@ -270,8 +309,10 @@ def _merge_constant_stores(out: list) -> bool:
                     prev = None
                     continue
             prev = i
-        elif _is_code(ins) or ins.__class__ is ir.Label:
-            prev = None
+        else:
+            c = get(ins.__class__) or _cat(ins.__class__)
+            if c != _C_COMMENT and c != _C_REMOVED:      # (code, or a label)
+                prev = None
     return changed
 
 
@@ -309,14 +350,14 @@ def _peephole_round(insns: list[ir.Insn]) -> tuple[list[ir.Insn], bool]:
         ins = out[i]
         if isinstance(ins, (Jump, CondJump)):
             j = _next_code(out, i + 1)
-            if ins.target in _labels_between(out, i + 1, j):
+            if _has_label(out, i + 1, j, ins.target):
                 out[i] = _Removed("", span=ins.span)
                 changed = True
             elif (isinstance(ins, CondJump) and ins.op in _INVERSE and j < n
                   and isinstance(out[j], Jump)
-                  and not _labels_between(out, i + 1, j)):
+                  and not _any_label(out, i + 1, j)):
                 k = _next_code(out, j + 1)
-                if ins.target in _labels_between(out, j + 1, k):
+                if _has_label(out, j + 1, k, ins.target):
                     out[i] = replace(ins, op=_INVERSE[ins.op], target=out[j].target)
                     out[j] = _Removed("", span=out[j].span)
                     changed = True
@@ -333,18 +374,24 @@ def _peephole_round(insns: list[ir.Insn]) -> tuple[list[ir.Insn], bool]:
 
     # 3. self moves, and "a = b; b = a" (the second one moves nothing)
     prev = None
+    Alu, get = ir.Alu, _CAT.get
     for i, ins in enumerate(out):
-        if is_self_move(ins) or (
-                prev is not None and ins.__class__ is ir.Alu and ins.op == "mov"
-                and ins.width == 64 and ins.src == prev.dst and ins.dst == prev.src):
-            out[i] = _Removed("", span=ins.span)
-            changed = True
-            continue
-        if ins.__class__ is ir.Alu and ins.op == "mov" and ins.width == 64 \
-                and ins.src.__class__ in _REGS:
-            prev = ins
-        elif _is_code(ins) or ins.__class__ is ir.Label:
-            prev = None
+        cls = ins.__class__
+        if cls is Alu:
+            if ins.op == "mov" and ins.width == 64:
+                src = ins.src
+                if ((src.__class__ in _REGS and src == ins.dst)       # (is_self_move)
+                        or (prev is not None and src == prev.dst and ins.dst == prev.src)):
+                    out[i] = _Removed("", span=ins.span)
+                    changed = True
+                    continue
+                prev = ins if src.__class__ in _REGS else None
+            else:
+                prev = None
+        else:
+            c = get(cls) or _cat(cls)
+            if c != _C_COMMENT and c != _C_REMOVED:      # (code, or a label)
+                prev = None
 
     # 4. unreachable code, unreferenced labels, placeholder comments
     cats = _cats(out)

@@ -414,29 +414,38 @@ def child_fields(cls: type) -> tuple[str, ...]:
     return names
 
 
-def children(node: Node):
-    """Yield the direct child nodes of ``node`` (in source order)."""
-    for name in child_fields(node.__class__):
+def _child_list(node: Node) -> list:
+    """The direct child nodes of ``node``, in source order."""
+    out = []
+    for name in _CHILD_FIELDS.get(node.__class__) or child_fields(node.__class__):
         value = getattr(node, name)
         if isinstance(value, Node):
-            yield value
-        elif isinstance(value, list):
+            out.append(value)
+        elif value.__class__ is list or isinstance(value, list):
             for item in value:
                 if isinstance(item, Node):
-                    yield item
+                    out.append(item)
                 elif isinstance(item, tuple):
-                    for sub in item:
-                        if isinstance(sub, Node):
-                            yield sub
+                    out.extend(sub for sub in item if isinstance(sub, Node))
+    return out
+
+
+def children(node: Node):
+    """Yield the direct child nodes of ``node`` (in source order)."""
+    return iter(_child_list(node))
 
 
 def walk(node: Node):
     """Pre-order traversal of ``node`` and all its descendants."""
     stack = [node]
+    pop, extend = stack.pop, stack.extend
     while stack:
-        cur = stack.pop()
+        cur = pop()
         yield cur
-        stack.extend(reversed(list(children(cur))))
+        kids = _child_list(cur)
+        if kids:
+            kids.reverse()
+            extend(kids)
 
 
 def dump(node: object, indent: int = 0) -> str:

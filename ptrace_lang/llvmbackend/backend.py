@@ -13,7 +13,9 @@ KNOWN_LOWERING_OPTIONS = ("arg_offsets", "retval_offset")
 
 
 def compile_group(obj: S.ObjectSpec, layouts: dict, sema, probe, pi: int, gi: int, group: tuple,
-                  opts, target, stages: dict) -> int:
+                  opts, target, stages: dict, user_map_index: dict | None = None) -> int:
+    """``user_map_index``: as driver.compile_group's (made once per compile; here when not
+    given)."""
     from ptrace_lang.bpf.disasm import disassemble
     from ptrace_lang.bpf.insn import encode
     from ptrace_lang.llvmbackend.compile import compile_module
@@ -27,7 +29,8 @@ def compile_group(obj: S.ObjectSpec, layouts: dict, sema, probe, pi: int, gi: in
     for k in lopts:
         if k not in KNOWN_LOWERING_OPTIONS:
             raise unsupported(f"the probe type '{prov.name}'", probe.attach_points[0].span)
-    user_map_index = {um.name: i for i, um in enumerate(obj.user_maps)}
+    if user_map_index is None:
+        user_map_index = {um.name: i for i, um in enumerate(obj.user_maps)}
     var_types = sema.retype(probe, ctx)
     probe_ids = []
     for t in targets:

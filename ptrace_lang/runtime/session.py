@@ -22,6 +22,7 @@ from ptrace_lang.records import dataclass, field
 from ptrace_lang import providers
 from ptrace_lang import spec as S
 from ptrace_lang.errors import RuntimeFailure, Span
+from ptrace_lang.runtime import parallel
 from ptrace_lang.runtime.consume import RecordConsumer
 
 # the signal module's import costs ~2.5 ms of start-up (it builds enums); its C half, already
@@ -59,6 +60,10 @@ class _Loaded:
     maps: dict = field(default_factory=dict)       # name -> kernel.maps.Map
     progs: dict = field(default_factory=dict)      # name -> fd
     links: list = field(default_factory=list)
+
+
+def _name(spec) -> str:
+    return spec.name
 
 
 class Session(RecordConsumer):
@@ -117,25 +122,40 @@ class Session(RecordConsumer):
                 prov = providers.get(name)
                 if prov is not None:
                     prov.warm_up()
-        for ms in [ms for ms in self.spec.maps if ms not in pending] + pending:
+        def check(ms) -> None:
             if not 0 <= ms.max_entries <= 0xFFFFFFFF:     # (perf_rb_pages = 1048576)
                 what = (f"a ring buffer of {ms.max_entries} bytes is more than the kernel "
                         "allows (4 GiB): lower perf_rb_pages" if ms.map_type == 27 else
                         f"{ms.max_entries} entries is more than the kernel allows")
                 raise RuntimeFailure(f"map '{ms.name}': failed to create: {what}")
+
+        def failed(ms, e: OSError) -> RuntimeFailure:
+            return RuntimeFailure(f"map '{ms.name}': failed to create: {e.strerror or e}")
+
+        def make(ms):
+            check(ms)
+            try:
+                return kmaps.Map.create(ms.map_type, ms.key_size, ms.value_size,
+                                        ms.max_entries, ms.flags, name=ms.name)
+            except OSError as e:
+                raise failed(ms, e) from None
+
+        parallel.each(make, [ms for ms in self.spec.maps if ms not in pending], self.k.maps,
+                      _name)
+        for ms in pending:
+            check(ms)
             try:
                 made = early.take(ms.name)
-                if made is not None:
-                    self.k.maps[ms.name], self.ringbuf = made
-                    continue
-                self.k.maps[ms.name] = kmaps.Map.create(ms.map_type, ms.key_size, ms.value_size,
-                                                        ms.max_entries, ms.flags, name=ms.name)
             except OSError as e:
-                raise RuntimeFailure(f"map '{ms.name}': failed to create: {e.strerror or e}") from None
+                raise failed(ms, e) from None
+            if made is None:
+                self.k.maps[ms.name] = make(ms)
+            else:
+                self.k.maps[ms.name], self.ringbuf = made
         early.drop_unused()         # a ring buffer guessed and not needed
         types = {} if self.opts.dry_run else self._group_attach_types()
-        for ps in self.spec.programs:
-            self.k.progs[ps.name] = self.load_program(ps, types.get(ps.name))
+        parallel.each(lambda ps: self.load_program(ps, types.get(ps.name)), self.spec.programs,
+                      self.k.progs, _name)
         if any(ms.map_type == 7 for ms in self.spec.maps):     # kstack/ustack: printed from there
             from ptrace_lang.runtime.symbols import use_maps
 

@@ -78,9 +78,17 @@ class SemaResult:
     maps: dict[str, MapInfo]
     var_types: dict[int, dict[str, Type]] = field(default_factory=dict)
     analyzer: object = None
+    # id(probe) -> (its one context, its variables' types, their spans) from the last pass of
+    # analyze, when that pass changed nothing the probes share (the maps' types): analysing
+    # such a probe again would annotate it as it is now, so retype takes these instead
+    kept: dict = field(default_factory=dict)
 
     def retype(self, probe: ast.Probe, ctx: "ProbeContext") -> dict[str, Type]:
         """Annotate ``probe`` again for one of its contexts (before lowering that context)."""
+        kept = self.kept.pop(id(probe), None)
+        if kept is not None and kept[0] is ctx:
+            self.analyzer.var_spans = kept[2]
+            return dict(kept[1])
         self.analyzer.var_spans = {}
         return self.analyzer.probe(probe, ctx)
 
@@ -744,16 +752,24 @@ def analyze(program: ast.Program, probe_contexts: list[list[ProbeContext]], posi
     an.stack_mode = stack_mode
     an.program_opts = parse_program_opts(program_opts)
     result = SemaResult(an.maps, analyzer=an)
+    kept = {}
     for final in (False, True):
         an.final = final
+        shared = _shared_state(an)
         for i, probe in enumerate(program.probes):
             for ctx in probe_contexts[i]:
+                if final:
+                    an.var_spans = {}     # (only lowering reads them: one probe's at a time)
                 try:
                     result.var_types[id(probe)] = an.probe(probe, ctx)
                 except NotSupportedYet:
                     if final and not an.errors:
                         raise
                     break
+                if final and len(probe_contexts[i]) == 1:
+                    kept[id(probe)] = (ctx, result.var_types[id(probe)], an.var_spans)
+    if _shared_state(an) == shared:
+        result.kept = kept
     if an.errors:
         raise CompileError(an.errors[0].message, diagnostics=an.errors)
     unknown = [n for n in an.program_opts if n not in an.__dict__.get("getopt_names", ())]
@@ -763,6 +779,12 @@ def analyze(program: ast.Program, probe_contexts: list[list[ProbeContext]], posi
                            " ".join("--" + n for n in unknown),
                            hints=["a program reads its options with getopt(\"name\", default)"])
     return result
+
+
+def _shared_state(an: _Analyzer) -> tuple:
+    """What one probe's analysis leaves for the others' (to tell whether a pass changed it)."""
+    return ([(n, m.key_type, m.value_type, m.keyed) for n, m in an.maps.items()],
+            set(an.flex_maps))
 
 
 def parse_program_opts(raw) -> dict:

@@ -323,6 +323,26 @@ def test_dry_run_loads_but_attaches_nothing():
     assert not ours()
 
 
+def test_many_programs_load_in_two_threads_and_the_first_refusal_is_told():
+    """From runtime.parallel.PARALLEL_MIN programs on two threads load them (odd ones in a helper
+    thread): every one verified, the refusal reported is that of the first program in script
+    order (here one the helper loads), and none is left loaded after it."""
+    from ptrace_lang.runtime.parallel import PARALLEL_MIN
+
+    n = PARALLEL_MIN + 8
+    ok = "tracepoint:syscalls:sys_enter_getppid { @n%d = count(); }"
+    bad = "tracepoint:syscalls:sys_enter_getppid { $i = 0; while ($i < 10) { @n%d = count(); } }"
+    good = run("--dry-run", "-e", "\n".join(ok % i for i in range(n)))
+    assert good.rc == 0, good.err
+    r = run("--dry-run", "-e", "\n".join((bad if i in (9, 14, n - 1) else ok) % i
+                                         for i in range(n)))
+    assert r.rc == 1
+    first = r.err.splitlines()[0]
+    assert first.startswith("stdin:10:") and "verifier rejected probe program 'p9_0_" in first, r.err
+    assert "Traceback" not in r.err
+    assert not ours()
+
+
 def test_asm_dump_names_the_script_line():
     r = run("--dry-run", "-d", "asm", "-e", "BEGIN {\n  @x = count();\n}")
     assert r.rc == 0, r.err
