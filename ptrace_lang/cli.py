@@ -21,9 +21,10 @@ OPTIONS:
                    that program attaches
     -p, --pid PID  trace process PID: uprobes and USDT probes attach in it only, and the run
                    ends (END probes, maps printed) when it exits
-    -c, --cmd 'CMD'  run CMD (split like a shell would, but run without one: no pipes,
-                   redirections or variables) once every probe is attached; uprobes and USDT
-                   probes attach in it only, `cpid` is its pid, the run ends when it exits
+    -c, --cmd 'CMD'  run CMD (split on each single space as bpftrace does: quotes stay as
+                   written; no shell: no pipes, redirections or variables) once every probe
+                   is attached; uprobes and USDT probes attach in it only, `cpid` is its
+                   pid, the run ends when it exits
                    (options may come anywhere, as with getopt: after the program too;
                    `--` ends them, so `-- -5` passes -5 as $1; long options also as
                    --opt=VALUE, and abbreviated while unambiguous: --verb)
@@ -231,6 +232,16 @@ def _say(key: str, /, **kw) -> str:
 _PID_MAX = 0x400000      # bpftrace's bound (the nominal pid_max of 64-bit systems)
 
 
+def split_command(text: str) -> list[str]:
+    """The words of ``-c CMD`` as bpftrace reads them: cut at each single space (not tabs,
+    quotes kept as written, two spaces make an empty word between them), with no empty last
+    word after a trailing space (bpftrace's getline loop): ``"a  b "`` is ``["a", "", "b"]``."""
+    words = text.split(" ")
+    if words[-1] == "":
+        words.pop()
+    return words
+
+
 def parse_pid(text: str) -> int:
     """-p PID as bpftrace 0.26 reads it: an unsigned integer literal (decimal, 0x hex, 0b
     binary, 0 octal, with _ separators), at most 0x400000; a UsageError in its words."""
@@ -262,13 +273,7 @@ def _value_option(opts: dict, c: str, val: str) -> None:
     elif c == "p":
         opts["pid"] = parse_pid(val)
     elif c == "c":
-        import shlex
-        try:
-            opts["command"] = shlex.split(val)
-        except ValueError as e:
-            raise UsageError(_say("cmd_invalid", command=val, reason=e)) from None
-        if not opts["command"]:
-            raise UsageError(_say("cmd_empty"))
+        opts["command"] = split_command(val) or None    # -c '' runs nothing, as bpftrace
     elif c == "B":
         if val not in ("none", "line", "full"):
             raise UsageError(_say("buffering_invalid"), usage=False)
@@ -476,7 +481,8 @@ def _main(argv: list[str]) -> int:
             if opts["pid"] is not None:
                 process = TracedProcess.watch(opts["pid"])
             else:
-                process = TracedProcess.spawn(opts["command"], resolve_command(opts["command"]))
+                path = resolve_command(opts["command"])     # also its argv[0], as bpftrace
+                process = TracedProcess.spawn([path, *opts["command"][1:]], path)
         except PtraceError as e:
             sys.stderr.write(e.render(SOURCES) + "\n")
             return 1

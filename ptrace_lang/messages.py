@@ -65,8 +65,6 @@ MESSAGES: dict[str, str] = {
     "short_invalid_digit": " (a positional parameter that begins with '-' goes after '--')",
     "backend_invalid": "invalid backend '{backend}' (expected direct or llvm)",
     "pid_and_cmd": "USAGE: Cannot use both -c and -p.",
-    "cmd_invalid": "invalid command '{command}': {reason}",
-    "cmd_empty": "the command of -c is empty",
     "debug_invalid": "USAGE: invalid option for -d: {stage}",
     "no_program": "USAGE: filename or -e 'program' required.",
     "file_open": "failed to open file '{path}': {reason}",
@@ -102,6 +100,12 @@ MESSAGES: dict[str, str] = {
     "bench_duplicate": "\"{name}\" was used as the name for more than one BENCH probe",
     "probe_filter_invalid": "invalid --probe-filter regular expression '{pattern}': {reason}",
     "no_probes": "No probes to attach",
+    # ---- the command of -c (bpftrace's ChildProc; "cannot be run" is ours: found before forking)
+    "fork_failed": "Failed to fork child: {reason}",
+    "cmd_missing": "Failed to fork child: path '{path}' does not exist or is not executable",
+    "cmd_ambiguous": ("Failed to fork child: path '{path}' must refer to a unique binary but "
+                      "matched {count} binaries"),
+    "cmd_not_runnable": "Failed to fork child: path '{path}' cannot be run: {why}",
 }
 
 

@@ -9,6 +9,7 @@ import select
 import sys
 
 from ptrace_lang.errors import RuntimeFailure
+from ptrace_lang.messages import say
 
 # (the signal module's import costs ~2.5 ms: its C half has everything used here)
 import _signal as signal  # noqa: E402
@@ -62,7 +63,7 @@ class TracedProcess:
         except OSError as e:
             for fd in (hold_r, hold_w, err_r, err_w):
                 os.close(fd)
-            raise RuntimeFailure(f"Failed to fork child: {e.strerror or e}") from None
+            raise RuntimeFailure(say("fork_failed", reason=e.strerror or e)) from None
         if pid == 0:   # the child: nothing but system calls until exec, then _exit
             code = 127
             try:
@@ -94,7 +95,7 @@ class TracedProcess:
             os.close(err_r)
             os.kill(pid, signal.SIGKILL)
             os.waitpid(pid, 0)
-            raise RuntimeFailure(f"Failed to fork child: {e.strerror or e}") from None
+            raise RuntimeFailure(say("fork_failed", reason=e.strerror or e)) from None
         proc = cls(pid, pidfd, child=True, argv=argv)
         proc._hold_w, proc._err_r = hold_w, err_r
         return proc
@@ -191,20 +192,24 @@ class TracedProcess:
 
 
 def resolve_command(argv: list[str]) -> str:
-    """The executable ``argv[0]`` names, found as execvp would (in $PATH when it has no '/')."""
+    """The executable ``argv[0]`` names, found as bpftrace finds it: the path itself when it
+    has a '/', else every executable of that name in $PATH, which must be one binary (the
+    same file reached twice, as /bin/x and /usr/bin/x where /bin links to /usr/bin, is one)."""
     name = argv[0]
     if "/" in name:
         candidates = [name]
     else:
         dirs = os.environ.get("PATH") or os.defpath
-        candidates = [os.path.join(d or ".", name) for d in dirs.split(":")]
-    for c in candidates:
-        if os.path.isfile(c) and os.access(c, os.X_OK):
-            why = _not_runnable(c)
-            if why:     # found now, before anything is attached, rather than by a failed exec
-                raise RuntimeFailure(f"Failed to fork child: path '{name}' cannot be run: {why}")
-            return c
-    raise RuntimeFailure(f"Failed to fork child: path '{name}' does not exist or is not executable")
+        candidates = [os.path.join(d or ".", name) for d in dirs.split(":")] if name else []
+    found = [c for c in candidates if os.path.isfile(c) and os.access(c, os.X_OK)]
+    if not found:
+        raise RuntimeFailure(say("cmd_missing", path=name))
+    if len({os.path.realpath(c) for c in found}) > 1:
+        raise RuntimeFailure(say("cmd_ambiguous", path=name, count=len(found)))
+    why = _not_runnable(found[0])
+    if why:     # found now, before anything is attached, rather than by a failed exec
+        raise RuntimeFailure(say("cmd_not_runnable", path=name, why=why))
+    return found[0]
 
 
 def _not_runnable(path: str) -> str:

@@ -1,10 +1,12 @@
 """Running ptrace as a user would, for the kernel tests: spawn, wait for attach, Ctrl-C, collect."""
 from __future__ import annotations
 
+import hashlib
 import os
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -98,6 +100,28 @@ def named_workload(name: str, code: str) -> list[str]:
     prelude = ("import ctypes, os; ctypes.CDLL(None).prctl(15, ctypes.c_char_p(%r), 0, 0, 0); "
                % name.encode())
     return [sys.executable, "-c", prelude + code]
+
+
+_CODE_DIR: tempfile.TemporaryDirectory | None = None
+
+
+def cmd_line(argv: list[str]) -> str:
+    """``argv`` as a ``-c`` command that comes out as ``argv`` again when split as bpftrace
+    splits it (on each single space, quotes kept). Words with no space are joined with spaces;
+    a ``python -c CODE args`` whose code has spaces becomes ``python FILE args``, the code
+    written to a file in a temporary directory (removed when the tests end)."""
+    global _CODE_DIR
+    if argv[1:2] == ["-c"] and len(argv) > 2:
+        if _CODE_DIR is None:
+            _CODE_DIR = tempfile.TemporaryDirectory(prefix="ptrace-cmd-")
+        name = hashlib.sha256(argv[2].encode()).hexdigest()[:16]
+        script = Path(_CODE_DIR.name) / f"{name}.py"
+        script.write_text(argv[2])
+        argv = [argv[0], str(script), *argv[3:]]
+    bad = [a for a in argv if a == "" or " " in a]
+    if bad:
+        raise ValueError(f"bpftrace's -c cannot pass these words intact: {bad!r}")
+    return " ".join(argv)
 
 
 def bpf_prog_names() -> list[str]:

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import os
 import re
-import shlex
+import shutil
 import signal
 import subprocess
 import sys
@@ -11,14 +11,11 @@ import time
 
 import pytest
 
-from runner import ROOT, bpf_prog_names, ptrace_cmd, run
-
-PY = shlex.quote(sys.executable)
-
+from runner import ROOT, bpf_prog_names, cmd_line, ptrace_cmd, run
 
 def py_cmd(code: str, *args: str) -> str:
     """A -c command line running ``code`` in Python with ``args``."""
-    return " ".join([PY, "-c", shlex.quote(code), *(shlex.quote(a) for a in args)])
+    return cmd_line([sys.executable, "-c", code, *args])
 
 
 def gone(pid: int) -> bool:
@@ -47,16 +44,45 @@ def test_c_runs_the_command_once_attached_and_ends_with_it():
     assert gone(cpid)
 
 
-def test_c_splits_like_a_shell_and_runs_no_shell():
-    r = run("-q", "-c", PY + " -c 'import sys; print(sys.argv[1:])' 'a b' c '$HOME' '>x'",
-            "-e", "BEGIN { }")
-    assert r.rc == 0, r.err
-    assert r.out.startswith("['a b', 'c', '$HOME', '>x']\n")
+def test_c_splits_on_single_spaces_as_bpftrace_and_runs_no_shell():
+    # bpftrace cuts the command at each space: quotes stay, two spaces give an empty word, one
+    # trailing space no word; no shell: $HOME and >x are passed as they are
+    show = py_cmd("import sys; print(sys.argv[1:])")
+    cases = {f"{show} 'a b' c '$HOME' '>x'": "[\"'a\", \"b'\", 'c', \"'$HOME'\", \"'>x'\"]\n",
+             f"{show} a  b": "['a', '', 'b']\n",
+             f"{show} a\tb ": "['a\\tb']\n",
+             f"{show} a  ": "['a', '']\n"}
+    for cmd, want in cases.items():
+        r = run("-q", "-c", cmd, "-e", "BEGIN { }")
+        assert r.rc == 0, r.err
+        assert r.out.startswith(want), (cmd, r.out)
+        if shutil.which("bpftrace"):     # side by side with bpftrace 0.17
+            p = subprocess.run(["bpftrace", "-q", "-c", cmd, "-e", "BEGIN { }"],
+                               capture_output=True, text=True, timeout=60)
+            assert p.returncode == 0 and p.stdout.startswith(want), p
 
 
 def test_c_finds_the_command_in_path():
     r = run("-q", "-c", "env PTRACE_TEST_VAR=1 true", "-e", 'END { printf("ok\\n"); }')
     assert r.rc == 0 and r.out.startswith("ok\n"), r.err
+
+
+def test_c_finds_one_binary_in_path_as_bpftrace(tmp_path):
+    # the command's argv[0] is the binary found, as bpftrace sets it
+    r = run("-q", "-c", "cat /proc/self/cmdline", "-e", "BEGIN { }", env={"PATH": "/usr/bin"})
+    assert r.rc == 0 and r.out.startswith("/usr/bin/cat\0/proc/self/cmdline\0"), (r.out, r.err)
+    # the same file reached through two directories is one binary; two files are refused
+    one, two, link = (tmp_path / d for d in ("one", "two", "link"))
+    for d, word in ((one, "one"), (two, "two")):
+        d.mkdir()
+        (d / "ptrtool").write_text(f"#!/bin/sh\necho {word}\n")
+        (d / "ptrtool").chmod(0o755)
+    link.symlink_to(one)
+    r = run("-q", "-c", "ptrtool", "-e", "BEGIN { }", env={"PATH": f"{one}:{link}"})
+    assert r.rc == 0 and r.out.startswith("one\n"), (r.out, r.err)
+    r = run("-q", "-c", "ptrtool", "-e", "BEGIN { }", env={"PATH": f"{two}:{one}:{link}"})
+    assert r.rc == 1 and r.err == ("ERROR: Failed to fork child: path 'ptrtool' must refer to a "
+                                   "unique binary but matched 3 binaries\n"), r.err
 
 
 def _ours(names) -> list[str]:

@@ -8,7 +8,7 @@ import subprocess
 
 import pytest
 
-from runner import Tracer, bpf_prog_names, named_workload, run
+from runner import Tracer, bpf_prog_names, cmd_line, named_workload, run
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root to load BPF programs")
 
@@ -199,9 +199,7 @@ def test_while_unroll_string_values_and_exit_in_a_loop():
 def test_probe_builtin_inside_a_loop_body_reads_the_cookie():
     # two tracepoints share one program: `probe` comes from the attach cookie, read through
     # the probe's context pointer that the loop body gets from its caller
-    import shlex
-
-    r = run("-c", shlex.join(named_workload("stmtcookie", "import os; os.getppid(); os.getpid()")),
+    r = run("-c", cmd_line(named_workload("stmtcookie", "import os; os.getppid(); os.getpid()")),
             "-e", 'tracepoint:syscalls:sys_enter_getppid, tracepoint:syscalls:sys_enter_getpid '
                   '/comm == "stmtcookie"/ { for ($i : 0..2) { @[probe, $i] = count(); } }')
     assert r.rc == 0, r.err

@@ -58,7 +58,7 @@ def test_long_options():
 
 def test_value_options_and_errors():
     o = parse_args(["-e", "x", "-c", "ls -l '/tmp/a b'", "-o", "f", "-B", "none", "-f", "json"])
-    assert o["command"] == ["ls", "-l", "/tmp/a b"] and o["output"] == "f"
+    assert o["command"] == ["ls", "-l", "'/tmp/a", "b'"] and o["output"] == "f"
     assert o["buffering"] == "none" and o["format"] == "json"
     o = parse_args(["-e", "x", "-p", "12"])
     assert o["pid"] == 12
@@ -236,3 +236,21 @@ def test_bench_probes_need_one_name():
                        (["a", "b"], "bench probe type requires 1 argument, found 2")):
         with pytest.raises(CompileError, match=msg):
             p.expand(ast.AttachPoint("bench", "bench", parts), providers.Options())
+
+
+@pytest.mark.parametrize("text,words", [
+    ("/bin/echo 'a b'", ["/bin/echo", "'a", "b'"]),     # quotes stay as written
+    ("/bin/echo a  b", ["/bin/echo", "a", "", "b"]),     # two spaces: an empty word between
+    (" /bin/echo x", ["", "/bin/echo", "x"]),            # a leading space: an empty command
+    ("/bin/echo x ", ["/bin/echo", "x"]),                # one trailing space: no last word
+    ("/bin/echo x  ", ["/bin/echo", "x", ""]),
+    ("/bin/echo\tx", ["/bin/echo\tx"]),                  # tabs do not split
+    ("a \"$HOME\" >y", ["a", "\"$HOME\"", ">y"]),
+])
+def test_cmd_splits_on_single_spaces_as_bpftrace(text, words):
+    assert parse_args(["-e", "x", "-c", text])["command"] == words
+
+
+def test_empty_cmd_runs_nothing_as_bpftrace():
+    assert parse_args(["-e", "x", "-c", ""])["command"] is None
+    assert parse_args(["-e", "x", "-p", "1", "-c", ""])["pid"] == 1
