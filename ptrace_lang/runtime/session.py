@@ -77,6 +77,7 @@ class Session(RecordConsumer):
             self.sink = TextSink(self.out, self.err, opts.output_format, opts.buffering)
         self.k = _Loaded()
         self.ringbuf = None
+        self._skb = None                  # skboutput's pcap capture (runtime.pcap.SkbCapture)
         self.exit_code = 0
         self.stopping = False
         self.pending: list[str] = []
@@ -401,6 +402,8 @@ class Session(RecordConsumer):
         lost, full, failed = counters
         if self._counters_at_stop is not None:
             lost = self._counters_at_stop[0]
+        if self._skb is not None:       # skboutput packets the perf rings had no room for
+            lost += self._skb.lost
         if self.opts.output_format == "json":
             from ptrace_lang.runtime.format import json_object
 
@@ -484,6 +487,10 @@ class Session(RecordConsumer):
             self.ringbuf = RingBuffer(self.k.maps[rb_spec.name].fd, rb_spec.max_entries)
         if self.opts.dry_run:
             return 0
+        if S.SKB_OUTPUT_MAP in self.k.maps:        # skboutput(): its pcap files and reader
+            from ptrace_lang.runtime.pcap import SkbCapture
+
+            self._skb = SkbCapture(self.spec, self.k.maps[S.SKB_OUTPUT_MAP])
         begins = [a for a in self.spec.attachments if providers.runs(a.provider) == "start"]
         # hold begin's output until the probes are attached, as bpftrace prints it after
         # the "Attached" line (print(), clear() and system() in begin too); an exit() in begin
@@ -558,6 +565,8 @@ class Session(RecordConsumer):
         # them is slow and is left to the final teardown); what came before still prints,
         # what came after an exit() does not
         self.detach()
+        if self._skb is not None:
+            self._skb.stop()
         self.drain()
         self.stopping = False
         for a in self.spec.attachments:
@@ -681,6 +690,9 @@ class Session(RecordConsumer):
             self._stats_fd = -1
         objs = list(self.k.links)
         self.k.links.clear()
+        if self._skb is not None:
+            objs.append(self._skb)
+            self._skb = None
         if self.ringbuf is not None:
             objs.append(self.ringbuf)
             self.ringbuf = None
