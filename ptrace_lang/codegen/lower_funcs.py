@@ -26,6 +26,7 @@ from ptrace_lang.sema.fn_funcs import array_field, pton_bytes
 from ptrace_lang.signals import SIGNALS
 from ptrace_lang.sema.types import ArrayT, IntT, StrT, UserT
 
+ENOSPC = 28
 PT_REGS_CS = 136          # x86-64 struct pt_regs: cs
 
 
@@ -366,7 +367,7 @@ class FuncsLowering:
         """bpf_skb_output(skb, map, BPF_F_CURRENT_CPU | cap_len << 32, &header, 24): the
         header (spec.SKB_HEADER: the call's event id, the boot clock, cap_len) then cap_len
         bytes of the packet, into this CPU's ring of the perf event array; the helper's result
-        (0, or -EFAULT when the packet is shorter than cap_len). The tracing programs' variant
+        (0, -EFAULT when the packet is shorter than cap_len, -ENOSPC when the ring is full). The tracing programs' variant
         takes the BTF-typed skb where the uapi comment says ctx."""
         ev = len(self.events)
         self.events.append(S.EventSpec(S.EV_SKBOUTPUT, e.args[0].value, [], e.span,
@@ -388,7 +389,14 @@ class FuncsLowering:
         self.emit(ir.Alu("or", flags, self.const(0xFFFFFFFF)))     # BPF_F_CURRENT_CPU
         self.call(FN_SKB_OUTPUT, skb, ("map", S.SKB_OUTPUT_MAP), flags, ("fp", slot),
                   S.SKB_HEADER)
-        return self.result()
+        out = self.result()
+        # -ENOSPC: this CPU's ring was full. Counted as a lost event at once (the kernel's own
+        # PERF_RECORD_LOST only comes with the ring's next record, which may never come)
+        ok = self.label("skbout")
+        self.emit(ir.CondJump("jne", out, -ENOSPC, ok))
+        self.count_error(S.COUNTER_LOST_EVENTS)
+        self.emit(ir.Label(ok))
+        return out
 
     # ------------------------------------------------------------------ builtins
     def call_nsecs(self, e: ast.Call) -> ir.VReg:

@@ -77,7 +77,10 @@ class SkbCapture:
 
     @property
     def lost(self) -> int:
-        return (self.reader.lost if self.reader is not None else 0) + self.malformed
+        """Packets that reached the rings but not the file. (Those a full ring refused are
+        counted by the program: bpf_skb_output's -ENOSPC, in the session's lost events; the
+        kernel's PERF_RECORD_LOST counts of the same drops, ``reader.lost``, are not added.)"""
+        return self.malformed
 
     def packet(self, raw: bytes) -> None:
         """One perf sample: our header, then the packet's bytes (padded to 8 by the kernel)."""

@@ -5,8 +5,9 @@ program's ``BPF_F_CURRENT_CPU`` output lands in the ring of the CPU it runs on.
 The rings are read on a thread of their own (an epoll wait on the events, woken by the
 kernel after each record) until ``stop``, which reads what is left once the probes are
 detached. Each PERF_RECORD_SAMPLE's raw bytes go to the ``on_sample`` callback; the kernel's
-PERF_RECORD_LOST records (a ring that was full) are summed in ``lost``, which the session
-reports with its other losses. The ring-buffer map that carries printf and the other records
+PERF_RECORD_LOST records (a ring that was full) are summed in ``lost``; the kernel writes one
+only before the ring's next record, so the program counts the drops itself (the helper's
+-ENOSPC) for the session's report. The ring-buffer map that carries printf and the other records
 is a different thing (``kernel/ringbuf.py``); nothing here touches it.
 
 Ring layout (``struct perf_event_mmap_page``): a meta page whose ``data_head`` (offset 1024,
@@ -104,7 +105,7 @@ class PerfRing:
 class PerfReader:
     """The rings of one perf event array, read on a thread (``start``) until ``stop``."""
 
-    def __init__(self, kmap, on_sample) -> None:
+    def __init__(self, kmap, on_sample, pages: int = PAGES) -> None:
         self.on_sample = on_sample
         self.lost = 0
         self.rings: list[PerfRing] = []
@@ -114,7 +115,7 @@ class PerfReader:
             for cpu in online_cpus():
                 if cpu >= kmap.max_entries:
                     continue
-                ring = PerfRing(cpu)
+                ring = PerfRing(cpu, pages)
                 self.rings.append(ring)
                 kmap.update(_U32.pack(cpu), _U32.pack(ring.fd))
         except BaseException:

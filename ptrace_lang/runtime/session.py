@@ -402,7 +402,7 @@ class Session(RecordConsumer):
         lost, full, failed = counters
         if self._counters_at_stop is not None:
             lost = self._counters_at_stop[0]
-        if self._skb is not None:       # skboutput packets the perf rings had no room for
+        if self._skb is not None:       # skboutput packets that did not reach their file
             lost += self._skb.lost
         if self.opts.output_format == "json":
             from ptrace_lang.runtime.format import json_object

@@ -118,6 +118,39 @@ def test_skboutput_rings_are_released_with_the_session(tmp_path):
     assert os.path.getsize(f"{tmp_path}/s.pcap") >= 24
 
 
+def test_skboutput_records_a_full_ring_drops_are_counted_and_reported(tmp_path):
+    """Rings of one page that nobody reads while 24 datagrams of 1,111 bytes pass: the
+    helper's -ENOSPC drops are counted and reported as lost events; the kept and the lost
+    add up to the packets sent."""
+    import io
+    import re
+
+    from ptrace_lang import spec as S
+    from ptrace_lang.driver import Options, compile_script
+    from ptrace_lang.runtime.perfbuf import PerfReader
+    from ptrace_lang.runtime.session import RunOptions, Session
+
+    spec = compile_script('rawtracepoint:netif_receive_skb /args.skb->len == 1139/ { '
+                          f'$r = skboutput("{tmp_path}/l.pcap", args.skb, args.skb->len, 0); }}',
+                          "stdin", Options()).spec
+    err = io.StringIO()
+    s = Session(spec, RunOptions(out=io.StringIO(), err=err))
+    try:
+        s.start()
+        s._skb.close()             # its rings replaced by small ones read only at the end
+        got = []
+        s._skb = PerfReader(s.k.maps[S.SKB_OUTPUT_MAP], got.append, pages=1)
+        send_datagrams([b"L" * 1111] * 24)
+        s.finish()
+        s.report_counters()
+    finally:
+        s.close()
+    m = re.search(r"^Lost (\d+) events$", err.getvalue(), re.M)
+    assert m, (len(got), err.getvalue())
+    assert int(m.group(1)) >= 1 and len(got) + int(m.group(1)) == 24, (len(got), m.group(1))
+    assert all(len(raw) >= 24 + 1139 for raw in got)
+
+
 def test_skboutput_in_fentry_loads_or_is_refused_clearly(tmp_path):
     path = str(tmp_path / "f.pcap")
     r = run("--dry-run", "-e", f'fentry:netif_receive_skb {{ $r = skboutput("{path}", '
