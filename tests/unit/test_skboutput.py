@@ -101,3 +101,18 @@ def test_pcap_file_that_cannot_be_created_is_a_runtime_failure(tmp_path):
 
     with pytest.raises(RuntimeFailure, match="skboutput: cannot create the pcap file"):
         PcapFile(str(tmp_path / "no" / "such" / "dir.pcap"))
+
+
+@needs_btf
+def test_skboutput_is_refused_by_the_repl():
+    """The REPL loads entries one by one and opens no pcap file: a located refusal, not
+    packets sent to a perf event array nobody reads."""
+    from ptrace_lang.errors import CompileError
+    from ptrace_lang.repl_session import ReplSession
+    from ptrace_lang.runtime.session import RunOptions
+
+    s = ReplSession(RunOptions())
+    compiled = s.compile(TP + ' { $r = skboutput("/tmp/x.pcap", args.skb, 64, 0); }')
+    with pytest.raises(CompileError, match=r"skboutput\(\) is not supported in the REPL") as e:
+        s._check(compiled.spec)
+    assert e.value.span.line == 1 and e.value.span.col > 1
