@@ -76,7 +76,8 @@ def test_skboutput_writes_loopback_udp_datagrams_to_a_raw_ip_pcap(tmp_path):
             assert total_len == len(pkt)
             assert before - 1 <= sec + usec / 1e6 <= after + 1
             ours.append(pkt[28:])
-    assert ours == payloads, (len(records), ours[:3])
+    # (each CPU has its ring: packets of a sender that moved between CPUs come in ring order)
+    assert sorted(ours) == sorted(payloads), (len(records), ours[:3])
     # every packet counted a 0 from the helper (the map's line for 0, none for errors)
     assert r.out.strip().startswith("@ret[0]: "), r.out
     assert [line for line in r.out.splitlines() if line.startswith("@ret[")] == \
@@ -85,7 +86,8 @@ def test_skboutput_writes_loopback_udp_datagrams_to_a_raw_ip_pcap(tmp_path):
     _, cut = read_pcap(path + ".cut")
     udp = [pkt for *_, pkt in cut if len(pkt) == 8 and struct.unpack_from(">H", pkt, 2)[0] == port]
     assert len(udp) == len(payloads)
-    assert [struct.unpack_from(">H", u, 4)[0] - 8 for u in udp] == [len(p) for p in payloads]
+    assert sorted(struct.unpack_from(">H", u, 4)[0] - 8 for u in udp) == \
+        sorted(len(p) for p in payloads)
 
 
 def perf_fds() -> set[str]:
