@@ -398,6 +398,9 @@ def compile_group(obj: S.ObjectSpec, layouts: dict, sema, probe, pi: int, gi: in
         if not any(m.name == sname for m in obj.maps):
             obj.maps.append(S.MapSpec(sname, MAP_TYPES["stack_trace"], 4, vsize,
                                       opts.max_map_keys))
+    for ms in getattr(low, "extra_maps", ()):       # skboutput's perf event array
+        if not any(m.name == ms.name for m in obj.maps):
+            obj.maps.append(ms)
     if "types" in opts.stages and gi == 0:
         stages["types"].append(ast.dump(probe) + "\n")
     name = f"p{pi}_{gi}_{prov.name}"[:15]

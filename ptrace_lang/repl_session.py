@@ -173,6 +173,10 @@ class ReplSession(Session):
                                    "from the probes already loaded",
                                    hints=["use another map name"])
         new_maps = {m.name: m for m in new.maps}
+        if S.SKB_OUTPUT_MAP in new_maps:      # (its pcap files are opened as a run starts)
+            ev = next(e for e in new.events if e.kind == S.EV_SKBOUTPUT)
+            raise CompileError("skboutput() is not supported in the REPL", ev.span,
+                               hints=["run the script with ptrace -e or a file"])
         for m in old.maps:
             q = new_maps.get(m.name)
             if m.name == "ringbuf" or q is None or q == m:

@@ -37,6 +37,12 @@ EV_JOIN = 10       # fmt = the delimiter; payload: u64 count, then JOIN_MAX stri
 EV_ERRORF = 21     # like EV_PRINTF; printed on stderr as "file:L:C-E: ERROR: text"
 EV_WARNF = 22      # like EV_PRINTF; printed on stderr as "file:L:C-E: WARNING: text"
 EV_DEBUGF = 23     # like EV_PRINTF; printed on stderr as "file:L:C-E: DEBUG: text"
+EV_SKBOUTPUT = 24  # skboutput(): fmt = the pcap file's path, skb_offset the bytes left out; its
+# packets come through the SKB_OUTPUT_MAP perf event array (runtime.perfbuf), never the ring
+# buffer: each record is SKB_HEADER (u64 id: index into ObjectSpec.events, u64 boot-clock ns,
+# u64 bytes asked for), then the packet's bytes
+SKB_OUTPUT_MAP = "skb_output"
+SKB_HEADER = 24
 JOIN_MAX = 16      # elements of the array join() reads
 
 RECORD_HEADER = 8
@@ -106,6 +112,7 @@ class EventSpec:
     # per argument: 32 for a signed integer of at most 32 bits (a conversion without a length
     # modifier reads 32 bits of it, as C's promotion to int), else 64 (runtime.printf)
     arg_bits: tuple = ()
+    skb_offset: int = 0         # EV_SKBOUTPUT: the packet's first bytes left out of the file
 
 
 @dataclass

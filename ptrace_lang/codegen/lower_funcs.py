@@ -15,7 +15,8 @@ from ptrace_lang import spec as S
 from ptrace_lang.bpf.uapi import (
     AF_INET, AF_INET6, FN_D_PATH, FN_GET_CURRENT_UID_GID, FN_GET_NUMA_NODE_ID, FN_JIFFIES64,
     FN_KTIME_GET_BOOT_NS, FN_KTIME_GET_NS, FN_KTIME_GET_TAI_NS, FN_OVERRIDE_RETURN,
-    FN_PROBE_READ_KERNEL, FN_PROBE_READ_USER, FN_SEND_SIGNAL,
+    BPF_MAP_TYPE_PERF_EVENT_ARRAY, FN_PROBE_READ_KERNEL, FN_PROBE_READ_USER, FN_SEND_SIGNAL,
+    FN_SKB_OUTPUT,
 )
 from ptrace_lang.codegen import ir
 from ptrace_lang.codegen.ir import FP, R0
@@ -25,6 +26,7 @@ from ptrace_lang.sema.fn_funcs import array_field, pton_bytes
 from ptrace_lang.signals import SIGNALS
 from ptrace_lang.sema.types import ArrayT, IntT, StrT, UserT
 
+ENOSPC = 28
 PT_REGS_CS = 136          # x86-64 struct pt_regs: cs
 
 
@@ -360,6 +362,41 @@ class FuncsLowering:
 
     def stmt_override(self, e: ast.Call) -> None:
         self.call(FN_OVERRIDE_RETURN, self.ctx, self.scalar(e.args[0]))
+
+    def call_skboutput(self, e: ast.Call) -> ir.VReg:
+        """bpf_skb_output(skb, map, BPF_F_CURRENT_CPU | cap_len << 32, &header, 24): the
+        header (spec.SKB_HEADER: the call's event id, the boot clock, cap_len) then cap_len
+        bytes of the packet, into this CPU's ring of the perf event array; the helper's result
+        (0, -EFAULT when the packet is shorter than cap_len, -ENOSPC when the ring is full). The tracing programs' variant
+        takes the BTF-typed skb where the uapi comment says ctx."""
+        ev = len(self.events)
+        self.events.append(S.EventSpec(S.EV_SKBOUTPUT, e.args[0].value, [], e.span,
+                                       skb_offset=e.args[3].value))
+        maps = self.__dict__.setdefault("extra_maps", [])
+        if not maps:        # one ring per possible CPU id (BPF_F_CURRENT_CPU indexes it)
+            maps.append(S.MapSpec(S.SKB_OUTPUT_MAP, BPF_MAP_TYPE_PERF_EVENT_ARRAY, 4, 4,
+                                  self.target.cpu_id_limit))
+        skb = self.scalar(e.args[1])
+        cap = self.scalar(e.args[2])
+        slot = self.frame.alloc(S.SKB_HEADER, e.span)
+        self.emit(ir.Store(FP, slot, ev, 8))
+        self.emit(ir.Store(FP, slot + 16, cap, 8))
+        self.call(FN_KTIME_GET_BOOT_NS)
+        self.emit(ir.Store(FP, slot + 8, R0, 8))
+        flags = self.vreg()
+        self.mov(flags, cap)
+        self.emit(ir.Alu("lsh", flags, 32))
+        self.emit(ir.Alu("or", flags, self.const(0xFFFFFFFF)))     # BPF_F_CURRENT_CPU
+        self.call(FN_SKB_OUTPUT, skb, ("map", S.SKB_OUTPUT_MAP), flags, ("fp", slot),
+                  S.SKB_HEADER)
+        out = self.result()
+        # -ENOSPC: this CPU's ring was full. Counted as a lost event at once (the kernel's own
+        # PERF_RECORD_LOST only comes with the ring's next record, which may never come)
+        ok = self.label("skbout")
+        self.emit(ir.CondJump("jne", out, -ENOSPC, ok))
+        self.count_error(S.COUNTER_LOST_EVENTS)
+        self.emit(ir.Label(ok))
+        return out
 
     # ------------------------------------------------------------------ builtins
     def call_nsecs(self, e: ast.Call) -> ir.VReg:

@@ -180,3 +180,15 @@ def breakpoint_event(addr: int, length: int, bp_type: int, pid: int = -1, cpu: i
     attr.config1 = addr
     attr.config2 = length
     return perf_event_open(attr, pid, cpu)
+
+
+PERF_SAMPLE_RAW = 1 << 10
+
+
+def bpf_output_event(cpu: int, wakeup_events: int = 1) -> int:
+    """A PERF_COUNT_SW_BPF_OUTPUT event on ``cpu`` sampling raw records: the ring that
+    bpf_perf_event_output / bpf_skb_output write into once its fd is in a perf event array."""
+    attr = PerfEventAttr(type=PERF_TYPE_SOFTWARE, config=PERF_COUNT_SW_BPF_OUTPUT,
+                         sample_type=PERF_SAMPLE_RAW, wakeup_events=wakeup_events)
+    attr.sample_period = 1
+    return perf_event_open(attr, -1, cpu)

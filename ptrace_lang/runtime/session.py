@@ -82,6 +82,7 @@ class Session(RecordConsumer):
             self.sink = TextSink(self.out, self.err, opts.output_format, opts.buffering)
         self.k = _Loaded()
         self.ringbuf = None
+        self._skb = None                  # skboutput's pcap capture (runtime.pcap.SkbCapture)
         self.exit_code = 0
         self.stopping = False
         self.pending: list[str] = []
@@ -421,6 +422,8 @@ class Session(RecordConsumer):
         lost, full, failed = counters
         if self._counters_at_stop is not None:
             lost = self._counters_at_stop[0]
+        if self._skb is not None:       # skboutput packets that did not reach their file
+            lost += self._skb.lost
         if self.opts.output_format == "json":
             from ptrace_lang.runtime.format import json_object
 
@@ -504,6 +507,10 @@ class Session(RecordConsumer):
             self.ringbuf = RingBuffer(self.k.maps[rb_spec.name].fd, rb_spec.max_entries)
         if self.opts.dry_run:
             return 0
+        if S.SKB_OUTPUT_MAP in self.k.maps:        # skboutput(): its pcap files and reader
+            from ptrace_lang.runtime.pcap import SkbCapture
+
+            self._skb = SkbCapture(self.spec, self.k.maps[S.SKB_OUTPUT_MAP])
         begins = [a for a in self.spec.attachments if providers.runs(a.provider) == "start"]
         # hold begin's output until the probes are attached, as bpftrace prints it after
         # the "Attached" line (print(), clear() and system() in begin too); an exit() in begin
@@ -578,6 +585,8 @@ class Session(RecordConsumer):
         # them is slow and is left to the final teardown); what came before still prints,
         # what came after an exit() does not
         self.detach()
+        if self._skb is not None:
+            self._skb.stop()
         self.drain()
         self.stopping = False
         for a in self.spec.attachments:
@@ -701,6 +710,9 @@ class Session(RecordConsumer):
             self._stats_fd = -1
         objs = list(self.k.links)
         self.k.links.clear()
+        if self._skb is not None:
+            objs.append(self._skb)
+            self._skb = None
         if self.ringbuf is not None:
             objs.append(self.ringbuf)
             self.ringbuf = None

@@ -158,7 +158,10 @@ _TABLE = (
             "(bpf_get_socket_cookie, on a BTF-typed socket)",
             probes=("fentry", "fexit", "rawtracepoint", "iter")),
     # ---------------------------------------------------------------- later
-    Builtin("skboutput", "function", later=True),
+    Builtin("skboutput", "function", "skboutput(const string path, struct sk_buff *skb, "
+            "uint64 cap_len, const uint32 offset): cap_len bytes of the packet into the pcap "
+            "file path (raw IP), the first offset bytes left out; 0 or the helper's error",
+            probes=("fentry", "fexit", "rawtracepoint")),
     Builtin("unwatch", "function", later=True),
 )
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 from ptrace_lang.frontend import ast
 from ptrace_lang.sema import builtins
 from ptrace_lang.sema.types import (
-    BOOL, INT64, PROBE, UINT32, UINT64, VOID, IntT, StrT, Type, UserT,
+    BOOL, INT64, PROBE, UINT32, UINT64, VOID, IntT, PtrT, StrT, StructT, Type, UserT,
 )
 from ptrace_lang.messages import map_call_error, say
 from ptrace_lang.signals import SIGNAL_TEXT_SIZE, SIGNALS
@@ -437,3 +437,43 @@ class FuncsMixin:
             self.error(f"The usermode builtin can not be used with '{self.ctx.provider}' probes",
                        span)
         return UINT8
+
+    # ------------------------------------------------------------------ skboutput
+    def fn_skboutput(self, e: ast.Call) -> Type:
+        """skboutput(path, skb, cap_len, offset) (bpftrace 0.20): bpf_skb_output copies cap_len
+        bytes of the packet into a perf event array; user space writes them, the first offset
+        bytes left out (14: an Ethernet header), to the pcap file path (raw IP). The kernel
+        gives the helper to tracing programs only, on a BTF-typed ``struct sk_buff *``."""
+        ts = self._checked(e, 4, 4)
+        if ts is not None:
+            if not isinstance(e.args[0], ast.StrLit):
+                self.error("skboutput() expects a string literal as argument 1 (the pcap "
+                           "file's path)", e.args[0].span, [SIG["skboutput"]])
+            elif not e.args[0].value:
+                self.error("skboutput() expects a file path as argument 1, got an empty "
+                           "string", e.args[0].span, [SIG["skboutput"]])
+            t = ts[1]
+            if not (isinstance(t, PtrT) and isinstance(t.target, StructT)
+                    and (t.target.kind, t.target.name) == ("struct", "sk_buff")):
+                self.error(f"skboutput() expects a 'struct sk_buff *' as argument 2, got '{t}'",
+                           e.args[1].span, [SIG["skboutput"]])
+            self._want_int(e, 2, ts[2])
+            if self._want_int(e, 3, ts[3]) and not isinstance(e.args[3], ast.IntLit):
+                self.error("skboutput() expects an integer literal as argument 4 (the offset)",
+                           e.args[3].span, [SIG["skboutput"]])
+            elif isinstance(e.args[3], ast.IntLit) and not 0 <= e.args[3].value < 1 << 32:
+                self.error("skboutput(): the offset must be between 0 and 4294967295",
+                           e.args[3].span, [SIG["skboutput"]])
+        ctx = self.ctx
+        if ctx is not None and not tracing_program(ctx):
+            self.error(f'skboutput can not be used with "{ctx.provider}" probes', e.span,
+                       ["the kernel offers bpf_skb_output to tracing programs only: "
+                        "fentry/fexit, rawtracepoint reading args (tp_btf)"])
+        return UINT32
+
+
+def tracing_program(ctx) -> bool:
+    """Whether a probe's program is a BTF tracing program (fentry/fexit, tp_btf: a
+    rawtracepoint that reads its typed args, iter), which some helpers require."""
+    return ctx.provider in ("fentry", "fexit", "iter") or (
+        ctx.provider == "rawtracepoint" and ctx.args is not None and bool(ctx.args.fields))

@@ -9,6 +9,7 @@ from __future__ import annotations
 from ptrace_lang.errors import Span
 from ptrace_lang.frontend import ast
 from ptrace_lang.sema import btftypes
+from ptrace_lang.sema.fn_funcs import tracing_program
 from ptrace_lang.sema.types import (
     BOOL, INT64, INT_TYPE_NAMES, UINT32, UINT64, VOID, AggT, ArgsT, ArrayT, BoolT, EnumT, IntT,
     PtrT, StrT, StructT, TupleT, Type, c_layout, c_sizeof,
@@ -335,9 +336,7 @@ class TypesMixin:
             self.error("socket_cookie() only supports 'struct sock *' as the argument "
                        f"('{t.target} *' provided)", e.args[0].span, [sig])
         ctx = self.ctx
-        if ctx is not None and not (ctx.provider in ("fentry", "fexit", "iter") or
-                                    ctx.provider == "rawtracepoint" and ctx.args is not None
-                                    and ctx.args.fields):
+        if ctx is not None and not tracing_program(ctx):
             self.error(f'socket_cookie can not be used with "{ctx.provider}" probes', e.span,
                        ["the kernel offers bpf_get_socket_cookie on a socket to tracing programs "
                         "only: fentry/fexit, rawtracepoint reading args (tp_btf), iter"])
