@@ -470,11 +470,7 @@ _SLOTS = {_E_SKIP: 0, _E_FUNC: 2, _E_IMM64: 2, _E_MAPFD: 2, _E_BTFID: 2}     # o
 
 
 def _emit_kind(cls: type) -> int:
-    k = _EMIT_KIND.get(cls)
-    if k is None:
-        k = _EMIT_KIND[cls] = next((k for base, k in _EMIT_BASES if issubclass(cls, base)),
-                                   _E_BAD)
-    return k
+    return ir.class_kind(_EMIT_KIND, _EMIT_BASES, cls, _E_BAD)
 
 
 _S32_MIN, _S32_MAX = -(1 << 31), (1 << 31) - 1

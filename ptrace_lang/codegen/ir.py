@@ -293,13 +293,18 @@ _KIND_BASES = ((Alu, KIND_ALU), (Load, KIND_LOAD), (Store, KIND_STORE), (AtomicA
 KIND_OF: dict[type, int] = {}       # filled on first sight of a class (kind_of)
 
 
+def class_kind(cache: dict, bases: tuple, cls: type, default: int) -> int:
+    """The kind of the first of ``bases`` (``(class or classes, kind)`` pairs) that ``cls``
+    derives from, ``default`` if none; remembered in ``cache`` by class."""
+    k = cache.get(cls)
+    if k is None:
+        k = cache[cls] = next((k for base, k in bases if issubclass(cls, base)), default)
+    return k
+
+
 def kind_of(cls: type) -> int:
     """The operand kind (``KIND_*``) of an instruction class."""
-    k = KIND_OF.get(cls)
-    if k is None:
-        k = KIND_OF[cls] = next((k for base, k in _KIND_BASES if issubclass(cls, base)),
-                                KIND_NONE)
-    return k
+    return class_kind(KIND_OF, _KIND_BASES, cls, KIND_NONE)
 
 
 def _uses_alu(insn) -> list[Reg]:
