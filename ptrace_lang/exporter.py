@@ -200,7 +200,7 @@ def hist_buckets(md, value) -> list[tuple[str, float]]:
 
 def _tseries(md, name, helptext, labels, rows):
     """tseries(): the decoded value is ``[(interval start ns, value), ...]`` oldest first
-    (``session._read_tseries``); each key's latest interval is a gauge."""
+    (``mapread._read_tseries``); each key's latest interval is a gauge."""
     fam = GaugeMetricFamily(name, f"{helptext} (tseries(): the latest interval)", labels=labels)
     for lv, points in rows:
         if points:
