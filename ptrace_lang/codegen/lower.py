@@ -138,8 +138,15 @@ class Lowering(FlowLowering, BuiltinsLowering, MapsLowering, EventsLowering, Str
         """Call a helper with ``args`` (VReg, int, ("fp", off), ("map", name), ("ptr", reg, off))."""
         for preg, a in zip(ir.ARG_REGS, args):
             if isinstance(a, tuple) and a[0] == "fp":
-                self.mov(preg, FP)
-                self.emit(ir.Alu("add", preg, a[1]))
+                # a stack address: computed once and kept where it dominates (a statement
+                # after statement passing the same slots to helpers, as LLVM keeps them)
+                r = self.kept_value(("fp", a[1]))
+                if r is None:
+                    r = self.vreg()
+                    self.mov(r, FP)
+                    self.emit(ir.Alu("add", r, a[1]))
+                    self.remember(("fp", a[1]), r)
+                self.mov(preg, r)
             elif isinstance(a, tuple) and a[0] == "map":
                 self.emit(ir.LoadMapFd(preg, a[1]))
             elif isinstance(a, tuple) and a[0] == "ptr":

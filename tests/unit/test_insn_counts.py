@@ -49,3 +49,23 @@ def test_instruction_counts_are_the_golden_ones():
                                      indent=1, sort_keys=True) + "\n")
     want = json.loads(GOLDEN.read_text())["ptrace"]
     assert got == want
+
+
+def test_stack_addresses_passed_to_helpers_are_computed_once_where_they_dominate():
+    # capable.bt's BEGIN pattern (a string table written into a map): each update passes the
+    # same key and value slots, whose addresses are kept in registers across the calls, as
+    # LLVM keeps them (issue 15's finding: direct 762 xlated against LLVM's 729 before this)
+    import struct
+
+    from ptrace_lang.driver import Options, compile_script
+
+    text = ('BEGIN { @n[0] = "CAP_CHOWN"; @n[1] = "CAP_DAC_OVERRIDE"; @n[2] = "CAP_FOWNER"; '
+            '@n[3] = "CAP_FSETID"; }')
+    c = compile_script(text, "stdin", Options(), machine=recorded_machine())
+    raw = c.spec.programs[0].insns
+    from_fp = [i for i in range(0, len(raw), 8)
+               if raw[i] == 0xBF and raw[i + 1] >> 4 == 10]      # rX = r10 (ALU64 MOV X)
+    calls = [i for i in range(0, len(raw), 8) if raw[i] == 0x85
+             and struct.unpack_from("<i", raw, i + 4)[0] == 2]   # bpf_map_update_elem
+    assert len(calls) == 4
+    assert len(from_fp) == 2, f"{len(from_fp)} stack addresses computed for {len(calls)} updates"
